@@ -1,0 +1,17 @@
+//! The control plane and the `convene` binary.
+//!
+//! `cli` parses the command line and loads `settings`; `roles` starts what a command needs; `server` is the
+//! actix HTTP server every role serves through; `routes` holds the handlers; `db`, `entities` and the
+//! service modules (`tenants`, `password`) own storage and rules.
+
+pub mod cli;
+pub mod db;
+pub mod entities;
+pub mod metrics;
+pub mod password;
+pub mod roles;
+pub mod routes;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
+pub mod tenants;

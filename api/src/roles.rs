@@ -1,0 +1,153 @@
+//! The process roles: `up` (everything), `api` (site + control plane), `media` (a media node) and the
+//! one-shot `migrate` and `admin` commands. Each role checks its inputs in an order that fails fast and
+//! leaves nothing half-done: data directory, then ports, then the database, then serving.
+
+use std::{io::Write, path::Path, sync::Arc};
+
+use anyhow::Context;
+use convene_media::{MediaMetrics, MediaNode};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    db,
+    metrics::Metrics,
+    routes::site::Site,
+    server::{self, Dependencies, HttpApp},
+    settings::{Backend, Settings},
+    tenants::{self, NewTenant},
+};
+
+/// Which parts a serving process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// Site, API and media node in one process.
+    All,
+    /// Site and API.
+    Api,
+    /// A media node.
+    Media,
+}
+
+/// Runs a serving role until `shutdown` is cancelled. `banner` receives the start-up message for people.
+pub async fn serve(
+    role: Serve,
+    settings: &Settings,
+    shutdown: CancellationToken,
+    banner: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let uses_database = role != Serve::Media;
+    if uses_database {
+        ensure_writable_dir(&settings.data_dir)?;
+    }
+    let listener = server::bind(settings.http_addr).context("CONVENE_HTTP_ADDR")?;
+    let http_addr = listener.local_addr().context("reading the HTTP listener's address")?;
+
+    let mut metrics = Metrics::new();
+    let media = if role == Serve::Api {
+        None
+    } else {
+        let media_metrics = MediaMetrics::register(&mut metrics.registry);
+        Some(MediaNode::bind(settings.media_udp_addr, media_metrics).await.context("CONVENE_MEDIA_UDP_ADDR")?)
+    };
+    let media_addr = media.as_ref().map(MediaNode::local_addr).transpose().context("reading the media address")?;
+
+    let database = if uses_database { Some(open_database(settings).await?) } else { None };
+    let site = uses_database.then(|| Site::new(&settings.site_dir, meet_host(settings)));
+
+    let media_task = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
+    let app = HttpApp { dependencies: Dependencies { database, media: media_addr }, metrics: Arc::new(metrics), site };
+    let http = tokio::spawn(server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout));
+
+    write_banner(banner, role, settings, http_addr, media_addr)?;
+    tracing::info!(%http_addr, ?media_addr, ?role, "serving");
+
+    let served = http.await.context("the HTTP server task failed")?;
+    // The HTTP server only returns on shutdown or a fatal error; either way the media node stops too.
+    shutdown.cancel();
+    if let Some(task) = media_task {
+        task.await.context("the media node task failed")?;
+    }
+    served.context("the HTTP server stopped with an error")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// `convene migrate`: brings the schema up to date.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    ensure_writable_dir(&settings.data_dir)?;
+    open_database(settings).await?;
+    Ok(())
+}
+
+/// `convene admin create-tenant`: prints the new tenant as JSON on stdout.
+pub async fn create_tenant(settings: &Settings, new: NewTenant, out: &mut dyn Write) -> anyhow::Result<()> {
+    ensure_writable_dir(&settings.data_dir)?;
+    let db = open_database(settings).await?;
+    let created = tenants::create_tenant(&db, new).await?;
+    serde_json::to_writer_pretty(&mut *out, &created)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = db::connect(&settings.database_url).await?;
+    db::migrate(&db, &settings.database_url).await?;
+    Ok(db)
+}
+
+/// Creates the data directory and proves it writable before anything is written into it.
+fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
+    let advice = "choose a writable folder with CONVENE_DATA_DIR or fix its permissions";
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("CONVENE_DATA_DIR {} cannot be created ({advice})", dir.display()))?;
+    let probe = dir.join(".convene-write-check");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("CONVENE_DATA_DIR {} is not writable ({advice})", dir.display()))?;
+    std::fs::remove_file(&probe)
+        .with_context(|| format!("CONVENE_DATA_DIR {} is not writable ({advice})", dir.display()))?;
+    Ok(())
+}
+
+fn meet_host(settings: &Settings) -> String {
+    settings.meet_url.host_str().unwrap_or("meet.localhost").to_owned()
+}
+
+fn write_banner(
+    out: &mut (dyn Write + Send),
+    role: Serve,
+    settings: &Settings,
+    http_addr: std::net::SocketAddr,
+    media_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let site = settings.public_url.as_str().trim_end_matches('/');
+    let meet = settings.meet_url.as_str().trim_end_matches('/');
+    writeln!(out, "Convene {} is running.", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "  listening on http://{http_addr}")?;
+    if let Some(media) = media_addr {
+        writeln!(out, "  media node on udp://{media}")?;
+    }
+    if role != Serve::Media {
+        let database = match settings.database_url.backend() {
+            Backend::Sqlite => format!("SQLite ({})", settings.database_url),
+            Backend::Postgres => format!("Postgres ({})", settings.database_url),
+        };
+        writeln!(out, "  site:      {site}/")?;
+        writeln!(out, "  meetings:  {meet}/<room>?jwt=<token>")?;
+        writeln!(out, "  database:  {database}")?;
+    }
+    writeln!(out, "  health:    {site}/healthz, {site}/readyz, {site}/metrics")?;
+    if role != Serve::Media {
+        writeln!(out)?;
+        writeln!(out, "To get started, create your organisation and its owner account:")?;
+        writeln!(
+            out,
+            "  convene admin create-tenant --name \"Acme\" --owner-email you@example.com --owner-password '<password>'"
+        )?;
+        writeln!(out, "It prints the tenant id and an API key for the /v1 REST API.")?;
+        writeln!(out, "Website sign-in arrives with the accounts pages; until then the CLI is the way in.")?;
+    }
+    writeln!(out, "Stop with Ctrl-C.")?;
+    out.flush()?;
+    Ok(())
+}

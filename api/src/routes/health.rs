@@ -1,0 +1,66 @@
+//! Operations endpoints, answered on every host: `/healthz` (the process is alive), `/readyz` (its
+//! dependencies answer) and `/metrics` (Prometheus).
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{HttpResponse, get, http::header::ContentType, web};
+use serde_json::json;
+
+use crate::{metrics::Metrics, server::Dependencies};
+
+/// Bounds each readiness check, so a hung database cannot hang the probe that is meant to detect it.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Registers the three endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz).service(readyz).service(metrics);
+}
+
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/readyz")]
+async fn readyz(dependencies: web::Data<Dependencies>) -> HttpResponse {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    if let Some(db) = &dependencies.database {
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, db.ping()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "readiness: database ping failed");
+                "unreachable".to_owned()
+            }
+            Err(_) => "timed out".to_owned(),
+        };
+        ready &= outcome == "ok";
+        checks.insert("database".to_owned(), outcome.into());
+    }
+    if let Some(media) = dependencies.media {
+        let outcome = match convene_media::probe(media, CHECK_TIMEOUT).await {
+            Ok(_) => "ok".to_owned(),
+            Err(error) => {
+                tracing::warn!(%error, "readiness: media node probe failed");
+                "unreachable".to_owned()
+            }
+        };
+        ready &= outcome == "ok";
+        checks.insert("media".to_owned(), outcome.into());
+    }
+    let body = json!({ "status": if ready { "ready" } else { "unavailable" }, "checks": checks });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+#[get("/metrics")]
+async fn metrics(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
+    match metrics.encode() {
+        Ok(text) => {
+            HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot encode metrics");
+            HttpResponse::InternalServerError().content_type(ContentType::plaintext()).body("cannot encode metrics")
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP handlers, one module per area. Handlers parse input, call a service module and map its result;
+//! they hold no business rules.
+
+pub mod health;
+pub mod site;

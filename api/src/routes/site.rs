@@ -1,0 +1,74 @@
+//! Mounts the Leptos site: the meet host's pages for requests whose `Host` is the meet host, the main site's
+//! for everything else, the browser bundle under `/pkg` and the embedded stylesheet and icon.
+
+use std::path::Path;
+
+use actix_web::{HttpResponse, guard, http::header, web};
+use convene_app::{ASSETS_PATH, Surface, shell};
+use leptos::prelude::LeptosOptions;
+use leptos_actix::{LeptosRoutes, generate_route_list};
+
+/// The stylesheet and icon are compiled in: one file to deploy, and never out of step with the markup.
+const STYLESHEET: &str = include_str!("../../../assets/convene.css");
+const FAVICON: &str = include_str!("../../../assets/favicon.svg");
+/// Name of the wasm-bindgen output (`pkg/convene.js`, `pkg/convene_bg.wasm`), as `cargo xtask` builds it.
+pub const BUNDLE_NAME: &str = "convene";
+
+/// What the site needs at run time.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Leptos's options (bundle name and location).
+    pub options: LeptosOptions,
+    /// The meet host's name, from `CONVENE_MEET_URL`.
+    pub meet_host: String,
+}
+
+impl Site {
+    /// Builds the options for a bundle in `site_dir` (the folder holding `pkg/`).
+    pub fn new(site_dir: &Path, meet_host: String) -> Self {
+        if !site_dir.join("pkg").join(format!("{BUNDLE_NAME}.js")).is_file() {
+            tracing::warn!(
+                site_dir = %site_dir.display(),
+                "the browser bundle is missing: pages render but do not hydrate (build it with `cargo xtask up`, or set CONVENE_SITE_DIR)"
+            );
+        }
+        let options = LeptosOptions::builder()
+            .output_name(BUNDLE_NAME)
+            .site_root(site_dir.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .build();
+        Self { options, meet_host }
+    }
+
+    /// Registers the routes. Call after every other service: the site's catch-all routes come last.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let pkg_dir = Path::new(self.options.site_root.as_ref()).join("pkg");
+        cfg.app_data(web::Data::new(self.options.clone()))
+            .route(
+                &format!("{ASSETS_PATH}/convene.css"),
+                web::get().to(|| asset(STYLESHEET, "text/css; charset=utf-8")),
+            )
+            .route(&format!("{ASSETS_PATH}/favicon.svg"), web::get().to(|| asset(FAVICON, "image/svg+xml")));
+        // Without a bundle (warned about in `new`) `/pkg` falls through to the site's "not found" page.
+        if pkg_dir.is_dir() {
+            cfg.service(actix_files::Files::new("/pkg", pkg_dir));
+        }
+
+        let meet_options = self.options.clone();
+        let meet_routes = generate_route_list(move || convene_app::surface_view(Surface::Meet));
+        cfg.service(web::scope("").guard(guard::Host(self.meet_host.clone())).configure(|meet| {
+            meet.leptos_routes(meet_routes, move || shell(meet_options.clone(), Surface::Meet));
+        }));
+
+        let site_options = self.options.clone();
+        let site_routes = generate_route_list(move || convene_app::surface_view(Surface::Site));
+        cfg.leptos_routes(site_routes, move || shell(site_options.clone(), Surface::Site));
+    }
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
+}

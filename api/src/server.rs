@@ -1,0 +1,97 @@
+//! The HTTP server. Like mini-redis, it takes an already-bound listener and a shutdown signal, so tests
+//! bind port 0 and stop servers when they like; every role (`up`, `api`, `media`) serves through here.
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, middleware::from_fn, web};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::{metrics::Metrics, routes, routes::site::Site};
+
+/// Request bodies above this are refused with 413 before a handler sees them.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What `/readyz` checks: whichever of these this process depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Dependencies {
+    /// The database, for roles that use one.
+    pub database: Option<DatabaseConnection>,
+    /// The media node's UDP address, for roles that run or need one.
+    pub media: Option<SocketAddr>,
+}
+
+/// Everything the HTTP server serves.
+#[derive(Debug, Clone)]
+pub struct HttpApp {
+    /// Checked by `/readyz`.
+    pub dependencies: Dependencies,
+    /// Served at `/metrics`, fed by the request middleware.
+    pub metrics: Arc<Metrics>,
+    /// The Leptos site, for roles that serve it.
+    pub site: Option<Site>,
+}
+
+/// Binding the HTTP port failed; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpBindError {
+    /// Something else listens there.
+    #[error("{0} is already in use: stop the process using it or set CONVENE_HTTP_ADDR to a free address")]
+    InUse(SocketAddr),
+    /// Any other failure.
+    #[error("cannot listen on {addr}: {source} (check CONVENE_HTTP_ADDR)")]
+    Other {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
+
+/// Binds the HTTP listener up front, so a taken port fails before anything else starts.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HttpBindError> {
+    std::net::TcpListener::bind(addr).map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => HttpBindError::InUse(addr),
+        _ => HttpBindError::Other { addr, source },
+    })
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting connections and lets in-flight requests
+/// finish for up to `grace`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: HttpApp,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> io::Result<()> {
+    let dependencies = web::Data::new(app.dependencies);
+    let metrics = web::Data::new(app.metrics);
+    let site = app.site;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(dependencies.clone())
+            .app_data(metrics.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES))
+            .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
+            .wrap(from_fn(crate::metrics::record))
+            .wrap(TracingLogger::default())
+            .configure(routes::health::configure)
+            .configure(|cfg| {
+                if let Some(site) = &site {
+                    site.configure(cfg);
+                }
+            })
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs())
+    .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.stop(true).await;
+    });
+    server.await
+}

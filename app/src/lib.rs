@@ -1,0 +1,104 @@
+//! The Leptos site. Two surfaces share one stylesheet and one wasm bundle:
+//!
+//! - the **site** on the main host (`CONVENE_PUBLIC_URL`): marketing now, accounts and dashboard later;
+//! - the **meet** host (`CONVENE_MEET_URL`), where invitation links `/<room>?jwt=<token>` land.
+//!
+//! The server picks the surface from the `Host` header and renders it; the document records the surface in
+//! `<html data-surface>` so the browser hydrates the same component tree.
+//!
+//! Components hold no business rules: those live in `convene-api` and reach the site through server functions.
+
+use leptos::prelude::*;
+use leptos_meta::MetaTags;
+
+pub mod meet;
+pub mod meet_link;
+pub mod site;
+
+/// Where the site's static files are served from (the stylesheet and icon are embedded in the binary).
+pub const ASSETS_PATH: &str = "/assets";
+
+/// Which host a page belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The main host: landing page, later accounts and dashboard.
+    Site,
+    /// The meet host: invitation links and the meeting itself.
+    Meet,
+}
+
+impl Surface {
+    /// The value of `<html data-surface>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Site => "site",
+            Surface::Meet => "meet",
+        }
+    }
+
+    /// Reads the surface back from its attribute; anything unknown is the main site.
+    pub fn from_attribute(value: Option<&str>) -> Self {
+        if value == Some("meet") { Surface::Meet } else { Surface::Site }
+    }
+}
+
+/// The HTML document around a surface, rendered on the server only.
+pub fn shell(options: LeptosOptions, surface: Surface) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en" data-surface=surface.as_str()>
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="stylesheet" href=format!("{ASSETS_PATH}/convene.css") />
+                <link rel="icon" type="image/svg+xml" href=format!("{ASSETS_PATH}/favicon.svg") />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>{surface_view(surface)}</body>
+        </html>
+    }
+}
+
+/// The component tree of a surface, used by the server render and by hydration alike.
+pub fn surface_view(surface: Surface) -> AnyView {
+    match surface {
+        Surface::Site => view! { <site::SiteApp /> }.into_any(),
+        Surface::Meet => view! { <meet::MeetApp /> }.into_any(),
+    }
+}
+
+/// Marks the document once hydration has run, so styles and tests can tell a live page from a static one.
+fn mark_hydrated() {
+    Effect::new(|_| {
+        if let Some(root) = document().document_element() {
+            // Setting an attribute on the root element cannot fail in a live document.
+            let _ = root.set_attribute("data-hydrated", "true");
+        }
+    });
+}
+
+/// Sets the HTTP status of a server-rendered page (a no-op in the browser).
+fn set_status(code: u16) {
+    #[cfg(feature = "ssr")]
+    if let (Some(response), Ok(status)) =
+        (use_context::<leptos_actix::ResponseOptions>(), actix_web::http::StatusCode::from_u16(code))
+    {
+        response.set_status(status);
+    }
+    #[cfg(not(feature = "ssr"))]
+    let _ = code;
+}
+
+/// The page for a path no route knows.
+#[component]
+fn NotFound() -> impl IntoView {
+    set_status(404);
+    view! {
+        <leptos_meta::Title text="Page not found · Convene" />
+        <section class="notice">
+            <h1>"Page not found"</h1>
+            <p>"There is nothing at this address. Check the link, or start again from the "<a href="/">"home page"</a>"."</p>
+        </section>
+    }
+}

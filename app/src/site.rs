@@ -1,0 +1,111 @@
+//! The main host: what a visitor sees first.
+
+use leptos::prelude::*;
+use leptos_meta::{Meta, Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+use crate::{NotFound, mark_hydrated};
+
+/// The main host's component tree.
+#[component]
+pub fn SiteApp() -> impl IntoView {
+    provide_meta_context();
+    mark_hydrated();
+    view! {
+        <header class="bar">
+            <a class="brand" href="/">
+                "Convene"
+            </a>
+        </header>
+        <Router>
+            <main>
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=Landing />
+                    // Every other path renders the "not found" page with a 404, rather than an empty body.
+                    <Route path=path!("/*any") view=NotFound />
+                </Routes>
+            </main>
+        </Router>
+        <footer class="foot">"Convene · video meetings you can run yourself"</footer>
+    }
+}
+
+/// What a feature card says.
+struct Feature {
+    title: &'static str,
+    text: &'static str,
+}
+
+const FEATURES: [Feature; 6] = [
+    Feature {
+        title: "Meet in the browser",
+        text: "Invitees click a link and join at 720p or 1080p. No download, no account needed when you allow guests.",
+    },
+    Feature {
+        title: "Built for ten at once",
+        text: "Every sender publishes three layers; each viewer gets the speaker in full and everyone else small, \
+               sized to their own bandwidth.",
+    },
+    Feature {
+        title: "Moderation that holds",
+        text: "Lobby, room password, mute, remove, end for all. Roles come from signed tokens, never from who \
+               arrived first.",
+    },
+    Feature {
+        title: "Dial in by phone",
+        text: "Callers dial your number and type the meeting PIN; the bridge mixes only the loudest speakers.",
+    },
+    Feature {
+        title: "Record what matters",
+        text: "Per-track recording on the media node with a composed file after the meeting, stored where you \
+               choose.",
+    },
+    Feature {
+        title: "An API for developers",
+        text: "Create rooms and mint Jitsi-compatible meeting tokens from your own backend, then embed the \
+               meeting in your product.",
+    },
+];
+
+/// The landing page.
+#[component]
+fn Landing() -> impl IntoView {
+    view! {
+        <Title text="Convene · video meetings for your company" />
+        <Meta
+            name="description"
+            content="Convene is a multi-tenant video-meeting platform: browser meetings, dial-in, recording and an API."
+        />
+        <section class="hero">
+            <h1>"Video meetings your company runs, at a fraction of the hardware."</h1>
+            <p class="lede">
+                "Convene is a complete meeting platform in one program: the website, the signalling, the \
+                 media bridge, recording and the phone gateway."
+            </p>
+        </section>
+        <section class="features" aria-label="Features">
+            {FEATURES
+                .iter()
+                .map(|feature| {
+                    view! {
+                        <article class="card">
+                            <h2>{feature.title}</h2>
+                            <p>{feature.text}</p>
+                        </article>
+                    }
+                })
+                .collect_view()}
+        </section>
+        <section class="run">
+            <h2>"Run it yourself"</h2>
+            <p>"One machine, nothing else to install. From a checkout of the repository:"</p>
+            <pre>
+                <code>"cargo xtask up"</code>
+            </pre>
+            <p>"The site, the API and a media node start together, with their data in " <code>"./data"</code> "."</p>
+        </section>
+    }
+}

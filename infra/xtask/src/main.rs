@@ -1,0 +1,149 @@
+//! The developer task runner (`cargo xtask <task>`), so that a fresh Debian machine with rustup needs
+//! exactly two commands:
+//!
+//! - `cargo xtask up`: installs the build tools, builds the browser bundle and the release binary,
+//!   migrates `./data` and runs `convene up`.
+//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium), builds
+//!   the bundle, checks formatting and lints, then runs every test.
+//!
+//! Every step says what it does; every step is idempotent.
+
+mod services;
+mod site;
+#[cfg(test)]
+mod tidy;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "usage: cargo xtask <up|test> [args]
+
+  up    build everything and run `convene up` on ./data (extra args go to `convene up`)
+  test  install and start what the tests need, check formatting and lints, run every test";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("up") => up(&rest),
+        Some("test") => test(&rest),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a step heading, so a long run shows where it is.
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+/// Runs a command from the workspace root, failing with the command line when it fails.
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command.current_dir(workspace_root()).status().with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn workspace_root() -> &'static Path {
+    // infra/xtask/ -> the workspace root.
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// Where cargo puts its output (honours CARGO_TARGET_DIR and .cargo/config.toml).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let dir = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+fn up(args: &[String]) -> anyhow::Result<()> {
+    let target = target_dir()?;
+    site::build(&target)?;
+    step("Building the release binary");
+    run(cargo().args(["build", "--release", "--package", "convene-api", "--bin", "convene"]))?;
+    let convene = target.join("release").join("convene");
+
+    step("Migrating the database");
+    run(Command::new(&convene).arg("migrate"))?;
+
+    step("Starting convene up (Ctrl-C stops it)");
+    exec(Command::new(&convene).arg("up").args(args).current_dir(workspace_root()))
+}
+
+/// Replaces this process with `command`, so Ctrl-C and SIGTERM reach the server directly.
+fn exec(command: &mut Command) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let error = command.exec();
+    Err(error).with_context(|| format!("cannot start {command:?}"))
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    services::ensure_postgres()?;
+    services::ensure_chromium()?;
+    let target = target_dir()?;
+    site::build(&target)?;
+
+    step("Checking formatting");
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+
+    step("Linting (clippy, warnings are errors)");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "convene-hydrate",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(site::WASM_CLIPPY_ARGS))?;
+
+    step("Running every test");
+    let mut runner = if has_nextest() {
+        let mut command = cargo();
+        command.args(["nextest", "run", "--workspace", "--exclude", "convene-hydrate", "--no-fail-fast"]);
+        command
+    } else {
+        let mut command = cargo();
+        command.args(["test", "--workspace", "--exclude", "convene-hydrate", "--no-fail-fast"]);
+        command
+    };
+    run(runner.args(args).env("CONVENE_TEST_DATABASE_URL", services::test_database_url()))
+}
+
+fn has_nextest() -> bool {
+    cargo().args(["nextest", "--version"]).output().is_ok_and(|output| output.status.success())
+}

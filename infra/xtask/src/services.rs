@@ -1,0 +1,120 @@
+//! The services tests talk to, installed from Debian's packages and started when they are not running.
+//! Idempotent: on a machine that has them running, each check is one quick probe.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::Command,
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::{run, step};
+
+const POSTGRES_ADDR: &str = "127.0.0.1:5432";
+/// The password is set by `ensure_postgres` on a fresh install; with trust auth it is ignored.
+const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+
+/// The server URL tests create their databases on: `CONVENE_TEST_DATABASE_URL`, or the local default.
+pub fn test_database_url() -> String {
+    std::env::var("CONVENE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+/// Postgres on 127.0.0.1:5432: installed if missing, started if down.
+pub fn ensure_postgres() -> anyhow::Result<()> {
+    step("Checking Postgres");
+    if std::env::var_os("CONVENE_TEST_DATABASE_URL").is_some() {
+        println!("using CONVENE_TEST_DATABASE_URL as given");
+        return Ok(());
+    }
+    if port_open(POSTGRES_ADDR) {
+        println!("Postgres answers on {POSTGRES_ADDR}");
+        return Ok(());
+    }
+    let fresh = cluster_versions()?.is_empty();
+    if fresh {
+        apt_install(&["postgresql"])?;
+    }
+    for version in cluster_versions()? {
+        println!("starting Postgres {version}");
+        run(Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", &version, "main", "start"]))?;
+    }
+    wait_for_port(POSTGRES_ADDR, Duration::from_secs(30))?;
+    if fresh {
+        // Debian's default asks local TCP clients for a password: give the superuser the one tests use.
+        run(Command::new("runuser").args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-c",
+            "ALTER USER postgres PASSWORD 'postgres'",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Debian's Chromium, for the browser tests.
+pub fn ensure_chromium() -> anyhow::Result<()> {
+    step("Checking Chromium");
+    if Path::new("/usr/bin/chromium").exists() {
+        println!("Chromium is installed");
+        return Ok(());
+    }
+    apt_install(&["chromium"])
+}
+
+fn cluster_versions() -> anyhow::Result<Vec<String>> {
+    let dir = Path::new("/etc/postgresql");
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut versions = Vec::new();
+    for entry in dir.read_dir().context("reading /etc/postgresql")? {
+        let entry = entry?;
+        if entry.path().join("main").is_dir() {
+            versions.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(versions)
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    static UPDATED: Once = Once::new();
+    step(&format!("Installing {} from Debian's packages", packages.join(", ")));
+    let mut update_result = Ok(());
+    UPDATED.call_once(|| update_result = run(apt_get().arg("update")));
+    update_result?;
+    run(apt_get().args(["install", "-y", "--no-install-recommends"]).args(packages))
+}
+
+/// apt-get, through sudo when not root.
+fn apt_get() -> Command {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0"));
+    let mut command = if is_root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    command.env("DEBIAN_FRONTEND", "noninteractive");
+    command
+}
+
+fn port_open(addr: &str) -> bool {
+    addr.parse::<SocketAddr>().is_ok_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+}
+
+fn wait_for_port(addr: &str, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if port_open(addr) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("nothing answers on {addr} after {limit:?}")
+}

@@ -1,0 +1,63 @@
+//! Builds the browser bundle: the `convene-hydrate` crate for wasm32, then `wasm-bindgen` into
+//! `<target>/site/pkg`, where `convene` looks for it by default.
+
+use std::{path::Path, process::Command};
+
+use anyhow::Context;
+
+use crate::{cargo, run, step};
+
+/// Must equal the `wasm-bindgen` crate in Cargo.lock: the CLI refuses modules from another version
+/// (the tidy test checks the two agree).
+pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const WASM_PROFILE: &str = "wasm-release";
+
+/// Clippy over the browser crate, for its own target (its features must not unify with the server's).
+pub const WASM_CLIPPY_ARGS: [&str; 8] =
+    ["clippy", "--package", "convene-hydrate", "--target", WASM_TARGET, "--", "-D", "warnings"];
+
+/// Installs what is missing, then builds the bundle.
+pub fn build(target_dir: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    ensure_wasm_bindgen()?;
+    step("Building the browser bundle (wasm32)");
+    run(cargo().args([
+        "build",
+        "--package",
+        "convene-hydrate",
+        "--lib",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        WASM_PROFILE,
+    ]))?;
+    let wasm = target_dir.join(WASM_TARGET).join(WASM_PROFILE).join("convene_hydrate.wasm");
+    let out_dir = target_dir.join("site").join("pkg");
+    run(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--no-typescript", "--out-name", "convene", "--out-dir"])
+        .arg(&out_dir)
+        .arg(&wasm))?;
+    println!("bundle written to {}", out_dir.display());
+    Ok(())
+}
+
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed =
+        Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|line| line.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    step("Installing the wasm32 target");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn ensure_wasm_bindgen() -> anyhow::Result<()> {
+    let current = Command::new("wasm-bindgen").arg("--version").output().ok();
+    let wanted = format!("wasm-bindgen {WASM_BINDGEN_VERSION}");
+    if current.is_some_and(|output| String::from_utf8_lossy(&output.stdout).trim() == wanted) {
+        return Ok(());
+    }
+    step(&format!("Installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (a few minutes, once)"));
+    run(cargo().args(["install", "wasm-bindgen-cli", "--version", &format!("={WASM_BINDGEN_VERSION}")]))
+}

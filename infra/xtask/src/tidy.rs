@@ -1,0 +1,67 @@
+//! Repository hygiene, checked by `cargo test` like any other test (rust-analyzer's habit).
+
+use std::process::Command;
+
+use crate::{site::WASM_BINDGEN_VERSION, workspace_root};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(workspace_root().join(path)).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+}
+
+fn tracked_files() -> Vec<String> {
+    let output = Command::new("git").args(["ls-files"]).current_dir(workspace_root()).output().expect("git ls-files");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_wasm_bindgen_crate_matches_the_pinned_cli() {
+    let lock = read("Cargo.lock");
+    let locked = lock
+        .split("[[package]]")
+        .find(|package| package.contains("name = \"wasm-bindgen\"\n"))
+        .and_then(|package| package.lines().find_map(|line| line.strip_prefix("version = ")))
+        .map(|version| version.trim_matches('"').to_owned());
+    assert_eq!(locked.as_deref(), Some(WASM_BINDGEN_VERSION), "Cargo.lock's wasm-bindgen must equal the CLI pin");
+    assert!(read("Cargo.toml").contains(&format!("wasm-bindgen = \"={WASM_BINDGEN_VERSION}\"")));
+}
+
+#[test]
+fn no_toolchain_file_pins_nightly() {
+    for name in ["rust-toolchain", "rust-toolchain.toml"] {
+        let path = workspace_root().join(name);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).expect("readable toolchain file");
+            assert!(!text.contains("nightly"), "{name} pins nightly; our machines have one stable toolchain");
+        }
+    }
+}
+
+#[test]
+fn every_crate_uses_the_workspace_lints() {
+    let members = tracked_files().into_iter().filter(|path| path.ends_with("/Cargo.toml"));
+    for manifest in members {
+        let text = read(&manifest);
+        assert!(text.contains("[lints]\nworkspace = true"), "{manifest} must inherit [workspace.lints]");
+    }
+}
+
+#[test]
+fn text_files_have_no_trailing_whitespace_or_tabs() {
+    let text_like = [".rs", ".toml", ".md", ".css", ".svg", ".service", ".yml", ".yaml", "run", "Containerfile"];
+    let mut offenders = Vec::new();
+    for path in tracked_files().iter().filter(|path| text_like.iter().any(|suffix| path.ends_with(suffix))) {
+        for (number, line) in read(path).lines().enumerate() {
+            if line.ends_with(' ') || line.contains('\t') {
+                offenders.push(format!("{path}:{}", number + 1));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "trailing whitespace or tabs at:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn the_readme_shows_the_two_commands_and_ci_runs_the_test_command() {
+    let readme = read("README.md");
+    assert!(readme.contains("cargo xtask up") && readme.contains("cargo xtask test"));
+    assert!(read(".ci/run").contains("cargo xtask test"));
+}

@@ -1,0 +1,16 @@
+//! The media node's data plane.
+//!
+//! Today it owns the node's UDP port and answers STUN Binding requests that carry no ICE credentials, which
+//! is how load balancers, operators and `/readyz` check that the port is reachable. The SFU (str0m peers
+//! demultiplexed on this same port) arrives with the media issue and takes the ICE checks this node
+//! currently drops.
+//!
+//! Layout follows str0m: [`stun`] is sans-IO (bytes in, bytes out, no sockets, no clock); [`node`] is the thin
+//! driver that owns the socket; [`probe`] is the client side used by health checks.
+
+pub mod node;
+pub mod probe;
+pub mod stun;
+
+pub use node::{BindError, MediaMetrics, MediaNode};
+pub use probe::{ProbeError, probe};

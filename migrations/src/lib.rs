@@ -1,0 +1,19 @@
+//! The schema, as an ordered list of migrations. The same migrations run on SQLite and Postgres, so DDL is
+//! written with SeaQuery builders only; Postgres-only pieces must branch on `manager.get_database_backend()`.
+//!
+//! Migrations are append-only once landed: fix a shipped migration with a new one.
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_tenants_users_api_keys;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_tenants_users_api_keys::Migration)]
+    }
+}
