@@ -16,21 +16,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum DbError {
     /// The server is unreachable, refuses us, or the file cannot be opened.
     #[error(
-        "cannot connect to the database {url} (CONVENE_DATABASE_URL): {source}. Check that the server runs and the URL is right"
+        "cannot connect to the database {url} (CONVENE_DATABASE_URL): {cause}. Check that the server runs and the URL is right"
     )]
     Connect {
         /// The redacted URL.
         url: String,
-        /// The driver's error.
-        source: sea_orm::DbErr,
+        /// What the driver said, as precisely as it can be had.
+        cause: String,
     },
     /// A migration failed; the migrator runs each one in a transaction where the engine allows.
-    #[error("cannot migrate the database {url}: {source}")]
+    #[error("cannot migrate the database {url}: {cause}")]
     Migrate {
         /// The redacted URL.
         url: String,
-        /// The driver's error.
-        source: sea_orm::DbErr,
+        /// What the driver said.
+        cause: sea_orm::DbErr,
     },
 }
 
@@ -49,10 +49,33 @@ pub async fn connect(url: &DatabaseUrl) -> Result<DatabaseConnection, DbError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(CONNECT_TIMEOUT)
         .sqlx_logging(false);
-    Database::connect(options).await.map_err(|source| DbError::Connect { url: url.to_string(), source })
+    match Database::connect(options).await {
+        Ok(db) => Ok(db),
+        Err(error) => Err(DbError::Connect { url: url.to_string(), cause: connect_failure_cause(url, error).await }),
+    }
+}
+
+/// The pool reports only "timed out" when every attempt failed. One direct connection recovers the real
+/// reason ("connection refused", "password authentication failed", "database does not exist").
+async fn connect_failure_cause(url: &DatabaseUrl, pool_error: sea_orm::DbErr) -> String {
+    use sea_orm::sqlx::Connection;
+    let direct = match url.backend() {
+        Backend::Postgres => tokio::time::timeout(CONNECT_TIMEOUT, sea_orm::sqlx::PgConnection::connect(url.expose()))
+            .await
+            .map(|r| r.map(drop)),
+        Backend::Sqlite => {
+            tokio::time::timeout(CONNECT_TIMEOUT, sea_orm::sqlx::SqliteConnection::connect(url.expose()))
+                .await
+                .map(|r| r.map(drop))
+        }
+    };
+    match direct {
+        Ok(Err(error)) => error.to_string(),
+        _ => pool_error.to_string(),
+    }
 }
 
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection, url: &DatabaseUrl) -> Result<(), DbError> {
-    Migrator::up(db, None).await.map_err(|source| DbError::Migrate { url: url.to_string(), source })
+    Migrator::up(db, None).await.map_err(|cause| DbError::Migrate { url: url.to_string(), cause })
 }

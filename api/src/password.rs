@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(parse("zzzzzzzzzz").err(), Some(WeakPassword::Common));
         assert_eq!(parse("ANN@example.com").err(), Some(WeakPassword::SameAsEmail));
         assert!(parse("correct horse battery").is_ok());
-        assert!(parse(&"é".repeat(MAX_LEN)).is_ok(), "length counts characters, not bytes");
+        assert!(parse(&"éa".repeat(MAX_LEN / 2)).is_ok(), "length counts characters, not bytes");
     }
 
     #[tokio::test]

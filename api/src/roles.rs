@@ -1,12 +1,13 @@
 //! The process roles: `up` (everything), `api` (site + control plane), `media` (a media node) and the
 //! one-shot `migrate` and `admin` commands. Each role checks its inputs in an order that fails fast and
-//! leaves nothing half-done: data directory, then ports, then the database, then serving.
+//! leaves nothing half-done: ports, then the data directory, then the database, then serving.
 
-use std::{io::Write, path::Path, sync::Arc};
+use std::{io::Write, net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context;
 use convene_media::{MediaMetrics, MediaNode};
 use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -29,20 +30,23 @@ pub enum Serve {
     Media,
 }
 
-/// Runs a serving role until `shutdown` is cancelled. `banner` receives the start-up message for people.
-pub async fn serve(
-    role: Serve,
-    settings: &Settings,
+/// A started role: its bound addresses, and the tasks that serve until shutdown.
+#[derive(Debug)]
+pub struct Started {
+    /// The HTTP server's address (the real port when the setting asked for port 0).
+    pub http_addr: SocketAddr,
+    /// The media node's UDP address, for roles that run one.
+    pub media_addr: Option<SocketAddr>,
+    http: JoinHandle<std::io::Result<()>>,
+    media: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
-    banner: &mut (dyn Write + Send),
-) -> anyhow::Result<()> {
-    let uses_database = role != Serve::Media;
-    if uses_database {
-        ensure_writable_dir(&settings.data_dir)?;
-    }
+}
+
+/// Starts a serving role; it serves until `shutdown` is cancelled. Ports are bound first, then the data
+/// directory and database are checked, so any failure leaves nothing behind.
+pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let listener = server::bind(settings.http_addr).context("CONVENE_HTTP_ADDR")?;
     let http_addr = listener.local_addr().context("reading the HTTP listener's address")?;
-
     let mut metrics = Metrics::new();
     let media = if role == Serve::Api {
         None
@@ -52,25 +56,49 @@ pub async fn serve(
     };
     let media_addr = media.as_ref().map(MediaNode::local_addr).transpose().context("reading the media address")?;
 
-    let database = if uses_database { Some(open_database(settings).await?) } else { None };
+    // Media nodes never touch the database: only the control-plane roles open it.
+    let uses_database = role != Serve::Media;
+    let database = if uses_database {
+        ensure_writable_dir(&settings.data_dir)?;
+        Some(open_database(settings).await?)
+    } else {
+        None
+    };
     let site = uses_database.then(|| Site::new(&settings.site_dir, meet_host(settings)));
 
-    let media_task = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
+    let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
     let app = HttpApp { dependencies: Dependencies { database, media: media_addr }, metrics: Arc::new(metrics), site };
     let http = tokio::spawn(server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout));
-
-    write_banner(banner, role, settings, http_addr, media_addr)?;
     tracing::info!(%http_addr, ?media_addr, ?role, "serving");
+    Ok(Started { http_addr, media_addr, http, media, shutdown })
+}
 
-    let served = http.await.context("the HTTP server task failed")?;
-    // The HTTP server only returns on shutdown or a fatal error; either way the media node stops too.
-    shutdown.cancel();
-    if let Some(task) = media_task {
-        task.await.context("the media node task failed")?;
+impl Started {
+    /// Waits until the role has shut down: the HTTP server has finished its in-flight requests and the
+    /// media node has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.http.await.context("the HTTP server task failed")?;
+        // The HTTP server only returns on shutdown or a fatal error; either way the media node stops too.
+        self.shutdown.cancel();
+        if let Some(media) = self.media {
+            media.await.context("the media node task failed")?;
+        }
+        served.context("the HTTP server stopped with an error")?;
+        tracing::info!("shut down cleanly");
+        Ok(())
     }
-    served.context("the HTTP server stopped with an error")?;
-    tracing::info!("shut down cleanly");
-    Ok(())
+}
+
+/// Runs a serving role until `shutdown` is cancelled, writing the start-up message for people to `banner`.
+pub async fn serve(
+    role: Serve,
+    settings: &Settings,
+    shutdown: CancellationToken,
+    banner: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let started = start(role, settings, shutdown).await?;
+    write_banner(banner, role, settings, started.http_addr, started.media_addr)?;
+    started.wait().await
 }
 
 /// `convene migrate`: brings the schema up to date.
@@ -117,8 +145,8 @@ fn write_banner(
     out: &mut (dyn Write + Send),
     role: Serve,
     settings: &Settings,
-    http_addr: std::net::SocketAddr,
-    media_addr: Option<std::net::SocketAddr>,
+    http_addr: SocketAddr,
+    media_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let site = settings.public_url.as_str().trim_end_matches('/');
     let meet = settings.meet_url.as_str().trim_end_matches('/');

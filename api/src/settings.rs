@@ -455,6 +455,14 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+        for (name, _, _) in SETTINGS {
+            assert!(readme.contains(&format!("| `{name}` |")), "README.md's settings table lacks {name}");
+        }
+    }
+
+    #[test]
     fn unknown_prefixed_variables_are_reported_not_fatal() {
         let env = [("CONVENE_HTTP_ADR", "x"), ("CONVENE_TEST_DATABASE_URL", "y")]
             .iter()

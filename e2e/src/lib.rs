@@ -1,1 +1,123 @@
+//! Helpers for tests that cross process boundaries: the real `convene` binary (built by `cargo xtask
+//! test`, with its browser bundle) and headless Chromium from Debian's packages.
 
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// How long a page may take to load and hydrate in the headless browser.
+const PAGE_BUDGET: Duration = Duration::from_secs(10);
+/// Hard stop for one browser run, so a hung Chromium fails the test instead of hanging it.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `convene` binary under test: `CONVENE_BIN`, or the one cargo built beside this test.
+pub fn convene_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("CONVENE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/convene
+    let exe = std::env::current_exe()?;
+    let binary = exe.parent().and_then(|deps| deps.parent()).map(|profile| profile.join("convene"));
+    match binary {
+        Some(binary) if binary.is_file() => Ok(binary),
+        _ => bail!("no convene binary beside {}: run the tests with `cargo xtask test`", exe.display()),
+    }
+}
+
+/// A running `convene up`, stopped when dropped.
+pub struct Convene {
+    child: Child,
+    /// Where it listens, e.g. `127.0.0.1:41234`.
+    pub address: String,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Convene {
+    /// Starts `convene up` on free ports with a private data dir and waits for its banner.
+    pub async fn up() -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let mut command = Command::new(convene_binary()?);
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .arg("up")
+            .env("CONVENE_DATA_DIR", data_dir.path())
+            .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting convene up")?;
+        let stdout = child.stdout.take().context("convene's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??;
+            let Some(line) = line else { bail!("convene up exited before it was ready") };
+            if let Some(address) = line.trim().strip_prefix("listening on http://") {
+                return Ok(Self { child, address: address.to_owned(), _data_dir: data_dir });
+            }
+        }
+        bail!("convene up printed no address in time")
+    }
+
+    /// The port it listens on, for URLs on other host names (`meet.localhost`).
+    pub fn port(&self) -> &str {
+        self.address.rsplit(':').next().unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM, as an operator would, and checks it exits cleanly.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("convene already exited")?;
+        let killed = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+        if !killed.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        if !status.success() {
+            bail!("convene exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// Loads `url` in headless Chromium, lets scripts run, and returns the DOM as it then stands.
+pub async fn rendered_dom(url: &str) -> anyhow::Result<String> {
+    let profile = tempfile::tempdir()?;
+    let run = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--virtual-time-budget={}", PAGE_BUDGET.as_millis()))
+        .arg("--dump-dom")
+        .arg(url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(BROWSER_TIMEOUT, run).await.context("Chromium hung")?.context("running chromium")?;
+    if !output.status.success() {
+        bail!("chromium exited with {}", output.status);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -252,7 +252,7 @@ mod tests {
         attribute_overflow.extend_from_slice(&[0x80, 0x22, 0x00, 0xff]);
         attribute_overflow[3] = 4;
         let mut response = request();
-        response[1] = 0x01;
+        response[0] = 0x01;
         let cases = [
             (vec![], Dropped::NotStun),
             (request()[..19].to_vec(), Dropped::NotStun),

@@ -6,6 +6,8 @@
 //! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium), builds
 //!   the bundle, checks formatting and lints, then runs every test.
 //!
+//! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file.
+//!
 //! Every step says what it does; every step is idempotent.
 
 mod services;
@@ -20,10 +22,11 @@ use std::{
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask <up|test> [args]
+const USAGE: &str = "usage: cargo xtask <up|test|build> [args]
 
-  up    build everything and run `convene up` on ./data (extra args go to `convene up`)
-  test  install and start what the tests need, check formatting and lints, run every test";
+  up     build everything and run `convene up` on ./data (extra args go to `convene up`)
+  test   install and start what the tests need, check formatting and lints, run every test
+  build  build the browser bundle and the release binary only";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match task.as_deref() {
         Some("up") => up(&rest),
+        Some("build") => build().map(drop),
         Some("test") => test(&rest),
         Some("-h" | "--help") => {
             println!("{USAGE}");
@@ -88,12 +92,17 @@ fn target_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-fn up(args: &[String]) -> anyhow::Result<()> {
+/// Builds the bundle and the release binary; returns the binary's path.
+fn build() -> anyhow::Result<PathBuf> {
     let target = target_dir()?;
     site::build(&target)?;
     step("Building the release binary");
     run(cargo().args(["build", "--release", "--package", "convene-api", "--bin", "convene"]))?;
-    let convene = target.join("release").join("convene");
+    Ok(target.join("release").join("convene"))
+}
+
+fn up(args: &[String]) -> anyhow::Result<()> {
+    let convene = build()?;
 
     step("Migrating the database");
     run(Command::new(&convene).arg("migrate"))?;

@@ -1,0 +1,104 @@
+//! `/healthz`, `/readyz` and `/metrics`, on each role and store.
+
+use std::sync::Arc;
+
+use convene_api::{
+    metrics::Metrics,
+    roles::Serve,
+    server::{self, Dependencies, HttpApp},
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Store, spawn, spawn_app};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_on_postgres() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<Value>().await.unwrap(), json!({ "status": "ok" }));
+
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({ "status": "ready", "checks": { "database": "ok", "media": "ok" } })
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_default_sqlite_store_serves_and_is_ready() {
+    let app = spawn(Serve::All, Store::Sqlite).await;
+    assert!(app.data_dir.path().join("convene.db").is_file(), "SQLite lives in the data dir");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_role_checks_only_what_it_depends_on() {
+    let api = spawn(Serve::Api, Store::Sqlite).await;
+    let checks = api.get("/readyz").await.json::<Value>().await.unwrap()["checks"].clone();
+    assert_eq!(checks, json!({ "database": "ok" }));
+    assert_eq!(api.get("/").await.status(), 200, "the api role serves the site");
+    api.stop().await;
+
+    let media = spawn(Serve::Media, Store::Sqlite).await;
+    let checks = media.get("/readyz").await.json::<Value>().await.unwrap()["checks"].clone();
+    assert_eq!(checks, json!({ "media": "ok" }));
+    assert_eq!(media.get("/").await.status(), 404, "a media node serves no site");
+    assert!(!media.data_dir.path().join("convene.db").exists(), "a media node never opens the database");
+    media.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_reports_an_unreachable_dependency_with_503() {
+    // A UDP socket that never answers stands in for a dead media node.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let app = HttpApp {
+        dependencies: Dependencies { database: None, media: Some(silent.local_addr().unwrap()) },
+        metrics: Arc::new(Metrics::new()),
+        site: None,
+    };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(listener, app, shutdown.clone(), std::time::Duration::from_secs(5)));
+
+    let ready = reqwest::get(format!("{address}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({ "status": "unavailable", "checks": { "media": "unreachable" } })
+    );
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern_in_prometheus_text() {
+    let app = spawn(Serve::All, Store::Sqlite).await;
+    app.get("/healthz").await;
+    app.get_on_host("meet.localhost", "/some-room").await;
+    app.get_on_host("meet.localhost", "/another-room").await;
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"convene_http_requests_total{method="GET",route="/healthz",status="200"} 1"#,
+        // Two rooms, one series: labels use the route pattern, never the raw path.
+        r#"convene_http_requests_total{method="GET",route="/{room}",status="200"} 2"#,
+        r#"convene_build_info{version="#,
+        "convene_http_request_duration_seconds_bucket",
+        "convene_media_datagrams_received_total",
+        "# EOF",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    assert!(!text.contains("another-room"));
+    app.stop().await;
+}

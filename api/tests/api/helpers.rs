@@ -1,0 +1,135 @@
+//! `spawn_app()`: a running `convene` role on ports chosen by the OS, with a database of its own.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use convene_api::{
+    roles::{self, Serve, Started},
+    settings::Settings,
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio_util::sync::CancellationToken;
+
+/// Where tests create their databases; `cargo xtask test` sets it, and the default suits a local server.
+fn server_url() -> String {
+    std::env::var("CONVENE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A Postgres database that exists for one test and is dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("convene_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(server_url()).await.expect("the test Postgres server answers");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        let mut url = url::Url::parse(&server_url()).expect("CONVENE_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self { url: url.to_string(), name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside async context: a throwaway runtime on its own thread does the cleanup.
+        let name = self.name.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(server_url()).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Which database a test app runs on.
+pub enum Store {
+    Postgres,
+    Sqlite,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub started: Option<Started>,
+    pub shutdown: CancellationToken,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub data_dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.expect("request sent")
+    }
+
+    /// A GET as a browser on another host (`meet.localhost`) would send it.
+    pub async fn get_on_host(&self, host: &str, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).header("host", host).send().await.expect("request sent")
+    }
+
+    /// A connection of the test's own to the app's database.
+    pub async fn db(&self) -> DatabaseConnection {
+        Database::connect(&self.database_url).await.expect("test connects to the app database")
+    }
+
+    /// Stops the app the way SIGTERM does and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(started) = self.started.take() {
+            tokio::time::timeout(Duration::from_secs(30), started.wait())
+                .await
+                .expect("the app stops in time")
+                .expect("the app stops cleanly");
+        }
+    }
+}
+
+/// Settings for a test: ports 0, the given data dir and database, every other value at its default.
+pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>) -> Settings {
+    let mut env = BTreeMap::from([
+        ("CONVENE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CONVENE_MEDIA_UDP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CONVENE_DATA_DIR".to_owned(), data_dir.display().to_string()),
+        ("CONVENE_SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
+    ]);
+    if let Some(url) = database_url {
+        env.insert("CONVENE_DATABASE_URL".to_owned(), url.to_owned());
+    }
+    Settings::load(&env).expect("test settings load").settings
+}
+
+/// `convene up` on Postgres.
+pub async fn spawn_app() -> TestApp {
+    spawn(Serve::All, Store::Postgres).await
+}
+
+/// Any role on any store.
+pub async fn spawn(role: Serve, store: Store) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = convene_api::telemetry::init("info", convene_api::settings::LogFormat::Text);
+    }
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database = match store {
+        Store::Postgres => Some(TestDatabase::create().await),
+        Store::Sqlite => None,
+    };
+    let settings = settings(data_dir.path(), database.as_ref().map(|database| database.url.as_str()));
+    let shutdown = CancellationToken::new();
+    let started = roles::start(role, &settings, shutdown.clone()).await.expect("the app starts");
+    TestApp {
+        address: format!("http://{}", started.http_addr),
+        started: Some(started),
+        shutdown,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        database_url: settings.database_url.expose().to_owned(),
+        data_dir,
+        _database: database,
+    }
+}

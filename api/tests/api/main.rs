@@ -1,0 +1,9 @@
+//! The control plane through its real HTTP server, on a real database: one binary, one module per area
+//! (zero2prod's layout). Each test gets its own Postgres database; a smoke part runs on SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod health;
+mod helpers;
+mod shutdown;
+mod site;
+mod tenants;
