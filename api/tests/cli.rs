@@ -105,10 +105,10 @@ fn an_unwritable_data_directory_is_reported() {
     // A path below a regular file cannot be created, whoever we run as.
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").unwrap();
-    let output = run(&mut convene(&file.join("data")).arg("migrate"));
+    let output = run(convene(&file.join("data")).arg("migrate"));
     assert_fails_with(&output, &["CONVENE_DATA_DIR", "cannot be created"]);
     // sysfs refuses new files even to root, which a chmod'ed folder would not.
-    let output = run(&mut convene(Path::new("/sys/fs")).arg("migrate"));
+    let output = run(convene(Path::new("/sys/fs")).arg("migrate"));
     assert_fails_with(&output, &["CONVENE_DATA_DIR /sys/fs is not writable"]);
 }
 
