@@ -90,7 +90,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(Admin::CreateTenant { name, owner_email, owner_password, owner_name }) => {
-            let new = NewTenant { name, owner_email, owner_password: SecretString::from(owner_password), owner_name };
+            let new = NewTenant {
+                name,
+                owner_email,
+                owner_password: SecretString::from(owner_password),
+                owner_name,
+                // The operator vouches for the address, and the CLI is how a developer gets a first key.
+                email_verified: true,
+                first_api_key: Some("Default key".to_owned()),
+            };
             roles::create_tenant(&settings, new, &mut std::io::stdout()).await
         }
     }

@@ -4,6 +4,7 @@
 //! actix HTTP server every role serves through; `routes` holds the handlers; `db`, `entities` and the
 //! service modules (`tenants`, `password`) own storage and rules.
 
+pub mod api_keys;
 pub mod cli;
 pub mod db;
 pub mod entities;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod password;
 pub mod roles;
 pub mod routes;
+pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

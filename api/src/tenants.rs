@@ -1,19 +1,19 @@
-//! Creating a tenant with its first owner and API key, in one transaction: either all of it exists
-//! afterwards or none of it does.
+//! Creating a tenant with its first owner (and, for the CLI, a first API key) in one transaction: either
+//! all of it exists afterwards or none of it does.
 
 use chrono::Utc;
 use convene_domain::{EmailAddress, ParseError, Role, TenantId, TenantName};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, TransactionTrait,
 };
 use secrecy::SecretString;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    entities::{api_key, membership, tenant, user},
+    api_keys::{self, ApiKeyError, NewApiKey},
+    entities::{membership, tenant, user},
     password::{Password, WeakPassword},
 };
 
@@ -28,9 +28,14 @@ pub struct NewTenant {
     pub owner_password: SecretString,
     /// The owner's display name; the email's local part when absent.
     pub owner_name: Option<String>,
+    /// Whether the owner's address counts as verified: true when an operator creates the tenant, false for
+    /// a public signup (which sends a verification mail).
+    pub email_verified: bool,
+    /// Name of an API key to create with the tenant, if any.
+    pub first_api_key: Option<String>,
 }
 
-/// The result, printed once by `convene admin create-tenant`: the API key is not stored in clear anywhere.
+/// The result. The API key, if one was made, is shown this once and stored only as a hash.
 #[derive(Debug, Serialize)]
 pub struct CreatedTenant {
     /// The new tenant.
@@ -43,10 +48,9 @@ pub struct CreatedTenant {
     pub owner_email: String,
     /// The owner's role (always `owner`).
     pub owner_role: Role,
-    /// The API key's id (for revocation).
-    pub api_key_id: Uuid,
-    /// The API key itself, shown this once.
-    pub api_key: String,
+    /// The first API key.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<NewApiKey>,
 }
 
 /// Why a tenant could not be created.
@@ -61,6 +65,9 @@ pub enum CreateTenantError {
     /// Someone already has an account with that email.
     #[error("an account with the email {0} already exists")]
     EmailTaken(String),
+    /// The API key could not be made.
+    #[error("{0}")]
+    ApiKey(#[from] ApiKeyError),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
@@ -69,30 +76,23 @@ pub enum CreateTenantError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Every new API key starts with this, so leaked keys are easy to recognise (and to scan for).
-const API_KEY_PREFIX: &str = "cvn_";
-/// Characters of the key kept in clear to tell keys apart in lists.
-const API_KEY_SHOWN_LEN: usize = 12;
-
-/// Creates a tenant, its owner and a first API key.
+/// Creates a tenant and its owner (and optionally an API key).
 pub async fn create_tenant(db: &DatabaseConnection, new: NewTenant) -> Result<CreatedTenant, CreateTenantError> {
     let name = TenantName::parse(&new.name)?;
     let email = EmailAddress::parse(&new.owner_email)?;
     let password = Password::parse(new.owner_password, email.as_str())?;
     let display_name = match new.owner_name.as_deref().map(str::trim).filter(|name| !name.is_empty()) {
-        Some(name) => name.to_owned(),
+        Some(name) => name.chars().take(200).collect(),
         None => email.as_str().split('@').next().unwrap_or_default().to_owned(),
     };
     if email_taken(db, &email).await? {
         return Err(CreateTenantError::EmailTaken(email.to_string()));
     }
     let password_hash = password.hash().await?;
-    let (api_key, api_key_hash) = new_api_key()?;
 
     let now = Utc::now();
     let tenant_id = TenantId::new();
     let user_id = Uuid::now_v7();
-    let api_key_id = Uuid::now_v7();
     let txn = db.begin().await?;
     tenant::ActiveModel { id: Set(tenant_id.as_uuid()), name: Set(name.as_str().to_owned()), created_at: Set(now) }
         .insert(&txn)
@@ -102,13 +102,14 @@ pub async fn create_tenant(db: &DatabaseConnection, new: NewTenant) -> Result<Cr
         email: Set(email.to_string()),
         display_name: Set(display_name),
         password_hash: Set(password_hash),
-        email_verified_at: Set(None),
+        email_verified_at: Set(new.email_verified.then_some(now)),
         created_at: Set(now),
     }
     .insert(&txn)
     .await;
     // Two concurrent signups with one address both pass the check above; the unique index decides.
     if let Err(error) = inserted {
+        drop(txn);
         return Err(if email_taken(db, &email).await? {
             CreateTenantError::EmailTaken(email.to_string())
         } else {
@@ -120,21 +121,14 @@ pub async fn create_tenant(db: &DatabaseConnection, new: NewTenant) -> Result<Cr
         user_id: Set(user_id),
         role: Set(Role::Owner.as_str().to_owned()),
         created_at: Set(now),
+        disabled_at: Set(None),
     }
     .insert(&txn)
     .await?;
-    api_key::ActiveModel {
-        id: Set(api_key_id),
-        tenant_id: Set(tenant_id.as_uuid()),
-        name: Set("Default key".to_owned()),
-        prefix: Set(api_key.chars().take(API_KEY_SHOWN_LEN).collect()),
-        secret_hash: Set(api_key_hash),
-        created_at: Set(now),
-        last_used_at: Set(None),
-        revoked_at: Set(None),
-    }
-    .insert(&txn)
-    .await?;
+    let api_key = match &new.first_api_key {
+        Some(key_name) => Some(api_keys::create(&txn, tenant_id, key_name).await?),
+        None => None,
+    };
     txn.commit().await?;
 
     tracing::info!(%tenant_id, "tenant created");
@@ -144,25 +138,11 @@ pub async fn create_tenant(db: &DatabaseConnection, new: NewTenant) -> Result<Cr
         owner_user_id: user_id,
         owner_email: email.to_string(),
         owner_role: Role::Owner,
-        api_key_id,
         api_key,
     })
 }
 
-async fn email_taken(db: &DatabaseConnection, email: &EmailAddress) -> Result<bool, DbErr> {
+/// Whether an account with this address exists.
+pub async fn email_taken(db: &impl ConnectionTrait, email: &EmailAddress) -> Result<bool, DbErr> {
     Ok(user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(db).await?.is_some())
-}
-
-/// A new API key and the SHA-256 stored for it. Keys carry 256 random bits, so a fast hash is enough:
-/// there is nothing to brute-force, unlike a password.
-fn new_api_key() -> anyhow::Result<(String, String)> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no randomness for the API key: {error}"))?;
-    let key = format!("{API_KEY_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&secret).to_lowercase());
-    Ok((key.clone(), hash_api_key(&key)))
-}
-
-/// The stored form of an API key.
-pub fn hash_api_key(key: &str) -> String {
-    data_encoding::HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
 }

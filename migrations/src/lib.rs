@@ -7,6 +7,7 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_tenants_users_api_keys;
+mod m20261124_000002_accounts;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -14,6 +15,9 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_tenants_users_api_keys::Migration)]
+        vec![
+            Box::new(m20261124_000001_tenants_users_api_keys::Migration),
+            Box::new(m20261124_000002_accounts::Migration),
+        ]
     }
 }

@@ -12,6 +12,8 @@ pub struct Model {
     /// A `convene_domain::Role` in its stored form.
     pub role: String,
     pub created_at: DateTimeUtc,
+    /// A disabled member keeps their history but cannot sign in to this tenant.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

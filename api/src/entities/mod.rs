@@ -2,6 +2,10 @@
 //! (`tenants`, later `accounts`, `meetings`…) use them; handlers never query tables directly.
 
 pub mod api_key;
+pub mod audit_event;
+pub mod email_token;
+pub mod invitation;
 pub mod membership;
+pub mod session;
 pub mod tenant;
 pub mod user;
