@@ -4,12 +4,17 @@
 //! actix HTTP server every role serves through; `routes` holds the handlers; `db`, `entities` and the
 //! service modules (`tenants`, `password`) own storage and rules.
 
+pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod cli;
+pub mod csrf;
 pub mod db;
 pub mod entities;
+pub mod mail;
 pub mod metrics;
 pub mod password;
+pub mod rate_limit;
 pub mod roles;
 pub mod routes;
 pub mod secrets;

@@ -11,10 +11,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    accounts::Accounts,
+    csrf::OwnOrigins,
     db,
+    mail::Mailer,
     metrics::Metrics,
+    routes::auth::{CookiePolicy, SiteBackend},
     routes::site::Site,
-    server::{self, Dependencies, HttpApp},
+    server::{self, Dependencies, HttpApp, SiteServices},
     settings::{Backend, Settings},
     tenants::{self, NewTenant},
 };
@@ -64,7 +68,10 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     } else {
         None
     };
-    let site = uses_database.then(|| Site::new(&settings.site_dir, meet_host(settings)));
+    let site = match &database {
+        Some(db) => Some(site_services(settings, db.clone())?),
+        None => None,
+    };
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
     let app = HttpApp { dependencies: Dependencies { database, media: media_addr }, metrics: Arc::new(metrics), site };
@@ -135,6 +142,20 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(&probe)
         .with_context(|| format!("CONVENE_DATA_DIR {} is not writable ({advice})", dir.display()))?;
     Ok(())
+}
+
+/// The site with the services behind its forms and server functions.
+fn site_services(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<SiteServices> {
+    let mailer = Mailer::from_settings(settings)?;
+    let accounts = Accounts::new(db, mailer, settings.public_url.clone());
+    let backend = Arc::new(SiteBackend { accounts: accounts.clone() });
+    let origin = |url: &url::Url| url.origin().ascii_serialization();
+    Ok(SiteServices {
+        site: Site::new(&settings.site_dir, meet_host(settings), backend),
+        accounts,
+        cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
+        origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
+    })
 }
 
 fn meet_host(settings: &Settings) -> String {

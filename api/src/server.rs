@@ -8,7 +8,12 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
-use crate::{metrics::Metrics, routes, routes::site::Site};
+use crate::{
+    accounts::Accounts,
+    csrf::{self, OwnOrigins},
+    metrics::Metrics,
+    routes::{self, auth::CookiePolicy, site::Site},
+};
 
 /// Request bodies above this are refused with 413 before a handler sees them.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -29,8 +34,21 @@ pub struct HttpApp {
     pub dependencies: Dependencies,
     /// Served at `/metrics`, fed by the request middleware.
     pub metrics: Arc<Metrics>,
-    /// The Leptos site, for roles that serve it.
-    pub site: Option<Site>,
+    /// The Leptos site and the account endpoints behind its forms, for roles that serve them.
+    pub site: Option<SiteServices>,
+}
+
+/// What the control plane's site needs.
+#[derive(Debug, Clone)]
+pub struct SiteServices {
+    /// The Leptos surfaces.
+    pub site: Site,
+    /// The accounts service.
+    pub accounts: Accounts,
+    /// Cookie flags.
+    pub cookies: CookiePolicy,
+    /// Origins allowed to post with cookies.
+    pub origins: OwnOrigins,
 }
 
 /// Binding the HTTP port failed; the message says what to do.
@@ -75,12 +93,18 @@ pub async fn serve(
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES))
             .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
+            .wrap(from_fn(csrf::same_origin_only))
             .wrap(from_fn(crate::metrics::record))
             .wrap(TracingLogger::default())
             .configure(routes::health::configure)
             .configure(|cfg| {
-                if let Some(site) = &site {
-                    site.configure(cfg);
+                if let Some(services) = &site {
+                    cfg.app_data(web::Data::new(services.accounts.clone()))
+                        .app_data(web::Data::new(services.cookies))
+                        .app_data(web::Data::new(services.origins.clone()))
+                        .configure(routes::auth::configure);
+                    // Last: the site's catch-all routes must not shadow anything.
+                    services.site.configure(cfg);
                 }
             })
     })

@@ -25,6 +25,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_DATA_DIR", "./data", "where the SQLite database, mail files and recordings are kept"),
     ("CONVENE_DATABASE_URL", "SQLite in the data dir", "postgres://user:password@host/db or sqlite://path"),
     ("CONVENE_SMTP_URL", "(unset: mail goes to .eml files)", "smtp://host:port or smtps://user:password@host"),
+    ("CONVENE_MAIL_FROM", "Convene <no-reply@localhost>", "sender of the mail Convene sends"),
     ("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:10000", "UDP address of the media node"),
     ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
@@ -51,6 +52,8 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Outgoing mail server; `None` writes mail to files.
     pub smtp_url: Option<SecretString>,
+    /// The sender of outgoing mail.
+    pub mail_from: String,
     /// The media node's UDP address.
     pub media_udp_addr: SocketAddr,
     /// The SIP gateway's address.
@@ -187,7 +190,8 @@ pub struct Loaded {
 }
 
 /// Variables with our prefix that belong to tools around the program, not to it.
-const NOT_SETTINGS: &[&str] = &["CONVENE_TEST_DATABASE_URL", "CONVENE_BIN"];
+const NOT_SETTINGS: &[&str] =
+    &["CONVENE_TEST_DATABASE_URL", "CONVENE_TEST_SMTP_URL", "CONVENE_TEST_MAILDIR", "CONVENE_BIN"];
 
 impl Settings {
     /// Loads from an environment map: the process's in `convene`, a test's own map in tests (so no test
@@ -299,6 +303,11 @@ impl Parser {
                         _ => Err("must start with smtp:// or smtps://".to_owned()),
                     }
                 },
+            )?,
+            mail_from: self.get(
+                "CONVENE_MAIL_FROM",
+                || "Convene <no-reply@localhost>".to_owned(),
+                |value| Ok(value.to_owned()),
             )?,
             media_udp_addr: self.get("CONVENE_MEDIA_UDP_ADDR", || ([127, 0, 0, 1], 10000).into(), parse_socket_addr)?,
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,

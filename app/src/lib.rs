@@ -11,8 +11,13 @@
 use leptos::prelude::*;
 use leptos_meta::MetaTags;
 
+pub mod account;
+#[cfg(feature = "ssr")]
+pub mod backend;
+pub mod forms;
 pub mod meet;
 pub mod meet_link;
+pub mod model;
 pub mod site;
 
 /// Where the site's static files are served from (the stylesheet and icon are embedded in the binary).

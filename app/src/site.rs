@@ -3,29 +3,43 @@
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{Route, Router, Routes},
     path,
 };
 
-use crate::{NotFound, mark_hydrated};
+use crate::{
+    NotFound,
+    account::{AccountMenu, DashboardPage, LoginPage, SignupPage, VerifyPage, ViewerResource, get_viewer},
+    mark_hydrated,
+};
 
 /// The main host's component tree.
 #[component]
 pub fn SiteApp() -> impl IntoView {
     provide_meta_context();
     mark_hydrated();
+    let viewer: ViewerResource = Resource::new(|| (), |_| get_viewer());
+    provide_context(viewer);
     view! {
         <header class="bar">
             <a class="brand" href="/">
                 "Convene"
             </a>
+            <AccountMenu />
         </header>
         <Router>
             <main>
+                // Pages wait for their data on the server (`Async`), so they arrive whole and work without
+                // JavaScript.
                 <Routes fallback=NotFound>
-                    <Route path=path!("/") view=Landing />
+                    <Route path=path!("/") view=Landing ssr=SsrMode::Async />
+                    <Route path=path!("/signup") view=SignupPage ssr=SsrMode::Async />
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/verify") view=VerifyPage ssr=SsrMode::Async />
+                    <Route path=path!("/dashboard") view=DashboardPage ssr=SsrMode::Async />
                     // Every other path renders the "not found" page with a 404, rather than an empty body.
-                    <Route path=path!("/*any") view=NotFound />
+                    <Route path=path!("/*any") view=NotFound ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area. Handlers parse input, call a service module and map its result;
 //! they hold no business rules.
 
+pub mod auth;
 pub mod health;
 pub mod site;

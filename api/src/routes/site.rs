@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use actix_web::{HttpResponse, guard, http::header, web};
-use convene_app::{ASSETS_PATH, Surface, shell};
+use convene_app::{ASSETS_PATH, Surface, backend::SharedBackend, shell};
 use leptos::prelude::LeptosOptions;
+use leptos::prelude::provide_context;
 use leptos_actix::{LeptosRoutes, generate_route_list};
 
 /// The stylesheet and icon are compiled in: one file to deploy, and never out of step with the markup.
@@ -15,17 +16,19 @@ const FAVICON: &str = include_str!("../../../assets/favicon.svg");
 pub const BUNDLE_NAME: &str = "convene";
 
 /// What the site needs at run time.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Site {
     /// Leptos's options (bundle name and location).
     pub options: LeptosOptions,
     /// The meet host's name, from `CONVENE_MEET_URL`.
     pub meet_host: String,
+    /// What server functions call.
+    pub backend: SharedBackend,
 }
 
 impl Site {
     /// Builds the options for a bundle in `site_dir` (the folder holding `pkg/`).
-    pub fn new(site_dir: &Path, meet_host: String) -> Self {
+    pub fn new(site_dir: &Path, meet_host: String, backend: SharedBackend) -> Self {
         if !site_dir.join("pkg").join(format!("{BUNDLE_NAME}.js")).is_file() {
             tracing::warn!(
                 site_dir = %site_dir.display(),
@@ -37,7 +40,7 @@ impl Site {
             .site_root(site_dir.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .build();
-        Self { options, meet_host }
+        Self { options, meet_host, backend }
     }
 
     /// Registers the routes. Call after every other service: the site's catch-all routes come last.
@@ -54,15 +57,27 @@ impl Site {
             cfg.service(actix_files::Files::new("/pkg", pkg_dir));
         }
 
+        let backend = self.backend.clone();
+        let context = move || provide_context(backend.clone());
+
         let meet_options = self.options.clone();
         let meet_routes = generate_route_list(move || convene_app::surface_view(Surface::Meet));
+        let meet_context = context.clone();
         cfg.service(web::scope("").guard(guard::Host(self.meet_host.clone())).configure(|meet| {
-            meet.leptos_routes(meet_routes, move || shell(meet_options.clone(), Surface::Meet));
+            meet.leptos_routes_with_context(meet_routes, meet_context, move || {
+                shell(meet_options.clone(), Surface::Meet)
+            });
         }));
 
         let site_options = self.options.clone();
         let site_routes = generate_route_list(move || convene_app::surface_view(Surface::Site));
-        cfg.leptos_routes(site_routes, move || shell(site_options.clone(), Surface::Site));
+        cfg.leptos_routes_with_context(site_routes, context, move || shell(site_options.clone(), Surface::Site));
+    }
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site").field("meet_host", &self.meet_host).finish_non_exhaustive()
     }
 }
 

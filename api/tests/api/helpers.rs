@@ -74,6 +74,52 @@ impl TestApp {
         self.client.get(format!("{}{path}", self.address)).header("host", host).send().await.expect("request sent")
     }
 
+    /// A form post as the browser sends it from our own pages, with an optional cookie header.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)], cookie: Option<&str>) -> reqwest::Response {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("origin", "http://localhost:3000")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// A GET with a cookie header.
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).header("cookie", cookie).send().await.expect("sent")
+    }
+
+    /// The newest mail to `address`, waiting for it to arrive (up to 10 s): from the SMTP sink's maildir under
+    /// `cargo xtask test`, otherwise from the app's mail folder.
+    pub async fn mail_to(&self, address: &str) -> Mail {
+        let folder = match std::env::var("CONVENE_TEST_MAILDIR") {
+            Ok(maildir) => std::path::PathBuf::from(maildir).join("new"),
+            Err(_) => self.data_dir.path().join("mail"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut found: Vec<Mail> = std::fs::read_dir(&folder)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| std::fs::read(entry.path()).ok())
+                .filter_map(|raw| Mail::parse(&raw))
+                .filter(|mail| mail.to.contains(address))
+                .collect();
+            found.sort_by_key(|mail| mail.date);
+            if let Some(mail) = found.pop() {
+                return mail;
+            }
+            assert!(std::time::Instant::now() < deadline, "no mail to {address} in {}", folder.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A connection of the test's own to the app's database.
     pub async fn db(&self) -> DatabaseConnection {
         Database::connect(&self.database_url).await.expect("test connects to the app database")
@@ -91,6 +137,60 @@ impl TestApp {
     }
 }
 
+/// A received mail, parsed.
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub date: i64,
+}
+
+impl Mail {
+    fn parse(raw: &[u8]) -> Option<Self> {
+        use mailparse::MailHeaderMap;
+        let parsed = mailparse::parse_mail(raw).ok()?;
+        let header = |name: &str| parsed.headers.get_first_value(name).unwrap_or_default();
+        let part = |mime: &str| {
+            parsed.subparts.iter().find(|part| part.ctype.mimetype == mime).and_then(|part| part.get_body().ok())
+        };
+        Some(Self {
+            to: header("To"),
+            subject: header("Subject"),
+            text: part("text/plain")?,
+            html: part("text/html")?,
+            date: mailparse::dateparse(&header("Date")).unwrap_or_default(),
+        })
+    }
+
+    /// The first link in the text part that starts with `prefix`.
+    pub fn link(&self, prefix: &str) -> String {
+        let start = self.text.find(prefix).unwrap_or_else(|| panic!("no {prefix} link in:\n{}", self.text));
+        self.text[start..].split_whitespace().next().unwrap_or_default().to_owned()
+    }
+}
+
+/// The value of cookie `name` set by a response, if any (an empty value means "deleted").
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|header| header.split(';').next()?.trim().strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+/// A client that, like a browser, accepts HTML and does not follow redirects (tests inspect them).
+fn browser_like_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("accept", reqwest::header::HeaderValue::from_static("text/html,application/xhtml+xml,*/*"));
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// Settings for a test: ports 0, the given data dir and database, every other value at its default.
 pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>) -> Settings {
     let mut env = BTreeMap::from([
@@ -101,6 +201,10 @@ pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>) -> Setti
     ]);
     if let Some(url) = database_url {
         env.insert("CONVENE_DATABASE_URL".to_owned(), url.to_owned());
+    }
+    // `cargo xtask test` runs a real SMTP sink; without it, mail goes to files in the data dir.
+    if let Ok(smtp) = std::env::var("CONVENE_TEST_SMTP_URL") {
+        env.insert("CONVENE_SMTP_URL".to_owned(), smtp);
     }
     Settings::load(&env).expect("test settings load").settings
 }
@@ -127,7 +231,7 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         address: format!("http://{}", started.http_addr),
         started: Some(started),
         shutdown,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        client: browser_like_client(),
         database_url: settings.database_url.expose().to_owned(),
         data_dir,
         _database: database,

@@ -2,6 +2,7 @@
 //! (zero2prod's layout). Each test gets its own Postgres database; a smoke part runs on SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod accounts;
 mod health;
 mod helpers;
 mod shutdown;

@@ -3,8 +3,8 @@
 //!
 //! - `cargo xtask up`: installs the build tools, builds the browser bundle and the release binary,
 //!   migrates `./data` and runs `convene up`.
-//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium), builds
-//!   the bundle, checks formatting and lints, then runs every test.
+//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, an SMTP
+//!   sink), builds the bundle, checks formatting and lints, then runs every test.
 //!
 //! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file.
 //!
@@ -122,6 +122,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_postgres()?;
     services::ensure_chromium()?;
     let target = target_dir()?;
+    let smtp = services::start_smtp_sink(&target)?;
     site::build(&target)?;
 
     step("Checking formatting");
@@ -150,7 +151,11 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         command.args(["test", "--workspace", "--exclude", "convene-hydrate", "--no-fail-fast"]);
         command
     };
-    run(runner.args(args).env("CONVENE_TEST_DATABASE_URL", services::test_database_url()))
+    run(runner
+        .args(args)
+        .env("CONVENE_TEST_DATABASE_URL", services::test_database_url())
+        .env("CONVENE_TEST_SMTP_URL", &smtp.url)
+        .env("CONVENE_TEST_MAILDIR", &smtp.maildir))
 }
 
 fn has_nextest() -> bool {

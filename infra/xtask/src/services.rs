@@ -2,9 +2,9 @@
 //! Idempotent: on a machine that has them running, each check is one quick probe.
 
 use std::{
-    net::{SocketAddr, TcpStream},
-    path::Path,
-    process::Command,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::Once,
     time::{Duration, Instant},
 };
@@ -64,6 +64,58 @@ pub fn ensure_chromium() -> anyhow::Result<()> {
         return Ok(());
     }
     apt_install(&["chromium"])
+}
+
+/// aiosmtpd, pinned: the SMTP sink mail tests read from.
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+/// A running SMTP sink that stores every message in a maildir; stopped when dropped.
+pub struct SmtpSink {
+    child: Child,
+    /// `smtp://127.0.0.1:<port>`.
+    pub url: String,
+    /// The maildir messages land in (`new/`).
+    pub maildir: PathBuf,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Installs aiosmtpd if missing (PyPI, or Debian's package where pip may not install) and starts it on a
+/// free loopback port with a fresh maildir under `target_dir`.
+pub fn start_smtp_sink(target_dir: &Path) -> anyhow::Result<SmtpSink> {
+    step("Starting the SMTP sink (aiosmtpd)");
+    let importable =
+        || Command::new("python3").args(["-c", "import aiosmtpd"]).output().is_ok_and(|o| o.status.success());
+    if !importable() {
+        let pip = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", AIOSMTPD]));
+        if pip.is_err() || !importable() {
+            apt_install(&["python3-aiosmtpd"])?;
+        }
+    }
+    let maildir = target_dir.join("test-mail").join(std::process::id().to_string());
+    if maildir.exists() {
+        std::fs::remove_dir_all(&maildir).with_context(|| format!("clearing {}", maildir.display()))?;
+    }
+    // aiosmtpd's Mailbox creates the maildir (with its tmp/new/cur) only when the folder does not exist yet.
+    std::fs::create_dir_all(maildir.parent().unwrap_or(target_dir))?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let address = format!("127.0.0.1:{port}");
+    let child = Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &address, "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting aiosmtpd")?;
+    let sink = SmtpSink { child, url: format!("smtp://{address}"), maildir };
+    wait_for_port(&address, Duration::from_secs(20))?;
+    println!("SMTP sink on {} writing to {}", sink.url, sink.maildir.display());
+    Ok(sink)
 }
 
 fn cluster_versions() -> anyhow::Result<Vec<String>> {

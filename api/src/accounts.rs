@@ -1,0 +1,483 @@
+//! People and their sessions: public signup (one transaction, then a verification mail), email
+//! verification links, sign-in and sign-out, and resolving a session cookie into the person behind it.
+//!
+//! Rules kept here: an unknown address and a wrong password give the same answer in similar time; sign-in
+//! attempts are limited per address and per client; tokens are random, single-use, expiring and stored
+//! only as hashes.
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use chrono::{DateTime, TimeDelta, Utc};
+use convene_app::model::{Membership, Viewer};
+use convene_domain::{EmailAddress, Role, TenantId};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+use uuid::Uuid;
+
+use crate::{
+    audit::{self, AuditEvent},
+    entities::{email_token, membership, session, tenant, user},
+    mail::{Email, Mailer},
+    rate_limit::RateLimiter,
+    secrets::{random_token, token_hash},
+    tenants::{self, CreateTenantError, NewTenant},
+};
+
+/// How long a session lasts without being used.
+pub const SESSION_LIFETIME: TimeDelta = TimeDelta::days(14);
+/// How long a verification link stays valid.
+const VERIFY_LINK_LIFETIME: TimeDelta = TimeDelta::hours(24);
+/// `last_seen_at` is written at most this often per session.
+const SEEN_PRECISION: TimeDelta = TimeDelta::minutes(1);
+/// Sign-in attempts allowed per address, and per client address, in [`LOGIN_WINDOW`].
+const LOGIN_LIMIT_PER_ACCOUNT: u32 = 5;
+const LOGIN_LIMIT_PER_CLIENT: u32 = 20;
+const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Verification mails a person may ask for per hour.
+const RESEND_LIMIT: u32 = 3;
+const RESEND_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// The accounts service: shared by the HTTP handlers and the site's server functions.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    db: DatabaseConnection,
+    mailer: Mailer,
+    public_url: Url,
+    limiter: Arc<RateLimiter>,
+}
+
+/// A new session: the cookie value, shown to the browser once and stored only as a hash.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The cookie value.
+    pub token: SecretString,
+}
+
+/// Where a request comes from, for limits and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The peer's IP address.
+    pub ip: Option<String>,
+    /// The browser's `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+/// The signup form.
+#[derive(Debug)]
+pub struct Signup {
+    /// Organisation name.
+    pub organisation: String,
+    /// The person's name.
+    pub name: String,
+    /// Their email.
+    pub email: String,
+    /// Their password.
+    pub password: SecretString,
+}
+
+/// Why signup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    /// The person's name is missing.
+    #[error("enter your name")]
+    Name,
+    /// Tenant creation refused the input (or failed).
+    #[error(transparent)]
+    Create(#[from] CreateTenantError),
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Randomness or hashing failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Why sign-in failed. Unknown address and wrong password are one variant on purpose.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong address or password.
+    #[error("the email address or password is not right")]
+    BadCredentials,
+    /// Too many attempts.
+    #[error("too many sign-in attempts; wait a few minutes and try again")]
+    RateLimited,
+    /// Every membership of this person is disabled.
+    #[error("your access has been disabled; ask your organisation's owner")]
+    Disabled,
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Randomness or hashing failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Why a link from an email does not work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    /// No such link (mistyped or cut off).
+    #[error("this link is not valid; it may have been cut off when copied")]
+    Unknown,
+    /// Used before.
+    #[error("this link has already been used")]
+    Used,
+    /// Too old.
+    #[error("this link has expired; ask for a new one")]
+    Expired,
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<DbErr> for LinkError {
+    fn from(error: DbErr) -> Self {
+        LinkError::Database(error.to_string())
+    }
+}
+
+/// Why a verification mail was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    /// Asked too often.
+    #[error("a verification mail was sent recently; check your inbox or try again in an hour")]
+    RateLimited,
+    /// Already verified.
+    #[error("your email address is already confirmed")]
+    AlreadyVerified,
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Mail or randomness failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+const PURPOSE_VERIFY: &str = "verify_email";
+
+impl Accounts {
+    /// The service over a database, a mailer and the site's public URL (for links in mail).
+    pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url) -> Self {
+        Self { db, mailer, public_url, limiter: Arc::new(RateLimiter::default()) }
+    }
+
+    /// Creates a tenant with its owner, signs the owner in and sends the verification mail. A mail failure
+    /// does not undo the signup: the dashboard offers to send it again.
+    pub async fn signup(&self, form: Signup, client: &Client) -> Result<NewSession, SignupError> {
+        let name = form.name.trim();
+        if name.is_empty() {
+            return Err(SignupError::Name);
+        }
+        let created = tenants::create_tenant(
+            &self.db,
+            NewTenant {
+                name: form.organisation,
+                owner_email: form.email,
+                owner_password: form.password,
+                owner_name: Some(name.to_owned()),
+                email_verified: false,
+                first_api_key: None,
+            },
+        )
+        .await?;
+        let user_id = created.owner_user_id;
+        audit::record(&self.db, created.tenant_id, Some(user_id), AuditEvent::Signup, "", client.ip.as_deref()).await?;
+        if let Err(error) = self.send_verification(user_id).await {
+            tracing::error!(%error, %user_id, "could not send the verification mail after signup");
+        }
+        Ok(self.start_session(user_id, Some(created.tenant_id), client).await?)
+    }
+
+    /// Sends a fresh verification link, within the resend limit.
+    pub async fn resend_verification(&self, user_id: Uuid) -> Result<(), ResendError> {
+        if !self.limiter.allow(&format!("resend:{user_id}"), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
+            return Err(ResendError::RateLimited);
+        }
+        self.send_verification(user_id).await
+    }
+
+    async fn send_verification(&self, user_id: Uuid) -> Result<(), ResendError> {
+        let user = user::Entity::find_by_id(user_id).one(&self.db).await?.ok_or_else(|| anyhow::anyhow!("no user"))?;
+        if user.email_verified_at.is_some() {
+            return Err(ResendError::AlreadyVerified);
+        }
+        let token = random_token()?;
+        let now = Utc::now();
+        email_token::ActiveModel {
+            token_hash: Set(token_hash(&token)),
+            purpose: Set(PURPOSE_VERIFY.to_owned()),
+            user_id: Set(user_id),
+            email: Set(user.email.clone()),
+            created_at: Set(now),
+            expires_at: Set(now + VERIFY_LINK_LIFETIME),
+            used_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        let mut link = self.public_url.join("verify").map_err(anyhow::Error::from)?;
+        link.query_pairs_mut().append_pair("token", &token);
+        let to = EmailAddress::parse(&user.email).map_err(anyhow::Error::from)?;
+        let email = Email::new(
+            &to,
+            "Confirm your email address for Convene",
+            &[&format!("Hello {},", user.display_name), "Please confirm that this is your email address."],
+            ("Confirm my email address", link.as_str()),
+            "The link works once and expires in 24 hours. If you did not sign up for Convene, ignore this mail.",
+        );
+        self.mailer.send(email).await.map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
+    /// Consumes a verification link and marks the address verified.
+    pub async fn verify_email(&self, token: &str) -> Result<(), LinkError> {
+        let row = email_token::Entity::find_by_id(token_hash(token.trim()))
+            .filter(email_token::Column::Purpose.eq(PURPOSE_VERIFY))
+            .one(&self.db)
+            .await?
+            .ok_or(LinkError::Unknown)?;
+        check_link(row.used_at, row.expires_at)?;
+        // Mark used only if nobody else did meanwhile: a link works exactly once.
+        let claimed = email_token::Entity::update_many()
+            .col_expr(email_token::Column::UsedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+            .filter(email_token::Column::TokenHash.eq(row.token_hash.clone()))
+            .filter(email_token::Column::UsedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        if claimed.rows_affected != 1 {
+            return Err(LinkError::Used);
+        }
+        let Some(user) = user::Entity::find_by_id(row.user_id).one(&self.db).await? else {
+            return Err(LinkError::Unknown);
+        };
+        // A link for an address the account no longer has verifies nothing.
+        if user.email != row.email {
+            return Err(LinkError::Unknown);
+        }
+        let user_id = user.id;
+        let mut active: user::ActiveModel = user.into();
+        active.email_verified_at = Set(Some(Utc::now()));
+        active.update(&self.db).await?;
+        self.record_everywhere(user_id, AuditEvent::EmailVerified, "", &Client::default()).await?;
+        Ok(())
+    }
+
+    /// Records an event about a person in the log of every tenant they belong to.
+    async fn record_everywhere(
+        &self,
+        user_id: Uuid,
+        event: AuditEvent,
+        detail: &str,
+        client: &Client,
+    ) -> Result<(), DbErr> {
+        for membership in memberships_of(&self.db, user_id).await? {
+            let tenant = TenantId::from(membership.tenant_id);
+            audit::record(&self.db, tenant, Some(user_id), event, detail, client.ip.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    /// Signs in with an address and password.
+    pub async fn login(&self, email: &str, password: SecretString, client: &Client) -> Result<NewSession, LoginError> {
+        let now = Instant::now();
+        let email_key = email.trim().to_lowercase();
+        let client_key = client.ip.clone().unwrap_or_default();
+        // Both limits are counted on every attempt, so a flood on one address cannot hide behind another.
+        let account_ok = self.limiter.allow(&format!("login:{email_key}"), LOGIN_LIMIT_PER_ACCOUNT, LOGIN_WINDOW, now);
+        let client_ok =
+            self.limiter.allow(&format!("login-ip:{client_key}"), LOGIN_LIMIT_PER_CLIENT, LOGIN_WINDOW, now);
+        if !account_ok || !client_ok {
+            return Err(LoginError::RateLimited);
+        }
+        let user = match EmailAddress::parse(email) {
+            Ok(address) => user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await?,
+            Err(_) => None,
+        };
+        // An unknown address still costs one Argon2 verification, so timing does not reveal accounts.
+        let stored = user.as_ref().map(|user| user.password_hash.clone());
+        let valid = verify_password(stored, password).await?;
+        let user = match user {
+            Some(user) if valid => user,
+            known => {
+                if let Some(user) = known {
+                    self.record_everywhere(user.id, AuditEvent::LoginFailed, "wrong password", client).await?;
+                }
+                return Err(LoginError::BadCredentials);
+            }
+        };
+        let memberships = memberships_of(&self.db, user.id).await?;
+        let enabled: Vec<_> = memberships.iter().filter(|membership| membership.disabled_at.is_none()).collect();
+        if !memberships.is_empty() && enabled.is_empty() {
+            return Err(LoginError::Disabled);
+        }
+        let tenant = enabled.first().map(|membership| TenantId::from(membership.tenant_id));
+        if let Some(tenant) = tenant {
+            let detail = client.user_agent.as_deref().unwrap_or_default();
+            audit::record(&self.db, tenant, Some(user.id), AuditEvent::Login, detail, client.ip.as_deref()).await?;
+        }
+        Ok(self.start_session(user.id, tenant, client).await?)
+    }
+
+    async fn start_session(
+        &self,
+        user_id: Uuid,
+        tenant: Option<TenantId>,
+        client: &Client,
+    ) -> anyhow::Result<NewSession> {
+        let token = random_token()?;
+        let now = Utc::now();
+        session::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            token_hash: Set(token_hash(&token)),
+            user_id: Set(user_id),
+            tenant_id: Set(tenant.map(TenantId::as_uuid)),
+            created_at: Set(now),
+            last_seen_at: Set(now),
+            expires_at: Set(now + SESSION_LIFETIME),
+            revoked_at: Set(None),
+            ip: Set(client.ip.clone()),
+            user_agent: Set(client.user_agent.as_ref().map(|agent| agent.chars().take(256).collect())),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(NewSession { token: SecretString::from(token) })
+    }
+
+    /// The live session behind a cookie value, refreshed (sliding expiry) at most once a minute.
+    pub async fn session(&self, token: &str) -> Result<Option<session::Model>, DbErr> {
+        let Some(found) = session::Entity::find()
+            .filter(session::Column::TokenHash.eq(token_hash(token)))
+            .filter(session::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        if found.expires_at <= now {
+            return Ok(None);
+        }
+        if now - found.last_seen_at < SEEN_PRECISION {
+            return Ok(Some(found));
+        }
+        let mut active: session::ActiveModel = found.into();
+        active.last_seen_at = Set(now);
+        active.expires_at = Set(now + SESSION_LIFETIME);
+        Ok(Some(active.update(&self.db).await?))
+    }
+
+    /// Ends a session (sign-out).
+    pub async fn logout(&self, token: &str, client: &Client) -> Result<(), DbErr> {
+        let Some(found) = self.session(token).await? else { return Ok(()) };
+        let (user_id, tenant) = (found.user_id, found.tenant_id);
+        let mut active: session::ActiveModel = found.into();
+        active.revoked_at = Set(Some(Utc::now()));
+        active.update(&self.db).await?;
+        if let Some(tenant) = tenant {
+            audit::record(
+                &self.db,
+                TenantId::from(tenant),
+                Some(user_id),
+                AuditEvent::Logout,
+                "",
+                client.ip.as_deref(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a session to another tenant the person belongs to (and is not disabled in). `false` when they
+    /// do not belong to it: another tenant's id is treated like an unknown one.
+    pub async fn switch_tenant(&self, session: session::Model, tenant: TenantId) -> Result<bool, DbErr> {
+        let member = membership::Entity::find_by_id((tenant.as_uuid(), session.user_id))
+            .filter(membership::Column::DisabledAt.is_null())
+            .one(&self.db)
+            .await?;
+        if member.is_none() {
+            return Ok(false);
+        }
+        let mut active: session::ActiveModel = session.into();
+        active.tenant_id = Set(Some(tenant.as_uuid()));
+        active.update(&self.db).await?;
+        Ok(true)
+    }
+
+    /// What the site shows about the person behind a session.
+    pub async fn viewer(&self, session: &session::Model) -> Result<Option<Viewer>, DbErr> {
+        let Some(user) = user::Entity::find_by_id(session.user_id).one(&self.db).await? else { return Ok(None) };
+        let mut memberships = Vec::new();
+        for membership in memberships_of(&self.db, user.id).await? {
+            if membership.disabled_at.is_some() {
+                continue;
+            }
+            let Some(tenant) = tenant::Entity::find_by_id(membership.tenant_id).one(&self.db).await? else {
+                continue;
+            };
+            let Ok(role) = Role::parse(&membership.role) else { continue };
+            memberships.push(Membership { tenant_id: tenant.id.to_string(), tenant_name: tenant.name, role });
+        }
+        let active = session.tenant_id.map(|id| id.to_string());
+        let tenant = memberships
+            .iter()
+            .find(|membership| Some(&membership.tenant_id) == active.as_ref())
+            .or_else(|| memberships.first())
+            .cloned();
+        Ok(Some(Viewer {
+            name: user.display_name,
+            email: user.email,
+            email_verified: user.email_verified_at.is_some(),
+            tenant,
+            memberships,
+        }))
+    }
+}
+
+/// Refuses used and expired links.
+fn check_link(used_at: Option<DateTime<Utc>>, expires_at: DateTime<Utc>) -> Result<(), LinkError> {
+    if used_at.is_some() {
+        return Err(LinkError::Used);
+    }
+    if expires_at <= Utc::now() {
+        return Err(LinkError::Expired);
+    }
+    Ok(())
+}
+
+async fn memberships_of(db: &DatabaseConnection, user_id: Uuid) -> Result<Vec<membership::Model>, DbErr> {
+    membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .order_by_asc(membership::Column::CreatedAt)
+        .all(db)
+        .await
+}
+
+/// A valid Argon2id hash of a random password, verified against when the account does not exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        use argon2::PasswordHasher;
+        Argon2::default()
+            .hash_password(b"no account has this password")
+            .map(|hash| hash.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Checks a password against a stored hash (or the dummy) on a blocking thread.
+async fn verify_password(stored: Option<String>, password: SecretString) -> anyhow::Result<bool> {
+    let exists = stored.is_some();
+    let verified = tokio::task::spawn_blocking(move || {
+        let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
+        PasswordHash::new(&stored)
+            .map(|hash| Argon2::default().verify_password(password.expose_secret().as_bytes(), &hash).is_ok())
+            .unwrap_or(false)
+    })
+    .await?;
+    Ok(exists && verified)
+}

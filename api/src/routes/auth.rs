@@ -1,0 +1,266 @@
+//! The account forms' endpoints (`/auth/*`) and the session cookie. Each handler parses the form, calls
+//! [`Accounts`], and answers with a redirect (Post/Redirect/Get); refusals travel back to the form as a
+//! flash cookie. Also the site's [`Backend`] implementation, which resolves the session cookie.
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    cookie::{Cookie, SameSite, time::Duration as CookieDuration},
+    http::header,
+    post, web,
+};
+use convene_app::{
+    backend::{Backend, SESSION_COOKIE},
+    forms::{FLASH_COOKIE, Flash},
+    model::Viewer,
+};
+use convene_domain::{ParseError, TenantId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::{
+    accounts::{Accounts, Client, LinkError, LoginError, ResendError, SESSION_LIFETIME, Signup, SignupError},
+    entities::session,
+    password::WeakPassword,
+    tenants::CreateTenantError,
+};
+
+/// Cookie policy, from the public URL: `Secure` whenever the site is served over HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct CookiePolicy {
+    /// Whether cookies carry `Secure`.
+    pub secure: bool,
+}
+
+/// Registers the `/auth/*` endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(signup).service(login).service(logout).service(verify).service(resend).service(switch_tenant);
+}
+
+/// The site's view of the control plane.
+#[derive(Debug, Clone)]
+pub struct SiteBackend {
+    /// The accounts service.
+    pub accounts: Accounts,
+}
+
+#[async_trait::async_trait]
+impl Backend for SiteBackend {
+    async fn viewer(&self, session: Option<String>) -> Result<Option<Viewer>, String> {
+        let Some(session) = session_for(&self.accounts, session.as_deref()).await else { return Ok(None) };
+        self.accounts.viewer(&session).await.map_err(|error| {
+            tracing::error!(%error, "cannot load the signed-in person");
+            "cannot load your account right now".to_owned()
+        })
+    }
+}
+
+/// The live session behind the request's cookie.
+async fn current_session(accounts: &Accounts, request: &HttpRequest) -> Option<session::Model> {
+    let cookie = request.cookie(SESSION_COOKIE)?;
+    session_for(accounts, Some(cookie.value())).await
+}
+
+async fn session_for(accounts: &Accounts, token: Option<&str>) -> Option<session::Model> {
+    match accounts.session(token?).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::error!(%error, "cannot look up a session");
+            None
+        }
+    }
+}
+
+fn client(request: &HttpRequest) -> Client {
+    Client {
+        ip: request.peer_addr().map(|addr| addr.ip().to_string()),
+        user_agent: request.headers().get(header::USER_AGENT).and_then(|agent| agent.to_str().ok()).map(str::to_owned),
+    }
+}
+
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((header::LOCATION, location));
+    response
+}
+
+/// Back to the form at `location`, carrying `flash`.
+fn back_with(location: &str, flash: &Flash, policy: CookiePolicy) -> HttpResponse {
+    let cookie = Cookie::build(FLASH_COOKIE, flash.encode())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(policy.secure)
+        .max_age(CookieDuration::seconds(60))
+        .finish();
+    see_other(location).cookie(cookie).finish()
+}
+
+fn session_cookie(token: &SecretString, policy: CookiePolicy) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, token.expose_secret().to_owned())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(policy.secure)
+        .max_age(CookieDuration::seconds(SESSION_LIFETIME.num_seconds()))
+        .finish()
+}
+
+/// A failure the person cannot fix: logged with its cause, shown as a generic banner.
+fn unexpected(location: &str, form: &str, error: &dyn std::fmt::Display, policy: CookiePolicy) -> HttpResponse {
+    tracing::error!(%error, form, "form handling failed");
+    back_with(location, &Flash::failure(form, "Something went wrong on our side. Please try again."), policy)
+}
+
+#[derive(Deserialize)]
+struct SignupForm {
+    organisation: String,
+    name: String,
+    email: String,
+    password: String,
+}
+
+#[post("/auth/signup")]
+async fn signup(
+    request: HttpRequest,
+    form: web::Form<SignupForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    let flash = Flash::failure("signup", "Please correct the marked fields.")
+        .keep("organisation", &form.organisation)
+        .keep("name", &form.name)
+        .keep("email", &form.email);
+    let signup = Signup {
+        organisation: form.organisation,
+        name: form.name,
+        email: form.email,
+        password: SecretString::from(form.password),
+    };
+    let refused = match accounts.signup(signup, &client(&request)).await {
+        Ok(session) => return see_other("/dashboard").cookie(session_cookie(&session.token, **policy)).finish(),
+        Err(SignupError::Name) => flash.field("name", "Enter your name."),
+        Err(SignupError::Create(CreateTenantError::Invalid(ParseError::TenantName))) => {
+            flash.field("organisation", "Enter your organisation's name (up to 200 characters).")
+        }
+        Err(SignupError::Create(CreateTenantError::Invalid(error))) => {
+            flash.field("email", capitalise(&error.to_string()))
+        }
+        Err(SignupError::Create(CreateTenantError::WeakPassword(error))) => password_error(flash, &error),
+        Err(SignupError::Create(CreateTenantError::EmailTaken(_))) => {
+            flash.field("email", "An account with this email already exists. Sign in instead.")
+        }
+        Err(error) => return unexpected("/signup", "signup", &error, **policy),
+    };
+    back_with("/signup", &refused, **policy)
+}
+
+fn password_error(flash: Flash, error: &WeakPassword) -> Flash {
+    flash.field("password", capitalise(&error.to_string()))
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    let capitalised: String = chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default();
+    capitalised + "."
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+#[post("/auth/login")]
+async fn login(
+    request: HttpRequest,
+    form: web::Form<LoginForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let LoginForm { email, password } = form.into_inner();
+    match accounts.login(&email, SecretString::from(password), &client(&request)).await {
+        Ok(session) => see_other("/dashboard").cookie(session_cookie(&session.token, **policy)).finish(),
+        Err(error @ (LoginError::BadCredentials | LoginError::RateLimited | LoginError::Disabled)) => back_with(
+            "/login",
+            &Flash::failure("login", capitalise(&error.to_string())).keep("email", &email),
+            **policy,
+        ),
+        Err(error) => unexpected("/login", "login", &error, **policy),
+    }
+}
+
+#[post("/auth/logout")]
+async fn logout(request: HttpRequest, accounts: web::Data<Accounts>, policy: web::Data<CookiePolicy>) -> HttpResponse {
+    if let Some(cookie) = request.cookie(SESSION_COOKIE)
+        && let Err(error) = accounts.logout(cookie.value(), &client(&request)).await
+    {
+        return unexpected("/dashboard", "dashboard", &error, **policy);
+    }
+    let mut expired = session_cookie(&SecretString::from(String::new()), **policy);
+    expired.make_removal();
+    see_other("/").cookie(expired).finish()
+}
+
+#[derive(Deserialize)]
+struct VerifyForm {
+    token: String,
+}
+
+#[post("/auth/verify")]
+async fn verify(
+    form: web::Form<VerifyForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    match accounts.verify_email(&form.token).await {
+        Ok(()) => back_with("/dashboard", &Flash::success("dashboard", "Your email address is confirmed."), **policy),
+        Err(LinkError::Database(error)) => unexpected("/dashboard", "dashboard", &error, **policy),
+        Err(error) => {
+            let location = format!(
+                "/verify?token={}",
+                url::form_urlencoded::byte_serialize(form.token.as_bytes()).collect::<String>()
+            );
+            back_with(&location, &Flash::failure("verify", capitalise(&error.to_string())), **policy)
+        }
+    }
+}
+
+#[post("/auth/resend-verification")]
+async fn resend(request: HttpRequest, accounts: web::Data<Accounts>, policy: web::Data<CookiePolicy>) -> HttpResponse {
+    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
+    let flash = match accounts.resend_verification(session.user_id).await {
+        Ok(()) => Flash::success("dashboard", "We sent a new confirmation link. Check your inbox."),
+        Err(error @ (ResendError::RateLimited | ResendError::AlreadyVerified)) => {
+            Flash::failure("dashboard", capitalise(&error.to_string()))
+        }
+        Err(error) => return unexpected("/dashboard", "dashboard", &error, **policy),
+    };
+    back_with("/dashboard", &flash, **policy)
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    tenant_id: String,
+}
+
+#[post("/auth/switch-tenant")]
+async fn switch_tenant(
+    request: HttpRequest,
+    form: web::Form<SwitchForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
+    let switched = match TenantId::parse(&form.tenant_id) {
+        Ok(tenant) => accounts.switch_tenant(session, tenant).await,
+        Err(_) => Ok(false),
+    };
+    match switched {
+        Ok(true) => see_other("/dashboard").finish(),
+        Ok(false) => {
+            back_with("/dashboard", &Flash::failure("dashboard", "You do not belong to that organisation."), **policy)
+        }
+        Err(error) => unexpected("/dashboard", "dashboard", &error, **policy),
+    }
+}

@@ -1,0 +1,255 @@
+//! Signup, email verification, sign-in and sign-out, sessions, the tenant switcher and CSRF, through the
+//! real forms and pages, on Postgres.
+
+use chrono::{TimeDelta, Utc};
+use convene_api::entities::{audit_event, email_token, membership, tenant, user};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait};
+
+use crate::helpers::{TestApp, set_cookie, spawn_app};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Signs up through the form; returns the session cookie header.
+async fn sign_up(app: &TestApp, organisation: &str, email: &str) -> String {
+    let response = app
+        .post_form(
+            "/auth/signup",
+            &[("organisation", organisation), ("name", "Ann Example"), ("email", email), ("password", PASSWORD)],
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/dashboard");
+    format!("convene_session={}", set_cookie(&response, "convene_session").expect("a session cookie"))
+}
+
+/// Posts a form, follows the redirect with the flash cookie, and returns the page it lands on.
+async fn post_and_follow(app: &TestApp, path: &str, fields: &[(&str, &str)], cookie: Option<&str>) -> (String, String) {
+    let response = app.post_form(path, fields, cookie).await;
+    assert_eq!(response.status(), 303, "{path}");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let flash = set_cookie(&response, "convene_flash").map(|value| format!("convene_flash={value}"));
+    let cookies = [cookie.map(str::to_owned), flash].into_iter().flatten().collect::<Vec<_>>().join("; ");
+    let page = app.get_with_cookie(&location, &cookies).await.text().await.unwrap();
+    (location, page)
+}
+
+#[tokio::test]
+async fn signup_creates_an_unverified_owner_who_confirms_by_mail() {
+    let app = spawn_app().await;
+    let response = app
+        .post_form(
+            "/auth/signup",
+            &[("organisation", "Acme"), ("name", "Ann Example"), ("email", "ann@acme.example"), ("password", PASSWORD)],
+            None,
+        )
+        .await;
+    let cookie_header = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie_header.contains("HttpOnly") && cookie_header.contains("SameSite=Lax"), "{cookie_header}");
+    assert!(!cookie_header.contains("Secure"), "plain-HTTP localhost cannot use Secure cookies");
+    let session = format!("convene_session={}", set_cookie(&response, "convene_session").unwrap());
+
+    let dashboard = app.get_with_cookie("/dashboard", &session).await.text().await.unwrap();
+    assert!(dashboard.contains("Hello, Ann Example"), "{dashboard}");
+    assert!(dashboard.contains("<strong>Acme</strong>") && dashboard.contains(">owner<"), "{dashboard}");
+    assert!(dashboard.contains("Confirm your email address to schedule meetings"));
+
+    let mail = app.mail_to("ann@acme.example").await;
+    assert_eq!(mail.subject, "Confirm your email address for Convene");
+    assert!(mail.html.contains("Confirm my email address"), "the mail has an HTML part");
+    let link = mail.link("http://localhost:3000/verify?token=");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    let confirm_page = app.get(&format!("/verify?token={token}")).await.text().await.unwrap();
+    assert!(confirm_page.contains(&format!(r#"value="{token}""#)), "the page asks before using the link");
+    let (location, page) = post_and_follow(&app, "/auth/verify", &[("token", &token)], Some(&session)).await;
+    assert_eq!(location, "/dashboard");
+    assert!(page.contains("Your email address is confirmed."), "{page}");
+    assert!(!page.contains("Confirm your email address to schedule meetings"));
+
+    let (_, reused) = post_and_follow(&app, "/auth/verify", &[("token", &token)], None).await;
+    assert!(reused.contains("This link has already been used."), "{reused}");
+    let (_, unknown) = post_and_follow(&app, "/auth/verify", &[("token", "nonsense")], None).await;
+    assert!(unknown.contains("This link is not valid"), "{unknown}");
+
+    let db = app.db().await;
+    let events: Vec<String> =
+        audit_event::Entity::find().all(&db).await.unwrap().into_iter().map(|e| e.event).collect();
+    assert!(events.contains(&"signup".to_owned()) && events.contains(&"email_verified".to_owned()), "{events:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_verification_link_says_so() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    let token = app.mail_to("ann@acme.example").await.link("http://localhost:3000/verify?token=");
+    let token = token.split("token=").nth(1).unwrap().to_owned();
+    let db = app.db().await;
+    let row =
+        email_token::Entity::find_by_id(convene_api::secrets::token_hash(&token)).one(&db).await.unwrap().unwrap();
+    let mut expired: email_token::ActiveModel = row.into();
+    expired.expires_at = Set(Utc::now() - TimeDelta::minutes(1));
+    expired.update(&db).await.unwrap();
+
+    let (_, page) = post_and_follow(&app, "/auth/verify", &[("token", &token)], Some(&session)).await;
+    assert!(page.contains("This link has expired; ask for a new one."), "{page}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signups_explain_each_field_and_create_nothing() {
+    let app = spawn_app().await;
+    sign_up(&app, "Acme", "taken@acme.example").await;
+    let cases = [
+        (("", "Ann", "new@acme.example", PASSWORD), "Enter your organisation"),
+        (("Acme", "", "new@acme.example", PASSWORD), "Enter your name."),
+        (("Acme", "Ann", "not-an-email", PASSWORD), "is not a valid email address"),
+        (("Acme", "Ann", "new@acme.example", "short"), "The password is too short: use at least 8 characters."),
+        (("Acme", "Ann", "new@acme.example", "password"), "one of the most common passwords"),
+        (("Acme", "Ann", "TAKEN@acme.example", PASSWORD), "An account with this email already exists"),
+    ];
+    for ((organisation, name, email, password), expected) in cases {
+        let fields = [("organisation", organisation), ("name", name), ("email", email), ("password", password)];
+        let (location, page) = post_and_follow(&app, "/auth/signup", &fields, None).await;
+        assert_eq!(location, "/signup");
+        assert!(page.contains(expected), "{expected}: {page}");
+        assert!(page.contains(r#"aria-invalid="true""#), "the field is marked");
+        if !email.is_empty() {
+            assert!(page.contains(&format!(r#"value="{email}""#)), "typed values come back");
+        }
+        assert!(!page.contains(&format!(r#"value="{password}""#)) || password.is_empty(), "never the password");
+    }
+    let db = app.db().await;
+    assert_eq!(tenant::Entity::find().count(&db).await.unwrap(), 1, "only the first signup created anything");
+    assert_eq!(user::Entity::find().count(&db).await.unwrap(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_in_refuses_alike_and_limits_attempts_and_sign_out_ends_the_session() {
+    let app = spawn_app().await;
+    sign_up(&app, "Acme", "ann@acme.example").await;
+
+    let (_, wrong_password) =
+        post_and_follow(&app, "/auth/login", &[("email", "ann@acme.example"), ("password", "wrong password")], None)
+            .await;
+    let (_, unknown) =
+        post_and_follow(&app, "/auth/login", &[("email", "nobody@acme.example"), ("password", PASSWORD)], None).await;
+    for page in [&wrong_password, &unknown] {
+        assert!(page.contains("The email address or password is not right."), "{page}");
+    }
+
+    let response = app.post_form("/auth/login", &[("email", "ANN@acme.example"), ("password", PASSWORD)], None).await;
+    assert_eq!(response.headers()["location"], "/dashboard");
+    let session = format!("convene_session={}", set_cookie(&response, "convene_session").unwrap());
+    assert_eq!(app.get_with_cookie("/dashboard", &session).await.status(), 200);
+
+    let logout = app.post_form("/auth/logout", &[], Some(&session)).await;
+    assert_eq!(logout.status(), 303);
+    assert_eq!(set_cookie(&logout, "convene_session").as_deref(), Some(""), "the cookie is removed");
+    let after = app.get_with_cookie("/dashboard", &session).await;
+    assert_eq!(after.status(), 302, "a revoked session is signed out");
+    assert_eq!(after.headers()["location"], "/login");
+
+    // Five attempts per account per window: one failure and one success above, three more failures here,
+    // and the sixth attempt is refused even with the right password.
+    for _ in 0..3 {
+        post_and_follow(&app, "/auth/login", &[("email", "ann@acme.example"), ("password", "nope nope")], None).await;
+    }
+    let (_, limited) =
+        post_and_follow(&app, "/auth/login", &[("email", "ann@acme.example"), ("password", PASSWORD)], None).await;
+    assert!(limited.contains("Too many sign-in attempts"), "{limited}");
+
+    let db = app.db().await;
+    let failed =
+        audit_event::Entity::find().all(&db).await.unwrap().into_iter().filter(|e| e.event == "login_failed").count();
+    assert_eq!(failed, 4, "failed sign-ins to a real account are audited");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_needs_a_session_and_the_switcher_stays_within_ones_tenants() {
+    let app = spawn_app().await;
+    let anonymous = app.get("/dashboard").await;
+    assert_eq!(anonymous.status(), 302);
+    assert_eq!(anonymous.headers()["location"], "/login");
+
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    sign_up(&app, "Globex", "bo@globex.example").await;
+    let db = app.db().await;
+    let tenants = tenant::Entity::find().all(&db).await.unwrap();
+    let acme = tenants.iter().find(|t| t.name == "Acme").unwrap().id;
+    let globex = tenants.iter().find(|t| t.name == "Globex").unwrap().id;
+    let ann = user::Entity::find().all(&db).await.unwrap().into_iter().find(|u| u.email == "ann@acme.example").unwrap();
+
+    let (_, refused) =
+        post_and_follow(&app, "/auth/switch-tenant", &[("tenant_id", &globex.to_string())], Some(&session)).await;
+    assert!(refused.contains("You do not belong to that organisation."), "{refused}");
+
+    membership::ActiveModel {
+        tenant_id: Set(globex),
+        user_id: Set(ann.id),
+        role: Set("moderator".to_owned()),
+        created_at: Set(Utc::now()),
+        disabled_at: Set(None),
+    }
+    .insert(&db)
+    .await
+    .unwrap();
+    let page = app.get_with_cookie("/dashboard", &session).await.text().await.unwrap();
+    assert!(page.contains(&format!(r#"<option value="{acme}" selected"#)), "{page}");
+    let (_, switched) =
+        post_and_follow(&app, "/auth/switch-tenant", &[("tenant_id", &globex.to_string())], Some(&session)).await;
+    assert!(switched.contains("<strong>Globex</strong>") && switched.contains(">moderator<"), "{switched}");
+    let (_, garbage) =
+        post_and_follow(&app, "/auth/switch-tenant", &[("tenant_id", "not-a-uuid")], Some(&session)).await;
+    assert!(garbage.contains("You do not belong to that organisation."));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cross_origin_posts_with_a_session_are_refused() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    let post = |headers: Vec<(&'static str, &'static str)>| {
+        let mut request = app.client.post(format!("{}/auth/logout", app.address)).header("cookie", &session);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    assert_eq!(post(vec![("origin", "http://evil.example")]).await.unwrap().status(), 403);
+    assert_eq!(post(vec![("origin", "null")]).await.unwrap().status(), 403);
+    assert_eq!(post(vec![("sec-fetch-site", "cross-site")]).await.unwrap().status(), 403);
+    assert_eq!(post(vec![]).await.unwrap().status(), 403, "no origin evidence and a cookie: refused");
+    assert_eq!(app.get_with_cookie("/dashboard", &session).await.status(), 200, "the session survived");
+    assert_eq!(post(vec![("sec-fetch-site", "same-origin")]).await.unwrap().status(), 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_form_bodies_are_refused() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(300 * 1024);
+    let response = app.post_form("/auth/login", &[("email", &huge), ("password", "x")], None).await;
+    assert_eq!(response.status(), 413);
+    let response = app.post_form("/auth/login", &[("email", "only-an-email")], None).await;
+    assert_eq!(response.status(), 400, "a missing field is a bad request");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn verification_mail_can_be_resent_a_few_times_an_hour() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    for _ in 0..3 {
+        let (_, page) = post_and_follow(&app, "/auth/resend-verification", &[], Some(&session)).await;
+        assert!(page.contains("We sent a new confirmation link."), "{page}");
+    }
+    let (_, page) = post_and_follow(&app, "/auth/resend-verification", &[], Some(&session)).await;
+    assert!(page.contains("A verification mail was sent recently"), "{page}");
+    let db = app.db().await;
+    assert_eq!(email_token::Entity::find().count(&db).await.unwrap(), 4, "signup plus three resends");
+    app.stop().await;
+}

@@ -1,0 +1,216 @@
+//! The account pages on the main host: sign up, sign in, confirm an email address, and the dashboard shell
+//! with the tenant switcher. Forms post to `/auth/*` handlers in `convene-api` (see [`crate::forms`]).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::{components::Redirect, hooks::use_query_map};
+
+use crate::{
+    forms::{FLASH_COOKIE, Flash, FormState},
+    model::Viewer,
+};
+
+/// The person behind the request, or `None` when signed out.
+#[server]
+pub async fn get_viewer() -> Result<Option<Viewer>, ServerFnError> {
+    let (backend, session) = crate::backend::backend_and_session().await?;
+    backend.viewer(session).await.map_err(ServerFnError::new)
+}
+
+/// The signed-in state, loaded once per page and shared by the header and the pages.
+pub type ViewerResource = Resource<Result<Option<Viewer>, ServerFnError>>;
+
+/// The flash left by the last form post, read once on the server (it only exists after a redirect, which is
+/// a full page load) and carried to hydration.
+fn take_flash() -> Option<Flash> {
+    leptos::prelude::SharedValue::new(|| {
+        #[cfg(feature = "ssr")]
+        {
+            let request = use_context::<leptos_actix::Request>()?;
+            let flash = request.cookie(FLASH_COOKIE).and_then(|cookie| Flash::decode(cookie.value()));
+            if flash.is_some()
+                && let Some(response) = use_context::<leptos_actix::ResponseOptions>()
+                && let Ok(clear) =
+                    actix_web::http::header::HeaderValue::from_str(&format!("{FLASH_COOKIE}=; Path=/; Max-Age=0"))
+            {
+                response.append_header(actix_web::http::header::SET_COOKIE, clear);
+            }
+            flash
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            let _ = FLASH_COOKIE;
+            None
+        }
+    })
+    .into_inner()
+}
+
+/// The sign-up page.
+#[component]
+pub fn SignupPage() -> impl IntoView {
+    let form = FormState::for_form(take_flash(), "signup");
+    view! {
+        <Title text="Create your organisation · Convene" />
+        <section class="panel narrow">
+            <h1>"Create your organisation"</h1>
+            <p class="muted">"You become its owner. Invite your team once you are in."</p>
+            {form.banner()}
+            <form method="post" action="/auth/signup" novalidate>
+                {form.field("organisation", "Organisation name", "text", "organization")}
+                {form.field("name", "Your name", "text", "name")}
+                {form.field("email", "Work email", "email", "email")}
+                {form.field("password", "Password (at least 8 characters)", "password", "new-password")}
+                <button type="submit">"Create organisation"</button>
+            </form>
+            <p class="muted">"Already have an account? " <a href="/login">"Sign in"</a></p>
+        </section>
+    }
+}
+
+/// The sign-in page.
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let form = FormState::for_form(take_flash(), "login");
+    view! {
+        <Title text="Sign in · Convene" />
+        <section class="panel narrow">
+            <h1>"Sign in"</h1>
+            {form.banner()}
+            <form method="post" action="/auth/login" novalidate>
+                {form.field("email", "Email", "email", "username")}
+                {form.field("password", "Password", "password", "current-password")}
+                <button type="submit">"Sign in"</button>
+            </form>
+            <p class="muted">"New to Convene? " <a href="/signup">"Create an organisation"</a></p>
+        </section>
+    }
+}
+
+/// `/verify?token=…`: the link from the verification mail. Following it shows a button rather than acting
+/// at once, because mail scanners open links and would otherwise use them up.
+#[component]
+pub fn VerifyPage() -> impl IntoView {
+    let query = use_query_map();
+    let form = FormState::for_form(take_flash(), "verify");
+    let token = move || query.read().get("token").unwrap_or_default();
+    view! {
+        <Title text="Confirm your email address · Convene" />
+        <section class="panel narrow">
+            <h1>"Confirm your email address"</h1>
+            {form.banner()}
+            <form method="post" action="/auth/verify">
+                <input type="hidden" name="token" value=token />
+                <button type="submit">"Confirm my email address"</button>
+            </form>
+        </section>
+    }
+}
+
+/// The signed-in home: who you are, which organisation you work in, and the switcher between them.
+#[component]
+pub fn DashboardPage() -> impl IntoView {
+    let viewer = expect_context::<ViewerResource>();
+    let form = FormState::for_form(take_flash(), "dashboard");
+    view! {
+        <Title text="Dashboard · Convene" />
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new({
+                let form = form.clone();
+                async move {
+                    match viewer.await {
+                        Ok(Some(viewer)) => view! { <Dashboard viewer form /> }.into_any(),
+                        Ok(None) => view! { <Redirect path="/login" /> }.into_any(),
+                        Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Dashboard(viewer: Viewer, form: FormState) -> impl IntoView {
+    let tenant = viewer.tenant.clone();
+    let switcher = (viewer.memberships.len() > 1).then(|| {
+        let active = tenant.as_ref().map(|tenant| tenant.tenant_id.clone()).unwrap_or_default();
+        view! {
+            <form class="inline" method="post" action="/auth/switch-tenant">
+                <label class="field inline">
+                    <span>"Organisation"</span>
+                    <select name="tenant_id">
+                        {viewer
+                            .memberships
+                            .iter()
+                            .map(|membership| {
+                                let selected = membership.tenant_id == active;
+                                view! {
+                                    <option value=membership.tenant_id.clone() selected=selected>
+                                        {membership.tenant_name.clone()}
+                                    </option>
+                                }
+                            })
+                            .collect_view()}
+                    </select>
+                </label>
+                <button type="submit" class="secondary">"Switch"</button>
+            </form>
+        }
+    });
+    let verification = (!viewer.email_verified).then(|| {
+        view! {
+            <div class="banner warn" role="status">
+                <p>
+                    "Confirm your email address to schedule meetings. We sent a link to "
+                    <strong>{viewer.email.clone()}</strong> "."
+                </p>
+                <form method="post" action="/auth/resend-verification">
+                    <button type="submit" class="secondary">"Send the link again"</button>
+                </form>
+            </div>
+        }
+    });
+    view! {
+        <section class="panel">
+            {form.banner()}
+            <h1>{format!("Hello, {}", viewer.name)}</h1>
+            {match tenant {
+                Some(tenant) => view! {
+                    <p>
+                        "You are working in " <strong>{tenant.tenant_name}</strong> " as "
+                        <span class="role">{tenant.role.as_str()}</span> "."
+                    </p>
+                }.into_any(),
+                None => view! { <p>"You do not belong to any organisation yet."</p> }.into_any(),
+            }}
+            {verification}
+            {switcher}
+        </section>
+    }
+}
+
+/// The sign-in state in the site header.
+#[component]
+pub fn AccountMenu() -> impl IntoView {
+    let viewer = expect_context::<ViewerResource>();
+    view! {
+        <nav class="account" aria-label="Account">
+            <Suspense>
+                {move || Suspend::new(async move {
+                    match viewer.await {
+                        Ok(Some(viewer)) => view! {
+                            <a href="/dashboard">{viewer.name}</a>
+                            <form method="post" action="/auth/logout">
+                                <button type="submit" class="link">"Sign out"</button>
+                            </form>
+                        }.into_any(),
+                        _ => view! {
+                            <a href="/login">"Sign in"</a>
+                            <a class="button" href="/signup">"Create an organisation"</a>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </nav>
+    }
+}

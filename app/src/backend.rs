@@ -1,0 +1,31 @@
+//! The seam between the site and the control plane. Server functions are thin: they find the request and
+//! this backend in their context and ask it. `convene-api` implements the trait with its services and
+//! provides it when it mounts the routes; nothing in this crate touches the database.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use crate::model::Viewer;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "convene_session";
+
+/// What server functions may ask of the control plane. Methods take the session cookie's value, not the
+/// request, so implementations stay independent of the HTTP framework.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The signed-in person behind a session cookie, if any.
+    async fn viewer(&self, session: Option<String>) -> Result<Option<Viewer>, String>;
+}
+
+/// The backend as provided in context.
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// The backend, and the session cookie of the request being served.
+pub async fn backend_and_session() -> Result<(SharedBackend, Option<String>), ServerFnError> {
+    let backend = use_context::<SharedBackend>().ok_or_else(|| ServerFnError::new("no backend in context"))?;
+    let request: actix_web::HttpRequest = leptos_actix::extract().await?;
+    let session = request.cookie(SESSION_COOKIE).map(|cookie| cookie.value().to_owned());
+    Ok((backend, session))
+}
