@@ -27,6 +27,7 @@ use crate::{
     mail::{Email, Mailer},
     rate_limit::RateLimiter,
     secrets::{random_token, token_hash},
+    team::Actor,
     tenants::{self, CreateTenantError, NewTenant},
 };
 
@@ -165,6 +166,11 @@ impl Accounts {
     /// The service over a database, a mailer and the site's public URL (for links in mail).
     pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url) -> Self {
         Self { db, mailer, public_url, limiter: Arc::new(RateLimiter::default()) }
+    }
+
+    /// The database, for read models that combine several services (the site's backend).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// Creates a tenant with its owner, signs the owner in and sends the verification mail. A mail failure
@@ -323,7 +329,8 @@ impl Accounts {
         Ok(self.start_session(user.id, tenant, client).await?)
     }
 
-    async fn start_session(
+    /// Starts a session for a person, in `tenant` if given.
+    pub async fn start_session(
         &self,
         user_id: Uuid,
         tenant: Option<TenantId>,
@@ -406,6 +413,27 @@ impl Accounts {
         active.tenant_id = Set(Some(tenant.as_uuid()));
         active.update(&self.db).await?;
         Ok(true)
+    }
+
+    /// The person behind a session acting in their active tenant (the first one they belong to when the
+    /// session has none); `None` when they belong to no tenant.
+    pub async fn actor(&self, session: &session::Model) -> Result<Option<Actor>, DbErr> {
+        let enabled: Vec<_> = memberships_of(&self.db, session.user_id)
+            .await?
+            .into_iter()
+            .filter(|membership| membership.disabled_at.is_none())
+            .collect();
+        let chosen = enabled
+            .iter()
+            .find(|membership| Some(membership.tenant_id) == session.tenant_id)
+            .or_else(|| enabled.first());
+        Ok(chosen.and_then(|membership| {
+            Some(Actor {
+                user_id: session.user_id,
+                tenant: TenantId::from(membership.tenant_id),
+                role: Role::parse(&membership.role).ok()?,
+            })
+        }))
     }
 
     /// What the site shows about the person behind a session.

@@ -23,6 +23,20 @@ pub enum AuditEvent {
     Logout,
     /// A member confirmed their email address.
     EmailVerified,
+    /// Someone was invited.
+    MemberInvited,
+    /// An invitation was withdrawn.
+    InvitationRevoked,
+    /// An invitation was accepted.
+    InvitationAccepted,
+    /// A member's role changed.
+    RoleChanged,
+    /// A member was removed.
+    MemberRemoved,
+    /// An API key was created.
+    ApiKeyCreated,
+    /// An API key was revoked.
+    ApiKeyRevoked,
 }
 
 impl AuditEvent {
@@ -34,6 +48,13 @@ impl AuditEvent {
             AuditEvent::LoginFailed => "login_failed",
             AuditEvent::Logout => "logout",
             AuditEvent::EmailVerified => "email_verified",
+            AuditEvent::MemberInvited => "member_invited",
+            AuditEvent::InvitationRevoked => "invitation_revoked",
+            AuditEvent::InvitationAccepted => "invitation_accepted",
+            AuditEvent::RoleChanged => "role_changed",
+            AuditEvent::MemberRemoved => "member_removed",
+            AuditEvent::ApiKeyCreated => "api_key_created",
+            AuditEvent::ApiKeyRevoked => "api_key_revoked",
         }
     }
 }

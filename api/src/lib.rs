@@ -20,5 +20,6 @@ pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod settings;
+pub mod team;
 pub mod telemetry;
 pub mod tenants;

@@ -16,10 +16,11 @@ use crate::{
     db,
     mail::Mailer,
     metrics::Metrics,
-    routes::auth::{CookiePolicy, SiteBackend},
     routes::site::Site,
+    routes::{auth::CookiePolicy, backend::SiteBackend},
     server::{self, Dependencies, HttpApp, SiteServices},
     settings::{Backend, Settings},
+    team::TeamService,
     tenants::{self, NewTenant},
 };
 
@@ -147,12 +148,14 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 /// The site with the services behind its forms and server functions.
 fn site_services(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
-    let accounts = Accounts::new(db, mailer, settings.public_url.clone());
-    let backend = Arc::new(SiteBackend { accounts: accounts.clone() });
+    let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
+    let team = TeamService::new(db, mailer, settings.public_url.clone());
+    let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone() });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     Ok(SiteServices {
         site: Site::new(&settings.site_dir, meet_host(settings), backend),
         accounts,
+        team,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
     })

@@ -13,6 +13,7 @@ use crate::{
     csrf::{self, OwnOrigins},
     metrics::Metrics,
     routes::{self, auth::CookiePolicy, site::Site},
+    team::TeamService,
 };
 
 /// Request bodies above this are refused with 413 before a handler sees them.
@@ -45,6 +46,8 @@ pub struct SiteServices {
     pub site: Site,
     /// The accounts service.
     pub accounts: Accounts,
+    /// The team service.
+    pub team: TeamService,
     /// Cookie flags.
     pub cookies: CookiePolicy,
     /// Origins allowed to post with cookies.
@@ -100,9 +103,12 @@ pub async fn serve(
             .configure(|cfg| {
                 if let Some(services) = &site {
                     cfg.app_data(web::Data::new(services.accounts.clone()))
+                        .app_data(web::Data::new(services.team.clone()))
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
-                        .configure(routes::auth::configure);
+                        .configure(routes::auth::configure)
+                        .configure(routes::team::configure)
+                        .configure(routes::v1::configure);
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);
                 }

@@ -22,7 +22,7 @@ pub type ViewerResource = Resource<Result<Option<Viewer>, ServerFnError>>;
 
 /// The flash left by the last form post, read once on the server (it only exists after a redirect, which is
 /// a full page load) and carried to hydration.
-fn take_flash() -> Option<Flash> {
+pub(crate) fn take_flash() -> Option<Flash> {
     leptos::prelude::SharedValue::new(|| {
         #[cfg(feature = "ssr")]
         {
@@ -114,6 +114,7 @@ pub fn DashboardPage() -> impl IntoView {
     let form = FormState::for_form(take_flash(), "dashboard");
     view! {
         <Title text="Dashboard · Convene" />
+        <crate::workspace::WorkspaceNav />
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new({
                 let form = form.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::model::Viewer;
+use crate::model::{ApiKeyListing, AuditEntry, InvitationDetails, PageError, Team, Viewer};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "convene_session";
@@ -17,6 +17,14 @@ pub const SESSION_COOKIE: &str = "convene_session";
 pub trait Backend: Send + Sync + 'static {
     /// The signed-in person behind a session cookie, if any.
     async fn viewer(&self, session: Option<String>) -> Result<Option<Viewer>, String>;
+    /// The team page of the viewer's active tenant.
+    async fn team(&self, session: Option<String>) -> Result<Team, PageError>;
+    /// The API keys of the viewer's active tenant (owners and admins).
+    async fn api_keys(&self, session: Option<String>) -> Result<Vec<ApiKeyListing>, PageError>;
+    /// The audit log of the viewer's active tenant (owners).
+    async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError>;
+    /// What an invitation link offers; the error says why the link does not work.
+    async fn invitation(&self, token: String) -> Result<InvitationDetails, String>;
 }
 
 /// The backend as provided in context.

@@ -19,6 +19,7 @@ pub mod meet;
 pub mod meet_link;
 pub mod model;
 pub mod site;
+pub mod workspace;
 
 /// Where the site's static files are served from (the stylesheet and icon are embedded in the binary).
 pub const ASSETS_PATH: &str = "/assets";
@@ -81,6 +82,13 @@ fn mark_hydrated() {
             let _ = root.set_attribute("data-hydrated", "true");
         }
     });
+}
+
+/// A message from the server, as a sentence.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    let first: String = chars.next().map(|first| first.to_uppercase().collect()).unwrap_or_default();
+    format!("{first}{}.", chars.as_str())
 }
 
 /// Sets the HTTP status of a server-rendered page (a no-op in the browser).

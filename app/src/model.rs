@@ -29,3 +29,100 @@ pub struct Membership {
     /// Their role there.
     pub role: Role,
 }
+
+/// A member as the team page lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Their user id.
+    pub user_id: String,
+    /// Display name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Role in this tenant.
+    pub role: Role,
+    /// Whether this is the person viewing the page.
+    pub is_viewer: bool,
+}
+
+/// An invitation not yet accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingInvitation {
+    /// Its id.
+    pub id: String,
+    /// Who was invited.
+    pub email: String,
+    /// With which role.
+    pub role: Role,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The team page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// The viewer's role, which decides what they may change.
+    pub viewer_role: Role,
+    /// Everyone in the tenant.
+    pub members: Vec<Member>,
+    /// Invitations waiting for an answer.
+    pub invitations: Vec<PendingInvitation>,
+}
+
+/// An API key as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyListing {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The first characters of the key.
+    pub prefix: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// When it was last used, if ever.
+    pub last_used_at: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who, if known.
+    pub actor: Option<String>,
+    /// What happened (stable name).
+    pub event: String,
+    /// Details.
+    pub detail: String,
+    /// From which address.
+    pub ip: Option<String>,
+}
+
+/// What the invitation page shows about a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationDetails {
+    /// The inviting organisation.
+    pub tenant_name: String,
+    /// The invited address.
+    pub email: String,
+    /// The role offered.
+    pub role: Role,
+    /// Whether an account with this address exists (then the person signs in instead of choosing a password).
+    pub has_account: bool,
+}
+
+/// Why a page could not be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PageError {
+    /// Not signed in.
+    SignedOut,
+    /// Signed in, but the role does not allow this page.
+    Forbidden,
+    /// Something the person asked for does not exist (or is another tenant's).
+    NotFound(String),
+    /// A server-side failure, already logged.
+    Unavailable,
+}

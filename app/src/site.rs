@@ -12,6 +12,7 @@ use crate::{
     NotFound,
     account::{AccountMenu, DashboardPage, LoginPage, SignupPage, VerifyPage, ViewerResource, get_viewer},
     mark_hydrated,
+    workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},
 };
 
 /// The main host's component tree.
@@ -38,6 +39,10 @@ pub fn SiteApp() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/verify") view=VerifyPage ssr=SsrMode::Async />
                     <Route path=path!("/dashboard") view=DashboardPage ssr=SsrMode::Async />
+                    <Route path=path!("/team") view=TeamPage ssr=SsrMode::Async />
+                    <Route path=path!("/keys") view=KeysPage ssr=SsrMode::Async />
+                    <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
+                    <Route path=path!("/invitations/accept") view=AcceptInvitationPage ssr=SsrMode::Async />
                     // Every other path renders the "not found" page with a 404, rather than an empty body.
                     <Route path=path!("/*any") view=NotFound ssr=SsrMode::Async />
                 </Routes>

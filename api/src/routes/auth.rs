@@ -1,6 +1,6 @@
 //! The account forms' endpoints (`/auth/*`) and the session cookie. Each handler parses the form, calls
 //! [`Accounts`], and answers with a redirect (Post/Redirect/Get); refusals travel back to the form as a
-//! flash cookie. Also the site's [`Backend`] implementation, which resolves the session cookie.
+//! flash cookie.
 
 use actix_web::{
     HttpRequest, HttpResponse,
@@ -9,9 +9,8 @@ use actix_web::{
     post, web,
 };
 use convene_app::{
-    backend::{Backend, SESSION_COOKIE},
+    backend::SESSION_COOKIE,
     forms::{FLASH_COOKIE, Flash},
-    model::Viewer,
 };
 use convene_domain::{ParseError, TenantId};
 use secrecy::{ExposeSecret, SecretString};
@@ -36,26 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(signup).service(login).service(logout).service(verify).service(resend).service(switch_tenant);
 }
 
-/// The site's view of the control plane.
-#[derive(Debug, Clone)]
-pub struct SiteBackend {
-    /// The accounts service.
-    pub accounts: Accounts,
-}
-
-#[async_trait::async_trait]
-impl Backend for SiteBackend {
-    async fn viewer(&self, session: Option<String>) -> Result<Option<Viewer>, String> {
-        let Some(session) = session_for(&self.accounts, session.as_deref()).await else { return Ok(None) };
-        self.accounts.viewer(&session).await.map_err(|error| {
-            tracing::error!(%error, "cannot load the signed-in person");
-            "cannot load your account right now".to_owned()
-        })
-    }
-}
-
 /// The live session behind the request's cookie.
-async fn current_session(accounts: &Accounts, request: &HttpRequest) -> Option<session::Model> {
+pub(crate) async fn current_session(accounts: &Accounts, request: &HttpRequest) -> Option<session::Model> {
     let cookie = request.cookie(SESSION_COOKIE)?;
     session_for(accounts, Some(cookie.value())).await
 }
@@ -70,21 +51,21 @@ async fn session_for(accounts: &Accounts, token: Option<&str>) -> Option<session
     }
 }
 
-fn client(request: &HttpRequest) -> Client {
+pub(crate) fn client(request: &HttpRequest) -> Client {
     Client {
         ip: request.peer_addr().map(|addr| addr.ip().to_string()),
         user_agent: request.headers().get(header::USER_AGENT).and_then(|agent| agent.to_str().ok()).map(str::to_owned),
     }
 }
 
-fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+pub(crate) fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::SeeOther();
     response.insert_header((header::LOCATION, location));
     response
 }
 
 /// Back to the form at `location`, carrying `flash`.
-fn back_with(location: &str, flash: &Flash, policy: CookiePolicy) -> HttpResponse {
+pub(crate) fn back_with(location: &str, flash: &Flash, policy: CookiePolicy) -> HttpResponse {
     let cookie = Cookie::build(FLASH_COOKIE, flash.encode())
         .path("/")
         .http_only(true)
@@ -95,7 +76,7 @@ fn back_with(location: &str, flash: &Flash, policy: CookiePolicy) -> HttpRespons
     see_other(location).cookie(cookie).finish()
 }
 
-fn session_cookie(token: &SecretString, policy: CookiePolicy) -> Cookie<'static> {
+pub(crate) fn session_cookie(token: &SecretString, policy: CookiePolicy) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, token.expose_secret().to_owned())
         .path("/")
         .http_only(true)
@@ -106,7 +87,12 @@ fn session_cookie(token: &SecretString, policy: CookiePolicy) -> Cookie<'static>
 }
 
 /// A failure the person cannot fix: logged with its cause, shown as a generic banner.
-fn unexpected(location: &str, form: &str, error: &dyn std::fmt::Display, policy: CookiePolicy) -> HttpResponse {
+pub(crate) fn unexpected(
+    location: &str,
+    form: &str,
+    error: &dyn std::fmt::Display,
+    policy: CookiePolicy,
+) -> HttpResponse {
     tracing::error!(%error, form, "form handling failed");
     back_with(location, &Flash::failure(form, "Something went wrong on our side. Please try again."), policy)
 }
@@ -159,7 +145,7 @@ fn password_error(flash: Flash, error: &WeakPassword) -> Flash {
     flash.field("password", capitalise(&error.to_string()))
 }
 
-fn capitalise(text: &str) -> String {
+pub(crate) fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     let capitalised: String = chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default();
     capitalised + "."

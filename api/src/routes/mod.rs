@@ -2,5 +2,8 @@
 //! they hold no business rules.
 
 pub mod auth;
+pub mod backend;
 pub mod health;
 pub mod site;
+pub mod team;
+pub mod v1;

@@ -61,6 +61,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub data_dir: tempfile::TempDir,
+    mail_tag: String,
     _database: Option<TestDatabase>,
 }
 
@@ -109,7 +110,7 @@ impl TestApp {
                 .flatten()
                 .filter_map(|entry| std::fs::read(entry.path()).ok())
                 .filter_map(|raw| Mail::parse(&raw))
-                .filter(|mail| mail.to.contains(address))
+                .filter(|mail| mail.to.contains(address) && mail.from.contains(&self.mail_tag))
                 .collect();
             found.sort_by_key(|mail| mail.date);
             if let Some(mail) = found.pop() {
@@ -139,6 +140,7 @@ impl TestApp {
 
 /// A received mail, parsed.
 pub struct Mail {
+    pub from: String,
     pub to: String,
     pub subject: String,
     pub text: String,
@@ -155,6 +157,7 @@ impl Mail {
             parsed.subparts.iter().find(|part| part.ctype.mimetype == mime).and_then(|part| part.get_body().ok())
         };
         Some(Self {
+            from: header("From"),
             to: header("To"),
             subject: header("Subject"),
             text: part("text/plain")?,
@@ -192,8 +195,10 @@ fn browser_like_client() -> reqwest::Client {
 }
 
 /// Settings for a test: ports 0, the given data dir and database, every other value at its default.
-pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>) -> Settings {
+pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>, mail_tag: &str) -> Settings {
     let mut env = BTreeMap::from([
+        // A sender unique to this app tells its mail apart in the SMTP sink that all tests share.
+        ("CONVENE_MAIL_FROM".to_owned(), format!("Convene <{mail_tag}@convene.test>")),
         ("CONVENE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_MEDIA_UDP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_DATA_DIR".to_owned(), data_dir.display().to_string()),
@@ -224,7 +229,8 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         Store::Postgres => Some(TestDatabase::create().await),
         Store::Sqlite => None,
     };
-    let settings = settings(data_dir.path(), database.as_ref().map(|database| database.url.as_str()));
+    let mail_tag = format!("app-{}", uuid::Uuid::new_v4().simple());
+    let settings = settings(data_dir.path(), database.as_ref().map(|database| database.url.as_str()), &mail_tag);
     let shutdown = CancellationToken::new();
     let started = roles::start(role, &settings, shutdown.clone()).await.expect("the app starts");
     TestApp {
@@ -234,6 +240,7 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         client: browser_like_client(),
         database_url: settings.database_url.expose().to_owned(),
         data_dir,
+        mail_tag,
         _database: database,
     }
 }

@@ -7,4 +7,5 @@ mod health;
 mod helpers;
 mod shutdown;
 mod site;
+mod team;
 mod tenants;

@@ -1,0 +1,117 @@
+//! The site's [`Backend`]: what server functions ask of the control plane, answered by the services with
+//! the session's actor.
+
+use convene_app::{
+    backend::Backend,
+    model::{ApiKeyListing, AuditEntry, InvitationDetails, PageError, Team, Viewer},
+};
+use convene_domain::Role;
+
+use crate::{
+    accounts::Accounts,
+    api_keys, audit,
+    entities::user,
+    team::{Actor, TeamError, TeamService},
+};
+
+/// Audit entries shown on the audit page.
+const AUDIT_PAGE_SIZE: u64 = 200;
+
+/// The services behind the site's server functions.
+#[derive(Debug, Clone)]
+pub struct SiteBackend {
+    /// Accounts and sessions.
+    pub accounts: Accounts,
+    /// Members and invitations.
+    pub team: TeamService,
+}
+
+impl SiteBackend {
+    async fn actor(&self, session: Option<String>) -> Result<Actor, PageError> {
+        let Some(token) = session else { return Err(PageError::SignedOut) };
+        let session = self.accounts.session(&token).await.map_err(unavailable)?.ok_or(PageError::SignedOut)?;
+        self.accounts.actor(&session).await.map_err(unavailable)?.ok_or(PageError::Forbidden)
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> PageError {
+    tracing::error!(%error, "a page's data could not be loaded");
+    PageError::Unavailable
+}
+
+#[async_trait::async_trait]
+impl Backend for SiteBackend {
+    async fn viewer(&self, session: Option<String>) -> Result<Option<Viewer>, String> {
+        let Some(token) = session else { return Ok(None) };
+        let failure = |error: sea_orm::DbErr| {
+            tracing::error!(%error, "cannot load the signed-in person");
+            "cannot load your account right now".to_owned()
+        };
+        let Some(session) = self.accounts.session(&token).await.map_err(failure)? else { return Ok(None) };
+        self.accounts.viewer(&session).await.map_err(failure)
+    }
+
+    async fn team(&self, session: Option<String>) -> Result<Team, PageError> {
+        let actor = self.actor(session).await?;
+        self.team.team(actor).await.map_err(|error| match error {
+            TeamError::Forbidden => PageError::Forbidden,
+            other => unavailable(other),
+        })
+    }
+
+    async fn api_keys(&self, session: Option<String>) -> Result<Vec<ApiKeyListing>, PageError> {
+        let actor = self.actor(session).await?;
+        if !actor.is_admin() {
+            return Err(PageError::Forbidden);
+        }
+        let keys = api_keys::list(self.accounts.db(), actor.tenant).await.map_err(unavailable)?;
+        Ok(keys
+            .into_iter()
+            .map(|key| ApiKeyListing {
+                id: key.id.to_string(),
+                name: key.name,
+                prefix: key.prefix,
+                created_at: key.created_at.to_rfc3339(),
+                last_used_at: key.last_used_at.map(|at| at.to_rfc3339()),
+                revoked_at: key.revoked_at.map(|at| at.to_rfc3339()),
+            })
+            .collect())
+    }
+
+    async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError> {
+        let actor = self.actor(session).await?;
+        if actor.role != Role::Owner {
+            return Err(PageError::Forbidden);
+        }
+        let db = self.accounts.db();
+        let events = audit::recent(db, actor.tenant, AUDIT_PAGE_SIZE).await.map_err(unavailable)?;
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let actor_name = match event.actor_user_id {
+                Some(id) => {
+                    use sea_orm::EntityTrait;
+                    user::Entity::find_by_id(id).one(db).await.map_err(unavailable)?.map(|person| person.email)
+                }
+                None => None,
+            };
+            entries.push(AuditEntry {
+                at: event.created_at.to_rfc3339(),
+                actor: actor_name,
+                event: event.event,
+                detail: event.detail,
+                ip: event.ip,
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn invitation(&self, token: String) -> Result<InvitationDetails, String> {
+        self.team.invitation(&token).await.map_err(|error| match error {
+            TeamError::Link(link) => link.to_string(),
+            other => {
+                tracing::error!(error = %other, "cannot load an invitation");
+                "this invitation cannot be shown right now".to_owned()
+            }
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! Team, invitations, roles, API keys and the `/v1` key check, and the rule that another tenant's ids
+//! always answer 404.
+
+use convene_api::entities::{audit_event, invitation, membership};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, set_cookie, spawn_app};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn sign_up(app: &TestApp, organisation: &str, email: &str) -> String {
+    let fields = [("organisation", organisation), ("name", "Owner"), ("email", email), ("password", PASSWORD)];
+    let response = app.post_form("/auth/signup", &fields, None).await;
+    format!("convene_session={}", set_cookie(&response, "convene_session").expect("session"))
+}
+
+/// Posts, then reads the page the redirect leads to with the flash.
+async fn post_and_follow(app: &TestApp, path: &str, fields: &[(&str, &str)], cookie: &str) -> String {
+    let response = app.post_form(path, fields, Some(cookie)).await;
+    assert_eq!(response.status(), 303, "{path}: {:?}", response.text().await);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let flash =
+        set_cookie(&response, "convene_flash").map(|value| format!("; convene_flash={value}")).unwrap_or_default();
+    app.get_with_cookie(&location, &format!("{cookie}{flash}")).await.text().await.unwrap()
+}
+
+/// Invites `email` as `role` and accepts as a new person; returns the newcomer's session.
+async fn invite_and_accept(app: &TestApp, owner: &str, email: &str, role: &str) -> String {
+    let page = post_and_follow(app, "/team/invite", &[("email", email), ("role", role)], owner).await;
+    assert!(page.contains(&format!("Invitation sent to {email}.")), "{page}");
+    let mail = app.mail_to(email).await;
+    assert!(mail.subject.contains("invited you to"), "{}", mail.subject);
+    let link = mail.link("http://localhost:3000/invitations/accept?token=");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let accept_page = app.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
+    assert!(accept_page.contains(&format!("as {role} with the address {email}")), "{accept_page}");
+    let response = app
+        .post_form("/invitations/accept", &[("token", &token), ("name", "New Person"), ("password", PASSWORD)], None)
+        .await;
+    assert_eq!(response.headers()["location"], "/dashboard");
+    format!("convene_session={}", set_cookie(&response, "convene_session").expect("signed in on accepting"))
+}
+
+#[tokio::test]
+async fn an_owner_invites_a_moderator_who_joins_and_appears_on_the_team() {
+    let app = spawn_app().await;
+    let owner = sign_up(&app, "Acme", "owner@acme.example").await;
+    let moderator = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
+
+    let dashboard = app.get_with_cookie("/dashboard", &moderator).await.text().await.unwrap();
+    assert!(dashboard.contains("<strong>Acme</strong>") && dashboard.contains(">moderator<"), "{dashboard}");
+    assert!(!dashboard.contains("Confirm your email address"), "the invitation link verified the address");
+    let team = app.get_with_cookie("/team", &owner).await.text().await.unwrap();
+    assert!(team.contains("mo@acme.example") && team.contains("New Person"), "{team}");
+
+    let token_reuse = app.mail_to("mo@acme.example").await.link("http://localhost:3000/invitations/accept?token=");
+    let reused = app.get(&token_reuse.replace("http://localhost:3000", "")).await.text().await.unwrap();
+    assert!(reused.contains("This link has already been used."), "{reused}");
+
+    let db = app.db().await;
+    let events: Vec<String> =
+        audit_event::Entity::find().all(&db).await.unwrap().into_iter().map(|e| e.event).collect();
+    assert!(events.contains(&"member_invited".into()) && events.contains(&"invitation_accepted".into()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn roles_decide_who_may_manage_the_team_and_the_last_owner_stays() {
+    let app = spawn_app().await;
+    let owner = sign_up(&app, "Acme", "owner@acme.example").await;
+    let moderator = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
+    let db = app.db().await;
+    let mo_id = membership::Entity::find()
+        .filter(membership::Column::Role.eq("moderator"))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let owner_id = membership::Entity::find()
+        .filter(membership::Column::Role.eq("owner"))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+
+    let refused =
+        app.post_form("/team/invite", &[("email", "x@acme.example"), ("role", "participant")], Some(&moderator)).await;
+    assert_eq!(refused.status(), 403, "moderators do not invite");
+    assert_eq!(app.get_with_cookie("/keys", &moderator).await.status(), 403, "nor see API keys");
+    assert_eq!(app.get_with_cookie("/audit", &moderator).await.status(), 403, "nor the audit log");
+    let refused = app.post_form(&format!("/team/members/{owner_id}/remove"), &[], Some(&moderator)).await;
+    assert_eq!(refused.status(), 403);
+
+    let page = post_and_follow(&app, &format!("/team/members/{owner_id}/role"), &[("role", "admin")], &owner).await;
+    assert!(page.contains("The organisation needs at least one owner"), "{page}");
+    let page = post_and_follow(&app, &format!("/team/members/{mo_id}/role"), &[("role", "owner")], &owner).await;
+    assert!(page.contains("Role changed."), "{page}");
+    let page =
+        post_and_follow(&app, &format!("/team/members/{owner_id}/role"), &[("role", "participant")], &moderator).await;
+    assert!(page.contains("Role changed."), "with two owners one may step down: {page}");
+    let page = post_and_follow(&app, &format!("/team/members/{owner_id}/remove"), &[], &moderator).await;
+    assert!(page.contains("Member removed."), "{page}");
+    let removed = app.get_with_cookie("/dashboard", &owner).await.text().await.unwrap();
+    assert!(removed.contains("You do not belong to any organisation yet."), "{removed}");
+
+    let page = post_and_follow(&app, "/team/invite", &[("email", "broken"), ("role", "participant")], &moderator).await;
+    assert!(page.contains("is not a valid email address"), "{page}");
+    let page =
+        post_and_follow(&app, "/team/invite", &[("email", "mo@acme.example"), ("role", "admin")], &moderator).await;
+    assert!(page.contains("Mo@acme.example is already a member") || page.contains("is already a member"), "{page}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_invitation_links_and_weak_passwords_are_explained() {
+    let app = spawn_app().await;
+    let owner = sign_up(&app, "Acme", "owner@acme.example").await;
+    post_and_follow(&app, "/team/invite", &[("email", "new@acme.example"), ("role", "participant")], &owner).await;
+    let token = app.mail_to("new@acme.example").await.link("http://localhost:3000/invitations/accept?token=");
+    let token = token.split("token=").nth(1).unwrap().to_owned();
+
+    let unknown = app.get("/invitations/accept?token=nonsense").await.text().await.unwrap();
+    assert!(unknown.contains("This invitation cannot be used"), "{unknown}");
+    let weak =
+        app.post_form("/invitations/accept", &[("token", &token), ("name", "N"), ("password", "short")], None).await;
+    assert_eq!(weak.status(), 303);
+    let flash = set_cookie(&weak, "convene_flash").unwrap();
+    let page = app
+        .get_with_cookie(weak.headers()["location"].to_str().unwrap(), &format!("convene_flash={flash}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("The password is too short"), "{page}");
+
+    let db = app.db().await;
+    let pending = invitation::Entity::find().one(&db).await.unwrap().unwrap();
+    assert!(pending.accepted_at.is_none(), "a refused acceptance leaves the invitation usable");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_work_on_v1_and_stop_when_revoked() {
+    let app = spawn_app().await;
+    let owner = sign_up(&app, "Acme", "owner@acme.example").await;
+    let page = post_and_follow(&app, "/keys", &[("name", "backend")], &owner).await;
+    assert!(page.contains("Copy it now"), "{page}");
+    let key = page.split(r#"<code id="new-key">"#).nth(1).and_then(|rest| rest.split('<').next()).unwrap().to_owned();
+    assert!(key.starts_with("cvn_"), "{key}");
+    let listed = app.get_with_cookie("/keys", &owner).await.text().await.unwrap();
+    assert!(listed.contains("backend") && !listed.contains(&key), "listed without its secret");
+
+    let whoami = app.client.get(format!("{}/v1/tenant", app.address)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(whoami.status(), 200);
+    assert_eq!(whoami.json::<Value>().await.unwrap()["name"], "Acme");
+    for bad in ["", "cvn_wrong", "not-even-a-key"] {
+        let response = app.client.get(format!("{}/v1/tenant", app.address)).bearer_auth(bad).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.json::<Value>().await.unwrap()["error"], "unauthorized");
+    }
+    let missing = app.client.get(format!("{}/v1/tenant", app.address)).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    let unknown_path =
+        app.client.get(format!("{}/v1/nothing-here", app.address)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(unknown_path.status(), 404);
+    assert_eq!(unknown_path.json::<Value>().await.unwrap()["error"], "not_found");
+
+    let key_id = listed.split("/keys/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
+    let page = post_and_follow(&app, &format!("/keys/{key_id}/revoke"), &[], &owner).await;
+    assert!(page.contains("revoked"), "{page}");
+    let after = app.client.get(format!("{}/v1/tenant", app.address)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(after.status(), 401, "a revoked key stops working");
+
+    let audit = app.get_with_cookie("/audit", &owner).await.text().await.unwrap();
+    assert!(
+        audit.contains("api_key_created") && audit.contains("api_key_revoked") && audit.contains("signup"),
+        "{audit}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_tenants_ids_answer_404_everywhere() {
+    let app = spawn_app().await;
+    let acme = sign_up(&app, "Acme", "owner@acme.example").await;
+    let globex = sign_up(&app, "Globex", "owner@globex.example").await;
+    // Globex has a member, a pending invitation and a key: ids Acme's owner must never reach.
+    invite_and_accept(&app, &globex, "mo@globex.example", "moderator").await;
+    post_and_follow(&app, "/team/invite", &[("email", "later@globex.example"), ("role", "participant")], &globex).await;
+    let keys_page = post_and_follow(&app, "/keys", &[("name", "globex key")], &globex).await;
+    let key_id = keys_page.split("/keys/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
+    let db = app.db().await;
+    let member_id = membership::Entity::find()
+        .filter(membership::Column::Role.eq("moderator"))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let invitation_id =
+        invitation::Entity::find().filter(invitation::Column::AcceptedAt.is_null()).one(&db).await.unwrap().unwrap().id;
+
+    let attempts: [(String, Vec<(&str, &str)>); 5] = [
+        (format!("/team/members/{member_id}/role"), vec![("role", "owner")]),
+        (format!("/team/members/{member_id}/remove"), vec![]),
+        (format!("/team/invitations/{invitation_id}/revoke"), vec![]),
+        (format!("/keys/{key_id}/revoke"), vec![]),
+        ("/team/members/not-a-uuid/remove".to_owned(), vec![]),
+    ];
+    for (path, fields) in &attempts {
+        let response = app.post_form(path, fields, Some(&acme)).await;
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    // Nothing changed on Globex's side.
+    let globex_team = app.get_with_cookie("/team", &globex).await.text().await.unwrap();
+    assert!(globex_team.contains("mo@globex.example") && globex_team.contains("later@globex.example"));
+    let globex_keys = app.get_with_cookie("/keys", &globex).await.text().await.unwrap();
+    assert!(globex_keys.contains("Revoke"), "the key is still live");
+    let acme_team = app.get_with_cookie("/team", &acme).await.text().await.unwrap();
+    assert!(!acme_team.contains("globex"), "pages show only one's own tenant");
+    app.stop().await;
+}
