@@ -16,6 +16,7 @@ use convene_app::model::{Membership, Viewer};
 use convene_domain::{EmailAddress, Role, TenantId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -25,6 +26,7 @@ use crate::{
     audit::{self, AuditEvent},
     entities::{email_token, membership, session, tenant, user},
     mail::{Email, Mailer},
+    password::{Password, WeakPassword},
     rate_limit::RateLimiter,
     secrets::{random_token, token_hash},
     team::Actor,
@@ -160,7 +162,62 @@ pub enum ResendError {
     Internal(#[from] anyhow::Error),
 }
 
-const PURPOSE_VERIFY: &str = "verify_email";
+/// What a single-use mail link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkPurpose {
+    VerifyEmail,
+    ChangeEmail,
+    ResetPassword,
+}
+
+impl LinkPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::VerifyEmail => "verify_email",
+            LinkPurpose::ChangeEmail => "change_email",
+            LinkPurpose::ResetPassword => "reset_password",
+        }
+    }
+
+    /// The page the link opens.
+    fn page(self) -> &'static str {
+        match self {
+            LinkPurpose::VerifyEmail | LinkPurpose::ChangeEmail => "verify",
+            LinkPurpose::ResetPassword => "reset-password",
+        }
+    }
+
+    /// Reset links are short-lived: they grant the account.
+    fn lifetime(self) -> TimeDelta {
+        match self {
+            LinkPurpose::VerifyEmail | LinkPurpose::ChangeEmail => VERIFY_LINK_LIFETIME,
+            LinkPurpose::ResetPassword => TimeDelta::hours(1),
+        }
+    }
+}
+
+/// Why a password or address change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordChangeError {
+    /// The current password is wrong.
+    #[error("the current password is not right")]
+    WrongPassword,
+    /// The new password breaks a rule.
+    #[error("{0}")]
+    Weak(#[from] WeakPassword),
+    /// The new address is unusable.
+    #[error("{0}")]
+    Email(String),
+    /// The reset link is unusable.
+    #[error("{0}")]
+    Link(#[from] LinkError),
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Hashing, mail or randomness failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
 
 impl Accounts {
     /// The service over a database, a mailer and the site's public URL (for links in mail).
@@ -213,64 +270,211 @@ impl Accounts {
         if user.email_verified_at.is_some() {
             return Err(ResendError::AlreadyVerified);
         }
+        let link = self.issue_link(&user, LinkPurpose::VerifyEmail, &user.email).await?;
+        self.send_link_mail(
+            &user.email,
+            "Confirm your email address for Convene",
+            &[&format!("Hello {},", user.display_name), "Please confirm that this is your email address."],
+            ("Confirm my email address", &link),
+            "The link works once and expires in 24 hours. If you did not sign up for Convene, ignore this mail.",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a single-use link for `user` and returns its URL.
+    async fn issue_link(&self, user: &user::Model, purpose: LinkPurpose, email: &str) -> anyhow::Result<String> {
         let token = random_token()?;
         let now = Utc::now();
         email_token::ActiveModel {
             token_hash: Set(token_hash(&token)),
-            purpose: Set(PURPOSE_VERIFY.to_owned()),
-            user_id: Set(user_id),
-            email: Set(user.email.clone()),
+            purpose: Set(purpose.as_str().to_owned()),
+            user_id: Set(user.id),
+            email: Set(email.to_owned()),
             created_at: Set(now),
-            expires_at: Set(now + VERIFY_LINK_LIFETIME),
+            expires_at: Set(now + purpose.lifetime()),
             used_at: Set(None),
         }
         .insert(&self.db)
         .await?;
-        let mut link = self.public_url.join("verify").map_err(anyhow::Error::from)?;
+        let mut link = self.public_url.join(purpose.page())?;
         link.query_pairs_mut().append_pair("token", &token);
-        let to = EmailAddress::parse(&user.email).map_err(anyhow::Error::from)?;
-        let email = Email::new(
-            &to,
-            "Confirm your email address for Convene",
-            &[&format!("Hello {},", user.display_name), "Please confirm that this is your email address."],
-            ("Confirm my email address", link.as_str()),
-            "The link works once and expires in 24 hours. If you did not sign up for Convene, ignore this mail.",
-        );
-        self.mailer.send(email).await.map_err(anyhow::Error::from)?;
+        Ok(link.to_string())
+    }
+
+    async fn send_link_mail(
+        &self,
+        to: &str,
+        subject: &str,
+        paragraphs: &[&str],
+        action: (&str, &str),
+        note: &str,
+    ) -> anyhow::Result<()> {
+        let to = EmailAddress::parse(to)?;
+        self.mailer.send(Email::new(&to, subject, paragraphs, action, note)).await?;
         Ok(())
     }
 
-    /// Consumes a verification link and marks the address verified.
-    pub async fn verify_email(&self, token: &str) -> Result<(), LinkError> {
-        let row = email_token::Entity::find_by_id(token_hash(token.trim()))
-            .filter(email_token::Column::Purpose.eq(PURPOSE_VERIFY))
-            .one(&self.db)
-            .await?
-            .ok_or(LinkError::Unknown)?;
+    /// A live link of one of `purposes` (not claimed yet).
+    async fn live_link(&self, token: &str, purposes: &[LinkPurpose]) -> Result<email_token::Model, LinkError> {
+        let row =
+            email_token::Entity::find_by_id(token_hash(token.trim())).one(&self.db).await?.ok_or(LinkError::Unknown)?;
+        if !purposes.iter().any(|purpose| purpose.as_str() == row.purpose) {
+            return Err(LinkError::Unknown);
+        }
         check_link(row.used_at, row.expires_at)?;
-        // Mark used only if nobody else did meanwhile: a link works exactly once.
+        Ok(row)
+    }
+
+    /// Marks a link used, exactly once even under concurrent clicks.
+    async fn claim_link(&self, db: &impl sea_orm::ConnectionTrait, row: &email_token::Model) -> Result<(), LinkError> {
         let claimed = email_token::Entity::update_many()
             .col_expr(email_token::Column::UsedAt, sea_orm::sea_query::Expr::value(Utc::now()))
             .filter(email_token::Column::TokenHash.eq(row.token_hash.clone()))
             .filter(email_token::Column::UsedAt.is_null())
-            .exec(&self.db)
+            .exec(db)
             .await?;
         if claimed.rows_affected != 1 {
             return Err(LinkError::Used);
         }
+        Ok(())
+    }
+
+    /// Consumes a link from `/verify`: confirms the account's address, or moves the account to a new
+    /// address it asked to change to.
+    pub async fn verify_email(&self, token: &str) -> Result<(), LinkError> {
+        let row = self.live_link(token, &[LinkPurpose::VerifyEmail, LinkPurpose::ChangeEmail]).await?;
         let Some(user) = user::Entity::find_by_id(row.user_id).one(&self.db).await? else {
             return Err(LinkError::Unknown);
         };
-        // A link for an address the account no longer has verifies nothing.
-        if user.email != row.email {
+        let changing = row.purpose == LinkPurpose::ChangeEmail.as_str();
+        // A confirmation link for an address the account no longer has confirms nothing.
+        if !changing && user.email != row.email {
             return Err(LinkError::Unknown);
         }
-        let user_id = user.id;
+        if changing
+            && let Ok(address) = EmailAddress::parse(&row.email)
+            && tenants::email_taken(&self.db, &address).await?
+        {
+            return Err(LinkError::Unknown);
+        }
+        let txn = self.db.begin().await?;
+        self.claim_link(&txn, &row).await?;
+        let (user_id, previous) = (user.id, user.email.clone());
         let mut active: user::ActiveModel = user.into();
         active.email_verified_at = Set(Some(Utc::now()));
-        active.update(&self.db).await?;
-        self.record_everywhere(user_id, AuditEvent::EmailVerified, "", &Client::default()).await?;
+        if changing {
+            active.email = Set(row.email.clone());
+        }
+        active.update(&txn).await?;
+        txn.commit().await?;
+        let (event, detail) = if changing {
+            (AuditEvent::EmailChanged, format!("{previous} → {}", row.email))
+        } else {
+            (AuditEvent::EmailVerified, String::new())
+        };
+        self.record_everywhere(user_id, event, &detail, &Client::default()).await?;
         Ok(())
+    }
+
+    /// Mails a password reset link if an account has this address. The answer is the same either way, so
+    /// the form cannot be used to discover accounts; requests are limited per address.
+    pub async fn request_password_reset(&self, email: &str) -> anyhow::Result<()> {
+        let Ok(address) = EmailAddress::parse(email) else { return Ok(()) };
+        if !self.limiter.allow(&format!("reset:{address}"), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
+            return Ok(());
+        }
+        let Some(user) = user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await?
+        else {
+            return Ok(());
+        };
+        let link = self.issue_link(&user, LinkPurpose::ResetPassword, &user.email).await?;
+        self.send_link_mail(
+            &user.email,
+            "Reset your Convene password",
+            &[&format!("Hello {},", user.display_name), "Someone asked to reset the password of your Convene account."],
+            ("Choose a new password", &link),
+            "The link works once and expires in one hour. If you did not ask for this, ignore this mail: your \
+             password stays as it is.",
+        )
+        .await
+    }
+
+    /// Sets a new password through a reset link and ends every session of the account.
+    pub async fn reset_password(&self, token: &str, password: SecretString) -> Result<(), PasswordChangeError> {
+        let row = self.live_link(token, &[LinkPurpose::ResetPassword]).await?;
+        // Check the new password before using up the link, so a refused password can be retried.
+        let hash = Password::parse(password, &row.email)?.hash().await?;
+        let txn = self.db.begin().await?;
+        self.claim_link(&txn, &row).await?;
+        set_password_and_end_sessions(&txn, row.user_id, hash, None).await?;
+        txn.commit().await?;
+        self.record_everywhere(row.user_id, AuditEvent::PasswordReset, "", &Client::default()).await?;
+        Ok(())
+    }
+
+    /// Changes the password of a signed-in person who knows the current one; their other sessions end.
+    pub async fn change_password(
+        &self,
+        session: &session::Model,
+        current: SecretString,
+        new: SecretString,
+        client: &Client,
+    ) -> Result<(), PasswordChangeError> {
+        let user = self.user_checking_password(session, current).await?;
+        let hash = Password::parse(new, &user.email)?.hash().await?;
+        let txn = self.db.begin().await?;
+        set_password_and_end_sessions(&txn, user.id, hash, Some(session.id)).await?;
+        txn.commit().await?;
+        self.record_everywhere(user.id, AuditEvent::PasswordChanged, "", client).await?;
+        Ok(())
+    }
+
+    /// Starts a change of address: the new address gets a confirmation link; the account keeps the old one
+    /// until the link is used.
+    pub async fn request_email_change(
+        &self,
+        session: &session::Model,
+        new_email: &str,
+        current: SecretString,
+    ) -> Result<(), PasswordChangeError> {
+        let user = self.user_checking_password(session, current).await?;
+        let address = EmailAddress::parse(new_email).map_err(|error| PasswordChangeError::Email(error.to_string()))?;
+        if tenants::email_taken(&self.db, &address).await? {
+            return Err(PasswordChangeError::Email(format!("{address} already belongs to an account")));
+        }
+        let link = self.issue_link(&user, LinkPurpose::ChangeEmail, address.as_str()).await?;
+        self.send_link_mail(
+            address.as_str(),
+            "Confirm your new email address for Convene",
+            &[
+                &format!("Hello {},", user.display_name),
+                "Please confirm that your Convene account should use this address.",
+            ],
+            ("Use this address", &link),
+            "The link works once and expires in 24 hours. Until then your account keeps its current address.",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every session of the person, this one included.
+    pub async fn sign_out_everywhere(&self, session: &session::Model, client: &Client) -> Result<(), DbErr> {
+        end_sessions(&self.db, session.user_id, None).await?;
+        self.record_everywhere(session.user_id, AuditEvent::SessionsRevoked, "", client).await
+    }
+
+    async fn user_checking_password(
+        &self,
+        session: &session::Model,
+        current: SecretString,
+    ) -> Result<user::Model, PasswordChangeError> {
+        let user =
+            user::Entity::find_by_id(session.user_id).one(&self.db).await?.ok_or(PasswordChangeError::WrongPassword)?;
+        if !verify_password(Some(user.password_hash.clone()), current).await? {
+            return Err(PasswordChangeError::WrongPassword);
+        }
+        Ok(user)
     }
 
     /// Records an event about a person in the log of every tenant they belong to.
@@ -464,6 +668,34 @@ impl Accounts {
             memberships,
         }))
     }
+}
+
+/// Stores a new password hash and ends the person's sessions, except `keep` (the one making the change).
+async fn set_password_and_end_sessions(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    hash: String,
+    keep: Option<Uuid>,
+) -> Result<(), DbErr> {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, sea_orm::sea_query::Expr::value(hash))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    end_sessions(db, user_id, keep).await
+}
+
+/// Revokes every live session of a person except `keep`.
+async fn end_sessions(db: &impl sea_orm::ConnectionTrait, user_id: Uuid, keep: Option<Uuid>) -> Result<(), DbErr> {
+    let mut update = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, sea_orm::sea_query::Expr::value(Some(Utc::now())))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null());
+    if let Some(keep) = keep {
+        update = update.filter(session::Column::Id.ne(keep));
+    }
+    update.exec(db).await?;
+    Ok(())
 }
 
 /// Refuses used and expired links.

@@ -37,6 +37,14 @@ pub enum AuditEvent {
     ApiKeyCreated,
     /// An API key was revoked.
     ApiKeyRevoked,
+    /// A password was reset through a mailed link.
+    PasswordReset,
+    /// A signed-in member changed their password.
+    PasswordChanged,
+    /// A member moved their account to a new address.
+    EmailChanged,
+    /// A member signed out of every session.
+    SessionsRevoked,
 }
 
 impl AuditEvent {
@@ -55,6 +63,10 @@ impl AuditEvent {
             AuditEvent::MemberRemoved => "member_removed",
             AuditEvent::ApiKeyCreated => "api_key_created",
             AuditEvent::ApiKeyRevoked => "api_key_revoked",
+            AuditEvent::PasswordReset => "password_reset",
+            AuditEvent::PasswordChanged => "password_changed",
+            AuditEvent::EmailChanged => "email_changed",
+            AuditEvent::SessionsRevoked => "sessions_revoked",
         }
     }
 }

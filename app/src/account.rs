@@ -82,8 +82,98 @@ pub fn LoginPage() -> impl IntoView {
                 {form.field("password", "Password", "password", "current-password")}
                 <button type="submit">"Sign in"</button>
             </form>
-            <p class="muted">"New to Convene? " <a href="/signup">"Create an organisation"</a></p>
+            <p class="muted">
+                <a href="/forgot-password">"Forgot your password?"</a>
+                " · New to Convene? "
+                <a href="/signup">"Create an organisation"</a>
+            </p>
         </section>
+    }
+}
+
+/// `/forgot-password`.
+#[component]
+pub fn ForgotPasswordPage() -> impl IntoView {
+    let form = FormState::for_form(take_flash(), "forgot");
+    view! {
+        <Title text="Reset your password · Convene" />
+        <section class="panel narrow">
+            <h1>"Reset your password"</h1>
+            <p class="muted">"Enter your account's address and we will mail you a link to choose a new password."</p>
+            {form.banner()}
+            <form method="post" action="/auth/forgot-password" novalidate>
+                {form.field("email", "Email", "email", "username")}
+                <button type="submit">"Send the link"</button>
+            </form>
+        </section>
+    }
+}
+
+/// `/reset-password?token=…`: the link from the reset mail.
+#[component]
+pub fn ResetPasswordPage() -> impl IntoView {
+    let query = use_query_map();
+    let form = FormState::for_form(take_flash(), "reset");
+    let token = move || query.read().get("token").unwrap_or_default();
+    view! {
+        <Title text="Choose a new password · Convene" />
+        <section class="panel narrow">
+            <h1>"Choose a new password"</h1>
+            <p class="muted">"Every device signed in to your account will be signed out."</p>
+            {form.banner()}
+            <form method="post" action="/auth/reset-password" novalidate>
+                <input type="hidden" name="token" value=token />
+                {form.field("password", "New password (at least 8 characters)", "password", "new-password")}
+                <button type="submit">"Set the new password"</button>
+            </form>
+        </section>
+    }
+}
+
+/// `/account`: the person's own settings.
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let viewer = expect_context::<ViewerResource>();
+    let form = FormState::for_form(take_flash(), "account");
+    view! {
+        <Title text="Your account · Convene" />
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new({
+                let form = form.clone();
+                async move {
+                    match viewer.await {
+                        Ok(Some(viewer)) => view! {
+                            <section class="panel narrow">
+                                <h1>"Your account"</h1>
+                                {form.banner()}
+                                <p>"Signed in as " <strong>{viewer.email}</strong> "."</p>
+                                <h2>"Change password"</h2>
+                                <form method="post" action="/account/password" novalidate>
+                                    {form.field("current_password", "Current password", "password", "current-password")}
+                                    {form.field("new_password", "New password", "password", "new-password")}
+                                    <button type="submit">"Change password"</button>
+                                </form>
+                                <h2>"Change email address"</h2>
+                                <form method="post" action="/account/email" novalidate>
+                                    {form.field("email", "New email address", "email", "email")}
+                                    <label class="field">
+                                        <span>"Current password"</span>
+                                        <input name="current_password" type="password" autocomplete="current-password" required=true />
+                                    </label>
+                                    <button type="submit">"Send a confirmation link"</button>
+                                </form>
+                                <h2>"Sessions"</h2>
+                                <form method="post" action="/account/sign-out-everywhere">
+                                    <button type="submit" class="secondary">"Sign out on every device"</button>
+                                </form>
+                            </section>
+                        }.into_any(),
+                        Ok(None) => view! { <Redirect path="/login" /> }.into_any(),
+                        Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                    }
+                }
+            })}
+        </Suspense>
     }
 }
 
@@ -200,7 +290,8 @@ pub fn AccountMenu() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match viewer.await {
                         Ok(Some(viewer)) => view! {
-                            <a href="/dashboard">{viewer.name}</a>
+                            <a href="/dashboard">"Dashboard"</a>
+                            <a href="/account">{viewer.name}</a>
                             <form method="post" action="/auth/logout">
                                 <button type="submit" class="link">"Sign out"</button>
                             </form>

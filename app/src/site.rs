@@ -10,7 +10,10 @@ use leptos_router::{
 
 use crate::{
     NotFound,
-    account::{AccountMenu, DashboardPage, LoginPage, SignupPage, VerifyPage, ViewerResource, get_viewer},
+    account::{
+        AccountMenu, AccountPage, DashboardPage, ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage,
+        VerifyPage, ViewerResource, get_viewer,
+    },
     mark_hydrated,
     workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},
 };
@@ -39,6 +42,9 @@ pub fn SiteApp() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/verify") view=VerifyPage ssr=SsrMode::Async />
                     <Route path=path!("/dashboard") view=DashboardPage ssr=SsrMode::Async />
+                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("/forgot-password") view=ForgotPasswordPage ssr=SsrMode::Async />
+                    <Route path=path!("/reset-password") view=ResetPasswordPage ssr=SsrMode::Async />
                     <Route path=path!("/team") view=TeamPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=KeysPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />

@@ -17,7 +17,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::{
-    accounts::{Accounts, Client, LinkError, LoginError, ResendError, SESSION_LIFETIME, Signup, SignupError},
+    accounts::{
+        Accounts, Client, LinkError, LoginError, PasswordChangeError, ResendError, SESSION_LIFETIME, Signup,
+        SignupError,
+    },
     entities::session,
     password::WeakPassword,
     tenants::CreateTenantError,
@@ -32,7 +35,17 @@ pub struct CookiePolicy {
 
 /// Registers the `/auth/*` endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(signup).service(login).service(logout).service(verify).service(resend).service(switch_tenant);
+    cfg.service(signup)
+        .service(login)
+        .service(logout)
+        .service(verify)
+        .service(resend)
+        .service(switch_tenant)
+        .service(forgot_password)
+        .service(reset_password)
+        .service(change_password)
+        .service(change_email)
+        .service(sign_out_everywhere);
 }
 
 /// The live session behind the request's cookie.
@@ -249,4 +262,142 @@ async fn switch_tenant(
         }
         Err(error) => unexpected("/dashboard", "dashboard", &error, **policy),
     }
+}
+
+#[derive(Deserialize)]
+struct ForgotForm {
+    email: String,
+}
+
+#[post("/auth/forgot-password")]
+async fn forgot_password(
+    form: web::Form<ForgotForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    if let Err(error) = accounts.request_password_reset(&form.email).await {
+        return unexpected("/forgot-password", "forgot", &error, **policy);
+    }
+    // The same answer whether or not the address has an account.
+    let flash = Flash::success(
+        "forgot",
+        "If an account uses this address, a reset link is on its way. It expires in one hour.",
+    );
+    back_with("/forgot-password", &flash, **policy)
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    token: String,
+    password: String,
+}
+
+#[post("/auth/reset-password")]
+async fn reset_password(
+    form: web::Form<ResetForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let ResetForm { token, password } = form.into_inner();
+    let back =
+        format!("/reset-password?token={}", url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>());
+    match accounts.reset_password(&token, SecretString::from(password)).await {
+        Ok(()) => back_with("/login", &Flash::success("login", "Your password is changed. Sign in with it."), **policy),
+        Err(PasswordChangeError::Weak(error)) => back_with(
+            &back,
+            &Flash::failure("reset", "Please choose another password.")
+                .field("password", capitalise(&error.to_string())),
+            **policy,
+        ),
+        Err(PasswordChangeError::Link(error)) if !matches!(error, LinkError::Database(_)) => {
+            back_with(&back, &Flash::failure("reset", capitalise(&error.to_string())), **policy)
+        }
+        Err(error) => unexpected(&back, "reset", &error, **policy),
+    }
+}
+
+/// Maps a refused change on the account page.
+fn account_outcome(
+    result: Result<(), PasswordChangeError>,
+    success: &str,
+    field: &str,
+    policy: CookiePolicy,
+) -> HttpResponse {
+    let refused = |field: &str, message: String| {
+        back_with(
+            "/account",
+            &Flash::failure("account", "Please correct the marked field.").field(field, message),
+            policy,
+        )
+    };
+    match result {
+        Ok(()) => back_with("/account", &Flash::success("account", success), policy),
+        Err(PasswordChangeError::WrongPassword) => {
+            refused("current_password", "The current password is not right.".to_owned())
+        }
+        Err(PasswordChangeError::Weak(error)) => refused(field, capitalise(&error.to_string())),
+        Err(PasswordChangeError::Email(message)) => refused("email", capitalise(&message)),
+        Err(error) => unexpected("/account", "account", &error, policy),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+#[post("/account/password")]
+async fn change_password(
+    request: HttpRequest,
+    form: web::Form<ChangePasswordForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
+    let ChangePasswordForm { current_password, new_password } = form.into_inner();
+    let result = accounts
+        .change_password(
+            &session,
+            SecretString::from(current_password),
+            SecretString::from(new_password),
+            &client(&request),
+        )
+        .await;
+    account_outcome(result, "Password changed. Your other sessions were signed out.", "new_password", **policy)
+}
+
+#[derive(Deserialize)]
+struct ChangeEmailForm {
+    email: String,
+    current_password: String,
+}
+
+#[post("/account/email")]
+async fn change_email(
+    request: HttpRequest,
+    form: web::Form<ChangeEmailForm>,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
+    let ChangeEmailForm { email, current_password } = form.into_inner();
+    let result = accounts.request_email_change(&session, &email, SecretString::from(current_password)).await;
+    let success = format!("We sent a confirmation link to {}. Your address changes when you follow it.", email.trim());
+    account_outcome(result, &success, "email", **policy)
+}
+
+#[post("/account/sign-out-everywhere")]
+async fn sign_out_everywhere(
+    request: HttpRequest,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
+    if let Err(error) = accounts.sign_out_everywhere(&session, &client(&request)).await {
+        return unexpected("/account", "account", &error, **policy);
+    }
+    let mut expired = session_cookie(&SecretString::from(String::new()), **policy);
+    expired.make_removal();
+    see_other("/login").cookie(expired).finish()
 }

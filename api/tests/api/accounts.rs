@@ -253,3 +253,83 @@ async fn verification_mail_can_be_resent_a_few_times_an_hour() {
     assert_eq!(email_token::Entity::find().count(&db).await.unwrap(), 4, "signup plus three resends");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_password_reset_by_mail_sets_a_new_password_once_and_ends_every_session() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    let (_, page) = post_and_follow(&app, "/auth/forgot-password", &[("email", "ann@acme.example")], None).await;
+    assert!(page.contains("If an account uses this address"), "{page}");
+    let (_, unknown) = post_and_follow(&app, "/auth/forgot-password", &[("email", "nobody@acme.example")], None).await;
+    assert!(unknown.contains("If an account uses this address"), "the same answer for unknown addresses");
+
+    let mail = app.mail_to("ann@acme.example").await;
+    assert_eq!(mail.subject, "Reset your Convene password");
+    let token = mail.link("http://localhost:3000/reset-password?token=").split("token=").nth(1).unwrap().to_owned();
+    let (_, weak) =
+        post_and_follow(&app, "/auth/reset-password", &[("token", &token), ("password", "short")], None).await;
+    assert!(weak.contains("The password is too short"), "{weak}");
+    let (location, done) = post_and_follow(
+        &app,
+        "/auth/reset-password",
+        &[("token", &token), ("password", "a brand new passphrase")],
+        None,
+    )
+    .await;
+    assert_eq!(location, "/login");
+    assert!(done.contains("Your password is changed."), "{done}");
+    let (_, reused) = post_and_follow(
+        &app,
+        "/auth/reset-password",
+        &[("token", &token), ("password", "yet another passphrase")],
+        None,
+    )
+    .await;
+    assert!(reused.contains("This link has already been used."), "{reused}");
+
+    assert_eq!(app.get_with_cookie("/dashboard", &session).await.status(), 302, "old sessions ended");
+    let old = app.post_form("/auth/login", &[("email", "ann@acme.example"), ("password", PASSWORD)], None).await;
+    assert_eq!(old.headers()["location"], "/login", "the old password no longer works");
+    let new = app
+        .post_form("/auth/login", &[("email", "ann@acme.example"), ("password", "a brand new passphrase")], None)
+        .await;
+    assert_eq!(new.headers()["location"], "/dashboard");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_page_changes_password_and_address_and_signs_out_everywhere() {
+    let app = spawn_app().await;
+    let first = sign_up(&app, "Acme", "ann@acme.example").await;
+    let second = app.post_form("/auth/login", &[("email", "ann@acme.example"), ("password", PASSWORD)], None).await;
+    let second = format!("convene_session={}", set_cookie(&second, "convene_session").unwrap());
+
+    let fields = [("current_password", "wrong one!"), ("new_password", "a brand new passphrase")];
+    let (_, wrong) = post_and_follow(&app, "/account/password", &fields, Some(&first)).await;
+    assert!(wrong.contains("The current password is not right."), "{wrong}");
+    let fields = [("current_password", PASSWORD), ("new_password", "a brand new passphrase")];
+    let (_, changed) = post_and_follow(&app, "/account/password", &fields, Some(&first)).await;
+    assert!(changed.contains("Password changed."), "{changed}");
+    assert_eq!(app.get_with_cookie("/dashboard", &first).await.status(), 200, "this session stays");
+    assert_eq!(app.get_with_cookie("/dashboard", &second).await.status(), 302, "the other one ended");
+
+    let fields = [("email", "ann@new.example"), ("current_password", "a brand new passphrase")];
+    let (_, requested) = post_and_follow(&app, "/account/email", &fields, Some(&first)).await;
+    assert!(requested.contains("We sent a confirmation link to ann@new.example"), "{requested}");
+    let token = app.mail_to("ann@new.example").await.link("http://localhost:3000/verify?token=");
+    let token = token.split("token=").nth(1).unwrap().to_owned();
+    post_and_follow(&app, "/auth/verify", &[("token", &token)], Some(&first)).await;
+    let account = app.get_with_cookie("/account", &first).await.text().await.unwrap();
+    assert!(account.contains("Signed in as <strong>ann@new.example</strong>"), "{account}");
+
+    let everywhere = app.post_form("/account/sign-out-everywhere", &[], Some(&first)).await;
+    assert_eq!(everywhere.headers()["location"], "/login");
+    assert_eq!(app.get_with_cookie("/dashboard", &first).await.status(), 302);
+    let db = app.db().await;
+    let events: Vec<String> =
+        audit_event::Entity::find().all(&db).await.unwrap().into_iter().map(|e| e.event).collect();
+    for expected in ["password_changed", "email_changed", "sessions_revoked"] {
+        assert!(events.contains(&expected.to_owned()), "{expected} in {events:?}");
+    }
+    app.stop().await;
+}
