@@ -92,8 +92,26 @@ impl Convene {
     }
 }
 
+/// Runs of Chromium per page before giving up: on a loaded 2-core machine a headless run now and then exits
+/// successfully without printing anything, and a second run of the same page is then fine.
+const BROWSER_ATTEMPTS: usize = 3;
+
 /// Loads `url` in headless Chromium, lets scripts run, and returns the DOM as it then stands.
 pub async fn rendered_dom(url: &str) -> anyhow::Result<String> {
+    for _ in 1..BROWSER_ATTEMPTS {
+        let dom = dump_dom(url).await?;
+        if !dom.trim().is_empty() {
+            return Ok(dom);
+        }
+    }
+    let dom = dump_dom(url).await?;
+    if dom.trim().is_empty() {
+        bail!("Chromium printed no DOM for {url} in {BROWSER_ATTEMPTS} runs");
+    }
+    Ok(dom)
+}
+
+async fn dump_dom(url: &str) -> anyhow::Result<String> {
     let profile = tempfile::tempdir()?;
     let run = Command::new("chromium")
         .args([

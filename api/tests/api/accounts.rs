@@ -54,7 +54,7 @@ async fn signup_creates_an_unverified_owner_who_confirms_by_mail() {
     assert!(dashboard.contains("<strong>Acme</strong>") && dashboard.contains(">owner<"), "{dashboard}");
     assert!(dashboard.contains("Confirm your email address to schedule meetings"));
 
-    let mail = app.mail_to("ann@acme.example").await;
+    let mail = app.mail_to("ann@acme.example", "Confirm your email address for Convene").await;
     assert_eq!(mail.subject, "Confirm your email address for Convene");
     assert!(mail.html.contains("Confirm my email address"), "the mail has an HTML part");
     let link = mail.link("http://localhost:3000/verify?token=");
@@ -83,7 +83,10 @@ async fn signup_creates_an_unverified_owner_who_confirms_by_mail() {
 async fn an_expired_verification_link_says_so() {
     let app = spawn_app().await;
     let session = sign_up(&app, "Acme", "ann@acme.example").await;
-    let token = app.mail_to("ann@acme.example").await.link("http://localhost:3000/verify?token=");
+    let token = app
+        .mail_to("ann@acme.example", "Confirm your email address for Convene")
+        .await
+        .link("http://localhost:3000/verify?token=");
     let token = token.split("token=").nth(1).unwrap().to_owned();
     let db = app.db().await;
     let row =
@@ -263,7 +266,7 @@ async fn a_password_reset_by_mail_sets_a_new_password_once_and_ends_every_sessio
     let (_, unknown) = post_and_follow(&app, "/auth/forgot-password", &[("email", "nobody@acme.example")], None).await;
     assert!(unknown.contains("If an account uses this address"), "the same answer for unknown addresses");
 
-    let mail = app.mail_to("ann@acme.example").await;
+    let mail = app.mail_to("ann@acme.example", "Reset your Convene password").await;
     assert_eq!(mail.subject, "Reset your Convene password");
     let token = mail.link("http://localhost:3000/reset-password?token=").split("token=").nth(1).unwrap().to_owned();
     let (_, weak) =
@@ -316,7 +319,10 @@ async fn the_account_page_changes_password_and_address_and_signs_out_everywhere(
     let fields = [("email", "ann@new.example"), ("current_password", "a brand new passphrase")];
     let (_, requested) = post_and_follow(&app, "/account/email", &fields, Some(&first)).await;
     assert!(requested.contains("We sent a confirmation link to ann@new.example"), "{requested}");
-    let token = app.mail_to("ann@new.example").await.link("http://localhost:3000/verify?token=");
+    let token = app
+        .mail_to("ann@new.example", "Confirm your new email address")
+        .await
+        .link("http://localhost:3000/verify?token=");
     let token = token.split("token=").nth(1).unwrap().to_owned();
     post_and_follow(&app, "/auth/verify", &[("token", &token)], Some(&first)).await;
     let account = app.get_with_cookie("/account", &first).await.text().await.unwrap();

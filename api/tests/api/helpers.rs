@@ -95,9 +95,9 @@ impl TestApp {
         self.client.get(format!("{}{path}", self.address)).header("cookie", cookie).send().await.expect("sent")
     }
 
-    /// The newest mail to `address`, waiting for it to arrive (up to 10 s): from the SMTP sink's maildir under
-    /// `cargo xtask test`, otherwise from the app's mail folder.
-    pub async fn mail_to(&self, address: &str) -> Mail {
+    /// The newest mail to `address` whose subject contains `subject`, waiting for it to arrive (up to 10 s):
+    /// from the SMTP sink's maildir under `cargo xtask test`, otherwise from the app's mail folder.
+    pub async fn mail_to(&self, address: &str, subject: &str) -> Mail {
         let folder = match std::env::var("CONVENE_TEST_MAILDIR") {
             Ok(maildir) => std::path::PathBuf::from(maildir).join("new"),
             Err(_) => self.data_dir.path().join("mail"),
@@ -111,6 +111,7 @@ impl TestApp {
                 .filter_map(|entry| std::fs::read(entry.path()).ok())
                 .filter_map(|raw| Mail::parse(&raw))
                 .filter(|mail| mail.to.contains(address) && mail.from.contains(&self.mail_tag))
+                .filter(|mail| mail.subject.contains(subject))
                 .collect();
             found.sort_by_key(|mail| mail.date);
             if let Some(mail) = found.pop() {

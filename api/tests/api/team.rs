@@ -29,7 +29,7 @@ async fn post_and_follow(app: &TestApp, path: &str, fields: &[(&str, &str)], coo
 async fn invite_and_accept(app: &TestApp, owner: &str, email: &str, role: &str) -> String {
     let page = post_and_follow(app, "/team/invite", &[("email", email), ("role", role)], owner).await;
     assert!(page.contains(&format!("Invitation sent to {email}.")), "{page}");
-    let mail = app.mail_to(email).await;
+    let mail = app.mail_to(email, "invited you to").await;
     assert!(mail.subject.contains("invited you to"), "{}", mail.subject);
     let link = mail.link("http://localhost:3000/invitations/accept?token=");
     let token = link.split("token=").nth(1).unwrap().to_owned();
@@ -54,7 +54,8 @@ async fn an_owner_invites_a_moderator_who_joins_and_appears_on_the_team() {
     let team = app.get_with_cookie("/team", &owner).await.text().await.unwrap();
     assert!(team.contains("mo@acme.example") && team.contains("New Person"), "{team}");
 
-    let token_reuse = app.mail_to("mo@acme.example").await.link("http://localhost:3000/invitations/accept?token=");
+    let token_reuse =
+        app.mail_to("mo@acme.example", "invited you to").await.link("http://localhost:3000/invitations/accept?token=");
     let reused = app.get(&token_reuse.replace("http://localhost:3000", "")).await.text().await.unwrap();
     assert!(reused.contains("This link has already been used."), "{reused}");
 
@@ -119,7 +120,8 @@ async fn bad_invitation_links_and_weak_passwords_are_explained() {
     let app = spawn_app().await;
     let owner = sign_up(&app, "Acme", "owner@acme.example").await;
     post_and_follow(&app, "/team/invite", &[("email", "new@acme.example"), ("role", "participant")], &owner).await;
-    let token = app.mail_to("new@acme.example").await.link("http://localhost:3000/invitations/accept?token=");
+    let token =
+        app.mail_to("new@acme.example", "invited you to").await.link("http://localhost:3000/invitations/accept?token=");
     let token = token.split("token=").nth(1).unwrap().to_owned();
 
     let unknown = app.get("/invitations/accept?token=nonsense").await.text().await.unwrap();
