@@ -105,7 +105,10 @@ pub async fn serve(
     banner: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let started = start(role, settings, shutdown).await?;
-    write_banner(banner, role, settings, started.http_addr, started.media_addr)?;
+    // The banner is for people; a closed stdout (a supervisor that stopped reading) must not stop the server.
+    if let Err(error) = write_banner(banner, role, settings, started.http_addr, started.media_addr) {
+        tracing::warn!(%error, "could not print the start-up message");
+    }
     started.wait().await
 }
 

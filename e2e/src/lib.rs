@@ -1,6 +1,9 @@
 //! Helpers for tests that cross process boundaries: the real `convene` binary (built by `cargo xtask
 //! test`, with its browser bundle) and headless Chromium from Debian's packages.
 
+pub mod browser;
+pub mod mail;
+
 use std::{
     path::PathBuf,
     process::Stdio,
@@ -37,21 +40,33 @@ pub struct Convene {
     child: Child,
     /// Where it listens, e.g. `127.0.0.1:41234`.
     pub address: String,
+    /// Its mail.
+    pub mailbox: mail::Mailbox,
     _data_dir: tempfile::TempDir,
 }
 
 impl Convene {
-    /// Starts `convene up` on free ports with a private data dir and waits for its banner.
+    /// Starts `convene up` on free ports with a private data dir and waits for its banner. Its public URLs
+    /// name the real port (`http://localhost:<port>`, `http://meet.localhost:<port>`), so links in its mail
+    /// work in a browser.
     pub async fn up() -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let (mailbox, smtp) = mail::Mailbox::for_app(data_dir.path().join("mail"));
         let mut command = Command::new(convene_binary()?);
         for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
             command.env_remove(name);
         }
+        if let Some(smtp) = smtp {
+            command.env("CONVENE_SMTP_URL", smtp);
+        }
         let mut child = command
             .arg("up")
             .env("CONVENE_DATA_DIR", data_dir.path())
-            .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("CONVENE_PUBLIC_URL", format!("http://localhost:{port}"))
+            .env("CONVENE_MEET_URL", format!("http://meet.localhost:{port}"))
+            .env("CONVENE_MAIL_FROM", mailbox.sender())
             .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
             .env("CONVENE_LOG", "warn")
             .stdout(Stdio::piped())
@@ -66,7 +81,9 @@ impl Convene {
             let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??;
             let Some(line) = line else { bail!("convene up exited before it was ready") };
             if let Some(address) = line.trim().strip_prefix("listening on http://") {
-                return Ok(Self { child, address: address.to_owned(), _data_dir: data_dir });
+                // Keep reading the rest of the output, so the server never writes into a closed pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return Ok(Self { child, address: address.to_owned(), mailbox, _data_dir: data_dir });
             }
         }
         bail!("convene up printed no address in time")
@@ -75,6 +92,11 @@ impl Convene {
     /// The port it listens on, for URLs on other host names (`meet.localhost`).
     pub fn port(&self) -> &str {
         self.address.rsplit(':').next().unwrap_or_default()
+    }
+
+    /// The main site's URL for `path`.
+    pub fn site(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.port())
     }
 
     /// Stops it with SIGTERM, as an operator would, and checks it exits cleanly.

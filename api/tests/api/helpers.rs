@@ -6,6 +6,7 @@ use convene_api::{
     roles::{self, Serve, Started},
     settings::Settings,
 };
+use convene_e2e::mail::{Mail, Mailbox};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +62,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub data_dir: tempfile::TempDir,
-    mail_tag: String,
+    mailbox: Mailbox,
     _database: Option<TestDatabase>,
 }
 
@@ -95,31 +96,9 @@ impl TestApp {
         self.client.get(format!("{}{path}", self.address)).header("cookie", cookie).send().await.expect("sent")
     }
 
-    /// The newest mail to `address` whose subject contains `subject`, waiting for it to arrive (up to 10 s):
-    /// from the SMTP sink's maildir under `cargo xtask test`, otherwise from the app's mail folder.
+    /// The newest mail this app sent to `address` about `subject`, waiting for it to arrive.
     pub async fn mail_to(&self, address: &str, subject: &str) -> Mail {
-        let folder = match std::env::var("CONVENE_TEST_MAILDIR") {
-            Ok(maildir) => std::path::PathBuf::from(maildir).join("new"),
-            Err(_) => self.data_dir.path().join("mail"),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut found: Vec<Mail> = std::fs::read_dir(&folder)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| std::fs::read(entry.path()).ok())
-                .filter_map(|raw| Mail::parse(&raw))
-                .filter(|mail| mail.to.contains(address) && mail.from.contains(&self.mail_tag))
-                .filter(|mail| mail.subject.contains(subject))
-                .collect();
-            found.sort_by_key(|mail| mail.date);
-            if let Some(mail) = found.pop() {
-                return mail;
-            }
-            assert!(std::time::Instant::now() < deadline, "no mail to {address} in {}", folder.display());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.mailbox.wait_for(address, subject).await
     }
 
     /// A connection of the test's own to the app's database.
@@ -136,41 +115,6 @@ impl TestApp {
                 .expect("the app stops in time")
                 .expect("the app stops cleanly");
         }
-    }
-}
-
-/// A received mail, parsed.
-pub struct Mail {
-    pub from: String,
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    pub date: i64,
-}
-
-impl Mail {
-    fn parse(raw: &[u8]) -> Option<Self> {
-        use mailparse::MailHeaderMap;
-        let parsed = mailparse::parse_mail(raw).ok()?;
-        let header = |name: &str| parsed.headers.get_first_value(name).unwrap_or_default();
-        let part = |mime: &str| {
-            parsed.subparts.iter().find(|part| part.ctype.mimetype == mime).and_then(|part| part.get_body().ok())
-        };
-        Some(Self {
-            from: header("From"),
-            to: header("To"),
-            subject: header("Subject"),
-            text: part("text/plain")?,
-            html: part("text/html")?,
-            date: mailparse::dateparse(&header("Date")).unwrap_or_default(),
-        })
-    }
-
-    /// The first link in the text part that starts with `prefix`.
-    pub fn link(&self, prefix: &str) -> String {
-        let start = self.text.find(prefix).unwrap_or_else(|| panic!("no {prefix} link in:\n{}", self.text));
-        self.text[start..].split_whitespace().next().unwrap_or_default().to_owned()
     }
 }
 
@@ -196,10 +140,15 @@ fn browser_like_client() -> reqwest::Client {
 }
 
 /// Settings for a test: ports 0, the given data dir and database, every other value at its default.
-pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>, mail_tag: &str) -> Settings {
+pub fn settings(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    mailbox: &Mailbox,
+    smtp: Option<String>,
+) -> Settings {
     let mut env = BTreeMap::from([
         // A sender unique to this app tells its mail apart in the SMTP sink that all tests share.
-        ("CONVENE_MAIL_FROM".to_owned(), format!("Convene <{mail_tag}@convene.test>")),
+        ("CONVENE_MAIL_FROM".to_owned(), mailbox.sender()),
         ("CONVENE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_MEDIA_UDP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_DATA_DIR".to_owned(), data_dir.display().to_string()),
@@ -209,7 +158,7 @@ pub fn settings(data_dir: &std::path::Path, database_url: Option<&str>, mail_tag
         env.insert("CONVENE_DATABASE_URL".to_owned(), url.to_owned());
     }
     // `cargo xtask test` runs a real SMTP sink; without it, mail goes to files in the data dir.
-    if let Ok(smtp) = std::env::var("CONVENE_TEST_SMTP_URL") {
+    if let Some(smtp) = smtp {
         env.insert("CONVENE_SMTP_URL".to_owned(), smtp);
     }
     Settings::load(&env).expect("test settings load").settings
@@ -230,8 +179,8 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         Store::Postgres => Some(TestDatabase::create().await),
         Store::Sqlite => None,
     };
-    let mail_tag = format!("app-{}", uuid::Uuid::new_v4().simple());
-    let settings = settings(data_dir.path(), database.as_ref().map(|database| database.url.as_str()), &mail_tag);
+    let (mailbox, smtp) = Mailbox::for_app(data_dir.path().join("mail"));
+    let settings = settings(data_dir.path(), database.as_ref().map(|database| database.url.as_str()), &mailbox, smtp);
     let shutdown = CancellationToken::new();
     let started = roles::start(role, &settings, shutdown.clone()).await.expect("the app starts");
     TestApp {
@@ -241,7 +190,7 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         client: browser_like_client(),
         database_url: settings.database_url.expose().to_owned(),
         data_dir,
-        mail_tag,
+        mailbox,
         _database: database,
     }
 }

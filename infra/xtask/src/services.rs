@@ -56,14 +56,14 @@ pub fn ensure_postgres() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Debian's Chromium, for the browser tests.
+/// Debian's Chromium and its WebDriver, for the browser tests.
 pub fn ensure_chromium() -> anyhow::Result<()> {
-    step("Checking Chromium");
-    if Path::new("/usr/bin/chromium").exists() {
-        println!("Chromium is installed");
+    step("Checking Chromium and ChromeDriver");
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        println!("Chromium and ChromeDriver are installed");
         return Ok(());
     }
-    apt_install(&["chromium"])
+    apt_install(&["chromium", "chromium-driver"])
 }
 
 /// aiosmtpd, pinned: the SMTP sink mail tests read from.

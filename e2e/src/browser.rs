@@ -1,0 +1,139 @@
+//! A real browser driven over WebDriver: Debian's ChromeDriver and headless Chromium with fake camera and
+//! microphone, through fantoccini. Screenshots go to `<target>/e2e-artifacts/` for people to look at.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+/// Chromium's flags for tests on this machine (no sandbox as root, no network chatter, fake media).
+const CHROMIUM_ARGS: [&str; 11] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--window-size=1200,900",
+];
+
+/// A browser session; ChromeDriver stops when this is dropped.
+pub struct Browser {
+    /// The WebDriver client.
+    pub client: Client,
+    _driver: Child,
+    artifacts: PathBuf,
+}
+
+impl Browser {
+    /// Starts ChromeDriver on a free loopback port and opens a session.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver (Debian package chromium-driver)")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("chromedriver did not listen on {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".to_owned(), json!({ "args": CHROMIUM_ARGS }));
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("opening a WebDriver session")?;
+        Ok(Self { client, _driver: driver, artifacts: artifacts_dir()? })
+    }
+
+    /// Opens a URL.
+    pub async fn open(&self, url: &str) -> anyhow::Result<()> {
+        Ok(self.client.goto(url).await?)
+    }
+
+    /// Types into the field named `name`.
+    pub async fn fill(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let field = self.client.find(Locator::Css(&format!("[name='{name}']"))).await?;
+        field.clear().await?;
+        Ok(field.send_keys(value).await?)
+    }
+
+    /// Picks `value` in the select named `name`.
+    pub async fn select(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let field = self.client.find(Locator::Css(&format!("select[name='{name}']"))).await?;
+        Ok(field.select_by_value(value).await?)
+    }
+
+    /// Clicks a form's submit button (the first match of a CSS selector) and waits until the page the server
+    /// answers with has loaded: WebDriver's click returns before the navigation ends. (Links are followed
+    /// with [`Browser::open`]: the hydrated router handles their clicks without loading a new page.)
+    pub async fn submit(&self, css: &str) -> anyhow::Result<()> {
+        self.client.execute("window.__conveneOldPage = true;", vec![]).await?;
+        self.client.find(Locator::Css(css)).await?.click().await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let loaded = "return window.__conveneOldPage === undefined && document.readyState === 'complete';";
+        while self.client.execute(loaded, vec![]).await? != json!(true) {
+            if Instant::now() > deadline {
+                bail!("submitting with {css} did not load a new page");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// The `href` of the first element matching a CSS selector.
+    pub async fn href(&self, css: &str) -> anyhow::Result<String> {
+        self.client.find(Locator::Css(css)).await?.attr("href").await?.context("no href")
+    }
+
+    /// The visible text of the page's `<main>`.
+    pub async fn main_text(&self) -> anyhow::Result<String> {
+        Ok(self.client.find(Locator::Css("main")).await?.text().await?)
+    }
+
+    /// The current path.
+    pub async fn path(&self) -> anyhow::Result<String> {
+        Ok(self.client.current_url().await?.path().to_owned())
+    }
+
+    /// Saves a screenshot as `<name>.png` among the test artefacts.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let path = self.artifacts.join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// Ends the session.
+    pub async fn close(self) -> anyhow::Result<()> {
+        Ok(self.client.close().await?)
+    }
+}
+
+/// `<target>/e2e-artifacts`, beside the test binaries.
+fn artifacts_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let target = exe.ancestors().nth(3).context("test binary outside a target dir")?;
+    let dir = target.join("e2e-artifacts");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,85 @@
+//! The first customer journey in a real browser: sign up, confirm the address from the received mail, sign
+//! in again, invite a moderator, and the moderator accepts. Screenshots of each page are kept in
+//! `<target>/e2e-artifacts/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use convene_e2e::{Convene, browser::Browser};
+
+const OWNER: &str = "owner@acme.example";
+const MODERATOR: &str = "mo@acme.example";
+const PASSWORD: &str = "correct horse battery";
+
+#[tokio::test]
+async fn sign_up_confirm_sign_in_invite_and_accept() {
+    let convene = Convene::up().await.expect("convene up starts");
+    let browser = Browser::start().await.expect("a browser session");
+
+    browser.open(&convene.site("/")).await.unwrap();
+    browser.screenshot("01-landing").await.unwrap();
+    let signup = browser.href("header a.button").await.unwrap();
+    browser.open(&convene.site(&signup)).await.unwrap();
+    assert_eq!(browser.path().await.unwrap(), "/signup");
+    browser.fill("organisation", "Acme").await.unwrap();
+    browser.fill("name", "Olivia Owner").await.unwrap();
+    browser.fill("email", OWNER).await.unwrap();
+    browser.fill("password", "short").await.unwrap();
+    browser.submit("form[action='/auth/signup'] button").await.unwrap();
+    let refused = browser.main_text().await.unwrap();
+    assert!(refused.contains("The password is too short"), "{refused}");
+    browser.screenshot("02-signup-refused").await.unwrap();
+    browser.fill("password", PASSWORD).await.unwrap();
+    browser.submit("form[action='/auth/signup'] button").await.unwrap();
+    assert_eq!(browser.path().await.unwrap(), "/dashboard");
+    let dashboard = browser.main_text().await.unwrap();
+    assert!(
+        dashboard.contains("Hello, Olivia Owner") && dashboard.contains("Confirm your email address"),
+        "{dashboard}"
+    );
+    browser.screenshot("03-dashboard-unverified").await.unwrap();
+
+    let confirm = convene.mailbox.wait_for(OWNER, "Confirm your email address").await;
+    browser.open(&confirm.link(&convene.site("/verify?token="))).await.unwrap();
+    browser.screenshot("04-confirm-email").await.unwrap();
+    browser.submit("form[action='/auth/verify'] button").await.unwrap();
+    let confirmed = browser.main_text().await.unwrap();
+    assert!(confirmed.contains("Your email address is confirmed."), "{confirmed}");
+
+    browser.submit("form[action='/auth/logout'] button").await.unwrap();
+    browser.open(&convene.site("/login")).await.unwrap();
+    browser.fill("email", OWNER).await.unwrap();
+    browser.fill("password", PASSWORD).await.unwrap();
+    browser.screenshot("05-sign-in").await.unwrap();
+    browser.submit("form[action='/auth/login'] button").await.unwrap();
+    assert_eq!(browser.path().await.unwrap(), "/dashboard");
+
+    assert_eq!(browser.href("nav.tabs a[href='/team']").await.unwrap(), "/team");
+    browser.open(&convene.site("/team")).await.unwrap();
+    browser.fill("email", MODERATOR).await.unwrap();
+    browser.select("role", "moderator").await.unwrap();
+    browser.submit("form[action='/team/invite'] button").await.unwrap();
+    let team = browser.main_text().await.unwrap();
+    assert!(team.contains(&format!("Invitation sent to {MODERATOR}.")), "{team}");
+    browser.screenshot("06-team-invited").await.unwrap();
+    browser.submit("form[action='/auth/logout'] button").await.unwrap();
+
+    let invitation = convene.mailbox.wait_for(MODERATOR, "invited you to Acme").await;
+    browser.open(&invitation.link(&convene.site("/invitations/accept?token="))).await.unwrap();
+    let offer = browser.main_text().await.unwrap();
+    assert!(offer.contains("Join Acme on Convene") && offer.contains("as moderator"), "{offer}");
+    browser.fill("name", "Max Moderator").await.unwrap();
+    browser.fill("password", PASSWORD).await.unwrap();
+    browser.screenshot("07-accept-invitation").await.unwrap();
+    browser.submit("form[action='/invitations/accept'] button").await.unwrap();
+    assert_eq!(browser.path().await.unwrap(), "/dashboard");
+    let joined = browser.main_text().await.unwrap();
+    assert!(joined.contains("Hello, Max Moderator") && joined.contains("as Moderator"), "{joined}");
+    browser.screenshot("08-moderator-dashboard").await.unwrap();
+
+    browser.open(&convene.site("/team")).await.unwrap();
+    let members = browser.main_text().await.unwrap();
+    assert!(members.contains("Olivia Owner") && members.contains("Max Moderator"), "{members}");
+    browser.screenshot("09-team-as-moderator").await.unwrap();
+
+    browser.close().await.unwrap();
+    convene.stop().await.expect("convene stops cleanly");
+}
