@@ -339,3 +339,45 @@ async fn the_account_page_changes_password_and_address_and_signs_out_everywhere(
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_disabled_member_is_told_so_at_sign_in() {
+    let app = spawn_app().await;
+    sign_up(&app, "Acme", "ann@acme.example").await;
+    let db = app.db().await;
+    let member = membership::Entity::find().one(&db).await.unwrap().unwrap();
+    let mut disabled: membership::ActiveModel = member.into();
+    disabled.disabled_at = Set(Some(Utc::now()));
+    disabled.update(&db).await.unwrap();
+    let (location, page) =
+        post_and_follow(&app, "/auth/login", &[("email", "ann@acme.example"), ("password", PASSWORD)], None).await;
+    assert_eq!(location, "/login");
+    assert!(
+        page.contains("Your access has been disabled; ask your organisation&#x27;s owner.")
+            || page.contains("Your access has been disabled"),
+        "{page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn server_functions_are_covered_by_the_origin_check() {
+    use leptos::server_fn::ServerFn;
+    let app = spawn_app().await;
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    let path = <convene_app::account::GetViewer as ServerFn>::PATH;
+    let call = |origin: &'static str| {
+        app.client
+            .post(format!("{}{path}", app.address))
+            .header("cookie", &session)
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .send()
+    };
+    assert_eq!(call("http://evil.example").await.unwrap().status(), 403);
+    let own = call("http://localhost:3000").await.unwrap();
+    assert_eq!(own.status(), 200);
+    assert!(own.text().await.unwrap().contains("ann@acme.example"), "the server function answers our own pages");
+    app.stop().await;
+}
