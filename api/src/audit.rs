@@ -33,6 +33,10 @@ pub enum AuditEvent {
     RoleChanged,
     /// A member was removed.
     MemberRemoved,
+    /// A member was disabled.
+    MemberDisabled,
+    /// A disabled member was enabled again.
+    MemberEnabled,
     /// An API key was created.
     ApiKeyCreated,
     /// An API key was revoked.
@@ -61,6 +65,8 @@ impl AuditEvent {
             AuditEvent::InvitationAccepted => "invitation_accepted",
             AuditEvent::RoleChanged => "role_changed",
             AuditEvent::MemberRemoved => "member_removed",
+            AuditEvent::MemberDisabled => "member_disabled",
+            AuditEvent::MemberEnabled => "member_enabled",
             AuditEvent::ApiKeyCreated => "api_key_created",
             AuditEvent::ApiKeyRevoked => "api_key_revoked",
             AuditEvent::PasswordReset => "password_reset",

@@ -99,7 +99,6 @@ impl TeamService {
     pub async fn team(&self, actor: Actor) -> Result<Team, TeamError> {
         let memberships = membership::Entity::find()
             .filter(membership::Column::TenantId.eq(actor.tenant.as_uuid()))
-            .filter(membership::Column::DisabledAt.is_null())
             .order_by_asc(membership::Column::CreatedAt)
             .all(&self.db)
             .await?;
@@ -113,6 +112,7 @@ impl TeamService {
                 email: person.email,
                 role,
                 is_viewer: person.id == actor.user_id,
+                disabled: membership.disabled_at.is_some(),
             });
         }
         let invitations = if actor.is_admin() {
@@ -218,6 +218,9 @@ impl TeamService {
     /// Changes a member's role (owners only; the last owner stays owner).
     pub async fn change_role(&self, actor: Actor, member: Uuid, role: Role) -> Result<(), TeamError> {
         let target = self.member(actor, member).await?;
+        if target.disabled_at.is_some() {
+            return Err(TeamError::NotFound);
+        }
         if actor.role != Role::Owner {
             return Err(TeamError::Forbidden);
         }
@@ -244,24 +247,39 @@ impl TeamService {
         }
         let txn = self.db.begin().await?;
         membership::Entity::delete_by_id((actor.tenant.as_uuid(), member)).exec(&txn).await?;
-        session::Entity::update_many()
-            .col_expr(session::Column::TenantId, sea_orm::sea_query::Expr::value(Option::<Uuid>::None))
-            .filter(session::Column::UserId.eq(member))
-            .filter(session::Column::TenantId.eq(actor.tenant.as_uuid()))
-            .exec(&txn)
-            .await?;
+        detach_sessions(&txn, actor.tenant, member).await?;
         audit::record(&txn, actor.tenant, Some(actor.user_id), AuditEvent::MemberRemoved, &member.to_string(), None)
             .await?;
         txn.commit().await?;
         Ok(())
     }
 
+    /// Disables or re-enables a member (owners only, not themselves, never the last owner). A disabled member
+    /// keeps their history but cannot work in the tenant; their sessions there lose it at once.
+    pub async fn set_disabled(&self, actor: Actor, member: Uuid, disabled: bool) -> Result<(), TeamError> {
+        let target = self.member(actor, member).await?;
+        if actor.role != Role::Owner || member == actor.user_id {
+            return Err(TeamError::Forbidden);
+        }
+        if disabled && target.role == Role::Owner.as_str() && self.owner_count(actor.tenant).await? <= 1 {
+            return Err(TeamError::LastOwner);
+        }
+        let txn = self.db.begin().await?;
+        let mut active: membership::ActiveModel = target.into();
+        active.disabled_at = Set(disabled.then(Utc::now));
+        active.update(&txn).await?;
+        if disabled {
+            detach_sessions(&txn, actor.tenant, member).await?;
+        }
+        let event = if disabled { AuditEvent::MemberDisabled } else { AuditEvent::MemberEnabled };
+        audit::record(&txn, actor.tenant, Some(actor.user_id), event, &member.to_string(), None).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// A membership of the actor's tenant, enabled or not.
     async fn member(&self, actor: Actor, member: Uuid) -> Result<membership::Model, TeamError> {
-        membership::Entity::find_by_id((actor.tenant.as_uuid(), member))
-            .filter(membership::Column::DisabledAt.is_null())
-            .one(&self.db)
-            .await?
-            .ok_or(TeamError::NotFound)
+        membership::Entity::find_by_id((actor.tenant.as_uuid(), member)).one(&self.db).await?.ok_or(TeamError::NotFound)
     }
 
     async fn owner_count(&self, tenant: TenantId) -> Result<usize, DbErr> {
@@ -368,4 +386,15 @@ impl TeamService {
         txn.commit().await?;
         Ok((user_id, tenant))
     }
+}
+
+/// Takes a tenant away from a person's sessions (they stay signed in, elsewhere or nowhere).
+async fn detach_sessions(db: &impl sea_orm::ConnectionTrait, tenant: TenantId, member: Uuid) -> Result<(), DbErr> {
+    session::Entity::update_many()
+        .col_expr(session::Column::TenantId, sea_orm::sea_query::Expr::value(Option::<Uuid>::None))
+        .filter(session::Column::UserId.eq(member))
+        .filter(session::Column::TenantId.eq(tenant.as_uuid()))
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -43,6 +43,8 @@ pub struct Member {
     pub role: Role,
     /// Whether this is the person viewing the page.
     pub is_viewer: bool,
+    /// Whether an owner disabled them.
+    pub disabled: bool,
 }
 
 /// An invitation not yet accepted.

@@ -128,17 +128,32 @@ fn TeamView(team: Team, form: FormState) -> impl IntoView {
         .into_iter()
         .map(|member| {
             let actions = (owner && !member.is_viewer).then(|| {
-                let role_action = format!("/team/members/{}/role", member.user_id);
-                let remove_action = format!("/team/members/{}/remove", member.user_id);
+                let base = format!("/team/members/{}", member.user_id);
+                let toggle = if member.disabled {
+                    view! {
+                        <form method="post" action=format!("{base}/enable")>
+                            <button type="submit" class="secondary">"Enable"</button>
+                        </form>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <form class="inline" method="post" action=format!("{base}/role")>
+                            <label class="field inline">
+                                <span class="visually-hidden">{format!("Role of {}", member.name)}</span>
+                                <select name="role">{role_options(member.role, |_| true)}</select>
+                            </label>
+                            <button type="submit" class="secondary">"Change role"</button>
+                        </form>
+                        <form method="post" action=format!("{base}/disable")>
+                            <button type="submit" class="secondary">"Disable"</button>
+                        </form>
+                    }
+                    .into_any()
+                };
                 view! {
-                    <form class="inline" method="post" action=role_action>
-                        <label class="field inline">
-                            <span class="visually-hidden">{format!("Role of {}", member.name)}</span>
-                            <select name="role">{role_options(member.role, |_| true)}</select>
-                        </label>
-                        <button type="submit" class="secondary">"Change role"</button>
-                    </form>
-                    <form class="inline" method="post" action=remove_action>
+                    {toggle}
+                    <form method="post" action=format!("{base}/remove")>
                         <button type="submit" class="secondary danger">"Remove"</button>
                     </form>
                 }
@@ -147,7 +162,10 @@ fn TeamView(team: Team, form: FormState) -> impl IntoView {
                 <tr>
                     <td>{member.name}{member.is_viewer.then_some(" (you)")}</td>
                     <td>{member.email}</td>
-                    <td class="role">{member.role.as_str()}</td>
+                    <td>
+                        <span class="role">{member.role.as_str()}</span>
+                        {member.disabled.then(|| view! { " " <span class="badge">"disabled"</span> })}
+                    </td>
                     <td class="actions">{actions}</td>
                 </tr>
             }

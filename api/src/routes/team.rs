@@ -24,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(revoke_invitation)
         .service(change_role)
         .service(remove_member)
+        .service(disable_member)
+        .service(enable_member)
         .service(accept_invitation)
         .service(create_key)
         .service(revoke_key);
@@ -152,6 +154,45 @@ async fn remove_member(
     };
     let Ok(member) = Uuid::parse_str(&id) else { return not_found() };
     team_outcome(team.remove(actor, member).await, "Member removed.", **policy)
+}
+
+#[post("/team/members/{id}/disable")]
+async fn disable_member(
+    request: HttpRequest,
+    id: web::Path<String>,
+    accounts: web::Data<Accounts>,
+    team: web::Data<TeamService>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    set_disabled(request, &id, accounts, team, **policy, true).await
+}
+
+#[post("/team/members/{id}/enable")]
+async fn enable_member(
+    request: HttpRequest,
+    id: web::Path<String>,
+    accounts: web::Data<Accounts>,
+    team: web::Data<TeamService>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
+    set_disabled(request, &id, accounts, team, **policy, false).await
+}
+
+async fn set_disabled(
+    request: HttpRequest,
+    id: &str,
+    accounts: web::Data<Accounts>,
+    team: web::Data<TeamService>,
+    policy: CookiePolicy,
+    disabled: bool,
+) -> HttpResponse {
+    let actor = match actor(&accounts, &request).await {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
+    let Ok(member) = Uuid::parse_str(id) else { return not_found() };
+    let success = if disabled { "Member disabled." } else { "Member enabled again." };
+    team_outcome(team.set_disabled(actor, member, disabled).await, success, policy)
 }
 
 #[derive(Deserialize)]

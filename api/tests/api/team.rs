@@ -205,9 +205,11 @@ async fn another_tenants_ids_answer_404_everywhere() {
     let invitation_id =
         invitation::Entity::find().filter(invitation::Column::AcceptedAt.is_null()).one(&db).await.unwrap().unwrap().id;
 
-    let attempts: [(String, Vec<(&str, &str)>); 5] = [
+    let attempts: [(String, Vec<(&str, &str)>); 7] = [
         (format!("/team/members/{member_id}/role"), vec![("role", "owner")]),
         (format!("/team/members/{member_id}/remove"), vec![]),
+        (format!("/team/members/{member_id}/disable"), vec![]),
+        (format!("/team/members/{member_id}/enable"), vec![]),
         (format!("/team/invitations/{invitation_id}/revoke"), vec![]),
         (format!("/keys/{key_id}/revoke"), vec![]),
         ("/team/members/not-a-uuid/remove".to_owned(), vec![]),
@@ -223,5 +225,45 @@ async fn another_tenants_ids_answer_404_everywhere() {
     assert!(globex_keys.contains("Revoke"), "the key is still live");
     let acme_team = app.get_with_cookie("/team", &acme).await.text().await.unwrap();
     assert!(!acme_team.contains("globex"), "pages show only one's own tenant");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_owner_disables_and_enables_a_member() {
+    let app = spawn_app().await;
+    let owner = sign_up(&app, "Acme", "owner@acme.example").await;
+    let moderator = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
+    let db = app.db().await;
+    let mo_id = membership::Entity::find()
+        .filter(membership::Column::Role.eq("moderator"))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let owner_id = membership::Entity::find()
+        .filter(membership::Column::Role.eq("owner"))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+
+    assert_eq!(
+        app.post_form(&format!("/team/members/{owner_id}/disable"), &[], Some(&owner)).await.status(),
+        403,
+        "not oneself"
+    );
+    let page = post_and_follow(&app, &format!("/team/members/{mo_id}/disable"), &[], &owner).await;
+    assert!(page.contains("Member disabled.") && page.contains(">disabled<"), "{page}");
+    let locked_out = app.get_with_cookie("/dashboard", &moderator).await.text().await.unwrap();
+    assert!(locked_out.contains("You do not belong to any organisation yet."), "{locked_out}");
+    let login = app.post_form("/auth/login", &[("email", "mo@acme.example"), ("password", PASSWORD)], None).await;
+    assert_eq!(login.headers()["location"], "/login", "a disabled member cannot sign in");
+
+    let page = post_and_follow(&app, &format!("/team/members/{mo_id}/enable"), &[], &owner).await;
+    assert!(page.contains("Member enabled again."), "{page}");
+    let login = app.post_form("/auth/login", &[("email", "mo@acme.example"), ("password", PASSWORD)], None).await;
+    assert_eq!(login.headers()["location"], "/dashboard");
     app.stop().await;
 }
