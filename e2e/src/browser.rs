@@ -14,21 +14,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-/// Chromium's flags for tests on this machine (no sandbox as root, no network chatter, fake media).
-const CHROMIUM_ARGS: [&str; 11] = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--window-size=1200,900",
-];
-
 /// A browser session; ChromeDriver stops when this is dropped.
 pub struct Browser {
     /// The WebDriver client.
@@ -56,7 +41,7 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert("goog:chromeOptions".to_owned(), json!({ "args": CHROMIUM_ARGS }));
+        capabilities.insert("goog:chromeOptions".to_owned(), json!({ "args": crate::CHROMIUM_ARGS }));
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
             .connect(&format!("http://127.0.0.1:{port}"))

@@ -16,6 +16,22 @@ use tokio::{
     process::{Child, Command},
 };
 
+/// Chromium's flags for tests on this machine: no sandbox (tests run as root), no network chatter (the
+/// machine has no network), fake camera and microphone, a fixed window for comparable screenshots.
+pub const CHROMIUM_ARGS: [&str; 11] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--window-size=1200,900",
+];
+
 /// How long a page may take to load and hydrate in the headless browser.
 const PAGE_BUDGET: Duration = Duration::from_secs(10);
 /// Hard stop for one browser run, so a hung Chromium fails the test instead of hanging it.
@@ -136,16 +152,7 @@ pub async fn rendered_dom(url: &str) -> anyhow::Result<String> {
 async fn dump_dom(url: &str) -> anyhow::Result<String> {
     let profile = tempfile::tempdir()?;
     let run = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-        ])
+        .args(CHROMIUM_ARGS)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--virtual-time-budget={}", PAGE_BUDGET.as_millis()))
         .arg("--dump-dom")

@@ -1,7 +1,8 @@
 //! Form endpoints for the team page, invitation acceptance and API keys. Ids in paths are looked up in the
 //! actor's tenant only; anything else answers 404, exactly like an id that does not exist.
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, error::InternalError, post, web};
+
 use convene_app::forms::Flash;
 use convene_domain::Role;
 use secrecy::SecretString;
@@ -31,14 +32,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(revoke_key);
 }
 
-/// The signed-in actor, or the response that ends the request (sign in first).
-async fn actor(accounts: &Accounts, request: &HttpRequest) -> Result<Actor, HttpResponse> {
-    let Some(session) = current_session(accounts, request).await else { return Err(see_other("/login").finish()) };
-    match accounts.actor(&session).await {
-        Ok(Some(actor)) => Ok(actor),
-        Ok(None) => Err(see_other("/dashboard").finish()),
-        Err(error) => Err(unexpected("/dashboard", "dashboard", &error, CookiePolicy { secure: false })),
+/// The signed-in member acting in their active tenant. Requests without a session are sent to sign in; a
+/// person without a tenant goes to the dashboard, which says so.
+pub struct SignedIn(pub Actor);
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let redirect = |location: &str| InternalError::from_response("", see_other(location).finish()).into();
+            let accounts = request
+                .app_data::<web::Data<Accounts>>()
+                .cloned()
+                .ok_or_else(|| actix_web::error::ErrorInternalServerError("accounts service missing"))?;
+            let Some(session) = current_session(&accounts, &request).await else { return Err(redirect("/login")) };
+            match accounts.actor(&session).await {
+                Ok(Some(actor)) => Ok(SignedIn(actor)),
+                Ok(None) => Err(redirect("/dashboard")),
+                Err(error) => {
+                    tracing::error!(%error, "cannot resolve the signed-in member");
+                    Err(actix_web::error::ErrorInternalServerError("cannot load your account right now"))
+                }
+            }
+        })
     }
+}
+
+/// Records an event by the actor in their tenant's audit log.
+async fn record(
+    accounts: &Accounts,
+    actor: Actor,
+    event: AuditEvent,
+    detail: &str,
+    request: &HttpRequest,
+) -> Result<(), sea_orm::DbErr> {
+    audit::record(accounts.db(), actor.tenant, Some(actor.user_id), event, detail, client(request).ip.as_deref()).await
 }
 
 fn not_found() -> HttpResponse {
@@ -74,16 +105,12 @@ struct InviteForm {
 
 #[post("/team/invite")]
 async fn invite(
+    SignedIn(actor): SignedIn,
     request: HttpRequest,
     form: web::Form<InviteForm>,
-    accounts: web::Data<Accounts>,
     team: web::Data<TeamService>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     let Some(role) = parse_role(&form.role) else {
         return back_with("/team", &Flash::failure("team", "Choose a role.").keep("email", &form.email), **policy);
     };
@@ -101,16 +128,11 @@ async fn invite(
 
 #[post("/team/invitations/{id}/revoke")]
 async fn revoke_invitation(
-    request: HttpRequest,
+    SignedIn(actor): SignedIn,
     id: web::Path<String>,
-    accounts: web::Data<Accounts>,
     team: web::Data<TeamService>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     let Ok(id) = Uuid::parse_str(&id) else { return not_found() };
     team_outcome(team.revoke_invitation(actor, id).await, "Invitation withdrawn.", **policy)
 }
@@ -122,17 +144,12 @@ struct RoleForm {
 
 #[post("/team/members/{id}/role")]
 async fn change_role(
-    request: HttpRequest,
+    SignedIn(actor): SignedIn,
     id: web::Path<String>,
     form: web::Form<RoleForm>,
-    accounts: web::Data<Accounts>,
     team: web::Data<TeamService>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     let Ok(member) = Uuid::parse_str(&id) else { return not_found() };
     let Some(role) = parse_role(&form.role) else {
         return back_with("/team", &Flash::failure("team", "Choose a role."), **policy);
@@ -142,54 +159,42 @@ async fn change_role(
 
 #[post("/team/members/{id}/remove")]
 async fn remove_member(
-    request: HttpRequest,
+    SignedIn(actor): SignedIn,
     id: web::Path<String>,
-    accounts: web::Data<Accounts>,
     team: web::Data<TeamService>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     let Ok(member) = Uuid::parse_str(&id) else { return not_found() };
     team_outcome(team.remove(actor, member).await, "Member removed.", **policy)
 }
 
 #[post("/team/members/{id}/disable")]
 async fn disable_member(
-    request: HttpRequest,
+    signed_in: SignedIn,
     id: web::Path<String>,
-    accounts: web::Data<Accounts>,
     team: web::Data<TeamService>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    set_disabled(request, &id, accounts, team, **policy, true).await
+    set_disabled(signed_in.0, &id, &team, **policy, true).await
 }
 
 #[post("/team/members/{id}/enable")]
 async fn enable_member(
-    request: HttpRequest,
+    signed_in: SignedIn,
     id: web::Path<String>,
-    accounts: web::Data<Accounts>,
     team: web::Data<TeamService>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    set_disabled(request, &id, accounts, team, **policy, false).await
+    set_disabled(signed_in.0, &id, &team, **policy, false).await
 }
 
 async fn set_disabled(
-    request: HttpRequest,
+    actor: Actor,
     id: &str,
-    accounts: web::Data<Accounts>,
-    team: web::Data<TeamService>,
+    team: &TeamService,
     policy: CookiePolicy,
     disabled: bool,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     let Ok(member) = Uuid::parse_str(id) else { return not_found() };
     let success = if disabled { "Member disabled." } else { "Member enabled again." };
     team_outcome(team.set_disabled(actor, member, disabled).await, success, policy)
@@ -245,32 +250,18 @@ struct KeyForm {
 
 #[post("/keys")]
 async fn create_key(
+    SignedIn(actor): SignedIn,
     request: HttpRequest,
     form: web::Form<KeyForm>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     if !actor.is_admin() {
         return forbidden();
     }
     match api_keys::create(accounts.db(), actor.tenant, &form.name).await {
         Ok(key) => {
-            let ip = client(&request).ip;
-            let detail = form.name.trim();
-            if let Err(error) = audit::record(
-                accounts.db(),
-                actor.tenant,
-                Some(actor.user_id),
-                AuditEvent::ApiKeyCreated,
-                detail,
-                ip.as_deref(),
-            )
-            .await
-            {
+            if let Err(error) = record(&accounts, actor, AuditEvent::ApiKeyCreated, form.name.trim(), &request).await {
                 return unexpected("/keys", "keys", &error, **policy);
             }
             // The secret travels once, in the short-lived HttpOnly flash, and is never stored in clear.
@@ -289,32 +280,19 @@ async fn create_key(
 
 #[post("/keys/{id}/revoke")]
 async fn revoke_key(
+    SignedIn(actor): SignedIn,
     request: HttpRequest,
     id: web::Path<String>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let actor = match actor(&accounts, &request).await {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
     if !actor.is_admin() {
         return forbidden();
     }
     let Ok(id) = Uuid::parse_str(&id) else { return not_found() };
     match api_keys::revoke(accounts.db(), actor.tenant, id).await {
         Ok(Some(key)) => {
-            let ip = client(&request).ip;
-            if let Err(error) = audit::record(
-                accounts.db(),
-                actor.tenant,
-                Some(actor.user_id),
-                AuditEvent::ApiKeyRevoked,
-                &key.name,
-                ip.as_deref(),
-            )
-            .await
-            {
+            if let Err(error) = record(&accounts, actor, AuditEvent::ApiKeyRevoked, &key.name, &request).await {
                 return unexpected("/keys", "keys", &error, **policy);
             }
             back_with("/keys", &Flash::success("keys", format!("Key “{}” revoked.", key.name)), **policy)
