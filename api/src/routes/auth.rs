@@ -3,8 +3,10 @@
 //! flash cookie.
 
 use actix_web::{
-    HttpRequest, HttpResponse,
+    FromRequest, HttpRequest, HttpResponse,
     cookie::{Cookie, SameSite, time::Duration as CookieDuration},
+    dev::Payload,
+    error::InternalError,
     http::header,
     post, web,
 };
@@ -51,17 +53,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The live session behind the request's cookie.
 pub(crate) async fn current_session(accounts: &Accounts, request: &HttpRequest) -> Option<session::Model> {
     let cookie = request.cookie(SESSION_COOKIE)?;
-    session_for(accounts, Some(cookie.value())).await
-}
-
-async fn session_for(accounts: &Accounts, token: Option<&str>) -> Option<session::Model> {
-    match accounts.session(token?).await {
+    match accounts.session(cookie.value()).await {
         Ok(session) => session,
         Err(error) => {
             tracing::error!(%error, "cannot look up a session");
             None
         }
     }
+}
+
+/// The live session of a form post; requests without one are sent to sign in.
+pub struct SignedInSession(pub session::Model);
+
+impl FromRequest for SignedInSession {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let accounts = request
+                .app_data::<web::Data<Accounts>>()
+                .cloned()
+                .ok_or_else(|| actix_web::error::ErrorInternalServerError("accounts service missing"))?;
+            match current_session(&accounts, &request).await {
+                Some(session) => Ok(SignedInSession(session)),
+                None => Err(redirect_error("/login")),
+            }
+        })
+    }
+}
+
+/// An extractor's way of answering with a redirect.
+pub(crate) fn redirect_error(location: &str) -> actix_web::Error {
+    InternalError::from_response("", see_other(location).finish()).into()
 }
 
 pub(crate) fn client(request: &HttpRequest) -> Client {
@@ -226,8 +251,11 @@ async fn verify(
 }
 
 #[post("/auth/resend-verification")]
-async fn resend(request: HttpRequest, accounts: web::Data<Accounts>, policy: web::Data<CookiePolicy>) -> HttpResponse {
-    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
+async fn resend(
+    SignedInSession(session): SignedInSession,
+    accounts: web::Data<Accounts>,
+    policy: web::Data<CookiePolicy>,
+) -> HttpResponse {
     let flash = match accounts.resend_verification(session.user_id).await {
         Ok(()) => Flash::success("dashboard", "We sent a new confirmation link. Check your inbox."),
         Err(error @ (ResendError::RateLimited | ResendError::AlreadyVerified)) => {
@@ -245,12 +273,11 @@ struct SwitchForm {
 
 #[post("/auth/switch-tenant")]
 async fn switch_tenant(
-    request: HttpRequest,
+    SignedInSession(session): SignedInSession,
     form: web::Form<SwitchForm>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
     let switched = match TenantId::parse(&form.tenant_id) {
         Ok(tenant) => accounts.switch_tenant(session, tenant).await,
         Err(_) => Ok(false),
@@ -349,12 +376,12 @@ struct ChangePasswordForm {
 
 #[post("/account/password")]
 async fn change_password(
+    SignedInSession(session): SignedInSession,
     request: HttpRequest,
     form: web::Form<ChangePasswordForm>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
     let ChangePasswordForm { current_password, new_password } = form.into_inner();
     let result = accounts
         .change_password(
@@ -375,12 +402,11 @@ struct ChangeEmailForm {
 
 #[post("/account/email")]
 async fn change_email(
-    request: HttpRequest,
+    SignedInSession(session): SignedInSession,
     form: web::Form<ChangeEmailForm>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
     let ChangeEmailForm { email, current_password } = form.into_inner();
     let result = accounts.request_email_change(&session, &email, SecretString::from(current_password)).await;
     let success = format!("We sent a confirmation link to {}. Your address changes when you follow it.", email.trim());
@@ -389,11 +415,11 @@ async fn change_email(
 
 #[post("/account/sign-out-everywhere")]
 async fn sign_out_everywhere(
+    SignedInSession(session): SignedInSession,
     request: HttpRequest,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let Some(session) = current_session(&accounts, &request).await else { return see_other("/login").finish() };
     if let Err(error) = accounts.sign_out_everywhere(&session, &client(&request)).await {
         return unexpected("/account", "account", &error, **policy);
     }

@@ -1,7 +1,7 @@
 //! Form endpoints for the team page, invitation acceptance and API keys. Ids in paths are looked up in the
 //! actor's tenant only; anything else answers 404, exactly like an id that does not exist.
 
-use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, error::InternalError, post, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, post, web};
 
 use convene_app::forms::Flash;
 use convene_domain::Role;
@@ -14,7 +14,8 @@ use crate::{
     api_keys::{self, ApiKeyError},
     audit::{self, AuditEvent},
     routes::auth::{
-        CookiePolicy, back_with, capitalise, client, current_session, see_other, session_cookie, unexpected,
+        CookiePolicy, SignedInSession, back_with, capitalise, client, current_session, redirect_error, see_other,
+        session_cookie, unexpected,
     },
     team::{Actor, TeamError, TeamService},
 };
@@ -40,18 +41,16 @@ impl FromRequest for SignedIn {
     type Error = actix_web::Error;
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let request = request.clone();
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = SignedInSession::from_request(request, payload);
+        let accounts = request.app_data::<web::Data<Accounts>>().cloned();
         Box::pin(async move {
-            let redirect = |location: &str| InternalError::from_response("", see_other(location).finish()).into();
-            let accounts = request
-                .app_data::<web::Data<Accounts>>()
-                .cloned()
-                .ok_or_else(|| actix_web::error::ErrorInternalServerError("accounts service missing"))?;
-            let Some(session) = current_session(&accounts, &request).await else { return Err(redirect("/login")) };
+            let SignedInSession(session) = session.await?;
+            let accounts =
+                accounts.ok_or_else(|| actix_web::error::ErrorInternalServerError("accounts service missing"))?;
             match accounts.actor(&session).await {
                 Ok(Some(actor)) => Ok(SignedIn(actor)),
-                Ok(None) => Err(redirect("/dashboard")),
+                Ok(None) => Err(redirect_error("/dashboard")),
                 Err(error) => {
                     tracing::error!(%error, "cannot resolve the signed-in member");
                     Err(actix_web::error::ErrorInternalServerError("cannot load your account right now"))
