@@ -3,7 +3,11 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, middleware::from_fn, web};
+use actix_web::{
+    App, HttpServer,
+    middleware::{Compress, from_fn},
+    web,
+};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
@@ -99,6 +103,8 @@ pub async fn serve(
             .wrap(from_fn(csrf::same_origin_only))
             .wrap(from_fn(crate::metrics::record))
             .wrap(TracingLogger::default())
+            // The wasm bundle is ~800 KiB and ~300 KiB gzipped; pages and CSS shrink likewise.
+            .wrap(Compress::default())
             .configure(routes::health::configure)
             .configure(|cfg| {
                 if let Some(services) = &site {

@@ -243,7 +243,7 @@ pub fn KeysPage() -> impl IntoView {
                 <code>"Authorization: Bearer <key>"</code> "."
             </p>
             {form.banner()}
-            {new_key.map(|key| view! { <p class="new-key"><code id="new-key">{key}</code></p> })}
+            {new_key.map(|key| view! { <NewKey key /> })}
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move { page_or_problem(keys.await, |keys| view! { <KeyList keys /> }) })}
             </Suspense>
@@ -253,6 +253,28 @@ pub fn KeysPage() -> impl IntoView {
                 <button type="submit">"Create key"</button>
             </form>
         </section>
+    }
+}
+
+/// A key just created, with a copy button once the page is live.
+#[component]
+fn NewKey(key: String) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let to_copy = key.clone();
+    let copy = move |_| {
+        if let Some(window) = web_sys::window() {
+            // The promise needs no handling: a refused copy leaves the key on screen to copy by hand.
+            let _ = window.navigator().clipboard().write_text(&to_copy);
+            copied.set(true);
+        }
+    };
+    view! {
+        <p class="new-key">
+            <code id="new-key">{key}</code>
+            <button type="button" class="secondary needs-js" on:click=copy>
+                {move || if copied.get() { "Copied" } else { "Copy" }}
+            </button>
+        </p>
     }
 }
 

@@ -85,6 +85,11 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks a control that acts within the page (no navigation), such as a hydrated button.
+    pub async fn press(&self, css: &str) -> anyhow::Result<()> {
+        Ok(self.client.find(Locator::Css(css)).await?.click().await?)
+    }
+
     /// The `href` of the first element matching a CSS selector.
     pub async fn href(&self, css: &str) -> anyhow::Result<String> {
         self.client.find(Locator::Css(css)).await?.attr("href").await?.context("no href")

@@ -1,5 +1,5 @@
 //! The first customer journey in a real browser: sign up, confirm the address from the received mail, sign
-//! in again, invite a moderator, and the moderator accepts. Screenshots of each page are kept in
+//! in again, invite a moderator, create an API key, and the moderator accepts. Screenshots of each page are kept in
 //! `<target>/e2e-artifacts/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -60,6 +60,15 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
     let team = browser.main_text().await.unwrap();
     assert!(team.contains(&format!("Invitation sent to {MODERATOR}.")), "{team}");
     browser.screenshot("06-team-invited").await.unwrap();
+
+    browser.open(&convene.site("/keys")).await.unwrap();
+    browser.fill("name", "backend").await.unwrap();
+    browser.submit("form[action='/keys'] button").await.unwrap();
+    let key = browser.client.find(fantoccini::Locator::Css("#new-key")).await.unwrap().text().await.unwrap();
+    assert!(key.starts_with("cvn_"), "{key}");
+    browser.press(".new-key button").await.unwrap();
+    assert!(browser.main_text().await.unwrap().contains("Copied"), "the hydrated copy button answers");
+    browser.screenshot("07-api-key-created").await.unwrap();
     browser.submit("form[action='/auth/logout'] button").await.unwrap();
 
     let invitation = convene.mailbox.wait_for(MODERATOR, "invited you to Acme").await;
@@ -68,17 +77,17 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
     assert!(offer.contains("Join Acme on Convene") && offer.contains("as moderator"), "{offer}");
     browser.fill("name", "Max Moderator").await.unwrap();
     browser.fill("password", PASSWORD).await.unwrap();
-    browser.screenshot("07-accept-invitation").await.unwrap();
+    browser.screenshot("08-accept-invitation").await.unwrap();
     browser.submit("form[action='/invitations/accept'] button").await.unwrap();
     assert_eq!(browser.path().await.unwrap(), "/dashboard");
     let joined = browser.main_text().await.unwrap();
     assert!(joined.contains("Hello, Max Moderator") && joined.contains("as Moderator"), "{joined}");
-    browser.screenshot("08-moderator-dashboard").await.unwrap();
+    browser.screenshot("09-moderator-dashboard").await.unwrap();
 
     browser.open(&convene.site("/team")).await.unwrap();
     let members = browser.main_text().await.unwrap();
     assert!(members.contains("Olivia Owner") && members.contains("Max Moderator"), "{members}");
-    browser.screenshot("09-team-as-moderator").await.unwrap();
+    browser.screenshot("10-team-as-moderator").await.unwrap();
 
     browser.close().await.unwrap();
     convene.stop().await.expect("convene stops cleanly");

@@ -93,5 +93,13 @@ async fn the_stylesheet_and_icon_are_served_with_their_types() {
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
         assert!(!response.text().await.unwrap().is_empty());
     }
+    let compressed = app
+        .client
+        .get(format!("{}/assets/convene.css", app.address))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compressed.headers()["content-encoding"], "gzip", "text assets are compressed when asked");
     app.stop().await;
 }
