@@ -1,0 +1,180 @@
+//! Keys: public ones for verification (a [`KeyRing`] keyed by `kid`), private ones for minting.
+
+use std::{collections::HashMap, fmt};
+
+use convene_domain::TenantId;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+
+use crate::claims::RoomClaims;
+
+/// The two algorithms room tokens may use. HS256 is never accepted: a shared secret would let anyone who
+/// verifies also mint, and it opens the RS/HS confusion attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// RSA PKCS#1 v1.5 with SHA-256 (the Jitsi/JaaS default).
+    Rs256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl KeyAlgorithm {
+    pub(crate) fn jwt(self) -> Algorithm {
+        match self {
+            KeyAlgorithm::Rs256 => Algorithm::RS256,
+            KeyAlgorithm::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+/// A `kid`: `<tenant id>/<key id>`, so the tenant is known before any key is looked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId {
+    tenant: TenantId,
+    text: String,
+}
+
+impl KeyId {
+    /// A key id for `tenant` named `key` (letters, digits, `-`, `_`, `.`; 1–64 characters).
+    pub fn new(tenant: TenantId, key: &str) -> Result<Self, KeyError> {
+        let valid = (1..=64).contains(&key.len())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(KeyError::KeyId(key.to_owned()));
+        }
+        Ok(Self { tenant, text: format!("{tenant}/{key}") })
+    }
+
+    /// Reads a `kid` header.
+    pub fn parse(kid: &str) -> Result<Self, KeyError> {
+        let (tenant, key) = kid.split_once('/').ok_or_else(|| KeyError::KeyId(kid.to_owned()))?;
+        let tenant = TenantId::parse(tenant).map_err(|_| KeyError::KeyId(kid.to_owned()))?;
+        Self::new(tenant, key)
+    }
+
+    /// The tenant the key belongs to.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The `kid` text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A key could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// A malformed `kid`.
+    #[error("`{0}` is not a key id of the form <tenant id>/<key name>")]
+    KeyId(String),
+    /// The key material does not parse for its algorithm.
+    #[error("the key is not a valid {0} key: {1}")]
+    Material(&'static str, String),
+    /// Signing failed.
+    #[error("cannot sign the token: {0}")]
+    Signing(String),
+}
+
+fn algorithm_name(algorithm: KeyAlgorithm) -> &'static str {
+    match algorithm {
+        KeyAlgorithm::Rs256 => "RS256",
+        KeyAlgorithm::EdDsa => "EdDSA",
+    }
+}
+
+/// A public key that verifies a tenant's tokens.
+#[derive(Clone)]
+pub struct PublicKey {
+    /// Its `kid`.
+    pub id: KeyId,
+    /// The one algorithm it verifies.
+    pub algorithm: KeyAlgorithm,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey").field("id", &self.id).field("algorithm", &self.algorithm).finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// A key from PEM (SubjectPublicKeyInfo).
+    pub fn from_pem(id: KeyId, algorithm: KeyAlgorithm, pem: &[u8]) -> Result<Self, KeyError> {
+        let key = match algorithm {
+            KeyAlgorithm::Rs256 => DecodingKey::from_rsa_pem(pem),
+            KeyAlgorithm::EdDsa => DecodingKey::from_ed_pem(pem),
+        }
+        .map_err(|error| KeyError::Material(algorithm_name(algorithm), error.to_string()))?;
+        Ok(Self { id, algorithm, key })
+    }
+
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+/// The public keys a verifier trusts, by `kid`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: HashMap<String, PublicKey>,
+}
+
+impl KeyRing {
+    /// Adds (or replaces) a key.
+    pub fn insert(&mut self, key: PublicKey) {
+        self.keys.insert(key.id.as_str().to_owned(), key);
+    }
+
+    /// Removes a key (a rotated key once its tokens have expired).
+    pub fn remove(&mut self, id: &KeyId) {
+        self.keys.remove(id.as_str());
+    }
+
+    pub(crate) fn get(&self, kid: &str) -> Option<&PublicKey> {
+        self.keys.get(kid)
+    }
+}
+
+/// A private key that mints a tenant's tokens.
+#[derive(Clone)]
+pub struct SigningKey {
+    /// Its `kid`.
+    pub id: KeyId,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+    key: EncodingKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").field("id", &self.id).field("algorithm", &self.algorithm).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A key from PEM (PKCS#8).
+    pub fn from_pem(id: KeyId, algorithm: KeyAlgorithm, pem: &[u8]) -> Result<Self, KeyError> {
+        let key = match algorithm {
+            KeyAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
+            KeyAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
+        }
+        .map_err(|error| KeyError::Material(algorithm_name(algorithm), error.to_string()))?;
+        Ok(Self { id, algorithm, key })
+    }
+
+    /// Signs claims into a token with `typ: JWT` and this key's `kid`.
+    pub fn mint(&self, claims: &RoomClaims) -> Result<String, KeyError> {
+        let mut header = Header::new(self.algorithm.jwt());
+        header.kid = Some(self.id.as_str().to_owned());
+        header.typ = Some("JWT".to_owned());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|error| KeyError::Signing(error.to_string()))
+    }
+}
