@@ -119,6 +119,15 @@ impl PublicKey {
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
     }
+
+    /// The key as a JWK for a JWKS document: `kid`, `alg`, `use: sig`.
+    pub fn jwk(&self) -> Result<jsonwebtoken::jwk::Jwk, KeyError> {
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&self.key, Some(self.algorithm.jwt()))
+            .map_err(|error| KeyError::Material(algorithm_name(self.algorithm), error.to_string()))?;
+        jwk.common.key_id = Some(self.id.as_str().to_owned());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        Ok(jwk)
+    }
 }
 
 /// The public keys a verifier trusts, by `kid`.
@@ -140,6 +149,52 @@ impl KeyRing {
 
     pub(crate) fn get(&self, kid: &str) -> Option<&PublicKey> {
         self.keys.get(kid)
+    }
+}
+
+/// A freshly generated key pair in PEM, for storage: the private half mints, the public half verifies.
+#[derive(Clone)]
+pub struct GeneratedKey {
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: String,
+    /// SubjectPublicKeyInfo PEM of the public key.
+    pub public_pem: String,
+}
+
+impl fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedKey").field("public_pem", &self.public_pem).finish_non_exhaustive()
+    }
+}
+
+/// Generates a key pair from the operating system's randomness (RSA 2048 or Ed25519).
+pub fn generate(algorithm: KeyAlgorithm) -> Result<GeneratedKey, KeyError> {
+    use ed25519_dalek::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+    use rsa::pkcs8::LineEnding;
+    let failed = |error: &dyn fmt::Display| KeyError::Material(algorithm_name(algorithm), error.to_string());
+    let mut rng = rsa::rand_core::OsRng;
+    match algorithm {
+        KeyAlgorithm::Rs256 => {
+            let private = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|error| failed(&error))?;
+            let public = rsa::RsaPublicKey::from(&private);
+            Ok(GeneratedKey {
+                private_pem: rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&private, LineEnding::LF)
+                    .map_err(|error| failed(&error))?
+                    .to_string(),
+                public_pem: rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public, LineEnding::LF)
+                    .map_err(|error| failed(&error))?,
+            })
+        }
+        KeyAlgorithm::EdDsa => {
+            let private = ed25519_dalek::SigningKey::generate(&mut rng);
+            Ok(GeneratedKey {
+                private_pem: private.to_pkcs8_pem(LineEnding::LF).map_err(|error| failed(&error))?.to_string(),
+                public_pem: private
+                    .verifying_key()
+                    .to_public_key_pem(LineEnding::LF)
+                    .map_err(|error| failed(&error))?,
+            })
+        }
     }
 }
 

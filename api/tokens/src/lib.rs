@@ -13,5 +13,5 @@ mod keys;
 mod verify;
 
 pub use claims::{Context, Features, RoomClaims, User};
-pub use keys::{KeyAlgorithm, KeyError, KeyId, KeyRing, PublicKey, SigningKey};
+pub use keys::{GeneratedKey, KeyAlgorithm, KeyError, KeyId, KeyRing, PublicKey, SigningKey, generate};
 pub use verify::{AUDIENCE, LEEWAY_SECONDS, TokenError, Verified, verify};

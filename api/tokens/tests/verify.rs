@@ -188,3 +188,31 @@ fn refusals_read_well_on_the_page() {
 fn b64(value: &Value) -> String {
     data_encoding::BASE64URL_NOPAD.encode(value.to_string().as_bytes())
 }
+
+#[test]
+fn generated_keys_mint_tokens_that_verify_and_publish_as_jwks() {
+    for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Rs256] {
+        let tenant = TenantId::new();
+        let id = KeyId::new(tenant, "generated").unwrap();
+        let pair = convene_tokens::generate(algorithm).unwrap();
+        let signing = SigningKey::from_pem(id.clone(), algorithm, pair.private_pem.as_bytes()).unwrap();
+        let public = PublicKey::from_pem(id.clone(), algorithm, pair.public_pem.as_bytes()).unwrap();
+        let jwk = serde_json::to_value(public.jwk().unwrap()).unwrap();
+        assert_eq!(jwk["kid"], id.as_str());
+        assert_eq!(jwk["use"], "sig");
+        let mut ring = KeyRing::default();
+        ring.insert(public);
+        let mut claims = claims(&Fixture {
+            tenant,
+            rsa: id.clone(),
+            ed: id.clone(),
+            ring: KeyRing::default(),
+            room: RoomName::parse("weekly-sync").unwrap(),
+        });
+        claims["context"]["user"]["moderator"] = json!(false);
+        let claims: RoomClaims = serde_json::from_value(claims).unwrap();
+        let token = signing.mint(&claims).unwrap();
+        let verified = verify(&token, &ring, &RoomName::parse("weekly-sync").unwrap()).unwrap();
+        assert_eq!(verified.tenant, tenant, "{algorithm:?}");
+    }
+}
