@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod password;
 pub mod rate_limit;
 pub mod roles;
+pub mod room_tokens;
 pub mod routes;
 pub mod secrets;
 pub mod server;

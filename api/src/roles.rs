@@ -17,7 +17,7 @@ use crate::{
     mail::Mailer,
     metrics::Metrics,
     routes::site::Site,
-    routes::{auth::CookiePolicy, backend::SiteBackend},
+    routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
     server::{self, Dependencies, HttpApp, SiteServices},
     settings::{Backend, Settings},
     team::TeamService,
@@ -161,6 +161,7 @@ fn site_services(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<
         team,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
+        meet_url: MeetUrl(settings.meet_url.clone()),
     })
 }
 

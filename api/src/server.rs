@@ -16,7 +16,7 @@ use crate::{
     accounts::Accounts,
     csrf::{self, OwnOrigins},
     metrics::Metrics,
-    routes::{self, auth::CookiePolicy, site::Site},
+    routes::{self, auth::CookiePolicy, site::Site, v1::MeetUrl},
     team::TeamService,
 };
 
@@ -56,6 +56,8 @@ pub struct SiteServices {
     pub cookies: CookiePolicy,
     /// Origins allowed to post with cookies.
     pub origins: OwnOrigins,
+    /// The meet host's URL, for join links.
+    pub meet_url: MeetUrl,
 }
 
 /// Binding the HTTP port failed; the message says what to do.
@@ -112,6 +114,7 @@ pub async fn serve(
                         .app_data(web::Data::new(services.team.clone()))
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
+                        .app_data(web::Data::new(services.meet_url.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
                         .configure(routes::v1::configure);

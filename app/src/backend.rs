@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::model::{ApiKeyListing, AuditEntry, InvitationDetails, PageError, Team, Viewer};
+use crate::model::{ApiKeyListing, AuditEntry, InvitationDetails, Invitee, LinkRefusal, PageError, Team, Viewer};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "convene_session";
@@ -25,6 +25,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError>;
     /// What an invitation link offers; the error says why the link does not work.
     async fn invitation(&self, token: String) -> Result<InvitationDetails, String>;
+    /// Verifies a meeting link's room token for `room`.
+    async fn room_link(&self, room: String, token: String) -> Result<Invitee, LinkRefusal>;
 }
 
 /// The backend as provided in context.

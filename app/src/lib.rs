@@ -16,7 +16,6 @@ pub mod account;
 pub mod backend;
 pub mod forms;
 pub mod meet;
-pub mod meet_link;
 pub mod model;
 pub mod site;
 pub mod workspace;

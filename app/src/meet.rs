@@ -1,10 +1,12 @@
-//! The meet host: where invitation links land. The meeting itself arrives with the browser client; until a
-//! link carries a token this server can verify, the page explains what is wrong and what to do.
+//! The meet host: where invitation links land. A link's token is verified on the server with the tenant's
+//! public keys; the page says who the invitation is for, or exactly why it cannot be used. (The meeting
+//! itself arrives with the browser client.)
 
 use convene_domain::RoomName;
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{Route, Router, Routes},
     hooks::{use_params_map, use_query_map},
     path,
@@ -12,9 +14,16 @@ use leptos_router::{
 
 use crate::{
     NotFound, mark_hydrated,
-    meet_link::{LinkProblem, diagnose},
+    model::{Invitee, LinkRefusal},
     set_status,
 };
+
+/// Verifies the token of a meeting link.
+#[server]
+pub async fn check_room_link(room: String, token: String) -> Result<Result<Invitee, LinkRefusal>, ServerFnError> {
+    let (backend, _) = crate::backend::backend_and_session().await?;
+    Ok(backend.room_link(room, token).await)
+}
 
 /// The meet host's component tree.
 #[component]
@@ -33,7 +42,7 @@ pub fn MeetApp() -> impl IntoView {
             <main>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=MeetHome />
-                    <Route path=path!("/:room") view=RoomLink />
+                    <Route path=path!("/:room") view=RoomLink ssr=SsrMode::Async />
                     // Every other path renders the "not found" page with a 404, rather than an empty body.
                     <Route path=path!("/*any") view=NotFound />
                 </Routes>
@@ -63,16 +72,36 @@ fn MeetHome() -> impl IntoView {
 fn RoomLink() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
-    move || {
-        let room_text = params.read().get("room").unwrap_or_default();
-        match RoomName::parse(&room_text) {
-            Ok(room) => {
-                let problem = diagnose(&room, query.read().get("jwt").as_deref());
-                view! { <LinkExplanation room problem /> }.into_any()
-            }
-            Err(_) => view! { <NotARoom /> }.into_any(),
-        }
+    let room_text = params.read_untracked().get("room").unwrap_or_default();
+    let Ok(room) = RoomName::parse(&room_text) else { return view! { <NotARoom /> }.into_any() };
+    let token =
+        query.read_untracked().get("jwt").map(|token| token.trim().to_owned()).filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        let refusal = LinkRefusal {
+            code: "missing_token".to_owned(),
+            message: "Meetings on Convene open from a personal invitation link, and this link has no invitation \\
+                      in it."
+                .to_owned(),
+        };
+        return view! { <Refused room refusal /> }.into_any();
+    };
+    let checked =
+        Resource::new(move || (room_text.clone(), token.clone()), |(room, token)| check_room_link(room, token));
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Checking your invitation…"</p> }>
+            {move || Suspend::new({
+                let room = room.clone();
+                async move {
+                    match checked.await {
+                        Ok(Ok(invitee)) => view! { <Invited room invitee /> }.into_any(),
+                        Ok(Err(refusal)) => view! { <Refused room refusal /> }.into_any(),
+                        Err(_) => view! { <p class="banner error">"Your invitation cannot be checked right now."</p> }.into_any(),
+                    }
+                }
+            })}
+        </Suspense>
     }
+    .into_any()
 }
 
 /// A path that cannot be a room name.
@@ -91,55 +120,51 @@ fn NotARoom() -> impl IntoView {
     }
 }
 
-/// Explains why a link to an existing-looking room does not open the meeting.
+/// A link whose token verified.
 #[component]
-fn LinkExplanation(room: RoomName, problem: LinkProblem) -> impl IntoView {
-    let (headline, explanation, advice) = match &problem {
-        LinkProblem::MissingToken => (
-            "This link needs an invitation".to_owned(),
-            "Meetings on Convene open from a personal invitation link, and this link has no invitation in it."
-                .to_owned(),
-            "Use the full link from your invitation email or calendar entry. If you organise this meeting, \
-             start it from your dashboard."
-                .to_owned(),
-        ),
-        LinkProblem::UnreadableToken => (
-            "This invitation link is damaged".to_owned(),
-            "The invitation part of the link could not be read. Links are sometimes cut off when copied or \
-             wrapped across lines in an email."
-                .to_owned(),
-            "Open the link straight from the invitation, or ask the organiser to send it again.".to_owned(),
-        ),
-        LinkProblem::OtherRoom { token_room } => (
-            "This invitation is for another meeting".to_owned(),
-            format!("The invitation in this link is for the meeting “{token_room}”, not for “{room}”."),
-            "Use the link exactly as it arrived, or ask the organiser for an invitation to this meeting.".to_owned(),
-        ),
-        LinkProblem::UnknownIssuer => (
-            "This invitation could not be verified".to_owned(),
-            "No organisation on this Convene server vouches for the invitation in this link, so the meeting \
-             cannot open with it."
-                .to_owned(),
-            "Ask the organiser for a new invitation link.".to_owned(),
-        ),
-    };
+fn Invited(room: RoomName, invitee: Invitee) -> impl IntoView {
+    let role = if invitee.moderator { "as a moderator" } else { "as a participant" };
     view! {
-        <Title text=format!("{headline} · Convene") />
-        <section class="notice" data-problem=problem_code(&problem)>
+        <Title text=format!("{room} · Convene") />
+        <section class="notice" data-invitation="valid">
             <p class="eyebrow">"Meeting " <code>{room.to_string()}</code></p>
-            <h1>{headline}</h1>
-            <p>{explanation}</p>
-            <p>{advice}</p>
+            <h1>{format!("Welcome, {}", invitee.name)}</h1>
+            <p>{format!("Your invitation to this meeting is valid; you join {role}.")}</p>
+            <p class="muted">"Joining from the browser arrives with the meeting client; keep this link."</p>
         </section>
     }
 }
 
-/// A stable, machine-readable name for each problem (tests and support read it from `data-problem`).
-fn problem_code(problem: &LinkProblem) -> &'static str {
-    match problem {
-        LinkProblem::MissingToken => "missing_token",
-        LinkProblem::UnreadableToken => "unreadable_token",
-        LinkProblem::OtherRoom { .. } => "other_room",
-        LinkProblem::UnknownIssuer => "unknown_issuer",
+/// Explains why a link does not open the meeting.
+#[component]
+fn Refused(room: RoomName, refusal: LinkRefusal) -> impl IntoView {
+    let (headline, advice) = match refusal.code.as_str() {
+        "missing_token" => (
+            "This link needs an invitation",
+            "Use the full link from your invitation email or calendar entry. If you organise this meeting, \
+             start it from your dashboard.",
+        ),
+        "unreadable_token" => (
+            "This invitation link is damaged",
+            "Links are sometimes cut off when copied or wrapped across lines in an email. Open the link straight \
+             from the invitation, or ask the organiser to send it again.",
+        ),
+        "expired" => ("This invitation link has expired", "Ask the organiser for a new invitation link."),
+        "not_yet_valid" => ("This invitation is not valid yet", "Open the link again closer to the meeting."),
+        "other_room" => (
+            "This invitation is for another meeting",
+            "Use the link exactly as it arrived, or ask the organiser for an invitation to this meeting.",
+        ),
+        "unknown_issuer" => ("This invitation could not be verified", "Ask the organiser for a new invitation link."),
+        _ => ("This invitation cannot be used", "Ask the organiser for a new invitation link."),
+    };
+    view! {
+        <Title text=format!("{headline} · Convene") />
+        <section class="notice" data-problem=refusal.code>
+            <p class="eyebrow">"Meeting " <code>{room.to_string()}</code></p>
+            <h1>{headline}</h1>
+            <p>{crate::capitalised(&refusal.message)}</p>
+            <p>{advice}</p>
+        </section>
     }
 }

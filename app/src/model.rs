@@ -128,3 +128,21 @@ pub enum PageError {
     /// A server-side failure, already logged.
     Unavailable,
 }
+
+/// The holder of a verified invitation link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitee {
+    /// Their name in the token.
+    pub name: String,
+    /// Whether the token makes them a moderator.
+    pub moderator: bool,
+}
+
+/// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRefusal {
+    /// `unreadable_token`, `expired`, `not_yet_valid`, `other_room`, `unknown_issuer` or `invalid_token`.
+    pub code: String,
+    /// What is wrong, for the invitee.
+    pub message: String,
+}

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_tenants_users_api_keys;
 mod m20261124_000002_accounts;
+mod m20261124_000003_signing_keys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_tenants_users_api_keys::Migration),
             Box::new(m20261124_000002_accounts::Migration),
+            Box::new(m20261124_000003_signing_keys::Migration),
         ]
     }
 }

@@ -7,5 +7,6 @@ pub mod email_token;
 pub mod invitation;
 pub mod membership;
 pub mod session;
+pub mod signing_key;
 pub mod tenant;
 pub mod user;

@@ -3,14 +3,16 @@
 
 use convene_app::{
     backend::Backend,
-    model::{ApiKeyListing, AuditEntry, InvitationDetails, PageError, Team, Viewer},
+    model::{ApiKeyListing, AuditEntry, InvitationDetails, Invitee, LinkRefusal, PageError, Team, Viewer},
 };
-use convene_domain::Role;
+use convene_domain::{Role, RoomName};
+use convene_tokens::TokenError;
 
 use crate::{
     accounts::Accounts,
     api_keys, audit,
     entities::user,
+    room_tokens,
     team::{Actor, TeamError, TeamService},
 };
 
@@ -113,5 +115,34 @@ impl Backend for SiteBackend {
                 "this invitation cannot be shown right now".to_owned()
             }
         })
+    }
+
+    async fn room_link(&self, room: String, token: String) -> Result<Invitee, LinkRefusal> {
+        let refuse = |code: &str, error: &dyn std::fmt::Display| LinkRefusal {
+            code: code.to_owned(),
+            message: error.to_string(),
+        };
+        let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
+        match room_tokens::verify_link(self.accounts.db(), &token, &room).await {
+            Ok(Ok(verified)) => {
+                let user = verified.claims.context.user;
+                Ok(Invitee { name: user.name, moderator: user.moderator })
+            }
+            Ok(Err(error)) => {
+                let code = match &error {
+                    TokenError::Malformed => "unreadable_token",
+                    TokenError::Expired => "expired",
+                    TokenError::NotYetValid => "not_yet_valid",
+                    TokenError::OtherRoom(_) => "other_room",
+                    TokenError::KeyId | TokenError::UnknownKey | TokenError::Signature => "unknown_issuer",
+                    _ => "invalid_token",
+                };
+                Err(refuse(code, &error))
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot verify a meeting link");
+                Err(refuse("invalid_token", &"this invitation cannot be checked right now"))
+            }
+        }
     }
 }

@@ -2,17 +2,36 @@
 //! `{"error": "<snake_case_code>", "message": "..."}` with a matching status.
 
 use actix_web::{
-    FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, get, http::StatusCode, http::header, web,
+    FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, get, http::StatusCode, http::header, post, web,
 };
 use convene_domain::TenantId;
 use sea_orm::EntityTrait;
 use serde_json::json;
 
-use crate::{accounts::Accounts, api_keys, entities::tenant};
+use convene_tokens::PublicKey;
+
+use crate::{accounts::Accounts, api_keys, entities::tenant, room_tokens};
+
+/// The meet host's public URL, for join links.
+#[derive(Debug, Clone)]
+pub struct MeetUrl(pub url::Url);
+
+/// Bodies of `/v1` requests are small JSON documents.
+const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// Registers the `/v1` endpoints that exist so far.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope("/v1").service(current_tenant).default_service(web::to(|| async { ApiError::NotFound })));
+    let json = web::JsonConfig::default()
+        .limit(MAX_JSON_BYTES)
+        .error_handler(|error, _| ApiError::BadRequest(error.to_string()).into());
+    cfg.service(
+        web::scope("/v1")
+            .app_data(json)
+            .service(current_tenant)
+            .service(jwks)
+            .service(meeting_token)
+            .default_service(web::to(|| async { ApiError::NotFound })),
+    );
 }
 
 /// Every `/v1` failure, with a stable code.
@@ -24,6 +43,9 @@ pub enum ApiError {
     /// No such resource (or another tenant's).
     #[error("not found")]
     NotFound,
+    /// The request body or a field is unusable; the message names it.
+    #[error("{0}")]
+    BadRequest(String),
     /// A server-side failure, logged.
     #[error("internal error")]
     Internal,
@@ -34,6 +56,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
+            ApiError::BadRequest(_) => "invalid_request",
             ApiError::Internal => "internal",
         }
     }
@@ -44,6 +67,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,4 +130,40 @@ async fn current_tenant(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Res
         })?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(json!({ "id": row.id, "name": row.name, "created_at": row.created_at })))
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "a /v1 request failed");
+    ApiError::Internal
+}
+
+/// `GET /v1/tenants/{id}/jwks.json`: the public keys that verify the tenant's room tokens (no key needed).
+#[get("/tenants/{id}/jwks.json")]
+async fn jwks(id: web::Path<String>, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
+    let tenant = TenantId::parse(&id).map_err(|_| ApiError::NotFound)?;
+    if !room_tokens::tenant_exists(accounts.db(), tenant).await.map_err(internal)? {
+        return Err(ApiError::NotFound);
+    }
+    let (_, keys) = room_tokens::key_ring(accounts.db(), tenant).await.map_err(internal)?;
+    let keys = keys.iter().map(PublicKey::jwk).collect::<Result<Vec<_>, _>>().map_err(internal)?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(json!({ "keys": keys })))
+}
+
+/// `POST /v1/meeting-tokens`: a room token for one person, signed with the tenant's key.
+#[post("/meeting-tokens")]
+async fn meeting_token(
+    tenant: ApiTenant,
+    request: web::Json<room_tokens::TokenRequest>,
+    accounts: web::Data<Accounts>,
+    meet_url: web::Data<MeetUrl>,
+) -> Result<HttpResponse, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .map_err(internal)?;
+    match room_tokens::mint(accounts.db(), tenant.0, request.into_inner(), &meet_url.0, now).await {
+        Ok(minted) => Ok(HttpResponse::Created().json(minted)),
+        Err(room_tokens::MintError::Invalid(message)) => Err(ApiError::BadRequest(message)),
+        Err(error) => Err(internal(error)),
+    }
 }

@@ -9,3 +9,4 @@ mod shutdown;
 mod site;
 mod team;
 mod tenants;
+mod tokens;

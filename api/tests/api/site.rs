@@ -43,7 +43,8 @@ async fn a_meeting_link_without_a_valid_token_explains_itself() {
         ("/weekly-sync".to_owned(), "missing_token", "This link needs an invitation"),
         ("/weekly-sync?jwt=".to_owned(), "missing_token", "This link needs an invitation"),
         ("/weekly-sync?jwt=not-a-token".to_owned(), "unreadable_token", "This invitation link is damaged"),
-        (format!("/weekly-sync?jwt={}", token(r#"{"room":"board"}"#)), "other_room", "for another meeting"),
+        // Unsigned claims prove nothing, whatever room they name: no key of any tenant vouches for them.
+        (format!("/weekly-sync?jwt={}", token(r#"{"room":"board"}"#)), "unknown_issuer", "could not be verified"),
         (format!("/weekly-sync?jwt={}", token(r#"{"room":"weekly-sync"}"#)), "unknown_issuer", "could not be verified"),
     ];
     for (path, code, headline) in cases {
@@ -53,8 +54,6 @@ async fn a_meeting_link_without_a_valid_token_explains_itself() {
         assert!(html.contains(headline), "{path}: {html}");
         assert!(html.contains("<code>weekly-sync</code>"), "{path} names the meeting");
     }
-    let (_, other_room) = page(&app, host, &format!("/weekly-sync?jwt={}", token(r#"{"room":"board"}"#))).await;
-    assert!(other_room.contains("“board”"), "names the token's room: {other_room}");
     app.stop().await;
 }
 

@@ -1,0 +1,222 @@
+//! Minting room tokens for a tenant, and the keys behind them: a tenant's first token creates its RS256 key;
+//! the JWKS lists every key that still verifies, so anyone (the media node, a tenant's own services) can
+//! check tokens with public keys alone.
+
+use chrono::Utc;
+use convene_domain::{RoomName, TenantId};
+use convene_tokens::{
+    Context, Features, KeyAlgorithm, KeyId, KeyRing, PublicKey, RoomClaims, SigningKey, TokenError, User,
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Deserialize;
+use url::Url;
+use uuid::Uuid;
+
+use crate::entities::{signing_key, tenant};
+
+/// The issuer of tokens we mint.
+pub const ISSUER: &str = "convene";
+/// Token lifetime when the caller names none.
+const DEFAULT_LIFETIME_SECONDS: u64 = 2 * 60 * 60;
+/// The longest lifetime a caller may ask for: a week covers a scheduled meeting's invitation.
+const MAX_LIFETIME_SECONDS: u64 = 7 * 24 * 60 * 60;
+
+/// `POST /v1/meeting-tokens`, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The room, or `*` for any room of the tenant.
+    pub room: String,
+    /// Who the token is for.
+    pub user: TokenUser,
+    /// Whether they moderate.
+    #[serde(default)]
+    pub moderator: bool,
+    /// What they may use.
+    #[serde(default)]
+    pub features: Features,
+    /// Expiry, seconds since the epoch (default: two hours from now; at most a week ahead).
+    #[serde(default)]
+    pub exp: Option<u64>,
+}
+
+/// `user` in a token request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenUser {
+    /// The caller's own id for the person.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Display name (required).
+    pub name: String,
+    /// Email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Avatar URL.
+    #[serde(default)]
+    pub avatar: Option<String>,
+}
+
+/// Why a token was not minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// A field is unusable; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Key material failed.
+    #[error("{0}")]
+    Key(#[from] convene_tokens::KeyError),
+}
+
+/// A minted token and where it opens.
+#[derive(Debug, serde::Serialize)]
+pub struct MintedToken {
+    /// The JWT.
+    pub token: String,
+    /// `<meet url>/<room>?jwt=<token>` (for `*` tokens, the caller adds the room).
+    pub join_url: Option<String>,
+}
+
+/// Mints a token for `tenant`.
+pub async fn mint(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    request: TokenRequest,
+    meet_url: &Url,
+    now: u64,
+) -> Result<MintedToken, MintError> {
+    let room = if request.room == "*" {
+        None
+    } else {
+        Some(RoomName::parse(&request.room).map_err(|error| MintError::Invalid(format!("room: {error}")))?)
+    };
+    let name = request.user.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(MintError::Invalid("user.name: give the person's name (1 to 200 characters)".to_owned()));
+    }
+    let exp = request.exp.unwrap_or(now + DEFAULT_LIFETIME_SECONDS);
+    if exp <= now || exp > now + MAX_LIFETIME_SECONDS {
+        return Err(MintError::Invalid("exp: must be in the future and at most 7 days ahead".to_owned()));
+    }
+    let claims = RoomClaims {
+        aud: convene_tokens::AUDIENCE.to_owned(),
+        iss: ISSUER.to_owned(),
+        sub: tenant.to_string(),
+        room: room.as_ref().map_or_else(|| "*".to_owned(), |room| room.as_str().to_owned()),
+        exp,
+        nbf: Some(now),
+        iat: Some(now),
+        context: Context {
+            user: User {
+                id: request.user.id,
+                name: name.to_owned(),
+                email: request.user.email,
+                avatar: request.user.avatar,
+                moderator: request.moderator,
+            },
+            features: request.features,
+        },
+    };
+    let token = active_signing_key(db, tenant).await?.mint(&claims)?;
+    let join_url = room.map(|room| {
+        let mut url = meet_url.clone();
+        url.set_path(room.as_str());
+        url.query_pairs_mut().append_pair("jwt", &token);
+        url.to_string()
+    });
+    Ok(MintedToken { token, join_url })
+}
+
+/// The key that mints for `tenant`, created (RS256) on first use.
+async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result<SigningKey, MintError> {
+    let row = match find_active(db, tenant).await? {
+        Some(row) => row,
+        None => {
+            let pair = convene_tokens::generate(KeyAlgorithm::Rs256)?;
+            let now = Utc::now();
+            let inserted = signing_key::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(tenant.as_uuid()),
+                key_name: Set(format!("convene-{}", now.format("%Y%m%d%H%M%S"))),
+                algorithm: Set("RS256".to_owned()),
+                public_pem: Set(pair.public_pem),
+                private_pem: Set(Some(pair.private_pem)),
+                created_at: Set(now),
+                retired_at: Set(None),
+            }
+            .insert(db)
+            .await;
+            match inserted {
+                Ok(row) => row,
+                // Two first tokens at once: the unique (tenant, name) index let one key in; use that one.
+                Err(error) => find_active(db, tenant).await?.ok_or(error)?,
+            }
+        }
+    };
+    let id = KeyId::new(tenant, &row.key_name)?;
+    let private = row.private_pem.unwrap_or_default();
+    Ok(SigningKey::from_pem(id, algorithm_of(&row.algorithm)?, private.as_bytes())?)
+}
+
+async fn find_active(db: &DatabaseConnection, tenant: TenantId) -> Result<Option<signing_key::Model>, DbErr> {
+    signing_key::Entity::find()
+        .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(signing_key::Column::PrivatePem.is_not_null())
+        .filter(signing_key::Column::RetiredAt.is_null())
+        .order_by_desc(signing_key::Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+/// The public keys that verify `tenant`'s tokens (none for a tenant that does not exist).
+pub async fn key_ring(db: &DatabaseConnection, tenant: TenantId) -> Result<(KeyRing, Vec<PublicKey>), MintError> {
+    let rows = signing_key::Entity::find()
+        .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
+        .order_by_asc(signing_key::Column::CreatedAt)
+        .all(db)
+        .await?;
+    let mut ring = KeyRing::default();
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = PublicKey::from_pem(
+            KeyId::new(tenant, &row.key_name)?,
+            algorithm_of(&row.algorithm)?,
+            row.public_pem.as_bytes(),
+        )?;
+        ring.insert(key.clone());
+        keys.push(key);
+    }
+    Ok((ring, keys))
+}
+
+/// Verifies a meeting link's token for `room` with the keys of the tenant its `kid` names.
+pub async fn verify_link(
+    db: &DatabaseConnection,
+    token: &str,
+    room: &RoomName,
+) -> Result<Result<convene_tokens::Verified, TokenError>, MintError> {
+    let Ok(header) = jsonwebtoken::decode_header(token.trim()) else { return Ok(Err(TokenError::Malformed)) };
+    let Some(kid) = header.kid.as_deref().and_then(|kid| KeyId::parse(kid).ok()) else {
+        return Ok(Err(TokenError::KeyId));
+    };
+    let (ring, _) = key_ring(db, kid.tenant()).await?;
+    Ok(convene_tokens::verify(token, &ring, room))
+}
+
+/// Whether the tenant exists (the JWKS of an unknown tenant is a 404, not an empty set).
+pub async fn tenant_exists(db: &DatabaseConnection, tenant: TenantId) -> Result<bool, DbErr> {
+    Ok(tenant::Entity::find_by_id(tenant.as_uuid()).one(db).await?.is_some())
+}
+
+fn algorithm_of(stored: &str) -> Result<KeyAlgorithm, MintError> {
+    match stored {
+        "RS256" => Ok(KeyAlgorithm::Rs256),
+        "EdDSA" => Ok(KeyAlgorithm::EdDsa),
+        other => Err(MintError::Invalid(format!("stored key algorithm `{other}` is unknown"))),
+    }
+}
