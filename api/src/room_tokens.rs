@@ -139,23 +139,25 @@ async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result
         None => {
             let pair = convene_tokens::generate(KeyAlgorithm::Rs256)?;
             let now = Utc::now();
-            let inserted = signing_key::ActiveModel {
+            signing_key::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 tenant_id: Set(tenant.as_uuid()),
-                key_name: Set(format!("convene-{}", now.format("%Y%m%d%H%M%S"))),
+                // Date for people, random suffix for uniqueness (two first tokens at once make two keys; the
+                // newer one mints and both verify).
+                key_name: Set(format!(
+                    "convene-{}-{}",
+                    now.format("%Y%m%d"),
+                    &Uuid::new_v4().simple().to_string()[..8]
+                )),
                 algorithm: Set("RS256".to_owned()),
-                public_pem: Set(pair.public_pem),
+                public_key: Set(pair.public_pem),
+                key_format: Set(FORMAT_PEM.to_owned()),
                 private_pem: Set(Some(pair.private_pem)),
                 created_at: Set(now),
                 retired_at: Set(None),
             }
             .insert(db)
-            .await;
-            match inserted {
-                Ok(row) => row,
-                // Two first tokens at once: the unique (tenant, name) index let one key in; use that one.
-                Err(error) => find_active(db, tenant).await?.ok_or(error)?,
-            }
+            .await?
         }
     };
     let id = KeyId::new(tenant, &row.key_name)?;
@@ -183,11 +185,7 @@ pub async fn key_ring(db: &DatabaseConnection, tenant: TenantId) -> Result<(KeyR
     let mut ring = KeyRing::default();
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows {
-        let key = PublicKey::from_pem(
-            KeyId::new(tenant, &row.key_name)?,
-            algorithm_of(&row.algorithm)?,
-            row.public_pem.as_bytes(),
-        )?;
+        let key = public_key_of(tenant, &row)?;
         ring.insert(key.clone());
         keys.push(key);
     }
@@ -206,6 +204,144 @@ pub async fn verify_link(
     };
     let (ring, _) = key_ring(db, kid.tenant()).await?;
     Ok(convene_tokens::verify(token, &ring, room))
+}
+
+/// How a stored public key is written.
+const FORMAT_PEM: &str = "pem";
+const FORMAT_JWK: &str = "jwk";
+
+fn public_key_of(tenant: TenantId, row: &signing_key::Model) -> Result<PublicKey, MintError> {
+    let id = KeyId::new(tenant, &row.key_name)?;
+    Ok(match row.key_format.as_str() {
+        FORMAT_JWK => PublicKey::from_jwk(id, &row.public_key)?,
+        _ => PublicKey::from_pem(id, algorithm_of(&row.algorithm)?, row.public_key.as_bytes())?,
+    })
+}
+
+/// A public key a tenant registers to mint tokens in its own backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRegistration {
+    /// The key part of the `kid`: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// `RS256` or `EdDSA`, for a PEM key (a JWK says its own kind).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// The public key as PEM (SubjectPublicKeyInfo).
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    /// The public key as a JWK.
+    #[serde(default)]
+    pub jwk: Option<serde_json::Value>,
+}
+
+/// A key as the API lists it.
+#[derive(Debug, serde::Serialize)]
+pub struct KeyListing {
+    /// `<tenant id>/<name>`.
+    pub kid: String,
+    /// `RS256` or `EdDSA`.
+    pub algorithm: String,
+    /// `convene` (we hold the private half) or `tenant` (registered public key).
+    pub origin: &'static str,
+    /// When it was added.
+    pub created_at: chrono::DateTime<Utc>,
+    /// When it stopped minting, for rotated keys.
+    pub retired_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Registers a tenant's own public key; tokens its backend signs with the private half then verify.
+pub async fn register_key(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    registration: KeyRegistration,
+) -> Result<KeyListing, MintError> {
+    let id =
+        KeyId::new(tenant, registration.name.trim()).map_err(|error| MintError::Invalid(format!("name: {error}")))?;
+    let (public_key, format, algorithm) = match (registration.public_key_pem, registration.jwk) {
+        (Some(pem), None) => {
+            let algorithm = match registration.algorithm.as_deref() {
+                Some("RS256") => KeyAlgorithm::Rs256,
+                Some("EdDSA") => KeyAlgorithm::EdDsa,
+                _ => return Err(MintError::Invalid("algorithm: RS256 or EdDSA is required with a PEM key".to_owned())),
+            };
+            PublicKey::from_pem(id.clone(), algorithm, pem.as_bytes())
+                .map_err(|error| MintError::Invalid(format!("public_key_pem: {error}")))?;
+            (pem, FORMAT_PEM, algorithm)
+        }
+        (None, Some(jwk)) => {
+            let text = jwk.to_string();
+            let key =
+                PublicKey::from_jwk(id.clone(), &text).map_err(|error| MintError::Invalid(format!("jwk: {error}")))?;
+            (text, FORMAT_JWK, key.algorithm)
+        }
+        _ => return Err(MintError::Invalid("give exactly one of public_key_pem and jwk".to_owned())),
+    };
+    let algorithm = match algorithm {
+        KeyAlgorithm::Rs256 => "RS256",
+        KeyAlgorithm::EdDsa => "EdDSA",
+    };
+    let row = signing_key::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.as_uuid()),
+        key_name: Set(registration.name.trim().to_owned()),
+        algorithm: Set(algorithm.to_owned()),
+        public_key: Set(public_key),
+        key_format: Set(format.to_owned()),
+        private_pem: Set(None),
+        created_at: Set(Utc::now()),
+        retired_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map_err(|_| MintError::Invalid(format!("name: a key named `{}` already exists", registration.name.trim())))?;
+    Ok(listing(tenant, row))
+}
+
+fn listing(tenant: TenantId, row: signing_key::Model) -> KeyListing {
+    KeyListing {
+        kid: format!("{tenant}/{}", row.key_name),
+        algorithm: row.algorithm,
+        origin: if row.private_pem.is_some() { "convene" } else { "tenant" },
+        created_at: row.created_at,
+        retired_at: row.retired_at,
+    }
+}
+
+/// The tenant's keys, oldest first.
+pub async fn list_keys(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<KeyListing>, DbErr> {
+    Ok(signing_key::Entity::find()
+        .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
+        .order_by_asc(signing_key::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| listing(tenant, row))
+        .collect())
+}
+
+/// Retires the key we mint with and makes a new one. The retired key keeps verifying the tokens it signed.
+pub async fn rotate(db: &DatabaseConnection, tenant: TenantId) -> Result<KeyListing, MintError> {
+    signing_key::Entity::update_many()
+        .col_expr(signing_key::Column::RetiredAt, sea_orm::sea_query::Expr::value(Some(Utc::now())))
+        .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(signing_key::Column::PrivatePem.is_not_null())
+        .filter(signing_key::Column::RetiredAt.is_null())
+        .exec(db)
+        .await?;
+    let key = active_signing_key(db, tenant).await?;
+    let row = find_active(db, tenant).await?.ok_or_else(|| MintError::Invalid(format!("{} vanished", key.id)))?;
+    Ok(listing(tenant, row))
+}
+
+/// Deletes a key: tokens it signed stop verifying. `false` when the tenant has no key of that name.
+pub async fn delete_key(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<bool, DbErr> {
+    let deleted = signing_key::Entity::delete_many()
+        .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(signing_key::Column::KeyName.eq(name))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected == 1)
 }
 
 /// Whether the tenant exists (the JWKS of an unknown tenant is a 404, not an empty set).

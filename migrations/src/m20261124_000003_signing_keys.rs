@@ -17,7 +17,8 @@ impl MigrationTrait for Migration {
                     .col(uuid(SigningKeys::TenantId))
                     .col(string_len(SigningKeys::KeyName, 64))
                     .col(string_len(SigningKeys::Algorithm, 10))
-                    .col(text(SigningKeys::PublicPem))
+                    .col(text(SigningKeys::PublicKey))
+                    .col(string_len(SigningKeys::KeyFormat, 4))
                     .col(text_null(SigningKeys::PrivatePem))
                     .col(timestamp_with_time_zone(SigningKeys::CreatedAt))
                     .col(timestamp_with_time_zone_null(SigningKeys::RetiredAt))
@@ -61,7 +62,8 @@ enum SigningKeys {
     TenantId,
     KeyName,
     Algorithm,
-    PublicPem,
+    PublicKey,
+    KeyFormat,
     PrivatePem,
     CreatedAt,
     RetiredAt,

@@ -12,7 +12,10 @@ pub struct Model {
     pub key_name: String,
     /// `RS256` or `EdDSA`.
     pub algorithm: String,
-    pub public_pem: String,
+    /// The public key, as PEM or as a JWK (JSON), per `key_format`.
+    pub public_key: String,
+    /// `pem` or `jwk`.
+    pub key_format: String,
     /// Present for keys we mint with.
     pub private_pem: Option<String>,
     pub created_at: DateTimeUtc,

@@ -2,7 +2,8 @@
 //! `{"error": "<snake_case_code>", "message": "..."}` with a matching status.
 
 use actix_web::{
-    FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, get, http::StatusCode, http::header, post, web,
+    FromRequest, HttpRequest, HttpResponse, ResponseError, delete, dev::Payload, get, http::StatusCode, http::header,
+    post, web,
 };
 use convene_domain::TenantId;
 use sea_orm::EntityTrait;
@@ -30,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(current_tenant)
             .service(jwks)
             .service(meeting_token)
+            .service(list_keys)
+            .service(register_key)
+            .service(rotate_key)
+            .service(delete_key)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -163,7 +168,53 @@ async fn meeting_token(
         .map_err(internal)?;
     match room_tokens::mint(accounts.db(), tenant.0, request.into_inner(), &meet_url.0, now).await {
         Ok(minted) => Ok(HttpResponse::Created().json(minted)),
-        Err(room_tokens::MintError::Invalid(message)) => Err(ApiError::BadRequest(message)),
-        Err(error) => Err(internal(error)),
+        Err(error) => Err(mint_error(error)),
+    }
+}
+
+fn mint_error(error: room_tokens::MintError) -> ApiError {
+    match error {
+        room_tokens::MintError::Invalid(message) => ApiError::BadRequest(message),
+        other => internal(other),
+    }
+}
+
+/// `GET /v1/signing-keys`: the tenant's room-token keys.
+#[get("/signing-keys")]
+async fn list_keys(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
+    let keys = room_tokens::list_keys(accounts.db(), tenant.0).await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+}
+
+/// `POST /v1/signing-keys`: registers the tenant's own public key (PEM or JWK).
+#[post("/signing-keys")]
+async fn register_key(
+    tenant: ApiTenant,
+    registration: web::Json<room_tokens::KeyRegistration>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let key =
+        room_tokens::register_key(accounts.db(), tenant.0, registration.into_inner()).await.map_err(mint_error)?;
+    Ok(HttpResponse::Created().json(key))
+}
+
+/// `POST /v1/signing-keys/rotate`: a new key for our tokens; the old one keeps verifying.
+#[post("/signing-keys/rotate")]
+async fn rotate_key(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
+    let key = room_tokens::rotate(accounts.db(), tenant.0).await.map_err(mint_error)?;
+    Ok(HttpResponse::Created().json(key))
+}
+
+/// `DELETE /v1/signing-keys/{name}`: the key stops verifying.
+#[delete("/signing-keys/{name}")]
+async fn delete_key(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    if room_tokens::delete_key(accounts.db(), tenant.0, &name).await.map_err(internal)? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
     }
 }

@@ -148,3 +148,100 @@ async fn the_meet_page_verifies_links_with_the_tenants_keys() {
     );
     app.stop().await;
 }
+
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tokens/tests/keys");
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{KEYS}/{name}")).unwrap()
+}
+
+async fn api(app: &TestApp, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
+    let mut request = app.client.request(method, format!("{}{path}", app.address)).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+/// Whether the meet page accepts a token for `weekly-sync`.
+async fn link_is_valid(app: &TestApp, token: &str) -> bool {
+    let page = app.get_on_host("meet.localhost", &format!("/weekly-sync?jwt={token}")).await.text().await.unwrap();
+    page.contains(r#"data-invitation="valid""#)
+}
+
+fn tenant_backend_token(
+    tenant: TenantId,
+    key_name: &str,
+    alg: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(format!("{tenant}/{key_name}"));
+    let claims = json!({ "aud": "jitsi", "iss": "acme-backend", "sub": tenant.to_string(), "room": "weekly-sync",
+        "exp": now + 600, "context": { "user": { "name": "Bo", "moderator": false } } });
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+#[tokio::test]
+async fn tenants_register_their_own_keys_and_rotate_ours() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let (tenant, key) = tenant_with_key(&app, "owner@acme.example").await;
+
+    let pem = json!({ "name": "backend-1", "algorithm": "RS256", "public_key_pem": fixture("rsa-public.pem") });
+    assert_eq!(api(&app, Method::POST, "/v1/signing-keys", &key, Some(pem.clone())).await.status(), 201);
+    let ed_public = convene_tokens::PublicKey::from_pem(
+        convene_tokens::KeyId::new(tenant, "ed-1").unwrap(),
+        convene_tokens::KeyAlgorithm::EdDsa,
+        fixture("ed25519-public.pem").as_bytes(),
+    )
+    .unwrap();
+    let jwk = json!({ "name": "ed-1", "jwk": serde_json::to_value(ed_public.jwk().unwrap()).unwrap() });
+    assert_eq!(api(&app, Method::POST, "/v1/signing-keys", &key, Some(jwk)).await.status(), 201);
+
+    let rsa = jsonwebtoken::EncodingKey::from_rsa_pem(fixture("rsa-private.pem").as_bytes()).unwrap();
+    let ed = jsonwebtoken::EncodingKey::from_ed_pem(fixture("ed25519-private.pem").as_bytes()).unwrap();
+    let from_backend = tenant_backend_token(tenant, "backend-1", jsonwebtoken::Algorithm::RS256, &rsa);
+    assert!(link_is_valid(&app, &from_backend).await, "a token from the tenant's own backend opens the meeting");
+    assert!(link_is_valid(&app, &tenant_backend_token(tenant, "ed-1", jsonwebtoken::Algorithm::EdDSA, &ed)).await);
+
+    let refusals = [
+        (json!({ "name": "x", "algorithm": "RS256", "public_key_pem": "garbage" }), "public_key_pem"),
+        (json!({ "name": "x", "public_key_pem": fixture("rsa-public.pem") }), "algorithm"),
+        (json!({ "name": "x" }), "exactly one"),
+        (json!({ "name": "x", "jwk": { "kty": "oct", "k": "c2VjcmV0" } }), "jwk"),
+        (json!({ "name": "bad/name", "algorithm": "RS256", "public_key_pem": fixture("rsa-public.pem") }), "name"),
+        (pem, "already exists"),
+    ];
+    for (body, mentioned) in refusals {
+        let response = api(&app, Method::POST, "/v1/signing-keys", &key, Some(body.clone())).await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert!(response.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains(mentioned), "{body}");
+    }
+
+    let first: Value =
+        mint(&app, &key, json!({ "room": "weekly-sync", "user": { "name": "Ann" } })).await.json().await.unwrap();
+    let rotated = api(&app, Method::POST, "/v1/signing-keys/rotate", &key, None).await;
+    assert_eq!(rotated.status(), 201);
+    let second: Value =
+        mint(&app, &key, json!({ "room": "weekly-sync", "user": { "name": "Ann" } })).await.json().await.unwrap();
+    let kid = |token: &Value| jsonwebtoken::decode_header(token["token"].as_str().unwrap()).unwrap().kid;
+    assert_ne!(kid(&first), kid(&second), "rotation changes the signing key");
+    assert!(link_is_valid(&app, first["token"].as_str().unwrap()).await, "tokens of the retired key still verify");
+    assert!(link_is_valid(&app, second["token"].as_str().unwrap()).await);
+    let listed: Value = api(&app, Method::GET, "/v1/signing-keys", &key, None).await.json().await.unwrap();
+    let retired = listed["keys"].as_array().unwrap().iter().filter(|k| !k["retired_at"].is_null()).count();
+    assert_eq!(retired, 1, "{listed}");
+
+    let (_, other_key) = tenant_with_key(&app, "owner@globex.example").await;
+    assert_eq!(
+        api(&app, Method::DELETE, "/v1/signing-keys/backend-1", &other_key, None).await.status(),
+        404,
+        "another tenant's key"
+    );
+    assert_eq!(api(&app, Method::DELETE, "/v1/signing-keys/backend-1", &key, None).await.status(), 204);
+    assert!(!link_is_valid(&app, &from_backend).await, "a deleted key verifies nothing");
+    assert_eq!(api(&app, Method::DELETE, "/v1/signing-keys/backend-1", &key, None).await.status(), 404);
+    app.stop().await;
+}

@@ -116,6 +116,20 @@ impl PublicKey {
         Ok(Self { id, algorithm, key })
     }
 
+    /// A key from a JWK (JSON): RSA keys verify RS256, Ed25519 (`OKP`) keys EdDSA; other kinds are refused.
+    pub fn from_jwk(id: KeyId, jwk_json: &str) -> Result<Self, KeyError> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+        let invalid = |message: String| KeyError::Material("JWK", message);
+        let jwk: Jwk = serde_json::from_str(jwk_json).map_err(|error| invalid(error.to_string()))?;
+        let algorithm = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => KeyAlgorithm::Rs256,
+            AlgorithmParameters::OctetKeyPair(pair) if pair.curve == EllipticCurve::Ed25519 => KeyAlgorithm::EdDsa,
+            _ => return Err(invalid("only RSA and Ed25519 public keys are accepted".to_owned())),
+        };
+        let key = DecodingKey::from_jwk(&jwk).map_err(|error| invalid(error.to_string()))?;
+        Ok(Self { id, algorithm, key })
+    }
+
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
     }
