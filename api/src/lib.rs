@@ -17,6 +17,7 @@ pub mod password;
 pub mod rate_limit;
 pub mod roles;
 pub mod room_tokens;
+pub mod rooms;
 pub mod routes;
 pub mod secrets;
 pub mod server;

@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_tenants_users_api_keys;
 mod m20261124_000002_accounts;
 mod m20261124_000003_signing_keys;
+mod m20261124_000004_rooms;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_tenants_users_api_keys::Migration),
             Box::new(m20261124_000002_accounts::Migration),
             Box::new(m20261124_000003_signing_keys::Migration),
+            Box::new(m20261124_000004_rooms::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ pub mod audit_event;
 pub mod email_token;
 pub mod invitation;
 pub mod membership;
+pub mod room;
 pub mod session;
 pub mod signing_key;
 pub mod tenant;

@@ -11,7 +11,13 @@ use serde_json::json;
 
 use convene_tokens::PublicKey;
 
-use crate::{accounts::Accounts, api_keys, entities::tenant, room_tokens};
+use crate::{
+    accounts::Accounts,
+    api_keys,
+    entities::tenant,
+    room_tokens,
+    rooms::{self, RoomError},
+};
 
 /// The meet host's public URL, for join links.
 #[derive(Debug, Clone)]
@@ -22,12 +28,14 @@ const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// Registers the `/v1` endpoints that exist so far.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let query = web::QueryConfig::default().error_handler(|error, _| ApiError::BadRequest(error.to_string()).into());
     let json = web::JsonConfig::default()
         .limit(MAX_JSON_BYTES)
         .error_handler(|error, _| ApiError::BadRequest(error.to_string()).into());
     cfg.service(
         web::scope("/v1")
             .app_data(json)
+            .app_data(query)
             .service(current_tenant)
             .service(jwks)
             .service(meeting_token)
@@ -35,6 +43,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(register_key)
             .service(rotate_key)
             .service(delete_key)
+            .service(create_room)
+            .service(list_rooms)
+            .service(get_room)
+            .service(update_room)
+            .service(delete_room)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -51,6 +64,9 @@ pub enum ApiError {
     /// The request body or a field is unusable; the message names it.
     #[error("{0}")]
     BadRequest(String),
+    /// The resource exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// A server-side failure, logged.
     #[error("internal error")]
     Internal,
@@ -62,6 +78,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::BadRequest(_) => "invalid_request",
+            ApiError::Conflict(_) => "conflict",
             ApiError::Internal => "internal",
         }
     }
@@ -73,6 +90,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -217,4 +235,80 @@ async fn delete_key(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+fn room_error(error: RoomError) -> ApiError {
+    match error {
+        RoomError::Invalid(message) => ApiError::BadRequest(message),
+        RoomError::Taken(_) => ApiError::Conflict(error.to_string()),
+        RoomError::NotFound => ApiError::NotFound,
+        other => internal(other),
+    }
+}
+
+/// `POST /v1/rooms`.
+#[post("/rooms")]
+async fn create_room(
+    tenant: ApiTenant,
+    new: web::Json<rooms::NewRoom>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let room = rooms::create(accounts.db(), tenant.0, new.into_inner()).await.map_err(room_error)?;
+    Ok(HttpResponse::Created().json(room))
+}
+
+/// Paging through rooms by name.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /v1/rooms?limit=&after=`: rooms by name; `next` is the `after` of the following page.
+#[get("/rooms")]
+async fn list_rooms(
+    tenant: ApiTenant,
+    page: web::Query<Page>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page.limit.unwrap_or(50);
+    let (rooms, next) = rooms::list(accounts.db(), tenant.0, limit, page.after.as_deref()).await.map_err(room_error)?;
+    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms, "next": next })))
+}
+
+/// `GET /v1/rooms/{name}`.
+#[get("/rooms/{name}")]
+async fn get_room(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let room = rooms::get(accounts.db(), tenant.0, &name).await.map_err(room_error)?;
+    Ok(HttpResponse::Ok().json(room))
+}
+
+/// `PATCH /v1/rooms/{name}`.
+#[actix_web::patch("/rooms/{name}")]
+async fn update_room(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    change: web::Json<rooms::RoomChange>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let room = rooms::update(accounts.db(), tenant.0, &name, change.into_inner()).await.map_err(room_error)?;
+    Ok(HttpResponse::Ok().json(room))
+}
+
+/// `DELETE /v1/rooms/{name}`.
+#[delete("/rooms/{name}")]
+async fn delete_room(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    rooms::delete(accounts.db(), tenant.0, &name).await.map_err(room_error)?;
+    Ok(HttpResponse::NoContent().finish())
 }

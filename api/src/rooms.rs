@@ -1,0 +1,287 @@
+//! A tenant's rooms: created, listed (paginated by name), read, changed and deleted through `/v1/rooms`.
+//! Every lookup is by `(tenant, name)`, so another tenant's room is simply not found.
+
+use chrono::Utc;
+use convene_domain::{RoomName, TenantId};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{entities::room, secrets::random_token};
+
+/// Largest page of rooms.
+pub const MAX_PAGE: u64 = 100;
+/// Room size bounds: the SFU is sized for meetings of about ten; a hundred is the hard ceiling.
+const PARTICIPANTS: std::ops::RangeInclusive<i32> = 2..=100;
+
+/// A room as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct Room {
+    /// Its name (the meeting link's path).
+    pub name: String,
+    /// A title for people.
+    pub title: Option<String>,
+    /// Its settings.
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// When it was created.
+    pub created_at: chrono::DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+/// A room's settings, all optional on input with these defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Participants wait in a lobby until a moderator admits them.
+    #[serde(default)]
+    pub lobby: bool,
+    /// A password participants type to enter.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A ceiling on participants (2–100).
+    #[serde(default)]
+    pub max_participants: Option<i32>,
+    /// People without an account may join with a display name.
+    #[serde(default)]
+    pub guests_allowed: bool,
+    /// Moderators may record.
+    #[serde(default)]
+    pub recording_allowed: bool,
+    /// Media is end-to-end encrypted.
+    #[serde(default)]
+    pub end_to_end_encryption: bool,
+    /// Stereo, high-bitrate Opus.
+    #[serde(default)]
+    pub high_fidelity_audio: bool,
+    /// `720p` (default) or `1080p`.
+    #[serde(default = "default_resolution")]
+    pub max_resolution: String,
+}
+
+fn default_resolution() -> String {
+    "720p".to_owned()
+}
+
+/// `POST /v1/rooms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoom {
+    /// The name; generated when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Settings.
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+/// `PATCH /v1/rooms/{name}`: only the fields present change (`null` clears an optional one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomChange {
+    #[serde(default, deserialize_with = "present")]
+    title: Option<Option<String>>,
+    #[serde(default)]
+    lobby: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    password: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    max_participants: Option<Option<i32>>,
+    #[serde(default)]
+    guests_allowed: Option<bool>,
+    #[serde(default)]
+    recording_allowed: Option<bool>,
+    #[serde(default)]
+    end_to_end_encryption: Option<bool>,
+    #[serde(default)]
+    high_fidelity_audio: Option<bool>,
+    #[serde(default)]
+    max_resolution: Option<String>,
+}
+
+/// Tells a field sent as `null` (clear it) from one not sent at all (keep it).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Why a room request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    /// A field is unusable; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The tenant already has a room of that name.
+    #[error("a room named `{0}` already exists")]
+    Taken(String),
+    /// No such room in this tenant.
+    #[error("no such room")]
+    NotFound,
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Randomness failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+fn check(title: Option<&str>, settings: &Settings) -> Result<(), RoomError> {
+    if title.is_some_and(|title| title.chars().count() > 200) {
+        return Err(RoomError::Invalid("title: at most 200 characters".to_owned()));
+    }
+    if settings.password.as_deref().is_some_and(|password| password.is_empty() || password.chars().count() > 64) {
+        return Err(RoomError::Invalid("password: 1 to 64 characters, or null for none".to_owned()));
+    }
+    if settings.max_participants.is_some_and(|max| !PARTICIPANTS.contains(&max)) {
+        return Err(RoomError::Invalid("max_participants: between 2 and 100".to_owned()));
+    }
+    if !matches!(settings.max_resolution.as_str(), "720p" | "1080p") {
+        return Err(RoomError::Invalid("max_resolution: 720p or 1080p".to_owned()));
+    }
+    Ok(())
+}
+
+fn view(row: room::Model) -> Room {
+    Room {
+        name: row.name,
+        title: row.title,
+        settings: Settings {
+            lobby: row.lobby,
+            password: row.password,
+            max_participants: row.max_participants,
+            guests_allowed: row.guests_allowed,
+            recording_allowed: row.recording_allowed,
+            end_to_end_encryption: row.end_to_end_encryption,
+            high_fidelity_audio: row.high_fidelity_audio,
+            max_resolution: row.max_resolution,
+        },
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+async fn find(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<room::Model, RoomError> {
+    room::Entity::find()
+        .filter(room::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(room::Column::Name.eq(name))
+        .one(db)
+        .await?
+        .ok_or(RoomError::NotFound)
+}
+
+/// Creates a room (with a generated name when none is given).
+pub async fn create(db: &DatabaseConnection, tenant: TenantId, new: NewRoom) -> Result<Room, RoomError> {
+    let name = match new.name {
+        Some(name) => RoomName::parse(&name).map_err(|error| RoomError::Invalid(format!("name: {error}")))?,
+        None => RoomName::parse(&format!("room-{}", &random_token()?[..10])).map_err(anyhow::Error::from)?,
+    };
+    check(new.title.as_deref(), &new.settings)?;
+    if find(db, tenant, name.as_str()).await.is_ok() {
+        return Err(RoomError::Taken(name.to_string()));
+    }
+    let now = Utc::now();
+    let settings = new.settings;
+    let row = room::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.as_uuid()),
+        name: Set(name.to_string()),
+        title: Set(new.title),
+        lobby: Set(settings.lobby),
+        password: Set(settings.password),
+        max_participants: Set(settings.max_participants),
+        guests_allowed: Set(settings.guests_allowed),
+        recording_allowed: Set(settings.recording_allowed),
+        end_to_end_encryption: Set(settings.end_to_end_encryption),
+        high_fidelity_audio: Set(settings.high_fidelity_audio),
+        max_resolution: Set(settings.max_resolution),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    // The unique (tenant, name) index decides between two creations racing for one name.
+    .map_err(|_| RoomError::Taken(name.to_string()))?;
+    Ok(view(row))
+}
+
+/// One page of rooms by name, after `after`; also the name to continue from, if more remain.
+pub async fn list(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    limit: u64,
+    after: Option<&str>,
+) -> Result<(Vec<Room>, Option<String>), RoomError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let mut query = room::Entity::find().filter(room::Column::TenantId.eq(tenant.as_uuid()));
+    if let Some(after) = after {
+        query = query.filter(room::Column::Name.gt(after));
+    }
+    let mut rows = query.order_by_asc(room::Column::Name).limit(limit + 1).all(db).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more.then(|| rows.last().map(|row| row.name.clone())).flatten();
+    Ok((rows.into_iter().map(view).collect(), next))
+}
+
+/// A room by name.
+pub async fn get(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<Room, RoomError> {
+    find(db, tenant, name).await.map(view)
+}
+
+/// Changes the fields present in `change`.
+pub async fn update(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    name: &str,
+    change: RoomChange,
+) -> Result<Room, RoomError> {
+    let row = find(db, tenant, name).await?;
+    let mut current = view(row.clone());
+    if let Some(title) = change.title {
+        current.title = title;
+    }
+    let settings = &mut current.settings;
+    if let Some(password) = change.password {
+        settings.password = password;
+    }
+    if let Some(max) = change.max_participants {
+        settings.max_participants = max;
+    }
+    if let Some(resolution) = change.max_resolution {
+        settings.max_resolution = resolution;
+    }
+    settings.lobby = change.lobby.unwrap_or(settings.lobby);
+    settings.guests_allowed = change.guests_allowed.unwrap_or(settings.guests_allowed);
+    settings.recording_allowed = change.recording_allowed.unwrap_or(settings.recording_allowed);
+    settings.end_to_end_encryption = change.end_to_end_encryption.unwrap_or(settings.end_to_end_encryption);
+    settings.high_fidelity_audio = change.high_fidelity_audio.unwrap_or(settings.high_fidelity_audio);
+    check(current.title.as_deref(), &current.settings)?;
+    let settings = current.settings;
+    let mut active: room::ActiveModel = row.into();
+    active.title = Set(current.title);
+    active.lobby = Set(settings.lobby);
+    active.password = Set(settings.password);
+    active.max_participants = Set(settings.max_participants);
+    active.guests_allowed = Set(settings.guests_allowed);
+    active.recording_allowed = Set(settings.recording_allowed);
+    active.end_to_end_encryption = Set(settings.end_to_end_encryption);
+    active.high_fidelity_audio = Set(settings.high_fidelity_audio);
+    active.max_resolution = Set(settings.max_resolution);
+    active.updated_at = Set(Utc::now());
+    Ok(view(active.update(db).await?))
+}
+
+/// Deletes a room.
+pub async fn delete(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<(), RoomError> {
+    let row = find(db, tenant, name).await?;
+    room::Entity::delete_by_id(row.id).exec(db).await?;
+    Ok(())
+}

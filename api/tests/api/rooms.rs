@@ -1,0 +1,133 @@
+//! `/v1/rooms`: create (named or generated), list by pages, read, change, delete; bad input; another
+//! tenant's rooms are 404.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn tenant_key(app: &TestApp, email: &str) -> String {
+    let created = convene_api::tenants::create_tenant(
+        &app.db().await,
+        convene_api::tenants::NewTenant {
+            name: "Acme".to_owned(),
+            owner_email: email.to_owned(),
+            owner_password: secrecy::SecretString::from("correct horse battery".to_owned()),
+            owner_name: None,
+            email_verified: true,
+            first_api_key: Some("backend".to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    created.api_key.unwrap().api_key
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.client.request(method, format!("{}{path}", app.address)).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn rooms_are_created_listed_changed_and_deleted() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let (status, room) = call(&app, Method::POST, "/v1/rooms", &key, Some(json!({
+        "name": "weekly-sync", "title": "Weekly sync", "lobby": true, "max_participants": 10, "max_resolution": "1080p"
+    })))
+    .await;
+    assert_eq!(status, 201, "{room}");
+    assert_eq!(room["name"], "weekly-sync");
+    assert_eq!(room["lobby"], true);
+    assert_eq!(room["guests_allowed"], false, "defaults fill the rest");
+
+    let (status, generated) = call(&app, Method::POST, "/v1/rooms", &key, Some(json!({}))).await;
+    assert_eq!(status, 201);
+    let generated_name = generated["name"].as_str().unwrap().to_owned();
+    assert!(generated_name.starts_with("room-"), "{generated_name}");
+    assert_eq!(generated["max_resolution"], "720p");
+
+    let (status, conflict) = call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "weekly-sync" }))).await;
+    assert_eq!((status, conflict["error"].as_str()), (409, Some("conflict")));
+
+    for name in ["a-room", "b-room", "c-room"] {
+        call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": name }))).await;
+    }
+    let (_, first) = call(&app, Method::GET, "/v1/rooms?limit=2", &key, None).await;
+    let names = |page: &Value| {
+        page["rooms"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&first), ["a-room", "b-room"]);
+    let (_, second) =
+        call(&app, Method::GET, &format!("/v1/rooms?limit=2&after={}", first["next"].as_str().unwrap()), &key, None)
+            .await;
+    assert_eq!(names(&second)[0], "c-room");
+    let mut all = names(&first);
+    let mut page = second;
+    loop {
+        all.extend(names(&page));
+        let Some(next) = page["next"].as_str().map(str::to_owned) else { break };
+        page = call(&app, Method::GET, &format!("/v1/rooms?limit=2&after={next}"), &key, None).await.1;
+    }
+    assert_eq!(all.len(), 5, "{all:?}");
+
+    let (status, changed) = call(
+        &app,
+        Method::PATCH,
+        "/v1/rooms/weekly-sync",
+        &key,
+        Some(json!({
+            "title": null, "password": "open sesame", "guests_allowed": true
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert!(changed["title"].is_null(), "null clears");
+    assert_eq!(changed["password"], "open sesame");
+    assert_eq!(changed["lobby"], true, "absent fields keep their value");
+    assert_eq!(call(&app, Method::GET, "/v1/rooms/weekly-sync", &key, None).await.1["guests_allowed"], true);
+
+    assert_eq!(call(&app, Method::DELETE, "/v1/rooms/weekly-sync", &key, None).await.0, 204);
+    assert_eq!(call(&app, Method::GET, "/v1/rooms/weekly-sync", &key, None).await.0, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_room_requests_are_refused_and_other_tenants_rooms_are_404() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let cases = [
+        (json!({ "name": "Room With Spaces" }), "name"),
+        (json!({ "name": "a/b" }), "name"),
+        (json!({ "name": "ｗｅｅｋｌｙ" }), "name"),
+        (json!({ "max_participants": 1 }), "max_participants"),
+        (json!({ "max_resolution": "4k" }), "max_resolution"),
+        (json!({ "password": "" }), "password"),
+        (json!({ "colour": "blue" }), "colour"),
+    ];
+    for (body, mentioned) in cases {
+        let (status, error) = call(&app, Method::POST, "/v1/rooms", &key, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(error["message"].as_str().unwrap().contains(mentioned), "{body}: {error}");
+    }
+    let (status, _) = call(&app, Method::GET, "/v1/rooms?limit=abc", &key, None).await;
+    assert_eq!(status, 400);
+
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "acme-board" }))).await;
+    let other = tenant_key(&app, "owner@globex.example").await;
+    for (method, body) in [(Method::GET, None), (Method::PATCH, Some(json!({ "lobby": true }))), (Method::DELETE, None)]
+    {
+        let (status, error) = call(&app, method.clone(), "/v1/rooms/acme-board", &other, body).await;
+        assert_eq!((status, error["error"].as_str()), (404, Some("not_found")), "{method}");
+    }
+    let (_, listed) = call(&app, Method::GET, "/v1/rooms", &other, None).await;
+    assert_eq!(listed["rooms"], json!([]), "lists show only one's own rooms");
+    let (status, _) = call(&app, Method::POST, "/v1/rooms", &other, Some(json!({ "name": "acme-board" }))).await;
+    assert_eq!(status, 201, "room names are unique per tenant, not globally");
+    app.stop().await;
+}
