@@ -198,6 +198,10 @@ pub async fn verify_link(
     token: &str,
     room: &RoomName,
 ) -> Result<Result<convene_tokens::Verified, TokenError>, MintError> {
+    // Bound the work before parsing anything from outside; `verify` checks the same again.
+    if token.len() > convene_tokens::MAX_TOKEN_LEN {
+        return Ok(Err(TokenError::Malformed));
+    }
     let Ok(header) = jsonwebtoken::decode_header(token.trim()) else { return Ok(Err(TokenError::Malformed)) };
     let Some(kid) = header.kid.as_deref().and_then(|kid| KeyId::parse(kid).ok()) else {
         return Ok(Err(TokenError::KeyId));

@@ -123,8 +123,6 @@ pub enum PageError {
     SignedOut,
     /// Signed in, but the role does not allow this page.
     Forbidden,
-    /// Something the person asked for does not exist (or is another tenant's).
-    NotFound(String),
     /// A server-side failure, already logged.
     Unavailable,
 }

@@ -53,10 +53,6 @@ fn page_or_problem<T, V: IntoView + 'static>(
             set_status(403);
             view! { <p class="banner error">"Your role in this organisation does not allow this page."</p> }.into_any()
         }
-        Ok(Err(PageError::NotFound(what))) => {
-            set_status(404);
-            view! { <p class="banner error">{format!("{what} was not found.")}</p> }.into_any()
-        }
         Ok(Err(PageError::Unavailable)) | Err(_) => {
             set_status(503);
             view! { <p class="banner error">"This page cannot be shown right now. Please try again."</p> }.into_any()

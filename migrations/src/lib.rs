@@ -11,6 +11,23 @@ mod m20261124_000002_accounts;
 mod m20261124_000003_signing_keys;
 mod m20261124_000004_rooms;
 
+/// The foreign key every tenant-owned table carries: rows go when their tenant goes.
+fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .from(table, column)
+        .to(TenantsTable::Table, TenantsTable::Id)
+        .on_delete(ForeignKeyAction::Cascade)
+        .to_owned()
+}
+
+/// The `tenants` table as other migrations refer to it.
+#[derive(DeriveIden)]
+enum TenantsTable {
+    #[sea_orm(iden = "tenants")]
+    Table,
+    Id,
+}
+
 /// Every migration, oldest first.
 #[derive(Debug)]
 pub struct Migrator;

@@ -43,12 +43,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(Memberships::Role, 20))
                     .col(timestamp_with_time_zone(Memberships::CreatedAt))
                     .primary_key(Index::create().col(Memberships::TenantId).col(Memberships::UserId))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Memberships::Table, Memberships::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::tenant_foreign_key(Memberships::Table, Memberships::TenantId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(Memberships::Table, Memberships::UserId)
@@ -70,12 +65,7 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(ApiKeys::CreatedAt))
                     .col(timestamp_with_time_zone_null(ApiKeys::LastUsedAt))
                     .col(timestamp_with_time_zone_null(ApiKeys::RevokedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(ApiKeys::Table, ApiKeys::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::tenant_foreign_key(ApiKeys::Table, ApiKeys::TenantId))
                     .to_owned(),
             )
             .await?;

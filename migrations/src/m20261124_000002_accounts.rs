@@ -85,12 +85,7 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Invitations::ExpiresAt))
                     .col(timestamp_with_time_zone_null(Invitations::AcceptedAt))
                     .col(timestamp_with_time_zone_null(Invitations::RevokedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Invitations::Table, Invitations::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::tenant_foreign_key(Invitations::Table, Invitations::TenantId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(Invitations::Table, Invitations::InvitedBy)
@@ -120,12 +115,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(AuditEvents::Detail, 500))
                     .col(string_len_null(AuditEvents::Ip, 64))
                     .col(timestamp_with_time_zone(AuditEvents::CreatedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(AuditEvents::Table, AuditEvents::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::tenant_foreign_key(AuditEvents::Table, AuditEvents::TenantId))
                     .to_owned(),
             )
             .await?;

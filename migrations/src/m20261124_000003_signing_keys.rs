@@ -22,12 +22,7 @@ impl MigrationTrait for Migration {
                     .col(text_null(SigningKeys::PrivatePem))
                     .col(timestamp_with_time_zone(SigningKeys::CreatedAt))
                     .col(timestamp_with_time_zone_null(SigningKeys::RetiredAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(SigningKeys::Table, SigningKeys::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::tenant_foreign_key(SigningKeys::Table, SigningKeys::TenantId))
                     .to_owned(),
             )
             .await?;
@@ -47,12 +42,6 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(SigningKeys::Table).to_owned()).await
     }
-}
-
-#[derive(DeriveIden)]
-enum Tenants {
-    Table,
-    Id,
 }
 
 #[derive(DeriveIden)]

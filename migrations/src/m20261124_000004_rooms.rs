@@ -27,12 +27,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(Rooms::MaxResolution, 5))
                     .col(timestamp_with_time_zone(Rooms::CreatedAt))
                     .col(timestamp_with_time_zone(Rooms::UpdatedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Rooms::Table, Rooms::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::tenant_foreign_key(Rooms::Table, Rooms::TenantId))
                     .to_owned(),
             )
             .await?;
@@ -52,12 +47,6 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(Rooms::Table).to_owned()).await
     }
-}
-
-#[derive(DeriveIden)]
-enum Tenants {
-    Table,
-    Id,
 }
 
 #[derive(DeriveIden)]

@@ -25,6 +25,13 @@ async fn post_and_follow(app: &TestApp, path: &str, fields: &[(&str, &str)], coo
     app.get_with_cookie(&location, &format!("{cookie}{flash}")).await.text().await.unwrap()
 }
 
+/// The user id of the one member with `role` (tests set up exactly one).
+async fn member_with_role(app: &TestApp, role: &str) -> uuid::Uuid {
+    let db = app.db().await;
+    let found = membership::Entity::find().filter(membership::Column::Role.eq(role)).one(&db).await.unwrap();
+    found.unwrap_or_else(|| panic!("no {role}")).user_id
+}
+
 /// Invites `email` as `role` and accepts as a new person; returns the newcomer's session.
 async fn invite_and_accept(app: &TestApp, owner: &str, email: &str, role: &str) -> String {
     let page = post_and_follow(app, "/team/invite", &[("email", email), ("role", role)], owner).await;
@@ -71,21 +78,8 @@ async fn roles_decide_who_may_manage_the_team_and_the_last_owner_stays() {
     let app = spawn_app().await;
     let owner = sign_up(&app, "Acme", "owner@acme.example").await;
     let moderator = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
-    let db = app.db().await;
-    let mo_id = membership::Entity::find()
-        .filter(membership::Column::Role.eq("moderator"))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap()
-        .user_id;
-    let owner_id = membership::Entity::find()
-        .filter(membership::Column::Role.eq("owner"))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap()
-        .user_id;
+    let mo_id = member_with_role(&app, "moderator").await;
+    let owner_id = member_with_role(&app, "owner").await;
 
     let refused =
         app.post_form("/team/invite", &[("email", "x@acme.example"), ("role", "participant")], Some(&moderator)).await;
@@ -195,13 +189,7 @@ async fn another_tenants_ids_answer_404_everywhere() {
     let keys_page = post_and_follow(&app, "/keys", &[("name", "globex key")], &globex).await;
     let key_id = keys_page.split("/keys/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
     let db = app.db().await;
-    let member_id = membership::Entity::find()
-        .filter(membership::Column::Role.eq("moderator"))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap()
-        .user_id;
+    let member_id = member_with_role(&app, "moderator").await;
     let invitation_id =
         invitation::Entity::find().filter(invitation::Column::AcceptedAt.is_null()).one(&db).await.unwrap().unwrap().id;
 
@@ -233,21 +221,8 @@ async fn an_owner_disables_and_enables_a_member() {
     let app = spawn_app().await;
     let owner = sign_up(&app, "Acme", "owner@acme.example").await;
     let moderator = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
-    let db = app.db().await;
-    let mo_id = membership::Entity::find()
-        .filter(membership::Column::Role.eq("moderator"))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap()
-        .user_id;
-    let owner_id = membership::Entity::find()
-        .filter(membership::Column::Role.eq("owner"))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap()
-        .user_id;
+    let mo_id = member_with_role(&app, "moderator").await;
+    let owner_id = member_with_role(&app, "owner").await;
 
     assert_eq!(
         app.post_form(&format!("/team/members/{owner_id}/disable"), &[], Some(&owner)).await.status(),

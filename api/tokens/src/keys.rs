@@ -156,11 +156,6 @@ impl KeyRing {
         self.keys.insert(key.id.as_str().to_owned(), key);
     }
 
-    /// Removes a key (a rotated key once its tokens have expired).
-    pub fn remove(&mut self, id: &KeyId) {
-        self.keys.remove(id.as_str());
-    }
-
     pub(crate) fn get(&self, kid: &str) -> Option<&PublicKey> {
         self.keys.get(kid)
     }

@@ -14,4 +14,4 @@ mod verify;
 
 pub use claims::{Context, Features, RoomClaims, User};
 pub use keys::{GeneratedKey, KeyAlgorithm, KeyError, KeyId, KeyRing, PublicKey, SigningKey, generate};
-pub use verify::{AUDIENCE, LEEWAY_SECONDS, TokenError, Verified, verify};
+pub use verify::{AUDIENCE, LEEWAY_SECONDS, MAX_TOKEN_LEN, TokenError, Verified, verify};

@@ -14,7 +14,7 @@ pub const AUDIENCE: &str = "jitsi";
 /// Clock difference tolerated between the minting backend and us.
 pub const LEEWAY_SECONDS: u64 = 30;
 /// Tokens longer than this are refused unread.
-const MAX_TOKEN_LEN: usize = 8 * 1024;
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// A token that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
