@@ -698,6 +698,19 @@ async fn end_sessions(db: &impl sea_orm::ConnectionTrait, user_id: Uuid, keep: O
     Ok(())
 }
 
+/// The users with these ids, in one query, by id (for pages that list people).
+pub async fn users_by_id(
+    db: &impl sea_orm::ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<std::collections::HashMap<Uuid, user::Model>, DbErr> {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let found = user::Entity::find().filter(user::Column::Id.is_in(ids)).all(db).await?;
+    Ok(found.into_iter().map(|person| (person.id, person)).collect())
+}
+
 /// Refuses used and expired links.
 fn check_link(used_at: Option<DateTime<Utc>>, expires_at: DateTime<Utc>) -> Result<(), LinkError> {
     if used_at.is_some() {

@@ -15,6 +15,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::{
+    accounts::users_by_id,
     audit::{self, AuditEvent},
     entities::{invitation, membership, session, tenant, user},
     mail::{Email, Mailer},
@@ -102,9 +103,10 @@ impl TeamService {
             .order_by_asc(membership::Column::CreatedAt)
             .all(&self.db)
             .await?;
+        let people = users_by_id(&self.db, memberships.iter().map(|membership| membership.user_id)).await?;
         let mut members = Vec::with_capacity(memberships.len());
         for membership in memberships {
-            let Some(person) = user::Entity::find_by_id(membership.user_id).one(&self.db).await? else { continue };
+            let Some(person) = people.get(&membership.user_id).cloned() else { continue };
             let Ok(role) = Role::parse(&membership.role) else { continue };
             members.push(Member {
                 user_id: person.id.to_string(),

@@ -9,10 +9,8 @@ use convene_domain::{Role, RoomName};
 use convene_tokens::TokenError;
 
 use crate::{
-    accounts::Accounts,
-    api_keys, audit,
-    entities::user,
-    room_tokens,
+    accounts::{Accounts, users_by_id},
+    api_keys, audit, room_tokens,
     team::{Actor, TeamError, TeamService},
 };
 
@@ -87,23 +85,18 @@ impl Backend for SiteBackend {
         }
         let db = self.accounts.db();
         let events = audit::recent(db, actor.tenant, AUDIT_PAGE_SIZE).await.map_err(unavailable)?;
-        let mut entries = Vec::with_capacity(events.len());
-        for event in events {
-            let actor_name = match event.actor_user_id {
-                Some(id) => {
-                    use sea_orm::EntityTrait;
-                    user::Entity::find_by_id(id).one(db).await.map_err(unavailable)?.map(|person| person.email)
-                }
-                None => None,
-            };
-            entries.push(AuditEntry {
+        let people =
+            users_by_id(db, events.iter().filter_map(|event| event.actor_user_id)).await.map_err(unavailable)?;
+        let entries: Vec<AuditEntry> = events
+            .into_iter()
+            .map(|event| AuditEntry {
                 at: event.created_at.to_rfc3339(),
-                actor: actor_name,
+                actor: event.actor_user_id.and_then(|id| people.get(&id)).map(|person| person.email.clone()),
                 event: event.event,
                 detail: event.detail,
                 ip: event.ip,
-            });
-        }
+            })
+            .collect();
         Ok(entries)
     }
 
