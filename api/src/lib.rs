@@ -7,11 +7,13 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod calendar;
 pub mod cli;
 pub mod csrf;
 pub mod db;
 pub mod entities;
 pub mod mail;
+pub mod meetings;
 pub mod metrics;
 pub mod password;
 pub mod rate_limit;

@@ -7,13 +7,13 @@ use std::{path::PathBuf, time::Duration};
 
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{Mailbox, MultiPart},
+    message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType},
 };
 use secrecy::ExposeSecret;
 
 use convene_domain::EmailAddress;
 
-use crate::settings::Settings;
+use crate::{calendar::Method, settings::Settings};
 
 /// An SMTP server that does not answer in this time fails the send instead of holding a request.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +52,7 @@ pub struct Email {
     subject: String,
     text: String,
     html: String,
+    calendar: Option<(Method, String)>,
 }
 
 impl Email {
@@ -72,7 +73,26 @@ impl Email {
             label = escape(label),
             note = escape(note),
         );
-        Self { to: to.clone(), subject: subject.to_owned(), text, html }
+        Self { to: to.clone(), subject: subject.to_owned(), text, html, calendar: None }
+    }
+
+    /// Adds a calendar invitation, both inline (so mail clients offer to accept it) and as `invite.ics`.
+    #[must_use]
+    pub fn with_calendar(mut self, method: Method, ics: String) -> Self {
+        self.calendar = Some((method, ics));
+        self
+    }
+
+    fn body(self) -> Result<MultiPart, MailError> {
+        let alternative = MultiPart::alternative_plain_html(self.text, self.html);
+        let Some((method, ics)) = self.calendar else { return Ok(alternative) };
+        let content_type = |kind: &str| {
+            ContentType::parse(&format!("{kind}; charset=utf-8; method={}", method.as_str()))
+                .map_err(|error| MailError::Build(error.to_string()))
+        };
+        let inline = SinglePart::builder().header(content_type("text/calendar")?).body(ics.clone());
+        let attachment = Attachment::new("invite.ics".to_owned()).body(ics, content_type("application/ics")?);
+        Ok(MultiPart::mixed().multipart(alternative.singlepart(inline)).singlepart(attachment))
     }
 }
 
@@ -119,11 +139,12 @@ impl Mailer {
     /// Sends one message.
     pub async fn send(&self, email: Email) -> Result<(), MailError> {
         let to: Mailbox = email.to.as_str().parse().map_err(|error| MailError::Build(format!("{error}")))?;
+        let (recipient, subject) = (email.to.clone(), email.subject.clone());
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(&email.subject)
-            .multipart(MultiPart::alternative_plain_html(email.text, email.html))
+            .subject(&subject)
+            .multipart(email.body()?)
             .map_err(|error| MailError::Build(error.to_string()))?;
         match &self.transport {
             Transport::Smtp(smtp) => {
@@ -131,7 +152,7 @@ impl Mailer {
             }
             Transport::Files { transport, dir } => {
                 let id = transport.send(message).await.map_err(|error| MailError::Send(error.to_string()))?;
-                tracing::info!(to = %email.to, subject = %email.subject, file = %dir.join(format!("{id}.eml")).display(),
+                tracing::info!(to = %recipient, %subject, file = %dir.join(format!("{id}.eml")).display(),
                     "mail written to a file (set CONVENE_SMTP_URL to send it)");
             }
         }

@@ -15,6 +15,7 @@ use crate::{
     csrf::OwnOrigins,
     db,
     mail::Mailer,
+    meetings::MeetingService,
     metrics::Metrics,
     routes::site::Site,
     routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
@@ -152,13 +153,15 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 fn site_services(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
-    let team = TeamService::new(db, mailer, settings.public_url.clone());
-    let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone() });
+    let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
+    let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
+    let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     Ok(SiteServices {
         site: Site::new(&settings.site_dir, meet_host(settings), backend),
         accounts,
         team,
+        meetings,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use convene_domain::{RoomName, TenantId};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,23 @@ pub struct RoomChange {
     max_resolution: Option<String>,
 }
 
+impl RoomChange {
+    /// A change that sets every setting to `settings` (the room's title stays).
+    pub fn replacing(settings: Settings) -> Self {
+        Self {
+            title: None,
+            lobby: Some(settings.lobby),
+            password: Some(settings.password),
+            max_participants: Some(settings.max_participants),
+            guests_allowed: Some(settings.guests_allowed),
+            recording_allowed: Some(settings.recording_allowed),
+            end_to_end_encryption: Some(settings.end_to_end_encryption),
+            high_fidelity_audio: Some(settings.high_fidelity_audio),
+            max_resolution: Some(settings.max_resolution),
+        }
+    }
+}
+
 /// Tells a field sent as `null` (clear it) from one not sent at all (keep it).
 fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
@@ -116,9 +133,14 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 /// Why a room request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
-    /// A field is unusable; the message names it.
-    #[error("{0}")]
-    Invalid(String),
+    /// A field is unusable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field as the API names it.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The tenant already has a room of that name.
     #[error("a room named `{0}` already exists")]
     Taken(String),
@@ -135,16 +157,19 @@ pub enum RoomError {
 
 fn check(title: Option<&str>, settings: &Settings) -> Result<(), RoomError> {
     if title.is_some_and(|title| title.chars().count() > 200) {
-        return Err(RoomError::Invalid("title: at most 200 characters".to_owned()));
+        return Err(RoomError::Invalid { field: "title", message: "at most 200 characters".to_owned() });
     }
     if settings.password.as_deref().is_some_and(|password| password.is_empty() || password.chars().count() > 64) {
-        return Err(RoomError::Invalid("password: 1 to 64 characters, or null for none".to_owned()));
+        return Err(RoomError::Invalid {
+            field: "password",
+            message: "1 to 64 characters, or null for none".to_owned(),
+        });
     }
     if settings.max_participants.is_some_and(|max| !PARTICIPANTS.contains(&max)) {
-        return Err(RoomError::Invalid("max_participants: between 2 and 100".to_owned()));
+        return Err(RoomError::Invalid { field: "max_participants", message: "between 2 and 100".to_owned() });
     }
     if !matches!(settings.max_resolution.as_str(), "720p" | "1080p") {
-        return Err(RoomError::Invalid("max_resolution: 720p or 1080p".to_owned()));
+        return Err(RoomError::Invalid { field: "max_resolution", message: "720p or 1080p".to_owned() });
     }
     Ok(())
 }
@@ -168,7 +193,7 @@ fn view(row: room::Model) -> Room {
     }
 }
 
-async fn find(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<room::Model, RoomError> {
+async fn find(db: &impl ConnectionTrait, tenant: TenantId, name: &str) -> Result<room::Model, RoomError> {
     room::Entity::find()
         .filter(room::Column::TenantId.eq(tenant.as_uuid()))
         .filter(room::Column::Name.eq(name))
@@ -178,9 +203,11 @@ async fn find(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<r
 }
 
 /// Creates a room (with a generated name when none is given).
-pub async fn create(db: &DatabaseConnection, tenant: TenantId, new: NewRoom) -> Result<Room, RoomError> {
+pub async fn create(db: &impl ConnectionTrait, tenant: TenantId, new: NewRoom) -> Result<Room, RoomError> {
     let name = match new.name {
-        Some(name) => RoomName::parse(&name).map_err(|error| RoomError::Invalid(format!("name: {error}")))?,
+        Some(name) => {
+            RoomName::parse(&name).map_err(|error| RoomError::Invalid { field: "name", message: error.to_string() })?
+        }
         None => RoomName::parse(&format!("room-{}", &random_token()?[..10])).map_err(anyhow::Error::from)?,
     };
     check(new.title.as_deref(), &new.settings)?;
@@ -214,7 +241,7 @@ pub async fn create(db: &DatabaseConnection, tenant: TenantId, new: NewRoom) -> 
 
 /// One page of rooms by name, after `after`; also the name to continue from, if more remain.
 pub async fn list(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     tenant: TenantId,
     limit: u64,
     after: Option<&str>,
@@ -231,14 +258,19 @@ pub async fn list(
     Ok((rows.into_iter().map(view).collect(), next))
 }
 
+/// The row id of a room, for tables that refer to it.
+pub async fn id_of(db: &impl ConnectionTrait, tenant: TenantId, name: &str) -> Result<Uuid, RoomError> {
+    find(db, tenant, name).await.map(|row| row.id)
+}
+
 /// A room by name.
-pub async fn get(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<Room, RoomError> {
+pub async fn get(db: &impl ConnectionTrait, tenant: TenantId, name: &str) -> Result<Room, RoomError> {
     find(db, tenant, name).await.map(view)
 }
 
 /// Changes the fields present in `change`.
 pub async fn update(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     tenant: TenantId,
     name: &str,
     change: RoomChange,
@@ -280,7 +312,7 @@ pub async fn update(
 }
 
 /// Deletes a room.
-pub async fn delete(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<(), RoomError> {
+pub async fn delete(db: &impl ConnectionTrait, tenant: TenantId, name: &str) -> Result<(), RoomError> {
     let row = find(db, tenant, name).await?;
     room::Entity::delete_by_id(row.id).exec(db).await?;
     Ok(())

@@ -15,6 +15,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     accounts::Accounts,
     csrf::{self, OwnOrigins},
+    meetings::MeetingService,
     metrics::Metrics,
     routes::{self, auth::CookiePolicy, site::Site, v1::MeetUrl},
     team::TeamService,
@@ -52,6 +53,8 @@ pub struct SiteServices {
     pub accounts: Accounts,
     /// The team service.
     pub team: TeamService,
+    /// Scheduled meetings and participant links.
+    pub meetings: MeetingService,
     /// Cookie flags.
     pub cookies: CookiePolicy,
     /// Origins allowed to post with cookies.
@@ -112,11 +115,13 @@ pub async fn serve(
                 if let Some(services) = &site {
                     cfg.app_data(web::Data::new(services.accounts.clone()))
                         .app_data(web::Data::new(services.team.clone()))
+                        .app_data(web::Data::new(services.meetings.clone()))
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
                         .app_data(web::Data::new(services.meet_url.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
+                        .configure(routes::meetings::configure)
                         .configure(routes::v1::configure);
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);

@@ -72,12 +72,15 @@ pub fn SignupPage() -> impl IntoView {
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let form = FormState::for_form(take_flash(), "login");
+    // Where to go once signed in (a meeting link sends people here first); the server checks it is ours.
+    let next = use_query_map().read_untracked().get("next").unwrap_or_default();
     view! {
         <Title text="Sign in · Convene" />
         <section class="panel narrow">
             <h1>"Sign in"</h1>
             {form.banner()}
             <form method="post" action="/auth/login" novalidate>
+                <input type="hidden" name="next" value=next />
                 {form.field("email", "Email", "email", "username")}
                 {form.field("password", "Password", "password", "current-password")}
                 <button type="submit">"Sign in"</button>

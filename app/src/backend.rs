@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::model::{ApiKeyListing, AuditEntry, InvitationDetails, Invitee, LinkRefusal, PageError, Team, Viewer};
+use crate::model::{
+    ApiKeyListing, AuditEntry, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails, MeetingListing,
+    PageError, Team, Viewer,
+};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "convene_session";
@@ -25,6 +28,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError>;
     /// What an invitation link offers; the error says why the link does not work.
     async fn invitation(&self, token: String) -> Result<InvitationDetails, String>;
+    /// The meetings of the viewer's active tenant (moderators and above).
+    async fn meetings(&self, session: Option<String>) -> Result<MeetingListing, PageError>;
+    /// One meeting of the viewer's active tenant (moderators and above).
+    async fn meeting(&self, session: Option<String>, id: String) -> Result<MeetingDetails, PageError>;
+    /// What a participant link shows before joining.
+    async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError>;
+    /// The time zone names meetings may be scheduled in.
+    fn time_zones(&self) -> Vec<String>;
     /// Verifies a meeting link's room token for `room`.
     async fn room_link(&self, room: String, token: String) -> Result<Invitee, LinkRefusal>;
 }

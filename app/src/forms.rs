@@ -77,10 +77,16 @@ impl FormState {
     }
 
     fn value(&self, name: &str) -> String {
-        self.0.as_ref().and_then(|flash| flash.values.get(name).cloned()).unwrap_or_default()
+        self.kept(name).unwrap_or_default()
     }
 
-    fn error(&self, name: &str) -> Option<String> {
+    /// The value typed into `name` before a refusal, if the form was refused.
+    pub fn kept(&self, name: &str) -> Option<String> {
+        self.0.as_ref().and_then(|flash| flash.values.get(name).cloned())
+    }
+
+    /// The refusal of field `name`, if any.
+    pub fn error(&self, name: &str) -> Option<String> {
         self.0.as_ref().and_then(|flash| flash.errors.get(name).cloned())
     }
 

@@ -16,6 +16,7 @@ pub mod account;
 pub mod backend;
 pub mod forms;
 pub mod meet;
+pub mod meetings;
 pub mod model;
 pub mod site;
 pub mod workspace;

@@ -123,6 +123,8 @@ pub enum PageError {
     SignedOut,
     /// Signed in, but the role does not allow this page.
     Forbidden,
+    /// Nothing of that id in the viewer's organisation.
+    NotFound,
     /// A server-side failure, already logged.
     Unavailable,
 }
@@ -143,4 +145,116 @@ pub struct LinkRefusal {
     pub code: String,
     /// What is wrong, for the invitee.
     pub message: String,
+}
+
+/// A meeting in a list: what it is and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingSummary {
+    /// Its id (for its page).
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// The room it takes place in.
+    pub room: String,
+    /// The (next) occurrence in the meeting's time zone, for people.
+    pub when: String,
+    /// "Weekly, 4 times", when it repeats.
+    pub recurrence: Option<String>,
+    /// How many addresses are invited.
+    pub invitees: usize,
+    /// Called off.
+    pub cancelled: bool,
+}
+
+/// The meetings page: what is coming and what is over (or cancelled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingListing {
+    /// Not yet over, soonest first.
+    pub upcoming: Vec<MeetingSummary>,
+    /// Over or cancelled, latest first.
+    pub past: Vec<MeetingSummary>,
+}
+
+/// A meeting's editable values, as the form shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingDraft {
+    /// Title.
+    pub title: String,
+    /// Room name (empty: generated).
+    pub room: String,
+    /// Local start, `YYYY-MM-DDTHH:MM`.
+    pub starts_at: String,
+    /// Local end, `YYYY-MM-DDTHH:MM`.
+    pub ends_at: String,
+    /// IANA time zone.
+    pub time_zone: String,
+    /// 1 for a single meeting.
+    pub weekly_occurrences: u32,
+    /// One address per line.
+    pub invitees: String,
+    /// Lobby on.
+    pub lobby: bool,
+    /// Room password (empty: none).
+    pub password: String,
+    /// Participant ceiling (empty: the plan's).
+    pub max_participants: String,
+    /// Guests may join by name.
+    pub guests_allowed: bool,
+    /// Recording allowed.
+    pub recording_allowed: bool,
+    /// End-to-end encryption.
+    pub end_to_end_encryption: bool,
+    /// High-fidelity audio.
+    pub high_fidelity_audio: bool,
+    /// `720p` or `1080p`.
+    pub max_resolution: String,
+}
+
+/// A meeting's page for its moderators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingDetails {
+    /// The summary.
+    pub summary: MeetingSummary,
+    /// Every occurrence still to come (or all of them, once over), for people.
+    pub occurrences: Vec<String>,
+    /// Who scheduled it.
+    pub organizer: String,
+    /// The participant link to share.
+    pub join_link: String,
+    /// Invited addresses.
+    pub invitees: Vec<String>,
+    /// The settings that are on, for people ("Lobby", "End-to-end encryption", …).
+    pub settings: Vec<String>,
+    /// The last occurrence is over.
+    pub ended: bool,
+    /// The values for the edit form.
+    pub draft: MeetingDraft,
+}
+
+/// Whether a participant link still opens its meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinState {
+    /// It does.
+    Open,
+    /// The last occurrence is over.
+    Ended,
+    /// The meeting was called off.
+    Cancelled,
+}
+
+/// What a participant link shows before joining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinDetails {
+    /// Meeting title.
+    pub title: String,
+    /// The organisation holding it.
+    pub organisation: String,
+    /// The (next) occurrence, for people.
+    pub when: String,
+    /// People without an account may join with a name.
+    pub guests_allowed: bool,
+    /// Open, over or cancelled.
+    pub state: JoinState,
+    /// The signed-in person's name, if any.
+    pub signed_in_as: Option<String>,
 }

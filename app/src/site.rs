@@ -15,6 +15,7 @@ use crate::{
         VerifyPage, ViewerResource, get_viewer,
     },
     mark_hydrated,
+    meetings::{JoinPage, MeetingPage, MeetingsPage, NewMeetingPage},
     workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},
 };
 
@@ -45,6 +46,10 @@ pub fn SiteApp() -> impl IntoView {
                     <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
                     <Route path=path!("/forgot-password") view=ForgotPasswordPage ssr=SsrMode::Async />
                     <Route path=path!("/reset-password") view=ResetPasswordPage ssr=SsrMode::Async />
+                    <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />
+                    <Route path=path!("/meetings/new") view=NewMeetingPage ssr=SsrMode::Async />
+                    <Route path=path!("/meetings/:id") view=MeetingPage ssr=SsrMode::Async />
+                    <Route path=path!("/join/:code") view=JoinPage ssr=SsrMode::Async />
                     <Route path=path!("/team") view=TeamPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=KeysPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />

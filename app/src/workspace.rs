@@ -42,7 +42,7 @@ pub async fn get_invitation(token: String) -> Result<Result<InvitationDetails, S
 }
 
 /// Renders a page's data, or what to do when it cannot be shown.
-fn page_or_problem<T, V: IntoView + 'static>(
+pub(crate) fn page_or_problem<T, V: IntoView + 'static>(
     result: Result<Result<T, PageError>, ServerFnError>,
     page: impl FnOnce(T) -> V,
 ) -> AnyView {
@@ -52,6 +52,10 @@ fn page_or_problem<T, V: IntoView + 'static>(
         Ok(Err(PageError::Forbidden)) => {
             set_status(403);
             view! { <p class="banner error">"Your role in this organisation does not allow this page."</p> }.into_any()
+        }
+        Ok(Err(PageError::NotFound)) => {
+            set_status(404);
+            view! { <p class="banner error">"There is nothing here: it may have been removed."</p> }.into_any()
         }
         Ok(Err(PageError::Unavailable)) | Err(_) => {
             set_status(503);
@@ -73,6 +77,7 @@ pub fn WorkspaceNav() -> impl IntoView {
                     view! {
                         <nav class="tabs" aria-label="Organisation">
                             <a href="/dashboard">"Dashboard"</a>
+                            {(role != Role::Participant).then(|| view! { <a href="/meetings">"Meetings"</a> })}
                             <a href="/team">"Team"</a>
                             {admin.then(|| view! { <a href="/keys">"API keys"</a> })}
                             {(role == Role::Owner).then(|| view! { <a href="/audit">"Audit log"</a> })}
@@ -255,22 +260,30 @@ pub fn KeysPage() -> impl IntoView {
 /// A key just created, with a copy button once the page is live.
 #[component]
 fn NewKey(key: String) -> impl IntoView {
+    view! {
+        <p class="new-key">
+            <CopyText id="new-key" text=key />
+        </p>
+    }
+}
+
+/// Text to copy (a key, a link), with a copy button once the page is live.
+#[component]
+pub(crate) fn CopyText(id: &'static str, text: String) -> impl IntoView {
     let copied = RwSignal::new(false);
-    let to_copy = key.clone();
+    let to_copy = text.clone();
     let copy = move |_| {
         if let Some(window) = web_sys::window() {
-            // The promise needs no handling: a refused copy leaves the key on screen to copy by hand.
+            // The promise needs no handling: a refused copy leaves the text on screen to copy by hand.
             let _ = window.navigator().clipboard().write_text(&to_copy);
             copied.set(true);
         }
     };
     view! {
-        <p class="new-key">
-            <code id="new-key">{key}</code>
-            <button type="button" class="secondary needs-js" on:click=copy>
-                {move || if copied.get() { "Copied" } else { "Copy" }}
-            </button>
-        </p>
+        <code id=id>{text}</code>
+        <button type="button" class="secondary needs-js" on:click=copy>
+            {move || if copied.get() { "Copied" } else { "Copy" }}
+        </button>
     }
 }
 

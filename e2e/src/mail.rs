@@ -29,23 +29,53 @@ pub struct Mail {
     pub html: String,
     /// The `Date`, in seconds.
     pub date: i64,
+    /// The inline `text/calendar` part, if any: its `method` parameter and its body.
+    pub calendar: Option<(String, String)>,
+    /// Attachments: file name, MIME type and body.
+    pub attachments: Vec<(String, String, String)>,
 }
 
 impl Mail {
-    /// Parses a raw message with a text and an HTML part.
+    /// Parses a raw message with a text and an HTML part (at any depth), and any calendar parts.
     pub fn parse(raw: &[u8]) -> Option<Self> {
         let parsed = mailparse::parse_mail(raw).ok()?;
         let header = |name: &str| parsed.headers.get_first_value(name).unwrap_or_default();
-        let part = |mime: &str| {
-            parsed.subparts.iter().find(|part| part.ctype.mimetype == mime).and_then(|part| part.get_body().ok())
+        let mut leaves = Vec::new();
+        collect_leaves(&parsed, &mut leaves);
+        let attachment_name = |part: &mailparse::ParsedMail<'_>| {
+            let disposition = part.get_content_disposition();
+            (disposition.disposition == mailparse::DispositionType::Attachment)
+                .then(|| disposition.params.get("filename").cloned().unwrap_or_default())
         };
+        let inline = |mime: &str| {
+            leaves
+                .iter()
+                .find(|part| part.ctype.mimetype == mime && attachment_name(part).is_none())
+                .and_then(|part| part.get_body().ok())
+        };
+        let calendar = leaves
+            .iter()
+            .find(|part| part.ctype.mimetype == "text/calendar" && attachment_name(part).is_none())
+            .and_then(|part| {
+                let method = part.ctype.params.get("method").cloned().unwrap_or_default();
+                part.get_body().ok().map(|body| (method, body))
+            });
+        let attachments = leaves
+            .iter()
+            .filter_map(|part| {
+                let name = attachment_name(part)?;
+                Some((name, part.ctype.mimetype.clone(), part.get_body().ok()?))
+            })
+            .collect();
         Some(Self {
             from: header("From"),
             to: header("To"),
             subject: header("Subject"),
-            text: part("text/plain")?,
-            html: part("text/html")?,
+            text: inline("text/plain")?,
+            html: inline("text/html")?,
             date: mailparse::dateparse(&header("Date")).unwrap_or_default(),
+            calendar,
+            attachments,
         })
     }
 
@@ -53,6 +83,16 @@ impl Mail {
     pub fn link(&self, prefix: &str) -> String {
         let start = self.text.find(prefix).unwrap_or_else(|| panic!("no {prefix} link in:\n{}", self.text));
         self.text[start..].split_whitespace().next().unwrap_or_default().to_owned()
+    }
+}
+
+/// The parts of a message that hold content, depth first.
+fn collect_leaves<'a>(part: &'a mailparse::ParsedMail<'a>, leaves: &mut Vec<&'a mailparse::ParsedMail<'a>>) {
+    if part.subparts.is_empty() {
+        leaves.push(part);
+    }
+    for sub in &part.subparts {
+        collect_leaves(sub, leaves);
     }
 }
 

@@ -193,6 +193,16 @@ pub(crate) fn capitalise(text: &str) -> String {
 struct LoginForm {
     email: String,
     password: String,
+    /// A path on this site to continue to.
+    #[serde(default)]
+    next: String,
+}
+
+/// `next` when it is a path on this site; anything else (another host, `//host`, `\\host`) is ignored so the
+/// sign-in form cannot be used to send people elsewhere.
+fn local_path(next: &str) -> Option<&str> {
+    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains(['\\', '\r', '\n']);
+    local.then_some(next)
 }
 
 #[post("/auth/login")]
@@ -202,15 +212,20 @@ async fn login(
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    let LoginForm { email, password } = form.into_inner();
+    let LoginForm { email, password, next } = form.into_inner();
+    let next = local_path(&next);
+    let retry = next.map_or_else(
+        || "/login".to_owned(),
+        |next| format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()),
+    );
     match accounts.login(&email, SecretString::from(password), &client(&request)).await {
-        Ok(session) => see_other("/dashboard").cookie(session_cookie(&session.token, **policy)).finish(),
-        Err(error @ (LoginError::BadCredentials | LoginError::RateLimited | LoginError::Disabled)) => back_with(
-            "/login",
-            &Flash::failure("login", capitalise(&error.to_string())).keep("email", &email),
-            **policy,
-        ),
-        Err(error) => unexpected("/login", "login", &error, **policy),
+        Ok(session) => {
+            see_other(next.unwrap_or("/dashboard")).cookie(session_cookie(&session.token, **policy)).finish()
+        }
+        Err(error @ (LoginError::BadCredentials | LoginError::RateLimited | LoginError::Disabled)) => {
+            back_with(&retry, &Flash::failure("login", capitalise(&error.to_string())).keep("email", &email), **policy)
+        }
+        Err(error) => unexpected(&retry, "login", &error, **policy),
     }
 }
 

@@ -3,14 +3,19 @@
 
 use convene_app::{
     backend::Backend,
-    model::{ApiKeyListing, AuditEntry, InvitationDetails, Invitee, LinkRefusal, PageError, Team, Viewer},
+    model::{
+        ApiKeyListing, AuditEntry, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
+        MeetingListing, PageError, Team, Viewer,
+    },
 };
 use convene_domain::{Role, RoomName};
 use convene_tokens::TokenError;
 
 use crate::{
     accounts::{Accounts, users_by_id},
-    api_keys, audit, room_tokens,
+    api_keys, audit,
+    meetings::{JoinError, MeetingError, MeetingService},
+    room_tokens,
     team::{Actor, TeamError, TeamService},
 };
 
@@ -24,6 +29,8 @@ pub struct SiteBackend {
     pub accounts: Accounts,
     /// Members and invitations.
     pub team: TeamService,
+    /// Scheduled meetings.
+    pub meetings: MeetingService,
 }
 
 impl SiteBackend {
@@ -31,6 +38,14 @@ impl SiteBackend {
         let Some(token) = session else { return Err(PageError::SignedOut) };
         let session = self.accounts.session(&token).await.map_err(unavailable)?.ok_or(PageError::SignedOut)?;
         self.accounts.actor(&session).await.map_err(unavailable)?.ok_or(PageError::Forbidden)
+    }
+}
+
+fn meeting_problem(error: MeetingError) -> PageError {
+    match error {
+        MeetingError::Forbidden => PageError::Forbidden,
+        MeetingError::NotFound => PageError::NotFound,
+        other => unavailable(other),
     }
 }
 
@@ -57,6 +72,32 @@ impl Backend for SiteBackend {
             TeamError::Forbidden => PageError::Forbidden,
             other => unavailable(other),
         })
+    }
+
+    async fn meetings(&self, session: Option<String>) -> Result<MeetingListing, PageError> {
+        let actor = self.actor(session).await?;
+        self.meetings.list(actor).await.map_err(meeting_problem)
+    }
+
+    async fn meeting(&self, session: Option<String>, id: String) -> Result<MeetingDetails, PageError> {
+        let actor = self.actor(session).await?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|_| PageError::NotFound)?;
+        self.meetings.details(actor, id).await.map_err(meeting_problem)
+    }
+
+    async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError> {
+        let person = match session {
+            Some(token) => self.accounts.session(&token).await.map_err(unavailable)?.map(|session| session.user_id),
+            None => None,
+        };
+        self.meetings.join_details(&code, person).await.map_err(|error| match error {
+            JoinError::NotFound => PageError::NotFound,
+            other => unavailable(other),
+        })
+    }
+
+    fn time_zones(&self) -> Vec<String> {
+        chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name().to_owned()).collect()
     }
 
     async fn api_keys(&self, session: Option<String>) -> Result<Vec<ApiKeyListing>, PageError> {

@@ -71,11 +71,11 @@ async fn record(
     audit::record(accounts.db(), actor.tenant, Some(actor.user_id), event, detail, client(request).ip.as_deref()).await
 }
 
-fn not_found() -> HttpResponse {
+pub(crate) fn not_found() -> HttpResponse {
     HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("Not found.")
 }
 
-fn forbidden() -> HttpResponse {
+pub(crate) fn forbidden() -> HttpResponse {
     HttpResponse::Forbidden().content_type("text/plain; charset=utf-8").body("Your role does not allow this.")
 }
 

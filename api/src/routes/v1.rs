@@ -239,7 +239,7 @@ async fn delete_key(
 
 fn room_error(error: RoomError) -> ApiError {
     match error {
-        RoomError::Invalid(message) => ApiError::BadRequest(message),
+        error @ RoomError::Invalid { .. } => ApiError::BadRequest(error.to_string()),
         RoomError::Taken(_) => ApiError::Conflict(error.to_string()),
         RoomError::NotFound => ApiError::NotFound,
         other => internal(other),

@@ -5,6 +5,7 @@
 mod accounts;
 mod health;
 mod helpers;
+mod meetings;
 mod rooms;
 mod shutdown;
 mod site;

@@ -5,48 +5,13 @@ use convene_api::entities::{audit_event, invitation, membership};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, set_cookie, spawn_app};
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn sign_up(app: &TestApp, organisation: &str, email: &str) -> String {
-    let fields = [("organisation", organisation), ("name", "Owner"), ("email", email), ("password", PASSWORD)];
-    let response = app.post_form("/auth/signup", &fields, None).await;
-    format!("convene_session={}", set_cookie(&response, "convene_session").expect("session"))
-}
-
-/// Posts, then reads the page the redirect leads to with the flash.
-async fn post_and_follow(app: &TestApp, path: &str, fields: &[(&str, &str)], cookie: &str) -> String {
-    let response = app.post_form(path, fields, Some(cookie)).await;
-    assert_eq!(response.status(), 303, "{path}: {:?}", response.text().await);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let flash =
-        set_cookie(&response, "convene_flash").map(|value| format!("; convene_flash={value}")).unwrap_or_default();
-    app.get_with_cookie(&location, &format!("{cookie}{flash}")).await.text().await.unwrap()
-}
+use crate::helpers::{PASSWORD, TestApp, invite_and_accept, post_and_follow, set_cookie, sign_up, spawn_app};
 
 /// The user id of the one member with `role` (tests set up exactly one).
 async fn member_with_role(app: &TestApp, role: &str) -> uuid::Uuid {
     let db = app.db().await;
     let found = membership::Entity::find().filter(membership::Column::Role.eq(role)).one(&db).await.unwrap();
     found.unwrap_or_else(|| panic!("no {role}")).user_id
-}
-
-/// Invites `email` as `role` and accepts as a new person; returns the newcomer's session.
-async fn invite_and_accept(app: &TestApp, owner: &str, email: &str, role: &str) -> String {
-    let page = post_and_follow(app, "/team/invite", &[("email", email), ("role", role)], owner).await;
-    assert!(page.contains(&format!("Invitation sent to {email}.")), "{page}");
-    let mail = app.mail_to(email, "invited you to").await;
-    assert!(mail.subject.contains("invited you to"), "{}", mail.subject);
-    let link = mail.link("http://localhost:3000/invitations/accept?token=");
-    let token = link.split("token=").nth(1).unwrap().to_owned();
-    let accept_page = app.get(&format!("/invitations/accept?token={token}")).await.text().await.unwrap();
-    assert!(accept_page.contains(&format!("as {role} with the address {email}")), "{accept_page}");
-    let response = app
-        .post_form("/invitations/accept", &[("token", &token), ("name", "New Person"), ("password", PASSWORD)], None)
-        .await;
-    assert_eq!(response.headers()["location"], "/dashboard");
-    format!("convene_session={}", set_cookie(&response, "convene_session").expect("signed in on accepting"))
 }
 
 #[tokio::test]

@@ -1,0 +1,24 @@
+//! One person's stay in a room session.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "session_participants")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub session_id: Uuid,
+    /// The token's `context.user.id` (or the node's id for a guest).
+    pub participant_id: String,
+    pub name: String,
+    pub moderator: bool,
+    pub joined_at: DateTimeUtc,
+    /// Unset while they are in the room.
+    pub left_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

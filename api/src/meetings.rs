@@ -1,0 +1,905 @@
+//! Scheduled meetings: moderators (and above) schedule, change and cancel them, each in a room of its own
+//! whose settings it carries; invitees get mail with an iCalendar invitation and a participant link that
+//! opens the meeting with a participant token until the last occurrence ends.
+//!
+//! Times arrive as wall-clock times in a named time zone and are stored in UTC; weekly occurrences keep the
+//! wall-clock time in that zone. Every lookup is scoped to the actor's tenant.
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use convene_app::model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary};
+use convene_domain::{EmailAddress, Role, TenantId};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::Deserialize;
+use url::Url;
+use uuid::Uuid;
+
+use crate::{
+    accounts::users_by_id,
+    calendar::{self, Method, Person},
+    entities::{meeting, meeting_invitee, membership, room, tenant, user},
+    mail::{Email, Mailer},
+    room_tokens::{self, MintError, TokenRequest, TokenUser},
+    rooms::{self, RoomError, Settings},
+    secrets::random_token,
+    team::Actor,
+};
+
+/// Bounds on what one meeting may ask for.
+const MAX_OCCURRENCES: u32 = 52;
+const MAX_INVITEES: usize = 100;
+const SHORTEST: TimeDelta = TimeDelta::minutes(5);
+const LONGEST: TimeDelta = TimeDelta::hours(24);
+/// A meeting may be scheduled to start this long ago (someone scheduling the meeting they are in).
+const PAST_START: TimeDelta = TimeDelta::hours(1);
+/// Past meetings shown on the meetings page.
+const PAST_SHOWN: u64 = 50;
+/// A token lasts until its occurrence ends plus this, so a meeting can overrun.
+const OVERRUN: TimeDelta = TimeDelta::hours(1);
+/// Room tokens live at most this long (the minting limit).
+const LONGEST_TOKEN: TimeDelta = TimeDelta::days(7);
+
+/// A meeting as submitted by the form or the API; times are wall-clock times in `time_zone`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingInput {
+    /// Title.
+    pub title: String,
+    /// Room name; generated when absent. Fixed once the meeting exists.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// `YYYY-MM-DDTHH:MM[:SS]`, local to `time_zone`.
+    pub starts_at: String,
+    /// Same form as `starts_at`.
+    pub ends_at: String,
+    /// IANA name, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+    /// 1 (default) for a single meeting, up to 52 weekly occurrences.
+    #[serde(default = "one")]
+    pub weekly_occurrences: u32,
+    /// Addresses to invite.
+    #[serde(default)]
+    pub invitees: Vec<String>,
+    /// The room's settings.
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Why a meeting request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MeetingError {
+    /// A field is unusable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as the form and the API name it.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Only moderators, admins and owners schedule meetings.
+    #[error("your role does not allow scheduling meetings")]
+    Forbidden,
+    /// Invitations go out in the organiser's name, so their address must be confirmed first.
+    #[error("confirm your email address before scheduling meetings")]
+    Unverified,
+    /// No such meeting in this tenant.
+    #[error("no such meeting")]
+    NotFound,
+    /// It was cancelled (or is over) and cannot change.
+    #[error("this meeting is {0} and cannot be changed")]
+    Closed(&'static str),
+    /// Storage failed.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Anything else unexpected.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<RoomError> for MeetingError {
+    fn from(error: RoomError) -> Self {
+        match error {
+            // The meeting form calls the room's name `room`.
+            RoomError::Invalid { field: "name", message } => Self::Invalid { field: "room", message },
+            RoomError::Invalid { field, message } => Self::Invalid { field, message },
+            RoomError::Taken(name) => Self::Invalid { field: "room", message: format!("`{name}` is already in use") },
+            RoomError::NotFound => Self::NotFound,
+            RoomError::Database(error) => Self::Database(error),
+            RoomError::Internal(error) => Self::Internal(error),
+        }
+    }
+}
+
+impl From<MintError> for MeetingError {
+    fn from(error: MintError) -> Self {
+        Self::Internal(anyhow::Error::from(error))
+    }
+}
+
+/// Why a participant link did not open the meeting.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// Unknown link.
+    #[error("this link does not lead to a meeting")]
+    NotFound,
+    /// The last occurrence is over.
+    #[error("this meeting is over")]
+    Ended,
+    /// Called off.
+    #[error("this meeting was cancelled")]
+    Cancelled,
+    /// Signed in, but neither a member nor invited.
+    #[error("this invitation is for someone else; sign in with the invited address")]
+    NotInvited,
+    /// No account and the meeting admits no guests.
+    #[error("sign in to join this meeting")]
+    SignInRequired,
+    /// A guest name that cannot be used.
+    #[error("enter your name (1 to 80 characters)")]
+    GuestName,
+    /// Storage or minting failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<DbErr> for JoinError {
+    fn from(error: DbErr) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<MintError> for JoinError {
+    fn from(error: MintError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+/// Who follows a participant link.
+#[derive(Debug, Clone)]
+pub enum Joiner {
+    /// A signed-in person.
+    Person(Uuid),
+    /// Someone without an account, with the name they typed.
+    Guest(String),
+}
+
+/// A validated schedule.
+#[derive(Debug, Clone)]
+struct Schedule {
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    time_zone: Tz,
+    weekly_occurrences: u32,
+}
+
+impl Schedule {
+    fn parse(input: &MeetingInput) -> Result<Self, MeetingError> {
+        let time_zone: Tz = input.time_zone.trim().parse().map_err(|_| MeetingError::Invalid {
+            field: "time_zone",
+            message: format!("`{}` is not a known time zone (use a name like Europe/Berlin)", input.time_zone),
+        })?;
+        let starts_at = local_time("starts_at", &input.starts_at, time_zone)?;
+        let ends_at = local_time("ends_at", &input.ends_at, time_zone)?;
+        let length = ends_at - starts_at;
+        if length < SHORTEST {
+            let message = "must be at least 5 minutes after the start".to_owned();
+            return Err(MeetingError::Invalid { field: "ends_at", message });
+        }
+        if length > LONGEST {
+            return Err(MeetingError::Invalid { field: "ends_at", message: "at most 24 hours after the start".into() });
+        }
+        if !(1..=MAX_OCCURRENCES).contains(&input.weekly_occurrences) {
+            let message = format!("between 1 and {MAX_OCCURRENCES}");
+            return Err(MeetingError::Invalid { field: "weekly_occurrences", message });
+        }
+        Ok(Self { starts_at, ends_at, time_zone, weekly_occurrences: input.weekly_occurrences })
+    }
+
+    fn of(row: &meeting::Model) -> Self {
+        Self {
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            time_zone: row.time_zone.parse().unwrap_or(Tz::UTC),
+            weekly_occurrences: u32::try_from(row.weekly_occurrences).unwrap_or(1),
+        }
+    }
+
+    /// Every occurrence, at the same wall-clock time each week.
+    fn occurrences(&self) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
+        let local = self.starts_at.with_timezone(&self.time_zone).naive_local();
+        let length = self.ends_at - self.starts_at;
+        (0..self.weekly_occurrences).map(move |week| {
+            let start = resolve(self.time_zone, local + TimeDelta::weeks(i64::from(week)))
+                .unwrap_or(self.starts_at + TimeDelta::weeks(i64::from(week)));
+            (start, start + length)
+        })
+    }
+
+    fn last_ends_at(&self) -> DateTime<Utc> {
+        self.occurrences().last().map_or(self.ends_at, |(_, end)| end)
+    }
+
+    /// The occurrence going on or coming next at `now`; none once the last is over.
+    fn current(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.occurrences().find(|(_, end)| *end > now)
+    }
+
+    fn describe(&self, (start, end): (DateTime<Utc>, DateTime<Utc>)) -> String {
+        let (start, end) = (start.with_timezone(&self.time_zone), end.with_timezone(&self.time_zone));
+        let end_format = if start.date_naive() == end.date_naive() { "%H:%M" } else { "%a %-d %b %Y, %H:%M" };
+        format!("{}–{} ({})", start.format("%a %-d %b %Y, %H:%M"), end.format(end_format), self.time_zone.name())
+    }
+
+    fn recurrence(&self) -> Option<String> {
+        (self.weekly_occurrences > 1).then(|| format!("Weekly, {} times", self.weekly_occurrences))
+    }
+}
+
+/// A wall-clock time in `time_zone`, refusing times that do not exist there (skipped by a clock change).
+fn local_time(field: &'static str, text: &str, time_zone: Tz) -> Result<DateTime<Utc>, MeetingError> {
+    let text = text.trim();
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|_| MeetingError::Invalid {
+            field,
+            message: format!("`{text}` is not a time like 2026-12-01T09:30"),
+        })?;
+    resolve(time_zone, naive).ok_or_else(|| MeetingError::Invalid {
+        field,
+        message: format!("{text} does not exist in {} (the clocks change then)", time_zone.name()),
+    })
+}
+
+/// The instant of a wall-clock time; the earlier one when a clock change repeats it.
+fn resolve(time_zone: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    time_zone.from_local_datetime(&naive).earliest().map(|at| at.with_timezone(&Utc))
+}
+
+fn check_title(title: &str) -> Result<String, MeetingError> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(MeetingError::Invalid { field: "title", message: "1 to 200 characters".to_owned() });
+    }
+    Ok(title.to_owned())
+}
+
+fn parse_invitees(raw: &[String]) -> Result<Vec<EmailAddress>, MeetingError> {
+    let mut invitees: Vec<EmailAddress> = Vec::new();
+    for text in raw.iter().map(|text| text.trim()).filter(|text| !text.is_empty()) {
+        let address = EmailAddress::parse(text).map_err(|_| MeetingError::Invalid {
+            field: "invitees",
+            message: format!("`{text}` is not an email address"),
+        })?;
+        if !invitees.contains(&address) {
+            invitees.push(address);
+        }
+    }
+    if invitees.len() > MAX_INVITEES {
+        return Err(MeetingError::Invalid { field: "invitees", message: format!("at most {MAX_INVITEES} addresses") });
+    }
+    Ok(invitees)
+}
+
+/// How many invitation mails went out and which addresses could not be reached.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// Addresses whose mail failed (the meeting is saved regardless).
+    pub failed: Vec<String>,
+}
+
+/// A meeting as loaded, with its room and invitees.
+struct Loaded {
+    row: meeting::Model,
+    room: room::Model,
+    invitees: Vec<String>,
+}
+
+/// Schedules, changes, cancels and lists meetings; opens participant links.
+#[derive(Debug, Clone)]
+pub struct MeetingService {
+    db: DatabaseConnection,
+    mailer: Mailer,
+    public_url: Url,
+    meet_url: Url,
+}
+
+impl MeetingService {
+    /// The service over `db`, mailing with `mailer`; links point at `public_url` and `meet_url`.
+    pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url, meet_url: Url) -> Self {
+        Self { db, mailer, public_url, meet_url }
+    }
+
+    /// Moderators, admins and owners with a confirmed address may schedule.
+    async fn organiser(&self, actor: Actor) -> Result<user::Model, MeetingError> {
+        if actor.role == Role::Participant {
+            return Err(MeetingError::Forbidden);
+        }
+        let person = user::Entity::find_by_id(actor.user_id).one(&self.db).await?.ok_or(MeetingError::Forbidden)?;
+        if person.email_verified_at.is_none() {
+            return Err(MeetingError::Unverified);
+        }
+        Ok(person)
+    }
+
+    /// Schedules a meeting in a new room and mails the invitations.
+    pub async fn schedule(&self, actor: Actor, input: MeetingInput) -> Result<(Uuid, Delivery), MeetingError> {
+        let organiser = self.organiser(actor).await?;
+        let title = check_title(&input.title)?;
+        let schedule = Schedule::parse(&input)?;
+        if schedule.starts_at < Utc::now() - PAST_START {
+            return Err(MeetingError::Invalid { field: "starts_at", message: "is in the past".to_owned() });
+        }
+        let invitees = parse_invitees(&input.invitees)?;
+        let new_room = rooms::NewRoom {
+            name: input.room.filter(|name| !name.trim().is_empty()),
+            title: None,
+            settings: input.settings,
+        };
+        let now = Utc::now();
+        let id = Uuid::now_v7();
+        let transaction = self.db.begin().await?;
+        let room = rooms::create(&transaction, actor.tenant, new_room).await?;
+        let room_id = rooms::id_of(&transaction, actor.tenant, &room.name).await?;
+        meeting::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(actor.tenant.as_uuid()),
+            room_id: Set(room_id),
+            organizer_id: Set(organiser.id),
+            title: Set(title),
+            starts_at: Set(schedule.starts_at),
+            ends_at: Set(schedule.ends_at),
+            time_zone: Set(schedule.time_zone.name().to_owned()),
+            weekly_occurrences: Set(i32::try_from(schedule.weekly_occurrences).unwrap_or(1)),
+            last_ends_at: Set(schedule.last_ends_at()),
+            join_code: Set(random_token()?),
+            sequence: Set(0),
+            cancelled_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&transaction)
+        .await?;
+        add_invitees(&transaction, actor.tenant, id, &invitees, now).await?;
+        transaction.commit().await?;
+        let loaded = self.load(actor.tenant, id).await?;
+        let delivery = self.mail(&loaded, &organiser, Method::Request, &loaded.invitees).await;
+        Ok((id, delivery))
+    }
+
+    /// Changes a meeting; everyone invited gets the update (a new `SEQUENCE`), removed invitees a cancellation.
+    pub async fn update(&self, actor: Actor, id: Uuid, input: MeetingInput) -> Result<Delivery, MeetingError> {
+        let organiser = self.organiser(actor).await?;
+        let before = self.load(actor.tenant, id).await?;
+        if before.row.cancelled_at.is_some() {
+            return Err(MeetingError::Closed("cancelled"));
+        }
+        if before.row.last_ends_at <= Utc::now() {
+            return Err(MeetingError::Closed("over"));
+        }
+        let title = check_title(&input.title)?;
+        let schedule = Schedule::parse(&input)?;
+        let invitees = parse_invitees(&input.invitees)?;
+        let now = Utc::now();
+        let transaction = self.db.begin().await?;
+        rooms::update(&transaction, actor.tenant, &before.room.name, rooms::RoomChange::replacing(input.settings))
+            .await?;
+        let mut active: meeting::ActiveModel = before.row.clone().into();
+        active.title = Set(title);
+        active.starts_at = Set(schedule.starts_at);
+        active.ends_at = Set(schedule.ends_at);
+        active.time_zone = Set(schedule.time_zone.name().to_owned());
+        active.weekly_occurrences = Set(i32::try_from(schedule.weekly_occurrences).unwrap_or(1));
+        active.last_ends_at = Set(schedule.last_ends_at());
+        active.sequence = Set(before.row.sequence + 1);
+        active.updated_at = Set(now);
+        active.update(&transaction).await?;
+        let kept: Vec<String> = invitees.iter().map(ToString::to_string).collect();
+        let removed: Vec<String> = before.invitees.iter().filter(|email| !kept.contains(email)).cloned().collect();
+        meeting_invitee::Entity::delete_many()
+            .filter(meeting_invitee::Column::MeetingId.eq(id))
+            .filter(meeting_invitee::Column::Email.is_in(removed.clone()))
+            .exec(&transaction)
+            .await?;
+        let added: Vec<EmailAddress> =
+            invitees.into_iter().filter(|email| !before.invitees.contains(&email.to_string())).collect();
+        add_invitees(&transaction, actor.tenant, id, &added, now).await?;
+        transaction.commit().await?;
+        let after = self.load(actor.tenant, id).await?;
+        let mut delivery = self.mail(&after, &organiser, Method::Request, &after.invitees).await;
+        let cancelled = Loaded { invitees: removed.clone(), ..after };
+        delivery.failed.extend(self.mail(&cancelled, &organiser, Method::Cancel, &removed).await.failed);
+        Ok(delivery)
+    }
+
+    /// Calls a meeting off and tells everyone invited.
+    pub async fn cancel(&self, actor: Actor, id: Uuid) -> Result<Delivery, MeetingError> {
+        let organiser = self.organiser(actor).await?;
+        let loaded = self.load(actor.tenant, id).await?;
+        if loaded.row.cancelled_at.is_some() {
+            return Err(MeetingError::Closed("cancelled"));
+        }
+        let now = Utc::now();
+        let mut active: meeting::ActiveModel = loaded.row.clone().into();
+        active.cancelled_at = Set(Some(now));
+        active.sequence = Set(loaded.row.sequence + 1);
+        active.updated_at = Set(now);
+        let row = active.update(&self.db).await?;
+        let loaded = Loaded { row, ..loaded };
+        Ok(self.mail(&loaded, &organiser, Method::Cancel, &loaded.invitees).await)
+    }
+
+    /// The tenant's upcoming and past meetings.
+    pub async fn list(&self, actor: Actor) -> Result<MeetingListing, MeetingError> {
+        if actor.role == Role::Participant {
+            return Err(MeetingError::Forbidden);
+        }
+        let now = Utc::now();
+        let tenant = meeting::Column::TenantId.eq(actor.tenant.as_uuid());
+        let upcoming = meeting::Entity::find()
+            .filter(tenant.clone())
+            .filter(meeting::Column::CancelledAt.is_null())
+            .filter(meeting::Column::LastEndsAt.gt(now))
+            .order_by_asc(meeting::Column::StartsAt)
+            .all(&self.db)
+            .await?;
+        let past = meeting::Entity::find()
+            .filter(tenant)
+            .filter(
+                Condition::any()
+                    .add(meeting::Column::CancelledAt.is_not_null())
+                    .add(meeting::Column::LastEndsAt.lte(now)),
+            )
+            .order_by_desc(meeting::Column::StartsAt)
+            .limit(PAST_SHOWN)
+            .all(&self.db)
+            .await?;
+        let mut upcoming = self.summaries(upcoming, now).await?;
+        // A series sorts by its next occurrence, not its first.
+        upcoming.sort_by_key(|(next, _)| *next);
+        let past = self.summaries(past, now).await?;
+        Ok(MeetingListing {
+            upcoming: upcoming.into_iter().map(|(_, summary)| summary).collect(),
+            past: past.into_iter().map(|(_, summary)| summary).collect(),
+        })
+    }
+
+    async fn summaries(
+        &self,
+        rows: Vec<meeting::Model>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, MeetingSummary)>, MeetingError> {
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let room_ids: Vec<Uuid> = rows.iter().map(|row| row.room_id).collect();
+        let rooms: std::collections::HashMap<Uuid, String> = room::Entity::find()
+            .filter(room::Column::Id.is_in(room_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|room| (room.id, room.name))
+            .collect();
+        let mut counts: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+        for invitee in
+            meeting_invitee::Entity::find().filter(meeting_invitee::Column::MeetingId.is_in(ids)).all(&self.db).await?
+        {
+            *counts.entry(invitee.meeting_id).or_default() += 1;
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let schedule = Schedule::of(&row);
+                let shown = schedule.current(now).unwrap_or((row.starts_at, row.ends_at));
+                let summary = MeetingSummary {
+                    id: row.id.to_string(),
+                    title: row.title.clone(),
+                    room: rooms.get(&row.room_id).cloned().unwrap_or_default(),
+                    when: schedule.describe(shown),
+                    recurrence: schedule.recurrence(),
+                    invitees: counts.get(&row.id).copied().unwrap_or(0),
+                    cancelled: row.cancelled_at.is_some(),
+                };
+                (shown.0, summary)
+            })
+            .collect())
+    }
+
+    /// One meeting's page.
+    pub async fn details(&self, actor: Actor, id: Uuid) -> Result<MeetingDetails, MeetingError> {
+        if actor.role == Role::Participant {
+            return Err(MeetingError::Forbidden);
+        }
+        let loaded = self.load(actor.tenant, id).await?;
+        let now = Utc::now();
+        let schedule = Schedule::of(&loaded.row);
+        let organizer = users_by_id(&self.db, [loaded.row.organizer_id])
+            .await?
+            .remove(&loaded.row.organizer_id)
+            .map_or_else(|| "a former member".to_owned(), |person| person.display_name);
+        let ended = loaded.row.last_ends_at <= now;
+        let occurrences: Vec<String> = schedule
+            .occurrences()
+            .filter(|(_, end)| ended || *end > now)
+            .map(|occurrence| schedule.describe(occurrence))
+            .collect();
+        let room = &loaded.room;
+        let settings = [
+            (room.lobby, "Lobby"),
+            (room.password.is_some(), "Password"),
+            (room.guests_allowed, "Guests may join by name"),
+            (room.recording_allowed, "Recording allowed"),
+            (room.end_to_end_encryption, "End-to-end encryption"),
+            (room.high_fidelity_audio, "High-fidelity audio"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, label)| label.to_owned())
+        .chain(room.max_participants.map(|max| format!("At most {max} participants")))
+        .chain([format!("Video up to {}", room.max_resolution)])
+        .collect();
+        let local = |at: DateTime<Utc>| at.with_timezone(&schedule.time_zone).format("%Y-%m-%dT%H:%M").to_string();
+        let draft = MeetingDraft {
+            title: loaded.row.title.clone(),
+            room: room.name.clone(),
+            starts_at: local(loaded.row.starts_at),
+            ends_at: local(loaded.row.ends_at),
+            time_zone: schedule.time_zone.name().to_owned(),
+            weekly_occurrences: schedule.weekly_occurrences,
+            invitees: loaded.invitees.join("\n"),
+            lobby: room.lobby,
+            password: room.password.clone().unwrap_or_default(),
+            max_participants: room.max_participants.map(|max| max.to_string()).unwrap_or_default(),
+            guests_allowed: room.guests_allowed,
+            recording_allowed: room.recording_allowed,
+            end_to_end_encryption: room.end_to_end_encryption,
+            high_fidelity_audio: room.high_fidelity_audio,
+            max_resolution: room.max_resolution.clone(),
+        };
+        let shown = schedule.current(now).unwrap_or((loaded.row.starts_at, loaded.row.ends_at));
+        Ok(MeetingDetails {
+            summary: MeetingSummary {
+                id: loaded.row.id.to_string(),
+                title: loaded.row.title.clone(),
+                room: room.name.clone(),
+                when: schedule.describe(shown),
+                recurrence: schedule.recurrence(),
+                invitees: loaded.invitees.len(),
+                cancelled: loaded.row.cancelled_at.is_some(),
+            },
+            occurrences,
+            organizer,
+            join_link: self.join_link(&loaded.row.join_code),
+            invitees: loaded.invitees,
+            settings,
+            ended,
+            draft,
+        })
+    }
+
+    /// The moderator's "Start": a moderator token for the meeting's room.
+    pub async fn start(&self, actor: Actor, id: Uuid) -> Result<String, MeetingError> {
+        let organiser = self.organiser(actor).await?;
+        let loaded = self.load(actor.tenant, id).await?;
+        let now = Utc::now();
+        if loaded.row.cancelled_at.is_some() {
+            return Err(MeetingError::Closed("cancelled"));
+        }
+        let Some((_, end)) = Schedule::of(&loaded.row).current(now) else { return Err(MeetingError::Closed("over")) };
+        let person = TokenUser {
+            id: Some(organiser.id.to_string()),
+            name: organiser.display_name,
+            email: Some(organiser.email),
+            avatar: None,
+        };
+        Ok(self.room_link(actor.tenant, &loaded.room, person, true, end, now).await?)
+    }
+
+    /// What a participant link shows before joining.
+    pub async fn join_details(&self, code: &str, person: Option<Uuid>) -> Result<JoinDetails, JoinError> {
+        let loaded = self.by_code(code).await?;
+        let now = Utc::now();
+        let schedule = Schedule::of(&loaded.row);
+        let organisation = tenant::Entity::find_by_id(loaded.row.tenant_id)
+            .one(&self.db)
+            .await?
+            .map(|tenant| tenant.name)
+            .unwrap_or_default();
+        let signed_in_as = match person {
+            Some(id) => users_by_id(&self.db, [id]).await?.remove(&id).map(|person| person.display_name),
+            None => None,
+        };
+        Ok(JoinDetails {
+            title: loaded.row.title.clone(),
+            organisation,
+            when: schedule.describe(schedule.current(now).unwrap_or((loaded.row.starts_at, loaded.row.ends_at))),
+            guests_allowed: loaded.room.guests_allowed,
+            state: state_of(&loaded.row, now),
+            signed_in_as,
+        })
+    }
+
+    /// Opens the meeting behind a participant link: members of the tenant and invited (confirmed) addresses
+    /// join signed in, moderators of the tenant and the organiser as moderators; guests join by name when
+    /// the meeting admits them. Answers the meet URL with the token.
+    pub async fn join(&self, code: &str, joiner: Joiner) -> Result<String, JoinError> {
+        let loaded = self.by_code(code).await?;
+        let now = Utc::now();
+        match state_of(&loaded.row, now) {
+            JoinState::Open => {}
+            JoinState::Ended => return Err(JoinError::Ended),
+            JoinState::Cancelled => return Err(JoinError::Cancelled),
+        }
+        let Some((_, end)) = Schedule::of(&loaded.row).current(now) else { return Err(JoinError::Ended) };
+        let tenant = TenantId::from(loaded.row.tenant_id);
+        let (person, moderator) = match joiner {
+            Joiner::Guest(name) => {
+                if !loaded.room.guests_allowed {
+                    return Err(JoinError::SignInRequired);
+                }
+                let name = name.trim();
+                if name.is_empty() || name.chars().count() > 80 {
+                    return Err(JoinError::GuestName);
+                }
+                let person = TokenUser {
+                    id: Some(format!("guest-{}", Uuid::new_v4().simple())),
+                    name: name.to_owned(),
+                    email: None,
+                    avatar: None,
+                };
+                (person, false)
+            }
+            Joiner::Person(id) => {
+                let person = users_by_id(&self.db, [id]).await?.remove(&id).ok_or(JoinError::SignInRequired)?;
+                let role = membership::Entity::find_by_id((loaded.row.tenant_id, id))
+                    .one(&self.db)
+                    .await?
+                    .filter(|member| member.disabled_at.is_none())
+                    .and_then(|member| Role::parse(&member.role).ok());
+                let invited = person.email_verified_at.is_some() && loaded.invitees.contains(&person.email);
+                if role.is_none() && !invited {
+                    return Err(JoinError::NotInvited);
+                }
+                let moderator =
+                    person.id == loaded.row.organizer_id || role.is_some_and(|role| role != Role::Participant);
+                let person = TokenUser {
+                    id: Some(person.id.to_string()),
+                    name: person.display_name,
+                    email: Some(person.email),
+                    avatar: None,
+                };
+                (person, moderator)
+            }
+        };
+        Ok(self.room_link(tenant, &loaded.room, person, moderator, end, now).await?)
+    }
+
+    async fn room_link(
+        &self,
+        tenant: TenantId,
+        room: &room::Model,
+        person: TokenUser,
+        moderator: bool,
+        occurrence_end: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<String, MintError> {
+        let expires = (occurrence_end + OVERRUN).min(now + LONGEST_TOKEN);
+        let request = TokenRequest {
+            room: room.name.clone(),
+            user: person,
+            moderator,
+            features: convene_tokens::Features { recording: room.recording_allowed, ..Default::default() },
+            exp: Some(u64::try_from(expires.timestamp()).unwrap_or_default()),
+        };
+        let now = u64::try_from(now.timestamp()).unwrap_or_default();
+        let minted = room_tokens::mint(&self.db, tenant, request, &self.meet_url, now).await?;
+        minted.join_url.ok_or_else(|| MintError::Invalid("the room has no link".to_owned()))
+    }
+
+    fn join_link(&self, code: &str) -> String {
+        let mut link = self.public_url.clone();
+        link.set_path(&format!("join/{code}"));
+        link.to_string()
+    }
+
+    async fn load(&self, tenant: TenantId, id: Uuid) -> Result<Loaded, MeetingError> {
+        let row = meeting::Entity::find_by_id(id)
+            .filter(meeting::Column::TenantId.eq(tenant.as_uuid()))
+            .one(&self.db)
+            .await?
+            .ok_or(MeetingError::NotFound)?;
+        self.complete(row).await?.ok_or(MeetingError::NotFound)
+    }
+
+    async fn by_code(&self, code: &str) -> Result<Loaded, JoinError> {
+        // Codes are 43 URL-safe characters; anything else cannot match and is not looked up.
+        if code.len() > 64 {
+            return Err(JoinError::NotFound);
+        }
+        let row = meeting::Entity::find()
+            .filter(meeting::Column::JoinCode.eq(code))
+            .one(&self.db)
+            .await?
+            .ok_or(JoinError::NotFound)?;
+        self.complete(row).await?.ok_or(JoinError::NotFound)
+    }
+
+    async fn complete(&self, row: meeting::Model) -> Result<Option<Loaded>, DbErr> {
+        let Some(room) = room::Entity::find_by_id(row.room_id).one(&self.db).await? else { return Ok(None) };
+        let invitees = meeting_invitee::Entity::find()
+            .filter(meeting_invitee::Column::MeetingId.eq(row.id))
+            .order_by_asc(meeting_invitee::Column::Email)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|invitee| invitee.email)
+            .collect();
+        Ok(Some(Loaded { row, room, invitees }))
+    }
+
+    /// Mails `method` for the meeting to `to`; failures are logged and reported, never fatal.
+    async fn mail(&self, loaded: &Loaded, organiser: &user::Model, method: Method, to: &[String]) -> Delivery {
+        let mut delivery = Delivery::default();
+        if to.is_empty() {
+            return delivery;
+        }
+        let schedule = Schedule::of(&loaded.row);
+        let link = self.join_link(&loaded.row.join_code);
+        let when = schedule.describe((loaded.row.starts_at, loaded.row.ends_at));
+        let repeats = schedule.recurrence().map(|text| format!(" {text}.")).unwrap_or_default();
+        let host = self.public_url.host_str().unwrap_or("convene");
+        let event = calendar::Event {
+            uid: format!("{}@{host}", loaded.row.id),
+            sequence: loaded.row.sequence,
+            summary: loaded.row.title.clone(),
+            description: format!("Join the meeting: {link}"),
+            url: link.clone(),
+            starts_at: loaded.row.starts_at,
+            ends_at: loaded.row.ends_at,
+            time_zone: schedule.time_zone,
+            weekly_occurrences: schedule.weekly_occurrences,
+            organizer: Person { name: Some(organiser.display_name.clone()), email: organiser.email.clone() },
+            attendees: loaded.invitees.iter().map(|email| Person { name: None, email: email.clone() }).collect(),
+        };
+        let ics = calendar::render(&event, method, Utc::now());
+        let title = &loaded.row.title;
+        let (subject, lines) = match (method, loaded.row.sequence) {
+            (Method::Cancel, _) => (
+                format!("Cancelled: {title}"),
+                format!("{} cancelled {title}, planned for {when}.{repeats}", organiser.display_name),
+            ),
+            (Method::Request, 0) => (
+                format!("Invitation: {title} @ {when}"),
+                format!("{} invites you to {title} on {when}.{repeats}", organiser.display_name),
+            ),
+            (Method::Request, _) => (
+                format!("Updated invitation: {title} @ {when}"),
+                format!("{} changed {title}: it is now on {when}.{repeats}", organiser.display_name),
+            ),
+        };
+        for address in to {
+            let Ok(recipient) = EmailAddress::parse(address) else {
+                delivery.failed.push(address.clone());
+                continue;
+            };
+            let email = Email::new(
+                &recipient,
+                &subject,
+                &["Hello,", &lines],
+                ("Join the meeting", &link),
+                "The link opens the meeting until it ends. The attached invitation adds it to your calendar.",
+            )
+            .with_calendar(method, ics.clone());
+            if let Err(error) = self.mailer.send(email).await {
+                tracing::warn!(%error, to = %address, meeting = %loaded.row.id, "a meeting mail was not sent");
+                delivery.failed.push(address.clone());
+            }
+        }
+        delivery
+    }
+}
+
+fn state_of(row: &meeting::Model, now: DateTime<Utc>) -> JoinState {
+    if row.cancelled_at.is_some() {
+        JoinState::Cancelled
+    } else if row.last_ends_at <= now {
+        JoinState::Ended
+    } else {
+        JoinState::Open
+    }
+}
+
+async fn add_invitees(
+    db: &impl sea_orm::ConnectionTrait,
+    tenant: TenantId,
+    meeting_id: Uuid,
+    invitees: &[EmailAddress],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if invitees.is_empty() {
+        return Ok(());
+    }
+    meeting_invitee::Entity::insert_many(invitees.iter().map(|email| meeting_invitee::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.as_uuid()),
+        meeting_id: Set(meeting_id),
+        email: Set(email.to_string()),
+        invited_at: Set(now),
+    }))
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(starts_at: &str, ends_at: &str, time_zone: &str, weeks: u32) -> MeetingInput {
+        MeetingInput {
+            title: "Weekly".to_owned(),
+            room: None,
+            starts_at: starts_at.to_owned(),
+            ends_at: ends_at.to_owned(),
+            time_zone: time_zone.to_owned(),
+            weekly_occurrences: weeks,
+            invitees: Vec::new(),
+            settings: serde_json::from_str("{}").expect("defaults"),
+        }
+    }
+
+    fn field_of(result: Result<Schedule, MeetingError>) -> &'static str {
+        match result {
+            Err(MeetingError::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn weekly_occurrences_keep_the_wall_clock_time_across_a_clock_change() {
+        let schedule =
+            Schedule::parse(&input("2026-03-23T10:00", "2026-03-23T11:00", "Europe/Berlin", 2)).expect("valid");
+        let occurrences: Vec<_> = schedule.occurrences().collect();
+        assert_eq!(occurrences[0].0.to_rfc3339(), "2026-03-23T09:00:00+00:00");
+        assert_eq!(occurrences[1].0.to_rfc3339(), "2026-03-30T08:00:00+00:00", "10:00 summer time");
+        assert_eq!(schedule.last_ends_at().to_rfc3339(), "2026-03-30T09:00:00+00:00");
+    }
+
+    #[test]
+    fn bad_schedules_name_their_field() {
+        assert_eq!(field_of(Schedule::parse(&input("2026-12-01T10:00", "2026-12-01T09:00", "UTC", 1))), "ends_at");
+        assert_eq!(field_of(Schedule::parse(&input("2026-12-01T10:00", "2026-12-03T10:00", "UTC", 1))), "ends_at");
+        assert_eq!(
+            field_of(Schedule::parse(&input("2026-12-01T10:00", "2026-12-01T11:00", "Mars/Olympus", 1))),
+            "time_zone"
+        );
+        assert_eq!(field_of(Schedule::parse(&input("tomorrow", "2026-12-01T11:00", "UTC", 1))), "starts_at");
+        assert_eq!(
+            field_of(Schedule::parse(&input("2026-12-01T10:00", "2026-12-01T11:00", "UTC", 0))),
+            "weekly_occurrences"
+        );
+        assert_eq!(
+            field_of(Schedule::parse(&input("2026-12-01T10:00", "2026-12-01T11:00", "UTC", 53))),
+            "weekly_occurrences"
+        );
+        // 02:30 on 29 March 2026 is skipped in Berlin.
+        assert_eq!(
+            field_of(Schedule::parse(&input("2026-03-29T02:30", "2026-03-29T04:00", "Europe/Berlin", 1))),
+            "starts_at"
+        );
+    }
+
+    #[test]
+    fn invitees_are_checked_and_deduplicated() {
+        let parsed = parse_invitees(&["Ann@Example.com".into(), " ann@example.com ".into(), String::new()]);
+        assert_eq!(parsed.expect("valid").len(), 1);
+        assert!(matches!(
+            parse_invitees(&["not an address".into()]),
+            Err(MeetingError::Invalid { field: "invitees", .. })
+        ));
+    }
+}

@@ -1,0 +1,275 @@
+//! Scheduling meetings on the site: invitations with iCalendar parts (parsed back with an independent
+//! parser), updates and cancellations, participant links for members, invitees and guests, and the
+//! refusals: bad input, unconfirmed organisers, other tenants' meetings.
+
+use icalendar::parser::{Component, read_calendar, unfold};
+
+use crate::helpers::{TestApp, invite_and_accept, post_and_follow, set_cookie, sign_up, spawn_app, verify_email};
+
+/// Next year, so the meetings are always in the future.
+fn next_year() -> i32 {
+    use chrono::Datelike;
+    chrono::Utc::now().year() + 1
+}
+
+fn meeting_form(title: &str, starts: &str, ends: &str, invitees: &str) -> Vec<(&'static str, String)> {
+    let year = next_year();
+    vec![
+        ("title", title.to_owned()),
+        ("room", String::new()),
+        ("starts_at", format!("{year}-{starts}")),
+        ("ends_at", format!("{year}-{ends}")),
+        ("time_zone", "Europe/Berlin".to_owned()),
+        ("weekly_occurrences", "3".to_owned()),
+        ("invitees", invitees.to_owned()),
+        ("guests_allowed", "on".to_owned()),
+        ("max_resolution", "1080p".to_owned()),
+    ]
+}
+
+fn borrowed<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(name, value)| (*name, value.as_str())).collect()
+}
+
+/// A verified owner of a new organisation.
+async fn organiser(app: &TestApp, organisation: &str, email: &str) -> String {
+    let session = sign_up(app, organisation, email).await;
+    verify_email(app, email).await;
+    session
+}
+
+/// Schedules and answers the meeting's path.
+async fn schedule(app: &TestApp, session: &str, fields: &[(&'static str, String)]) -> String {
+    let response = app.post_form("/meetings", &borrowed(fields), Some(session)).await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/meetings/"), "scheduled: {location}");
+    location
+}
+
+fn event<'a>(components: &'a [Component<'a>]) -> &'a Component<'a> {
+    components.iter().find(|component| component.name == "VEVENT").expect("an event")
+}
+
+fn prop(component: &Component<'_>, name: &str) -> String {
+    component.find_prop(name).map(|prop| prop.val.to_string()).unwrap_or_default()
+}
+
+/// The participant link on a meeting's page.
+fn join_path(page: &str) -> String {
+    let start = page.find("http://localhost:3000/join/").expect("a participant link");
+    let link: String = page[start..].chars().take_while(|c| *c != '<' && *c != '"').collect();
+    link.trim_start_matches("http://localhost:3000").to_owned()
+}
+
+#[tokio::test]
+async fn invitations_carry_an_ics_request_updates_raise_the_sequence_and_cancelling_sends_cancel() {
+    let app = spawn_app().await;
+    let owner = organiser(&app, "Acme", "ann@acme.example").await;
+    let form = meeting_form("Planning; Q1", "03-23T10:00", "03-23T11:00", "bob@outside.example\ncy@outside.example");
+    let path = schedule(&app, &owner, &form).await;
+
+    let page = app.get_with_cookie(&path, &owner).await.text().await.unwrap();
+    assert!(page.contains("Planning; Q1") && page.contains("Weekly, 3 times"), "{page}");
+    assert!(page.contains("bob@outside.example") && page.contains("Video up to 1080p"), "{page}");
+    let listing = app.get_with_cookie("/meetings", &owner).await.text().await.unwrap();
+    assert!(listing.contains("Planning; Q1") && listing.contains("2 invited"), "{listing}");
+
+    let mail = app.mail_to("bob@outside.example", "Invitation: Planning; Q1").await;
+    let (method, ics) = mail.calendar.clone().expect("an inline calendar part");
+    assert_eq!(method, "REQUEST");
+    assert!(mail.attachments.iter().any(|(name, _, body)| name == "invite.ics" && *body == ics));
+    let unfolded = unfold(&ics);
+    let calendar = read_calendar(&unfolded).expect("the invitation parses");
+    assert!(calendar.properties.iter().any(|prop| prop.name == "METHOD" && prop.val == "REQUEST"));
+    let request = event(&calendar.components);
+    let year = next_year();
+    assert_eq!(prop(request, "DTSTART"), format!("{year}0323T100000"));
+    assert_eq!(request.find_prop("DTSTART").unwrap().params[0].val.as_ref().unwrap().as_str(), "Europe/Berlin");
+    assert_eq!(prop(request, "RRULE"), "FREQ=WEEKLY;COUNT=3");
+    assert_eq!(prop(request, "SEQUENCE"), "0");
+    assert_eq!(prop(request, "SUMMARY"), "Planning; Q1", "escaped in the file, plain once parsed");
+    let uid = prop(request, "UID");
+    assert!(calendar.components.iter().any(|component| component.name == "VTIMEZONE"), "the zone is described");
+    let attendees: Vec<_> =
+        request.properties.iter().filter(|prop| prop.name == "ATTENDEE").map(|prop| prop.val.to_string()).collect();
+    assert_eq!(attendees, ["mailto:bob@outside.example", "mailto:cy@outside.example"]);
+    assert!(prop(request, "URL").starts_with("http://localhost:3000/join/"));
+
+    // Move it an hour later and drop cy: bob gets an update, cy a cancellation.
+    let moved = meeting_form("Planning; Q1", "03-23T11:00", "03-23T12:00", "bob@outside.example");
+    let page = post_and_follow(&app, &path, &borrowed(&moved), &owner).await;
+    assert!(page.contains("The meeting is updated"), "{page}");
+    let update = app.mail_to("bob@outside.example", "Updated invitation").await;
+    let unfolded = unfold(&update.calendar.as_ref().unwrap().1);
+    let calendar = read_calendar(&unfolded).unwrap();
+    let updated = event(&calendar.components);
+    assert_eq!((prop(updated, "UID"), prop(updated, "SEQUENCE")), (uid.clone(), "1".to_owned()));
+    assert_eq!(prop(updated, "DTSTART"), format!("{year}0323T110000"));
+    let dropped = app.mail_to("cy@outside.example", "Cancelled: Planning; Q1").await;
+    assert_eq!(dropped.calendar.as_ref().unwrap().0, "CANCEL");
+
+    let page = post_and_follow(&app, &format!("{path}/cancel"), &[], &owner).await;
+    assert!(page.contains("The meeting is cancelled") && page.contains("This meeting was cancelled."), "{page}");
+    let cancel = app.mail_to("bob@outside.example", "Cancelled: Planning; Q1").await;
+    let (method, ics) = cancel.calendar.unwrap();
+    assert_eq!(method, "CANCEL");
+    let unfolded = unfold(&ics);
+    let calendar = read_calendar(&unfolded).unwrap();
+    assert!(calendar.properties.iter().any(|prop| prop.name == "METHOD" && prop.val == "CANCEL"));
+    let cancelled = event(&calendar.components);
+    assert_eq!((prop(cancelled, "UID"), prop(cancelled, "SEQUENCE")), (uid, "2".to_owned()));
+    assert_eq!(prop(cancelled, "STATUS"), "CANCELLED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_meetings_are_refused_field_by_field_and_unconfirmed_organisers_are_told_why() {
+    let app = spawn_app().await;
+    let unconfirmed = sign_up(&app, "Acme", "ann@acme.example").await;
+    let form = meeting_form("Sync", "05-01T10:00", "05-01T11:00", "");
+    let page = post_and_follow(&app, "/meetings", &borrowed(&form), &unconfirmed).await;
+    assert!(page.contains("Confirm your email address before scheduling meetings."), "{page}");
+    verify_email(&app, "ann@acme.example").await;
+    let owner = unconfirmed;
+
+    let cases: [(&str, &str, &str); 8] = [
+        ("ends_at", "05-01T09:00", "Must be at least 5 minutes after the start."),
+        ("time_zone", "Mars/Olympus", "is not a known time zone"),
+        ("invitees", "bob@outside.example\nnot-an-address", "`not-an-address` is not an email address"),
+        ("room", "team/standup", "Room names use"),
+        ("room", "ｒｏｏｍ", "Room names use"),
+        ("title", " ", "1 to 200 characters"),
+        ("weekly_occurrences", "99", "Between 1 and 52"),
+        ("max_participants", "many", "is not a whole number"),
+    ];
+    for (field, value, message) in cases {
+        let mut fields = form.clone();
+        for entry in &mut fields {
+            if entry.0 == field {
+                entry.1 = if field == "ends_at" || field == "starts_at" {
+                    format!("{}-{value}", next_year())
+                } else {
+                    value.to_owned()
+                };
+            }
+        }
+        if !fields.iter().any(|(name, _)| *name == field) {
+            fields.push((field, value.to_owned()));
+        }
+        let page = post_and_follow(&app, "/meetings", &borrowed(&fields), &owner).await;
+        assert!(page.contains(message), "{field}={value}: expected {message:?} in {page}");
+        assert!(page.contains(&format!("{field}-error")), "{field} is marked");
+    }
+    let listing = app.get_with_cookie("/meetings", &owner).await.text().await.unwrap();
+    assert!(listing.contains("Nothing scheduled."), "nothing was created: {listing}");
+
+    let mut taken = form.clone();
+    taken[1].1 = "standup".to_owned();
+    schedule(&app, &owner, &taken).await;
+    let page = post_and_follow(&app, "/meetings", &borrowed(&taken), &owner).await;
+    assert!(page.contains("`standup` is already in use"), "{page}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn participant_links_open_the_meeting_for_invitees_members_and_guests_only() {
+    let app = spawn_app().await;
+    let owner = organiser(&app, "Acme", "ann@acme.example").await;
+    let mut form = meeting_form("Review", "02-02T10:00", "02-02T11:00", "bob@outside.example");
+    form[1].1 = "review".to_owned();
+    let path = schedule(&app, &owner, &form).await;
+    let page = app.get_with_cookie(&path, &owner).await.text().await.unwrap();
+    let join = join_path(&page);
+
+    // Signed out: the page offers sign-in and, since guests are allowed, a name.
+    let public = app.get(&join).await.text().await.unwrap();
+    assert!(public.contains("Acme") && public.contains("Review"), "{public}");
+    assert!(public.contains(&format!("/login?next={join}")) && public.contains("Join as a guest"), "{public}");
+    let response = app.post_form(&join, &[], None).await;
+    assert_eq!(response.headers()["location"].to_str().unwrap(), format!("/login?next=%2Fjoin%2F{}", &join[6..]));
+
+    // A guest gets a participant token for this room.
+    let response = app.post_form(&format!("{join}/guest"), &[("name", "Gail Guest")], None).await;
+    let meet = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(meet.starts_with("http://meet.localhost:3000/review?jwt="), "{meet}");
+    let landed = app.get_on_host("meet.localhost:3000", &meet["http://meet.localhost:3000".len()..]).await;
+    let landed = landed.text().await.unwrap();
+    assert!(landed.contains(r#"data-invitation="valid""#) && landed.contains("as a participant"), "{landed}");
+    let page = post_and_follow(&app, &format!("{join}/guest"), &[("name", "   ")], "").await;
+    assert!(page.contains("Enter your name"), "{page}");
+
+    // The invited address, once confirmed, joins as a participant; the owner's "Start" makes a moderator.
+    let bob = sign_up(&app, "Bob's", "bob@outside.example").await;
+    let page = post_and_follow(&app, &join, &[], &bob).await;
+    assert!(page.contains("This invitation is for someone else"), "unconfirmed addresses are not trusted: {page}");
+    verify_email(&app, "bob@outside.example").await;
+    let response = app.post_form(&join, &[], Some(&bob)).await;
+    let meet = response.headers()["location"].to_str().unwrap().to_owned();
+    let landed = app.get_on_host("meet.localhost:3000", &meet["http://meet.localhost:3000".len()..]).await;
+    assert!(landed.text().await.unwrap().contains("as a participant"));
+    let response = app.post_form(&format!("{path}/start"), &[], Some(&owner)).await;
+    let meet = response.headers()["location"].to_str().unwrap().to_owned();
+    let landed = app.get_on_host("meet.localhost:3000", &meet["http://meet.localhost:3000".len()..]).await;
+    assert!(landed.text().await.unwrap().contains("as a moderator"));
+
+    // Someone neither invited nor a member is refused.
+    let stranger = organiser(&app, "Other", "eve@other.example").await;
+    let page = post_and_follow(&app, &join, &[], &stranger).await;
+    assert!(page.contains("This invitation is for someone else"), "{page}");
+
+    // Unknown and cancelled links say so.
+    let unknown = app.get("/join/no-such-code").await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains("This link does not lead to a meeting"));
+    post_and_follow(&app, &format!("{path}/cancel"), &[], &owner).await;
+    let page = post_and_follow(&app, &format!("{join}/guest"), &[("name", "Gail")], "").await;
+    assert!(page.contains("This meeting was cancelled"), "{page}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_tenants_meeting_is_not_found_and_participants_cannot_schedule() {
+    let app = spawn_app().await;
+    let owner = organiser(&app, "Acme", "ann@acme.example").await;
+    let path = schedule(&app, &owner, &meeting_form("Board", "04-01T10:00", "04-01T11:00", "")).await;
+    let other = organiser(&app, "Other", "eve@other.example").await;
+
+    assert_eq!(app.get_with_cookie(&path, &other).await.status(), 404);
+    let form = meeting_form("Mine now", "04-01T10:00", "04-01T11:00", "");
+    for (target, fields) in
+        [(path.clone(), borrowed(&form)), (format!("{path}/cancel"), Vec::new()), (format!("{path}/start"), Vec::new())]
+    {
+        let response = app.post_form(&target, &fields, Some(&other)).await;
+        assert_eq!(response.status(), 404, "{target}");
+    }
+    assert_eq!(app.get_with_cookie("/meetings/not-a-uuid", &owner).await.status(), 404);
+    let page = app.get_with_cookie(&path, &owner).await.text().await.unwrap();
+    assert!(page.contains("Board") && !page.contains("Mine now"), "unchanged: {page}");
+
+    let participant = invite_and_accept(&app, &owner, "pat@acme.example", "participant").await;
+    assert_eq!(app.get_with_cookie("/meetings", &participant).await.status(), 403);
+    assert_eq!(app.post_form(&format!("{path}/start"), &[], Some(&participant)).await.status(), 403);
+    let response = app.post_form("/meetings", &borrowed(&form), Some(&participant)).await;
+    assert_eq!(response.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_in_continues_to_a_local_next_page_only() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "Acme", "ann@acme.example").await;
+    drop(session);
+    let fields =
+        |next: &'static str| [("email", "ann@acme.example"), ("password", crate::helpers::PASSWORD), ("next", next)];
+    let response = app.post_form("/auth/login", &fields("/join/abc"), None).await;
+    assert_eq!(response.headers()["location"], "/join/abc");
+    assert!(set_cookie(&response, "convene_session").is_some());
+    for elsewhere in ["//evil.example/x", "https://evil.example/", "/\\evil.example"] {
+        let response = app.post_form("/auth/login", &fields(elsewhere), None).await;
+        assert_eq!(response.headers()["location"], "/dashboard", "{elsewhere} is ignored");
+    }
+    let login = app.get("/login?next=/join/abc").await.text().await.unwrap();
+    assert!(login.contains(r#"name="next" value="/join/abc""#), "{login}");
+    app.stop().await;
+}

@@ -1,0 +1,408 @@
+//! Scheduled meetings: the list (upcoming and past), the scheduling form, a meeting's page (link, invitees,
+//! start, edit, cancel) and the participant link's page. Forms post to `convene-api`.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::{
+    account::take_flash,
+    forms::FormState,
+    model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary, PageError},
+    set_status,
+    workspace::{CopyText, WorkspaceNav, page_or_problem},
+};
+
+/// The meetings of the viewer's active tenant.
+#[server]
+pub async fn get_meetings() -> Result<Result<MeetingListing, PageError>, ServerFnError> {
+    let (backend, session) = crate::backend::backend_and_session().await?;
+    Ok(backend.meetings(session).await)
+}
+
+/// One meeting of the viewer's active tenant.
+#[server]
+pub async fn get_meeting(id: String) -> Result<Result<MeetingDetails, PageError>, ServerFnError> {
+    let (backend, session) = crate::backend::backend_and_session().await?;
+    Ok(backend.meeting(session, id).await)
+}
+
+/// What a participant link shows.
+#[server]
+pub async fn get_join_details(code: String) -> Result<Result<JoinDetails, PageError>, ServerFnError> {
+    let (backend, session) = crate::backend::backend_and_session().await?;
+    Ok(backend.join_details(session, code).await)
+}
+
+/// The time zones a meeting may be scheduled in.
+#[server]
+pub async fn get_time_zones() -> Result<Vec<String>, ServerFnError> {
+    let (backend, _) = crate::backend::backend_and_session().await?;
+    Ok(backend.time_zones())
+}
+
+/// `/meetings`.
+#[component]
+pub fn MeetingsPage() -> impl IntoView {
+    let meetings = Resource::new(|| (), |()| get_meetings());
+    let form = FormState::for_form(take_flash(), "meeting");
+    view! {
+        <Title text="Meetings · Convene" />
+        <WorkspaceNav />
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new({
+                let form = form.clone();
+                async move {
+                    page_or_problem(meetings.await, |listing: MeetingListing| view! {
+                        <section class="panel">
+                            {form.banner()}
+                            <div class="heading-row">
+                                <h1>"Meetings"</h1>
+                                <a class="button" href="/meetings/new">"Schedule a meeting"</a>
+                            </div>
+                            <h2>"Upcoming"</h2>
+                            <MeetingList meetings=listing.upcoming empty="Nothing scheduled." />
+                            <h2>"Past and cancelled"</h2>
+                            <MeetingList meetings=listing.past empty="None yet." />
+                        </section>
+                    })
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Meetings as a list of links to their pages.
+#[component]
+pub fn MeetingList(meetings: Vec<MeetingSummary>, empty: &'static str) -> impl IntoView {
+    if meetings.is_empty() {
+        return view! { <p class="muted">{empty}</p> }.into_any();
+    }
+    view! {
+        <ul class="meetings">
+            {meetings
+                .into_iter()
+                .map(|meeting| {
+                    let invited = match meeting.invitees {
+                        0 => "no one invited".to_owned(),
+                        1 => "1 invited".to_owned(),
+                        count => format!("{count} invited"),
+                    };
+                    view! {
+                        <li>
+                            <a href=format!("/meetings/{}", meeting.id)>{meeting.title}</a>
+                            {meeting.cancelled.then(|| view! { <span class="tag">"Cancelled"</span> })}
+                            <span class="muted">
+                                {meeting.when} {meeting.recurrence.map(|text| format!(" · {text}"))} " · " {invited}
+                            </span>
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+    .into_any()
+}
+
+/// `/meetings/new`.
+#[component]
+pub fn NewMeetingPage() -> impl IntoView {
+    let form = FormState::for_form(take_flash(), "meeting");
+    let draft = MeetingDraft {
+        time_zone: "UTC".to_owned(),
+        weekly_occurrences: 1,
+        max_resolution: "720p".to_owned(),
+        ..MeetingDraft::default()
+    };
+    view! {
+        <Title text="Schedule a meeting · Convene" />
+        <WorkspaceNav />
+        <section class="panel">
+            <h1>"Schedule a meeting"</h1>
+            {form.banner()}
+            <MeetingForm action="/meetings".to_owned() draft form=form.clone() new=true />
+        </section>
+    }
+}
+
+/// The scheduling form, filled from `draft` (or from what was typed before a refusal).
+#[component]
+fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) -> impl IntoView {
+    let text = |name: &'static str, draft_value: String| form.kept(name).unwrap_or(draft_value);
+    let ticked = |name: &'static str, draft_value: bool| form.kept(name).map_or(draft_value, |value| value == "on");
+    let error = |name: &'static str| {
+        form.error(name).map(|error| view! { <span class="field-error" id=format!("{name}-error")>{error}</span> })
+    };
+    let invalid = |name: &'static str| form.error(name).map(|_| "true");
+    let resolution = text("max_resolution", draft.max_resolution.clone());
+    let checkbox = move |name: &'static str, label: &'static str, on: bool| {
+        view! {
+            <label class="check">
+                <input type="checkbox" name=name checked=on />
+                <span>{label}</span>
+            </label>
+        }
+    };
+    let settings = view! {
+            <fieldset>
+                <legend>"Settings"</legend>
+                {checkbox("lobby", "Lobby: people wait until a moderator admits them", ticked("lobby", draft.lobby))}
+                {checkbox("guests_allowed", "Guests may join with just a name", ticked("guests_allowed", draft.guests_allowed))}
+                {checkbox("recording_allowed", "Moderators may record", ticked("recording_allowed", draft.recording_allowed))}
+                {checkbox("end_to_end_encryption", "End-to-end encryption", ticked("end_to_end_encryption", draft.end_to_end_encryption))}
+                {checkbox("high_fidelity_audio", "High-fidelity audio (music, stereo)", ticked("high_fidelity_audio", draft.high_fidelity_audio))}
+                <div class="row">
+                    <label class="field">
+                        <span>"Room password" <small class="muted">" (optional)"</small></span>
+                        <input type="password" name="password" value=draft.password.clone() autocomplete="new-password"
+                            aria-invalid=invalid("password") />
+                        {error("password")}
+                    </label>
+                    <label class="field">
+                        <span>"Most participants" <small class="muted">" (optional, 2–100)"</small></span>
+                        <input type="number" min="2" max="100" name="max_participants"
+                            value=text("max_participants", draft.max_participants.clone())
+                            aria-invalid=invalid("max_participants") />
+                        {error("max_participants")}
+                    </label>
+                    <label class="field">
+                        <span>"Video up to"</span>
+                        <select name="max_resolution">
+                            <option value="720p" selected=resolution == "720p">"720p"</option>
+                            <option value="1080p" selected=resolution == "1080p">"1080p"</option>
+                        </select>
+                        {error("max_resolution")}
+                    </label>
+                </div>
+            </fieldset>
+    }
+    .into_any();
+    view! {
+        <form method="post" action=action class="meeting-form" novalidate>
+            <label class="field">
+                <span>"Title"</span>
+                <input name="title" value=text("title", draft.title.clone()) required=true aria-invalid=invalid("title") />
+                {error("title")}
+            </label>
+            <label class="field">
+                <span>"Room name" <small class="muted">" (letters, digits and dashes; leave empty for a generated one)"</small></span>
+                <input name="room" value=text("room", draft.room.clone()) readonly=!new aria-invalid=invalid("room") />
+                {error("room")}
+            </label>
+            {view! {
+            <div class="row">
+                <label class="field">
+                    <span>"Starts"</span>
+                    <input type="datetime-local" name="starts_at" value=text("starts_at", draft.starts_at.clone())
+                        required=true aria-invalid=invalid("starts_at") />
+                    {error("starts_at")}
+                </label>
+                <label class="field">
+                    <span>"Ends"</span>
+                    <input type="datetime-local" name="ends_at" value=text("ends_at", draft.ends_at.clone())
+                        required=true aria-invalid=invalid("ends_at") />
+                    {error("ends_at")}
+                </label>
+                <label class="field">
+                    <span>"Time zone"</span>
+                    <input name="time_zone" value=text("time_zone", draft.time_zone.clone()) list="time-zones"
+                        required=true aria-invalid=invalid("time_zone") />
+                    {error("time_zone")}
+                </label>
+                <label class="field">
+                    <span>"Weekly, times"</span>
+                    <input type="number" min="1" max="52" name="weekly_occurrences"
+                        value=text("weekly_occurrences", draft.weekly_occurrences.to_string())
+                        aria-invalid=invalid("weekly_occurrences") />
+                    {error("weekly_occurrences")}
+                </label>
+            </div>
+            }.into_any()}
+            <label class="field">
+                <span>"Invite" <small class="muted">" (email addresses, one per line)"</small></span>
+                <textarea name="invitees" rows="4" aria-invalid=invalid("invitees")>{text("invitees", draft.invitees)}</textarea>
+                {error("invitees")}
+            </label>
+            {settings}
+            <button type="submit">{if new { "Schedule and invite" } else { "Save and tell everyone" }}</button>
+        </form>
+        <TimeZones />
+    }
+}
+
+/// The names the time zone field suggests.
+#[component]
+fn TimeZones() -> impl IntoView {
+    let zones = Resource::new(|| (), |()| get_time_zones());
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                let zones = zones.await.unwrap_or_default();
+                view! {
+                    <datalist id="time-zones">
+                        {zones.into_iter().map(|zone| view! { <option value=zone /> }).collect_view()}
+                    </datalist>
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// `/meetings/:id`.
+#[component]
+pub fn MeetingPage() -> impl IntoView {
+    let params = use_params_map();
+    let meeting = Resource::new(move || params.read().get("id").unwrap_or_default(), get_meeting);
+    let form = FormState::for_form(take_flash(), "meeting");
+    view! {
+        <WorkspaceNav />
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new({
+                let form = form.clone();
+                async move { page_or_problem(meeting.await, |details| view! { <Meeting details form /> }) }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Meeting(details: MeetingDetails, form: FormState) -> impl IntoView {
+    let id = details.summary.id.clone();
+    let open = !details.summary.cancelled && !details.ended;
+    let status = if details.summary.cancelled {
+        Some("This meeting was cancelled.")
+    } else if details.ended {
+        Some("This meeting is over.")
+    } else {
+        None
+    };
+    let invitees = if details.invitees.is_empty() {
+        view! { <p class="muted">"No one is invited by mail; share the link."</p> }.into_any()
+    } else {
+        view! { <ul>{details.invitees.into_iter().map(|email| view! { <li>{email}</li> }).collect_view()}</ul> }
+            .into_any()
+    };
+    view! {
+        <Title text=format!("{} · Convene", details.summary.title) />
+        <section class="panel">
+            {form.banner()}
+            <h1>{details.summary.title.clone()}</h1>
+            {status.map(|status| view! { <p class="banner warn">{status}</p> })}
+            <p>
+                <strong>{details.summary.when.clone()}</strong>
+                {details.summary.recurrence.clone().map(|text| format!(" · {text}"))}
+            </p>
+            <p class="muted">
+                "Room " <code>{details.summary.room.clone()}</code> " · scheduled by " {details.organizer.clone()}
+            </p>
+            {open.then(|| view! {
+                <form method="post" action=format!("/meetings/{id}/start")>
+                    <button type="submit">"Start the meeting"</button>
+                </form>
+                <h2>"Participant link"</h2>
+                <p class="copy-row"><CopyText id="join-link" text=details.join_link.clone() /></p>
+            })}
+            {(details.occurrences.len() > 1).then(|| view! {
+                <h2>"Occurrences"</h2>
+                <ul>{details.occurrences.iter().map(|when| view! { <li>{when.clone()}</li> }).collect_view()}</ul>
+            })}
+            <h2>"Invited"</h2>
+            {invitees}
+            <h2>"Settings"</h2>
+            <ul class="settings">{details.settings.into_iter().map(|setting| view! { <li>{setting}</li> }).collect_view()}</ul>
+        </section>
+        {open.then(|| view! {
+            <section class="panel">
+                <h2>"Change the meeting"</h2>
+                <MeetingForm action=format!("/meetings/{id}") draft=details.draft.clone() form=form.clone() new=false />
+            </section>
+            <section class="panel">
+                <h2>"Cancel the meeting"</h2>
+                <p class="muted">"Everyone invited gets a cancellation; the link stops working."</p>
+                <form method="post" action=format!("/meetings/{id}/cancel")>
+                    <button type="submit" class="danger">"Cancel the meeting"</button>
+                </form>
+            </section>
+        })}
+    }
+}
+
+/// `/join/:code`: a participant link.
+#[component]
+pub fn JoinPage() -> impl IntoView {
+    let params = use_params_map();
+    let code = move || params.read().get("code").unwrap_or_default();
+    let details = Resource::new(code, get_join_details);
+    let form = FormState::for_form(take_flash(), "join");
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new({
+                let form = form.clone();
+                async move {
+                    match details.await {
+                        Ok(Ok(details)) => view! { <Join details form code=code() /> }.into_any(),
+                        Ok(Err(PageError::NotFound)) => {
+                            set_status(404);
+                            view! {
+                                <Title text="Link not found · Convene" />
+                                <section class="panel narrow">
+                                    <h1>"This link does not lead to a meeting"</h1>
+                                    <p>"Check that you copied the whole link, or ask the organiser for a new one."</p>
+                                </section>
+                            }.into_any()
+                        }
+                        _ => {
+                            set_status(503);
+                            view! { <p class="banner error">"This page cannot be shown right now. Please try again."</p> }.into_any()
+                        }
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Join(details: JoinDetails, form: FormState, code: String) -> impl IntoView {
+    let closed = match details.state {
+        JoinState::Open => None,
+        JoinState::Ended => Some("This meeting is over; the link no longer opens it."),
+        JoinState::Cancelled => Some("This meeting was cancelled."),
+    };
+    // Codes of existing meetings are URL-safe, so the path needs no escaping as a query value.
+    let next = format!("/login?next=/join/{code}");
+    let ways = closed.is_none().then(|| {
+        let signed_in = match details.signed_in_as.clone() {
+            Some(name) => view! {
+                <form method="post" action=format!("/join/{code}")>
+                    <button type="submit">{format!("Join as {name}")}</button>
+                </form>
+            }
+            .into_any(),
+            None => view! { <p><a class="button" href=next>"Sign in to join"</a></p> }.into_any(),
+        };
+        let guest = (details.guests_allowed && details.signed_in_as.is_none()).then(|| {
+            view! {
+                <form method="post" action=format!("/join/{code}/guest") class="guest">
+                    <label class="field">
+                        <span>"Or join as a guest with your name"</span>
+                        <input name="name" autocomplete="name" required=true maxlength="80" />
+                    </label>
+                    <button type="submit" class="secondary">"Join as a guest"</button>
+                </form>
+            }
+        });
+        view! { {signed_in} {guest} }
+    });
+    view! {
+        <Title text=format!("{} · Convene", details.title) />
+        <section class="panel narrow">
+            {form.banner()}
+            <p class="muted">{details.organisation}" invites you to"</p>
+            <h1>{details.title}</h1>
+            <p><strong>{details.when}</strong></p>
+            {closed.map(|closed| view! { <p class="banner warn">{closed}</p> })}
+            {ways}
+        </section>
+    }
+}
