@@ -280,6 +280,7 @@ fn Dashboard(viewer: Viewer, form: FormState) -> impl IntoView {
             {verification}
             {switcher}
         </section>
+        <crate::meetings::UpcomingMeetings />
     }
 }
 

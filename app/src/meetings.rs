@@ -72,6 +72,31 @@ pub fn MeetingsPage() -> impl IntoView {
     }
 }
 
+/// The dashboard's next meetings, for those who schedule them (nothing for other roles).
+#[component]
+pub fn UpcomingMeetings() -> impl IntoView {
+    const SHOWN: usize = 5;
+    let meetings = Resource::new(|| (), |()| get_meetings());
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                let Ok(Ok(listing)) = meetings.await else { return None };
+                let upcoming = listing.upcoming.into_iter().take(SHOWN).collect::<Vec<_>>();
+                Some(view! {
+                    <section class="panel">
+                        <div class="heading-row">
+                            <h2>"Upcoming meetings"</h2>
+                            <a class="button" href="/meetings/new">"Schedule a meeting"</a>
+                        </div>
+                        <MeetingList meetings=upcoming empty="Nothing scheduled." />
+                        <p><a href="/meetings">"All meetings"</a></p>
+                    </section>
+                })
+            })}
+        </Suspense>
+    }
+}
+
 /// Meetings as a list of links to their pages.
 #[component]
 pub fn MeetingList(meetings: Vec<MeetingSummary>, empty: &'static str) -> impl IntoView {

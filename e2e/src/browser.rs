@@ -62,6 +62,14 @@ impl Browser {
         Ok(field.send_keys(value).await?)
     }
 
+    /// Sets the value of the field named `name` directly: date and time inputs take typed keys in the
+    /// browser's locale order, which a test should not depend on.
+    pub async fn set_value(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let script = "document.querySelector(`[name='${arguments[0]}']`).value = arguments[1];";
+        self.client.execute(script, vec![json!(name), json!(value)]).await?;
+        Ok(())
+    }
+
     /// Picks `value` in the select named `name`.
     pub async fn select(&self, name: &str, value: &str) -> anyhow::Result<()> {
         let field = self.client.find(Locator::Css(&format!("select[name='{name}']"))).await?;

@@ -1,0 +1,85 @@
+//! A scheduled meeting in a real browser: a moderator schedules it and invites someone; the invitee gets
+//! the mail, follows the participant link, signs in, and lands on the meet host with a valid participant
+//! token. Screenshots are kept in `<target>/e2e-artifacts/` as `meeting-*.png`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use convene_e2e::{Convene, browser::Browser};
+
+const ORGANISER: &str = "olivia@acme.example";
+const INVITEE: &str = "bob@studio.example";
+const PASSWORD: &str = "correct horse battery";
+
+/// Signs up through the pages, confirms the address from the mail, and signs out.
+async fn sign_up_and_confirm(convene: &Convene, browser: &Browser, organisation: &str, name: &str, email: &str) {
+    browser.open(&convene.site("/signup")).await.unwrap();
+    browser.fill("organisation", organisation).await.unwrap();
+    browser.fill("name", name).await.unwrap();
+    browser.fill("email", email).await.unwrap();
+    browser.fill("password", PASSWORD).await.unwrap();
+    browser.submit("form[action='/auth/signup'] button").await.unwrap();
+    let confirm = convene.mailbox.wait_for(email, "Confirm your email address").await;
+    browser.open(&confirm.link(&convene.site("/verify?token="))).await.unwrap();
+    browser.submit("form[action='/auth/verify'] button").await.unwrap();
+    assert!(browser.main_text().await.unwrap().contains("Your email address is confirmed."));
+}
+
+#[tokio::test]
+async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting() {
+    let convene = Convene::up().await.expect("convene up starts");
+    let browser = Browser::start().await.expect("a browser session");
+
+    sign_up_and_confirm(&convene, &browser, "Bob's Studio", "Bob Invitee", INVITEE).await;
+    browser.submit("form[action='/auth/logout'] button").await.unwrap();
+    sign_up_and_confirm(&convene, &browser, "Acme", "Olivia Organiser", ORGANISER).await;
+
+    browser.open(&convene.site("/meetings/new")).await.unwrap();
+    let year = {
+        use chrono::Datelike;
+        chrono::Utc::now().year() + 1
+    };
+    browser.fill("title", "Quarterly review").await.unwrap();
+    browser.fill("room", "quarterly-review").await.unwrap();
+    browser.set_value("starts_at", &format!("{year}-06-01T15:00")).await.unwrap();
+    browser.set_value("ends_at", &format!("{year}-06-01T16:00")).await.unwrap();
+    browser.fill("time_zone", "Europe/Paris").await.unwrap();
+    browser.fill("invitees", INVITEE).await.unwrap();
+    browser.screenshot("meeting-01-schedule").await.unwrap();
+    browser.submit("form[action='/meetings'] button").await.unwrap();
+    let page = browser.main_text().await.unwrap();
+    assert!(page.contains("The meeting is scheduled.") && page.contains("Quarterly review"), "{page}");
+    assert!(page.contains(INVITEE) && page.contains("(Europe/Paris)"), "{page}");
+    browser.screenshot("meeting-02-scheduled").await.unwrap();
+    browser.open(&convene.site("/meetings")).await.unwrap();
+    assert!(browser.main_text().await.unwrap().contains("Quarterly review"));
+    browser.screenshot("meeting-03-list").await.unwrap();
+    browser.open(&convene.site("/dashboard")).await.unwrap();
+    let dashboard = browser.main_text().await.unwrap();
+    assert!(dashboard.contains("Upcoming meetings") && dashboard.contains("Quarterly review"), "{dashboard}");
+    browser.submit("form[action='/auth/logout'] button").await.unwrap();
+
+    let invitation = convene.mailbox.wait_for(INVITEE, "Invitation: Quarterly review").await;
+    assert_eq!(invitation.calendar.as_ref().map(|(method, _)| method.as_str()), Some("REQUEST"));
+    browser.open(&invitation.link(&convene.site("/join/"))).await.unwrap();
+    let offer = browser.main_text().await.unwrap();
+    assert!(offer.contains("Acme invites you to") && offer.contains("Quarterly review"), "{offer}");
+    browser.screenshot("meeting-04-link-signed-out").await.unwrap();
+    let sign_in = browser.href("a.button[href^='/login?next=']").await.unwrap();
+    browser.open(&convene.site(&sign_in)).await.unwrap();
+    browser.fill("email", INVITEE).await.unwrap();
+    browser.fill("password", PASSWORD).await.unwrap();
+    browser.submit("form[action='/auth/login'] button").await.unwrap();
+    assert!(browser.path().await.unwrap().starts_with("/join/"), "back to the link after signing in");
+    browser.screenshot("meeting-05-link-signed-in").await.unwrap();
+    browser.submit("form[action^='/join/'] button").await.unwrap();
+
+    let landed = browser.client.current_url().await.unwrap();
+    assert_eq!(landed.host_str(), Some("meet.localhost"), "{landed}");
+    assert_eq!(landed.path(), "/quarterly-review");
+    assert!(landed.query().unwrap_or_default().starts_with("jwt="), "{landed}");
+    let meeting = browser.main_text().await.unwrap();
+    assert!(meeting.contains("Bob Invitee") && meeting.contains("as a participant"), "{meeting}");
+    browser.screenshot("meeting-06-meet-host").await.unwrap();
+
+    browser.close().await.unwrap();
+    convene.stop().await.unwrap();
+}
