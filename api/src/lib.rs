@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod password;
 pub mod rate_limit;
 pub mod roles;
+pub mod room_sessions;
 pub mod room_tokens;
 pub mod rooms;
 pub mod routes;

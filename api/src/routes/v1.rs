@@ -15,7 +15,7 @@ use crate::{
     accounts::Accounts,
     api_keys,
     entities::tenant,
-    room_tokens,
+    room_sessions, room_tokens,
     rooms::{self, RoomError},
 };
 
@@ -48,6 +48,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get_room)
             .service(update_room)
             .service(delete_room)
+            .service(list_meetings)
+            .service(room_presence)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -311,4 +313,45 @@ async fn delete_room(
 ) -> Result<HttpResponse, ApiError> {
     rooms::delete(accounts.db(), tenant.0, &name).await.map_err(room_error)?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/meetings?limit=&after=`: past and ongoing sessions, newest first, with participants and durations;
+/// `next` is the `after` of the following page.
+#[get("/meetings")]
+async fn list_meetings(
+    tenant: ApiTenant,
+    page: web::Query<Page>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let after = match page.after.as_deref() {
+        Some(cursor) => Some(
+            uuid::Uuid::parse_str(cursor)
+                .map_err(|_| ApiError::BadRequest("after: use the `next` value of the previous page".to_owned()))?,
+        ),
+        None => None,
+    };
+    let limit = page.limit.unwrap_or(50);
+    let (meetings, next) = room_sessions::list(accounts.db(), tenant.0, limit, after).await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "meetings": meetings, "next": next })))
+}
+
+/// `GET /v1/rooms/{name}/presence`: who is in the room now.
+#[get("/rooms/{name}/presence")]
+async fn room_presence(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, ApiError> {
+    let room = convene_domain::RoomName::parse(&name).map_err(|_| ApiError::NotFound)?;
+    let db = accounts.db();
+    let known = match rooms::get(db, tenant.0, room.as_str()).await {
+        Ok(_) => true,
+        Err(RoomError::NotFound) => room_sessions::has_history(db, tenant.0, &room).await.map_err(internal)?,
+        Err(error) => return Err(room_error(error)),
+    };
+    if !known {
+        return Err(ApiError::NotFound);
+    }
+    let participants = room_sessions::presence(db, tenant.0, &room).await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "room": room.as_str(), "participants": participants })))
 }

@@ -131,3 +131,61 @@ async fn bad_room_requests_are_refused_and_other_tenants_rooms_are_404() {
     assert_eq!(status, 201, "room names are unique per tenant, not globally");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_within_the_tenant() {
+    use chrono::{TimeDelta, Utc};
+    use convene_api::room_sessions::{participant_joined, participant_left};
+    use convene_domain::{RoomName, TenantId};
+
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let other = tenant_key(&app, "owner@other.example").await;
+    let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
+    let tenant = TenantId::parse(tenant["id"].as_str().unwrap()).unwrap();
+    let db = app.db().await;
+    let (standup, adhoc) = (RoomName::parse("standup").unwrap(), RoomName::parse("made-on-the-fly").unwrap());
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "standup" }))).await;
+
+    let (status, empty) = call(&app, Method::GET, "/v1/rooms/standup/presence", &key, None).await;
+    assert_eq!((status, empty["participants"].as_array().unwrap().len()), (200, 0));
+    let start = Utc::now() - TimeDelta::minutes(30);
+    participant_joined(&db, tenant, &standup, ("u1", "Ann", true), start).await.unwrap();
+    participant_joined(&db, tenant, &standup, ("u2", "Bob", false), start + TimeDelta::minutes(5)).await.unwrap();
+    participant_left(&db, tenant, &standup, "u2", start + TimeDelta::minutes(15)).await.unwrap();
+    participant_left(&db, tenant, &standup, "u2", start + TimeDelta::minutes(16)).await.unwrap();
+
+    let (status, present) = call(&app, Method::GET, "/v1/rooms/standup/presence", &key, None).await;
+    assert_eq!(status, 200);
+    let names: Vec<_> = present["participants"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
+    assert_eq!(names, [json!("Ann")], "Bob left; leaving twice changed nothing");
+
+    participant_left(&db, tenant, &standup, "u1", start + TimeDelta::minutes(20)).await.unwrap();
+    participant_joined(&db, tenant, &adhoc, ("u3", "Cy", false), start + TimeDelta::minutes(25)).await.unwrap();
+    let (status, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
+    assert_eq!(status, 200);
+    let ongoing = &page["meetings"][0];
+    assert_eq!((ongoing["room"].as_str(), ongoing["ended_at"].is_null()), (Some("made-on-the-fly"), true));
+    let (_, page) =
+        call(&app, Method::GET, &format!("/v1/meetings?limit=1&after={}", page["next"].as_str().unwrap()), &key, None)
+            .await;
+    let past = &page["meetings"][0];
+    assert_eq!(past["room"], "standup");
+    assert_eq!(past["duration_seconds"], 20 * 60);
+    assert_eq!(past["participants"][1]["duration_seconds"], 10 * 60);
+    assert_eq!(past["participants"][0]["moderator"], true);
+    assert!(page["next"].is_null(), "two sessions in all");
+    let (status, present) = call(&app, Method::GET, "/v1/rooms/made-on-the-fly/presence", &key, None).await;
+    assert_eq!((status, present["participants"][0]["name"].as_str()), (200, Some("Cy")));
+
+    let (status, bad) = call(&app, Method::GET, "/v1/meetings?after=nonsense", &key, None).await;
+    assert_eq!((status, bad["error"].as_str()), (400, Some("invalid_request")));
+    for path in ["/v1/rooms/standup/presence", "/v1/rooms/made-on-the-fly/presence", "/v1/rooms/no-such-room/presence"]
+    {
+        let (status, body) = call(&app, Method::GET, path, &other, None).await;
+        assert_eq!((status, body["error"].as_str()), (404, Some("not_found")), "{path}");
+    }
+    let (_, theirs) = call(&app, Method::GET, "/v1/meetings", &other, None).await;
+    assert_eq!(theirs["meetings"].as_array().unwrap().len(), 0, "another tenant sees none of it");
+    app.stop().await;
+}
