@@ -17,7 +17,7 @@ use crate::entities::{room_session, session_participant};
 pub const MAX_PAGE: u64 = 100;
 
 /// A person's stay, as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stay {
     /// The token's user id.
     pub id: String,
@@ -34,7 +34,7 @@ pub struct Stay {
 }
 
 /// A session, as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Session {
     /// Its id (also the pagination cursor).
     pub id: Uuid,

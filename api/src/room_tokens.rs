@@ -24,7 +24,7 @@ const DEFAULT_LIFETIME_SECONDS: u64 = 2 * 60 * 60;
 const MAX_LIFETIME_SECONDS: u64 = 7 * 24 * 60 * 60;
 
 /// `POST /v1/meeting-tokens`, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The room, or `*` for any room of the tenant.
@@ -43,7 +43,7 @@ pub struct TokenRequest {
 }
 
 /// `user` in a token request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenUser {
     /// The caller's own id for the person.
@@ -74,7 +74,7 @@ pub enum MintError {
 }
 
 /// A minted token and where it opens.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct MintedToken {
     /// The JWT.
     pub token: String,
@@ -223,7 +223,7 @@ fn public_key_of(tenant: TenantId, row: &signing_key::Model) -> Result<PublicKey
 }
 
 /// A public key a tenant registers to mint tokens in its own backend.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRegistration {
     /// The key part of the `kid`: letters, digits, `-`, `_`, `.`.
@@ -240,7 +240,7 @@ pub struct KeyRegistration {
 }
 
 /// A key as the API lists it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyListing {
     /// `<tenant id>/<name>`.
     pub kid: String,

@@ -18,7 +18,7 @@ pub const MAX_PAGE: u64 = 100;
 const PARTICIPANTS: std::ops::RangeInclusive<i32> = 2..=100;
 
 /// A room as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Room {
     /// Its name (the meeting link's path).
     pub name: String,
@@ -34,7 +34,7 @@ pub struct Room {
 }
 
 /// A room's settings, all optional on input with these defaults.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Participants wait in a lobby until a moderator admits them.
@@ -68,7 +68,7 @@ fn default_resolution() -> String {
 }
 
 /// `POST /v1/rooms`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoom {
     /// The name; generated when absent.
@@ -83,25 +83,34 @@ pub struct NewRoom {
 }
 
 /// `PATCH /v1/rooms/{name}`: only the fields present change (`null` clears an optional one).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoomChange {
+    /// A new title (`null` clears it).
     #[serde(default, deserialize_with = "present")]
     title: Option<Option<String>>,
+    /// Lobby on or off.
     #[serde(default)]
     lobby: Option<bool>,
+    /// A new password (`null` removes it).
     #[serde(default, deserialize_with = "present")]
     password: Option<Option<String>>,
+    /// A new ceiling, 2–100 (`null` removes it).
     #[serde(default, deserialize_with = "present")]
     max_participants: Option<Option<i32>>,
+    /// Guests on or off.
     #[serde(default)]
     guests_allowed: Option<bool>,
+    /// Recording allowed or not.
     #[serde(default)]
     recording_allowed: Option<bool>,
+    /// End-to-end encryption on or off.
     #[serde(default)]
     end_to_end_encryption: Option<bool>,
+    /// High-fidelity audio on or off.
     #[serde(default)]
     high_fidelity_audio: Option<bool>,
+    /// `720p` or `1080p`.
     #[serde(default)]
     max_resolution: Option<String>,
 }

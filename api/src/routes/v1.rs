@@ -7,7 +7,6 @@ use actix_web::{
 };
 use convene_domain::TenantId;
 use sea_orm::EntityTrait;
-use serde_json::json;
 
 use convene_tokens::PublicKey;
 
@@ -36,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             .app_data(json)
             .app_data(query)
+            .service(openapi_document)
             .service(current_tenant)
             .service(jwks)
             .service(meeting_token)
@@ -52,6 +52,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(room_presence)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
+}
+
+/// The body of every `/v1` error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `not_found`, `invalid_request`, `conflict` or `internal`.
+    pub error: &'static str,
+    /// What went wrong, for people; names the field at fault.
+    pub message: String,
 }
 
 /// Every `/v1` failure, with a stable code.
@@ -102,7 +111,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(json!({ "error": self.code(), "message": self.to_string() }))
+        response.json(ErrorBody { error: self.code(), message: self.to_string() })
     }
 }
 
@@ -143,7 +152,62 @@ impl FromRequest for ApiTenant {
     }
 }
 
+/// The tenant an API key belongs to.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantInfo {
+    /// Its id: the `sub` of its room tokens and the first part of their `kid`.
+    pub id: uuid::Uuid,
+    /// Its name.
+    pub name: String,
+    /// When it signed up.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Jwks {
+    /// Public keys as JWKs (RFC 7517), each with its `kid`.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<jsonwebtoken::jwk::Jwk>,
+}
+
+/// The tenant's room-token keys.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    /// Every key, newest last.
+    pub keys: Vec<room_tokens::KeyListing>,
+}
+
+/// A page of rooms.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RoomPage {
+    /// Rooms by name.
+    pub rooms: Vec<rooms::Room>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+/// A page of meetings (room sessions).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MeetingPage {
+    /// Sessions, newest first.
+    pub meetings: Vec<room_sessions::Session>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<uuid::Uuid>,
+}
+
+/// Who is in a room now.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Presence {
+    /// The room.
+    pub room: String,
+    /// Everyone in it, in order of joining.
+    pub participants: Vec<room_sessions::Stay>,
+}
+
 /// `GET /v1/tenant`: the tenant the key belongs to (a cheap way to check a key).
+#[utoipa::path(get, path = "/v1/tenant", tag = "tenant", security(("api_key" = [])),
+    responses((status = 200, description = "The key's tenant", body = TenantInfo), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[get("/tenant")]
 async fn current_tenant(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
     let row = tenant::Entity::find_by_id(tenant.0.as_uuid())
@@ -154,7 +218,7 @@ async fn current_tenant(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Res
             ApiError::Internal
         })?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(json!({ "id": row.id, "name": row.name, "created_at": row.created_at })))
+    Ok(HttpResponse::Ok().json(TenantInfo { id: row.id, name: row.name, created_at: row.created_at }))
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {
@@ -163,6 +227,9 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 }
 
 /// `GET /v1/tenants/{id}/jwks.json`: the public keys that verify the tenant's room tokens (no key needed).
+#[utoipa::path(get, path = "/v1/tenants/{id}/jwks.json", tag = "signing keys",
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, description = "The tenant's public keys", body = Jwks), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[get("/tenants/{id}/jwks.json")]
 async fn jwks(id: web::Path<String>, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId::parse(&id).map_err(|_| ApiError::NotFound)?;
@@ -171,10 +238,14 @@ async fn jwks(id: web::Path<String>, accounts: web::Data<Accounts>) -> Result<Ht
     }
     let (_, keys) = room_tokens::key_ring(accounts.db(), tenant).await.map_err(internal)?;
     let keys = keys.iter().map(PublicKey::jwk).collect::<Result<Vec<_>, _>>().map_err(internal)?;
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(json!({ "keys": keys })))
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(Jwks { keys }))
 }
 
 /// `POST /v1/meeting-tokens`: a room token for one person, signed with the tenant's key.
+#[utoipa::path(post, path = "/v1/meeting-tokens", tag = "meeting tokens", security(("api_key" = [])),
+    request_body = room_tokens::TokenRequest,
+    responses((status = 201, description = "The token and, for a named room, its link", body = room_tokens::MintedToken),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[post("/meeting-tokens")]
 async fn meeting_token(
     tenant: ApiTenant,
@@ -200,13 +271,19 @@ fn mint_error(error: room_tokens::MintError) -> ApiError {
 }
 
 /// `GET /v1/signing-keys`: the tenant's room-token keys.
+#[utoipa::path(get, path = "/v1/signing-keys", tag = "signing keys", security(("api_key" = [])),
+    responses((status = 200, description = "The tenant's keys", body = KeyList), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[get("/signing-keys")]
 async fn list_keys(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
     let keys = room_tokens::list_keys(accounts.db(), tenant.0).await.map_err(internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+    Ok(HttpResponse::Ok().json(KeyList { keys }))
 }
 
 /// `POST /v1/signing-keys`: registers the tenant's own public key (PEM or JWK).
+#[utoipa::path(post, path = "/v1/signing-keys", tag = "signing keys", security(("api_key" = [])),
+    request_body = room_tokens::KeyRegistration,
+    responses((status = 201, description = "The key is registered", body = room_tokens::KeyListing),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[post("/signing-keys")]
 async fn register_key(
     tenant: ApiTenant,
@@ -219,6 +296,8 @@ async fn register_key(
 }
 
 /// `POST /v1/signing-keys/rotate`: a new key for our tokens; the old one keeps verifying.
+#[utoipa::path(post, path = "/v1/signing-keys/rotate", tag = "signing keys", security(("api_key" = [])),
+    responses((status = 201, description = "The new key", body = room_tokens::KeyListing), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[post("/signing-keys/rotate")]
 async fn rotate_key(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
     let key = room_tokens::rotate(accounts.db(), tenant.0).await.map_err(mint_error)?;
@@ -226,6 +305,9 @@ async fn rotate_key(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<
 }
 
 /// `DELETE /v1/signing-keys/{name}`: the key stops verifying.
+#[utoipa::path(delete, path = "/v1/signing-keys/{name}", tag = "signing keys", security(("api_key" = [])),
+    params(("name" = String, Path, description = "The key's name (the part of the `kid` after the slash)")),
+    responses((status = 204, description = "The key no longer verifies"), (status = 401, description = "No live API key", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[delete("/signing-keys/{name}")]
 async fn delete_key(
     tenant: ApiTenant,
@@ -249,6 +331,9 @@ fn room_error(error: RoomError) -> ApiError {
 }
 
 /// `POST /v1/rooms`.
+#[utoipa::path(post, path = "/v1/rooms", tag = "rooms", security(("api_key" = [])), request_body = rooms::NewRoom,
+    responses((status = 201, description = "The room", body = rooms::Room), (status = 400, description = "A field is unusable; the message names it", body = ErrorBody), (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 409, description = "A room of that name exists", body = ErrorBody)))]
 #[post("/rooms")]
 async fn create_room(
     tenant: ApiTenant,
@@ -259,9 +344,11 @@ async fn create_room(
     Ok(HttpResponse::Created().json(room))
 }
 
-/// Paging through rooms by name.
+/// Paging: `limit` items (1–100, default 50) after the cursor `after`, which is the previous page's `next`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
     #[serde(default)]
     limit: Option<u64>,
@@ -270,6 +357,8 @@ struct Page {
 }
 
 /// `GET /v1/rooms?limit=&after=`: rooms by name; `next` is the `after` of the following page.
+#[utoipa::path(get, path = "/v1/rooms", tag = "rooms", security(("api_key" = [])), params(Page),
+    responses((status = 200, description = "A page of rooms by name", body = RoomPage), (status = 400, description = "A field is unusable; the message names it", body = ErrorBody), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[get("/rooms")]
 async fn list_rooms(
     tenant: ApiTenant,
@@ -278,10 +367,12 @@ async fn list_rooms(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page.limit.unwrap_or(50);
     let (rooms, next) = rooms::list(accounts.db(), tenant.0, limit, page.after.as_deref()).await.map_err(room_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms, "next": next })))
+    Ok(HttpResponse::Ok().json(RoomPage { rooms, next }))
 }
 
 /// `GET /v1/rooms/{name}`.
+#[utoipa::path(get, path = "/v1/rooms/{name}", tag = "rooms", security(("api_key" = [])), params(("name" = String, Path, description = "The room's name")),
+    responses((status = 200, description = "The room", body = rooms::Room), (status = 401, description = "No live API key", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[get("/rooms/{name}")]
 async fn get_room(
     tenant: ApiTenant,
@@ -293,6 +384,9 @@ async fn get_room(
 }
 
 /// `PATCH /v1/rooms/{name}`.
+#[utoipa::path(patch, path = "/v1/rooms/{name}", tag = "rooms", security(("api_key" = [])), params(("name" = String, Path, description = "The room's name")),
+    request_body(content = rooms::RoomChange, description = "Only the fields sent change; `null` clears an optional one"),
+    responses((status = 200, description = "The changed room", body = rooms::Room), (status = 400, description = "A field is unusable; the message names it", body = ErrorBody), (status = 401, description = "No live API key", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[actix_web::patch("/rooms/{name}")]
 async fn update_room(
     tenant: ApiTenant,
@@ -305,6 +399,10 @@ async fn update_room(
 }
 
 /// `DELETE /v1/rooms/{name}`.
+#[utoipa::path(delete, path = "/v1/rooms/{name}", tag = "rooms", security(("api_key" = [])),
+    params(("name" = String, Path, description = "The room's name")),
+    responses((status = 204, description = "The room is gone"), (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[delete("/rooms/{name}")]
 async fn delete_room(
     tenant: ApiTenant,
@@ -317,6 +415,10 @@ async fn delete_room(
 
 /// `GET /v1/meetings?limit=&after=`: past and ongoing sessions, newest first, with participants and durations;
 /// `next` is the `after` of the following page.
+#[utoipa::path(get, path = "/v1/meetings", tag = "meetings", security(("api_key" = [])), params(Page),
+    responses((status = 200, description = "A page of sessions, newest first", body = MeetingPage),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody)))]
 #[get("/meetings")]
 async fn list_meetings(
     tenant: ApiTenant,
@@ -332,10 +434,15 @@ async fn list_meetings(
     };
     let limit = page.limit.unwrap_or(50);
     let (meetings, next) = room_sessions::list(accounts.db(), tenant.0, limit, after).await.map_err(internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "meetings": meetings, "next": next })))
+    Ok(HttpResponse::Ok().json(MeetingPage { meetings, next }))
 }
 
 /// `GET /v1/rooms/{name}/presence`: who is in the room now.
+#[utoipa::path(get, path = "/v1/rooms/{name}/presence", tag = "meetings", security(("api_key" = [])),
+    params(("name" = String, Path, description = "The room's name")),
+    responses((status = 200, description = "Who is in the room now", body = Presence),
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[get("/rooms/{name}/presence")]
 async fn room_presence(
     tenant: ApiTenant,
@@ -353,5 +460,47 @@ async fn room_presence(
         return Err(ApiError::NotFound);
     }
     let participants = room_sessions::presence(db, tenant.0, &room).await.map_err(internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "room": room.as_str(), "participants": participants })))
+    Ok(HttpResponse::Ok().json(Presence { room: room.as_str().to_owned(), participants }))
+}
+
+/// The OpenAPI 3.1 document of `/v1`, generated from the handlers and types above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Convene API", description = "Rooms, meeting tokens, signing keys and meetings of one tenant."),
+    paths(
+        current_tenant, jwks, meeting_token, list_keys, register_key, rotate_key, delete_key, create_room,
+        list_rooms, get_room, update_room, delete_room, list_meetings, room_presence
+    ),
+    modifiers(&BearerKey),
+    tags(
+        (name = "tenant", description = "The tenant behind the API key"),
+        (name = "rooms", description = "Named rooms and their settings"),
+        (name = "meeting tokens", description = "Room tokens (JWTs) that open a meeting for one person"),
+        (name = "signing keys", description = "The keys that sign and verify room tokens"),
+        (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
+    )
+)]
+pub struct ApiDoc;
+
+/// API keys travel as `Authorization: Bearer <key>`.
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("An API key from the site's API keys page"))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// `GET /v1/openapi.json`: this API's OpenAPI document (no key needed).
+#[get("/openapi.json")]
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok().json(<ApiDoc as utoipa::OpenApi>::openapi())
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod health;
 mod helpers;
 mod meetings;
+mod openapi;
 mod rooms;
 mod shutdown;
 mod site;

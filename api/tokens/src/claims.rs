@@ -56,6 +56,7 @@ pub struct User {
 
 /// `context.features`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Features {
     /// May record.
     #[serde(default, deserialize_with = "lenient_bool")]

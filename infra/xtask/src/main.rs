@@ -121,6 +121,7 @@ fn exec(command: &mut Command) -> anyhow::Result<()> {
 fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_postgres()?;
     services::ensure_chromium()?;
+    services::ensure_openapi_validator()?;
     let target = target_dir()?;
     let smtp = services::start_smtp_sink(&target)?;
     site::build(&target)?;

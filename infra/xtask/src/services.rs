@@ -68,6 +68,28 @@ pub fn ensure_chromium() -> anyhow::Result<()> {
 
 /// aiosmtpd, pinned: the SMTP sink mail tests read from.
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+/// openapi-spec-validator, pinned: checks the API's OpenAPI 3.1 document.
+const OPENAPI_SPEC_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
+/// Makes a Python module importable: from PyPI (pinned), or Debian's package where pip may not install.
+fn ensure_python_module(module: &str, pip_spec: &str, debian_package: &str) -> anyhow::Result<()> {
+    let importable =
+        || Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    if importable() {
+        return Ok(());
+    }
+    let pip = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", pip_spec]));
+    if pip.is_err() || !importable() {
+        apt_install(&[debian_package])?;
+    }
+    Ok(())
+}
+
+/// The OpenAPI validator the API tests run.
+pub fn ensure_openapi_validator() -> anyhow::Result<()> {
+    step("Checking openapi-spec-validator");
+    ensure_python_module("openapi_spec_validator", OPENAPI_SPEC_VALIDATOR, "python3-openapi-spec-validator")
+}
 
 /// A running SMTP sink that stores every message in a maildir; stopped when dropped.
 pub struct SmtpSink {
@@ -85,18 +107,11 @@ impl Drop for SmtpSink {
     }
 }
 
-/// Installs aiosmtpd if missing (PyPI, or Debian's package where pip may not install) and starts it on a
+/// Installs aiosmtpd if missing and starts it on a
 /// free loopback port with a fresh maildir under `target_dir`.
 pub fn start_smtp_sink(target_dir: &Path) -> anyhow::Result<SmtpSink> {
     step("Starting the SMTP sink (aiosmtpd)");
-    let importable =
-        || Command::new("python3").args(["-c", "import aiosmtpd"]).output().is_ok_and(|o| o.status.success());
-    if !importable() {
-        let pip = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", AIOSMTPD]));
-        if pip.is_err() || !importable() {
-            apt_install(&["python3-aiosmtpd"])?;
-        }
-    }
+    ensure_python_module("aiosmtpd", AIOSMTPD, "python3-aiosmtpd")?;
     let maildir = target_dir.join("test-mail").join(std::process::id().to_string());
     if maildir.exists() {
         std::fs::remove_dir_all(&maildir).with_context(|| format!("clearing {}", maildir.display()))?;
