@@ -13,7 +13,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
@@ -43,7 +43,7 @@ const OVERRUN: TimeDelta = TimeDelta::hours(1);
 const LONGEST_TOKEN: TimeDelta = TimeDelta::days(7);
 
 /// A meeting as submitted by the form or the API; times are wall-clock times in `time_zone`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MeetingInput {
     /// Title.
@@ -287,6 +287,41 @@ fn parse_invitees(raw: &[String]) -> Result<Vec<EmailAddress>, MeetingError> {
     Ok(invitees)
 }
 
+/// A scheduled meeting as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduledMeeting {
+    /// Its id.
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// The room it takes place in.
+    pub room: String,
+    /// The organiser's address.
+    pub organizer: Option<String>,
+    /// The first occurrence's start, in UTC.
+    pub starts_at: DateTime<Utc>,
+    /// The first occurrence's end, in UTC.
+    pub ends_at: DateTime<Utc>,
+    /// The zone the meeting keeps its wall-clock time in.
+    pub time_zone: String,
+    /// 1 for a single meeting.
+    pub weekly_occurrences: u32,
+    /// When the last occurrence ends; the participant link works until then.
+    pub last_ends_at: DateTime<Utc>,
+    /// The participant link to share.
+    pub join_url: String,
+    /// Invited addresses.
+    pub invitees: Vec<String>,
+    /// When it was cancelled.
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The room's settings.
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// Invitees whose mail could not be sent by this request (empty when all went out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undelivered: Vec<String>,
+}
+
 /// How many invitation mails went out and which addresses could not be reached.
 #[derive(Debug, Default)]
 pub struct Delivery {
@@ -314,6 +349,83 @@ impl MeetingService {
     /// The service over `db`, mailing with `mailer`; links point at `public_url` and `meet_url`.
     pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url, meet_url: Url) -> Self {
         Self { db, mailer, public_url, meet_url }
+    }
+
+    /// The member an API request schedules for, by address: a moderator (or above) of `tenant`.
+    pub async fn api_actor(&self, tenant: TenantId, organizer: &str) -> Result<Actor, MeetingError> {
+        let refused = || MeetingError::Invalid {
+            field: "organizer",
+            message: format!("`{organizer}` is not an enabled member of this organisation"),
+        };
+        let email = EmailAddress::parse(organizer).map_err(|_| refused())?;
+        let person = user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or_else(refused)?;
+        let member = membership::Entity::find_by_id((tenant.as_uuid(), person.id))
+            .one(&self.db)
+            .await?
+            .filter(|member| member.disabled_at.is_none())
+            .ok_or_else(refused)?;
+        let role = Role::parse(&member.role).map_err(|_| refused())?;
+        Ok(Actor { user_id: person.id, tenant, role })
+    }
+
+    /// One meeting for the API.
+    pub async fn scheduled(&self, tenant: TenantId, id: Uuid) -> Result<ScheduledMeeting, MeetingError> {
+        let loaded = self.load(tenant, id).await?;
+        let organizer =
+            users_by_id(&self.db, [loaded.row.organizer_id]).await?.remove(&loaded.row.organizer_id).map(|u| u.email);
+        Ok(self.api_view(loaded, organizer))
+    }
+
+    /// One page of the tenant's meetings for the API, newest first, before the meeting `after`.
+    pub async fn scheduled_page(
+        &self,
+        tenant: TenantId,
+        limit: u64,
+        after: Option<Uuid>,
+    ) -> Result<(Vec<ScheduledMeeting>, Option<Uuid>), MeetingError> {
+        let limit = limit.clamp(1, crate::room_sessions::MAX_PAGE);
+        let mut query = meeting::Entity::find().filter(meeting::Column::TenantId.eq(tenant.as_uuid()));
+        if let Some(after) = after {
+            query = query.filter(meeting::Column::Id.lt(after));
+        }
+        let mut rows = query.order_by_desc(meeting::Column::Id).limit(limit + 1).all(&self.db).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = more.then(|| rows.last().map(|row| row.id)).flatten();
+        let organizers = users_by_id(&self.db, rows.iter().map(|row| row.organizer_id)).await?;
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            let organizer = organizers.get(&row.organizer_id).map(|person| person.email.clone());
+            if let Some(loaded) = self.complete(row).await? {
+                page.push(self.api_view(loaded, organizer));
+            }
+        }
+        Ok((page, next))
+    }
+
+    fn api_view(&self, loaded: Loaded, organizer: Option<String>) -> ScheduledMeeting {
+        let schedule = Schedule::of(&loaded.row);
+        let room = loaded.room;
+        ScheduledMeeting {
+            settings: rooms::settings_of(&room),
+            id: loaded.row.id,
+            title: loaded.row.title,
+            room: room.name,
+            organizer,
+            starts_at: loaded.row.starts_at,
+            ends_at: loaded.row.ends_at,
+            time_zone: schedule.time_zone.name().to_owned(),
+            weekly_occurrences: schedule.weekly_occurrences,
+            last_ends_at: loaded.row.last_ends_at,
+            join_url: self.join_link(&loaded.row.join_code),
+            invitees: loaded.invitees,
+            cancelled_at: loaded.row.cancelled_at,
+            undelivered: Vec::new(),
+        }
     }
 
     /// Moderators, admins and owners with a confirmed address may schedule.

@@ -183,20 +183,25 @@ fn check(title: Option<&str>, settings: &Settings) -> Result<(), RoomError> {
     Ok(())
 }
 
+/// The settings a room row holds.
+pub fn settings_of(row: &room::Model) -> Settings {
+    Settings {
+        lobby: row.lobby,
+        password: row.password.clone(),
+        max_participants: row.max_participants,
+        guests_allowed: row.guests_allowed,
+        recording_allowed: row.recording_allowed,
+        end_to_end_encryption: row.end_to_end_encryption,
+        high_fidelity_audio: row.high_fidelity_audio,
+        max_resolution: row.max_resolution.clone(),
+    }
+}
+
 fn view(row: room::Model) -> Room {
     Room {
+        settings: settings_of(&row),
         name: row.name,
         title: row.title,
-        settings: Settings {
-            lobby: row.lobby,
-            password: row.password,
-            max_participants: row.max_participants,
-            guests_allowed: row.guests_allowed,
-            recording_allowed: row.recording_allowed,
-            end_to_end_encryption: row.end_to_end_encryption,
-            high_fidelity_audio: row.high_fidelity_audio,
-            max_resolution: row.max_resolution,
-        },
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

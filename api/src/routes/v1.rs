@@ -14,6 +14,7 @@ use crate::{
     accounts::Accounts,
     api_keys,
     entities::tenant,
+    meetings::{MeetingError, MeetingInput, MeetingService, ScheduledMeeting},
     room_sessions, room_tokens,
     rooms::{self, RoomError},
 };
@@ -48,6 +49,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get_room)
             .service(update_room)
             .service(delete_room)
+            .service(schedule_meeting)
+            .service(list_scheduled)
+            .service(get_scheduled)
+            .service(replace_scheduled)
+            .service(cancel_scheduled)
             .service(list_meetings)
             .service(room_presence)
             .default_service(web::to(|| async { ApiError::NotFound })),
@@ -194,6 +200,25 @@ pub struct MeetingPage {
     pub meetings: Vec<room_sessions::Session>,
     /// Pass as `after` for the next page; absent on the last.
     pub next: Option<uuid::Uuid>,
+}
+
+/// A page of scheduled meetings.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ScheduledPage {
+    /// Meetings, newest first.
+    pub scheduled_meetings: Vec<ScheduledMeeting>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<uuid::Uuid>,
+}
+
+/// A meeting to schedule (or its replacement), on behalf of one of the tenant's moderators.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct ScheduleRequest {
+    /// The organiser: the address of a moderator, admin or owner of the tenant, with a confirmed address.
+    pub organizer: String,
+    /// The meeting.
+    #[serde(flatten)]
+    pub meeting: MeetingInput,
 }
 
 /// Who is in a room now.
@@ -425,13 +450,7 @@ async fn list_meetings(
     page: web::Query<Page>,
     accounts: web::Data<Accounts>,
 ) -> Result<HttpResponse, ApiError> {
-    let after = match page.after.as_deref() {
-        Some(cursor) => Some(
-            uuid::Uuid::parse_str(cursor)
-                .map_err(|_| ApiError::BadRequest("after: use the `next` value of the previous page".to_owned()))?,
-        ),
-        None => None,
-    };
+    let after = cursor(page.after.as_deref())?;
     let limit = page.limit.unwrap_or(50);
     let (meetings, next) = room_sessions::list(accounts.db(), tenant.0, limit, after).await.map_err(internal)?;
     Ok(HttpResponse::Ok().json(MeetingPage { meetings, next }))
@@ -469,7 +488,8 @@ async fn room_presence(
     info(title = "Convene API", description = "Rooms, meeting tokens, signing keys and meetings of one tenant."),
     paths(
         current_tenant, jwks, meeting_token, list_keys, register_key, rotate_key, delete_key, create_room,
-        list_rooms, get_room, update_room, delete_room, list_meetings, room_presence
+        list_rooms, get_room, update_room, delete_room, schedule_meeting, list_scheduled, get_scheduled,
+        replace_scheduled, cancel_scheduled, list_meetings, room_presence
     ),
     modifiers(&BearerKey),
     tags(
@@ -477,6 +497,7 @@ async fn room_presence(
         (name = "rooms", description = "Named rooms and their settings"),
         (name = "meeting tokens", description = "Room tokens (JWTs) that open a meeting for one person"),
         (name = "signing keys", description = "The keys that sign and verify room tokens"),
+        (name = "scheduled meetings", description = "Meetings scheduled ahead, with invitations by mail"),
         (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
     )
 )]
@@ -503,4 +524,133 @@ impl utoipa::Modify for BearerKey {
 #[get("/openapi.json")]
 async fn openapi_document() -> HttpResponse {
     HttpResponse::Ok().json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+fn meeting_error(error: MeetingError) -> ApiError {
+    match error {
+        error @ (MeetingError::Invalid { .. } | MeetingError::Unverified | MeetingError::Forbidden) => {
+            ApiError::BadRequest(error.to_string())
+        }
+        MeetingError::NotFound => ApiError::NotFound,
+        error @ MeetingError::Closed(_) => ApiError::Conflict(error.to_string()),
+        other => internal(other),
+    }
+}
+
+fn cursor(after: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
+    after
+        .map(|text| {
+            uuid::Uuid::parse_str(text)
+                .map_err(|_| ApiError::BadRequest("after: use the `next` value of the previous page".to_owned()))
+        })
+        .transpose()
+}
+
+/// `POST /v1/scheduled-meetings`: schedules a meeting in a new room and mails the invitations.
+#[utoipa::path(post, path = "/v1/scheduled-meetings", tag = "scheduled meetings", security(("api_key" = [])),
+    request_body = ScheduleRequest,
+    responses((status = 201, description = "The meeting", body = ScheduledMeeting),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody)))]
+#[post("/scheduled-meetings")]
+async fn schedule_meeting(
+    tenant: ApiTenant,
+    request: web::Json<ScheduleRequest>,
+    meetings: web::Data<MeetingService>,
+) -> Result<HttpResponse, ApiError> {
+    let ScheduleRequest { organizer, meeting } = request.into_inner();
+    let actor = meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
+    let (id, delivery) = meetings.schedule(actor, meeting).await.map_err(meeting_error)?;
+    let mut scheduled = meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    scheduled.undelivered = delivery.failed;
+    Ok(HttpResponse::Created().json(scheduled))
+}
+
+/// `GET /v1/scheduled-meetings?limit=&after=`: the tenant's scheduled meetings, newest first.
+#[utoipa::path(get, path = "/v1/scheduled-meetings", tag = "scheduled meetings", security(("api_key" = [])),
+    params(Page),
+    responses((status = 200, description = "A page of meetings", body = ScheduledPage),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody)))]
+#[get("/scheduled-meetings")]
+async fn list_scheduled(
+    tenant: ApiTenant,
+    page: web::Query<Page>,
+    meetings: web::Data<MeetingService>,
+) -> Result<HttpResponse, ApiError> {
+    let after = cursor(page.after.as_deref())?;
+    let (scheduled_meetings, next) =
+        meetings.scheduled_page(tenant.0, page.limit.unwrap_or(50), after).await.map_err(meeting_error)?;
+    Ok(HttpResponse::Ok().json(ScheduledPage { scheduled_meetings, next }))
+}
+
+/// `GET /v1/scheduled-meetings/{id}`.
+#[utoipa::path(get, path = "/v1/scheduled-meetings/{id}", tag = "scheduled meetings", security(("api_key" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The meeting's id")),
+    responses((status = 200, description = "The meeting", body = ScheduledMeeting),
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
+#[get("/scheduled-meetings/{id}")]
+async fn get_scheduled(
+    tenant: ApiTenant,
+    id: web::Path<String>,
+    meetings: web::Data<MeetingService>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?))
+}
+
+/// `PUT /v1/scheduled-meetings/{id}`: replaces the meeting (its room name stays); everyone invited is told.
+#[utoipa::path(put, path = "/v1/scheduled-meetings/{id}", tag = "scheduled meetings", security(("api_key" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The meeting's id")),
+    request_body = ScheduleRequest,
+    responses((status = 200, description = "The changed meeting", body = ScheduledMeeting),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "The meeting is cancelled or over", body = ErrorBody)))]
+#[actix_web::put("/scheduled-meetings/{id}")]
+async fn replace_scheduled(
+    tenant: ApiTenant,
+    id: web::Path<String>,
+    request: web::Json<ScheduleRequest>,
+    meetings: web::Data<MeetingService>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let ScheduleRequest { organizer, meeting } = request.into_inner();
+    let actor = meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
+    let delivery = meetings.update(actor, id, meeting).await.map_err(meeting_error)?;
+    let mut scheduled = meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    scheduled.undelivered = delivery.failed;
+    Ok(HttpResponse::Ok().json(scheduled))
+}
+
+/// `DELETE /v1/scheduled-meetings/{id}?organizer=`: cancels the meeting and tells everyone invited.
+#[utoipa::path(delete, path = "/v1/scheduled-meetings/{id}", tag = "scheduled meetings", security(("api_key" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The meeting's id"), Organizer),
+    responses((status = 204, description = "Cancelled"),
+        (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "Already cancelled", body = ErrorBody)))]
+#[delete("/scheduled-meetings/{id}")]
+async fn cancel_scheduled(
+    tenant: ApiTenant,
+    id: web::Path<String>,
+    who: web::Query<Organizer>,
+    meetings: web::Data<MeetingService>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    let actor = meetings.api_actor(tenant.0, &who.organizer).await.map_err(meeting_error)?;
+    meetings.cancel(actor, id).await.map_err(meeting_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Who cancels: the cancellation mail goes out in their name.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Organizer {
+    /// A moderator, admin or owner of the tenant.
+    organizer: String,
 }

@@ -7,7 +7,9 @@ use convene_api::{
     settings::Settings,
 };
 use convene_e2e::mail::{Mail, Mailbox};
+use reqwest::Method;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// Where tests create their databases; `cargo xtask test` sets it, and the default suits a local server.
@@ -239,4 +241,33 @@ pub async fn invite_and_accept(app: &TestApp, owner: &str, email: &str, role: &s
         .await;
     assert_eq!(response.headers()["location"], "/dashboard");
     format!("convene_session={}", set_cookie(&response, "convene_session").expect("signed in on accepting"))
+}
+
+/// A tenant ("Acme") with a verified owner at `email`; answers its first API key.
+pub async fn tenant_key(app: &TestApp, email: &str) -> String {
+    let created = convene_api::tenants::create_tenant(
+        &app.db().await,
+        convene_api::tenants::NewTenant {
+            name: "Acme".to_owned(),
+            owner_email: email.to_owned(),
+            owner_password: secrecy::SecretString::from("correct horse battery".to_owned()),
+            owner_name: None,
+            email_verified: true,
+            first_api_key: Some("backend".to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    created.api_key.unwrap().api_key
+}
+
+/// A `/v1` call with a bearer key; answers the status and the JSON body (null when there is none).
+pub async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.client.request(method, format!("{}{path}", app.address)).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

@@ -273,3 +273,70 @@ async fn sign_in_continues_to_a_local_next_page_only() {
     assert!(login.contains(r#"name="next" value="/join/abc""#), "{login}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_schedules_replaces_and_cancels_meetings_for_a_moderator_of_the_tenant() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    use crate::helpers::{call, tenant_key};
+
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let other = tenant_key(&app, "owner@other.example").await;
+    let year = next_year();
+    let meeting = json!({
+        "organizer": "owner@acme.example",
+        "title": "API sync",
+        "room": "api-sync",
+        "starts_at": format!("{year}-07-01T09:00"),
+        "ends_at": format!("{year}-07-01T09:30"),
+        "time_zone": "America/New_York",
+        "invitees": ["dan@outside.example"],
+        "lobby": true,
+    });
+    let (status, created) = call(&app, Method::POST, "/v1/scheduled-meetings", &key, Some(meeting.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["starts_at"], format!("{year}-07-01T13:00:00Z"), "09:00 in New York is 13:00 UTC");
+    assert_eq!((created["room"].as_str(), created["lobby"].as_bool()), (Some("api-sync"), Some(true)));
+    assert_eq!(created["organizer"], "owner@acme.example");
+    assert!(created["join_url"].as_str().unwrap().starts_with("http://localhost:3000/join/"));
+    let mail = app.mail_to("dan@outside.example", "Invitation: API sync").await;
+    assert_eq!(mail.calendar.unwrap().0, "REQUEST");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, listed) = call(&app, Method::GET, "/v1/scheduled-meetings?limit=10", &key, None).await;
+    assert_eq!((status, listed["scheduled_meetings"][0]["id"].as_str()), (200, Some(id.as_str())));
+    let mut replacement = meeting.clone();
+    replacement["title"] = json!("API sync (moved)");
+    replacement["starts_at"] = json!(format!("{year}-07-02T09:00"));
+    replacement["ends_at"] = json!(format!("{year}-07-02T09:30"));
+    let path = format!("/v1/scheduled-meetings/{id}");
+    let (status, replaced) = call(&app, Method::PUT, &path, &key, Some(replacement.clone())).await;
+    assert_eq!((status, replaced["title"].as_str()), (200, Some("API sync (moved)")));
+    app.mail_to("dan@outside.example", "Updated invitation: API sync (moved)").await;
+
+    // Refusals: an organiser who is not a member, an unknown field, another tenant's meeting.
+    let mut stranger = meeting.clone();
+    stranger["organizer"] = json!("nobody@acme.example");
+    let (status, refused) = call(&app, Method::POST, "/v1/scheduled-meetings", &key, Some(stranger)).await;
+    assert_eq!(status, 400);
+    assert!(refused["message"].as_str().unwrap().starts_with("organizer:"), "{refused}");
+    let mut unknown = meeting.clone();
+    unknown["colour"] = json!("blue");
+    let (status, _) = call(&app, Method::POST, "/v1/scheduled-meetings", &key, Some(unknown)).await;
+    assert_eq!(status, 400);
+    let (status, _) = call(&app, Method::GET, &path, &other, None).await;
+    assert_eq!(status, 404);
+    let cancel = format!("{path}?organizer=owner%40other.example");
+    assert_eq!(call(&app, Method::DELETE, &cancel, &other, None).await.0, 404);
+
+    let cancel = format!("{path}?organizer=owner%40acme.example");
+    assert_eq!(call(&app, Method::DELETE, &cancel, &key, None).await.0, 204);
+    app.mail_to("dan@outside.example", "Cancelled: API sync (moved)").await;
+    let (_, cancelled) = call(&app, Method::GET, &path, &key, None).await;
+    assert!(cancelled["cancelled_at"].is_string(), "{cancelled}");
+    let (status, closed) = call(&app, Method::PUT, &path, &key, Some(replacement)).await;
+    assert_eq!((status, closed["error"].as_str()), (409, Some("conflict")));
+    app.stop().await;
+}

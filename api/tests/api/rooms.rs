@@ -4,34 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
-
-async fn tenant_key(app: &TestApp, email: &str) -> String {
-    let created = convene_api::tenants::create_tenant(
-        &app.db().await,
-        convene_api::tenants::NewTenant {
-            name: "Acme".to_owned(),
-            owner_email: email.to_owned(),
-            owner_password: secrecy::SecretString::from("correct horse battery".to_owned()),
-            owner_name: None,
-            email_verified: true,
-            first_api_key: Some("backend".to_owned()),
-        },
-    )
-    .await
-    .unwrap();
-    created.api_key.unwrap().api_key
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.client.request(method, format!("{}{path}", app.address)).bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::helpers::{call, spawn_app, tenant_key};
 
 #[tokio::test]
 async fn rooms_are_created_listed_changed_and_deleted() {
