@@ -123,17 +123,17 @@ fn saved(id: Uuid, what: &str, delivery: &Delivery, policy: CookiePolicy) -> Htt
     back_with(&format!("/meetings/{id}"), &flash, policy)
 }
 
-/// Maps a refusal of the form at `location`.
-fn refused(location: &str, form: &MeetingForm, error: MeetingError, policy: CookiePolicy) -> HttpResponse {
+/// Maps a refusal at `location`; a refused form comes back with what was typed.
+fn refused(location: &str, form: Option<&MeetingForm>, error: MeetingError, policy: CookiePolicy) -> HttpResponse {
+    let flash = |message: &str| form.map_or_else(|| Flash::failure("meeting", message), |form| form.refused(message));
     match error {
         MeetingError::Invalid { field, message } => {
-            let flash = form.refused("Please correct the marked fields.").field(field, capitalise(&message));
-            back_with(location, &flash, policy)
+            back_with(location, &flash("Please correct the marked fields.").field(field, capitalise(&message)), policy)
         }
         MeetingError::Forbidden => forbidden(),
         MeetingError::NotFound => not_found(),
         error @ (MeetingError::Unverified | MeetingError::Closed(_)) => {
-            back_with(location, &form.refused(&capitalise(&error.to_string())), policy)
+            back_with(location, &flash(&capitalise(&error.to_string())), policy)
         }
         error => unexpected(location, "meeting", &error, policy),
     }
@@ -149,13 +149,12 @@ async fn schedule(
     let input = match form.input() {
         Ok(input) => input,
         Err((field, message)) => {
-            let flash = form.refused("Please correct the marked fields.").field(field, capitalise(&message));
-            return back_with("/meetings/new", &flash, **policy);
+            return refused("/meetings/new", Some(&form), MeetingError::Invalid { field, message }, **policy);
         }
     };
     match meetings.schedule(actor, input).await {
         Ok((id, delivery)) => saved(id, "The meeting is scheduled.", &delivery, **policy),
-        Err(error) => refused("/meetings/new", &form, error, **policy),
+        Err(error) => refused("/meetings/new", Some(&form), error, **policy),
     }
 }
 
@@ -171,13 +170,12 @@ async fn update(
     let input = match form.input() {
         Ok(input) => input,
         Err((field, message)) => {
-            let flash = form.refused("Please correct the marked fields.").field(field, capitalise(&message));
-            return back_with(&location, &flash, **policy);
+            return refused(&location, Some(&form), MeetingError::Invalid { field, message }, **policy);
         }
     };
     match meetings.update(actor, *id, input).await {
         Ok(delivery) => saved(*id, "The meeting is updated and everyone invited was told.", &delivery, **policy),
-        Err(error) => refused(&location, &form, error, **policy),
+        Err(error) => refused(&location, Some(&form), error, **policy),
     }
 }
 
@@ -191,12 +189,7 @@ async fn cancel(
     let location = format!("/meetings/{id}");
     match meetings.cancel(actor, *id).await {
         Ok(delivery) => saved(*id, "The meeting is cancelled and everyone invited was told.", &delivery, **policy),
-        Err(MeetingError::NotFound) => not_found(),
-        Err(MeetingError::Forbidden) => forbidden(),
-        Err(error @ (MeetingError::Unverified | MeetingError::Closed(_))) => {
-            back_with(&location, &Flash::failure("meeting", capitalise(&error.to_string())), **policy)
-        }
-        Err(error) => unexpected(&location, "meeting", &error, **policy),
+        Err(error) => refused(&location, None, error, **policy),
     }
 }
 
@@ -211,12 +204,7 @@ async fn start(
     let location = format!("/meetings/{id}");
     match meetings.start(actor, *id).await {
         Ok(url) => see_other(&url).finish(),
-        Err(MeetingError::NotFound) => not_found(),
-        Err(MeetingError::Forbidden) => forbidden(),
-        Err(error @ (MeetingError::Unverified | MeetingError::Closed(_))) => {
-            back_with(&location, &Flash::failure("meeting", capitalise(&error.to_string())), **policy)
-        }
-        Err(error) => unexpected(&location, "meeting", &error, **policy),
+        Err(error) => refused(&location, None, error, **policy),
     }
 }
 
