@@ -6,8 +6,11 @@
 //! currently drops.
 //!
 //! Layout follows str0m: [`stun`] is sans-IO (bytes in, bytes out, no sockets, no clock); [`node`] is the thin
-//! driver that owns the socket; [`probe`] is the client side used by health checks.
+//! driver that owns the socket; [`probe`] is the client side used by health checks. [`focus`] is the room
+//! focus (membership, roles, lobby, moderation, chat), also sans-IO: parsed signalling messages in, messages
+//! to send out; its WebSocket driver comes with the SFU.
 
+pub mod focus;
 pub mod node;
 pub mod probe;
 pub mod stun;

@@ -1,0 +1,364 @@
+//! The signalling protocol spoken over the media node's WebSocket: JSON objects tagged by `type`, one per
+//! text frame. The client's first message is `hello` with the room token and the protocol version; the
+//! server answers `welcome` (in the room), `lobby` (waiting to be admitted) or `refused`.
+//!
+//! No server dependencies: the browser client uses the same types. Parsing is bounded and never panics;
+//! every refusal has a stable code.
+
+use serde::{Deserialize, Serialize};
+
+/// The version this build speaks; `hello` must carry it.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest message accepted, in bytes (a room token plus a chat message fit easily).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// The longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
+/// The longest reaction, in characters (an emoji sequence).
+pub const MAX_REACTION_CHARS: usize = 16;
+
+/// A participant's id within one room session, assigned by the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(pub u64);
+
+/// Which kind of media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// The microphone.
+    Audio,
+    /// The camera.
+    Video,
+}
+
+/// What a client sends. Unknown fields are refused (serde cannot check them on the field-less messages,
+/// `mute_all`, `end_for_all` and `leave`, which ignore extras).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// The first message: who I am (the room token) and which protocol I speak.
+    Hello {
+        /// Must equal [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The room JWT from the meeting link.
+        token: String,
+        /// The room password, when the room has one.
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// A chat message to everyone, or privately to one participant.
+    Chat {
+        /// The text.
+        text: String,
+        /// The recipient of a private message.
+        #[serde(default)]
+        to: Option<ParticipantId>,
+    },
+    /// Raise or lower my hand.
+    RaiseHand {
+        /// Raised or not.
+        raised: bool,
+    },
+    /// A short-lived reaction shown to everyone.
+    Reaction {
+        /// An emoji.
+        emoji: String,
+    },
+    /// My own microphone or camera state.
+    SetMuted {
+        /// Which.
+        media: MediaKind,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// The participant I want on my stage (none: follow the dominant speaker).
+    Pin {
+        /// Whom.
+        #[serde(default)]
+        participant: Option<ParticipantId>,
+    },
+    /// Moderators: let someone in from the lobby.
+    Admit {
+        /// Whom.
+        participant: ParticipantId,
+    },
+    /// Moderators: turn someone away from the lobby.
+    Reject {
+        /// Whom.
+        participant: ParticipantId,
+    },
+    /// Moderators: stop (or allow again) new participants joining.
+    Lock {
+        /// Locked or not.
+        locked: bool,
+    },
+    /// Moderators: mute someone's microphone or camera.
+    Mute {
+        /// Whom.
+        participant: ParticipantId,
+        /// Which.
+        media: MediaKind,
+    },
+    /// Moderators: mute every microphone but the moderators'.
+    MuteAll,
+    /// Moderators: ask someone to unmute (only they can).
+    AskToUnmute {
+        /// Whom.
+        participant: ParticipantId,
+    },
+    /// Moderators: remove someone from the meeting.
+    Kick {
+        /// Whom.
+        participant: ParticipantId,
+    },
+    /// Moderators: make someone a moderator.
+    GrantModerator {
+        /// Whom.
+        participant: ParticipantId,
+    },
+    /// Moderators: end the meeting for everyone.
+    EndForAll,
+    /// I am leaving.
+    Leave,
+}
+
+/// A participant as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Their id in this session.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// Whether they moderate.
+    pub moderator: bool,
+    /// Microphone muted.
+    pub audio_muted: bool,
+    /// Camera off.
+    pub video_muted: bool,
+    /// Hand raised.
+    pub hand_raised: bool,
+}
+
+/// Someone waiting in the lobby, as moderators see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    /// Their id.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+}
+
+/// The room's state as participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Its name.
+    pub name: String,
+    /// New participants are refused.
+    pub locked: bool,
+    /// Participants wait to be admitted.
+    pub lobby: bool,
+    /// Media is end-to-end encrypted.
+    pub end_to_end_encryption: bool,
+}
+
+/// Why someone is not (or no longer) in the room; the codes are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// `hello` carried another protocol version.
+    UnsupportedVersion,
+    /// The token did not verify (the driver says why in the message).
+    InvalidToken,
+    /// The room has a password and none was given.
+    PasswordRequired,
+    /// The password was wrong.
+    WrongPassword,
+    /// A moderator locked the room.
+    Locked,
+    /// The room has as many participants as allowed.
+    Full,
+    /// A moderator turned the request away.
+    Rejected,
+    /// A moderator removed the participant.
+    Kicked,
+    /// The meeting was ended for everyone.
+    Ended,
+}
+
+/// What the node sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// You are in.
+    Welcome {
+        /// The protocol version.
+        version: u32,
+        /// Your id.
+        you: ParticipantId,
+        /// The room.
+        room: RoomInfo,
+        /// Everyone in the room, you included.
+        participants: Vec<ParticipantInfo>,
+        /// Who waits in the lobby (moderators only; empty for others).
+        lobby: Vec<LobbyEntry>,
+    },
+    /// You wait in the lobby until a moderator admits you.
+    Lobby {
+        /// Your id.
+        you: ParticipantId,
+    },
+    /// You are not (or no longer) in the room; the connection closes.
+    Refused {
+        /// Why.
+        reason: Refusal,
+        /// The same, for people.
+        message: String,
+    },
+    /// Someone joined.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Someone's state changed (mute, hand, role).
+    ParticipantUpdated {
+        /// Their new state.
+        participant: ParticipantInfo,
+    },
+    /// Someone left.
+    ParticipantLeft {
+        /// Who.
+        id: ParticipantId,
+        /// Why, when they did not leave on their own.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<Refusal>,
+    },
+    /// The lobby changed (moderators only).
+    LobbyChanged {
+        /// Everyone waiting.
+        waiting: Vec<LobbyEntry>,
+    },
+    /// The room's state changed.
+    RoomChanged {
+        /// The new state.
+        room: RoomInfo,
+    },
+    /// A chat message.
+    Chat {
+        /// From whom.
+        from: ParticipantId,
+        /// The text.
+        text: String,
+        /// Sent privately (to you, or by you).
+        private: bool,
+        /// The recipient of a private message.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        to: Option<ParticipantId>,
+    },
+    /// A reaction.
+    Reaction {
+        /// From whom.
+        from: ParticipantId,
+        /// The emoji.
+        emoji: String,
+    },
+    /// A moderator muted you.
+    Muted {
+        /// Which.
+        media: MediaKind,
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// A moderator asks you to unmute.
+    UnmuteRequested {
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// Your last message was refused; you stay in the room.
+    Error {
+        /// A stable code: `forbidden`, `unknown_participant`, `invalid`, `not_in_room`, `malformed`.
+        code: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Why a frame could not be read as a client message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Longer than [`MAX_MESSAGE_BYTES`].
+    #[error("messages are at most {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
+    /// Not JSON, an unknown `type`, or a field missing or of the wrong type.
+    #[error("unreadable message: {0}")]
+    Malformed(String),
+}
+
+impl ClientMessage {
+    /// Reads one text frame.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(ParseError::TooLarge);
+        }
+        serde_json::from_str(text).map_err(|error| ParseError::Malformed(error.to_string()))
+    }
+}
+
+impl ServerMessage {
+    /// An error answer for a message that could not be read.
+    pub fn malformed(error: &ParseError) -> Self {
+        Self::Error { code: "malformed".to_owned(), message: error.to_string() }
+    }
+
+    /// The JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: every field is a string, number, bool or list of them.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_a_type_tag() {
+        let hello = ClientMessage::parse(r#"{"type":"hello","version":1,"token":"a.b.c"}"#).expect("valid");
+        assert_eq!(hello, ClientMessage::Hello { version: 1, token: "a.b.c".to_owned(), password: None });
+        let mute = ClientMessage::parse(r#"{"type":"mute","participant":7,"media":"audio"}"#).expect("valid");
+        assert_eq!(mute, ClientMessage::Mute { participant: ParticipantId(7), media: MediaKind::Audio });
+        let left = ServerMessage::ParticipantLeft { id: ParticipantId(3), reason: Some(Refusal::Kicked) };
+        assert_eq!(left.to_json(), r#"{"type":"participant_left","id":3,"reason":"kicked"}"#);
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_a_reason_and_never_panic() {
+        assert_eq!(ClientMessage::parse(&"x".repeat(MAX_MESSAGE_BYTES + 1)), Err(ParseError::TooLarge));
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"type":"dance"}"#,
+            r#"{"type":"kick"}"#,
+            r#"{"type":"kick","participant":"seven"}"#,
+            r#"{"type":"kick","participant":-1}"#,
+            r#"{"type":"chat","text":"hi","colour":"red"}"#,
+            r#"{"type":"hello","version":1}"#,
+            "{\"type\":\"chat\",\"text\":\"\u{0}\"",
+        ] {
+            assert!(matches!(ClientMessage::parse(bad), Err(ParseError::Malformed(_))), "{bad:?}");
+        }
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let bytes: Vec<u8> = (0..64)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    b"{}\":,[]typehlokcv0123456789 "[usize::try_from(state % 28).unwrap_or(0)]
+                })
+                .collect();
+            let _ = ClientMessage::parse(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}

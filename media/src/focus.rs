@@ -1,0 +1,573 @@
+//! The room focus: who is in a room, in which role, who waits in the lobby, and what moderators did. It is
+//! sans-IO like the rest of the node's core: the driver verifies the token, feeds connections and parsed
+//! messages in, and sends what comes out; nothing here touches a socket or a clock.
+//!
+//! Rules: the token's `moderator` claim decides the role, and moderators bypass the lobby, the password and
+//! the lock; everyone else meets them in that order after the participant ceiling. Moderator actions from
+//! participants are refused with `forbidden`; actions naming someone not in the room with
+//! `unknown_participant`; a bad message never affects anyone but its sender.
+
+use std::collections::BTreeMap;
+
+use convene_signal::{
+    ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_REACTION_CHARS, MediaKind, PROTOCOL_VERSION, ParticipantId,
+    ParticipantInfo, Refusal, RoomInfo, ServerMessage,
+};
+
+/// A room's settings from the control plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// Participants wait to be admitted.
+    pub lobby: bool,
+    /// Participants must give this password.
+    pub password: Option<String>,
+    /// At most this many in the room (moderators included).
+    pub max_participants: Option<usize>,
+    /// Media is end-to-end encrypted.
+    pub end_to_end_encryption: bool,
+}
+
+/// Who connects, from their verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Display name.
+    pub name: String,
+    /// The token's `context.user.moderator`.
+    pub moderator: bool,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send a message to one connection.
+    Send(ParticipantId, ServerMessage),
+    /// Close a connection (after sending what came before).
+    Close(ParticipantId),
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    info: ParticipantInfo,
+    /// The participant this one wants on stage, for the bandwidth allocator.
+    pinned: Option<ParticipantId>,
+}
+
+/// One room's membership and moderation state.
+#[derive(Debug)]
+pub struct Room {
+    name: String,
+    policy: RoomPolicy,
+    locked: bool,
+    ended: bool,
+    members: BTreeMap<ParticipantId, Member>,
+    lobby: BTreeMap<ParticipantId, Identity>,
+    next_id: u64,
+}
+
+fn refusal_text(reason: Refusal) -> &'static str {
+    match reason {
+        Refusal::UnsupportedVersion => "this client speaks another protocol version; reload the page",
+        Refusal::InvalidToken => "this meeting link is not valid",
+        Refusal::PasswordRequired => "this meeting has a password",
+        Refusal::WrongPassword => "the password is not right",
+        Refusal::Locked => "a moderator locked this meeting",
+        Refusal::Full => "this meeting is full",
+        Refusal::Rejected => "a moderator did not let you in",
+        Refusal::Kicked => "a moderator removed you from the meeting",
+        Refusal::Ended => "the meeting has ended",
+    }
+}
+
+/// The messages that turn a connection away.
+pub fn refuse(id: ParticipantId, reason: Refusal) -> Vec<Outbound> {
+    let message = ServerMessage::Refused { reason, message: refusal_text(reason).to_owned() };
+    vec![Outbound::Send(id, message), Outbound::Close(id)]
+}
+
+fn error(id: ParticipantId, code: &str, message: &str) -> Vec<Outbound> {
+    vec![Outbound::Send(id, ServerMessage::Error { code: code.to_owned(), message: message.to_owned() })]
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(name: &str, policy: RoomPolicy) -> Self {
+        Self {
+            name: name.to_owned(),
+            policy,
+            locked: false,
+            ended: false,
+            members: BTreeMap::new(),
+            lobby: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Whether no one is in the room or its lobby (the driver may drop it).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.lobby.is_empty()
+    }
+
+    /// Who is in the room.
+    pub fn participants(&self) -> impl Iterator<Item = &ParticipantInfo> {
+        self.members.values().map(|member| &member.info)
+    }
+
+    /// Whom `receiver` pinned, if anyone.
+    pub fn pinned_by(&self, receiver: ParticipantId) -> Option<ParticipantId> {
+        self.members.get(&receiver).and_then(|member| member.pinned)
+    }
+
+    fn info(&self) -> RoomInfo {
+        RoomInfo {
+            name: self.name.clone(),
+            locked: self.locked,
+            lobby: self.policy.lobby,
+            end_to_end_encryption: self.policy.end_to_end_encryption,
+        }
+    }
+
+    fn lobby_entries(&self) -> Vec<LobbyEntry> {
+        self.lobby.iter().map(|(id, identity)| LobbyEntry { id: *id, name: identity.name.clone() }).collect()
+    }
+
+    fn broadcast(&self, message: &ServerMessage, except: Option<ParticipantId>) -> Vec<Outbound> {
+        self.members.keys().filter(|id| Some(**id) != except).map(|id| Outbound::Send(*id, message.clone())).collect()
+    }
+
+    fn to_moderators(&self, message: &ServerMessage) -> Vec<Outbound> {
+        self.members
+            .iter()
+            .filter(|(_, member)| member.info.moderator)
+            .map(|(id, _)| Outbound::Send(*id, message.clone()))
+            .collect()
+    }
+
+    fn lobby_changed(&self) -> Vec<Outbound> {
+        self.to_moderators(&ServerMessage::LobbyChanged { waiting: self.lobby_entries() })
+    }
+
+    /// A verified connection's `hello`: it joins, waits in the lobby, or is refused.
+    pub fn connect(
+        &mut self,
+        identity: Identity,
+        version: u32,
+        password: Option<&str>,
+    ) -> (ParticipantId, Vec<Outbound>) {
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        let refused = if version != PROTOCOL_VERSION {
+            Some(Refusal::UnsupportedVersion)
+        } else if self.ended {
+            Some(Refusal::Ended)
+        } else if self.policy.max_participants.is_some_and(|max| self.members.len() >= max) {
+            Some(Refusal::Full)
+        } else if identity.moderator {
+            None
+        } else if self.locked {
+            Some(Refusal::Locked)
+        } else {
+            match (&self.policy.password, password) {
+                (Some(_), None) => Some(Refusal::PasswordRequired),
+                (Some(expected), Some(given)) if expected != given => Some(Refusal::WrongPassword),
+                _ => None,
+            }
+        };
+        if let Some(reason) = refused {
+            return (id, refuse(id, reason));
+        }
+        if self.policy.lobby && !identity.moderator {
+            self.lobby.insert(id, identity);
+            let mut out = vec![Outbound::Send(id, ServerMessage::Lobby { you: id })];
+            out.extend(self.lobby_changed());
+            return (id, out);
+        }
+        (id, self.admit(id, identity))
+    }
+
+    fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
+        let info = ParticipantInfo {
+            id,
+            name: identity.name,
+            moderator: identity.moderator,
+            audio_muted: false,
+            video_muted: false,
+            hand_raised: false,
+        };
+        let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
+        self.members.insert(id, Member { info, pinned: None });
+        let lobby = if identity.moderator { self.lobby_entries() } else { Vec::new() };
+        let welcome = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            you: id,
+            room: self.info(),
+            participants: self.participants().cloned().collect(),
+            lobby,
+        };
+        out.insert(0, Outbound::Send(id, welcome));
+        out
+    }
+
+    /// The connection closed (or sent `leave`).
+    pub fn disconnect(&mut self, id: ParticipantId) -> Vec<Outbound> {
+        if self.lobby.remove(&id).is_some() {
+            return self.lobby_changed();
+        }
+        if self.members.remove(&id).is_none() {
+            return Vec::new();
+        }
+        for member in self.members.values_mut() {
+            if member.pinned == Some(id) {
+                member.pinned = None;
+            }
+        }
+        self.broadcast(&ServerMessage::ParticipantLeft { id, reason: None }, None)
+    }
+
+    /// A message from a connection after its `hello`.
+    pub fn handle(&mut self, from: ParticipantId, message: ClientMessage) -> Vec<Outbound> {
+        if matches!(message, ClientMessage::Leave) {
+            let mut out = self.disconnect(from);
+            out.push(Outbound::Close(from));
+            return out;
+        }
+        let Some(sender) = self.members.get(&from).map(|member| member.info.clone()) else {
+            return error(from, "not_in_room", "wait until you are admitted");
+        };
+        match message {
+            ClientMessage::Hello { .. } => error(from, "invalid", "you are already in the room"),
+            ClientMessage::Chat { text, to } => self.chat(from, text, to),
+            ClientMessage::RaiseHand { raised } => self.update(from, |info| info.hand_raised = raised),
+            ClientMessage::Reaction { emoji } => {
+                let length = emoji.chars().count();
+                if length == 0 || length > MAX_REACTION_CHARS || emoji.chars().any(char::is_control) {
+                    return error(from, "invalid", "a reaction is one short emoji");
+                }
+                self.broadcast(&ServerMessage::Reaction { from, emoji }, None)
+            }
+            ClientMessage::SetMuted { media, muted } => self.update(from, |info| set_muted(info, media, muted)),
+            ClientMessage::Pin { participant } => {
+                if participant.is_some_and(|pinned| !self.members.contains_key(&pinned)) {
+                    return error(from, "unknown_participant", "no such participant in the room");
+                }
+                if let Some(member) = self.members.get_mut(&from) {
+                    member.pinned = participant;
+                }
+                Vec::new()
+            }
+            moderation => {
+                if !sender.moderator {
+                    return error(from, "forbidden", "only moderators can do this");
+                }
+                self.moderate(from, &moderation)
+            }
+        }
+    }
+
+    fn chat(&self, from: ParticipantId, text: String, to: Option<ParticipantId>) -> Vec<Outbound> {
+        let length = text.chars().count();
+        if text.trim().is_empty() || length > MAX_CHAT_CHARS {
+            return error(from, "invalid", "chat messages are 1 to 2000 characters");
+        }
+        match to {
+            None => self.broadcast(&ServerMessage::Chat { from, text, private: false, to: None }, None),
+            Some(recipient) if self.members.contains_key(&recipient) && recipient != from => {
+                let message = ServerMessage::Chat { from, text, private: true, to: Some(recipient) };
+                vec![Outbound::Send(recipient, message.clone()), Outbound::Send(from, message)]
+            }
+            Some(_) => error(from, "unknown_participant", "no such participant in the room"),
+        }
+    }
+
+    fn update(&mut self, id: ParticipantId, change: impl FnOnce(&mut ParticipantInfo)) -> Vec<Outbound> {
+        let Some(member) = self.members.get_mut(&id) else { return Vec::new() };
+        let before = member.info.clone();
+        change(&mut member.info);
+        if member.info == before {
+            return Vec::new();
+        }
+        let participant = member.info.clone();
+        self.broadcast(&ServerMessage::ParticipantUpdated { participant }, None)
+    }
+
+    fn moderate(&mut self, by: ParticipantId, action: &ClientMessage) -> Vec<Outbound> {
+        let target = match action {
+            ClientMessage::Mute { participant, .. }
+            | ClientMessage::AskToUnmute { participant }
+            | ClientMessage::Kick { participant }
+            | ClientMessage::GrantModerator { participant } => Some(*participant),
+            _ => None,
+        };
+        if target.is_some_and(|target| !self.members.contains_key(&target)) {
+            return error(by, "unknown_participant", "no such participant in the room");
+        }
+        match *action {
+            ClientMessage::Admit { participant } => match self.lobby.remove(&participant) {
+                Some(identity) => {
+                    let mut out = self.admit(participant, identity);
+                    out.extend(self.lobby_changed());
+                    out
+                }
+                None => error(by, "unknown_participant", "no one by that id waits in the lobby"),
+            },
+            ClientMessage::Reject { participant } => match self.lobby.remove(&participant) {
+                Some(_) => {
+                    let mut out = refuse(participant, Refusal::Rejected);
+                    out.extend(self.lobby_changed());
+                    out
+                }
+                None => error(by, "unknown_participant", "no one by that id waits in the lobby"),
+            },
+            ClientMessage::Lock { locked } => {
+                if self.locked == locked {
+                    return Vec::new();
+                }
+                self.locked = locked;
+                self.broadcast(&ServerMessage::RoomChanged { room: self.info() }, None)
+            }
+            ClientMessage::Mute { participant, media } => self.mute(by, participant, media),
+            ClientMessage::MuteAll => {
+                let targets: Vec<ParticipantId> = self
+                    .members
+                    .iter()
+                    .filter(|(id, member)| **id != by && !member.info.moderator && !member.info.audio_muted)
+                    .map(|(id, _)| *id)
+                    .collect();
+                targets.into_iter().flat_map(|target| self.mute(by, target, MediaKind::Audio)).collect()
+            }
+            ClientMessage::AskToUnmute { participant } => {
+                vec![Outbound::Send(participant, ServerMessage::UnmuteRequested { by })]
+            }
+            ClientMessage::Kick { participant } => {
+                self.members.remove(&participant);
+                let mut out = refuse(participant, Refusal::Kicked);
+                let left = ServerMessage::ParticipantLeft { id: participant, reason: Some(Refusal::Kicked) };
+                out.extend(self.broadcast(&left, None));
+                out
+            }
+            ClientMessage::GrantModerator { participant } => {
+                let mut out = self.update(participant, |info| info.moderator = true);
+                if !out.is_empty() {
+                    let waiting = ServerMessage::LobbyChanged { waiting: self.lobby_entries() };
+                    out.push(Outbound::Send(participant, waiting));
+                }
+                out
+            }
+            ClientMessage::EndForAll => self.end(),
+            // Everything else was handled before moderation.
+            _ => Vec::new(),
+        }
+    }
+
+    fn mute(&mut self, by: ParticipantId, target: ParticipantId, media: MediaKind) -> Vec<Outbound> {
+        let mut out = self.update(target, |info| set_muted(info, media, true));
+        if !out.is_empty() && target != by {
+            out.push(Outbound::Send(target, ServerMessage::Muted { media, by }));
+        }
+        out
+    }
+
+    /// Ends the meeting for everyone, the lobby included; later connections are refused.
+    pub fn end(&mut self) -> Vec<Outbound> {
+        self.ended = true;
+        let everyone: Vec<ParticipantId> = self.members.keys().chain(self.lobby.keys()).copied().collect();
+        self.members.clear();
+        self.lobby.clear();
+        everyone.into_iter().flat_map(|id| refuse(id, Refusal::Ended)).collect()
+    }
+}
+
+fn set_muted(info: &mut ParticipantInfo, media: MediaKind, muted: bool) {
+    match media {
+        MediaKind::Audio => info.audio_muted = muted,
+        MediaKind::Video => info.video_muted = muted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(name: &str) -> Identity {
+        Identity { name: name.to_owned(), moderator: false }
+    }
+
+    fn moderator(name: &str) -> Identity {
+        Identity { name: name.to_owned(), moderator: true }
+    }
+
+    fn join(room: &mut Room, identity: Identity) -> ParticipantId {
+        let (id, out) = room.connect(identity, PROTOCOL_VERSION, None);
+        assert!(matches!(out.first(), Some(Outbound::Send(to, ServerMessage::Welcome { .. })) if *to == id), "{out:?}");
+        id
+    }
+
+    fn sent_to(out: &[Outbound], id: ParticipantId) -> Vec<&ServerMessage> {
+        out.iter()
+            .filter_map(|outbound| match outbound {
+                Outbound::Send(to, message) if *to == id => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closed(out: &[Outbound], id: ParticipantId) -> bool {
+        out.contains(&Outbound::Close(id))
+    }
+
+    fn error_code(out: &[Outbound], id: ParticipantId) -> Option<String> {
+        sent_to(out, id).into_iter().find_map(|message| match message {
+            ServerMessage::Error { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn joining_welcomes_the_newcomer_and_tells_the_others() {
+        let mut room = Room::new("standup", RoomPolicy::default());
+        let ann = join(&mut room, moderator("Ann"));
+        let (bob, out) = room.connect(person("Bob"), PROTOCOL_VERSION, None);
+        let ServerMessage::Welcome { participants, lobby, .. } = sent_to(&out, bob)[0] else { panic!("{out:?}") };
+        assert_eq!(participants.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["Ann", "Bob"]);
+        assert!(lobby.is_empty());
+        assert!(
+            matches!(sent_to(&out, ann)[0], ServerMessage::ParticipantJoined { participant } if participant.id == bob)
+        );
+        let out = room.handle(bob, ClientMessage::Leave);
+        assert!(closed(&out, bob));
+        assert!(matches!(sent_to(&out, ann)[0], ServerMessage::ParticipantLeft { id, reason: None } if *id == bob));
+    }
+
+    #[test]
+    fn the_lobby_holds_participants_until_a_moderator_admits_or_rejects_them() {
+        let mut room = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let ann = join(&mut room, moderator("Ann"));
+        let (bob, out) = room.connect(person("Bob"), PROTOCOL_VERSION, None);
+        assert_eq!(sent_to(&out, bob), [&ServerMessage::Lobby { you: bob }]);
+        assert!(matches!(sent_to(&out, ann)[0], ServerMessage::LobbyChanged { waiting } if waiting.len() == 1));
+        assert_eq!(
+            error_code(&room.handle(bob, ClientMessage::Chat { text: "hi".into(), to: None }), bob).as_deref(),
+            Some("not_in_room")
+        );
+        assert_eq!(room.participants().count(), 1, "Bob is not in yet");
+
+        let out = room.handle(ann, ClientMessage::Admit { participant: bob });
+        assert!(matches!(sent_to(&out, bob)[0], ServerMessage::Welcome { .. }));
+        let (cy, _) = room.connect(person("Cy"), PROTOCOL_VERSION, None);
+        assert_eq!(
+            error_code(&room.handle(bob, ClientMessage::Admit { participant: cy }), bob).as_deref(),
+            Some("forbidden")
+        );
+        let out = room.handle(ann, ClientMessage::Reject { participant: cy });
+        assert!(matches!(sent_to(&out, cy)[0], ServerMessage::Refused { reason: Refusal::Rejected, .. }));
+        assert!(closed(&out, cy));
+        assert_eq!(
+            error_code(&room.handle(ann, ClientMessage::Admit { participant: cy }), ann).as_deref(),
+            Some("unknown_participant")
+        );
+    }
+
+    #[test]
+    fn password_lock_and_ceiling_refuse_participants_but_not_moderators_past_the_first_two() {
+        let policy = RoomPolicy { password: Some("s3cret".into()), max_participants: Some(3), ..RoomPolicy::default() };
+        let mut room = Room::new("r", policy);
+        let refusal = |out: &[Outbound]| match out.first() {
+            Some(Outbound::Send(_, ServerMessage::Refused { reason, .. })) => Some(*reason),
+            _ => None,
+        };
+        assert_eq!(refusal(&room.connect(person("A"), PROTOCOL_VERSION, None).1), Some(Refusal::PasswordRequired));
+        assert_eq!(refusal(&room.connect(person("A"), PROTOCOL_VERSION, Some("nope")).1), Some(Refusal::WrongPassword));
+        assert_eq!(refusal(&room.connect(person("A"), 99, Some("s3cret")).1), Some(Refusal::UnsupportedVersion));
+        let ann = join(&mut room, moderator("Ann"));
+        let (_, out) = room.connect(person("Bob"), PROTOCOL_VERSION, Some("s3cret"));
+        assert_eq!(refusal(&out), None);
+        room.handle(ann, ClientMessage::Lock { locked: true });
+        assert_eq!(refusal(&room.connect(person("Cy"), PROTOCOL_VERSION, Some("s3cret")).1), Some(Refusal::Locked));
+        join(&mut room, moderator("Mo"));
+        assert_eq!(refusal(&room.connect(moderator("Max"), PROTOCOL_VERSION, None).1), Some(Refusal::Full));
+    }
+
+    #[test]
+    fn moderators_mute_ask_kick_grant_and_end_and_participants_cannot() {
+        let mut room = Room::new("r", RoomPolicy::default());
+        let ann = join(&mut room, moderator("Ann"));
+        let bob = join(&mut room, person("Bob"));
+        let cy = join(&mut room, person("Cy"));
+        for action in [
+            ClientMessage::Mute { participant: cy, media: MediaKind::Audio },
+            ClientMessage::MuteAll,
+            ClientMessage::Kick { participant: cy },
+            ClientMessage::GrantModerator { participant: bob },
+            ClientMessage::EndForAll,
+            ClientMessage::Lock { locked: true },
+        ] {
+            let out = room.handle(bob, action.clone());
+            assert_eq!(error_code(&out, bob).as_deref(), Some("forbidden"), "{action:?}");
+            assert_eq!(out.len(), 1, "only the sender hears of it");
+        }
+
+        let out = room.handle(ann, ClientMessage::Mute { participant: bob, media: MediaKind::Audio });
+        assert!(sent_to(&out, bob).contains(&&ServerMessage::Muted { media: MediaKind::Audio, by: ann }));
+        assert!(
+            matches!(sent_to(&out, cy)[0], ServerMessage::ParticipantUpdated { participant } if participant.audio_muted)
+        );
+        let out = room.handle(ann, ClientMessage::MuteAll);
+        assert_eq!(sent_to(&out, cy).iter().filter(|m| matches!(m, ServerMessage::Muted { .. })).count(), 1);
+        assert!(!sent_to(&out, bob).iter().any(|m| matches!(m, ServerMessage::Muted { .. })), "Bob was muted already");
+        let out = room.handle(ann, ClientMessage::AskToUnmute { participant: bob });
+        assert_eq!(sent_to(&out, bob), [&ServerMessage::UnmuteRequested { by: ann }]);
+        let out = room.handle(ann, ClientMessage::Kick { participant: ParticipantId(999) });
+        assert_eq!(error_code(&out, ann).as_deref(), Some("unknown_participant"));
+
+        let out = room.handle(ann, ClientMessage::Kick { participant: cy });
+        assert!(
+            matches!(sent_to(&out, cy)[0], ServerMessage::Refused { reason: Refusal::Kicked, .. }) && closed(&out, cy)
+        );
+        assert!(matches!(sent_to(&out, bob)[0], ServerMessage::ParticipantLeft { reason: Some(Refusal::Kicked), .. }));
+        assert_eq!(
+            error_code(&room.handle(cy, ClientMessage::RaiseHand { raised: true }), cy).as_deref(),
+            Some("not_in_room")
+        );
+
+        room.handle(ann, ClientMessage::GrantModerator { participant: bob });
+        assert!(room.participants().find(|p| p.id == bob).is_some_and(|p| p.moderator));
+        let out = room.handle(bob, ClientMessage::EndForAll);
+        assert!(closed(&out, ann) && closed(&out, bob));
+        assert!(room.is_empty());
+        let (_, out) = room.connect(moderator("Late"), PROTOCOL_VERSION, None);
+        assert!(matches!(out[0], Outbound::Send(_, ServerMessage::Refused { reason: Refusal::Ended, .. })));
+    }
+
+    #[test]
+    fn chat_hands_reactions_and_pins_reach_the_right_people_and_bad_ones_only_their_sender() {
+        let mut room = Room::new("r", RoomPolicy::default());
+        let ann = join(&mut room, person("Ann"));
+        let bob = join(&mut room, person("Bob"));
+        let cy = join(&mut room, person("Cy"));
+        let out = room.handle(ann, ClientMessage::Chat { text: "hello all".into(), to: None });
+        assert_eq!(out.len(), 3);
+        let out = room.handle(ann, ClientMessage::Chat { text: "psst".into(), to: Some(bob) });
+        assert_eq!((sent_to(&out, bob).len(), sent_to(&out, ann).len(), sent_to(&out, cy).len()), (1, 1, 0));
+        for bad in [
+            ClientMessage::Chat { text: " ".into(), to: None },
+            ClientMessage::Chat { text: "x".repeat(MAX_CHAT_CHARS + 1), to: None },
+            ClientMessage::Chat { text: "hi".into(), to: Some(ParticipantId(77)) },
+            ClientMessage::Reaction { emoji: String::new() },
+            ClientMessage::Reaction { emoji: "🎉".repeat(MAX_REACTION_CHARS + 1) },
+            ClientMessage::Pin { participant: Some(ParticipantId(77)) },
+            ClientMessage::Hello { version: 1, token: "t".into(), password: None },
+        ] {
+            let out = room.handle(ann, bad.clone());
+            assert!(error_code(&out, ann).is_some() && out.len() == 1, "{bad:?}: {out:?}");
+        }
+        let out = room.handle(bob, ClientMessage::RaiseHand { raised: true });
+        assert!(
+            matches!(sent_to(&out, cy)[0], ServerMessage::ParticipantUpdated { participant } if participant.hand_raised)
+        );
+        assert!(room.handle(bob, ClientMessage::RaiseHand { raised: true }).is_empty(), "no change, no noise");
+        assert_eq!(room.handle(cy, ClientMessage::Reaction { emoji: "👍".into() }).len(), 3);
+        assert!(room.handle(cy, ClientMessage::Pin { participant: Some(ann) }).is_empty());
+        assert_eq!(room.pinned_by(cy), Some(ann));
+        room.disconnect(ann);
+        assert_eq!(room.pinned_by(cy), None, "a pin on someone who left is dropped");
+    }
+}
