@@ -71,7 +71,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         None
     };
     let site = match &database {
-        Some(db) => Some(site_services(settings, db.clone())?),
+        Some(db) => Some(site_services(settings, db.clone(), shutdown.clone())?),
         None => None,
     };
 
@@ -150,7 +150,11 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The site with the services behind its forms and server functions.
-fn site_services(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<SiteServices> {
+fn site_services(
+    settings: &Settings,
+    db: DatabaseConnection,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
@@ -162,6 +166,7 @@ fn site_services(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<
         accounts,
         team,
         meetings,
+        rooms: convene_media::rooms::Rooms::new(shutdown),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),

@@ -55,6 +55,8 @@ pub struct SiteServices {
     pub team: TeamService,
     /// Scheduled meetings and participant links.
     pub meetings: MeetingService,
+    /// The rooms this process hosts, behind the signalling WebSocket.
+    pub rooms: convene_media::rooms::Rooms,
     /// Cookie flags.
     pub cookies: CookiePolicy,
     /// Origins allowed to post with cookies.
@@ -116,12 +118,14 @@ pub async fn serve(
                     cfg.app_data(web::Data::new(services.accounts.clone()))
                         .app_data(web::Data::new(services.team.clone()))
                         .app_data(web::Data::new(services.meetings.clone()))
+                        .app_data(web::Data::new(services.rooms.clone()))
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
                         .app_data(web::Data::new(services.meet_url.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
                         .configure(routes::meetings::configure)
+                        .configure(routes::signal::configure)
                         .configure(routes::v1::configure);
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);

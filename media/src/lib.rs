@@ -8,11 +8,13 @@
 //! Layout follows str0m: [`stun`] is sans-IO (bytes in, bytes out, no sockets, no clock); [`node`] is the thin
 //! driver that owns the socket; [`probe`] is the client side used by health checks. [`focus`] is the room
 //! focus (membership, roles, lobby, moderation, chat), also sans-IO: parsed signalling messages in, messages
-//! to send out; its WebSocket driver comes with the SFU.
+//! to send out. [`rooms`] runs each room as a task behind channels; the WebSocket endpoint (in `convene-api`,
+//! which serves every role's HTTP) feeds it.
 
 pub mod focus;
 pub mod node;
 pub mod probe;
+pub mod rooms;
 pub mod stun;
 
 pub use node::{BindError, MediaMetrics, MediaNode};

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backend;
 pub mod health;
 pub mod meetings;
+pub mod signal;
 pub mod site;
 pub mod team;
 pub mod v1;

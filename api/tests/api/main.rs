@@ -9,6 +9,7 @@ mod meetings;
 mod openapi;
 mod rooms;
 mod shutdown;
+mod signal;
 mod site;
 mod team;
 mod tenants;

@@ -1,0 +1,125 @@
+//! The signalling WebSocket end to end: real tokens from `/v1/meeting-tokens`, a room with a lobby from
+//! `/v1/rooms`, clients speaking JSON frames; refusals for bad tokens, a missing hello, junk and oversized
+//! frames, and actions without the role.
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
+
+use crate::helpers::{TestApp, call, spawn_app, tenant_key};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn token(app: &TestApp, key: &str, room: &str, name: &str, moderator: bool) -> String {
+    let body = json!({ "room": room, "user": { "name": name }, "moderator": moderator });
+    let (status, minted) = call(app, Method::POST, "/v1/meeting-tokens", key, Some(body)).await;
+    assert_eq!(status, 201, "{minted}");
+    minted["token"].as_str().unwrap().to_owned()
+}
+
+async fn open(app: &TestApp, room: &str) -> Socket {
+    let url = format!("{}/_signal/{room}", app.address.replace("http://", "ws://"));
+    connect_async(url).await.expect("the upgrade succeeds").0
+}
+
+async fn say(socket: &mut Socket, message: Value) {
+    socket.send(Message::text(message.to_string())).await.unwrap();
+}
+
+/// The next JSON frame, or `None` once the server closed the connection.
+async fn hear(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.expect("in time");
+        match frame {
+            Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+async fn hello(app: &TestApp, room: &str, token: &str) -> (Socket, Value) {
+    let mut socket = open(app, room).await;
+    say(&mut socket, json!({ "type": "hello", "version": 1, "token": token })).await;
+    let answer = hear(&mut socket).await.unwrap();
+    (socket, answer)
+}
+
+#[tokio::test]
+async fn participants_wait_in_the_lobby_until_admitted_and_moderators_moderate() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "town-hall", "lobby": true }))).await;
+    let ann_token = token(&app, &key, "town-hall", "Ann", true).await;
+    let bob_token = token(&app, &key, "town-hall", "Bob", false).await;
+
+    let (mut ann, welcome) = hello(&app, "town-hall", &ann_token).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(
+        (welcome["room"]["lobby"].as_bool(), welcome["participants"][0]["moderator"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let (mut bob, waiting) = hello(&app, "town-hall", &bob_token).await;
+    assert_eq!(waiting["type"], "lobby", "{waiting}");
+    let knock = hear(&mut ann).await.unwrap();
+    assert_eq!((knock["type"].as_str(), knock["waiting"][0]["name"].as_str()), (Some("lobby_changed"), Some("Bob")));
+    let bob_id = waiting["you"].clone();
+
+    say(&mut ann, json!({ "type": "admit", "participant": bob_id })).await;
+    let admitted = hear(&mut bob).await.unwrap();
+    assert_eq!(
+        (admitted["type"].as_str(), admitted["participants"].as_array().map(Vec::len)),
+        (Some("welcome"), Some(2))
+    );
+    assert_eq!(hear(&mut ann).await.unwrap()["type"], "participant_joined");
+    assert_eq!(hear(&mut ann).await.unwrap()["type"], "lobby_changed");
+
+    say(&mut bob, json!({ "type": "kick", "participant": welcome["you"] })).await;
+    assert_eq!(hear(&mut bob).await.unwrap()["code"], "forbidden");
+    bob.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(hear(&mut bob).await.unwrap()["code"], "malformed");
+    bob.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(hear(&mut bob).await.unwrap()["code"], "malformed");
+    say(&mut bob, json!({ "type": "chat", "text": "still here" })).await;
+    assert_eq!(hear(&mut ann).await.unwrap()["text"], "still here", "bad frames did not end Bob's session");
+    assert_eq!(hear(&mut bob).await.unwrap()["text"], "still here");
+
+    say(&mut ann, json!({ "type": "kick", "participant": bob_id })).await;
+    let kicked = hear(&mut bob).await.unwrap();
+    assert_eq!((kicked["type"].as_str(), kicked["reason"].as_str()), (Some("refused"), Some("kicked")));
+    assert!(hear(&mut bob).await.is_none(), "the server closes a kicked connection");
+    assert_eq!(hear(&mut ann).await.unwrap()["reason"], "kicked");
+    // Ann stays connected: stopping the app closes her connection instead of waiting for it.
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(hear(&mut ann).await.is_none());
+}
+
+#[tokio::test]
+async fn bad_tokens_missing_hellos_and_oversized_frames_are_refused() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let other_room = token(&app, &key, "other-room", "Eve", true).await;
+
+    for (token, expected) in [("not-a-jwt", "damaged"), (other_room.as_str(), "another meeting")] {
+        let (mut socket, refused) = hello(&app, "standup", token).await;
+        assert_eq!((refused["type"].as_str(), refused["reason"].as_str()), (Some("refused"), Some("invalid_token")));
+        assert!(refused["message"].as_str().unwrap().contains(expected), "{refused}");
+        assert!(hear(&mut socket).await.is_none());
+    }
+
+    let mut socket = open(&app, "standup").await;
+    say(&mut socket, json!({ "type": "chat", "text": "hi" })).await;
+    let refused = hear(&mut socket).await.unwrap();
+    assert!(refused["message"].as_str().unwrap().contains("hello"), "{refused}");
+
+    let mut socket = open(&app, "standup").await;
+    socket.send(Message::text("x".repeat(64 * 1024))).await.unwrap();
+    assert!(hear(&mut socket).await.is_none(), "an oversized frame ends the connection");
+
+    let response = app.get("/_signal/Not%20A%20Room").await;
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
