@@ -71,7 +71,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         None
     };
     let site = match &database {
-        Some(db) => Some(site_services(settings, db.clone(), shutdown.clone())?),
+        Some(db) => Some(site_services(settings, db.clone(), &shutdown)?),
         None => None,
     };
 
@@ -153,11 +153,12 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 fn site_services(
     settings: &Settings,
     db: DatabaseConnection,
-    shutdown: CancellationToken,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
+    let recorder = crate::room_sessions::SessionRecorder::start(db.clone(), shutdown.clone());
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
     let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
@@ -166,7 +167,7 @@ fn site_services(
         accounts,
         team,
         meetings,
-        rooms: convene_media::rooms::Rooms::new(shutdown),
+        rooms: convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(recorder)),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),

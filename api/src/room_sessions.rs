@@ -129,13 +129,19 @@ pub async fn participant_left(
 ) -> Result<(), DbErr> {
     let transaction = db.begin().await?;
     let Some(session) = open_session(&transaction, tenant, room).await? else { return Ok(()) };
-    session_participant::Entity::update_many()
-        .col_expr(session_participant::Column::LeftAt, sea_orm::sea_query::Expr::value(at))
+    // The same person may be in twice (two tabs): one leaving closes their latest stay only.
+    let stay = session_participant::Entity::find()
         .filter(session_participant::Column::SessionId.eq(session.id))
         .filter(session_participant::Column::ParticipantId.eq(participant_id))
         .filter(session_participant::Column::LeftAt.is_null())
-        .exec(&transaction)
+        .order_by_desc(session_participant::Column::JoinedAt)
+        .one(&transaction)
         .await?;
+    if let Some(stay) = stay {
+        let mut left: session_participant::ActiveModel = stay.into();
+        left.left_at = Set(Some(at));
+        left.update(&transaction).await?;
+    }
     let remaining = session_participant::Entity::find()
         .filter(session_participant::Column::SessionId.eq(session.id))
         .filter(session_participant::Column::LeftAt.is_null())
@@ -215,4 +221,59 @@ pub async fn presence(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomNa
         .into_iter()
         .map(|row| stay(row, now))
         .collect())
+}
+
+/// Writes the media node's room events into sessions, in order, off the room tasks. A failed write is
+/// retried (with a growing pause) until it succeeds or the process stops, so a database hiccup loses
+/// nothing; events still queued at a stop are lost with the process (a node outbox on disk is the next step).
+#[derive(Debug, Clone)]
+pub struct SessionRecorder {
+    queue: tokio::sync::mpsc::UnboundedSender<convene_media::rooms::RoomEvent>,
+}
+
+impl SessionRecorder {
+    /// Starts the writer on `db`; it ends when `shutdown` is cancelled.
+    pub fn start(db: DatabaseConnection, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        let (queue, mut events) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = tokio::select! {
+                event = events.recv() => event,
+                () = shutdown.cancelled() => None,
+            } {
+                let mut pause = std::time::Duration::from_millis(100);
+                while let Err(error) = record(&db, &event).await {
+                    tracing::warn!(%error, ?event, "a room event could not be recorded; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    pause = (pause * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        });
+        Self { queue }
+    }
+}
+
+impl convene_media::rooms::Reporter for SessionRecorder {
+    fn report(&self, event: convene_media::rooms::RoomEvent) {
+        // Only fails once the writer has stopped, at shutdown.
+        let _ = self.queue.send(event);
+    }
+}
+
+async fn record(db: &DatabaseConnection, event: &convene_media::rooms::RoomEvent) -> Result<(), DbErr> {
+    use convene_media::rooms::RoomEvent;
+    let ((tenant, room), at) = match event {
+        RoomEvent::Joined { room, at, .. } | RoomEvent::Left { room, at, .. } => (room, *at),
+    };
+    // Keys come from verified tokens and parsed paths; anything else is not ours to record.
+    let (Ok(tenant), Ok(room)) = (TenantId::parse(tenant), RoomName::parse(room)) else { return Ok(()) };
+    let at: DateTime<Utc> = at.into();
+    match event {
+        RoomEvent::Joined { participant, name, moderator, .. } => {
+            participant_joined(db, tenant, &room, (participant, name, *moderator), at).await
+        }
+        RoomEvent::Left { participant, .. } => participant_left(db, tenant, &room, participant, at).await,
+    }
 }

@@ -30,6 +30,8 @@ pub struct RoomPolicy {
 /// Who connects, from their verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The token's `context.user.id`, if it has one.
+    pub user_id: Option<String>,
     /// Display name.
     pub name: String,
     /// The token's `context.user.moderator`.
@@ -110,6 +112,11 @@ impl Room {
     /// Who is in the room.
     pub fn participants(&self) -> impl Iterator<Item = &ParticipantInfo> {
         self.members.values().map(|member| &member.info)
+    }
+
+    /// Whether `id` waits in the lobby.
+    pub fn is_waiting(&self, id: ParticipantId) -> bool {
+        self.lobby.contains_key(&id)
     }
 
     /// Whom `receiver` pinned, if anyone.
@@ -388,11 +395,11 @@ mod tests {
     use super::*;
 
     fn person(name: &str) -> Identity {
-        Identity { name: name.to_owned(), moderator: false }
+        Identity { user_id: None, name: name.to_owned(), moderator: false }
     }
 
     fn moderator(name: &str) -> Identity {
-        Identity { name: name.to_owned(), moderator: true }
+        Identity { user_id: None, name: name.to_owned(), moderator: true }
     }
 
     fn join(room: &mut Room, identity: Identity) -> ParticipantId {

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::SystemTime,
 };
 
 use convene_signal::{ClientMessage, ParticipantId, ServerMessage};
@@ -42,11 +43,51 @@ enum Command {
 /// A room is found by its tenant and name.
 pub type RoomKey = (String, String);
 
+/// What the node tells the control plane about its rooms (meetings, presence, usage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// Someone entered the room (admitted, not waiting in the lobby).
+    Joined {
+        /// Which room.
+        room: RoomKey,
+        /// The token's user id, or the node's id for the stay when the token has none.
+        participant: String,
+        /// Display name.
+        name: String,
+        /// Whether they moderate.
+        moderator: bool,
+        /// When.
+        at: SystemTime,
+    },
+    /// Someone left (on their own, kicked, or the meeting ended).
+    Left {
+        /// Which room.
+        room: RoomKey,
+        /// As in `Joined`.
+        participant: String,
+        /// When.
+        at: SystemTime,
+    },
+}
+
+/// Receives room events; must not block (the room task calls it).
+pub trait Reporter: Send + Sync + 'static {
+    /// One event, in order per room.
+    fn report(&self, event: RoomEvent);
+}
+
 /// The rooms of this node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rooms {
     running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
     shutdown: CancellationToken,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rooms").field("running", &self.count()).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -84,9 +125,9 @@ impl Drop for Connection {
 }
 
 impl Rooms {
-    /// No rooms yet; connections close when `shutdown` is cancelled.
-    pub fn new(shutdown: CancellationToken) -> Self {
-        Self { running: Arc::default(), shutdown }
+    /// No rooms yet; events go to `reporter`; connections close when `shutdown` is cancelled.
+    pub fn new(shutdown: CancellationToken, reporter: Arc<dyn Reporter>) -> Self {
+        Self { running: Arc::default(), shutdown, reporter }
     }
 
     /// Cancelled when the node stops: connections say goodbye instead of holding the shutdown.
@@ -131,7 +172,8 @@ impl Rooms {
         }
         let (sender, receiver) = mpsc::channel(INBOX);
         running.insert(key.clone(), sender.clone());
-        tokio::spawn(run(key.clone(), focus::Room::new(&key.1, policy.clone()), receiver, self.running.clone()));
+        let room = focus::Room::new(&key.1, policy.clone());
+        tokio::spawn(run(key.clone(), room, receiver, self.running.clone(), self.reporter.clone()));
         Some(sender)
     }
 }
@@ -141,12 +183,18 @@ async fn run(
     mut room: focus::Room,
     mut commands: mpsc::Receiver<Command>,
     running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
+    reporter: Arc<dyn Reporter>,
 ) {
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>> = HashMap::new();
+    // Who the control plane knows to be in the room, by their reported id.
+    let mut reported: HashMap<ParticipantId, String> = HashMap::new();
+    let mut report_ids: HashMap<ParticipantId, String> = HashMap::new();
     while let Some(command) = commands.recv().await {
         let out = match command {
             Command::Connect { identity, version, password, outbox, reply } => {
+                let report_id = identity.user_id.clone();
                 let (id, out) = room.connect(identity, version, password.as_deref());
+                report_ids.insert(id, report_id.unwrap_or_else(|| format!("participant-{}", id.0)));
                 outboxes.insert(id, outbox);
                 let _ = reply.send(id);
                 out
@@ -158,6 +206,7 @@ async fn run(
             }
         };
         deliver(&mut room, &mut outboxes, out);
+        report(&key, &room, &mut reported, &mut report_ids, reporter.as_ref());
         if room.is_empty() && outboxes.is_empty() {
             // Leave the registry under its lock, unless a connection is already on its way in.
             let Ok(mut registry) = running.lock() else { break };
@@ -167,6 +216,42 @@ async fn run(
             }
         }
     }
+}
+
+/// Reports who entered and who left since the last command.
+fn report(
+    key: &RoomKey,
+    room: &focus::Room,
+    reported: &mut HashMap<ParticipantId, String>,
+    report_ids: &mut HashMap<ParticipantId, String>,
+    reporter: &dyn Reporter,
+) {
+    let now = SystemTime::now();
+    let present: HashMap<ParticipantId, &convene_signal::ParticipantInfo> =
+        room.participants().map(|info| (info.id, info)).collect();
+    let gone: Vec<ParticipantId> = reported.keys().filter(|id| !present.contains_key(id)).copied().collect();
+    for id in gone {
+        if let Some(participant) = reported.remove(&id) {
+            report_ids.remove(&id);
+            reporter.report(RoomEvent::Left { room: key.clone(), participant, at: now });
+        }
+    }
+    for (id, info) in present {
+        if let std::collections::hash_map::Entry::Vacant(entry) = reported.entry(id) {
+            let participant = report_ids.get(&id).cloned().unwrap_or_else(|| format!("participant-{}", id.0));
+            entry.insert(participant.clone());
+            let joined = RoomEvent::Joined {
+                room: key.clone(),
+                participant,
+                name: info.name.clone(),
+                moderator: info.moderator,
+                at: now,
+            };
+            reporter.report(joined);
+        }
+    }
+    // Refused and rejected connections never entered; forget their ids.
+    report_ids.retain(|id, _| reported.contains_key(id) || room.is_waiting(*id));
 }
 
 /// Sends what the focus decided; a connection whose outbox is full or gone is closed and leaves the room.
@@ -207,12 +292,23 @@ mod tests {
 
     use super::*;
 
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<RoomEvent>>);
+
+    impl Reporter for Recorded {
+        fn report(&self, event: RoomEvent) {
+            if let Ok(mut events) = self.0.lock() {
+                events.push(event);
+            }
+        }
+    }
+
     fn key() -> RoomKey {
         ("tenant".to_owned(), "standup".to_owned())
     }
 
     async fn join(rooms: &Rooms, name: &str) -> Connection {
-        let identity = Identity { name: name.to_owned(), moderator: false };
+        let identity = Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), moderator: false };
         let mut connection =
             rooms.connect(key(), RoomPolicy::default(), identity, PROTOCOL_VERSION, None).await.expect("joined");
         let welcome = connection.outbox.recv().await;
@@ -232,7 +328,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_room_stops_and_a_later_connection_starts_it_again() {
-        let rooms = Rooms::new(CancellationToken::new());
+        let events = Arc::new(Recorded::default());
+        let rooms = Rooms::new(CancellationToken::new(), events.clone());
         let ann = join(&rooms, "Ann").await;
         let mut bob = join(&rooms, "Bob").await;
         assert_eq!(rooms.count(), 1);
@@ -243,11 +340,22 @@ mod tests {
         until(|| rooms.count() == 0).await;
         let _again = join(&rooms, "Cy").await;
         assert_eq!(rooms.count(), 1);
+        let seen: Vec<String> = events
+            .0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|event| match event {
+                RoomEvent::Joined { participant, .. } => format!("+{participant}"),
+                RoomEvent::Left { participant, .. } => format!("-{participant}"),
+            })
+            .collect();
+        assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy"]);
     }
 
     #[tokio::test]
     async fn a_client_that_stops_reading_is_dropped_without_holding_up_the_others() {
-        let rooms = Rooms::new(CancellationToken::new());
+        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()));
         let mut talker = join(&rooms, "Talker").await;
         let mut listener = join(&rooms, "Listener").await;
         let mut stuck = join(&rooms, "Stuck").await;

@@ -98,7 +98,7 @@ async fn serve(
         Err(_) => RoomPolicy::default(),
     };
     let user = verified.claims.context.user;
-    let identity = Identity { name: user.name, moderator: user.moderator };
+    let identity = Identity { user_id: user.id, name: user.name, moderator: user.moderator };
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
     let Some(mut connection) = rooms.connect(key, policy, identity, version, password).await else {
         let _ = session.close(None).await;

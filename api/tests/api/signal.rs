@@ -123,3 +123,42 @@ async fn bad_tokens_missing_hellos_and_oversized_frames_are_refused() {
     assert_eq!(response.status(), 404);
     app.stop().await;
 }
+
+/// Polls `path` until `ready` holds for its JSON body (the node reports asynchronously).
+async fn eventually(app: &TestApp, key: &str, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (status, body) = call(app, Method::GET, path, key, None).await;
+        if status == 200 && ready(&body) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never became ready");
+}
+
+#[tokio::test]
+async fn joins_and_leaves_become_presence_and_meetings_in_the_api() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let body = json!({ "room": "standup", "user": { "id": "ann-1", "name": "Ann" }, "moderator": true });
+    let (_, minted) = call(&app, Method::POST, "/v1/meeting-tokens", &key, Some(body)).await;
+    let (mut ann, welcome) = hello(&app, "standup", minted["token"].as_str().unwrap()).await;
+    assert_eq!(welcome["type"], "welcome");
+
+    let present = eventually(&app, &key, "/v1/rooms/standup/presence", |body| {
+        body["participants"].as_array().is_some_and(|list| list.len() == 1)
+    })
+    .await;
+    assert_eq!(
+        (present["participants"][0]["id"].as_str(), present["participants"][0]["moderator"].as_bool()),
+        (Some("ann-1"), Some(true))
+    );
+
+    say(&mut ann, json!({ "type": "leave" })).await;
+    assert!(hear(&mut ann).await.is_none());
+    let meetings = eventually(&app, &key, "/v1/meetings", |body| body["meetings"][0]["ended_at"].is_string()).await;
+    let session = &meetings["meetings"][0];
+    assert_eq!((session["room"].as_str(), session["participants"][0]["name"].as_str()), (Some("standup"), Some("Ann")));
+    assert!(session["participants"][0]["left_at"].is_string());
+    app.stop().await;
+}
