@@ -71,7 +71,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         None
     };
     let site = match &database {
-        Some(db) => Some(site_services(settings, db.clone(), &shutdown)?),
+        Some(db) => Some(site_services(settings, db.clone(), &shutdown, &mut metrics.registry)?),
         None => None,
     };
 
@@ -154,6 +154,7 @@ fn site_services(
     settings: &Settings,
     db: DatabaseConnection,
     shutdown: &CancellationToken,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
@@ -167,7 +168,11 @@ fn site_services(
         accounts,
         team,
         meetings,
-        rooms: convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(recorder)),
+        rooms: convene_media::rooms::Rooms::new(
+            shutdown.clone(),
+            Arc::new(recorder),
+            convene_media::signal_metrics::SignalMetrics::register(registry),
+        ),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),

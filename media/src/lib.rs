@@ -15,6 +15,7 @@ pub mod focus;
 pub mod node;
 pub mod probe;
 pub mod rooms;
+pub mod signal_metrics;
 pub mod stun;
 
 pub use node::{BindError, MediaMetrics, MediaNode};

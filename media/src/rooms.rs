@@ -12,7 +12,10 @@ use convene_signal::{ClientMessage, ParticipantId, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::focus::{self, Identity, Outbound, RoomPolicy};
+use crate::{
+    focus::{self, Identity, Outbound, RoomPolicy},
+    signal_metrics::SignalMetrics,
+};
 
 /// Messages a connection may have waiting before it counts as too slow and is closed.
 const OUTBOX: usize = 256;
@@ -82,6 +85,7 @@ pub struct Rooms {
     running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
     shutdown: CancellationToken,
     reporter: Arc<dyn Reporter>,
+    metrics: SignalMetrics,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -126,8 +130,13 @@ impl Drop for Connection {
 
 impl Rooms {
     /// No rooms yet; events go to `reporter`; connections close when `shutdown` is cancelled.
-    pub fn new(shutdown: CancellationToken, reporter: Arc<dyn Reporter>) -> Self {
-        Self { running: Arc::default(), shutdown, reporter }
+    pub fn new(shutdown: CancellationToken, reporter: Arc<dyn Reporter>, metrics: SignalMetrics) -> Self {
+        Self { running: Arc::default(), shutdown, reporter, metrics }
+    }
+
+    /// The signalling figures, for the connection drivers.
+    pub fn metrics(&self) -> &SignalMetrics {
+        &self.metrics
     }
 
     /// Cancelled when the node stops: connections say goodbye instead of holding the shutdown.
@@ -173,18 +182,26 @@ impl Rooms {
         let (sender, receiver) = mpsc::channel(INBOX);
         running.insert(key.clone(), sender.clone());
         let room = focus::Room::new(&key.1, policy.clone());
-        tokio::spawn(run(key.clone(), room, receiver, self.running.clone(), self.reporter.clone()));
+        self.metrics.room(1);
+        let context = RoomContext { key: key.clone(), running: self.running.clone(), reporter: self.reporter.clone() };
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            run(context, room, receiver).await;
+            metrics.room(-1);
+        });
         Some(sender)
     }
 }
 
-async fn run(
+/// What a room task needs besides its focus and inbox.
+struct RoomContext {
     key: RoomKey,
-    mut room: focus::Room,
-    mut commands: mpsc::Receiver<Command>,
     running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
     reporter: Arc<dyn Reporter>,
-) {
+}
+
+async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Receiver<Command>) {
+    let RoomContext { key, running, reporter } = context;
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>> = HashMap::new();
     // Who the control plane knows to be in the room, by their reported id.
     let mut reported: HashMap<ParticipantId, String> = HashMap::new();
@@ -329,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_room_stops_and_a_later_connection_starts_it_again() {
         let events = Arc::new(Recorded::default());
-        let rooms = Rooms::new(CancellationToken::new(), events.clone());
+        let rooms = Rooms::new(CancellationToken::new(), events.clone(), SignalMetrics::default());
         let ann = join(&rooms, "Ann").await;
         let mut bob = join(&rooms, "Bob").await;
         assert_eq!(rooms.count(), 1);
@@ -355,7 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_stops_reading_is_dropped_without_holding_up_the_others() {
-        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()));
+        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()), SignalMetrics::default());
         let mut talker = join(&rooms, "Talker").await;
         let mut listener = join(&rooms, "Listener").await;
         let mut stuck = join(&rooms, "Stuck").await;

@@ -10,6 +10,7 @@ use convene_domain::RoomName;
 use convene_media::{
     focus::{Identity, RoomPolicy},
     rooms::{Delivery, Rooms},
+    signal_metrics::{FrameOutcome, SignalMetrics},
 };
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, ParseError, Refusal, ServerMessage};
 
@@ -17,6 +18,38 @@ use crate::{accounts::Accounts, room_tokens, rooms};
 
 /// A connection that has not said `hello` by then is closed.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client may send this many messages in a burst, refilled at `BUDGET_PER_SECOND`; more are dropped.
+const BUDGET_BURST: f64 = 50.0;
+const BUDGET_PER_SECOND: f64 = 20.0;
+
+/// A token bucket over one connection's messages: chat and reactions are human-paced, so a flood is a
+/// broken or hostile client, and dropping its excess keeps the room's inbox for everyone else.
+struct Budget {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    /// Whether the client has been told it is over budget since it last was within it.
+    warned: bool,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self { tokens: BUDGET_BURST, refilled: tokio::time::Instant::now(), warned: false }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * BUDGET_PER_SECOND).min(BUDGET_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.warned = false;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Registers the endpoint.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -35,16 +68,25 @@ async fn signal(
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let stream =
         stream.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
-    rt::spawn(serve(session, stream, room, accounts.into_inner(), rooms.get_ref().clone()));
+    let rooms = rooms.get_ref().clone();
+    rt::spawn(async move {
+        rooms.metrics().connection(1);
+        let metrics = rooms.metrics().clone();
+        serve(session, stream, room, accounts.into_inner(), rooms).await;
+        metrics.connection(-1);
+    });
     Ok(response)
 }
 
-async fn send(session: &mut Session, message: &ServerMessage) -> bool {
+async fn send(session: &mut Session, metrics: &SignalMetrics, message: &ServerMessage) -> bool {
+    if let ServerMessage::Refused { reason, .. } = message {
+        metrics.refused(*reason);
+    }
     session.text(message.to_json()).await.is_ok()
 }
 
-async fn refuse(mut session: Session, reason: Refusal, message: String) {
-    let _ = send(&mut session, &ServerMessage::Refused { reason, message }).await;
+async fn refuse(mut session: Session, metrics: &SignalMetrics, reason: Refusal, message: String) {
+    let _ = send(&mut session, metrics, &ServerMessage::Refused { reason, message }).await;
     let _ = session.close(None).await;
 }
 
@@ -55,6 +97,7 @@ async fn serve(
     accounts: std::sync::Arc<Accounts>,
     rooms: Rooms,
 ) {
+    let metrics = rooms.metrics().clone();
     // The handshake: one `hello`, in time.
     let hello = loop {
         match tokio::time::timeout(HELLO_TIMEOUT, stream.recv()).await {
@@ -76,15 +119,23 @@ async fn serve(
     };
     let (version, token, password) = match hello {
         Ok(ClientMessage::Hello { version, token, password }) => (version, token, password),
-        Ok(_) => return refuse(session, Refusal::InvalidToken, "say hello with the room token first".into()).await,
-        Err(error) => return refuse(session, Refusal::InvalidToken, error.to_string()).await,
+        Ok(_) => {
+            metrics.frame(FrameOutcome::Malformed);
+            let message = "say hello with the room token first".to_owned();
+            return refuse(session, &metrics, Refusal::InvalidToken, message).await;
+        }
+        Err(error) => {
+            metrics.frame(FrameOutcome::Malformed);
+            return refuse(session, &metrics, Refusal::InvalidToken, error.to_string()).await;
+        }
     };
     let verified = match room_tokens::verify_link(accounts.db(), &token, &room).await {
         Ok(Ok(verified)) => verified,
-        Ok(Err(error)) => return refuse(session, Refusal::InvalidToken, error.to_string()).await,
+        Ok(Err(error)) => return refuse(session, &metrics, Refusal::InvalidToken, error.to_string()).await,
         Err(error) => {
             tracing::error!(%error, "cannot load a tenant's keys for a signalling connection");
-            return refuse(session, Refusal::InvalidToken, "the meeting cannot be checked right now".into()).await;
+            let message = "the meeting cannot be checked right now".to_owned();
+            return refuse(session, &metrics, Refusal::InvalidToken, message).await;
         }
     };
     let policy = match rooms::get(accounts.db(), verified.tenant, room.as_str()).await {
@@ -105,6 +156,7 @@ async fn serve(
         return;
     };
     let shutdown = rooms.shutdown().clone();
+    let mut budget = Budget::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
@@ -114,7 +166,7 @@ async fn serve(
             }
             delivery = connection.outbox.recv() => match delivery {
                 Some(Delivery::Message(message)) => {
-                    if !send(&mut session, &message).await {
+                    if !send(&mut session, &metrics, &message).await {
                         break;
                     }
                 }
@@ -124,21 +176,37 @@ async fn serve(
                 }
             },
             frame = stream.recv() => match frame {
+                Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_))) if !budget.take() => {
+                    metrics.frame(FrameOutcome::RateLimited);
+                    if !budget.warned {
+                        budget.warned = true;
+                        let error = ServerMessage::Error {
+                            code: "rate_limited".to_owned(),
+                            message: "too many messages; some were dropped".to_owned(),
+                        };
+                        if !send(&mut session, &metrics, &error).await {
+                            break;
+                        }
+                    }
+                }
                 Some(Ok(AggregatedMessage::Text(text))) => match ClientMessage::parse(&text) {
                     Ok(message) => {
+                        metrics.frame(FrameOutcome::Accepted);
                         if !connection.send(message).await {
                             break;
                         }
                     }
                     Err(error) => {
-                        if !send(&mut session, &ServerMessage::malformed(&error)).await {
+                        metrics.frame(FrameOutcome::Malformed);
+                        if !send(&mut session, &metrics, &ServerMessage::malformed(&error)).await {
                             break;
                         }
                     }
                 },
                 Some(Ok(AggregatedMessage::Binary(_))) => {
+                    metrics.frame(FrameOutcome::Malformed);
                     let error = ParseError::Malformed("frames are JSON text".into());
-                    if !send(&mut session, &ServerMessage::malformed(&error)).await {
+                    if !send(&mut session, &metrics, &ServerMessage::malformed(&error)).await {
                         break;
                     }
                 }

@@ -162,3 +162,36 @@ async fn joins_and_leaves_become_presence_and_meetings_in_the_api() {
     assert!(session["participants"][0]["left_at"].is_string());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_flooding_client_is_limited_and_everything_is_counted_in_metrics() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let (mut ann, _) = hello(&app, "standup", &token(&app, &key, "standup", "Ann", true).await).await;
+    hello(&app, "standup", "forged").await;
+
+    for n in 0..200 {
+        say(&mut ann, json!({ "type": "chat", "text": format!("spam {n}") })).await;
+    }
+    let (mut echoes, mut limited) = (0, 0);
+    while let Ok(Some(frame)) = tokio::time::timeout(std::time::Duration::from_millis(500), hear(&mut ann)).await {
+        match frame["type"].as_str() {
+            Some("chat") => echoes += 1,
+            Some("error") if frame["code"] == "rate_limited" => limited += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(limited, 1, "told once, not once per dropped message");
+    assert!((50..200).contains(&echoes), "{echoes} of 200 got through");
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for expected in [
+        "convene_signal_rooms 1",
+        "convene_signal_connections 1",
+        "convene_signal_frames_total{outcome=\"rate_limited\"}",
+        "convene_signal_refusals_total{reason=\"invalid_token\"} 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
+    app.stop().await;
+}
