@@ -46,6 +46,7 @@ pub struct Started {
     http: JoinHandle<std::io::Result<()>>,
     media: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
+    rooms: Option<convene_media::rooms::Rooms>,
 }
 
 /// Starts a serving role; it serves until `shutdown` is cancelled. Ports are bound first, then the data
@@ -71,18 +72,30 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         None
     };
     let site = match &database {
-        Some(db) => Some(site_services(settings, db.clone(), &shutdown, &mut metrics.registry)?),
+        Some(db) => {
+            Some(site_services(settings, db.clone(), &shutdown, (role == Serve::All).then_some(&mut metrics.registry))?)
+        }
         None => None,
     };
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
-    let app = HttpApp { dependencies: Dependencies { database, media: media_addr }, metrics: Arc::new(metrics), site };
+    let rooms = site.as_ref().and_then(|site| site.rooms.clone());
+    let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone() };
+    let app = HttpApp { dependencies, metrics: Arc::new(metrics), site };
     let http = tokio::spawn(server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout));
     tracing::info!(%http_addr, ?media_addr, ?role, "serving");
-    Ok(Started { http_addr, media_addr, http, media, shutdown })
+    Ok(Started { http_addr, media_addr, http, media, shutdown, rooms })
 }
 
 impl Started {
+    /// Drain mode: rooms already running go on, no new room starts here, and `/readyz` answers 503 so
+    /// placement and load balancers send new meetings elsewhere.
+    pub fn drain(&self) {
+        if let Some(rooms) = &self.rooms {
+            rooms.drain();
+        }
+    }
+
     /// Waits until the role has shut down: the HTTP server has finished its in-flight requests and the
     /// media node has stopped.
     pub async fn wait(self) -> anyhow::Result<()> {
@@ -106,11 +119,27 @@ pub async fn serve(
     banner: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let started = start(role, settings, shutdown).await?;
+    if let Some(rooms) = started.rooms.clone() {
+        tokio::spawn(drain_on_signal(rooms));
+    }
     // The banner is for people; a closed stdout (a supervisor that stopped reading) must not stop the server.
     if let Err(error) = write_banner(banner, role, settings, started.http_addr, started.media_addr) {
         tracing::warn!(%error, "could not print the start-up message");
     }
     started.wait().await
+}
+
+/// Drains on SIGUSR1 (`kill -USR1 <pid>`): the step before stopping a node without cutting meetings.
+async fn drain_on_signal(rooms: convene_media::rooms::Rooms) {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        Ok(mut signal) => {
+            if signal.recv().await.is_some() {
+                tracing::info!("SIGUSR1: draining; no new rooms, running rooms continue");
+                rooms.drain();
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot listen for SIGUSR1; drain mode is unavailable"),
+    }
 }
 
 /// `convene migrate`: brings the schema up to date.
@@ -154,12 +183,17 @@ fn site_services(
     settings: &Settings,
     db: DatabaseConnection,
     shutdown: &CancellationToken,
-    registry: &mut prometheus_client::registry::Registry,
+    // The registry to count signalling in, for the role that also hosts rooms (`up`, which runs everything).
+    rooms_registry: Option<&mut prometheus_client::registry::Registry>,
 ) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
-    let recorder = crate::room_sessions::SessionRecorder::start(db.clone(), shutdown.clone());
+    let rooms = rooms_registry.map(|registry| {
+        let recorder = crate::room_sessions::SessionRecorder::start(db.clone(), shutdown.clone());
+        let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
+        convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(recorder), metrics)
+    });
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
     let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
@@ -168,11 +202,7 @@ fn site_services(
         accounts,
         team,
         meetings,
-        rooms: convene_media::rooms::Rooms::new(
-            shutdown.clone(),
-            Arc::new(recorder),
-            convene_media::signal_metrics::SignalMetrics::register(registry),
-        ),
+        rooms,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),

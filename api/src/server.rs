@@ -31,6 +31,8 @@ pub struct Dependencies {
     pub database: Option<DatabaseConnection>,
     /// The media node's UDP address, for roles that run or need one.
     pub media: Option<SocketAddr>,
+    /// The rooms this process hosts, for roles that host them (a draining node is not ready).
+    pub rooms: Option<convene_media::rooms::Rooms>,
 }
 
 /// Everything the HTTP server serves.
@@ -55,8 +57,8 @@ pub struct SiteServices {
     pub team: TeamService,
     /// Scheduled meetings and participant links.
     pub meetings: MeetingService,
-    /// The rooms this process hosts, behind the signalling WebSocket.
-    pub rooms: convene_media::rooms::Rooms,
+    /// The rooms this process hosts behind the signalling WebSocket (in `up`, which runs the media node).
+    pub rooms: Option<convene_media::rooms::Rooms>,
     /// Cookie flags.
     pub cookies: CookiePolicy,
     /// Origins allowed to post with cookies.
@@ -118,15 +120,16 @@ pub async fn serve(
                     cfg.app_data(web::Data::new(services.accounts.clone()))
                         .app_data(web::Data::new(services.team.clone()))
                         .app_data(web::Data::new(services.meetings.clone()))
-                        .app_data(web::Data::new(services.rooms.clone()))
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
                         .app_data(web::Data::new(services.meet_url.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
                         .configure(routes::meetings::configure)
-                        .configure(routes::signal::configure)
                         .configure(routes::v1::configure);
+                    if let Some(rooms) = &services.rooms {
+                        cfg.app_data(web::Data::new(rooms.clone())).configure(routes::signal::configure);
+                    }
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);
                 }

@@ -77,7 +77,13 @@ fn refusal_text(reason: Refusal) -> &'static str {
         Refusal::Rejected => "a moderator did not let you in",
         Refusal::Kicked => "a moderator removed you from the meeting",
         Refusal::Ended => "the meeting has ended",
+        Refusal::Unavailable => "this meeting cannot start right now; try again in a moment",
     }
+}
+
+/// The words for a refusal.
+pub fn refusal_message(reason: Refusal) -> String {
+    refusal_text(reason).to_owned()
 }
 
 /// The messages that turn a connection away.

@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -86,6 +89,18 @@ pub struct Rooms {
     shutdown: CancellationToken,
     reporter: Arc<dyn Reporter>,
     metrics: SignalMetrics,
+    draining: Arc<AtomicBool>,
+}
+
+/// Why a connection found no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The node is draining: rooms already running take people, no new room starts.
+    #[error("this node is draining")]
+    Draining,
+    /// The room stopped while the connection was on its way, twice.
+    #[error("the room stopped")]
+    Stopped,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -131,7 +146,17 @@ impl Drop for Connection {
 impl Rooms {
     /// No rooms yet; events go to `reporter`; connections close when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken, reporter: Arc<dyn Reporter>, metrics: SignalMetrics) -> Self {
-        Self { running: Arc::default(), shutdown, reporter, metrics }
+        Self { running: Arc::default(), shutdown, reporter, metrics, draining: Arc::default() }
+    }
+
+    /// Stops starting rooms; the running ones go on until their last participant leaves.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Rooms::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The signalling figures, for the connection drivers.
@@ -157,7 +182,7 @@ impl Rooms {
         identity: Identity,
         version: u32,
         password: Option<String>,
-    ) -> Option<Connection> {
+    ) -> Result<Connection, ConnectError> {
         // A room that ends between the lookup and the send is started again, once.
         for _ in 0..2 {
             let room = self.room(&key, &policy)?;
@@ -168,16 +193,19 @@ impl Rooms {
             if room.send(command).await.is_ok()
                 && let Ok(id) = id.await
             {
-                return Some(Connection { id, room, outbox: receiver });
+                return Ok(Connection { id, room, outbox: receiver });
             }
         }
-        None
+        Err(ConnectError::Stopped)
     }
 
-    fn room(&self, key: &RoomKey, policy: &RoomPolicy) -> Option<mpsc::Sender<Command>> {
-        let mut running = self.running.lock().ok()?;
+    fn room(&self, key: &RoomKey, policy: &RoomPolicy) -> Result<mpsc::Sender<Command>, ConnectError> {
+        let mut running = self.running.lock().map_err(|_| ConnectError::Stopped)?;
         if let Some(room) = running.get(key).filter(|room| !room.is_closed()) {
-            return Some(room.clone());
+            return Ok(room.clone());
+        }
+        if self.is_draining() {
+            return Err(ConnectError::Draining);
         }
         let (sender, receiver) = mpsc::channel(INBOX);
         running.insert(key.clone(), sender.clone());
@@ -189,7 +217,7 @@ impl Rooms {
             run(context, room, receiver).await;
             metrics.room(-1);
         });
-        Some(sender)
+        Ok(sender)
     }
 }
 
@@ -355,8 +383,16 @@ mod tests {
         assert!(matches!(left, Some(Delivery::Message(ServerMessage::ParticipantLeft { .. }))), "{left:?}");
         drop(bob);
         until(|| rooms.count() == 0).await;
-        let _again = join(&rooms, "Cy").await;
+        let cy = join(&rooms, "Cy").await;
         assert_eq!(rooms.count(), 1);
+        rooms.drain();
+        let _dan = join(&rooms, "Dan").await;
+        let other = ("tenant".to_owned(), "another-room".to_owned());
+        let identity = Identity { user_id: None, name: "Eve".to_owned(), moderator: true };
+        let refused = rooms.connect(other, RoomPolicy::default(), identity, PROTOCOL_VERSION, None).await;
+        assert_eq!(refused.err(), Some(ConnectError::Draining), "a draining node starts no room");
+        drop(cy);
+        until(|| events.0.lock().map(|events| events.len()).unwrap_or(0) == 7).await;
         let seen: Vec<String> = events
             .0
             .lock()
@@ -367,7 +403,7 @@ mod tests {
                 RoomEvent::Left { participant, .. } => format!("-{participant}"),
             })
             .collect();
-        assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy"]);
+        assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy", "+dan", "-cy"]);
     }
 
     #[tokio::test]

@@ -72,6 +72,7 @@ impl SignalMetrics {
             Refusal::Rejected => "rejected",
             Refusal::Kicked => "kicked",
             Refusal::Ended => "ended",
+            Refusal::Unavailable => "unavailable",
         };
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
     }

@@ -37,6 +37,11 @@ async fn readyz(dependencies: web::Data<Dependencies>) -> HttpResponse {
         ready &= outcome == "ok";
         checks.insert("database".to_owned(), outcome.into());
     }
+    if let Some(rooms) = &dependencies.rooms {
+        let draining = rooms.is_draining();
+        ready &= !draining;
+        checks.insert("rooms".to_owned(), if draining { "draining" } else { "ok" }.into());
+    }
     if let Some(media) = dependencies.media {
         let outcome = match convene_media::probe(media, CHECK_TIMEOUT).await {
             Ok(_) => "ok".to_owned(),

@@ -151,9 +151,13 @@ async fn serve(
     let user = verified.claims.context.user;
     let identity = Identity { user_id: user.id, name: user.name, moderator: user.moderator };
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
-    let Some(mut connection) = rooms.connect(key, policy, identity, version, password).await else {
-        let _ = session.close(None).await;
-        return;
+    let mut connection = match rooms.connect(key, policy, identity, version, password).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::info!(%error, "a signalling connection found no room");
+            let reason = Refusal::Unavailable;
+            return refuse(session, &metrics, reason, convene_media::focus::refusal_message(reason)).await;
+        }
     };
     let shutdown = rooms.shutdown().clone();
     let mut budget = Budget::new();

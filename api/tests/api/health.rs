@@ -23,7 +23,7 @@ async fn healthz_and_readyz_answer_on_postgres() {
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
-        json!({ "status": "ready", "checks": { "database": "ok", "media": "ok" } })
+        json!({ "status": "ready", "checks": { "database": "ok", "media": "ok", "rooms": "ok" } })
     );
     app.stop().await;
 }
@@ -60,7 +60,7 @@ async fn readyz_reports_an_unreachable_dependency_with_503() {
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let app = HttpApp {
-        dependencies: Dependencies { database: None, media: Some(silent.local_addr().unwrap()) },
+        dependencies: Dependencies { database: None, media: Some(silent.local_addr().unwrap()), rooms: None },
         metrics: Arc::new(Metrics::new()),
         site: None,
     };

@@ -195,3 +195,22 @@ async fn a_flooding_client_is_limited_and_everything_is_counted_in_metrics() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_draining_node_keeps_its_rooms_refuses_new_ones_and_is_not_ready() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let (mut ann, _) = hello(&app, "standup", &token(&app, &key, "standup", "Ann", true).await).await;
+    app.started.as_ref().unwrap().drain();
+
+    let (mut bob, welcome) = hello(&app, "standup", &token(&app, &key, "standup", "Bob", false).await).await;
+    assert_eq!(welcome["type"], "welcome", "a running room still takes people");
+    let (_, refused) = hello(&app, "new-room", &token(&app, &key, "new-room", "Cy", true).await).await;
+    assert_eq!((refused["type"].as_str(), refused["reason"].as_str()), (Some("refused"), Some("unavailable")));
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["checks"]["rooms"], "draining");
+    ann.close(None).await.unwrap();
+    bob.close(None).await.unwrap();
+    app.stop().await;
+}

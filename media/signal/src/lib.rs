@@ -183,6 +183,8 @@ pub enum Refusal {
     Kicked,
     /// The meeting was ended for everyone.
     Ended,
+    /// This node takes no new meetings (it is draining); try again.
+    Unavailable,
 }
 
 /// What the node sends.
