@@ -35,6 +35,8 @@ const SHORTEST: TimeDelta = TimeDelta::minutes(5);
 const LONGEST: TimeDelta = TimeDelta::hours(24);
 /// A meeting may be scheduled to start this long ago (someone scheduling the meeting they are in).
 const PAST_START: TimeDelta = TimeDelta::hours(1);
+/// How far ahead a meeting may start; also keeps week arithmetic far from chrono's limits.
+const FUTURE_START: TimeDelta = TimeDelta::days(5 * 366);
 /// Past meetings shown on the meetings page.
 const PAST_SHOWN: u64 = 50;
 /// A token lasts until its occurrence ends plus this, so a meeting can overrun.
@@ -186,6 +188,9 @@ impl Schedule {
             message: format!("`{}` is not a known time zone (use a name like Europe/Berlin)", input.time_zone),
         })?;
         let starts_at = local_time("starts_at", &input.starts_at, time_zone)?;
+        if starts_at > Utc::now() + FUTURE_START {
+            return Err(MeetingError::Invalid { field: "starts_at", message: "at most 5 years ahead".to_owned() });
+        }
         let ends_at = local_time("ends_at", &input.ends_at, time_zone)?;
         let length = ends_at - starts_at;
         if length < SHORTEST {
@@ -264,8 +269,9 @@ fn resolve(time_zone: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 fn check_title(title: &str) -> Result<String, MeetingError> {
     let title = title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(MeetingError::Invalid { field: "title", message: "1 to 200 characters".to_owned() });
+    // Control characters (line breaks among them) have no place in a mail subject or a calendar line.
+    if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+        return Err(MeetingError::Invalid { field: "title", message: "1 to 200 characters on one line".to_owned() });
     }
     Ok(title.to_owned())
 }
@@ -990,6 +996,8 @@ mod tests {
             "time_zone"
         );
         assert_eq!(field_of(Schedule::parse(&input("tomorrow", "2026-12-01T11:00", "UTC", 1))), "starts_at");
+        let far = input("262000-12-01T10:00", "262000-12-01T11:00", "UTC", 52);
+        assert_eq!(field_of(Schedule::parse(&far)), "starts_at", "refused before any week arithmetic");
         assert_eq!(
             field_of(Schedule::parse(&input("2026-12-01T10:00", "2026-12-01T11:00", "UTC", 0))),
             "weekly_occurrences"

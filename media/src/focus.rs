@@ -66,7 +66,8 @@ pub struct Room {
     next_id: u64,
 }
 
-fn refusal_text(reason: Refusal) -> &'static str {
+/// The words for a refusal, for the person refused.
+pub fn refusal_message(reason: Refusal) -> &'static str {
     match reason {
         Refusal::UnsupportedVersion => "this client speaks another protocol version; reload the page",
         Refusal::InvalidToken => "this meeting link is not valid",
@@ -81,14 +82,9 @@ fn refusal_text(reason: Refusal) -> &'static str {
     }
 }
 
-/// The words for a refusal.
-pub fn refusal_message(reason: Refusal) -> String {
-    refusal_text(reason).to_owned()
-}
-
 /// The messages that turn a connection away.
 pub fn refuse(id: ParticipantId, reason: Refusal) -> Vec<Outbound> {
-    let message = ServerMessage::Refused { reason, message: refusal_text(reason).to_owned() };
+    let message = ServerMessage::Refused { reason, message: refusal_message(reason).to_owned() };
     vec![Outbound::Send(id, message), Outbound::Close(id)]
 }
 

@@ -138,8 +138,16 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // A full inbox means the room is busy; it also learns of the closed outbox when it next writes to it.
-        let _ = self.room.try_send(Command::Disconnect(self.id));
+        // A busy room still hears of the departure (or its participant would linger in it and in presence):
+        // the message then waits for room in the inbox on a task of its own.
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.room.try_send(Command::Disconnect(self.id))
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let room = self.room.clone();
+            runtime.spawn(async move {
+                let _ = room.send(command).await;
+            });
+        }
     }
 }
 

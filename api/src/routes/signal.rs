@@ -146,7 +146,13 @@ async fn serve(
             end_to_end_encryption: found.settings.end_to_end_encryption,
         },
         // Rooms made on the fly by a tenant's own tokens have the defaults.
-        Err(_) => RoomPolicy::default(),
+        Err(rooms::RoomError::NotFound) => RoomPolicy::default(),
+        // Never the defaults for a room whose lobby and password could not be read.
+        Err(error) => {
+            tracing::error!(%error, "cannot load a room's settings for a signalling connection");
+            let reason = Refusal::Unavailable;
+            return refuse(session, &metrics, reason, convene_media::focus::refusal_message(reason).to_owned()).await;
+        }
     };
     let user = verified.claims.context.user;
     let identity = Identity { user_id: user.id, name: user.name, moderator: user.moderator };
@@ -156,7 +162,7 @@ async fn serve(
         Err(error) => {
             tracing::info!(%error, "a signalling connection found no room");
             let reason = Refusal::Unavailable;
-            return refuse(session, &metrics, reason, convene_media::focus::refusal_message(reason)).await;
+            return refuse(session, &metrics, reason, convene_media::focus::refusal_message(reason).to_owned()).await;
         }
     };
     let shutdown = rooms.shutdown().clone();
