@@ -15,6 +15,7 @@ pub mod entities;
 pub mod mail;
 pub mod meetings;
 pub mod metrics;
+pub mod pagination;
 pub mod password;
 pub mod rate_limit;
 pub mod roles;

@@ -5,6 +5,8 @@
 //! Times arrive as wall-clock times in a named time zone and are stored in UTC; weekly occurrences keep the
 //! wall-clock time in that zone. Every lookup is scoped to the actor's tenant.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use convene_app::model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary};
@@ -22,6 +24,7 @@ use crate::{
     calendar::{self, Method, Person},
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
     mail::{Email, Mailer},
+    pagination,
     room_tokens::{self, MintError, TokenRequest, TokenUser},
     rooms::{self, RoomError, Settings},
     secrets::random_token,
@@ -393,23 +396,22 @@ impl MeetingService {
         limit: u64,
         after: Option<Uuid>,
     ) -> Result<(Vec<ScheduledMeeting>, Option<Uuid>), MeetingError> {
-        let limit = limit.clamp(1, crate::room_sessions::MAX_PAGE);
         let mut query = meeting::Entity::find().filter(meeting::Column::TenantId.eq(tenant.as_uuid()));
         if let Some(after) = after {
             query = query.filter(meeting::Column::Id.lt(after));
         }
-        let mut rows = query.order_by_desc(meeting::Column::Id).limit(limit + 1).all(&self.db).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = more.then(|| rows.last().map(|row| row.id)).flatten();
+        let rows = query.order_by_desc(meeting::Column::Id).limit(pagination::fetch_size(limit)).all(&self.db).await?;
+        let (rows, next) = pagination::page(rows, limit, |row| row.id);
         let organizers = users_by_id(&self.db, rows.iter().map(|row| row.organizer_id)).await?;
-        let mut page = Vec::with_capacity(rows.len());
-        for row in rows {
-            let organizer = organizers.get(&row.organizer_id).map(|person| person.email.clone());
-            if let Some(loaded) = self.complete(row).await? {
-                page.push(self.api_view(loaded, organizer));
-            }
-        }
+        let page = self
+            .complete(rows)
+            .await?
+            .into_iter()
+            .map(|loaded| {
+                let organizer = organizers.get(&loaded.row.organizer_id).map(|person| person.email.clone());
+                self.api_view(loaded, organizer)
+            })
+            .collect();
         Ok((page, next))
     }
 
@@ -593,38 +595,7 @@ impl MeetingService {
         rows: Vec<meeting::Model>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, MeetingSummary)>, MeetingError> {
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-        let room_ids: Vec<Uuid> = rows.iter().map(|row| row.room_id).collect();
-        let rooms: std::collections::HashMap<Uuid, String> = room::Entity::find()
-            .filter(room::Column::Id.is_in(room_ids))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|room| (room.id, room.name))
-            .collect();
-        let mut counts: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
-        for invitee in
-            meeting_invitee::Entity::find().filter(meeting_invitee::Column::MeetingId.is_in(ids)).all(&self.db).await?
-        {
-            *counts.entry(invitee.meeting_id).or_default() += 1;
-        }
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let schedule = Schedule::of(&row);
-                let shown = schedule.current(now).unwrap_or((row.starts_at, row.ends_at));
-                let summary = MeetingSummary {
-                    id: row.id.to_string(),
-                    title: row.title.clone(),
-                    room: rooms.get(&row.room_id).cloned().unwrap_or_default(),
-                    when: schedule.describe(shown),
-                    recurrence: schedule.recurrence(),
-                    invitees: counts.get(&row.id).copied().unwrap_or(0),
-                    cancelled: row.cancelled_at.is_some(),
-                };
-                (shown.0, summary)
-            })
-            .collect())
+        Ok(self.complete(rows).await?.iter().map(|loaded| summary(loaded, now)).collect())
     }
 
     /// One meeting's page.
@@ -678,17 +649,8 @@ impl MeetingService {
             high_fidelity_audio: room.high_fidelity_audio,
             max_resolution: room.max_resolution.clone(),
         };
-        let shown = schedule.current(now).unwrap_or((loaded.row.starts_at, loaded.row.ends_at));
         Ok(MeetingDetails {
-            summary: MeetingSummary {
-                id: loaded.row.id.to_string(),
-                title: loaded.row.title.clone(),
-                room: room.name.clone(),
-                when: schedule.describe(shown),
-                recurrence: schedule.recurrence(),
-                invitees: loaded.invitees.len(),
-                cancelled: loaded.row.cancelled_at.is_some(),
-            },
+            summary: summary(&loaded, now).1,
             occurrences,
             organizer,
             join_link: self.join_link(&loaded.row.join_code),
@@ -830,7 +792,7 @@ impl MeetingService {
             .one(&self.db)
             .await?
             .ok_or(MeetingError::NotFound)?;
-        self.complete(row).await?.ok_or(MeetingError::NotFound)
+        self.complete(vec![row]).await?.pop().ok_or(MeetingError::NotFound)
     }
 
     async fn by_code(&self, code: &str) -> Result<Loaded, JoinError> {
@@ -843,20 +805,37 @@ impl MeetingService {
             .one(&self.db)
             .await?
             .ok_or(JoinError::NotFound)?;
-        self.complete(row).await?.ok_or(JoinError::NotFound)
+        self.complete(vec![row]).await?.pop().ok_or(JoinError::NotFound)
     }
 
-    async fn complete(&self, row: meeting::Model) -> Result<Option<Loaded>, DbErr> {
-        let Some(room) = room::Entity::find_by_id(row.room_id).one(&self.db).await? else { return Ok(None) };
-        let invitees = meeting_invitee::Entity::find()
-            .filter(meeting_invitee::Column::MeetingId.eq(row.id))
-            .order_by_asc(meeting_invitee::Column::Email)
+    /// The meetings with their rooms and invitees, in two queries whatever their number.
+    async fn complete(&self, rows: Vec<meeting::Model>) -> Result<Vec<Loaded>, DbErr> {
+        let room_ids: Vec<Uuid> = rows.iter().map(|row| row.room_id).collect();
+        let mut rooms: HashMap<Uuid, room::Model> = room::Entity::find()
+            .filter(room::Column::Id.is_in(room_ids))
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|invitee| invitee.email)
+            .map(|room| (room.id, room))
             .collect();
-        Ok(Some(Loaded { row, room, invitees }))
+        let mut invitees: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for invitee in meeting_invitee::Entity::find()
+            .filter(meeting_invitee::Column::MeetingId.is_in(rows.iter().map(|row| row.id)))
+            .order_by_asc(meeting_invitee::Column::Email)
+            .all(&self.db)
+            .await?
+        {
+            invitees.entry(invitee.meeting_id).or_default().push(invitee.email);
+        }
+        // A meeting's room goes with it (the foreign key cascades), so a missing room means a deleted meeting.
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let room = rooms.remove(&row.room_id)?;
+                let invitees = invitees.remove(&row.id).unwrap_or_default();
+                Some(Loaded { row, room, invitees })
+            })
+            .collect())
     }
 
     /// Mails `method` for the meeting to `to`; failures are logged and reported, never fatal.
@@ -919,6 +898,24 @@ impl MeetingService {
         }
         delivery
     }
+}
+
+/// A meeting for lists, at its occurrence going on or next (its first, once all are over); also that
+/// occurrence's start, which upcoming lists sort by.
+fn summary(loaded: &Loaded, now: DateTime<Utc>) -> (DateTime<Utc>, MeetingSummary) {
+    let row = &loaded.row;
+    let schedule = Schedule::of(row);
+    let shown = schedule.current(now).unwrap_or((row.starts_at, row.ends_at));
+    let summary = MeetingSummary {
+        id: row.id.to_string(),
+        title: row.title.clone(),
+        room: loaded.room.name.clone(),
+        when: schedule.describe(shown),
+        recurrence: schedule.recurrence(),
+        invitees: loaded.invitees.len(),
+        cancelled: row.cancelled_at.is_some(),
+    };
+    (shown.0, summary)
 }
 
 fn state_of(row: &meeting::Model, now: DateTime<Utc>) -> JoinState {

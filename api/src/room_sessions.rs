@@ -11,10 +11,10 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::entities::{room_session, session_participant};
-
-/// Largest page of sessions.
-pub const MAX_PAGE: u64 = 100;
+use crate::{
+    entities::{room_session, session_participant},
+    pagination,
+};
 
 /// A person's stay, as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -163,16 +163,13 @@ pub async fn list(
     limit: u64,
     before: Option<Uuid>,
 ) -> Result<(Vec<Session>, Option<Uuid>), DbErr> {
-    let limit = limit.clamp(1, MAX_PAGE);
     let mut query = room_session::Entity::find().filter(room_session::Column::TenantId.eq(tenant.as_uuid()));
     if let Some(before) = before {
         query = query.filter(room_session::Column::Id.lt(before));
     }
     // UUIDv7 ids order like their start times.
-    let mut rows = query.order_by_desc(room_session::Column::Id).limit(limit + 1).all(db).await?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next = more.then(|| rows.last().map(|row| row.id)).flatten();
+    let rows = query.order_by_desc(room_session::Column::Id).limit(pagination::fetch_size(limit)).all(db).await?;
+    let (rows, next) = pagination::page(rows, limit, |row| row.id);
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
     let mut stays: std::collections::HashMap<Uuid, Vec<session_participant::Model>> = std::collections::HashMap::new();
     for stay in session_participant::Entity::find()

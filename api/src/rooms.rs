@@ -10,10 +10,8 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{entities::room, secrets::random_token};
+use crate::{entities::room, pagination, secrets::random_token};
 
-/// Largest page of rooms.
-pub const MAX_PAGE: u64 = 100;
 /// Room size bounds: the SFU is sized for meetings of about ten; a hundred is the hard ceiling.
 const PARTICIPANTS: std::ops::RangeInclusive<i32> = 2..=100;
 
@@ -260,15 +258,12 @@ pub async fn list(
     limit: u64,
     after: Option<&str>,
 ) -> Result<(Vec<Room>, Option<String>), RoomError> {
-    let limit = limit.clamp(1, MAX_PAGE);
     let mut query = room::Entity::find().filter(room::Column::TenantId.eq(tenant.as_uuid()));
     if let Some(after) = after {
         query = query.filter(room::Column::Name.gt(after));
     }
-    let mut rows = query.order_by_asc(room::Column::Name).limit(limit + 1).all(db).await?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next = more.then(|| rows.last().map(|row| row.name.clone())).flatten();
+    let rows = query.order_by_asc(room::Column::Name).limit(pagination::fetch_size(limit)).all(db).await?;
+    let (rows, next) = pagination::page(rows, limit, |row| row.name.clone());
     Ok((rows.into_iter().map(view).collect(), next))
 }
 
