@@ -14,11 +14,17 @@ mod m20261124_000005_meetings;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, column)
-        .to(TenantsTable::Table, TenantsTable::Id)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+    owned_by(table, column, TenantsTable::Table, TenantsTable::Id)
+}
+
+/// A foreign key whose rows go when the row they belong to goes.
+fn owned_by(
+    table: impl IntoIden,
+    column: impl IntoIden,
+    owner: impl IntoIden,
+    owner_column: impl IntoIden,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create().from(table, column).to(owner, owner_column).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
 /// The `tenants` table as other migrations refer to it.

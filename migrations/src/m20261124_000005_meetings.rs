@@ -29,12 +29,7 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Meetings::CreatedAt))
                     .col(timestamp_with_time_zone(Meetings::UpdatedAt))
                     .foreign_key(&mut crate::tenant_foreign_key(Meetings::Table, Meetings::TenantId))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Meetings::Table, Meetings::RoomId)
-                            .to(Rooms::Table, Rooms::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::owned_by(Meetings::Table, Meetings::RoomId, Rooms::Table, Rooms::Id))
                     .to_owned(),
             )
             .await?;
@@ -58,12 +53,12 @@ impl MigrationTrait for Migration {
                     .col(string_len(MeetingInvitees::Email, 254))
                     .col(timestamp_with_time_zone(MeetingInvitees::InvitedAt))
                     .foreign_key(&mut crate::tenant_foreign_key(MeetingInvitees::Table, MeetingInvitees::TenantId))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(MeetingInvitees::Table, MeetingInvitees::MeetingId)
-                            .to(Meetings::Table, Meetings::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::owned_by(
+                        MeetingInvitees::Table,
+                        MeetingInvitees::MeetingId,
+                        Meetings::Table,
+                        Meetings::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -117,12 +112,12 @@ impl MigrationTrait for Migration {
                         SessionParticipants::Table,
                         SessionParticipants::TenantId,
                     ))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(SessionParticipants::Table, SessionParticipants::SessionId)
-                            .to(RoomSessions::Table, RoomSessions::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut crate::owned_by(
+                        SessionParticipants::Table,
+                        SessionParticipants::SessionId,
+                        RoomSessions::Table,
+                        RoomSessions::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
