@@ -5,7 +5,7 @@
 use std::{io::Write, net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context;
-use convene_media::{MediaMetrics, MediaNode};
+use convene_media::{MediaMetrics, MediaNode, NodeConfig};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,10 @@ use crate::{
     team::TeamService,
     tenants::{self, NewTenant},
 };
+
+/// The publishers' full simulcast layer the allocator sizes tiles against (a 720p stage; 1080p publishers
+/// still get their top layer on a stage).
+const TOP_HEIGHT: u32 = 720;
 
 /// Which parts a serving process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,16 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         None
     } else {
         let media_metrics = MediaMetrics::register(&mut metrics.registry);
-        Some(MediaNode::bind(settings.media_udp_addr, media_metrics).await.context("CONVENE_MEDIA_UDP_ADDR")?)
+        let config = NodeConfig {
+            udp_addr: settings.media_udp_addr,
+            public_ip: settings.media_public_ip,
+            shards: settings.media_shards,
+            top_height: TOP_HEIGHT,
+        };
+        Some(MediaNode::bind(config, media_metrics).context("CONVENE_MEDIA_UDP_ADDR")?)
     };
-    let media_addr = media.as_ref().map(MediaNode::local_addr).transpose().context("reading the media address")?;
+    let media_addr = media.as_ref().map(MediaNode::local_addr);
+    let plane = media.as_ref().map(MediaNode::plane);
 
     // Media nodes never touch the database: only the control-plane roles open it.
     let uses_database = role != Serve::Media;
@@ -73,7 +84,8 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     };
     let site = match &database {
         Some(db) => {
-            Some(site_services(settings, db.clone(), &shutdown, (role == Serve::All).then_some(&mut metrics.registry))?)
+            let hosted = (role == Serve::All).then_some(&mut metrics.registry).zip(plane);
+            Some(site_services(settings, db.clone(), &shutdown, hosted)?)
         }
         None => None,
     };
@@ -183,16 +195,17 @@ fn site_services(
     settings: &Settings,
     db: DatabaseConnection,
     shutdown: &CancellationToken,
-    // The registry to count signalling in, for the role that also hosts rooms (`up`, which runs everything).
-    rooms_registry: Option<&mut prometheus_client::registry::Registry>,
+    // The registry to count signalling in and the media plane, for the role that also hosts rooms (`up`,
+    // which runs everything).
+    hosted: Option<(&mut prometheus_client::registry::Registry, convene_media::MediaPlane)>,
 ) -> anyhow::Result<SiteServices> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
-    let rooms = rooms_registry.map(|registry| {
+    let rooms = hosted.map(|(registry, plane)| {
         let recorder = crate::room_sessions::SessionRecorder::start(db.clone(), shutdown.clone());
         let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
-        convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(recorder), metrics)
+        convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(recorder), metrics, Some(plane))
     });
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
     let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });

@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -26,7 +26,9 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_DATABASE_URL", "SQLite in the data dir", "postgres://user:password@host/db or sqlite://path"),
     ("CONVENE_SMTP_URL", "(unset: mail goes to .eml files)", "smtp://host:port or smtps://user:password@host"),
     ("CONVENE_MAIL_FROM", "Convene <no-reply@localhost>", "sender of the mail Convene sends"),
-    ("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:10000", "UDP address of the media node"),
+    ("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:10000", "UDP address of the media node's first shard (shard i: port + i)"),
+    ("CONVENE_MEDIA_PUBLIC_IP", "(the UDP address's IP)", "IP address clients send media to, when not the bound one"),
+    ("CONVENE_MEDIA_SHARDS", "0 (one per core)", "media threads, each with its own UDP port"),
     ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
     ("CONVENE_STRIPE_WEBHOOK_SECRET", "(unset)", "Stripe webhook signing secret"),
@@ -56,6 +58,10 @@ pub struct Settings {
     pub mail_from: String,
     /// The media node's UDP address.
     pub media_udp_addr: SocketAddr,
+    /// The IP address clients send media to, when it is not the bound one.
+    pub media_public_ip: Option<IpAddr>,
+    /// Media shards (threads); 0 for one per core.
+    pub media_shards: usize,
     /// The SIP gateway's address.
     pub sip_addr: SocketAddr,
     /// Stripe access.
@@ -310,6 +316,19 @@ impl Parser {
                 |value| Ok(value.to_owned()),
             )?,
             media_udp_addr: self.get("CONVENE_MEDIA_UDP_ADDR", || ([127, 0, 0, 1], 10000).into(), parse_socket_addr)?,
+            media_public_ip: self.get(
+                "CONVENE_MEDIA_PUBLIC_IP",
+                || None,
+                |value| value.parse().map(Some).map_err(|_| "must be an IP address like 203.0.113.7".to_owned()),
+            )?,
+            media_shards: self.get(
+                "CONVENE_MEDIA_SHARDS",
+                || 0,
+                |value| match value.parse::<usize>() {
+                    Ok(shards) if shards <= 256 => Ok(shards),
+                    _ => Err("must be a number of threads from 0 (one per core) to 256".to_owned()),
+                },
+            )?,
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
             stripe: StripeSettings {
                 secret_key: self.optional_secret("CONVENE_STRIPE_SECRET_KEY")?,

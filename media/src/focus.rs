@@ -116,6 +116,11 @@ impl Room {
         self.members.values().map(|member| &member.info)
     }
 
+    /// Whether `id` is in the room (admitted, not waiting).
+    pub fn is_member(&self, id: ParticipantId) -> bool {
+        self.members.contains_key(&id)
+    }
+
     /// Whether `id` waits in the lobby.
     pub fn is_waiting(&self, id: ParticipantId) -> bool {
         self.lobby.contains_key(&id)
@@ -244,6 +249,10 @@ impl Room {
         };
         match message {
             ClientMessage::Hello { .. } => error(from, "invalid", "you are already in the room"),
+            // The driver hands media negotiation to the SFU once it knows the sender is in the room.
+            ClientMessage::Offer { .. } | ClientMessage::Answer { .. } | ClientMessage::ReceiveVideo { .. } => {
+                error(from, "invalid", "this node does not carry media")
+            }
             ClientMessage::Chat { text, to } => self.chat(from, text, to),
             ClientMessage::RaiseHand { raised } => self.update(from, |info| info.hand_raised = raised),
             ClientMessage::Reaction { emoji } => {

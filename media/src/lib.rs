@@ -15,8 +15,9 @@ pub mod focus;
 pub mod node;
 pub mod probe;
 pub mod rooms;
+pub mod sfu;
 pub mod signal_metrics;
 pub mod stun;
 
-pub use node::{BindError, MediaMetrics, MediaNode};
+pub use node::{BindError, MediaCommand, MediaMetrics, MediaNode, MediaPlane, NodeConfig};
 pub use probe::{ProbeError, probe};

@@ -1,33 +1,75 @@
-//! The driver: owns the UDP socket, feeds datagrams to the sans-IO [`stun`](crate::stun) code and sends
-//! what it returns. One task; the SFU will replace this loop with per-core shards.
+//! The driver: shards, each an OS thread with its own UDP socket, its own [`Sfu`] and a single-threaded
+//! runtime, sharing nothing. A room lives on one shard (chosen by its number), so forwarding never crosses
+//! threads; shard `i` listens on the configured port plus `i`. Rooms talk to their shard through a bounded
+//! command channel ([`MediaPlane`]); the shard answers participants straight into their connections'
+//! outboxes. Counters are plain integers in the shard, added to Prometheus once a second (a shared
+//! registry on the packet path costs more than it tells).
 
-use std::{io, net::SocketAddr};
+use std::{
+    collections::HashMap,
+    io,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
 
+use convene_signal::{ParticipantId, ServerMessage, VideoRequest};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use tokio::net::UdpSocket;
+use tokio::{net::UdpSocket, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::stun;
+use crate::{
+    rooms::Delivery,
+    sfu::{Counters, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput},
+};
 
-/// Largest UDP payload we read; anything longer is truncated by the kernel and then fails to parse.
-const MAX_DATAGRAM: usize = 1500;
+/// Largest datagram read; WebRTC keeps packets under the path MTU, so anything longer is not ours.
+const MAX_DATAGRAM: usize = 2048;
+/// Datagrams read in one go before the shard attends to timers and commands again.
+const READ_BATCH: usize = 64;
+/// Commands a shard may have waiting (offers, answers, pins, departures).
+const COMMANDS: usize = 4096;
+/// Kernel socket buffers: a few hundred milliseconds of a busy shard's traffic.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+/// How often shard counters reach Prometheus.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Assumed bandwidth toward a receiver before its estimate arrives: enough for a stage and nine thumbnails.
+const INITIAL_ESTIMATE: u64 = 8_000_000;
+/// At most this many people's video goes to one receiver.
+const LAST_N: usize = 25;
+
+/// Where and how the node listens.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeConfig {
+    /// Shard 0's UDP address; shard `i` uses its port plus `i` (or any free port when it is 0).
+    pub udp_addr: SocketAddr,
+    /// The address clients reach the node at, when it is not the bound one (behind NAT, or bound to all
+    /// interfaces).
+    pub public_ip: Option<IpAddr>,
+    /// How many shards (threads); 0 means one per core.
+    pub shards: usize,
+    /// The height of publishers' full layer (720 or 1080).
+    pub top_height: u32,
+}
 
 /// The media node's counters, registered in the process registry served at `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct MediaMetrics {
-    received: Counter,
-    answered: Counter,
-    dropped: Family<DropLabels, Counter>,
+    packets: Family<DirectionLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+    keyframe_requests: Counter,
+    datagrams_dropped: Counter,
+    probes_answered: Counter,
+    sessions_failed: Counter,
+    sessions: Gauge,
 }
 
-/// Reasons are a closed set ([`stun::Dropped`]), so the label family stays small.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabels {
-    reason: &'static str,
+struct DirectionLabels {
+    direction: &'static str,
 }
 
 impl MediaMetrics {
@@ -35,10 +77,39 @@ impl MediaMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let media = registry.sub_registry_with_prefix("convene_media");
-        media.register("datagrams_received", "UDP datagrams read from the media port", metrics.received.clone());
-        media.register("stun_replies", "STUN Binding responses sent", metrics.answered.clone());
-        media.register("datagrams_dropped", "Datagrams that got no reply, by reason", metrics.dropped.clone());
+        media.register(
+            "rtp_packets",
+            "RTP packets received from publishers (in) and forwarded (out)",
+            metrics.packets.clone(),
+        );
+        media.register("rtp_bytes", "RTP payload bytes received (in) and forwarded (out)", metrics.bytes.clone());
+        media.register(
+            "keyframe_requests",
+            "Keyframe requests (PLI) sent to publishers",
+            metrics.keyframe_requests.clone(),
+        );
+        media.register(
+            "datagrams_dropped",
+            "Datagrams from unknown addresses or unreadable",
+            metrics.datagrams_dropped.clone(),
+        );
+        media.register("stun_replies", "STUN reachability probes answered", metrics.probes_answered.clone());
+        media.register("sessions_failed", "Media sessions closed after an error", metrics.sessions_failed.clone());
+        media.register("sessions", "Participants with a media session", metrics.sessions.clone());
         metrics
+    }
+
+    fn add(&self, now: Counters, before: Counters) {
+        let inbound = DirectionLabels { direction: "in" };
+        let outbound = DirectionLabels { direction: "out" };
+        self.packets.get_or_create(&inbound).inc_by(now.packets_in - before.packets_in);
+        self.packets.get_or_create(&outbound).inc_by(now.packets_out - before.packets_out);
+        self.bytes.get_or_create(&inbound).inc_by(now.bytes_in - before.bytes_in);
+        self.bytes.get_or_create(&outbound).inc_by(now.bytes_out - before.bytes_out);
+        self.keyframe_requests.inc_by(now.keyframe_requests - before.keyframe_requests);
+        self.datagrams_dropped.inc_by(now.datagrams_dropped - before.datagrams_dropped);
+        self.probes_answered.inc_by(now.probes_answered - before.probes_answered);
+        self.sessions_failed.inc_by(now.sessions_failed - before.sessions_failed);
     }
 }
 
@@ -48,6 +119,12 @@ pub enum BindError {
     /// Something else listens on the port.
     #[error("{addr} is already in use: stop the process using it or set CONVENE_MEDIA_UDP_ADDR to a free address")]
     InUse {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Bound to all interfaces, with no address to tell clients.
+    #[error("the media node listens on {addr}, which clients cannot send to: set CONVENE_MEDIA_PUBLIC_IP")]
+    NoPublicAddress {
         /// The address asked for.
         addr: SocketAddr,
     },
@@ -61,57 +138,303 @@ pub enum BindError {
     },
 }
 
-/// A bound media node, ready to [`run`](MediaNode::run).
+/// What a room asks of its shard.
 #[derive(Debug)]
+pub enum MediaCommand {
+    /// A participant's SDP offer; `outbox` is their connection's, for the answer and later offers.
+    Offer {
+        /// Who.
+        key: PeerKey,
+        /// The SDP.
+        sdp: String,
+        /// The `mid` carrying a shared screen.
+        screen: Option<String>,
+        /// Their connection.
+        outbox: mpsc::Sender<Delivery>,
+    },
+    /// A participant's answer to the node's offer.
+    Answer {
+        /// Who.
+        key: PeerKey,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Whom a participant pinned.
+    Pin {
+        /// Who.
+        key: PeerKey,
+        /// Whom.
+        pinned: Option<ParticipantId>,
+    },
+    /// A participant's tile sizes.
+    ReceiveVideo {
+        /// Who.
+        key: PeerKey,
+        /// The sizes.
+        requests: Vec<VideoRequest>,
+    },
+    /// A participant left the room.
+    Leave {
+        /// Who.
+        key: PeerKey,
+    },
+}
+
+impl MediaCommand {
+    fn room(&self) -> RoomId {
+        match self {
+            Self::Offer { key, .. }
+            | Self::Answer { key, .. }
+            | Self::Pin { key, .. }
+            | Self::ReceiveVideo { key, .. }
+            | Self::Leave { key } => key.room,
+        }
+    }
+}
+
+/// The shard is overloaded and cannot take the command now.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the media node is busy; try again")]
+pub struct Busy;
+
+/// The rooms' way to their shards. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MediaPlane {
+    shards: Vec<mpsc::Sender<MediaCommand>>,
+}
+
+impl MediaPlane {
+    /// Passes a command to the shard of its room.
+    pub fn send(&self, command: MediaCommand) -> Result<(), Busy> {
+        let count = u64::try_from(self.shards.len()).unwrap_or(1).max(1);
+        let index = usize::try_from(command.room() % count).unwrap_or(0);
+        self.shards.get(index).ok_or(Busy)?.try_send(command).map_err(|_| Busy)
+    }
+}
+
+struct Shard {
+    socket: std::net::UdpSocket,
+    sfu: Sfu,
+    commands: mpsc::Receiver<MediaCommand>,
+}
+
+/// A bound media node, ready to [`run`](MediaNode::run).
 pub struct MediaNode {
-    socket: UdpSocket,
+    shards: Vec<Shard>,
+    plane: MediaPlane,
+    local_addr: SocketAddr,
     metrics: MediaMetrics,
 }
 
+impl std::fmt::Debug for MediaNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaNode").field("local_addr", &self.local_addr).field("shards", &self.shards.len()).finish()
+    }
+}
+
 impl MediaNode {
-    /// Binds the media port. Binding happens before anything else starts, so a taken port fails fast.
-    pub async fn bind(addr: SocketAddr, metrics: MediaMetrics) -> Result<Self, BindError> {
-        let socket = UdpSocket::bind(addr).await.map_err(|source| match source.kind() {
-            io::ErrorKind::AddrInUse => BindError::InUse { addr },
-            _ => BindError::Other { addr, source },
-        })?;
-        Ok(Self { socket, metrics })
-    }
-
-    /// The bound address (useful when the port was 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    /// Serves datagrams until `shutdown` is cancelled. Per-datagram errors (an ICMP-induced `recv` error,
-    /// a full send buffer) are counted or logged and never end the loop.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut inbound = [0u8; MAX_DATAGRAM];
-        let mut reply = [0u8; stun::MAX_REPLY_LEN];
-        loop {
-            let (len, from) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                received = self.socket.recv_from(&mut inbound) => match received {
-                    Ok(received) => received,
-                    Err(error) => {
-                        tracing::debug!(%error, "media socket receive error");
-                        continue;
-                    }
-                },
+    /// Binds every shard's port. Binding happens before anything else starts, so a taken port fails fast.
+    pub fn bind(config: NodeConfig, metrics: MediaMetrics) -> Result<Self, BindError> {
+        let count = if config.shards == 0 {
+            std::thread::available_parallelism().map(std::num::NonZero::get).unwrap_or(1)
+        } else {
+            config.shards
+        };
+        let public_ip = match config.public_ip {
+            Some(ip) => ip,
+            None if config.udp_addr.ip().is_unspecified() => {
+                return Err(BindError::NoPublicAddress { addr: config.udp_addr });
+            }
+            None => config.udp_addr.ip(),
+        };
+        let mut shards = Vec::with_capacity(count);
+        let mut senders = Vec::with_capacity(count);
+        for index in 0..count {
+            let port = match config.udp_addr.port() {
+                0 => 0,
+                base => u16::try_from(usize::from(base) + index).map_err(|_| BindError::Other {
+                    addr: config.udp_addr,
+                    source: io::Error::other("the shards' ports run past 65535"),
+                })?,
             };
-            self.metrics.received.inc();
-            match stun::answer_binding(&inbound[..len], from, &mut reply) {
-                Ok(reply_len) => match self.socket.send_to(&reply[..reply_len], from).await {
-                    Ok(_) => {
-                        self.metrics.answered.inc();
+            let addr = SocketAddr::new(config.udp_addr.ip(), port);
+            let socket = bind_socket(addr)?;
+            let bound = socket.local_addr().map_err(|source| BindError::Other { addr, source })?;
+            let sfu = Sfu::new(SfuConfig {
+                address: SocketAddr::new(public_ip, bound.port()),
+                initial_estimate: INITIAL_ESTIMATE,
+                last_n: LAST_N,
+                top_height: config.top_height,
+            });
+            let (sender, commands) = mpsc::channel(COMMANDS);
+            senders.push(sender);
+            shards.push(Shard { socket, sfu, commands });
+        }
+        let local_addr = shards
+            .first()
+            .and_then(|shard| shard.socket.local_addr().ok())
+            .ok_or(BindError::Other { addr: config.udp_addr, source: io::Error::other("no shard") })?;
+        Ok(Self { shards, plane: MediaPlane { shards: senders }, local_addr, metrics })
+    }
+
+    /// Shard 0's address: the one health checks probe (every shard answers probes).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The rooms' way in.
+    pub fn plane(&self) -> MediaPlane {
+        self.plane.clone()
+    }
+
+    /// Runs every shard on a thread of its own until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut threads = Vec::new();
+        for (index, shard) in self.shards.into_iter().enumerate() {
+            let (shutdown, metrics) = (shutdown.clone(), self.metrics.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("media-shard-{index}"))
+                .spawn(move || run_shard(shard, &shutdown, &metrics));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(error) => tracing::error!(%error, index, "could not start a media shard"),
+            }
+        }
+        shutdown.cancelled().await;
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                if thread.join().is_err() {
+                    tracing::error!("a media shard panicked");
+                }
+            }
+        });
+        let _ = joined.await;
+        tracing::info!("media node stopped");
+    }
+}
+
+fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, BindError> {
+    let socket = std::net::UdpSocket::bind(addr).map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => BindError::InUse { addr },
+        _ => BindError::Other { addr, source },
+    })?;
+    socket.set_nonblocking(true).map_err(|source| BindError::Other { addr, source })?;
+    // Larger kernel buffers absorb bursts (keyframes, many receivers at once); the kernel may cap them.
+    let socket = socket2::Socket::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    Ok(socket.into())
+}
+
+fn run_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "could not start a media shard's runtime");
+            return;
+        }
+    };
+    runtime.block_on(serve_shard(shard, shutdown, metrics));
+}
+
+async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
+    let Shard { socket, mut sfu, mut commands } = shard;
+    let local = socket.local_addr();
+    let (socket, local) = match (UdpSocket::from_std(socket), local) {
+        (Ok(socket), Ok(local)) => (socket, local),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "could not use a media shard's socket");
+            return;
+        }
+    };
+    let mut outboxes: HashMap<PeerKey, mpsc::Sender<Delivery>> = HashMap::new();
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut reported = Counters::default();
+    let mut next_metrics = Instant::now() + METRICS_EVERY;
+    loop {
+        let wake = sfu.poll_timeout().unwrap_or_else(|| Instant::now() + METRICS_EVERY).min(next_metrics);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            command = commands.recv() => match command {
+                Some(command) => handle(&mut sfu, &mut outboxes, command),
+                None => break,
+            },
+            readable = socket.readable() => {
+                if readable.is_ok() {
+                    for _ in 0..READ_BATCH {
+                        match socket.try_recv_from(&mut buffer) {
+                            Ok((length, source)) => sfu.handle_receive(Instant::now(), source, local, &buffer[..length]),
+                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                            // An ICMP error for an earlier send surfaces here; it concerns one peer only.
+                            Err(error) => tracing::debug!(%error, "media socket receive error"),
+                        }
                     }
-                    Err(error) => tracing::debug!(%error, %from, "could not send STUN reply"),
-                },
-                Err(reason) => {
-                    self.metrics.dropped.get_or_create(&DropLabels { reason: reason.label() }).inc();
+                }
+            },
+            () = tokio::time::sleep_until(wake.into()) => {},
+        }
+        let now = Instant::now();
+        if sfu.poll_timeout().is_some_and(|due| due <= now) {
+            sfu.handle_timeout(now);
+        }
+        flush(&mut sfu, &socket, &outboxes);
+        if now >= next_metrics {
+            let counters = sfu.counters();
+            metrics.add(counters, reported);
+            metrics.sessions.set(i64::try_from(sfu.peer_count()).unwrap_or(i64::MAX));
+            reported = counters;
+            next_metrics = now + METRICS_EVERY;
+        }
+    }
+}
+
+fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>, command: MediaCommand) {
+    let now = Instant::now();
+    let refused = match command {
+        MediaCommand::Offer { key, sdp, screen, outbox } => {
+            outboxes.insert(key, outbox);
+            sfu.handle_offer(key, &sdp, screen.as_deref(), now).err().map(|error| (key, error))
+        }
+        MediaCommand::Answer { key, sdp } => sfu.handle_answer(key, &sdp, now).err().map(|error| (key, error)),
+        MediaCommand::Pin { key, pinned } => {
+            sfu.pin(key, pinned, now);
+            None
+        }
+        MediaCommand::ReceiveVideo { key, requests } => {
+            sfu.receive_video(key, &requests, now);
+            None
+        }
+        MediaCommand::Leave { key } => {
+            outboxes.remove(&key);
+            sfu.leave(key, now);
+            None
+        }
+    };
+    if let Some((key, error)) = refused
+        && let Some(outbox) = outboxes.get(&key)
+    {
+        let message = ServerMessage::Error { code: "invalid".to_owned(), message: error.to_string() };
+        let _ = outbox.try_send(Delivery::Message(message));
+    }
+}
+
+/// Sends what the SFU produced: datagrams on the socket (dropped when the kernel buffer is full, as the
+/// network would), signalling into outboxes (a full one is the room's to deal with).
+fn flush(sfu: &mut Sfu, socket: &UdpSocket, outboxes: &HashMap<PeerKey, mpsc::Sender<Delivery>>) {
+    while let Some(output) = sfu.poll_output() {
+        match output {
+            SfuOutput::Transmit { destination, contents } => {
+                if let Err(error) = socket.try_send_to(&contents, destination)
+                    && error.kind() != io::ErrorKind::WouldBlock
+                {
+                    tracing::debug!(%error, %destination, "media send failed");
+                }
+            }
+            SfuOutput::Signal { to, message } => {
+                if let Some(outbox) = outboxes.get(&to) {
+                    let _ = outbox.try_send(Delivery::Message(message));
                 }
             }
         }
-        tracing::info!("media node stopped");
     }
 }

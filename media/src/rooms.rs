@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     focus::{self, Identity, Outbound, RoomPolicy},
+    node::{MediaCommand, MediaPlane},
+    sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
 };
 
@@ -90,6 +92,10 @@ pub struct Rooms {
     reporter: Arc<dyn Reporter>,
     metrics: SignalMetrics,
     draining: Arc<AtomicBool>,
+    /// Where media goes; without one the rooms carry signalling only.
+    media: Option<MediaPlane>,
+    /// Numbers rooms for the media plane (a room's shard follows from it).
+    next_room: Arc<AtomicU64>,
 }
 
 /// Why a connection found no room.
@@ -152,9 +158,23 @@ impl Drop for Connection {
 }
 
 impl Rooms {
-    /// No rooms yet; events go to `reporter`; connections close when `shutdown` is cancelled.
-    pub fn new(shutdown: CancellationToken, reporter: Arc<dyn Reporter>, metrics: SignalMetrics) -> Self {
-        Self { running: Arc::default(), shutdown, reporter, metrics, draining: Arc::default() }
+    /// No rooms yet; events go to `reporter`; media to `media`; connections close when `shutdown` is
+    /// cancelled.
+    pub fn new(
+        shutdown: CancellationToken,
+        reporter: Arc<dyn Reporter>,
+        metrics: SignalMetrics,
+        media: Option<MediaPlane>,
+    ) -> Self {
+        Self {
+            running: Arc::default(),
+            shutdown,
+            reporter,
+            metrics,
+            draining: Arc::default(),
+            media,
+            next_room: Arc::default(),
+        }
     }
 
     /// Stops starting rooms; the running ones go on until their last participant leaves.
@@ -219,7 +239,13 @@ impl Rooms {
         running.insert(key.clone(), sender.clone());
         let room = focus::Room::new(&key.1, policy.clone());
         self.metrics.room(1);
-        let context = RoomContext { key: key.clone(), running: self.running.clone(), reporter: self.reporter.clone() };
+        let context = RoomContext {
+            key: key.clone(),
+            id: self.next_room.fetch_add(1, Ordering::Relaxed),
+            running: self.running.clone(),
+            reporter: self.reporter.clone(),
+            media: self.media.clone(),
+        };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             run(context, room, receiver).await;
@@ -232,12 +258,14 @@ impl Rooms {
 /// What a room task needs besides its focus and inbox.
 struct RoomContext {
     key: RoomKey,
+    id: RoomId,
     running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
     reporter: Arc<dyn Reporter>,
+    media: Option<MediaPlane>,
 }
 
 async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Receiver<Command>) {
-    let RoomContext { key, running, reporter } = context;
+    let RoomContext { key, id: room_id, running, reporter, media } = context;
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>> = HashMap::new();
     // Who the control plane knows to be in the room, by their reported id.
     let mut reported: HashMap<ParticipantId, String> = HashMap::new();
@@ -252,14 +280,30 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                 let _ = reply.send(id);
                 out
             }
-            Command::Message(from, message) => room.handle(from, message),
+            Command::Message(from, message) => match (&media, room.is_member(from)) {
+                (Some(media), true) if is_media(&message) => {
+                    to_media(media, PeerKey { room: room_id, participant: from }, message, &outboxes)
+                }
+                (Some(media), true) if matches!(message, ClientMessage::Pin { .. }) => {
+                    let out = room.handle(from, message);
+                    let key = PeerKey { room: room_id, participant: from };
+                    let _ = media.send(MediaCommand::Pin { key, pinned: room.pinned_by(from) });
+                    out
+                }
+                _ => room.handle(from, message),
+            },
             Command::Disconnect(id) => {
                 outboxes.remove(&id);
                 room.disconnect(id)
             }
         };
         deliver(&mut room, &mut outboxes, out);
-        report(&key, &room, &mut reported, &mut report_ids, reporter.as_ref());
+        let left = report(&key, &room, &mut reported, &mut report_ids, reporter.as_ref());
+        if let Some(media) = &media {
+            for participant in left {
+                let _ = media.send(MediaCommand::Leave { key: PeerKey { room: room_id, participant } });
+            }
+        }
         if room.is_empty() && outboxes.is_empty() {
             // Leave the registry under its lock, unless a connection is already on its way in.
             let Ok(mut registry) = running.lock() else { break };
@@ -271,21 +315,50 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
     }
 }
 
-/// Reports who entered and who left since the last command.
+fn is_media(message: &ClientMessage) -> bool {
+    matches!(message, ClientMessage::Offer { .. } | ClientMessage::Answer { .. } | ClientMessage::ReceiveVideo { .. })
+}
+
+/// Hands a member's media message to the room's shard; an overloaded shard is the sender's error.
+fn to_media(
+    media: &MediaPlane,
+    key: PeerKey,
+    message: ClientMessage,
+    outboxes: &HashMap<ParticipantId, mpsc::Sender<Delivery>>,
+) -> Vec<Outbound> {
+    let command = match message {
+        ClientMessage::Offer { sdp, screen } => {
+            let Some(outbox) = outboxes.get(&key.participant) else { return Vec::new() };
+            MediaCommand::Offer { key, sdp, screen, outbox: outbox.clone() }
+        }
+        ClientMessage::Answer { sdp } => MediaCommand::Answer { key, sdp },
+        ClientMessage::ReceiveVideo { requests } => MediaCommand::ReceiveVideo { key, requests },
+        _ => return Vec::new(),
+    };
+    match media.send(command) {
+        Ok(()) => Vec::new(),
+        Err(busy) => vec![Outbound::Send(
+            key.participant,
+            ServerMessage::Error { code: "rate_limited".to_owned(), message: busy.to_string() },
+        )],
+    }
+}
+
+/// Reports who entered and who left since the last command; returns who left.
 fn report(
     key: &RoomKey,
     room: &focus::Room,
     reported: &mut HashMap<ParticipantId, String>,
     report_ids: &mut HashMap<ParticipantId, String>,
     reporter: &dyn Reporter,
-) {
+) -> Vec<ParticipantId> {
     let now = SystemTime::now();
     let present: HashMap<ParticipantId, &convene_signal::ParticipantInfo> =
         room.participants().map(|info| (info.id, info)).collect();
     let gone: Vec<ParticipantId> = reported.keys().filter(|id| !present.contains_key(id)).copied().collect();
-    for id in gone {
-        if let Some(participant) = reported.remove(&id) {
-            report_ids.remove(&id);
+    for id in &gone {
+        if let Some(participant) = reported.remove(id) {
+            report_ids.remove(id);
             reporter.report(RoomEvent::Left { room: key.clone(), participant, at: now });
         }
     }
@@ -305,6 +378,7 @@ fn report(
     }
     // Refused and rejected connections never entered; forget their ids.
     report_ids.retain(|id, _| reported.contains_key(id) || room.is_waiting(*id));
+    gone
 }
 
 /// Sends what the focus decided; a connection whose outbox is full or gone is closed and leaves the room.
@@ -382,7 +456,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_room_stops_and_a_later_connection_starts_it_again() {
         let events = Arc::new(Recorded::default());
-        let rooms = Rooms::new(CancellationToken::new(), events.clone(), SignalMetrics::default());
+        let rooms = Rooms::new(CancellationToken::new(), events.clone(), SignalMetrics::default(), None);
         let ann = join(&rooms, "Ann").await;
         let mut bob = join(&rooms, "Bob").await;
         assert_eq!(rooms.count(), 1);
@@ -416,7 +490,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_stops_reading_is_dropped_without_holding_up_the_others() {
-        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()), SignalMetrics::default());
+        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()), SignalMetrics::default(), None);
         let mut talker = join(&rooms, "Talker").await;
         let mut listener = join(&rooms, "Listener").await;
         let mut stuck = join(&rooms, "Stuck").await;

@@ -94,7 +94,7 @@ async fn metrics_count_requests_by_route_pattern_in_prometheus_text() {
         r#"convene_http_requests_total{method="GET",route="/{room}",status="200"} 2"#,
         r#"convene_build_info{version="#,
         "convene_http_request_duration_seconds_bucket",
-        "convene_media_datagrams_received_total",
+        "convene_media_stun_replies_total",
         "# EOF",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");

@@ -5,6 +5,7 @@
 mod accounts;
 mod health;
 mod helpers;
+mod media;
 mod meetings;
 mod openapi;
 mod rooms;

@@ -116,8 +116,9 @@ async fn bad_tokens_missing_hellos_and_oversized_frames_are_refused() {
     assert!(refused["message"].as_str().unwrap().contains("hello"), "{refused}");
 
     let mut socket = open(&app, "standup").await;
-    socket.send(Message::text("x".repeat(64 * 1024))).await.unwrap();
-    assert!(hear(&mut socket).await.is_none(), "an oversized frame ends the connection");
+    // The node may close the connection before the whole frame is written, so the send itself can fail.
+    let sent = socket.send(Message::text("x".repeat(convene_signal::MAX_MESSAGE_BYTES + 1))).await;
+    assert!(sent.is_err() || hear(&mut socket).await.is_none(), "an oversized frame ends the connection");
 
     let response = app.get("/_signal/Not%20A%20Room").await;
     assert_eq!(response.status(), 404);

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// The version this build speaks; `hello` must carry it.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// The largest message accepted, in bytes (a room token plus a chat message fit easily).
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// The largest message accepted, in bytes: an SDP answer for a meeting of dozens (an m-line per remote
+/// microphone, camera and screen) fits with room to spare.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// The longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
 /// The longest reaction, in characters (an emoji sequence).
@@ -29,6 +30,40 @@ pub enum MediaKind {
     Audio,
     /// The camera.
     Video,
+}
+
+/// Where a track comes from, so clients know which tile shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// The microphone.
+    Microphone,
+    /// The camera.
+    Camera,
+    /// A shared screen.
+    Screen,
+}
+
+/// A track the node sends to this client: which m-line (`mid`) carries whose media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// The m-line in the node's offer.
+    pub mid: String,
+    /// Whose media it is.
+    pub participant: ParticipantId,
+    /// Microphone, camera or screen.
+    pub source: TrackSource,
+}
+
+/// The largest video this client wants of one participant (the height of the tile showing it); the node
+/// never sends a larger layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoRequest {
+    /// Whose camera (or screen).
+    pub participant: ParticipantId,
+    /// The tile's height in pixels; 0 stops the video.
+    pub height: u32,
 }
 
 /// What a client sends. Unknown fields are refused (serde cannot check them on the field-less messages,
@@ -120,6 +155,27 @@ pub enum ClientMessage {
     EndForAll,
     /// I am leaving.
     Leave,
+    /// My media (what I publish): an SDP offer. The first one starts media; later ones add or remove tracks.
+    /// Video must be VP8 or H.264, simulcast with the RIDs `q`, `h` and `f` (quarter, half and full
+    /// resolution) or a single layer.
+    Offer {
+        /// The SDP.
+        sdp: String,
+        /// The `mid` of the video m-line that carries a shared screen, if one does.
+        #[serde(default)]
+        screen: Option<String>,
+    },
+    /// The answer to the node's `offer`.
+    Answer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The sizes I show others' video at (participants not named get a thumbnail, or the stage size when on
+    /// my stage).
+    ReceiveVideo {
+        /// One entry per participant whose size is known.
+        requests: Vec<VideoRequest>,
+    },
 }
 
 /// A participant as others see them.
@@ -274,6 +330,23 @@ pub enum ServerMessage {
     UnmuteRequested {
         /// The moderator.
         by: ParticipantId,
+    },
+    /// The node's answer to your `offer`.
+    Answer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// Others' media changed: answer with `answer`. `tracks` says whose media each m-line carries.
+    Offer {
+        /// The SDP.
+        sdp: String,
+        /// Every track the node sends you after this offer.
+        tracks: Vec<TrackInfo>,
+    },
+    /// The loudest participant changed.
+    DominantSpeaker {
+        /// Who speaks now.
+        participant: ParticipantId,
     },
     /// Your last message was refused; you stay in the room.
     Error {

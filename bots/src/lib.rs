@@ -1,0 +1,23 @@
+//! Headless meeting participants for tests and benchmarks of the media node.
+//!
+//! A [`Bot`] speaks the signalling protocol of `convene-signal` over a WebSocket and WebRTC (webrtc-rs) to
+//! the node: it publishes synthetic simulcast VP8 (RIDs `q`, `h`, `f`) and Opus, shaped like a browser's
+//! (real VP8 payload descriptors and frame headers, the audio-level extension), and measures what it receives
+//! from others: per-track counters, sequence gaps, picture-id continuity across layer switches, one-way delay.
+//! Every packet a bot sends carries a trailer (layer, send time, frame and packet number), so the receiving
+//! bot can tell which layer the node forwarded and how late.
+//!
+//! Everything is bounded: the message queue drops its oldest entries when full, and every task ends when the
+//! bot is left, dropped, refused or disconnected.
+
+mod bot;
+mod media;
+pub mod payload;
+mod stats;
+
+pub use bot::{Admission, Bot, BotError, BotOptions};
+pub use media::{LayerProfile, RIDS, VideoProfile};
+pub use stats::{BotStats, SendStats, TrackStats};
+
+#[cfg(test)]
+mod loopback_tests;

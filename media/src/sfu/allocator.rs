@@ -1,0 +1,224 @@
+//! Which simulcast layer of each source a receiver gets, within the bandwidth estimated toward it. The way
+//! Jitsi's bandwidth allocator does it: sources in priority order (the stage first, then recent speakers),
+//! everyone first gets the lowest layer that is on offer, then the stage is raised greedily to the most its
+//! tile can show, then the others one layer at a time. A tile never gets more than its size asks for (a 180p
+//! thumbnail never gets 720p), and sources past last-N get no video.
+
+/// A simulcast layer, from the RIDs `q`, `h` and `f`; a publisher without simulcast sends only `High`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    /// Quarter resolution (180p of 720p).
+    Low = 0,
+    /// Half resolution.
+    Medium = 1,
+    /// Full resolution.
+    High = 2,
+}
+
+impl Layer {
+    /// Every layer, lowest first.
+    pub const ALL: [Self; 3] = [Self::Low, Self::Medium, Self::High];
+
+    /// The layer a RID names; no RID is a single-layer stream.
+    pub fn from_rid(rid: Option<&str>) -> Option<Self> {
+        match rid {
+            None | Some("f") => Some(Self::High),
+            Some("h") => Some(Self::Medium),
+            Some("q") => Some(Self::Low),
+            Some(_) => None,
+        }
+    }
+
+    /// Its index in per-layer arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its height when the full layer is `top` pixels high.
+    fn height(self, top: u32) -> u32 {
+        match self {
+            Self::Low => top / 4,
+            Self::Medium => top / 2,
+            Self::High => top,
+        }
+    }
+}
+
+/// One source a receiver could get video from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// On the receiver's stage (pinned, or the dominant speaker when nothing is pinned).
+    pub on_stage: bool,
+    /// The height of the receiver's tile for it, when the receiver said; 0 switches it off.
+    pub requested_height: Option<u32>,
+    /// Measured bitrate of each layer the source currently sends, by [`Layer::index`]; `None` for layers
+    /// not arriving.
+    pub rates: [Option<u64>; 3],
+}
+
+/// What the allocator needs beyond the candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The bandwidth estimated toward the receiver, in bits per second.
+    pub budget: u64,
+    /// At most this many sources get video; the rest get none.
+    pub last_n: usize,
+    /// The full layer's height (720 or 1080).
+    pub top_height: u32,
+}
+
+/// The layer each candidate gets (in the order given, which is priority order), `None` for no video.
+pub fn allocate(candidates: &[Candidate], limits: Limits) -> Vec<Option<Layer>> {
+    let ceilings: Vec<Option<Layer>> = candidates
+        .iter()
+        .enumerate()
+        .map(|(rank, candidate)| if rank < limits.last_n { ceiling(candidate, limits.top_height) } else { None })
+        .collect();
+    let mut chosen: Vec<Option<Layer>> = vec![None; candidates.len()];
+    let mut spent = 0u64;
+    // Everyone first gets the lowest layer on offer, in priority order.
+    for (index, candidate) in candidates.iter().enumerate() {
+        let Some(ceiling) = ceilings[index] else { continue };
+        if let Some(lowest) =
+            Layer::ALL.into_iter().find(|layer| *layer <= ceiling && candidate.rates[layer.index()].is_some())
+        {
+            let rate = candidate.rates[lowest.index()].unwrap_or_default();
+            if spent + rate <= limits.budget {
+                spent += rate;
+                chosen[index] = Some(lowest);
+            }
+        }
+    }
+    // The stage goes as high as it fits and its tile shows; then the others step by step.
+    for index in 0..candidates.len() {
+        if candidates[index].on_stage {
+            while raise(candidates, &ceilings, &mut chosen, &mut spent, index, limits.budget) {}
+        }
+    }
+    loop {
+        let mut raised = false;
+        for index in 0..candidates.len() {
+            raised |= raise(candidates, &ceilings, &mut chosen, &mut spent, index, limits.budget);
+        }
+        if !raised {
+            break;
+        }
+    }
+    chosen
+}
+
+/// The highest layer the receiver's tile can use, or a lower one that arrives when it does not.
+fn ceiling(candidate: &Candidate, top_height: u32) -> Option<Layer> {
+    let wanted = match candidate.requested_height {
+        Some(0) => return None,
+        Some(height) => {
+            Layer::ALL.into_iter().rev().find(|layer| layer.height(top_height) <= height).unwrap_or(Layer::Low)
+        }
+        None if candidate.on_stage => Layer::High,
+        None => Layer::Low,
+    };
+    // A single-layer publisher only has its one layer: the tile gets it rather than nothing.
+    Layer::ALL
+        .into_iter()
+        .rev()
+        .filter(|layer| candidate.rates[layer.index()].is_some())
+        .find(|layer| *layer <= wanted)
+        .or_else(|| Layer::ALL.into_iter().find(|layer| candidate.rates[layer.index()].is_some()))
+}
+
+/// Moves one candidate up to its next arriving layer if that fits; whether it did.
+fn raise(
+    candidates: &[Candidate],
+    ceilings: &[Option<Layer>],
+    chosen: &mut [Option<Layer>],
+    spent: &mut u64,
+    index: usize,
+    budget: u64,
+) -> bool {
+    let (Some(current), Some(ceiling)) = (chosen[index], ceilings[index]) else { return false };
+    let rates = candidates[index].rates;
+    let Some(next) =
+        Layer::ALL.into_iter().find(|layer| *layer > current && *layer <= ceiling && rates[layer.index()].is_some())
+    else {
+        return false;
+    };
+    let (now, then) = (rates[current.index()].unwrap_or_default(), rates[next.index()].unwrap_or_default());
+    let cost = then.saturating_sub(now);
+    if *spent + cost > budget {
+        return false;
+    }
+    *spent += cost;
+    chosen[index] = Some(next);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIMULCAST: [Option<u64>; 3] = [Some(300_000), Some(900_000), Some(3_300_000)];
+    const LIMITS: Limits = Limits { budget: 20_000_000, last_n: 25, top_height: 720 };
+
+    fn source(on_stage: bool) -> Candidate {
+        Candidate { on_stage, requested_height: None, rates: SIMULCAST }
+    }
+
+    #[test]
+    fn the_stage_gets_high_and_the_other_nine_low() {
+        let mut meeting = vec![source(true)];
+        meeting.extend(std::iter::repeat_n(source(false), 8));
+        let layers = allocate(&meeting, LIMITS);
+        assert_eq!(layers[0], Some(Layer::High));
+        assert!(layers[1..].iter().all(|layer| *layer == Some(Layer::Low)));
+    }
+
+    #[test]
+    fn a_tight_budget_keeps_thumbnails_and_lowers_the_stage() {
+        let mut meeting = vec![source(true)];
+        meeting.extend(std::iter::repeat_n(source(false), 8));
+        // Nine thumbnails (2.7 Mbit/s) and the stage at 360p fit in 3.4 Mbit/s, 720p does not.
+        let layers = allocate(&meeting, Limits { budget: 3_400_000, ..LIMITS });
+        assert_eq!(layers[0], Some(Layer::Medium));
+        assert!(layers[1..].iter().all(|layer| *layer == Some(Layer::Low)));
+        // Below that, the lowest-priority thumbnails go first.
+        let layers = allocate(&meeting, Limits { budget: 1_000_000, ..LIMITS });
+        assert_eq!(layers.iter().filter(|layer| layer.is_some()).count(), 3);
+        assert_eq!(layers[0], Some(Layer::Low));
+    }
+
+    #[test]
+    fn tiles_get_what_their_size_shows_and_no_more() {
+        let tile = |height| Candidate { requested_height: Some(height), ..source(false) };
+        let stage = Candidate { requested_height: Some(180), ..source(true) };
+        let layers = allocate(&[stage, tile(360), tile(720), tile(1080), tile(100), tile(0)], LIMITS);
+        assert_eq!(
+            layers,
+            vec![Some(Layer::Low), Some(Layer::Medium), Some(Layer::High), Some(Layer::High), Some(Layer::Low), None]
+        );
+    }
+
+    #[test]
+    fn layers_that_do_not_arrive_are_not_chosen() {
+        let no_high = Candidate { rates: [Some(300_000), Some(900_000), None], ..source(true) };
+        let single = Candidate { rates: [None, None, Some(1_500_000)], ..source(false) };
+        assert_eq!(allocate(&[no_high, single], LIMITS), vec![Some(Layer::Medium), Some(Layer::High)]);
+        let silent = Candidate { rates: [None; 3], ..source(true) };
+        assert_eq!(allocate(&[silent], LIMITS), vec![None]);
+    }
+
+    #[test]
+    fn sources_past_last_n_get_no_video() {
+        let meeting = vec![source(true), source(false), source(false), source(false)];
+        let layers = allocate(&meeting, Limits { last_n: 2, ..LIMITS });
+        assert_eq!(layers, vec![Some(Layer::High), Some(Layer::Low), None, None]);
+    }
+
+    #[test]
+    fn rids_name_layers() {
+        assert_eq!(Layer::from_rid(Some("q")), Some(Layer::Low));
+        assert_eq!(Layer::from_rid(Some("h")), Some(Layer::Medium));
+        assert_eq!(Layer::from_rid(Some("f")), Some(Layer::High));
+        assert_eq!(Layer::from_rid(None), Some(Layer::High));
+        assert_eq!(Layer::from_rid(Some("x")), None);
+    }
+}

@@ -1,0 +1,820 @@
+//! The selective forwarding unit, sans-IO like str0m under it: datagrams, signalling and time go in
+//! (`handle_*`), datagrams and signalling messages come out (`poll_output`), and the caller owns the socket
+//! and the clock. One `Sfu` serves the rooms of one shard; every participant is a str0m `Rtc` in ICE-lite,
+//! RTP mode, found by source address (or, for a new flow, by the ICE username of its STUN check).
+//!
+//! Per packet: the publisher's `Rtc` decrypts; each receiver in the room that selected that layer gets it
+//! rewritten (sequence, timestamp, VP8 picture id: one continuous stream whatever layer it comes from) and
+//! encrypted by its own `Rtc`. Audio of people not speaking is left out. Layers follow each receiver's
+//! bandwidth estimate (`allocator`), switches wait for a keyframe (asked for with PLI), and the stage
+//! follows the dominant speaker (`speaker`) unless the receiver pinned someone.
+
+pub mod allocator;
+mod peer;
+pub mod rewrite;
+pub mod speaker;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use convene_signal::{ParticipantId, ServerMessage, TrackSource, VideoRequest};
+use str0m::{
+    Candidate, Event, IceConnectionState, Input, Output, Rtc,
+    bwe::{Bitrate, BweKind},
+    format::Codec,
+    ice::StunMessage,
+    media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid},
+    net::{Protocol, Receive},
+    rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor},
+};
+
+pub use self::peer::NegotiationError;
+use self::{
+    allocator::{Candidate as Source, Layer, Limits},
+    peer::{Egress, Ingress, Peer},
+    rewrite::Incoming,
+    speaker::Speakers,
+};
+use crate::stun;
+
+/// A room within a shard, numbered by the caller.
+pub type RoomId = u64;
+
+/// How often speakers are re-ranked and layers re-allocated.
+const REALLOCATE_EVERY: Duration = Duration::from_millis(250);
+/// The clock rates used to keep timestamps in pace across switches.
+const VIDEO_CLOCK: u64 = 90_000;
+const AUDIO_CLOCK: u64 = 48_000;
+
+/// A participant in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey {
+    /// The room.
+    pub room: RoomId,
+    /// The participant.
+    pub participant: ParticipantId,
+}
+
+/// How the SFU behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct SfuConfig {
+    /// The address clients send media to (the socket's, as they reach it).
+    pub address: SocketAddr,
+    /// The bandwidth assumed toward a receiver before its estimate arrives, bits per second.
+    pub initial_estimate: u64,
+    /// At most this many participants' video goes to one receiver.
+    pub last_n: usize,
+    /// The height of publishers' full layer (720 or 1080).
+    pub top_height: u32,
+}
+
+/// What the caller must do.
+#[derive(Debug)]
+pub enum SfuOutput {
+    /// Send a datagram from the media socket.
+    Transmit {
+        /// To whom.
+        destination: SocketAddr,
+        /// The bytes.
+        contents: Vec<u8>,
+    },
+    /// Send a signalling message to a participant.
+    Signal {
+        /// To whom.
+        to: PeerKey,
+        /// What.
+        message: ServerMessage,
+    },
+}
+
+/// Running totals, read by the driver for metrics (plain integers: nothing shared on the packet path).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// RTP packets received from publishers.
+    pub packets_in: u64,
+    /// Their payload bytes.
+    pub bytes_in: u64,
+    /// RTP packets handed to receivers' sessions.
+    pub packets_out: u64,
+    /// Their payload bytes.
+    pub bytes_out: u64,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: u64,
+    /// Datagrams from no known participant, or unreadable.
+    pub datagrams_dropped: u64,
+    /// STUN reachability probes answered.
+    pub probes_answered: u64,
+    /// Sessions that failed and were closed.
+    pub sessions_failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct MediaRoom {
+    /// Participants in the order they started media.
+    members: Vec<ParticipantId>,
+    speakers: Speakers<ParticipantId>,
+    next_reallocation: Option<Instant>,
+}
+
+/// A packet on its way from a publisher to the room.
+struct Forward {
+    from: PeerKey,
+    mid: Mid,
+    kind: MediaKind,
+    source: TrackSource,
+    layer: Layer,
+    codec: Option<str0m::format::CodecSpec>,
+    keyframe: bool,
+    packet: RtpPacket,
+}
+
+/// The shard's SFU.
+pub struct Sfu {
+    config: SfuConfig,
+    peers: HashMap<PeerKey, Peer>,
+    rooms: HashMap<RoomId, MediaRoom>,
+    by_address: HashMap<SocketAddr, PeerKey>,
+    by_ufrag: HashMap<String, PeerKey>,
+    output: VecDeque<SfuOutput>,
+    counters: Counters,
+    /// Packets decrypted but not yet forwarded (kept to reuse its allocation).
+    forwards: Vec<Forward>,
+    /// Keyframe requests to send upstream: whose track, which layer.
+    keyframes: Vec<(PeerKey, TrackSource, Layer)>,
+    /// Receivers that were handed packets since they were last drained.
+    touched: Vec<PeerKey>,
+}
+
+impl Sfu {
+    /// An SFU with no rooms.
+    pub fn new(config: SfuConfig) -> Self {
+        Self {
+            config,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            by_address: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            output: VecDeque::new(),
+            counters: Counters::default(),
+            forwards: Vec::new(),
+            keyframes: Vec::new(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// The running totals.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// How many participants have media sessions.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// A participant's offer: the first one starts their session, later ones change what they publish.
+    /// The answer comes out as a signalling message.
+    pub fn handle_offer(
+        &mut self,
+        key: PeerKey,
+        sdp: &str,
+        screen: Option<&str>,
+        now: Instant,
+    ) -> Result<(), NegotiationError> {
+        if !self.peers.contains_key(&key) {
+            let rtc = Rtc::builder()
+                .set_ice_lite(true)
+                .set_rtp_mode(true)
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .enable_h264(true)
+                .enable_bwe(Some(Bitrate::bps(self.config.initial_estimate)))
+                .build(now);
+            let mut peer = Peer::new(rtc, self.config.initial_estimate, now);
+            let candidate = Candidate::host(self.config.address, "udp")
+                .map_err(|error| NegotiationError::Refused(error.to_string()))?;
+            peer.rtc.add_local_candidate(candidate);
+            let sdp = peer.accept_offer(sdp, screen)?;
+            let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+            self.by_ufrag.insert(ufrag, key);
+            self.join(key, peer);
+            self.signal(key, ServerMessage::Answer { sdp });
+        } else if let Some(peer) = self.peers.get_mut(&key) {
+            let sdp = peer.accept_offer(sdp, screen)?;
+            self.signal(key, ServerMessage::Answer { sdp });
+        }
+        self.drain(key, now);
+        self.negotiate(key);
+        Ok(())
+    }
+
+    /// A participant's answer to the node's offer.
+    pub fn handle_answer(&mut self, key: PeerKey, sdp: &str, now: Instant) -> Result<(), NegotiationError> {
+        let peer = self.peers.get_mut(&key).ok_or(NegotiationError::NoOffer)?;
+        peer.accept_answer(sdp)?;
+        self.drain(key, now);
+        self.negotiate(key);
+        self.reallocate(key.room, now);
+        Ok(())
+    }
+
+    /// Whom a participant pinned (none: the dominant speaker is on their stage).
+    pub fn pin(&mut self, key: PeerKey, pinned: Option<ParticipantId>, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.pinned = pinned;
+            self.reallocate(key.room, now);
+        }
+    }
+
+    /// The tile sizes a participant shows others' video at.
+    pub fn receive_video(&mut self, key: PeerKey, requests: &[VideoRequest], now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.requests = requests.iter().map(|request| (request.participant, request.height)).collect();
+            self.reallocate(key.room, now);
+        }
+    }
+
+    /// A participant left the room: their session ends and the others stop receiving them.
+    pub fn leave(&mut self, key: PeerKey, now: Instant) {
+        let Some(mut peer) = self.peers.remove(&key) else { return };
+        peer.rtc.disconnect();
+        self.by_address.retain(|_, owner| *owner != key);
+        self.by_ufrag.retain(|_, owner| *owner != key);
+        let Some(room) = self.rooms.get_mut(&key.room) else { return };
+        room.members.retain(|member| *member != key.participant);
+        room.speakers.remove(key.participant);
+        if room.members.is_empty() {
+            self.rooms.remove(&key.room);
+            return;
+        }
+        let others: Vec<PeerKey> =
+            room.members.iter().map(|member| PeerKey { room: key.room, participant: *member }).collect();
+        for other in &others {
+            if let Some(peer) = self.peers.get_mut(other) {
+                peer.egress.iter_mut().filter(|egress| egress.from == key.participant).for_each(Egress::close);
+                peer.egress
+                    .retain(|egress| !(egress.from == key.participant && egress.state == peer::EgressState::ToOpen));
+            }
+            self.negotiate(*other);
+        }
+        self.reallocate(key.room, now);
+    }
+
+    /// One datagram from the media socket.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+        let key = match self.by_address.get(&source) {
+            Some(key) => *key,
+            None => match self.by_ice_username(bytes, source) {
+                Flow::Session(key) => key,
+                Flow::Probe => return,
+                Flow::Unknown => {
+                    self.counters.datagrams_dropped += 1;
+                    return;
+                }
+            },
+        };
+        let (Some(peer), Ok(contents)) = (self.peers.get_mut(&key), bytes.try_into()) else {
+            self.counters.datagrams_dropped += 1;
+            return;
+        };
+        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+        if !peer.rtc.accepts(&input) {
+            self.counters.datagrams_dropped += 1;
+            return;
+        }
+        if let Err(error) = peer.rtc.handle_input(input) {
+            tracing::debug!(%error, participant = key.participant.0, "media session input refused");
+        }
+        self.by_address.entry(source).or_insert(key);
+        self.drain(key, now);
+        self.forward(now);
+    }
+
+    /// A STUN check from a new address names its session in the USERNAME; a Binding request without one
+    /// is a reachability probe, answered directly.
+    fn by_ice_username(&mut self, bytes: &[u8], source: SocketAddr) -> Flow {
+        let username = StunMessage::parse(bytes)
+            .ok()
+            .and_then(|message| message.split_username().map(|(local, _remote)| local.to_owned()));
+        if let Some(local) = username {
+            return self.by_ufrag.get(&local).map_or(Flow::Unknown, |key| Flow::Session(*key));
+        }
+        let mut reply = [0u8; stun::MAX_REPLY_LEN];
+        match stun::answer_binding(bytes, source, &mut reply) {
+            Ok(length) => {
+                self.counters.probes_answered += 1;
+                self.output.push_back(SfuOutput::Transmit { destination: source, contents: reply[..length].to_vec() });
+                Flow::Probe
+            }
+            Err(_) => Flow::Unknown,
+        }
+    }
+
+    /// Time passes: sessions' timers, speaker ranking and layer allocation.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerKey> =
+            self.peers.iter().filter(|(_, peer)| peer.deadline <= now).map(|(key, _)| *key).collect();
+        for key in due {
+            if let Some(peer) = self.peers.get_mut(&key)
+                && let Err(error) = peer.rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(%error, participant = key.participant.0, "media session timer failed");
+            }
+            self.drain(key, now);
+        }
+        self.forward(now);
+        let rooms: Vec<RoomId> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.next_reallocation.is_none_or(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in rooms {
+            if let Some(room) = self.rooms.get_mut(&id)
+                && let Some(speaker) = room.speakers.update(now)
+            {
+                let members = room.members.clone();
+                for member in members {
+                    self.signal(
+                        PeerKey { room: id, participant: member },
+                        ServerMessage::DominantSpeaker { participant: speaker },
+                    );
+                }
+            }
+            self.reallocate(id, now);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sessions = self.peers.values().map(|peer| peer.deadline);
+        let rooms = self.rooms.values().filter_map(|room| room.next_reallocation);
+        sessions.chain(rooms).min()
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.output.pop_front()
+    }
+
+    fn signal(&mut self, to: PeerKey, message: ServerMessage) {
+        self.output.push_back(SfuOutput::Signal { to, message });
+    }
+
+    /// Adds a new session to its room: it will receive everyone's tracks, and everyone its tracks once it
+    /// publishes them.
+    fn join(&mut self, key: PeerKey, mut peer: Peer) {
+        let room = self.rooms.entry(key.room).or_default();
+        for member in &room.members {
+            if let Some(other) = self.peers.get(&PeerKey { room: key.room, participant: *member }) {
+                for ingress in &other.ingress {
+                    peer.egress.push(Egress::new(*member, ingress.source, ingress.kind));
+                }
+            }
+        }
+        room.members.push(key.participant);
+        self.peers.insert(key, peer);
+    }
+
+    /// Drains a session's output: datagrams to send, packets to forward, and events.
+    fn drain(&mut self, key: PeerKey, now: Instant) {
+        let mut published = Vec::new();
+        loop {
+            let Some(peer) = self.peers.get_mut(&key) else { return };
+            let output = match peer.rtc.poll_output() {
+                Ok(output) => output,
+                Err(error) => {
+                    tracing::info!(%error, participant = key.participant.0, "media session failed");
+                    self.counters.sessions_failed += 1;
+                    peer.rtc.disconnect();
+                    break;
+                }
+            };
+            match output {
+                Output::Timeout(at) => {
+                    peer.deadline = at;
+                    break;
+                }
+                Output::Transmit(transmit) => self.output.push_back(SfuOutput::Transmit {
+                    destination: transmit.destination,
+                    contents: transmit.contents.into(),
+                }),
+                Output::Event(Event::RtpPacket(packet)) => {
+                    if let Some(forward) = classify(key, peer, packet) {
+                        self.counters.packets_in += 1;
+                        self.counters.bytes_in += forward.packet.payload.len() as u64;
+                        if let Some(ingress) = peer.ingress.iter_mut().find(|ingress| ingress.mid == forward.mid) {
+                            ingress.record(forward.layer, forward.packet.payload.len(), now);
+                        }
+                        self.forwards.push(forward);
+                    }
+                }
+                Output::Event(Event::MediaAdded(added)) => {
+                    if matches!(added.direction, Direction::RecvOnly | Direction::SendRecv) {
+                        let source = match (added.kind, peer.screen == Some(added.mid)) {
+                            (MediaKind::Audio, _) => TrackSource::Microphone,
+                            (MediaKind::Video, true) => TrackSource::Screen,
+                            (MediaKind::Video, false) => TrackSource::Camera,
+                        };
+                        peer.ingress.push(Ingress {
+                            mid: added.mid,
+                            kind: added.kind,
+                            source,
+                            layers: Default::default(),
+                        });
+                        published.push((source, added.kind));
+                    }
+                }
+                Output::Event(Event::KeyframeRequest(request)) => {
+                    // A receiver lost a picture: ask the publisher of what it receives on that m-line.
+                    if let Some(egress) = peer.egress.iter().find(|egress| egress.open_mid() == Some(request.mid))
+                        && let Some(layer) = egress.current
+                    {
+                        self.keyframes.push((
+                            PeerKey { room: key.room, participant: egress.from },
+                            egress.source,
+                            layer,
+                        ));
+                    }
+                }
+                Output::Event(Event::EgressBitrateEstimate(
+                    BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+                )) => {
+                    peer.estimate = estimate.as_u64();
+                }
+                Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) => {
+                    tracing::debug!(participant = key.participant.0, "media session lost its connection");
+                }
+                Output::Event(_) => {}
+            }
+        }
+        for (source, kind) in published {
+            self.published(key, source, kind);
+        }
+    }
+
+    /// A participant publishes a new track: everyone else gets an m-line for it.
+    fn published(&mut self, key: PeerKey, source: TrackSource, kind: MediaKind) {
+        let Some(room) = self.rooms.get(&key.room) else { return };
+        let others: Vec<PeerKey> = room
+            .members
+            .iter()
+            .filter(|member| **member != key.participant)
+            .map(|member| PeerKey { room: key.room, participant: *member })
+            .collect();
+        for other in others {
+            if let Some(peer) = self.peers.get_mut(&other) {
+                peer.egress.push(Egress::new(key.participant, source, kind));
+            }
+            self.negotiate(other);
+        }
+    }
+
+    /// Sends the node's offer to a participant whose egress tracks changed, when they can take one.
+    fn negotiate(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        if let Some((sdp, tracks)) = peer.offer() {
+            self.signal(key, ServerMessage::Offer { sdp, tracks });
+        }
+    }
+
+    /// Forwards the packets drained so far to every receiver in their room that wants them, then drains the
+    /// receivers' sessions (which encrypt them) and sends keyframe requests upstream.
+    fn forward(&mut self, now: Instant) {
+        // Draining a receiver can yield its own incoming packets; a few rounds settle everything.
+        for _ in 0..4 {
+            if self.forwards.is_empty() && self.keyframes.is_empty() {
+                break;
+            }
+            let mut forwards = std::mem::take(&mut self.forwards);
+            for forward in forwards.drain(..) {
+                self.fan_out(&forward, now);
+            }
+            self.forwards = forwards;
+            self.send_keyframe_requests(now);
+            let mut touched = std::mem::take(&mut self.touched);
+            touched.sort_unstable();
+            touched.dedup();
+            for receiver in touched.drain(..) {
+                self.drain(receiver, now);
+            }
+            self.touched = touched;
+        }
+    }
+
+    fn fan_out(&mut self, forward: &Forward, now: Instant) {
+        let Some(room) = self.rooms.get_mut(&forward.from.room) else { return };
+        let level = forward.packet.header.ext_vals.audio_level;
+        if forward.kind == MediaKind::Audio
+            && let Some(level) = level
+        {
+            room.speakers.level(forward.from.participant, level.unsigned_abs(), now);
+        }
+        // Without the audio-level extension there is no telling silence: everything is forwarded.
+        let audible = level.is_none() || room.speakers.is_audible(forward.from.participant, now);
+        for member in &room.members {
+            if *member == forward.from.participant {
+                continue;
+            }
+            let receiver_key = PeerKey { room: forward.from.room, participant: *member };
+            let Some(receiver) = self.peers.get_mut(&receiver_key) else { continue };
+            match send(receiver, forward, audible, now) {
+                Sent::Packet(bytes) => {
+                    self.counters.packets_out += 1;
+                    self.counters.bytes_out += bytes as u64;
+                    self.touched.push(receiver_key);
+                }
+                Sent::WaitingForKeyframe => self.keyframes.push((forward.from, forward.source, forward.layer)),
+                Sent::Nothing => {}
+            }
+        }
+    }
+
+    /// Sends the queued keyframe requests, at most one per layer per interval.
+    fn send_keyframe_requests(&mut self, now: Instant) {
+        let mut requests = std::mem::take(&mut self.keyframes);
+        requests.sort_unstable_by_key(|(key, source, layer)| (*key, *source as u8, *layer));
+        requests.dedup();
+        for (key, source, layer) in requests.drain(..) {
+            let Some(peer) = self.peers.get_mut(&key) else { continue };
+            let Some(ingress) =
+                peer.ingress.iter_mut().find(|ingress| ingress.source == source && ingress.kind == MediaKind::Video)
+            else {
+                continue;
+            };
+            if !ingress.layers[layer.index()].keyframe_due(now) {
+                continue;
+            }
+            let mid = ingress.mid;
+            let mut api = peer.rtc.direct_api();
+            // Simulcast streams are found by RID; a single-layer stream has none.
+            let rid = Rid::from(layer_rid(layer));
+            let found = if api.stream_rx_by_mid(mid, Some(rid)).is_some() { Some(rid) } else { None };
+            if let Some(stream) = api.stream_rx_by_mid(mid, found) {
+                stream.request_keyframe(KeyframeRequestKind::Pli);
+                self.counters.keyframe_requests += 1;
+                self.touched.push(key);
+            }
+        }
+        self.keyframes = requests;
+    }
+
+    /// Re-chooses every receiver's layers in a room.
+    fn reallocate(&mut self, room_id: RoomId, now: Instant) {
+        let Some(room) = self.rooms.get_mut(&room_id) else { return };
+        room.next_reallocation = Some(now + REALLOCATE_EVERY);
+        let members = room.members.clone();
+        let dominant = room.speakers.dominant();
+        // Priority after the stage: recent speakers, then the order people came in.
+        let recent = room.speakers.recent();
+        let order: Vec<ParticipantId> =
+            recent.iter().chain(members.iter().filter(|member| !recent.contains(member))).copied().collect();
+        // Everyone's published video and its layers' rates.
+        let mut published: Vec<Published> = Vec::new();
+        for participant in &order {
+            if let Some(peer) = self.peers.get(&PeerKey { room: room_id, participant: *participant }) {
+                for ingress in peer.ingress.iter().filter(|ingress| ingress.kind == MediaKind::Video) {
+                    published.push(Published {
+                        owner: *participant,
+                        source: ingress.source,
+                        rates: ingress.rates(now),
+                    });
+                }
+            }
+        }
+        let sharing = published.iter().find(|video| video.source == TrackSource::Screen).map(|video| video.owner);
+        for member in &members {
+            let key = PeerKey { room: room_id, participant: *member };
+            let Some(receiver) = self.peers.get_mut(&key) else { continue };
+            let stage = receiver.pinned.or(sharing).or(dominant.filter(|speaker| speaker != member));
+            // The stage shows the screen when its owner shares one, else their camera.
+            let stage_source = stage.map(|owner| {
+                let shares = published.iter().any(|video| video.owner == owner && video.source == TrackSource::Screen);
+                if shares { TrackSource::Screen } else { TrackSource::Camera }
+            });
+            let mut ranked: Vec<(&Published, bool)> = published
+                .iter()
+                .filter(|video| video.owner != *member)
+                .map(|video| (video, stage == Some(video.owner) && stage_source == Some(video.source)))
+                .collect();
+            ranked.sort_by_key(|(_, on_stage)| !on_stage);
+            let candidates: Vec<Source> = ranked
+                .iter()
+                .map(|(video, on_stage)| Source {
+                    on_stage: *on_stage,
+                    requested_height: receiver
+                        .requests
+                        .iter()
+                        .find(|(asked, _)| *asked == video.owner)
+                        .map(|(_, height)| *height),
+                    rates: video.rates,
+                })
+                .collect();
+            let limits =
+                Limits { budget: receiver.estimate, last_n: self.config.last_n, top_height: self.config.top_height };
+            let chosen = allocator::allocate(&candidates, limits);
+            let mut desired = 0u64;
+            for ((video, _), layer) in ranked.iter().zip(&chosen) {
+                if let Some(egress) = receiver
+                    .egress
+                    .iter_mut()
+                    .find(|egress| egress.from == video.owner && egress.source == video.source)
+                {
+                    egress.target = *layer;
+                    if layer.is_none() && egress.current.is_some() {
+                        egress.current = None;
+                        egress.rewriter.stop();
+                    }
+                    if egress.target != egress.current
+                        && let Some(layer) = egress.target
+                    {
+                        self.keyframes.push((PeerKey { room: room_id, participant: video.owner }, video.source, layer));
+                    }
+                }
+                desired += layer.map_or(0, |layer| video.rates[layer.index()].unwrap_or_default());
+            }
+            let top: u64 = ranked.iter().filter_map(|(video, _)| video.rates.iter().flatten().max().copied()).sum();
+            receiver.rtc.bwe().set_bitrate(Bitrate::bps(desired), Bitrate::bps(top.max(desired)));
+        }
+        self.send_keyframe_requests(now);
+        self.forward(now);
+    }
+}
+
+/// Where a datagram from a new address goes.
+enum Flow {
+    /// A participant's session (its ICE check named it).
+    Session(PeerKey),
+    /// A reachability probe, answered.
+    Probe,
+    /// Nobody's.
+    Unknown,
+}
+
+/// A published video track, for allocation.
+struct Published {
+    owner: ParticipantId,
+    source: TrackSource,
+    rates: [Option<u64>; 3],
+}
+
+/// What happened to a packet at one receiver.
+enum Sent {
+    Packet(usize),
+    WaitingForKeyframe,
+    Nothing,
+}
+
+/// Writes a forwarded packet into one receiver's session, if it wants it.
+fn send(receiver: &mut Peer, forward: &Forward, audible: bool, now: Instant) -> Sent {
+    let Some(egress) = receiver
+        .egress
+        .iter_mut()
+        .find(|egress| egress.from == forward.from.participant && egress.source == forward.source)
+    else {
+        return Sent::Nothing;
+    };
+    let Some(mid) = egress.open_mid() else { return Sent::Nothing };
+    let descriptor = match forward.codec.map(|codec| codec.codec) {
+        Some(Codec::Vp8) => Vp8Descriptor::parse(&forward.packet.payload).ok(),
+        _ => None,
+    };
+    let incoming = Incoming {
+        seq: *forward.packet.seq_no,
+        time: forward.packet.header.timestamp,
+        picture_id: descriptor.and_then(|descriptor| descriptor.picture_id()),
+        tl0_pic_idx: descriptor.and_then(|descriptor| descriptor.tl0_pic_idx()),
+    };
+    let clock = if forward.kind == MediaKind::Audio { AUDIO_CLOCK } else { VIDEO_CLOCK };
+    let elapsed = egress.last_sent.map_or(0, |last| {
+        let micros = u64::try_from(now.saturating_duration_since(last).as_micros()).unwrap_or(u64::MAX);
+        u32::try_from(micros.saturating_mul(clock) / 1_000_000).unwrap_or(u32::MAX)
+    });
+    if forward.kind == MediaKind::Audio {
+        match (audible, egress.rewriter.is_forwarding()) {
+            (false, true) => {
+                egress.rewriter.stop();
+                return Sent::Nothing;
+            }
+            (false, false) => return Sent::Nothing,
+            (true, false) => egress.rewriter.switch(incoming, elapsed),
+            (true, true) => {}
+        }
+    } else if egress.current != Some(forward.layer) {
+        if egress.target != Some(forward.layer) {
+            return Sent::Nothing;
+        }
+        if !forward.keyframe {
+            return Sent::WaitingForKeyframe;
+        }
+        egress.current = Some(forward.layer);
+        egress.rewriter.switch(incoming, elapsed);
+    }
+    let Some(rewritten) = egress.rewriter.rewrite(incoming) else { return Sent::Nothing };
+    let Some(codec) = forward.codec else { return Sent::Nothing };
+    let pt = match egress.payload_types.iter().find(|(incoming, _)| *incoming == forward.packet.header.payload_type) {
+        Some((_, outgoing)) => *outgoing,
+        None => {
+            let Some(outgoing) = peer::payload_type_for(&receiver.rtc, codec) else { return Sent::Nothing };
+            egress.payload_types.push((forward.packet.header.payload_type, outgoing));
+            outgoing
+        }
+    };
+    let ext_vals = ExtensionValues {
+        audio_level: forward.packet.header.ext_vals.audio_level,
+        voice_activity: forward.packet.header.ext_vals.voice_activity,
+        video_orientation: forward.packet.header.ext_vals.video_orientation,
+        ..ExtensionValues::default()
+    };
+    let mut write = RtpWrite::new(
+        pt,
+        rewritten.seq.into(),
+        rewritten.time,
+        forward.packet.timestamp,
+        forward.packet.payload.clone(),
+    )
+    .marker(forward.packet.header.marker)
+    .ext_vals(ext_vals)
+    .nackable(forward.kind == MediaKind::Video);
+    if let (Some(descriptor), Some(picture_id)) = (descriptor, rewritten.picture_id) {
+        let mut patch = descriptor.patch().picture_id(picture_id);
+        if let Some(tl0) = rewritten.tl0_pic_idx {
+            patch = patch.tl0_pic_idx(tl0);
+        }
+        match patch.build() {
+            Ok(patch) => write = write.vp8_patch(patch),
+            // A 7-bit picture id: keep it 7 bits.
+            Err(_) => {
+                if let Ok(patch) = descriptor.patch().picture_id(picture_id & 0x7f).build() {
+                    write = write.vp8_patch(patch);
+                }
+            }
+        }
+    }
+    let mut api = receiver.rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, None) else { return Sent::Nothing };
+    stream.write_rtp(write);
+    egress.last_sent = Some(now);
+    Sent::Packet(forward.packet.payload.len())
+}
+
+/// Reads what an incoming packet is: which track and layer, which codec, whether it starts a keyframe.
+fn classify(from: PeerKey, peer: &mut Peer, packet: RtpPacket) -> Option<Forward> {
+    let (mid, rid) = {
+        let mut api = peer.rtc.direct_api();
+        let stream = api.stream_rx(&packet.header.ssrc)?;
+        (stream.mid(), stream.rid())
+    };
+    let ingress = peer.ingress.iter().find(|ingress| ingress.mid == mid)?;
+    let layer = Layer::from_rid(rid.as_deref())?;
+    let codec = peer.codec_of(packet.header.payload_type);
+    let keyframe = match codec.map(|codec| codec.codec) {
+        Some(Codec::Vp8) => {
+            Vp8Descriptor::parse(&packet.payload).is_ok_and(|descriptor| descriptor.starts_keyframe(&packet.payload))
+        }
+        Some(Codec::H264) => h264_starts_keyframe(&packet.payload),
+        _ => false,
+    };
+    Some(Forward { from, mid, kind: ingress.kind, source: ingress.source, layer, codec, keyframe, packet })
+}
+
+fn layer_rid(layer: Layer) -> &'static str {
+    match layer {
+        Layer::Low => "q",
+        Layer::Medium => "h",
+        Layer::High => "f",
+    }
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) starts an IDR picture or carries its parameter sets.
+fn h264_starts_keyframe(payload: &[u8]) -> bool {
+    const IDR: u8 = 5;
+    const SPS: u8 = 7;
+    const STAP_A: u8 = 24;
+    const FU_A: u8 = 28;
+    let Some(header) = payload.first() else { return false };
+    match header & 0x1f {
+        IDR | SPS => true,
+        STAP_A => {
+            let mut rest = &payload[1..];
+            while let [high, low, body @ ..] = rest {
+                let size = usize::from(u16::from_be_bytes([*high, *low]));
+                let Some(nal) = body.get(..size) else { return false };
+                if nal.first().is_some_and(|nal| matches!(nal & 0x1f, IDR | SPS)) {
+                    return true;
+                }
+                rest = &body[size..];
+            }
+            false
+        }
+        FU_A => payload.get(1).is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == IDR),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! One participant's WebRTC session with the node: the str0m `Rtc`, the tracks it publishes (ingress) and
+//! the tracks it receives from the others (egress), and the SDP negotiation that adds and removes the
+//! latter. The node is the polite side: a client offer cancels the node's own offer in flight, which is made
+//! again after the client's is answered.
+
+use std::time::{Duration, Instant};
+
+use convene_signal::{ParticipantId, TrackInfo, TrackSource};
+use str0m::{
+    Rtc, RtcError,
+    change::{SdpAnswer, SdpOffer, SdpPendingOffer},
+    format::CodecSpec,
+    media::{Direction, MediaKind, Mid, Pt},
+};
+
+use super::{allocator::Layer, rewrite::Rewriter};
+
+/// A layer's rate is measured over windows this long.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+/// A layer with no packet for this long is not arriving (the publisher stopped it, or lost bandwidth).
+const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Keyframe requests for one layer go upstream at most this often.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// One simulcast layer as it arrives.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct LayerIn {
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    rate: u64,
+    last_packet: Option<Instant>,
+    last_keyframe_request: Option<Instant>,
+}
+
+impl LayerIn {
+    fn record(&mut self, bytes: usize, now: Instant) {
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes as u64;
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
+            self.rate = self.window_bytes.saturating_mul(8_000_000) / micros;
+            self.window_start = Some(now);
+            self.window_bytes = 0;
+        }
+        self.last_packet = Some(now);
+    }
+
+    /// The measured rate in bits per second while the layer arrives.
+    pub(super) fn rate(&self, now: Instant) -> Option<u64> {
+        let arriving = self.last_packet.is_some_and(|last| now.saturating_duration_since(last) < LAYER_TIMEOUT);
+        // Before the first window closes, count the layer as cheap rather than unknown.
+        arriving.then_some(self.rate.max(1))
+    }
+
+    /// Whether a keyframe may be requested now (and notes that one is).
+    pub(super) fn keyframe_due(&mut self, now: Instant) -> bool {
+        if self.last_keyframe_request.is_some_and(|last| now.saturating_duration_since(last) < KEYFRAME_INTERVAL) {
+            return false;
+        }
+        self.last_keyframe_request = Some(now);
+        true
+    }
+}
+
+/// A track the participant publishes.
+#[derive(Debug)]
+pub(super) struct Ingress {
+    pub(super) mid: Mid,
+    pub(super) kind: MediaKind,
+    pub(super) source: TrackSource,
+    pub(super) layers: [LayerIn; 3],
+}
+
+impl Ingress {
+    pub(super) fn record(&mut self, layer: Layer, bytes: usize, now: Instant) {
+        self.layers[layer.index()].record(bytes, now);
+    }
+
+    pub(super) fn rates(&self, now: Instant) -> [Option<u64>; 3] {
+        self.layers.map(|layer| layer.rate(now))
+    }
+}
+
+/// Where an egress track is in negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EgressState {
+    /// Needs an m-line in the next offer.
+    ToOpen,
+    /// Offered, waiting for the answer.
+    Offered(Mid),
+    /// Negotiated: media flows.
+    Open(Mid),
+    /// Its source left: the m-line goes inactive in the next offer.
+    ToStop(Mid),
+    /// Offered inactive, waiting for the answer.
+    Stopping(Mid),
+}
+
+/// Another participant's track this participant receives.
+#[derive(Debug)]
+pub(super) struct Egress {
+    pub(super) from: ParticipantId,
+    pub(super) source: TrackSource,
+    pub(super) kind: MediaKind,
+    pub(super) state: EgressState,
+    pub(super) rewriter: Rewriter,
+    /// The layer the allocator chose (video); `None` sends nothing.
+    pub(super) target: Option<Layer>,
+    /// The layer being forwarded; changes to `target` on its next keyframe.
+    pub(super) current: Option<Layer>,
+    /// When the last packet went out, to keep timestamps in pace across switches.
+    pub(super) last_sent: Option<Instant>,
+    /// Incoming payload type to outgoing, learnt per codec.
+    pub(super) payload_types: Vec<(Pt, Pt)>,
+    /// Whether its source left while it was being offered.
+    pub(super) source_gone: bool,
+}
+
+impl Egress {
+    pub(super) fn new(from: ParticipantId, source: TrackSource, kind: MediaKind) -> Self {
+        Self {
+            from,
+            source,
+            kind,
+            state: EgressState::ToOpen,
+            rewriter: Rewriter::new(),
+            target: None,
+            current: None,
+            last_sent: None,
+            payload_types: Vec::new(),
+            source_gone: false,
+        }
+    }
+
+    /// The m-line once media can flow on it.
+    pub(super) fn open_mid(&self) -> Option<Mid> {
+        match self.state {
+            EgressState::Open(mid) => Some(mid),
+            _ => None,
+        }
+    }
+
+    /// The source is gone: stop sending and take the m-line out.
+    pub(super) fn close(&mut self) {
+        self.target = None;
+        self.current = None;
+        self.rewriter.stop();
+        self.state = match self.state {
+            EgressState::Open(mid) => EgressState::ToStop(mid),
+            EgressState::Offered(_) => {
+                self.source_gone = true;
+                self.state
+            }
+            other => other,
+        };
+    }
+}
+
+/// A participant's session.
+pub(super) struct Peer {
+    pub(super) rtc: Rtc,
+    pub(super) ingress: Vec<Ingress>,
+    pub(super) egress: Vec<Egress>,
+    pending: Option<SdpPendingOffer>,
+    /// Set once the participant's first offer is answered; the node offers only after that.
+    pub(super) started: bool,
+    /// The m-line the participant said carries a shared screen.
+    pub(super) screen: Option<Mid>,
+    /// Bandwidth estimated toward the participant, bits per second.
+    pub(super) estimate: u64,
+    /// Whom the participant pinned.
+    pub(super) pinned: Option<ParticipantId>,
+    /// Tile heights the participant asked for.
+    pub(super) requests: Vec<(ParticipantId, u32)>,
+    /// When the str0m session next needs time.
+    pub(super) deadline: Instant,
+}
+
+/// Negotiation went wrong; the participant is told and the session goes on as before.
+#[derive(Debug, thiserror::Error)]
+pub enum NegotiationError {
+    /// The SDP did not parse.
+    #[error("the SDP could not be read: {0}")]
+    Unreadable(String),
+    /// The SDP parsed but cannot be used.
+    #[error("the SDP was refused: {0}")]
+    Refused(String),
+    /// An answer came with no offer waiting for it.
+    #[error("there is no offer to answer")]
+    NoOffer,
+}
+
+impl Peer {
+    pub(super) fn new(rtc: Rtc, estimate: u64, now: Instant) -> Self {
+        Self {
+            rtc,
+            ingress: Vec::new(),
+            egress: Vec::new(),
+            pending: None,
+            started: false,
+            screen: None,
+            estimate,
+            pinned: None,
+            requests: Vec::new(),
+            deadline: now,
+        }
+    }
+
+    /// Answers the participant's offer; a node offer in flight is dropped and made again later.
+    pub(super) fn accept_offer(&mut self, sdp: &str, screen: Option<&str>) -> Result<String, NegotiationError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|error| NegotiationError::Unreadable(error.to_string()))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|error| refused(&error))?;
+        self.screen = screen.map(Mid::from);
+        self.pending = None;
+        for egress in &mut self.egress {
+            egress.state = match egress.state {
+                EgressState::Offered(_) => EgressState::ToOpen,
+                EgressState::Stopping(mid) => EgressState::ToStop(mid),
+                other => other,
+            };
+        }
+        self.egress.retain(|egress| !(egress.source_gone && egress.state == EgressState::ToOpen));
+        self.started = true;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Applies the participant's answer to the node's offer.
+    pub(super) fn accept_answer(&mut self, sdp: &str) -> Result<(), NegotiationError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|error| NegotiationError::Unreadable(error.to_string()))?;
+        let pending = self.pending.take().ok_or(NegotiationError::NoOffer)?;
+        self.rtc.sdp_api().accept_answer(pending, answer).map_err(|error| refused(&error))?;
+        for egress in &mut self.egress {
+            egress.state = match egress.state {
+                EgressState::Offered(mid) if egress.source_gone => EgressState::ToStop(mid),
+                EgressState::Offered(mid) => EgressState::Open(mid),
+                other => other,
+            };
+        }
+        self.egress.retain(|egress| !matches!(egress.state, EgressState::Stopping(_)));
+        Ok(())
+    }
+
+    /// Makes an offer for the egress tracks that changed, when the participant is ready for one.
+    pub(super) fn offer(&mut self) -> Option<(String, Vec<TrackInfo>)> {
+        if !self.started || self.pending.is_some() {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        for egress in &mut self.egress {
+            match egress.state {
+                EgressState::ToOpen => {
+                    let stream = egress.from.0.to_string();
+                    let track = format!("{}-{}", egress.from.0, source_name(egress.source));
+                    let mid = change.add_media(egress.kind, Direction::SendOnly, Some(stream), Some(track), None);
+                    egress.state = EgressState::Offered(mid);
+                }
+                EgressState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    egress.state = EgressState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        let tracks = self
+            .egress
+            .iter()
+            .filter_map(|egress| match egress.state {
+                EgressState::Offered(mid) | EgressState::Open(mid) if !egress.source_gone => {
+                    Some(TrackInfo { mid: mid.to_string(), participant: egress.from, source: egress.source })
+                }
+                _ => None,
+            })
+            .collect();
+        Some((offer.to_sdp_string(), tracks))
+    }
+
+    /// The codec of an incoming payload type.
+    pub(super) fn codec_of(&self, pt: Pt) -> Option<CodecSpec> {
+        self.rtc.codec_config().params().iter().find(|params| params.pt() == pt).map(|params| params.spec())
+    }
+}
+
+/// A session's payload type for a codec (the same parameters if it has them, else the same codec).
+pub(super) fn payload_type_for(rtc: &Rtc, codec: CodecSpec) -> Option<Pt> {
+    let params = rtc.codec_config().params();
+    params
+        .iter()
+        .find(|params| params.spec() == codec)
+        .or_else(|| params.iter().find(|params| params.spec().codec == codec.codec))
+        .map(|params| params.pt())
+}
+
+fn refused(error: &RtcError) -> NegotiationError {
+    NegotiationError::Refused(error.to_string())
+}
+
+fn source_name(source: TrackSource) -> &'static str {
+    match source {
+        TrackSource::Microphone => "microphone",
+        TrackSource::Camera => "camera",
+        TrackSource::Screen => "screen",
+    }
+}

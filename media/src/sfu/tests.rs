@@ -1,0 +1,333 @@
+//! The SFU with in-memory str0m clients: no sockets, simulated time. Each client publishes Opus with the
+//! audio-level extension and VP8 in three simulcast layers, each frame saying its layer in its second byte.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use convene_signal::{ParticipantId, ServerMessage, TrackInfo, TrackSource, VideoRequest};
+use str0m::{
+    Candidate, Event, Input, Output, Rtc,
+    change::{SdpAnswer, SdpOffer, SdpPendingOffer},
+    media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer},
+    net::{Protocol, Receive},
+};
+
+use super::{PeerKey, Sfu, SfuConfig, SfuOutput};
+
+const RIDS: [&str; 3] = ["q", "h", "f"];
+const FRAME_BYTES: [usize; 3] = [150, 450, 1600];
+const STEP: Duration = Duration::from_millis(2);
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    from: ParticipantId,
+    layer: u8,
+    contiguous: bool,
+}
+
+struct Client {
+    rtc: Rtc,
+    key: PeerKey,
+    address: SocketAddr,
+    audio: Mid,
+    video: Mid,
+    pending: Option<SdpPendingOffer>,
+    tracks: Vec<TrackInfo>,
+    frames: Vec<Frame>,
+    audio_frames: usize,
+    dominant: Option<ParticipantId>,
+    speaking: bool,
+    keyframe_wanted: [bool; 3],
+    frame: u64,
+}
+
+struct Meeting {
+    sfu: Sfu,
+    clients: Vec<Client>,
+    now: Instant,
+    address: SocketAddr,
+    next_frame: Instant,
+}
+
+impl Meeting {
+    fn new(people: usize) -> Self {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let address: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let now = Instant::now();
+        let config = SfuConfig { address, initial_estimate: 20_000_000, last_n: 25, top_height: 720 };
+        let mut meeting = Self { sfu: Sfu::new(config), clients: Vec::new(), now, address, next_frame: now };
+        for index in 0..people {
+            meeting.join(index);
+            meeting.run(Duration::from_millis(300));
+        }
+        meeting
+    }
+
+    fn join(&mut self, index: usize) {
+        let key = PeerKey { room: 1, participant: ParticipantId(index as u64 + 1) };
+        let address: SocketAddr = format!("10.0.1.{}:4000", index + 1).parse().unwrap();
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(address, "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let mut simulcast = Simulcast::new();
+        for rid in RIDS {
+            simulcast.add_send_layer(SimulcastLayer::new(rid));
+        }
+        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(simulcast));
+        let (offer, pending) = change.apply().unwrap();
+        self.clients.push(Client {
+            rtc,
+            key,
+            address,
+            audio,
+            video,
+            pending: Some(pending),
+            tracks: Vec::new(),
+            frames: Vec::new(),
+            audio_frames: 0,
+            dominant: None,
+            speaking: false,
+            keyframe_wanted: [true; 3],
+            frame: 0,
+        });
+        self.sfu.handle_offer(key, &offer.to_sdp_string(), None, self.now).unwrap();
+        self.exchange();
+    }
+
+    fn client(&mut self, participant: u64) -> &mut Client {
+        self.clients.iter_mut().find(|client| client.key.participant.0 == participant).unwrap()
+    }
+
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            if self.now >= self.next_frame {
+                self.next_frame += Duration::from_millis(33);
+                let now = self.now;
+                self.clients.iter_mut().for_each(|client| client.send_media(now));
+            }
+            self.exchange();
+            self.now += STEP;
+            let now = self.now;
+            for client in &mut self.clients {
+                client.rtc.handle_input(Input::Timeout(now)).unwrap();
+            }
+            if self.sfu.poll_timeout().is_some_and(|due| due <= now) {
+                self.sfu.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Moves datagrams and signalling until everyone is quiet.
+    fn exchange(&mut self) {
+        for _ in 0..50 {
+            let mut moved = false;
+            for index in 0..self.clients.len() {
+                while let Some(contents) = self.clients[index].poll() {
+                    moved = true;
+                    let from = self.clients[index].address;
+                    self.sfu.handle_receive(self.now, from, self.address, &contents);
+                }
+            }
+            while let Some(output) = self.sfu.poll_output() {
+                moved = true;
+                match output {
+                    SfuOutput::Transmit { destination, contents } => {
+                        let (now, source) = (self.now, self.address);
+                        if let Some(client) = self.clients.iter_mut().find(|client| client.address == destination) {
+                            client.receive(now, source, &contents);
+                        }
+                    }
+                    SfuOutput::Signal { to, message } => self.signal(to, message),
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn signal(&mut self, to: PeerKey, message: ServerMessage) {
+        let now = self.now;
+        let client = self.client(to.participant.0);
+        match message {
+            ServerMessage::Answer { sdp } => {
+                let pending = client.pending.take().unwrap();
+                client.rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).unwrap()).unwrap();
+            }
+            ServerMessage::Offer { sdp, tracks } => {
+                client.tracks = tracks;
+                let answer = client.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap()).unwrap();
+                self.sfu.handle_answer(to, &answer.to_sdp_string(), now).unwrap();
+            }
+            ServerMessage::DominantSpeaker { participant } => client.dominant = Some(participant),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The layers of the frames each client received from each other client in the last `window`.
+    fn layers_received(&self, participant: u64, from: u64, window: usize) -> Vec<u8> {
+        let client = self.clients.iter().find(|client| client.key.participant.0 == participant).unwrap();
+        let frames: Vec<&Frame> = client.frames.iter().filter(|frame| frame.from.0 == from).collect();
+        frames.iter().rev().take(window).map(|frame| frame.layer).collect()
+    }
+}
+
+impl Client {
+    fn send_media(&mut self, now: Instant) {
+        if !self.rtc.is_connected() {
+            return;
+        }
+        let level = if self.speaking { -25 } else { -127 };
+        let audio_pt = self.rtc.media(self.audio).unwrap().remote_pts()[0];
+        for step in 0..2u64 {
+            let time = MediaTime::new((self.frame * 2 + step) * 960, Frequency::FORTY_EIGHT_KHZ);
+            let writer = self.rtc.writer(self.audio).unwrap().audio_level(level, self.speaking);
+            writer.write(audio_pt, now, time, vec![0xfc; 80]).unwrap();
+        }
+        let video_pt = self.rtc.media(self.video).unwrap().remote_pts()[0];
+        let time = MediaTime::new(self.frame * 3000, Frequency::NINETY_KHZ);
+        for (layer, rid) in RIDS.iter().enumerate() {
+            let keyframe = std::mem::take(&mut self.keyframe_wanted[layer]);
+            let mut data = vec![0u8; FRAME_BYTES[layer]];
+            data[0] = u8::from(!keyframe);
+            data[1] = layer as u8;
+            let writer = self.rtc.writer(self.video).unwrap().rid((*rid).into());
+            writer.write(video_pt, now, time, data).unwrap();
+        }
+        self.frame += 1;
+    }
+
+    fn poll(&mut self) -> Option<Vec<u8>> {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(_) => return None,
+                Output::Transmit(transmit) => return Some(transmit.contents.into()),
+                Output::Event(Event::MediaData(data)) => {
+                    let track = self.tracks.iter().find(|track| track.mid == data.mid.to_string());
+                    let Some(track) = track else { continue };
+                    if track.source == TrackSource::Microphone {
+                        self.audio_frames += 1;
+                    } else {
+                        let frame = Frame { from: track.participant, layer: data.data[1], contiguous: data.contiguous };
+                        self.frames.push(frame);
+                    }
+                }
+                Output::Event(Event::KeyframeRequest(request)) => {
+                    assert_eq!(request.kind, KeyframeRequestKind::Pli);
+                    let layer = RIDS.iter().position(|rid| request.rid.as_deref() == Some(*rid)).unwrap();
+                    self.keyframe_wanted[layer] = true;
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn receive(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        let input = Input::Receive(
+            now,
+            Receive { proto: Protocol::Udp, source, destination: self.address, contents: contents.try_into().unwrap() },
+        );
+        self.rtc.handle_input(input).unwrap();
+    }
+}
+
+#[test]
+fn everyone_gets_the_speaker_in_high_and_the_others_in_low_and_the_stage_follows_the_voice() {
+    let mut meeting = Meeting::new(4);
+    meeting.client(2).speaking = true;
+    meeting.run(Duration::from_secs(4));
+    for client in &meeting.clients {
+        let others = meeting.clients.len() - 1;
+        assert_eq!(client.tracks.len(), others * 2, "a microphone and a camera from each of the others");
+    }
+    assert_eq!(meeting.client(1).dominant, Some(ParticipantId(2)));
+    for receiver in [1, 3, 4] {
+        assert_eq!(meeting.layers_received(receiver, 2, 20), vec![2; 20], "{receiver} sees the speaker in high");
+        for other in [1, 3, 4].into_iter().filter(|other| *other != receiver) {
+            assert_eq!(meeting.layers_received(receiver, other, 20), vec![0; 20], "{receiver} sees {other} low");
+        }
+    }
+    assert!(meeting.client(1).audio_frames > 50, "the speaker is heard");
+    let silent_heard = meeting.clients.iter().find(|client| client.key.participant.0 == 2).unwrap().audio_frames;
+    assert_eq!(silent_heard, 0, "silent people are not forwarded");
+
+    // The speaker changes: the stage moves, on a keyframe, with no gap in anyone's streams.
+    meeting.client(2).speaking = false;
+    meeting.client(3).speaking = true;
+    meeting.run(Duration::from_secs(4));
+    assert_eq!(meeting.client(1).dominant, Some(ParticipantId(3)));
+    assert_eq!(meeting.layers_received(1, 3, 20), vec![2; 20]);
+    assert_eq!(meeting.layers_received(1, 2, 20), vec![0; 20]);
+    for client in &meeting.clients {
+        let broken = client.frames.iter().filter(|frame| !frame.contiguous).count();
+        assert!(broken <= 3, "{} saw {broken} discontinuities", client.key.participant.0);
+    }
+}
+
+#[test]
+fn pins_and_tile_sizes_decide_layers() {
+    let mut meeting = Meeting::new(3);
+    meeting.client(3).speaking = true;
+    meeting.run(Duration::from_secs(2));
+    let now = meeting.now;
+    // One pins two: two goes high for one only.
+    meeting.sfu.pin(PeerKey { room: 1, participant: ParticipantId(1) }, Some(ParticipantId(2)), now);
+    // Three shows everyone at 360p tiles.
+    let requests = [
+        VideoRequest { participant: ParticipantId(1), height: 360 },
+        VideoRequest { participant: ParticipantId(2), height: 360 },
+    ];
+    meeting.sfu.receive_video(PeerKey { room: 1, participant: ParticipantId(3) }, &requests, now);
+    meeting.run(Duration::from_secs(3));
+    assert_eq!(meeting.layers_received(1, 2, 20), vec![2; 20]);
+    assert_eq!(meeting.layers_received(1, 3, 20), vec![0; 20]);
+    assert_eq!(meeting.layers_received(3, 1, 20), vec![1; 20]);
+    assert_eq!(meeting.layers_received(3, 2, 20), vec![1; 20]);
+}
+
+#[test]
+fn someone_leaving_takes_their_tracks_away_from_the_others() {
+    let mut meeting = Meeting::new(3);
+    meeting.run(Duration::from_secs(1));
+    let now = meeting.now;
+    meeting.sfu.leave(PeerKey { room: 1, participant: ParticipantId(2) }, now);
+    meeting.clients.retain(|client| client.key.participant.0 != 2);
+    meeting.run(Duration::from_secs(1));
+    for client in &meeting.clients {
+        assert!(client.tracks.iter().all(|track| track.participant != ParticipantId(2)));
+        assert_eq!(client.tracks.len(), 2);
+    }
+    assert_eq!(meeting.sfu.peer_count(), 2);
+}
+
+#[test]
+fn junk_datagrams_and_bad_sdp_are_refused_without_harm() {
+    let mut meeting = Meeting::new(2);
+    let now = meeting.now;
+    let stranger: SocketAddr = "10.9.9.9:1".parse().unwrap();
+    let address = meeting.address;
+    let dropped = meeting.sfu.counters().datagrams_dropped;
+    for junk in [&b""[..], b"\x00", b"\x80\x60junk", &[0x16; 40], &[0u8; 20]] {
+        meeting.sfu.handle_receive(now, stranger, address, junk);
+    }
+    assert_eq!(meeting.sfu.counters().datagrams_dropped, dropped + 5);
+    // A STUN Binding request without ICE credentials is a reachability probe: answered, not dropped.
+    let mut probe = [0u8; crate::stun::MAX_REPLY_LEN];
+    let length = crate::stun::binding_request(&[7; 12], &mut probe);
+    meeting.sfu.handle_receive(now, stranger, address, &probe[..length]);
+    assert_eq!(meeting.sfu.counters().probes_answered, 1);
+    assert!(
+        matches!(meeting.sfu.poll_output(), Some(SfuOutput::Transmit { destination, .. }) if destination == stranger)
+    );
+    let key = PeerKey { room: 1, participant: ParticipantId(9) };
+    assert!(meeting.sfu.handle_offer(key, "v=0 nonsense", None, now).is_err());
+    assert!(meeting.sfu.handle_answer(key, "v=0", now).is_err());
+    let member = PeerKey { room: 1, participant: ParticipantId(1) };
+    assert!(meeting.sfu.handle_answer(member, "not sdp", now).is_err());
+    meeting.run(Duration::from_secs(1));
+    assert!(meeting.layers_received(1, 2, 5).len() == 5, "the meeting goes on");
+}
