@@ -54,7 +54,7 @@ async fn a_simulcast_publication_arrives_on_every_layer_without_gaps_and_answers
     publisher.start(&shared, &state, &cancel);
 
     // Wait for every layer and audio, then ask for a keyframe on the middle layer.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (tracks, _) = recorder.lock().unwrap().snapshot(&[]);
         if tracks.len() == 4 && tracks.iter().all(|t| t.packets > 20) {
