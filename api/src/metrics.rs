@@ -22,6 +22,15 @@ pub struct Metrics {
     /// Everything registered, encoded on each scrape.
     pub registry: Registry,
     http: HttpMetrics,
+    process: ProcessMetrics,
+}
+
+/// The process's CPU and memory, read from `/proc` at each scrape, under the standard names.
+#[derive(Debug, Clone, Default)]
+struct ProcessMetrics {
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    resident_bytes: Gauge,
+    peak_resident_bytes: Gauge,
 }
 
 #[derive(Debug, Clone)]
@@ -64,11 +73,24 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("convene_build_info", "The running version", build);
-        Self { registry, http }
+        let process = ProcessMetrics::default();
+        registry.register("process_cpu_seconds", "CPU time used, user and system", process.cpu_seconds.clone());
+        registry.register("process_resident_memory_bytes", "Resident memory", process.resident_bytes.clone());
+        registry.register(
+            "process_peak_resident_memory_bytes",
+            "The most resident memory so far",
+            process.peak_resident_bytes.clone(),
+        );
+        Self { registry, http, process }
     }
 
     /// The scrape body in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        if let Ok(usage) = convene_media::process::usage(None) {
+            self.process.cpu_seconds.set(usage.cpu_seconds);
+            self.process.resident_bytes.set(i64::try_from(usage.rss_bytes).unwrap_or(i64::MAX));
+            self.process.peak_resident_bytes.set(i64::try_from(usage.peak_rss_bytes).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

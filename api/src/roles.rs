@@ -51,6 +51,9 @@ pub struct Started {
     media: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     rooms: Option<convene_media::rooms::Rooms>,
+    /// Ends once the rooms are gone and what they reported is on disk (delivered, if the database answers).
+    outbox: Option<convene_media::outbox::Running>,
+    shutdown_timeout: std::time::Duration,
 }
 
 /// Starts a serving role; it serves until `shutdown` is cancelled. Ports are bound first, then the data
@@ -91,12 +94,22 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     };
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
+    let (site, outbox) = site.map_or((None, None), |(site, outbox)| (Some(site), outbox));
     let rooms = site.as_ref().and_then(|site| site.rooms.clone());
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone() };
     let app = HttpApp { dependencies, metrics: Arc::new(metrics), site };
     let http = tokio::spawn(server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout));
     tracing::info!(%http_addr, ?media_addr, ?role, "serving");
-    Ok(Started { http_addr, media_addr, http, media, shutdown, rooms })
+    Ok(Started {
+        http_addr,
+        media_addr,
+        http,
+        media,
+        shutdown,
+        rooms,
+        outbox,
+        shutdown_timeout: settings.shutdown_timeout,
+    })
 }
 
 impl Started {
@@ -116,6 +129,12 @@ impl Started {
         self.shutdown.cancel();
         if let Some(media) = self.media {
             media.await.context("the media node task failed")?;
+        }
+        drop(self.rooms);
+        if let Some(outbox) = self.outbox
+            && tokio::time::timeout(self.shutdown_timeout, outbox.finish()).await.is_err()
+        {
+            tracing::warn!("the media outbox was still delivering at shutdown; the rest goes out at the next start");
         }
         served.context("the HTTP server stopped with an error")?;
         tracing::info!("shut down cleanly");
@@ -198,19 +217,29 @@ fn site_services(
     // The registry to count signalling in and the media plane, for the role that also hosts rooms (`up`,
     // which runs everything).
     hosted: Option<(&mut prometheus_client::registry::Registry, convene_media::MediaPlane)>,
-) -> anyhow::Result<SiteServices> {
+) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>)> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
-    let rooms = hosted.map(|(registry, plane)| {
-        let recorder = crate::room_sessions::SessionRecorder::start(db.clone(), shutdown.clone());
-        let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
-        convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(recorder), metrics, Some(plane))
-    });
+    let (rooms, outbox) = match hosted {
+        Some((registry, plane)) => {
+            // The node's events reach the sessions through its outbox on disk, so a restart loses none.
+            let recorder = Arc::new(crate::room_sessions::SessionRecorder::new(db.clone()));
+            let dir = settings.data_dir.join("media-outbox");
+            let (outbox, task) =
+                convene_media::outbox::Outbox::open(&dir, recorder, shutdown.clone()).with_context(|| {
+                    format!("cannot open the media outbox in {} (check CONVENE_DATA_DIR)", dir.display())
+                })?;
+            let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
+            let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane));
+            (Some(rooms), Some(task))
+        }
+        None => (None, None),
+    };
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
     let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
-    Ok(SiteServices {
+    let services = SiteServices {
         site: Site::new(&settings.site_dir, meet_host(settings), backend),
         accounts,
         team,
@@ -219,7 +248,8 @@ fn site_services(
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),
-    })
+    };
+    Ok((services, outbox))
 }
 
 fn meet_host(settings: &Settings) -> String {

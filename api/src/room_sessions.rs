@@ -4,15 +4,19 @@
 
 use chrono::{DateTime, Utc};
 use convene_domain::{RoomName, TenantId};
+use convene_media::{
+    outbox::{Deliver, Envelope, NodeEvent, Undelivered},
+    rooms::RoomEvent,
+};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    entities::{room_session, session_participant},
+    entities::{node_event_cursor, room_session, session_participant},
     pagination,
 };
 
@@ -78,9 +82,10 @@ async fn open_session(
         .await
 }
 
-/// Someone joined `room`: into its open session, or a new one.
+/// Someone joined `room` on `node`: into its open session, or a new one.
 pub async fn participant_joined(
-    db: &DatabaseConnection,
+    db: &(impl ConnectionTrait + TransactionTrait),
+    node: &str,
     tenant: TenantId,
     room: &RoomName,
     participant: (&str, &str, bool),
@@ -98,6 +103,7 @@ pub async fn participant_joined(
                 room_name: Set(room.as_str().to_owned()),
                 started_at: Set(at),
                 ended_at: Set(None),
+                node_id: Set(Some(node.chars().take(64).collect())),
             }
             .insert(&transaction)
             .await?;
@@ -121,7 +127,7 @@ pub async fn participant_joined(
 
 /// Someone left `room`; the session ends when no one is left. Leaving twice changes nothing.
 pub async fn participant_left(
-    db: &DatabaseConnection,
+    db: &(impl ConnectionTrait + TransactionTrait),
     tenant: TenantId,
     room: &RoomName,
     participant_id: &str,
@@ -220,56 +226,98 @@ pub async fn presence(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomNa
         .collect())
 }
 
-/// Writes the media node's room events into sessions, in order, off the room tasks. A failed write is
-/// retried (with a growing pause) until it succeeds or the process stops, so a database hiccup loses
-/// nothing; events still queued at a stop are lost with the process (a node outbox on disk is the next step).
+/// A media node (re)started: the sessions it hosted ended when it was last known alive (or, without that,
+/// now), and so did every stay in them.
+pub async fn node_started(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    node: &str,
+    last_alive: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let transaction = db.begin().await?;
+    let hosted = room_session::Entity::find()
+        .filter(room_session::Column::NodeId.eq(node))
+        .filter(room_session::Column::EndedAt.is_null())
+        .all(&transaction)
+        .await?;
+    for session in hosted {
+        // Never before the session started: the node may have been alive for only part of it.
+        let ended = last_alive.unwrap_or(at).max(session.started_at);
+        let stays = session_participant::Entity::find()
+            .filter(session_participant::Column::SessionId.eq(session.id))
+            .filter(session_participant::Column::LeftAt.is_null())
+            .all(&transaction)
+            .await?;
+        for stay in stays {
+            let left = ended.max(stay.joined_at);
+            let mut stay: session_participant::ActiveModel = stay.into();
+            stay.left_at = Set(Some(left));
+            stay.update(&transaction).await?;
+        }
+        let mut session: room_session::ActiveModel = session.into();
+        session.ended_at = Set(Some(ended));
+        session.update(&transaction).await?;
+    }
+    transaction.commit().await
+}
+
+/// Takes the media node's events from its durable outbox into sessions, each once: the last sequence
+/// number taken from a node is stored with the event's effect, in one transaction, so an event delivered
+/// again (the node crashed before noting the delivery) changes nothing. A database error is the outbox's to
+/// retry.
 #[derive(Debug, Clone)]
 pub struct SessionRecorder {
-    queue: tokio::sync::mpsc::UnboundedSender<convene_media::rooms::RoomEvent>,
+    db: DatabaseConnection,
 }
 
 impl SessionRecorder {
-    /// Starts the writer on `db`; it ends when `shutdown` is cancelled.
-    pub fn start(db: DatabaseConnection, shutdown: tokio_util::sync::CancellationToken) -> Self {
-        let (queue, mut events) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(event) = tokio::select! {
-                event = events.recv() => event,
-                () = shutdown.cancelled() => None,
-            } {
-                let mut pause = std::time::Duration::from_millis(100);
-                while let Err(error) = record(&db, &event).await {
-                    tracing::warn!(%error, ?event, "a room event could not be recorded; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    pause = (pause * 2).min(std::time::Duration::from_secs(30));
-                }
-            }
-        });
-        Self { queue }
+    /// Records into `db`.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
     }
 }
 
-impl convene_media::rooms::Reporter for SessionRecorder {
-    fn report(&self, event: convene_media::rooms::RoomEvent) {
-        // Only fails once the writer has stopped, at shutdown.
-        let _ = self.queue.send(event);
+impl Deliver for SessionRecorder {
+    fn deliver<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Undelivered>> + Send + 'a>> {
+        Box::pin(async move { record(&self.db, envelope).await.map_err(|error| Undelivered(error.to_string())) })
     }
 }
 
-async fn record(db: &DatabaseConnection, event: &convene_media::rooms::RoomEvent) -> Result<(), DbErr> {
-    use convene_media::rooms::RoomEvent;
-    let ((tenant, room), at) = match event {
+async fn record(db: &DatabaseConnection, envelope: &Envelope) -> Result<(), DbErr> {
+    let seq = i64::try_from(envelope.seq).unwrap_or(i64::MAX);
+    let transaction = db.begin().await?;
+    let cursor = node_event_cursor::Entity::find_by_id(envelope.node.clone()).one(&transaction).await?;
+    if cursor.as_ref().is_some_and(|cursor| cursor.last_seq >= seq) {
+        return transaction.commit().await;
+    }
+    apply(&transaction, &envelope.node, &envelope.event).await?;
+    let taken = node_event_cursor::ActiveModel { node_id: Set(envelope.node.clone()), last_seq: Set(seq) };
+    match cursor {
+        Some(_) => taken.update(&transaction).await.map(drop)?,
+        None => taken.insert(&transaction).await.map(drop)?,
+    }
+    transaction.commit().await
+}
+
+async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Result<(), DbErr> {
+    let room_event = match event {
+        NodeEvent::Started { at, last_alive } => {
+            return node_started(db, node, last_alive.map(DateTime::<Utc>::from), (*at).into()).await;
+        }
+        NodeEvent::Room(event) => event,
+    };
+    let ((tenant, room), at) = match room_event {
         RoomEvent::Joined { room, at, .. } | RoomEvent::Left { room, at, .. } => (room, *at),
     };
     // Keys come from verified tokens and parsed paths; anything else is not ours to record.
     let (Ok(tenant), Ok(room)) = (TenantId::parse(tenant), RoomName::parse(room)) else { return Ok(()) };
     let at: DateTime<Utc> = at.into();
-    match event {
+    match room_event {
         RoomEvent::Joined { participant, name, moderator, .. } => {
-            participant_joined(db, tenant, &room, (participant, name, *moderator), at).await
+            participant_joined(db, node, tenant, &room, (participant, name, *moderator), at).await
         }
         RoomEvent::Left { participant, .. } => participant_left(db, tenant, &room, participant, at).await,
     }

@@ -13,7 +13,9 @@
 
 pub mod focus;
 pub mod node;
+pub mod outbox;
 pub mod probe;
+pub mod process;
 pub mod rooms;
 pub mod sfu;
 pub mod signal_metrics;

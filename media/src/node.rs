@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     rooms::Delivery,
-    sfu::{Counters, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput},
+    sfu::{Counters, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput, Traffic},
 };
 
 /// Largest datagram read; WebRTC keeps packets under the path MTU, so anything longer is not ours.
@@ -61,7 +61,9 @@ pub struct MediaMetrics {
     packets: Family<DirectionLabels, Counter>,
     bytes: Family<DirectionLabels, Counter>,
     keyframe_requests: Counter,
-    datagrams_dropped: Counter,
+    nacks: Counter,
+    rooms: RoomMetrics,
+    datagrams_dropped: Family<ReasonLabels, Counter>,
     probes_answered: Counter,
     sessions_failed: Counter,
     sessions: Gauge,
@@ -70,6 +72,71 @@ pub struct MediaMetrics {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     direction: &'static str,
+}
+
+/// The same per live room; a room's series go when it ends, so there are only as many as rooms running.
+#[derive(Debug, Clone, Default)]
+struct RoomMetrics {
+    participants: Family<RoomLabels, Gauge>,
+    packets: Family<RoomDirectionLabels, Counter>,
+    bytes: Family<RoomDirectionLabels, Counter>,
+    keyframe_requests: Family<RoomLabels, Counter>,
+    nacks: Family<RoomLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomLabels {
+    room: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomDirectionLabels {
+    room: String,
+    direction: &'static str,
+}
+
+impl RoomMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let rooms = registry.sub_registry_with_prefix("convene_room");
+        rooms.register("participants", "Participants with media sessions, by room", self.participants.clone());
+        rooms.register("rtp_packets", "RTP packets in and out, by room", self.packets.clone());
+        rooms.register("rtp_bytes", "RTP payload bytes in and out, by room", self.bytes.clone());
+        rooms.register("keyframe_requests", "Keyframe requests (PLI) sent, by room", self.keyframe_requests.clone());
+        rooms.register("nacks", "Retransmissions receivers asked for, by room", self.nacks.clone());
+    }
+
+    fn add(&self, room: &str, participants: usize, now: Traffic, before: Traffic) {
+        let labels = RoomLabels { room: room.to_owned() };
+        self.participants.get_or_create(&labels).set(i64::try_from(participants).unwrap_or(i64::MAX));
+        for (direction, packets, bytes) in [
+            ("in", now.packets_in - before.packets_in, now.bytes_in - before.bytes_in),
+            ("out", now.packets_out - before.packets_out, now.bytes_out - before.bytes_out),
+        ] {
+            let labels = RoomDirectionLabels { room: room.to_owned(), direction };
+            self.packets.get_or_create(&labels).inc_by(packets);
+            self.bytes.get_or_create(&labels).inc_by(bytes);
+        }
+        self.keyframe_requests.get_or_create(&labels).inc_by(now.keyframe_requests - before.keyframe_requests);
+        self.nacks.get_or_create(&labels).inc_by(now.nacks - before.nacks);
+    }
+
+    fn remove(&self, room: &str) {
+        let labels = RoomLabels { room: room.to_owned() };
+        self.participants.remove(&labels);
+        self.keyframe_requests.remove(&labels);
+        self.nacks.remove(&labels);
+        for direction in ["in", "out"] {
+            let labels = RoomDirectionLabels { room: room.to_owned(), direction };
+            self.packets.remove(&labels);
+            self.bytes.remove(&labels);
+        }
+    }
+}
+
+/// Drop reasons are a closed set, so the family stays small.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl MediaMetrics {
@@ -90,24 +157,33 @@ impl MediaMetrics {
         );
         media.register(
             "datagrams_dropped",
-            "Datagrams from unknown addresses or unreadable",
+            "Datagrams dropped: unknown_sender, unreadable or over_budget",
             metrics.datagrams_dropped.clone(),
         );
         media.register("stun_replies", "STUN reachability probes answered", metrics.probes_answered.clone());
         media.register("sessions_failed", "Media sessions closed after an error", metrics.sessions_failed.clone());
         media.register("sessions", "Participants with a media session", metrics.sessions.clone());
+        media.register("nacks", "Retransmissions receivers asked for (NACK)", metrics.nacks.clone());
+        metrics.rooms.register(registry);
         metrics
     }
 
-    fn add(&self, now: Counters, before: Counters) {
+    fn add(&self, (now, traffic): (Counters, Traffic), (before, traffic_before): (Counters, Traffic)) {
         let inbound = DirectionLabels { direction: "in" };
         let outbound = DirectionLabels { direction: "out" };
-        self.packets.get_or_create(&inbound).inc_by(now.packets_in - before.packets_in);
-        self.packets.get_or_create(&outbound).inc_by(now.packets_out - before.packets_out);
-        self.bytes.get_or_create(&inbound).inc_by(now.bytes_in - before.bytes_in);
-        self.bytes.get_or_create(&outbound).inc_by(now.bytes_out - before.bytes_out);
-        self.keyframe_requests.inc_by(now.keyframe_requests - before.keyframe_requests);
-        self.datagrams_dropped.inc_by(now.datagrams_dropped - before.datagrams_dropped);
+        self.packets.get_or_create(&inbound).inc_by(traffic.packets_in - traffic_before.packets_in);
+        self.packets.get_or_create(&outbound).inc_by(traffic.packets_out - traffic_before.packets_out);
+        self.bytes.get_or_create(&inbound).inc_by(traffic.bytes_in - traffic_before.bytes_in);
+        self.bytes.get_or_create(&outbound).inc_by(traffic.bytes_out - traffic_before.bytes_out);
+        self.keyframe_requests.inc_by(traffic.keyframe_requests - traffic_before.keyframe_requests);
+        self.nacks.inc_by(traffic.nacks - traffic_before.nacks);
+        for (reason, now, before) in [
+            ("unknown_sender", now.dropped_unknown_sender, before.dropped_unknown_sender),
+            ("unreadable", now.dropped_unreadable, before.dropped_unreadable),
+            ("over_budget", now.dropped_over_budget, before.dropped_over_budget),
+        ] {
+            self.datagrams_dropped.get_or_create(&ReasonLabels { reason }).inc_by(now - before);
+        }
         self.probes_answered.inc_by(now.probes_answered - before.probes_answered);
         self.sessions_failed.inc_by(now.sessions_failed - before.sessions_failed);
     }
@@ -145,6 +221,8 @@ pub enum MediaCommand {
     Offer {
         /// Who.
         key: PeerKey,
+        /// The room's name in metrics (`<tenant>/<room>`).
+        room_name: String,
         /// The SDP.
         sdp: String,
         /// The `mid` carrying a shared screen.
@@ -349,7 +427,7 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
     };
     let mut outboxes: HashMap<PeerKey, mpsc::Sender<Delivery>> = HashMap::new();
     let mut buffer = vec![0u8; MAX_DATAGRAM];
-    let mut reported = Counters::default();
+    let mut reported = Reported::default();
     let mut next_metrics = Instant::now() + METRICS_EVERY;
     loop {
         let wake = sfu.poll_timeout().unwrap_or_else(|| Instant::now() + METRICS_EVERY).min(next_metrics);
@@ -379,21 +457,44 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
         }
         flush(&mut sfu, &socket, &outboxes);
         if now >= next_metrics {
-            let counters = sfu.counters();
-            metrics.add(counters, reported);
-            metrics.sessions.set(i64::try_from(sfu.peer_count()).unwrap_or(i64::MAX));
-            reported = counters;
+            reported.publish(&sfu, metrics);
             next_metrics = now + METRICS_EVERY;
         }
+    }
+}
+
+/// What a shard last published, so each second adds only what is new.
+#[derive(Default)]
+struct Reported {
+    node: (Counters, Traffic),
+    rooms: HashMap<RoomId, (String, Traffic)>,
+}
+
+impl Reported {
+    fn publish(&mut self, sfu: &Sfu, metrics: &MediaMetrics) {
+        let node = (sfu.counters(), sfu.traffic());
+        metrics.add(node, self.node);
+        metrics.sessions.set(i64::try_from(sfu.peer_count()).unwrap_or(i64::MAX));
+        self.node = node;
+        let mut live = HashMap::with_capacity(self.rooms.len());
+        for room in sfu.rooms() {
+            let before = self.rooms.remove(&room.id).map(|(_, traffic)| traffic).unwrap_or_default();
+            metrics.rooms.add(room.name, room.participants, room.traffic, before);
+            live.insert(room.id, (room.name.to_owned(), room.traffic));
+        }
+        for (name, _) in self.rooms.values() {
+            metrics.rooms.remove(name);
+        }
+        self.rooms = live;
     }
 }
 
 fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>, command: MediaCommand) {
     let now = Instant::now();
     let refused = match command {
-        MediaCommand::Offer { key, sdp, screen, outbox } => {
+        MediaCommand::Offer { key, room_name, sdp, screen, outbox } => {
             outboxes.insert(key, outbox);
-            sfu.handle_offer(key, &sdp, screen.as_deref(), now).err().map(|error| (key, error))
+            sfu.handle_offer(key, &room_name, &sdp, screen.as_deref(), now).err().map(|error| (key, error))
         }
         MediaCommand::Answer { key, sdp } => sfu.handle_answer(key, &sdp, now).err().map(|error| (key, error)),
         MediaCommand::Pin { key, pinned } => {

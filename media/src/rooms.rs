@@ -52,7 +52,8 @@ enum Command {
 pub type RoomKey = (String, String);
 
 /// What the node tells the control plane about its rooms (meetings, presence, usage).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoomEvent {
     /// Someone entered the room (admitted, not waiting in the lobby).
     Joined {
@@ -282,7 +283,7 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
             }
             Command::Message(from, message) => match (&media, room.is_member(from)) {
                 (Some(media), true) if is_media(&message) => {
-                    to_media(media, PeerKey { room: room_id, participant: from }, message, &outboxes)
+                    to_media(media, &key, PeerKey { room: room_id, participant: from }, message, &outboxes)
                 }
                 (Some(media), true) if matches!(message, ClientMessage::Pin { .. }) => {
                     let out = room.handle(from, message);
@@ -322,6 +323,7 @@ fn is_media(message: &ClientMessage) -> bool {
 /// Hands a member's media message to the room's shard; an overloaded shard is the sender's error.
 fn to_media(
     media: &MediaPlane,
+    room: &RoomKey,
     key: PeerKey,
     message: ClientMessage,
     outboxes: &HashMap<ParticipantId, mpsc::Sender<Delivery>>,
@@ -329,7 +331,13 @@ fn to_media(
     let command = match message {
         ClientMessage::Offer { sdp, screen } => {
             let Some(outbox) = outboxes.get(&key.participant) else { return Vec::new() };
-            MediaCommand::Offer { key, sdp, screen, outbox: outbox.clone() }
+            MediaCommand::Offer {
+                key,
+                room_name: format!("{}/{}", room.0, room.1),
+                sdp,
+                screen,
+                outbox: outbox.clone(),
+            }
         }
         ClientMessage::Answer { sdp } => MediaCommand::Answer { key, sdp },
         ClientMessage::ReceiveVideo { requests } => MediaCommand::ReceiveVideo { key, requests },

@@ -54,8 +54,11 @@ async fn answers_probes_and_survives_noise() {
     let mapped = probe(addr, PROBE_TIMEOUT).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(mapped.ip(), addr.ip(), "the node reports the prober's loopback address");
 
-    metrics_showing(&registry, &["convene_media_stun_replies_total 1", "convene_media_datagrams_dropped_total 4"])
-        .await;
+    metrics_showing(
+        &registry,
+        &["convene_media_stun_replies_total 1", r#"convene_media_datagrams_dropped_total{reason="unknown_sender"} 4"#],
+    )
+    .await;
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)

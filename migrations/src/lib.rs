@@ -11,6 +11,7 @@ mod m20261124_000002_accounts;
 mod m20261124_000003_signing_keys;
 mod m20261124_000004_rooms;
 mod m20261124_000005_meetings;
+mod m20261201_000006_node_events;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_signing_keys::Migration),
             Box::new(m20261124_000004_rooms::Migration),
             Box::new(m20261124_000005_meetings::Migration),
+            Box::new(m20261201_000006_node_events::Migration),
         ]
     }
 }

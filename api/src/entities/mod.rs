@@ -8,6 +8,7 @@ pub mod invitation;
 pub mod meeting;
 pub mod meeting_invitee;
 pub mod membership;
+pub mod node_event_cursor;
 pub mod room;
 pub mod room_session;
 pub mod session;

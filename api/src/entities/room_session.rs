@@ -13,6 +13,8 @@ pub struct Model {
     pub started_at: DateTimeUtc,
     /// Unset while the session goes on.
     pub ended_at: Option<DateTimeUtc>,
+    /// The media node hosting it (unset for sessions recorded before nodes had ids).
+    pub node_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

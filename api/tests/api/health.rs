@@ -95,6 +95,8 @@ async fn metrics_count_requests_by_route_pattern_in_prometheus_text() {
         r#"convene_build_info{version="#,
         "convene_http_request_duration_seconds_bucket",
         "convene_media_stun_replies_total",
+        "process_cpu_seconds ",
+        "process_resident_memory_bytes ",
         "# EOF",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");

@@ -51,11 +51,13 @@ async fn until(bots: &[&Bot], what: &str, check: impl Fn(&Bot, &BotStats) -> boo
 }
 
 #[tokio::test]
-async fn the_speaker_arrives_in_high_the_others_in_low_and_the_stage_follows_the_voice() {
+async fn in_a_meeting_of_ten_the_speaker_arrives_in_high_the_others_in_low_and_the_stage_follows_the_voice() {
     let app = spawn_app().await;
     let key = tenant_key(&app, "owner@acme.example").await;
     let mut bots = Vec::new();
-    for (index, name) in ["Ann", "Bob", "Cy", "Dee"].into_iter().enumerate() {
+    // The customer's meeting: ten people, each publishing three layers.
+    let names = ["Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal", "Ida", "Jo"];
+    for (index, name) in names.into_iter().enumerate() {
         let mut options = bot(&app, &key, "standup", name, index == 0).await;
         options.speaking = name == "Bob";
         bots.push(Bot::join(options).await.unwrap_or_else(|error| panic!("{name}: {error}")));
@@ -70,6 +72,29 @@ async fn the_speaker_arrives_in_high_the_others_in_low_and_the_stage_follows_the
         })
     })
     .await;
+    for me in &bots {
+        let layers: Vec<Option<u8>> =
+            ids.iter().filter(|id| **id != me.id()).map(|id| camera_layer(&me.stats(), *id)).collect();
+        let high = layers.iter().filter(|layer| **layer == Some(2)).count();
+        let low = layers.iter().filter(|layer| **layer == Some(0)).count();
+        let expected = if me.id() == bob { (0, 9) } else { (1, 8) };
+        assert_eq!((high, low), expected, "one stage in high, every thumbnail in low: {layers:?}");
+    }
+    // The node's figures for the room: everyone is in, media flows both ways.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let room = |metric: &str| {
+            metrics.lines().find(|line| line.starts_with(metric) && line.contains("/standup\"")).map(str::to_owned)
+        };
+        let participants = room("convene_room_participants{");
+        let out = room("convene_room_rtp_packets_total{room=").is_some_and(|line| !line.ends_with(" 0"));
+        if participants.as_deref().is_some_and(|line| line.ends_with(" 10")) && out {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no room metrics: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let heard = bots[0].wait_for(PATIENCE, |message| matches!(message, ServerMessage::DominantSpeaker { .. })).await;
     assert!(matches!(heard, Ok(ServerMessage::DominantSpeaker { participant }) if participant == bob), "{heard:?}");
     for me in &bots {

@@ -108,7 +108,7 @@ async fn bad_room_requests_are_refused_and_other_tenants_rooms_are_404() {
 #[tokio::test]
 async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_within_the_tenant() {
     use chrono::{TimeDelta, Utc};
-    use convene_api::room_sessions::{participant_joined, participant_left};
+    use convene_api::room_sessions::{node_started, participant_joined, participant_left};
     use convene_domain::{RoomName, TenantId};
 
     let app = spawn_app().await;
@@ -123,8 +123,10 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     let (status, empty) = call(&app, Method::GET, "/v1/rooms/standup/presence", &key, None).await;
     assert_eq!((status, empty["participants"].as_array().unwrap().len()), (200, 0));
     let start = Utc::now() - TimeDelta::minutes(30);
-    participant_joined(&db, tenant, &standup, ("u1", "Ann", true), start).await.unwrap();
-    participant_joined(&db, tenant, &standup, ("u2", "Bob", false), start + TimeDelta::minutes(5)).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &standup, ("u1", "Ann", true), start).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &standup, ("u2", "Bob", false), start + TimeDelta::minutes(5))
+        .await
+        .unwrap();
     participant_left(&db, tenant, &standup, "u2", start + TimeDelta::minutes(15)).await.unwrap();
     participant_left(&db, tenant, &standup, "u2", start + TimeDelta::minutes(16)).await.unwrap();
 
@@ -134,7 +136,9 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     assert_eq!(names, [json!("Ann")], "Bob left; leaving twice changed nothing");
 
     participant_left(&db, tenant, &standup, "u1", start + TimeDelta::minutes(20)).await.unwrap();
-    participant_joined(&db, tenant, &adhoc, ("u3", "Cy", false), start + TimeDelta::minutes(25)).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &adhoc, ("u3", "Cy", false), start + TimeDelta::minutes(25))
+        .await
+        .unwrap();
     let (status, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
     assert_eq!(status, 200);
     let ongoing = &page["meetings"][0];
@@ -150,6 +154,19 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     assert!(page["next"].is_null(), "two sessions in all");
     let (status, present) = call(&app, Method::GET, "/v1/rooms/made-on-the-fly/presence", &key, None).await;
     assert_eq!((status, present["participants"][0]["name"].as_str()), (200, Some("Cy")));
+
+    // The node hosting Cy's meeting restarts: what it hosted ended when it was last alive, five minutes in.
+    let last_alive = start + TimeDelta::minutes(30);
+    node_started(&db, "node-b", Some(last_alive), Utc::now()).await.unwrap();
+    let (_, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
+    assert!(page["meetings"][0]["ended_at"].is_null(), "another node's restart ends nothing here");
+    node_started(&db, "node-a", Some(last_alive), Utc::now()).await.unwrap();
+    let (_, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
+    let closed = &page["meetings"][0];
+    assert_eq!((closed["room"].as_str(), closed["duration_seconds"].as_i64()), (Some("made-on-the-fly"), Some(5 * 60)));
+    assert_eq!(closed["participants"][0]["duration_seconds"], 5 * 60);
+    let (_, present) = call(&app, Method::GET, "/v1/rooms/made-on-the-fly/presence", &key, None).await;
+    assert_eq!(present["participants"].as_array().unwrap().len(), 0);
 
     let (status, bad) = call(&app, Method::GET, "/v1/meetings?after=nonsense", &key, None).await;
     assert_eq!((status, bad["error"].as_str()), (400, Some("invalid_request")));

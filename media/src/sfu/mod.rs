@@ -43,6 +43,8 @@ use crate::stun;
 /// A room within a shard, numbered by the caller.
 pub type RoomId = u64;
 
+/// How often sessions report their streams' statistics (NACKs).
+const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often speakers are re-ranked and layers re-allocated.
 const REALLOCATE_EVERY: Duration = Duration::from_millis(250);
 /// The clock rates used to keep timestamps in pace across switches.
@@ -90,9 +92,9 @@ pub enum SfuOutput {
     },
 }
 
-/// Running totals, read by the driver for metrics (plain integers: nothing shared on the packet path).
+/// Media moved, for a room or the whole shard (plain integers: nothing shared on the packet path).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
+pub struct Traffic {
     /// RTP packets received from publishers.
     pub packets_in: u64,
     /// Their payload bytes.
@@ -103,8 +105,45 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
-    /// Datagrams from no known participant, or unreadable.
-    pub datagrams_dropped: u64,
+    /// Retransmissions receivers asked for (NACKs).
+    pub nacks: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, other: &Self) {
+        self.packets_in += other.packets_in;
+        self.bytes_in += other.bytes_in;
+        self.packets_out += other.packets_out;
+        self.bytes_out += other.bytes_out;
+        self.keyframe_requests += other.keyframe_requests;
+        self.nacks += other.nacks;
+    }
+}
+
+/// A room's figures for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomStats<'a> {
+    /// Its number on the shard.
+    pub id: RoomId,
+    /// Its name, as the rooms gave it.
+    pub name: &'a str,
+    /// Participants with media sessions.
+    pub participants: usize,
+    /// Media moved since it started.
+    pub traffic: Traffic,
+}
+
+/// Running totals, read by the driver for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Media moved by rooms that ended.
+    pub ended_rooms: Traffic,
+    /// Datagrams from no known participant (and not a probe).
+    pub dropped_unknown_sender: u64,
+    /// Datagrams from a participant that are none of STUN, DTLS, RTP or RTCP, or that its session refused.
+    pub dropped_unreadable: u64,
+    /// Datagrams beyond a participant's inbound budget (a flood).
+    pub dropped_over_budget: u64,
     /// STUN reachability probes answered.
     pub probes_answered: u64,
     /// Sessions that failed and were closed.
@@ -113,8 +152,11 @@ pub struct Counters {
 
 #[derive(Debug, Default)]
 struct MediaRoom {
+    /// How metrics name it.
+    name: String,
     /// Participants in the order they started media.
     members: Vec<ParticipantId>,
+    traffic: Traffic,
     speakers: Speakers<ParticipantId>,
     next_reallocation: Option<Instant>,
 }
@@ -170,6 +212,23 @@ impl Sfu {
         self.counters
     }
 
+    /// All media moved so far, by live and ended rooms.
+    pub fn traffic(&self) -> Traffic {
+        let mut total = self.counters.ended_rooms;
+        self.rooms.values().for_each(|room| total.add(&room.traffic));
+        total
+    }
+
+    /// The live rooms' figures.
+    pub fn rooms(&self) -> impl Iterator<Item = RoomStats<'_>> {
+        self.rooms.iter().map(|(id, room)| RoomStats {
+            id: *id,
+            name: &room.name,
+            participants: room.members.len(),
+            traffic: room.traffic,
+        })
+    }
+
     /// How many participants have media sessions.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -180,6 +239,7 @@ impl Sfu {
     pub fn handle_offer(
         &mut self,
         key: PeerKey,
+        room_name: &str,
         sdp: &str,
         screen: Option<&str>,
         now: Instant,
@@ -193,6 +253,7 @@ impl Sfu {
                 .enable_vp8(true)
                 .enable_h264(true)
                 .enable_bwe(Some(Bitrate::bps(self.config.initial_estimate)))
+                .set_stats_interval(Some(STATS_EVERY))
                 .build(now);
             let mut peer = Peer::new(rtc, self.config.initial_estimate, now);
             let candidate = Candidate::host(self.config.address, "udp")
@@ -201,7 +262,7 @@ impl Sfu {
             let sdp = peer.accept_offer(sdp, screen)?;
             let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
             self.by_ufrag.insert(ufrag, key);
-            self.join(key, peer);
+            self.join(key, room_name, peer);
             self.signal(key, ServerMessage::Answer { sdp });
         } else if let Some(peer) = self.peers.get_mut(&key) {
             let sdp = peer.accept_offer(sdp, screen)?;
@@ -248,7 +309,9 @@ impl Sfu {
         room.members.retain(|member| *member != key.participant);
         room.speakers.remove(key.participant);
         if room.members.is_empty() {
-            self.rooms.remove(&key.room);
+            if let Some(ended) = self.rooms.remove(&key.room) {
+                self.counters.ended_rooms.add(&ended.traffic);
+            }
             return;
         }
         let others: Vec<PeerKey> =
@@ -272,21 +335,31 @@ impl Sfu {
                 Flow::Session(key) => key,
                 Flow::Probe => return,
                 Flow::Unknown => {
-                    self.counters.datagrams_dropped += 1;
+                    self.counters.dropped_unknown_sender += 1;
                     return;
                 }
             },
         };
-        let (Some(peer), Ok(contents)) = (self.peers.get_mut(&key), bytes.try_into()) else {
-            self.counters.datagrams_dropped += 1;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            self.counters.dropped_unknown_sender += 1;
+            return;
+        };
+        // A flooding participant spends its own budget, not the shard's time for everyone else.
+        if !peer.inbound.take(now) {
+            self.counters.dropped_over_budget += 1;
+            return;
+        }
+        let Ok(contents) = bytes.try_into() else {
+            self.counters.dropped_unreadable += 1;
             return;
         };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
         if !peer.rtc.accepts(&input) {
-            self.counters.datagrams_dropped += 1;
+            self.counters.dropped_unreadable += 1;
             return;
         }
         if let Err(error) = peer.rtc.handle_input(input) {
+            self.counters.dropped_unreadable += 1;
             tracing::debug!(%error, participant = key.participant.0, "media session input refused");
         }
         self.by_address.entry(source).or_insert(key);
@@ -367,8 +440,11 @@ impl Sfu {
 
     /// Adds a new session to its room: it will receive everyone's tracks, and everyone its tracks once it
     /// publishes them.
-    fn join(&mut self, key: PeerKey, mut peer: Peer) {
-        let room = self.rooms.entry(key.room).or_default();
+    fn join(&mut self, key: PeerKey, room_name: &str, mut peer: Peer) {
+        let room = self
+            .rooms
+            .entry(key.room)
+            .or_insert_with(|| MediaRoom { name: room_name.to_owned(), ..MediaRoom::default() });
         for member in &room.members {
             if let Some(other) = self.peers.get(&PeerKey { room: key.room, participant: *member }) {
                 for ingress in &other.ingress {
@@ -405,8 +481,6 @@ impl Sfu {
                 }),
                 Output::Event(Event::RtpPacket(packet)) => {
                     if let Some(forward) = classify(key, peer, packet) {
-                        self.counters.packets_in += 1;
-                        self.counters.bytes_in += forward.packet.payload.len() as u64;
                         if let Some(ingress) = peer.ingress.iter_mut().find(|ingress| ingress.mid == forward.mid) {
                             ingress.record(forward.layer, forward.packet.payload.len(), now);
                         }
@@ -445,6 +519,12 @@ impl Sfu {
                     BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
                 )) => {
                     peer.estimate = estimate.as_u64();
+                }
+                Output::Event(Event::MediaEgressStats(stats)) => {
+                    let nacks = peer.nacks_reported(stats.mid, stats.rid, stats.nacks);
+                    if let Some(room) = self.rooms.get_mut(&key.room) {
+                        room.traffic.nacks += nacks;
+                    }
                 }
                 Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) => {
                     tracing::debug!(participant = key.participant.0, "media session lost its connection");
@@ -508,6 +588,8 @@ impl Sfu {
 
     fn fan_out(&mut self, forward: &Forward, now: Instant) {
         let Some(room) = self.rooms.get_mut(&forward.from.room) else { return };
+        room.traffic.packets_in += 1;
+        room.traffic.bytes_in += forward.packet.payload.len() as u64;
         let level = forward.packet.header.ext_vals.audio_level;
         if forward.kind == MediaKind::Audio
             && let Some(level) = level
@@ -524,8 +606,8 @@ impl Sfu {
             let Some(receiver) = self.peers.get_mut(&receiver_key) else { continue };
             match send(receiver, forward, audible, now) {
                 Sent::Packet(bytes) => {
-                    self.counters.packets_out += 1;
-                    self.counters.bytes_out += bytes as u64;
+                    room.traffic.packets_out += 1;
+                    room.traffic.bytes_out += bytes as u64;
                     self.touched.push(receiver_key);
                 }
                 Sent::WaitingForKeyframe => self.keyframes.push((forward.from, forward.source, forward.layer)),
@@ -556,7 +638,9 @@ impl Sfu {
             let found = if api.stream_rx_by_mid(mid, Some(rid)).is_some() { Some(rid) } else { None };
             if let Some(stream) = api.stream_rx_by_mid(mid, found) {
                 stream.request_keyframe(KeyframeRequestKind::Pli);
-                self.counters.keyframe_requests += 1;
+                if let Some(room) = self.rooms.get_mut(&key.room) {
+                    room.traffic.keyframe_requests += 1;
+                }
                 self.touched.push(key);
             }
         }

@@ -10,7 +10,7 @@ use str0m::{
     Rtc, RtcError,
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
     format::CodecSpec,
-    media::{Direction, MediaKind, Mid, Pt},
+    media::{Direction, MediaKind, Mid, Pt, Rid},
 };
 
 use super::{allocator::Layer, rewrite::Rewriter};
@@ -21,6 +21,42 @@ const RATE_WINDOW: Duration = Duration::from_millis(500);
 const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Keyframe requests for one layer go upstream at most this often.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+/// Datagrams a participant may send per second: a 1080p publisher with three layers, audio, RTX and RTCP
+/// sends about 1,000, so this is four times that.
+const INBOUND_PER_SECOND: u32 = 4_000;
+/// The burst allowed on top (a keyframe on every layer at once).
+const INBOUND_BURST: u32 = 1_000;
+
+/// A token bucket over one participant's inbound datagrams.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InboundBudget {
+    tokens: u32,
+    refilled: Instant,
+}
+
+impl InboundBudget {
+    pub(super) fn new(now: Instant) -> Self {
+        Self { tokens: INBOUND_BURST, refilled: now }
+    }
+
+    /// Takes one datagram's token; false when the participant is over budget.
+    pub(super) fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled);
+        let earned =
+            u32::try_from(elapsed.as_micros() * u128::from(INBOUND_PER_SECOND) / 1_000_000).unwrap_or(u32::MAX);
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(INBOUND_BURST);
+            self.refilled = now;
+        }
+        match self.tokens.checked_sub(1) {
+            Some(left) => {
+                self.tokens = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// One simulcast layer as it arrives.
 #[derive(Debug, Clone, Copy, Default)]
@@ -175,6 +211,10 @@ pub(super) struct Peer {
     pub(super) requests: Vec<(ParticipantId, u32)>,
     /// When the str0m session next needs time.
     pub(super) deadline: Instant,
+    /// What the participant may still send.
+    pub(super) inbound: InboundBudget,
+    /// NACKs each outgoing stream had reported, by m-line and RID (str0m's figures are running totals).
+    nacks: Vec<(Mid, Option<Rid>, u64)>,
 }
 
 /// Negotiation went wrong; the participant is told and the session goes on as before.
@@ -204,6 +244,8 @@ impl Peer {
             pinned: None,
             requests: Vec::new(),
             deadline: now,
+            inbound: InboundBudget::new(now),
+            nacks: Vec::new(),
         }
     }
 
@@ -276,6 +318,21 @@ impl Peer {
             })
             .collect();
         Some((offer.to_sdp_string(), tracks))
+    }
+
+    /// Takes a stream's running NACK total; returns how many are new.
+    pub(super) fn nacks_reported(&mut self, mid: Mid, rid: Option<Rid>, total: u64) -> u64 {
+        match self.nacks.iter_mut().find(|(m, r, _)| *m == mid && *r == rid) {
+            Some((_, _, seen)) => {
+                let new = total.saturating_sub(*seen);
+                *seen = total;
+                new
+            }
+            None => {
+                self.nacks.push((mid, rid, total));
+                total
+            }
+        }
     }
 
     /// The codec of an incoming payload type.

@@ -93,7 +93,7 @@ impl Meeting {
             keyframe_wanted: [true; 3],
             frame: 0,
         });
-        self.sfu.handle_offer(key, &offer.to_sdp_string(), None, self.now).unwrap();
+        self.sfu.handle_offer(key, "acme/standup", &offer.to_sdp_string(), None, self.now).unwrap();
         self.exchange();
     }
 
@@ -310,11 +310,11 @@ fn junk_datagrams_and_bad_sdp_are_refused_without_harm() {
     let now = meeting.now;
     let stranger: SocketAddr = "10.9.9.9:1".parse().unwrap();
     let address = meeting.address;
-    let dropped = meeting.sfu.counters().datagrams_dropped;
+    let dropped = meeting.sfu.counters().dropped_unknown_sender;
     for junk in [&b""[..], b"\x00", b"\x80\x60junk", &[0x16; 40], &[0u8; 20]] {
         meeting.sfu.handle_receive(now, stranger, address, junk);
     }
-    assert_eq!(meeting.sfu.counters().datagrams_dropped, dropped + 5);
+    assert_eq!(meeting.sfu.counters().dropped_unknown_sender, dropped + 5);
     // A STUN Binding request without ICE credentials is a reachability probe: answered, not dropped.
     let mut probe = [0u8; crate::stun::MAX_REPLY_LEN];
     let length = crate::stun::binding_request(&[7; 12], &mut probe);
@@ -324,10 +324,44 @@ fn junk_datagrams_and_bad_sdp_are_refused_without_harm() {
         matches!(meeting.sfu.poll_output(), Some(SfuOutput::Transmit { destination, .. }) if destination == stranger)
     );
     let key = PeerKey { room: 1, participant: ParticipantId(9) };
-    assert!(meeting.sfu.handle_offer(key, "v=0 nonsense", None, now).is_err());
+    assert!(meeting.sfu.handle_offer(key, "acme/standup", "v=0 nonsense", None, now).is_err());
     assert!(meeting.sfu.handle_answer(key, "v=0", now).is_err());
     let member = PeerKey { room: 1, participant: ParticipantId(1) };
     assert!(meeting.sfu.handle_answer(member, "not sdp", now).is_err());
     meeting.run(Duration::from_secs(1));
     assert!(meeting.layers_received(1, 2, 5).len() == 5, "the meeting goes on");
+}
+
+#[test]
+fn a_flood_of_junk_rtp_and_rtcp_from_one_member_is_dropped_and_the_others_go_on() {
+    let mut meeting = Meeting::new(3);
+    meeting.run(Duration::from_secs(1));
+    let flooder = meeting.clients[1].address;
+    let address = meeting.address;
+    let before = meeting.sfu.counters();
+    let frames_before = meeting.clients[0].frames.len();
+    // 20,000 datagrams a second for a second: RTP with unknown SSRCs, RTCP of every type, and bytes that are
+    // no WebRTC protocol at all.
+    for step in 0..500u32 {
+        for index in 0..40u32 {
+            let mut datagram = [0u8; 200];
+            let n = step * 40 + index;
+            datagram[0] = if n % 5 == 4 { 0xff } else { 0x80 };
+            datagram[1] = if n % 2 == 0 { 96 } else { 200 + (n % 7) as u8 };
+            datagram[8..12].copy_from_slice(&n.to_be_bytes());
+            meeting.sfu.handle_receive(meeting.now, flooder, address, &datagram);
+        }
+        meeting.run(STEP);
+    }
+    let after = meeting.sfu.counters();
+    assert!(after.dropped_over_budget - before.dropped_over_budget > 10_000, "{after:?}");
+    assert!(after.dropped_unreadable > before.dropped_unreadable, "{after:?}");
+    assert_eq!(after.sessions_failed, 0, "{after:?}");
+    // Ann and Cy kept seeing each other throughout; once the flood stops, Bob's media flows again.
+    let seen = meeting.clients[0].frames[frames_before..].iter().filter(|frame| frame.from.0 == 3).count();
+    assert!(seen >= 25, "Ann saw {seen} of Cy's frames during the flood");
+    let frames_after = meeting.clients[0].frames.len();
+    meeting.run(Duration::from_secs(2));
+    let resumed = meeting.clients[0].frames[frames_after..].iter().filter(|frame| frame.from.0 == 2).count();
+    assert!(resumed >= 25, "the flooder's own media resumes: {resumed} frames");
 }
