@@ -24,7 +24,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
 use crate::media::{self, MediaOptions, Publisher, SendShared, VideoProfile};
-use crate::stats::{BotStats, Recorder};
+use crate::stats::{BotStats, DelayHistogram, Recorder};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -424,6 +424,11 @@ impl Bot {
         };
         let time_to_join = first_media_us.map(|us| Duration::from_micros(us.saturating_sub(self.shared.hello_us)));
         BotStats::new(Some(self.id()), time_to_join, tracks, &delay, self.shared.send.snapshot())
+    }
+
+    /// The one-way delays of what the bot received, to merge with other bots'.
+    pub fn delays(&self) -> DelayHistogram {
+        self.shared.recorder.lock().map(|recorder| recorder.snapshot(&[]).1).unwrap_or_default()
     }
 
     /// Starts the received counters and the delay histogram afresh (to measure a window).

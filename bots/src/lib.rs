@@ -17,7 +17,7 @@ mod stats;
 
 pub use bot::{Admission, Bot, BotError, BotOptions};
 pub use media::{LayerProfile, RIDS, VideoProfile};
-pub use stats::{BotStats, SendStats, TrackStats};
+pub use stats::{BotStats, DelayHistogram, SendStats, TrackStats};
 
 #[cfg(test)]
 mod loopback_tests;

@@ -15,9 +15,9 @@ const SEEN_WINDOW: u64 = 2048;
 const FINE_BUCKETS: usize = 1000;
 const COARSE_BUCKETS: usize = 4900;
 
-/// A bounded histogram of delays.
-#[derive(Debug, Clone)]
-pub(crate) struct DelayHistogram {
+/// A bounded histogram of delays; histograms of many bots merge into one.
+#[derive(Clone)]
+pub struct DelayHistogram {
     buckets: Vec<u64>,
     count: u64,
 }
@@ -28,7 +28,30 @@ impl Default for DelayHistogram {
     }
 }
 
+impl std::fmt::Debug for DelayHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelayHistogram")
+            .field("count", &self.count)
+            .field("p50_ms", &self.quantile_ms(0.5))
+            .field("p99_ms", &self.quantile_ms(0.99))
+            .finish()
+    }
+}
+
 impl DelayHistogram {
+    /// Samples so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Adds another histogram's samples.
+    pub fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+    }
+
     pub(crate) fn record(&mut self, delay_us: u64) {
         let index = if delay_us < 100_000 {
             usize::try_from(delay_us / 100).unwrap_or(0)
@@ -42,7 +65,7 @@ impl DelayHistogram {
     }
 
     /// The delay below which `quantile` (0..=1) of the samples fall, in milliseconds (a bucket's upper edge).
-    pub(crate) fn quantile_ms(&self, quantile: f64) -> Option<f64> {
+    pub fn quantile_ms(&self, quantile: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
