@@ -2,6 +2,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,52 @@ enum Command {
     /// Administrative tasks.
     #[command(subcommand)]
     Admin(Admin),
+    /// Load the media node (or Janus, for comparison) with WebRTC bots and write the figures to DIR/result.json
+    /// and a chart to DIR/chart.svg.
+    Bench {
+        /// The SFU to measure: convene, janus, or both (one after the other, with the same bots).
+        #[arg(long, default_value = "convene")]
+        target: convene_bench::TargetChoice,
+        /// Meetings at once (joined one at a time, measuring each step).
+        #[arg(long, default_value_t = 1)]
+        meetings: usize,
+        /// Participants per meeting.
+        #[arg(long, default_value_t = 10)]
+        participants: usize,
+        /// Seconds measured once every meeting is in.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// The publishers' top layer: 720p or 1080p.
+        #[arg(long, default_value = "720p")]
+        resolution: convene_bench::Resolution,
+        /// Where results go.
+        #[arg(long, value_name = "DIR", default_value = "bench-results")]
+        out: PathBuf,
+        /// The log filter of the Convene SFU under test (written to DIR/convene.log).
+        #[arg(long, value_name = "FILTER", default_value = "warn")]
+        sfu_log: String,
+    },
+    /// Size a deployment: the bandwidth of the meetings, and with a benchmark result, the nodes to run them.
+    Capacity {
+        /// Meetings at once.
+        #[arg(long)]
+        meetings: usize,
+        /// Participants per meeting.
+        #[arg(long)]
+        participants: usize,
+        /// The publishers' top layer: 720p or 1080p.
+        #[arg(long, default_value = "720p")]
+        resolution: convene_bench::Resolution,
+        /// A result.json from `convene bench` to take the CPU cost from.
+        #[arg(long, value_name = "FILE")]
+        measured: Option<PathBuf>,
+        /// Cores per media node.
+        #[arg(long, default_value_t = 2)]
+        node_cores: usize,
+        /// The share of a node's CPU to plan for.
+        #[arg(long, default_value_t = 0.75)]
+        utilisation: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +105,10 @@ enum Admin {
     },
 }
 
+/// Log directives that silence webrtc-rs below errors.
+const QUIET_WEBRTC: &str =
+    "webrtc=error,webrtc_ice=error,webrtc_dtls=error,dtls=error,webrtc_srtp=error,webrtc_mdns=error,interceptor=error";
+
 fn settings_help() -> String {
     let width = SETTINGS.iter().map(|(name, _, _)| name.len()).max().unwrap_or(0);
     let rows: Vec<String> = SETTINGS
@@ -75,7 +126,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let loaded = Settings::load(&env)?;
     let settings = loaded.settings;
-    telemetry::init(&settings.log_filter, settings.log_format)?;
+    // The benchmark's bots run webrtc-rs in this process; its per-connection chatter is not ours to show.
+    let filter = match cli.command {
+        Command::Bench { .. } => format!("{},{QUIET_WEBRTC}", settings.log_filter),
+        _ => settings.log_filter.clone(),
+    };
+    telemetry::init(&filter, settings.log_format)?;
     for name in loaded.unknown_variables {
         tracing::warn!(variable = %name, "ignoring an environment variable that is not a Convene setting");
     }
@@ -100,6 +156,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 first_api_key: Some("Default key".to_owned()),
             };
             roles::create_tenant(&settings, new, &mut std::io::stdout()).await
+        }
+        Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log } => {
+            let convene = std::env::current_exe().context("cannot find the convene binary to start")?;
+            let settings = SETTINGS.iter().map(|(name, _, _)| *name).collect();
+            let options = convene_bench::BenchOptions {
+                target,
+                meetings,
+                participants,
+                seconds,
+                resolution,
+                out,
+                convene,
+                settings,
+                sfu_log,
+            };
+            convene_bench::run(&options).await.map(drop)
+        }
+        Command::Capacity { meetings, participants, resolution, measured, node_cores, utilisation } => {
+            if meetings == 0 || participants < 2 || node_cores == 0 {
+                anyhow::bail!("--meetings and --node-cores must be at least 1, --participants at least 2");
+            }
+            let measured = match measured {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("{} is not a result.json from convene bench", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let options = convene_bench::capacity::CapacityOptions {
+                meetings,
+                participants,
+                resolution,
+                measured,
+                node_cores,
+                utilisation,
+            };
+            print!("{}", convene_bench::capacity::plan(options));
+            Ok(())
         }
     }
 }

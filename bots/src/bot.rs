@@ -24,7 +24,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
 use crate::media::{self, MediaOptions, Publisher, SendShared, VideoProfile};
-use crate::stats::{BotStats, DelayHistogram, Recorder};
+use crate::stats::{self, BotStats, DelayHistogram, Recorder};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -415,15 +415,13 @@ impl Bot {
     /// What the bot has received and sent so far.
     pub fn stats(&self) -> BotStats {
         let mapping = self.tracks();
-        let (tracks, delay, first_media_us) = match self.shared.recorder.lock() {
-            Ok(recorder) => {
-                let (tracks, delay) = recorder.snapshot(&mapping);
-                (tracks, delay, recorder.first_media_us())
-            }
-            Err(_) => (Vec::new(), Default::default(), None),
-        };
-        let time_to_join = first_media_us.map(|us| Duration::from_micros(us.saturating_sub(self.shared.hello_us)));
-        BotStats::new(Some(self.id()), time_to_join, tracks, &delay, self.shared.send.snapshot())
+        stats::bot_stats(
+            &self.shared.recorder,
+            Some(self.id()),
+            &mapping,
+            self.shared.hello_us,
+            self.shared.send.snapshot(),
+        )
     }
 
     /// The one-way delays of what the bot received, to merge with other bots'.
@@ -634,22 +632,7 @@ async fn answer_offer(
     tracks: Vec<TrackInfo>,
     timeout: Duration,
 ) -> Result<(), BotError> {
-    // webrtc-rs starts its transports in the background after the first exchange; a node offer applied
-    // before they are up restarts ICE and flips the DTLS role. Browsers cope; the bot waits.
-    if pc.remote_description().await.is_some() {
-        let mut state = shared.media_state.clone();
-        let up = state.wait_for(|state| {
-            matches!(
-                state,
-                RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
-            )
-        });
-        match tokio::time::timeout(timeout, up).await {
-            Ok(Ok(state)) if *state == RTCPeerConnectionState::Connected => {}
-            Ok(_) => return Err(BotError::WebRtc("the media connection failed".to_owned())),
-            Err(_) => return Err(BotError::Timeout),
-        }
-    }
+    ready_for_offer(pc, &shared.media_state, timeout).await?;
     if let Ok(mut mapping) = shared.tracks.lock() {
         *mapping = tracks;
     }
@@ -659,8 +642,33 @@ async fn answer_offer(
     shared.outgoing.send(ClientMessage::Answer { sdp }).await.map_err(|_| BotError::Left)
 }
 
+/// Returns once `pc` can take a remote offer: at once before the first exchange, else when it is connected.
+/// webrtc-rs starts its transports in the background after the first exchange; an offer applied before they
+/// are up restarts ICE and flips the DTLS role. Browsers cope; the bots wait.
+pub(crate) async fn ready_for_offer(
+    pc: &RTCPeerConnection,
+    state: &watch::Receiver<RTCPeerConnectionState>,
+    timeout: Duration,
+) -> Result<(), BotError> {
+    if pc.remote_description().await.is_none() {
+        return Ok(());
+    }
+    let mut state = state.clone();
+    let up = state.wait_for(|state| {
+        matches!(
+            state,
+            RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        )
+    });
+    match tokio::time::timeout(timeout, up).await {
+        Ok(Ok(state)) if *state == RTCPeerConnectionState::Connected => Ok(()),
+        Ok(_) => Err(BotError::WebRtc("the media connection failed".to_owned())),
+        Err(_) => Err(BotError::Timeout),
+    }
+}
+
 /// Sets the local description and returns it once ICE gathering is complete (at once after the first time).
-async fn set_local_and_gather(
+pub(crate) async fn set_local_and_gather(
     pc: &RTCPeerConnection,
     description: RTCSessionDescription,
     timeout: Duration,

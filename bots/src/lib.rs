@@ -11,11 +11,13 @@
 //! bot is left, dropped, refused or disconnected.
 
 mod bot;
+mod janus;
 mod media;
 pub mod payload;
 mod stats;
 
 pub use bot::{Admission, Bot, BotError, BotOptions};
+pub use janus::{ICE_ADDRESS, JANUS_BINARY, JanusBot, JanusConfig, JanusOptions, JanusServer, JanusServerError};
 pub use media::{LayerProfile, RIDS, VideoProfile};
 pub use stats::{BotStats, DelayHistogram, SendStats, TrackStats};
 

@@ -43,6 +43,7 @@ use crate::stats::{Received, Recorder, SendStats};
 /// The simulcast RIDs, lowest layer first, as the node expects them.
 pub const RIDS: [&str; 3] = ["q", "h", "f"];
 const VP8_PAYLOAD_TYPE: u8 = 96;
+const RTX_PAYLOAD_TYPE: u8 = 97;
 const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// Audio level (RFC 6464, -dBov) while speaking and in silence.
 const LEVEL_SPEAKING: u8 = 25;
@@ -117,6 +118,7 @@ pub(crate) struct SendShared {
     keyframes: [AtomicU64; 3],
     keyframe_requests: [AtomicU64; 3],
     packets: AtomicU64,
+    bytes: AtomicU64,
     audio_packets: AtomicU64,
 }
 
@@ -128,6 +130,7 @@ impl SendShared {
             keyframes: load(&self.keyframes),
             keyframe_requests: load(&self.keyframe_requests),
             packets: self.packets.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
             audio_packets: self.audio_packets.load(Ordering::Relaxed),
         }
     }
@@ -159,6 +162,16 @@ fn opus() -> RTCRtpCodecCapability {
     }
 }
 
+fn rtx() -> RTCRtpCodecCapability {
+    RTCRtpCodecCapability {
+        mime_type: "video/rtx".to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!("apt={VP8_PAYLOAD_TYPE}"),
+        rtcp_feedback: vec![],
+    }
+}
+
 fn vp8() -> RTCRtpCodecCapability {
     RTCRtpCodecCapability {
         mime_type: MIME_TYPE_VP8.to_owned(),
@@ -169,7 +182,7 @@ fn vp8() -> RTCRtpCodecCapability {
     }
 }
 
-/// The webrtc-rs API the bots build peer connections with: VP8 and Opus only (no RTX, so one SSRC per layer),
+/// The webrtc-rs API the bots build peer connections with: VP8 (with RTX) and Opus,
 /// NACK, RTCP reports and transport-cc; UDP over IPv4, no mDNS, loopback candidates included (only those
 /// when `loopback_only`).
 pub(crate) fn build_api(loopback_only: bool) -> Result<API, webrtc::Error> {
@@ -180,6 +193,12 @@ pub(crate) fn build_api(loopback_only: bool) -> Result<API, webrtc::Error> {
     )?;
     media.register_codec(
         RTCRtpCodecParameters { capability: vp8(), payload_type: VP8_PAYLOAD_TYPE, ..Default::default() },
+        RTPCodecType::Video,
+    )?;
+    // RTX as a browser offers it: an SFU's bandwidth probes go out as RTX padding, and webrtc-rs counts the
+    // repair stream in its transport-cc feedback (it does not hand repaired packets to the track).
+    media.register_codec(
+        RTCRtpCodecParameters { capability: rtx(), payload_type: RTX_PAYLOAD_TYPE, ..Default::default() },
         RTPCodecType::Video,
     )?;
     for (uri, kind) in [
@@ -409,6 +428,7 @@ async fn send_video(
             let last = packets.len().saturating_sub(1);
             let mut written = 0;
             for (index, payload) in packets.into_iter().enumerate() {
+                shared.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
                 let packet = rtp_packet(sequence[layer], timestamp, index == last, VP8_PAYLOAD_TYPE, payload);
                 sequence[layer] = sequence[layer].wrapping_add(1);
                 match track.write_rtp_with_extensions(&packet, &[]).await {
@@ -469,6 +489,7 @@ async fn send_audio(
             tracing::trace!(%error, "bot audio write");
         }
         shared.packets.fetch_add(1, Ordering::Relaxed);
+        shared.bytes.fetch_add(size as u64, Ordering::Relaxed);
         shared.audio_packets.fetch_add(1, Ordering::Relaxed);
         was_speaking = speaking;
         sequence = sequence.wrapping_add(1);

@@ -2,6 +2,7 @@
 //! one-way delay (sender and receiver share a clock on one machine).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use convene_signal::{MediaKind, ParticipantId, TrackInfo, TrackSource};
@@ -163,7 +164,8 @@ impl Sequence {
     }
 
     fn gaps(&self) -> u64 {
-        self.base.map_or(0, |base| (self.highest - base + 1).saturating_sub(self.unique))
+        // After a reset the base is one past the highest: nothing expected yet.
+        self.base.map_or(0, |base| (self.highest + 1).saturating_sub(base).saturating_sub(self.unique))
     }
 }
 
@@ -282,11 +284,6 @@ impl Recorder {
         self.first_media_us.get_or_insert(packet.now_us);
     }
 
-    /// When the first bot packet arrived, in microseconds since the UNIX epoch.
-    pub(crate) fn first_media_us(&self) -> Option<u64> {
-        self.first_media_us
-    }
-
     /// Forgets the counters, keeping the streams' continuity state (so a reset causes no false gaps).
     pub(crate) fn reset(&mut self) {
         for track in self.tracks.values_mut() {
@@ -340,6 +337,22 @@ impl Recorder {
     }
 }
 
+/// What a bot reports: `mapping` says whose media each mid carries; `time_to_join` counts from `joining_us`.
+pub(crate) fn bot_stats(
+    recorder: &Mutex<Recorder>,
+    id: Option<ParticipantId>,
+    mapping: &[TrackInfo],
+    joining_us: u64,
+    sent: SendStats,
+) -> BotStats {
+    let Ok(recorder) = recorder.lock() else {
+        return BotStats::new(id, None, Vec::new(), &DelayHistogram::default(), sent);
+    };
+    let (tracks, delay) = recorder.snapshot(mapping);
+    let time_to_join = recorder.first_media_us.map(|us| Duration::from_micros(us.saturating_sub(joining_us)));
+    BotStats::new(id, time_to_join, tracks, &delay, sent)
+}
+
 /// What a bot received on one track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackStats {
@@ -390,6 +403,8 @@ pub struct SendStats {
     pub keyframe_requests: [u64; 3],
     /// RTP packets handed to webrtc-rs (video and audio).
     pub packets: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
     /// Audio packets among them.
     pub audio_packets: u64,
 }
@@ -564,6 +579,7 @@ mod tests {
         assert!((stats.loss - 0.25).abs() < 1e-9);
         assert_eq!(stats.of(ParticipantId(9)).count(), 1);
         recorder.reset();
+        assert_eq!(only(&recorder).seq_gaps, 0, "a window with nothing yet has no gaps");
         video(&mut recorder, 14, 0, &[]);
         let track = only(&recorder);
         assert_eq!((track.packets, track.seq_gaps), (1, 0));

@@ -341,6 +341,7 @@ impl MediaNode {
             let sfu = Sfu::new(SfuConfig {
                 address: SocketAddr::new(public_ip, bound.port()),
                 initial_estimate: INITIAL_ESTIMATE,
+                trust_bwe: true,
                 last_n: LAST_N,
                 top_height: config.top_height,
             });

@@ -3,7 +3,7 @@
 //!
 //! - `cargo xtask up`: installs the build tools, builds the browser bundle and the release binary,
 //!   migrates `./data` and runs `convene up`.
-//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, an SMTP
+//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, Janus, an SMTP
 //!   sink), builds the bundle, checks formatting and lints, then runs every test.
 //!
 //! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file.
@@ -121,6 +121,7 @@ fn exec(command: &mut Command) -> anyhow::Result<()> {
 fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_postgres()?;
     services::ensure_chromium()?;
+    services::ensure_janus()?;
     services::ensure_openapi_validator()?;
     let target = target_dir()?;
     let smtp = services::start_smtp_sink(&target)?;

@@ -66,6 +66,18 @@ pub fn ensure_chromium() -> anyhow::Result<()> {
     apt_install(&["chromium", "chromium-driver"])
 }
 
+/// Debian's Janus gateway, which the bots' tests and the benchmark compare the media node with, and iproute2,
+/// with which the bots give Janus a loopback address for ICE.
+pub fn ensure_janus() -> anyhow::Result<()> {
+    step("Checking Janus and iproute2");
+    let has_ip = Command::new("ip").arg("-V").output().is_ok_and(|output| output.status.success());
+    if Path::new("/usr/bin/janus").exists() && has_ip {
+        println!("Janus and iproute2 are installed");
+        return Ok(());
+    }
+    apt_install(&["janus", "iproute2"])
+}
+
 /// aiosmtpd, pinned: the SMTP sink mail tests read from.
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// openapi-spec-validator, pinned: checks the API's OpenAPI 3.1 document.

@@ -3,6 +3,13 @@
 //! everyone first gets the lowest layer that is on offer, then the stage is raised greedily to the most its
 //! tile can show, then the others one layer at a time. A tile never gets more than its size asks for (a 180p
 //! thumbnail never gets 720p), and sources past last-N get no video.
+//!
+//! Two things keep it steady when the estimate hovers near what is being sent (an SFU's estimate only grows
+//! as fast as its probes): a source already forwarded moves to another layer only with a tenth to spare, so
+//! the choice does not flap between two layers (each flip costs a keyframe), while what is chosen never
+//! adds up to more than the budget (the pacer sends no faster than the estimate: more would only queue);
+//! and the allocation says what it would take for the next step up and for everything the tiles could
+//! use, which the caller gives the bandwidth estimator as the rates to probe toward.
 
 /// A simulcast layer, from the RIDs `q`, `h` and `f`; a publisher without simulcast sends only `High`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,6 +61,35 @@ pub struct Candidate {
     /// Measured bitrate of each layer the source currently sends, by [`Layer::index`]; `None` for layers
     /// not arriving.
     pub rates: [Option<u64>; 3],
+    /// The layer being forwarded now, if any.
+    pub current: Option<Layer>,
+}
+
+impl Candidate {
+    /// What a layer costs this receiver: its rate, and a tenth more to move to it from another layer.
+    fn cost(&self, layer: Layer) -> Option<u64> {
+        let rate = self.rates[layer.index()]?;
+        Some(match self.current {
+            Some(current) if current != layer => rate + rate / SWITCH_MARGIN,
+            _ => rate,
+        })
+    }
+}
+
+/// Moving a forwarded source to another layer needs `1 / SWITCH_MARGIN` of its rate to spare.
+const SWITCH_MARGIN: u64 = 10;
+
+/// The layers chosen, and the rates for the bandwidth estimator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The layer each candidate gets (in the order given), `None` for no video.
+    pub layers: Vec<Option<Layer>>,
+    /// The measured rate of what was chosen, bits per second.
+    pub rate: u64,
+    /// The rate with the next step up that did not fit (the estimator's minimum to sustain), or `rate`.
+    pub next_step: u64,
+    /// The rate if the budget were unlimited: everything the tiles could use.
+    pub ideal: u64,
 }
 
 /// What the allocator needs beyond the candidates.
@@ -67,8 +103,42 @@ pub struct Limits {
     pub top_height: u32,
 }
 
+/// Chooses within the budget, and says what more would take.
+pub fn allocate(candidates: &[Candidate], limits: Limits) -> Allocation {
+    let layers = choose(candidates, limits);
+    let ideal_layers = choose(candidates, Limits { budget: u64::MAX, ..limits });
+    let measured = |layers: &[Option<Layer>]| -> u64 {
+        candidates
+            .iter()
+            .zip(layers)
+            .filter_map(|(candidate, layer)| layer.and_then(|layer| candidate.rates[layer.index()]))
+            .sum()
+    };
+    let rate = measured(&layers);
+    let ideal = measured(&ideal_layers);
+    // The next step: the first candidate, in priority order, the unlimited choice would give more.
+    let next_step = candidates
+        .iter()
+        .zip(layers.iter().zip(&ideal_layers))
+        .find_map(|(candidate, (chosen, ideal))| {
+            (chosen < ideal).then(|| {
+                let now = chosen.and_then(|layer| candidate.rates[layer.index()]).unwrap_or(0);
+                let next = Layer::ALL
+                    .into_iter()
+                    .find(|layer| {
+                        Some(*layer) > *chosen && Some(*layer) <= *ideal && candidate.rates[layer.index()].is_some()
+                    })
+                    .and_then(|layer| candidate.rates[layer.index()])
+                    .unwrap_or(now);
+                rate - now + next
+            })
+        })
+        .unwrap_or(rate);
+    Allocation { layers, rate, next_step, ideal }
+}
+
 /// The layer each candidate gets (in the order given, which is priority order), `None` for no video.
-pub fn allocate(candidates: &[Candidate], limits: Limits) -> Vec<Option<Layer>> {
+fn choose(candidates: &[Candidate], limits: Limits) -> Vec<Option<Layer>> {
     let ceilings: Vec<Option<Layer>> = candidates
         .iter()
         .enumerate()
@@ -82,8 +152,8 @@ pub fn allocate(candidates: &[Candidate], limits: Limits) -> Vec<Option<Layer>> 
         if let Some(lowest) =
             Layer::ALL.into_iter().find(|layer| *layer <= ceiling && candidate.rates[layer.index()].is_some())
         {
-            let rate = candidate.rates[lowest.index()].unwrap_or_default();
-            if spent + rate <= limits.budget {
+            let rate = candidate.cost(lowest).unwrap_or_default();
+            if spent.saturating_add(rate) <= limits.budget {
                 spent += rate;
                 chosen[index] = Some(lowest);
             }
@@ -136,15 +206,16 @@ fn raise(
     budget: u64,
 ) -> bool {
     let (Some(current), Some(ceiling)) = (chosen[index], ceilings[index]) else { return false };
-    let rates = candidates[index].rates;
-    let Some(next) =
-        Layer::ALL.into_iter().find(|layer| *layer > current && *layer <= ceiling && rates[layer.index()].is_some())
+    let candidate = &candidates[index];
+    let Some(next) = Layer::ALL
+        .into_iter()
+        .find(|layer| *layer > current && *layer <= ceiling && candidate.rates[layer.index()].is_some())
     else {
         return false;
     };
-    let (now, then) = (rates[current.index()].unwrap_or_default(), rates[next.index()].unwrap_or_default());
+    let (now, then) = (candidate.cost(current).unwrap_or_default(), candidate.cost(next).unwrap_or_default());
     let cost = then.saturating_sub(now);
-    if *spent + cost > budget {
+    if spent.saturating_add(cost) > budget {
         return false;
     }
     *spent += cost;
@@ -160,14 +231,14 @@ mod tests {
     const LIMITS: Limits = Limits { budget: 20_000_000, last_n: 25, top_height: 720 };
 
     fn source(on_stage: bool) -> Candidate {
-        Candidate { on_stage, requested_height: None, rates: SIMULCAST }
+        Candidate { on_stage, requested_height: None, rates: SIMULCAST, current: None }
     }
 
     #[test]
     fn the_stage_gets_high_and_the_other_nine_low() {
         let mut meeting = vec![source(true)];
         meeting.extend(std::iter::repeat_n(source(false), 8));
-        let layers = allocate(&meeting, LIMITS);
+        let layers = allocate(&meeting, LIMITS).layers;
         assert_eq!(layers[0], Some(Layer::High));
         assert!(layers[1..].iter().all(|layer| *layer == Some(Layer::Low)));
     }
@@ -177,11 +248,11 @@ mod tests {
         let mut meeting = vec![source(true)];
         meeting.extend(std::iter::repeat_n(source(false), 8));
         // Nine thumbnails (2.7 Mbit/s) and the stage at 360p fit in 3.4 Mbit/s, 720p does not.
-        let layers = allocate(&meeting, Limits { budget: 3_400_000, ..LIMITS });
+        let layers = allocate(&meeting, Limits { budget: 3_400_000, ..LIMITS }).layers;
         assert_eq!(layers[0], Some(Layer::Medium));
         assert!(layers[1..].iter().all(|layer| *layer == Some(Layer::Low)));
         // Below that, the lowest-priority thumbnails go first.
-        let layers = allocate(&meeting, Limits { budget: 1_000_000, ..LIMITS });
+        let layers = allocate(&meeting, Limits { budget: 1_000_000, ..LIMITS }).layers;
         assert_eq!(layers.iter().filter(|layer| layer.is_some()).count(), 3);
         assert_eq!(layers[0], Some(Layer::Low));
     }
@@ -190,7 +261,7 @@ mod tests {
     fn tiles_get_what_their_size_shows_and_no_more() {
         let tile = |height| Candidate { requested_height: Some(height), ..source(false) };
         let stage = Candidate { requested_height: Some(180), ..source(true) };
-        let layers = allocate(&[stage, tile(360), tile(720), tile(1080), tile(100), tile(0)], LIMITS);
+        let layers = allocate(&[stage, tile(360), tile(720), tile(1080), tile(100), tile(0)], LIMITS).layers;
         assert_eq!(
             layers,
             vec![Some(Layer::Low), Some(Layer::Medium), Some(Layer::High), Some(Layer::High), Some(Layer::Low), None]
@@ -201,16 +272,43 @@ mod tests {
     fn layers_that_do_not_arrive_are_not_chosen() {
         let no_high = Candidate { rates: [Some(300_000), Some(900_000), None], ..source(true) };
         let single = Candidate { rates: [None, None, Some(1_500_000)], ..source(false) };
-        assert_eq!(allocate(&[no_high, single], LIMITS), vec![Some(Layer::Medium), Some(Layer::High)]);
+        assert_eq!(allocate(&[no_high, single], LIMITS).layers, vec![Some(Layer::Medium), Some(Layer::High)]);
         let silent = Candidate { rates: [None; 3], ..source(true) };
-        assert_eq!(allocate(&[silent], LIMITS), vec![None]);
+        assert_eq!(allocate(&[silent], LIMITS).layers, vec![None]);
     }
 
     #[test]
     fn sources_past_last_n_get_no_video() {
         let meeting = vec![source(true), source(false), source(false), source(false)];
-        let layers = allocate(&meeting, Limits { last_n: 2, ..LIMITS });
+        let layers = allocate(&meeting, Limits { last_n: 2, ..LIMITS }).layers;
         assert_eq!(layers, vec![Some(Layer::High), Some(Layer::Low), None, None]);
+    }
+
+    #[test]
+    fn a_layer_being_forwarded_is_kept_while_the_estimate_hovers_just_below_it() {
+        let stage = |current| Candidate { current, ..source(true) };
+        let thumbnail = Candidate { current: Some(Layer::Low), ..source(false) };
+        // 3.8 Mbit/s: not enough to move up to the 3.3 Mbit/s top layer next to a 0.3 thumbnail...
+        let taking = allocate(&[stage(Some(Layer::Medium)), thumbnail], Limits { budget: 3_800_000, ..LIMITS });
+        assert_eq!(taking.layers, vec![Some(Layer::Medium), Some(Layer::Low)]);
+        // ...but enough to keep it.
+        let keeping = allocate(&[stage(Some(Layer::High)), thumbnail], Limits { budget: 3_800_000, ..LIMITS });
+        assert_eq!(keeping.layers, vec![Some(Layer::High), Some(Layer::Low)]);
+        // Never more than the budget, kept or not.
+        let tight = allocate(&[stage(Some(Layer::High)), thumbnail], Limits { budget: 3_500_000, ..LIMITS });
+        assert_eq!(tight.layers, vec![Some(Layer::Medium), Some(Layer::Low)]);
+    }
+
+    #[test]
+    fn the_allocation_says_what_to_probe_for() {
+        let meeting = [source(true), source(false), source(false)];
+        let tight = allocate(&meeting, Limits { budget: 2_000_000, ..LIMITS });
+        assert_eq!(tight.layers, vec![Some(Layer::Medium), Some(Layer::Low), Some(Layer::Low)]);
+        assert_eq!(tight.rate, 1_500_000);
+        assert_eq!(tight.next_step, 3_900_000, "the stage's top layer instead of its middle one");
+        assert_eq!(tight.ideal, 3_900_000);
+        let ample = allocate(&meeting, LIMITS);
+        assert_eq!((ample.rate, ample.next_step, ample.ideal), (3_900_000, 3_900_000, 3_900_000));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub type RoomId = u64;
 
 /// How often sessions report their streams' statistics (NACKs).
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Audio's share of a receiver's bandwidth, per other participant, asked of the estimator on top of video.
+const AUDIO_ALLOWANCE: u64 = 50_000;
 /// How often speakers are re-ranked and layers re-allocated.
 const REALLOCATE_EVERY: Duration = Duration::from_millis(250);
 /// The clock rates used to keep timestamps in pace across switches.
@@ -67,6 +69,9 @@ pub struct SfuConfig {
     pub address: SocketAddr,
     /// The bandwidth assumed toward a receiver before its estimate arrives, bits per second.
     pub initial_estimate: u64,
+    /// Whether layers follow each receiver's bandwidth estimate (as Jitsi's `trust-bwe`); without, every
+    /// receiver is assumed to have `initial_estimate`.
+    pub trust_bwe: bool,
     /// At most this many participants' video goes to one receiver.
     pub last_n: usize,
     /// The height of publishers' full layer (720 or 1080).
@@ -518,7 +523,9 @@ impl Sfu {
                 Output::Event(Event::EgressBitrateEstimate(
                     BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
                 )) => {
-                    peer.estimate = estimate.as_u64();
+                    if self.config.trust_bwe {
+                        peer.estimate = estimate.as_u64();
+                    }
                 }
                 Output::Event(Event::MediaEgressStats(stats)) => {
                     let nacks = peer.nacks_reported(stats.mid, stats.rid, stats.nacks);
@@ -696,13 +703,28 @@ impl Sfu {
                         .find(|(asked, _)| *asked == video.owner)
                         .map(|(_, height)| *height),
                     rates: video.rates,
+                    current: receiver
+                        .egress
+                        .iter()
+                        .find(|egress| egress.from == video.owner && egress.source == video.source)
+                        .and_then(|egress| egress.current),
                 })
                 .collect();
+            // The pacer sends at 1.1 times the estimate: that tenth is the room for keyframes, audio and
+            // retransmissions above the video chosen.
             let limits =
                 Limits { budget: receiver.estimate, last_n: self.config.last_n, top_height: self.config.top_height };
-            let chosen = allocator::allocate(&candidates, limits);
-            let mut desired = 0u64;
-            for ((video, _), layer) in ranked.iter().zip(&chosen) {
+            let allocation = allocator::allocate(&candidates, limits);
+            tracing::debug!(
+                participant = member.0,
+                estimate = receiver.estimate,
+                rate = allocation.rate,
+                next_step = allocation.next_step,
+                ideal = allocation.ideal,
+                layers = ?allocation.layers,
+                "allocated"
+            );
+            for ((video, _), layer) in ranked.iter().zip(&allocation.layers) {
                 if let Some(egress) = receiver
                     .egress
                     .iter_mut()
@@ -719,10 +741,17 @@ impl Sfu {
                         self.keyframes.push((PeerKey { room: room_id, participant: video.owner }, video.source, layer));
                     }
                 }
-                desired += layer.map_or(0, |layer| video.rates[layer.index()].unwrap_or_default());
             }
-            let top: u64 = ranked.iter().filter_map(|(video, _)| video.rates.iter().flatten().max().copied()).sum();
-            receiver.rtc.bwe().set_bitrate(Bitrate::bps(desired), Bitrate::bps(top.max(desired)));
+            // Sustain (padding if need be) the rate of the next step up, and probe toward everyone's top layer:
+            // an estimate that only just covers the need drops below it at the first jitter, and an estimate
+            // only grows as far as it is probed.
+            let audio = AUDIO_ALLOWANCE * ranked.len() as u64;
+            let tops: u64 = ranked.iter().filter_map(|(video, _)| video.rates.iter().flatten().max().copied()).sum();
+            let wanted = allocation.ideal.max(allocation.next_step);
+            receiver.rtc.bwe().set_bitrate(
+                Bitrate::bps(allocation.next_step + audio),
+                Bitrate::bps(tops.max(wanted + wanted / 4) + audio),
+            );
         }
         self.send_keyframe_requests(now);
         self.forward(now);

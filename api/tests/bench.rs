@@ -1,0 +1,91 @@
+//! The benchmark's smoke run: `convene bench` against Convene and Janus with a small meeting for a few
+//! seconds, then `convene capacity` from its result. It checks the figures are sane (everyone received
+//! everyone, the stage in the top layer, no loss on loopback), not that they are fast: speed is the full
+//! benchmark's business, documented in the README.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+fn convene() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_convene"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
+        command.env_remove(name);
+    }
+    command.env("CONVENE_LOG", "warn");
+    command
+}
+
+fn result(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display())))
+        .unwrap()
+}
+
+#[test]
+fn a_short_run_against_both_sfus_gives_sane_figures_and_sizes_a_deployment() {
+    let out = tempfile::tempdir().unwrap();
+    let output = convene()
+        .args(["bench", "--target", "both", "--meetings", "1", "--participants", "3", "--seconds", "3"])
+        .args(["--resolution", "720p", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("side by side"), "{printed}");
+    assert!(out.path().join("chart.svg").exists());
+
+    for target in ["convene", "janus"] {
+        let figures = result(&out.path().join(target).join("result.json"));
+        let number = |name: &str| figures[name].as_f64().unwrap_or_else(|| panic!("{target}: no {name}: {figures}"));
+        assert_eq!(figures["target"], target);
+        assert_eq!((figures["meetings"].as_u64(), figures["participants"].as_u64()), (Some(1), Some(3)));
+        assert_eq!(figures["resolution"], "720p");
+        assert_eq!(figures["receivers_total"], 3);
+        assert_eq!(figures["receivers_with_media"], 3, "{target}: every receiver got media: {figures}");
+        // Two people see the speaker in the top layer; everyone sees the rest in the bottom one.
+        assert!((number("streams_high_per_receiver") - 2.0 / 3.0).abs() < 0.01, "{target}: {figures}");
+        assert!((number("streams_low_per_receiver") - 4.0 / 3.0).abs() < 0.01, "{target}: {figures}");
+        assert!(number("loss_ratio") < 0.01, "{target}: no loss on loopback: {figures}");
+        assert!(number("sfu_cpu_seconds") > 0.0 && number("sfu_peak_rss_mb") > 1.0, "{target}: {figures}");
+        // 3 × 4.5 Mbit/s published; about 7.9 Mbit/s forwarded.
+        assert!(number("forwarded_mbps_in") > 10.0 && number("forwarded_mbps_out") > 5.0, "{target}: {figures}");
+        assert!(number("packets_per_second_out") > 500.0 && number("mbps_out_per_cpu_second") > 0.0);
+        assert!(number("delay_p50_ms") < number("delay_p99_ms") + 0.001 && number("delay_p99_ms") < 500.0);
+        assert!(number("join_p95_ms") > 0.0 && number("join_p95_ms") < 20_000.0, "{target}: {figures}");
+        assert_eq!(figures["ramp"].as_array().map(Vec::len), Some(1));
+        assert!(out.path().join(target).join("chart.svg").exists());
+    }
+
+    let output = convene()
+        .args(["capacity", "--meetings", "10", "--participants", "10", "--resolution", "720p", "--measured"])
+        .arg(out.path().join("convene").join("result.json"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    for expected in ["454.0 Mbit/s in, 543.6 Mbit/s out", "assumptions", "Mbit per CPU-second", "nodes of 2 cores"] {
+        assert!(printed.contains(expected), "missing {expected:?} in:\n{printed}");
+    }
+}
+
+#[test]
+fn bad_benchmark_arguments_are_refused_before_anything_starts() {
+    let out = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (vec!["--target", "jitsi"], "unknown target"),
+        (vec!["--resolution", "4k"], "unknown resolution"),
+        (vec!["--meetings", "0"], "--meetings must be"),
+        (vec!["--participants", "1"], "--participants must be"),
+        (vec!["--seconds", "100000"], "--seconds must be"),
+    ] {
+        let output = convene().arg("bench").args(&args).arg("--out").arg(out.path()).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && text.contains(expected), "{args:?}: {text}");
+    }
+    let output =
+        convene().args(["capacity", "--meetings", "1", "--participants", "5", "--measured", "/nope"]).output().unwrap();
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("cannot read /nope"));
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing was written");
+}

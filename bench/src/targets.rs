@@ -1,0 +1,282 @@
+//! The SFUs under test, each started as a process of its own, and the bots that join them.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use anyhow::{Context, bail};
+use convene_bots::{BotOptions, BotStats, DelayHistogram, JanusBot, JanusConfig, JanusOptions, JanusServer};
+use serde::Deserialize;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::{BenchOptions, Target};
+
+/// The longest wait for an SFU to start, and for one bot to join.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping SFU may take before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Janus's RTP ports for the run.
+const JANUS_RTP_PORTS: (u16, u16) = (20_000, 40_000);
+
+/// A bot in a meeting, whichever SFU it is on.
+pub(crate) enum Participant {
+    Convene(convene_bots::Bot),
+    Janus(JanusBot),
+}
+
+impl Participant {
+    pub(crate) fn stats(&self) -> BotStats {
+        match self {
+            Self::Convene(bot) => bot.stats(),
+            Self::Janus(bot) => bot.stats(),
+        }
+    }
+
+    pub(crate) fn delays(&self) -> DelayHistogram {
+        match self {
+            Self::Convene(bot) => bot.delays(),
+            Self::Janus(bot) => bot.delays(),
+        }
+    }
+
+    pub(crate) fn reset_stats(&self) {
+        match self {
+            Self::Convene(bot) => bot.reset_stats(),
+            Self::Janus(bot) => bot.reset_stats(),
+        }
+    }
+
+    pub(crate) async fn leave(self) {
+        match self {
+            Self::Convene(bot) => bot.leave().await,
+            Self::Janus(bot) => bot.leave().await,
+        }
+    }
+}
+
+/// The SFU under test.
+pub(crate) enum Sfu {
+    Convene(ConveneSfu),
+    Janus(JanusSfu),
+}
+
+impl Sfu {
+    pub(crate) async fn start(target: Target, options: &BenchOptions, dir: &Path) -> anyhow::Result<Self> {
+        match target {
+            Target::Convene => Ok(Self::Convene(ConveneSfu::start(options, dir).await?)),
+            Target::Janus => Ok(Self::Janus(JanusSfu::start(dir).await?)),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        match self {
+            Self::Convene(sfu) => sfu.pid,
+            Self::Janus(sfu) => sfu.server.pid(),
+        }
+    }
+
+    /// Prepares meeting `index` (Janus needs its room made; Convene makes rooms as people join).
+    pub(crate) async fn open_meeting(&mut self, index: usize) -> anyhow::Result<()> {
+        match self {
+            Self::Convene(_) => Ok(()),
+            Self::Janus(sfu) => {
+                sfu.server.create_room(room_number(index)).await.context("Janus refused to create a room")
+            }
+        }
+    }
+
+    /// Joins participant `index` of meeting `meeting`: the first one speaks and is everyone's stage.
+    pub(crate) async fn join(
+        &self,
+        meeting: usize,
+        index: usize,
+        options: &BenchOptions,
+    ) -> anyhow::Result<Participant> {
+        let name = participant_name(meeting, index);
+        let video = Some(options.resolution.profile());
+        match self {
+            Self::Convene(sfu) => {
+                let token = sfu.token(meeting, index, &name).await?;
+                let mut bot =
+                    BotOptions::new(format!("ws://{}/_signal/{}", sfu.http, room_name(meeting)), &sfu.http, token);
+                bot.video = video;
+                bot.speaking = index == 0;
+                bot.timeout = JOIN_TIMEOUT;
+                Ok(Participant::Convene(convene_bots::Bot::join(bot).await?))
+            }
+            Self::Janus(sfu) => {
+                let mut bot = JanusOptions::new(sfu.server.url(), room_number(meeting), name);
+                bot.video = video;
+                bot.speaking = index == 0;
+                bot.stage = Some(participant_name(meeting, 0));
+                bot.timeout = JOIN_TIMEOUT;
+                Ok(Participant::Janus(JanusBot::join(bot).await?))
+            }
+        }
+    }
+
+    pub(crate) async fn stop(self) {
+        match self {
+            Self::Convene(sfu) => sfu.stop().await,
+            Self::Janus(sfu) => sfu.server.stop().await,
+        }
+    }
+}
+
+fn room_name(meeting: usize) -> String {
+    format!("bench-{meeting}")
+}
+
+fn room_number(meeting: usize) -> u64 {
+    1000 + meeting as u64
+}
+
+fn participant_name(meeting: usize, index: usize) -> String {
+    format!("m{meeting}-p{index}")
+}
+
+/// `convene up` on a data directory of its own, with a tenant made for the run.
+pub(crate) struct ConveneSfu {
+    child: Child,
+    pid: u32,
+    /// `host:port` of its HTTP server.
+    http: String,
+    api_key: String,
+    client: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct CreatedTenant {
+    api_key: String,
+}
+
+#[derive(Deserialize)]
+struct MintedToken {
+    token: String,
+}
+
+impl ConveneSfu {
+    async fn start(options: &BenchOptions, dir: &Path) -> anyhow::Result<Self> {
+        let convene = &options.convene;
+        let data = dir.join("convene-data");
+        let _ = std::fs::remove_dir_all(&data);
+        let command = |args: &[&str]| {
+            let mut command = Command::new(convene);
+            // The run's settings only: nothing of the caller's own Convene set-up (its database, its ports).
+            for name in &options.settings {
+                command.env_remove(name);
+            }
+            command
+                .args(args)
+                .env("CONVENE_DATA_DIR", &data)
+                .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
+                .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+                .env("CONVENE_LOG", &options.sfu_log)
+                .kill_on_drop(true);
+            command
+        };
+        let password = format!("bench-{:016x}", random());
+        let created = command(&[
+            "admin",
+            "create-tenant",
+            "--name",
+            "Benchmark",
+            "--owner-email",
+            "bench@example.com",
+            "--owner-password",
+            &password,
+        ])
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", convene.display()))?;
+        if !created.status.success() {
+            bail!("convene admin create-tenant failed: {}", String::from_utf8_lossy(&created.stderr));
+        }
+        let created: CreatedTenant =
+            serde_json::from_slice(&created.stdout).context("convene admin create-tenant printed no tenant")?;
+
+        let log = std::fs::File::create(dir.join("convene.log")).context("cannot create convene.log")?;
+        let mut child = command(&["up"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("cannot start {} up", convene.display()))?;
+        let pid = child.id().context("convene up exited at once")?;
+        let stdout = child.stdout.take().context("convene up has no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let http = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(address) = line.trim().strip_prefix("listening on http://") {
+                    return Ok(Some(address.to_owned()));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await
+        .context("convene up did not start in time")?
+        .context("reading convene up's output")?
+        .with_context(|| format!("convene up stopped before serving; see {}", dir.join("convene.log").display()))?;
+        // Keep reading what it prints, so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, pid, http, api_key: created.api_key, client: reqwest::Client::new() })
+    }
+
+    async fn token(&self, meeting: usize, index: usize, name: &str) -> anyhow::Result<String> {
+        let body = serde_json::json!({
+            "room": room_name(meeting),
+            "user": { "id": name, "name": name },
+            "moderator": index == 0,
+        });
+        let response = self
+            .client
+            .post(format!("http://{}/v1/meeting-tokens", self.http))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .send()
+            .await
+            .context("cannot reach convene for a token")?;
+        if !response.status().is_success() {
+            bail!("convene refused a token: {}", response.text().await.unwrap_or_default());
+        }
+        Ok(response.json::<MintedToken>().await.context("convene's token answer")?.token)
+    }
+
+    /// SIGTERM, as an operator would, then a kill if it does not stop in time.
+    async fn stop(mut self) {
+        let terminated = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
+        let stopped = terminated.is_ok() && tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await.is_ok();
+        if !stopped {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Janus with a configuration written for the run.
+pub(crate) struct JanusSfu {
+    server: JanusServer,
+}
+
+impl JanusSfu {
+    async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let config = dir.join("janus");
+        let _ = std::fs::remove_dir_all(&config);
+        // A port the kernel just handed out, free a moment ago: Janus binds it itself.
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("no free port for Janus")?
+            .port();
+        let server = JanusServer::start(JanusConfig::new(&config, http_port, JANUS_RTP_PORTS))
+            .await
+            .context("cannot start Janus (cargo xtask test installs Debian's janus package)")?;
+        Ok(Self { server })
+    }
+}
+
+fn random() -> u64 {
+    let mut bytes = [0u8; 8];
+    // A failed read leaves zeros: the password is for a throw-away tenant on loopback.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
