@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     accounts::Accounts,
+    billing::{
+        Billing,
+        stripe::{StripeApi, StripeClient},
+    },
     csrf::OwnOrigins,
     db,
     mail::Mailer,
@@ -49,6 +53,8 @@ pub struct Started {
     pub media_addr: Option<SocketAddr>,
     http: JoinHandle<std::io::Result<()>>,
     media: Option<JoinHandle<()>>,
+    /// Counts participant-minutes and sends them to Stripe until shutdown.
+    usage: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     rooms: Option<convene_media::rooms::Rooms>,
     /// Ends once the rooms are gone and what they reported is on disk (delivered, if the database answers).
@@ -94,6 +100,10 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     };
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
+    // Usage is counted where the database is, once per process; the outbox makes extra processes harmless.
+    let usage = site
+        .as_ref()
+        .map(|(site, _)| tokio::spawn(site.billing.meter().run(settings.usage_report_interval, shutdown.clone())));
     let (site, outbox) = site.map_or((None, None), |(site, outbox)| (Some(site), outbox));
     let rooms = site.as_ref().and_then(|site| site.rooms.clone());
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone() };
@@ -105,6 +115,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         media_addr,
         http,
         media,
+        usage,
         shutdown,
         rooms,
         outbox,
@@ -129,6 +140,9 @@ impl Started {
         self.shutdown.cancel();
         if let Some(media) = self.media {
             media.await.context("the media node task failed")?;
+        }
+        if let Some(usage) = self.usage {
+            usage.await.context("the usage meter task failed")?;
         }
         drop(self.rooms);
         if let Some(outbox) = self.outbox
@@ -236,14 +250,28 @@ fn site_services(
         }
         None => (None, None),
     };
+    let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
+    let billing = Billing::new(
+        db.clone(),
+        Arc::new(settings.plans.clone()),
+        stripe,
+        settings.stripe.webhook_secret.clone(),
+        settings.public_url.clone(),
+    );
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
-    let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });
+    let backend = Arc::new(SiteBackend {
+        accounts: accounts.clone(),
+        team: team.clone(),
+        meetings: meetings.clone(),
+        billing: billing.clone(),
+    });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let services = SiteServices {
         site: Site::new(&settings.site_dir, meet_host(settings), backend),
         accounts,
         team,
         meetings,
+        billing,
         rooms,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
