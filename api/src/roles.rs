@@ -251,6 +251,9 @@ fn site_services(
         None => (None, None),
     };
     let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
+    if stripe.is_some() && settings.plans.all().iter().all(|plan| plan.price.is_none()) {
+        tracing::warn!("billing is on, but no plan has a Stripe price: set CONVENE_PLANS to a file with paid plans");
+    }
     let billing = Billing::new(
         db.clone(),
         Arc::new(settings.plans.clone()),

@@ -141,7 +141,7 @@ fn Billing(page: BillingPage) -> impl IntoView {
             {(page.in_progress_minutes > 0)
                 .then(|| format!(" ({} in meetings going on now)", grouped(page.in_progress_minutes)))}
         </p>
-        <progress max="100" value=percent.to_string() aria-label="Participant-minutes used">
+        <progress class="usage" max="100" value=percent.to_string() aria-label="Participant-minutes used">
             {format!("{percent}%")}
         </progress>
         <p class="muted">{usage_note}</p>
@@ -197,8 +197,14 @@ fn Plans(plans: Vec<PlanSummary>, current: String, subscribed: bool, enabled: bo
                     </h3>
                     <p>{plan.price_label.clone().unwrap_or_else(|| "Free".to_owned())}</p>
                     <p>{format!(
-                        "Up to {} per meeting, {} at once; {}.",
-                        plan.participants_per_meeting, plan.concurrent_meetings, minutes
+                        "Up to {} people per meeting and {} at once; {}.",
+                        plan.participants_per_meeting,
+                        if plan.concurrent_meetings == 1 {
+                            "1 meeting".to_owned()
+                        } else {
+                            format!("{} meetings", plan.concurrent_meetings)
+                        },
+                        minutes
                     )}</p>
                     <p>{format!("Recording: {}. Dial-in: {}.", yes_no(plan.recording), yes_no(plan.dial_in))}</p>
                     {action}
