@@ -14,6 +14,7 @@ use crate::{
     accounts::Accounts,
     billing::{
         Billing,
+        metrics::BillingMetrics,
         stripe::{StripeApi, StripeClient},
     },
     csrf::OwnOrigins,
@@ -93,8 +94,8 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     };
     let site = match &database {
         Some(db) => {
-            let hosted = (role == Serve::All).then_some(&mut metrics.registry).zip(plane);
-            Some(site_services(settings, db.clone(), &shutdown, hosted)?)
+            let plane = plane.filter(|_| role == Serve::All);
+            Some(site_services(settings, db.clone(), &shutdown, &mut metrics.registry, plane)?)
         }
         None => None,
     };
@@ -228,15 +229,15 @@ fn site_services(
     settings: &Settings,
     db: DatabaseConnection,
     shutdown: &CancellationToken,
-    // The registry to count signalling in and the media plane, for the role that also hosts rooms (`up`,
-    // which runs everything).
-    hosted: Option<(&mut prometheus_client::registry::Registry, convene_media::MediaPlane)>,
+    registry: &mut prometheus_client::registry::Registry,
+    // The media plane, for the role that also hosts rooms (`up`, which runs everything).
+    plane: Option<convene_media::MediaPlane>,
 ) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>)> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
-    let (rooms, outbox) = match hosted {
-        Some((registry, plane)) => {
+    let (rooms, outbox) = match plane {
+        Some(plane) => {
             // The node's events reach the sessions through its outbox on disk, so a restart loses none.
             let recorder = Arc::new(crate::room_sessions::SessionRecorder::new(db.clone()));
             let dir = settings.data_dir.join("media-outbox");
@@ -257,9 +258,9 @@ fn site_services(
     let billing = Billing::new(
         db.clone(),
         Arc::new(settings.plans.clone()),
-        stripe,
-        settings.stripe.webhook_secret.clone(),
+        (stripe, settings.stripe.webhook_secret.clone()),
         settings.public_url.clone(),
+        BillingMetrics::register(registry),
     );
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
     let backend = Arc::new(SiteBackend {

@@ -6,6 +6,7 @@
 //! signalling connection asks for the tenant's [`Allowance`] when someone joins. With billing off (no
 //! Stripe key), every tenant is on the default plan, its limits apply, and nothing calls Stripe.
 
+pub mod metrics;
 pub mod plans;
 pub mod stripe;
 pub mod usage;
@@ -23,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use self::{
+    metrics::BillingMetrics,
     plans::{Plan, Plans},
     stripe::{CheckoutRequest, StripeApi, StripeFailure},
     webhooks::{Outcome, SignatureError, WebhookError, is_live},
@@ -134,6 +136,7 @@ pub struct Billing {
     stripe: Option<Arc<dyn StripeApi>>,
     webhook_secret: Option<SecretString>,
     public_url: Url,
+    metrics: BillingMetrics,
 }
 
 impl std::fmt::Debug for Billing {
@@ -147,11 +150,11 @@ impl Billing {
     pub fn new(
         db: DatabaseConnection,
         plans: Arc<Plans>,
-        stripe: Option<Arc<dyn StripeApi>>,
-        webhook_secret: Option<SecretString>,
+        (stripe, webhook_secret): (Option<Arc<dyn StripeApi>>, Option<SecretString>),
         public_url: Url,
+        metrics: BillingMetrics,
     ) -> Self {
-        Self { db, plans, stripe, webhook_secret, public_url }
+        Self { db, plans, stripe, webhook_secret, public_url, metrics }
     }
 
     /// Whether this server takes payments.
@@ -161,7 +164,7 @@ impl Billing {
 
     /// The meter that counts and sends this billing's usage.
     pub fn meter(&self) -> usage::UsageMeter {
-        usage::UsageMeter::new(self.db.clone(), self.plans.clone(), self.stripe.clone())
+        usage::UsageMeter::new(self.db.clone(), self.plans.clone(), self.stripe.clone(), self.metrics.clone())
     }
 
     async fn standing(&self, tenant: TenantId, now: DateTime<Utc>) -> Result<Standing<'_>, DbErr> {
@@ -362,6 +365,19 @@ impl Billing {
 
     /// Verifies and handles one webhook delivery: `payload` is the raw body.
     pub async fn webhook(&self, payload: &[u8], signature: Option<&str>) -> Result<Outcome, WebhookRefusal> {
+        let result = self.verified_webhook(payload, signature).await;
+        self.metrics.webhook(match &result {
+            Ok(Outcome::Applied(_)) => "applied",
+            Ok(Outcome::Duplicate) => "duplicate",
+            Ok(Outcome::Ignored(_)) => "ignored",
+            Err(WebhookRefusal::Disabled | WebhookRefusal::Signature(_)) => "invalid_signature",
+            Err(WebhookRefusal::Event(WebhookError::Malformed(_))) => "malformed",
+            Err(WebhookRefusal::Event(WebhookError::Database(_))) => "unavailable",
+        });
+        result
+    }
+
+    async fn verified_webhook(&self, payload: &[u8], signature: Option<&str>) -> Result<Outcome, WebhookRefusal> {
         let secret = self.webhook_secret.as_ref().ok_or(WebhookRefusal::Disabled)?;
         webhooks::verify(payload, signature, secret.expose_secret(), Utc::now().timestamp())?;
         Ok(webhooks::handle(&self.db, &self.plans, payload).await?)

@@ -17,12 +17,13 @@ use std::{
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
+    metrics::BillingMetrics,
     plan_for,
     plans::Plans,
     stripe::{MeterEvent, StripeApi, StripeFailure},
@@ -95,6 +96,7 @@ pub struct UsageMeter {
     db: DatabaseConnection,
     plans: Arc<Plans>,
     stripe: Option<Arc<dyn StripeApi>>,
+    metrics: BillingMetrics,
 }
 
 impl std::fmt::Debug for UsageMeter {
@@ -105,8 +107,13 @@ impl std::fmt::Debug for UsageMeter {
 
 impl UsageMeter {
     /// Counts into `db` with `plans`; sends to `stripe` when billing is on.
-    pub fn new(db: DatabaseConnection, plans: Arc<Plans>, stripe: Option<Arc<dyn StripeApi>>) -> Self {
-        Self { db, plans, stripe }
+    pub fn new(
+        db: DatabaseConnection,
+        plans: Arc<Plans>,
+        stripe: Option<Arc<dyn StripeApi>>,
+        metrics: BillingMetrics,
+    ) -> Self {
+        Self { db, plans, stripe, metrics }
     }
 
     /// Counts and sends every `interval` until `shutdown`; what is unsent waits in the outbox.
@@ -242,8 +249,22 @@ impl UsageMeter {
 
     /// Sends the outbox in order until it is empty, Stripe is unreachable, or a round's batch is done.
     pub async fn send(&self) -> Result<Sent, DbErr> {
+        let Some(stripe) = &self.stripe else { return Ok(Sent::default()) };
+        let sent = self.send_to(stripe.as_ref()).await?;
+        let outbox = |failed: bool| {
+            let query = usage_report::Entity::find().filter(usage_report::Column::SentAt.is_null());
+            match failed {
+                true => query.filter(usage_report::Column::FailedAt.is_not_null()),
+                false => query.filter(usage_report::Column::FailedAt.is_null()),
+            }
+            .count(&self.db)
+        };
+        self.metrics.outbox(outbox(false).await?, outbox(true).await?);
+        Ok(sent)
+    }
+
+    async fn send_to(&self, stripe: &dyn StripeApi) -> Result<Sent, DbErr> {
         let mut sent = Sent::default();
-        let Some(stripe) = &self.stripe else { return Ok(sent) };
         let pending = usage_report::Entity::find()
             .filter(usage_report::Column::SentAt.is_null())
             .filter(usage_report::Column::FailedAt.is_null())
@@ -267,14 +288,17 @@ impl UsageMeter {
                     row.sent_at = Set(Some(Utc::now()));
                     row.last_error = Set(None);
                     sent.delivered += 1;
+                    self.metrics.meter_event("delivered");
                 }
                 Err(StripeFailure::Unavailable(error)) => {
                     row.last_error = Set(Some(error.chars().take(500).collect()));
                     row.update(&self.db).await?;
                     sent.outage = true;
+                    self.metrics.meter_event("unavailable");
                     return Ok(sent);
                 }
                 Err(refused @ StripeFailure::Refused { .. }) => {
+                    self.metrics.meter_event("refused");
                     tracing::error!(identifier = %report.identifier, %refused, "Stripe refused a meter event");
                     row.failed_at = Set(Some(Utc::now()));
                     row.last_error = Set(Some(refused.to_string().chars().take(500).collect()));

@@ -282,6 +282,13 @@ async fn webhooks_count_once_and_the_newest_state_wins_in_any_order() {
     let mut outcomes = [first, second];
     outcomes.sort();
     assert_eq!(outcomes, ["applied".to_owned(), "duplicate".to_owned()]);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for expected in [
+        "convene_billing_webhooks_total{outcome=\"duplicate\"} 2",
+        "convene_billing_webhooks_total{outcome=\"ignored\"} 4",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
     app.stop().await;
 }
 
@@ -337,6 +344,13 @@ async fn bad_webhooks_are_refused_or_ignored_and_change_nothing() {
     let invoice = fake_stripe::invoice("in_9", "cus_stranger", "nobody", "paid", 100, now);
     assert_eq!(deliver(&app, &fake_stripe::event("evt_4", "invoice.paid", now, invoice)).await, "ignored");
     assert!(billing_account::Entity::find().all(&app.db().await).await.unwrap().is_empty(), "nothing changed");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for expected in [
+        "convene_billing_webhooks_total{outcome=\"invalid_signature\"} 5",
+        "convene_billing_webhooks_total{outcome=\"malformed\"} 2",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
     app.stop().await;
 
     // Without a webhook secret there is nothing to verify with: the endpoint says billing is off.
@@ -414,6 +428,17 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
     assert_eq!(billed, 25);
     let periods = usage_period::Entity::find().all(&db).await.unwrap();
     assert_eq!((periods.len(), periods[0].minutes, periods[0].overage_reported), (1, 35, 25));
+    // Since the restart: two events delivered, and the outbox is empty once the round has looked.
+    let expected = [
+        "convene_billing_meter_events_total{outcome=\"delivered\"} 2",
+        "convene_billing_usage_reports{state=\"pending\"} 0",
+        "convene_billing_usage_reports{state=\"failed\"} 0",
+    ];
+    until("the metrics", async || {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        expected.iter().all(|line| metrics.contains(line))
+    })
+    .await;
     let page = billing_page(&app, &acme.cookie).await;
     assert!(page.contains("35 of 10 participant-minutes") && page.contains("25 beyond the included"), "{page}");
     app.stop().await;
