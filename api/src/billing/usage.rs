@@ -79,15 +79,13 @@ fn minutes(joined: DateTime<Utc>, left: DateTime<Utc>) -> i64 {
     (seconds + 59).div_euclid(60).max(1)
 }
 
-/// What a sending round did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sent {
-    /// Events Stripe took.
-    pub delivered: usize,
-    /// Events Stripe refused for good (logged, kept with the reason, not retried).
-    pub refused: usize,
-    /// Whether the round stopped because Stripe could not be reached.
-    pub outage: bool,
+/// How a sending round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Everything it took was delivered or refused for good.
+    Done,
+    /// Stripe could not be reached; the rest waits for the next round.
+    StripeUnreachable,
 }
 
 /// Counts participant-minutes and sends their meter events.
@@ -133,8 +131,8 @@ impl UsageMeter {
                 sent = self.send() => sent,
             };
             match sent {
-                Ok(sent) if sent.outage => tracing::warn!("Stripe is unreachable; usage waits in the outbox"),
-                Ok(_) => {}
+                Ok(Round::StripeUnreachable) => tracing::warn!("Stripe is unreachable; usage waits in the outbox"),
+                Ok(Round::Done) => {}
                 Err(error) => tracing::warn!(%error, "cannot read the usage outbox now; the next round will"),
             }
         }
@@ -248,9 +246,9 @@ impl UsageMeter {
     }
 
     /// Sends the outbox in order until it is empty, Stripe is unreachable, or a round's batch is done.
-    pub async fn send(&self) -> Result<Sent, DbErr> {
-        let Some(stripe) = &self.stripe else { return Ok(Sent::default()) };
-        let sent = self.send_to(stripe.as_ref()).await?;
+    pub async fn send(&self) -> Result<Round, DbErr> {
+        let Some(stripe) = &self.stripe else { return Ok(Round::Done) };
+        let round = self.send_to(stripe.as_ref()).await?;
         let outbox = |failed: bool| {
             let query = usage_report::Entity::find().filter(usage_report::Column::SentAt.is_null());
             match failed {
@@ -260,11 +258,10 @@ impl UsageMeter {
             .count(&self.db)
         };
         self.metrics.outbox(outbox(false).await?, outbox(true).await?);
-        Ok(sent)
+        Ok(round)
     }
 
-    async fn send_to(&self, stripe: &dyn StripeApi) -> Result<Sent, DbErr> {
-        let mut sent = Sent::default();
+    async fn send_to(&self, stripe: &dyn StripeApi) -> Result<Round, DbErr> {
         let pending = usage_report::Entity::find()
             .filter(usage_report::Column::SentAt.is_null())
             .filter(usage_report::Column::FailedAt.is_null())
@@ -287,27 +284,24 @@ impl UsageMeter {
                 Ok(()) => {
                     row.sent_at = Set(Some(Utc::now()));
                     row.last_error = Set(None);
-                    sent.delivered += 1;
                     self.metrics.meter_event("delivered");
                 }
                 Err(StripeFailure::Unavailable(error)) => {
                     row.last_error = Set(Some(error.chars().take(500).collect()));
                     row.update(&self.db).await?;
-                    sent.outage = true;
                     self.metrics.meter_event("unavailable");
-                    return Ok(sent);
+                    return Ok(Round::StripeUnreachable);
                 }
                 Err(refused @ StripeFailure::Refused { .. }) => {
                     self.metrics.meter_event("refused");
                     tracing::error!(identifier = %report.identifier, %refused, "Stripe refused a meter event");
                     row.failed_at = Set(Some(Utc::now()));
                     row.last_error = Set(Some(refused.to_string().chars().take(500).collect()));
-                    sent.refused += 1;
                 }
             }
             row.update(&self.db).await?;
         }
-        Ok(sent)
+        Ok(Round::Done)
     }
 }
 
