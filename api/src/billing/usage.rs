@@ -202,7 +202,9 @@ impl UsageMeter {
         added: i64,
         account: Option<&billing_account::Model>,
     ) -> Result<(), DbErr> {
-        let row = usage_period::Entity::find_by_id((tenant, start)).one(db).await?;
+        // Locked (on Postgres; SQLite writes one at a time anyway) so two processes counting at once add up;
+        // the periods are taken in key order, so they never wait on each other in a circle.
+        let row = usage_period::Entity::find_by_id((tenant, start)).lock_exclusive().one(db).await?;
         let (before, reported) = row.as_ref().map_or((0, 0), |row| (row.minutes, row.overage_reported));
         let total = before.saturating_add(added);
         let plan = plan_for(&self.plans, self.stripe.is_some(), account);

@@ -14,7 +14,7 @@ use convene_domain::TenantId;
 use hmac::{Hmac, Mac};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, TransactionTrait,
+    IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
 };
 use serde::Deserialize;
 
@@ -299,6 +299,7 @@ async fn account_for(
     if let Some(customer) = customer
         && let Some(account) = billing_account::Entity::find()
             .filter(billing_account::Column::StripeCustomerId.eq(customer))
+            .lock_exclusive()
             .one(db)
             .await?
     {
@@ -309,9 +310,10 @@ async fn account_for(
     account_of(db, tenant).await.map(Some)
 }
 
-/// A tenant's account row, made when it has none yet.
-pub(super) async fn account_of(db: &impl ConnectionTrait, tenant: TenantId) -> Result<billing_account::Model, DbErr> {
-    if let Some(account) = billing_account::Entity::find_by_id(tenant.as_uuid()).one(db).await? {
+/// A tenant's account row, made when it has none yet. It stays locked until the transaction ends (on
+/// Postgres), so two events for one tenant apply one after the other, each against the other's result.
+async fn account_of(db: &impl ConnectionTrait, tenant: TenantId) -> Result<billing_account::Model, DbErr> {
+    if let Some(account) = billing_account::Entity::find_by_id(tenant.as_uuid()).lock_exclusive().one(db).await? {
         return Ok(account);
     }
     billing_account::ActiveModel {
