@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod calendar;
 pub mod cli;
 pub mod csrf;

@@ -12,6 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     accounts::Accounts,
+    billing::{
+        Billing,
+        metrics::BillingMetrics,
+        stripe::{StripeApi, StripeClient},
+    },
     csrf::OwnOrigins,
     db,
     mail::Mailer,
@@ -49,6 +54,8 @@ pub struct Started {
     pub media_addr: Option<SocketAddr>,
     http: JoinHandle<std::io::Result<()>>,
     media: Option<JoinHandle<()>>,
+    /// Counts participant-minutes and sends them to Stripe until shutdown.
+    usage: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     rooms: Option<convene_media::rooms::Rooms>,
     /// Ends once the rooms are gone and what they reported is on disk (delivered, if the database answers).
@@ -87,13 +94,17 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     };
     let site = match &database {
         Some(db) => {
-            let hosted = (role == Serve::All).then_some(&mut metrics.registry).zip(plane);
-            Some(site_services(settings, db.clone(), &shutdown, hosted)?)
+            let plane = plane.filter(|_| role == Serve::All);
+            Some(site_services(settings, db.clone(), &shutdown, &mut metrics.registry, plane)?)
         }
         None => None,
     };
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
+    // Usage is counted where the database is, once per process; the outbox makes extra processes harmless.
+    let usage = site
+        .as_ref()
+        .map(|(site, _)| tokio::spawn(site.billing.meter().run(settings.usage_report_interval, shutdown.clone())));
     let (site, outbox) = site.map_or((None, None), |(site, outbox)| (Some(site), outbox));
     let rooms = site.as_ref().and_then(|site| site.rooms.clone());
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone() };
@@ -105,6 +116,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         media_addr,
         http,
         media,
+        usage,
         shutdown,
         rooms,
         outbox,
@@ -129,6 +141,9 @@ impl Started {
         self.shutdown.cancel();
         if let Some(media) = self.media {
             media.await.context("the media node task failed")?;
+        }
+        if let Some(usage) = self.usage {
+            usage.await.context("the usage meter task failed")?;
         }
         drop(self.rooms);
         if let Some(outbox) = self.outbox
@@ -214,15 +229,15 @@ fn site_services(
     settings: &Settings,
     db: DatabaseConnection,
     shutdown: &CancellationToken,
-    // The registry to count signalling in and the media plane, for the role that also hosts rooms (`up`,
-    // which runs everything).
-    hosted: Option<(&mut prometheus_client::registry::Registry, convene_media::MediaPlane)>,
+    registry: &mut prometheus_client::registry::Registry,
+    // The media plane, for the role that also hosts rooms (`up`, which runs everything).
+    plane: Option<convene_media::MediaPlane>,
 ) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>)> {
     let mailer = Mailer::from_settings(settings)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
-    let (rooms, outbox) = match hosted {
-        Some((registry, plane)) => {
+    let (rooms, outbox) = match plane {
+        Some(plane) => {
             // The node's events reach the sessions through its outbox on disk, so a restart loses none.
             let recorder = Arc::new(crate::room_sessions::SessionRecorder::new(db.clone()));
             let dir = settings.data_dir.join("media-outbox");
@@ -236,14 +251,31 @@ fn site_services(
         }
         None => (None, None),
     };
+    let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
+    if stripe.is_some() && settings.plans.all().iter().all(|plan| plan.price.is_none()) {
+        tracing::warn!("billing is on, but no plan has a Stripe price: set CONVENE_PLANS to a file with paid plans");
+    }
+    let billing = Billing::new(
+        db.clone(),
+        Arc::new(settings.plans.clone()),
+        (stripe, settings.stripe.webhook_secret.clone()),
+        settings.public_url.clone(),
+        BillingMetrics::register(registry),
+    );
     let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
-    let backend = Arc::new(SiteBackend { accounts: accounts.clone(), team: team.clone(), meetings: meetings.clone() });
+    let backend = Arc::new(SiteBackend {
+        accounts: accounts.clone(),
+        team: team.clone(),
+        meetings: meetings.clone(),
+        billing: billing.clone(),
+    });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let services = SiteServices {
         site: Site::new(&settings.site_dir, meet_host(settings), backend),
         accounts,
         team,
         meetings,
+        billing,
         rooms,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),

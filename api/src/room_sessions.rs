@@ -119,6 +119,7 @@ pub async fn participant_joined(
         moderator: Set(moderator),
         joined_at: Set(at),
         left_at: Set(None),
+        metered_minutes: Set(None),
     }
     .insert(&transaction)
     .await?;

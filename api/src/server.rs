@@ -14,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::{
     accounts::Accounts,
+    billing::Billing,
     csrf::{self, OwnOrigins},
     meetings::MeetingService,
     metrics::Metrics,
@@ -57,6 +58,8 @@ pub struct SiteServices {
     pub team: TeamService,
     /// Scheduled meetings and participant links.
     pub meetings: MeetingService,
+    /// Plans, usage, limits and Stripe.
+    pub billing: Billing,
     /// The rooms this process hosts behind the signalling WebSocket (in `up`, which runs the media node).
     pub rooms: Option<convene_media::rooms::Rooms>,
     /// Cookie flags.
@@ -120,12 +123,14 @@ pub async fn serve(
                     cfg.app_data(web::Data::new(services.accounts.clone()))
                         .app_data(web::Data::new(services.team.clone()))
                         .app_data(web::Data::new(services.meetings.clone()))
+                        .app_data(web::Data::new(services.billing.clone()))
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
                         .app_data(web::Data::new(services.meet_url.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
                         .configure(routes::meetings::configure)
+                        .configure(routes::billing::configure)
                         .configure(routes::v1::configure);
                     if let Some(rooms) = &services.rooms {
                         cfg.app_data(web::Data::new(rooms.clone())).configure(routes::signal::configure);

@@ -16,6 +16,8 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::billing::plans::{DEFAULT_PLANS, Plans};
+
 /// The settings, documented once: name, default and meaning. `--help` and the README show this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_CONFIG", "(none)", "TOML file with any of the settings below, keys in lowercase without the prefix"),
@@ -33,6 +35,8 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
     ("CONVENE_STRIPE_WEBHOOK_SECRET", "(unset)", "Stripe webhook signing secret"),
     ("CONVENE_STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (tests point it at a fake)"),
+    ("CONVENE_PLANS", "(the bundled Free plan)", "TOML file of the plans: limits, Stripe prices, grace period"),
+    ("CONVENE_USAGE_REPORT_SECS", "60", "how often participant-minutes are counted and sent to Stripe"),
     ("CONVENE_SITE_DIR", "<binary dir>/../site", "built browser bundle (pkg/) from `cargo xtask`"),
     ("CONVENE_LOG", "info", "log filter, e.g. `info,convene_api=debug`"),
     ("CONVENE_LOG_FORMAT", "text", "`text` for people, `json` for log collectors"),
@@ -66,6 +70,10 @@ pub struct Settings {
     pub sip_addr: SocketAddr,
     /// Stripe access.
     pub stripe: StripeSettings,
+    /// The plans tenants can be on.
+    pub plans: Plans,
+    /// How often participant-minutes are counted and their meter events sent.
+    pub usage_report_interval: Duration,
     /// The built browser bundle.
     pub site_dir: PathBuf,
     /// The log filter directive.
@@ -284,6 +292,10 @@ impl Parser {
         }
     }
 
+    fn origin(&self, name: &str) -> Origin {
+        self.raw.get(name).map_or(Origin::Environment, |(_, origin)| origin.clone())
+    }
+
     fn optional_secret(&self, name: &str) -> Result<Option<SecretString>, SettingsError> {
         self.get(name, || None, |value| Ok(Some(SecretString::from(value.to_owned()))))
     }
@@ -293,8 +305,19 @@ impl Parser {
         let public_url = self.get("CONVENE_PUBLIC_URL", || default_url("http://localhost:3000"), parse_site_url)?;
         let meet_url = self.get("CONVENE_MEET_URL", || default_url("http://meet.localhost:3000"), parse_site_url)?;
         if public_url.host_str() == meet_url.host_str() {
-            let origin = self.raw.get("CONVENE_MEET_URL").map_or(Origin::Environment, |(_, origin)| origin.clone());
+            let origin = self.origin("CONVENE_MEET_URL");
             return Err(error("CONVENE_MEET_URL", &origin, "must use a different host than CONVENE_PUBLIC_URL"));
+        }
+        let stripe = StripeSettings {
+            secret_key: self.optional_secret("CONVENE_STRIPE_SECRET_KEY")?,
+            webhook_secret: self.optional_secret("CONVENE_STRIPE_WEBHOOK_SECRET")?,
+            api_base: self.get("CONVENE_STRIPE_API_BASE", || default_url("https://api.stripe.com"), parse_http_url)?,
+        };
+        if stripe.secret_key.is_some() && stripe.webhook_secret.is_none() {
+            let origin = self.origin("CONVENE_STRIPE_SECRET_KEY");
+            let message =
+                "needs CONVENE_STRIPE_WEBHOOK_SECRET too: subscriptions change only through verified webhooks";
+            return Err(error("CONVENE_STRIPE_SECRET_KEY", &origin, message));
         }
         Ok(Settings {
             http_addr: self.get("CONVENE_HTTP_ADDR", || ([127, 0, 0, 1], 3000).into(), parse_socket_addr)?,
@@ -330,15 +353,23 @@ impl Parser {
                 },
             )?,
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
-            stripe: StripeSettings {
-                secret_key: self.optional_secret("CONVENE_STRIPE_SECRET_KEY")?,
-                webhook_secret: self.optional_secret("CONVENE_STRIPE_WEBHOOK_SECRET")?,
-                api_base: self.get(
-                    "CONVENE_STRIPE_API_BASE",
-                    || default_url("https://api.stripe.com"),
-                    parse_http_url,
-                )?,
-            },
+            stripe,
+            plans: self.get(
+                "CONVENE_PLANS",
+                || Plans::parse(DEFAULT_PLANS).unwrap_or_else(|error| unreachable!("the bundled plans: {error}")),
+                |path| {
+                    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+                    Plans::parse(&text).map_err(|error| format!("({path}) {error}"))
+                },
+            )?,
+            usage_report_interval: self.get(
+                "CONVENE_USAGE_REPORT_SECS",
+                || Duration::from_secs(60),
+                |value| match value.parse::<u64>() {
+                    Ok(seconds) if (1..=3600).contains(&seconds) => Ok(Duration::from_secs(seconds)),
+                    _ => Err(format!("is `{value}`; use a whole number of seconds from 1 to 3600")),
+                },
+            )?,
             site_dir: self.get("CONVENE_SITE_DIR", default_site_dir, |value| Ok(PathBuf::from(value)))?,
             log_filter: self.get("CONVENE_LOG", || "info".to_owned(), |value| Ok(value.to_owned()))?,
             log_format: self.get(
@@ -434,6 +465,9 @@ mod tests {
             ("CONVENE_LOG_FORMAT", "xml", "use `text` or `json`"),
             ("CONVENE_SHUTDOWN_TIMEOUT_SECS", "-1", "whole number of seconds"),
             ("CONVENE_SMTP_URL", "mail.example.com", "smtp://"),
+            ("CONVENE_STRIPE_SECRET_KEY", "sk_test_x", "needs CONVENE_STRIPE_WEBHOOK_SECRET"),
+            ("CONVENE_PLANS", "/nonexistent/plans.toml", "cannot read /nonexistent/plans.toml"),
+            ("CONVENE_USAGE_REPORT_SECS", "0", "from 1 to 3600"),
         ];
         for (name, value, expected) in cases {
             let message = load(&[(name, value)]).expect_err(name).to_string();
@@ -473,6 +507,7 @@ mod tests {
         let settings = load(&[
             ("CONVENE_DATABASE_URL", "postgres://convene:hunter2@db.internal/convene"),
             ("CONVENE_STRIPE_SECRET_KEY", "sk_test_hunter2"),
+            ("CONVENE_STRIPE_WEBHOOK_SECRET", "whsec_hunter2"),
             ("CONVENE_SMTP_URL", "smtps://mailer:hunter2@smtp.example.com"),
         ])
         .expect("loads");

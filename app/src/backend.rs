@@ -7,8 +7,8 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use crate::model::{
-    ApiKeyListing, AuditEntry, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails, MeetingListing,
-    PageError, Team, Viewer,
+    ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
+    MeetingListing, PageError, Team, Viewer,
 };
 
 /// The session cookie's name.
@@ -34,6 +34,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn meeting(&self, session: Option<String>, id: String) -> Result<MeetingDetails, PageError>;
     /// What a participant link shows before joining.
     async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError>;
+    /// The billing page of the viewer's active tenant (owners).
+    async fn billing(&self, session: Option<String>) -> Result<BillingPage, PageError>;
     /// The time zone names meetings may be scheduled in.
     fn time_zones(&self) -> Vec<String>;
     /// Verifies a meeting link's room token for `room`.

@@ -14,6 +14,7 @@ use leptos_meta::MetaTags;
 pub mod account;
 #[cfg(feature = "ssr")]
 pub mod backend;
+pub mod billing;
 pub mod forms;
 pub mod meet;
 pub mod meetings;

@@ -258,3 +258,87 @@ pub struct JoinDetails {
     /// The signed-in person's name, if any.
     pub signed_in_as: Option<String>,
 }
+
+/// A plan as the billing page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// Its id (what the upgrade form posts).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its price, as configured for display (`$15 a month`); none for free plans.
+    pub price_label: Option<String>,
+    /// Its price per participant-minute beyond the included ones, if it has one.
+    pub overage_label: Option<String>,
+    /// Whether Checkout sells it (billing on and a Stripe price).
+    pub purchasable: bool,
+    /// People in one meeting.
+    pub participants_per_meeting: u32,
+    /// Meetings at once.
+    pub concurrent_meetings: u32,
+    /// Participant-minutes included each period.
+    pub included_minutes: u64,
+    /// Whether minutes beyond the included ones are billed (else they are a cap).
+    pub overage_billed: bool,
+    /// Meetings may be recorded.
+    pub recording: bool,
+    /// Meetings take phone callers.
+    pub dial_in: bool,
+}
+
+/// An invoice as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceListing {
+    /// Stripe's invoice number, once finalised.
+    pub number: Option<String>,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// The amount, formatted with its currency (`USD 15.00`).
+    pub amount: String,
+    /// `paid`, `open`, …
+    pub status: String,
+    /// Stripe's page for it (to pay or download).
+    pub url: Option<String>,
+}
+
+/// A payment that is failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overdue {
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// When new meetings stop starting (RFC 3339).
+    pub grace_ends: String,
+    /// Whether that time has come.
+    pub refusing: bool,
+}
+
+/// The billing page of the viewer's tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingPage {
+    /// Whether this server takes payments (Stripe configured).
+    pub billing_enabled: bool,
+    /// The plan the tenant is on.
+    pub plan: PlanSummary,
+    /// Stripe's word for the subscription (`active`, `past_due`, …), if the tenant has one.
+    pub status: Option<String>,
+    /// The subscription ends with the current period.
+    pub cancel_at_period_end: bool,
+    /// The current billing period (RFC 3339).
+    pub period_start: String,
+    /// Its end.
+    pub period_end: String,
+    /// Participant-minutes of stays that ended in the period.
+    pub used_minutes: u64,
+    /// Participant-minutes so far of people in meetings now.
+    pub in_progress_minutes: u64,
+    /// A failing payment, if any.
+    pub overdue: Option<Overdue>,
+    /// Whether the Customer Portal is open to the tenant (it has a Stripe customer).
+    pub can_manage: bool,
+    /// Whether the tenant has a live subscription (then plan changes go through the portal).
+    pub subscribed: bool,
+    /// Every plan, for comparison and upgrades.
+    pub plans: Vec<PlanSummary>,
+    /// Invoices, newest first.
+    pub invoices: Vec<InvoiceListing>,
+}

@@ -14,6 +14,7 @@ use crate::{
         AccountMenu, AccountPage, DashboardPage, ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage,
         VerifyPage, ViewerResource, get_viewer,
     },
+    billing::BillingPageView,
     mark_hydrated,
     meetings::{JoinPage, MeetingPage, MeetingsPage, NewMeetingPage},
     workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},
@@ -53,6 +54,7 @@ pub fn SiteApp() -> impl IntoView {
                     <Route path=path!("/team") view=TeamPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=KeysPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
+                    <Route path=path!("/billing") view=BillingPageView ssr=SsrMode::Async />
                     <Route path=path!("/invitations/accept") view=AcceptInvitationPage ssr=SsrMode::Async />
                     // Every other path renders the "not found" page with a 404, rather than an empty body.
                     <Route path=path!("/*any") view=NotFound ssr=SsrMode::Async />

@@ -81,6 +81,7 @@ pub fn WorkspaceNav() -> impl IntoView {
                             <a href="/team">"Team"</a>
                             {admin.then(|| view! { <a href="/keys">"API keys"</a> })}
                             {(role == Role::Owner).then(|| view! { <a href="/audit">"Audit log"</a> })}
+                            {(role == Role::Owner).then(|| view! { <a href="/billing">"Billing"</a> })}
                         </nav>
                     }
                 })

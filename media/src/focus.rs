@@ -25,6 +25,29 @@ pub struct RoomPolicy {
     pub max_participants: Option<usize>,
     /// Media is end-to-end encrypted.
     pub end_to_end_encryption: bool,
+    /// What the organisation's plan allows; it may change during a meeting, so each connection brings the
+    /// allowance current when it came.
+    pub allowance: Allowance,
+}
+
+/// A limit of the organisation's plan, with the words for the person it turns away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ceiling {
+    /// How many are allowed.
+    pub max: usize,
+    /// Why someone beyond it is refused, for people.
+    pub message: String,
+}
+
+/// What the organisation's plan allows a meeting (the control plane's billing decides; the focus enforces).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// At most this many in one meeting, moderators included.
+    pub participants: Option<Ceiling>,
+    /// At most this many of the organisation's meetings at once.
+    pub meetings: Option<Ceiling>,
+    /// Why no new meeting may start (meetings going on continue and take newcomers), if it may not.
+    pub new_meetings_refused: Option<(Refusal, String)>,
 }
 
 /// Who connects, from their verified token.
@@ -79,13 +102,18 @@ pub fn refusal_message(reason: Refusal) -> &'static str {
         Refusal::Kicked => "a moderator removed you from the meeting",
         Refusal::Ended => "the meeting has ended",
         Refusal::Unavailable => "this meeting cannot start right now; try again in a moment",
+        Refusal::PlanLimit => "this meeting is at its organisation's plan limits",
+        Refusal::PaymentOverdue => "this organisation's payment is overdue, so new meetings cannot start",
     }
 }
 
 /// The messages that turn a connection away.
 pub fn refuse(id: ParticipantId, reason: Refusal) -> Vec<Outbound> {
-    let message = ServerMessage::Refused { reason, message: refusal_message(reason).to_owned() };
-    vec![Outbound::Send(id, message), Outbound::Close(id)]
+    refuse_with(id, reason, refusal_message(reason).to_owned())
+}
+
+fn refuse_with(id: ParticipantId, reason: Refusal, message: String) -> Vec<Outbound> {
+    vec![Outbound::Send(id, ServerMessage::Refused { reason, message }), Outbound::Close(id)]
 }
 
 fn error(id: ParticipantId, code: &str, message: &str) -> Vec<Outbound> {
@@ -104,6 +132,11 @@ impl Room {
             lobby: BTreeMap::new(),
             next_id: 1,
         }
+    }
+
+    /// Takes the plan's allowance brought by a new connection.
+    pub fn set_allowance(&mut self, allowance: Allowance) {
+        self.policy.allowance = allowance;
     }
 
     /// Whether no one is in the room or its lobby (the driver may drop it).
@@ -188,6 +221,12 @@ impl Room {
         };
         if let Some(reason) = refused {
             return (id, refuse(id, reason));
+        }
+        // The plan's ceiling counts everyone admitted, moderators too: it is what the organisation pays for.
+        if let Some(ceiling) =
+            self.policy.allowance.participants.as_ref().filter(|ceiling| self.members.len() >= ceiling.max)
+        {
+            return (id, refuse_with(id, Refusal::PlanLimit, ceiling.message.clone()));
         }
         if self.policy.lobby && !identity.moderator {
             self.lobby.insert(id, identity);
@@ -502,6 +541,24 @@ mod tests {
         assert_eq!(refusal(&room.connect(person("Cy"), PROTOCOL_VERSION, Some("s3cret")).1), Some(Refusal::Locked));
         join(&mut room, moderator("Mo"));
         assert_eq!(refusal(&room.connect(moderator("Max"), PROTOCOL_VERSION, None).1), Some(Refusal::Full));
+    }
+
+    #[test]
+    fn the_plan_ceiling_refuses_anyone_past_it_with_its_own_words_and_follows_the_latest_allowance() {
+        let mut room = Room::new("r", RoomPolicy::default());
+        let ceiling = |max| Allowance {
+            participants: Some(Ceiling { max, message: format!("the plan allows {max}") }),
+            ..Allowance::default()
+        };
+        room.set_allowance(ceiling(2));
+        join(&mut room, moderator("Ann"));
+        join(&mut room, person("Bob"));
+        let (cy, out) = room.connect(moderator("Cy"), PROTOCOL_VERSION, None);
+        let refused = ServerMessage::Refused { reason: Refusal::PlanLimit, message: "the plan allows 2".into() };
+        assert_eq!(sent_to(&out, cy), [&refused]);
+        assert!(closed(&out, cy));
+        room.set_allowance(ceiling(3));
+        join(&mut room, person("Cy"));
     }
 
     #[test]

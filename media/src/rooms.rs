@@ -11,12 +11,12 @@ use std::{
     time::SystemTime,
 };
 
-use convene_signal::{ClientMessage, ParticipantId, ServerMessage};
+use convene_signal::{ClientMessage, ParticipantId, Refusal, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    focus::{self, Identity, Outbound, RoomPolicy},
+    focus::{self, Allowance, Identity, Outbound, RoomPolicy},
     node::{MediaCommand, MediaPlane},
     sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
@@ -41,6 +41,7 @@ enum Command {
         identity: Identity,
         version: u32,
         password: Option<String>,
+        allowance: Allowance,
         outbox: mpsc::Sender<Delivery>,
         reply: oneshot::Sender<ParticipantId>,
     },
@@ -100,11 +101,14 @@ pub struct Rooms {
 }
 
 /// Why a connection found no room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// The node is draining: rooms already running take people, no new room starts.
     #[error("this node is draining")]
     Draining,
+    /// The organisation's plan lets no new meeting start (the allowance says why, in words for people).
+    #[error("{1}")]
+    NotAllowed(Refusal, String),
     /// The room stopped while the connection was on its way, twice.
     #[error("the room stopped")]
     Stopped,
@@ -217,8 +221,14 @@ impl Rooms {
             let room = self.room(&key, &policy)?;
             let (outbox, receiver) = mpsc::channel(OUTBOX);
             let (reply, id) = oneshot::channel();
-            let command =
-                Command::Connect { identity: identity.clone(), version, password: password.clone(), outbox, reply };
+            let command = Command::Connect {
+                identity: identity.clone(),
+                version,
+                password: password.clone(),
+                allowance: policy.allowance.clone(),
+                outbox,
+                reply,
+            };
             if room.send(command).await.is_ok()
                 && let Ok(id) = id.await
             {
@@ -235,6 +245,17 @@ impl Rooms {
         }
         if self.is_draining() {
             return Err(ConnectError::Draining);
+        }
+        // Checked under the registry's lock, so two meetings starting at once cannot both pass the limit.
+        let allowance = &policy.allowance;
+        if let Some((reason, message)) = &allowance.new_meetings_refused {
+            return Err(ConnectError::NotAllowed(*reason, message.clone()));
+        }
+        if let Some(ceiling) = &allowance.meetings {
+            let running_here = running.iter().filter(|(other, room)| other.0 == key.0 && !room.is_closed()).count();
+            if running_here >= ceiling.max {
+                return Err(ConnectError::NotAllowed(Refusal::PlanLimit, ceiling.message.clone()));
+            }
         }
         let (sender, receiver) = mpsc::channel(INBOX);
         running.insert(key.clone(), sender.clone());
@@ -273,7 +294,8 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
     let mut report_ids: HashMap<ParticipantId, String> = HashMap::new();
     while let Some(command) = commands.recv().await {
         let out = match command {
-            Command::Connect { identity, version, password, outbox, reply } => {
+            Command::Connect { identity, version, password, allowance, outbox, reply } => {
+                room.set_allowance(allowance);
                 let report_id = identity.user_id.clone();
                 let (id, out) = room.connect(identity, version, password.as_deref());
                 report_ids.insert(id, report_id.unwrap_or_else(|| format!("participant-{}", id.0)));
@@ -494,6 +516,34 @@ mod tests {
             })
             .collect();
         assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy", "+dan", "-cy"]);
+    }
+
+    #[tokio::test]
+    async fn the_plan_limits_new_meetings_but_never_the_ones_going_on() {
+        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()), SignalMetrics::default(), None);
+        let one_at_a_time = Allowance {
+            meetings: Some(focus::Ceiling { max: 1, message: "one meeting at a time".into() }),
+            ..Allowance::default()
+        };
+        let policy = RoomPolicy { allowance: one_at_a_time.clone(), ..RoomPolicy::default() };
+        let identity = Identity { user_id: None, name: "Ann".to_owned(), moderator: true };
+        let connect =
+            |key: RoomKey, policy: RoomPolicy| rooms.connect(key, policy, identity.clone(), PROTOCOL_VERSION, None);
+        let ann = connect(key(), policy.clone()).await.expect("the first meeting starts");
+        let second = ("tenant".to_owned(), "second".to_owned());
+        let refused = connect(second.clone(), policy.clone()).await.err();
+        assert_eq!(refused, Some(ConnectError::NotAllowed(Refusal::PlanLimit, "one meeting at a time".into())));
+        let elsewhere = ("another-tenant".to_owned(), "second".to_owned());
+        let _other_tenant = connect(elsewhere, policy.clone()).await.expect("limits are per organisation");
+        let overdue =
+            Allowance { new_meetings_refused: Some((Refusal::PaymentOverdue, "overdue".into())), ..one_at_a_time };
+        let overdue = RoomPolicy { allowance: overdue, ..RoomPolicy::default() };
+        let _joined = connect(key(), overdue.clone()).await.expect("a meeting going on takes newcomers");
+        drop(ann);
+        assert_eq!(
+            connect(second, overdue).await.err(),
+            Some(ConnectError::NotAllowed(Refusal::PaymentOverdue, "overdue".into()))
+        );
     }
 
     #[tokio::test]

@@ -73,6 +73,8 @@ impl SignalMetrics {
             Refusal::Kicked => "kicked",
             Refusal::Ended => "ended",
             Refusal::Unavailable => "unavailable",
+            Refusal::PlanLimit => "plan_limit",
+            Refusal::PaymentOverdue => "payment_overdue",
         };
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
     }

@@ -3,6 +3,8 @@
 
 pub mod api_key;
 pub mod audit_event;
+pub mod billing_account;
+pub mod billing_invoice;
 pub mod email_token;
 pub mod invitation;
 pub mod meeting;
@@ -14,5 +16,8 @@ pub mod room_session;
 pub mod session;
 pub mod session_participant;
 pub mod signing_key;
+pub mod stripe_event;
 pub mod tenant;
+pub mod usage_period;
+pub mod usage_report;
 pub mod user;

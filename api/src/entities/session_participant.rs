@@ -16,6 +16,8 @@ pub struct Model {
     pub joined_at: DateTimeUtc,
     /// Unset while they are in the room.
     pub left_at: Option<DateTimeUtc>,
+    /// The participant-minutes billing counted for this stay (unset until it ends and is counted).
+    pub metered_minutes: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,7 +4,7 @@
 use convene_app::{
     backend::Backend,
     model::{
-        ApiKeyListing, AuditEntry, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
+        ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
         MeetingListing, PageError, Team, Viewer,
     },
 };
@@ -14,6 +14,7 @@ use convene_tokens::TokenError;
 use crate::{
     accounts::{Accounts, users_by_id},
     api_keys, audit,
+    billing::{Billing, BillingError},
     meetings::{JoinError, MeetingError, MeetingService},
     room_tokens,
     team::{Actor, TeamError, TeamService},
@@ -31,6 +32,8 @@ pub struct SiteBackend {
     pub team: TeamService,
     /// Scheduled meetings.
     pub meetings: MeetingService,
+    /// Plans and usage.
+    pub billing: Billing,
 }
 
 impl SiteBackend {
@@ -92,6 +95,14 @@ impl Backend for SiteBackend {
         };
         self.meetings.join_details(&code, person).await.map_err(|error| match error {
             JoinError::NotFound => PageError::NotFound,
+            other => unavailable(other),
+        })
+    }
+
+    async fn billing(&self, session: Option<String>) -> Result<BillingPage, PageError> {
+        let actor = self.actor(session).await?;
+        self.billing.page(actor).await.map_err(|error| match error {
+            BillingError::Forbidden => PageError::Forbidden,
             other => unavailable(other),
         })
     }

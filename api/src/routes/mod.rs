@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod billing;
 pub mod health;
 pub mod meetings;
 pub mod signal;

@@ -9,12 +9,12 @@ use actix_ws::{AggregatedMessage, Session};
 use convene_domain::RoomName;
 use convene_media::{
     focus::{Identity, RoomPolicy},
-    rooms::{Delivery, Rooms},
+    rooms::{ConnectError, Delivery, Rooms},
     signal_metrics::{FrameOutcome, SignalMetrics},
 };
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, ParseError, Refusal, ServerMessage};
 
-use crate::{accounts::Accounts, room_tokens, rooms};
+use crate::{accounts::Accounts, billing::Billing, room_tokens, rooms};
 
 /// A connection that has not said `hello` by then is closed.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +62,7 @@ async fn signal(
     body: web::Payload,
     room: web::Path<String>,
     accounts: web::Data<Accounts>,
+    billing: web::Data<Billing>,
     rooms: web::Data<Rooms>,
 ) -> actix_web::Result<HttpResponse> {
     let Ok(room) = RoomName::parse(&room) else { return Ok(HttpResponse::NotFound().finish()) };
@@ -72,7 +73,7 @@ async fn signal(
     rt::spawn(async move {
         rooms.metrics().connection(1);
         let metrics = rooms.metrics().clone();
-        serve(session, stream, room, accounts.into_inner(), rooms).await;
+        serve(session, stream, room, (accounts.into_inner(), billing.into_inner()), rooms).await;
         metrics.connection(-1);
     });
     Ok(response)
@@ -90,11 +91,17 @@ async fn refuse(mut session: Session, metrics: &SignalMetrics, reason: Refusal, 
     let _ = session.close(None).await;
 }
 
+/// Turns a connection away for a failure on our side: the person may try again.
+async fn unavailable(session: Session, metrics: &SignalMetrics) {
+    let reason = Refusal::Unavailable;
+    refuse(session, metrics, reason, convene_media::focus::refusal_message(reason).to_owned()).await;
+}
+
 async fn serve(
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
     room: RoomName,
-    accounts: std::sync::Arc<Accounts>,
+    (accounts, billing): (std::sync::Arc<Accounts>, std::sync::Arc<Billing>),
     rooms: Rooms,
 ) {
     let metrics = rooms.metrics().clone();
@@ -138,20 +145,28 @@ async fn serve(
             return refuse(session, &metrics, Refusal::InvalidToken, message).await;
         }
     };
+    // The plan's limits bite here, at the point of use, with words saying which one and what to do.
+    let allowance = match billing.allowance(verified.tenant).await {
+        Ok(allowance) => allowance,
+        Err(error) => {
+            tracing::error!(%error, "cannot load a tenant's plan for a signalling connection");
+            return unavailable(session, &metrics).await;
+        }
+    };
     let policy = match rooms::get(accounts.db(), verified.tenant, room.as_str()).await {
         Ok(found) => RoomPolicy {
             lobby: found.settings.lobby,
             password: found.settings.password,
             max_participants: found.settings.max_participants.and_then(|max| usize::try_from(max).ok()),
             end_to_end_encryption: found.settings.end_to_end_encryption,
+            allowance,
         },
         // Rooms made on the fly by a tenant's own tokens have the defaults.
-        Err(rooms::RoomError::NotFound) => RoomPolicy::default(),
+        Err(rooms::RoomError::NotFound) => RoomPolicy { allowance, ..RoomPolicy::default() },
         // Never the defaults for a room whose lobby and password could not be read.
         Err(error) => {
             tracing::error!(%error, "cannot load a room's settings for a signalling connection");
-            let reason = Refusal::Unavailable;
-            return refuse(session, &metrics, reason, convene_media::focus::refusal_message(reason).to_owned()).await;
+            return unavailable(session, &metrics).await;
         }
     };
     let user = verified.claims.context.user;
@@ -159,10 +174,10 @@ async fn serve(
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
     let mut connection = match rooms.connect(key, policy, identity, version, password).await {
         Ok(connection) => connection,
+        Err(ConnectError::NotAllowed(reason, message)) => return refuse(session, &metrics, reason, message).await,
         Err(error) => {
             tracing::info!(%error, "a signalling connection found no room");
-            let reason = Refusal::Unavailable;
-            return refuse(session, &metrics, reason, convene_media::focus::refusal_message(reason).to_owned()).await;
+            return unavailable(session, &metrics).await;
         }
     };
     let shutdown = rooms.shutdown().clone();

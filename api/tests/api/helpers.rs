@@ -65,6 +65,7 @@ pub struct TestApp {
     pub database_url: String,
     pub data_dir: tempfile::TempDir,
     mailbox: Mailbox,
+    settings: Settings,
     _database: Option<TestDatabase>,
 }
 
@@ -110,6 +111,10 @@ impl TestApp {
 
     /// Stops the app the way SIGTERM does and waits for it to finish.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn halt(&mut self) {
         self.shutdown.cancel();
         if let Some(started) = self.started.take() {
             tokio::time::timeout(Duration::from_secs(30), started.wait())
@@ -117,6 +122,17 @@ impl TestApp {
                 .expect("the app stops in time")
                 .expect("the app stops cleanly");
         }
+    }
+
+    /// Stops the app and starts it again on the same database and data directory, as after a deploy.
+    pub async fn restart(&mut self) {
+        self.halt().await;
+        self.shutdown = CancellationToken::new();
+        let mut settings = self.settings.clone();
+        // The same port, so links and cookies stay valid.
+        settings.http_addr = self.address.trim_start_matches("http://").parse().expect("an address");
+        let started = roles::start(Serve::All, &settings, self.shutdown.clone()).await.expect("the app starts again");
+        self.started = Some(started);
     }
 }
 
@@ -147,6 +163,7 @@ pub fn settings(
     database_url: Option<&str>,
     mailbox: &Mailbox,
     smtp: Option<String>,
+    extra: &[(&str, String)],
 ) -> Settings {
     let mut env = BTreeMap::from([
         // A sender unique to this app tells its mail apart in the SMTP sink that all tests share.
@@ -163,6 +180,7 @@ pub fn settings(
     if let Some(smtp) = smtp {
         env.insert("CONVENE_SMTP_URL".to_owned(), smtp);
     }
+    env.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), value.clone())));
     Settings::load(&env).expect("test settings load").settings
 }
 
@@ -173,6 +191,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// Any role on any store.
 pub async fn spawn(role: Serve, store: Store) -> TestApp {
+    spawn_with(role, store, &[]).await
+}
+
+/// `convene up` on Postgres with `extra` settings (Stripe, plans).
+pub async fn spawn_configured(extra: &[(&str, String)]) -> TestApp {
+    spawn_with(Serve::All, Store::Postgres, extra).await
+}
+
+async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = convene_api::telemetry::init("info", convene_api::settings::LogFormat::Text);
     }
@@ -182,7 +209,8 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         Store::Sqlite => None,
     };
     let (mailbox, smtp) = Mailbox::for_app(data_dir.path().join("mail"));
-    let settings = settings(data_dir.path(), database.as_ref().map(|database| database.url.as_str()), &mailbox, smtp);
+    let database_url = database.as_ref().map(|database| database.url.as_str());
+    let settings = settings(data_dir.path(), database_url, &mailbox, smtp, extra);
     let shutdown = CancellationToken::new();
     let started = roles::start(role, &settings, shutdown.clone()).await.expect("the app starts");
     TestApp {
@@ -193,6 +221,7 @@ pub async fn spawn(role: Serve, store: Store) -> TestApp {
         database_url: settings.database_url.expose().to_owned(),
         data_dir,
         mailbox,
+        settings,
         _database: database,
     }
 }

@@ -1,8 +1,11 @@
 //! The control plane through its real HTTP server, on a real database: one binary, one module per area
 //! (zero2prod's layout). Each test gets its own Postgres database; a smoke part runs on SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+#![recursion_limit = "256"] // Stripe objects are large `json!` literals.
 
 mod accounts;
+mod billing;
+mod fake_stripe;
 mod health;
 mod helpers;
 mod media;

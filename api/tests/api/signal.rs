@@ -9,26 +9,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungsten
 
 use crate::helpers::{TestApp, call, spawn_app, tenant_key};
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn token(app: &TestApp, key: &str, room: &str, name: &str, moderator: bool) -> String {
+pub(crate) async fn token(app: &TestApp, key: &str, room: &str, name: &str, moderator: bool) -> String {
     let body = json!({ "room": room, "user": { "name": name }, "moderator": moderator });
     let (status, minted) = call(app, Method::POST, "/v1/meeting-tokens", key, Some(body)).await;
     assert_eq!(status, 201, "{minted}");
     minted["token"].as_str().unwrap().to_owned()
 }
 
-async fn open(app: &TestApp, room: &str) -> Socket {
+pub(crate) async fn open(app: &TestApp, room: &str) -> Socket {
     let url = format!("{}/_signal/{room}", app.address.replace("http://", "ws://"));
     connect_async(url).await.expect("the upgrade succeeds").0
 }
 
-async fn say(socket: &mut Socket, message: Value) {
+pub(crate) async fn say(socket: &mut Socket, message: Value) {
     socket.send(Message::text(message.to_string())).await.unwrap();
 }
 
 /// The next JSON frame, or `None` once the server closed the connection.
-async fn hear(socket: &mut Socket) -> Option<Value> {
+pub(crate) async fn hear(socket: &mut Socket) -> Option<Value> {
     loop {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.expect("in time");
         match frame {
@@ -39,7 +39,7 @@ async fn hear(socket: &mut Socket) -> Option<Value> {
     }
 }
 
-async fn hello(app: &TestApp, room: &str, token: &str) -> (Socket, Value) {
+pub(crate) async fn hello(app: &TestApp, room: &str, token: &str) -> (Socket, Value) {
     let mut socket = open(app, room).await;
     say(&mut socket, json!({ "type": "hello", "version": 1, "token": token })).await;
     let answer = hear(&mut socket).await.unwrap();

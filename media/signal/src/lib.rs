@@ -241,6 +241,12 @@ pub enum Refusal {
     Ended,
     /// This node takes no new meetings (it is draining); try again.
     Unavailable,
+    /// The organisation's plan allows no more: participants in this meeting, meetings at once, or minutes
+    /// this period (the message says which).
+    PlanLimit,
+    /// The organisation's payment is overdue past its grace period: meetings going on continue, new ones
+    /// cannot start.
+    PaymentOverdue,
 }
 
 /// What the node sends.
