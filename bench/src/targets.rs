@@ -162,6 +162,9 @@ impl ConveneSfu {
         let convene = &options.convene;
         let data = dir.join("convene-data");
         let _ = std::fs::remove_dir_all(&data);
+        // The run's tenant may hold every meeting the benchmark can ask for.
+        let plans = dir.join("plans.toml");
+        std::fs::write(&plans, bench_plans()).context("cannot write the benchmark's plans")?;
         let command = |args: &[&str]| {
             let mut command = Command::new(convene);
             // The run's settings only: nothing of the caller's own Convene set-up (its database, its ports).
@@ -171,6 +174,7 @@ impl ConveneSfu {
             command
                 .args(args)
                 .env("CONVENE_DATA_DIR", &data)
+                .env("CONVENE_PLANS", &plans)
                 .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
                 .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
                 .env("CONVENE_LOG", &options.sfu_log)
@@ -272,6 +276,14 @@ impl JanusSfu {
             .context("cannot start Janus (cargo xtask test installs Debian's janus package)")?;
         Ok(Self { server })
     }
+}
+
+fn bench_plans() -> String {
+    format!(
+        "default = \"bench\"\ngrace_period_days = 1\nmeter_event_name = \"participant_minutes\"\n\n[[plan]]\nid = \"bench\"\nname = \"Benchmark\"\nparticipants_per_meeting = {}\nconcurrent_meetings = {}\nincluded_minutes = 100000000\nrecording = false\ndial_in = false\n",
+        crate::MAX_PARTICIPANTS,
+        crate::MAX_MEETINGS
+    )
 }
 
 fn random() -> u64 {

@@ -156,6 +156,11 @@ async fn a_bot_waits_in_the_lobby_then_publishes_receives_and_is_kicked() {
     let answer = gathered(&node, node.create_answer(None).await.unwrap()).await;
     send(&mut ws, &ServerMessage::Answer { sdp: answer }).await;
     bot.wait_media_connected(Duration::from_secs(5)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while from_bot.load(Ordering::Relaxed) <= 20 {
+        assert!(tokio::time::Instant::now() < deadline, "the node receives the bot's media");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Someone else's microphone: the node offers it, the bot answers and attributes what arrives.
     let microphone = Arc::new(TrackLocalStaticRTP::new(
@@ -195,11 +200,6 @@ async fn a_bot_waits_in_the_lobby_then_publishes_receives_and_is_kicked() {
     assert_eq!((heard.mid.as_str(), heard.source, heard.layer), (mid.as_str(), Some(TrackSource::Microphone), Some(3)));
     assert!(heard.packets >= 40 && heard.seq_gaps == 0, "{heard:?}");
     assert!(stats.time_to_join.is_some() && stats.delay_p50_ms.is_some(), "{stats:?}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while from_bot.load(Ordering::Relaxed) <= 20 {
-        assert!(tokio::time::Instant::now() < deadline, "the node receives the bot's media");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(stats.sent.keyframes[0] >= 1 && stats.sent.audio_packets > 20, "{:?}", stats.sent);
 
     // Messages: wait_for picks the one asked for and leaves the rest queued; the bot's own go out.

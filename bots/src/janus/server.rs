@@ -115,46 +115,46 @@ impl JanusConfig {
         let (first, last) = self.rtp_ports;
         let core = format!(
             r#"general: {{
-	configs_folder = "{dir}"
-	plugins_folder = "{dir}/plugins"
-	transports_folder = "{dir}/transports"
-	events_folder = "{dir}/events"
-	loggers_folder = "{dir}/loggers"
-	log_to_stdout = false
-	log_to_file = "{dir}/janus.log"
-	debug_level = 4
-	debug_colors = false
-	server_name = "{server_name}"
-	interface = "{ICE_ADDRESS}"
-	session_timeout = 60
+    configs_folder = "{dir}"
+    plugins_folder = "{dir}/plugins"
+    transports_folder = "{dir}/transports"
+    events_folder = "{dir}/events"
+    loggers_folder = "{dir}/loggers"
+    log_to_stdout = false
+    log_to_file = "{dir}/janus.log"
+    debug_level = 4
+    debug_colors = false
+    server_name = "{server_name}"
+    interface = "{ICE_ADDRESS}"
+    session_timeout = 60
 }}
 media: {{
-	ipv6 = false
-	rtp_port_range = "{first}-{last}"
+    ipv6 = false
+    rtp_port_range = "{first}-{last}"
 }}
 nat: {{
-	nice_debug = false
-	full_trickle = false
-	ice_lite = false
-	ice_enforce_list = "{ICE_ADDRESS}"
+    nice_debug = false
+    full_trickle = false
+    ice_lite = false
+    ice_enforce_list = "{ICE_ADDRESS}"
 }}
 events: {{
-	broadcast = false
+    broadcast = false
 }}
 "#
         );
         let http = format!(
             r#"general: {{
-	json = "compact"
-	base_path = "/janus"
-	http = true
-	port = {port}
-	ip = "127.0.0.1"
-	https = false
+    json = "compact"
+    base_path = "/janus"
+    http = true
+    port = {port}
+    ip = "127.0.0.1"
+    https = false
 }}
 admin: {{
-	admin_http = false
-	admin_https = false
+    admin_http = false
+    admin_https = false
 }}
 "#,
             port = self.http_port
