@@ -93,7 +93,8 @@ async fn participants_wait_in_the_lobby_until_admitted_and_moderators_moderate()
     // Ann stays connected: stopping the app closes her connection instead of waiting for it.
     let started = std::time::Instant::now();
     app.stop().await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    // Waiting for the connection would take the whole 30 s shutdown timeout; a loaded machine takes a few.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "took {:?}", started.elapsed());
     assert!(hear(&mut ann).await.is_none());
 }
 
