@@ -11,6 +11,7 @@
 //! to send out. [`rooms`] runs each room as a task behind channels; the WebSocket endpoint (in `convene-api`,
 //! which serves every role's HTTP) feeds it.
 
+mod batch_io;
 pub mod focus;
 pub mod node;
 pub mod outbox;

@@ -18,18 +18,17 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use tokio::{net::UdpSocket, sync::mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    batch_io::BatchSocket,
     rooms::Delivery,
     sfu::{Counters, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput, Traffic},
 };
 
-/// Largest datagram read; WebRTC keeps packets under the path MTU, so anything longer is not ours.
-const MAX_DATAGRAM: usize = 2048;
-/// Datagrams read in one go before the shard attends to timers and commands again.
-const READ_BATCH: usize = 64;
+/// Batches read in one go before the shard attends to timers and commands again.
+const READ_ROUNDS: usize = 4;
 /// Commands a shard may have waiting (offers, answers, pins, departures).
 const COMMANDS: usize = 4096;
 /// Kernel socket buffers: a few hundred milliseconds of a busy shard's traffic.
@@ -418,16 +417,14 @@ fn run_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics)
 
 async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
     let Shard { socket, mut sfu, mut commands } = shard;
-    let local = socket.local_addr();
-    let (socket, local) = match (UdpSocket::from_std(socket), local) {
-        (Ok(socket), Ok(local)) => (socket, local),
-        (Err(error), _) | (_, Err(error)) => {
+    let (mut socket, local) = match BatchSocket::new(socket).and_then(|socket| Ok((socket.local_addr()?, socket))) {
+        Ok((local, socket)) => (socket, local),
+        Err(error) => {
             tracing::error!(%error, "could not use a media shard's socket");
             return;
         }
     };
     let mut outboxes: HashMap<PeerKey, mpsc::Sender<Delivery>> = HashMap::new();
-    let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut reported = Reported::default();
     let mut next_metrics = Instant::now() + METRICS_EVERY;
     loop {
@@ -440,10 +437,10 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
             },
             readable = socket.readable() => {
                 if readable.is_ok() {
-                    for _ in 0..READ_BATCH {
-                        match socket.try_recv_from(&mut buffer) {
-                            Ok((length, source)) => sfu.handle_receive(Instant::now(), source, local, &buffer[..length]),
-                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    for _ in 0..READ_ROUNDS {
+                        match socket.receive(|source, datagram| sfu.handle_receive(Instant::now(), source, local, datagram)) {
+                            Ok(0) => break,
+                            Ok(_) => {}
                             // An ICMP error for an earlier send surfaces here; it concerns one peer only.
                             Err(error) => tracing::debug!(%error, "media socket receive error"),
                         }
@@ -456,7 +453,7 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
         if sfu.poll_timeout().is_some_and(|due| due <= now) {
             sfu.handle_timeout(now);
         }
-        flush(&mut sfu, &socket, &outboxes);
+        flush(&mut sfu, &mut socket, &outboxes);
         if now >= next_metrics {
             reported.publish(&sfu, metrics);
             next_metrics = now + METRICS_EVERY;
@@ -520,18 +517,12 @@ fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>
     }
 }
 
-/// Sends what the SFU produced: datagrams on the socket (dropped when the kernel buffer is full, as the
-/// network would), signalling into outboxes (a full one is the room's to deal with).
-fn flush(sfu: &mut Sfu, socket: &UdpSocket, outboxes: &HashMap<PeerKey, mpsc::Sender<Delivery>>) {
+/// Sends what the SFU produced: datagrams on the socket in runs (dropped when the kernel buffer is full, as
+/// the network would), signalling into outboxes (a full one is the room's to deal with).
+fn flush(sfu: &mut Sfu, socket: &mut BatchSocket, outboxes: &HashMap<PeerKey, mpsc::Sender<Delivery>>) {
     while let Some(output) = sfu.poll_output() {
         match output {
-            SfuOutput::Transmit { destination, contents } => {
-                if let Err(error) = socket.try_send_to(&contents, destination)
-                    && error.kind() != io::ErrorKind::WouldBlock
-                {
-                    tracing::debug!(%error, %destination, "media send failed");
-                }
-            }
+            SfuOutput::Transmit { destination, contents } => socket.send(destination, &contents),
             SfuOutput::Signal { to, message } => {
                 if let Some(outbox) = outboxes.get(&to) {
                     let _ = outbox.try_send(Delivery::Message(message));
@@ -539,4 +530,5 @@ fn flush(sfu: &mut Sfu, socket: &UdpSocket, outboxes: &HashMap<PeerKey, mpsc::Se
             }
         }
     }
+    socket.flush();
 }

@@ -189,6 +189,8 @@ pub struct Sfu {
     counters: Counters,
     /// Packets decrypted but not yet forwarded (kept to reuse its allocation).
     forwards: Vec<Forward>,
+    /// When the packets waiting in `forwards` arrived, until the output is next polled.
+    forward_at: Option<Instant>,
     /// Keyframe requests to send upstream: whose track, which layer.
     keyframes: Vec<(PeerKey, TrackSource, Layer)>,
     /// Receivers that were handed packets since they were last drained.
@@ -207,6 +209,7 @@ impl Sfu {
             output: VecDeque::new(),
             counters: Counters::default(),
             forwards: Vec::new(),
+            forward_at: None,
             keyframes: Vec::new(),
             touched: Vec::new(),
         }
@@ -369,7 +372,9 @@ impl Sfu {
         }
         self.by_address.entry(source).or_insert(key);
         self.drain(key, now);
-        self.forward(now);
+        // Forwarding waits for the output to be polled: a batch of datagrams reaches each receiver's
+        // session together, drained once, instead of once per datagram.
+        self.forward_at = Some(now);
     }
 
     /// A STUN check from a new address names its session in the USERNAME; a Binding request without one
@@ -436,6 +441,9 @@ impl Sfu {
 
     /// The next thing to do.
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        if let Some(now) = self.forward_at.take() {
+            self.forward(now);
+        }
         self.output.pop_front()
     }
 

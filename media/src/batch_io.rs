@@ -1,0 +1,202 @@
+//! Batched UDP for a shard, through quinn-udp (safe wrappers over `recvmmsg` with GRO and `sendmsg` with
+//! GSO): one system call reads up to [`BATCH`] datagrams, and runs of equal-sized datagrams to one
+//! destination (a video frame's packets to one receiver) go out in one call. Buffers are allocated once.
+
+use std::{
+    io::{self, IoSliceMut},
+    net::SocketAddr,
+};
+
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use tokio::{io::Interest, net::UdpSocket};
+
+/// Datagrams read per system call.
+pub const BATCH: usize = 32;
+/// Room for one datagram; anything longer is not WebRTC's (which keeps under the path MTU).
+const DATAGRAM: usize = 2048;
+/// The most segments one GSO send carries (the kernel's limit is 64).
+const GSO_SEGMENTS: usize = 32;
+
+/// A shard's socket with its batch buffers.
+pub struct BatchSocket {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    /// One slot per datagram, or per GRO super-datagram of up to `gro` segments.
+    receive: Vec<u8>,
+    slot: usize,
+    meta: Vec<RecvMeta>,
+    /// The run being gathered for one GSO send.
+    run: Run,
+    max_segments: usize,
+}
+
+#[derive(Default)]
+struct Run {
+    destination: Option<SocketAddr>,
+    segment: usize,
+    count: usize,
+    bytes: Vec<u8>,
+}
+
+impl BatchSocket {
+    /// Wraps a bound, non-blocking socket (inside the shard's runtime).
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        let socket = UdpSocket::from_std(socket)?;
+        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        let slot = DATAGRAM * state.gro_segments().max(1);
+        let max_segments = state.max_gso_segments().clamp(1, GSO_SEGMENTS);
+        Ok(Self {
+            socket,
+            state,
+            receive: vec![0; slot * BATCH],
+            slot,
+            meta: vec![RecvMeta::default(); BATCH],
+            run: Run { bytes: Vec::with_capacity(DATAGRAM * GSO_SEGMENTS), ..Run::default() },
+            max_segments,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Waits until datagrams can be read.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Reads what is waiting, one batch, handing each datagram to `each`; `Ok(0)` when nothing was.
+    pub fn receive(&mut self, mut each: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
+        let Self { socket, state, receive, slot, meta, .. } = self;
+        // On the stack: nothing is allocated per batch.
+        let mut chunks = receive.chunks_mut(*slot);
+        let mut slices: [IoSliceMut<'_>; BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        let read = socket.try_io(Interest::READABLE, || state.recv(UdpSockRef::from(&*socket), &mut slices, meta));
+        let count = match read {
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(error) => return Err(error),
+        };
+        let mut datagrams = 0;
+        for (meta, slice) in meta.iter().zip(&slices).take(count) {
+            let received = &slice[..meta.len.min(slice.len())];
+            if received.is_empty() {
+                // An empty datagram is still a datagram (to be counted and dropped).
+                each(meta.addr, received);
+                datagrams += 1;
+            }
+            for datagram in received.chunks(meta.stride.max(1)) {
+                each(meta.addr, datagram);
+                datagrams += 1;
+            }
+        }
+        Ok(datagrams)
+    }
+
+    /// Queues a datagram: it joins the current run when it goes to the same place and fits the run's
+    /// segment size (a shorter one ends the run), else the run goes out first. Send with [`flush`].
+    ///
+    /// [`flush`]: BatchSocket::flush
+    pub fn send(&mut self, destination: SocketAddr, contents: &[u8]) {
+        let run = &self.run;
+        let joins = run.destination == Some(destination)
+            && contents.len() <= run.segment
+            // An empty datagram would vanish inside a run (a segment of no bytes).
+            && !contents.is_empty()
+            && run.count < self.max_segments
+            // A shorter datagram can only be a run's last.
+            && run.bytes.len() == run.count * run.segment;
+        if !joins {
+            self.flush();
+            self.run.destination = Some(destination);
+            self.run.segment = contents.len();
+        }
+        self.run.bytes.extend_from_slice(contents);
+        self.run.count += 1;
+    }
+
+    /// Sends the run gathered so far. Datagrams the kernel cannot take now are dropped, as the network
+    /// would drop them; other errors concern one destination and are logged.
+    pub fn flush(&mut self) {
+        let Some(destination) = self.run.destination.take() else { return };
+        let transmit = Transmit {
+            destination,
+            ecn: None,
+            contents: &self.run.bytes,
+            segment_size: (self.run.count > 1).then_some(self.run.segment),
+            src_ip: None,
+        };
+        if let Err(error) = self.state.try_send(UdpSockRef::from(&self.socket), &transmit)
+            && error.kind() != io::ErrorKind::WouldBlock
+        {
+            tracing::debug!(%error, %destination, "media send failed");
+        }
+        self.run.bytes.clear();
+        self.run.count = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    async fn pair() -> (BatchSocket, BatchSocket) {
+        let bind = || {
+            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+        };
+        let (Ok(a), Ok(b)) = (bind(), bind()) else { panic!("loopback sockets") };
+        let (Ok(a), Ok(b)) = (BatchSocket::new(a), BatchSocket::new(b)) else { panic!("batch sockets") };
+        (a, b)
+    }
+
+    /// Each datagram as (length, first byte), so a failure prints readably.
+    fn summary(datagrams: &[Vec<u8>]) -> Vec<(usize, Option<u8>)> {
+        datagrams.iter().map(|datagram| (datagram.len(), datagram.first().copied())).collect()
+    }
+
+    /// Reads until `count` datagrams arrived or two seconds passed.
+    async fn read(socket: &mut BatchSocket, count: usize) -> Vec<Vec<u8>> {
+        let mut received = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while received.len() < count && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(100), socket.readable()).await;
+            let _ = socket.receive(|_, datagram| received.push(datagram.to_vec()));
+        }
+        received
+    }
+
+    #[tokio::test]
+    async fn runs_and_odd_sizes_arrive_as_the_datagrams_they_were() {
+        let (mut sender, mut receiver) = pair().await;
+        let Ok(destination) = receiver.local_addr() else { panic!("address") };
+        // A frame's packets (a run of equal sizes), its shorter last one, then other sizes on their own.
+        let mut sent: Vec<Vec<u8>> = (0..5u8).map(|index| vec![index; 1200]).collect();
+        sent.extend([vec![9; 300], vec![7; 1200], vec![], vec![8; 40]]);
+        for datagram in &sent {
+            sender.send(destination, datagram);
+        }
+        sender.flush();
+        let received = read(&mut receiver, sent.len()).await;
+        assert_eq!(summary(&received), summary(&sent));
+        assert!(received == sent, "the contents changed on the way");
+    }
+
+    #[tokio::test]
+    async fn more_than_a_batch_waiting_is_read_over_several_calls() {
+        let (mut sender, mut receiver) = pair().await;
+        let Ok(destination) = receiver.local_addr() else { panic!("address") };
+        let sent: Vec<Vec<u8>> =
+            (0..BATCH as u16 * 3).map(|index| index.to_be_bytes().repeat(50 + usize::from(index % 7))).collect();
+        for datagram in &sent {
+            sender.send(destination, datagram);
+            sender.flush();
+        }
+        let received = read(&mut receiver, sent.len()).await;
+        assert_eq!(summary(&received), summary(&sent));
+        assert!(received == sent, "the contents changed on the way");
+    }
+}
