@@ -4,10 +4,14 @@
 //
 // Frame layout (as Jitsi's JFrame): the first bytes stay clear so the media node can still tell keyframes
 // and layers apart (10 of a video keyframe, 3 of other video frames, 1 of audio), then the AES-128-GCM
-// ciphertext of the rest with those bytes as additional data, then the 12-byte IV, then the key index.
+// ciphertext of the rest with those bytes as additional data, then the 12-byte IV, the key index and a
+// version byte (0xE2) that marks the frame as encrypted.
 "use strict";
 
 const IV_LENGTH = 12;
+const VERSION = 0xe2;
+// IV, key index, version.
+const TRAILER = IV_LENGTH + 2;
 // participant id (string) -> { current: index, byIndex: Map(index -> CryptoKey) }
 const keyring = new Map();
 const own = "me";
@@ -49,11 +53,12 @@ function encryptor(participant) {
     const sealed = new Uint8Array(
       await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: data.subarray(0, clear) }, key, data.subarray(clear)),
     );
-    const out = new Uint8Array(clear + sealed.length + IV_LENGTH + 1);
+    const out = new Uint8Array(clear + sealed.length + TRAILER);
     out.set(data.subarray(0, clear), 0);
     out.set(sealed, clear);
     out.set(iv, clear + sealed.length);
-    out[out.length - 1] = keys.current;
+    out[out.length - 2] = keys.current;
+    out[out.length - 1] = VERSION;
     frame.data = out.buffer;
     controller.enqueue(frame);
   };
@@ -63,17 +68,17 @@ function decryptor(participant) {
   return async function (frame, controller) {
     const data = new Uint8Array(frame.data);
     const clear = clearBytes(frame);
-    if (data.length < clear + 16 + IV_LENGTH + 1) return;
+    if (data.length < clear + 16 + TRAILER || data[data.length - 1] !== VERSION) return;
     const keys = keyring.get(participant);
-    const key = keys && keys.byIndex.get(data[data.length - 1]);
+    const key = keys && keys.byIndex.get(data[data.length - 2]);
     if (!key) return;
-    const iv = data.subarray(data.length - 1 - IV_LENGTH, data.length - 1);
+    const iv = data.subarray(data.length - TRAILER, data.length - 2);
     try {
       const opened = new Uint8Array(
         await crypto.subtle.decrypt(
           { name: "AES-GCM", iv, additionalData: data.subarray(0, clear) },
           key,
-          data.subarray(clear, data.length - 1 - IV_LENGTH),
+          data.subarray(clear, data.length - TRAILER),
         ),
       );
       const out = new Uint8Array(clear + opened.length);

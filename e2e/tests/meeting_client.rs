@@ -39,32 +39,36 @@ async fn wait_phase(browser: &Browser, phase: &str) {
     browser.wait_for(&format!("the {phase} phase"), &script, UI_WAIT).await.unwrap();
 }
 
-/// Each remote tile's decoded video frames and received audio bytes, by participant id.
+/// Each remote camera tile's name, decoded video frames and received audio bytes.
 const RECEPTION: &str = "
     const tiles = [...document.querySelectorAll(\"figure.tile[data-local='false'][data-source='camera']\")];
     return tiles.map(tile => ({
-        id: tile.dataset.participant,
+        name: tile.querySelector('.tile-name').textContent,
         frames: Number(tile.dataset.videoFrames || 0),
         audio: Number(tile.dataset.audioBytes || 0),
     }));";
 
-/// Waits until `browser` shows `others` remote tiles that all decode video and receive audio, then until
-/// both figures grew for every one of them.
-async fn wait_receiving(browser: &Browser, who: &str, others: usize) {
+/// Waits until `browser` decodes video and receives audio from each of `from` (by name), then until both
+/// figures grew for every one of them.
+async fn wait_receiving(browser: &Browser, who: &str, from: &[&str]) {
+    let names = serde_json::to_string(from).unwrap();
     let all_flowing = format!(
-        "const seen = (() => {{ {RECEPTION} }})();
-         return seen.length === {others} && seen.every(t => t.frames > 0 && t.audio > 0) ? seen : null;"
+        "const names = {names};
+         const seen = (() => {{ {RECEPTION} }})().filter(t => names.includes(t.name));
+         return seen.length === names.length && seen.every(t => t.frames > 0 && t.audio > 0) ? seen : null;"
     );
-    let first = match browser.wait_for(&format!("{who} receiving from {others}"), &all_flowing, MEDIA_WAIT).await {
+    let first = match browser.wait_for(&format!("{who} receiving from {names}"), &all_flowing, MEDIA_WAIT).await {
         Ok(first) => first,
         Err(error) => panic!("{error}; the page: {}", page_summary(browser, who).await),
     };
     let grown = format!(
         "const before = {first};
          const seen = (() => {{ {RECEPTION} }})();
-         return before.every(b => seen.some(t => t.id === b.id && t.frames > b.frames && t.audio > b.audio)) ? seen : null;"
+         return before.every(b => seen.some(t => t.name === b.name && t.frames > b.frames && t.audio > b.audio)) ? seen : null;"
     );
-    browser.wait_for(&format!("{who}'s reception growing"), &grown, MEDIA_WAIT).await.unwrap();
+    if let Err(error) = browser.wait_for(&format!("{who}'s reception growing"), &grown, MEDIA_WAIT).await {
+        panic!("{error}; the page: {}", page_summary(browser, who).await);
+    }
 }
 
 /// What a page shows, for a failure's message (and a screenshot beside the other artefacts).
@@ -101,9 +105,10 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     let cy = open_prejoin(&convene.join_url("standup", "Cy Participant", false).await.unwrap()).await;
     join(&cy, "meeting").await;
 
-    for (browser, who) in [(&ann, "Ann"), (&bob, "Bob"), (&cy, "Cy")] {
-        wait_receiving(browser, who, 2).await;
-    }
+    let (ann_name, bob_name, cy_name) = ("Ann Moderator", "Bob Participant", "Cy Participant");
+    wait_receiving(&ann, "Ann", &[bob_name, cy_name]).await;
+    wait_receiving(&bob, "Bob", &[ann_name, cy_name]).await;
+    wait_receiving(&cy, "Cy", &[ann_name, bob_name]).await;
     // Cy mutes: the others see the indicator.
     cy.press("button[name='microphone']").await.unwrap();
     let muted = "return document.querySelector(\"figure.tile[data-local='false'] [data-indicator='muted']\") !== null;";
@@ -167,7 +172,7 @@ async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared
     wait_phase(&bob, "meeting").await;
     ann.press(".people.lobby li:first-child button[name='admit']").await.unwrap();
     wait_phase(&cy, "meeting").await;
-    wait_receiving(&bob, "Bob", 2).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator", "Cy Participant"]).await;
 
     // Mute one: Bob is told, and everyone sees his indicator.
     let bob_row = "li[data-person]:nth-child(2)";
@@ -274,5 +279,63 @@ async fn the_iframe_sample_joins_and_obeys_its_page() {
     browser.press("#hangup").await.unwrap();
     browser.wait_for("videoConferenceLeft", &event("videoConferenceLeft"), UI_WAIT).await.unwrap();
     browser.close().await.unwrap();
+    convene.stop().await.unwrap();
+}
+
+/// The version byte that ends every frame the encryption worker sealed (`assets/e2ee-worker.js`).
+const SEALED_FRAME_VERSION: u8 = 0xe2;
+
+#[tokio::test]
+async fn an_encrypted_meeting_decodes_between_browsers_while_the_node_forwards_only_sealed_frames() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    convene.create_room(json!({ "name": "private", "end_to_end_encryption": true })).await.unwrap();
+    let ann = open_prejoin(&convene.join_url("private", "Ann Moderator", true).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url("private", "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    for browser in [&ann, &bob] {
+        let on = "return document.querySelector(\"[data-e2ee='on']\") !== null;";
+        browser.wait_for("the encryption indicator", on, UI_WAIT).await.unwrap();
+    }
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    ann.screenshot("client-40-e2ee").await.unwrap();
+
+    // A participant without the keys (a webrtc-rs bot) sees what the node forwards: sealed frames only.
+    let link = convene.join_url("private", "Observer", false).await.unwrap();
+    let token = link.split_once("jwt=").map(|(_, jwt)| jwt.to_owned()).unwrap();
+    let mut options = convene_bots::BotOptions::new(
+        format!("ws://{}/_signal/private", convene.address),
+        format!("meet.localhost:{}", convene.port()),
+        token,
+    );
+    options.video = None;
+    let observer = convene_bots::Bot::join(options).await.expect("the observer joins");
+    let deadline = std::time::Instant::now() + MEDIA_WAIT;
+    let tails = loop {
+        let stats = observer.stats();
+        let cameras: Vec<_> = stats.tracks.iter().filter(|track| track.frame_tails.len() >= 8).collect();
+        if cameras.len() >= 2 {
+            break cameras.into_iter().flat_map(|track| track.frame_tails.clone()).collect::<Vec<_>>();
+        }
+        assert!(std::time::Instant::now() < deadline, "the observer received no video: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for tail in &tails {
+        assert_eq!(tail.last(), Some(&SEALED_FRAME_VERSION), "every forwarded frame is sealed: {tail:02x?}");
+    }
+    let ivs: std::collections::BTreeSet<&[u8]> =
+        tails.iter().map(|tail| &tail[tail.len() - 14..tail.len() - 2]).collect();
+    assert_eq!(ivs.len(), tails.len(), "every frame has an IV of its own");
+    // The browsers ratcheted their keys for the newcomer and still decode each other.
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    observer.leave().await;
+    // The observer left: keys rotate, and the two go on decoding.
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+
+    for browser in [ann, bob] {
+        browser.close().await.unwrap();
+    }
     convene.stop().await.unwrap();
 }
