@@ -17,6 +17,7 @@ pub mod backend;
 pub mod billing;
 pub mod forms;
 pub mod meet;
+pub mod meeting;
 pub mod meetings;
 pub mod model;
 pub mod site;

@@ -1,6 +1,6 @@
 //! The meet host: where invitation links land. A link's token is verified on the server with the tenant's
-//! public keys; the page says who the invitation is for, or exactly why it cannot be used. (The meeting
-//! itself arrives with the browser client.)
+//! public keys; the page says who the invitation is for, or exactly why it cannot be used, and a valid one
+//! opens the meeting client (`crate::meeting`).
 
 use convene_domain::RoomName;
 use leptos::prelude::*;
@@ -14,6 +14,7 @@ use leptos_router::{
 
 use crate::{
     NotFound, mark_hydrated,
+    meeting::MeetingClient,
     model::{Invitee, LinkRefusal},
     set_status,
 };
@@ -85,15 +86,21 @@ fn RoomLink() -> impl IntoView {
         };
         return view! { <Refused room refusal /> }.into_any();
     };
-    let checked =
-        Resource::new(move || (room_text.clone(), token.clone()), |(room, token)| check_room_link(room, token));
+    let checked = Resource::new(
+        {
+            let token = token.clone();
+            move || (room_text.clone(), token.clone())
+        },
+        |(room, token)| check_room_link(room, token),
+    );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Checking your invitation…"</p> }>
             {move || Suspend::new({
                 let room = room.clone();
+                let token = token.clone();
                 async move {
                     match checked.await {
-                        Ok(Ok(invitee)) => view! { <Invited room invitee /> }.into_any(),
+                        Ok(Ok(invitee)) => view! { <MeetingClient room token invitee /> }.into_any(),
                         Ok(Err(refusal)) => view! { <Refused room refusal /> }.into_any(),
                         Err(_) => view! { <p class="banner error">"Your invitation cannot be checked right now."</p> }.into_any(),
                     }
@@ -116,21 +123,6 @@ fn NotARoom() -> impl IntoView {
                 "Meeting addresses use lowercase letters, digits and hyphens, such as "
                 <code>"weekly-sync"</code> ". Check that the whole link was copied from your invitation."
             </p>
-        </section>
-    }
-}
-
-/// A link whose token verified.
-#[component]
-fn Invited(room: RoomName, invitee: Invitee) -> impl IntoView {
-    let role = if invitee.moderator { "as a moderator" } else { "as a participant" };
-    view! {
-        <Title text=format!("{room} · Convene") />
-        <section class="notice" data-invitation="valid">
-            <p class="eyebrow">"Meeting " <code>{room.to_string()}</code></p>
-            <h1>{format!("Welcome, {}", invitee.name)}</h1>
-            <p>{format!("Your invitation to this meeting is valid; you join {role}.")}</p>
-            <p class="muted">"Joining from the browser arrives with the meeting client; keep this link."</p>
         </section>
     }
 }

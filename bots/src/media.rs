@@ -540,6 +540,7 @@ pub(crate) fn receive_into(pc: &RTCPeerConnection, recorder: Arc<Mutex<Recorder>
                         audio_level: level_id
                             .and_then(|id| packet.header.get_extension(id))
                             .and_then(|level| level.first().map(|byte| byte & 0x7f)),
+                        marker: packet.header.marker,
                         now_us: now_us(),
                     };
                     if let Ok(mut recorder) = recorder.lock() {

@@ -1,7 +1,7 @@
 //! What a bot measures of the media it receives: per track counters, sequence and picture-id continuity, and
 //! one-way delay (sender and receiver share a clock on one machine).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,6 +11,9 @@ use crate::payload::{self, AUDIO_LAYER, PICTURE_ID_MODULO};
 
 /// Received sequence numbers remembered for duplicate detection (retransmissions after NACK).
 const SEEN_WINDOW: u64 = 2048;
+/// The last bytes kept of each of the latest video frames, and how many frames.
+const FRAME_TAIL: usize = 16;
+const FRAME_TAILS: usize = 16;
 
 /// One-way delay histogram: 100 µs buckets up to 100 ms, then 1 ms buckets up to 5 s, then one overflow bucket.
 const FINE_BUCKETS: usize = 1000;
@@ -187,6 +190,7 @@ pub(crate) struct TrackCounters {
     pid_discontinuities: u64,
     ts_backwards: u64,
     sequence: Sequence,
+    frame_tails: VecDeque<Vec<u8>>,
 }
 
 /// Everything a bot measured, behind one lock.
@@ -207,6 +211,8 @@ pub(crate) struct Received<'a> {
     pub(crate) payload: &'a [u8],
     /// The audio-level extension's level (0 loudest, 127 silence), when the packet has one.
     pub(crate) audio_level: Option<u8>,
+    /// The RTP marker bit: the last packet of a video frame.
+    pub(crate) marker: bool,
     pub(crate) now_us: u64,
 }
 
@@ -243,6 +249,13 @@ impl Recorder {
                 track.ts_backwards += 1;
             }
             track.sequence.last_timestamp = packet.timestamp;
+        }
+        if packet.kind == MediaKind::Video && packet.marker && arrival != Arrival::Duplicate {
+            let tail = packet.payload.len().saturating_sub(FRAME_TAIL);
+            track.frame_tails.push_back(packet.payload[tail..].to_vec());
+            if track.frame_tails.len() > FRAME_TAILS {
+                track.frame_tails.pop_front();
+            }
         }
         let (trailer, layer) = match packet.kind {
             MediaKind::Audio => {
@@ -329,6 +342,7 @@ impl Recorder {
                     pid_discontinuities: track.pid_discontinuities,
                     ts_backwards: track.ts_backwards,
                     audio_level: track.audio_level,
+                    frame_tails: track.frame_tails.iter().cloned().collect(),
                 }
             })
             .collect();
@@ -390,6 +404,9 @@ pub struct TrackStats {
     pub ts_backwards: u64,
     /// The last audio level received (RFC 6464: 0 loudest, 127 silence; bots send 25 speaking, 127 silent).
     pub audio_level: Option<u8>,
+    /// The last bytes of the latest video frames, oldest first (what an end-to-end encrypted frame ends
+    /// with: its IV and key index).
+    pub frame_tails: Vec<Vec<u8>>,
 }
 
 /// What a bot sent (its own publication).
@@ -493,6 +510,7 @@ mod tests {
             timestamp,
             payload,
             audio_level: None,
+            marker: false,
             now_us: 2_000,
         };
         recorder.record("1", "", packet);

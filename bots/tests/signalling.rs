@@ -8,8 +8,8 @@ use std::time::Duration;
 use convene_bots::payload::{self, AUDIO_LAYER, Trailer};
 use convene_bots::{Admission, Bot, BotError, BotOptions, LayerProfile, VideoProfile};
 use convene_signal::{
-    ClientMessage, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, TrackInfo,
-    TrackSource,
+    ClientMessage, MediaQuality, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage,
+    TrackInfo, TrackSource,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -75,7 +75,13 @@ fn welcome(you: u64) -> ServerMessage {
     ServerMessage::Welcome {
         version: PROTOCOL_VERSION,
         you: ParticipantId(you),
-        room: RoomInfo { name: "standup".to_owned(), locked: false, lobby: true, end_to_end_encryption: false },
+        room: RoomInfo {
+            name: "standup".to_owned(),
+            locked: false,
+            lobby: true,
+            end_to_end_encryption: false,
+            quality: MediaQuality::default(),
+        },
         participants: vec![participant(you)],
         lobby: vec![],
     }

@@ -98,6 +98,22 @@ impl Browser {
         Ok(self.client.find(Locator::Css(css)).await?.click().await?)
     }
 
+    /// Runs `script` (a function body) every quarter second until it returns something other than `null`
+    /// or `false`, and returns that; fails naming `what` after `timeout`.
+    pub async fn wait_for(&self, what: &str, script: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.client.execute(script, vec![]).await?;
+            if !matches!(value, serde_json::Value::Null | serde_json::Value::Bool(false)) {
+                return Ok(value);
+            }
+            if Instant::now() > deadline {
+                bail!("waited {timeout:?} for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// The `href` of the first element matching a CSS selector.
     pub async fn href(&self, css: &str) -> anyhow::Result<String> {
         self.client.find(Locator::Css(css)).await?.attr("href").await?.context("no href")

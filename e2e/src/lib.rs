@@ -58,7 +58,19 @@ pub struct Convene {
     pub address: String,
     /// Its mail.
     pub mailbox: mail::Mailbox,
+    /// The API key of the tenant made before it started ([`Convene::up_with_tenant`]).
+    api_key: Option<String>,
+    http: reqwest::Client,
     _data_dir: tempfile::TempDir,
+}
+
+/// `convene` with none of the caller's own `CONVENE_*` settings.
+fn convene_command() -> anyhow::Result<Command> {
+    let mut command = Command::new(convene_binary()?);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
+        command.env_remove(name);
+    }
+    Ok(command)
 }
 
 impl Convene {
@@ -66,13 +78,33 @@ impl Convene {
     /// name the real port (`http://localhost:<port>`, `http://meet.localhost:<port>`), so links in its mail
     /// work in a browser.
     pub async fn up() -> anyhow::Result<Self> {
+        Self::start(tempfile::tempdir()?, None).await
+    }
+
+    /// [`Convene::up`] with a tenant made first by `convene admin create-tenant`, whose API key mints room
+    /// tokens ([`Convene::join_url`]) and makes rooms ([`Convene::create_room`]).
+    pub async fn up_with_tenant() -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
+        let created = convene_command()?
+            .args(["admin", "create-tenant", "--name", "Acme", "--owner-email", "owner@acme.example"])
+            .args(["--owner-password", "correct horse battery"])
+            .env("CONVENE_DATA_DIR", data_dir.path())
+            .env("CONVENE_LOG", "warn")
+            .output()
+            .await
+            .context("running convene admin create-tenant")?;
+        if !created.status.success() {
+            bail!("convene admin create-tenant failed: {}", String::from_utf8_lossy(&created.stderr));
+        }
+        let created: serde_json::Value = serde_json::from_slice(&created.stdout).context("its JSON")?;
+        let api_key = created["api_key"].as_str().context("no api_key in its JSON")?.to_owned();
+        Self::start(data_dir, Some(api_key)).await
+    }
+
+    async fn start(data_dir: tempfile::TempDir, api_key: Option<String>) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let (mailbox, smtp) = mail::Mailbox::for_app(data_dir.path().join("mail"));
-        let mut command = Command::new(convene_binary()?);
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
-            command.env_remove(name);
-        }
+        let mut command = convene_command()?;
         if let Some(smtp) = smtp {
             command.env("CONVENE_SMTP_URL", smtp);
         }
@@ -99,7 +131,15 @@ impl Convene {
             if let Some(address) = line.trim().strip_prefix("listening on http://") {
                 // Keep reading the rest of the output, so the server never writes into a closed pipe.
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                return Ok(Self { child, address: address.to_owned(), mailbox, _data_dir: data_dir });
+                let address = address.to_owned();
+                return Ok(Self {
+                    child,
+                    address,
+                    mailbox,
+                    api_key,
+                    http: reqwest::Client::new(),
+                    _data_dir: data_dir,
+                });
             }
         }
         bail!("convene up printed no address in time")
@@ -113,6 +153,31 @@ impl Convene {
     /// The main site's URL for `path`.
     pub fn site(&self, path: &str) -> String {
         format!("http://localhost:{}{path}", self.port())
+    }
+
+    /// Calls the REST API as the tenant; returns the answer's JSON.
+    async fn api(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let key = self.api_key.as_deref().context("this convene has no tenant: start it with up_with_tenant")?;
+        let response =
+            self.http.post(format!("http://{}{path}", self.address)).bearer_auth(key).json(&body).send().await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.context("the API's answer")?;
+        if !status.is_success() {
+            bail!("POST {path} answered {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
+    /// Makes a room with settings (`{"name": "...", "lobby": true}`, as `POST /v1/rooms` takes them).
+    pub async fn create_room(&self, room: serde_json::Value) -> anyhow::Result<()> {
+        self.api("/v1/rooms", room).await.map(drop)
+    }
+
+    /// A meeting link for `name` in `room`, on the meet host.
+    pub async fn join_url(&self, room: &str, name: &str, moderator: bool) -> anyhow::Result<String> {
+        let body = serde_json::json!({ "room": room, "user": { "id": name, "name": name }, "moderator": moderator });
+        let minted = self.api("/v1/meeting-tokens", body).await?;
+        Ok(minted["join_url"].as_str().context("no join_url")?.to_owned())
     }
 
     /// Stops it with SIGTERM, as an operator would, and checks it exits cleanly.

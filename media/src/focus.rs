@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use convene_signal::{
-    ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_REACTION_CHARS, MediaKind, PROTOCOL_VERSION, ParticipantId,
-    ParticipantInfo, Refusal, RoomInfo, ServerMessage,
+    ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind, MediaQuality,
+    PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage,
 };
 
 /// A room's settings from the control plane.
@@ -25,6 +25,8 @@ pub struct RoomPolicy {
     pub max_participants: Option<usize>,
     /// Media is end-to-end encrypted.
     pub end_to_end_encryption: bool,
+    /// What participants capture and send.
+    pub quality: MediaQuality,
     /// What the organisation's plan allows; it may change during a meeting, so each connection brings the
     /// allowance current when it came.
     pub allowance: Allowance,
@@ -170,6 +172,7 @@ impl Room {
             locked: self.locked,
             lobby: self.policy.lobby,
             end_to_end_encryption: self.policy.end_to_end_encryption,
+            quality: self.policy.quality,
         }
     }
 
@@ -302,6 +305,7 @@ impl Room {
                 self.broadcast(&ServerMessage::Reaction { from, emoji }, None)
             }
             ClientMessage::SetMuted { media, muted } => self.update(from, |info| set_muted(info, media, muted)),
+            ClientMessage::E2ee { to, payload } => self.relay_keys(from, to, payload),
             ClientMessage::Pin { participant } => {
                 if participant.is_some_and(|pinned| !self.members.contains_key(&pinned)) {
                     return error(from, "unknown_participant", "no such participant in the room");
@@ -330,6 +334,24 @@ impl Room {
             Some(recipient) if self.members.contains_key(&recipient) && recipient != from => {
                 let message = ServerMessage::Chat { from, text, private: true, to: Some(recipient) };
                 vec![Outbound::Send(recipient, message.clone()), Outbound::Send(from, message)]
+            }
+            Some(_) => error(from, "unknown_participant", "no such participant in the room"),
+        }
+    }
+
+    /// Passes end-to-end encryption keys on, unread: within an encrypted room, to members only.
+    fn relay_keys(&self, from: ParticipantId, to: Option<ParticipantId>, payload: String) -> Vec<Outbound> {
+        if !self.policy.end_to_end_encryption {
+            return error(from, "invalid", "this meeting is not end-to-end encrypted");
+        }
+        if payload.len() > MAX_E2EE_PAYLOAD_BYTES {
+            return error(from, "invalid", "encryption payloads are at most 4096 bytes");
+        }
+        let message = ServerMessage::E2ee { from, payload };
+        match to {
+            None => self.broadcast(&message, Some(from)),
+            Some(recipient) if self.members.contains_key(&recipient) && recipient != from => {
+                vec![Outbound::Send(recipient, message)]
             }
             Some(_) => error(from, "unknown_participant", "no such participant in the room"),
         }
@@ -610,6 +632,31 @@ mod tests {
         assert!(room.is_empty());
         let (_, out) = room.connect(moderator("Late"), PROTOCOL_VERSION, None);
         assert!(matches!(out[0], Outbound::Send(_, ServerMessage::Refused { reason: Refusal::Ended, .. })));
+    }
+
+    #[test]
+    fn encryption_keys_pass_unread_between_members_of_an_encrypted_room_only() {
+        let keys = |to| ClientMessage::E2ee { to, payload: "opaque".into() };
+        let mut plain = Room::new("r", RoomPolicy::default());
+        let ann = join(&mut plain, person("Ann"));
+        assert_eq!(error_code(&plain.handle(ann, keys(None)), ann).as_deref(), Some("invalid"));
+
+        let mut room = Room::new("r", RoomPolicy { end_to_end_encryption: true, ..RoomPolicy::default() });
+        let ann = join(&mut room, person("Ann"));
+        let bob = join(&mut room, person("Bob"));
+        let cy = join(&mut room, person("Cy"));
+        let out = room.handle(ann, keys(None));
+        let relayed = ServerMessage::E2ee { from: ann, payload: "opaque".into() };
+        assert_eq!((sent_to(&out, bob), sent_to(&out, cy)), (vec![&relayed], vec![&relayed]));
+        assert!(sent_to(&out, ann).is_empty(), "not back to the sender");
+        let out = room.handle(ann, keys(Some(cy)));
+        assert_eq!((sent_to(&out, bob).len(), sent_to(&out, cy).len()), (0, 1));
+        assert_eq!(
+            error_code(&room.handle(ann, keys(Some(ParticipantId(99)))), ann).as_deref(),
+            Some("unknown_participant")
+        );
+        let long = ClientMessage::E2ee { to: None, payload: "x".repeat(MAX_E2EE_PAYLOAD_BYTES + 1) };
+        assert_eq!(error_code(&room.handle(ann, long), ann).as_deref(), Some("invalid"));
     }
 
     #[test]

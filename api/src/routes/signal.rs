@@ -12,7 +12,7 @@ use convene_media::{
     rooms::{ConnectError, Delivery, Rooms},
     signal_metrics::{FrameOutcome, SignalMetrics},
 };
-use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, ParseError, Refusal, ServerMessage};
+use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, MediaQuality, ParseError, Refusal, ServerMessage};
 
 use crate::{accounts::Accounts, billing::Billing, room_tokens, rooms};
 
@@ -159,6 +159,10 @@ async fn serve(
             password: found.settings.password,
             max_participants: found.settings.max_participants.and_then(|max| usize::try_from(max).ok()),
             end_to_end_encryption: found.settings.end_to_end_encryption,
+            quality: MediaQuality {
+                max_height: if found.settings.max_resolution == "1080p" { 1080 } else { 720 },
+                high_fidelity_audio: found.settings.high_fidelity_audio,
+            },
             allowance,
         },
         // Rooms made on the fly by a tenant's own tokens have the defaults.

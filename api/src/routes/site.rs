@@ -1,5 +1,6 @@
 //! Mounts the Leptos site: the meet host's pages for requests whose `Host` is the meet host, the main site's
-//! for everything else, the browser bundle under `/pkg` and the embedded stylesheet and icon.
+//! for everything else, the browser bundle under `/pkg`, the embedded stylesheet and icon, and the iframe API
+//! script `/external_api.js` and the encryption worker `/e2ee-worker.js`.
 
 use std::path::Path;
 
@@ -12,6 +13,10 @@ use leptos_actix::{LeptosRoutes, generate_route_list};
 /// The stylesheet and icon are compiled in: one file to deploy, and never out of step with the markup.
 const STYLESHEET: &str = include_str!("../../../assets/convene.css");
 const FAVICON: &str = include_str!("../../../assets/favicon.svg");
+/// The iframe API customers include from the meet host (JavaScript: it runs in their pages, not ours).
+const EXTERNAL_API: &str = include_str!("../../../assets/external_api.js");
+/// The end-to-end encryption frame worker: browsers run encoded transforms in a worker, so it is JavaScript.
+const E2EE_WORKER: &str = include_str!("../../../assets/e2ee-worker.js");
 /// Name of the wasm-bindgen output (`pkg/convene.js`, `pkg/convene_bg.wasm`), as `cargo xtask` builds it.
 pub const BUNDLE_NAME: &str = "convene";
 
@@ -51,7 +56,9 @@ impl Site {
                 &format!("{ASSETS_PATH}/convene.css"),
                 web::get().to(|| asset(STYLESHEET, "text/css; charset=utf-8")),
             )
-            .route(&format!("{ASSETS_PATH}/favicon.svg"), web::get().to(|| asset(FAVICON, "image/svg+xml")));
+            .route(&format!("{ASSETS_PATH}/favicon.svg"), web::get().to(|| asset(FAVICON, "image/svg+xml")))
+            .route("/external_api.js", web::get().to(|| asset(EXTERNAL_API, "text/javascript; charset=utf-8")))
+            .route("/e2ee-worker.js", web::get().to(|| asset(E2EE_WORKER, "text/javascript; charset=utf-8")));
         // Without a bundle (warned about in `new`) `/pkg` falls through to the site's "not found" page.
         if pkg_dir.is_dir() {
             cfg.service(actix_files::Files::new("/pkg", pkg_dir));

@@ -16,6 +16,8 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 pub const MAX_CHAT_CHARS: usize = 2000;
 /// The longest reaction, in characters (an emoji sequence).
 pub const MAX_REACTION_CHARS: usize = 16;
+/// The longest end-to-end encryption payload, in bytes (a public key and a wrapped media key fit easily).
+pub const MAX_E2EE_PAYLOAD_BYTES: usize = 4096;
 
 /// A participant's id within one room session, assigned by the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,7 +35,7 @@ pub enum MediaKind {
 }
 
 /// Where a track comes from, so clients know which tile shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackSource {
     /// The microphone.
@@ -170,6 +172,15 @@ pub enum ClientMessage {
         /// The SDP.
         sdp: String,
     },
+    /// End-to-end encryption keys, for one participant or (without `to`) everyone else: opaque to the node,
+    /// which relays them only within an end-to-end encrypted room.
+    E2ee {
+        /// The recipient; everyone else when absent.
+        #[serde(default)]
+        to: Option<ParticipantId>,
+        /// What the clients agreed on (their public keys and wrapped media keys); the node cannot read it.
+        payload: String,
+    },
     /// The sizes I show others' video at (participants not named get a thumbnail, or the stage size when on
     /// my stage).
     ReceiveVideo {
@@ -215,6 +226,23 @@ pub struct RoomInfo {
     pub lobby: bool,
     /// Media is end-to-end encrypted.
     pub end_to_end_encryption: bool,
+    /// What clients capture and send.
+    pub quality: MediaQuality,
+}
+
+/// The media a room asks its participants for, from the organisation's room settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaQuality {
+    /// The camera's height (720 or 1080); simulcast sends it, half and a quarter.
+    pub max_height: u32,
+    /// Music mode: no echo cancellation, noise suppression or gain control, stereo Opus at up to 128 kbit/s.
+    pub high_fidelity_audio: bool,
+}
+
+impl Default for MediaQuality {
+    fn default() -> Self {
+        Self { max_height: 720, high_fidelity_audio: false }
+    }
 }
 
 /// Why someone is not (or no longer) in the room; the codes are stable.
@@ -336,6 +364,13 @@ pub enum ServerMessage {
     UnmuteRequested {
         /// The moderator.
         by: ParticipantId,
+    },
+    /// End-to-end encryption keys from another participant.
+    E2ee {
+        /// The sender.
+        from: ParticipantId,
+        /// As they sent it.
+        payload: String,
     },
     /// The node's answer to your `offer`.
     Answer {

@@ -1,0 +1,399 @@
+//! What the meeting page shows, as plain data: where the person is (joining, lobby, in the meeting, out of
+//! it), the room, the people in it, chat, reactions and what happened to them. Server messages fold into it
+//! with [`MeetingState::apply`], which also says what the media side must do; no browser types, so it is
+//! tested natively.
+
+use convene_signal::{LobbyEntry, MediaKind, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage};
+
+/// Where the person is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Checking camera and microphone before going in.
+    PreJoin,
+    /// Connecting to the meeting.
+    Joining,
+    /// The room has a password: asking for it (again when the last one was wrong).
+    Password {
+        /// The last password was not right.
+        wrong: bool,
+    },
+    /// Waiting for a moderator to let them in.
+    Lobby,
+    /// In the meeting.
+    InMeeting,
+    /// The connection dropped; trying again.
+    Reconnecting,
+    /// Out of the meeting, and why.
+    Over(Ending),
+}
+
+/// Why the meeting is over for this person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// The node's reason, or none when the person left.
+    pub reason: Option<Refusal>,
+    /// The words shown.
+    pub message: String,
+}
+
+/// A chat line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// Who wrote it.
+    pub from: ParticipantId,
+    /// Their name when it arrived.
+    pub from_name: String,
+    /// The text.
+    pub text: String,
+    /// For a private message: the other person's name.
+    pub private_with: Option<String>,
+}
+
+/// Something that happened to the person, shown until dismissed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Its id, for dismissing.
+    pub id: u64,
+    /// The words.
+    pub text: String,
+    /// A moderator asks them to unmute: the notice offers the button.
+    pub unmute_request: bool,
+}
+
+/// A reaction floating over someone's tile for a few seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// Its id, for removing it.
+    pub id: u64,
+    /// Whose.
+    pub from: ParticipantId,
+    /// The emoji.
+    pub emoji: String,
+}
+
+/// What the media side must do after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directive {
+    /// In the room: publish camera and microphone.
+    StartMedia,
+    /// Someone joined: encryption keys move forward.
+    Arrived(ParticipantId),
+    /// A moderator muted this person: stop sending that media.
+    MuteLocal(MediaKind),
+    /// Someone left: drop their streams.
+    Forget(ParticipantId),
+    /// A reaction arrived: remove it after a while.
+    ExpireReaction(u64),
+}
+
+/// The meeting as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingState {
+    /// Where the person is.
+    pub phase: Phase,
+    /// Their id, once in the room.
+    pub me: Option<ParticipantId>,
+    /// The room, once in it.
+    pub room: Option<RoomInfo>,
+    /// Everyone in the room, the person included, in the order they came.
+    pub participants: Vec<ParticipantInfo>,
+    /// Who waits in the lobby (moderators only).
+    pub lobby: Vec<LobbyEntry>,
+    /// Chat, oldest first.
+    pub chat: Vec<ChatLine>,
+    /// The loudest participant.
+    pub dominant: Option<ParticipantId>,
+    /// Reactions on screen.
+    pub reactions: Vec<Reaction>,
+    /// Things that happened to the person.
+    pub notices: Vec<Notice>,
+    next_id: u64,
+}
+
+impl Default for MeetingState {
+    fn default() -> Self {
+        Self {
+            phase: Phase::PreJoin,
+            me: None,
+            room: None,
+            participants: Vec::new(),
+            lobby: Vec::new(),
+            chat: Vec::new(),
+            dominant: None,
+            reactions: Vec::new(),
+            notices: Vec::new(),
+            next_id: 1,
+        }
+    }
+}
+
+/// At most this many chat lines are kept; older ones scroll away.
+const CHAT_LINES: usize = 500;
+/// At most this many notices at once; the oldest go first.
+const NOTICES: usize = 5;
+
+impl MeetingState {
+    /// The person's own entry.
+    pub fn myself(&self) -> Option<&ParticipantInfo> {
+        self.me.and_then(|me| self.participant(me))
+    }
+
+    /// Someone in the room.
+    pub fn participant(&self, id: ParticipantId) -> Option<&ParticipantInfo> {
+        self.participants.iter().find(|participant| participant.id == id)
+    }
+
+    /// Whether the person moderates.
+    pub fn is_moderator(&self) -> bool {
+        self.myself().is_some_and(|me| me.moderator)
+    }
+
+    fn name_of(&self, id: ParticipantId) -> String {
+        self.participant(id).map_or_else(|| "Someone".to_owned(), |participant| participant.name.clone())
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Shows a notice.
+    pub fn notify(&mut self, text: String) {
+        self.push_notice(text, false);
+    }
+
+    fn push_notice(&mut self, text: String, unmute_request: bool) {
+        let id = self.next_id();
+        self.notices.push(Notice { id, text, unmute_request });
+        if self.notices.len() > NOTICES {
+            self.notices.remove(0);
+        }
+    }
+
+    /// Dismisses a notice.
+    pub fn dismiss(&mut self, id: u64) {
+        self.notices.retain(|notice| notice.id != id);
+    }
+
+    /// Removes a reaction whose time is up.
+    pub fn expire_reaction(&mut self, id: u64) {
+        self.reactions.retain(|reaction| reaction.id != id);
+    }
+
+    /// The person's own mute state changed (they did it, or a moderator did).
+    pub fn set_my_mute(&mut self, media: MediaKind, muted: bool) {
+        if let Some(me) = self.me
+            && let Some(info) = self.participants.iter_mut().find(|participant| participant.id == me)
+        {
+            match media {
+                MediaKind::Audio => info.audio_muted = muted,
+                MediaKind::Video => info.video_muted = muted,
+            }
+        }
+    }
+
+    /// The person left on their own.
+    pub fn leave(&mut self) {
+        self.phase = Phase::Over(Ending { reason: None, message: "You left the meeting.".to_owned() });
+    }
+
+    /// Folds in a message from the node; says what the media side must do.
+    pub fn apply(&mut self, message: ServerMessage) -> Vec<Directive> {
+        match message {
+            ServerMessage::Welcome { you, room, participants, lobby, .. } => {
+                self.phase = Phase::InMeeting;
+                self.me = Some(you);
+                self.room = Some(room);
+                self.participants = participants;
+                self.lobby = lobby;
+                return vec![Directive::StartMedia];
+            }
+            ServerMessage::Lobby { you } => {
+                self.me = Some(you);
+                self.phase = Phase::Lobby;
+            }
+            ServerMessage::Refused { reason, message } => {
+                self.phase = match reason {
+                    Refusal::PasswordRequired => Phase::Password { wrong: false },
+                    Refusal::WrongPassword => Phase::Password { wrong: true },
+                    _ => Phase::Over(Ending { reason: Some(reason), message: sentence(&message) }),
+                };
+            }
+            ServerMessage::ParticipantJoined { participant } => {
+                let id = participant.id;
+                self.participants.retain(|known| known.id != id);
+                self.participants.push(participant);
+                return vec![Directive::Arrived(id)];
+            }
+            ServerMessage::ParticipantUpdated { participant } => {
+                let became_moderator = self.me == Some(participant.id) && participant.moderator && !self.is_moderator();
+                if let Some(known) = self.participants.iter_mut().find(|known| known.id == participant.id) {
+                    *known = participant;
+                }
+                if became_moderator {
+                    self.notify("A moderator made you a moderator.".to_owned());
+                }
+            }
+            ServerMessage::ParticipantLeft { id, reason } => {
+                if reason == Some(Refusal::Kicked) {
+                    let name = self.name_of(id);
+                    self.notify(format!("A moderator removed {name} from the meeting."));
+                }
+                self.participants.retain(|participant| participant.id != id);
+                if self.dominant == Some(id) {
+                    self.dominant = None;
+                }
+                return vec![Directive::Forget(id)];
+            }
+            ServerMessage::LobbyChanged { waiting } => self.lobby = waiting,
+            ServerMessage::RoomChanged { room } => {
+                if self.room.as_ref().is_some_and(|known| known.locked != room.locked) {
+                    let state = if room.locked { "locked" } else { "unlocked" };
+                    self.notify(format!("A moderator {state} the meeting."));
+                }
+                self.room = Some(room);
+            }
+            ServerMessage::Chat { from, text, private, to } => {
+                let private_with = private.then(|| {
+                    let other = if Some(from) == self.me { to.unwrap_or(from) } else { from };
+                    self.name_of(other)
+                });
+                let from_name = self.name_of(from);
+                self.chat.push(ChatLine { from, from_name, text, private_with });
+                if self.chat.len() > CHAT_LINES {
+                    self.chat.remove(0);
+                }
+            }
+            ServerMessage::Reaction { from, emoji } => {
+                let id = self.next_id();
+                self.reactions.push(Reaction { id, from, emoji });
+                return vec![Directive::ExpireReaction(id)];
+            }
+            ServerMessage::Muted { media, by } => {
+                let what = match media {
+                    MediaKind::Audio => "microphone",
+                    MediaKind::Video => "camera",
+                };
+                let name = self.name_of(by);
+                self.notify(format!("The moderator {name} turned off your {what}."));
+                self.set_my_mute(media, true);
+                return vec![Directive::MuteLocal(media)];
+            }
+            ServerMessage::UnmuteRequested { by } => {
+                let name = self.name_of(by);
+                self.push_notice(format!("The moderator {name} asks you to unmute."), true);
+            }
+            ServerMessage::DominantSpeaker { participant } => self.dominant = Some(participant),
+            ServerMessage::Error { message, .. } => self.notify(sentence(&message)),
+            // Negotiation and encryption keys belong to the media side.
+            ServerMessage::Answer { .. } | ServerMessage::Offer { .. } | ServerMessage::E2ee { .. } => {}
+        }
+        Vec::new()
+    }
+}
+
+/// The node's lower-case phrases as sentences.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let first: String = chars.next().map(|first| first.to_uppercase().collect()).unwrap_or_default();
+    let rest = chars.as_str();
+    if rest.ends_with('.') { format!("{first}{rest}") } else { format!("{first}{rest}.") }
+}
+
+#[cfg(test)]
+mod tests {
+    use convene_signal::{MediaQuality, PROTOCOL_VERSION};
+
+    use super::*;
+
+    fn person(id: u64, name: &str, moderator: bool) -> ParticipantInfo {
+        ParticipantInfo {
+            id: ParticipantId(id),
+            name: name.to_owned(),
+            moderator,
+            audio_muted: false,
+            video_muted: false,
+            hand_raised: false,
+        }
+    }
+
+    fn in_meeting() -> MeetingState {
+        let mut state = MeetingState::default();
+        let room = RoomInfo {
+            name: "standup".to_owned(),
+            locked: false,
+            lobby: false,
+            end_to_end_encryption: false,
+            quality: MediaQuality::default(),
+        };
+        let welcome = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            you: ParticipantId(2),
+            room,
+            participants: vec![person(1, "Ann", true), person(2, "Bob", false)],
+            lobby: Vec::new(),
+        };
+        assert_eq!(state.apply(welcome), [Directive::StartMedia]);
+        state
+    }
+
+    #[test]
+    fn refusals_lead_to_the_password_prompt_or_a_clear_ending() {
+        let mut state = MeetingState::default();
+        let refused = |reason| ServerMessage::Refused { reason, message: "the meeting has ended".to_owned() };
+        state.apply(refused(Refusal::PasswordRequired));
+        assert_eq!(state.phase, Phase::Password { wrong: false });
+        state.apply(refused(Refusal::WrongPassword));
+        assert_eq!(state.phase, Phase::Password { wrong: true });
+        state.apply(refused(Refusal::Ended));
+        let ending = Ending { reason: Some(Refusal::Ended), message: "The meeting has ended.".to_owned() };
+        assert_eq!(state.phase, Phase::Over(ending));
+        state.apply(ServerMessage::Lobby { you: ParticipantId(9) });
+        assert_eq!((state.phase, state.me), (Phase::Lobby, Some(ParticipantId(9))));
+    }
+
+    #[test]
+    fn moderator_actions_tell_the_person_what_happened_and_what_to_do() {
+        let mut state = in_meeting();
+        let directives = state.apply(ServerMessage::Muted { media: MediaKind::Audio, by: ParticipantId(1) });
+        assert_eq!(directives, [Directive::MuteLocal(MediaKind::Audio)]);
+        assert!(state.myself().is_some_and(|me| me.audio_muted));
+        assert_eq!(state.notices[0].text, "The moderator Ann turned off your microphone.");
+        state.apply(ServerMessage::UnmuteRequested { by: ParticipantId(1) });
+        assert!(state.notices[1].unmute_request);
+        let mut promoted = person(2, "Bob", true);
+        promoted.hand_raised = true;
+        state.apply(ServerMessage::ParticipantUpdated { participant: promoted });
+        assert!(state.is_moderator());
+        assert_eq!(state.notices[2].text, "A moderator made you a moderator.");
+        state.dismiss(state.notices[0].id);
+        assert_eq!(state.notices.len(), 2);
+    }
+
+    #[test]
+    fn people_chat_and_reactions_follow_the_room() {
+        let mut state = in_meeting();
+        state.apply(ServerMessage::ParticipantJoined { participant: person(3, "Cy", false) });
+        state.apply(ServerMessage::Chat { from: ParticipantId(3), text: "hi".into(), private: false, to: None });
+        let private = ServerMessage::Chat {
+            from: ParticipantId(2),
+            text: "psst".into(),
+            private: true,
+            to: Some(ParticipantId(3)),
+        };
+        state.apply(private);
+        assert_eq!(state.chat[0].from_name, "Cy");
+        assert_eq!(state.chat[1].private_with.as_deref(), Some("Cy"), "my private message names its recipient");
+        let directives = state.apply(ServerMessage::Reaction { from: ParticipantId(3), emoji: "👍".into() });
+        let [Directive::ExpireReaction(id)] = directives[..] else { panic!("{directives:?}") };
+        state.expire_reaction(id);
+        assert!(state.reactions.is_empty());
+        state.apply(ServerMessage::DominantSpeaker { participant: ParticipantId(3) });
+        let left = ServerMessage::ParticipantLeft { id: ParticipantId(3), reason: Some(Refusal::Kicked) };
+        assert_eq!(state.apply(left), [Directive::Forget(ParticipantId(3))]);
+        assert_eq!(state.participants.len(), 2);
+        assert_eq!(state.dominant, None);
+        assert_eq!(state.notices[0].text, "A moderator removed Cy from the meeting.");
+    }
+}

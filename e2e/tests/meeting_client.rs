@@ -1,0 +1,341 @@
+//! The meeting client in real browsers: headless Chromium with fake camera and microphone, joining through
+//! the real `convene up` (signalling, SFU, str0m) over loopback. Screenshots of each view are kept in
+//! `<target>/e2e-artifacts/` as `client-*.png`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::time::Duration;
+
+use convene_e2e::{Convene, browser::Browser};
+use fantoccini::Locator;
+use serde_json::{Value, json};
+
+/// Joining, media starting and stats moving share a loaded 2-core machine with three browsers.
+const MEDIA_WAIT: Duration = Duration::from_secs(90);
+const UI_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens a meeting link and waits for the hydrated pre-join screen.
+async fn open_prejoin(url: &str) -> Browser {
+    let browser = Browser::start().await.expect("a browser session");
+    browser.open(url).await.unwrap();
+    browser
+        .wait_for(
+            "the pre-join screen",
+            "return document.querySelector(\"html[data-hydrated] button[name='join']\") !== null;",
+            UI_WAIT,
+        )
+        .await
+        .unwrap();
+    browser
+}
+
+/// Clicks "Join" and waits for the phase the page should reach.
+async fn join(browser: &Browser, phase: &str) {
+    browser.press("button[name='join']").await.unwrap();
+    wait_phase(browser, phase).await;
+}
+
+async fn wait_phase(browser: &Browser, phase: &str) {
+    let script = format!("return document.querySelector(\".meeting[data-phase='{phase}']\") !== null;");
+    browser.wait_for(&format!("the {phase} phase"), &script, UI_WAIT).await.unwrap();
+}
+
+/// Each remote camera tile's name, decoded video frames and received audio bytes.
+const RECEPTION: &str = "
+    const tiles = [...document.querySelectorAll(\"figure.tile[data-local='false'][data-source='camera']\")];
+    return tiles.map(tile => ({
+        name: tile.querySelector('.tile-name').textContent,
+        frames: Number(tile.dataset.videoFrames || 0),
+        audio: Number(tile.dataset.audioBytes || 0),
+    }));";
+
+/// Waits until `browser` decodes video and receives audio from each of `from` (by name), then until both
+/// figures grew for every one of them.
+async fn wait_receiving(browser: &Browser, who: &str, from: &[&str]) {
+    let names = serde_json::to_string(from).unwrap();
+    let all_flowing = format!(
+        "const names = {names};
+         const seen = (() => {{ {RECEPTION} }})().filter(t => names.includes(t.name));
+         return seen.length === names.length && seen.every(t => t.frames > 0 && t.audio > 0) ? seen : null;"
+    );
+    let first = match browser.wait_for(&format!("{who} receiving from {names}"), &all_flowing, MEDIA_WAIT).await {
+        Ok(first) => first,
+        Err(error) => panic!("{error}; the page: {}", page_summary(browser, who).await),
+    };
+    let grown = format!(
+        "const before = {first};
+         const seen = (() => {{ {RECEPTION} }})();
+         return before.every(b => seen.some(t => t.name === b.name && t.frames > b.frames && t.audio > b.audio)) ? seen : null;"
+    );
+    if let Err(error) = browser.wait_for(&format!("{who}'s reception growing"), &grown, MEDIA_WAIT).await {
+        panic!("{error}; the page: {}", page_summary(browser, who).await);
+    }
+}
+
+/// What a page shows, for a failure's message (and a screenshot beside the other artefacts).
+async fn page_summary(browser: &Browser, who: &str) -> String {
+    let _ = browser.screenshot(&format!("client-failed-{who}")).await;
+    let script = "const m = document.querySelector('.meeting'); return m ? m.innerText + ' | ' +
+        [...document.querySelectorAll('figure.tile')].map(t => JSON.stringify(t.dataset)).join(' ') +
+        ' | connection ' + (document.querySelector('.connection') || {}).dataset?.connection : 'no meeting';";
+    browser.client.execute(script, vec![]).await.map(|value| value.to_string()).unwrap_or_default()
+}
+
+async fn text_of(browser: &Browser, css: &str) -> String {
+    browser.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    let ann = open_prejoin(&convene.join_url("standup", "Ann Moderator", true).await.unwrap()).await;
+    let prejoin = ann
+        .wait_for(
+            "the camera preview and device lists",
+            "const v = document.querySelector('.preview video');
+             return v && v.videoWidth > 0 && document.querySelectorAll(\"select[name='camera'] option\").length > 0;",
+            UI_WAIT,
+        )
+        .await;
+    prejoin.unwrap();
+    ann.screenshot("client-01-prejoin").await.unwrap();
+    join(&ann, "meeting").await;
+
+    let bob = open_prejoin(&convene.join_url("standup", "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    let cy = open_prejoin(&convene.join_url("standup", "Cy Participant", false).await.unwrap()).await;
+    join(&cy, "meeting").await;
+
+    let (ann_name, bob_name, cy_name) = ("Ann Moderator", "Bob Participant", "Cy Participant");
+    wait_receiving(&ann, "Ann", &[bob_name, cy_name]).await;
+    wait_receiving(&bob, "Bob", &[ann_name, cy_name]).await;
+    wait_receiving(&cy, "Cy", &[ann_name, bob_name]).await;
+    // Cy mutes: the others see the indicator.
+    cy.press("button[name='microphone']").await.unwrap();
+    let muted = "return document.querySelector(\"figure.tile[data-local='false'] [data-indicator='muted']\") !== null;";
+    ann.wait_for("Cy's muted indicator", muted, UI_WAIT).await.unwrap();
+    let names = text_of(&ann, ".tiles").await;
+    assert!(
+        names.contains("Bob Participant") && names.contains("Cy Participant") && names.contains("(you)"),
+        "{names}"
+    );
+    // Tiles ask for the size they show: the node heard a height for every remote tile.
+    let quality = ann
+        .wait_for(
+            "connection quality on every remote tile",
+            "const q = [...document.querySelectorAll(\"figure.tile[data-local='false'] .quality\")].map(e => e.dataset.quality);
+             return q.length === 2 && q.every(v => v !== 'unknown') ? q : null;",
+            UI_WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(quality.as_array().map(Vec::len), Some(2), "{quality}");
+    ann.screenshot("client-02-tiles-ann").await.unwrap();
+    cy.screenshot("client-03-tiles-cy").await.unwrap();
+
+    ann.press("button[name='view']").await.unwrap();
+    ann.wait_for("the stage view", "return document.querySelector('.tiles.stage .tile.on-stage') !== null;", UI_WAIT)
+        .await
+        .unwrap();
+    ann.screenshot("client-04-stage").await.unwrap();
+
+    // Leaving: the others see the person go.
+    bob.press("button[name='leave']").await.unwrap();
+    wait_phase(&bob, "over").await;
+    let gone = "return document.querySelectorAll(\"figure.tile[data-source='camera']\").length === 2;";
+    cy.wait_for("Bob's tile to go", gone, UI_WAIT).await.unwrap();
+    bob.screenshot("client-05-left").await.unwrap();
+
+    for browser in [ann, bob, cy] {
+        browser.close().await.unwrap();
+    }
+    convene.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared_screen() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    convene.create_room(json!({ "name": "board", "lobby": true })).await.unwrap();
+    let ann = open_prejoin(&convene.join_url("board", "Ann Moderator", true).await.unwrap()).await;
+    join(&ann, "meeting").await;
+
+    let bob = open_prejoin(&convene.join_url("board", "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "lobby").await;
+    bob.screenshot("client-10-lobby-waiting").await.unwrap();
+    let cy = open_prejoin(&convene.join_url("board", "Cy Participant", false).await.unwrap()).await;
+    join(&cy, "lobby").await;
+
+    ann.press("button[name='people']").await.unwrap();
+    let waiting = "return document.querySelectorAll('.people.lobby li').length === 2;";
+    ann.wait_for("two people in the lobby", waiting, UI_WAIT).await.unwrap();
+    ann.screenshot("client-11-lobby-moderator").await.unwrap();
+    ann.press(".people.lobby li:first-child button[name='admit']").await.unwrap();
+    wait_phase(&bob, "meeting").await;
+    ann.press(".people.lobby li:first-child button[name='admit']").await.unwrap();
+    wait_phase(&cy, "meeting").await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator", "Cy Participant"]).await;
+
+    // Mute one: Bob is told, and everyone sees his indicator.
+    let bob_row = "li[data-person]:nth-child(2)";
+    assert!(text_of(&ann, bob_row).await.contains("Bob"), "people are listed in the order they came");
+    ann.press(&format!("{bob_row} button[name='mute']")).await.unwrap();
+    let told = "return [...document.querySelectorAll('.notice-line')].some(n => n.textContent.includes('turned off your microphone'));";
+    bob.wait_for("Bob being told he was muted", told, UI_WAIT).await.unwrap();
+    assert_eq!(text_of(&bob, "button[name='microphone']").await, "Unmute");
+    let muted = "return document.querySelector(\"figure.tile[data-local='false'] [data-indicator='muted']\") !== null;";
+    cy.wait_for("Bob's muted indicator at Cy", muted, UI_WAIT).await.unwrap();
+    bob.screenshot("client-12-muted-by-moderator").await.unwrap();
+
+    // Screen share: Bob shares, the others get a screen tile that decodes.
+    bob.press("button[name='screen']").await.unwrap();
+    let screen = "const t = document.querySelector(\"figure.tile[data-source='screen']\");
+                  return t && Number(t.dataset.videoFrames || 0) > 0;";
+    ann.wait_for("Bob's screen at Ann", screen, MEDIA_WAIT).await.unwrap();
+    cy.wait_for("Bob's screen at Cy", screen, MEDIA_WAIT).await.unwrap();
+    ann.screenshot("client-13-screen-share").await.unwrap();
+
+    // Kick one: Cy is told why, the others see Cy go.
+    let cy_row = "li[data-person]:nth-child(3)";
+    assert!(text_of(&ann, cy_row).await.contains("Cy"));
+    ann.press(&format!("{cy_row} button[name='kick']")).await.unwrap();
+    let kicked = "return document.querySelector(\"[data-ending='kicked']\") !== null;";
+    cy.wait_for("Cy being removed", kicked, UI_WAIT).await.unwrap();
+    cy.screenshot("client-14-kicked").await.unwrap();
+    let gone = "return document.querySelectorAll(\"figure.tile[data-source='camera']\").length === 2;";
+    bob.wait_for("Cy's tile to go at Bob", gone, UI_WAIT).await.unwrap();
+    let people: Value =
+        ann.client.execute("return document.querySelectorAll('li[data-person]').length;", vec![]).await.unwrap();
+    assert_eq!(people, json!(2));
+
+    for browser in [ann, bob, cy] {
+        browser.close().await.unwrap();
+    }
+    convene.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_password_room_asks_for_it_until_it_is_right() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    convene.create_room(json!({ "name": "secret", "password": "opensesame" })).await.unwrap();
+    let bob = open_prejoin(&convene.join_url("secret", "Bob Participant", false).await.unwrap()).await;
+    // Joining muted holds across the password prompt.
+    bob.press("input[name='microphone_off']").await.unwrap();
+    join(&bob, "password").await;
+    bob.fill("password", "wrong").await.unwrap();
+    bob.press("form button[type='submit']").await.unwrap();
+    bob.wait_for("the wrong-password prompt", "return document.querySelector('.banner.error') !== null;", UI_WAIT)
+        .await
+        .unwrap();
+    bob.screenshot("client-20-password").await.unwrap();
+    bob.fill("password", "opensesame").await.unwrap();
+    bob.press("form button[type='submit']").await.unwrap();
+    wait_phase(&bob, "meeting").await;
+    let muted = "return document.querySelector(\"button[name='microphone']\").textContent === 'Unmute';";
+    bob.wait_for("the microphone off as chosen", muted, UI_WAIT).await.unwrap();
+    bob.screenshot("client-21-password-accepted").await.unwrap();
+    bob.close().await.unwrap();
+    convene.stop().await.unwrap();
+}
+
+/// Serves the docs' iframe sample from a loopback origin of its own (another site, as a customer's would be).
+fn serve_sample() -> u16 {
+    use std::io::{Read, Write};
+    let page = include_str!("../../docs/embed-sample.html");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                page.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(page.as_bytes()));
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn the_iframe_sample_joins_and_obeys_its_page() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    let link = convene.join_url("embedded", "Emma Embedded", false).await.unwrap();
+    let jwt = link.split_once("jwt=").map(|(_, jwt)| jwt.to_owned()).unwrap();
+    let meet = format!("http://meet.localhost:{}", convene.port());
+    let sample = format!(
+        "http://127.0.0.1:{}/embed-sample.html?meet={meet}&room=embedded&jwt={jwt}&prejoin=off",
+        serve_sample()
+    );
+    let browser = Browser::start().await.expect("a browser session");
+    browser.open(&sample).await.unwrap();
+    let event = |name: &str| format!("return document.querySelector(\"#events li[data-event='{name}']\") !== null;");
+    browser.wait_for("videoConferenceJoined", &event("videoConferenceJoined"), MEDIA_WAIT).await.unwrap();
+    browser.press("#mute").await.unwrap();
+    browser.wait_for("audioMuteStatusChanged", &event("audioMuteStatusChanged"), UI_WAIT).await.unwrap();
+    let muted = "return [...document.querySelectorAll(\"#events li[data-event='audioMuteStatusChanged']\")]
+                 .some(line => line.textContent.includes('\"muted\":true'));";
+    browser.wait_for("the microphone muted by the page", muted, UI_WAIT).await.unwrap();
+    browser.screenshot("client-30-embedded").await.unwrap();
+    browser.press("#hangup").await.unwrap();
+    browser.wait_for("videoConferenceLeft", &event("videoConferenceLeft"), UI_WAIT).await.unwrap();
+    browser.close().await.unwrap();
+    convene.stop().await.unwrap();
+}
+
+/// The version byte that ends every frame the encryption worker sealed (`assets/e2ee-worker.js`).
+const SEALED_FRAME_VERSION: u8 = 0xe2;
+
+#[tokio::test]
+async fn an_encrypted_meeting_decodes_between_browsers_while_the_node_forwards_only_sealed_frames() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    convene.create_room(json!({ "name": "private", "end_to_end_encryption": true })).await.unwrap();
+    let ann = open_prejoin(&convene.join_url("private", "Ann Moderator", true).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url("private", "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    for browser in [&ann, &bob] {
+        let on = "return document.querySelector(\"[data-e2ee='on']\") !== null;";
+        browser.wait_for("the encryption indicator", on, UI_WAIT).await.unwrap();
+    }
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    ann.screenshot("client-40-e2ee").await.unwrap();
+
+    // A participant without the keys (a webrtc-rs bot) sees what the node forwards: sealed frames only.
+    let link = convene.join_url("private", "Observer", false).await.unwrap();
+    let token = link.split_once("jwt=").map(|(_, jwt)| jwt.to_owned()).unwrap();
+    let mut options = convene_bots::BotOptions::new(
+        format!("ws://{}/_signal/private", convene.address),
+        format!("meet.localhost:{}", convene.port()),
+        token,
+    );
+    options.video = None;
+    let observer = convene_bots::Bot::join(options).await.expect("the observer joins");
+    let deadline = std::time::Instant::now() + MEDIA_WAIT;
+    let tails = loop {
+        let stats = observer.stats();
+        let cameras: Vec<_> = stats.tracks.iter().filter(|track| track.frame_tails.len() >= 8).collect();
+        if cameras.len() >= 2 {
+            break cameras.into_iter().flat_map(|track| track.frame_tails.clone()).collect::<Vec<_>>();
+        }
+        assert!(std::time::Instant::now() < deadline, "the observer received no video: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for tail in &tails {
+        assert_eq!(tail.last(), Some(&SEALED_FRAME_VERSION), "every forwarded frame is sealed: {tail:02x?}");
+    }
+    let ivs: std::collections::BTreeSet<&[u8]> =
+        tails.iter().map(|tail| &tail[tail.len() - 14..tail.len() - 2]).collect();
+    assert_eq!(ivs.len(), tails.len(), "every frame has an IV of its own");
+    // The browsers ratcheted their keys for the newcomer and still decode each other.
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    observer.leave().await;
+    // The observer left: keys rotate, and the two go on decoding.
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+
+    for browser in [ann, bob] {
+        browser.close().await.unwrap();
+    }
+    convene.stop().await.unwrap();
+}
