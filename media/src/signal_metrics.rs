@@ -61,21 +61,7 @@ impl SignalMetrics {
 
     /// A refusal sent to a client.
     pub fn refused(&self, reason: convene_signal::Refusal) {
-        use convene_signal::Refusal;
-        let reason = match reason {
-            Refusal::UnsupportedVersion => "unsupported_version",
-            Refusal::InvalidToken => "invalid_token",
-            Refusal::PasswordRequired => "password_required",
-            Refusal::WrongPassword => "wrong_password",
-            Refusal::Locked => "locked",
-            Refusal::Full => "full",
-            Refusal::Rejected => "rejected",
-            Refusal::Kicked => "kicked",
-            Refusal::Ended => "ended",
-            Refusal::Unavailable => "unavailable",
-            Refusal::PlanLimit => "plan_limit",
-            Refusal::PaymentOverdue => "payment_overdue",
-        };
+        let reason = reason.code();
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
     }
 

@@ -278,28 +278,11 @@ fn Over(ending: Ending) -> impl IntoView {
     };
     let rejoin = matches!(ending.reason, None | Some(Refusal::Unavailable | Refusal::Locked | Refusal::Full));
     view! {
-        <div class="notice" data-ending=ending.reason.map_or("left", refusal_code)>
+        <div class="notice" data-ending=ending.reason.map_or("left", Refusal::code)>
             <h1>{headline}</h1>
             <p>{ending.message}</p>
             {rejoin.then(|| view! { <button class="button" on:click=move |_| client.join()>"Join again"</button> })}
         </div>
-    }
-}
-
-fn refusal_code(reason: Refusal) -> &'static str {
-    match reason {
-        Refusal::UnsupportedVersion => "unsupported_version",
-        Refusal::InvalidToken => "invalid_token",
-        Refusal::PasswordRequired => "password_required",
-        Refusal::WrongPassword => "wrong_password",
-        Refusal::Locked => "locked",
-        Refusal::Full => "full",
-        Refusal::Rejected => "rejected",
-        Refusal::Kicked => "kicked",
-        Refusal::Ended => "ended",
-        Refusal::Unavailable => "unavailable",
-        Refusal::PlanLimit => "plan_limit",
-        Refusal::PaymentOverdue => "payment_overdue",
     }
 }
 

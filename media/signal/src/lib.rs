@@ -277,6 +277,26 @@ pub enum Refusal {
     PaymentOverdue,
 }
 
+impl Refusal {
+    /// The stable code, as on the wire: for metrics labels and pages.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::UnsupportedVersion => "unsupported_version",
+            Refusal::InvalidToken => "invalid_token",
+            Refusal::PasswordRequired => "password_required",
+            Refusal::WrongPassword => "wrong_password",
+            Refusal::Locked => "locked",
+            Refusal::Full => "full",
+            Refusal::Rejected => "rejected",
+            Refusal::Kicked => "kicked",
+            Refusal::Ended => "ended",
+            Refusal::Unavailable => "unavailable",
+            Refusal::PlanLimit => "plan_limit",
+            Refusal::PaymentOverdue => "payment_overdue",
+        }
+    }
+}
+
 /// What the node sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -444,6 +464,28 @@ mod tests {
         assert_eq!(mute, ClientMessage::Mute { participant: ParticipantId(7), media: MediaKind::Audio });
         let left = ServerMessage::ParticipantLeft { id: ParticipantId(3), reason: Some(Refusal::Kicked) };
         assert_eq!(left.to_json(), r#"{"type":"participant_left","id":3,"reason":"kicked"}"#);
+    }
+
+    #[test]
+    fn refusal_codes_are_the_wire_names() {
+        use Refusal::*;
+        let all = [
+            UnsupportedVersion,
+            InvalidToken,
+            PasswordRequired,
+            WrongPassword,
+            Locked,
+            Full,
+            Rejected,
+            Kicked,
+            Ended,
+            Unavailable,
+            PlanLimit,
+            PaymentOverdue,
+        ];
+        for refusal in all {
+            assert_eq!(serde_json::to_string(&refusal).ok(), Some(format!("\"{}\"", refusal.code())));
+        }
     }
 
     #[test]
