@@ -8,7 +8,7 @@
 (function () {
   "use strict";
 
-  var COMMANDS = ["toggleAudio", "toggleVideo", "setAudioMuted", "setVideoMuted", "hangup"];
+  var COMMANDS = ["toggleAudio", "toggleVideo", "setAudioMuted", "setVideoMuted", "hangup", "displayName"];
 
   function ConveneMeetExternalAPI(meetHost, options) {
     if (!options || !options.roomName || !options.jwt) {
@@ -43,7 +43,7 @@
     });
   };
 
-  // Commands: toggleAudio, toggleVideo, setAudioMuted(bool), setVideoMuted(bool), hangup.
+  // Commands: toggleAudio, toggleVideo, setAudioMuted(bool), setVideoMuted(bool), hangup, displayName(text).
   ConveneMeetExternalAPI.prototype.executeCommand = function (name, argument) {
     if (COMMANDS.indexOf(name) < 0) throw new Error("unknown command " + name + "; known: " + COMMANDS.join(", "));
     this.iframe.contentWindow.postMessage({ type: "convene-command", name: name, argument: argument }, this._origin);

@@ -624,6 +624,7 @@ impl MeetingService {
             (room.recording_allowed, "Recording allowed"),
             (room.end_to_end_encryption, "End-to-end encryption"),
             (room.high_fidelity_audio, "High-fidelity audio"),
+            (room.fixed_display_names, "Names from the invitations"),
         ]
         .into_iter()
         .filter(|(on, _)| *on)
@@ -647,6 +648,7 @@ impl MeetingService {
             recording_allowed: room.recording_allowed,
             end_to_end_encryption: room.end_to_end_encryption,
             high_fidelity_audio: room.high_fidelity_audio,
+            fixed_display_names: room.fixed_display_names,
             max_resolution: room.max_resolution.clone(),
         };
         Ok(MeetingDetails {

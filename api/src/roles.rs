@@ -76,6 +76,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         let config = NodeConfig {
             udp_addr: settings.media_udp_addr,
             public_ip: settings.media_public_ip,
+            public_port: settings.media_public_port,
             shards: settings.media_shards,
             top_height: TOP_HEIGHT,
         };

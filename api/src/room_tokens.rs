@@ -95,10 +95,8 @@ pub async fn mint(
     } else {
         Some(RoomName::parse(&request.room).map_err(|error| MintError::Invalid(format!("room: {error}")))?)
     };
-    let name = request.user.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(MintError::Invalid("user.name: give the person's name (1 to 200 characters)".to_owned()));
-    }
+    let name = convene_signal::display_name(&request.user.name)
+        .map_err(|message| MintError::Invalid(format!("user.name: {message}")))?;
     let exp = request.exp.unwrap_or(now + DEFAULT_LIFETIME_SECONDS);
     if exp <= now || exp > now + MAX_LIFETIME_SECONDS {
         return Err(MintError::Invalid("exp: must be in the future and at most 7 days ahead".to_owned()));

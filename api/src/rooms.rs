@@ -59,6 +59,9 @@ pub struct Settings {
     /// `720p` (default) or `1080p`.
     #[serde(default = "default_resolution")]
     pub max_resolution: String,
+    /// Participants keep the display names their meeting links give them.
+    #[serde(default)]
+    pub fixed_display_names: bool,
 }
 
 fn default_resolution() -> String {
@@ -111,6 +114,9 @@ pub struct RoomChange {
     /// `720p` or `1080p`.
     #[serde(default)]
     max_resolution: Option<String>,
+    /// Names from the meeting links fixed or not.
+    #[serde(default)]
+    fixed_display_names: Option<bool>,
 }
 
 impl RoomChange {
@@ -126,6 +132,7 @@ impl RoomChange {
             end_to_end_encryption: Some(settings.end_to_end_encryption),
             high_fidelity_audio: Some(settings.high_fidelity_audio),
             max_resolution: Some(settings.max_resolution),
+            fixed_display_names: Some(settings.fixed_display_names),
         }
     }
 }
@@ -192,6 +199,7 @@ pub fn settings_of(row: &room::Model) -> Settings {
         end_to_end_encryption: row.end_to_end_encryption,
         high_fidelity_audio: row.high_fidelity_audio,
         max_resolution: row.max_resolution.clone(),
+        fixed_display_names: row.fixed_display_names,
     }
 }
 
@@ -241,6 +249,7 @@ pub async fn create(db: &impl ConnectionTrait, tenant: TenantId, new: NewRoom) -
         end_to_end_encryption: Set(settings.end_to_end_encryption),
         high_fidelity_audio: Set(settings.high_fidelity_audio),
         max_resolution: Set(settings.max_resolution),
+        fixed_display_names: Set(settings.fixed_display_names),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -304,6 +313,7 @@ pub async fn update(
     settings.recording_allowed = change.recording_allowed.unwrap_or(settings.recording_allowed);
     settings.end_to_end_encryption = change.end_to_end_encryption.unwrap_or(settings.end_to_end_encryption);
     settings.high_fidelity_audio = change.high_fidelity_audio.unwrap_or(settings.high_fidelity_audio);
+    settings.fixed_display_names = change.fixed_display_names.unwrap_or(settings.fixed_display_names);
     check(current.title.as_deref(), &current.settings)?;
     let settings = current.settings;
     let mut active: room::ActiveModel = row.into();
@@ -316,6 +326,7 @@ pub async fn update(
     active.end_to_end_encryption = Set(settings.end_to_end_encryption);
     active.high_fidelity_audio = Set(settings.high_fidelity_audio);
     active.max_resolution = Set(settings.max_resolution);
+    active.fixed_display_names = Set(settings.fixed_display_names);
     active.updated_at = Set(Utc::now());
     Ok(view(active.update(db).await?))
 }

@@ -30,6 +30,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_MAIL_FROM", "Convene <no-reply@localhost>", "sender of the mail Convene sends"),
     ("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:10000", "UDP address of the media node's first shard (shard i: port + i)"),
     ("CONVENE_MEDIA_PUBLIC_IP", "(the UDP address's IP)", "IP address clients send media to, when not the bound one"),
+    (
+        "CONVENE_MEDIA_PUBLIC_PORT",
+        "(the UDP address's port)",
+        "port clients send shard 0's media to, when a NAT maps it",
+    ),
     ("CONVENE_MEDIA_SHARDS", "0 (one per core)", "media threads, each with its own UDP port"),
     ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
@@ -64,6 +69,8 @@ pub struct Settings {
     pub media_udp_addr: SocketAddr,
     /// The IP address clients send media to, when it is not the bound one.
     pub media_public_ip: Option<IpAddr>,
+    /// The port clients send shard 0's media to, when a NAT maps it to the bound one.
+    pub media_public_port: Option<u16>,
     /// Media shards (threads); 0 for one per core.
     pub media_shards: usize,
     /// The SIP gateway's address.
@@ -343,6 +350,14 @@ impl Parser {
                 "CONVENE_MEDIA_PUBLIC_IP",
                 || None,
                 |value| value.parse().map(Some).map_err(|_| "must be an IP address like 203.0.113.7".to_owned()),
+            )?,
+            media_public_port: self.get(
+                "CONVENE_MEDIA_PUBLIC_PORT",
+                || None,
+                |value| match value.parse::<u16>() {
+                    Ok(port) if port > 0 => Ok(Some(port)),
+                    _ => Err("must be a UDP port from 1 to 65535".to_owned()),
+                },
             )?,
             media_shards: self.get(
                 "CONVENE_MEDIA_SHARDS",

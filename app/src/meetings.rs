@@ -176,6 +176,7 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
                 {checkbox("recording_allowed", "Moderators may record", ticked("recording_allowed", draft.recording_allowed))}
                 {checkbox("end_to_end_encryption", "End-to-end encryption", ticked("end_to_end_encryption", draft.end_to_end_encryption))}
                 {checkbox("high_fidelity_audio", "High-fidelity audio (music, stereo)", ticked("high_fidelity_audio", draft.high_fidelity_audio))}
+                {checkbox("fixed_display_names", "Participants keep the names on their invitations", ticked("fixed_display_names", draft.fixed_display_names))}
                 <div class="row">
                     <label class="field">
                         <span>"Room password" <small class="muted">" (optional)"</small></span>

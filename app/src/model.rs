@@ -136,6 +136,8 @@ pub struct Invitee {
     pub name: String,
     /// Whether the token makes them a moderator.
     pub moderator: bool,
+    /// The room keeps the token's name (no name field before joining).
+    pub fixed_name: bool,
 }
 
 /// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.
@@ -206,6 +208,8 @@ pub struct MeetingDraft {
     pub end_to_end_encryption: bool,
     /// High-fidelity audio.
     pub high_fidelity_audio: bool,
+    /// Participants keep the names their links give them.
+    pub fixed_display_names: bool,
     /// `720p` or `1080p`.
     pub max_resolution: String,
 }

@@ -235,6 +235,7 @@ impl Bot {
             version: PROTOCOL_VERSION,
             token: options.token.clone(),
             password: options.password.clone(),
+            name: None,
         };
         send_frame(&mut sink, &hello).await?;
         let first =

@@ -80,6 +80,7 @@ fn welcome(you: u64) -> ServerMessage {
             locked: false,
             lobby: true,
             end_to_end_encryption: false,
+            fixed_display_names: false,
             quality: MediaQuality::default(),
         },
         participants: vec![participant(you)],
@@ -130,7 +131,8 @@ async fn a_bot_waits_in_the_lobby_then_publishes_receives_and_is_kicked() {
         ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             token: "a.b.c".to_owned(),
-            password: Some("secret".to_owned())
+            password: Some("secret".to_owned()),
+            name: None,
         }
     );
     send(&mut ws, &ServerMessage::Lobby { you: ParticipantId(7) }).await;

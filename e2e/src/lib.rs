@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod mail;
+pub mod relay;
 
 use std::{
     path::PathBuf,
@@ -78,12 +79,17 @@ impl Convene {
     /// name the real port (`http://localhost:<port>`, `http://meet.localhost:<port>`), so links in its mail
     /// work in a browser.
     pub async fn up() -> anyhow::Result<Self> {
-        Self::start(tempfile::tempdir()?, None).await
+        Self::start(tempfile::tempdir()?, None, &[]).await
     }
 
     /// [`Convene::up`] with a tenant made first by `convene admin create-tenant`, whose API key mints room
     /// tokens ([`Convene::join_url`]) and makes rooms ([`Convene::create_room`]).
     pub async fn up_with_tenant() -> anyhow::Result<Self> {
+        Self::up_with_tenant_and(&[]).await
+    }
+
+    /// [`Convene::up_with_tenant`] with `settings` (`CONVENE_*` variables) over the test defaults.
+    pub async fn up_with_tenant_and(settings: &[(&str, String)]) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let created = convene_command()?
             .args(["admin", "create-tenant", "--name", "Acme", "--owner-email", "owner@acme.example"])
@@ -98,10 +104,14 @@ impl Convene {
         }
         let created: serde_json::Value = serde_json::from_slice(&created.stdout).context("its JSON")?;
         let api_key = created["api_key"].as_str().context("no api_key in its JSON")?.to_owned();
-        Self::start(data_dir, Some(api_key)).await
+        Self::start(data_dir, Some(api_key), settings).await
     }
 
-    async fn start(data_dir: tempfile::TempDir, api_key: Option<String>) -> anyhow::Result<Self> {
+    async fn start(
+        data_dir: tempfile::TempDir,
+        api_key: Option<String>,
+        settings: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let (mailbox, smtp) = mail::Mailbox::for_app(data_dir.path().join("mail"));
         let mut command = convene_command()?;
@@ -117,6 +127,7 @@ impl Convene {
             .env("CONVENE_MAIL_FROM", mailbox.sender())
             .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
             .env("CONVENE_LOG", "warn")
+            .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .kill_on_drop(true)

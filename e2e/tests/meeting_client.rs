@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use convene_e2e::{Convene, browser::Browser};
+use convene_e2e::{Convene, browser::Browser, relay::UdpRelay};
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
@@ -102,10 +102,12 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
 
     let bob = open_prejoin(&convene.join_url("standup", "Bob Participant", false).await.unwrap()).await;
     join(&bob, "meeting").await;
+    // Cy goes by another name than the invitation's (the room lets people choose).
     let cy = open_prejoin(&convene.join_url("standup", "Cy Participant", false).await.unwrap()).await;
+    cy.fill("display_name", "Cyrus the Great").await.unwrap();
     join(&cy, "meeting").await;
 
-    let (ann_name, bob_name, cy_name) = ("Ann Moderator", "Bob Participant", "Cy Participant");
+    let (ann_name, bob_name, cy_name) = ("Ann Moderator", "Bob Participant", "Cyrus the Great");
     wait_receiving(&ann, "Ann", &[bob_name, cy_name]).await;
     wait_receiving(&bob, "Bob", &[ann_name, cy_name]).await;
     wait_receiving(&cy, "Cy", &[ann_name, bob_name]).await;
@@ -114,10 +116,14 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     let muted = "return document.querySelector(\"figure.tile[data-local='false'] [data-indicator='muted']\") !== null;";
     ann.wait_for("Cy's muted indicator", muted, UI_WAIT).await.unwrap();
     let names = text_of(&ann, ".tiles").await;
-    assert!(
-        names.contains("Bob Participant") && names.contains("Cy Participant") && names.contains("(you)"),
-        "{names}"
-    );
+    assert!(names.contains(bob_name) && names.contains(cy_name) && names.contains("(you)"), "{names}");
+    // Bob renames himself mid-meeting: the others' tiles follow.
+    bob.press("button[name='settings']").await.unwrap();
+    bob.fill("rename", "Robert").await.unwrap();
+    bob.press("form.rename button[type='submit']").await.unwrap();
+    let renamed = "return [...document.querySelectorAll('.tile-name')].some(n => n.textContent === 'Robert');";
+    cy.wait_for("Bob's new name at Cy", renamed, UI_WAIT).await.unwrap();
+    bob.press("button[name='settings']").await.unwrap();
     // Tiles ask for the size they show: the node heard a height for every remote tile.
     let quality = ann
         .wait_for(
@@ -215,8 +221,17 @@ async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared
 #[tokio::test]
 async fn a_password_room_asks_for_it_until_it_is_right() {
     let convene = Convene::up_with_tenant().await.expect("convene up starts");
-    convene.create_room(json!({ "name": "secret", "password": "opensesame" })).await.unwrap();
+    convene
+        .create_room(json!({ "name": "secret", "password": "opensesame", "fixed_display_names": true }))
+        .await
+        .unwrap();
     let bob = open_prejoin(&convene.join_url("secret", "Bob Participant", false).await.unwrap()).await;
+    let name_field: Value = bob
+        .client
+        .execute("return document.querySelector(\"input[name='display_name']\") !== null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(name_field, json!(false), "the room keeps the invitation's name: nothing to edit");
     // Joining muted holds across the password prompt.
     bob.press("input[name='microphone_off']").await.unwrap();
     join(&bob, "password").await;
@@ -233,6 +248,53 @@ async fn a_password_room_asks_for_it_until_it_is_right() {
     bob.wait_for("the microphone off as chosen", muted, UI_WAIT).await.unwrap();
     bob.screenshot("client-21-password-accepted").await.unwrap();
     bob.close().await.unwrap();
+    convene.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_media_outage_restarts_ice_and_the_meeting_goes_on_in_the_same_session() {
+    // The browsers reach the node through a relay the test can cut, as a network outage would.
+    let node_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let relay = UdpRelay::start(([127, 0, 0, 1], node_port).into()).await.unwrap();
+    let convene = Convene::up_with_tenant_and(&[
+        ("CONVENE_MEDIA_UDP_ADDR", format!("127.0.0.1:{node_port}")),
+        ("CONVENE_MEDIA_SHARDS", "1".to_owned()),
+        ("CONVENE_MEDIA_PUBLIC_PORT", relay.address.port().to_string()),
+    ])
+    .await
+    .expect("convene up starts");
+    let ann = open_prejoin(&convene.join_url("outage", "Ann Moderator", true).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url("outage", "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    let people = "return [...document.querySelectorAll('figure.tile')].map(t => t.dataset.participant).sort().join();";
+    let before = ann.client.execute(people, vec![]).await.unwrap();
+
+    relay.set_cut(true);
+    let restarted = "return Number(document.querySelector('.connection').dataset.iceRestarts) >= 1;";
+    for browser in [&ann, &bob] {
+        browser.wait_for("an ICE restart after the outage", restarted, UI_WAIT).await.unwrap();
+    }
+    let shown = text_of(&ann, ".connection").await;
+    assert_eq!(shown, "Reconnecting media…", "the page says the media is being reconnected");
+    ann.screenshot("client-50-media-outage").await.unwrap();
+    relay.set_cut(false);
+
+    let connected = "return document.querySelector('.connection').dataset.connection === 'connected';";
+    for browser in [&ann, &bob] {
+        browser.wait_for("the media connected again", connected, UI_WAIT).await.unwrap();
+    }
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    // The same session throughout: nobody joined again (a rejoin gets a new participant id).
+    assert_eq!(ann.client.execute(people, vec![]).await.unwrap(), before);
+    assert_eq!(text_of(&ann, ".connection").await, "Connected");
+
+    for browser in [ann, bob] {
+        browser.close().await.unwrap();
+    }
     convene.stop().await.unwrap();
 }
 
@@ -302,25 +364,7 @@ async fn an_encrypted_meeting_decodes_between_browsers_while_the_node_forwards_o
     ann.screenshot("client-40-e2ee").await.unwrap();
 
     // A participant without the keys (a webrtc-rs bot) sees what the node forwards: sealed frames only.
-    let link = convene.join_url("private", "Observer", false).await.unwrap();
-    let token = link.split_once("jwt=").map(|(_, jwt)| jwt.to_owned()).unwrap();
-    let mut options = convene_bots::BotOptions::new(
-        format!("ws://{}/_signal/private", convene.address),
-        format!("meet.localhost:{}", convene.port()),
-        token,
-    );
-    options.video = None;
-    let observer = convene_bots::Bot::join(options).await.expect("the observer joins");
-    let deadline = std::time::Instant::now() + MEDIA_WAIT;
-    let tails = loop {
-        let stats = observer.stats();
-        let cameras: Vec<_> = stats.tracks.iter().filter(|track| track.frame_tails.len() >= 8).collect();
-        if cameras.len() >= 2 {
-            break cameras.into_iter().flat_map(|track| track.frame_tails.clone()).collect::<Vec<_>>();
-        }
-        assert!(std::time::Instant::now() < deadline, "the observer received no video: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (observer, tails) = observe(&convene, "private", 2).await;
     for tail in &tails {
         assert_eq!(tail.last(), Some(&SEALED_FRAME_VERSION), "every forwarded frame is sealed: {tail:02x?}");
     }
@@ -334,8 +378,42 @@ async fn an_encrypted_meeting_decodes_between_browsers_while_the_node_forwards_o
     wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
     wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
 
-    for browser in [ann, bob] {
+    // The control: in a room without end-to-end encryption the same observer gets plain VP8, which the
+    // checks above would refuse (a plain frame ends in the marker byte about once in 256).
+    let cy = open_prejoin(&convene.join_url("open", "Cy Participant", false).await.unwrap()).await;
+    join(&cy, "meeting").await;
+    let (plain_observer, plain) = observe(&convene, "open", 1).await;
+    let marked = plain.iter().filter(|tail| tail.last() == Some(&SEALED_FRAME_VERSION)).count();
+    assert!(marked * 2 < plain.len(), "{marked} of {} plain frames end like sealed ones", plain.len());
+    plain_observer.leave().await;
+
+    for browser in [ann, bob, cy] {
         browser.close().await.unwrap();
     }
     convene.stop().await.unwrap();
+}
+
+/// A keyless webrtc-rs bot joins `room` and collects the last bytes of the video frames the node forwards it
+/// from `cameras` people.
+async fn observe(convene: &Convene, room: &str, cameras: usize) -> (convene_bots::Bot, Vec<Vec<u8>>) {
+    let link = convene.join_url(room, "Observer", false).await.unwrap();
+    let token = link.split_once("jwt=").map(|(_, jwt)| jwt.to_owned()).unwrap();
+    let mut options = convene_bots::BotOptions::new(
+        format!("ws://{}/_signal/{room}", convene.address),
+        format!("meet.localhost:{}", convene.port()),
+        token,
+    );
+    options.video = None;
+    let observer = convene_bots::Bot::join(options).await.expect("the observer joins");
+    let deadline = std::time::Instant::now() + MEDIA_WAIT;
+    loop {
+        let stats = observer.stats();
+        let seen: Vec<_> = stats.tracks.iter().filter(|track| track.frame_tails.len() >= 8).collect();
+        if seen.len() >= cameras {
+            let tails = seen.into_iter().flat_map(|track| track.frame_tails.clone()).collect();
+            return (observer, tails);
+        }
+        assert!(std::time::Instant::now() < deadline, "the observer received no video: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -56,11 +56,6 @@ impl BatchSocket {
         })
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
     /// Waits until datagrams can be read.
     pub async fn readable(&self) -> io::Result<()> {
         self.socket.readable().await
@@ -173,7 +168,7 @@ mod tests {
     /// and checks that exactly those datagrams arrive, in order.
     async fn assert_arrive(sent: &[Vec<u8>], as_runs: bool) {
         let (mut sender, mut receiver) = pair().await;
-        let Ok(destination) = receiver.local_addr() else { panic!("address") };
+        let Ok(destination) = receiver.socket.local_addr() else { panic!("address") };
         for datagram in sent {
             sender.send(destination, datagram);
             if !as_runs {

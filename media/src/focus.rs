@@ -5,13 +5,14 @@
 //! Rules: the token's `moderator` claim decides the role, and moderators bypass the lobby, the password and
 //! the lock; everyone else meets them in that order after the participant ceiling. Moderator actions from
 //! participants are refused with `forbidden`; actions naming someone not in the room with
-//! `unknown_participant`; a bad message never affects anyone but its sender.
+//! `unknown_participant`; a bad message never affects anyone but its sender. Participants may replace the
+//! token's display name (before joining, in `hello`, or later) unless the room fixes names.
 
 use std::collections::BTreeMap;
 
 use convene_signal::{
     ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind, MediaQuality,
-    PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage,
+    PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, display_name,
 };
 
 /// A room's settings from the control plane.
@@ -25,6 +26,8 @@ pub struct RoomPolicy {
     pub max_participants: Option<usize>,
     /// Media is end-to-end encrypted.
     pub end_to_end_encryption: bool,
+    /// Participants keep the token's display name.
+    pub fixed_display_names: bool,
     /// What participants capture and send.
     pub quality: MediaQuality,
     /// What the organisation's plan allows; it may change during a meeting, so each connection brings the
@@ -57,8 +60,10 @@ pub struct Allowance {
 pub struct Identity {
     /// The token's `context.user.id`, if it has one.
     pub user_id: Option<String>,
-    /// Display name.
+    /// Display name, from the token.
     pub name: String,
+    /// The name the participant chose in `hello` instead, if they did.
+    pub chosen_name: Option<String>,
     /// The token's `context.user.moderator`.
     pub moderator: bool,
 }
@@ -161,6 +166,11 @@ impl Room {
         self.lobby.contains_key(&id)
     }
 
+    /// Whether the room encrypts media end to end.
+    pub fn end_to_end_encrypted(&self) -> bool {
+        self.policy.end_to_end_encryption
+    }
+
     /// Whom `receiver` pinned, if anyone.
     pub fn pinned_by(&self, receiver: ParticipantId) -> Option<ParticipantId> {
         self.members.get(&receiver).and_then(|member| member.pinned)
@@ -172,6 +182,7 @@ impl Room {
             locked: self.locked,
             lobby: self.policy.lobby,
             end_to_end_encryption: self.policy.end_to_end_encryption,
+            fixed_display_names: self.policy.fixed_display_names,
             quality: self.policy.quality,
         }
     }
@@ -199,12 +210,20 @@ impl Room {
     /// A verified connection's `hello`: it joins, waits in the lobby, or is refused.
     pub fn connect(
         &mut self,
-        identity: Identity,
+        mut identity: Identity,
         version: u32,
         password: Option<&str>,
     ) -> (ParticipantId, Vec<Outbound>) {
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
+        // A name that cannot be taken leaves the token's; the participant is told why once they are in.
+        let name_refused = identity.chosen_name.take().and_then(|chosen| match self.acceptable_name(&chosen) {
+            Ok(name) => {
+                identity.name = name;
+                None
+            }
+            Err((code, message)) => Some(error(id, code, &message)),
+        });
         let refused = if version != PROTOCOL_VERSION {
             Some(Refusal::UnsupportedVersion)
         } else if self.ended {
@@ -231,13 +250,24 @@ impl Room {
         {
             return (id, refuse_with(id, Refusal::PlanLimit, ceiling.message.clone()));
         }
-        if self.policy.lobby && !identity.moderator {
+        let mut out = if self.policy.lobby && !identity.moderator {
             self.lobby.insert(id, identity);
             let mut out = vec![Outbound::Send(id, ServerMessage::Lobby { you: id })];
             out.extend(self.lobby_changed());
-            return (id, out);
+            out
+        } else {
+            self.admit(id, identity)
+        };
+        out.extend(name_refused.into_iter().flatten());
+        (id, out)
+    }
+
+    /// The display name to use for `chosen`, or the error code and words for why it cannot be.
+    fn acceptable_name(&self, chosen: &str) -> Result<String, (&'static str, String)> {
+        if self.policy.fixed_display_names {
+            return Err(("forbidden", "this meeting uses the names on the invitations".to_owned()));
         }
-        (id, self.admit(id, identity))
+        display_name(chosen).map(str::to_owned).map_err(|message| ("invalid", message))
     }
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
@@ -305,6 +335,10 @@ impl Room {
                 self.broadcast(&ServerMessage::Reaction { from, emoji }, None)
             }
             ClientMessage::SetMuted { media, muted } => self.update(from, |info| set_muted(info, media, muted)),
+            ClientMessage::SetName { name } => match self.acceptable_name(&name) {
+                Ok(name) => self.update(from, |info| info.name = name),
+                Err((code, message)) => error(from, code, &message),
+            },
             ClientMessage::E2ee { to, payload } => self.relay_keys(from, to, payload),
             ClientMessage::Pin { participant } => {
                 if participant.is_some_and(|pinned| !self.members.contains_key(&pinned)) {
@@ -467,11 +501,11 @@ mod tests {
     use super::*;
 
     fn person(name: &str) -> Identity {
-        Identity { user_id: None, name: name.to_owned(), moderator: false }
+        Identity { user_id: None, name: name.to_owned(), chosen_name: None, moderator: false }
     }
 
     fn moderator(name: &str) -> Identity {
-        Identity { user_id: None, name: name.to_owned(), moderator: true }
+        Identity { user_id: None, name: name.to_owned(), chosen_name: None, moderator: true }
     }
 
     fn join(room: &mut Room, identity: Identity) -> ParticipantId {
@@ -635,6 +669,45 @@ mod tests {
     }
 
     #[test]
+    fn names_may_be_chosen_before_joining_and_changed_unless_the_room_fixes_them() {
+        let choosing = |chosen: &str| Identity { chosen_name: Some(chosen.to_owned()), ..person("Token Name") };
+        let mut room = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let ann = join(&mut room, moderator("Ann"));
+        let (bob, out) = room.connect(choosing("  Robert "), PROTOCOL_VERSION, None);
+        let waiting = vec![LobbyEntry { id: bob, name: "Robert".to_owned() }];
+        assert!(
+            sent_to(&out, ann).contains(&&ServerMessage::LobbyChanged { waiting }),
+            "the lobby shows the chosen name"
+        );
+        room.handle(ann, ClientMessage::Admit { participant: bob });
+        assert_eq!(room.participants().find(|p| p.id == bob).map(|p| p.name.as_str()), Some("Robert"));
+
+        let out = room.handle(bob, ClientMessage::SetName { name: "Bob".into() });
+        assert!(
+            matches!(sent_to(&out, ann)[0], ServerMessage::ParticipantUpdated { participant } if participant.name == "Bob")
+        );
+        for bad in ["", "   ", "a\u{7}b"] {
+            let out = room.handle(bob, ClientMessage::SetName { name: bad.into() });
+            assert_eq!((error_code(&out, bob).as_deref(), out.len()), (Some("invalid"), 1), "{bad:?}");
+        }
+        let (cy, out) = room.connect(Identity { moderator: true, ..choosing("") }, PROTOCOL_VERSION, None);
+        assert!(
+            matches!(out[0], Outbound::Send(_, ServerMessage::Welcome { .. })),
+            "a bad name does not keep anyone out"
+        );
+        assert_eq!(error_code(&out, cy).as_deref(), Some("invalid"));
+        assert_eq!(room.participants().find(|p| p.id == cy).map(|p| p.name.as_str()), Some("Token Name"));
+
+        let mut fixed = Room::new("r", RoomPolicy { fixed_display_names: true, ..RoomPolicy::default() });
+        let (dee, out) = fixed.connect(choosing("The CEO"), PROTOCOL_VERSION, None);
+        assert!(matches!(&out[0], Outbound::Send(_, ServerMessage::Welcome { room, .. }) if room.fixed_display_names));
+        assert_eq!(error_code(&out, dee).as_deref(), Some("forbidden"));
+        assert_eq!(fixed.participants().next().map(|p| p.name.as_str()), Some("Token Name"));
+        let out = fixed.handle(dee, ClientMessage::SetName { name: "The CEO".into() });
+        assert_eq!(error_code(&out, dee).as_deref(), Some("forbidden"));
+    }
+
+    #[test]
     fn encryption_keys_pass_unread_between_members_of_an_encrypted_room_only() {
         let keys = |to| ClientMessage::E2ee { to, payload: "opaque".into() };
         let mut plain = Room::new("r", RoomPolicy::default());
@@ -676,7 +749,7 @@ mod tests {
             ClientMessage::Reaction { emoji: String::new() },
             ClientMessage::Reaction { emoji: "🎉".repeat(MAX_REACTION_CHARS + 1) },
             ClientMessage::Pin { participant: Some(ParticipantId(77)) },
-            ClientMessage::Hello { version: 1, token: "t".into(), password: None },
+            ClientMessage::Hello { version: 1, token: "t".into(), password: None, name: None },
         ] {
             let out = room.handle(ann, bad.clone());
             assert!(error_code(&out, ann).is_some() && out.len() == 1, "{bad:?}: {out:?}");

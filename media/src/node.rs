@@ -48,6 +48,8 @@ pub struct NodeConfig {
     /// The address clients reach the node at, when it is not the bound one (behind NAT, or bound to all
     /// interfaces).
     pub public_ip: Option<IpAddr>,
+    /// The port clients send shard 0's media to, when a NAT maps it to another (shard `i`: this plus `i`).
+    pub public_port: Option<u16>,
     /// How many shards (threads); 0 means one per core.
     pub shards: usize,
     /// The height of publishers' full layer (720 or 1080).
@@ -226,6 +228,8 @@ pub enum MediaCommand {
         sdp: String,
         /// The `mid` carrying a shared screen.
         screen: Option<String>,
+        /// The room encrypts media end to end (VP8 only).
+        end_to_end_encrypted: bool,
         /// Their connection.
         outbox: mpsc::Sender<Delivery>,
     },
@@ -337,8 +341,15 @@ impl MediaNode {
             let addr = SocketAddr::new(config.udp_addr.ip(), port);
             let socket = bind_socket(addr)?;
             let bound = socket.local_addr().map_err(|source| BindError::Other { addr, source })?;
+            let public_port = match config.public_port {
+                Some(base) => u16::try_from(usize::from(base) + index).map_err(|_| BindError::Other {
+                    addr: config.udp_addr,
+                    source: io::Error::other("the shards' public ports run past 65535"),
+                })?,
+                None => bound.port(),
+            };
             let sfu = Sfu::new(SfuConfig {
-                address: SocketAddr::new(public_ip, bound.port()),
+                address: SocketAddr::new(public_ip, public_port),
                 initial_estimate: INITIAL_ESTIMATE,
                 trust_bwe: true,
                 last_n: LAST_N,
@@ -417,8 +428,8 @@ fn run_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics)
 
 async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
     let Shard { socket, mut sfu, mut commands } = shard;
-    let (mut socket, local) = match BatchSocket::new(socket).and_then(|socket| Ok((socket.local_addr()?, socket))) {
-        Ok((local, socket)) => (socket, local),
+    let mut socket = match BatchSocket::new(socket) {
+        Ok(socket) => socket,
         Err(error) => {
             tracing::error!(%error, "could not use a media shard's socket");
             return;
@@ -438,7 +449,7 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
             readable = socket.readable() => {
                 if readable.is_ok() {
                     for _ in 0..READ_ROUNDS {
-                        match socket.receive(|source, datagram| sfu.handle_receive(Instant::now(), source, local, datagram)) {
+                        match socket.receive(|source, datagram| sfu.handle_receive(Instant::now(), source, datagram)) {
                             Ok(0) => break,
                             Ok(_) => {}
                             // An ICMP error for an earlier send surfaces here; it concerns one peer only.
@@ -490,9 +501,11 @@ impl Reported {
 fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>, command: MediaCommand) {
     let now = Instant::now();
     let refused = match command {
-        MediaCommand::Offer { key, room_name, sdp, screen, outbox } => {
+        MediaCommand::Offer { key, room_name, sdp, screen, end_to_end_encrypted, outbox } => {
             outboxes.insert(key, outbox);
-            sfu.handle_offer(key, &room_name, &sdp, screen.as_deref(), now).err().map(|error| (key, error))
+            sfu.handle_offer(key, &room_name, &sdp, screen.as_deref(), end_to_end_encrypted, now)
+                .err()
+                .map(|error| (key, error))
         }
         MediaCommand::Answer { key, sdp } => sfu.handle_answer(key, &sdp, now).err().map(|error| (key, error)),
         MediaCommand::Pin { key, pinned } => {

@@ -305,7 +305,8 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
             }
             Command::Message(from, message) => match (&media, room.is_member(from)) {
                 (Some(media), true) if is_media(&message) => {
-                    to_media(media, &key, PeerKey { room: room_id, participant: from }, message, &outboxes)
+                    let peer = PeerKey { room: room_id, participant: from };
+                    to_media(media, &key, room.end_to_end_encrypted(), peer, message, &outboxes)
                 }
                 (Some(media), true) if matches!(message, ClientMessage::Pin { .. }) => {
                     let out = room.handle(from, message);
@@ -346,6 +347,7 @@ fn is_media(message: &ClientMessage) -> bool {
 fn to_media(
     media: &MediaPlane,
     room: &RoomKey,
+    end_to_end_encrypted: bool,
     key: PeerKey,
     message: ClientMessage,
     outboxes: &HashMap<ParticipantId, mpsc::Sender<Delivery>>,
@@ -358,6 +360,7 @@ fn to_media(
                 room_name: format!("{}/{}", room.0, room.1),
                 sdp,
                 screen,
+                end_to_end_encrypted,
                 outbox: outbox.clone(),
             }
         }
@@ -465,7 +468,8 @@ mod tests {
     }
 
     async fn join(rooms: &Rooms, name: &str) -> Connection {
-        let identity = Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), moderator: false };
+        let identity =
+            Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), chosen_name: None, moderator: false };
         let mut connection =
             rooms.connect(key(), RoomPolicy::default(), identity, PROTOCOL_VERSION, None).await.expect("joined");
         let welcome = connection.outbox.recv().await;
@@ -500,7 +504,7 @@ mod tests {
         rooms.drain();
         let _dan = join(&rooms, "Dan").await;
         let other = ("tenant".to_owned(), "another-room".to_owned());
-        let identity = Identity { user_id: None, name: "Eve".to_owned(), moderator: true };
+        let identity = Identity { user_id: None, name: "Eve".to_owned(), chosen_name: None, moderator: true };
         let refused = rooms.connect(other, RoomPolicy::default(), identity, PROTOCOL_VERSION, None).await;
         assert_eq!(refused.err(), Some(ConnectError::Draining), "a draining node starts no room");
         drop(cy);
@@ -526,7 +530,7 @@ mod tests {
             ..Allowance::default()
         };
         let policy = RoomPolicy { allowance: one_at_a_time.clone(), ..RoomPolicy::default() };
-        let identity = Identity { user_id: None, name: "Ann".to_owned(), moderator: true };
+        let identity = Identity { user_id: None, name: "Ann".to_owned(), chosen_name: None, moderator: true };
         let connect =
             |key: RoomKey, policy: RoomPolicy| rooms.connect(key, policy, identity.clone(), PROTOCOL_VERSION, None);
         let ann = connect(key(), policy.clone()).await.expect("the first meeting starts");

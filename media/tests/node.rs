@@ -21,7 +21,7 @@ async fn start() -> (SocketAddr, Registry, CancellationToken, tokio::task::JoinH
 }
 
 fn config(udp_addr: SocketAddr) -> NodeConfig {
-    NodeConfig { udp_addr, public_ip: None, shards: 2, top_height: 720 }
+    NodeConfig { udp_addr, public_ip: None, public_port: None, shards: 2, top_height: 720 }
 }
 
 /// Shards publish their counters once a second.

@@ -13,6 +13,7 @@ mod m20261124_000004_rooms;
 mod m20261124_000005_meetings;
 mod m20261201_000006_node_events;
 mod m20261201_000007_billing;
+mod m20261201_000008_fixed_display_names;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_meetings::Migration),
             Box::new(m20261201_000006_node_events::Migration),
             Box::new(m20261201_000007_billing::Migration),
+            Box::new(m20261201_000008_fixed_display_names::Migration),
         ]
     }
 }

@@ -18,6 +18,8 @@ pub struct Model {
     pub recording_allowed: bool,
     pub end_to_end_encryption: bool,
     pub high_fidelity_audio: bool,
+    /// Participants keep the name their link gives them.
+    pub fixed_display_names: bool,
     /// `720p` or `1080p`.
     pub max_resolution: String,
     pub created_at: DateTimeUtc,

@@ -16,7 +16,7 @@ use crate::{
     api_keys, audit,
     billing::{Billing, BillingError},
     meetings::{JoinError, MeetingError, MeetingService},
-    room_tokens,
+    room_tokens, rooms,
     team::{Actor, TeamError, TeamService},
 };
 
@@ -170,8 +170,18 @@ impl Backend for SiteBackend {
         let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
         match room_tokens::verify_link(self.accounts.db(), &token, &room).await {
             Ok(Ok(verified)) => {
+                // Rooms made on the fly by a tenant's own tokens have the defaults; an unreadable room offers
+                // no name field (the node would refuse the name anyway).
+                let fixed_name = match rooms::get(self.accounts.db(), verified.tenant, room.as_str()).await {
+                    Ok(found) => found.settings.fixed_display_names,
+                    Err(rooms::RoomError::NotFound) => false,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot load a room's settings for a meeting link");
+                        true
+                    }
+                };
                 let user = verified.claims.context.user;
-                Ok(Invitee { name: user.name, moderator: user.moderator })
+                Ok(Invitee { name: user.name, moderator: user.moderator, fixed_name })
             }
             Ok(Err(error)) => {
                 let code = match &error {

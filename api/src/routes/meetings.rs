@@ -49,6 +49,8 @@ struct MeetingForm {
     #[serde(default)]
     high_fidelity_audio: Option<String>,
     #[serde(default)]
+    fixed_display_names: Option<String>,
+    #[serde(default)]
     max_resolution: String,
 }
 
@@ -85,6 +87,7 @@ impl MeetingForm {
                 recording_allowed: self.recording_allowed.is_some(),
                 end_to_end_encryption: self.end_to_end_encryption.is_some(),
                 high_fidelity_audio: self.high_fidelity_audio.is_some(),
+                fixed_display_names: self.fixed_display_names.is_some(),
                 max_resolution: Some(self.max_resolution.clone())
                     .filter(|resolution| !resolution.is_empty())
                     .unwrap_or_else(|| "720p".to_owned()),
@@ -109,6 +112,7 @@ impl MeetingForm {
             .keep("recording_allowed", ticked(&self.recording_allowed))
             .keep("end_to_end_encryption", ticked(&self.end_to_end_encryption))
             .keep("high_fidelity_audio", ticked(&self.high_fidelity_audio))
+            .keep("fixed_display_names", ticked(&self.fixed_display_names))
             .keep("max_resolution", &self.max_resolution)
     }
 }

@@ -124,8 +124,8 @@ async fn serve(
             }
         }
     };
-    let (version, token, password) = match hello {
-        Ok(ClientMessage::Hello { version, token, password }) => (version, token, password),
+    let (version, token, password, chosen_name) = match hello {
+        Ok(ClientMessage::Hello { version, token, password, name }) => (version, token, password, name),
         Ok(_) => {
             metrics.frame(FrameOutcome::Malformed);
             let message = "say hello with the room token first".to_owned();
@@ -159,6 +159,7 @@ async fn serve(
             password: found.settings.password,
             max_participants: found.settings.max_participants.and_then(|max| usize::try_from(max).ok()),
             end_to_end_encryption: found.settings.end_to_end_encryption,
+            fixed_display_names: found.settings.fixed_display_names,
             quality: MediaQuality {
                 max_height: if found.settings.max_resolution == "1080p" { 1080 } else { 720 },
                 high_fidelity_audio: found.settings.high_fidelity_audio,
@@ -174,7 +175,7 @@ async fn serve(
         }
     };
     let user = verified.claims.context.user;
-    let identity = Identity { user_id: user.id, name: user.name, moderator: user.moderator };
+    let identity = Identity { user_id: user.id, name: user.name, chosen_name, moderator: user.moderator };
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
     let mut connection = match rooms.connect(key, policy, identity, version, password).await {
         Ok(connection) => connection,

@@ -9,7 +9,7 @@ use convene_signal::{ClientMessage, ParticipantId, Refusal, ServerMessage, Track
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, call, spawn_app, tenant_key};
+use crate::helpers::{TestApp, call, spawn_app, spawn_configured, tenant_key};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -133,6 +133,24 @@ async fn in_a_meeting_of_ten_the_speaker_arrives_in_high_the_others_in_low_and_t
     for bot in bots {
         bot.leave().await;
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_bound_to_every_interface_carries_media_at_its_public_address() {
+    let app = spawn_configured(&[
+        ("CONVENE_MEDIA_UDP_ADDR", "0.0.0.0:0".to_owned()),
+        ("CONVENE_MEDIA_PUBLIC_IP", "127.0.0.1".to_owned()),
+    ])
+    .await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let ann = Bot::join(bot(&app, &key, "everywhere", "Ann", true).await).await.unwrap();
+    let bob = Bot::join(bot(&app, &key, "everywhere", "Bob", false).await).await.unwrap();
+    let (ann_id, bob_id) = (ann.id(), bob.id());
+    until(&[&ann, &bob], "each sees the other's camera", |me, stats| {
+        camera_layer(stats, if me.id() == ann_id { bob_id } else { ann_id }).is_some()
+    })
+    .await;
     app.stop().await;
 }
 

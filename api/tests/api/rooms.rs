@@ -18,6 +18,7 @@ async fn rooms_are_created_listed_changed_and_deleted() {
     assert_eq!(room["name"], "weekly-sync");
     assert_eq!(room["lobby"], true);
     assert_eq!(room["guests_allowed"], false, "defaults fill the rest");
+    assert_eq!(room["fixed_display_names"], false, "participants may change their names unless the room says");
 
     let (status, generated) = call(&app, Method::POST, "/v1/rooms", &key, Some(json!({}))).await;
     assert_eq!(status, 201);
@@ -55,7 +56,7 @@ async fn rooms_are_created_listed_changed_and_deleted() {
         "/v1/rooms/weekly-sync",
         &key,
         Some(json!({
-            "title": null, "password": "open sesame", "guests_allowed": true
+            "title": null, "password": "open sesame", "guests_allowed": true, "fixed_display_names": true
         })),
     )
     .await;
@@ -63,7 +64,8 @@ async fn rooms_are_created_listed_changed_and_deleted() {
     assert!(changed["title"].is_null(), "null clears");
     assert_eq!(changed["password"], "open sesame");
     assert_eq!(changed["lobby"], true, "absent fields keep their value");
-    assert_eq!(call(&app, Method::GET, "/v1/rooms/weekly-sync", &key, None).await.1["guests_allowed"], true);
+    let (_, read) = call(&app, Method::GET, "/v1/rooms/weekly-sync", &key, None).await;
+    assert_eq!((read["guests_allowed"].as_bool(), read["fixed_display_names"].as_bool()), (Some(true), Some(true)));
 
     assert_eq!(call(&app, Method::DELETE, "/v1/rooms/weekly-sync", &key, None).await.0, 204);
     assert_eq!(call(&app, Method::GET, "/v1/rooms/weekly-sync", &key, None).await.0, 404);

@@ -99,6 +99,37 @@ async fn participants_wait_in_the_lobby_until_admitted_and_moderators_moderate()
 }
 
 #[tokio::test]
+async fn participants_choose_their_names_unless_the_room_keeps_the_invitations() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let named = |token: &str, name: &str| json!({ "type": "hello", "version": 1, "token": token, "name": name });
+    let ann_token = token(&app, &key, "open-names", "Ann Token", false).await;
+    let mut ann = open(&app, "open-names").await;
+    say(&mut ann, named(&ann_token, "  Annie  ")).await;
+    let welcome = hear(&mut ann).await.unwrap();
+    assert_eq!(welcome["participants"][0]["name"], "Annie", "{welcome}");
+    assert_eq!(welcome["room"]["fixed_display_names"], false);
+    say(&mut ann, json!({ "type": "set_name", "name": "Ann B." })).await;
+    assert_eq!(hear(&mut ann).await.unwrap()["participant"]["name"], "Ann B.");
+    say(&mut ann, json!({ "type": "set_name", "name": "\u{7}" })).await;
+    assert_eq!(hear(&mut ann).await.unwrap()["code"], "invalid");
+
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "board", "fixed_display_names": true }))).await;
+    let bob_token = token(&app, &key, "board", "Bob Token", false).await;
+    let mut bob = open(&app, "board").await;
+    say(&mut bob, named(&bob_token, "The Chair")).await;
+    let welcome = hear(&mut bob).await.unwrap();
+    assert_eq!(
+        (welcome["participants"][0]["name"].as_str(), welcome["room"]["fixed_display_names"].as_bool()),
+        (Some("Bob Token"), Some(true))
+    );
+    assert_eq!(hear(&mut bob).await.unwrap()["code"], "forbidden", "told why the name was not taken");
+    say(&mut bob, json!({ "type": "set_name", "name": "The Chair" })).await;
+    assert_eq!(hear(&mut bob).await.unwrap()["code"], "forbidden");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn bad_tokens_missing_hellos_and_oversized_frames_are_refused() {
     let app = spawn_app().await;
     let key = tenant_key(&app, "owner@acme.example").await;

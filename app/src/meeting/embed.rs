@@ -104,6 +104,19 @@ pub fn install(client: Client, embedding: Embedding) {
             Some("setAudioMuted") => client.set_muted(MediaKind::Audio, argument.unwrap_or(true)),
             Some("setVideoMuted") => client.set_muted(MediaKind::Video, argument.unwrap_or(true)),
             Some("hangup") => client.leave(),
+            // As Jitsi's: before joining it names the person in `hello`, afterwards it renames them (the
+            // node refuses both in rooms that keep the invitations' names).
+            Some("displayName") => {
+                let name = field_string(&data, "argument");
+                let Some(name) = name.as_deref().and_then(|name| convene_signal::display_name(name).ok()) else {
+                    return;
+                };
+                if client.state.with_untracked(|state| state.me.is_some()) {
+                    client.rename(name.to_owned());
+                } else {
+                    client.choices.update(|choices| choices.name = Some(name.to_owned()));
+                }
+            }
             _ => {}
         }
     });

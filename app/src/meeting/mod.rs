@@ -35,6 +35,10 @@ use self::{
 /// Reconnection attempts after a lost connection, this far apart, before the page gives up.
 const RECONNECT_ATTEMPTS: u32 = 5;
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// A media connection `disconnected` this long restarts ICE (it often comes back by itself sooner).
+const ICE_RESTART_AFTER: Duration = Duration::from_secs(2);
+/// An ICE restart that has not reconnected in this long gives way to joining again from scratch.
+const ICE_RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reactions float for this long.
 const REACTION_TIME: Duration = Duration::from_secs(4);
 /// Statistics and tile sizes are read this often.
@@ -51,6 +55,8 @@ pub struct JoinChoices {
     pub devices: DeviceChoice,
     /// The room password, once asked for.
     pub password: Option<String>,
+    /// The display name chosen instead of the invitation's (and kept across reconnects).
+    pub name: Option<String>,
 }
 
 /// What one remote participant's tile shows of the connection.
@@ -98,6 +104,8 @@ pub struct Client {
     pub reception: RwSignal<BTreeMap<ParticipantId, Reception>>,
     /// The media connection's state.
     pub connection: RwSignal<String>,
+    /// ICE restarts on this session so far.
+    pub ice_restarts: RwSignal<u32>,
     /// Whether the person shares a screen.
     pub sharing: RwSignal<bool>,
     /// Whom the person pinned to their stage.
@@ -119,6 +127,7 @@ impl Client {
             streams: RwSignal::new(0),
             reception: RwSignal::new(BTreeMap::new()),
             connection: RwSignal::new("new".to_owned()),
+            ice_restarts: RwSignal::new(0),
             sharing: RwSignal::new(false),
             pinned: RwSignal::new(None),
             encryption: RwSignal::new(Encryption::Off),
@@ -205,8 +214,10 @@ impl Client {
     fn socket_event(self, event: SocketEvent) {
         match event {
             SocketEvent::Opened => {
-                let password = self.choices.with_untracked(|choices| choices.password.clone());
-                self.send(&ClientMessage::Hello { version: PROTOCOL_VERSION, token: self.token.get_value(), password });
+                let (password, name) =
+                    self.choices.with_untracked(|choices| (choices.password.clone(), choices.name.clone()));
+                let token = self.token.get_value();
+                self.send(&ClientMessage::Hello { version: PROTOCOL_VERSION, token, password, name });
             }
             SocketEvent::Message(ServerMessage::Answer { sdp }) => {
                 if let Some(peer) = self.peer() {
@@ -404,9 +415,22 @@ impl Client {
         match event {
             PeerEvent::StreamsChanged => self.streams.update(|version| *version += 1),
             PeerEvent::Connection(state) => {
-                if state == "failed" {
-                    // A new session from scratch: a fresh ICE agent and a fresh node session.
-                    self.connection_lost();
+                match state.as_str() {
+                    "connected" => {
+                        if let Some(peer) = self.peer() {
+                            peer.connected();
+                        }
+                    }
+                    "disconnected" => set_timeout(
+                        move || {
+                            if self.connection.get_untracked() == "disconnected" {
+                                self.restart_ice();
+                            }
+                        },
+                        ICE_RESTART_AFTER,
+                    ),
+                    "failed" => self.restart_ice(),
+                    _ => {}
                 }
                 self.connection.set(state);
             }
@@ -414,6 +438,25 @@ impl Client {
                 self.state.update(|state| state.notify(format!("The media could not be updated: {error}.")));
             }
         }
+    }
+
+    /// The media path broke while signalling stayed up: new ICE credentials on the same session first; if
+    /// that does not bring it back in time (or a restart already failed), a new session from scratch.
+    fn restart_ice(self) {
+        let Some(peer) = self.peer() else { return };
+        if !peer.restart_ice() {
+            return self.connection_lost();
+        }
+        self.ice_restarts.update(|count| *count += 1);
+        set_timeout(
+            move || {
+                // A peer closed since (left, or joined again) is no longer restarting.
+                if peer.is_restarting() {
+                    self.connection_lost();
+                }
+            },
+            ICE_RESTART_TIMEOUT,
+        );
     }
 
     fn set_track_enabled(self, media: MediaKind, enabled: bool) {
@@ -503,6 +546,12 @@ impl Client {
             });
             self.sharing.set(true);
         });
+    }
+
+    /// Changes the name the others see (kept for a reconnect's `hello`).
+    pub fn rename(self, name: String) {
+        self.choices.update(|choices| choices.name = Some(name.clone()));
+        self.send(&ClientMessage::SetName { name });
     }
 
     /// Pins someone to the stage (or follows the dominant speaker again).

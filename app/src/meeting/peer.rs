@@ -3,6 +3,8 @@
 //! everyone else's media with offers of its own, which the client answers, and a track table saying whose
 //! media each m-line carries. Negotiation runs one step at a time; when both sides offer at once the node
 //! gives way (it drops its offer and makes it again), so the client ignores a node offer while its own waits.
+//! When the network changes under a live session, the client's next offer restarts ICE: new credentials,
+//! the same session and tracks.
 
 use std::{
     cell::RefCell,
@@ -15,9 +17,9 @@ use convene_signal::{ClientMessage, MediaQuality, ParticipantId, TrackInfo, Trac
 use serde_json::json;
 use wasm_bindgen::{JsCast, JsValue, closure::Closure};
 use web_sys::{
-    MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceGatheringState, RtcPeerConnection, RtcRtpSender,
-    RtcRtpTransceiver, RtcRtpTransceiverDirection, RtcRtpTransceiverInit, RtcSdpType, RtcSessionDescriptionInit,
-    RtcTrackEvent,
+    MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceGatheringState, RtcOfferOptions, RtcPeerConnection,
+    RtcRtpSender, RtcRtpTransceiver, RtcRtpTransceiverDirection, RtcRtpTransceiverInit, RtcSdpType,
+    RtcSessionDescriptionInit, RtcTrackEvent,
 };
 
 use super::browser::{BrowserError, field_number, field_string, from_json, settle, sleep};
@@ -112,6 +114,10 @@ struct State {
     steps: VecDeque<Step>,
     negotiating: bool,
     awaiting_answer: bool,
+    /// The next offer restarts ICE.
+    restart_ice: bool,
+    /// An ICE restart went out and the connection has not come back since.
+    restarting: bool,
     camera: Option<RtcRtpSender>,
     microphone: Option<RtcRtpSender>,
     screen: Option<RtcRtpTransceiver>,
@@ -154,6 +160,8 @@ impl Peer {
             steps: VecDeque::new(),
             negotiating: false,
             awaiting_answer: false,
+            restart_ice: false,
+            restarting: false,
             camera: None,
             microphone: None,
             screen: None,
@@ -238,6 +246,30 @@ impl Peer {
         }
     }
 
+    /// Restarts ICE on this session (the node answers with new credentials); false when a restart is already
+    /// under way.
+    pub fn restart_ice(&self) -> bool {
+        {
+            let mut state = self.0.state.borrow_mut();
+            if std::mem::replace(&mut state.restarting, true) {
+                return false;
+            }
+            state.restart_ice = true;
+        }
+        self.push(Step::Publish);
+        true
+    }
+
+    /// Whether an ICE restart has not brought the connection back yet.
+    pub fn is_restarting(&self) -> bool {
+        self.0.state.borrow().restarting
+    }
+
+    /// The connection is up (again).
+    pub fn connected(&self) {
+        self.0.state.borrow_mut().restarting = false;
+    }
+
     /// The node's answer to the client's offer.
     pub fn answer_arrived(&self, sdp: String) {
         self.push(Step::Answer(sdp));
@@ -261,6 +293,7 @@ impl Peer {
 
     /// Ends the session.
     pub fn close(&self) {
+        self.0.state.borrow_mut().restarting = false;
         self.0.pc.set_ontrack(None);
         self.0.pc.set_onconnectionstatechange(None);
         self.0.pc.close();
@@ -360,7 +393,10 @@ impl Peer {
         let pc = &self.0.pc;
         match step {
             Step::Publish => {
-                let offer = settle(pc.create_offer()).await?;
+                let restart = std::mem::take(&mut self.0.state.borrow_mut().restart_ice);
+                let options = RtcOfferOptions::new();
+                options.set_ice_restart(restart);
+                let offer = settle(pc.create_offer_with_rtc_offer_options(&options)).await?;
                 set_local(pc, &offer).await?;
                 let sdp = gathered(pc).await;
                 let screen = self.0.state.borrow().screen.as_ref().and_then(RtcRtpTransceiver::mid);

@@ -325,6 +325,7 @@ mod tests {
             locked: false,
             lobby: false,
             end_to_end_encryption: false,
+            fixed_display_names: false,
             quality: MediaQuality::default(),
         };
         let welcome = ServerMessage::Welcome {

@@ -163,6 +163,16 @@ fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
         start_preview(client.choices.with_untracked(|choices| choices.devices.clone()));
     };
     let role = if invitee.moderator { "as a moderator" } else { "as a participant" };
+    let naming =
+        if invitee.fixed_name { "named as in your invitation" } else { "under the name below, which you may change" };
+    let join = move |_| {
+        let chosen = client.choices.with_untracked(|choices| choices.name.clone());
+        if let Some(Err(problem_with_name)) = chosen.as_deref().map(convene_signal::display_name) {
+            problem.set(Some(format!("Your name: {problem_with_name}.")));
+            return;
+        }
+        client.join();
+    };
     view! {
         <leptos_meta::Title text=format!("{room} · Convene") />
         <div class="prejoin" data-invitation="valid">
@@ -175,8 +185,16 @@ fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
             <div class="prejoin-form">
                 <p class="eyebrow">"Meeting " <code>{room.to_string()}</code></p>
                 <h1>{format!("Welcome, {}", invitee.name)}</h1>
-                <p class="muted">{format!("Your invitation is valid; you join {role}, named as in your invitation.")}</p>
+                <p class="muted">{format!("Your invitation is valid; you join {role}, {naming}.")}</p>
                 {move || problem.get().map(|problem| view! { <p class="banner error">{problem}</p> })}
+                {(!invitee.fixed_name).then(|| view! {
+                    <label>
+                        "Your name"
+                        <input type="text" name="display_name" value=invitee.name.clone() autocomplete="name"
+                            maxlength=convene_signal::MAX_DISPLAY_NAME_CHARS.to_string()
+                            on:input=move |event| client.choices.update(|c| c.name = Some(event_target_value(&event))) />
+                    </label>
+                })}
                 <label>
                     "Camera"
                     <select name="camera" on:change=move |event| pick(Some(event_target_value(&event)), None)>
@@ -203,7 +221,7 @@ fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                         on:change=move |event| client.choices.update(|c| c.camera_off = event_target_checked(&event)) />
                     "Join with my camera off"
                 </label>
-                <button class="button" name="join" on:click=move |_| client.join()>"Join the meeting"</button>
+                <button class="button" name="join" on:click=join>"Join the meeting"</button>
             </div>
         </div>
     }
@@ -355,8 +373,9 @@ fn MeetingRoom() -> impl IntoView {
                     {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked)).then(|| view! {
                         <span class="badge">"Locked"</span>
                     })}
-                    <span class="connection" data-connection=move || client.connection.get()>
-                        {move || connection_words(&client.connection.get())}
+                    <span class="connection" data-connection=move || client.connection.get()
+                        data-ice-restarts=move || client.ice_restarts.get()>
+                        {move || connection_words(&client.connection.get(), client.ice_restarts.get() > 0)}
                     </span>
                 </div>
                 <Notices />
@@ -389,11 +408,13 @@ fn MeetingRoom() -> impl IntoView {
     .into_any()
 }
 
-fn connection_words(state: &str) -> &'static str {
+/// The media connection for people; after an ICE restart, connecting again is reconnecting.
+fn connection_words(state: &str, restarted: bool) -> &'static str {
     match state {
         "connected" => "Connected",
         "disconnected" | "failed" => "Reconnecting media…",
         "closed" => "Media closed",
+        _ if restarted => "Reconnecting media…",
         _ => "Connecting media…",
     }
 }
@@ -710,9 +731,12 @@ fn SettingsPane() -> impl IntoView {
         })
     };
     let quality = move || client.state.with(|state| state.room.as_ref().map(|room| room.quality)).unwrap_or_default();
+    let names_fixed =
+        move || client.state.with(|state| state.room.as_ref().is_none_or(|room| room.fixed_display_names));
     view! {
         <aside class="pane" aria-label="Settings">
             <h2>"Settings"</h2>
+            {move || (!names_fixed()).then(|| view! { <RenameForm /> })}
             <label>
                 "Camera"
                 <select name="switch-camera" on:change=move |event| client.switch_device(MediaKind::Video, event_target_value(&event))>
@@ -745,6 +769,37 @@ fn SettingsPane() -> impl IntoView {
         </aside>
     }
     .into_any()
+}
+
+/// Changing one's name during the meeting.
+#[component]
+fn RenameForm() -> impl IntoView {
+    let client = client();
+    let current = client.state.with_untracked(|state| state.myself().map(|me| me.name.clone())).unwrap_or_default();
+    let name = RwSignal::new(current);
+    let problem = RwSignal::new(None::<String>);
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        match convene_signal::display_name(&name.get_untracked()) {
+            Ok(valid) => {
+                problem.set(None);
+                client.rename(valid.to_owned());
+            }
+            Err(error) => problem.set(Some(format!("Your name: {error}."))),
+        }
+    };
+    view! {
+        <form class="rename" on:submit=submit>
+            <label>
+                "Your name"
+                <input type="text" name="rename" prop:value=name autocomplete="name"
+                    maxlength=convene_signal::MAX_DISPLAY_NAME_CHARS.to_string()
+                    on:input=move |event| name.set(event_target_value(&event)) />
+            </label>
+            {move || problem.get().map(|problem| view! { <p class="field-error">{problem}</p> })}
+            <button class="button secondary" type="submit">"Change my name"</button>
+        </form>
+    }
 }
 
 /// The height in device pixels each remote participant's largest tile shows them at.

@@ -34,8 +34,10 @@ pub fn build(target_dir: &Path) -> anyhow::Result<()> {
     ]))?;
     let wasm = target_dir.join(WASM_TARGET).join(WASM_PROFILE).join("convene_hydrate.wasm");
     let out_dir = target_dir.join("site").join("pkg");
+    // The name section (function names for stack traces) is over half the module; pages ship without it.
     run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--no-typescript", "--out-name", "convene", "--out-dir"])
+        .args(["--target", "web", "--no-typescript", "--remove-name-section", "--remove-producers-section"])
+        .args(["--out-name", "convene", "--out-dir"])
         .arg(&out_dir)
         .arg(&wasm))?;
     println!("bundle written to {}", out_dir.display());

@@ -16,6 +16,8 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 pub const MAX_CHAT_CHARS: usize = 2000;
 /// The longest reaction, in characters (an emoji sequence).
 pub const MAX_REACTION_CHARS: usize = 16;
+/// The longest display name, in characters (as in the tokens the API mints).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 /// The longest end-to-end encryption payload, in bytes (a public key and a wrapped media key fit easily).
 pub const MAX_E2EE_PAYLOAD_BYTES: usize = 4096;
 
@@ -82,6 +84,14 @@ pub enum ClientMessage {
         /// The room password, when the room has one.
         #[serde(default)]
         password: Option<String>,
+        /// The display name chosen before joining, when the room lets participants change the token's.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// A new display name (rooms with `fixed_display_names` refuse it).
+    SetName {
+        /// The name.
+        name: String,
     },
     /// A chat message to everyone, or privately to one participant.
     Chat {
@@ -226,6 +236,8 @@ pub struct RoomInfo {
     pub lobby: bool,
     /// Media is end-to-end encrypted.
     pub end_to_end_encryption: bool,
+    /// Participants keep the names their tokens give them.
+    pub fixed_display_names: bool,
     /// What clients capture and send.
     pub quality: MediaQuality,
 }
@@ -418,6 +430,19 @@ pub enum ServerMessage {
     },
 }
 
+/// A display name as people may choose it: trimmed, 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, no control
+/// characters. The error says what is wrong, for people.
+pub fn display_name(text: &str) -> Result<&str, String> {
+    let name = text.trim();
+    if name.is_empty() || name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(format!("a name is 1 to {MAX_DISPLAY_NAME_CHARS} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a name cannot contain control characters".to_owned());
+    }
+    Ok(name)
+}
+
 /// Why a frame could not be read as a client message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -459,11 +484,21 @@ mod tests {
     #[test]
     fn messages_round_trip_with_a_type_tag() {
         let hello = ClientMessage::parse(r#"{"type":"hello","version":1,"token":"a.b.c"}"#).expect("valid");
-        assert_eq!(hello, ClientMessage::Hello { version: 1, token: "a.b.c".to_owned(), password: None });
+        assert_eq!(hello, ClientMessage::Hello { version: 1, token: "a.b.c".to_owned(), password: None, name: None });
         let mute = ClientMessage::parse(r#"{"type":"mute","participant":7,"media":"audio"}"#).expect("valid");
         assert_eq!(mute, ClientMessage::Mute { participant: ParticipantId(7), media: MediaKind::Audio });
         let left = ServerMessage::ParticipantLeft { id: ParticipantId(3), reason: Some(Refusal::Kicked) };
         assert_eq!(left.to_json(), r#"{"type":"participant_left","id":3,"reason":"kicked"}"#);
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_bounded() {
+        assert_eq!(display_name("  Ada Lovelace "), Ok("Ada Lovelace"));
+        assert_eq!(display_name("Zoë 🎻"), Ok("Zoë 🎻"));
+        assert_eq!(display_name(&"é".repeat(MAX_DISPLAY_NAME_CHARS)).map(str::len), Ok(2 * MAX_DISPLAY_NAME_CHARS));
+        for bad in ["", "   ", "tab\there", "line\nbreak", &"x".repeat(MAX_DISPLAY_NAME_CHARS + 1)] {
+            assert!(display_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

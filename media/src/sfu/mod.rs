@@ -242,14 +242,17 @@ impl Sfu {
         self.peers.len()
     }
 
-    /// A participant's offer: the first one starts their session, later ones change what they publish.
-    /// The answer comes out as a signalling message.
+    /// A participant's offer: the first one starts their session, later ones change what they publish or
+    /// restart ICE (new credentials after a network change). The answer comes out as a signalling message.
+    /// End-to-end encrypted rooms negotiate VP8 only: their frames keep just VP8's payload header in the
+    /// clear, which is all the SFU reads (for keyframes); H.264's NAL headers would be ciphertext.
     pub fn handle_offer(
         &mut self,
         key: PeerKey,
         room_name: &str,
         sdp: &str,
         screen: Option<&str>,
+        end_to_end_encrypted: bool,
         now: Instant,
     ) -> Result<(), NegotiationError> {
         if !self.peers.contains_key(&key) {
@@ -259,7 +262,7 @@ impl Sfu {
                 .clear_codecs()
                 .enable_opus(true, false)
                 .enable_vp8(true)
-                .enable_h264(true)
+                .enable_h264(!end_to_end_encrypted)
                 .enable_bwe(Some(Bitrate::bps(self.config.initial_estimate)))
                 .set_stats_interval(Some(STATS_EVERY))
                 .build(now);
@@ -273,7 +276,16 @@ impl Sfu {
             self.join(key, room_name, peer);
             self.signal(key, ServerMessage::Answer { sdp });
         } else if let Some(peer) = self.peers.get_mut(&key) {
+            let ufrag_before = peer.rtc.direct_api().local_ice_credentials().ufrag;
             let sdp = peer.accept_offer(sdp, screen)?;
+            let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+            if ufrag != ufrag_before {
+                // An ICE restart: the session is found by its new credentials, and only the path the new
+                // checks validate carries it (the old address may be gone, or someone else's by now).
+                self.by_ufrag.remove(&ufrag_before);
+                self.by_ufrag.insert(ufrag, key);
+                self.by_address.retain(|_, owner| *owner != key);
+            }
             self.signal(key, ServerMessage::Answer { sdp });
         }
         self.drain(key, now);
@@ -335,8 +347,11 @@ impl Sfu {
         self.reallocate(key.room, now);
     }
 
-    /// One datagram from the media socket.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+    /// One datagram from the media socket. It was sent to the address the node advertises, whatever address
+    /// the socket is bound to (a NAT, or a socket bound to every interface, stands between the two), so that
+    /// is the destination the sessions see: ICE takes checks only on its own candidates.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        let destination = self.config.address;
         let key = match self.by_address.get(&source) {
             Some(key) => *key,
             None => match self.by_ice_username(bytes, source) {

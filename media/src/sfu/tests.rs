@@ -95,7 +95,7 @@ impl Meeting {
             keyframe_wanted: [true; 3],
             frame: 0,
         });
-        self.sfu.handle_offer(key, "acme/standup", &offer.to_sdp_string(), None, self.now).unwrap();
+        self.sfu.handle_offer(key, "acme/standup", &offer.to_sdp_string(), None, false, self.now).unwrap();
         self.exchange();
     }
 
@@ -131,7 +131,7 @@ impl Meeting {
                 while let Some(contents) = self.clients[index].poll() {
                     moved = true;
                     let from = self.clients[index].address;
-                    self.sfu.handle_receive(self.now, from, self.address, &contents);
+                    self.sfu.handle_receive(self.now, from, &contents);
                 }
             }
             while let Some(output) = self.sfu.poll_output() {
@@ -307,26 +307,79 @@ fn someone_leaving_takes_their_tracks_away_from_the_others() {
 }
 
 #[test]
+fn a_participant_whose_network_changed_restarts_ice_and_keeps_its_session() {
+    let mut meeting = Meeting::new(2);
+    meeting.run(Duration::from_secs(1));
+    let seen = |meeting: &Meeting| meeting.clients[1].frames.iter().filter(|frame| frame.from.0 == 1).count();
+    let before = seen(&meeting);
+    let (old, now) = (meeting.clients[0].address, meeting.now);
+    // Ann's old address is gone: she offers new ICE credentials and checks from a new one.
+    let ann = &mut meeting.clients[0];
+    let mut change = ann.rtc.sdp_api();
+    change.ice_restart(false);
+    let (offer, pending) = change.apply().unwrap();
+    ann.pending = Some(pending);
+    let key = ann.key;
+    meeting.sfu.handle_offer(key, "acme/standup", &offer.to_sdp_string(), None, false, now).unwrap();
+    meeting.exchange();
+    // The restart took effect with the answer and dropped her old candidate; she has a new one.
+    let ann = &mut meeting.clients[0];
+    ann.address = "10.0.2.1:4100".parse().unwrap();
+    ann.rtc.add_local_candidate(Candidate::host(ann.address, "udp").unwrap());
+    meeting.run(Duration::from_secs(2));
+    let after = seen(&meeting);
+    assert!(after - before >= 40, "Bob saw {} of Ann's frames after her restart", after - before);
+    assert_eq!((meeting.sfu.peer_count(), meeting.sfu.counters().sessions_failed), (2, 0));
+    // The old address no longer speaks for her session.
+    let dropped = meeting.sfu.counters().dropped_unknown_sender;
+    meeting.sfu.handle_receive(meeting.now, old, b"\x80\x60 not hers any more");
+    assert_eq!(meeting.sfu.counters().dropped_unknown_sender, dropped + 1);
+}
+
+#[test]
+fn end_to_end_encrypted_rooms_negotiate_vp8_only() {
+    let answer = |encrypted: bool| {
+        let mut meeting = Meeting::new(0);
+        let mut rtc = Rtc::builder().build(meeting.now);
+        rtc.add_local_candidate(Candidate::host("10.0.1.1:4000".parse().unwrap(), "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, _) = change.apply().unwrap();
+        assert!(offer.to_sdp_string().contains("H264/90000"), "the browser offers H.264 too");
+        let key = PeerKey { room: 1, participant: ParticipantId(1) };
+        meeting.sfu.handle_offer(key, "acme/secret", &offer.to_sdp_string(), None, encrypted, meeting.now).unwrap();
+        std::iter::from_fn(|| meeting.sfu.poll_output())
+            .find_map(|output| match output {
+                SfuOutput::Signal { message: ServerMessage::Answer { sdp }, .. } => Some(sdp),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let encrypted = answer(true);
+    assert!(encrypted.contains("VP8/90000") && !encrypted.contains("H264"), "{encrypted}");
+    assert!(answer(false).contains("H264/90000"), "other rooms take H.264");
+}
+
+#[test]
 fn junk_datagrams_and_bad_sdp_are_refused_without_harm() {
     let mut meeting = Meeting::new(2);
     let now = meeting.now;
     let stranger: SocketAddr = "10.9.9.9:1".parse().unwrap();
-    let address = meeting.address;
     let dropped = meeting.sfu.counters().dropped_unknown_sender;
     for junk in [&b""[..], b"\x00", b"\x80\x60junk", &[0x16; 40], &[0u8; 20]] {
-        meeting.sfu.handle_receive(now, stranger, address, junk);
+        meeting.sfu.handle_receive(now, stranger, junk);
     }
     assert_eq!(meeting.sfu.counters().dropped_unknown_sender, dropped + 5);
     // A STUN Binding request without ICE credentials is a reachability probe: answered, not dropped.
     let mut probe = [0u8; crate::stun::MAX_REPLY_LEN];
     let length = crate::stun::binding_request(&[7; 12], &mut probe);
-    meeting.sfu.handle_receive(now, stranger, address, &probe[..length]);
+    meeting.sfu.handle_receive(now, stranger, &probe[..length]);
     assert_eq!(meeting.sfu.counters().probes_answered, 1);
     let answered = std::iter::from_fn(|| meeting.sfu.poll_output())
         .any(|output| matches!(output, SfuOutput::Transmit { destination, .. } if destination == stranger));
     assert!(answered, "the probe is answered");
     let key = PeerKey { room: 1, participant: ParticipantId(9) };
-    assert!(meeting.sfu.handle_offer(key, "acme/standup", "v=0 nonsense", None, now).is_err());
+    assert!(meeting.sfu.handle_offer(key, "acme/standup", "v=0 nonsense", None, false, now).is_err());
     assert!(meeting.sfu.handle_answer(key, "v=0", now).is_err());
     let member = PeerKey { room: 1, participant: ParticipantId(1) };
     assert!(meeting.sfu.handle_answer(member, "not sdp", now).is_err());
@@ -339,7 +392,6 @@ fn a_flood_of_junk_rtp_and_rtcp_from_one_member_is_dropped_and_the_others_go_on(
     let mut meeting = Meeting::new(3);
     meeting.run(Duration::from_secs(1));
     let flooder = meeting.clients[1].address;
-    let address = meeting.address;
     let before = meeting.sfu.counters();
     let frames_before = meeting.clients[0].frames.len();
     // 20,000 datagrams a second for a second: RTP with unknown SSRCs, RTCP of every type, and bytes that are
@@ -351,7 +403,7 @@ fn a_flood_of_junk_rtp_and_rtcp_from_one_member_is_dropped_and_the_others_go_on(
             datagram[0] = if n % 5 == 4 { 0xff } else { 0x80 };
             datagram[1] = if n % 2 == 0 { 96 } else { 200 + (n % 7) as u8 };
             datagram[8..12].copy_from_slice(&n.to_be_bytes());
-            meeting.sfu.handle_receive(meeting.now, flooder, address, &datagram);
+            meeting.sfu.handle_receive(meeting.now, flooder, &datagram);
         }
         meeting.run(STEP);
     }
