@@ -479,6 +479,8 @@ mod tests {
             ("CONVENE_MEET_URL", "http://localhost:4000", "different host than CONVENE_PUBLIC_URL"),
             ("CONVENE_LOG_FORMAT", "xml", "use `text` or `json`"),
             ("CONVENE_SHUTDOWN_TIMEOUT_SECS", "-1", "whole number of seconds"),
+            ("CONVENE_MEDIA_PUBLIC_PORT", "0", "a UDP port from 1 to 65535"),
+            ("CONVENE_MEDIA_PUBLIC_PORT", "70000", "a UDP port from 1 to 65535"),
             ("CONVENE_SMTP_URL", "mail.example.com", "smtp://"),
             ("CONVENE_STRIPE_SECRET_KEY", "sk_test_x", "needs CONVENE_STRIPE_WEBHOOK_SECRET"),
             ("CONVENE_PLANS", "/nonexistent/plans.toml", "cannot read /nonexistent/plans.toml"),

@@ -143,6 +143,19 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
         .await
         .unwrap();
     ann.screenshot("client-04-stage").await.unwrap();
+    // Settings → Quality: low caps the stage at 180 lines (the cameras send 720). A pin keeps one remote
+    // person on the stage whoever speaks.
+    ann.press("figure.tile[data-local='false'][data-source='camera'] .tile-pin").await.unwrap();
+    let stage_height = "const t = document.querySelector('.tiles.stage .tile.on-stage[data-local=\"false\"]');
+                        return t ? Number(t.dataset.videoHeight || 0) : null;";
+    let sharp = format!("const h = (() => {{ {stage_height} }})(); return h > 180 ? h : null;");
+    ann.wait_for("the stage sharper than a thumbnail", &sharp, MEDIA_WAIT).await.unwrap();
+    ann.press("button[name='settings']").await.unwrap();
+    ann.select("receive-quality", "low").await.unwrap();
+    let capped = format!("const h = (() => {{ {stage_height} }})(); return h > 0 && h <= 180 ? h : null;");
+    ann.wait_for("the stage at 180 lines or fewer", &capped, MEDIA_WAIT).await.unwrap();
+    ann.press("button[name='settings']").await.unwrap();
+    ann.press(".tile.on-stage .tile-pin").await.unwrap();
 
     // Leaving: the others see the person go.
     bob.press("button[name='leave']").await.unwrap();

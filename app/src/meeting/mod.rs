@@ -29,7 +29,7 @@ use self::{
     local_media::DeviceChoice,
     peer::{Peer, PeerEvent, Quality, ReceivedStats},
     signalling::{Signalling, SocketEvent},
-    state::{Directive, MeetingState, Phase},
+    state::{Directive, MeetingState, Phase, ReceiveQuality},
 };
 
 /// Reconnection attempts after a lost connection, this far apart, before the page gives up.
@@ -106,6 +106,8 @@ pub struct Client {
     pub connection: RwSignal<String>,
     /// ICE restarts on this session so far.
     pub ice_restarts: RwSignal<u32>,
+    /// How sharp the person wants others' video.
+    pub receive_quality: RwSignal<ReceiveQuality>,
     /// Whether the person shares a screen.
     pub sharing: RwSignal<bool>,
     /// Whom the person pinned to their stage.
@@ -128,6 +130,7 @@ impl Client {
             reception: RwSignal::new(BTreeMap::new()),
             connection: RwSignal::new("new".to_owned()),
             ice_restarts: RwSignal::new(0),
+            receive_quality: RwSignal::new(ReceiveQuality::default()),
             sharing: RwSignal::new(false),
             pinned: RwSignal::new(None),
             encryption: RwSignal::new(Encryption::Off),
@@ -578,7 +581,7 @@ impl Client {
                 *reception = updated;
             });
         });
-        let sizes = view::tile_heights();
+        let sizes = self.receive_quality.get_untracked().cap(&view::tile_heights());
         if sizes != self.requested.get_value() {
             self.requested.set_value(sizes.clone());
             let requests = sizes

@@ -127,6 +127,57 @@ impl Default for MeetingState {
     }
 }
 
+/// How sharp the person wants others' video (Settings → Quality), for a slow or metered connection: tiles
+/// ask the node for no taller a layer than this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReceiveQuality {
+    /// As sharp as the tiles show it.
+    #[default]
+    Best,
+    /// At most 360 lines.
+    Standard,
+    /// At most 180 lines.
+    Low,
+}
+
+impl ReceiveQuality {
+    /// Every choice, sharpest first.
+    pub const ALL: [Self; 3] = [Self::Best, Self::Standard, Self::Low];
+
+    /// The name in the settings form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Standard => "standard",
+            Self::Low => "low",
+        }
+    }
+
+    /// The choice named `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|quality| quality.name() == name)
+    }
+
+    /// The words for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Best => "Best (as large as shown)",
+            Self::Standard => "Standard (up to 360p)",
+            Self::Low => "Low (up to 180p, saves data)",
+        }
+    }
+
+    /// The heights to ask the node for: each tile's, capped.
+    pub fn cap(self, heights: &[(ParticipantId, u32)]) -> Vec<(ParticipantId, u32)> {
+        let most = match self {
+            Self::Best => u32::MAX,
+            Self::Standard => 360,
+            Self::Low => 180,
+        };
+        heights.iter().map(|(participant, height)| (*participant, (*height).min(most))).collect()
+    }
+}
+
 /// At most this many chat lines are kept; older ones scroll away.
 const CHAT_LINES: usize = 500;
 /// At most this many notices at once; the oldest go first.
@@ -396,5 +447,19 @@ mod tests {
         assert_eq!(state.participants.len(), 2);
         assert_eq!(state.dominant, None);
         assert_eq!(state.notices[0].text, "A moderator removed Cy from the meeting.");
+    }
+
+    #[test]
+    fn receive_quality_caps_what_tiles_ask_for() {
+        let heights = [(ParticipantId(1), 720), (ParticipantId(2), 240), (ParticipantId(3), 90)];
+        assert_eq!(ReceiveQuality::Best.cap(&heights), heights);
+        let standard = [(ParticipantId(1), 360), (ParticipantId(2), 240), (ParticipantId(3), 90)];
+        assert_eq!(ReceiveQuality::Standard.cap(&heights), standard);
+        let low = [(ParticipantId(1), 180), (ParticipantId(2), 180), (ParticipantId(3), 90)];
+        assert_eq!(ReceiveQuality::Low.cap(&heights), low);
+        for quality in ReceiveQuality::ALL {
+            assert_eq!(ReceiveQuality::named(quality.name()), Some(quality));
+        }
+        assert_eq!(ReceiveQuality::named("ultra"), None);
     }
 }

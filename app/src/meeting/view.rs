@@ -12,7 +12,7 @@ use web_sys::MediaStream;
 use super::{
     Client, Encryption,
     local_media::{self, DeviceChoice, Devices, LevelMeter},
-    state::{Ending, Phase},
+    state::{Ending, Phase, ReceiveQuality},
 };
 use crate::model::Invitee;
 
@@ -462,6 +462,7 @@ fn Tile(participant: ParticipantId, source: TrackSource, on_stage: Signal<bool>)
             data-local=mine.to_string()
             data-video-frames=move || reception.get().map(|r| if source == TrackSource::Screen { r.stats.screen_frames } else { r.stats.video_frames })
             data-audio-bytes=move || reception.get().map(|r| r.stats.audio_bytes)
+            data-video-height=move || reception.get().map(|r| r.stats.height)
             data-quality=move || reception.get().map(|r| r.quality.as_str())
         >
             <video node_ref=video autoplay muted playsinline
@@ -756,6 +757,20 @@ fn SettingsPane() -> impl IntoView {
                 </select>
             </label>
             <h3>"Quality"</h3>
+            <label>
+                "Video from others"
+                <select name="receive-quality" on:change=move |event| {
+                    if let Some(chosen) = ReceiveQuality::named(&event_target_value(&event)) {
+                        client.receive_quality.set(chosen);
+                    }
+                }>
+                    {ReceiveQuality::ALL.into_iter().map(|choice| view! {
+                        <option value=choice.name() selected=move || client.receive_quality.get() == choice>
+                            {choice.label()}
+                        </option>
+                    }).collect_view()}
+                </select>
+            </label>
             <p class="muted" data-quality-height=move || quality().max_height>
                 {move || format!("Video up to {}p, in three layers the others receive as their screens need.", quality().max_height)}
             </p>

@@ -56,14 +56,16 @@ pub fn ensure_postgres() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Debian's Chromium and its WebDriver, for the browser tests.
+/// Debian's Chromium and its WebDriver, for the browser tests, and a colour emoji font, so reactions in
+/// the screenshots look as people see them.
 pub fn ensure_chromium() -> anyhow::Result<()> {
-    step("Checking Chromium and ChromeDriver");
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
-        println!("Chromium and ChromeDriver are installed");
+    step("Checking Chromium, ChromeDriver and an emoji font");
+    let emoji = Path::new("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf");
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() && emoji.exists() {
+        println!("Chromium, ChromeDriver and the emoji font are installed");
         return Ok(());
     }
-    apt_install(&["chromium", "chromium-driver"])
+    apt_install(&["chromium", "chromium-driver", "fonts-noto-color-emoji"])
 }
 
 /// Debian's Janus gateway, which the bots' tests and the benchmark compare the media node with, and iproute2,
