@@ -236,6 +236,7 @@ impl Bot {
             token: options.token.clone(),
             password: options.password.clone(),
             name: None,
+            resume: None,
         };
         send_frame(&mut sink, &hello).await?;
         let first =

@@ -85,6 +85,7 @@ fn welcome(you: u64) -> ServerMessage {
         },
         participants: vec![participant(you)],
         lobby: vec![],
+        resume: String::new(),
     }
 }
 
@@ -133,6 +134,7 @@ async fn a_bot_waits_in_the_lobby_then_publishes_receives_and_is_kicked() {
             token: "a.b.c".to_owned(),
             password: Some("secret".to_owned()),
             name: None,
+            resume: None,
         }
     );
     send(&mut ws, &ServerMessage::Lobby { you: ParticipantId(7) }).await;

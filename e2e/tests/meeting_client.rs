@@ -311,6 +311,58 @@ async fn a_media_outage_restarts_ice_and_the_meeting_goes_on_in_the_same_session
     convene.stop().await.unwrap();
 }
 
+/// Keeps the page's WebSockets where the test can reach them (`window.testSockets`), so it can drop one as a
+/// flaky network would. wasm-bindgen looks `WebSocket` up when the client connects, after this runs.
+const KEEP_SOCKETS: &str = "
+    const Real = window.WebSocket;
+    window.testSockets = [];
+    window.WebSocket = function (url, protocols) {
+        const socket = protocols === undefined ? new Real(url) : new Real(url, protocols);
+        window.testSockets.push(socket);
+        return socket;
+    };
+    window.WebSocket.prototype = Real.prototype;
+    Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });";
+
+#[tokio::test]
+async fn a_dropped_signalling_connection_resumes_the_session_and_the_others_never_see_a_leave() {
+    let convene = Convene::up_with_tenant().await.expect("convene up starts");
+    let ann = open_prejoin(&convene.join_url("flaky", "Ann Moderator", true).await.unwrap()).await;
+    ann.client.execute(KEEP_SOCKETS, vec![]).await.unwrap();
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url("flaky", "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    let people = "return [...document.querySelectorAll('figure.tile')].map(t => t.dataset.participant).sort().join();";
+    let before = bob.client.execute(people, vec![]).await.unwrap();
+
+    ann.client.execute("window.testSockets.at(-1).close();", vec![]).await.unwrap();
+    let lost = "return document.querySelector(\"[data-signalling='lost']\") !== null;";
+    ann.wait_for("Ann's page saying it reconnects", lost, UI_WAIT).await.unwrap();
+    ann.screenshot("client-60-signalling-lost").await.unwrap();
+    let resumed = "return window.testSockets.length === 2 && window.testSockets[1].readyState === 1 &&
+                   document.querySelector(\"[data-signalling='up']\") !== null;";
+    ann.wait_for("a new socket resuming the session", resumed, UI_WAIT).await.unwrap();
+
+    // The media never stopped, and Bob saw no one leave or join.
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    assert_eq!(bob.client.execute(people, vec![]).await.unwrap(), before);
+    assert_eq!(ann.client.execute(people, vec![]).await.unwrap(), before, "Ann kept her participant id");
+    ann.press("button[name='chat']").await.unwrap();
+    ann.fill("message", "still here").await.unwrap();
+    ann.press(".chat-form button[type='submit']").await.unwrap();
+    bob.press("button[name='chat']").await.unwrap();
+    let heard = "return [...document.querySelectorAll('.chat li')].some(l => l.textContent.includes('still here'));";
+    bob.wait_for("Ann's chat after the resume", heard, UI_WAIT).await.unwrap();
+
+    for browser in [ann, bob] {
+        browser.close().await.unwrap();
+    }
+    convene.stop().await.unwrap();
+}
+
 /// Serves the docs' iframe sample from a loopback origin of its own (another site, as a customer's would be).
 fn serve_sample() -> u16 {
     use std::io::{Read, Write};

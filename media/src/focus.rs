@@ -281,16 +281,25 @@ impl Room {
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
         self.members.insert(id, Member { info, pinned: None });
-        let lobby = if identity.moderator { self.lobby_entries() } else { Vec::new() };
-        let welcome = ServerMessage::Welcome {
+        if let Some(welcome) = self.welcome(id) {
+            out.insert(0, Outbound::Send(id, welcome));
+        }
+        out
+    }
+
+    /// The room as a member sees it on entering (or on resuming their session over a new connection; the
+    /// driver fills in the resume secret).
+    pub fn welcome(&self, id: ParticipantId) -> Option<ServerMessage> {
+        let member = self.members.get(&id)?;
+        let lobby = if member.info.moderator { self.lobby_entries() } else { Vec::new() };
+        Some(ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             you: id,
             room: self.info(),
             participants: self.participants().cloned().collect(),
             lobby,
-        };
-        out.insert(0, Outbound::Send(id, welcome));
-        out
+            resume: String::new(),
+        })
     }
 
     /// The connection closed (or sent `leave`).
@@ -749,7 +758,7 @@ mod tests {
             ClientMessage::Reaction { emoji: String::new() },
             ClientMessage::Reaction { emoji: "🎉".repeat(MAX_REACTION_CHARS + 1) },
             ClientMessage::Pin { participant: Some(ParticipantId(77)) },
-            ClientMessage::Hello { version: 1, token: "t".into(), password: None, name: None },
+            ClientMessage::Hello { version: 1, token: "t".into(), password: None, name: None, resume: None },
         ] {
             let out = room.handle(ann, bad.clone());
             assert!(error_code(&out, ann).is_some() && out.len() == 1, "{bad:?}: {out:?}");

@@ -233,6 +233,14 @@ pub enum MediaCommand {
         /// Their connection.
         outbox: mpsc::Sender<Delivery>,
     },
+    /// A participant's session continues over a new connection: signalling goes to `outbox`, and an offer
+    /// the old connection may have lost is made again.
+    Resume {
+        /// Who.
+        key: PeerKey,
+        /// Their new connection.
+        outbox: mpsc::Sender<Delivery>,
+    },
     /// A participant's answer to the node's offer.
     Answer {
         /// Who.
@@ -265,6 +273,7 @@ impl MediaCommand {
     fn room(&self) -> RoomId {
         match self {
             Self::Offer { key, .. }
+            | Self::Resume { key, .. }
             | Self::Answer { key, .. }
             | Self::Pin { key, .. }
             | Self::ReceiveVideo { key, .. }
@@ -506,6 +515,11 @@ fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>
             sfu.handle_offer(key, &room_name, &sdp, screen.as_deref(), end_to_end_encrypted, now)
                 .err()
                 .map(|error| (key, error))
+        }
+        MediaCommand::Resume { key, outbox } => {
+            outboxes.insert(key, outbox);
+            sfu.resume(key);
+            None
         }
         MediaCommand::Answer { key, sdp } => sfu.handle_answer(key, &sdp, now).err().map(|error| (key, error)),
         MediaCommand::Pin { key, pinned } => {

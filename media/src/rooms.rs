@@ -1,6 +1,8 @@
 //! The rooms a node hosts, each a task that owns its [`focus::Room`] and the outboxes of its connections.
 //! Connections talk to their room through channels, so one room's work never blocks another's and a slow
-//! client only fills its own bounded outbox (and is dropped when it is full).
+//! client only fills its own bounded outbox (and is dropped when it is full). A member whose connection drops
+//! stays for [`RESUME_GRACE_SECS`]: a new connection with the session's resume secret continues it (same id,
+//! media untouched); the others see them leave only when the grace runs out.
 
 use std::{
     collections::HashMap,
@@ -8,11 +10,14 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
-use convene_signal::{ClientMessage, ParticipantId, Refusal, ServerMessage};
-use tokio::sync::{mpsc, oneshot};
+use convene_signal::{ClientMessage, ParticipantId, RESUME_GRACE_SECS, Refusal, ServerMessage};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -41,12 +46,15 @@ enum Command {
         identity: Identity,
         version: u32,
         password: Option<String>,
+        resume: Option<String>,
         allowance: Allowance,
         outbox: mpsc::Sender<Delivery>,
-        reply: oneshot::Sender<ParticipantId>,
+        /// The participant's id and the connection's own number.
+        reply: oneshot::Sender<(ParticipantId, u64)>,
     },
     Message(ParticipantId, ClientMessage),
-    Disconnect(ParticipantId),
+    /// A connection (by participant and number) closed.
+    Disconnect(ParticipantId, u64),
 }
 
 /// A room is found by its tenant and name.
@@ -135,6 +143,8 @@ impl std::fmt::Debug for Command {
 pub struct Connection {
     /// Its id in the room.
     pub id: ParticipantId,
+    /// Tells it from an earlier connection of the same participant (a resumed session).
+    serial: u64,
     room: mpsc::Sender<Command>,
     /// What to send to the client, in order.
     pub outbox: mpsc::Receiver<Delivery>,
@@ -151,7 +161,8 @@ impl Drop for Connection {
     fn drop(&mut self) {
         // A busy room still hears of the departure (or its participant would linger in it and in presence):
         // the message then waits for room in the inbox on a task of its own.
-        if let Err(mpsc::error::TrySendError::Full(command)) = self.room.try_send(Command::Disconnect(self.id))
+        if let Err(mpsc::error::TrySendError::Full(command)) =
+            self.room.try_send(Command::Disconnect(self.id, self.serial))
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let room = self.room.clone();
@@ -215,6 +226,7 @@ impl Rooms {
         identity: Identity,
         version: u32,
         password: Option<String>,
+        resume: Option<String>,
     ) -> Result<Connection, ConnectError> {
         // A room that ends between the lookup and the send is started again, once.
         for _ in 0..2 {
@@ -225,14 +237,15 @@ impl Rooms {
                 identity: identity.clone(),
                 version,
                 password: password.clone(),
+                resume: resume.clone(),
                 allowance: policy.allowance.clone(),
                 outbox,
                 reply,
             };
             if room.send(command).await.is_ok()
-                && let Ok(id) = id.await
+                && let Ok((id, serial)) = id.await
             {
-                return Ok(Connection { id, room, outbox: receiver });
+                return Ok(Connection { id, serial, room, outbox: receiver });
             }
         }
         Err(ConnectError::Stopped)
@@ -286,24 +299,85 @@ struct RoomContext {
     media: Option<MediaPlane>,
 }
 
+/// A member's session, as far as resuming it goes.
+struct Session {
+    /// What `hello.resume` must carry.
+    secret: String,
+    /// The token's user id: a resume must come with a token for the same person.
+    user_id: Option<String>,
+    /// While the member has no connection: when the session ends unless resumed.
+    away_until: Option<Instant>,
+}
+
 async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Receiver<Command>) {
     let RoomContext { key, id: room_id, running, reporter, media } = context;
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>> = HashMap::new();
     // Who the control plane knows to be in the room, by their reported id.
     let mut reported: HashMap<ParticipantId, String> = HashMap::new();
     let mut report_ids: HashMap<ParticipantId, String> = HashMap::new();
-    while let Some(command) = commands.recv().await {
+    let mut sessions: HashMap<ParticipantId, Session> = HashMap::new();
+    // Each participant's current connection; a closing one that is no longer current changes nothing.
+    let mut current: HashMap<ParticipantId, u64> = HashMap::new();
+    let mut serials = 0_u64..;
+    loop {
+        let grace_ends = sessions.values().filter_map(|session| session.away_until).min();
+        // `None`: someone's grace ran out.
+        let command = tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => Some(command),
+                None => break,
+            },
+            () = until(grace_ends) => None,
+        };
         let out = match command {
-            Command::Connect { identity, version, password, allowance, outbox, reply } => {
-                room.set_allowance(allowance);
-                let report_id = identity.user_id.clone();
-                let (id, out) = room.connect(identity, version, password.as_deref());
-                report_ids.insert(id, report_id.unwrap_or_else(|| format!("participant-{}", id.0)));
-                outboxes.insert(id, outbox);
-                let _ = reply.send(id);
-                out
+            None => {
+                let now = Instant::now();
+                let over: Vec<ParticipantId> = sessions
+                    .iter()
+                    .filter(|(_, session)| session.away_until.is_some_and(|until| until <= now))
+                    .map(|(id, _)| *id)
+                    .collect();
+                over.into_iter().flat_map(|id| room.disconnect(id)).collect()
             }
-            Command::Message(from, message) => match (&media, room.is_member(from)) {
+            Some(Command::Connect { identity, version, password, resume, allowance, outbox, reply }) => {
+                room.set_allowance(allowance);
+                let serial = serials.next().unwrap_or_default();
+                // The old connection may still look alive (a network that went away closes nothing): the
+                // new one takes over.
+                let resumed = resume.and_then(|secret| {
+                    sessions.iter().find_map(|(id, session)| {
+                        let matches = session.secret == secret && session.user_id == identity.user_id;
+                        matches.then_some(*id)
+                    })
+                });
+                if let Some(id) = resumed {
+                    if let Some(session) = sessions.get_mut(&id) {
+                        session.away_until = None;
+                    }
+                    if let Some(old) = outboxes.insert(id, outbox.clone()) {
+                        let _ = old.try_send(Delivery::Close);
+                    }
+                    current.insert(id, serial);
+                    let _ = reply.send((id, serial));
+                    if let Some(media) = &media {
+                        let _ = media
+                            .send(MediaCommand::Resume { key: PeerKey { room: room_id, participant: id }, outbox });
+                    }
+                    room.welcome(id).map(|welcome| vec![Outbound::Send(id, welcome)]).unwrap_or_default()
+                } else {
+                    let user_id = identity.user_id.clone();
+                    let (id, out) = room.connect(identity, version, password.as_deref());
+                    report_ids.insert(id, user_id.clone().unwrap_or_else(|| format!("participant-{}", id.0)));
+                    if let Some(secret) = new_secret() {
+                        sessions.insert(id, Session { secret, user_id, away_until: None });
+                    }
+                    outboxes.insert(id, outbox);
+                    current.insert(id, serial);
+                    let _ = reply.send((id, serial));
+                    out
+                }
+            }
+            Some(Command::Message(from, message)) => match (&media, room.is_member(from)) {
                 (Some(media), true) if is_media(&message) => {
                     let peer = PeerKey { room: room_id, participant: from };
                     to_media(media, &key, room.end_to_end_encrypted(), peer, message, &outboxes)
@@ -316,27 +390,86 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                 }
                 _ => room.handle(from, message),
             },
-            Command::Disconnect(id) => {
-                outboxes.remove(&id);
-                room.disconnect(id)
+            // An earlier connection of a session resumed since.
+            Some(Command::Disconnect(id, serial)) if current.get(&id) != Some(&serial) => Vec::new(),
+            Some(Command::Disconnect(id, _)) => {
+                // A member's dropped connection leaves the session to be resumed; anyone else is gone.
+                current.remove(&id);
+                let connected = outboxes.remove(&id).is_some();
+                match sessions.get_mut(&id) {
+                    Some(session) if connected && room.is_member(id) => {
+                        session.away_until = Some(Instant::now() + Duration::from_secs(RESUME_GRACE_SECS));
+                        Vec::new()
+                    }
+                    _ => room.disconnect(id),
+                }
             }
         };
-        deliver(&mut room, &mut outboxes, out);
+        send_out(&mut room, out, &mut outboxes, &mut sessions);
         let left = report(&key, &room, &mut reported, &mut report_ids, reporter.as_ref());
-        if let Some(media) = &media {
-            for participant in left {
-                let _ = media.send(MediaCommand::Leave { key: PeerKey { room: room_id, participant } });
-            }
-        }
-        if room.is_empty() && outboxes.is_empty() {
-            // Leave the registry under its lock, unless a connection is already on its way in.
-            let Ok(mut registry) = running.lock() else { break };
-            if commands.is_empty() {
-                registry.remove(&key);
-                break;
-            }
+        leave_media(&media, room_id, left);
+        if room.is_empty() && outboxes.is_empty() && stop_if_idle(&running, &key, &commands) {
+            break;
         }
     }
+}
+
+/// Sends what the focus decided, each welcome with its session's resume secret, and forgets the sessions
+/// of those no longer in the room.
+fn send_out(
+    room: &mut focus::Room,
+    mut out: Vec<Outbound>,
+    outboxes: &mut HashMap<ParticipantId, mpsc::Sender<Delivery>>,
+    sessions: &mut HashMap<ParticipantId, Session>,
+) {
+    for outbound in &mut out {
+        if let Outbound::Send(to, ServerMessage::Welcome { resume, .. }) = outbound
+            && let Some(session) = sessions.get(to)
+        {
+            resume.clone_from(&session.secret);
+        }
+    }
+    deliver(room, outboxes, out);
+    sessions.retain(|id, _| room.is_member(*id) || room.is_waiting(*id));
+}
+
+/// Tears down the media of those who left.
+fn leave_media(media: &Option<MediaPlane>, room_id: RoomId, left: Vec<ParticipantId>) {
+    if let Some(media) = media {
+        for participant in left {
+            let _ = media.send(MediaCommand::Leave { key: PeerKey { room: room_id, participant } });
+        }
+    }
+}
+
+/// Leaves the registry under its lock, unless a connection is already on its way in; true when the room
+/// task should end.
+fn stop_if_idle(
+    running: &Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>,
+    key: &RoomKey,
+    commands: &mpsc::Receiver<Command>,
+) -> bool {
+    let Ok(mut registry) = running.lock() else { return true };
+    if commands.is_empty() {
+        registry.remove(key);
+        return true;
+    }
+    false
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A resume secret: 128 random bits, hex.
+fn new_secret() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 fn is_media(message: &ClientMessage) -> bool {
@@ -425,8 +558,10 @@ fn deliver(
         for outbound in out.drain(..) {
             match outbound {
                 Outbound::Send(to, message) => {
+                    // A full outbox is a client too slow to keep; a closed one is a connection that just
+                    // dropped, whose disconnection is on its way (and may leave a session to resume).
                     if let Some(outbox) = outboxes.get(&to)
-                        && outbox.try_send(Delivery::Message(message)).is_err()
+                        && let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(Delivery::Message(message))
                     {
                         dropped.push(to);
                     }
@@ -468,26 +603,102 @@ mod tests {
     }
 
     async fn join(rooms: &Rooms, name: &str) -> Connection {
-        let identity =
-            Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), chosen_name: None, moderator: false };
-        let mut connection =
-            rooms.connect(key(), RoomPolicy::default(), identity, PROTOCOL_VERSION, None).await.expect("joined");
-        let welcome = connection.outbox.recv().await;
-        assert!(matches!(welcome, Some(Delivery::Message(ServerMessage::Welcome { .. }))), "{welcome:?}");
-        connection
+        join_resuming(rooms, name, None).await.0
     }
 
+    /// Joins (or resumes with `resume`); also gives the welcome's resume secret.
+    async fn join_resuming(rooms: &Rooms, name: &str, resume: Option<&str>) -> (Connection, String) {
+        let identity =
+            Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), chosen_name: None, moderator: false };
+        let resume = resume.map(str::to_owned);
+        let mut connection = rooms
+            .connect(key(), RoomPolicy::default(), identity, PROTOCOL_VERSION, None, resume)
+            .await
+            .expect("joined");
+        match connection.outbox.recv().await {
+            Some(Delivery::Message(ServerMessage::Welcome { resume, .. })) => (connection, resume),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_connection_resumes_its_session_within_the_grace_and_leaves_after_it() {
+        let events = Arc::new(Recorded::default());
+        let rooms = Rooms::new(CancellationToken::new(), events.clone(), SignalMetrics::default(), None);
+        let (ann, secret) = join_resuming(&rooms, "Ann", None).await;
+        assert_eq!(secret.len(), 32, "{secret}");
+        let mut bob = join(&rooms, "Bob").await;
+        let ann_id = ann.id;
+        drop(ann);
+        tokio::time::sleep(std::time::Duration::from_secs(RESUME_GRACE_SECS - 1)).await;
+        assert!(bob.outbox.try_recv().is_err(), "the others see nothing while Ann may come back");
+
+        // Ann's secret with someone else's token, or a wrong secret, is a new session.
+        let (mallory, _) = join_resuming(&rooms, "Mallory", Some(&secret)).await;
+        let (stranger, _) = join_resuming(&rooms, "Ann", Some("0123")).await;
+        assert!(mallory.id != ann_id && stranger.id != ann_id);
+        let (ann, again) = join_resuming(&rooms, "Ann", Some(&secret)).await;
+        assert_eq!((ann.id, &again), (ann_id, &secret), "the same session, the same secret");
+        assert!(ann.send(ClientMessage::Chat { text: "back".into(), to: None }).await);
+        let heard = loop {
+            match bob.outbox.recv().await {
+                Some(Delivery::Message(ServerMessage::Chat { from, .. })) => break from,
+                Some(_) => {}
+                None => panic!("Bob was dropped"),
+            }
+        };
+        assert_eq!(heard, ann_id);
+
+        // Gone for longer than the grace: the others see her leave, once.
+        drop(ann);
+        tokio::time::sleep(std::time::Duration::from_secs(RESUME_GRACE_SECS + 1)).await;
+        let mut left = Vec::new();
+        while let Ok(Delivery::Message(message)) = bob.outbox.try_recv() {
+            if let ServerMessage::ParticipantLeft { id, .. } = message {
+                left.push(id);
+            }
+        }
+        assert_eq!(left, [ann_id]);
+        let (late, _) = join_resuming(&rooms, "Ann", Some(&secret)).await;
+        assert_ne!(late.id, ann_id, "an ended session does not come back");
+        drop((mallory, stranger));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_takes_over_from_a_connection_that_still_looks_alive() {
+        let rooms = Rooms::new(CancellationToken::new(), Arc::new(Recorded::default()), SignalMetrics::default(), None);
+        let (mut old, secret) = join_resuming(&rooms, "Ann", None).await;
+        let mut bob = join(&rooms, "Bob").await;
+        // The network went away without a close: the server still holds Ann's old connection.
+        let (new, _) = join_resuming(&rooms, "Ann", Some(&secret)).await;
+        assert_eq!(new.id, old.id);
+        loop {
+            match old.outbox.recv().await {
+                Some(Delivery::Close) => break,
+                Some(Delivery::Message(_)) => {}
+                None => panic!("the old connection was dropped, not closed"),
+            }
+        }
+        drop(old);
+        tokio::time::sleep(std::time::Duration::from_secs(RESUME_GRACE_SECS + 1)).await;
+        assert!(bob.outbox.try_recv().is_err(), "the old connection's end is not Ann's");
+        assert!(new.send(ClientMessage::RaiseHand { raised: true }).await);
+        let updated = bob.outbox.recv().await;
+        assert!(matches!(updated, Some(Delivery::Message(ServerMessage::ParticipantUpdated { .. }))), "{updated:?}");
+    }
+
+    /// Waits for `condition` up to a little longer than the resume grace.
     async fn until(condition: impl Fn() -> bool) {
-        for _ in 0..200 {
+        for _ in 0..(RESUME_GRACE_SECS + 5) * 20 {
             if condition() {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("the condition never held");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_empty_room_stops_and_a_later_connection_starts_it_again() {
         let events = Arc::new(Recorded::default());
         let rooms = Rooms::new(CancellationToken::new(), events.clone(), SignalMetrics::default(), None);
@@ -505,7 +716,7 @@ mod tests {
         let _dan = join(&rooms, "Dan").await;
         let other = ("tenant".to_owned(), "another-room".to_owned());
         let identity = Identity { user_id: None, name: "Eve".to_owned(), chosen_name: None, moderator: true };
-        let refused = rooms.connect(other, RoomPolicy::default(), identity, PROTOCOL_VERSION, None).await;
+        let refused = rooms.connect(other, RoomPolicy::default(), identity, PROTOCOL_VERSION, None, None).await;
         assert_eq!(refused.err(), Some(ConnectError::Draining), "a draining node starts no room");
         drop(cy);
         until(|| events.0.lock().map(|events| events.len()).unwrap_or(0) == 7).await;
@@ -531,8 +742,9 @@ mod tests {
         };
         let policy = RoomPolicy { allowance: one_at_a_time.clone(), ..RoomPolicy::default() };
         let identity = Identity { user_id: None, name: "Ann".to_owned(), chosen_name: None, moderator: true };
-        let connect =
-            |key: RoomKey, policy: RoomPolicy| rooms.connect(key, policy, identity.clone(), PROTOCOL_VERSION, None);
+        let connect = |key: RoomKey, policy: RoomPolicy| {
+            rooms.connect(key, policy, identity.clone(), PROTOCOL_VERSION, None, None)
+        };
         let ann = connect(key(), policy.clone()).await.expect("the first meeting starts");
         let second = ("tenant".to_owned(), "second".to_owned());
         let refused = connect(second.clone(), policy.clone()).await.err();

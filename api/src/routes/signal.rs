@@ -124,8 +124,8 @@ async fn serve(
             }
         }
     };
-    let (version, token, password, chosen_name) = match hello {
-        Ok(ClientMessage::Hello { version, token, password, name }) => (version, token, password, name),
+    let (version, token, password, chosen_name, resume) = match hello {
+        Ok(ClientMessage::Hello { version, token, password, name, resume }) => (version, token, password, name, resume),
         Ok(_) => {
             metrics.frame(FrameOutcome::Malformed);
             let message = "say hello with the room token first".to_owned();
@@ -177,7 +177,7 @@ async fn serve(
     let user = verified.claims.context.user;
     let identity = Identity { user_id: user.id, name: user.name, chosen_name, moderator: user.moderator };
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
-    let mut connection = match rooms.connect(key, policy, identity, version, password).await {
+    let mut connection = match rooms.connect(key, policy, identity, version, password, resume).await {
         Ok(connection) => connection,
         Err(ConnectError::NotAllowed(reason, message)) => return refuse(session, &metrics, reason, message).await,
         Err(error) => {

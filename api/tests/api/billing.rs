@@ -467,6 +467,12 @@ async fn plan_limits_refuse_at_join_with_words_saying_which_and_billing_off_call
     assert_eq!(welcome["type"], "welcome", "another organisation's meetings are its own: {welcome}");
 
     // The free plan's minutes are a cap: used up, no new meeting starts until the next period.
+    // Leaving, as clients do (a dropped connection would count as present for the resume grace), and
+    // reading to the end: a socket closed with frames unread is reset, which can lose the `leave`.
+    for socket in [&mut ann, &mut bob] {
+        say(socket, json!({ "type": "leave" })).await;
+        while hear(socket).await.is_some() {}
+    }
     drop((ann, bob));
     let db = app.db().await;
     until("the meeting to end", async || {

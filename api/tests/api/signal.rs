@@ -130,6 +130,39 @@ async fn participants_choose_their_names_unless_the_room_keeps_the_invitations()
 }
 
 #[tokio::test]
+async fn a_dropped_connection_resumes_its_session_with_the_secret_from_its_welcome() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let ann_token = token(&app, &key, "standup", "Ann", true).await;
+    let (mut bob, _) = hello(&app, "standup", &token(&app, &key, "standup", "Bob", false).await).await;
+    let (ann, welcome) = hello(&app, "standup", &ann_token).await;
+    let (ann_id, secret) = (welcome["you"].clone(), welcome["resume"].as_str().unwrap().to_owned());
+    assert_eq!(secret.len(), 32, "{welcome}");
+    assert_eq!(hear(&mut bob).await.unwrap()["type"], "participant_joined");
+
+    // Ann's connection drops; a new one with the secret is the same Ann, and Bob saw no one leave.
+    drop(ann);
+    let mut ann = open(&app, "standup").await;
+    say(&mut ann, json!({ "type": "hello", "version": 1, "token": ann_token, "resume": secret })).await;
+    let resumed = hear(&mut ann).await.unwrap();
+    assert_eq!((resumed["type"].as_str(), &resumed["you"]), (Some("welcome"), &ann_id), "{resumed}");
+    assert_eq!(resumed["participants"].as_array().map(Vec::len), Some(2));
+    say(&mut ann, json!({ "type": "chat", "text": "back" })).await;
+    let heard = hear(&mut bob).await.unwrap();
+    assert_eq!((heard["type"].as_str(), &heard["from"]), (Some("chat"), &ann_id), "no leave and join between: {heard}");
+
+    // A secret nobody holds is an ordinary join.
+    let (_, fresh) = {
+        let mut socket = open(&app, "standup").await;
+        say(&mut socket, json!({ "type": "hello", "version": 1, "token": ann_token, "resume": "not-a-secret" })).await;
+        let answer = hear(&mut socket).await.unwrap();
+        (socket, answer)
+    };
+    assert_ne!(fresh["you"], ann_id, "{fresh}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn bad_tokens_missing_hellos_and_oversized_frames_are_refused() {
     let app = spawn_app().await;
     let key = tenant_key(&app, "owner@acme.example").await;

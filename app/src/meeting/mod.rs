@@ -108,6 +108,10 @@ pub struct Client {
     pub ice_restarts: RwSignal<u32>,
     /// How sharp the person wants others' video.
     pub receive_quality: RwSignal<ReceiveQuality>,
+    /// The socket dropped and a new one is resuming the session.
+    pub signalling_lost: RwSignal<bool>,
+    /// The latest welcome's secret for resuming the session over a new socket.
+    resume: StoredValue<Option<String>>,
     /// Whether the person shares a screen.
     pub sharing: RwSignal<bool>,
     /// Whom the person pinned to their stage.
@@ -131,6 +135,8 @@ impl Client {
             connection: RwSignal::new("new".to_owned()),
             ice_restarts: RwSignal::new(0),
             receive_quality: RwSignal::new(ReceiveQuality::default()),
+            signalling_lost: RwSignal::new(false),
+            resume: StoredValue::new(None),
             sharing: RwSignal::new(false),
             pinned: RwSignal::new(None),
             encryption: RwSignal::new(Encryption::Off),
@@ -148,13 +154,28 @@ impl Client {
                 state.phase = Phase::Joining;
             }
         });
-        let on_event: Rc<dyn Fn(SocketEvent)> = Rc::new(move |event| self.socket_event(event));
-        match Signalling::open(&self.room.get_value(), on_event) {
+        match self.open_socket() {
             Ok(socket) => {
-                let socket = Rc::new(socket);
                 let session = Session { socket, peer: None, local: None, screen: None, crypto: None, keys: None };
                 self.session.set_value(Some(session));
             }
+            Err(error) => self.fail(format!("The meeting cannot be reached: {error}.")),
+        }
+    }
+
+    fn open_socket(self) -> Result<Rc<Signalling>, browser::BrowserError> {
+        let on_event: Rc<dyn Fn(SocketEvent)> = Rc::new(move |event| self.socket_event(event));
+        Signalling::open(&self.room.get_value(), on_event).map(Rc::new)
+    }
+
+    /// A new socket for the same session: its `hello` carries the resume secret, the media stays up.
+    fn resume_signalling(self) {
+        match self.open_socket() {
+            Ok(socket) => self.session.update_value(|session| {
+                if let Some(session) = session {
+                    session.socket = socket;
+                }
+            }),
             Err(error) => self.fail(format!("The meeting cannot be reached: {error}.")),
         }
     }
@@ -194,15 +215,26 @@ impl Client {
 
     /// Closes the socket and the media, and turns the camera off.
     fn teardown(self) {
-        let session = self.session.try_update_value(Option::take).flatten();
-        if let Some(session) = session {
-            if let Some(peer) = &session.peer {
-                peer.close();
+        self.stop_media();
+        self.session.set_value(None);
+        self.resume.set_value(None);
+        self.signalling_lost.set(false);
+    }
+
+    /// Ends the media session and turns the camera off; the socket stays.
+    fn stop_media(self) {
+        self.session.update_value(|session| {
+            if let Some(session) = session {
+                if let Some(peer) = session.peer.take() {
+                    peer.close();
+                }
+                for stream in session.local.take().iter().chain(session.screen.take().iter()) {
+                    local_media::stop(stream);
+                }
+                session.crypto = None;
+                session.keys = None;
             }
-            for stream in session.local.iter().chain(session.screen.iter()) {
-                local_media::stop(stream);
-            }
-        }
+        });
         self.sharing.set(false);
         self.requested.set_value(Vec::new());
     }
@@ -219,8 +251,8 @@ impl Client {
             SocketEvent::Opened => {
                 let (password, name) =
                     self.choices.with_untracked(|choices| (choices.password.clone(), choices.name.clone()));
-                let token = self.token.get_value();
-                self.send(&ClientMessage::Hello { version: PROTOCOL_VERSION, token, password, name });
+                let (token, resume) = (self.token.get_value(), self.resume.get_value());
+                self.send(&ClientMessage::Hello { version: PROTOCOL_VERSION, token, password, name, resume });
             }
             SocketEvent::Message(ServerMessage::Answer { sdp }) => {
                 if let Some(peer) = self.peer() {
@@ -244,6 +276,9 @@ impl Client {
                 }
             }
             SocketEvent::Message(message) => {
+                if let ServerMessage::Welcome { resume, .. } = &message {
+                    self.resume.set_value(Some(resume.clone()).filter(|secret| !secret.is_empty()));
+                }
                 let directives = self.state.try_update(|state| state.apply(message)).unwrap_or_default();
                 for directive in directives {
                     self.follow(directive);
@@ -268,6 +303,13 @@ impl Client {
             return self.fail("The connection to the meeting was lost, and trying again did not help.".to_owned());
         }
         self.attempts.set_value(attempt);
+        // In the meeting with media up, a new socket resumes the same session (the node keeps it a while);
+        // end-to-end encrypted meetings join again instead, since key exchanges sent meanwhile are lost.
+        let encrypted = self.encryption.get_untracked() != Encryption::Off;
+        if phase == Phase::InMeeting && self.resume.get_value().is_some() && self.peer().is_some() && !encrypted {
+            self.signalling_lost.set(true);
+            return set_timeout(move || self.resume_signalling(), RECONNECT_DELAY);
+        }
         self.teardown();
         self.state.update(|state| state.phase = Phase::Reconnecting);
         set_timeout(move || self.join(), RECONNECT_DELAY);
@@ -277,8 +319,20 @@ impl Client {
         match directive {
             Directive::StartMedia => {
                 self.attempts.set_value(0);
+                self.signalling_lost.set(false);
+                // A resume the node no longer took: this is a new session, and the old media goes.
+                self.stop_media();
                 if self.start_encryption() {
                     leptos::task::spawn_local(async move { self.start_media().await });
+                }
+            }
+            Directive::Resumed => {
+                self.attempts.set_value(0);
+                self.signalling_lost.set(false);
+                // The node asks for tile sizes afresh, and an offer of ours the old socket lost goes again.
+                self.requested.set_value(Vec::new());
+                if let Some(peer) = self.peer() {
+                    peer.resumed();
                 }
             }
             Directive::Arrived(participant) => {

@@ -270,6 +270,15 @@ impl Peer {
         self.0.state.borrow_mut().restarting = false;
     }
 
+    /// Signalling resumed over a new socket: an offer whose answer the old one lost is made again (the node
+    /// re-offers its side by itself).
+    pub fn resumed(&self) {
+        let lost = std::mem::take(&mut self.0.state.borrow_mut().awaiting_answer);
+        if lost {
+            self.push(Step::Publish);
+        }
+    }
+
     /// The node's answer to the client's offer.
     pub fn answer_arrived(&self, sdp: String) {
         self.push(Step::Answer(sdp));

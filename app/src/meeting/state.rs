@@ -76,6 +76,8 @@ pub struct Reaction {
 pub enum Directive {
     /// In the room: publish camera and microphone.
     StartMedia,
+    /// The same session continues over a new connection: the media stays as it is.
+    Resumed,
     /// Someone joined: encryption keys move forward.
     Arrived(ParticipantId),
     /// A moderator muted this person: stop sending that media.
@@ -253,12 +255,13 @@ impl MeetingState {
     pub fn apply(&mut self, message: ServerMessage) -> Vec<Directive> {
         match message {
             ServerMessage::Welcome { you, room, participants, lobby, .. } => {
+                let resumed = self.phase == Phase::InMeeting && self.me == Some(you);
                 self.phase = Phase::InMeeting;
                 self.me = Some(you);
                 self.room = Some(room);
                 self.participants = participants;
                 self.lobby = lobby;
-                return vec![Directive::StartMedia];
+                return vec![if resumed { Directive::Resumed } else { Directive::StartMedia }];
             }
             ServerMessage::Lobby { you } => {
                 self.me = Some(you);
@@ -369,22 +372,26 @@ mod tests {
         }
     }
 
-    fn in_meeting() -> MeetingState {
-        let mut state = MeetingState::default();
-        let room = RoomInfo {
+    fn state_room() -> RoomInfo {
+        RoomInfo {
             name: "standup".to_owned(),
             locked: false,
             lobby: false,
             end_to_end_encryption: false,
             fixed_display_names: false,
             quality: MediaQuality::default(),
-        };
+        }
+    }
+
+    fn in_meeting() -> MeetingState {
+        let mut state = MeetingState::default();
         let welcome = ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             you: ParticipantId(2),
-            room,
+            room: state_room(),
             participants: vec![person(1, "Ann", true), person(2, "Bob", false)],
             lobby: Vec::new(),
+            resume: "secret".to_owned(),
         };
         assert_eq!(state.apply(welcome), [Directive::StartMedia]);
         state
@@ -461,5 +468,21 @@ mod tests {
             assert_eq!(ReceiveQuality::named(quality.name()), Some(quality));
         }
         assert_eq!(ReceiveQuality::named("ultra"), None);
+    }
+
+    #[test]
+    fn a_welcome_for_the_same_session_resumes_it_and_one_for_another_starts_over() {
+        let mut state = in_meeting();
+        let welcome = |you| ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            you: ParticipantId(you),
+            room: state_room(),
+            participants: vec![person(1, "Ann", true), person(you, "Bob", false)],
+            lobby: Vec::new(),
+            resume: "secret".to_owned(),
+        };
+        assert_eq!(state.apply(welcome(2)), [Directive::Resumed]);
+        assert_eq!(state.apply(welcome(5)), [Directive::StartMedia], "the node started a new session");
+        assert_eq!(state.me, Some(ParticipantId(5)));
     }
 }

@@ -374,8 +374,13 @@ fn MeetingRoom() -> impl IntoView {
                         <span class="badge">"Locked"</span>
                     })}
                     <span class="connection" data-connection=move || client.connection.get()
+                        data-signalling=move || if client.signalling_lost.get() { "lost" } else { "up" }
                         data-ice-restarts=move || client.ice_restarts.get()>
-                        {move || connection_words(&client.connection.get(), client.ice_restarts.get() > 0)}
+                        {move || if client.signalling_lost.get() {
+                            "Reconnecting…"
+                        } else {
+                            connection_words(&client.connection.get(), client.ice_restarts.get() > 0)
+                        }}
                     </span>
                 </div>
                 <Notices />
@@ -732,12 +737,14 @@ fn SettingsPane() -> impl IntoView {
         })
     };
     let quality = move || client.state.with(|state| state.room.as_ref().map(|room| room.quality)).unwrap_or_default();
+    // A memo, so the name form (and what is typed in it) is rebuilt only when the rule changes, not whenever
+    // anything in the meeting does.
     let names_fixed =
-        move || client.state.with(|state| state.room.as_ref().is_none_or(|room| room.fixed_display_names));
+        Memo::new(move |_| client.state.with(|state| state.room.as_ref().is_none_or(|room| room.fixed_display_names)));
     view! {
         <aside class="pane" aria-label="Settings">
             <h2>"Settings"</h2>
-            {move || (!names_fixed()).then(|| view! { <RenameForm /> })}
+            {move || (!names_fixed.get()).then(|| view! { <RenameForm /> })}
             <label>
                 "Camera"
                 <select name="switch-camera" on:change=move |event| client.switch_device(MediaKind::Video, event_target_value(&event))>

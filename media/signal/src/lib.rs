@@ -16,6 +16,9 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 pub const MAX_CHAT_CHARS: usize = 2000;
 /// The longest reaction, in characters (an emoji sequence).
 pub const MAX_REACTION_CHARS: usize = 16;
+/// How long the node keeps a participant whose connection dropped, for `hello.resume` to continue the
+/// session; the others see them leave only after it.
+pub const RESUME_GRACE_SECS: u64 = 20;
 /// The longest display name, in characters (as in the tokens the API mints).
 pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 /// The longest end-to-end encryption payload, in bytes (a public key and a wrapped media key fit easily).
@@ -87,6 +90,10 @@ pub enum ClientMessage {
         /// The display name chosen before joining, when the room lets participants change the token's.
         #[serde(default)]
         name: Option<String>,
+        /// The `resume` secret of an earlier `welcome`: the same session continues (same id, media kept)
+        /// when its connection dropped less than [`RESUME_GRACE_SECS`] ago.
+        #[serde(default)]
+        resume: Option<String>,
     },
     /// A new display name (rooms with `fixed_display_names` refuse it).
     SetName {
@@ -325,6 +332,10 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// Who waits in the lobby (moderators only; empty for others).
         lobby: Vec<LobbyEntry>,
+        /// The secret that resumes this session over a new connection (`hello.resume`); empty when the
+        /// node offers none.
+        #[serde(default)]
+        resume: String,
     },
     /// You wait in the lobby until a moderator admits you.
     Lobby {
@@ -484,7 +495,9 @@ mod tests {
     #[test]
     fn messages_round_trip_with_a_type_tag() {
         let hello = ClientMessage::parse(r#"{"type":"hello","version":1,"token":"a.b.c"}"#).expect("valid");
-        assert_eq!(hello, ClientMessage::Hello { version: 1, token: "a.b.c".to_owned(), password: None, name: None });
+        let expected =
+            ClientMessage::Hello { version: 1, token: "a.b.c".to_owned(), password: None, name: None, resume: None };
+        assert_eq!(hello, expected);
         let mute = ClientMessage::parse(r#"{"type":"mute","participant":7,"media":"audio"}"#).expect("valid");
         assert_eq!(mute, ClientMessage::Mute { participant: ParticipantId(7), media: MediaKind::Audio });
         let left = ServerMessage::ParticipantLeft { id: ParticipantId(3), reason: Some(Refusal::Kicked) };

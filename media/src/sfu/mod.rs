@@ -303,6 +303,15 @@ impl Sfu {
         Ok(())
     }
 
+    /// A participant's signalling continues over a new connection: an offer the old one may have lost is
+    /// made again.
+    pub fn resume(&mut self, key: PeerKey) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.withdraw_offer();
+            self.negotiate(key);
+        }
+    }
+
     /// Whom a participant pinned (none: the dominant speaker is on their stage).
     pub fn pin(&mut self, key: PeerKey, pinned: Option<ParticipantId>, now: Instant) {
         if let Some(peer) = self.peers.get_mut(&key) {

@@ -254,6 +254,14 @@ impl Peer {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|error| NegotiationError::Unreadable(error.to_string()))?;
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|error| refused(&error))?;
         self.screen = screen.map(Mid::from);
+        self.withdraw_offer();
+        self.started = true;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Forgets the node's offer waiting for an answer (the participant's own offer crossed it, or the
+    /// connection that carried it dropped): what it offered is offered again.
+    pub(super) fn withdraw_offer(&mut self) {
         self.pending = None;
         for egress in &mut self.egress {
             egress.state = match egress.state {
@@ -263,8 +271,6 @@ impl Peer {
             };
         }
         self.egress.retain(|egress| !(egress.source_gone && egress.state == EgressState::ToOpen));
-        self.started = true;
-        Ok(answer.to_sdp_string())
     }
 
     /// Applies the participant's answer to the node's offer.
