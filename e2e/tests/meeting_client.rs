@@ -264,6 +264,24 @@ async fn a_password_room_asks_for_it_until_it_is_right() {
     convene.stop().await.unwrap();
 }
 
+/// The participant ids of the tiles on a page, for telling a resumed session from a new one.
+const PEOPLE: &str =
+    "return [...document.querySelectorAll('figure.tile')].map(t => t.dataset.participant).sort().join();";
+
+/// Ann (a moderator) and Bob join `room` and each decodes the other; `prepare` runs on Ann's page first.
+async fn ann_and_bob_meet(convene: &Convene, room: &str, prepare: Option<&str>) -> (Browser, Browser) {
+    let ann = open_prejoin(&convene.join_url(room, "Ann Moderator", true).await.unwrap()).await;
+    if let Some(script) = prepare {
+        ann.client.execute(script, vec![]).await.unwrap();
+    }
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url(room, "Bob Participant", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    (ann, bob)
+}
+
 #[tokio::test]
 async fn a_media_outage_restarts_ice_and_the_meeting_goes_on_in_the_same_session() {
     // The browsers reach the node through a relay the test can cut, as a network outage would.
@@ -276,14 +294,8 @@ async fn a_media_outage_restarts_ice_and_the_meeting_goes_on_in_the_same_session
     ])
     .await
     .expect("convene up starts");
-    let ann = open_prejoin(&convene.join_url("outage", "Ann Moderator", true).await.unwrap()).await;
-    join(&ann, "meeting").await;
-    let bob = open_prejoin(&convene.join_url("outage", "Bob Participant", false).await.unwrap()).await;
-    join(&bob, "meeting").await;
-    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
-    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
-    let people = "return [...document.querySelectorAll('figure.tile')].map(t => t.dataset.participant).sort().join();";
-    let before = ann.client.execute(people, vec![]).await.unwrap();
+    let (ann, bob) = ann_and_bob_meet(&convene, "outage", None).await;
+    let before = ann.client.execute(PEOPLE, vec![]).await.unwrap();
 
     relay.set_cut(true);
     let restarted = "return Number(document.querySelector('.connection').dataset.iceRestarts) >= 1;";
@@ -302,7 +314,7 @@ async fn a_media_outage_restarts_ice_and_the_meeting_goes_on_in_the_same_session
     wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
     wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
     // The same session throughout: nobody joined again (a rejoin gets a new participant id).
-    assert_eq!(ann.client.execute(people, vec![]).await.unwrap(), before);
+    assert_eq!(ann.client.execute(PEOPLE, vec![]).await.unwrap(), before);
     assert_eq!(text_of(&ann, ".connection").await, "Connected");
 
     for browser in [ann, bob] {
@@ -327,15 +339,8 @@ const KEEP_SOCKETS: &str = "
 #[tokio::test]
 async fn a_dropped_signalling_connection_resumes_the_session_and_the_others_never_see_a_leave() {
     let convene = Convene::up_with_tenant().await.expect("convene up starts");
-    let ann = open_prejoin(&convene.join_url("flaky", "Ann Moderator", true).await.unwrap()).await;
-    ann.client.execute(KEEP_SOCKETS, vec![]).await.unwrap();
-    join(&ann, "meeting").await;
-    let bob = open_prejoin(&convene.join_url("flaky", "Bob Participant", false).await.unwrap()).await;
-    join(&bob, "meeting").await;
-    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
-    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
-    let people = "return [...document.querySelectorAll('figure.tile')].map(t => t.dataset.participant).sort().join();";
-    let before = bob.client.execute(people, vec![]).await.unwrap();
+    let (ann, bob) = ann_and_bob_meet(&convene, "flaky", Some(KEEP_SOCKETS)).await;
+    let before = bob.client.execute(PEOPLE, vec![]).await.unwrap();
 
     ann.client.execute("window.testSockets.at(-1).close();", vec![]).await.unwrap();
     let lost = "return document.querySelector(\"[data-signalling='lost']\") !== null;";
@@ -348,8 +353,8 @@ async fn a_dropped_signalling_connection_resumes_the_session_and_the_others_neve
     // The media never stopped, and Bob saw no one leave or join.
     wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
     wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
-    assert_eq!(bob.client.execute(people, vec![]).await.unwrap(), before);
-    assert_eq!(ann.client.execute(people, vec![]).await.unwrap(), before, "Ann kept her participant id");
+    assert_eq!(bob.client.execute(PEOPLE, vec![]).await.unwrap(), before);
+    assert_eq!(ann.client.execute(PEOPLE, vec![]).await.unwrap(), before, "Ann kept her participant id");
     ann.press("button[name='chat']").await.unwrap();
     ann.fill("message", "still here").await.unwrap();
     ann.press(".chat-form button[type='submit']").await.unwrap();
