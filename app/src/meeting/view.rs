@@ -195,22 +195,10 @@ fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                             on:input=move |event| client.choices.update(|c| c.name = Some(event_target_value(&event))) />
                     </label>
                 })}
-                <label>
-                    "Camera"
-                    <select name="camera" on:change=move |event| pick(Some(event_target_value(&event)), None)>
-                        {move || devices.get().cameras.into_iter().map(|device| view! {
-                            <option value=device.id>{label_or(&device.label, "Camera")}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
-                <label>
-                    "Microphone"
-                    <select name="microphone" on:change=move |event| pick(None, Some(event_target_value(&event)))>
-                        {move || devices.get().microphones.into_iter().map(|device| view! {
-                            <option value=device.id>{label_or(&device.label, "Microphone")}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
+                <DevicePicker media=MediaKind::Video name="camera" devices
+                    on_pick=Callback::new(move |camera| pick(Some(camera), None)) />
+                <DevicePicker media=MediaKind::Audio name="microphone" devices
+                    on_pick=Callback::new(move |microphone| pick(None, Some(microphone))) />
                 <label class="check">
                     <input type="checkbox" name="microphone_off"
                         on:change=move |event| client.choices.update(|c| c.microphone_off = event_target_checked(&event)) />
@@ -228,8 +216,39 @@ fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
     .into_any()
 }
 
-fn label_or(label: &str, fallback: &str) -> String {
-    if label.is_empty() { fallback.to_owned() } else { label.to_owned() }
+/// A camera or microphone picker, the device in use selected; before joining and in the settings.
+#[component]
+fn DevicePicker(
+    media: MediaKind,
+    name: &'static str,
+    devices: RwSignal<Devices>,
+    on_pick: Callback<String>,
+) -> impl IntoView {
+    let client = client();
+    let kind = if media == MediaKind::Audio { "Microphone" } else { "Camera" };
+    let chosen = move || {
+        client.choices.with(|choices| match media {
+            MediaKind::Audio => choices.devices.microphone.clone(),
+            MediaKind::Video => choices.devices.camera.clone(),
+        })
+    };
+    let listed = move || {
+        devices.with(
+            |devices| if media == MediaKind::Audio { devices.microphones.clone() } else { devices.cameras.clone() },
+        )
+    };
+    view! {
+        <label>
+            {kind}
+            <select name=name on:change=move |event| on_pick.run(event_target_value(&event))>
+                {move || listed().into_iter().map(|device| {
+                    let selected = chosen().as_deref() == Some(device.id.as_str());
+                    let label = if device.label.is_empty() { kind.to_owned() } else { device.label };
+                    view! { <option value=device.id selected=selected>{label}</option> }
+                }).collect_view()}
+            </select>
+        </label>
+    }
 }
 
 /// A moment of waiting.
@@ -730,12 +749,6 @@ fn SettingsPane() -> impl IntoView {
             }
         });
     });
-    let chosen = move |media: MediaKind| {
-        client.choices.with(|choices| match media {
-            MediaKind::Audio => choices.devices.microphone.clone(),
-            MediaKind::Video => choices.devices.camera.clone(),
-        })
-    };
     let quality = move || client.state.with(|state| state.room.as_ref().map(|room| room.quality)).unwrap_or_default();
     // A memo, so the name form (and what is typed in it) is rebuilt only when the rule changes, not whenever
     // anything in the meeting does.
@@ -745,24 +758,10 @@ fn SettingsPane() -> impl IntoView {
         <aside class="pane" aria-label="Settings">
             <h2>"Settings"</h2>
             {move || (!names_fixed.get()).then(|| view! { <RenameForm /> })}
-            <label>
-                "Camera"
-                <select name="switch-camera" on:change=move |event| client.switch_device(MediaKind::Video, event_target_value(&event))>
-                    {move || devices.get().cameras.into_iter().map(|device| {
-                        let selected = chosen(MediaKind::Video).as_deref() == Some(device.id.as_str());
-                        view! { <option value=device.id selected=selected>{label_or(&device.label, "Camera")}</option> }
-                    }).collect_view()}
-                </select>
-            </label>
-            <label>
-                "Microphone"
-                <select name="switch-microphone" on:change=move |event| client.switch_device(MediaKind::Audio, event_target_value(&event))>
-                    {move || devices.get().microphones.into_iter().map(|device| {
-                        let selected = chosen(MediaKind::Audio).as_deref() == Some(device.id.as_str());
-                        view! { <option value=device.id selected=selected>{label_or(&device.label, "Microphone")}</option> }
-                    }).collect_view()}
-                </select>
-            </label>
+            <DevicePicker media=MediaKind::Video name="switch-camera" devices
+                on_pick=Callback::new(move |camera| client.switch_device(MediaKind::Video, camera)) />
+            <DevicePicker media=MediaKind::Audio name="switch-microphone" devices
+                on_pick=Callback::new(move |microphone| client.switch_device(MediaKind::Audio, microphone)) />
             <h3>"Quality"</h3>
             <label>
                 "Video from others"
