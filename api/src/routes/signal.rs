@@ -16,7 +16,7 @@ use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, MediaQuality, ParseError,
 
 use crate::{accounts::Accounts, billing::Billing, room_tokens, rooms};
 
-/// A connection that has not said `hello` by then is closed.
+/// A connection that has not said `hello` this long after opening is closed, whatever else it sends.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client may send this many messages in a burst, refilled at `BUDGET_PER_SECOND`; more are dropped.
 const BUDGET_BURST: f64 = 50.0;
@@ -105,9 +105,11 @@ async fn serve(
     rooms: Rooms,
 ) {
     let metrics = rooms.metrics().clone();
-    // The handshake: one `hello`, in time.
+    // The handshake: one `hello`, in time. One deadline for the whole handshake: pings must not extend it,
+    // or an unauthenticated socket could be held open for ever.
+    let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     let hello = loop {
-        match tokio::time::timeout(HELLO_TIMEOUT, stream.recv()).await {
+        match tokio::time::timeout_at(hello_deadline, stream.recv()).await {
             Ok(Some(Ok(AggregatedMessage::Text(text)))) => break ClientMessage::parse(&text),
             Ok(Some(Ok(AggregatedMessage::Ping(bytes)))) => {
                 if session.pong(&bytes).await.is_err() {

@@ -190,6 +190,26 @@ async fn bad_tokens_missing_hellos_and_oversized_frames_are_refused() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn pings_do_not_keep_a_socket_without_hello_open() {
+    let app = spawn_app().await;
+    let mut socket = open(&app, "standup").await;
+    let opened = std::time::Instant::now();
+    // The handshake deadline is 10 s; a client pinging every second must still be closed by then.
+    let closed = loop {
+        assert!(opened.elapsed() < std::time::Duration::from_secs(25), "the socket outlived the hello deadline");
+        if socket.send(Message::Ping(vec![1].into())).await.is_err() {
+            break opened.elapsed();
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(1), socket.next()).await {
+            Ok(Some(Ok(Message::Pong(_)))) | Err(_) => {}
+            Ok(_) => break opened.elapsed(),
+        }
+    };
+    assert!(closed < std::time::Duration::from_secs(20), "closed only after {closed:?}");
+    app.stop().await;
+}
+
 /// Polls `path` until `ready` holds for its JSON body (the node reports asynchronously).
 async fn eventually(app: &TestApp, key: &str, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..100 {
