@@ -495,18 +495,23 @@ impl Accounts {
     /// Signs in with an address and password.
     pub async fn login(&self, email: &str, password: SecretString, client: &Client) -> Result<NewSession, LoginError> {
         let now = Instant::now();
-        let email_key = email.trim().to_lowercase();
-        let client_key = client.ip.clone().unwrap_or_default();
-        // Both limits are counted on every attempt, so a flood on one address cannot hide behind another.
-        let account_ok = self.limiter.allow(&format!("login:{email_key}"), LOGIN_LIMIT_PER_ACCOUNT, LOGIN_WINDOW, now);
-        let client_ok =
-            self.limiter.allow(&format!("login-ip:{client_key}"), LOGIN_LIMIT_PER_CLIENT, LOGIN_WINDOW, now);
-        if !account_ok || !client_ok {
+        // The client's limit first, so a flood of distinct addresses from one client is stopped before any of
+        // them is counted; the account's limit on the parsed address (one key however it is spelled).
+        let client_key = format!("login-ip:{}", client.ip.as_deref().unwrap_or_default());
+        if !self.limiter.allow(&client_key, LOGIN_LIMIT_PER_CLIENT, LOGIN_WINDOW, now) {
             return Err(LoginError::RateLimited);
         }
-        let user = match EmailAddress::parse(email) {
-            Ok(address) => user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await?,
-            Err(_) => None,
+        let address = EmailAddress::parse(email).ok();
+        if let Some(address) = &address
+            && !self.limiter.allow(&format!("login:{}", address.as_str()), LOGIN_LIMIT_PER_ACCOUNT, LOGIN_WINDOW, now)
+        {
+            return Err(LoginError::RateLimited);
+        }
+        let user = match address {
+            Some(address) => {
+                user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await?
+            }
+            None => None,
         };
         // An unknown address still costs one Argon2 verification, so timing does not reveal accounts.
         let stored = user.as_ref().map(|user| user.password_hash.clone());

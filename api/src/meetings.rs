@@ -706,7 +706,7 @@ impl MeetingService {
     }
 
     /// Opens the meeting behind a participant link: members of the tenant and invited (confirmed) addresses
-    /// join signed in, moderators of the tenant and the organiser as moderators; guests join by name when
+    /// join signed in, those whose role moderates (as it is now) as moderators; guests join by name when
     /// the meeting admits them. Answers the meet URL with the token.
     pub async fn join(&self, code: &str, joiner: Joiner) -> Result<String, JoinError> {
         let loaded = self.by_code(code).await?;
@@ -746,8 +746,8 @@ impl MeetingService {
                 if role.is_none() && !invited {
                     return Err(JoinError::NotInvited);
                 }
-                let moderator =
-                    person.id == loaded.row.organizer_id || role.is_some_and(|role| role != Role::Participant);
+                // The role now, not at scheduling: an organiser demoted to participant joins as one.
+                let moderator = role.is_some_and(|role| role != Role::Participant);
                 let person = TokenUser {
                     id: Some(person.id.to_string()),
                     name: person.display_name,

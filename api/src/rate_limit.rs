@@ -1,30 +1,50 @@
-//! In-process fixed-window rate limits (login attempts per account and per address, verification mail
-//! resends). One process is the unit: behind several `convene api` processes each keeps its own count,
+//! In-process fixed-window rate limits (sign-in attempts per account and per client, mail resends, room
+//! passwords). One process is the unit: behind several `convene api` processes each keeps its own count,
 //! which still bounds guessing per process.
+//!
+//! Memory is bounded whatever callers pass: keys are stored as a 128-bit digest, never as given (an
+//! attacker's 256 KB "address" costs 16 bytes), and at most `capacity` keys are kept, the least recently
+//! used going first. Eviction can forget a key's count early; callers check the per-client limit first, so
+//! one client cannot churn through enough keys to reset someone else's.
 
 use std::{
-    collections::HashMap,
+    num::NonZeroUsize,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-/// Keys tracked before expired windows are swept; bounds memory under a flood of distinct keys.
-const SWEEP_AT: usize = 10_000;
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+/// Keys kept by default: about 8 MB at most.
+const DEFAULT_CAPACITY: usize = 100_000;
+
+/// A key as stored: the first 128 bits of its SHA-256.
+type KeyDigest = [u8; 16];
 
 /// Counts events per key in fixed windows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    windows: Mutex<LruCache<KeyDigest, (Instant, u32)>>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::with_capacity(NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN))
+    }
 }
 
 impl RateLimiter {
+    /// A limiter that keeps at most `capacity` keys.
+    pub fn with_capacity(capacity: NonZeroUsize) -> Self {
+        Self { windows: Mutex::new(LruCache::new(capacity)) }
+    }
+
     /// Counts one event for `key`; `false` when the key already had `limit` events in the current window.
     pub fn allow(&self, key: &str, limit: u32, window: Duration, now: Instant) -> bool {
+        let digest = digest(key);
         let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (started, _)| now.duration_since(*started) < window);
-        }
-        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
+        let entry = windows.get_or_insert_mut(digest, || (now, 0));
         if now.duration_since(entry.0) >= window {
             *entry = (now, 0);
         }
@@ -34,6 +54,13 @@ impl RateLimiter {
         entry.1 += 1;
         true
     }
+}
+
+fn digest(key: &str) -> KeyDigest {
+    let hash = Sha256::digest(key.as_bytes());
+    let mut digest = KeyDigest::default();
+    digest.copy_from_slice(&hash[..16]);
+    digest
 }
 
 #[cfg(test)]
@@ -54,15 +81,16 @@ mod tests {
     }
 
     #[test]
-    fn memory_stays_bounded_under_many_keys() {
-        let limiter = RateLimiter::default();
-        let window = Duration::from_secs(1);
+    fn memory_stays_bounded_under_many_long_keys() {
+        let capacity = NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN);
+        let limiter = RateLimiter::with_capacity(capacity);
+        let window = Duration::from_secs(900);
         let start = Instant::now();
-        for index in 0..SWEEP_AT {
-            limiter.allow(&index.to_string(), 1, window, start);
+        let long = "x".repeat(256 * 1024);
+        for index in 0..5_000 {
+            limiter.allow(&format!("{index}{long}"), 1, window, start);
         }
-        limiter.allow("late", 1, window, start + Duration::from_secs(2));
-        let size = limiter.windows.lock().map(|windows| windows.len()).unwrap_or_default();
-        assert_eq!(size, 1, "expired windows were swept");
+        let windows = limiter.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert_eq!(windows.len(), 1_000, "no more keys than the capacity, each stored as a digest");
     }
 }

@@ -14,6 +14,7 @@ use std::{
 };
 
 use convene_signal::{ClientMessage, ParticipantId, RESUME_GRACE_SECS, Refusal, ServerMessage};
+use subtle::ConstantTimeEq;
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -346,7 +347,9 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                 // new one takes over.
                 let resumed = resume.and_then(|secret| {
                     sessions.iter().find_map(|(id, session)| {
-                        let matches = session.secret == secret && session.user_id == identity.user_id;
+                        // Constant-time, so response timing says nothing about how much of a guess was right.
+                        let same_secret: bool = session.secret.as_bytes().ct_eq(secret.as_bytes()).into();
+                        let matches = same_secret && session.user_id == identity.user_id;
                         matches.then_some(*id)
                     })
                 });

@@ -198,11 +198,26 @@ struct LoginForm {
     next: String,
 }
 
-/// `next` when it is a path on this site; anything else (another host, `//host`, `\\host`) is ignored so the
-/// sign-in form cannot be used to send people elsewhere.
-fn local_path(next: &str) -> Option<&str> {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains(['\\', '\r', '\n']);
-    local.then_some(next)
+/// `next` when it is a path on this site; anything else is ignored, so the sign-in form cannot send people
+/// elsewhere. The value is resolved as a browser would resolve it (`/\host` and `//host` name another
+/// host) and its origin compared with ours; whitespace and control characters are refused outright, since
+/// browsers strip tabs and newlines from URLs (`/\t/evil.example` becomes `//evil.example`).
+fn local_path(next: &str) -> Option<String> {
+    if !next.starts_with('/') || next.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    // Any origin of our own serves: only whether the resolved URL stays on it matters.
+    let site = url::Url::parse("http://site.invalid/").ok()?;
+    let resolved = site.join(next).ok()?;
+    if resolved.origin() != site.origin() {
+        return None;
+    }
+    let mut path = resolved.path().to_owned();
+    if let Some(query) = resolved.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    Some(path)
 }
 
 #[post("/auth/login")]
@@ -214,13 +229,13 @@ async fn login(
 ) -> HttpResponse {
     let LoginForm { email, password, next } = form.into_inner();
     let next = local_path(&next);
-    let retry = next.map_or_else(
+    let retry = next.as_deref().map_or_else(
         || "/login".to_owned(),
         |next| format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()),
     );
     match accounts.login(&email, SecretString::from(password), &client(&request)).await {
         Ok(session) => {
-            see_other(next.unwrap_or("/dashboard")).cookie(session_cookie(&session.token, **policy)).finish()
+            see_other(next.as_deref().unwrap_or("/dashboard")).cookie(session_cookie(&session.token, **policy)).finish()
         }
         Err(error @ (LoginError::BadCredentials | LoginError::RateLimited | LoginError::Disabled)) => {
             back_with(&retry, &Flash::failure("login", capitalise(&error.to_string())).keep("email", &email), **policy)
@@ -441,4 +456,32 @@ async fn sign_out_everywhere(
     let mut expired = session_cookie(&SecretString::from(String::new()), **policy);
     expired.make_removal();
     see_other("/login").cookie(expired).finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        for hostile in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r//evil.example",
+            "/ /evil.example",
+            "/\u{0}x",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/\u{a0}/evil.example",
+        ] {
+            assert_eq!(local_path(hostile), None, "{hostile:?} must be refused");
+        }
+        assert_eq!(local_path("/join/abc?x=1").as_deref(), Some("/join/abc?x=1"));
+        assert_eq!(local_path("/meetings").as_deref(), Some("/meetings"));
+        assert_eq!(local_path("/a/../b").as_deref(), Some("/b"), "resolved as a browser would");
+    }
 }

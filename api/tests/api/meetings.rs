@@ -229,6 +229,38 @@ async fn participant_links_open_the_meeting_for_invitees_members_and_guests_only
 }
 
 #[tokio::test]
+async fn an_organiser_demoted_to_participant_no_longer_moderates_their_meeting() {
+    let app = spawn_app().await;
+    let owner = organiser(&app, "Acme", "ann@acme.example").await;
+    let mo = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
+    let path = schedule(&app, &mo, &meeting_form("Standup", "03-03T10:00", "03-03T11:00", "")).await;
+    let page = app.get_with_cookie(&path, &mo).await.text().await.unwrap();
+    let join = join_path(&page);
+    let db = app.db().await;
+    let mo_id = {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let found = convene_api::entities::membership::Entity::find()
+            .filter(convene_api::entities::membership::Column::Role.eq("moderator"))
+            .one(&db)
+            .await
+            .unwrap();
+        found.expect("the moderator").user_id
+    };
+    let page = post_and_follow(&app, &format!("/team/members/{mo_id}/role"), &[("role", "participant")], &owner).await;
+    assert!(page.contains("Role changed."), "{page}");
+
+    let start = app.post_form(&format!("{path}/start"), &[], Some(&mo)).await;
+    assert_ne!(start.status(), 303, "a participant cannot start the meeting as moderator");
+    let response = app.post_form(&join, &[], Some(&mo)).await;
+    let meet = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(meet.starts_with("http://meet.localhost:3000/"), "{meet}");
+    let landed = app.get_on_host("meet.localhost:3000", &meet["http://meet.localhost:3000".len()..]).await;
+    let landed = landed.text().await.unwrap();
+    assert!(landed.contains("as a participant"), "the organiser's link now makes a participant: {landed}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn another_tenants_meeting_is_not_found_and_participants_cannot_schedule() {
     let app = spawn_app().await;
     let owner = organiser(&app, "Acme", "ann@acme.example").await;
