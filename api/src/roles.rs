@@ -240,7 +240,7 @@ fn site_services(
     let (rooms, outbox) = match plane {
         Some(plane) => {
             // The node's events reach the sessions through its outbox on disk, so a restart loses none.
-            let recorder = Arc::new(crate::room_sessions::SessionRecorder::new(db.clone()));
+            let recorder = Arc::new(crate::room_sessions::SessionRecorder::new(db.clone(), registry));
             let dir = settings.data_dir.join("media-outbox");
             let (outbox, task) =
                 convene_media::outbox::Outbox::open(&dir, recorder, shutdown.clone()).with_context(|| {

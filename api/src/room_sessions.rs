@@ -2,12 +2,15 @@
 //! answer `GET /v1/meetings` (past and ongoing sessions with participants and durations) and
 //! `GET /v1/rooms/{name}/presence`. A session starts with its first participant and ends with its last.
 
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use convene_domain::{RoomName, TenantId};
 use convene_media::{
     outbox::{Deliver, Envelope, NodeEvent, Undelivered},
     rooms::RoomEvent,
 };
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait,
@@ -16,7 +19,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    entities::{node_event_cursor, room_session, session_participant},
+    entities::{dead_letter, node_event_cursor, room_session, session_participant},
     pagination,
 };
 
@@ -265,16 +268,65 @@ pub async fn node_started(
 /// Takes the media node's events from its durable outbox into sessions, each once: the last sequence
 /// number taken from a node is stored with the event's effect, in one transaction, so an event delivered
 /// again (the node crashed before noting the delivery) changes nothing. A database error is the outbox's to
-/// retry.
+/// retry; an event that fails the same way [`DEAD_LETTER_AFTER`] times in a row is set aside in
+/// `dead_letters` with the reason, so one poison event never stops every tenant's records behind it.
 #[derive(Debug, Clone)]
 pub struct SessionRecorder {
     db: DatabaseConnection,
+    /// The event at the head of the line that keeps failing: its key, the error and how often.
+    failing: Arc<Mutex<Option<(String, String, u32)>>>,
+    dead_letters: Counter,
 }
 
+/// Consecutive identical failures of one event before it is set aside.
+pub const DEAD_LETTER_AFTER: u32 = 5;
+
 impl SessionRecorder {
-    /// Records into `db`.
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// Records into `db`; counts events set aside in `registry` (`convene_dead_letters_total`).
+    pub fn new(db: DatabaseConnection, registry: &mut Registry) -> Self {
+        let dead_letters = Counter::default();
+        registry.register(
+            "convene_dead_letters",
+            "Node events the control plane could not record however often it tried, set aside in dead_letters",
+            dead_letters.clone(),
+        );
+        Self { db, failing: Arc::default(), dead_letters }
+    }
+
+    /// How often in a row this event has now failed with this error.
+    fn failed(&self, key: &str, reason: &str) -> u32 {
+        let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let attempts = match failing.as_ref() {
+            Some((last_key, last_reason, count)) if last_key == key && last_reason == reason => count + 1,
+            _ => 1,
+        };
+        *failing = Some((key.to_owned(), reason.to_owned(), attempts));
+        attempts
+    }
+
+    fn succeeded(&self) {
+        *self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    async fn take(&self, envelope: &Envelope) -> Result<(), Undelivered> {
+        let Err(error) = record(&self.db, envelope).await else {
+            self.succeeded();
+            return Ok(());
+        };
+        let reason = error.to_string();
+        let key = format!("{}/{}", envelope.node, envelope.seq);
+        let attempts = self.failed(&key, &reason);
+        if attempts < DEAD_LETTER_AFTER {
+            return Err(Undelivered(reason));
+        }
+        // Setting aside needs the database too: while it is down this fails and the event waits.
+        set_aside(&self.db, envelope, &key, &reason, attempts)
+            .await
+            .map_err(|aside| Undelivered(format!("{reason}; setting the event aside failed too: {aside}")))?;
+        self.succeeded();
+        self.dead_letters.inc();
+        tracing::error!(event = %key, %reason, attempts, "a node event could not be recorded and was set aside in dead_letters");
+        Ok(())
     }
 }
 
@@ -283,24 +335,60 @@ impl Deliver for SessionRecorder {
         &'a self,
         envelope: &'a Envelope,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Undelivered>> + Send + 'a>> {
-        Box::pin(async move { record(&self.db, envelope).await.map_err(|error| Undelivered(error.to_string())) })
+        Box::pin(self.take(envelope))
     }
 }
 
 async fn record(db: &DatabaseConnection, envelope: &Envelope) -> Result<(), DbErr> {
-    let seq = i64::try_from(envelope.seq).unwrap_or(i64::MAX);
     let transaction = db.begin().await?;
-    let cursor = node_event_cursor::Entity::find_by_id(envelope.node.clone()).one(&transaction).await?;
-    if cursor.as_ref().is_some_and(|cursor| cursor.last_seq >= seq) {
+    if !advance_cursor(&transaction, envelope).await? {
         return transaction.commit().await;
     }
     apply(&transaction, &envelope.node, &envelope.event).await?;
-    let taken = node_event_cursor::ActiveModel { node_id: Set(envelope.node.clone()), last_seq: Set(seq) };
-    match cursor {
-        Some(_) => taken.update(&transaction).await.map(drop)?,
-        None => taken.insert(&transaction).await.map(drop)?,
+    transaction.commit().await
+}
+
+/// Stores the event in `dead_letters` and moves the node's cursor past it, in one transaction.
+async fn set_aside(
+    db: &DatabaseConnection,
+    envelope: &Envelope,
+    key: &str,
+    reason: &str,
+    attempts: u32,
+) -> Result<(), DbErr> {
+    let transaction = db.begin().await?;
+    if advance_cursor(&transaction, envelope).await? {
+        // The reason and payload are kept printable: they failed to store once already.
+        let printable = |text: &str| text.chars().filter(|c| !c.is_control()).take(10_000).collect::<String>();
+        let payload = serde_json::to_string(&envelope.event).unwrap_or_default();
+        dead_letter::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            source: Set("node_events".to_owned()),
+            key: Set(printable(key)),
+            payload: Set(printable(&payload)),
+            reason: Set(printable(reason)),
+            attempts: Set(i32::try_from(attempts).unwrap_or(i32::MAX)),
+            created_at: Set(Utc::now()),
+        }
+        .insert(&transaction)
+        .await?;
     }
     transaction.commit().await
+}
+
+/// Notes the event as taken from its node; `false` when it was taken before (a redelivery).
+async fn advance_cursor(transaction: &DatabaseTransaction, envelope: &Envelope) -> Result<bool, DbErr> {
+    let seq = i64::try_from(envelope.seq).unwrap_or(i64::MAX);
+    let cursor = node_event_cursor::Entity::find_by_id(envelope.node.clone()).one(transaction).await?;
+    if cursor.as_ref().is_some_and(|cursor| cursor.last_seq >= seq) {
+        return Ok(false);
+    }
+    let taken = node_event_cursor::ActiveModel { node_id: Set(envelope.node.clone()), last_seq: Set(seq) };
+    match cursor {
+        Some(_) => taken.update(transaction).await.map(drop)?,
+        None => taken.insert(transaction).await.map(drop)?,
+    }
+    Ok(true)
 }
 
 async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Result<(), DbErr> {

@@ -101,6 +101,17 @@ pub async fn mint(
     if exp <= now || exp > now + MAX_LIFETIME_SECONDS {
         return Err(MintError::Invalid("exp: must be in the future and at most 7 days ahead".to_owned()));
     }
+    let user = User {
+        id: request.user.id,
+        name: name.to_owned(),
+        email: request.user.email,
+        avatar: request.user.avatar,
+        moderator: request.moderator,
+    };
+    // The same rule verification applies: what is minted here is what the node will store.
+    user.check().map_err(|invalid| {
+        MintError::Invalid(format!("{}: {}", invalid.claim.trim_start_matches("context."), invalid.problem))
+    })?;
     let claims = RoomClaims {
         aud: convene_tokens::AUDIENCE.to_owned(),
         iss: ISSUER.to_owned(),
@@ -109,16 +120,7 @@ pub async fn mint(
         exp,
         nbf: Some(now),
         iat: Some(now),
-        context: Context {
-            user: User {
-                id: request.user.id,
-                name: name.to_owned(),
-                email: request.user.email,
-                avatar: request.user.avatar,
-                moderator: request.moderator,
-            },
-            features: request.features,
-        },
+        context: Context { user, features: request.features },
     };
     let token = active_signing_key(db, tenant).await?.mint(&claims)?;
     let join_url = room.map(|room| {

@@ -14,6 +14,7 @@ mod m20261124_000005_meetings;
 mod m20261201_000006_node_events;
 mod m20261201_000007_billing;
 mod m20261201_000008_fixed_display_names;
+mod m20261204_000009_dead_letters;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_node_events::Migration),
             Box::new(m20261201_000007_billing::Migration),
             Box::new(m20261201_000008_fixed_display_names::Migration),
+            Box::new(m20261204_000009_dead_letters::Migration),
         ]
     }
 }

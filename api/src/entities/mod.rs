@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod audit_event;
 pub mod billing_account;
 pub mod billing_invoice;
+pub mod dead_letter;
 pub mod email_token;
 pub mod invitation;
 pub mod meeting;

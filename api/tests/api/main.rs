@@ -5,6 +5,7 @@
 
 mod accounts;
 mod billing;
+mod dead_letters;
 mod fake_stripe;
 mod health;
 mod helpers;

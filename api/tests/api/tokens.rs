@@ -96,6 +96,10 @@ async fn bad_token_requests_get_json_errors() {
         (json!({ "room": "weekly-sync", "user": { "name": "Ann" }, "exp": far }), "exp"),
         (json!({ "room": "weekly-sync", "user": { "name": "Ann" }, "admin": true }), "admin"),
         (json!({ "room": "weekly-sync", "user": { "name": "Ann" }, "features": { "recording": "maybe" } }), "maybe"),
+        (json!({ "room": "weekly-sync", "user": { "name": "Ann", "id": "a\u{0}b" } }), "user.id"),
+        (json!({ "room": "weekly-sync", "user": { "name": "Ann", "id": "x".repeat(10_000) } }), "user.id"),
+        (json!({ "room": "weekly-sync", "user": { "name": "Ann", "email": "a\nb@example.com" } }), "user.email"),
+        (json!({ "room": "weekly-sync", "user": { "name": "Ann", "avatar": "y".repeat(3000) } }), "user.avatar"),
     ];
     for (body, mentioned) in cases {
         let response = mint(&app, &key, body.clone()).await;

@@ -54,6 +54,64 @@ pub struct User {
     pub moderator: bool,
 }
 
+/// The longest `context.user.id` accepted: ids are stored with every stay in a room.
+pub const MAX_USER_ID_CHARS: usize = 200;
+/// The longest `context.user.name` accepted (the display-name rule's own limit).
+pub const MAX_USER_NAME_CHARS: usize = 200;
+/// The longest `context.user.email` accepted (RFC 5321's path limit).
+pub const MAX_USER_EMAIL_CHARS: usize = 320;
+/// The longest `context.user.avatar` URL accepted.
+pub const MAX_USER_AVATAR_CHARS: usize = 2048;
+
+/// A claim that reaches storage or other people's screens and is not fit for them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{claim}: {problem}")]
+pub struct InvalidClaim {
+    /// The claim's path, as in the token (`context.user.id`).
+    pub claim: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl User {
+    /// Checks every field that is stored or shown: bounded lengths and no control characters (a NUL byte
+    /// is refused by Postgres and would stop whatever queue carried it). Ids, addresses and avatar URLs
+    /// have no whitespace either.
+    pub fn check(&self) -> Result<(), InvalidClaim> {
+        text_claim("context.user.name", &self.name, MAX_USER_NAME_CHARS, true)?;
+        let optional = [
+            ("context.user.id", &self.id, MAX_USER_ID_CHARS),
+            ("context.user.email", &self.email, MAX_USER_EMAIL_CHARS),
+            ("context.user.avatar", &self.avatar, MAX_USER_AVATAR_CHARS),
+        ];
+        for (claim, value, max_chars) in optional {
+            if let Some(value) = value {
+                text_claim(claim, value, max_chars, false)?;
+            }
+        }
+        if let Some(id) = &self.id
+            && id.is_empty()
+        {
+            return Err(InvalidClaim { claim: "context.user.id", problem: "must not be empty".to_owned() });
+        }
+        Ok(())
+    }
+}
+
+fn text_claim(claim: &'static str, value: &str, max_chars: usize, spaces: bool) -> Result<(), InvalidClaim> {
+    let invalid = |problem: String| Err(InvalidClaim { claim, problem });
+    if value.chars().count() > max_chars {
+        return invalid(format!("at most {max_chars} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return invalid("must not contain control characters".to_owned());
+    }
+    if !spaces && value.chars().any(char::is_whitespace) {
+        return invalid("must not contain spaces".to_owned());
+    }
+    Ok(())
+}
+
 /// `context.features`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -12,6 +12,6 @@ mod claims;
 mod keys;
 mod verify;
 
-pub use claims::{Context, Features, RoomClaims, User};
+pub use claims::{Context, Features, InvalidClaim, RoomClaims, User};
 pub use keys::{GeneratedKey, KeyAlgorithm, KeyError, KeyId, KeyRing, PublicKey, SigningKey, generate};
 pub use verify::{AUDIENCE, LEEWAY_SECONDS, MAX_TOKEN_LEN, TokenError, Verified, verify};

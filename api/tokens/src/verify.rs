@@ -5,7 +5,7 @@ use convene_domain::{RoomName, TenantId};
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 
 use crate::{
-    claims::RoomClaims,
+    claims::{InvalidClaim, RoomClaims},
     keys::{KeyId, KeyRing},
 };
 
@@ -58,6 +58,9 @@ pub enum TokenError {
     /// `room` names another room.
     #[error("this invitation is for another meeting (“{0}”)")]
     OtherRoom(String),
+    /// A claim about the holder is unfit to be stored or shown (too long, control characters).
+    #[error("this invitation carries unusable details ({0})")]
+    InvalidClaim(#[from] InvalidClaim),
     /// A required claim is missing or mistyped.
     #[error("this invitation is missing required information ({0})")]
     Claims(String),
@@ -105,6 +108,7 @@ pub fn verify(token: &str, keys: &KeyRing, room: &RoomName) -> Result<Verified, 
     if claims.room != "*" && claims.room != room.as_str() {
         return Err(TokenError::OtherRoom(claims.room));
     }
+    claims.context.user.check()?;
     Ok(Verified { tenant: key_id.tenant(), claims })
 }
 

@@ -216,3 +216,31 @@ fn generated_keys_mint_tokens_that_verify_and_publish_as_jwks() {
         assert_eq!(verified.tenant, tenant, "{algorithm:?}");
     }
 }
+
+#[test]
+fn claims_unfit_for_storage_are_refused_by_name() {
+    let fixture = fixture();
+    let long = "x".repeat(201);
+    let cases: [(&str, Value, &str); 7] = [
+        ("id", json!("u-\u{0}1"), "context.user.id"),
+        ("id", json!(long), "context.user.id"),
+        ("id", json!(""), "context.user.id"),
+        ("name", json!("Ann\u{7}"), "context.user.name"),
+        ("name", json!(long), "context.user.name"),
+        ("email", json!("ann @example.com"), "context.user.email"),
+        ("avatar", json!(format!("https://x.example/{}", "a".repeat(2048))), "context.user.avatar"),
+    ];
+    for (field, value, claim) in cases {
+        let mut claims = claims(&fixture);
+        claims["context"]["user"][field] = value;
+        let token = sign(Algorithm::RS256, Some(fixture.rsa.as_str()), &claims, &rsa_key());
+        match verify(&token, &fixture.ring, &fixture.room) {
+            Err(TokenError::InvalidClaim(invalid)) => assert_eq!(invalid.claim, claim),
+            other => panic!("{field} {claims}: {other:?}"),
+        }
+    }
+    let mut fine = claims(&fixture);
+    fine["context"]["user"]["name"] = json!("Ann Müller-Łukasz 👋");
+    let token = sign(Algorithm::RS256, Some(fixture.rsa.as_str()), &fine, &rsa_key());
+    assert!(verify(&token, &fixture.ring, &fixture.room).is_ok(), "names may have spaces and any script");
+}
