@@ -27,6 +27,52 @@ const INBOUND_PER_SECOND: u32 = 4_000;
 /// The burst allowed on top (a keyframe on every layer at once).
 const INBOUND_BURST: u32 = 1_000;
 
+/// What one participant may publish: a microphone, and a camera and a screen. More would fan out to every
+/// member of the room (and stall the shard other tenants' rooms share), so an offer with more is refused.
+const MAX_AUDIO_SENT: usize = 1;
+const MAX_VIDEO_SENT: usize = 2;
+/// Media sections an offer may have at all: its own three, and one per track it receives from up to a few
+/// hundred others. Bounds the work a single offer causes.
+const MAX_MEDIA_SECTIONS: usize = 1024;
+
+/// Refuses an offer that publishes more than one microphone, camera and screen, or has absurdly many
+/// sections, before it is parsed. A section sends unless it is stopped (port 0) or its direction says
+/// otherwise (`sendrecv` is the default, at session or media level).
+fn check_publications(sdp: &str) -> Result<(), NegotiationError> {
+    let direction_of = |line: &str| match line.trim_end() {
+        "a=sendrecv" | "a=sendonly" => Some(true),
+        "a=recvonly" | "a=inactive" => Some(false),
+        _ => None,
+    };
+    let mut session_sends = true;
+    // Each section: its kind and whether it sends.
+    let mut sections: Vec<(&str, Option<bool>)> = Vec::new();
+    for line in sdp.lines() {
+        if let Some(media) = line.strip_prefix("m=") {
+            if sections.len() == MAX_MEDIA_SECTIONS {
+                return Err(NegotiationError::Refused(format!("at most {MAX_MEDIA_SECTIONS} media sections")));
+            }
+            let mut fields = media.split(' ');
+            let kind = fields.next().unwrap_or_default();
+            // Port 0 is a stopped section (a screen share that ended): it sends nothing.
+            let stopped = fields.next() == Some("0");
+            sections.push((kind, stopped.then_some(false)));
+        } else if let Some(sends) = direction_of(line) {
+            match sections.last_mut() {
+                Some((_, Some(false))) => {}
+                Some((_, direction)) => *direction = Some(sends),
+                None => session_sends = sends,
+            }
+        }
+    }
+    let sent =
+        |kind: &str| sections.iter().filter(|(media, sends)| *media == kind && sends.unwrap_or(session_sends)).count();
+    if sent("audio") > MAX_AUDIO_SENT || sent("video") > MAX_VIDEO_SENT {
+        return Err(NegotiationError::Refused("publish at most one microphone, one camera and one screen".to_owned()));
+    }
+    Ok(())
+}
+
 /// A token bucket over one participant's inbound datagrams.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct InboundBudget {
@@ -251,6 +297,7 @@ impl Peer {
 
     /// Answers the participant's offer; a node offer in flight is dropped and made again later.
     pub(super) fn accept_offer(&mut self, sdp: &str, screen: Option<&str>) -> Result<String, NegotiationError> {
+        check_publications(sdp)?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|error| NegotiationError::Unreadable(error.to_string()))?;
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|error| refused(&error))?;
         self.screen = screen.map(Mid::from);

@@ -419,3 +419,47 @@ fn a_flood_of_junk_rtp_and_rtcp_from_one_member_is_dropped_and_the_others_go_on(
     let resumed = meeting.clients[0].frames[frames_after..].iter().filter(|frame| frame.from.0 == 2).count();
     assert!(resumed >= 25, "the flooder's own media resumes: {resumed} frames");
 }
+
+#[test]
+fn a_publisher_gets_one_microphone_one_camera_and_one_screen() {
+    let mut meeting = Meeting::new(2);
+    let offer_with = |audio: usize, video: usize, direction: Direction, now: Instant| {
+        let mut rtc = Rtc::builder().build(now);
+        rtc.add_local_candidate(Candidate::host("10.0.1.9:4000".parse().unwrap(), "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        for _ in 0..audio {
+            change.add_media(MediaKind::Audio, direction, None, None, None);
+        }
+        for _ in 0..video {
+            change.add_media(MediaKind::Video, direction, None, None, None);
+        }
+        change.apply().unwrap().0.to_sdp_string()
+    };
+    let now = meeting.now;
+    for (index, (audio, video)) in [(2, 1), (1, 3), (0, 300)].into_iter().enumerate() {
+        let key = PeerKey { room: 1, participant: ParticipantId(20 + index as u64) };
+        let refused = meeting.sfu.handle_offer(
+            key,
+            "acme/standup",
+            &offer_with(audio, video, Direction::SendOnly, now),
+            None,
+            false,
+            now,
+        );
+        let message = refused.expect_err("too many published sections").to_string();
+        assert!(message.contains("one microphone, one camera and one screen"), "{message}");
+    }
+    // Receiving many is not publishing: a client may hold many receive-only sections.
+    let key = PeerKey { room: 1, participant: ParticipantId(30) };
+    let receiving = offer_with(1, 40, Direction::RecvOnly, now);
+    assert!(meeting.sfu.handle_offer(key, "acme/standup", &receiving, None, false, now).is_ok());
+    meeting.sfu.leave(key, now);
+    let key = PeerKey { room: 1, participant: ParticipantId(31) };
+    let fine = offer_with(1, 2, Direction::SendOnly, now);
+    assert!(meeting.sfu.handle_offer(key, "acme/standup", &fine, None, false, now).is_ok());
+    meeting.sfu.leave(key, now);
+    // What the SFU answered those two is for no client of this test.
+    while meeting.sfu.poll_output().is_some() {}
+    meeting.run(Duration::from_secs(1));
+    assert_eq!(meeting.layers_received(1, 2, 5).len(), 5, "the meeting goes on");
+}
