@@ -14,6 +14,7 @@ use convene_signal::{
     ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind, MediaQuality,
     PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, display_name,
 };
+use subtle::ConstantTimeEq;
 
 /// A room's settings from the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,6 +96,10 @@ pub struct Room {
     lobby: BTreeMap<ParticipantId, Identity>,
     next_id: u64,
 }
+
+/// People who may wait in a room's lobby at once: every knock sends the list to the moderators, so the
+/// list stays short enough to send.
+pub const MAX_LOBBY: usize = 100;
 
 /// The words for a refusal, for the person refused.
 pub fn refusal_message(reason: Refusal) -> &'static str {
@@ -224,33 +229,39 @@ impl Room {
             }
             Err((code, message)) => Some(error(id, code, &message)),
         });
+        // People waiting in the lobby count against the ceilings too, or a lobby could outgrow the room.
+        let waits = self.policy.lobby && !identity.moderator;
+        let present = self.members.len() + if waits { self.lobby.len() } else { 0 };
+        let plain = |reason| (reason, refusal_message(reason).to_owned());
         let refused = if version != PROTOCOL_VERSION {
-            Some(Refusal::UnsupportedVersion)
+            Some(plain(Refusal::UnsupportedVersion))
         } else if self.ended {
-            Some(Refusal::Ended)
-        } else if self.policy.max_participants.is_some_and(|max| self.members.len() >= max) {
-            Some(Refusal::Full)
+            Some(plain(Refusal::Ended))
+        } else if let Some(ceiling) = self.ceiling_refusal(present) {
+            Some(ceiling)
         } else if identity.moderator {
             None
         } else if self.locked {
-            Some(Refusal::Locked)
+            Some(plain(Refusal::Locked))
         } else {
             match (&self.policy.password, password) {
-                (Some(_), None) => Some(Refusal::PasswordRequired),
-                (Some(expected), Some(given)) if expected != given => Some(Refusal::WrongPassword),
+                (Some(_), None) => Some(plain(Refusal::PasswordRequired)),
+                (Some(expected), Some(given)) if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) => {
+                    Some(plain(Refusal::WrongPassword))
+                }
                 _ => None,
             }
         };
-        if let Some(reason) = refused {
-            return (id, refuse(id, reason));
+        if let Some((reason, message)) = refused {
+            return (id, refuse_with(id, reason, message));
         }
-        // The plan's ceiling counts everyone admitted, moderators too: it is what the organisation pays for.
-        if let Some(ceiling) =
-            self.policy.allowance.participants.as_ref().filter(|ceiling| self.members.len() >= ceiling.max)
-        {
-            return (id, refuse_with(id, Refusal::PlanLimit, ceiling.message.clone()));
+        if waits && self.lobby.len() >= MAX_LOBBY {
+            return (
+                id,
+                refuse_with(id, Refusal::Full, "too many people are waiting to join; try again soon".to_owned()),
+            );
         }
-        let mut out = if self.policy.lobby && !identity.moderator {
+        let mut out = if waits {
             self.lobby.insert(id, identity);
             let mut out = vec![Outbound::Send(id, ServerMessage::Lobby { you: id })];
             out.extend(self.lobby_changed());
@@ -260,6 +271,16 @@ impl Room {
         };
         out.extend(name_refused.into_iter().flatten());
         (id, out)
+    }
+
+    /// Why one more person cannot be in the room with `present` counted already: the room's own ceiling,
+    /// then the plan's (which counts moderators too: it is what the organisation pays for).
+    fn ceiling_refusal(&self, present: usize) -> Option<(Refusal, String)> {
+        if self.policy.max_participants.is_some_and(|max| present >= max) {
+            return Some((Refusal::Full, refusal_message(Refusal::Full).to_owned()));
+        }
+        let ceiling = self.policy.allowance.participants.as_ref().filter(|ceiling| present >= ceiling.max)?;
+        Some((Refusal::PlanLimit, ceiling.message.clone()))
     }
 
     /// The display name to use for `chosen`, or the error code and words for why it cannot be.
@@ -423,14 +444,17 @@ impl Room {
             return error(by, "unknown_participant", "no such participant in the room");
         }
         match *action {
-            ClientMessage::Admit { participant } => match self.lobby.remove(&participant) {
-                Some(identity) => {
-                    let mut out = self.admit(participant, identity);
-                    out.extend(self.lobby_changed());
-                    out
+            ClientMessage::Admit { participant } if self.lobby.contains_key(&participant) => {
+                // Admitting is joining: the ceilings may have been reached since they knocked.
+                if let Some((_, message)) = self.ceiling_refusal(self.members.len()) {
+                    return error(by, "full", &message);
                 }
-                None => error(by, "unknown_participant", "no one by that id waits in the lobby"),
-            },
+                let Some(identity) = self.lobby.remove(&participant) else { return Vec::new() };
+                let mut out = self.admit(participant, identity);
+                out.extend(self.lobby_changed());
+                out
+            }
+            ClientMessage::Admit { .. } => error(by, "unknown_participant", "no one by that id waits in the lobby"),
             ClientMessage::Reject { participant } => match self.lobby.remove(&participant) {
                 Some(_) => {
                     let mut out = refuse(participant, Refusal::Rejected);
@@ -586,6 +610,39 @@ mod tests {
             error_code(&room.handle(ann, ClientMessage::Admit { participant: cy }), ann).as_deref(),
             Some("unknown_participant")
         );
+    }
+
+    #[test]
+    fn the_lobby_counts_against_the_ceilings_is_capped_and_admitting_checks_them_again() {
+        let policy = RoomPolicy { lobby: true, max_participants: Some(3), ..RoomPolicy::default() };
+        let mut room = Room::new("r", policy);
+        let ann = join(&mut room, moderator("Ann"));
+        let (bob, _) = room.connect(person("Bob"), PROTOCOL_VERSION, None);
+        let (cy, _) = room.connect(person("Cy"), PROTOCOL_VERSION, None);
+        let (dee, out) = room.connect(person("Dee"), PROTOCOL_VERSION, None);
+        assert!(matches!(sent_to(&out, dee)[0], ServerMessage::Refused { reason: Refusal::Full, .. }), "{out:?}");
+        assert!(room.is_waiting(bob) && room.is_waiting(cy));
+
+        // The plan's ceiling drops to two while they wait: Bob gets in, Cy must wait.
+        room.set_allowance(Allowance {
+            participants: Some(Ceiling { max: 2, message: "the plan allows 2".into() }),
+            ..Allowance::default()
+        });
+        let out = room.handle(ann, ClientMessage::Admit { participant: bob });
+        assert!(matches!(sent_to(&out, bob)[0], ServerMessage::Welcome { .. }));
+        let out = room.handle(ann, ClientMessage::Admit { participant: cy });
+        assert_eq!(error_code(&out, ann).as_deref(), Some("full"));
+        assert!(room.is_waiting(cy) && !room.is_member(cy), "Cy still waits");
+
+        let mut crowded = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        join(&mut crowded, moderator("Ann"));
+        for index in 0..MAX_LOBBY {
+            let (id, _) = crowded.connect(person(&format!("P{index}")), PROTOCOL_VERSION, None);
+            assert!(crowded.is_waiting(id));
+        }
+        let (late, out) = crowded.connect(person("Late"), PROTOCOL_VERSION, None);
+        assert!(matches!(sent_to(&out, late)[0], ServerMessage::Refused { reason: Refusal::Full, .. }));
+        assert!(!crowded.is_waiting(late));
     }
 
     #[test]
