@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod password;
 pub mod rate_limit;
+pub mod removals;
 pub mod roles;
 pub mod room_sessions;
 pub mod room_tokens;

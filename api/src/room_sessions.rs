@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     entities::{dead_letter, node_event_cursor, room_session, session_participant},
     pagination,
+    removals::{self, Closure, RemovedPerson},
 };
 
 /// A person's stay, as the API shows it.
@@ -399,7 +400,10 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
         NodeEvent::Room(event) => event,
     };
     let ((tenant, room), at) = match room_event {
-        RoomEvent::Joined { room, at, .. } | RoomEvent::Left { room, at, .. } => (room, *at),
+        RoomEvent::Joined { room, at, .. }
+        | RoomEvent::Left { room, at, .. }
+        | RoomEvent::Removed { room, at, .. }
+        | RoomEvent::Ended { room, at } => (room, *at),
     };
     // Keys come from verified tokens and parsed paths; anything else is not ours to record.
     let (Ok(tenant), Ok(room)) = (TenantId::parse(tenant), RoomName::parse(room)) else { return Ok(()) };
@@ -409,5 +413,15 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
             participant_joined(db, node, tenant, &room, (participant, name, *moderator), at).await
         }
         RoomEvent::Left { participant, .. } => participant_left(db, tenant, &room, participant, at).await,
+        RoomEvent::Removed { user_id, token, until, rejected, .. } => {
+            let person = RemovedPerson {
+                token_digest: token,
+                user_id: user_id.as_deref(),
+                until: until.map(DateTime::<Utc>::from),
+                rejected: *rejected,
+            };
+            removals::record_removal(db, tenant, &room, person, at).await
+        }
+        RoomEvent::Ended { .. } => removals::record_closure(db, tenant, &room, Closure::Ended, at).await,
     }
 }

@@ -4,13 +4,13 @@
 use chrono::Utc;
 use convene_domain::{RoomName, TenantId};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{entities::room, pagination, secrets::random_token};
+use crate::{entities::room, pagination, removals, secrets::random_token};
 
 /// Room size bounds: the SFU is sized for meetings of about ten; a hundred is the hard ceiling.
 const PARTICIPANTS: std::ops::RangeInclusive<i32> = 2..=100;
@@ -331,9 +331,15 @@ pub async fn update(
     Ok(view(active.update(db).await?))
 }
 
-/// Deletes a room.
-pub async fn delete(db: &impl ConnectionTrait, tenant: TenantId, name: &str) -> Result<(), RoomError> {
-    let row = find(db, tenant, name).await?;
-    room::Entity::delete_by_id(row.id).exec(db).await?;
+/// Deletes a room, and remembers when, in the same transaction: links to it must not open it again with
+/// default settings (no lobby, no password).
+pub async fn delete(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<(), RoomError> {
+    let transaction = db.begin().await?;
+    let row = find(&transaction, tenant, name).await?;
+    room::Entity::delete_by_id(row.id).exec(&transaction).await?;
+    if let Ok(room) = RoomName::parse(&row.name) {
+        removals::record_closure(&transaction, tenant, &room, removals::Closure::Deleted, Utc::now()).await?;
+    }
+    transaction.commit().await?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! `unknown_participant`; a bad message never affects anyone but its sender. Participants may replace the
 //! token's display name (before joining, in `hello`, or later) unless the room fixes names.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use convene_signal::{
     ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind, MediaQuality,
@@ -56,8 +56,31 @@ pub struct Allowance {
     pub new_meetings_refused: Option<(Refusal, String)>,
 }
 
-/// Who connects, from their verified token.
+/// What the room remembers of the token someone came with, so a removal outlives their connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenFacts {
+    /// The token's digest (SHA-256, hex): the same token coming back is recognised without an id claim.
+    pub digest: String,
+    /// `iat` (else `nbf`): tokens issued before a meeting ended do not open it again.
+    pub issued_at: Option<SystemTime>,
+    /// `exp`: how long a removal must be remembered for the token to stay useless.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Someone a moderator removed (kicked from the room or turned away from the lobby): their token and user id
+/// stay refused here until the token expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// The token's user id, if it had one.
+    pub user_id: Option<String>,
+    /// The token they came with.
+    pub token: TokenFacts,
+    /// Turned away from the lobby rather than removed from the room.
+    pub rejected: bool,
+}
+
+/// Who connects, from their verified token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The token's `context.user.id`, if it has one.
     pub user_id: Option<String>,
@@ -67,6 +90,8 @@ pub struct Identity {
     pub chosen_name: Option<String>,
     /// The token's `context.user.moderator`.
     pub moderator: bool,
+    /// The token itself.
+    pub token: TokenFacts,
 }
 
 /// What the driver must do.
@@ -76,11 +101,18 @@ pub enum Outbound {
     Send(ParticipantId, ServerMessage),
     /// Close a connection (after sending what came before).
     Close(ParticipantId),
+    /// Remember durably that this person was removed (the driver reports it to the control plane).
+    Removed(Removal),
+    /// The meeting was ended for everyone: tokens issued before now must not start it again.
+    Ended,
 }
 
 #[derive(Debug, Clone)]
 struct Member {
     info: ParticipantInfo,
+    /// Who they are by their token, should they be removed.
+    user_id: Option<String>,
+    token: TokenFacts,
     /// The participant this one wants on stage, for the bandwidth allocator.
     pinned: Option<ParticipantId>,
 }
@@ -94,6 +126,8 @@ pub struct Room {
     ended: bool,
     members: BTreeMap<ParticipantId, Member>,
     lobby: BTreeMap<ParticipantId, Identity>,
+    /// Tokens (by digest) and user ids of people removed, with whether they were rejected from the lobby.
+    removed: Vec<Removal>,
     next_id: u64,
 }
 
@@ -142,13 +176,21 @@ impl Room {
             ended: false,
             members: BTreeMap::new(),
             lobby: BTreeMap::new(),
+            removed: Vec::new(),
             next_id: 1,
         }
     }
 
-    /// Takes the plan's allowance brought by a new connection.
-    pub fn set_allowance(&mut self, allowance: Allowance) {
-        self.policy.allowance = allowance;
+    /// Takes the room's settings and the plan's allowance as they are now, brought by a new connection: a
+    /// password, lobby or encryption changed during the meeting applies to whoever connects next. Members
+    /// hear of a change they can see.
+    pub fn set_policy(&mut self, policy: RoomPolicy) -> Vec<Outbound> {
+        let before = self.info();
+        self.policy = policy;
+        if self.info() == before {
+            return Vec::new();
+        }
+        self.broadcast(&ServerMessage::RoomChanged { room: self.info() }, None)
     }
 
     /// Whether no one is in the room or its lobby (the driver may drop it).
@@ -237,6 +279,8 @@ impl Room {
             Some(plain(Refusal::UnsupportedVersion))
         } else if self.ended {
             Some(plain(Refusal::Ended))
+        } else if let Some(removal) = self.removal_of(&identity) {
+            Some(plain(if removal.rejected { Refusal::Rejected } else { Refusal::Kicked }))
         } else if let Some(ceiling) = self.ceiling_refusal(present) {
             Some(ceiling)
         } else if identity.moderator {
@@ -273,6 +317,20 @@ impl Room {
         (id, out)
     }
 
+    /// The removal that keeps `identity` out: the same token, or the same user id.
+    fn removal_of(&self, identity: &Identity) -> Option<&Removal> {
+        self.removed.iter().find(|removal| {
+            let same_token = !removal.token.digest.is_empty() && removal.token.digest == identity.token.digest;
+            same_token || (removal.user_id.is_some() && removal.user_id == identity.user_id)
+        })
+    }
+
+    /// Keeps `removal` out of this room and tells the driver to remember it beyond the room's life.
+    fn remove(&mut self, removal: Removal) -> Outbound {
+        self.removed.push(removal.clone());
+        Outbound::Removed(removal)
+    }
+
     /// Why one more person cannot be in the room with `present` counted already: the room's own ceiling,
     /// then the plan's (which counts moderators too: it is what the organisation pays for).
     fn ceiling_refusal(&self, present: usize) -> Option<(Refusal, String)> {
@@ -292,6 +350,7 @@ impl Room {
     }
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
+        let (user_id, token) = (identity.user_id, identity.token);
         let info = ParticipantInfo {
             id,
             name: identity.name,
@@ -301,7 +360,7 @@ impl Room {
             hand_raised: false,
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        self.members.insert(id, Member { info, pinned: None });
+        self.members.insert(id, Member { info, user_id, token, pinned: None });
         if let Some(welcome) = self.welcome(id) {
             out.insert(0, Outbound::Send(id, welcome));
         }
@@ -456,8 +515,10 @@ impl Room {
             }
             ClientMessage::Admit { .. } => error(by, "unknown_participant", "no one by that id waits in the lobby"),
             ClientMessage::Reject { participant } => match self.lobby.remove(&participant) {
-                Some(_) => {
-                    let mut out = refuse(participant, Refusal::Rejected);
+                Some(identity) => {
+                    let removal = Removal { user_id: identity.user_id, token: identity.token, rejected: true };
+                    let mut out = vec![self.remove(removal)];
+                    out.extend(refuse(participant, Refusal::Rejected));
                     out.extend(self.lobby_changed());
                     out
                 }
@@ -484,8 +545,11 @@ impl Room {
                 vec![Outbound::Send(participant, ServerMessage::UnmuteRequested { by })]
             }
             ClientMessage::Kick { participant } => {
-                self.members.remove(&participant);
-                let mut out = refuse(participant, Refusal::Kicked);
+                let mut out = Vec::new();
+                if let Some(member) = self.members.remove(&participant) {
+                    out.push(self.remove(Removal { user_id: member.user_id, token: member.token, rejected: false }));
+                }
+                out.extend(refuse(participant, Refusal::Kicked));
                 let left = ServerMessage::ParticipantLeft { id: participant, reason: Some(Refusal::Kicked) };
                 out.extend(self.broadcast(&left, None));
                 out
@@ -518,7 +582,9 @@ impl Room {
         let everyone: Vec<ParticipantId> = self.members.keys().chain(self.lobby.keys()).copied().collect();
         self.members.clear();
         self.lobby.clear();
-        everyone.into_iter().flat_map(|id| refuse(id, Refusal::Ended)).collect()
+        let mut out = vec![Outbound::Ended];
+        out.extend(everyone.into_iter().flat_map(|id| refuse(id, Refusal::Ended)));
+        out
     }
 }
 
@@ -534,11 +600,11 @@ mod tests {
     use super::*;
 
     fn person(name: &str) -> Identity {
-        Identity { user_id: None, name: name.to_owned(), chosen_name: None, moderator: false }
+        Identity { name: name.to_owned(), ..Identity::default() }
     }
 
     fn moderator(name: &str) -> Identity {
-        Identity { user_id: None, name: name.to_owned(), chosen_name: None, moderator: true }
+        Identity { name: name.to_owned(), moderator: true, ..Identity::default() }
     }
 
     fn join(room: &mut Room, identity: Identity) -> ParticipantId {
@@ -624,10 +690,11 @@ mod tests {
         assert!(room.is_waiting(bob) && room.is_waiting(cy));
 
         // The plan's ceiling drops to two while they wait: Bob gets in, Cy must wait.
-        room.set_allowance(Allowance {
+        let allowance = Allowance {
             participants: Some(Ceiling { max: 2, message: "the plan allows 2".into() }),
             ..Allowance::default()
-        });
+        };
+        room.set_policy(RoomPolicy { allowance, lobby: true, max_participants: Some(3), ..RoomPolicy::default() });
         let out = room.handle(ann, ClientMessage::Admit { participant: bob });
         assert!(matches!(sent_to(&out, bob)[0], ServerMessage::Welcome { .. }));
         let out = room.handle(ann, ClientMessage::Admit { participant: cy });
@@ -643,6 +710,44 @@ mod tests {
         let (late, out) = crowded.connect(person("Late"), PROTOCOL_VERSION, None);
         assert!(matches!(sent_to(&out, late)[0], ServerMessage::Refused { reason: Refusal::Full, .. }));
         assert!(!crowded.is_waiting(late));
+    }
+
+    #[test]
+    fn removed_people_stay_out_by_token_and_by_user_id() {
+        let mut room = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let ann = join(&mut room, moderator("Ann"));
+        let with = |name: &str, user: &str, digest: &str| Identity {
+            name: name.to_owned(),
+            user_id: Some(user.to_owned()),
+            token: TokenFacts { digest: digest.to_owned(), ..TokenFacts::default() },
+            ..Identity::default()
+        };
+        let (bob, _) = room.connect(with("Bob", "bob", "t-bob"), PROTOCOL_VERSION, None);
+        room.handle(ann, ClientMessage::Admit { participant: bob });
+        let out = room.handle(ann, ClientMessage::Kick { participant: bob });
+        let removal = Removal {
+            user_id: Some("bob".into()),
+            token: TokenFacts { digest: "t-bob".into(), ..TokenFacts::default() },
+            rejected: false,
+        };
+        assert!(out.contains(&Outbound::Removed(removal)), "{out:?}");
+        let refusal = |out: &[Outbound], id| match sent_to(out, id).first() {
+            Some(ServerMessage::Refused { reason, .. }) => Some(*reason),
+            _ => None,
+        };
+        let (again, out) = room.connect(with("Bob", "bob", "t-bob"), PROTOCOL_VERSION, None);
+        assert_eq!(refusal(&out, again), Some(Refusal::Kicked), "the same token");
+        let (again, out) = room.connect(with("Bob", "bob", "t-new"), PROTOCOL_VERSION, None);
+        assert_eq!(refusal(&out, again), Some(Refusal::Kicked), "the same person with another token");
+
+        let (cy, _) = room.connect(with("Cy", "cy", "t-cy"), PROTOCOL_VERSION, None);
+        let out = room.handle(ann, ClientMessage::Reject { participant: cy });
+        assert!(out.iter().any(|o| matches!(o, Outbound::Removed(Removal { rejected: true, .. }))), "{out:?}");
+        let (again, out) = room.connect(with("Cy", "cy", "t-cy"), PROTOCOL_VERSION, None);
+        assert_eq!(refusal(&out, again), Some(Refusal::Rejected));
+        let (dee, out) = room.connect(with("Dee", "dee", "t-dee"), PROTOCOL_VERSION, None);
+        assert_eq!(refusal(&out, dee), None, "others still knock");
+        assert!(room.handle(ann, ClientMessage::EndForAll).contains(&Outbound::Ended));
     }
 
     #[test]
@@ -672,14 +777,14 @@ mod tests {
             participants: Some(Ceiling { max, message: format!("the plan allows {max}") }),
             ..Allowance::default()
         };
-        room.set_allowance(ceiling(2));
+        room.set_policy(RoomPolicy { allowance: ceiling(2), ..RoomPolicy::default() });
         join(&mut room, moderator("Ann"));
         join(&mut room, person("Bob"));
         let (cy, out) = room.connect(moderator("Cy"), PROTOCOL_VERSION, None);
         let refused = ServerMessage::Refused { reason: Refusal::PlanLimit, message: "the plan allows 2".into() };
         assert_eq!(sent_to(&out, cy), [&refused]);
         assert!(closed(&out, cy));
-        room.set_allowance(ceiling(3));
+        room.set_policy(RoomPolicy { allowance: ceiling(3), ..RoomPolicy::default() });
         join(&mut room, person("Cy"));
     }
 

@@ -6,6 +6,7 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroUsize,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,6 +15,7 @@ use std::{
 };
 
 use convene_signal::{ClientMessage, ParticipantId, RESUME_GRACE_SECS, Refusal, ServerMessage};
+use lru::LruCache;
 use subtle::ConstantTimeEq;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -22,7 +24,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    focus::{self, Allowance, Identity, Outbound, RoomPolicy},
+    focus::{self, Identity, Outbound, RoomPolicy},
     node::{MediaCommand, MediaPlane},
     sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
@@ -48,7 +50,8 @@ enum Command {
         version: u32,
         password: Option<String>,
         resume: Option<String>,
-        allowance: Allowance,
+        /// The room's settings and the plan's allowance as they are now (boxed: commands stay small).
+        policy: Box<RoomPolicy>,
         outbox: mpsc::Sender<Delivery>,
         /// The participant's id and the connection's own number.
         reply: oneshot::Sender<(ParticipantId, u64)>,
@@ -87,6 +90,29 @@ pub enum RoomEvent {
         /// When.
         at: SystemTime,
     },
+    /// A moderator removed someone: their token and user id must not open the room again while the token
+    /// lives.
+    Removed {
+        /// Which room.
+        room: RoomKey,
+        /// The token's user id, if it had one.
+        user_id: Option<String>,
+        /// The token's digest.
+        token: String,
+        /// Until when (the token's expiry).
+        until: Option<SystemTime>,
+        /// Turned away from the lobby rather than removed from the room.
+        rejected: bool,
+        /// When.
+        at: SystemTime,
+    },
+    /// A moderator ended the meeting for everyone: tokens issued before `at` must not start it again.
+    Ended {
+        /// Which room.
+        room: RoomKey,
+        /// When.
+        at: SystemTime,
+    },
 }
 
 /// Receives room events; must not block (the room task calls it).
@@ -107,7 +133,16 @@ pub struct Rooms {
     media: Option<MediaPlane>,
     /// Numbers rooms for the media plane (a room's shard follows from it).
     next_room: Arc<AtomicU64>,
+    /// When rooms were ended for everyone, so a connection racing the control plane's record of it cannot
+    /// start the room again with an old token (bounded: the control plane's record is the lasting one).
+    ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
 }
+
+/// Ended rooms the node remembers by itself.
+const REMEMBERED_ENDS: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(count) => count,
+    None => NonZeroUsize::MIN,
+};
 
 /// Why a connection found no room.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,6 +226,7 @@ impl Rooms {
             draining: Arc::default(),
             media,
             next_room: Arc::default(),
+            ended: Arc::new(Mutex::new(LruCache::new(REMEMBERED_ENDS))),
         }
     }
 
@@ -229,6 +265,9 @@ impl Rooms {
         password: Option<String>,
         resume: Option<String>,
     ) -> Result<Connection, ConnectError> {
+        if self.ended_before(&key, identity.token.issued_at) {
+            return Err(ConnectError::NotAllowed(Refusal::Ended, focus::refusal_message(Refusal::Ended).to_owned()));
+        }
         // A room that ends between the lookup and the send is started again, once.
         for _ in 0..2 {
             let room = self.room(&key, &policy)?;
@@ -239,7 +278,7 @@ impl Rooms {
                 version,
                 password: password.clone(),
                 resume: resume.clone(),
-                allowance: policy.allowance.clone(),
+                policy: Box::new(policy.clone()),
                 outbox,
                 reply,
             };
@@ -250,6 +289,12 @@ impl Rooms {
             }
         }
         Err(ConnectError::Stopped)
+    }
+
+    /// Whether `key`'s meeting was ended for everyone after a token issued at `issued_at` (or of unknown age).
+    fn ended_before(&self, key: &RoomKey, issued_at: Option<SystemTime>) -> bool {
+        let Ok(mut ended) = self.ended.lock() else { return false };
+        ended.get(key).is_some_and(|ended| issued_at.is_none_or(|issued| issued <= *ended))
     }
 
     fn room(&self, key: &RoomKey, policy: &RoomPolicy) -> Result<mpsc::Sender<Command>, ConnectError> {
@@ -281,6 +326,7 @@ impl Rooms {
             running: self.running.clone(),
             reporter: self.reporter.clone(),
             media: self.media.clone(),
+            ended: self.ended.clone(),
         };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
@@ -298,6 +344,7 @@ struct RoomContext {
     running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
     reporter: Arc<dyn Reporter>,
     media: Option<MediaPlane>,
+    ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
 }
 
 /// A member's session, as far as resuming it goes.
@@ -311,7 +358,7 @@ struct Session {
 }
 
 async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Receiver<Command>) {
-    let RoomContext { key, id: room_id, running, reporter, media } = context;
+    let RoomContext { key, id: room_id, running, reporter, media, ended } = context;
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>> = HashMap::new();
     // Who the control plane knows to be in the room, by their reported id.
     let mut reported: HashMap<ParticipantId, String> = HashMap::new();
@@ -340,8 +387,8 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                     .collect();
                 over.into_iter().flat_map(|id| room.disconnect(id)).collect()
             }
-            Some(Command::Connect { identity, version, password, resume, allowance, outbox, reply }) => {
-                room.set_allowance(allowance);
+            Some(Command::Connect { identity, version, password, resume, policy, outbox, reply }) => {
+                let changed = room.set_policy(*policy);
                 let serial = serials.next().unwrap_or_default();
                 // The old connection may still look alive (a network that went away closes nothing): the
                 // new one takes over.
@@ -366,7 +413,9 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                         let _ = media
                             .send(MediaCommand::Resume { key: PeerKey { room: room_id, participant: id }, outbox });
                     }
-                    room.welcome(id).map(|welcome| vec![Outbound::Send(id, welcome)]).unwrap_or_default()
+                    let mut out = changed;
+                    out.extend(room.welcome(id).map(|welcome| Outbound::Send(id, welcome)));
+                    out
                 } else {
                     let user_id = identity.user_id.clone();
                     let (id, out) = room.connect(identity, version, password.as_deref());
@@ -377,7 +426,7 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                     outboxes.insert(id, outbox);
                     current.insert(id, serial);
                     let _ = reply.send((id, serial));
-                    out
+                    changed.into_iter().chain(out).collect()
                 }
             }
             Some(Command::Message(from, message)) => match (&media, room.is_member(from)) {
@@ -408,6 +457,7 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
                 }
             }
         };
+        let out = remember(&key, out, reporter.as_ref(), &ended);
         send_out(&mut room, out, &mut outboxes, &mut sessions);
         let left = report(&key, &room, &mut reported, &mut report_ids, reporter.as_ref());
         leave_media(&media, room_id, left);
@@ -415,6 +465,40 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
             break;
         }
     }
+}
+
+/// Reports removals and the meeting's end before anything is sent, so they are on disk (and on their way
+/// to the control plane) before the people they concern hear of them; answers the rest.
+fn remember(
+    key: &RoomKey,
+    out: Vec<Outbound>,
+    reporter: &dyn Reporter,
+    ended: &Mutex<LruCache<RoomKey, SystemTime>>,
+) -> Vec<Outbound> {
+    let at = SystemTime::now();
+    out.into_iter()
+        .filter(|outbound| match outbound {
+            Outbound::Removed(removal) => {
+                reporter.report(RoomEvent::Removed {
+                    room: key.clone(),
+                    user_id: removal.user_id.clone(),
+                    token: removal.token.digest.clone(),
+                    until: removal.token.expires_at,
+                    rejected: removal.rejected,
+                    at,
+                });
+                false
+            }
+            Outbound::Ended => {
+                if let Ok(mut ended) = ended.lock() {
+                    ended.put(key.clone(), at);
+                }
+                reporter.report(RoomEvent::Ended { room: key.clone(), at });
+                false
+            }
+            Outbound::Send(..) | Outbound::Close(_) => true,
+        })
+        .collect()
 }
 
 /// Sends what the focus decided, each welcome with its session's resume secret, and forgets the sessions
@@ -574,6 +658,8 @@ fn deliver(
                         let _ = outbox.try_send(Delivery::Close);
                     }
                 }
+                // Taken out by `remember` before delivery.
+                Outbound::Removed(_) | Outbound::Ended => {}
             }
         }
         for id in dropped {
@@ -587,6 +673,8 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use convene_signal::PROTOCOL_VERSION;
+
+    use crate::focus::{Allowance, TokenFacts};
 
     use super::*;
 
@@ -611,8 +699,7 @@ mod tests {
 
     /// Joins (or resumes with `resume`); also gives the welcome's resume secret.
     async fn join_resuming(rooms: &Rooms, name: &str, resume: Option<&str>) -> (Connection, String) {
-        let identity =
-            Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), chosen_name: None, moderator: false };
+        let identity = Identity { user_id: Some(name.to_lowercase()), name: name.to_owned(), ..Identity::default() };
         let resume = resume.map(str::to_owned);
         let mut connection = rooms
             .connect(key(), RoomPolicy::default(), identity, PROTOCOL_VERSION, None, resume)
@@ -718,7 +805,7 @@ mod tests {
         rooms.drain();
         let _dan = join(&rooms, "Dan").await;
         let other = ("tenant".to_owned(), "another-room".to_owned());
-        let identity = Identity { user_id: None, name: "Eve".to_owned(), chosen_name: None, moderator: true };
+        let identity = Identity { name: "Eve".to_owned(), moderator: true, ..Identity::default() };
         let refused = rooms.connect(other, RoomPolicy::default(), identity, PROTOCOL_VERSION, None, None).await;
         assert_eq!(refused.err(), Some(ConnectError::Draining), "a draining node starts no room");
         drop(cy);
@@ -731,9 +818,39 @@ mod tests {
             .map(|event| match event {
                 RoomEvent::Joined { participant, .. } => format!("+{participant}"),
                 RoomEvent::Left { participant, .. } => format!("-{participant}"),
+                RoomEvent::Removed { token, .. } => format!("removed {token}"),
+                RoomEvent::Ended { .. } => "ended".to_owned(),
             })
             .collect();
         assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy", "+dan", "-cy"]);
+    }
+
+    #[tokio::test]
+    async fn an_ended_meeting_does_not_start_again_with_a_token_from_before_the_end() {
+        let events = Arc::new(Recorded::default());
+        let rooms = Rooms::new(CancellationToken::new(), events.clone(), SignalMetrics::default(), None);
+        let issued = SystemTime::now() - Duration::from_secs(60);
+        let mut ann = Identity { name: "Ann".to_owned(), moderator: true, ..Identity::default() };
+        ann.token.issued_at = Some(issued);
+        let connect =
+            |identity: Identity| rooms.connect(key(), RoomPolicy::default(), identity, PROTOCOL_VERSION, None, None);
+        let mut connection = connect(ann.clone()).await.expect("the meeting starts");
+        assert!(connection.send(ClientMessage::EndForAll).await);
+        while let Some(delivery) = connection.outbox.recv().await {
+            if delivery == Delivery::Close {
+                break;
+            }
+        }
+        drop(connection);
+        let refused = connect(ann.clone()).await.err();
+        let ended = focus::refusal_message(Refusal::Ended).to_owned();
+        assert_eq!(refused, Some(ConnectError::NotAllowed(Refusal::Ended, ended)), "the same token");
+        let unknown_age = Identity { token: TokenFacts::default(), ..ann.clone() };
+        assert!(connect(unknown_age).await.is_err(), "a token without iat or nbf could be from before");
+        ann.token.issued_at = Some(SystemTime::now() + Duration::from_secs(1));
+        let _fresh = connect(ann).await.expect("a token issued after the end starts a new meeting");
+        let recorded = events.0.lock().expect("not poisoned").clone();
+        assert!(recorded.iter().any(|event| matches!(event, RoomEvent::Ended { .. })), "{recorded:?}");
     }
 
     #[tokio::test]
@@ -744,7 +861,7 @@ mod tests {
             ..Allowance::default()
         };
         let policy = RoomPolicy { allowance: one_at_a_time.clone(), ..RoomPolicy::default() };
-        let identity = Identity { user_id: None, name: "Ann".to_owned(), chosen_name: None, moderator: true };
+        let identity = Identity { name: "Ann".to_owned(), moderator: true, ..Identity::default() };
         let connect = |key: RoomKey, policy: RoomPolicy| {
             rooms.connect(key, policy, identity.clone(), PROTOCOL_VERSION, None, None)
         };

@@ -13,6 +13,8 @@ pub mod meeting_invitee;
 pub mod membership;
 pub mod node_event_cursor;
 pub mod room;
+pub mod room_closure;
+pub mod room_removal;
 pub mod room_session;
 pub mod session;
 pub mod session_participant;

@@ -8,13 +8,13 @@ use actix_web::{HttpRequest, HttpResponse, get, rt, web};
 use actix_ws::{AggregatedMessage, Session};
 use convene_domain::RoomName;
 use convene_media::{
-    focus::{Identity, RoomPolicy},
+    focus::{Identity, RoomPolicy, TokenFacts},
     rooms::{ConnectError, Delivery, Rooms},
     signal_metrics::{FrameOutcome, SignalMetrics},
 };
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, MediaQuality, ParseError, Refusal, ServerMessage};
 
-use crate::{accounts::Accounts, billing::Billing, room_tokens, rooms};
+use crate::{accounts::Accounts, billing::Billing, removals, room_tokens, rooms};
 
 /// A connection that has not said `hello` this long after opening is closed, whatever else it sends.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,8 +176,28 @@ async fn serve(
             return unavailable(session, &metrics).await;
         }
     };
-    let user = verified.claims.context.user;
-    let identity = Identity { user_id: user.id, name: user.name, chosen_name, moderator: user.moderator };
+    let claims = verified.claims;
+    let at = |seconds: u64| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(seconds));
+    let token = TokenFacts {
+        digest: removals::token_digest(&token),
+        issued_at: claims.iat.or(claims.nbf).and_then(at),
+        expires_at: at(claims.exp),
+    };
+    // Removals and ends outlive the room task and the node: the record in the database decides.
+    let issued_at = token.issued_at.map(chrono::DateTime::<chrono::Utc>::from);
+    let user = claims.context.user;
+    let now = chrono::Utc::now();
+    match removals::refusal(accounts.db(), verified.tenant, &room, &token.digest, user.id.as_deref(), issued_at, now)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some((reason, message))) => return refuse(session, &metrics, reason, message.to_owned()).await,
+        Err(error) => {
+            tracing::error!(%error, "cannot check a room's removals for a signalling connection");
+            return unavailable(session, &metrics).await;
+        }
+    }
+    let identity = Identity { user_id: user.id, name: user.name, chosen_name, moderator: user.moderator, token };
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
     let mut connection = match rooms.connect(key, policy, identity, version, password, resume).await {
         Ok(connection) => connection,

@@ -300,3 +300,93 @@ async fn a_draining_node_keeps_its_rooms_refuses_new_ones_and_is_not_ready() {
     bob.close(None).await.unwrap();
     app.stop().await;
 }
+
+/// Waits until the node's outbox has brought `table`'s row for the room into the database.
+async fn recorded(app: &TestApp, sql: &str) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.db().await;
+    for _ in 0..200 {
+        let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        if !rows.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never recorded: {sql}");
+}
+
+#[tokio::test]
+async fn removed_people_ended_meetings_and_deleted_rooms_stay_closed_across_a_restart() {
+    let mut app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let ann_token = token(&app, &key, "standup", "Ann", true).await;
+    let bob_token = {
+        let body = json!({ "room": "standup", "user": { "id": "bob-1", "name": "Bob" } });
+        let (_, minted) = call(&app, Method::POST, "/v1/meeting-tokens", &key, Some(body)).await;
+        minted["token"].as_str().unwrap().to_owned()
+    };
+    let (mut ann, welcome) = hello(&app, "standup", &ann_token).await;
+    assert_eq!(welcome["type"], "welcome");
+    let (mut bob, bob_welcome) = hello(&app, "standup", &bob_token).await;
+    hear(&mut ann).await;
+    say(&mut ann, json!({ "type": "kick", "participant": bob_welcome["you"] })).await;
+    assert_eq!(hear(&mut bob).await.unwrap()["reason"], "kicked");
+    let (_, again) = hello(&app, "standup", &bob_token).await;
+    assert_eq!((again["type"].as_str(), again["reason"].as_str()), (Some("refused"), Some("kicked")), "{again}");
+
+    // Ann ends the meeting for everyone; her own token no longer starts it.
+    hear(&mut ann).await;
+    say(&mut ann, json!({ "type": "end_for_all" })).await;
+    while hear(&mut ann).await.is_some() {}
+    let (_, again) = hello(&app, "standup", &ann_token).await;
+    assert_eq!(again["reason"], "ended", "{again}");
+
+    // Across a restart the database remembers both.
+    recorded(&app, "SELECT 1 FROM room_removals WHERE user_id = 'bob-1'").await;
+    recorded(&app, "SELECT 1 FROM room_closures WHERE room = 'standup'").await;
+    app.restart().await;
+    let (_, again) = hello(&app, "standup", &ann_token).await;
+    assert_eq!(again["reason"], "ended", "{again}");
+    // The same person with a new token is still removed; a token issued after the end opens a new meeting.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let body = json!({ "room": "standup", "user": { "id": "bob-1", "name": "Bob" } });
+    let (_, minted) = call(&app, Method::POST, "/v1/meeting-tokens", &key, Some(body)).await;
+    let (_, again) = hello(&app, "standup", minted["token"].as_str().unwrap()).await;
+    assert_eq!(again["reason"], "kicked", "{again}");
+    let fresh = token(&app, &key, "standup", "Ann", true).await;
+    let (_fresh, welcome) = hello(&app, "standup", &fresh).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    // A deleted room does not fall back to defaults for links made before the deletion.
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "board", "password": "s3cret" }))).await;
+    let old_link = token(&app, &key, "board", "Cy", false).await;
+    let (status, _) = call(&app, Method::DELETE, "/v1/rooms/board", &key, None).await;
+    assert_eq!(status, 204);
+    let (_, refused) = hello(&app, "board", &old_link).await;
+    assert_eq!(refused["reason"], "ended", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("deleted"), "{refused}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn settings_changed_during_a_meeting_apply_to_the_next_person() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "weekly" }))).await;
+    let ann_token = token(&app, &key, "weekly", "Ann", true).await;
+    let (mut ann, welcome) = hello(&app, "weekly", &ann_token).await;
+    assert_eq!(welcome["type"], "welcome");
+    let (status, _) = call(&app, Method::PATCH, "/v1/rooms/weekly", &key, Some(json!({ "password": "s3cret" }))).await;
+    assert_eq!(status, 200);
+    let bob_token = token(&app, &key, "weekly", "Bob", false).await;
+    let (_, refused) = hello(&app, "weekly", &bob_token).await;
+    assert_eq!(refused["reason"], "password_required", "{refused}");
+    let (status, _) = call(&app, Method::PATCH, "/v1/rooms/weekly", &key, Some(json!({ "lobby": true }))).await;
+    assert_eq!(status, 200);
+    let mut bob = open(&app, "weekly").await;
+    say(&mut bob, json!({ "type": "hello", "version": 1, "token": bob_token, "password": "s3cret" })).await;
+    assert_eq!(hear(&mut bob).await.unwrap()["type"], "lobby", "the lobby now applies");
+    let changed = hear(&mut ann).await.unwrap();
+    assert_eq!((changed["type"].as_str(), changed["room"]["lobby"].as_bool()), (Some("room_changed"), Some(true)));
+    app.stop().await;
+}
