@@ -728,7 +728,7 @@ impl MeetingService {
                     return Err(JoinError::GuestName);
                 }
                 let person = TokenUser {
-                    id: Some(format!("guest-{}", Uuid::new_v4().simple())),
+                    id: Some(format!("{GUEST_PREFIX}{}", Uuid::new_v4().simple())),
                     name: name.to_owned(),
                     email: None,
                     avatar: None,
@@ -950,6 +950,58 @@ async fn add_invitees(
     .exec(db)
     .await?;
     Ok(())
+}
+
+/// The user ids of guests' tokens start so.
+const GUEST_PREFIX: &str = "guest-";
+
+/// Whether the holder of a room token may still enter a scheduled meeting's room: the meeting must not be
+/// cancelled or over, and a link made for a person must still be theirs to use (a member of the
+/// organisation, or a confirmed invitee), and a guest's only while the meeting admits guests. Tokens for
+/// rooms no meeting owns, and ids the organisation's own backend chose, are the organisation's to judge.
+/// Answers the refusal and its words, if any.
+pub async fn admission(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    room_name: &str,
+    user_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<(convene_signal::Refusal, &'static str)>, DbErr> {
+    use convene_signal::Refusal;
+    let Some(room) = room::Entity::find()
+        .filter(room::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(room::Column::Name.eq(room_name))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(meeting) = meeting::Entity::find().filter(meeting::Column::RoomId.eq(room.id)).one(db).await? else {
+        return Ok(None);
+    };
+    match state_of(&meeting, now) {
+        JoinState::Cancelled => return Ok(Some((Refusal::Ended, "this meeting was cancelled"))),
+        JoinState::Ended => return Ok(Some((Refusal::Ended, "this meeting is over"))),
+        JoinState::Open => {}
+    }
+    let Some(user_id) = user_id else { return Ok(None) };
+    if user_id.starts_with(GUEST_PREFIX) {
+        return Ok((!room.guests_allowed).then_some((Refusal::InvalidToken, "this meeting no longer admits guests")));
+    }
+    let Ok(person) = Uuid::parse_str(user_id) else { return Ok(None) };
+    let Some(person) = user::Entity::find_by_id(person).one(db).await? else { return Ok(None) };
+    let member = membership::Entity::find_by_id((tenant.as_uuid(), person.id))
+        .one(db)
+        .await?
+        .is_some_and(|member| member.disabled_at.is_none());
+    let invited = person.email_verified_at.is_some()
+        && meeting_invitee::Entity::find()
+            .filter(meeting_invitee::Column::MeetingId.eq(meeting.id))
+            .filter(meeting_invitee::Column::Email.eq(person.email.as_str()))
+            .one(db)
+            .await?
+            .is_some();
+    Ok((!member && !invited).then_some((Refusal::InvalidToken, "your invitation to this meeting was withdrawn")))
 }
 
 #[cfg(test)]

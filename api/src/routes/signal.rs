@@ -14,7 +14,7 @@ use convene_media::{
 };
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, MediaQuality, ParseError, Refusal, ServerMessage};
 
-use crate::{accounts::Accounts, billing::Billing, removals, room_tokens, rooms};
+use crate::{accounts::Accounts, billing::Billing, meetings, removals, room_tokens, rooms};
 
 /// A connection that has not said `hello` this long after opening is closed, whatever else it sends.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -183,17 +183,22 @@ async fn serve(
         issued_at: claims.iat.or(claims.nbf).and_then(at),
         expires_at: at(claims.exp),
     };
-    // Removals and ends outlive the room task and the node: the record in the database decides.
     let issued_at = token.issued_at.map(chrono::DateTime::<chrono::Utc>::from);
     let user = claims.context.user;
     let now = chrono::Utc::now();
-    match removals::refusal(accounts.db(), verified.tenant, &room, &token.digest, user.id.as_deref(), issued_at, now)
-        .await
-    {
+    // Removals and ends outlive the room task and the node, and a scheduled meeting's room follows the
+    // meeting (cancelled, over, invitation withdrawn): the records in the database decide.
+    let db = accounts.db();
+    let refusal =
+        match removals::refusal(db, verified.tenant, &room, &token.digest, user.id.as_deref(), issued_at, now).await {
+            Ok(None) => meetings::admission(db, verified.tenant, room.as_str(), user.id.as_deref(), now).await,
+            decided => decided,
+        };
+    match refusal {
         Ok(None) => {}
         Ok(Some((reason, message))) => return refuse(session, &metrics, reason, message.to_owned()).await,
         Err(error) => {
-            tracing::error!(%error, "cannot check a room's removals for a signalling connection");
+            tracing::error!(%error, "cannot check who may enter a room for a signalling connection");
             return unavailable(session, &metrics).await;
         }
     }

@@ -372,3 +372,45 @@ async fn the_api_schedules_replaces_and_cancels_meetings_for_a_moderator_of_the_
     assert_eq!((status, closed["error"].as_str()), (409, Some("conflict")));
     app.stop().await;
 }
+
+/// The token in a meet link.
+fn token_of(meet: &str) -> String {
+    meet.split("jwt=").nth(1).expect("a token in the link").to_owned()
+}
+
+#[tokio::test]
+async fn links_stop_opening_the_room_when_the_meeting_is_cancelled_or_the_invitation_withdrawn() {
+    let app = spawn_app().await;
+    let owner = organiser(&app, "Acme", "ann@acme.example").await;
+    let mut form = meeting_form("Retro", "04-04T10:00", "04-04T11:00", "bob@outside.example");
+    form[1].1 = "retro".to_owned();
+    let path = schedule(&app, &owner, &form).await;
+    let page = app.get_with_cookie(&path, &owner).await.text().await.unwrap();
+    let join = join_path(&page);
+    let location = |response: reqwest::Response| response.headers()["location"].to_str().unwrap().to_owned();
+    let guest = token_of(&location(app.post_form(&format!("{join}/guest"), &[("name", "Gail")], None).await));
+    let bob = sign_up(&app, "Bob's", "bob@outside.example").await;
+    verify_email(&app, "bob@outside.example").await;
+    let bob = token_of(&location(app.post_form(&join, &[], Some(&bob)).await));
+    let start = token_of(&location(app.post_form(&format!("{path}/start"), &[], Some(&owner)).await));
+    for token in [&guest, &bob] {
+        let (_socket, welcome) = crate::signal::hello(&app, "retro", token).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+    }
+
+    // Bob is no longer invited and guests are no longer allowed: their links stop working.
+    let mut changed = meeting_form("Retro", "04-04T10:00", "04-04T11:00", "");
+    changed.retain(|(name, _)| *name != "guests_allowed" && *name != "room");
+    let page = post_and_follow(&app, &path, &borrowed(&changed), &owner).await;
+    assert!(page.contains("The meeting is updated"), "{page}");
+    let (_, refused) = crate::signal::hello(&app, "retro", &bob).await;
+    assert!(refused["message"].as_str().unwrap().contains("withdrawn"), "{refused}");
+    let (_, refused) = crate::signal::hello(&app, "retro", &guest).await;
+    assert!(refused["message"].as_str().unwrap().contains("guests"), "{refused}");
+
+    post_and_follow(&app, &format!("{path}/cancel"), &[], &owner).await;
+    let (_, refused) = crate::signal::hello(&app, "retro", &start).await;
+    assert_eq!(refused["reason"], "ended", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("cancelled"), "{refused}");
+    app.stop().await;
+}
