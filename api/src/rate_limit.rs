@@ -54,6 +54,15 @@ impl RateLimiter {
         entry.1 += 1;
         true
     }
+
+    /// Whether `key` is still within `limit` in the current window, without counting an event (for limits
+    /// on failures, counted with [`RateLimiter::allow`] once they happen).
+    pub fn allows(&self, key: &str, limit: u32, window: Duration, now: Instant) -> bool {
+        let windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        windows
+            .peek(&digest(key))
+            .is_none_or(|(started, count)| now.duration_since(*started) >= window || *count < limit)
+    }
 }
 
 fn digest(key: &str) -> KeyDigest {
@@ -76,6 +85,8 @@ mod tests {
             assert!(limiter.allow("ann", 3, window, start));
         }
         assert!(!limiter.allow("ann", 3, window, start + Duration::from_secs(59)));
+        assert!(!limiter.allows("ann", 3, window, start + Duration::from_secs(59)));
+        assert!(limiter.allows("ann", 3, window, start + window), "peeking sees the window end");
         assert!(limiter.allow("bob", 3, window, start), "keys are independent");
         assert!(limiter.allow("ann", 3, window, start + window), "a new window starts afresh");
     }

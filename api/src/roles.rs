@@ -281,6 +281,7 @@ fn site_services(
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),
+        password_guesses: crate::routes::signal::PasswordGuesses::default(),
     };
     Ok((services, outbox))
 }

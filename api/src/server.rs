@@ -68,6 +68,8 @@ pub struct SiteServices {
     pub origins: OwnOrigins,
     /// The meet host's URL, for join links.
     pub meet_url: MeetUrl,
+    /// Wrong room passwords, counted across the signalling connections.
+    pub password_guesses: routes::signal::PasswordGuesses,
 }
 
 /// Binding the HTTP port failed; the message says what to do.
@@ -133,7 +135,9 @@ pub async fn serve(
                         .configure(routes::billing::configure)
                         .configure(routes::v1::configure);
                     if let Some(rooms) = &services.rooms {
-                        cfg.app_data(web::Data::new(rooms.clone())).configure(routes::signal::configure);
+                        cfg.app_data(web::Data::new(rooms.clone()))
+                            .app_data(web::Data::new(services.password_guesses.clone()))
+                            .configure(routes::signal::configure);
                     }
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);

@@ -14,7 +14,7 @@ use convene_media::{
 };
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, MediaQuality, ParseError, Refusal, ServerMessage};
 
-use crate::{accounts::Accounts, billing::Billing, meetings, removals, room_tokens, rooms};
+use crate::{accounts::Accounts, billing::Billing, meetings, rate_limit::RateLimiter, removals, room_tokens, rooms};
 
 /// A connection that has not said `hello` this long after opening is closed, whatever else it sends.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +51,41 @@ impl Budget {
     }
 }
 
+/// Wrong room passwords allowed per person (token user id, else the token) and per client address in
+/// `GUESS_WINDOW`, and per room from everyone: enough for typos, far too few to guess.
+const GUESSES_PER_PERSON: u32 = 10;
+const GUESSES_PER_ADDRESS: u32 = 10;
+const GUESSES_PER_ROOM: u32 = 100;
+const GUESS_WINDOW: Duration = Duration::from_secs(600);
+
+/// Wrong room passwords, counted across connections (a fresh socket must not mean a fresh guess).
+#[derive(Debug, Clone, Default)]
+pub struct PasswordGuesses(std::sync::Arc<RateLimiter>);
+
+impl PasswordGuesses {
+    fn keys(room: &(String, String), person: &str, address: &str) -> [(String, u32); 3] {
+        [
+            (format!("person:{}/{}/{person}", room.0, room.1), GUESSES_PER_PERSON),
+            (format!("address:{address}"), GUESSES_PER_ADDRESS),
+            (format!("room:{}/{}", room.0, room.1), GUESSES_PER_ROOM),
+        ]
+    }
+
+    /// Whether another guess may be made.
+    fn allowed(&self, room: &(String, String), person: &str, address: &str) -> bool {
+        let now = std::time::Instant::now();
+        Self::keys(room, person, address).iter().all(|(key, limit)| self.0.allows(key, *limit, GUESS_WINDOW, now))
+    }
+
+    /// Counts a wrong guess.
+    fn wrong(&self, room: &(String, String), person: &str, address: &str) {
+        let now = std::time::Instant::now();
+        for (key, limit) in Self::keys(room, person, address) {
+            self.0.allow(&key, limit, GUESS_WINDOW, now);
+        }
+    }
+}
+
 /// Registers the endpoint.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(signal);
@@ -64,8 +99,10 @@ async fn signal(
     accounts: web::Data<Accounts>,
     billing: web::Data<Billing>,
     rooms: web::Data<Rooms>,
+    guesses: web::Data<PasswordGuesses>,
 ) -> actix_web::Result<HttpResponse> {
     let Ok(room) = RoomName::parse(&room) else { return Ok(HttpResponse::NotFound().finish()) };
+    let address = request.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let stream =
         stream.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
@@ -73,7 +110,8 @@ async fn signal(
     rt::spawn(async move {
         rooms.metrics().connection(1);
         let metrics = rooms.metrics().clone();
-        serve(session, stream, room, (accounts.into_inner(), billing.into_inner()), rooms).await;
+        let guesses = (guesses.get_ref().clone(), address);
+        serve(session, stream, room, (accounts.into_inner(), billing.into_inner(), guesses), rooms).await;
         metrics.connection(-1);
     });
     Ok(response)
@@ -101,7 +139,11 @@ async fn serve(
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
     room: RoomName,
-    (accounts, billing): (std::sync::Arc<Accounts>, std::sync::Arc<Billing>),
+    (accounts, billing, (guesses, address)): (
+        std::sync::Arc<Accounts>,
+        std::sync::Arc<Billing>,
+        (PasswordGuesses, String),
+    ),
     rooms: Rooms,
 ) {
     let metrics = rooms.metrics().clone();
@@ -204,7 +246,12 @@ async fn serve(
     }
     let identity = Identity { user_id: user.id, name: user.name, chosen_name, moderator: user.moderator, token };
     let key = (verified.tenant.to_string(), room.as_str().to_owned());
-    let mut connection = match rooms.connect(key, policy, identity, version, password, resume).await {
+    let person = identity.user_id.clone().unwrap_or_else(|| identity.token.digest.clone());
+    if password.is_some() && !guesses.allowed(&key, &person, &address) {
+        let message = "too many wrong passwords; try again in a few minutes".to_owned();
+        return refuse(session, &metrics, Refusal::WrongPassword, message).await;
+    }
+    let mut connection = match rooms.connect(key.clone(), policy, identity, version, password, resume).await {
         Ok(connection) => connection,
         Err(ConnectError::NotAllowed(reason, message)) => return refuse(session, &metrics, reason, message).await,
         Err(error) => {
@@ -223,6 +270,9 @@ async fn serve(
             }
             delivery = connection.outbox.recv() => match delivery {
                 Some(Delivery::Message(message)) => {
+                    if let ServerMessage::Refused { reason: Refusal::WrongPassword, .. } = message {
+                        guesses.wrong(&key, &person, &address);
+                    }
                     if !send(&mut session, &metrics, &message).await {
                         break;
                     }

@@ -390,3 +390,34 @@ async fn settings_changed_during_a_meeting_apply_to_the_next_person() {
     assert_eq!((changed["type"].as_str(), changed["room"]["lobby"].as_bool()), (Some("room_changed"), Some(true)));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn room_passwords_cannot_be_guessed_through_fresh_sockets() {
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "vault", "password": "s3cret" }))).await;
+    let mallory = token(&app, &key, "vault", "Mallory", false).await;
+    let attempt = |password: &'static str, token: String| {
+        let app = &app;
+        async move {
+            let mut socket = open(app, "vault").await;
+            say(&mut socket, json!({ "type": "hello", "version": 1, "token": token, "password": password })).await;
+            hear(&mut socket).await.unwrap()
+        }
+    };
+    for guess in 0..10 {
+        let answer = attempt("guess", mallory.clone()).await;
+        assert_eq!(answer["reason"], "wrong_password", "guess {guess}: {answer}");
+    }
+    let answer = attempt("s3cret", mallory.clone()).await;
+    assert_eq!(answer["reason"], "wrong_password", "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("too many"), "even the right one waits: {answer}");
+    // Without a password nothing is guessed: the room still asks for one.
+    let asked = {
+        let mut socket = open(&app, "vault").await;
+        say(&mut socket, json!({ "type": "hello", "version": 1, "token": mallory })).await;
+        hear(&mut socket).await.unwrap()
+    };
+    assert_eq!(asked["reason"], "password_required", "{asked}");
+    app.stop().await;
+}
