@@ -687,6 +687,14 @@ async fn set_password_and_end_sessions(
         .filter(user::Column::Id.eq(user_id))
         .exec(db)
         .await?;
+    // Other reset links mailed before are used up too: a new password must not be undone by an old mail.
+    email_token::Entity::update_many()
+        .col_expr(email_token::Column::UsedAt, sea_orm::sea_query::Expr::value(Some(Utc::now())))
+        .filter(email_token::Column::UserId.eq(user_id))
+        .filter(email_token::Column::Purpose.eq(LinkPurpose::ResetPassword.as_str()))
+        .filter(email_token::Column::UsedAt.is_null())
+        .exec(db)
+        .await?;
     end_sessions(db, user_id, keep).await
 }
 

@@ -269,6 +269,16 @@ async fn a_password_reset_by_mail_sets_a_new_password_once_and_ends_every_sessio
     let mail = app.mail_to("ann@acme.example", "Reset your Convene password").await;
     assert_eq!(mail.subject, "Reset your Convene password");
     let token = mail.link("http://localhost:3000/reset-password?token=").split("token=").nth(1).unwrap().to_owned();
+    // A second request mails a second link; using either one uses up both.
+    post_and_follow(&app, "/auth/forgot-password", &[("email", "ann@acme.example")], None).await;
+    let second = loop {
+        let mail = app.mail_to("ann@acme.example", "Reset your Convene password").await;
+        let link = mail.link("http://localhost:3000/reset-password?token=").split("token=").nth(1).unwrap().to_owned();
+        if link != token {
+            break link;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let (_, weak) =
         post_and_follow(&app, "/auth/reset-password", &[("token", &token), ("password", "short")], None).await;
     assert!(weak.contains("The password is too short"), "{weak}");
@@ -289,6 +299,14 @@ async fn a_password_reset_by_mail_sets_a_new_password_once_and_ends_every_sessio
     )
     .await;
     assert!(reused.contains("This link has already been used."), "{reused}");
+    let (_, older) = post_and_follow(
+        &app,
+        "/auth/reset-password",
+        &[("token", &second), ("password", "yet another passphrase")],
+        None,
+    )
+    .await;
+    assert!(older.contains("This link has already been used."), "the other link went with the reset: {older}");
 
     assert_eq!(app.get_with_cookie("/dashboard", &session).await.status(), 302, "old sessions ended");
     let old = app.post_form("/auth/login", &[("email", "ann@acme.example"), ("password", PASSWORD)], None).await;
