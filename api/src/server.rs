@@ -116,7 +116,7 @@ pub async fn serve(
             .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
             .wrap(from_fn(csrf::same_origin_only))
             .wrap(from_fn(crate::metrics::record))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::telemetry::RedactedSpans>::new())
             // The wasm bundle is ~800 KiB and ~300 KiB gzipped; pages and CSS shrink likewise.
             .wrap(Compress::default())
             .configure(routes::health::configure)
