@@ -8,7 +8,8 @@ use convene_tokens::{
     Context, Features, KeyAlgorithm, KeyId, KeyRing, PublicKey, RoomClaims, SigningKey, TokenError, User,
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Deserialize;
 use url::Url;
@@ -132,32 +133,45 @@ pub async fn mint(
     Ok(MintedToken { token, join_url })
 }
 
-/// The key that mints for `tenant`, created (RS256) on first use.
+/// The key that mints for `tenant`, created (RS256) on first use. Generating an RSA key takes a good part
+/// of a second of CPU, so it runs off the async workers; concurrent first mints create one key between
+/// them (the tenant's row is locked while the key is chosen or stored).
 async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result<SigningKey, MintError> {
     let row = match find_active(db, tenant).await? {
         Some(row) => row,
         None => {
-            let pair = convene_tokens::generate(KeyAlgorithm::Rs256)?;
-            let now = Utc::now();
-            signing_key::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                tenant_id: Set(tenant.as_uuid()),
-                // Date for people, random suffix for uniqueness (two first tokens at once make two keys; the
-                // newer one mints and both verify).
-                key_name: Set(format!(
-                    "convene-{}-{}",
-                    now.format("%Y%m%d"),
-                    &Uuid::new_v4().simple().to_string()[..8]
-                )),
-                algorithm: Set("RS256".to_owned()),
-                public_key: Set(pair.public_pem),
-                key_format: Set(FORMAT_PEM.to_owned()),
-                private_pem: Set(Some(pair.private_pem)),
-                created_at: Set(now),
-                retired_at: Set(None),
-            }
-            .insert(db)
-            .await?
+            let pair = tokio::task::spawn_blocking(|| convene_tokens::generate(KeyAlgorithm::Rs256))
+                .await
+                .map_err(|error| MintError::Invalid(format!("key generation stopped: {error}")))??;
+            let transaction = db.begin().await?;
+            tenant::Entity::find_by_id(tenant.as_uuid()).lock_exclusive().one(&transaction).await?;
+            let row = match find_active(&transaction, tenant).await? {
+                // Another first mint stored its key while this one generated: use that one.
+                Some(row) => row,
+                None => {
+                    let now = Utc::now();
+                    signing_key::ActiveModel {
+                        id: Set(Uuid::now_v7()),
+                        tenant_id: Set(tenant.as_uuid()),
+                        // Date for people, random suffix for uniqueness across rotations on one day.
+                        key_name: Set(format!(
+                            "convene-{}-{}",
+                            now.format("%Y%m%d"),
+                            &Uuid::new_v4().simple().to_string()[..8]
+                        )),
+                        algorithm: Set("RS256".to_owned()),
+                        public_key: Set(pair.public_pem),
+                        key_format: Set(FORMAT_PEM.to_owned()),
+                        private_pem: Set(Some(pair.private_pem)),
+                        created_at: Set(now),
+                        retired_at: Set(None),
+                    }
+                    .insert(&transaction)
+                    .await?
+                }
+            };
+            transaction.commit().await?;
+            row
         }
     };
     let id = KeyId::new(tenant, &row.key_name)?;
@@ -165,7 +179,7 @@ async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result
     Ok(SigningKey::from_pem(id, algorithm_of(&row.algorithm)?, private.as_bytes())?)
 }
 
-async fn find_active(db: &DatabaseConnection, tenant: TenantId) -> Result<Option<signing_key::Model>, DbErr> {
+async fn find_active(db: &impl ConnectionTrait, tenant: TenantId) -> Result<Option<signing_key::Model>, DbErr> {
     signing_key::Entity::find()
         .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
         .filter(signing_key::Column::PrivatePem.is_not_null())

@@ -249,3 +249,16 @@ async fn tenants_register_their_own_keys_and_rotate_ours() {
     assert_eq!(api(&app, Method::DELETE, "/v1/signing-keys/backend-1", &key, None).await.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_first_tokens_create_one_key() {
+    let app = spawn_app().await;
+    let (tenant, key) = tenant_with_key(&app, "owner@acme.example").await;
+    let body = json!({ "room": "weekly-sync", "user": { "name": "Ann" } });
+    let minted = futures_util::future::join_all((0..6).map(|_| mint(&app, &key, body.clone()))).await;
+    assert!(minted.iter().all(|response| response.status() == 201));
+    let db = app.db().await;
+    let (_, keys) = room_tokens::key_ring(&db, tenant).await.unwrap();
+    assert_eq!(keys.len(), 1, "one key for six first tokens at once");
+    app.stop().await;
+}
