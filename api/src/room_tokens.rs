@@ -9,7 +9,7 @@ use convene_tokens::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Deserialize;
 use url::Url;
@@ -220,8 +220,32 @@ pub async fn verify_link(
     let Some(kid) = header.kid.as_deref().and_then(|kid| KeyId::parse(kid).ok()) else {
         return Ok(Err(TokenError::KeyId));
     };
-    let (ring, _) = key_ring(db, kid.tenant()).await?;
+    // Only the key the token names is read and parsed, not every key of the tenant.
+    let row = signing_key::Entity::find()
+        .filter(signing_key::Column::TenantId.eq(kid.tenant().as_uuid()))
+        .filter(signing_key::Column::KeyName.eq(kid.name()))
+        .one(db)
+        .await?;
+    let mut ring = KeyRing::default();
+    if let Some(row) = row {
+        ring.insert(public_key_of(kid.tenant(), &row)?);
+    }
     Ok(convene_tokens::verify(token, &ring, room))
+}
+
+/// Keys a tenant may have, retired ones included: every JWKS answer lists them all.
+pub const MAX_KEYS_PER_TENANT: u64 = 20;
+
+/// Refuses another key once the tenant has [`MAX_KEYS_PER_TENANT`].
+async fn within_key_limit(db: &DatabaseConnection, tenant: TenantId) -> Result<(), MintError> {
+    let count =
+        signing_key::Entity::find().filter(signing_key::Column::TenantId.eq(tenant.as_uuid())).count(db).await?;
+    if count >= MAX_KEYS_PER_TENANT {
+        return Err(MintError::Invalid(format!(
+            "an organisation has at most {MAX_KEYS_PER_TENANT} signing keys: delete keys it no longer uses first"
+        )));
+    }
+    Ok(())
 }
 
 /// How a stored public key is written.
@@ -274,6 +298,7 @@ pub async fn register_key(
     tenant: TenantId,
     registration: KeyRegistration,
 ) -> Result<KeyListing, MintError> {
+    within_key_limit(db, tenant).await?;
     let id =
         KeyId::new(tenant, registration.name.trim()).map_err(|error| MintError::Invalid(format!("name: {error}")))?;
     let (public_key, format, algorithm) = match (registration.public_key_pem, registration.jwk) {
@@ -340,6 +365,7 @@ pub async fn list_keys(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<
 
 /// Retires the key we mint with and makes a new one. The retired key keeps verifying the tokens it signed.
 pub async fn rotate(db: &DatabaseConnection, tenant: TenantId) -> Result<KeyListing, MintError> {
+    within_key_limit(db, tenant).await?;
     signing_key::Entity::update_many()
         .col_expr(signing_key::Column::RetiredAt, sea_orm::sea_query::Expr::value(Some(Utc::now())))
         .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))

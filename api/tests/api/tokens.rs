@@ -262,3 +262,24 @@ async fn concurrent_first_tokens_create_one_key() {
     assert_eq!(keys.len(), 1, "one key for six first tokens at once");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_has_at_most_twenty_signing_keys() {
+    let app = spawn_app().await;
+    let (_, key) = tenant_with_key(&app, "owner@acme.example").await;
+    let register = |name: String| {
+        let pem = convene_tokens::generate(convene_tokens::KeyAlgorithm::EdDsa).unwrap().public_pem;
+        let body = json!({ "name": name, "algorithm": "EdDSA", "public_key_pem": pem });
+        crate::helpers::call(&app, reqwest::Method::POST, "/v1/signing-keys", &key, Some(body))
+    };
+    for index in 0..room_tokens::MAX_KEYS_PER_TENANT {
+        let (status, body) = register(format!("backend-{index}")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = register("one-too-many".to_owned()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("at most 20"), "{body}");
+    let (status, _) = crate::helpers::call(&app, reqwest::Method::POST, "/v1/signing-keys/rotate", &key, None).await;
+    assert_eq!(status, 400, "rotation adds a key too");
+    app.stop().await;
+}

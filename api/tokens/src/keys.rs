@@ -60,6 +60,11 @@ impl KeyId {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The key's own name, after the tenant.
+    pub fn name(&self) -> &str {
+        self.text.split_once('/').map_or("", |(_, name)| name)
+    }
 }
 
 impl fmt::Display for KeyId {
