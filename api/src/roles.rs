@@ -50,6 +50,8 @@ pub enum Serve {
 pub struct Started {
     /// The HTTP server's address (the real port when the setting asked for port 0).
     pub http_addr: SocketAddr,
+    /// The operators' listener (metrics and probes).
+    pub metrics_addr: SocketAddr,
     /// The media node's UDP address, for roles that run one.
     pub media_addr: Option<SocketAddr>,
     http: JoinHandle<std::io::Result<()>>,
@@ -68,6 +70,8 @@ pub struct Started {
 pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let listener = server::bind(settings.http_addr).context("CONVENE_HTTP_ADDR")?;
     let http_addr = listener.local_addr().context("reading the HTTP listener's address")?;
+    let internal = server::bind(settings.metrics_addr).context("CONVENE_METRICS_ADDR")?;
+    let metrics_addr = internal.local_addr().context("reading the metrics listener's address")?;
     let mut metrics = Metrics::new();
     let media = if role == Serve::Api {
         None
@@ -109,11 +113,18 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     let (site, outbox) = site.map_or((None, None), |(site, outbox)| (Some(site), outbox));
     let rooms = site.as_ref().and_then(|site| site.rooms.clone());
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone() };
-    let app = HttpApp { dependencies, metrics: Arc::new(metrics), site };
-    let http = tokio::spawn(server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout));
-    tracing::info!(%http_addr, ?media_addr, ?role, "serving");
+    let metrics = Arc::new(metrics);
+    let operators = server::serve_internal(internal, dependencies.clone(), metrics.clone(), shutdown.clone());
+    let app = HttpApp { dependencies, metrics, site };
+    let public = server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout);
+    let http = tokio::spawn(async move {
+        let (public, operators) = tokio::join!(public, operators);
+        public.and(operators)
+    });
+    tracing::info!(%http_addr, %metrics_addr, ?media_addr, ?role, "serving");
     Ok(Started {
         http_addr,
+        metrics_addr,
         media_addr,
         http,
         media,
@@ -170,7 +181,9 @@ pub async fn serve(
         tokio::spawn(drain_on_signal(rooms));
     }
     // The banner is for people; a closed stdout (a supervisor that stopped reading) must not stop the server.
-    if let Err(error) = write_banner(banner, role, settings, started.http_addr, started.media_addr) {
+    if let Err(error) =
+        write_banner(banner, role, settings, (started.http_addr, started.metrics_addr), started.media_addr)
+    {
         tracing::warn!(%error, "could not print the start-up message");
     }
     started.wait().await
@@ -294,7 +307,7 @@ fn write_banner(
     out: &mut (dyn Write + Send),
     role: Serve,
     settings: &Settings,
-    http_addr: SocketAddr,
+    (http_addr, metrics_addr): (SocketAddr, SocketAddr),
     media_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let site = settings.public_url.as_str().trim_end_matches('/');
@@ -313,7 +326,8 @@ fn write_banner(
         writeln!(out, "  meetings:  {meet}/<room>?jwt=<token>")?;
         writeln!(out, "  database:  {database}")?;
     }
-    writeln!(out, "  health:    {site}/healthz, {site}/readyz, {site}/metrics")?;
+    writeln!(out, "  health:    {site}/healthz, {site}/readyz")?;
+    writeln!(out, "  metrics:   http://{metrics_addr}/metrics (internal listener, CONVENE_METRICS_ADDR)")?;
     if role != Serve::Media {
         writeln!(out)?;
         writeln!(out, "To get started, create your organisation and its owner account:")?;

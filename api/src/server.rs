@@ -96,6 +96,33 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HttpBindError> {
     })
 }
 
+/// Serves the operators' endpoints (probes and metrics) on the internal listener until `shutdown`.
+pub async fn serve_internal(
+    listener: std::net::TcpListener,
+    dependencies: Dependencies,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let dependencies = web::Data::new(dependencies);
+    let metrics = web::Data::new(metrics);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(dependencies.clone())
+            .app_data(metrics.clone())
+            .configure(routes::health::configure_internal)
+    })
+    .workers(1)
+    .listen(listener)?
+    .disable_signals()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.stop(true).await;
+    });
+    server.await
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting connections and lets in-flight requests
 /// finish for up to `grace`.
 pub async fn serve(

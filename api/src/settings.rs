@@ -22,6 +22,11 @@ use crate::billing::plans::{DEFAULT_PLANS, Plans};
 pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_CONFIG", "(none)", "TOML file with any of the settings below, keys in lowercase without the prefix"),
     ("CONVENE_HTTP_ADDR", "127.0.0.1:3000", "address the HTTP server listens on"),
+    (
+        "CONVENE_METRICS_ADDR",
+        "127.0.0.1:9090",
+        "internal listener for operators: /metrics, /healthz, /readyz (keep it off the public network)",
+    ),
     ("CONVENE_PUBLIC_URL", "http://localhost:3000", "the main site's URL as people reach it"),
     ("CONVENE_MEET_URL", "http://meet.localhost:3000", "the meet host's URL; its host must differ from the site's"),
     ("CONVENE_DATA_DIR", "./data", "where the SQLite database, mail files and recordings are kept"),
@@ -53,6 +58,8 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
 pub struct Settings {
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
+    /// Where the operators' listener (metrics) listens.
+    pub metrics_addr: SocketAddr,
     /// The main site's public URL.
     pub public_url: Url,
     /// The meet host's public URL.
@@ -328,6 +335,7 @@ impl Parser {
         }
         Ok(Settings {
             http_addr: self.get("CONVENE_HTTP_ADDR", || ([127, 0, 0, 1], 3000).into(), parse_socket_addr)?,
+            metrics_addr: self.get("CONVENE_METRICS_ADDR", || ([127, 0, 0, 1], 9090).into(), parse_socket_addr)?,
             database_url: self.get("CONVENE_DATABASE_URL", || DatabaseUrl::sqlite_in(&data_dir), DatabaseUrl::parse)?,
             smtp_url: self.get(
                 "CONVENE_SMTP_URL",

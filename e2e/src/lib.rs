@@ -126,6 +126,7 @@ impl Convene {
             .env("CONVENE_MEET_URL", format!("http://meet.localhost:{port}"))
             .env("CONVENE_MAIL_FROM", mailbox.sender())
             .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
             .env("CONVENE_LOG", "warn")
             .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::piped())

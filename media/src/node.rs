@@ -75,61 +75,38 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
-/// The same per live room; a room's series go when it ends, so there are only as many as rooms running.
+/// Rooms by size, per shard: bounded labels that name no tenant and no room (per-room detail is the
+/// tenant's to see, through its own API).
 #[derive(Debug, Clone, Default)]
 struct RoomMetrics {
-    participants: Family<RoomLabels, Gauge>,
-    packets: Family<RoomDirectionLabels, Counter>,
-    bytes: Family<RoomDirectionLabels, Counter>,
-    keyframe_requests: Family<RoomLabels, Counter>,
-    nacks: Family<RoomLabels, Counter>,
+    rooms: Family<RoomSizeLabels, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoomLabels {
-    room: String,
+struct RoomSizeLabels {
+    shard: usize,
+    participants: &'static str,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoomDirectionLabels {
-    room: String,
-    direction: &'static str,
-}
+/// The size classes rooms are counted in.
+const ROOM_SIZES: [(usize, &str); 6] =
+    [(1, "1"), (2, "2"), (5, "3-5"), (10, "6-10"), (25, "11-25"), (usize::MAX, "26+")];
 
 impl RoomMetrics {
     fn register(&self, registry: &mut Registry) {
-        let rooms = registry.sub_registry_with_prefix("convene_room");
-        rooms.register("participants", "Participants with media sessions, by room", self.participants.clone());
-        rooms.register("rtp_packets", "RTP packets in and out, by room", self.packets.clone());
-        rooms.register("rtp_bytes", "RTP payload bytes in and out, by room", self.bytes.clone());
-        rooms.register("keyframe_requests", "Keyframe requests (PLI) sent, by room", self.keyframe_requests.clone());
-        rooms.register("nacks", "Retransmissions receivers asked for, by room", self.nacks.clone());
+        let media = registry.sub_registry_with_prefix("convene_media");
+        media.register("rooms", "Rooms with media sessions, by shard and by participants", self.rooms.clone());
     }
 
-    fn add(&self, room: &str, participants: usize, now: Traffic, before: Traffic) {
-        let labels = RoomLabels { room: room.to_owned() };
-        self.participants.get_or_create(&labels).set(i64::try_from(participants).unwrap_or(i64::MAX));
-        for (direction, packets, bytes) in [
-            ("in", now.packets_in - before.packets_in, now.bytes_in - before.bytes_in),
-            ("out", now.packets_out - before.packets_out, now.bytes_out - before.bytes_out),
-        ] {
-            let labels = RoomDirectionLabels { room: room.to_owned(), direction };
-            self.packets.get_or_create(&labels).inc_by(packets);
-            self.bytes.get_or_create(&labels).inc_by(bytes);
+    /// Sets a shard's counts from the sizes of its rooms.
+    fn set(&self, shard: usize, sizes: impl Iterator<Item = usize>) {
+        let mut counts = [0_i64; ROOM_SIZES.len()];
+        for size in sizes {
+            let class = ROOM_SIZES.iter().position(|(max, _)| size <= *max).unwrap_or(ROOM_SIZES.len() - 1);
+            counts[class] += 1;
         }
-        self.keyframe_requests.get_or_create(&labels).inc_by(now.keyframe_requests - before.keyframe_requests);
-        self.nacks.get_or_create(&labels).inc_by(now.nacks - before.nacks);
-    }
-
-    fn remove(&self, room: &str) {
-        let labels = RoomLabels { room: room.to_owned() };
-        self.participants.remove(&labels);
-        self.keyframe_requests.remove(&labels);
-        self.nacks.remove(&labels);
-        for direction in ["in", "out"] {
-            let labels = RoomDirectionLabels { room: room.to_owned(), direction };
-            self.packets.remove(&labels);
-            self.bytes.remove(&labels);
+        for ((_, participants), count) in ROOM_SIZES.iter().zip(counts) {
+            self.rooms.get_or_create(&RoomSizeLabels { shard, participants }).set(count);
         }
     }
 }
@@ -222,8 +199,6 @@ pub enum MediaCommand {
     Offer {
         /// Who.
         key: PeerKey,
-        /// The room's name in metrics (`<tenant>/<room>`).
-        room_name: String,
         /// The SDP.
         sdp: String,
         /// The `mid` carrying a shared screen.
@@ -392,7 +367,7 @@ impl MediaNode {
             let (shutdown, metrics) = (shutdown.clone(), self.metrics.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("media-shard-{index}"))
-                .spawn(move || run_shard(shard, &shutdown, &metrics));
+                .spawn(move || run_shard(index, shard, &shutdown, &metrics));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(error) => tracing::error!(%error, index, "could not start a media shard"),
@@ -424,7 +399,7 @@ fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, BindError> {
     Ok(socket.into())
 }
 
-fn run_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
+fn run_shard(index: usize, shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -432,10 +407,10 @@ fn run_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics)
             return;
         }
     };
-    runtime.block_on(serve_shard(shard, shutdown, metrics));
+    runtime.block_on(serve_shard(index, shard, shutdown, metrics));
 }
 
-async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
+async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, metrics: &MediaMetrics) {
     let Shard { socket, mut sfu, mut commands } = shard;
     let mut socket = match BatchSocket::new(socket) {
         Ok(socket) => socket,
@@ -445,7 +420,7 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
         }
     };
     let mut outboxes: HashMap<PeerKey, mpsc::Sender<Delivery>> = HashMap::new();
-    let mut reported = Reported::default();
+    let mut reported = Reported { shard: index, ..Reported::default() };
     let mut next_metrics = Instant::now() + METRICS_EVERY;
     loop {
         let wake = sfu.poll_timeout().unwrap_or_else(|| Instant::now() + METRICS_EVERY).min(next_metrics);
@@ -484,8 +459,8 @@ async fn serve_shard(shard: Shard, shutdown: &CancellationToken, metrics: &Media
 /// What a shard last published, so each second adds only what is new.
 #[derive(Default)]
 struct Reported {
+    shard: usize,
     node: (Counters, Traffic),
-    rooms: HashMap<RoomId, (String, Traffic)>,
 }
 
 impl Reported {
@@ -494,27 +469,16 @@ impl Reported {
         metrics.add(node, self.node);
         metrics.sessions.set(i64::try_from(sfu.peer_count()).unwrap_or(i64::MAX));
         self.node = node;
-        let mut live = HashMap::with_capacity(self.rooms.len());
-        for room in sfu.rooms() {
-            let before = self.rooms.remove(&room.id).map(|(_, traffic)| traffic).unwrap_or_default();
-            metrics.rooms.add(room.name, room.participants, room.traffic, before);
-            live.insert(room.id, (room.name.to_owned(), room.traffic));
-        }
-        for (name, _) in self.rooms.values() {
-            metrics.rooms.remove(name);
-        }
-        self.rooms = live;
+        metrics.rooms.set(self.shard, sfu.room_sizes());
     }
 }
 
 fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>, command: MediaCommand) {
     let now = Instant::now();
     let refused = match command {
-        MediaCommand::Offer { key, room_name, sdp, screen, end_to_end_encrypted, outbox } => {
+        MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, outbox } => {
             outboxes.insert(key, outbox);
-            sfu.handle_offer(key, &room_name, &sdp, screen.as_deref(), end_to_end_encrypted, now)
-                .err()
-                .map(|error| (key, error))
+            sfu.handle_offer(key, &sdp, screen.as_deref(), end_to_end_encrypted, now).err().map(|error| (key, error))
         }
         MediaCommand::Resume { key, outbox } => {
             outboxes.insert(key, outbox);

@@ -432,7 +432,7 @@ async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Re
             Some(Command::Message(from, message)) => match (&media, room.is_member(from)) {
                 (Some(media), true) if is_media(&message) => {
                     let peer = PeerKey { room: room_id, participant: from };
-                    to_media(media, &key, room.end_to_end_encrypted(), peer, message, &outboxes)
+                    to_media(media, room.end_to_end_encrypted(), peer, message, &outboxes)
                 }
                 (Some(media), true) if matches!(message, ClientMessage::Pin { .. }) => {
                     let out = room.handle(from, message);
@@ -566,7 +566,6 @@ fn is_media(message: &ClientMessage) -> bool {
 /// Hands a member's media message to the room's shard; an overloaded shard is the sender's error.
 fn to_media(
     media: &MediaPlane,
-    room: &RoomKey,
     end_to_end_encrypted: bool,
     key: PeerKey,
     message: ClientMessage,
@@ -575,14 +574,7 @@ fn to_media(
     let command = match message {
         ClientMessage::Offer { sdp, screen } => {
             let Some(outbox) = outboxes.get(&key.participant) else { return Vec::new() };
-            MediaCommand::Offer {
-                key,
-                room_name: format!("{}/{}", room.0, room.1),
-                sdp,
-                screen,
-                end_to_end_encrypted,
-                outbox: outbox.clone(),
-            }
+            MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, outbox: outbox.clone() }
         }
         ClientMessage::Answer { sdp } => MediaCommand::Answer { key, sdp },
         ClientMessage::ReceiveVideo { requests } => MediaCommand::ReceiveVideo { key, requests },

@@ -1,5 +1,6 @@
-//! Operations endpoints, answered on every host: `/healthz` (the process is alive), `/readyz` (its
-//! dependencies answer) and `/metrics` (Prometheus).
+//! Operations endpoints: `/healthz` (the process is alive) and `/readyz` (its dependencies answer) on every
+//! host of the public listener, for load balancers; those two and `/metrics` (Prometheus) on the internal
+//! listener (`CONVENE_METRICS_ADDR`), since metrics describe every tenant's activity.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,9 +12,15 @@ use crate::{metrics::Metrics, server::Dependencies};
 /// Bounds each readiness check, so a hung database cannot hang the probe that is meant to detect it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Registers the three endpoints.
+/// Registers the probes, for the public listener.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz).service(readyz).service(metrics);
+    cfg.service(healthz).service(readyz);
+}
+
+/// Registers the probes and the metrics, for the internal listener.
+pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+    configure(cfg);
+    cfg.service(metrics);
 }
 
 #[get("/healthz")]

@@ -282,7 +282,7 @@ async fn webhooks_count_once_and_the_newest_state_wins_in_any_order() {
     let mut outcomes = [first, second];
     outcomes.sort();
     assert_eq!(outcomes, ["applied".to_owned(), "duplicate".to_owned()]);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     for expected in [
         "convene_billing_webhooks_total{outcome=\"duplicate\"} 2",
         "convene_billing_webhooks_total{outcome=\"ignored\"} 4",
@@ -344,7 +344,7 @@ async fn bad_webhooks_are_refused_or_ignored_and_change_nothing() {
     let invoice = fake_stripe::invoice("in_9", "cus_stranger", "nobody", "paid", 100, now);
     assert_eq!(deliver(&app, &fake_stripe::event("evt_4", "invoice.paid", now, invoice)).await, "ignored");
     assert!(billing_account::Entity::find().all(&app.db().await).await.unwrap().is_empty(), "nothing changed");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     for expected in [
         "convene_billing_webhooks_total{outcome=\"invalid_signature\"} 5",
         "convene_billing_webhooks_total{outcome=\"malformed\"} 2",
@@ -435,7 +435,7 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
         "convene_billing_usage_reports{state=\"failed\"} 0",
     ];
     until("the metrics", async || {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let metrics = app.metrics().await;
         expected.iter().all(|line| metrics.contains(line))
     })
     .await;

@@ -84,14 +84,18 @@ async fn metrics_count_requests_by_route_pattern_in_prometheus_text() {
     app.get_on_host("meet.localhost", "/some-room").await;
     app.get_on_host("meet.localhost", "/another-room").await;
 
-    let response = app.get("/metrics").await;
+    // Metrics describe every tenant's activity: not on the public listener, on the internal one.
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    let meet = app.get_on_host("meet.localhost", "/metrics").await.text().await.unwrap();
+    assert!(!meet.contains("convene_http_requests_total"), "the meet host reads /metrics as a room name");
+    let response = app.client.get(format!("{}/metrics", app.metrics_address)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
     for expected in [
         r#"convene_http_requests_total{method="GET",route="/healthz",status="200"} 1"#,
-        // Two rooms, one series: labels use the route pattern, never the raw path.
-        r#"convene_http_requests_total{method="GET",route="/{room}",status="200"} 2"#,
+        // Three rooms (one named "metrics"), one series: labels use the route pattern, never the raw path.
+        r#"convene_http_requests_total{method="GET",route="/{room}",status="200"} 3"#,
         r#"convene_build_info{version="#,
         "convene_http_request_duration_seconds_bucket",
         "convene_media_stun_replies_total",

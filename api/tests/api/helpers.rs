@@ -59,6 +59,8 @@ pub enum Store {
 
 pub struct TestApp {
     pub address: String,
+    /// The internal listener (metrics).
+    pub metrics_address: String,
     pub started: Option<Started>,
     pub shutdown: CancellationToken,
     pub client: reqwest::Client,
@@ -72,6 +74,14 @@ pub struct TestApp {
 impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.address)).send().await.expect("request sent")
+    }
+
+    /// The metrics text from the internal listener.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.metrics_address);
+        let response = self.client.get(url).send().await.expect("request sent");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
     }
 
     /// A GET as a browser on another host (`meet.localhost`) would send it.
@@ -132,6 +142,7 @@ impl TestApp {
         // The same port, so links and cookies stay valid.
         settings.http_addr = self.address.trim_start_matches("http://").parse().expect("an address");
         let started = roles::start(Serve::All, &settings, self.shutdown.clone()).await.expect("the app starts again");
+        self.metrics_address = format!("http://{}", started.metrics_addr);
         self.started = Some(started);
     }
 }
@@ -169,6 +180,7 @@ pub fn settings(
         // A sender unique to this app tells its mail apart in the SMTP sink that all tests share.
         ("CONVENE_MAIL_FROM".to_owned(), mailbox.sender()),
         ("CONVENE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CONVENE_METRICS_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_MEDIA_UDP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_DATA_DIR".to_owned(), data_dir.display().to_string()),
         ("CONVENE_SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
@@ -215,6 +227,7 @@ async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> Test
     let started = roles::start(role, &settings, shutdown.clone()).await.expect("the app starts");
     TestApp {
         address: format!("http://{}", started.http_addr),
+        metrics_address: format!("http://{}", started.metrics_addr),
         started: Some(started),
         shutdown,
         client: browser_like_client(),

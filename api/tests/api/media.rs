@@ -80,16 +80,19 @@ async fn in_a_meeting_of_ten_the_speaker_arrives_in_high_the_others_in_low_and_t
         let expected = if me.id() == bob { (0, 9) } else { (1, 8) };
         assert_eq!((high, low), expected, "one stage in high, every thumbnail in low: {layers:?}");
     }
-    // The node's figures for the room: everyone is in, media flows both ways.
+    // The node's figures: one room of 6-10 people, media flows out; no label names the tenant or the room.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
-        let room = |metric: &str| {
-            metrics.lines().find(|line| line.starts_with(metric) && line.contains("/standup\"")).map(str::to_owned)
-        };
-        let participants = room("convene_room_participants{");
-        let out = room("convene_room_rtp_packets_total{room=").is_some_and(|line| !line.ends_with(" 0"));
-        if participants.as_deref().is_some_and(|line| line.ends_with(" 10")) && out {
+        let metrics = app.metrics().await;
+        let line = |prefix: &str| metrics.lines().find(|line| line.starts_with(prefix)).map(str::to_owned);
+        let sized = metrics.lines().any(|line| {
+            line.starts_with("convene_media_rooms{") && line.contains(r#"participants="6-10""#) && line.ends_with(" 1")
+        });
+        let out = line(r#"convene_media_rtp_packets_total{direction="out"}"#).is_some_and(|line| !line.ends_with(" 0"));
+        if sized && out {
+            assert!(!metrics.contains("standup"), "a room's name is in the metrics: {metrics}");
+            let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
+            assert!(!metrics.contains(tenant["id"].as_str().unwrap()), "a tenant id is in the metrics");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no room metrics: {metrics}");

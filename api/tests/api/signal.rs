@@ -270,7 +270,7 @@ async fn a_flooding_client_is_limited_and_everything_is_counted_in_metrics() {
     assert_eq!(limited, 1, "told once, not once per dropped message");
     assert!((50..200).contains(&echoes), "{echoes} of 200 got through");
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     for expected in [
         "convene_signal_rooms 1",
         "convene_signal_connections 1",

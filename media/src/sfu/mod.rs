@@ -125,19 +125,6 @@ impl Traffic {
     }
 }
 
-/// A room's figures for metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct RoomStats<'a> {
-    /// Its number on the shard.
-    pub id: RoomId,
-    /// Its name, as the rooms gave it.
-    pub name: &'a str,
-    /// Participants with media sessions.
-    pub participants: usize,
-    /// Media moved since it started.
-    pub traffic: Traffic,
-}
-
 /// Running totals, read by the driver for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -157,8 +144,6 @@ pub struct Counters {
 
 #[derive(Debug, Default)]
 struct MediaRoom {
-    /// How metrics name it.
-    name: String,
     /// Participants in the order they started media.
     members: Vec<ParticipantId>,
     traffic: Traffic,
@@ -227,14 +212,9 @@ impl Sfu {
         total
     }
 
-    /// The live rooms' figures.
-    pub fn rooms(&self) -> impl Iterator<Item = RoomStats<'_>> {
-        self.rooms.iter().map(|(id, room)| RoomStats {
-            id: *id,
-            name: &room.name,
-            participants: room.members.len(),
-            traffic: room.traffic,
-        })
+    /// How many participants have media sessions in each live room.
+    pub fn room_sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.rooms.values().map(|room| room.members.len())
     }
 
     /// How many participants have media sessions.
@@ -249,7 +229,6 @@ impl Sfu {
     pub fn handle_offer(
         &mut self,
         key: PeerKey,
-        room_name: &str,
         sdp: &str,
         screen: Option<&str>,
         end_to_end_encrypted: bool,
@@ -273,7 +252,7 @@ impl Sfu {
             let sdp = peer.accept_offer(sdp, screen)?;
             let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
             self.by_ufrag.insert(ufrag, key);
-            self.join(key, room_name, peer);
+            self.join(key, peer);
             self.signal(key, ServerMessage::Answer { sdp });
         } else if let Some(peer) = self.peers.get_mut(&key) {
             let ufrag_before = peer.rtc.direct_api().local_ice_credentials().ufrag;
@@ -477,11 +456,8 @@ impl Sfu {
 
     /// Adds a new session to its room: it will receive everyone's tracks, and everyone its tracks once it
     /// publishes them.
-    fn join(&mut self, key: PeerKey, room_name: &str, mut peer: Peer) {
-        let room = self
-            .rooms
-            .entry(key.room)
-            .or_insert_with(|| MediaRoom { name: room_name.to_owned(), ..MediaRoom::default() });
+    fn join(&mut self, key: PeerKey, mut peer: Peer) {
+        let room = self.rooms.entry(key.room).or_default();
         for member in &room.members {
             if let Some(other) = self.peers.get(&PeerKey { room: key.room, participant: *member }) {
                 for ingress in &other.ingress {

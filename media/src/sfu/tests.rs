@@ -95,7 +95,7 @@ impl Meeting {
             keyframe_wanted: [true; 3],
             frame: 0,
         });
-        self.sfu.handle_offer(key, "acme/standup", &offer.to_sdp_string(), None, false, self.now).unwrap();
+        self.sfu.handle_offer(key, &offer.to_sdp_string(), None, false, self.now).unwrap();
         self.exchange();
     }
 
@@ -320,7 +320,7 @@ fn a_participant_whose_network_changed_restarts_ice_and_keeps_its_session() {
     let (offer, pending) = change.apply().unwrap();
     ann.pending = Some(pending);
     let key = ann.key;
-    meeting.sfu.handle_offer(key, "acme/standup", &offer.to_sdp_string(), None, false, now).unwrap();
+    meeting.sfu.handle_offer(key, &offer.to_sdp_string(), None, false, now).unwrap();
     meeting.exchange();
     // The restart took effect with the answer and dropped her old candidate; she has a new one.
     let ann = &mut meeting.clients[0];
@@ -347,7 +347,7 @@ fn end_to_end_encrypted_rooms_negotiate_vp8_only() {
         let (offer, _) = change.apply().unwrap();
         assert!(offer.to_sdp_string().contains("H264/90000"), "the browser offers H.264 too");
         let key = PeerKey { room: 1, participant: ParticipantId(1) };
-        meeting.sfu.handle_offer(key, "acme/secret", &offer.to_sdp_string(), None, encrypted, meeting.now).unwrap();
+        meeting.sfu.handle_offer(key, &offer.to_sdp_string(), None, encrypted, meeting.now).unwrap();
         std::iter::from_fn(|| meeting.sfu.poll_output())
             .find_map(|output| match output {
                 SfuOutput::Signal { message: ServerMessage::Answer { sdp }, .. } => Some(sdp),
@@ -379,7 +379,7 @@ fn junk_datagrams_and_bad_sdp_are_refused_without_harm() {
         .any(|output| matches!(output, SfuOutput::Transmit { destination, .. } if destination == stranger));
     assert!(answered, "the probe is answered");
     let key = PeerKey { room: 1, participant: ParticipantId(9) };
-    assert!(meeting.sfu.handle_offer(key, "acme/standup", "v=0 nonsense", None, false, now).is_err());
+    assert!(meeting.sfu.handle_offer(key, "v=0 nonsense", None, false, now).is_err());
     assert!(meeting.sfu.handle_answer(key, "v=0", now).is_err());
     let member = PeerKey { room: 1, participant: ParticipantId(1) };
     assert!(meeting.sfu.handle_answer(member, "not sdp", now).is_err());
@@ -438,25 +438,19 @@ fn a_publisher_gets_one_microphone_one_camera_and_one_screen() {
     let now = meeting.now;
     for (index, (audio, video)) in [(2, 1), (1, 3), (0, 300)].into_iter().enumerate() {
         let key = PeerKey { room: 1, participant: ParticipantId(20 + index as u64) };
-        let refused = meeting.sfu.handle_offer(
-            key,
-            "acme/standup",
-            &offer_with(audio, video, Direction::SendOnly, now),
-            None,
-            false,
-            now,
-        );
+        let refused =
+            meeting.sfu.handle_offer(key, &offer_with(audio, video, Direction::SendOnly, now), None, false, now);
         let message = refused.expect_err("too many published sections").to_string();
         assert!(message.contains("one microphone, one camera and one screen"), "{message}");
     }
     // Receiving many is not publishing: a client may hold many receive-only sections.
     let key = PeerKey { room: 1, participant: ParticipantId(30) };
     let receiving = offer_with(1, 40, Direction::RecvOnly, now);
-    assert!(meeting.sfu.handle_offer(key, "acme/standup", &receiving, None, false, now).is_ok());
+    assert!(meeting.sfu.handle_offer(key, &receiving, None, false, now).is_ok());
     meeting.sfu.leave(key, now);
     let key = PeerKey { room: 1, participant: ParticipantId(31) };
     let fine = offer_with(1, 2, Direction::SendOnly, now);
-    assert!(meeting.sfu.handle_offer(key, "acme/standup", &fine, None, false, now).is_ok());
+    assert!(meeting.sfu.handle_offer(key, &fine, None, false, now).is_ok());
     meeting.sfu.leave(key, now);
     // What the SFU answered those two is for no client of this test.
     while meeting.sfu.poll_output().is_some() {}
