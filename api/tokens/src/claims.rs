@@ -75,18 +75,19 @@ pub struct InvalidClaim {
 
 impl User {
     /// Checks every field that is stored or shown: bounded lengths and no control characters (a NUL byte
-    /// is refused by Postgres and would stop whatever queue carried it). Ids, addresses and avatar URLs
-    /// have no whitespace either.
+    /// is refused by Postgres and would stop whatever queue carried it). Addresses and avatar URLs have no
+    /// whitespace either.
     pub fn check(&self) -> Result<(), InvalidClaim> {
         text_claim("context.user.name", &self.name, MAX_USER_NAME_CHARS, true)?;
+        // Backends choose their own ids (Jitsi deployments use names with spaces); addresses and URLs have none.
         let optional = [
-            ("context.user.id", &self.id, MAX_USER_ID_CHARS),
-            ("context.user.email", &self.email, MAX_USER_EMAIL_CHARS),
-            ("context.user.avatar", &self.avatar, MAX_USER_AVATAR_CHARS),
+            ("context.user.id", &self.id, MAX_USER_ID_CHARS, true),
+            ("context.user.email", &self.email, MAX_USER_EMAIL_CHARS, false),
+            ("context.user.avatar", &self.avatar, MAX_USER_AVATAR_CHARS, false),
         ];
-        for (claim, value, max_chars) in optional {
+        for (claim, value, max_chars, spaces) in optional {
             if let Some(value) = value {
-                text_claim(claim, value, max_chars, false)?;
+                text_claim(claim, value, max_chars, spaces)?;
             }
         }
         if let Some(id) = &self.id
