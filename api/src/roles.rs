@@ -87,6 +87,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         Some(MediaNode::bind(config, media_metrics).context("CONVENE_MEDIA_UDP_ADDR")?)
     };
     let media_addr = media.as_ref().map(MediaNode::local_addr);
+    let media_health = media.as_ref().map(MediaNode::health);
     let plane = media.as_ref().map(MediaNode::plane);
 
     // Media nodes never touch the database: only the control-plane roles open it.
@@ -112,7 +113,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         .map(|(site, _)| tokio::spawn(site.billing.meter().run(settings.usage_report_interval, shutdown.clone())));
     let (site, outbox) = site.map_or((None, None), |(site, outbox)| (Some(site), outbox));
     let rooms = site.as_ref().and_then(|site| site.rooms.clone());
-    let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone() };
+    let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone(), media_health };
     let metrics = Arc::new(metrics);
     let operators = server::serve_internal(internal, dependencies.clone(), metrics.clone(), shutdown.clone());
     let app = HttpApp { dependencies, metrics, site };

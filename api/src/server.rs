@@ -34,6 +34,9 @@ pub struct Dependencies {
     pub media: Option<SocketAddr>,
     /// The rooms this process hosts, for roles that host them (a draining node is not ready).
     pub rooms: Option<convene_media::rooms::Rooms>,
+    /// The media node's shards, for roles that run one (a node with a stopped shard is neither alive nor
+    /// ready).
+    pub media_health: Option<convene_media::MediaHealth>,
 }
 
 /// Everything the HTTP server serves.

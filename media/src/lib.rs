@@ -22,5 +22,5 @@ pub mod sfu;
 pub mod signal_metrics;
 pub mod stun;
 
-pub use node::{BindError, MediaCommand, MediaMetrics, MediaNode, MediaPlane, NodeConfig};
+pub use node::{BindError, MediaCommand, MediaHealth, MediaMetrics, MediaNode, MediaPlane, NodeConfig};
 pub use probe::{ProbeError, probe};

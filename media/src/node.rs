@@ -9,6 +9,7 @@ use std::{
     collections::HashMap,
     io,
     net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -289,6 +290,43 @@ pub struct MediaNode {
     plane: MediaPlane,
     local_addr: SocketAddr,
     metrics: MediaMetrics,
+    health: MediaHealth,
+}
+
+/// Which of a node's shards stopped by panicking. A node missing a shard cannot carry the rooms placed on it,
+/// so its health and readiness checks fail (and an orchestrator restarts it) instead of saying all is well.
+#[derive(Debug, Clone, Default)]
+pub struct MediaHealth {
+    stopped: Arc<Mutex<Vec<usize>>>,
+}
+
+impl MediaHealth {
+    /// Watches shard `shard` for as long as the returned guard lives on its thread.
+    pub fn watch(&self, shard: usize) -> ShardWatch {
+        ShardWatch { shard, health: self.clone() }
+    }
+
+    /// The shards that stopped by panicking.
+    pub fn stopped_shards(&self) -> Vec<usize> {
+        self.stopped.lock().map(|stopped| stopped.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+}
+
+/// Notes its shard as stopped if the thread holding it unwinds.
+#[derive(Debug)]
+pub struct ShardWatch {
+    shard: usize,
+    health: MediaHealth,
+}
+
+impl Drop for ShardWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(shard = self.shard, "a media shard panicked; this node is no longer healthy");
+            let mut stopped = self.health.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            stopped.push(self.shard);
+        }
+    }
 }
 
 impl std::fmt::Debug for MediaNode {
@@ -347,12 +385,17 @@ impl MediaNode {
             .first()
             .and_then(|shard| shard.socket.local_addr().ok())
             .ok_or(BindError::Other { addr: config.udp_addr, source: io::Error::other("no shard") })?;
-        Ok(Self { shards, plane: MediaPlane { shards: senders }, local_addr, metrics })
+        Ok(Self { shards, plane: MediaPlane { shards: senders }, local_addr, metrics, health: MediaHealth::default() })
     }
 
     /// Shard 0's address: the one health checks probe (every shard answers probes).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether every shard still runs.
+    pub fn health(&self) -> MediaHealth {
+        self.health.clone()
     }
 
     /// The rooms' way in.
@@ -365,9 +408,11 @@ impl MediaNode {
         let mut threads = Vec::new();
         for (index, shard) in self.shards.into_iter().enumerate() {
             let (shutdown, metrics) = (shutdown.clone(), self.metrics.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("media-shard-{index}"))
-                .spawn(move || run_shard(index, shard, &shutdown, &metrics));
+            let watch = self.health.watch(index);
+            let spawned = std::thread::Builder::new().name(format!("media-shard-{index}")).spawn(move || {
+                let _watch = watch;
+                run_shard(index, shard, &shutdown, &metrics);
+            });
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(error) => tracing::error!(%error, index, "could not start a media shard"),

@@ -23,9 +23,21 @@ pub fn configure_internal(cfg: &mut web::ServiceConfig) {
     cfg.service(metrics);
 }
 
+/// The media shards that stopped, in words for the check, if any did.
+fn stopped_shards(dependencies: &Dependencies) -> Option<String> {
+    let stopped = dependencies.media_health.as_ref()?.stopped_shards();
+    let names: Vec<String> = stopped.iter().map(ToString::to_string).collect();
+    (!names.is_empty()).then(|| format!("stopped: shard {}", names.join(", ")))
+}
+
+/// Alive unless a media shard has stopped: then the process cannot do its work, and restarting it is the fix.
 #[get("/healthz")]
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+async fn healthz(dependencies: web::Data<Dependencies>) -> HttpResponse {
+    match stopped_shards(&dependencies) {
+        None => HttpResponse::Ok().json(json!({ "status": "ok" })),
+        Some(stopped) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "failing", "checks": { "media_shards": stopped } })),
+    }
 }
 
 #[get("/readyz")]
@@ -48,6 +60,10 @@ async fn readyz(dependencies: web::Data<Dependencies>) -> HttpResponse {
         let draining = rooms.is_draining();
         ready &= !draining;
         checks.insert("rooms".to_owned(), if draining { "draining" } else { "ok" }.into());
+    }
+    if let Some(stopped) = stopped_shards(&dependencies) {
+        ready = false;
+        checks.insert("media_shards".to_owned(), stopped.into());
     }
     if let Some(media) = dependencies.media {
         let outcome = match convene_media::probe(media, CHECK_TIMEOUT).await {

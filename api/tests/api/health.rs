@@ -60,7 +60,7 @@ async fn readyz_reports_an_unreachable_dependency_with_503() {
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let app = HttpApp {
-        dependencies: Dependencies { database: None, media: Some(silent.local_addr().unwrap()), rooms: None },
+        dependencies: Dependencies { media: Some(silent.local_addr().unwrap()), ..Dependencies::default() },
         metrics: Arc::new(Metrics::new()),
         site: None,
     };
@@ -107,4 +107,33 @@ async fn metrics_count_requests_by_route_pattern_in_prometheus_text() {
     }
     assert!(!text.contains("another-room"));
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_whose_media_shard_panicked_is_neither_alive_nor_ready() {
+    let health = convene_media::MediaHealth::default();
+    // A shard thread that panics, watched as the node watches its shards.
+    let watch = health.watch(1);
+    let shard = std::thread::spawn(move || {
+        let _watch = watch;
+        panic!("a shard's bug");
+    });
+    assert!(shard.join().is_err());
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let app = HttpApp {
+        dependencies: Dependencies { media_health: Some(health), ..Dependencies::default() },
+        metrics: Arc::new(Metrics::new()),
+        site: None,
+    };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(listener, app, shutdown.clone(), std::time::Duration::from_secs(5)));
+    for probe in ["healthz", "readyz"] {
+        let answer = reqwest::get(format!("{address}/{probe}")).await.unwrap();
+        assert_eq!(answer.status(), 503, "{probe}");
+        let body = answer.json::<Value>().await.unwrap();
+        assert_eq!(body["checks"]["media_shards"], "stopped: shard 1", "{probe}: {body}");
+    }
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
 }

@@ -18,7 +18,7 @@ async fn in_flight_requests_finish_before_the_server_stops() {
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = listener.local_addr().unwrap();
     let app = HttpApp {
-        dependencies: Dependencies { database: None, media: Some(silent.local_addr().unwrap()), rooms: None },
+        dependencies: Dependencies { media: Some(silent.local_addr().unwrap()), ..Dependencies::default() },
         metrics: Arc::new(Metrics::new()),
         site: None,
     };
