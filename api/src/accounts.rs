@@ -27,7 +27,7 @@ use crate::{
     entities::{email_token, membership, session, tenant, user},
     mail::{Email, Mailer},
     password::{Password, WeakPassword},
-    rate_limit::RateLimiter,
+    rate_limit::{MAIL_WINDOW, RateLimiter},
     secrets::{random_token, token_hash},
     team::Actor,
     tenants::{self, CreateTenantError, NewTenant},
@@ -45,6 +45,8 @@ const LOGIN_LIMIT_PER_CLIENT: u32 = 20;
 const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Verification mails a person may ask for per hour.
 const RESEND_LIMIT: u32 = 3;
+/// Sign-ups per client address per hour.
+const SIGNUPS_PER_CLIENT: u32 = 10;
 const RESEND_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// The accounts service: shared by the HTTP handlers and the site's server functions.
@@ -97,6 +99,9 @@ pub enum SignupError {
     /// Storage failed.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    /// Too many sign-ups from this client.
+    #[error("too many sign-ups from your network in the last hour; try again later")]
+    RateLimited,
     /// Randomness or hashing failed.
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
@@ -236,6 +241,11 @@ impl Accounts {
         let name = form.name.trim();
         if name.is_empty() {
             return Err(SignupError::Name);
+        }
+        // Each sign-up hashes a password and sends a mail: both cost, and both can be aimed at others.
+        let key = format!("signup-ip:{}", client.ip.as_deref().unwrap_or_default());
+        if !self.limiter.allow(&key, SIGNUPS_PER_CLIENT, MAIL_WINDOW, Instant::now()) {
+            return Err(SignupError::RateLimited);
         }
         let created = tenants::create_tenant(
             &self.db,

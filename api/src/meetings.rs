@@ -25,6 +25,7 @@ use crate::{
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
     mail::{Email, Mailer},
     pagination,
+    rate_limit::{MAIL_WINDOW, RateLimiter},
     room_tokens::{self, MintError, TokenRequest, TokenUser},
     rooms::{self, RoomError, Settings},
     secrets::random_token,
@@ -88,6 +89,9 @@ pub enum MeetingError {
         /// What is wrong with it.
         message: String,
     },
+    /// The organisation sent too much meeting mail this hour.
+    #[error("this organisation has sent a lot of meeting invitations in the last hour; try again later")]
+    RateLimited,
     /// Only moderators, admins and owners schedule meetings.
     #[error("your role does not allow scheduling meetings")]
     Forbidden,
@@ -352,12 +356,17 @@ pub struct MeetingService {
     mailer: Mailer,
     public_url: Url,
     meet_url: Url,
+    /// Meeting mail per organisation: scheduling mails every invitee, so it is a way to send mail.
+    limiter: std::sync::Arc<RateLimiter>,
 }
+
+/// Scheduling, changing or cancelling with mail, per organisation per hour.
+const MEETING_MAIL_PER_TENANT: u32 = 100;
 
 impl MeetingService {
     /// The service over `db`, mailing with `mailer`; links point at `public_url` and `meet_url`.
     pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url, meet_url: Url) -> Self {
-        Self { db, mailer, public_url, meet_url }
+        Self { db, mailer, public_url, meet_url, limiter: std::sync::Arc::default() }
     }
 
     /// The member an API request schedules for, by address: a moderator (or above) of `tenant`.
@@ -436,6 +445,17 @@ impl MeetingService {
         }
     }
 
+    /// The organiser, as [`Self::organiser`], for a change that mails the invitees: within the organisation's
+    /// hourly allowance of meeting mail.
+    async fn mailing_organiser(&self, actor: Actor) -> Result<user::Model, MeetingError> {
+        let organiser = self.organiser(actor).await?;
+        let key = format!("meeting-mail:{}", actor.tenant);
+        if !self.limiter.allow(&key, MEETING_MAIL_PER_TENANT, MAIL_WINDOW, std::time::Instant::now()) {
+            return Err(MeetingError::RateLimited);
+        }
+        Ok(organiser)
+    }
+
     /// Moderators, admins and owners with a confirmed address may schedule.
     async fn organiser(&self, actor: Actor) -> Result<user::Model, MeetingError> {
         if actor.role == Role::Participant {
@@ -450,7 +470,7 @@ impl MeetingService {
 
     /// Schedules a meeting in a new room and mails the invitations.
     pub async fn schedule(&self, actor: Actor, input: MeetingInput) -> Result<(Uuid, Delivery), MeetingError> {
-        let organiser = self.organiser(actor).await?;
+        let organiser = self.mailing_organiser(actor).await?;
         let title = check_title(&input.title)?;
         let schedule = Schedule::parse(&input)?;
         if schedule.starts_at < Utc::now() - PAST_START {
@@ -495,7 +515,7 @@ impl MeetingService {
 
     /// Changes a meeting; everyone invited gets the update (a new `SEQUENCE`), removed invitees a cancellation.
     pub async fn update(&self, actor: Actor, id: Uuid, input: MeetingInput) -> Result<Delivery, MeetingError> {
-        let organiser = self.organiser(actor).await?;
+        let organiser = self.mailing_organiser(actor).await?;
         let before = self.load(actor.tenant, id).await?;
         if before.row.cancelled_at.is_some() {
             return Err(MeetingError::Closed("cancelled"));
@@ -540,7 +560,7 @@ impl MeetingService {
 
     /// Calls a meeting off and tells everyone invited.
     pub async fn cancel(&self, actor: Actor, id: Uuid) -> Result<Delivery, MeetingError> {
-        let organiser = self.organiser(actor).await?;
+        let organiser = self.mailing_organiser(actor).await?;
         let loaded = self.load(actor.tenant, id).await?;
         if loaded.row.cancelled_at.is_some() {
             return Err(MeetingError::Closed("cancelled"));

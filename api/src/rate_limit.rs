@@ -16,6 +16,11 @@ use std::{
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
+/// The window of the limits on what sends mail (sign-ups, invitations, meeting mail), in seconds.
+pub const MAIL_WINDOW_SECS: u64 = 3600;
+/// The same as a duration.
+pub const MAIL_WINDOW: Duration = Duration::from_secs(MAIL_WINDOW_SECS);
+
 /// Keys kept by default: about 8 MB at most.
 const DEFAULT_CAPACITY: usize = 100_000;
 

@@ -20,6 +20,7 @@ use crate::{
     entities::{invitation, membership, session, tenant, user},
     mail::{Email, Mailer},
     password::{Password, WeakPassword},
+    rate_limit::{MAIL_WINDOW, RateLimiter},
     secrets::{random_token, token_hash},
 };
 
@@ -47,6 +48,9 @@ impl Actor {
 /// Why a team action was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TeamError {
+    /// Too many invitations from this organisation or client in the last hour.
+    #[error("too many invitations in the last hour; try again later")]
+    RateLimited,
     /// The role does not allow it.
     #[error("your role does not allow this")]
     Forbidden,
@@ -88,12 +92,18 @@ pub struct TeamService {
     db: DatabaseConnection,
     mailer: Mailer,
     public_url: Url,
+    /// Invitation mail per organisation and per client.
+    limiter: std::sync::Arc<RateLimiter>,
 }
+
+/// Invitations per organisation, and per client address, per hour.
+const INVITATIONS_PER_TENANT: u32 = 100;
+const INVITATIONS_PER_CLIENT: u32 = 30;
 
 impl TeamService {
     /// The service over a database, a mailer and the public URL for links.
     pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url) -> Self {
-        Self { db, mailer, public_url }
+        Self { db, mailer, public_url, limiter: std::sync::Arc::default() }
     }
 
     /// The team page: members and pending invitations.
@@ -148,6 +158,14 @@ impl TeamService {
             return Err(TeamError::Forbidden);
         }
         let email = EmailAddress::parse(email).map_err(|error| TeamError::Email(error.to_string()))?;
+        let now = std::time::Instant::now();
+        let client = format!("invite-ip:{}", ip.unwrap_or_default());
+        let tenant_key = format!("invite-tenant:{}", actor.tenant);
+        if !self.limiter.allow(&client, INVITATIONS_PER_CLIENT, MAIL_WINDOW, now)
+            || !self.limiter.allow(&tenant_key, INVITATIONS_PER_TENANT, MAIL_WINDOW, now)
+        {
+            return Err(TeamError::RateLimited);
+        }
         if let Some(existing) =
             user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(&self.db).await?
             && membership::Entity::find_by_id((actor.tenant.as_uuid(), existing.id)).one(&self.db).await?.is_some()

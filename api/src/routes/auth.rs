@@ -151,10 +151,14 @@ async fn signup(
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let flash = Flash::failure("signup", "Please correct the marked fields.")
-        .keep("organisation", &form.organisation)
-        .keep("name", &form.name)
-        .keep("email", &form.email);
+    let kept = |message: String| {
+        Flash::failure("signup", message)
+            .keep("organisation", &form.organisation)
+            .keep("name", &form.name)
+            .keep("email", &form.email)
+    };
+    let flash = kept("Please correct the marked fields.".to_owned());
+    let limited = kept(capitalise(&SignupError::RateLimited.to_string()));
     let signup = Signup {
         organisation: form.organisation,
         name: form.name,
@@ -174,6 +178,7 @@ async fn signup(
         Err(SignupError::Create(CreateTenantError::EmailTaken(_))) => {
             flash.field("email", "An account with this email already exists. Sign in instead.")
         }
+        Err(SignupError::RateLimited) => limited,
         Err(error) => return unexpected("/signup", "signup", &error, **policy),
     };
     back_with("/signup", &refused, **policy)

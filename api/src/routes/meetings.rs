@@ -136,7 +136,7 @@ fn refused(location: &str, form: Option<&MeetingForm>, error: MeetingError, poli
         }
         MeetingError::Forbidden => forbidden(),
         MeetingError::NotFound => not_found(),
-        error @ (MeetingError::Unverified | MeetingError::Closed(_)) => {
+        error @ (MeetingError::Unverified | MeetingError::Closed(_) | MeetingError::RateLimited) => {
             back_with(location, &flash(&capitalise(&error.to_string())), policy)
         }
         error => unexpected(location, "meeting", &error, policy),

@@ -85,9 +85,9 @@ fn team_outcome(result: Result<(), TeamError>, success: &str, policy: CookiePoli
         Ok(()) => back_with("/team", &Flash::success("team", success), policy),
         Err(TeamError::NotFound) => not_found(),
         Err(TeamError::Forbidden) => forbidden(),
-        Err(error @ (TeamError::LastOwner | TeamError::AlreadyMember(_) | TeamError::Email(_))) => {
-            back_with("/team", &Flash::failure("team", capitalise(&error.to_string())), policy)
-        }
+        Err(
+            error @ (TeamError::LastOwner | TeamError::AlreadyMember(_) | TeamError::Email(_) | TeamError::RateLimited),
+        ) => back_with("/team", &Flash::failure("team", capitalise(&error.to_string())), policy),
         Err(error) => unexpected("/team", "team", &error, policy),
     }
 }

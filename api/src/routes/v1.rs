@@ -15,6 +15,7 @@ use crate::{
     api_keys,
     entities::tenant,
     meetings::{MeetingError, MeetingInput, MeetingService, ScheduledMeeting},
+    rate_limit::MAIL_WINDOW_SECS,
     room_sessions, room_tokens,
     rooms::{self, RoomError},
 };
@@ -84,6 +85,9 @@ pub enum ApiError {
     /// The resource exists already.
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of this kind for now; the message says which.
+    #[error("{0}")]
+    RateLimited(String),
     /// A server-side failure, logged.
     #[error("internal error")]
     Internal,
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal => "internal",
         }
     }
@@ -108,14 +113,21 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::RateLimited(_) => {
+                response.insert_header((header::RETRY_AFTER, MAIL_WINDOW_SECS.to_string()));
+            }
+            _ => {}
         }
         response.json(ErrorBody { error: self.code(), message: self.to_string() })
     }
@@ -533,6 +545,7 @@ fn meeting_error(error: MeetingError) -> ApiError {
         }
         MeetingError::NotFound => ApiError::NotFound,
         error @ MeetingError::Closed(_) => ApiError::Conflict(error.to_string()),
+        error @ MeetingError::RateLimited => ApiError::RateLimited(error.to_string()),
         other => internal(other),
     }
 }

@@ -403,3 +403,53 @@ async fn server_functions_are_covered_by_the_origin_check() {
     assert!(own.text().await.unwrap().contains("ann@acme.example"), "the server function answers our own pages");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sign_ups_and_invitations_are_limited_per_client_and_organisation() {
+    let app = spawn_app().await;
+    let signup = |index: usize| {
+        let email = format!("owner{index}@acme{index}.example");
+        let app = &app;
+        async move {
+            let fields = [
+                ("organisation", "Acme"),
+                ("name", "Owner"),
+                ("email", email.as_str()),
+                ("password", crate::helpers::PASSWORD),
+            ];
+            app.post_form("/auth/signup", &fields, None).await
+        }
+    };
+    let mut owner = String::new();
+    for index in 0..10 {
+        let response = signup(index).await;
+        let cookie = set_cookie(&response, "convene_session");
+        assert!(cookie.is_some(), "sign-up {index} goes through");
+        owner = format!("convene_session={}", cookie.unwrap_or_default());
+    }
+    let fields = [("organisation", "Acme"), ("name", "Owner"), ("email", "late@late.example"), ("password", "x")];
+    let page = crate::helpers::post_and_follow(&app, "/auth/signup", &fields, "").await;
+    assert!(page.contains("Too many sign-ups"), "the eleventh sign-up from one client waits: {page}");
+
+    crate::helpers::verify_email(&app, "owner9@acme9.example").await;
+    for index in 0..30 {
+        let email = format!("person{index}@acme9.example");
+        let page = crate::helpers::post_and_follow(
+            &app,
+            "/team/invite",
+            &[("email", &email), ("role", "participant")],
+            &owner,
+        )
+        .await;
+        assert!(page.contains("Invitation sent"), "invitation {index}: {page}");
+    }
+    let page = crate::helpers::post_and_follow(
+        &app,
+        "/team/invite",
+        &[("email", "one-more@acme9.example"), ("role", "participant")],
+        &owner,
+    )
+    .await;
+    assert!(page.contains("Too many invitations"), "{page}");
+    app.stop().await;
+}
