@@ -6,11 +6,10 @@
 //! only as hashes.
 
 use std::{
-    sync::{Arc, OnceLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use chrono::{DateTime, TimeDelta, Utc};
 use convene_app::model::{Membership, Viewer};
 use convene_domain::{EmailAddress, Role, TenantId};
@@ -18,7 +17,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use url::Url;
 use uuid::Uuid;
 
@@ -481,7 +480,7 @@ impl Accounts {
     ) -> Result<user::Model, PasswordChangeError> {
         let user =
             user::Entity::find_by_id(session.user_id).one(&self.db).await?.ok_or(PasswordChangeError::WrongPassword)?;
-        if !verify_password(Some(user.password_hash.clone()), current).await? {
+        if !crate::password::verify(Some(user.password_hash.clone()), current).await? {
             return Err(PasswordChangeError::WrongPassword);
         }
         Ok(user)
@@ -525,7 +524,7 @@ impl Accounts {
         };
         // An unknown address still costs one Argon2 verification, so timing does not reveal accounts.
         let stored = user.as_ref().map(|user| user.password_hash.clone());
-        let valid = verify_password(stored, password).await?;
+        let valid = crate::password::verify(stored, password).await?;
         let user = match user {
             Some(user) if valid => user,
             known => {
@@ -751,29 +750,4 @@ async fn memberships_of(db: &DatabaseConnection, user_id: Uuid) -> Result<Vec<me
         .order_by_asc(membership::Column::CreatedAt)
         .all(db)
         .await
-}
-
-/// A valid Argon2id hash of a random password, verified against when the account does not exist.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        use argon2::PasswordHasher;
-        Argon2::default()
-            .hash_password(b"no account has this password")
-            .map(|hash| hash.to_string())
-            .unwrap_or_default()
-    })
-}
-
-/// Checks a password against a stored hash (or the dummy) on a blocking thread.
-async fn verify_password(stored: Option<String>, password: SecretString) -> anyhow::Result<bool> {
-    let exists = stored.is_some();
-    let verified = tokio::task::spawn_blocking(move || {
-        let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
-        PasswordHash::new(&stored)
-            .map(|hash| Argon2::default().verify_password(password.expose_secret().as_bytes(), &hash).is_ok())
-            .unwrap_or(false)
-    })
-    .await?;
-    Ok(exists && verified)
 }

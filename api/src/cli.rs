@@ -4,10 +4,11 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    envelope::SecretKey,
     roles::{self, Serve},
     settings::{SETTINGS, Settings},
     telemetry,
@@ -103,6 +104,12 @@ enum Admin {
         #[arg(long)]
         owner_name: Option<String>,
     },
+    /// Print a new random secret key for CONVENE_SECRET_KEY (32 bytes, base64).
+    GenerateSecretKey,
+    /// Seal every stored private signing key with the current CONVENE_SECRET_KEY. To rotate: set the new key
+    /// as CONVENE_SECRET_KEY and the old one in CONVENE_PREVIOUS_SECRET_KEYS, run this (every start does it
+    /// too), then remove the old key.
+    ResealKeys,
 }
 
 /// Log directives that silence webrtc-rs below errors.
@@ -157,6 +164,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             roles::create_tenant(&settings, new, &mut std::io::stdout()).await
         }
+        Command::Admin(Admin::GenerateSecretKey) => {
+            println!("{}", SecretKey::generate()?.to_base64().expose_secret());
+            Ok(())
+        }
+        Command::Admin(Admin::ResealKeys) => roles::reseal_keys(&settings, &mut std::io::stdout()).await,
         Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log } => {
             let convene = std::env::current_exe().context("cannot find the convene binary to start")?;
             let settings = SETTINGS.iter().map(|(name, _, _)| *name).collect();

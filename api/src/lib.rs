@@ -13,6 +13,7 @@ pub mod cli;
 pub mod csrf;
 pub mod db;
 pub mod entities;
+pub mod envelope;
 pub mod mail;
 pub mod meetings;
 pub mod metrics;

@@ -23,6 +23,7 @@ use crate::{
     accounts::users_by_id,
     calendar::{self, Method, Person},
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
+    envelope::Envelope,
     mail::{Email, Mailer},
     pagination,
     rate_limit::{MAIL_WINDOW, RateLimiter},
@@ -356,6 +357,8 @@ pub struct MeetingService {
     mailer: Mailer,
     public_url: Url,
     meet_url: Url,
+    /// Opens the sealed keys that mint the links.
+    envelope: Envelope,
     /// Meeting mail per organisation: scheduling mails every invitee, so it is a way to send mail.
     limiter: std::sync::Arc<RateLimiter>,
 }
@@ -364,9 +367,10 @@ pub struct MeetingService {
 const MEETING_MAIL_PER_TENANT: u32 = 100;
 
 impl MeetingService {
-    /// The service over `db`, mailing with `mailer`; links point at `public_url` and `meet_url`.
-    pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url, meet_url: Url) -> Self {
-        Self { db, mailer, public_url, meet_url, limiter: std::sync::Arc::default() }
+    /// The service over `db`, mailing with `mailer`; links point at `public_url` and `meet_url`, and their
+    /// tokens are signed with keys `envelope` opens.
+    pub fn new(db: DatabaseConnection, mailer: Mailer, (public_url, meet_url): (Url, Url), envelope: Envelope) -> Self {
+        Self { db, mailer, public_url, meet_url, envelope, limiter: std::sync::Arc::default() }
     }
 
     /// The member an API request schedules for, by address: a moderator (or above) of `tenant`.
@@ -798,7 +802,7 @@ impl MeetingService {
             exp: Some(u64::try_from(expires.timestamp()).unwrap_or_default()),
         };
         let now = u64::try_from(now.timestamp()).unwrap_or_default();
-        let minted = room_tokens::mint(&self.db, tenant, request, &self.meet_url, now).await?;
+        let minted = room_tokens::mint(&self.db, &self.envelope, tenant, request, &self.meet_url, now).await?;
         minted.join_url.ok_or_else(|| MintError::Invalid("the room has no link".to_owned()))
     }
 

@@ -1,8 +1,17 @@
 //! Password rules and hashing. Hashing is Argon2id at the crate's defaults, which are OWASP's parameters
-//! (19 MiB, 2 passes, 1 lane); it costs tens of milliseconds of CPU, so it runs off the async runtime.
+//! (19 MiB, 2 passes, 1 lane); it costs tens of milliseconds of CPU and 19 MiB of memory, so it runs off the
+//! async runtime, at most one per core at a time, with a bounded queue: a flood of sign-ins or sign-ups
+//! gets [`Busy`] (answered 503 with `Retry-After`) instead of taking the machine's memory and every
+//! other request's latency.
 
-use argon2::{Argon2, PasswordHasher};
+use std::sync::{
+    LazyLock, OnceLock,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 
 /// NIST SP 800-63B's minimum for user-chosen passwords.
 pub const MIN_LEN: usize = 8;
@@ -55,16 +64,95 @@ impl Password {
         Ok(Self(text))
     }
 
-    /// Hashes on a blocking thread and returns the PHC string.
+    /// Hashes through the gate and returns the PHC string.
     pub async fn hash(self) -> anyhow::Result<String> {
-        let hash = tokio::task::spawn_blocking(move || {
+        GATE.run(move || {
             Argon2::default()
                 .hash_password(self.0.expose_secret().as_bytes())
                 .map(|hash| hash.to_string())
                 .map_err(|error| anyhow::anyhow!("password hashing failed: {error}"))
         })
-        .await??;
-        Ok(hash)
+        .await?
+    }
+}
+
+/// Checks a password against a stored PHC hash through the gate. Without a stored hash (no such account) it
+/// still verifies once, against a dummy, so timing does not reveal which accounts exist.
+pub async fn verify(stored: Option<String>, password: SecretString) -> anyhow::Result<bool> {
+    let exists = stored.is_some();
+    let verified = GATE
+        .run(move || {
+            let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
+            PasswordHash::new(&stored)
+                .map(|hash| Argon2::default().verify_password(password.expose_secret().as_bytes(), &hash).is_ok())
+                .unwrap_or(false)
+        })
+        .await?;
+    Ok(exists && verified)
+}
+
+/// A valid Argon2id hash of a fixed password, verified against when the account does not exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"no account has this password")
+            .map(|hash| hash.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Refused because as many hashes are queued as the gate admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server is busy checking passwords; try again in a moment")]
+pub struct Busy;
+
+/// Seconds a refused client is told to wait: the queue drains in well under that.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
+
+/// Whether `error`, or anything it was caused by, is [`Busy`].
+pub fn is_busy(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |error| error.source()).any(|error| error.is::<Busy>())
+}
+
+/// Hashes waiting per core beyond the ones running: at ≈ 50 ms a hash, the last waits under a second.
+const QUEUED_PER_CORE: usize = 16;
+
+/// The process's one gate: hashing is a machine-wide cost.
+static GATE: LazyLock<HashingGate> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    HashingGate::new(cores, cores * QUEUED_PER_CORE)
+});
+
+/// Runs at most `running` hashes at once on blocking threads and admits at most `queued` more to wait.
+struct HashingGate {
+    running: Semaphore,
+    admitted: AtomicUsize,
+    capacity: usize,
+}
+
+/// Gives back a place in the gate however the admitted call ends (finished, failed or cancelled).
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl HashingGate {
+    fn new(running: usize, queued: usize) -> Self {
+        Self { running: Semaphore::new(running), admitted: AtomicUsize::new(0), capacity: running + queued }
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy.into());
+        }
+        let _admission = Admission(&self.admitted);
+        let _permit = self.running.acquire().await?;
+        Ok(tokio::task::spawn_blocking(work).await?)
     }
 }
 
@@ -85,6 +173,45 @@ mod tests {
         assert_eq!(parse("ANN@example.com").err(), Some(WeakPassword::SameAsEmail));
         assert!(parse("correct horse battery").is_ok());
         assert!(parse(&"éa".repeat(MAX_LEN / 2)).is_ok(), "length counts characters, not bytes");
+    }
+
+    #[tokio::test]
+    async fn the_gate_runs_its_share_queues_a_bounded_number_and_refuses_the_rest() {
+        let gate = std::sync::Arc::new(HashingGate::new(1, 1));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let running = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.run(move || held.recv().is_ok()).await }
+        });
+        let queued = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.run(|| "second").await }
+        });
+        // Both are admitted once the counter says so; the third finds the gate full.
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while gate.admitted.load(Ordering::Acquire) < 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("both calls admitted");
+        let refused = gate.run(|| "third").await.expect_err("the gate is full");
+        assert!(is_busy(refused.as_ref()), "{refused}");
+        release.send(()).expect("the running hash waits");
+        assert!(running.await.expect("joins").expect("ran"));
+        assert_eq!(queued.await.expect("joins").expect("ran after the first"), "second");
+        assert_eq!(gate.admitted.load(Ordering::Acquire), 0, "every place given back");
+        assert_eq!(gate.run(|| "fourth").await.expect("room again"), "fourth");
+    }
+
+    #[tokio::test]
+    async fn verification_is_true_only_for_the_right_password_of_an_existing_account() {
+        let hash = parse("correct horse battery").expect("accepted").hash().await.expect("hashes");
+        let secret = |text: &str| SecretString::from(text.to_owned());
+        assert!(verify(Some(hash.clone()), secret("correct horse battery")).await.expect("verifies"));
+        assert!(!verify(Some(hash), secret("wrong horse battery")).await.expect("verifies"));
+        assert!(!verify(None, secret("no account has this password")).await.expect("verifies"));
+        assert!(!verify(Some("not a hash".into()), secret("x")).await.expect("verifies"));
     }
 
     #[tokio::test]

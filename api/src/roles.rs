@@ -19,9 +19,11 @@ use crate::{
     },
     csrf::OwnOrigins,
     db,
+    envelope::Envelope,
     mail::Mailer,
     meetings::MeetingService,
     metrics::Metrics,
+    room_tokens,
     routes::site::Site,
     routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
     server::{self, Dependencies, HttpApp, SiteServices},
@@ -101,7 +103,8 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     let site = match &database {
         Some(db) => {
             let plane = plane.filter(|_| role == Serve::All);
-            Some(site_services(settings, db.clone(), &shutdown, &mut metrics.registry, plane)?)
+            let envelope = sealing_envelope(settings, db).await?;
+            Some(site_services(settings, (db.clone(), envelope), &shutdown, &mut metrics.registry, plane)?)
         }
         None => None,
     };
@@ -220,6 +223,28 @@ pub async fn create_tenant(settings: &Settings, new: NewTenant, out: &mut dyn Wr
     Ok(())
 }
 
+/// The envelope that seals private signing keys, with every stored key moved under its current secret key
+/// (keys in clear from before sealing existed, and keys sealed with a previous secret key in a rotation).
+async fn sealing_envelope(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Envelope> {
+    let envelope = Envelope::for_settings(settings)?;
+    let resealed = room_tokens::reseal_private_keys(db, &envelope).await?;
+    if resealed > 0 {
+        tracing::info!(resealed, "sealed stored private signing keys with the current secret key");
+    }
+    Ok(envelope)
+}
+
+/// `convene admin reseal-keys`: seals every stored private key with the current `CONVENE_SECRET_KEY`, the
+/// step of a rotation after which the previous secret keys can be dropped.
+pub async fn reseal_keys(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<()> {
+    ensure_writable_dir(&settings.data_dir)?;
+    let db = open_database(settings).await?;
+    let envelope = Envelope::for_settings(settings)?;
+    let resealed = room_tokens::reseal_private_keys(&db, &envelope).await?;
+    writeln!(out, "Resealed {resealed} private signing keys with the current secret key ({envelope:?}).")?;
+    Ok(())
+}
+
 async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let db = db::connect(&settings.database_url).await?;
     db::migrate(&db, &settings.database_url).await?;
@@ -242,7 +267,7 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 /// The site with the services behind its forms and server functions.
 fn site_services(
     settings: &Settings,
-    db: DatabaseConnection,
+    (db, envelope): (DatabaseConnection, Envelope),
     shutdown: &CancellationToken,
     registry: &mut prometheus_client::registry::Registry,
     // The media plane, for the role that also hosts rooms (`up`, which runs everything).
@@ -277,7 +302,8 @@ fn site_services(
         settings.public_url.clone(),
         BillingMetrics::register(registry),
     );
-    let meetings = MeetingService::new(db, mailer, settings.public_url.clone(), settings.meet_url.clone());
+    let urls = (settings.public_url.clone(), settings.meet_url.clone());
+    let meetings = MeetingService::new(db, mailer, urls, envelope.clone());
     let backend = Arc::new(SiteBackend {
         accounts: accounts.clone(),
         team: team.clone(),
@@ -295,6 +321,7 @@ fn site_services(
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),
+        envelope,
         password_guesses: crate::routes::signal::PasswordGuesses::default(),
     };
     Ok((services, outbox))

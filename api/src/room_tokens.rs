@@ -2,6 +2,11 @@
 //! the JWKS lists every key that still verifies, so anyone (the media node, a tenant's own services) can
 //! check tokens with public keys alone.
 
+use std::{
+    num::NonZeroUsize,
+    sync::{LazyLock, Mutex},
+};
+
 use chrono::Utc;
 use convene_domain::{RoomName, TenantId};
 use convene_tokens::{
@@ -11,11 +16,15 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
 use uuid::Uuid;
 
-use crate::entities::{signing_key, tenant};
+use crate::{
+    entities::{signing_key, tenant},
+    envelope::{Envelope, OpenError},
+};
 
 /// The issuer of tokens we mint.
 pub const ISSUER: &str = "convene";
@@ -72,6 +81,12 @@ pub enum MintError {
     /// Key material failed.
     #[error("{0}")]
     Key(#[from] convene_tokens::KeyError),
+    /// A stored private key did not open (the wrong `CONVENE_SECRET_KEY`, or damage).
+    #[error("{0}")]
+    Sealed(#[from] OpenError),
+    /// Randomness failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
 }
 
 /// A minted token and where it opens.
@@ -86,6 +101,7 @@ pub struct MintedToken {
 /// Mints a token for `tenant`.
 pub async fn mint(
     db: &DatabaseConnection,
+    envelope: &Envelope,
     tenant: TenantId,
     request: TokenRequest,
     meet_url: &Url,
@@ -123,7 +139,7 @@ pub async fn mint(
         iat: Some(now),
         context: Context { user, features: request.features },
     };
-    let token = active_signing_key(db, tenant).await?.mint(&claims)?;
+    let token = active_signing_key(db, envelope, tenant).await?.mint(&claims)?;
     let join_url = room.map(|room| {
         let mut url = meet_url.clone();
         url.set_path(room.as_str());
@@ -135,8 +151,12 @@ pub async fn mint(
 
 /// The key that mints for `tenant`, created (RS256) on first use. Generating an RSA key takes a good part
 /// of a second of CPU, so it runs off the async workers; concurrent first mints create one key between
-/// them (the tenant's row is locked while the key is chosen or stored).
-async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result<SigningKey, MintError> {
+/// them (the tenant's row is locked while the key is chosen or stored). The private half is stored sealed.
+async fn active_signing_key(
+    db: &DatabaseConnection,
+    envelope: &Envelope,
+    tenant: TenantId,
+) -> Result<SigningKey, MintError> {
     let row = match find_active(db, tenant).await? {
         Some(row) => row,
         None => {
@@ -150,8 +170,9 @@ async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result
                 Some(row) => row,
                 None => {
                     let now = Utc::now();
+                    let id = Uuid::now_v7();
                     signing_key::ActiveModel {
-                        id: Set(Uuid::now_v7()),
+                        id: Set(id),
                         tenant_id: Set(tenant.as_uuid()),
                         // Date for people, random suffix for uniqueness across rotations on one day.
                         key_name: Set(format!(
@@ -162,7 +183,7 @@ async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result
                         algorithm: Set("RS256".to_owned()),
                         public_key: Set(pair.public_pem),
                         key_format: Set(FORMAT_PEM.to_owned()),
-                        private_pem: Set(Some(pair.private_pem)),
+                        sealed_private_key: Set(Some(envelope.seal(id, &pair.private_pem)?)),
                         created_at: Set(now),
                         retired_at: Set(None),
                     }
@@ -174,15 +195,15 @@ async fn active_signing_key(db: &DatabaseConnection, tenant: TenantId) -> Result
             row
         }
     };
+    let private = envelope.open(row.id, row.sealed_private_key.as_deref().unwrap_or_default())?;
     let id = KeyId::new(tenant, &row.key_name)?;
-    let private = row.private_pem.unwrap_or_default();
-    Ok(SigningKey::from_pem(id, algorithm_of(&row.algorithm)?, private.as_bytes())?)
+    Ok(SigningKey::from_pem(id, algorithm_of(&row.algorithm)?, private.expose_secret().as_bytes())?)
 }
 
 async fn find_active(db: &impl ConnectionTrait, tenant: TenantId) -> Result<Option<signing_key::Model>, DbErr> {
     signing_key::Entity::find()
         .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
-        .filter(signing_key::Column::PrivatePem.is_not_null())
+        .filter(signing_key::Column::SealedPrivateKey.is_not_null())
         .filter(signing_key::Column::RetiredAt.is_null())
         .order_by_desc(signing_key::Column::CreatedAt)
         .one(db)
@@ -253,11 +274,41 @@ const FORMAT_PEM: &str = "pem";
 const FORMAT_JWK: &str = "jwk";
 
 fn public_key_of(tenant: TenantId, row: &signing_key::Model) -> Result<PublicKey, MintError> {
-    let id = KeyId::new(tenant, &row.key_name)?;
-    Ok(match row.key_format.as_str() {
-        FORMAT_JWK => PublicKey::from_jwk(id, &row.public_key)?,
-        _ => PublicKey::from_pem(id, algorithm_of(&row.algorithm)?, row.public_key.as_bytes())?,
+    PARSED_KEYS.get_or_parse(row.id, || {
+        let id = KeyId::new(tenant, &row.key_name)?;
+        Ok(match row.key_format.as_str() {
+            FORMAT_JWK => PublicKey::from_jwk(id, &row.public_key)?,
+            _ => PublicKey::from_pem(id, algorithm_of(&row.algorithm)?, row.public_key.as_bytes())?,
+        })
     })
+}
+
+/// Parsed public keys of the whole process, so `hello` and JWKS answers do not parse PEM or JWK text each
+/// time; one entry per live key at [`MAX_KEYS_PER_TENANT`] for thousands of tenants.
+static PARSED_KEYS: LazyLock<KeyCache> = LazyLock::new(|| KeyCache::new(20_000));
+
+/// Parsed keys by their row's id. A row's key never changes (rotation adds a row; deletion removes it and
+/// lookups go through the row first), so an entry cannot go stale; least recently used entries leave first.
+struct KeyCache(Mutex<lru::LruCache<Uuid, PublicKey>>);
+
+impl KeyCache {
+    fn new(capacity: usize) -> Self {
+        Self(Mutex::new(lru::LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN))))
+    }
+
+    fn get_or_parse(
+        &self,
+        row: Uuid,
+        parse: impl FnOnce() -> Result<PublicKey, MintError>,
+    ) -> Result<PublicKey, MintError> {
+        if let Some(key) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&row) {
+            return Ok(key.clone());
+        }
+        // Parsed outside the lock: a slow parse never holds up other lookups.
+        let key = parse()?;
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(row, key.clone());
+        Ok(key)
+    }
 }
 
 /// A public key a tenant registers to mint tokens in its own backend.
@@ -331,7 +382,7 @@ pub async fn register_key(
         algorithm: Set(algorithm.to_owned()),
         public_key: Set(public_key),
         key_format: Set(format.to_owned()),
-        private_pem: Set(None),
+        sealed_private_key: Set(None),
         created_at: Set(Utc::now()),
         retired_at: Set(None),
     }
@@ -345,7 +396,7 @@ fn listing(tenant: TenantId, row: signing_key::Model) -> KeyListing {
     KeyListing {
         kid: format!("{tenant}/{}", row.key_name),
         algorithm: row.algorithm,
-        origin: if row.private_pem.is_some() { "convene" } else { "tenant" },
+        origin: if row.sealed_private_key.is_some() { "convene" } else { "tenant" },
         created_at: row.created_at,
         retired_at: row.retired_at,
     }
@@ -364,16 +415,16 @@ pub async fn list_keys(db: &DatabaseConnection, tenant: TenantId) -> Result<Vec<
 }
 
 /// Retires the key we mint with and makes a new one. The retired key keeps verifying the tokens it signed.
-pub async fn rotate(db: &DatabaseConnection, tenant: TenantId) -> Result<KeyListing, MintError> {
+pub async fn rotate(db: &DatabaseConnection, envelope: &Envelope, tenant: TenantId) -> Result<KeyListing, MintError> {
     within_key_limit(db, tenant).await?;
     signing_key::Entity::update_many()
         .col_expr(signing_key::Column::RetiredAt, sea_orm::sea_query::Expr::value(Some(Utc::now())))
         .filter(signing_key::Column::TenantId.eq(tenant.as_uuid()))
-        .filter(signing_key::Column::PrivatePem.is_not_null())
+        .filter(signing_key::Column::SealedPrivateKey.is_not_null())
         .filter(signing_key::Column::RetiredAt.is_null())
         .exec(db)
         .await?;
-    let key = active_signing_key(db, tenant).await?;
+    let key = active_signing_key(db, envelope, tenant).await?;
     let row = find_active(db, tenant).await?.ok_or_else(|| MintError::Invalid(format!("{} vanished", key.id)))?;
     Ok(listing(tenant, row))
 }
@@ -388,6 +439,37 @@ pub async fn delete_key(db: &DatabaseConnection, tenant: TenantId, name: &str) -
     Ok(deleted.rows_affected == 1)
 }
 
+/// Seals every stored private key with the current secret key: those sealed with a previous one (a
+/// rotation) and those stored in clear before sealing existed. Returns how many rows changed; run at every
+/// start and by `convene admin reseal-keys`. A key sealed with a secret key this process lacks stops it (the
+/// settings are wrong, and every mint would fail); a damaged row is logged and left, so it stops no other.
+pub async fn reseal_private_keys(db: &DatabaseConnection, envelope: &Envelope) -> Result<u64, MintError> {
+    let rows = signing_key::Entity::find().filter(signing_key::Column::SealedPrivateKey.is_not_null()).all(db).await?;
+    let mut resealed = 0;
+    for row in rows {
+        let Some(stored) = row.sealed_private_key.as_deref().filter(|stored| !envelope.is_current(stored)) else {
+            continue;
+        };
+        let sealed = match envelope.reseal(row.id, stored) {
+            Ok(sealed) => sealed,
+            Err(OpenError::Damaged) => {
+                tracing::error!(key = %row.key_name, tenant = %row.tenant_id, "a stored private key is damaged; it cannot mint");
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::SealedPrivateKey, sea_orm::sea_query::Expr::value(sealed))
+            .filter(signing_key::Column::Id.eq(row.id))
+            // Unchanged since it was read: a concurrent reseal by another process wins, not both.
+            .filter(signing_key::Column::SealedPrivateKey.eq(stored))
+            .exec(db)
+            .await?;
+        resealed += 1;
+    }
+    Ok(resealed)
+}
+
 /// Whether the tenant exists (the JWKS of an unknown tenant is a 404, not an empty set).
 pub async fn tenant_exists(db: &DatabaseConnection, tenant: TenantId) -> Result<bool, DbErr> {
     Ok(tenant::Entity::find_by_id(tenant.as_uuid()).one(db).await?.is_some())
@@ -398,5 +480,43 @@ fn algorithm_of(stored: &str) -> Result<KeyAlgorithm, MintError> {
         "RS256" => Ok(KeyAlgorithm::Rs256),
         "EdDSA" => Ok(KeyAlgorithm::EdDsa),
         other => Err(MintError::Invalid(format!("stored key algorithm `{other}` is unknown"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn key(tenant: TenantId, name: &str) -> Result<PublicKey, MintError> {
+        let pair = convene_tokens::generate(KeyAlgorithm::EdDsa)?;
+        Ok(PublicKey::from_pem(KeyId::new(tenant, name)?, KeyAlgorithm::EdDsa, pair.public_pem.as_bytes())?)
+    }
+
+    #[test]
+    fn a_key_is_parsed_once_and_the_cache_stays_bounded() {
+        let tenant = TenantId::from(Uuid::new_v4());
+        let cache = KeyCache::new(2);
+        let parses = Cell::new(0);
+        let parse = |name: &'static str| {
+            let parses = &parses;
+            move || {
+                parses.set(parses.get() + 1);
+                key(tenant, name)
+            }
+        };
+        let (first, second, third) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let parsed = cache.get_or_parse(first, parse("a")).expect("parses");
+        let cached = cache.get_or_parse(first, parse("a")).expect("cached");
+        assert_eq!(parses.get(), 1, "the second lookup reads the cache");
+        assert_eq!(parsed.id, cached.id);
+        cache.get_or_parse(second, parse("b")).expect("parses");
+        cache.get_or_parse(third, parse("c")).expect("parses");
+        assert_eq!(cache.0.lock().expect("not poisoned").len(), 2, "bounded");
+        cache.get_or_parse(first, parse("a")).expect("parsed again");
+        assert_eq!(parses.get(), 4, "the least recently used entry left and is parsed again");
+        let failed = cache.get_or_parse(Uuid::new_v4(), || Err(MintError::Invalid("bad".into())));
+        assert!(failed.is_err(), "a parse failure is answered, not cached as a key");
     }
 }

@@ -71,6 +71,8 @@ pub struct SiteServices {
     pub origins: OwnOrigins,
     /// The meet host's URL, for join links.
     pub meet_url: MeetUrl,
+    /// Opens the sealed private signing keys.
+    pub envelope: crate::envelope::Envelope,
     /// Wrong room passwords, counted across the signalling connections.
     pub password_guesses: routes::signal::PasswordGuesses,
 }
@@ -159,6 +161,7 @@ pub async fn serve(
                         .app_data(web::Data::new(services.cookies))
                         .app_data(web::Data::new(services.origins.clone()))
                         .app_data(web::Data::new(services.meet_url.clone()))
+                        .app_data(web::Data::new(services.envelope.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
                         .configure(routes::meetings::configure)

@@ -16,7 +16,10 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::billing::plans::{DEFAULT_PLANS, Plans};
+use crate::{
+    billing::plans::{DEFAULT_PLANS, Plans},
+    envelope::SecretKey,
+};
 
 /// The settings, documented once: name, default and meaning. `--help` and the README show this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
@@ -31,6 +34,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("CONVENE_MEET_URL", "http://meet.localhost:3000", "the meet host's URL; its host must differ from the site's"),
     ("CONVENE_DATA_DIR", "./data", "where the SQLite database, mail files and recordings are kept"),
     ("CONVENE_DATABASE_URL", "SQLite in the data dir", "postgres://user:password@host/db or sqlite://path"),
+    (
+        "CONVENE_SECRET_KEY",
+        "(SQLite: generated into the data dir)",
+        "32 random bytes in base64 that seal the stored private signing keys; required with Postgres",
+    ),
+    ("CONVENE_PREVIOUS_SECRET_KEYS", "(none)", "comma-separated earlier secret keys, still opened during a rotation"),
     ("CONVENE_SMTP_URL", "(unset: mail goes to .eml files)", "smtp://host:port or smtps://user:password@host"),
     ("CONVENE_MAIL_FROM", "Convene <no-reply@localhost>", "sender of the mail Convene sends"),
     ("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:10000", "UDP address of the media node's first shard (shard i: port + i)"),
@@ -68,6 +77,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The database to use.
     pub database_url: DatabaseUrl,
+    /// The key that seals private signing keys; `None` means the data dir's own (SQLite only).
+    pub secret_key: Option<SecretKey>,
+    /// Earlier secret keys, opened but never sealed with, while a rotation re-seals.
+    pub previous_secret_keys: Vec<SecretKey>,
     /// Outgoing mail server; `None` writes mail to files.
     pub smtp_url: Option<SecretString>,
     /// The sender of outgoing mail.
@@ -337,6 +350,10 @@ impl Parser {
             http_addr: self.get("CONVENE_HTTP_ADDR", || ([127, 0, 0, 1], 3000).into(), parse_socket_addr)?,
             metrics_addr: self.get("CONVENE_METRICS_ADDR", || ([127, 0, 0, 1], 9090).into(), parse_socket_addr)?,
             database_url: self.get("CONVENE_DATABASE_URL", || DatabaseUrl::sqlite_in(&data_dir), DatabaseUrl::parse)?,
+            secret_key: self.get("CONVENE_SECRET_KEY", || None, |value| SecretKey::parse(value).map(Some))?,
+            previous_secret_keys: self.get("CONVENE_PREVIOUS_SECRET_KEYS", Vec::new, |value| {
+                value.split(',').filter(|key| !key.trim().is_empty()).map(SecretKey::parse).collect()
+            })?,
             smtp_url: self.get(
                 "CONVENE_SMTP_URL",
                 || None,
@@ -540,6 +557,15 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert_eq!(settings.database_url.to_string(), "postgres://convene:***@db.internal/convene");
         assert!(settings.database_url.expose().contains("hunter2"));
+
+        let key = "aHVudGVyMmh1bnRlcjJodW50ZXIyaHVudGVyMmh1bnQ=";
+        let previous = format!("{key}, {key}");
+        let settings =
+            load(&[("CONVENE_SECRET_KEY", key), ("CONVENE_PREVIOUS_SECRET_KEYS", previous.as_str())]).expect("loads");
+        assert!(settings.secret_key.is_some() && settings.previous_secret_keys.len() == 2);
+        assert!(!format!("{settings:?}").contains(key));
+        let error = load(&[("CONVENE_SECRET_KEY", "hunter2")]).expect_err("not 32 bytes").to_string();
+        assert!(error.contains("CONVENE_SECRET_KEY") && !error.contains("hunter2"), "{error}");
     }
 
     #[test]

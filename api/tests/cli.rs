@@ -165,6 +165,27 @@ fn migrate_and_create_tenant_work_on_the_embedded_default() {
         "short",
     ]));
     assert_fails_with(&weak, &["too short", "at least 8"]);
+
+    // The embedded default sealed the new tenant's keys with a key of its own, which reseal-keys uses.
+    let resealed = run(convene(dir.path()).args(["admin", "reseal-keys"]));
+    assert!(resealed.status.success(), "{}", stderr(&resealed));
+    assert!(String::from_utf8_lossy(&resealed.stdout).contains("Resealed 0 private signing keys"));
+    assert!(dir.path().join("secret-key").is_file());
+}
+
+#[test]
+fn generate_secret_key_prints_a_fresh_key_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = || {
+        let output = run(convene(dir.path()).args(["admin", "generate-secret-key"]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let (first, second) = (key(), key());
+    assert_ne!(first, second);
+    assert_eq!(data_encoding::BASE64.decode(first.as_bytes()).unwrap().len(), 32, "{first}");
+    let bad = run(convene(dir.path()).env("CONVENE_SECRET_KEY", "short").arg("migrate"));
+    assert_fails_with(&bad, &["CONVENE_SECRET_KEY", "generate-secret-key"]);
 }
 
 #[test]

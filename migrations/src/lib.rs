@@ -16,6 +16,7 @@ mod m20261201_000007_billing;
 mod m20261201_000008_fixed_display_names;
 mod m20261204_000009_dead_letters;
 mod m20261204_000010_room_removals;
+mod m20261204_000011_sealed_private_keys;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_fixed_display_names::Migration),
             Box::new(m20261204_000009_dead_letters::Migration),
             Box::new(m20261204_000010_room_removals::Migration),
+            Box::new(m20261204_000011_sealed_private_keys::Migration),
         ]
     }
 }

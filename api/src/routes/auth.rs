@@ -24,7 +24,7 @@ use crate::{
         SignupError,
     },
     entities::session,
-    password::WeakPassword,
+    password::{self, WeakPassword},
     tenants::CreateTenantError,
 };
 
@@ -124,15 +124,37 @@ pub(crate) fn session_cookie(token: &SecretString, policy: CookiePolicy) -> Cook
         .finish()
 }
 
-/// A failure the person cannot fix: logged with its cause, shown as a generic banner.
+/// A failure the person cannot fix: logged with its cause, shown as a generic banner. Password hashing
+/// refused for load is not a fault: it answers 503 with `Retry-After`, and the page it shows returns to the
+/// form, whose banner says to try again.
 pub(crate) fn unexpected(
     location: &str,
     form: &str,
-    error: &dyn std::fmt::Display,
+    error: &(dyn std::error::Error + 'static),
     policy: CookiePolicy,
 ) -> HttpResponse {
+    if password::is_busy(error) {
+        return busy(location, form, policy);
+    }
     tracing::error!(%error, form, "form handling failed");
     back_with(location, &Flash::failure(form, "Something went wrong on our side. Please try again."), policy)
+}
+
+fn busy(location: &str, form: &str, policy: CookiePolicy) -> HttpResponse {
+    tracing::warn!(form, "password hashing queue full; asked the client to retry");
+    let message = capitalise(&password::Busy.to_string());
+    let mut response = back_with(location, &Flash::failure(form, message.clone()), policy);
+    *response.status_mut() = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
+    let retry = password::BUSY_RETRY_AFTER_SECS;
+    let headers = response.headers_mut();
+    headers.remove(header::LOCATION);
+    headers.insert(header::RETRY_AFTER, retry.into());
+    let refresh = format!("{retry}; url={location}");
+    if let Ok(refresh) = header::HeaderValue::from_str(&refresh) {
+        headers.insert(header::REFRESH, refresh);
+    }
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.set_body(actix_web::body::BoxBody::new(message))
 }
 
 #[derive(Deserialize)]
@@ -274,7 +296,9 @@ async fn verify(
 ) -> HttpResponse {
     match accounts.verify_email(&form.token).await {
         Ok(()) => back_with("/dashboard", &Flash::success("dashboard", "Your email address is confirmed."), **policy),
-        Err(LinkError::Database(error)) => unexpected("/dashboard", "dashboard", &error, **policy),
+        Err(LinkError::Database(error)) => {
+            unexpected("/dashboard", "dashboard", anyhow::anyhow!(error).as_ref(), **policy)
+        }
         Err(error) => {
             let location = format!(
                 "/verify?token={}",
@@ -338,7 +362,7 @@ async fn forgot_password(
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
     if let Err(error) = accounts.request_password_reset(&form.email).await {
-        return unexpected("/forgot-password", "forgot", &error, **policy);
+        return unexpected("/forgot-password", "forgot", error.as_ref(), **policy);
     }
     // The same answer whether or not the address has an account.
     let flash = Flash::success(
@@ -465,7 +489,25 @@ async fn sign_out_everywhere(
 
 #[cfg(test)]
 mod tests {
-    use super::local_path;
+    use actix_web::http::{StatusCode, header};
+
+    use super::{CookiePolicy, local_path, unexpected};
+    use crate::{accounts::LoginError, password::Busy};
+
+    #[test]
+    fn a_full_hashing_queue_answers_503_with_retry_after_and_leads_back_to_the_form() {
+        let policy = CookiePolicy { secure: false };
+        let busy = LoginError::Internal(Busy.into());
+        let response = unexpected("/login?next=%2Fmeetings", "login", &busy, policy);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let header = |name| response.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        assert_eq!(header(header::RETRY_AFTER), "2");
+        assert_eq!(header(header::REFRESH), "2; url=/login?next=%2Fmeetings");
+        assert!(response.cookies().any(|cookie| cookie.name() == convene_app::forms::FLASH_COOKIE), "banner set");
+
+        let fault = LoginError::Internal(anyhow::anyhow!("the database is gone"));
+        assert_eq!(unexpected("/login", "login", &fault, policy).status(), StatusCode::SEE_OTHER);
+    }
 
     #[test]
     fn next_stays_on_this_site() {

@@ -217,7 +217,7 @@ fn join_outcome(code: &str, result: Result<String, JoinError>, policy: CookiePol
     match result {
         Ok(url) => see_other(&url).finish(),
         Err(JoinError::NotFound) => not_found(),
-        Err(JoinError::Internal(error)) => unexpected(&location, "join", &error, policy),
+        Err(JoinError::Internal(error)) => unexpected(&location, "join", error.as_ref(), policy),
         Err(error) => back_with(&location, &Flash::failure("join", capitalise(&error.to_string())), policy),
     }
 }

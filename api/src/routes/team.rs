@@ -229,7 +229,7 @@ async fn accept_invitation(
     match team.accept(&form.token, signed_in, new_account).await {
         Ok((user_id, tenant)) => match accounts.start_session(user_id, Some(tenant), &client(&request)).await {
             Ok(session) => see_other("/dashboard").cookie(session_cookie(&session.token, **policy)).finish(),
-            Err(error) => unexpected(&back, "accept", &error, **policy),
+            Err(error) => unexpected(&back, "accept", error.as_ref(), **policy),
         },
         Err(TeamError::Name) => back_with(&back, &flash.field("name", "Enter your name."), **policy),
         Err(TeamError::WeakPassword(error)) => {

@@ -14,6 +14,7 @@ use crate::{
     accounts::Accounts,
     api_keys,
     entities::tenant,
+    envelope::Envelope,
     meetings::{MeetingError, MeetingInput, MeetingService, ScheduledMeeting},
     rate_limit::MAIL_WINDOW_SECS,
     room_sessions, room_tokens,
@@ -288,13 +289,13 @@ async fn meeting_token(
     tenant: ApiTenant,
     request: web::Json<room_tokens::TokenRequest>,
     accounts: web::Data<Accounts>,
-    meet_url: web::Data<MeetUrl>,
+    (meet_url, envelope): (web::Data<MeetUrl>, web::Data<Envelope>),
 ) -> Result<HttpResponse, ApiError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .map_err(internal)?;
-    match room_tokens::mint(accounts.db(), tenant.0, request.into_inner(), &meet_url.0, now).await {
+    match room_tokens::mint(accounts.db(), &envelope, tenant.0, request.into_inner(), &meet_url.0, now).await {
         Ok(minted) => Ok(HttpResponse::Created().json(minted)),
         Err(error) => Err(mint_error(error)),
     }
@@ -336,8 +337,12 @@ async fn register_key(
 #[utoipa::path(post, path = "/v1/signing-keys/rotate", tag = "signing keys", security(("api_key" = [])),
     responses((status = 201, description = "The new key", body = room_tokens::KeyListing), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[post("/signing-keys/rotate")]
-async fn rotate_key(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
-    let key = room_tokens::rotate(accounts.db(), tenant.0).await.map_err(mint_error)?;
+async fn rotate_key(
+    tenant: ApiTenant,
+    accounts: web::Data<Accounts>,
+    envelope: web::Data<Envelope>,
+) -> Result<HttpResponse, ApiError> {
+    let key = room_tokens::rotate(accounts.db(), &envelope, tenant.0).await.map_err(mint_error)?;
     Ok(HttpResponse::Created().json(key))
 }
 

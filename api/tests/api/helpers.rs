@@ -3,12 +3,14 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use convene_api::{
+    envelope::SecretKey,
     roles::{self, Serve, Started},
     settings::Settings,
 };
 use convene_e2e::mail::{Mail, Mailbox};
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -136,14 +138,28 @@ impl TestApp {
 
     /// Stops the app and starts it again on the same database and data directory, as after a deploy.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await.expect("the app starts again");
+    }
+
+    /// Stops the app and starts it again with settings changed by `change` (kept for later restarts when
+    /// it starts), as after a deploy with new configuration.
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<()> {
         self.halt().await;
         self.shutdown = CancellationToken::new();
         let mut settings = self.settings.clone();
+        change(&mut settings);
         // The same port, so links and cookies stay valid.
         settings.http_addr = self.address.trim_start_matches("http://").parse().expect("an address");
-        let started = roles::start(Serve::All, &settings, self.shutdown.clone()).await.expect("the app starts again");
+        let started = roles::start(Serve::All, &settings, self.shutdown.clone()).await?;
         self.metrics_address = format!("http://{}", started.metrics_addr);
         self.started = Some(started);
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// The settings the app runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 }
 
@@ -187,6 +203,9 @@ pub fn settings(
     ]);
     if let Some(url) = database_url {
         env.insert("CONVENE_DATABASE_URL".to_owned(), url.to_owned());
+        // Postgres deployments must bring the key that seals signing keys; each app has its own.
+        let key = SecretKey::generate().expect("randomness");
+        env.insert("CONVENE_SECRET_KEY".to_owned(), key.to_base64().expose_secret().to_owned());
     }
     // `cargo xtask test` runs a real SMTP sink; without it, mail goes to files in the data dir.
     if let Some(smtp) = smtp {

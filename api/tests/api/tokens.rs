@@ -2,6 +2,8 @@
 //! published keys alone, and bad requests get JSON errors.
 
 use convene_api::{
+    entities::signing_key,
+    envelope::{Envelope, SecretKey},
     room_tokens,
     tenants::{NewTenant, create_tenant},
 };
@@ -282,4 +284,85 @@ async fn a_tenant_has_at_most_twenty_signing_keys() {
     let (status, _) = crate::helpers::call(&app, reqwest::Method::POST, "/v1/signing-keys/rotate", &key, None).await;
     assert_eq!(status, 400, "rotation adds a key too");
     app.stop().await;
+}
+
+/// Every stored private key of the app, by row id.
+async fn sealed_private_keys(app: &TestApp) -> Vec<(uuid::Uuid, String)> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    signing_key::Entity::find()
+        .filter(signing_key::Column::SealedPrivateKey.is_not_null())
+        .order_by_asc(signing_key::Column::CreatedAt)
+        .all(&app.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.id, row.sealed_private_key.unwrap()))
+        .collect()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn private_keys_are_stored_sealed_and_a_secret_key_rotation_reseals_them() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let mut app = spawn_app().await;
+    let (tenant, key) = tenant_with_key(&app, "owner@acme.example").await;
+    let body = json!({ "room": "weekly-sync", "user": { "name": "Ann" } });
+    let first: Value = mint(&app, &key, body.clone()).await.json().await.unwrap();
+    let first_kid = kid_of(first["token"].as_str().unwrap());
+
+    // What a database dump holds: no PEM, and nothing another secret key opens.
+    let stored = sealed_private_keys(&app).await;
+    let [(row, sealed)] = stored.as_slice() else { panic!("one key: {stored:?}") };
+    assert!(sealed.starts_with("kek1:") && !sealed.contains("PRIVATE KEY"), "{sealed}");
+    let stranger = Envelope::new(&SecretKey::generate().unwrap(), &[]);
+    assert!(stranger.open(*row, sealed).is_err());
+
+    // A private key stored in clear before sealing existed is sealed at the next start.
+    let legacy = convene_tokens::generate(convene_tokens::KeyAlgorithm::EdDsa).unwrap();
+    let legacy_row = uuid::Uuid::now_v7();
+    signing_key::ActiveModel {
+        id: Set(legacy_row),
+        tenant_id: Set(tenant.as_uuid()),
+        key_name: Set("legacy".to_owned()),
+        algorithm: Set("EdDSA".to_owned()),
+        public_key: Set(legacy.public_pem),
+        key_format: Set("pem".to_owned()),
+        sealed_private_key: Set(Some(legacy.private_pem.clone())),
+        created_at: Set(chrono::Utc::now()),
+        retired_at: Set(Some(chrono::Utc::now())),
+    }
+    .insert(&app.db().await)
+    .await
+    .unwrap();
+
+    // Rotating the secret key: the new one alone cannot open the stored keys, so the start is refused and
+    // says what to set; with the old one as previous, every key is resealed under the new one.
+    let old = app.settings().secret_key.clone().unwrap();
+    let new = SecretKey::generate().unwrap();
+    let refused = app.restart_with(|settings| settings.secret_key = Some(new.clone())).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("CONVENE_PREVIOUS_SECRET_KEYS"), "{refused:#}");
+    app.restart_with(|settings| {
+        settings.secret_key = Some(new.clone());
+        settings.previous_secret_keys = vec![old];
+    })
+    .await
+    .unwrap();
+    let resealed = sealed_private_keys(&app).await;
+    let only_new = Envelope::new(&new, &[]);
+    for (row, sealed) in &resealed {
+        assert!(!sealed.contains("PRIVATE KEY"), "{sealed}");
+        assert!(only_new.open(*row, sealed).is_ok(), "row {row} is sealed with the new key alone");
+    }
+    assert_eq!(resealed.len(), 2);
+    use secrecy::ExposeSecret;
+    let legacy_opened = only_new.open(legacy_row, &resealed[1].1).unwrap();
+    assert_eq!(legacy_opened.expose_secret(), legacy.private_pem);
+
+    // The same key goes on minting, so links already sent keep verifying.
+    let second: Value = mint(&app, &key, body).await.json().await.unwrap();
+    assert_eq!(kid_of(second["token"].as_str().unwrap()), first_kid);
+    assert!(link_is_valid(&app, first["token"].as_str().unwrap()).await);
 }
