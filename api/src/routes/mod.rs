@@ -6,6 +6,7 @@ pub mod backend;
 pub mod billing;
 pub mod health;
 pub mod meetings;
+pub mod openapi;
 pub mod signal;
 pub mod site;
 pub mod team;

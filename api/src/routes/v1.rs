@@ -65,7 +65,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The body of every `/v1` error.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `not_found`, `invalid_request`, `conflict` or `internal`.
+    /// A stable code: `unauthorized`, `not_found`, `invalid_request`, `conflict`, `rate_limited` or
+    /// `internal`.
     pub error: &'static str,
     /// What went wrong, for people; names the field at fault.
     pub message: String,
@@ -335,7 +336,9 @@ async fn register_key(
 
 /// `POST /v1/signing-keys/rotate`: a new key for our tokens; the old one keeps verifying.
 #[utoipa::path(post, path = "/v1/signing-keys/rotate", tag = "signing keys", security(("api_key" = [])),
-    responses((status = 201, description = "The new key", body = room_tokens::KeyListing), (status = 401, description = "No live API key", body = ErrorBody)))]
+    responses((status = 201, description = "The new key", body = room_tokens::KeyListing),
+        (status = 400, description = "The tenant has its most keys; delete one first", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody)))]
 #[post("/signing-keys/rotate")]
 async fn rotate_key(
     tenant: ApiTenant,
@@ -537,10 +540,12 @@ impl utoipa::Modify for BearerKey {
     }
 }
 
-/// `GET /v1/openapi.json`: this API's OpenAPI document (no key needed).
+/// `GET /v1/openapi.json`: this API's OpenAPI document (no key needed), built once.
 #[get("/openapi.json")]
 async fn openapi_document() -> HttpResponse {
-    HttpResponse::Ok().json(<ApiDoc as utoipa::OpenApi>::openapi())
+    static DOCUMENT: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(|| super::openapi::published(&<ApiDoc as utoipa::OpenApi>::openapi()));
+    HttpResponse::Ok().json(&*DOCUMENT)
 }
 
 fn meeting_error(error: MeetingError) -> ApiError {
@@ -569,7 +574,8 @@ fn cursor(after: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
     request_body = ScheduleRequest,
     responses((status = 201, description = "The meeting", body = ScheduledMeeting),
         (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
-        (status = 401, description = "No live API key", body = ErrorBody)))]
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 429, description = "Too much meeting mail from this organisation this hour; see `Retry-After`", body = ErrorBody)))]
 #[post("/scheduled-meetings")]
 async fn schedule_meeting(
     tenant: ApiTenant,
@@ -626,7 +632,8 @@ async fn get_scheduled(
         (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "The meeting is cancelled or over", body = ErrorBody)))]
+        (status = 409, description = "The meeting is cancelled or over", body = ErrorBody),
+        (status = 429, description = "Too much meeting mail from this organisation this hour; see `Retry-After`", body = ErrorBody)))]
 #[actix_web::put("/scheduled-meetings/{id}")]
 async fn replace_scheduled(
     tenant: ApiTenant,
@@ -636,6 +643,8 @@ async fn replace_scheduled(
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let ScheduleRequest { organizer, meeting } = request.into_inner();
+    // Another tenant's meeting is not found, whoever is named as organiser.
+    meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
     let actor = meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
     let delivery = meetings.update(actor, id, meeting).await.map_err(meeting_error)?;
     let mut scheduled = meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
@@ -650,7 +659,8 @@ async fn replace_scheduled(
         (status = 400, description = "A field is unusable; the message names it", body = ErrorBody),
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "Already cancelled", body = ErrorBody)))]
+        (status = 409, description = "Already cancelled", body = ErrorBody),
+        (status = 429, description = "Too much meeting mail from this organisation this hour; see `Retry-After`", body = ErrorBody)))]
 #[delete("/scheduled-meetings/{id}")]
 async fn cancel_scheduled(
     tenant: ApiTenant,

@@ -1,12 +1,13 @@
 //! `/v1/openapi.json`: generated from the handlers, compared with the committed snapshot (so every change to
-//! the public API shows in review), valid OpenAPI 3.1 by an independent validator, and matching the routes
-//! actually served.
+//! the public API shows in review), valid OpenAPI 3.1 by an independent validator, matching the routes
+//! actually served, and true: every operation's real answers, successes and refusals, match it.
 
 use std::path::PathBuf;
 
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app, tenant_key};
 
 fn snapshot_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/openapi.snapshot.json")
@@ -65,5 +66,195 @@ async fn the_document_matches_the_snapshot_validates_and_describes_served_routes
             assert_eq!((body["error"].as_str(), status), (Some(expected.0), expected.1), "{method} {path}");
         }
     }
+    app.stop().await;
+}
+
+/// Real exchanges with the API, each recorded under the documented operation it belongs to.
+struct Exchanges<'a> {
+    app: &'a TestApp,
+    seen: Vec<Value>,
+}
+
+impl Exchanges<'_> {
+    /// Calls `concrete` (an instance of the documented `template`) with `key`; answers status and body.
+    async fn call(
+        &mut self,
+        (method, template): (Method, &str),
+        concrete: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.app.client.request(method.clone(), format!("{}{concrete}", self.app.address));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let sent = body.unwrap_or(Value::Null);
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let method = method.as_str().to_lowercase();
+        let exchange = json!({ "method": method, "path": template, "status": status, "body": body, "request": sent });
+        self.seen.push(exchange);
+        (status, body)
+    }
+
+    /// Calls and insists on `expected`.
+    async fn expect(
+        &mut self,
+        operation: (Method, &str),
+        concrete: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        expected: u16,
+    ) -> Value {
+        let name = format!("{} {concrete}", operation.0);
+        let (status, answer) = self.call(operation, concrete, key, body).await;
+        assert_eq!(status, expected, "{name}: {answer}");
+        answer
+    }
+}
+
+#[tokio::test]
+async fn every_operation_answers_what_the_document_says() {
+    let app = spawn_app().await;
+    let document: Value = app.get("/v1/openapi.json").await.json().await.unwrap();
+    let acme = tenant_key(&app, "owner@acme.example").await;
+    let globex = tenant_key(&app, "owner@globex.example").await;
+    let (acme, globex) = (Some(acme.as_str()), Some(globex.as_str()));
+    let mut api = Exchanges { app: &app, seen: Vec::new() };
+    let year = {
+        use chrono::Datelike;
+        chrono::Utc::now().year() + 1
+    };
+
+    let tenant = api.expect((Method::GET, "/v1/tenant"), "/v1/tenant", acme, None, 200).await;
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+
+    let token = (Method::POST, "/v1/meeting-tokens");
+    let minted =
+        json!({ "room": "weekly-sync", "user": { "name": "Ann", "email": "ann@acme.example" }, "moderator": true });
+    api.expect(token.clone(), token.1, acme, Some(minted), 201).await;
+    api.expect(token.clone(), token.1, acme, Some(json!({ "room": "Not A Room!", "user": { "name": "Ann" } })), 400)
+        .await;
+    api.expect(token.clone(), token.1, acme, Some(json!({ "user": "nobody" })), 400).await;
+
+    let jwks = (Method::GET, "/v1/tenants/{id}/jwks.json");
+    api.expect(jwks.clone(), &format!("/v1/tenants/{tenant_id}/jwks.json"), None, None, 200).await;
+    api.expect(jwks.clone(), "/v1/tenants/00000000-0000-7000-8000-000000000000/jwks.json", None, None, 404).await;
+
+    let keys = (Method::GET, "/v1/signing-keys");
+    api.expect(keys.clone(), keys.1, acme, None, 200).await;
+    let register = (Method::POST, "/v1/signing-keys");
+    let ed = convene_tokens::generate(convene_tokens::KeyAlgorithm::EdDsa).unwrap();
+    let key = json!({ "name": "backend-1", "algorithm": "EdDSA", "public_key_pem": ed.public_pem });
+    api.expect(register.clone(), register.1, acme, Some(key.clone()), 201).await;
+    api.expect(register.clone(), register.1, acme, Some(key), 400).await;
+    api.expect((Method::POST, "/v1/signing-keys/rotate"), "/v1/signing-keys/rotate", acme, None, 201).await;
+    let delete_key = (Method::DELETE, "/v1/signing-keys/{name}");
+    api.expect(delete_key.clone(), "/v1/signing-keys/backend-1", globex, None, 404).await;
+    api.expect(delete_key.clone(), "/v1/signing-keys/backend-1", acme, None, 204).await;
+
+    let rooms = (Method::POST, "/v1/rooms");
+    let room = json!({ "name": "weekly-sync", "title": "Weekly sync", "lobby": true, "max_participants": 12 });
+    api.expect(rooms.clone(), rooms.1, acme, Some(room.clone()), 201).await;
+    api.expect(rooms.clone(), rooms.1, acme, Some(room), 409).await;
+    api.expect(rooms.clone(), rooms.1, acme, Some(json!({ "name": "weekly-sync-2", "colour": "blue" })), 400).await;
+    let list_rooms = (Method::GET, "/v1/rooms");
+    api.expect(list_rooms.clone(), "/v1/rooms?limit=1", acme, None, 200).await;
+    api.expect(list_rooms.clone(), "/v1/rooms?limit=many", acme, None, 400).await;
+    let get_room = (Method::GET, "/v1/rooms/{name}");
+    api.expect(get_room.clone(), "/v1/rooms/weekly-sync", acme, None, 200).await;
+    api.expect(get_room.clone(), "/v1/rooms/weekly-sync", globex, None, 404).await;
+    let patch_room = (Method::PATCH, "/v1/rooms/{name}");
+    let change = json!({ "title": null, "password": "s3cret", "max_resolution": "1080p" });
+    api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", acme, Some(change.clone()), 200).await;
+    api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", globex, Some(change), 404).await;
+    api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", acme, Some(json!({ "max_participants": 1 })), 400).await;
+    let presence = (Method::GET, "/v1/rooms/{name}/presence");
+    api.expect(presence.clone(), "/v1/rooms/weekly-sync/presence", acme, None, 200).await;
+    api.expect(presence.clone(), "/v1/rooms/weekly-sync/presence", globex, None, 404).await;
+    let delete_room = (Method::DELETE, "/v1/rooms/{name}");
+    api.expect(delete_room.clone(), "/v1/rooms/weekly-sync", globex, None, 404).await;
+    api.expect(delete_room.clone(), "/v1/rooms/weekly-sync", acme, None, 204).await;
+
+    let schedule = (Method::POST, "/v1/scheduled-meetings");
+    let meeting = json!({
+        "organizer": "owner@acme.example", "title": "API sync", "room": "api-sync",
+        "starts_at": format!("{year}-07-01T09:00"), "ends_at": format!("{year}-07-01T09:30"),
+        "time_zone": "Europe/Berlin", "invitees": ["dan@outside.example"], "lobby": true,
+    });
+    let created = api.expect(schedule.clone(), schedule.1, acme, Some(meeting.clone()), 201).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut bad = meeting.clone();
+    bad["time_zone"] = json!("Mars/Olympus");
+    api.expect(schedule.clone(), schedule.1, acme, Some(bad.clone()), 400).await;
+    let list_scheduled = (Method::GET, "/v1/scheduled-meetings");
+    api.expect(list_scheduled.clone(), "/v1/scheduled-meetings?limit=5", acme, None, 200).await;
+    api.expect(list_scheduled.clone(), "/v1/scheduled-meetings?limit=-1", acme, None, 400).await;
+    let one = format!("/v1/scheduled-meetings/{id}");
+    let get_scheduled = (Method::GET, "/v1/scheduled-meetings/{id}");
+    api.expect(get_scheduled.clone(), &one, acme, None, 200).await;
+    api.expect(get_scheduled.clone(), &one, globex, None, 404).await;
+    let replace = (Method::PUT, "/v1/scheduled-meetings/{id}");
+    let mut moved = meeting.clone();
+    moved["title"] = json!("API sync (moved)");
+    api.expect(replace.clone(), &one, acme, Some(moved.clone()), 200).await;
+    api.expect(replace.clone(), &one, acme, Some(bad), 400).await;
+    api.expect(replace.clone(), &one, globex, Some(moved.clone()), 404).await;
+    let cancel = (Method::DELETE, "/v1/scheduled-meetings/{id}");
+    api.expect(cancel.clone(), &format!("{one}?organizer=owner%40globex.example"), globex, None, 404).await;
+    api.expect(cancel.clone(), &format!("{one}?organizer=nobody%40acme.example"), acme, None, 400).await;
+    api.expect(cancel.clone(), &format!("{one}?organizer=owner%40acme.example"), acme, None, 204).await;
+    api.expect(cancel.clone(), &format!("{one}?organizer=owner%40acme.example"), acme, None, 409).await;
+    api.expect(replace.clone(), &one, acme, Some(moved), 409).await;
+
+    let meetings = (Method::GET, "/v1/meetings");
+    api.expect(meetings.clone(), "/v1/meetings?limit=10", acme, None, 200).await;
+    api.expect(meetings.clone(), "/v1/meetings?after=not-a-cursor", acme, None, 400).await;
+
+    // Every operation without a key, and a spot check of a bad key: refusals are documented too.
+    let paths = document["paths"].as_object().unwrap().clone();
+    for (path, operations) in &paths {
+        let concrete = path.replace("{id}", &tenant_id).replace("{name}", "weekly-sync");
+        for method in operations.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            api.call((method, path), &concrete, None, Some(json!({}))).await;
+        }
+    }
+    api.expect((Method::GET, "/v1/tenant"), "/v1/tenant", Some("cvn_not_a_key"), None, 401).await;
+
+    // Every documented operation was seen answering successfully, so a new one must join this test.
+    for (path, operations) in &paths {
+        for method in operations.as_object().unwrap().keys() {
+            let succeeded = api.seen.iter().any(|seen| {
+                seen["path"] == path.as_str()
+                    && seen["method"] == method.as_str()
+                    && seen["status"].as_u64().is_some_and(|status| (200..300).contains(&status))
+            });
+            assert!(succeeded, "{method} {path} is documented but this test never saw it succeed");
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (document_file, exchanges_file) = (dir.path().join("openapi.json"), dir.path().join("exchanges.json"));
+    std::fs::write(&document_file, serde_json::to_vec(&document).unwrap()).unwrap();
+    std::fs::write(&exchanges_file, serde_json::to_vec(&api.seen).unwrap()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/validate_responses.py");
+    let checked = std::process::Command::new("python3")
+        .arg(script)
+        .args([&document_file, &exchanges_file])
+        .output()
+        .expect("python3 runs (cargo xtask test installs jsonschema with openapi-spec-validator)");
+    assert!(
+        checked.status.success(),
+        "answers that the document does not describe:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     app.stop().await;
 }
