@@ -320,7 +320,7 @@ impl Accounts {
         note: &str,
     ) -> anyhow::Result<()> {
         let to = EmailAddress::parse(to)?;
-        self.mailer.send(Email::new(&to, subject, paragraphs, action, note)).await?;
+        self.mailer.queue(Email::new(&to, subject, paragraphs, action, note)).await?;
         Ok(())
     }
 

@@ -331,15 +331,16 @@ pub struct ScheduledMeeting {
     /// The room's settings.
     #[serde(flatten)]
     pub settings: Settings,
-    /// Invitees whose mail could not be sent by this request (empty when all went out).
+    /// Invitees whose mail could not be queued by this request (empty when all were); queued mail is
+    /// retried until the mail server takes it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undelivered: Vec<String>,
 }
 
-/// How many invitation mails went out and which addresses could not be reached.
+/// Which invitation mails could not be queued.
 #[derive(Debug, Default)]
 pub struct Delivery {
-    /// Addresses whose mail failed (the meeting is saved regardless).
+    /// Addresses whose mail could not be queued (the meeting is saved regardless).
     pub failed: Vec<String>,
 }
 
@@ -917,8 +918,8 @@ impl MeetingService {
                 "The link opens the meeting until it ends. The attached invitation adds it to your calendar.",
             )
             .with_calendar(method, ics.clone());
-            if let Err(error) = self.mailer.send(email).await {
-                tracing::warn!(%error, to = %address, meeting = %loaded.row.id, "a meeting mail was not sent");
+            if let Err(error) = self.mailer.queue(email).await {
+                tracing::warn!(%error, to = %address, meeting = %loaded.row.id, "a meeting mail could not be queued");
                 delivery.failed.push(address.clone());
             }
         }

@@ -20,7 +20,7 @@ use crate::{
     csrf::OwnOrigins,
     db,
     envelope::Envelope,
-    mail::Mailer,
+    mail::{self, MailRelay},
     meetings::MeetingService,
     metrics::Metrics,
     room_tokens,
@@ -60,6 +60,8 @@ pub struct Started {
     media: Option<JoinHandle<()>>,
     /// Counts participant-minutes and sends them to Stripe until shutdown.
     usage: Option<JoinHandle<()>>,
+    /// Sends the mail outbox until shutdown.
+    mail: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     rooms: Option<convene_media::rooms::Rooms>,
     /// Ends once the rooms are gone and what they reported is on disk (delivered, if the database answers).
@@ -113,8 +115,11 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     // Usage is counted where the database is, once per process; the outbox makes extra processes harmless.
     let usage = site
         .as_ref()
-        .map(|(site, _)| tokio::spawn(site.billing.meter().run(settings.usage_report_interval, shutdown.clone())));
-    let (site, outbox) = site.map_or((None, None), |(site, outbox)| (Some(site), outbox));
+        .map(|(site, ..)| tokio::spawn(site.billing.meter().run(settings.usage_report_interval, shutdown.clone())));
+    let (site, outbox, mail) = match site {
+        Some((site, outbox, relay)) => (Some(site), outbox, Some(tokio::spawn(relay.run(shutdown.clone())))),
+        None => (None, None, None),
+    };
     let rooms = site.as_ref().and_then(|site| site.rooms.clone());
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone(), media_health };
     let metrics = Arc::new(metrics);
@@ -133,6 +138,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         http,
         media,
         usage,
+        mail,
         shutdown,
         rooms,
         outbox,
@@ -160,6 +166,9 @@ impl Started {
         }
         if let Some(usage) = self.usage {
             usage.await.context("the usage meter task failed")?;
+        }
+        if let Some(mail) = self.mail {
+            mail.await.context("the mail relay task failed")?;
         }
         drop(self.rooms);
         if let Some(outbox) = self.outbox
@@ -272,8 +281,8 @@ fn site_services(
     registry: &mut prometheus_client::registry::Registry,
     // The media plane, for the role that also hosts rooms (`up`, which runs everything).
     plane: Option<convene_media::MediaPlane>,
-) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>)> {
-    let mailer = Mailer::from_settings(settings)?;
+) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>, MailRelay)> {
+    let (mailer, relay) = mail::from_settings(settings, db.clone(), registry)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let (rooms, outbox) = match plane {
@@ -324,7 +333,7 @@ fn site_services(
         envelope,
         password_guesses: crate::routes::signal::PasswordGuesses::default(),
     };
-    Ok((services, outbox))
+    Ok((services, outbox, relay))
 }
 
 fn meet_host(settings: &Settings) -> String {

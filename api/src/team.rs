@@ -208,7 +208,7 @@ impl TeamService {
             ("Accept the invitation", link.as_str()),
             "The link works once and expires in 7 days. If you did not expect this, ignore this mail.",
         );
-        self.mailer.send(message).await.map_err(anyhow::Error::from)?;
+        self.mailer.queue(message).await.map_err(anyhow::Error::from)?;
         let detail = format!("{} as {}", email, role.as_str());
         audit::record(&self.db, actor.tenant, Some(actor.user_id), AuditEvent::MemberInvited, &detail, ip).await?;
         Ok(())

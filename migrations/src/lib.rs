@@ -17,6 +17,7 @@ mod m20261201_000008_fixed_display_names;
 mod m20261204_000009_dead_letters;
 mod m20261204_000010_room_removals;
 mod m20261204_000011_sealed_private_keys;
+mod m20261204_000012_mail_outbox;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_dead_letters::Migration),
             Box::new(m20261204_000010_room_removals::Migration),
             Box::new(m20261204_000011_sealed_private_keys::Migration),
+            Box::new(m20261204_000012_mail_outbox::Migration),
         ]
     }
 }

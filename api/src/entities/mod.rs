@@ -8,6 +8,7 @@ pub mod billing_invoice;
 pub mod dead_letter;
 pub mod email_token;
 pub mod invitation;
+pub mod mail_outbox;
 pub mod meeting;
 pub mod meeting_invitee;
 pub mod membership;

@@ -122,7 +122,7 @@ fn saved(id: Uuid, what: &str, delivery: &Delivery, policy: CookiePolicy) -> Htt
     let flash = if delivery.failed.is_empty() {
         Flash::success("meeting", what)
     } else {
-        Flash::failure("meeting", format!("{what} The mail to {} could not be sent.", delivery.failed.join(", ")))
+        Flash::failure("meeting", format!("{what} The mail to {} could not be queued.", delivery.failed.join(", ")))
     };
     back_with(&format!("/meetings/{id}"), &flash, policy)
 }

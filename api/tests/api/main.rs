@@ -9,6 +9,7 @@ mod dead_letters;
 mod fake_stripe;
 mod health;
 mod helpers;
+mod mail_outbox;
 mod media;
 mod meetings;
 mod openapi;
