@@ -17,7 +17,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 use uuid::Uuid;
 
@@ -234,9 +234,12 @@ impl Accounts {
         &self.db
     }
 
-    /// Creates a tenant with its owner, signs the owner in and sends the verification mail. A mail failure
-    /// does not undo the signup: the dashboard offers to send it again.
-    pub async fn signup(&self, form: Signup, client: &Client) -> Result<NewSession, SignupError> {
+    /// Creates the organisation and its unconfirmed owner, and mails the link that confirms the address and
+    /// signs them in. The answer is the same whether or not the address already has an account, so the form
+    /// cannot be used to discover accounts: an existing account's address gets a mail instead (a fresh
+    /// confirmation link if it was never confirmed, otherwise a note to sign in), and the same Argon2 work
+    /// is done either way.
+    pub async fn signup(&self, form: Signup, client: &Client) -> Result<(), SignupError> {
         let name = form.name.trim();
         if name.is_empty() {
             return Err(SignupError::Name);
@@ -246,6 +249,7 @@ impl Accounts {
         if !self.limiter.allow(&key, SIGNUPS_PER_CLIENT, MAIL_WINDOW, Instant::now()) {
             return Err(SignupError::RateLimited);
         }
+        let password = SecretString::from(form.password.expose_secret().to_owned());
         let created = tenants::create_tenant(
             &self.db,
             NewTenant {
@@ -257,13 +261,51 @@ impl Accounts {
                 first_api_key: None,
             },
         )
-        .await?;
+        .await;
+        let created = match created {
+            Ok(created) => created,
+            Err(CreateTenantError::EmailTaken(address)) => {
+                // As costly as the hash a new account's password gets.
+                crate::password::verify(None, password).await?;
+                return self.tell_existing_account(&address).await;
+            }
+            Err(error) => return Err(error.into()),
+        };
         let user_id = created.owner_user_id;
         audit::record(&self.db, created.tenant_id, Some(user_id), AuditEvent::Signup, "", client.ip.as_deref()).await?;
-        if let Err(error) = self.send_verification(user_id).await {
-            tracing::error!(%error, %user_id, "could not send the verification mail after signup");
+        self.send_verification(user_id).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+        Ok(())
+    }
+
+    /// Someone signed up with the address of an existing account: its owner gets a fresh confirmation link
+    /// (never confirmed) or a note that they already have an account, a few times an hour at most.
+    async fn tell_existing_account(&self, address: &str) -> Result<(), SignupError> {
+        let Some(user) = user::Entity::find().filter(user::Column::Email.eq(address)).one(&self.db).await? else {
+            return Ok(());
+        };
+        if !self.limiter.allow(&format!("signup-known:{}", user.id), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
+            return Ok(());
         }
-        Ok(self.start_session(user_id, Some(created.tenant_id), client).await?)
+        if user.email_verified_at.is_none() {
+            return self.send_verification(user.id).await.map_err(|error| anyhow::anyhow!("{error}").into());
+        }
+        let sign_in = self.public_url.join("/login").map_err(anyhow::Error::from)?;
+        let reset = self.public_url.join("/forgot-password").map_err(anyhow::Error::from)?;
+        let reset_line = format!("Forgot your password? Choose a new one at {reset}.");
+        self.send_link_mail(
+            &user.email,
+            "You already have a Convene account",
+            &[
+                &format!("Hello {},", user.display_name),
+                "Someone, perhaps you, tried to create an organisation on Convene with this address. It already \
+                 has an account, so nothing was created.",
+                &reset_line,
+            ],
+            ("Sign in", sign_in.as_str()),
+            "If it was not you, ignore this mail: your account is unchanged.",
+        )
+        .await?;
+        Ok(())
     }
 
     /// Sends a fresh verification link, within the resend limit.
@@ -350,8 +392,8 @@ impl Accounts {
     }
 
     /// Consumes a link from `/verify`: confirms the account's address, or moves the account to a new
-    /// address it asked to change to.
-    pub async fn verify_email(&self, token: &str) -> Result<(), LinkError> {
+    /// address it asked to change to. Answers whose account it was.
+    pub async fn verify_email(&self, token: &str) -> Result<Uuid, LinkError> {
         let row = self.live_link(token, &[LinkPurpose::VerifyEmail, LinkPurpose::ChangeEmail]).await?;
         let Some(user) = user::Entity::find_by_id(row.user_id).one(&self.db).await? else {
             return Err(LinkError::Unknown);
@@ -383,7 +425,7 @@ impl Accounts {
             (AuditEvent::EmailVerified, String::new())
         };
         self.record_everywhere(user_id, event, &detail, &Client::default()).await?;
-        Ok(())
+        Ok(user_id)
     }
 
     /// Mails a password reset link if an account has this address. The answer is the same either way, so
@@ -534,7 +576,13 @@ impl Accounts {
                 return Err(LoginError::BadCredentials);
             }
         };
-        let memberships = memberships_of(&self.db, user.id).await?;
+        self.sign_in(user.id, client).await
+    }
+
+    /// Starts a session for a person who proved who they are (a password, or a confirmation link from
+    /// their mail), in their first enabled organisation; refused when every membership is disabled.
+    pub async fn sign_in(&self, user_id: Uuid, client: &Client) -> Result<NewSession, LoginError> {
+        let memberships = memberships_of(&self.db, user_id).await?;
         let enabled: Vec<_> = memberships.iter().filter(|membership| membership.disabled_at.is_none()).collect();
         if !memberships.is_empty() && enabled.is_empty() {
             return Err(LoginError::Disabled);
@@ -542,9 +590,9 @@ impl Accounts {
         let tenant = enabled.first().map(|membership| TenantId::from(membership.tenant_id));
         if let Some(tenant) = tenant {
             let detail = client.user_agent.as_deref().unwrap_or_default();
-            audit::record(&self.db, tenant, Some(user.id), AuditEvent::Login, detail, client.ip.as_deref()).await?;
+            audit::record(&self.db, tenant, Some(user_id), AuditEvent::Login, detail, client.ip.as_deref()).await?;
         }
-        Ok(self.start_session(user.id, tenant, client).await?)
+        Ok(self.start_session(user_id, tenant, client).await?)
     }
 
     /// Starts a session for a person, in `tenant` if given.

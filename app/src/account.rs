@@ -50,6 +50,22 @@ pub(crate) fn take_flash() -> Option<Flash> {
 #[component]
 pub fn SignupPage() -> impl IntoView {
     let form = FormState::for_form(take_flash(), "signup");
+    if form.succeeded() {
+        return view! {
+            <Title text="Check your inbox · Convene" />
+            <section class="panel narrow">
+                <h1>"Check your inbox"</h1>
+                {form.banner()}
+                <p class="muted">
+                    "No mail after a few minutes? Look in your spam folder, or "
+                    <a href="/signup">"sign up again"</a>
+                    ". Already confirmed? "
+                    <a href="/login">"Sign in"</a>
+                </p>
+            </section>
+        }
+        .into_any();
+    }
     view! {
         <Title text="Create your organisation · Convene" />
         <section class="panel narrow">
@@ -66,6 +82,7 @@ pub fn SignupPage() -> impl IntoView {
             <p class="muted">"Already have an account? " <a href="/login">"Sign in"</a></p>
         </section>
     }
+    .into_any()
 }
 
 /// The sign-in page.

@@ -80,6 +80,11 @@ impl FormState {
         self.kept(name).unwrap_or_default()
     }
 
+    /// Whether the form was just submitted successfully.
+    pub fn succeeded(&self) -> bool {
+        self.0.as_ref().is_some_and(|flash| flash.success)
+    }
+
     /// The value typed into `name` before a refusal, if the form was refused.
     pub fn kept(&self, name: &str) -> Option<String> {
         self.0.as_ref().and_then(|flash| flash.values.get(name).cloned())

@@ -1,5 +1,5 @@
-//! The first customer journey in a real browser: sign up, confirm the address from the received mail, sign
-//! in again, invite a moderator, create an API key, and the moderator accepts. Screenshots of each page are kept in
+//! The first customer journey in a real browser: sign up, confirm the address from the received mail (which
+//! signs in), sign in again, invite a moderator, create an API key, and the moderator accepts. Screenshots of each page are kept in
 //! `<target>/e2e-artifacts/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -29,20 +29,22 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
     browser.screenshot("02-signup-refused").await.unwrap();
     browser.fill("password", PASSWORD).await.unwrap();
     browser.submit("form[action='/auth/signup'] button").await.unwrap();
-    assert_eq!(browser.path().await.unwrap(), "/dashboard");
-    let dashboard = browser.main_text().await.unwrap();
-    assert!(
-        dashboard.contains("Hello, Olivia Owner") && dashboard.contains("Confirm your email address"),
-        "{dashboard}"
-    );
-    browser.screenshot("03-dashboard-unverified").await.unwrap();
+    // The same answer as for an address that has an account: no session until the mail proves the address.
+    assert_eq!(browser.path().await.unwrap(), "/signup");
+    let sent = browser.main_text().await.unwrap();
+    assert!(sent.contains("Check your inbox") && sent.contains(&format!("We sent a link to {OWNER}")), "{sent}");
+    browser.screenshot("03-check-your-inbox").await.unwrap();
 
     let confirm = convene.mailbox.wait_for(OWNER, "Confirm your email address").await;
     browser.open(&confirm.link(&convene.site("/verify?token="))).await.unwrap();
     browser.screenshot("04-confirm-email").await.unwrap();
     browser.submit("form[action='/auth/verify'] button").await.unwrap();
+    assert_eq!(browser.path().await.unwrap(), "/dashboard", "the link signs its owner in");
     let confirmed = browser.main_text().await.unwrap();
-    assert!(confirmed.contains("Your email address is confirmed."), "{confirmed}");
+    assert!(
+        confirmed.contains("Your email address is confirmed.") && confirmed.contains("Hello, Olivia Owner"),
+        "{confirmed}"
+    );
 
     browser.submit("form[action='/auth/logout'] button").await.unwrap();
     browser.open(&convene.site("/login")).await.unwrap();

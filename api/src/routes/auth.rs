@@ -179,6 +179,7 @@ async fn signup(
             .keep("name", &form.name)
             .keep("email", &form.email)
     };
+    let form_email = form.email.clone();
     let flash = kept("Please correct the marked fields.".to_owned());
     let limited = kept(capitalise(&SignupError::RateLimited.to_string()));
     let signup = Signup {
@@ -188,7 +189,14 @@ async fn signup(
         password: SecretString::from(form.password),
     };
     let refused = match accounts.signup(signup, &client(&request)).await {
-        Ok(session) => return see_other("/dashboard").cookie(session_cookie(&session.token, **policy)).finish(),
+        // The same answer whether or not the address has an account already.
+        Ok(()) => {
+            let sent = format!(
+                "We sent a link to {address}. Follow it to confirm your address and sign in; it works for 24 hours.",
+                address = form_email.trim()
+            );
+            return back_with("/signup", &Flash::success("signup", sent), **policy);
+        }
         Err(SignupError::Name) => flash.field("name", "Enter your name."),
         Err(SignupError::Create(CreateTenantError::Invalid(ParseError::TenantName))) => {
             flash.field("organisation", "Enter your organisation's name (up to 200 characters).")
@@ -197,9 +205,6 @@ async fn signup(
             flash.field("email", capitalise(&error.to_string()))
         }
         Err(SignupError::Create(CreateTenantError::WeakPassword(error))) => password_error(flash, &error),
-        Err(SignupError::Create(CreateTenantError::EmailTaken(_))) => {
-            flash.field("email", "An account with this email already exists. Sign in instead.")
-        }
         Err(SignupError::RateLimited) => limited,
         Err(error) => return unexpected("/signup", "signup", &error, **policy),
     };
@@ -288,14 +293,35 @@ struct VerifyForm {
     token: String,
 }
 
+/// Confirms an address. The link came to the address's mailbox, so it also signs its owner in when the
+/// browser has no session (the step after signing up).
 #[post("/auth/verify")]
 async fn verify(
+    request: HttpRequest,
     form: web::Form<VerifyForm>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
     match accounts.verify_email(&form.token).await {
-        Ok(()) => back_with("/dashboard", &Flash::success("dashboard", "Your email address is confirmed."), **policy),
+        Ok(user_id) => {
+            let confirmed = "Your email address is confirmed.";
+            let mut response = back_with("/dashboard", &Flash::success("dashboard", confirmed), **policy);
+            if current_session(&accounts, &request).await.is_some() {
+                return response;
+            }
+            match accounts.sign_in(user_id, &client(&request)).await {
+                Ok(session) => {
+                    if let Err(error) = response.add_cookie(&session_cookie(&session.token, **policy)) {
+                        return unexpected("/login", "login", &error, **policy);
+                    }
+                    response
+                }
+                Err(LoginError::Disabled) => {
+                    back_with("/login", &Flash::success("login", format!("{confirmed} Sign in to continue.")), **policy)
+                }
+                Err(error) => unexpected("/login", "login", &error, **policy),
+            }
+        }
         Err(LinkError::Database(error)) => {
             unexpected("/dashboard", "dashboard", anyhow::anyhow!(error).as_ref(), **policy)
         }

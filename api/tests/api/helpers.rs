@@ -261,10 +261,26 @@ async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> Test
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// Signs up a new organisation with its owner; returns the owner's session cookie.
+/// Signs up a new organisation with its owner ("Owner"), who then signs in with the password before
+/// confirming the address; returns the owner's session cookie.
 pub async fn sign_up(app: &TestApp, organisation: &str, email: &str) -> String {
-    let fields = [("organisation", organisation), ("name", "Owner"), ("email", email), ("password", PASSWORD)];
+    sign_up_as(app, organisation, "Owner", email).await
+}
+
+/// [`sign_up`] with the owner's name.
+pub async fn sign_up_as(app: &TestApp, organisation: &str, name: &str, email: &str) -> String {
+    let fields = [("organisation", organisation), ("name", name), ("email", email), ("password", PASSWORD)];
     let response = app.post_form("/auth/signup", &fields, None).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/signup", "the answer says to check the inbox");
+    assert!(set_cookie(&response, "convene_session").is_none(), "no session before a mail or a password proves it");
+    sign_in(app, email).await
+}
+
+/// Signs in with [`PASSWORD`]; returns the session cookie.
+pub async fn sign_in(app: &TestApp, email: &str) -> String {
+    let response = app.post_form("/auth/login", &[("email", email), ("password", PASSWORD)], None).await;
+    assert_eq!(response.headers()["location"], "/dashboard", "{email} signs in");
     format!("convene_session={}", set_cookie(&response, "convene_session").expect("session"))
 }
 
