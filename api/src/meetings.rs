@@ -520,8 +520,9 @@ impl MeetingService {
 
     /// Changes a meeting; everyone invited gets the update (a new `SEQUENCE`), removed invitees a cancellation.
     pub async fn update(&self, actor: Actor, id: Uuid, input: MeetingInput) -> Result<Delivery, MeetingError> {
-        let organiser = self.mailing_organiser(actor).await?;
+        // Another tenant's meeting is not found, whatever else would refuse the change.
         let before = self.load(actor.tenant, id).await?;
+        let organiser = self.mailing_organiser(actor).await?;
         if before.row.cancelled_at.is_some() {
             return Err(MeetingError::Closed("cancelled"));
         }
@@ -565,8 +566,8 @@ impl MeetingService {
 
     /// Calls a meeting off and tells everyone invited.
     pub async fn cancel(&self, actor: Actor, id: Uuid) -> Result<Delivery, MeetingError> {
-        let organiser = self.mailing_organiser(actor).await?;
         let loaded = self.load(actor.tenant, id).await?;
+        let organiser = self.mailing_organiser(actor).await?;
         if loaded.row.cancelled_at.is_some() {
             return Err(MeetingError::Closed("cancelled"));
         }
@@ -690,8 +691,8 @@ impl MeetingService {
 
     /// The moderator's "Start": a moderator token for the meeting's room.
     pub async fn start(&self, actor: Actor, id: Uuid) -> Result<String, MeetingError> {
-        let organiser = self.organiser(actor).await?;
         let loaded = self.load(actor.tenant, id).await?;
+        let organiser = self.organiser(actor).await?;
         let now = Utc::now();
         if loaded.row.cancelled_at.is_some() {
             return Err(MeetingError::Closed("cancelled"));

@@ -143,39 +143,100 @@ async fn api_keys_are_shown_once_work_on_v1_and_stop_when_revoked() {
     app.stop().await;
 }
 
+/// Every form route that takes an id, read from the handlers' route attributes so a new route is covered
+/// (or must say why it is exempt) without editing this list.
+fn form_routes_with_ids() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    let mut routes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        // `/v1` is checked operation by operation from the OpenAPI document (openapi.rs).
+        if path.file_name().is_some_and(|name| name == "v1.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        for line in source.lines().map(str::trim) {
+            let Some(route) = line.strip_prefix("#[post(\"").and_then(|rest| rest.strip_suffix("\")]")) else {
+                continue;
+            };
+            if route.contains('{') {
+                routes.push(route.to_owned());
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
 #[tokio::test]
 async fn another_tenants_ids_answer_404_everywhere() {
     let app = spawn_app().await;
     let acme = sign_up(&app, "Acme", "owner@acme.example").await;
     let globex = sign_up(&app, "Globex", "owner@globex.example").await;
-    // Globex has a member, a pending invitation and a key: ids Acme's owner must never reach.
+    crate::helpers::verify_email(&app, "owner@globex.example").await;
+    // Globex has a member, a pending invitation, a key and a meeting: ids Acme's owner must never reach.
     invite_and_accept(&app, &globex, "mo@globex.example", "moderator").await;
     post_and_follow(&app, "/team/invite", &[("email", "later@globex.example"), ("role", "participant")], &globex).await;
     let keys_page = post_and_follow(&app, "/keys", &[("name", "globex key")], &globex).await;
     let key_id = keys_page.split("/keys/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
     let db = app.db().await;
-    let member_id = member_with_role(&app, "moderator").await;
-    let invitation_id =
-        invitation::Entity::find().filter(invitation::Column::AcceptedAt.is_null()).one(&db).await.unwrap().unwrap().id;
-
-    let attempts: [(String, Vec<(&str, &str)>); 7] = [
-        (format!("/team/members/{member_id}/role"), vec![("role", "owner")]),
-        (format!("/team/members/{member_id}/remove"), vec![]),
-        (format!("/team/members/{member_id}/disable"), vec![]),
-        (format!("/team/members/{member_id}/enable"), vec![]),
-        (format!("/team/invitations/{invitation_id}/revoke"), vec![]),
-        (format!("/keys/{key_id}/revoke"), vec![]),
-        ("/team/members/not-a-uuid/remove".to_owned(), vec![]),
+    let member_id = member_with_role(&app, "moderator").await.to_string();
+    let invitation_id = invitation::Entity::find()
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    let year = {
+        use chrono::Datelike;
+        chrono::Utc::now().year() + 1
+    };
+    let (starts, ends) = (format!("{year}-03-23T10:00"), format!("{year}-03-23T11:00"));
+    let meeting = [
+        ("title", "Globex board"),
+        ("room", ""),
+        ("starts_at", starts.as_str()),
+        ("ends_at", ends.as_str()),
+        ("time_zone", "Europe/Berlin"),
+        ("weekly_occurrences", "1"),
+        ("invitees", ""),
     ];
-    for (path, fields) in &attempts {
-        let response = app.post_form(path, fields, Some(&acme)).await;
-        assert_eq!(response.status(), 404, "{path}");
+    let scheduled = app.post_form("/meetings", &meeting, Some(&globex)).await;
+    let location = scheduled.headers()["location"].to_str().unwrap().to_owned();
+    let meeting_id = location.strip_prefix("/meetings/").unwrap().to_owned();
+
+    // Each id-taking form route, called by Acme's owner with Globex's id of its kind.
+    let routes = form_routes_with_ids();
+    assert!(routes.len() >= 9, "{routes:?}");
+    for route in &routes {
+        let id = match route.split('/').nth(1) {
+            Some("team") if route.starts_with("/team/members/") => &member_id,
+            Some("team") if route.starts_with("/team/invitations/") => &invitation_id,
+            Some("keys") => &key_id,
+            Some("meetings") => &meeting_id,
+            // A participant link is a capability: whoever holds one may follow it, from any organisation.
+            Some("join") => continue,
+            _ => panic!("{route} takes an id: say here which of another tenant's ids to try, or why it is exempt"),
+        };
+        let concrete = route.replace("{id}", id);
+        // A body each route accepts, so only the id can be the reason for a refusal.
+        let fields = if route.starts_with("/meetings/") { meeting.to_vec() } else { vec![("role", "owner")] };
+        let response = app.post_form(&concrete, &fields, Some(&acme)).await;
+        assert_eq!(response.status(), 404, "{route}");
     }
+    let response = app.post_form("/team/members/not-a-uuid/remove", &[], Some(&acme)).await;
+    assert_eq!(response.status(), 404, "a malformed id is not found either");
+    assert_eq!(app.get_with_cookie(&location, &acme).await.status(), 404, "the meeting page too");
+
     // Nothing changed on Globex's side.
     let globex_team = app.get_with_cookie("/team", &globex).await.text().await.unwrap();
     assert!(globex_team.contains("mo@globex.example") && globex_team.contains("later@globex.example"));
     let globex_keys = app.get_with_cookie("/keys", &globex).await.text().await.unwrap();
     assert!(globex_keys.contains("Revoke"), "the key is still live");
+    let globex_meeting = app.get_with_cookie(&location, &globex).await.text().await.unwrap();
+    assert!(globex_meeting.contains("Globex board") && !globex_meeting.contains("Cancelled"), "{globex_meeting}");
     let acme_team = app.get_with_cookie("/team", &acme).await.text().await.unwrap();
     assert!(!acme_team.contains("globex"), "pages show only one's own tenant");
     app.stop().await;
