@@ -72,6 +72,8 @@ async fn the_document_matches_the_snapshot_validates_and_describes_served_routes
 /// Real exchanges with the API, each recorded under the documented operation it belongs to.
 struct Exchanges<'a> {
     app: &'a TestApp,
+    /// Another tenant's key: calls with it are marked, to check that each id-taking operation refuses it.
+    stranger: &'a str,
     seen: Vec<Value>,
 }
 
@@ -98,7 +100,9 @@ impl Exchanges<'_> {
         let body =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         let method = method.as_str().to_lowercase();
-        let exchange = json!({ "method": method, "path": template, "status": status, "body": body, "request": sent });
+        let stranger = key == Some(self.stranger);
+        let exchange = json!({ "method": method, "path": template, "status": status, "body": body, "request": sent,
+            "stranger": stranger });
         self.seen.push(exchange);
         (status, body)
     }
@@ -126,7 +130,7 @@ async fn every_operation_answers_what_the_document_says() {
     let acme = tenant_key(&app, "owner@acme.example").await;
     let globex = tenant_key(&app, "owner@globex.example").await;
     let (acme, globex) = (Some(acme.as_str()), Some(globex.as_str()));
-    let mut api = Exchanges { app: &app, seen: Vec::new() };
+    let mut api = Exchanges { app: &app, stranger: globex.unwrap(), seen: Vec::new() };
     let year = {
         use chrono::Datelike;
         chrono::Utc::now().year() + 1
@@ -237,6 +241,17 @@ async fn every_operation_answers_what_the_document_says() {
                     && seen["status"].as_u64().is_some_and(|status| (200..300).contains(&status))
             });
             assert!(succeeded, "{method} {path} is documented but this test never saw it succeed");
+            // Operations on one resource answer another tenant's key as if it did not exist (the JWKS is
+            // public by design).
+            if path.contains('{') && !path.ends_with("jwks.json") {
+                let refused = api.seen.iter().any(|seen| {
+                    seen["path"] == path.as_str()
+                        && seen["method"] == method.as_str()
+                        && seen["stranger"] == true
+                        && seen["status"] == 404
+                });
+                assert!(refused, "{method} {path} was never tried with another tenant's key");
+            }
         }
     }
 
