@@ -6,10 +6,13 @@
 //! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, Janus, an SMTP
 //!   sink), builds the bundle, checks formatting and lints, then runs every test.
 //!
-//! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file.
+//! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file;
+//! `cargo xtask fuzz --seconds N [target…]` fuzzes the parsers of outside bytes (a short run is part of
+//! `test`).
 //!
 //! Every step says what it does; every step is idempotent.
 
+mod fuzz;
 mod services;
 mod site;
 #[cfg(test)]
@@ -22,11 +25,12 @@ use std::{
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask <up|test|build> [args]
+const USAGE: &str = "usage: cargo xtask <up|test|build|fuzz> [args]
 
   up     build everything and run `convene up` on ./data (extra args go to `convene up`)
   test   install and start what the tests need, check formatting and lints, run every test
-  build  build the browser bundle and the release binary only";
+  build  build the browser bundle and the release binary only
+  fuzz   [--seconds N] [target...]: fuzz each parser of outside bytes for N seconds (default 60)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -36,6 +40,9 @@ fn main() -> ExitCode {
         Some("up") => up(&rest),
         Some("build") => build().map(drop),
         Some("test") => test(&rest),
+        Some("fuzz") => {
+            fuzz::parse_args(&rest).and_then(|(seconds, targets)| fuzz::fuzz(&target_dir()?, seconds, &targets))
+        }
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -157,7 +164,13 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .args(args)
         .env("CONVENE_TEST_DATABASE_URL", services::test_database_url())
         .env("CONVENE_TEST_SMTP_URL", &smtp.url)
-        .env("CONVENE_TEST_MAILDIR", &smtp.maildir))
+        .env("CONVENE_TEST_MAILDIR", &smtp.maildir))?;
+
+    // Filtered runs (arguments for the test runner) test one thing; a full run fuzzes briefly too.
+    if args.is_empty() {
+        fuzz::fuzz(&target, fuzz::SECONDS_IN_TEST, &[])?;
+    }
+    Ok(())
 }
 
 fn has_nextest() -> bool {

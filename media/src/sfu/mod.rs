@@ -893,13 +893,7 @@ fn classify(from: PeerKey, peer: &mut Peer, packet: RtpPacket) -> Option<Forward
     let ingress = peer.ingress.iter().find(|ingress| ingress.mid == mid)?;
     let layer = Layer::from_rid(rid.as_deref())?;
     let codec = peer.codec_of(packet.header.payload_type);
-    let keyframe = match codec.map(|codec| codec.codec) {
-        Some(Codec::Vp8) => {
-            Vp8Descriptor::parse(&packet.payload).is_ok_and(|descriptor| descriptor.starts_keyframe(&packet.payload))
-        }
-        Some(Codec::H264) => h264_starts_keyframe(&packet.payload),
-        _ => false,
-    };
+    let keyframe = codec.is_some_and(|codec| starts_keyframe(codec.codec, &packet.payload));
     Some(Forward { from, mid, kind: ingress.kind, source: ingress.source, layer, codec, keyframe, packet })
 }
 
@@ -908,6 +902,17 @@ fn layer_rid(layer: Layer) -> &'static str {
         Layer::Low => "q",
         Layer::Medium => "h",
         Layer::High => "f",
+    }
+}
+
+/// Whether an RTP payload of `codec` starts a keyframe: where a receiver can start decoding, so a
+/// simulcast switch waits for one. Only the payload's first bytes are read (VP8's payload descriptor stays
+/// in the clear in end-to-end encrypted rooms); they come from a sender, so every length is checked.
+pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
+    match codec {
+        Codec::Vp8 => Vp8Descriptor::parse(payload).is_ok_and(|descriptor| descriptor.starts_keyframe(payload)),
+        Codec::H264 => h264_starts_keyframe(payload),
+        _ => false,
     }
 }
 
