@@ -258,6 +258,12 @@ async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> Test
     }
 }
 
+/// Next year: scheduled meetings in tests are always ahead.
+pub fn next_year() -> i32 {
+    use chrono::Datelike;
+    chrono::Utc::now().year() + 1
+}
+
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct horse battery";
 

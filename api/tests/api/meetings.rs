@@ -4,14 +4,11 @@
 
 use icalendar::parser::{Component, read_calendar, unfold};
 
-use crate::helpers::{TestApp, invite_and_accept, post_and_follow, set_cookie, sign_up, spawn_app, verify_email};
+use crate::helpers::{
+    TestApp, invite_and_accept, next_year, post_and_follow, set_cookie, sign_up, spawn_app, verify_email,
+};
 
 /// Next year, so the meetings are always in the future.
-fn next_year() -> i32 {
-    use chrono::Datelike;
-    chrono::Utc::now().year() + 1
-}
-
 fn meeting_form(title: &str, starts: &str, ends: &str, invitees: &str) -> Vec<(&'static str, String)> {
     let year = next_year();
     vec![

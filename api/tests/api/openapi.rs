@@ -131,10 +131,7 @@ async fn every_operation_answers_what_the_document_says() {
     let globex = tenant_key(&app, "owner@globex.example").await;
     let (acme, globex) = (Some(acme.as_str()), Some(globex.as_str()));
     let mut api = Exchanges { app: &app, stranger: globex.unwrap(), seen: Vec::new() };
-    let year = {
-        use chrono::Datelike;
-        chrono::Utc::now().year() + 1
-    };
+    let year = crate::helpers::next_year();
 
     let tenant = api.expect((Method::GET, "/v1/tenant"), "/v1/tenant", acme, None, 200).await;
     let tenant_id = tenant["id"].as_str().unwrap().to_owned();

@@ -189,10 +189,7 @@ async fn another_tenants_ids_answer_404_everywhere() {
         .unwrap()
         .id
         .to_string();
-    let year = {
-        use chrono::Datelike;
-        chrono::Utc::now().year() + 1
-    };
+    let year = crate::helpers::next_year();
     let (starts, ends) = (format!("{year}-03-23T10:00"), format!("{year}-03-23T11:00"));
     let meeting = [
         ("title", "Globex board"),
