@@ -1,87 +1,21 @@
-//! Stripe's webhooks: the signature check (`Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
-//! "<t>.<raw body>">`, within a tolerance, so a captured request cannot be replayed later) and the events
-//! that change a tenant's billing state. Events are parsed leniently (only the fields used here), so an
-//! endpoint rendering another API version still works.
+//! Stripe's webhooks: the events that change a tenant's billing state. The signature check and the reading
+//! of the body are `convene-stripe-events` (pure, and fuzzed on their own).
 //!
 //! Every event is handled once, by id: its `stripe_events` row is written in the transaction of its
 //! effect. Stripe delivers out of order, so each change is applied only when it is newer than the state it
 //! would replace (the event's `created`, and the subscription's lifecycle within the same second).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use convene_domain::TenantId;
-use hmac::{Hmac, Mac};
+use convene_stripe_events::{Change, CheckoutSession, Invoice, Reference, Subscription, time};
+pub use convene_stripe_events::{SignatureError, TOLERANCE_SECS, verify};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
 };
-use serde::Deserialize;
 
 use super::plans::Plans;
 use crate::entities::{billing_account, billing_invoice, stripe_event, tenant};
-
-/// How far a signature's timestamp may be from now: Stripe's own libraries use five minutes.
-pub const TOLERANCE_SECS: i64 = 300;
-/// Longer than any header Stripe sends (it carries a few signatures while secrets roll).
-const MAX_HEADER_BYTES: usize = 2048;
-
-/// Why a webhook's signature was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    /// No `Stripe-Signature` header.
-    #[error("the Stripe-Signature header is missing")]
-    Missing,
-    /// The header is not `t=…,v1=…`.
-    #[error("the Stripe-Signature header is malformed")]
-    Malformed,
-    /// No `v1` signature matches the body with our secret.
-    #[error("no signature matches the body")]
-    Mismatch,
-    /// Signed too long ago (or in the future): a replay, or a clock far off.
-    #[error("the signature's timestamp is outside the {TOLERANCE_SECS} s tolerance")]
-    Expired,
-}
-
-/// Checks `header` against the raw `payload` with the endpoint's `secret`, at `now` (Unix seconds).
-pub fn verify(payload: &[u8], header: Option<&str>, secret: &str, now: i64) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    if header.len() > MAX_HEADER_BYTES {
-        return Err(SignatureError::Malformed);
-    }
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for pair in header.split(',') {
-        match pair.trim().split_once('=') {
-            Some(("t", value)) => timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
-            Some(("v1", value)) => signatures.push(value),
-            // Other schemes (`v0`, test-mode extras) are not ours to check.
-            Some(_) => {}
-            None => return Err(SignatureError::Malformed),
-        }
-    }
-    let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
-    if signatures.is_empty() {
-        return Err(SignatureError::Malformed);
-    }
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(payload);
-    let matches = signatures.iter().any(|candidate| {
-        data_encoding::HEXLOWER_PERMISSIVE
-            .decode(candidate.as_bytes())
-            .is_ok_and(|bytes| mac.clone().verify_slice(&bytes).is_ok())
-    });
-    if !matches {
-        return Err(SignatureError::Mismatch);
-    }
-    // Checked after the signature, so an attacker learns nothing about our clock from forged requests.
-    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
-        return Err(SignatureError::Expired);
-    }
-    Ok(())
-}
 
 /// What handling an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,110 +37,6 @@ pub enum WebhookError {
     /// The database failed; Stripe should try again later.
     #[error("the database failed: {0}")]
     Database(#[from] DbErr),
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    created: i64,
-    data: EnvelopeData,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeData {
-    object: serde_json::Value,
-}
-
-/// A reference Stripe sends as an id, or as the object when expanded.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Reference {
-    Id(String),
-    Object { id: String },
-}
-
-impl Reference {
-    fn id(&self) -> &str {
-        match self {
-            Reference::Id(id) | Reference::Object { id } => id,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct CheckoutSession {
-    mode: Option<String>,
-    client_reference_id: Option<String>,
-    customer: Option<Reference>,
-}
-
-#[derive(Deserialize)]
-struct Subscription {
-    id: String,
-    customer: Reference,
-    status: String,
-    #[serde(default)]
-    cancel_at_period_end: bool,
-    #[serde(default)]
-    metadata: HashMap<String, String>,
-    items: SubscriptionItems,
-    // API versions before 2025-03-31 have the period on the subscription, later ones on each item.
-    current_period_start: Option<i64>,
-    current_period_end: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct SubscriptionItems {
-    data: Vec<SubscriptionItem>,
-}
-
-#[derive(Deserialize)]
-struct SubscriptionItem {
-    price: Price,
-    current_period_start: Option<i64>,
-    current_period_end: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Price {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct Invoice {
-    id: String,
-    customer: Option<Reference>,
-    number: Option<String>,
-    status: Option<String>,
-    amount_due: i64,
-    amount_paid: i64,
-    currency: String,
-    hosted_invoice_url: Option<String>,
-    period_start: i64,
-    period_end: i64,
-    created: i64,
-    parent: Option<InvoiceParent>,
-}
-
-#[derive(Deserialize)]
-struct InvoiceParent {
-    subscription_details: Option<SubscriptionDetails>,
-}
-
-#[derive(Deserialize)]
-struct SubscriptionDetails {
-    #[serde(default)]
-    metadata: HashMap<String, String>,
-}
-
-fn object<T: serde::de::DeserializeOwned>(kind: &str, value: serde_json::Value) -> Result<T, WebhookError> {
-    serde_json::from_value(value).map_err(|error| WebhookError::Malformed(format!("{kind}: {error}")))
-}
-
-fn time(seconds: i64) -> Result<DateTime<Utc>, WebhookError> {
-    DateTime::from_timestamp(seconds, 0).ok_or_else(|| WebhookError::Malformed(format!("{seconds} is not a time")))
 }
 
 /// Statuses under which the subscription's plan applies (past due and unpaid within the grace rules).
@@ -233,10 +63,9 @@ fn lifecycle_rank(status: &str) -> u8 {
 
 /// Handles one verified event.
 pub async fn handle(db: &DatabaseConnection, plans: &Plans, payload: &[u8]) -> Result<Outcome, WebhookError> {
-    let envelope: Envelope =
-        serde_json::from_slice(payload).map_err(|error| WebhookError::Malformed(error.to_string()))?;
-    let at = time(envelope.created)?;
-    let id: String = envelope.id.chars().take(255).collect();
+    let event = convene_stripe_events::parse(payload).map_err(|malformed| WebhookError::Malformed(malformed.0))?;
+    let at = event.created;
+    let id: String = event.id.chars().take(255).collect();
     if stripe_event::Entity::find_by_id(id.clone()).one(db).await?.is_some() {
         return Ok(Outcome::Duplicate);
     }
@@ -244,7 +73,7 @@ pub async fn handle(db: &DatabaseConnection, plans: &Plans, payload: &[u8]) -> R
     let transaction = db.begin().await?;
     let claimed = stripe_event::ActiveModel {
         id: Set(id.clone()),
-        event_type: Set(envelope.kind.chars().take(100).collect()),
+        event_type: Set(event.kind.chars().take(100).collect()),
         created_at: Set(at),
         received_at: Set(Utc::now()),
         outcome: Set(String::new()),
@@ -258,18 +87,13 @@ pub async fn handle(db: &DatabaseConnection, plans: &Plans, payload: &[u8]) -> R
             None => Err(error.into()),
         };
     }
-    let value = envelope.data.object;
-    let outcome = match envelope.kind.as_str() {
-        "checkout.session.completed" => checkout_completed(&transaction, object(&envelope.kind, value)?).await?,
-        "customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted" => {
-            let deleted = envelope.kind == "customer.subscription.deleted";
-            subscription_changed(&transaction, plans, object(&envelope.kind, value)?, deleted, at).await?
+    let outcome = match event.change {
+        Change::CheckoutCompleted(session) => checkout_completed(&transaction, session).await?,
+        Change::Subscription { subscription, deleted } => {
+            subscription_changed(&transaction, plans, subscription, deleted, at).await?
         }
-        "invoice.paid" | "invoice.payment_failed" => {
-            let paid = envelope.kind == "invoice.paid";
-            invoice_event(&transaction, object(&envelope.kind, value)?, paid, at).await?
-        }
-        other => Outcome::Ignored(format!("{other} events are not used")),
+        Change::Invoice { invoice, paid } => invoice_event(&transaction, invoice, paid, at).await?,
+        Change::Unused => Outcome::Ignored(format!("{} events are not used", event.kind)),
     };
     let recorded = match &outcome {
         Outcome::Applied(what) | Outcome::Ignored(what) => what.chars().take(200).collect(),
@@ -499,41 +323,4 @@ async fn invoice_event(
     changed.update(db).await?;
     let what = if paid { "paid" } else { "failed" };
     Ok(Outcome::Applied(format!("tenant {tenant}: invoice {} {what}", invoice.id)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sign(payload: &str, secret: &str, t: i64) -> String {
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-        mac.update(format!("{t}.{payload}").as_bytes());
-        format!("t={t},v1={}", data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes()))
-    }
-
-    #[test]
-    fn signatures_are_checked_against_the_raw_body_within_the_tolerance() {
-        let body = r#"{"id":"evt_1"}"#;
-        let now = 1_800_000_000;
-        let good = sign(body, "whsec_a", now);
-        assert_eq!(verify(body.as_bytes(), Some(&good), "whsec_a", now + 299), Ok(()));
-        // Secrets roll: any of several v1 signatures may match.
-        let rolled = format!("{},v1={}", sign(body, "whsec_old", now), good.split("v1=").nth(1).expect("v1"));
-        assert_eq!(verify(body.as_bytes(), Some(&rolled), "whsec_a", now), Ok(()));
-        let cases = [
-            (None, SignatureError::Missing),
-            (Some("garbage".to_owned()), SignatureError::Malformed),
-            (Some(format!("t=x,{}", good.split(',').nth(1).expect("v1"))), SignatureError::Malformed),
-            (Some(format!("t={now}")), SignatureError::Malformed),
-            (Some(sign(body, "whsec_other", now)), SignatureError::Mismatch),
-            (Some(sign(r#"{"id":"evt_2"}"#, "whsec_a", now)), SignatureError::Mismatch),
-            (Some(sign(body, "whsec_a", now - 301)), SignatureError::Expired),
-            (Some(sign(body, "whsec_a", now + 301)), SignatureError::Expired),
-            (Some(format!("t={now},v1=zz")), SignatureError::Mismatch),
-            (Some("t=1,".repeat(1000)), SignatureError::Malformed),
-        ];
-        for (header, expected) in cases {
-            assert_eq!(verify(body.as_bytes(), header.as_deref(), "whsec_a", now), Err(expected), "{header:?}");
-        }
-    }
 }
