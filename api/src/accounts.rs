@@ -46,6 +46,8 @@ const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 const RESEND_LIMIT: u32 = 3;
 /// Sign-ups per client address per hour.
 const SIGNUPS_PER_CLIENT: u32 = 10;
+/// Password reset requests per client address per hour.
+const RESETS_PER_CLIENT: u32 = 10;
 const RESEND_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// The accounts service: shared by the HTTP handlers and the site's server functions.
@@ -122,6 +124,17 @@ pub enum LoginError {
     #[error("database error: {0}")]
     Database(#[from] DbErr),
     /// Randomness or hashing failed.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Why a password reset link was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Too many requests from this client.
+    #[error("too many reset requests from your network in the last hour; try again later")]
+    RateLimited,
+    /// Storage or mail failed.
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -430,15 +443,18 @@ impl Accounts {
 
     /// Mails a password reset link if an account has this address. The answer is the same either way, so
     /// the form cannot be used to discover accounts; requests are limited per address.
-    pub async fn request_password_reset(&self, email: &str) -> anyhow::Result<()> {
+    pub async fn request_password_reset(&self, email: &str, client: &Client) -> Result<(), ResetError> {
+        // Per client first: one network asking for many addresses' links is a way to send mail.
+        let key = format!("reset-ip:{}", client.ip.as_deref().unwrap_or_default());
+        if !self.limiter.allow(&key, RESETS_PER_CLIENT, MAIL_WINDOW, Instant::now()) {
+            return Err(ResetError::RateLimited);
+        }
         let Ok(address) = EmailAddress::parse(email) else { return Ok(()) };
         if !self.limiter.allow(&format!("reset:{address}"), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
             return Ok(());
         }
-        let Some(user) = user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await?
-        else {
-            return Ok(());
-        };
+        let user = user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await;
+        let Some(user) = user.map_err(anyhow::Error::from)? else { return Ok(()) };
         let link = self.issue_link(&user, LinkPurpose::ResetPassword, &user.email).await?;
         self.send_link_mail(
             &user.email,
@@ -448,7 +464,8 @@ impl Accounts {
             "The link works once and expires in one hour. If you did not ask for this, ignore this mail: your \
              password stays as it is.",
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Sets a new password through a reset link and ends every session of the account.

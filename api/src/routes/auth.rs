@@ -20,8 +20,8 @@ use serde::Deserialize;
 
 use crate::{
     accounts::{
-        Accounts, Client, LinkError, LoginError, PasswordChangeError, ResendError, SESSION_LIFETIME, Signup,
-        SignupError,
+        Accounts, Client, LinkError, LoginError, PasswordChangeError, ResendError, ResetError, SESSION_LIFETIME,
+        Signup, SignupError,
     },
     entities::session,
     password::{self, WeakPassword},
@@ -383,18 +383,20 @@ struct ForgotForm {
 
 #[post("/auth/forgot-password")]
 async fn forgot_password(
+    request: HttpRequest,
     form: web::Form<ForgotForm>,
     accounts: web::Data<Accounts>,
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
-    if let Err(error) = accounts.request_password_reset(&form.email).await {
-        return unexpected("/forgot-password", "forgot", error.as_ref(), **policy);
-    }
-    // The same answer whether or not the address has an account.
-    let flash = Flash::success(
-        "forgot",
-        "If an account uses this address, a reset link is on its way. It expires in one hour.",
-    );
+    let flash = match accounts.request_password_reset(&form.email, &client(&request)).await {
+        // The same answer whether or not the address has an account.
+        Ok(()) => Flash::success(
+            "forgot",
+            "If an account uses this address, a reset link is on its way. It expires in one hour.",
+        ),
+        Err(error @ ResetError::RateLimited) => Flash::failure("forgot", capitalise(&error.to_string())),
+        Err(ResetError::Internal(error)) => return unexpected("/forgot-password", "forgot", error.as_ref(), **policy),
+    };
     back_with("/forgot-password", &flash, **policy)
 }
 

@@ -501,3 +501,16 @@ async fn sign_ups_and_invitations_are_limited_per_client_and_organisation() {
     assert!(page.contains("Too many invitations"), "{page}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn password_reset_requests_are_limited_per_client() {
+    let app = spawn_app().await;
+    for index in 0..10 {
+        let email = format!("person{index}@acme.example");
+        let (_, page) = post_and_follow(&app, "/auth/forgot-password", &[("email", &email)], None).await;
+        assert!(page.contains("If an account uses this address"), "request {index}: {page}");
+    }
+    let (_, page) = post_and_follow(&app, "/auth/forgot-password", &[("email", "late@acme.example")], None).await;
+    assert!(page.contains("Too many reset requests from your network"), "the eleventh waits: {page}");
+    app.stop().await;
+}
