@@ -373,7 +373,7 @@ fn write_banner(
             "  convene admin create-tenant --name \"Acme\" --owner-email you@example.com --owner-password '<password>'"
         )?;
         writeln!(out, "It prints the tenant id and an API key for the /v1 REST API.")?;
-        writeln!(out, "Website sign-in arrives with the accounts pages; until then the CLI is the way in.")?;
+        writeln!(out, "Or sign up in the browser: {site}/signup")?;
     }
     writeln!(out, "Stop with Ctrl-C.")?;
     out.flush()?;

@@ -11,7 +11,7 @@ use convene_tokens::{KeyAlgorithm, KeyId, KeyRing, PublicKey};
 use libfuzzer_sys::fuzz_target;
 
 const TENANT: &str = "0190f1e2-0000-7000-8000-000000000001";
-const RSA_PUBLIC: &str = include_str!("../../api/tokens/tests/keys/rsa-public.pem");
+const RSA_PUBLIC: &str = include_str!("../../crates/tokens/tests/keys/rsa-public.pem");
 
 static TENANT_ID: LazyLock<TenantId> = LazyLock::new(|| TenantId::parse(TENANT).expect("a tenant id"));
 static ROOM: LazyLock<RoomName> = LazyLock::new(|| RoomName::parse("weekly-sync").expect("a room name"));

@@ -1,9 +1,8 @@
 //! The media node's data plane.
 //!
-//! Today it owns the node's UDP port and answers STUN Binding requests that carry no ICE credentials, which
-//! is how load balancers, operators and `/readyz` check that the port is reachable. The SFU (str0m peers
-//! demultiplexed on this same port) arrives with the media issue and takes the ICE checks this node
-//! currently drops.
+//! The node owns its UDP ports (one per shard) and runs the SFU there: str0m peers, demultiplexed by ICE
+//! credentials and then by address. STUN Binding requests that carry no ICE credentials are answered
+//! directly, which is how load balancers, operators and `/readyz` check that a port is reachable.
 //!
 //! Layout follows str0m: [`stun`] is sans-IO (bytes in, bytes out, no sockets, no clock); [`node`] is the thin
 //! driver that owns the socket; [`probe`] is the client side used by health checks. [`focus`] is the room

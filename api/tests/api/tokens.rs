@@ -155,7 +155,7 @@ async fn the_meet_page_verifies_links_with_the_tenants_keys() {
     app.stop().await;
 }
 
-const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tokens/tests/keys");
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/tokens/tests/keys");
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{KEYS}/{name}")).unwrap()
