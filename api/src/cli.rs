@@ -2,6 +2,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
+#[cfg(feature = "bench")]
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,6 +42,7 @@ enum Command {
     Admin(Admin),
     /// Load the media node (or Janus, for comparison) with WebRTC bots and write the figures to DIR/result.json
     /// and a chart to DIR/chart.svg.
+    #[cfg(feature = "bench")]
     Bench {
         /// The SFU to measure: convene, janus, or both (one after the other, with the same bots).
         #[arg(long, default_value = "convene")]
@@ -65,6 +67,7 @@ enum Command {
         sfu_log: String,
     },
     /// Size a deployment: the bandwidth of the meetings, and with a benchmark result, the nodes to run them.
+    #[cfg(feature = "bench")]
     Capacity {
         /// Meetings at once.
         #[arg(long)]
@@ -84,6 +87,14 @@ enum Command {
         /// The share of a node's CPU to plan for.
         #[arg(long, default_value_t = 0.75)]
         utilisation: f64,
+    },
+    /// `bench` and `capacity` in a build without them: says how to get them.
+    #[cfg(not(feature = "bench"))]
+    #[command(name = "bench", alias = "capacity", hide = true, disable_help_flag = true)]
+    WithoutBench {
+        /// Whatever was given.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -113,6 +124,7 @@ enum Admin {
 }
 
 /// Log directives that silence webrtc-rs below errors.
+#[cfg(feature = "bench")]
 const QUIET_WEBRTC: &str =
     "webrtc=error,webrtc_ice=error,webrtc_dtls=error,dtls=error,webrtc_srtp=error,webrtc_mdns=error,interceptor=error";
 
@@ -135,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = loaded.settings;
     // The benchmark's bots run webrtc-rs in this process; its per-connection chatter is not ours to show.
     let filter = match cli.command {
+        #[cfg(feature = "bench")]
         Command::Bench { .. } => format!("{},{QUIET_WEBRTC}", settings.log_filter),
         _ => settings.log_filter.clone(),
     };
@@ -169,6 +182,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(Admin::ResealKeys) => roles::reseal_keys(&settings, &mut std::io::stdout()).await,
+        #[cfg(not(feature = "bench"))]
+        Command::WithoutBench { .. } => anyhow::bail!(
+            "this convene was built without the benchmark (its WebRTC bots are left out of serving builds); \
+             build one with it: cargo build --release -p convene-api --features bench"
+        ),
+        #[cfg(feature = "bench")]
         Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log } => {
             let convene = std::env::current_exe().context("cannot find the convene binary to start")?;
             let settings = SETTINGS.iter().map(|(name, _, _)| *name).collect();
@@ -185,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             convene_bench::run(&options).await.map(drop)
         }
+        #[cfg(feature = "bench")]
         Command::Capacity { meetings, participants, resolution, measured, node_cores, utilisation } => {
             if meetings == 0 || participants < 2 || node_cores == 0 {
                 anyhow::bail!("--meetings and --node-cores must be at least 1, --participants at least 2");

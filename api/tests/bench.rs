@@ -2,7 +2,10 @@
 //! seconds, then `convene capacity` from its result. It checks the figures are sane (everyone received
 //! everyone, the stage in the top layer, no loss on loopback), not that they are fast: speed is the full
 //! benchmark's business, documented in the README.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests fail loudly by design.
+// The benchmark is in builds with the `bench` feature (`cargo xtask test` turns it on).
+#![cfg(feature = "bench")]
 
 use std::{path::Path, process::Command};
 

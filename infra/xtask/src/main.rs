@@ -32,6 +32,9 @@ const USAGE: &str = "usage: cargo xtask <up|test|build|fuzz> [args]
   build  build the browser bundle and the release binary only
   fuzz   [--seconds N] [target...]: fuzz each parser of outside bytes for N seconds (default 60)";
 
+/// Tests and lints cover `convene bench`, which serving builds leave out.
+const BENCH_FEATURE: &str = "convene-api/bench";
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let task = args.next();
@@ -144,20 +147,26 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "--exclude",
         "convene-hydrate",
         "--all-targets",
+        "--features",
+        BENCH_FEATURE,
         "--",
         "-D",
         "warnings",
     ]))?;
+    // The serving build, without the benchmark, must be as clean as the tested one.
+    run(cargo().args(["clippy", "--package", "convene-api", "--bin", "convene", "--", "-D", "warnings"]))?;
     run(cargo().args(site::WASM_CLIPPY_ARGS))?;
 
     step("Running every test");
     let mut runner = if has_nextest() {
         let mut command = cargo();
         command.args(["nextest", "run", "--workspace", "--exclude", "convene-hydrate", "--no-fail-fast"]);
+        command.args(["--features", BENCH_FEATURE]);
         command
     } else {
         let mut command = cargo();
         command.args(["test", "--workspace", "--exclude", "convene-hydrate", "--no-fail-fast"]);
+        command.args(["--features", BENCH_FEATURE]);
         command
     };
     run(runner

@@ -65,3 +65,22 @@ fn the_readme_shows_the_two_commands_and_ci_runs_the_test_command() {
     assert!(readme.contains("cargo xtask up") && readme.contains("cargo xtask test"));
     assert!(read(".ci/run").contains("cargo xtask test"));
 }
+
+#[test]
+fn the_serving_binary_links_no_webrtc_stack_or_load_harness() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["tree", "--package", "convene-api", "--edges", "normal", "--prefix", "none", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let tree = String::from_utf8_lossy(&output.stdout);
+    for unwanted in ["webrtc ", "convene-bots ", "convene-bench "] {
+        assert!(
+            !tree.lines().any(|line| line.starts_with(unwanted)),
+            "the default `convene` build depends on {unwanted}; keep it behind the `bench` feature"
+        );
+    }
+    assert!(tree.lines().any(|line| line.starts_with("str0m ")), "the check reads a real tree:\n{tree}");
+}
