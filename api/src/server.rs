@@ -8,7 +8,6 @@ use actix_web::{
     middleware::{Compress, from_fn},
     web,
 };
-use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
@@ -18,26 +17,12 @@ use crate::{
     csrf::{self, OwnOrigins},
     meetings::MeetingService,
     metrics::Metrics,
-    routes::{self, auth::CookiePolicy, site::Site, v1::MeetUrl},
+    routes::{self, auth::CookiePolicy, health::Dependencies, site::Site, v1::MeetUrl},
     team::TeamService,
 };
 
 /// Request bodies above this are refused with 413 before a handler sees them.
 const MAX_BODY_BYTES: usize = 256 * 1024;
-
-/// What `/readyz` checks: whichever of these this process depends on.
-#[derive(Debug, Clone, Default)]
-pub struct Dependencies {
-    /// The database, for roles that use one.
-    pub database: Option<DatabaseConnection>,
-    /// The media node's UDP address, for roles that run or need one.
-    pub media: Option<SocketAddr>,
-    /// The rooms this process hosts, for roles that host them (a draining node is not ready).
-    pub rooms: Option<convene_media::rooms::Rooms>,
-    /// The media node's shards, for roles that run one (a node with a stopped shard is neither alive nor
-    /// ready).
-    pub media_health: Option<convene_media::MediaHealth>,
-}
 
 /// Everything the HTTP server serves.
 #[derive(Debug, Clone)]

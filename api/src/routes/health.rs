@@ -2,12 +2,27 @@
 //! host of the public listener, for load balancers; those two and `/metrics` (Prometheus) on the internal
 //! listener (`CONVENE_METRICS_ADDR`), since metrics describe every tenant's activity.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{HttpResponse, get, http::header::ContentType, web};
+use sea_orm::DatabaseConnection;
 use serde_json::json;
 
-use crate::{metrics::Metrics, server::Dependencies};
+use crate::metrics::Metrics;
+
+/// What `/readyz` checks: whichever of these this process depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Dependencies {
+    /// The database, for roles that use one.
+    pub database: Option<DatabaseConnection>,
+    /// The media node's UDP address, for roles that run or need one.
+    pub media: Option<SocketAddr>,
+    /// The rooms this process hosts, for roles that host them (a draining node is not ready).
+    pub rooms: Option<convene_media::rooms::Rooms>,
+    /// The media node's shards, for roles that run one (a node with a stopped shard is neither alive nor
+    /// ready).
+    pub media_health: Option<convene_media::MediaHealth>,
+}
 
 /// Bounds each readiness check, so a hung database cannot hang the probe that is meant to detect it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use convene_api::{
     metrics::Metrics,
     roles::Serve,
-    server::{self, Dependencies, HttpApp},
+    routes::health::Dependencies,
+    server::{self, HttpApp},
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

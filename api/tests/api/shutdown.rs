@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use convene_api::{
     metrics::Metrics,
-    server::{self, Dependencies, HttpApp},
+    routes::health::Dependencies,
+    server::{self, HttpApp},
 };
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
