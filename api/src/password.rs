@@ -5,7 +5,7 @@
 //! other request's latency.
 
 use std::sync::{
-    LazyLock, OnceLock,
+    Arc, LazyLock, OnceLock,
     atomic::{AtomicUsize, Ordering},
 };
 
@@ -126,15 +126,16 @@ static GATE: LazyLock<HashingGate> = LazyLock::new(|| {
 
 /// Runs at most `running` hashes at once on blocking threads and admits at most `queued` more to wait.
 struct HashingGate {
-    running: Semaphore,
-    admitted: AtomicUsize,
+    running: Arc<Semaphore>,
+    admitted: Arc<AtomicUsize>,
     capacity: usize,
 }
 
-/// Gives back a place in the gate however the admitted call ends (finished, failed or cancelled).
-struct Admission<'a>(&'a AtomicUsize);
+/// Gives back a place in the gate once the admitted hash is over (finished, failed, or cancelled before it
+/// started). A caller that goes away mid-hash does not free the place: the blocking thread still works.
+struct Admission(Arc<AtomicUsize>);
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -142,7 +143,11 @@ impl Drop for Admission<'_> {
 
 impl HashingGate {
     fn new(running: usize, queued: usize) -> Self {
-        Self { running: Semaphore::new(running), admitted: AtomicUsize::new(0), capacity: running + queued }
+        Self {
+            running: Arc::new(Semaphore::new(running)),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            capacity: running + queued,
+        }
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
@@ -150,9 +155,14 @@ impl HashingGate {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(Busy.into());
         }
-        let _admission = Admission(&self.admitted);
-        let _permit = self.running.acquire().await?;
-        Ok(tokio::task::spawn_blocking(work).await?)
+        let admission = Admission(self.admitted.clone());
+        let permit = self.running.clone().acquire_owned().await?;
+        // The place and the permit go with the work, so they are held until the hash itself ends.
+        Ok(tokio::task::spawn_blocking(move || {
+            let _held = (admission, permit);
+            work()
+        })
+        .await?)
     }
 }
 
