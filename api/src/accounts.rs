@@ -405,8 +405,10 @@ impl Accounts {
     }
 
     /// Consumes a link from `/verify`: confirms the account's address, or moves the account to a new
-    /// address it asked to change to. Answers whose account it was.
-    pub async fn verify_email(&self, token: &str) -> Result<Uuid, LinkError> {
+    /// address it asked to change to. Answers whose account it was when the link was a sign-up's
+    /// confirmation, which may sign them in; a change of address signs no one in (the new address may be
+    /// a stranger's, mistyped).
+    pub async fn verify_email(&self, token: &str) -> Result<Option<Uuid>, LinkError> {
         let row = self.live_link(token, &[LinkPurpose::VerifyEmail, LinkPurpose::ChangeEmail]).await?;
         let Some(user) = user::Entity::find_by_id(row.user_id).one(&self.db).await? else {
             return Err(LinkError::Unknown);
@@ -438,7 +440,7 @@ impl Accounts {
             (AuditEvent::EmailVerified, String::new())
         };
         self.record_everywhere(user_id, event, &detail, &Client::default()).await?;
-        Ok(user_id)
+        Ok((!changing).then_some(user_id))
     }
 
     /// Mails a password reset link if an account has this address. The answer is the same either way, so

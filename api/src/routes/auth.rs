@@ -293,7 +293,7 @@ struct VerifyForm {
     token: String,
 }
 
-/// Confirms an address. The link came to the address's mailbox, so it also signs its owner in when the
+/// Confirms an address. A sign-up's link came to the owner's own mailbox, so it also signs them in when the
 /// browser has no session (the step after signing up).
 #[post("/auth/verify")]
 async fn verify(
@@ -303,9 +303,10 @@ async fn verify(
     policy: web::Data<CookiePolicy>,
 ) -> HttpResponse {
     match accounts.verify_email(&form.token).await {
-        Ok(user_id) => {
+        Ok(signs_in) => {
             let confirmed = "Your email address is confirmed.";
             let mut response = back_with("/dashboard", &Flash::success("dashboard", confirmed), **policy);
+            let Some(user_id) = signs_in else { return response };
             if current_session(&accounts, &request).await.is_some() {
                 return response;
             }

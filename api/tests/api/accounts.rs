@@ -394,7 +394,10 @@ async fn the_account_page_changes_password_and_address_and_signs_out_everywhere(
         .await
         .link("http://localhost:3000/verify?token=");
     let token = token.split("token=").nth(1).unwrap().to_owned();
-    post_and_follow(&app, "/auth/verify", &[("token", &token)], Some(&first)).await;
+    // Followed in a browser with no session (the new mailbox may be a stranger's): it confirms, signs no one in.
+    let confirmed = app.post_form("/auth/verify", &[("token", &token)], None).await;
+    assert_eq!(confirmed.headers()["location"], "/dashboard");
+    assert!(set_cookie(&confirmed, "convene_session").is_none(), "a change of address signs no one in");
     let account = app.get_with_cookie("/account", &first).await.text().await.unwrap();
     assert!(account.contains("Signed in as <strong>ann@new.example</strong>"), "{account}");
 
