@@ -34,6 +34,24 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
     let sent = browser.main_text().await.unwrap();
     assert!(sent.contains("Check your inbox") && sent.contains(&format!("We sent a link to {OWNER}")), "{sent}");
     browser.screenshot("03-check-your-inbox").await.unwrap();
+    // The answer fits a desktop and a phone: no sideways scrolling, both links inside the viewport.
+    for (width, height, name) in [(1280, 800, "03-check-your-inbox-desktop"), (390, 844, "03-check-your-inbox-phone")] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        let facts = browser
+            .client
+            .execute(
+                "const inside = [...document.querySelectorAll('main a')].every(link => { \
+                   const box = link.getBoundingClientRect(); \
+                   return box.left >= 0 && box.right <= window.innerWidth && box.bottom <= window.innerHeight; }); \
+                 return [document.documentElement.scrollWidth <= window.innerWidth, inside];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(facts, serde_json::json!([true, true]), "{width}x{height}");
+        browser.screenshot(name).await.unwrap();
+    }
+    browser.client.set_window_size(1280, 800).await.unwrap();
 
     let confirm = convene.mailbox.wait_for(OWNER, "Confirm your email address").await;
     browser.open(&confirm.link(&convene.site("/verify?token="))).await.unwrap();
