@@ -9,11 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    envelope::SecretKey,
+    people::tenants::NewTenant,
+    platform::envelope::SecretKey,
+    platform::settings::{SETTINGS, Settings},
+    platform::telemetry,
     roles::{self, Serve},
-    settings::{SETTINGS, Settings},
-    telemetry,
-    tenants::NewTenant,
 };
 
 /// Convene: video meetings for companies, in one program.

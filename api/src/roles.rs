@@ -11,26 +11,27 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    accounts::Accounts,
     billing::{
         Billing,
         metrics::BillingMetrics,
         stripe::{StripeApi, StripeClient},
     },
-    csrf::OwnOrigins,
-    db,
-    envelope::Envelope,
-    mail::{self, MailRelay},
-    meetings::MeetingService,
-    metrics::Metrics,
-    room_tokens,
-    routes::health::Dependencies,
-    routes::site::Site,
-    routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
-    server::{self, HttpApp, SiteServices},
-    settings::{Backend, Settings},
-    team::TeamService,
-    tenants::{self, NewTenant},
+    http::csrf::OwnOrigins,
+    http::routes::health::Dependencies,
+    http::routes::site::Site,
+    http::routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
+    http::server::{self, HttpApp, SiteServices},
+    meetings::admission::Admission,
+    meetings::room_tokens,
+    meetings::service::MeetingService,
+    people::accounts::Accounts,
+    people::team::TeamService,
+    people::tenants::{self, NewTenant},
+    platform::db,
+    platform::envelope::Envelope,
+    platform::mail::{self, MailRelay},
+    platform::metrics::Metrics,
+    platform::settings::{Backend, Settings},
 };
 
 /// The publishers' full simulcast layer the allocator sizes tiles against (a 720p stage; 1080p publishers
@@ -289,7 +290,7 @@ fn site_services(
     let (rooms, outbox) = match plane {
         Some(plane) => {
             // The node's events reach the sessions through its outbox on disk, so a restart loses none.
-            let recorder = Arc::new(crate::room_sessions::SessionRecorder::new(db.clone(), registry));
+            let recorder = Arc::new(crate::meetings::room_sessions::SessionRecorder::new(db.clone(), registry));
             let dir = settings.data_dir.join("media-outbox");
             let (outbox, task) =
                 convene_media::outbox::Outbox::open(&dir, recorder, shutdown.clone()).with_context(|| {
@@ -313,12 +314,14 @@ fn site_services(
         BillingMetrics::register(registry),
     );
     let urls = (settings.public_url.clone(), settings.meet_url.clone());
+    let admission = Admission::new(db.clone(), billing.clone());
     let meetings = MeetingService::new(db, mailer, urls, envelope.clone());
     let backend = Arc::new(SiteBackend {
         accounts: accounts.clone(),
         team: team.clone(),
         meetings: meetings.clone(),
         billing: billing.clone(),
+        admission: admission.clone(),
     });
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let services = SiteServices {
@@ -327,12 +330,13 @@ fn site_services(
         team,
         meetings,
         billing,
+        admission,
         rooms,
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         meet_url: MeetUrl(settings.meet_url.clone()),
         envelope,
-        password_guesses: crate::routes::signal::PasswordGuesses::default(),
+        password_guesses: crate::http::routes::signal::PasswordGuesses::default(),
     };
     Ok((services, outbox, relay))
 }

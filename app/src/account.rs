@@ -6,45 +6,10 @@ use leptos_meta::Title;
 use leptos_router::{components::Redirect, hooks::use_query_map};
 
 use crate::{
-    forms::{FLASH_COOKIE, Flash, FormState},
+    forms::{FormState, take_flash},
+    layout::ViewerResource,
     model::Viewer,
 };
-
-/// The person behind the request, or `None` when signed out.
-#[server]
-pub async fn get_viewer() -> Result<Option<Viewer>, ServerFnError> {
-    let (backend, session) = crate::backend::backend_and_session().await?;
-    backend.viewer(session).await.map_err(ServerFnError::new)
-}
-
-/// The signed-in state, loaded once per page and shared by the header and the pages.
-pub type ViewerResource = Resource<Result<Option<Viewer>, ServerFnError>>;
-
-/// The flash left by the last form post, read once on the server (it only exists after a redirect, which is
-/// a full page load) and carried to hydration.
-pub(crate) fn take_flash() -> Option<Flash> {
-    leptos::prelude::SharedValue::new(|| {
-        #[cfg(feature = "ssr")]
-        {
-            let request = use_context::<leptos_actix::Request>()?;
-            let flash = request.cookie(FLASH_COOKIE).and_then(|cookie| Flash::decode(cookie.value()));
-            if flash.is_some()
-                && let Some(response) = use_context::<leptos_actix::ResponseOptions>()
-                && let Ok(clear) =
-                    actix_web::http::header::HeaderValue::from_str(&format!("{FLASH_COOKIE}=; Path=/; Max-Age=0"))
-            {
-                response.append_header(actix_web::http::header::SET_COOKIE, clear);
-            }
-            flash
-        }
-        #[cfg(not(feature = "ssr"))]
-        {
-            let _ = FLASH_COOKIE;
-            None
-        }
-    })
-    .into_inner()
-}
 
 /// The sign-up page.
 #[component]
@@ -224,7 +189,7 @@ pub fn DashboardPage() -> impl IntoView {
     let form = FormState::for_form(take_flash(), "dashboard");
     view! {
         <Title text="Dashboard · Convene" />
-        <crate::workspace::WorkspaceNav />
+        <crate::layout::WorkspaceNav />
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new({
                 let form = form.clone();

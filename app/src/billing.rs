@@ -8,10 +8,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::{
-    account::take_flash,
-    forms::FormState,
+    forms::{FormState, take_flash},
+    layout::{WorkspaceNav, page_or_problem},
     model::{BillingPage, InvoiceListing, PlanSummary},
-    workspace::{WorkspaceNav, page_or_problem},
 };
 
 /// The billing page of the viewer's active tenant.

@@ -139,6 +139,32 @@ impl FormState {
     }
 }
 
+/// The flash left by the last form post, read once on the server (it only exists after a redirect, which is
+/// a full page load) and carried to hydration.
+pub(crate) fn take_flash() -> Option<Flash> {
+    leptos::prelude::SharedValue::new(|| {
+        #[cfg(feature = "ssr")]
+        {
+            let request = use_context::<leptos_actix::Request>()?;
+            let flash = request.cookie(FLASH_COOKIE).and_then(|cookie| Flash::decode(cookie.value()));
+            if flash.is_some()
+                && let Some(response) = use_context::<leptos_actix::ResponseOptions>()
+                && let Ok(clear) =
+                    actix_web::http::header::HeaderValue::from_str(&format!("{FLASH_COOKIE}=; Path=/; Max-Age=0"))
+            {
+                response.append_header(actix_web::http::header::SET_COOKIE, clear);
+            }
+            flash
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            let _ = FLASH_COOKIE;
+            None
+        }
+    })
+    .into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod account;
 pub mod backend;
 pub mod billing;
 pub mod forms;
+pub mod layout;
 pub mod meet;
 pub mod meeting;
 pub mod meetings;

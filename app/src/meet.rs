@@ -148,6 +148,9 @@ fn Refused(room: RoomName, refusal: LinkRefusal) -> impl IntoView {
             "Use the link exactly as it arrived, or ask the organiser for an invitation to this meeting.",
         ),
         "unknown_issuer" => ("This invitation could not be verified", "Ask the organiser for a new invitation link."),
+        "removed" => ("You cannot rejoin this meeting", "A moderator removed you. Ask them if you should be here."),
+        "ended" => ("This meeting is not on", "Ask the organiser for a new invitation if it should be."),
+        "unavailable" => ("This meeting cannot be opened right now", "Try again in a minute."),
         _ => ("This invitation cannot be used", "Ask the organiser for a new invitation link."),
     };
     view! {

@@ -1,16 +1,17 @@
 //! Scheduled meetings: the list (upcoming and past), the scheduling form, a meeting's page (link, invitees,
 //! start, edit, cancel) and the participant link's page. Forms post to `convene-api`.
 
+use convene_domain::MaxResolution;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::{
-    account::take_flash,
     forms::FormState,
+    forms::take_flash,
+    layout::{CopyText, WorkspaceNav, page_or_problem},
     model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary, PageError},
     set_status,
-    workspace::{CopyText, WorkspaceNav, page_or_problem},
 };
 
 /// The meetings of the viewer's active tenant.
@@ -133,12 +134,7 @@ pub fn MeetingList(meetings: Vec<MeetingSummary>, empty: &'static str) -> impl I
 #[component]
 pub fn NewMeetingPage() -> impl IntoView {
     let form = FormState::for_form(take_flash(), "meeting");
-    let draft = MeetingDraft {
-        time_zone: "UTC".to_owned(),
-        weekly_occurrences: 1,
-        max_resolution: "720p".to_owned(),
-        ..MeetingDraft::default()
-    };
+    let draft = MeetingDraft { time_zone: "UTC".to_owned(), weekly_occurrences: 1, ..MeetingDraft::default() };
     view! {
         <Title text="Schedule a meeting · Convene" />
         <WorkspaceNav />
@@ -159,7 +155,7 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
         form.error(name).map(|error| view! { <span class="field-error" id=format!("{name}-error")>{error}</span> })
     };
     let invalid = |name: &'static str| form.error(name).map(|_| "true");
-    let resolution = text("max_resolution", draft.max_resolution.clone());
+    let resolution = text("max_resolution", draft.max_resolution.to_string());
     let checkbox = move |name: &'static str, label: &'static str, on: bool| {
         view! {
             <label class="check">
@@ -194,8 +190,13 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
                     <label class="field">
                         <span>"Video up to"</span>
                         <select name="max_resolution">
-                            <option value="720p" selected=resolution == "720p">"720p"</option>
-                            <option value="1080p" selected=resolution == "1080p">"1080p"</option>
+                            {MaxResolution::ALL
+                                .into_iter()
+                                .map(|value| {
+                                    let selected = resolution == value.as_str();
+                                    view! { <option value=value.as_str() selected=selected>{value.as_str()}</option> }
+                                })
+                                .collect::<Vec<_>>()}
                         </select>
                         {error("max_resolution")}
                     </label>

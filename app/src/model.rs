@@ -1,7 +1,7 @@
 //! What pages show, as plain serialisable data: built by `convene-api` on the server, read by components on
 //! both sides of hydration.
 
-use convene_domain::Role;
+use convene_domain::{MaxResolution, Role};
 use serde::{Deserialize, Serialize};
 
 /// The person signed in on this request.
@@ -210,8 +210,8 @@ pub struct MeetingDraft {
     pub high_fidelity_audio: bool,
     /// Participants keep the names their links give them.
     pub fixed_display_names: bool,
-    /// `720p` or `1080p`.
-    pub max_resolution: String,
+    /// The highest video.
+    pub max_resolution: MaxResolution,
 }
 
 /// A meeting's page for its moderators.

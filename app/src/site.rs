@@ -12,9 +12,10 @@ use crate::{
     NotFound,
     account::{
         AccountMenu, AccountPage, DashboardPage, ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage,
-        VerifyPage, ViewerResource, get_viewer,
+        VerifyPage,
     },
     billing::BillingPageView,
+    layout::{ViewerResource, get_viewer},
     mark_hydrated,
     meetings::{JoinPage, MeetingPage, MeetingsPage, NewMeetingPage},
     workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},

@@ -4,13 +4,13 @@
 use convene_domain::Role;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::{components::Redirect, hooks::use_query_map};
+use leptos_router::hooks::use_query_map;
 
 use crate::{
-    account::{ViewerResource, take_flash},
     forms::FormState,
+    forms::take_flash,
+    layout::{CopyText, WorkspaceNav, page_or_problem},
     model::{ApiKeyListing, AuditEntry, InvitationDetails, PageError, Team},
-    set_status,
 };
 
 /// The team of the viewer's active tenant.
@@ -39,55 +39,6 @@ pub async fn get_audit_log() -> Result<Result<Vec<AuditEntry>, PageError>, Serve
 pub async fn get_invitation(token: String) -> Result<Result<InvitationDetails, String>, ServerFnError> {
     let (backend, _) = crate::backend::backend_and_session().await?;
     Ok(backend.invitation(token).await)
-}
-
-/// Renders a page's data, or what to do when it cannot be shown.
-pub(crate) fn page_or_problem<T, V: IntoView + 'static>(
-    result: Result<Result<T, PageError>, ServerFnError>,
-    page: impl FnOnce(T) -> V,
-) -> AnyView {
-    match result {
-        Ok(Ok(data)) => page(data).into_any(),
-        Ok(Err(PageError::SignedOut)) => view! { <Redirect path="/login" /> }.into_any(),
-        Ok(Err(PageError::Forbidden)) => {
-            set_status(403);
-            view! { <p class="banner error">"Your role in this organisation does not allow this page."</p> }.into_any()
-        }
-        Ok(Err(PageError::NotFound)) => {
-            set_status(404);
-            view! { <p class="banner error">"There is nothing here: it may have been removed."</p> }.into_any()
-        }
-        Ok(Err(PageError::Unavailable)) | Err(_) => {
-            set_status(503);
-            view! { <p class="banner error">"This page cannot be shown right now. Please try again."</p> }.into_any()
-        }
-    }
-}
-
-/// The tabs of the signed-in area; each appears only to roles that may use it.
-#[component]
-pub fn WorkspaceNav() -> impl IntoView {
-    let viewer = expect_context::<ViewerResource>();
-    view! {
-        <Suspense>
-            {move || Suspend::new(async move {
-                let role = viewer.await.ok().flatten().and_then(|viewer| viewer.tenant).map(|tenant| tenant.role);
-                role.map(|role| {
-                    let admin = matches!(role, Role::Owner | Role::Admin);
-                    view! {
-                        <nav class="tabs" aria-label="Organisation">
-                            <a href="/dashboard">"Dashboard"</a>
-                            {(role != Role::Participant).then(|| view! { <a href="/meetings">"Meetings"</a> })}
-                            <a href="/team">"Team"</a>
-                            {admin.then(|| view! { <a href="/keys">"API keys"</a> })}
-                            {(role == Role::Owner).then(|| view! { <a href="/audit">"Audit log"</a> })}
-                            {(role == Role::Owner).then(|| view! { <a href="/billing">"Billing"</a> })}
-                        </nav>
-                    }
-                })
-            })}
-        </Suspense>
-    }
 }
 
 const ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Moderator, Role::Participant];
@@ -265,26 +216,6 @@ fn NewKey(key: String) -> impl IntoView {
         <p class="new-key">
             <CopyText id="new-key" text=key />
         </p>
-    }
-}
-
-/// Text to copy (a key, a link), with a copy button once the page is live.
-#[component]
-pub(crate) fn CopyText(id: &'static str, text: String) -> impl IntoView {
-    let copied = RwSignal::new(false);
-    let to_copy = text.clone();
-    let copy = move |_| {
-        if let Some(window) = web_sys::window() {
-            // The promise needs no handling: a refused copy leaves the text on screen to copy by hand.
-            let _ = window.navigator().clipboard().write_text(&to_copy);
-            copied.set(true);
-        }
-    };
-    view! {
-        <code id=id>{text}</code>
-        <button type="button" class="secondary needs-js" on:click=copy>
-            {move || if copied.get() { "Copied" } else { "Copy" }}
-        </button>
     }
 }
 

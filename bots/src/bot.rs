@@ -428,14 +428,12 @@ impl Bot {
 
     /// The one-way delays of what the bot received, to merge with other bots'.
     pub fn delays(&self) -> DelayHistogram {
-        self.shared.recorder.lock().map(|recorder| recorder.snapshot(&[]).1).unwrap_or_default()
+        stats::delays(&self.shared.recorder)
     }
 
     /// Starts the received counters and the delay histogram afresh (to measure a window).
     pub fn reset_stats(&self) {
-        if let Ok(mut recorder) = self.shared.recorder.lock() {
-            recorder.reset();
-        }
+        stats::reset(&self.shared.recorder);
     }
 
     /// Says `leave`, closes the socket and the WebRTC connection, and waits (briefly) for both.

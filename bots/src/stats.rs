@@ -367,6 +367,18 @@ pub(crate) fn bot_stats(
     BotStats::new(id, time_to_join, tracks, &delay, sent)
 }
 
+/// The one-way delays of what a bot received, to merge with other bots'.
+pub(crate) fn delays(recorder: &Mutex<Recorder>) -> DelayHistogram {
+    recorder.lock().map(|recorder| recorder.snapshot(&[]).1).unwrap_or_default()
+}
+
+/// Starts a bot's received counters and delay histogram afresh (to measure a window).
+pub(crate) fn reset(recorder: &Mutex<Recorder>) {
+    if let Ok(mut recorder) = recorder.lock() {
+        recorder.reset();
+    }
+}
+
 /// What a bot received on one track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackStats {

@@ -10,27 +10,18 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
+use convene_domain::RoomSettings;
 use convene_signal::{
     ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind, MediaQuality,
     PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, display_name,
 };
 use subtle::ConstantTimeEq;
 
-/// A room's settings from the control plane.
+/// What the control plane decided for a room: its settings and what the organisation's plan allows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomPolicy {
-    /// Participants wait to be admitted.
-    pub lobby: bool,
-    /// Participants must give this password.
-    pub password: Option<String>,
-    /// At most this many in the room (moderators included).
-    pub max_participants: Option<usize>,
-    /// Media is end-to-end encrypted.
-    pub end_to_end_encryption: bool,
-    /// Participants keep the token's display name.
-    pub fixed_display_names: bool,
-    /// What participants capture and send.
-    pub quality: MediaQuality,
+    /// The room's settings (the defaults for a room made on the fly by a tenant's own token).
+    pub settings: RoomSettings,
     /// What the organisation's plan allows; it may change during a meeting, so each connection brings the
     /// allowance current when it came.
     pub allowance: Allowance,
@@ -215,7 +206,7 @@ impl Room {
 
     /// Whether the room encrypts media end to end.
     pub fn end_to_end_encrypted(&self) -> bool {
-        self.policy.end_to_end_encryption
+        self.policy.settings.end_to_end_encryption
     }
 
     /// Whom `receiver` pinned, if anyone.
@@ -227,10 +218,13 @@ impl Room {
         RoomInfo {
             name: self.name.clone(),
             locked: self.locked,
-            lobby: self.policy.lobby,
-            end_to_end_encryption: self.policy.end_to_end_encryption,
-            fixed_display_names: self.policy.fixed_display_names,
-            quality: self.policy.quality,
+            lobby: self.policy.settings.lobby,
+            end_to_end_encryption: self.policy.settings.end_to_end_encryption,
+            fixed_display_names: self.policy.settings.fixed_display_names,
+            quality: MediaQuality {
+                max_height: self.policy.settings.max_resolution.height(),
+                high_fidelity_audio: self.policy.settings.high_fidelity_audio,
+            },
         }
     }
 
@@ -272,7 +266,7 @@ impl Room {
             Err((code, message)) => Some(error(id, code, &message)),
         });
         // People waiting in the lobby count against the ceilings too, or a lobby could outgrow the room.
-        let waits = self.policy.lobby && !identity.moderator;
+        let waits = self.policy.settings.lobby && !identity.moderator;
         let present = self.members.len() + if waits { self.lobby.len() } else { 0 };
         let plain = |reason| (reason, refusal_message(reason).to_owned());
         let refused = if version != PROTOCOL_VERSION {
@@ -288,7 +282,7 @@ impl Room {
         } else if self.locked {
             Some(plain(Refusal::Locked))
         } else {
-            match (&self.policy.password, password) {
+            match (&self.policy.settings.password, password) {
                 (Some(_), None) => Some(plain(Refusal::PasswordRequired)),
                 (Some(expected), Some(given)) if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) => {
                     Some(plain(Refusal::WrongPassword))
@@ -334,7 +328,8 @@ impl Room {
     /// Why one more person cannot be in the room with `present` counted already: the room's own ceiling,
     /// then the plan's (which counts moderators too: it is what the organisation pays for).
     fn ceiling_refusal(&self, present: usize) -> Option<(Refusal, String)> {
-        if self.policy.max_participants.is_some_and(|max| present >= max) {
+        let room_max = self.policy.settings.max_participants.and_then(|max| usize::try_from(max).ok());
+        if room_max.is_some_and(|max| present >= max) {
             return Some((Refusal::Full, refusal_message(Refusal::Full).to_owned()));
         }
         let ceiling = self.policy.allowance.participants.as_ref().filter(|ceiling| present >= ceiling.max)?;
@@ -343,7 +338,7 @@ impl Room {
 
     /// The display name to use for `chosen`, or the error code and words for why it cannot be.
     fn acceptable_name(&self, chosen: &str) -> Result<String, (&'static str, String)> {
-        if self.policy.fixed_display_names {
+        if self.policy.settings.fixed_display_names {
             return Err(("forbidden", "this meeting uses the names on the invitations".to_owned()));
         }
         display_name(chosen).map(str::to_owned).map_err(|message| ("invalid", message))
@@ -464,7 +459,7 @@ impl Room {
 
     /// Passes end-to-end encryption keys on, unread: within an encrypted room, to members only.
     fn relay_keys(&self, from: ParticipantId, to: Option<ParticipantId>, payload: String) -> Vec<Outbound> {
-        if !self.policy.end_to_end_encryption {
+        if !self.policy.settings.end_to_end_encryption {
             return error(from, "invalid", "this meeting is not end-to-end encrypted");
         }
         if payload.len() > MAX_E2EE_PAYLOAD_BYTES {
@@ -651,7 +646,10 @@ mod tests {
 
     #[test]
     fn the_lobby_holds_participants_until_a_moderator_admits_or_rejects_them() {
-        let mut room = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let mut room = Room::new(
+            "r",
+            RoomPolicy { settings: RoomSettings { lobby: true, ..RoomSettings::default() }, ..RoomPolicy::default() },
+        );
         let ann = join(&mut room, moderator("Ann"));
         let (bob, out) = room.connect(person("Bob"), PROTOCOL_VERSION, None);
         assert_eq!(sent_to(&out, bob), [&ServerMessage::Lobby { you: bob }]);
@@ -680,7 +678,10 @@ mod tests {
 
     #[test]
     fn the_lobby_counts_against_the_ceilings_is_capped_and_admitting_checks_them_again() {
-        let policy = RoomPolicy { lobby: true, max_participants: Some(3), ..RoomPolicy::default() };
+        let policy = RoomPolicy {
+            settings: RoomSettings { lobby: true, max_participants: Some(3), ..RoomSettings::default() },
+            ..RoomPolicy::default()
+        };
         let mut room = Room::new("r", policy);
         let ann = join(&mut room, moderator("Ann"));
         let (bob, _) = room.connect(person("Bob"), PROTOCOL_VERSION, None);
@@ -694,14 +695,20 @@ mod tests {
             participants: Some(Ceiling { max: 2, message: "the plan allows 2".into() }),
             ..Allowance::default()
         };
-        room.set_policy(RoomPolicy { allowance, lobby: true, max_participants: Some(3), ..RoomPolicy::default() });
+        room.set_policy(RoomPolicy {
+            allowance,
+            settings: RoomSettings { lobby: true, max_participants: Some(3), ..RoomSettings::default() },
+        });
         let out = room.handle(ann, ClientMessage::Admit { participant: bob });
         assert!(matches!(sent_to(&out, bob)[0], ServerMessage::Welcome { .. }));
         let out = room.handle(ann, ClientMessage::Admit { participant: cy });
         assert_eq!(error_code(&out, ann).as_deref(), Some("full"));
         assert!(room.is_waiting(cy) && !room.is_member(cy), "Cy still waits");
 
-        let mut crowded = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let mut crowded = Room::new(
+            "r",
+            RoomPolicy { settings: RoomSettings { lobby: true, ..RoomSettings::default() }, ..RoomPolicy::default() },
+        );
         join(&mut crowded, moderator("Ann"));
         for index in 0..MAX_LOBBY {
             let (id, _) = crowded.connect(person(&format!("P{index}")), PROTOCOL_VERSION, None);
@@ -714,7 +721,10 @@ mod tests {
 
     #[test]
     fn removed_people_stay_out_by_token_and_by_user_id() {
-        let mut room = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let mut room = Room::new(
+            "r",
+            RoomPolicy { settings: RoomSettings { lobby: true, ..RoomSettings::default() }, ..RoomPolicy::default() },
+        );
         let ann = join(&mut room, moderator("Ann"));
         let with = |name: &str, user: &str, digest: &str| Identity {
             name: name.to_owned(),
@@ -752,7 +762,14 @@ mod tests {
 
     #[test]
     fn password_lock_and_ceiling_refuse_participants_but_not_moderators_past_the_first_two() {
-        let policy = RoomPolicy { password: Some("s3cret".into()), max_participants: Some(3), ..RoomPolicy::default() };
+        let policy = RoomPolicy {
+            settings: RoomSettings {
+                password: Some("s3cret".into()),
+                max_participants: Some(3),
+                ..RoomSettings::default()
+            },
+            ..RoomPolicy::default()
+        };
         let mut room = Room::new("r", policy);
         let refusal = |out: &[Outbound]| match out.first() {
             Some(Outbound::Send(_, ServerMessage::Refused { reason, .. })) => Some(*reason),
@@ -842,7 +859,10 @@ mod tests {
     #[test]
     fn names_may_be_chosen_before_joining_and_changed_unless_the_room_fixes_them() {
         let choosing = |chosen: &str| Identity { chosen_name: Some(chosen.to_owned()), ..person("Token Name") };
-        let mut room = Room::new("r", RoomPolicy { lobby: true, ..RoomPolicy::default() });
+        let mut room = Room::new(
+            "r",
+            RoomPolicy { settings: RoomSettings { lobby: true, ..RoomSettings::default() }, ..RoomPolicy::default() },
+        );
         let ann = join(&mut room, moderator("Ann"));
         let (bob, out) = room.connect(choosing("  Robert "), PROTOCOL_VERSION, None);
         let waiting = vec![LobbyEntry { id: bob, name: "Robert".to_owned() }];
@@ -869,7 +889,13 @@ mod tests {
         assert_eq!(error_code(&out, cy).as_deref(), Some("invalid"));
         assert_eq!(room.participants().find(|p| p.id == cy).map(|p| p.name.as_str()), Some("Token Name"));
 
-        let mut fixed = Room::new("r", RoomPolicy { fixed_display_names: true, ..RoomPolicy::default() });
+        let mut fixed = Room::new(
+            "r",
+            RoomPolicy {
+                settings: RoomSettings { fixed_display_names: true, ..RoomSettings::default() },
+                ..RoomPolicy::default()
+            },
+        );
         let (dee, out) = fixed.connect(choosing("The CEO"), PROTOCOL_VERSION, None);
         assert!(matches!(&out[0], Outbound::Send(_, ServerMessage::Welcome { room, .. }) if room.fixed_display_names));
         assert_eq!(error_code(&out, dee).as_deref(), Some("forbidden"));
@@ -885,7 +911,13 @@ mod tests {
         let ann = join(&mut plain, person("Ann"));
         assert_eq!(error_code(&plain.handle(ann, keys(None)), ann).as_deref(), Some("invalid"));
 
-        let mut room = Room::new("r", RoomPolicy { end_to_end_encryption: true, ..RoomPolicy::default() });
+        let mut room = Room::new(
+            "r",
+            RoomPolicy {
+                settings: RoomSettings { end_to_end_encryption: true, ..RoomSettings::default() },
+                ..RoomPolicy::default()
+            },
+        );
         let ann = join(&mut room, person("Ann"));
         let bob = join(&mut room, person("Bob"));
         let cy = join(&mut room, person("Cy"));

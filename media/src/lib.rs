@@ -12,8 +12,10 @@
 
 mod batch_io;
 pub mod focus;
+mod media_metrics;
 pub mod node;
 pub mod outbox;
+pub mod plane;
 pub mod probe;
 pub mod process;
 pub mod rooms;
@@ -21,5 +23,7 @@ pub mod sfu;
 pub mod signal_metrics;
 pub mod stun;
 
-pub use node::{BindError, MediaCommand, MediaHealth, MediaMetrics, MediaNode, MediaPlane, NodeConfig};
+pub use media_metrics::MediaMetrics;
+pub use node::{BindError, MediaHealth, MediaNode, NodeConfig};
+pub use plane::{Busy, Delivery, MediaCommand, MediaPlane};
 pub use probe::{ProbeError, probe};

@@ -1,7 +1,7 @@
 //! The driver: shards, each an OS thread with its own UDP socket, its own [`Sfu`] and a single-threaded
 //! runtime, sharing nothing. A room lives on one shard (chosen by its number), so forwarding never crosses
 //! threads; shard `i` listens on the configured port plus `i`. Rooms talk to their shard through a bounded
-//! command channel ([`MediaPlane`]); the shard answers participants straight into their connections'
+//! command channel ([`MediaPlane`], in [`crate::plane`]); the shard answers participants straight into their connections'
 //! outboxes. Counters are plain integers in the shard, added to Prometheus once a second (a shared
 //! registry on the packet path costs more than it tells).
 
@@ -13,19 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use convene_signal::{ParticipantId, ServerMessage, VideoRequest};
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
+use convene_signal::ServerMessage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     batch_io::BatchSocket,
-    rooms::Delivery,
-    sfu::{Counters, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput, Traffic},
+    media_metrics::{MediaMetrics, Reported},
+    plane::{Delivery, MediaCommand, MediaPlane},
+    sfu::{PeerKey, Sfu, SfuConfig, SfuOutput},
 };
 
 /// Batches read in one go before the shard attends to timers and commands again.
@@ -57,117 +53,6 @@ pub struct NodeConfig {
     pub top_height: u32,
 }
 
-/// The media node's counters, registered in the process registry served at `/metrics`.
-#[derive(Debug, Clone, Default)]
-pub struct MediaMetrics {
-    packets: Family<DirectionLabels, Counter>,
-    bytes: Family<DirectionLabels, Counter>,
-    keyframe_requests: Counter,
-    nacks: Counter,
-    rooms: RoomMetrics,
-    datagrams_dropped: Family<ReasonLabels, Counter>,
-    probes_answered: Counter,
-    sessions_failed: Counter,
-    sessions: Gauge,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabels {
-    direction: &'static str,
-}
-
-/// Rooms by size, per shard: bounded labels that name no tenant and no room (per-room detail is the
-/// tenant's to see, through its own API).
-#[derive(Debug, Clone, Default)]
-struct RoomMetrics {
-    rooms: Family<RoomSizeLabels, Gauge>,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoomSizeLabels {
-    shard: usize,
-    participants: &'static str,
-}
-
-/// The size classes rooms are counted in.
-const ROOM_SIZES: [(usize, &str); 6] =
-    [(1, "1"), (2, "2"), (5, "3-5"), (10, "6-10"), (25, "11-25"), (usize::MAX, "26+")];
-
-impl RoomMetrics {
-    fn register(&self, registry: &mut Registry) {
-        let media = registry.sub_registry_with_prefix("convene_media");
-        media.register("rooms", "Rooms with media sessions, by shard and by participants", self.rooms.clone());
-    }
-
-    /// Sets a shard's counts from the sizes of its rooms.
-    fn set(&self, shard: usize, sizes: impl Iterator<Item = usize>) {
-        let mut counts = [0_i64; ROOM_SIZES.len()];
-        for size in sizes {
-            let class = ROOM_SIZES.iter().position(|(max, _)| size <= *max).unwrap_or(ROOM_SIZES.len() - 1);
-            counts[class] += 1;
-        }
-        for ((_, participants), count) in ROOM_SIZES.iter().zip(counts) {
-            self.rooms.get_or_create(&RoomSizeLabels { shard, participants }).set(count);
-        }
-    }
-}
-
-/// Drop reasons are a closed set, so the family stays small.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-impl MediaMetrics {
-    /// Creates the counters and registers them under `convene_media_*`.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        let media = registry.sub_registry_with_prefix("convene_media");
-        media.register(
-            "rtp_packets",
-            "RTP packets received from publishers (in) and forwarded (out)",
-            metrics.packets.clone(),
-        );
-        media.register("rtp_bytes", "RTP payload bytes received (in) and forwarded (out)", metrics.bytes.clone());
-        media.register(
-            "keyframe_requests",
-            "Keyframe requests (PLI) sent to publishers",
-            metrics.keyframe_requests.clone(),
-        );
-        media.register(
-            "datagrams_dropped",
-            "Datagrams dropped: unknown_sender, unreadable or over_budget",
-            metrics.datagrams_dropped.clone(),
-        );
-        media.register("stun_replies", "STUN reachability probes answered", metrics.probes_answered.clone());
-        media.register("sessions_failed", "Media sessions closed after an error", metrics.sessions_failed.clone());
-        media.register("sessions", "Participants with a media session", metrics.sessions.clone());
-        media.register("nacks", "Retransmissions receivers asked for (NACK)", metrics.nacks.clone());
-        metrics.rooms.register(registry);
-        metrics
-    }
-
-    fn add(&self, (now, traffic): (Counters, Traffic), (before, traffic_before): (Counters, Traffic)) {
-        let inbound = DirectionLabels { direction: "in" };
-        let outbound = DirectionLabels { direction: "out" };
-        self.packets.get_or_create(&inbound).inc_by(traffic.packets_in - traffic_before.packets_in);
-        self.packets.get_or_create(&outbound).inc_by(traffic.packets_out - traffic_before.packets_out);
-        self.bytes.get_or_create(&inbound).inc_by(traffic.bytes_in - traffic_before.bytes_in);
-        self.bytes.get_or_create(&outbound).inc_by(traffic.bytes_out - traffic_before.bytes_out);
-        self.keyframe_requests.inc_by(traffic.keyframe_requests - traffic_before.keyframe_requests);
-        self.nacks.inc_by(traffic.nacks - traffic_before.nacks);
-        for (reason, now, before) in [
-            ("unknown_sender", now.dropped_unknown_sender, before.dropped_unknown_sender),
-            ("unreadable", now.dropped_unreadable, before.dropped_unreadable),
-            ("over_budget", now.dropped_over_budget, before.dropped_over_budget),
-        ] {
-            self.datagrams_dropped.get_or_create(&ReasonLabels { reason }).inc_by(now - before);
-        }
-        self.probes_answered.inc_by(now.probes_answered - before.probes_answered);
-        self.sessions_failed.inc_by(now.sessions_failed - before.sessions_failed);
-    }
-}
-
 /// Binding the media port failed; the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -191,91 +76,6 @@ pub enum BindError {
         /// What the OS said.
         source: io::Error,
     },
-}
-
-/// What a room asks of its shard.
-#[derive(Debug)]
-pub enum MediaCommand {
-    /// A participant's SDP offer; `outbox` is their connection's, for the answer and later offers.
-    Offer {
-        /// Who.
-        key: PeerKey,
-        /// The SDP.
-        sdp: String,
-        /// The `mid` carrying a shared screen.
-        screen: Option<String>,
-        /// The room encrypts media end to end (VP8 only).
-        end_to_end_encrypted: bool,
-        /// Their connection.
-        outbox: mpsc::Sender<Delivery>,
-    },
-    /// A participant's session continues over a new connection: signalling goes to `outbox`, and an offer
-    /// the old connection may have lost is made again.
-    Resume {
-        /// Who.
-        key: PeerKey,
-        /// Their new connection.
-        outbox: mpsc::Sender<Delivery>,
-    },
-    /// A participant's answer to the node's offer.
-    Answer {
-        /// Who.
-        key: PeerKey,
-        /// The SDP.
-        sdp: String,
-    },
-    /// Whom a participant pinned.
-    Pin {
-        /// Who.
-        key: PeerKey,
-        /// Whom.
-        pinned: Option<ParticipantId>,
-    },
-    /// A participant's tile sizes.
-    ReceiveVideo {
-        /// Who.
-        key: PeerKey,
-        /// The sizes.
-        requests: Vec<VideoRequest>,
-    },
-    /// A participant left the room.
-    Leave {
-        /// Who.
-        key: PeerKey,
-    },
-}
-
-impl MediaCommand {
-    fn room(&self) -> RoomId {
-        match self {
-            Self::Offer { key, .. }
-            | Self::Resume { key, .. }
-            | Self::Answer { key, .. }
-            | Self::Pin { key, .. }
-            | Self::ReceiveVideo { key, .. }
-            | Self::Leave { key } => key.room,
-        }
-    }
-}
-
-/// The shard is overloaded and cannot take the command now.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the media node is busy; try again")]
-pub struct Busy;
-
-/// The rooms' way to their shards. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct MediaPlane {
-    shards: Vec<mpsc::Sender<MediaCommand>>,
-}
-
-impl MediaPlane {
-    /// Passes a command to the shard of its room.
-    pub fn send(&self, command: MediaCommand) -> Result<(), Busy> {
-        let count = u64::try_from(self.shards.len()).unwrap_or(1).max(1);
-        let index = usize::try_from(command.room() % count).unwrap_or(0);
-        self.shards.get(index).ok_or(Busy)?.try_send(command).map_err(|_| Busy)
-    }
 }
 
 struct Shard {
@@ -385,7 +185,7 @@ impl MediaNode {
             .first()
             .and_then(|shard| shard.socket.local_addr().ok())
             .ok_or(BindError::Other { addr: config.udp_addr, source: io::Error::other("no shard") })?;
-        Ok(Self { shards, plane: MediaPlane { shards: senders }, local_addr, metrics, health: MediaHealth::default() })
+        Ok(Self { shards, plane: MediaPlane::new(senders), local_addr, metrics, health: MediaHealth::default() })
     }
 
     /// Shard 0's address: the one health checks probe (every shard answers probes).
@@ -465,7 +265,7 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
         }
     };
     let mut outboxes: HashMap<PeerKey, mpsc::Sender<Delivery>> = HashMap::new();
-    let mut reported = Reported { shard: index, ..Reported::default() };
+    let mut reported = Reported::new(index);
     let mut next_metrics = Instant::now() + METRICS_EVERY;
     loop {
         let wake = sfu.poll_timeout().unwrap_or_else(|| Instant::now() + METRICS_EVERY).min(next_metrics);
@@ -498,23 +298,6 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
             reported.publish(&sfu, metrics);
             next_metrics = now + METRICS_EVERY;
         }
-    }
-}
-
-/// What a shard last published, so each second adds only what is new.
-#[derive(Default)]
-struct Reported {
-    shard: usize,
-    node: (Counters, Traffic),
-}
-
-impl Reported {
-    fn publish(&mut self, sfu: &Sfu, metrics: &MediaMetrics) {
-        let node = (sfu.counters(), sfu.traffic());
-        metrics.add(node, self.node);
-        metrics.sessions.set(i64::try_from(sfu.peer_count()).unwrap_or(i64::MAX));
-        self.node = node;
-        metrics.rooms.set(self.shard, sfu.room_sizes());
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     focus::{self, Identity, Outbound, RoomPolicy},
-    node::{MediaCommand, MediaPlane},
+    plane::{Delivery, MediaCommand, MediaPlane},
     sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
 };
@@ -34,15 +34,6 @@ use crate::{
 const OUTBOX: usize = 256;
 /// Commands a room may have waiting.
 const INBOX: usize = 1024;
-
-/// What a connection's writer does next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// Send this frame.
-    Message(ServerMessage),
-    /// Close the connection.
-    Close,
-}
 
 enum Command {
     Connect {
@@ -320,31 +311,28 @@ impl Rooms {
         running.insert(key.clone(), sender.clone());
         let room = focus::Room::new(&key.1, policy.clone());
         self.metrics.room(1);
-        let context = RoomContext {
+        let task = RoomTask {
             key: key.clone(),
-            id: self.next_room.fetch_add(1, Ordering::Relaxed),
+            room_id: self.next_room.fetch_add(1, Ordering::Relaxed),
+            room,
             running: self.running.clone(),
             reporter: self.reporter.clone(),
             media: self.media.clone(),
             ended: self.ended.clone(),
+            outboxes: HashMap::new(),
+            reported: HashMap::new(),
+            report_ids: HashMap::new(),
+            sessions: HashMap::new(),
+            current: HashMap::new(),
+            next_serial: 0,
         };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            run(context, room, receiver).await;
+            task.run(receiver).await;
             metrics.room(-1);
         });
         Ok(sender)
     }
-}
-
-/// What a room task needs besides its focus and inbox.
-struct RoomContext {
-    key: RoomKey,
-    id: RoomId,
-    running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
-    reporter: Arc<dyn Reporter>,
-    media: Option<MediaPlane>,
-    ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
 }
 
 /// A member's session, as far as resuming it goes.
@@ -357,113 +345,164 @@ struct Session {
     away_until: Option<Instant>,
 }
 
-async fn run(context: RoomContext, mut room: focus::Room, mut commands: mpsc::Receiver<Command>) {
-    let RoomContext { key, id: room_id, running, reporter, media, ended } = context;
-    let mut outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>> = HashMap::new();
-    // Who the control plane knows to be in the room, by their reported id.
-    let mut reported: HashMap<ParticipantId, String> = HashMap::new();
-    let mut report_ids: HashMap<ParticipantId, String> = HashMap::new();
-    let mut sessions: HashMap<ParticipantId, Session> = HashMap::new();
-    // Each participant's current connection; a closing one that is no longer current changes nothing.
-    let mut current: HashMap<ParticipantId, u64> = HashMap::new();
-    let mut serials = 0_u64..;
-    loop {
-        let grace_ends = sessions.values().filter_map(|session| session.away_until).min();
-        // `None`: someone's grace ran out.
-        let command = tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => Some(command),
-                None => break,
-            },
-            () = until(grace_ends) => None,
-        };
-        let out = match command {
-            None => {
-                let now = Instant::now();
-                let over: Vec<ParticipantId> = sessions
-                    .iter()
-                    .filter(|(_, session)| session.away_until.is_some_and(|until| until <= now))
-                    .map(|(id, _)| *id)
-                    .collect();
-                over.into_iter().flat_map(|id| room.disconnect(id)).collect()
-            }
-            Some(Command::Connect { identity, version, password, resume, policy, outbox, reply }) => {
-                let changed = room.set_policy(*policy);
-                let serial = serials.next().unwrap_or_default();
-                // The old connection may still look alive (a network that went away closes nothing): the
-                // new one takes over.
-                let resumed = resume.and_then(|secret| {
-                    sessions.iter().find_map(|(id, session)| {
-                        // Constant-time, so response timing says nothing about how much of a guess was right.
-                        let same_secret: bool = session.secret.as_bytes().ct_eq(secret.as_bytes()).into();
-                        let matches = same_secret && session.user_id == identity.user_id;
-                        matches.then_some(*id)
-                    })
-                });
-                if let Some(id) = resumed {
-                    if let Some(session) = sessions.get_mut(&id) {
-                        session.away_until = None;
-                    }
-                    if let Some(old) = outboxes.insert(id, outbox.clone()) {
-                        let _ = old.try_send(Delivery::Close);
-                    }
-                    current.insert(id, serial);
+/// A `Command::Connect` taken apart (the reply aside).
+struct Arrival {
+    identity: Identity,
+    version: u32,
+    password: Option<String>,
+    resume: Option<String>,
+    outbox: mpsc::Sender<Delivery>,
+}
+
+/// One room's task: its focus, its connections and sessions, and what it told the control plane. Each
+/// command has its handler, which takes the time from the loop (as the focus does) and answers what the
+/// focus decided; `settle` then reports, delivers and tears down media in one place.
+struct RoomTask {
+    key: RoomKey,
+    room_id: RoomId,
+    room: focus::Room,
+    running: Arc<Mutex<HashMap<RoomKey, mpsc::Sender<Command>>>>,
+    reporter: Arc<dyn Reporter>,
+    media: Option<MediaPlane>,
+    ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
+    outboxes: HashMap<ParticipantId, mpsc::Sender<Delivery>>,
+    /// Who the control plane knows to be in the room, by their reported id.
+    reported: HashMap<ParticipantId, String>,
+    /// The id each participant will be reported under once they are in.
+    report_ids: HashMap<ParticipantId, String>,
+    sessions: HashMap<ParticipantId, Session>,
+    /// Each participant's current connection; a closing one that is no longer current changes nothing.
+    current: HashMap<ParticipantId, u64>,
+    next_serial: u64,
+}
+
+impl RoomTask {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let grace_ends = self.sessions.values().filter_map(|session| session.away_until).min();
+            // `None`: someone's grace ran out.
+            let command = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => Some(command),
+                    None => break,
+                },
+                () = until(grace_ends) => None,
+            };
+            let now = Instant::now();
+            let out = match command {
+                None => self.end_expired_sessions(now),
+                Some(Command::Connect { identity, version, password, resume, policy, outbox, reply }) => {
+                    let arrival = Arrival { identity, version, password, resume, outbox };
+                    let (id, serial, out) = self.connect(arrival, *policy);
                     let _ = reply.send((id, serial));
-                    if let Some(media) = &media {
-                        let _ = media
-                            .send(MediaCommand::Resume { key: PeerKey { room: room_id, participant: id }, outbox });
-                    }
-                    let mut out = changed;
-                    out.extend(room.welcome(id).map(|welcome| Outbound::Send(id, welcome)));
-                    out
-                } else {
-                    let user_id = identity.user_id.clone();
-                    let (id, out) = room.connect(identity, version, password.as_deref());
-                    report_ids.insert(id, user_id.clone().unwrap_or_else(|| format!("participant-{}", id.0)));
-                    if let Some(secret) = new_secret() {
-                        sessions.insert(id, Session { secret, user_id, away_until: None });
-                    }
-                    outboxes.insert(id, outbox);
-                    current.insert(id, serial);
-                    let _ = reply.send((id, serial));
-                    changed.into_iter().chain(out).collect()
-                }
-            }
-            Some(Command::Message(from, message)) => match (&media, room.is_member(from)) {
-                (Some(media), true) if is_media(&message) => {
-                    let peer = PeerKey { room: room_id, participant: from };
-                    to_media(media, room.end_to_end_encrypted(), peer, message, &outboxes)
-                }
-                (Some(media), true) if matches!(message, ClientMessage::Pin { .. }) => {
-                    let out = room.handle(from, message);
-                    let key = PeerKey { room: room_id, participant: from };
-                    let _ = media.send(MediaCommand::Pin { key, pinned: room.pinned_by(from) });
                     out
                 }
-                _ => room.handle(from, message),
-            },
-            // An earlier connection of a session resumed since.
-            Some(Command::Disconnect(id, serial)) if current.get(&id) != Some(&serial) => Vec::new(),
-            Some(Command::Disconnect(id, _)) => {
-                // A member's dropped connection leaves the session to be resumed; anyone else is gone.
-                current.remove(&id);
-                let connected = outboxes.remove(&id).is_some();
-                match sessions.get_mut(&id) {
-                    Some(session) if connected && room.is_member(id) => {
-                        session.away_until = Some(Instant::now() + Duration::from_secs(RESUME_GRACE_SECS));
-                        Vec::new()
-                    }
-                    _ => room.disconnect(id),
-                }
+                Some(Command::Message(from, message)) => self.message(from, message),
+                Some(Command::Disconnect(id, serial)) => self.disconnect(id, serial, now),
+            };
+            self.settle(out, SystemTime::now());
+            if self.room.is_empty() && self.outboxes.is_empty() && stop_if_idle(&self.running, &self.key, &commands) {
+                break;
             }
-        };
-        let out = remember(&key, out, reporter.as_ref(), &ended);
-        send_out(&mut room, out, &mut outboxes, &mut sessions);
-        let left = report(&key, &room, &mut reported, &mut report_ids, reporter.as_ref());
-        leave_media(&media, room_id, left);
-        if room.is_empty() && outboxes.is_empty() && stop_if_idle(&running, &key, &commands) {
-            break;
         }
+    }
+
+    /// Ends the sessions whose grace ran out by `now`.
+    fn end_expired_sessions(&mut self, now: Instant) -> Vec<Outbound> {
+        let over: Vec<ParticipantId> = self
+            .sessions
+            .iter()
+            .filter(|(_, session)| session.away_until.is_some_and(|until| until <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        over.into_iter().flat_map(|id| self.room.disconnect(id)).collect()
+    }
+
+    /// A new connection: it resumes a session whose secret and person it carries, or joins afresh. Answers
+    /// the participant's id and the connection's number.
+    fn connect(&mut self, arrival: Arrival, policy: RoomPolicy) -> (ParticipantId, u64, Vec<Outbound>) {
+        let Arrival { identity, version, password, resume, outbox } = arrival;
+        let changed = self.room.set_policy(policy);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        // The old connection may still look alive (a network that went away closes nothing): the new one
+        // takes over.
+        let resumed = resume.and_then(|secret| {
+            self.sessions.iter().find_map(|(id, session)| {
+                // Constant-time, so response timing says nothing about how much of a guess was right.
+                let same_secret: bool = session.secret.as_bytes().ct_eq(secret.as_bytes()).into();
+                let matches = same_secret && session.user_id == identity.user_id;
+                matches.then_some(*id)
+            })
+        });
+        if let Some(id) = resumed {
+            if let Some(session) = self.sessions.get_mut(&id) {
+                session.away_until = None;
+            }
+            if let Some(old) = self.outboxes.insert(id, outbox.clone()) {
+                let _ = old.try_send(Delivery::Close);
+            }
+            self.current.insert(id, serial);
+            if let Some(media) = &self.media {
+                let key = PeerKey { room: self.room_id, participant: id };
+                let _ = media.send(MediaCommand::Resume { key, outbox });
+            }
+            let mut out = changed;
+            out.extend(self.room.welcome(id).map(|welcome| Outbound::Send(id, welcome)));
+            return (id, serial, out);
+        }
+        let user_id = identity.user_id.clone();
+        let (id, out) = self.room.connect(identity, version, password.as_deref());
+        self.report_ids.insert(id, user_id.clone().unwrap_or_else(|| format!("participant-{}", id.0)));
+        if let Some(secret) = new_secret() {
+            self.sessions.insert(id, Session { secret, user_id, away_until: None });
+        }
+        self.outboxes.insert(id, outbox);
+        self.current.insert(id, serial);
+        (id, serial, changed.into_iter().chain(out).collect())
+    }
+
+    /// A message from a participant: media to the shard, pins to both, the rest to the focus.
+    fn message(&mut self, from: ParticipantId, message: ClientMessage) -> Vec<Outbound> {
+        let key = PeerKey { room: self.room_id, participant: from };
+        match (&self.media, self.room.is_member(from)) {
+            (Some(media), true) if is_media(&message) => {
+                to_media(media, self.room.end_to_end_encrypted(), key, message, &self.outboxes)
+            }
+            (Some(media), true) if matches!(message, ClientMessage::Pin { .. }) => {
+                let out = self.room.handle(from, message);
+                let _ = media.send(MediaCommand::Pin { key, pinned: self.room.pinned_by(from) });
+                out
+            }
+            _ => self.room.handle(from, message),
+        }
+    }
+
+    /// A connection closed: a member's leaves the session open to resume until the grace ends; anyone
+    /// else is gone. An earlier connection of a session resumed since changes nothing.
+    fn disconnect(&mut self, id: ParticipantId, serial: u64, now: Instant) -> Vec<Outbound> {
+        if self.current.get(&id) != Some(&serial) {
+            return Vec::new();
+        }
+        self.current.remove(&id);
+        let connected = self.outboxes.remove(&id).is_some();
+        match self.sessions.get_mut(&id) {
+            Some(session) if connected && self.room.is_member(id) => {
+                session.away_until = Some(now + Duration::from_secs(RESUME_GRACE_SECS));
+                Vec::new()
+            }
+            _ => self.room.disconnect(id),
+        }
+    }
+
+    /// Records removals and ends, sends what the focus decided, reports who came and went at `at`, and
+    /// tears down the media of those who left.
+    fn settle(&mut self, out: Vec<Outbound>, at: SystemTime) {
+        let out = remember(&self.key, out, self.reporter.as_ref(), &self.ended, at);
+        send_out(&mut self.room, out, &mut self.outboxes, &mut self.sessions);
+        let left =
+            report(&self.key, &self.room, (&mut self.reported, &mut self.report_ids), self.reporter.as_ref(), at);
+        leave_media(self.media.as_ref(), self.room_id, left);
     }
 }
 
@@ -474,8 +513,8 @@ fn remember(
     out: Vec<Outbound>,
     reporter: &dyn Reporter,
     ended: &Mutex<LruCache<RoomKey, SystemTime>>,
+    at: SystemTime,
 ) -> Vec<Outbound> {
-    let at = SystemTime::now();
     out.into_iter()
         .filter(|outbound| match outbound {
             Outbound::Removed(removal) => {
@@ -521,7 +560,7 @@ fn send_out(
 }
 
 /// Tears down the media of those who left.
-fn leave_media(media: &Option<MediaPlane>, room_id: RoomId, left: Vec<ParticipantId>) {
+fn leave_media(media: Option<&MediaPlane>, room_id: RoomId, left: Vec<ParticipantId>) {
     if let Some(media) = media {
         for participant in left {
             let _ = media.send(MediaCommand::Leave { key: PeerKey { room: room_id, participant } });
@@ -593,11 +632,10 @@ fn to_media(
 fn report(
     key: &RoomKey,
     room: &focus::Room,
-    reported: &mut HashMap<ParticipantId, String>,
-    report_ids: &mut HashMap<ParticipantId, String>,
+    (reported, report_ids): (&mut HashMap<ParticipantId, String>, &mut HashMap<ParticipantId, String>),
     reporter: &dyn Reporter,
+    now: SystemTime,
 ) -> Vec<ParticipantId> {
-    let now = SystemTime::now();
     let present: HashMap<ParticipantId, &convene_signal::ParticipantInfo> =
         room.participants().map(|info| (info.id, info)).collect();
     let gone: Vec<ParticipantId> = reported.keys().filter(|id| !present.contains_key(id)).copied().collect();

@@ -31,7 +31,7 @@ use self::{
 };
 use crate::{
     entities::{billing_account, billing_invoice, session_participant, usage_period, user},
-    team::Actor,
+    people::Actor,
 };
 
 /// Invoices shown on the billing page.

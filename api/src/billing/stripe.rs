@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use stripe::{StripeError, StripeRequest};
 use url::Url;
 
-use crate::settings::StripeSettings;
+use crate::platform::settings::StripeSettings;
 
 /// One call to Stripe waits at most this long: a person waits behind Checkout and the portal.
 const TIMEOUT: Duration = Duration::from_secs(10);

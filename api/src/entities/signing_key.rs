@@ -16,7 +16,7 @@ pub struct Model {
     pub public_key: String,
     /// `pem` or `jwk`.
     pub key_format: String,
-    /// The private half (PKCS#8 PEM) sealed by [`crate::envelope::Envelope`], for keys we mint with.
+    /// The private half (PKCS#8 PEM) sealed by [`crate::platform::envelope::Envelope`], for keys we mint with.
     pub sealed_private_key: Option<String>,
     pub created_at: DateTimeUtc,
     /// Set when a newer key took over minting; the key still verifies.

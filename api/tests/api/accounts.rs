@@ -136,8 +136,11 @@ async fn an_expired_verification_link_says_so() {
         .link("http://localhost:3000/verify?token=");
     let token = token.split("token=").nth(1).unwrap().to_owned();
     let db = app.db().await;
-    let row =
-        email_token::Entity::find_by_id(convene_api::secrets::token_hash(&token)).one(&db).await.unwrap().unwrap();
+    let row = email_token::Entity::find_by_id(convene_api::platform::secrets::token_hash(&token))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
     let mut expired: email_token::ActiveModel = row.into();
     expired.expires_at = Set(Utc::now() - TimeDelta::minutes(1));
     expired.update(&db).await.unwrap();
@@ -438,7 +441,7 @@ async fn server_functions_are_covered_by_the_origin_check() {
     use leptos::server_fn::ServerFn;
     let app = spawn_app().await;
     let session = sign_up(&app, "Acme", "ann@acme.example").await;
-    let path = <convene_app::account::GetViewer as ServerFn>::PATH;
+    let path = <convene_app::layout::GetViewer as ServerFn>::PATH;
     let call = |origin: &'static str| {
         app.client
             .post(format!("{}{path}", app.address))

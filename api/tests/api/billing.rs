@@ -62,7 +62,7 @@ async fn organisation(app: &TestApp, name: &str, email: &str) -> Organisation {
     let db = app.db().await;
     let row = tenant::Entity::find().filter(tenant::Column::Name.eq(name)).one(&db).await.unwrap().unwrap();
     let id = TenantId::from(row.id);
-    let key = convene_api::api_keys::create(&db, id, "backend").await.unwrap().api_key;
+    let key = convene_api::people::api_keys::create(&db, id, "backend").await.unwrap().api_key;
     Organisation { cookie, id, key }
 }
 
@@ -386,12 +386,19 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
     let room = RoomName::parse("standup").unwrap();
     let (joined, left) = (now - Duration::minutes(12), now - Duration::minutes(2));
     for person in ["ann", "bob", "cy"] {
-        convene_api::room_sessions::participant_joined(&db, "node-a", acme.id, &room, (person, person, false), joined)
-            .await
-            .unwrap();
+        convene_api::meetings::room_sessions::participant_joined(
+            &db,
+            "node-a",
+            acme.id,
+            &room,
+            (person, person, false),
+            joined,
+        )
+        .await
+        .unwrap();
     }
     for person in ["ann", "bob", "cy"] {
-        convene_api::room_sessions::participant_left(&db, acme.id, &room, person, left).await.unwrap();
+        convene_api::meetings::room_sessions::participant_left(&db, acme.id, &room, person, left).await.unwrap();
     }
     let pending =
         async || usage_report::Entity::find().filter(usage_report::Column::Attempts.gt(0)).all(&db).await.unwrap();
@@ -417,10 +424,17 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
     assert_eq!(stripe.meter_events(), [(identifier.clone(), ("cus_acme".to_owned(), 20))].into());
 
     // Five more minutes: one more event of five, and the period's total is right.
-    convene_api::room_sessions::participant_joined(&db, "node-a", acme.id, &room, ("dan", "Dan", false), left)
-        .await
-        .unwrap();
-    convene_api::room_sessions::participant_left(&db, acme.id, &room, "dan", left + Duration::minutes(5))
+    convene_api::meetings::room_sessions::participant_joined(
+        &db,
+        "node-a",
+        acme.id,
+        &room,
+        ("dan", "Dan", false),
+        left,
+    )
+    .await
+    .unwrap();
+    convene_api::meetings::room_sessions::participant_left(&db, acme.id, &room, "dan", left + Duration::minutes(5))
         .await
         .unwrap();
     until("the second event", async || stripe.meter_events().len() == 2).await;

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use convene_api::{
     entities::dead_letter,
-    room_sessions::{DEAD_LETTER_AFTER, SessionRecorder},
+    meetings::room_sessions::{DEAD_LETTER_AFTER, SessionRecorder},
 };
 use convene_media::{
     outbox::{Deliver, Envelope, NodeEvent},

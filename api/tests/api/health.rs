@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use convene_api::{
-    metrics::Metrics,
+    http::routes::health::Dependencies,
+    http::server::{self, HttpApp},
+    platform::metrics::Metrics,
     roles::Serve,
-    routes::health::Dependencies,
-    server::{self, HttpApp},
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

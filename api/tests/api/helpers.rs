@@ -3,9 +3,9 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use convene_api::{
-    envelope::SecretKey,
+    platform::envelope::SecretKey,
+    platform::settings::Settings,
     roles::{self, Serve, Started},
-    settings::Settings,
 };
 use convene_e2e::mail::{Mail, Mailbox};
 use reqwest::Method;
@@ -232,7 +232,7 @@ pub async fn spawn_configured(extra: &[(&str, String)]) -> TestApp {
 
 async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = convene_api::telemetry::init("info", convene_api::settings::LogFormat::Text);
+        let _ = convene_api::platform::telemetry::init("info", convene_api::platform::settings::LogFormat::Text);
     }
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database = match store {
@@ -328,9 +328,9 @@ pub async fn invite_and_accept(app: &TestApp, owner: &str, email: &str, role: &s
 
 /// A tenant ("Acme") with a verified owner at `email`; answers its first API key.
 pub async fn tenant_key(app: &TestApp, email: &str) -> String {
-    let created = convene_api::tenants::create_tenant(
+    let created = convene_api::people::tenants::create_tenant(
         &app.db().await,
-        convene_api::tenants::NewTenant {
+        convene_api::people::tenants::NewTenant {
             name: "Acme".to_owned(),
             owner_email: email.to_owned(),
             owner_password: secrecy::SecretString::from("correct horse battery".to_owned()),

@@ -110,7 +110,7 @@ async fn bad_room_requests_are_refused_and_other_tenants_rooms_are_404() {
 #[tokio::test]
 async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_within_the_tenant() {
     use chrono::{TimeDelta, Utc};
-    use convene_api::room_sessions::{node_started, participant_joined, participant_left};
+    use convene_api::meetings::room_sessions::{node_started, participant_joined, participant_left};
     use convene_domain::{RoomName, TenantId};
 
     let app = spawn_app().await;

@@ -4,9 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use convene_api::{
-    metrics::Metrics,
-    routes::health::Dependencies,
-    server::{self, HttpApp},
+    http::routes::health::Dependencies,
+    http::server::{self, HttpApp},
+    platform::metrics::Metrics,
 };
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;

@@ -1,8 +1,8 @@
 //! `create_tenant`: one transaction, parsed input, clear refusals, no partial rows.
 
 use convene_api::{
-    secrets::token_hash,
-    tenants::{CreateTenantError, NewTenant, create_tenant},
+    people::tenants::{CreateTenantError, NewTenant, create_tenant},
+    platform::secrets::token_hash,
 };
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 use secrecy::SecretString;

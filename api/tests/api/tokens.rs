@@ -3,9 +3,9 @@
 
 use convene_api::{
     entities::signing_key,
-    envelope::{Envelope, SecretKey},
-    room_tokens,
-    tenants::{NewTenant, create_tenant},
+    meetings::room_tokens,
+    people::tenants::{NewTenant, create_tenant},
+    platform::envelope::{Envelope, SecretKey},
 };
 use convene_domain::{RoomName, TenantId};
 use convene_tokens::{TokenError, verify};

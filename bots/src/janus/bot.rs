@@ -325,14 +325,12 @@ impl JanusBot {
 
     /// The one-way delays of what the bot received, to merge with other bots'.
     pub fn delays(&self) -> DelayHistogram {
-        self.shared.recorder.lock().map(|recorder| recorder.snapshot(&[]).1).unwrap_or_default()
+        stats::delays(&self.shared.recorder)
     }
 
     /// Starts the received counters and the delay histogram afresh (to measure a window).
     pub fn reset_stats(&self) {
-        if let Ok(mut recorder) = self.shared.recorder.lock() {
-            recorder.reset();
-        }
+        stats::reset(&self.shared.recorder);
     }
 
     /// Leaves the room, hangs up both connections, destroys the session and closes both PeerConnections,

@@ -7,6 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod room_settings;
+
+pub use room_settings::{MaxResolution, RoomSettings, UnknownResolution};
+
 /// Why a value from outside was refused. The message is written for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -84,3 +84,19 @@ fn the_serving_binary_links_no_webrtc_stack_or_load_harness() {
     }
     assert!(tree.lines().any(|line| line.starts_with("str0m ")), "the check reads a real tree:\n{tree}");
 }
+
+#[test]
+fn only_the_command_line_reads_the_environment() {
+    // Settings are loaded once from the map `cli` collects; a module reading a variable of its own would
+    // bypass their validation and the tests' own maps.
+    let product = ["api/src/", "media/src/", "app/src/", "crates/"];
+    let reads = ["env::var(", "env::vars(", "env::var_os(", "env::vars_os("];
+    let offenders: Vec<String> = tracked_files()
+        .into_iter()
+        .filter(|path| path.ends_with(".rs") && product.iter().any(|root| path.starts_with(root)))
+        .filter(|path| path != "api/src/cli.rs")
+        .filter(|path| reads.iter().any(|read_env| read(path).contains(read_env)))
+        .collect();
+    assert!(offenders.is_empty(), "read settings through `platform::settings`, not the environment: {offenders:?}");
+    assert!(read("api/src/cli.rs").contains("env::vars("), "the check looks for the real call");
+}

@@ -1,0 +1,7 @@
+//! The HTTP surface: the server every role serves through, the same-origin guard, paging, and the handlers
+//! in `routes`, which parse input, call a service and map its result.
+
+pub mod csrf;
+pub mod pagination;
+pub mod routes;
+pub mod server;

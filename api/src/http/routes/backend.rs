@@ -1,0 +1,200 @@
+//! The site's [`Backend`]: what server functions ask of the control plane, answered by the services with
+//! the session's actor.
+
+use convene_app::{
+    backend::Backend,
+    model::{
+        ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
+        MeetingListing, PageError, Team, Viewer,
+    },
+};
+use convene_domain::{Role, RoomName};
+use convene_signal::Refusal;
+use convene_tokens::TokenError;
+
+use crate::{
+    billing::{Billing, BillingError},
+    meetings::admission::{Admission, Admitted, Refused},
+    meetings::service::{JoinError, MeetingError, MeetingService},
+    people::Actor,
+    people::accounts::{Accounts, users_by_id},
+    people::api_keys,
+    people::team::{TeamError, TeamService},
+    platform::audit,
+};
+
+/// Audit entries shown on the audit page.
+const AUDIT_PAGE_SIZE: u64 = 200;
+
+/// The services behind the site's server functions.
+#[derive(Debug, Clone)]
+pub struct SiteBackend {
+    /// Accounts and sessions.
+    pub accounts: Accounts,
+    /// Members and invitations.
+    pub team: TeamService,
+    /// Scheduled meetings.
+    pub meetings: MeetingService,
+    /// Plans and usage.
+    pub billing: Billing,
+    /// Lets people into rooms.
+    pub admission: Admission,
+}
+
+impl SiteBackend {
+    async fn actor(&self, session: Option<String>) -> Result<Actor, PageError> {
+        let Some(token) = session else { return Err(PageError::SignedOut) };
+        let session = self.accounts.session(&token).await.map_err(unavailable)?.ok_or(PageError::SignedOut)?;
+        self.accounts.actor(&session).await.map_err(unavailable)?.ok_or(PageError::Forbidden)
+    }
+}
+
+fn meeting_problem(error: MeetingError) -> PageError {
+    match error {
+        MeetingError::Forbidden => PageError::Forbidden,
+        MeetingError::NotFound => PageError::NotFound,
+        other => unavailable(other),
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> PageError {
+    tracing::error!(%error, "a page's data could not be loaded");
+    PageError::Unavailable
+}
+
+#[async_trait::async_trait]
+impl Backend for SiteBackend {
+    async fn viewer(&self, session: Option<String>) -> Result<Option<Viewer>, String> {
+        let Some(token) = session else { return Ok(None) };
+        let failure = |error: sea_orm::DbErr| {
+            tracing::error!(%error, "cannot load the signed-in person");
+            "cannot load your account right now".to_owned()
+        };
+        let Some(session) = self.accounts.session(&token).await.map_err(failure)? else { return Ok(None) };
+        self.accounts.viewer(&session).await.map_err(failure)
+    }
+
+    async fn team(&self, session: Option<String>) -> Result<Team, PageError> {
+        let actor = self.actor(session).await?;
+        self.team.team(actor).await.map_err(|error| match error {
+            TeamError::Forbidden => PageError::Forbidden,
+            other => unavailable(other),
+        })
+    }
+
+    async fn meetings(&self, session: Option<String>) -> Result<MeetingListing, PageError> {
+        let actor = self.actor(session).await?;
+        self.meetings.list(actor).await.map_err(meeting_problem)
+    }
+
+    async fn meeting(&self, session: Option<String>, id: String) -> Result<MeetingDetails, PageError> {
+        let actor = self.actor(session).await?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|_| PageError::NotFound)?;
+        self.meetings.details(actor, id).await.map_err(meeting_problem)
+    }
+
+    async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError> {
+        let person = match session {
+            Some(token) => self.accounts.session(&token).await.map_err(unavailable)?.map(|session| session.user_id),
+            None => None,
+        };
+        self.meetings.join_details(&code, person).await.map_err(|error| match error {
+            JoinError::NotFound => PageError::NotFound,
+            other => unavailable(other),
+        })
+    }
+
+    async fn billing(&self, session: Option<String>) -> Result<BillingPage, PageError> {
+        let actor = self.actor(session).await?;
+        self.billing.page(actor).await.map_err(|error| match error {
+            BillingError::Forbidden => PageError::Forbidden,
+            other => unavailable(other),
+        })
+    }
+
+    fn time_zones(&self) -> Vec<String> {
+        chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name().to_owned()).collect()
+    }
+
+    async fn api_keys(&self, session: Option<String>) -> Result<Vec<ApiKeyListing>, PageError> {
+        let actor = self.actor(session).await?;
+        if !actor.is_admin() {
+            return Err(PageError::Forbidden);
+        }
+        let keys = api_keys::list(self.accounts.db(), actor.tenant).await.map_err(unavailable)?;
+        Ok(keys
+            .into_iter()
+            .map(|key| ApiKeyListing {
+                id: key.id.to_string(),
+                name: key.name,
+                prefix: key.prefix,
+                created_at: key.created_at.to_rfc3339(),
+                last_used_at: key.last_used_at.map(|at| at.to_rfc3339()),
+                revoked_at: key.revoked_at.map(|at| at.to_rfc3339()),
+            })
+            .collect())
+    }
+
+    async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError> {
+        let actor = self.actor(session).await?;
+        if actor.role != Role::Owner {
+            return Err(PageError::Forbidden);
+        }
+        let db = self.accounts.db();
+        let events = audit::recent(db, actor.tenant, AUDIT_PAGE_SIZE).await.map_err(unavailable)?;
+        let people =
+            users_by_id(db, events.iter().filter_map(|event| event.actor_user_id)).await.map_err(unavailable)?;
+        let entries: Vec<AuditEntry> = events
+            .into_iter()
+            .map(|event| AuditEntry {
+                at: event.created_at.to_rfc3339(),
+                actor: event.actor_user_id.and_then(|id| people.get(&id)).map(|person| person.email.clone()),
+                event: event.event,
+                detail: event.detail,
+                ip: event.ip,
+            })
+            .collect();
+        Ok(entries)
+    }
+
+    async fn invitation(&self, token: String) -> Result<InvitationDetails, String> {
+        self.team.invitation(&token).await.map_err(|error| match error {
+            TeamError::Link(link) => link.to_string(),
+            other => {
+                tracing::error!(error = %other, "cannot load an invitation");
+                "this invitation cannot be shown right now".to_owned()
+            }
+        })
+    }
+
+    async fn room_link(&self, room: String, token: String) -> Result<Invitee, LinkRefusal> {
+        let refuse = |code: &str, error: &dyn std::fmt::Display| LinkRefusal {
+            code: code.to_owned(),
+            message: error.to_string(),
+        };
+        let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
+        match self.admission.admit(&room, &token, chrono::Utc::now()).await {
+            Ok(Admitted { identity, policy, .. }) => Ok(Invitee {
+                name: identity.name,
+                moderator: identity.moderator,
+                fixed_name: policy.settings.fixed_display_names,
+            }),
+            Err(refused) => {
+                let code = match &refused {
+                    Refused::Token(TokenError::Malformed) => "unreadable_token",
+                    Refused::Token(TokenError::Expired) => "expired",
+                    Refused::Token(TokenError::NotYetValid) => "not_yet_valid",
+                    Refused::Token(TokenError::OtherRoom(_)) => "other_room",
+                    Refused::Token(TokenError::KeyId | TokenError::UnknownKey | TokenError::Signature) => {
+                        "unknown_issuer"
+                    }
+                    Refused::Room(Refusal::Kicked | Refusal::Rejected, _) => "removed",
+                    Refused::Room(Refusal::Ended, _) => "ended",
+                    Refused::Unavailable => "unavailable",
+                    _ => "invalid_token",
+                };
+                Err(refuse(code, &refused))
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Meetings: the rooms an organisation owns, the meetings it schedules in them, the room tokens that let
+//! people in, the admission step every joiner passes, and the sessions the media node reports.
+
+pub mod admission;
+pub mod calendar;
+pub mod removals;
+pub mod room_sessions;
+pub mod room_tokens;
+pub mod rooms;
+pub mod schedule;
+pub mod service;

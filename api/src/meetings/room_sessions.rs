@@ -1,0 +1,427 @@
+//! Who was in which room when: the media node reports participants joining and leaving, and these records
+//! answer `GET /v1/meetings` (past and ongoing sessions with participants and durations) and
+//! `GET /v1/rooms/{name}/presence`. A session starts with its first participant and ends with its last.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use convene_domain::{RoomName, TenantId};
+use convene_media::{
+    outbox::{Deliver, Envelope, NodeEvent, Undelivered},
+    rooms::RoomEvent,
+};
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    entities::{dead_letter, node_event_cursor, room_session, session_participant},
+    http::pagination,
+    meetings::removals::{self, Closure, RemovedPerson},
+};
+
+/// A person's stay, as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Stay {
+    /// The token's user id.
+    pub id: String,
+    /// Their display name.
+    pub name: String,
+    /// Whether they moderated.
+    pub moderator: bool,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+    /// When they left (absent while they are in).
+    pub left_at: Option<DateTime<Utc>>,
+    /// Seconds in the room so far.
+    pub duration_seconds: i64,
+}
+
+/// A session, as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Session {
+    /// Its id (also the pagination cursor).
+    pub id: Uuid,
+    /// The room's name.
+    pub room: String,
+    /// When the first participant joined.
+    pub started_at: DateTime<Utc>,
+    /// When the last one left (absent while it goes on).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Seconds from start to end (or to now).
+    pub duration_seconds: i64,
+    /// Everyone who was in, in order of joining.
+    pub participants: Vec<Stay>,
+}
+
+fn seconds(from: DateTime<Utc>, to: Option<DateTime<Utc>>, now: DateTime<Utc>) -> i64 {
+    (to.unwrap_or(now) - from).num_seconds().max(0)
+}
+
+fn stay(row: session_participant::Model, now: DateTime<Utc>) -> Stay {
+    Stay {
+        duration_seconds: seconds(row.joined_at, row.left_at, now),
+        id: row.participant_id,
+        name: row.name,
+        moderator: row.moderator,
+        joined_at: row.joined_at,
+        left_at: row.left_at,
+    }
+}
+
+async fn open_session(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    room: &RoomName,
+) -> Result<Option<room_session::Model>, DbErr> {
+    room_session::Entity::find()
+        .filter(room_session::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(room_session::Column::RoomName.eq(room.as_str()))
+        .filter(room_session::Column::EndedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// Someone joined `room` on `node`: into its open session, or a new one.
+pub async fn participant_joined(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    node: &str,
+    tenant: TenantId,
+    room: &RoomName,
+    participant: (&str, &str, bool),
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let (participant_id, name, moderator) = participant;
+    let transaction = db.begin().await?;
+    let session = match open_session(&transaction, tenant, room).await? {
+        Some(session) => session.id,
+        None => {
+            let id = Uuid::now_v7();
+            room_session::ActiveModel {
+                id: Set(id),
+                tenant_id: Set(tenant.as_uuid()),
+                room_name: Set(room.as_str().to_owned()),
+                started_at: Set(at),
+                ended_at: Set(None),
+                node_id: Set(Some(node.chars().take(64).collect())),
+            }
+            .insert(&transaction)
+            .await?;
+            id
+        }
+    };
+    session_participant::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant.as_uuid()),
+        session_id: Set(session),
+        participant_id: Set(participant_id.chars().take(128).collect()),
+        name: Set(name.chars().take(200).collect()),
+        moderator: Set(moderator),
+        joined_at: Set(at),
+        left_at: Set(None),
+        metered_minutes: Set(None),
+    }
+    .insert(&transaction)
+    .await?;
+    transaction.commit().await
+}
+
+/// Someone left `room`; the session ends when no one is left. Leaving twice changes nothing.
+pub async fn participant_left(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    tenant: TenantId,
+    room: &RoomName,
+    participant_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let transaction = db.begin().await?;
+    let Some(session) = open_session(&transaction, tenant, room).await? else { return Ok(()) };
+    // The same person may be in twice (two tabs): one leaving closes their latest stay only.
+    let stay = session_participant::Entity::find()
+        .filter(session_participant::Column::SessionId.eq(session.id))
+        .filter(session_participant::Column::ParticipantId.eq(participant_id))
+        .filter(session_participant::Column::LeftAt.is_null())
+        .order_by_desc(session_participant::Column::JoinedAt)
+        .one(&transaction)
+        .await?;
+    if let Some(stay) = stay {
+        let mut left: session_participant::ActiveModel = stay.into();
+        left.left_at = Set(Some(at));
+        left.update(&transaction).await?;
+    }
+    let remaining = session_participant::Entity::find()
+        .filter(session_participant::Column::SessionId.eq(session.id))
+        .filter(session_participant::Column::LeftAt.is_null())
+        .one(&transaction)
+        .await?;
+    if remaining.is_none() {
+        let mut ended: room_session::ActiveModel = session.into();
+        ended.ended_at = Set(Some(at));
+        ended.update(&transaction).await?;
+    }
+    transaction.commit().await
+}
+
+/// One page of the tenant's sessions, newest first, before the session `before`; also the cursor for the
+/// next page, if more remain.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    limit: u64,
+    before: Option<Uuid>,
+) -> Result<(Vec<Session>, Option<Uuid>), DbErr> {
+    let mut query = room_session::Entity::find().filter(room_session::Column::TenantId.eq(tenant.as_uuid()));
+    if let Some(before) = before {
+        query = query.filter(room_session::Column::Id.lt(before));
+    }
+    // UUIDv7 ids order like their start times.
+    let rows = query.order_by_desc(room_session::Column::Id).limit(pagination::fetch_size(limit)).all(db).await?;
+    let (rows, next) = pagination::page(rows, limit, |row| row.id);
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let mut stays: std::collections::HashMap<Uuid, Vec<session_participant::Model>> = std::collections::HashMap::new();
+    for stay in session_participant::Entity::find()
+        .filter(session_participant::Column::SessionId.is_in(ids))
+        .order_by_asc(session_participant::Column::JoinedAt)
+        .all(db)
+        .await?
+    {
+        stays.entry(stay.session_id).or_default().push(stay);
+    }
+    let now = Utc::now();
+    let sessions = rows
+        .into_iter()
+        .map(|row| Session {
+            participants: stays.remove(&row.id).unwrap_or_default().into_iter().map(|row| stay(row, now)).collect(),
+            duration_seconds: seconds(row.started_at, row.ended_at, now),
+            id: row.id,
+            room: row.room_name,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+        })
+        .collect();
+    Ok((sessions, next))
+}
+
+/// Whether `room` has ever had a session in this tenant (rooms made on the fly have no `rooms` row).
+pub async fn has_history(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomName) -> Result<bool, DbErr> {
+    let found = room_session::Entity::find()
+        .filter(room_session::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(room_session::Column::RoomName.eq(room.as_str()))
+        .one(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Who is in `room` now (empty when no session is going on).
+pub async fn presence(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomName) -> Result<Vec<Stay>, DbErr> {
+    let Some(session) = open_session(db, tenant, room).await? else { return Ok(Vec::new()) };
+    let now = Utc::now();
+    Ok(session_participant::Entity::find()
+        .filter(session_participant::Column::SessionId.eq(session.id))
+        .filter(session_participant::Column::LeftAt.is_null())
+        .order_by_asc(session_participant::Column::JoinedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| stay(row, now))
+        .collect())
+}
+
+/// A media node (re)started: the sessions it hosted ended when it was last known alive (or, without that,
+/// now), and so did every stay in them.
+pub async fn node_started(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    node: &str,
+    last_alive: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let transaction = db.begin().await?;
+    let hosted = room_session::Entity::find()
+        .filter(room_session::Column::NodeId.eq(node))
+        .filter(room_session::Column::EndedAt.is_null())
+        .all(&transaction)
+        .await?;
+    for session in hosted {
+        // Never before the session started: the node may have been alive for only part of it.
+        let ended = last_alive.unwrap_or(at).max(session.started_at);
+        let stays = session_participant::Entity::find()
+            .filter(session_participant::Column::SessionId.eq(session.id))
+            .filter(session_participant::Column::LeftAt.is_null())
+            .all(&transaction)
+            .await?;
+        for stay in stays {
+            let left = ended.max(stay.joined_at);
+            let mut stay: session_participant::ActiveModel = stay.into();
+            stay.left_at = Set(Some(left));
+            stay.update(&transaction).await?;
+        }
+        let mut session: room_session::ActiveModel = session.into();
+        session.ended_at = Set(Some(ended));
+        session.update(&transaction).await?;
+    }
+    transaction.commit().await
+}
+
+/// Takes the media node's events from its durable outbox into sessions, each once: the last sequence
+/// number taken from a node is stored with the event's effect, in one transaction, so an event delivered
+/// again (the node crashed before noting the delivery) changes nothing. A database error is the outbox's to
+/// retry; an event that fails the same way [`DEAD_LETTER_AFTER`] times in a row is set aside in
+/// `dead_letters` with the reason, so one poison event never stops every tenant's records behind it.
+#[derive(Debug, Clone)]
+pub struct SessionRecorder {
+    db: DatabaseConnection,
+    /// The event at the head of the line that keeps failing: its key, the error and how often.
+    failing: Arc<Mutex<Option<(String, String, u32)>>>,
+    dead_letters: Counter,
+}
+
+/// Consecutive identical failures of one event before it is set aside.
+pub const DEAD_LETTER_AFTER: u32 = 5;
+
+impl SessionRecorder {
+    /// Records into `db`; counts events set aside in `registry` (`convene_dead_letters_total`).
+    pub fn new(db: DatabaseConnection, registry: &mut Registry) -> Self {
+        let dead_letters = Counter::default();
+        registry.register(
+            "convene_dead_letters",
+            "Node events the control plane could not record however often it tried, set aside in dead_letters",
+            dead_letters.clone(),
+        );
+        Self { db, failing: Arc::default(), dead_letters }
+    }
+
+    /// How often in a row this event has now failed with this error.
+    fn failed(&self, key: &str, reason: &str) -> u32 {
+        let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let attempts = match failing.as_ref() {
+            Some((last_key, last_reason, count)) if last_key == key && last_reason == reason => count + 1,
+            _ => 1,
+        };
+        *failing = Some((key.to_owned(), reason.to_owned(), attempts));
+        attempts
+    }
+
+    fn succeeded(&self) {
+        *self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    async fn take(&self, envelope: &Envelope) -> Result<(), Undelivered> {
+        let Err(error) = record(&self.db, envelope).await else {
+            self.succeeded();
+            return Ok(());
+        };
+        let reason = error.to_string();
+        let key = format!("{}/{}", envelope.node, envelope.seq);
+        let attempts = self.failed(&key, &reason);
+        if attempts < DEAD_LETTER_AFTER {
+            return Err(Undelivered(reason));
+        }
+        // Setting aside needs the database too: while it is down this fails and the event waits.
+        set_aside(&self.db, envelope, &key, &reason, attempts)
+            .await
+            .map_err(|aside| Undelivered(format!("{reason}; setting the event aside failed too: {aside}")))?;
+        self.succeeded();
+        self.dead_letters.inc();
+        tracing::error!(event = %key, %reason, attempts, "a node event could not be recorded and was set aside in dead_letters");
+        Ok(())
+    }
+}
+
+impl Deliver for SessionRecorder {
+    fn deliver<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Undelivered>> + Send + 'a>> {
+        Box::pin(self.take(envelope))
+    }
+}
+
+async fn record(db: &DatabaseConnection, envelope: &Envelope) -> Result<(), DbErr> {
+    let transaction = db.begin().await?;
+    if !advance_cursor(&transaction, envelope).await? {
+        return transaction.commit().await;
+    }
+    apply(&transaction, &envelope.node, &envelope.event).await?;
+    transaction.commit().await
+}
+
+/// Stores the event in `dead_letters` and moves the node's cursor past it, in one transaction.
+async fn set_aside(
+    db: &DatabaseConnection,
+    envelope: &Envelope,
+    key: &str,
+    reason: &str,
+    attempts: u32,
+) -> Result<(), DbErr> {
+    let transaction = db.begin().await?;
+    if advance_cursor(&transaction, envelope).await? {
+        // The reason and payload are kept printable: they failed to store once already.
+        let printable = |text: &str| text.chars().filter(|c| !c.is_control()).take(10_000).collect::<String>();
+        let payload = serde_json::to_string(&envelope.event).unwrap_or_default();
+        dead_letter::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            source: Set("node_events".to_owned()),
+            key: Set(printable(key)),
+            payload: Set(printable(&payload)),
+            reason: Set(printable(reason)),
+            attempts: Set(i32::try_from(attempts).unwrap_or(i32::MAX)),
+            created_at: Set(Utc::now()),
+        }
+        .insert(&transaction)
+        .await?;
+    }
+    transaction.commit().await
+}
+
+/// Notes the event as taken from its node; `false` when it was taken before (a redelivery).
+async fn advance_cursor(transaction: &DatabaseTransaction, envelope: &Envelope) -> Result<bool, DbErr> {
+    let seq = i64::try_from(envelope.seq).unwrap_or(i64::MAX);
+    let cursor = node_event_cursor::Entity::find_by_id(envelope.node.clone()).one(transaction).await?;
+    if cursor.as_ref().is_some_and(|cursor| cursor.last_seq >= seq) {
+        return Ok(false);
+    }
+    let taken = node_event_cursor::ActiveModel { node_id: Set(envelope.node.clone()), last_seq: Set(seq) };
+    match cursor {
+        Some(_) => taken.update(transaction).await.map(drop)?,
+        None => taken.insert(transaction).await.map(drop)?,
+    }
+    Ok(true)
+}
+
+async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Result<(), DbErr> {
+    let room_event = match event {
+        NodeEvent::Started { at, last_alive } => {
+            return node_started(db, node, last_alive.map(DateTime::<Utc>::from), (*at).into()).await;
+        }
+        NodeEvent::Room(event) => event,
+    };
+    let ((tenant, room), at) = match room_event {
+        RoomEvent::Joined { room, at, .. }
+        | RoomEvent::Left { room, at, .. }
+        | RoomEvent::Removed { room, at, .. }
+        | RoomEvent::Ended { room, at } => (room, *at),
+    };
+    // Keys come from verified tokens and parsed paths; anything else is not ours to record.
+    let (Ok(tenant), Ok(room)) = (TenantId::parse(tenant), RoomName::parse(room)) else { return Ok(()) };
+    let at: DateTime<Utc> = at.into();
+    match room_event {
+        RoomEvent::Joined { participant, name, moderator, .. } => {
+            participant_joined(db, node, tenant, &room, (participant, name, *moderator), at).await
+        }
+        RoomEvent::Left { participant, .. } => participant_left(db, tenant, &room, participant, at).await,
+        RoomEvent::Removed { user_id, token, until, rejected, .. } => {
+            let person = RemovedPerson {
+                token_digest: token,
+                user_id: user_id.as_deref(),
+                until: until.map(DateTime::<Utc>::from),
+                rejected: *rejected,
+            };
+            removals::record_removal(db, tenant, &room, person, at).await
+        }
+        RoomEvent::Ended { .. } => removals::record_closure(db, tenant, &room, Closure::Ended, at).await,
+    }
+}

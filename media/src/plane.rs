@@ -1,0 +1,108 @@
+//! The contract between room tasks and the shards that carry their media: what a room asks of its shard
+//! ([`MediaCommand`]), the way there ([`MediaPlane`]), the refusal when a shard is full ([`Busy`]), and what a
+//! shard or a room hands a participant's connection ([`Delivery`]). Both sides depend on this module and
+//! not on each other.
+
+use convene_signal::{ParticipantId, ServerMessage, VideoRequest};
+use tokio::sync::mpsc;
+
+use crate::sfu::{PeerKey, RoomId};
+
+/// What a connection's writer does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Send this frame.
+    Message(ServerMessage),
+    /// Close the connection.
+    Close,
+}
+
+/// What a room asks of its shard.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// A participant's SDP offer; `outbox` is their connection's, for the answer and later offers.
+    Offer {
+        /// Who.
+        key: PeerKey,
+        /// The SDP.
+        sdp: String,
+        /// The `mid` carrying a shared screen.
+        screen: Option<String>,
+        /// The room encrypts media end to end (VP8 only).
+        end_to_end_encrypted: bool,
+        /// Their connection.
+        outbox: mpsc::Sender<Delivery>,
+    },
+    /// A participant's session continues over a new connection: signalling goes to `outbox`, and an offer
+    /// the old connection may have lost is made again.
+    Resume {
+        /// Who.
+        key: PeerKey,
+        /// Their new connection.
+        outbox: mpsc::Sender<Delivery>,
+    },
+    /// A participant's answer to the node's offer.
+    Answer {
+        /// Who.
+        key: PeerKey,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Whom a participant pinned.
+    Pin {
+        /// Who.
+        key: PeerKey,
+        /// Whom.
+        pinned: Option<ParticipantId>,
+    },
+    /// A participant's tile sizes.
+    ReceiveVideo {
+        /// Who.
+        key: PeerKey,
+        /// The sizes.
+        requests: Vec<VideoRequest>,
+    },
+    /// A participant left the room.
+    Leave {
+        /// Who.
+        key: PeerKey,
+    },
+}
+
+impl MediaCommand {
+    pub(crate) fn room(&self) -> RoomId {
+        match self {
+            Self::Offer { key, .. }
+            | Self::Resume { key, .. }
+            | Self::Answer { key, .. }
+            | Self::Pin { key, .. }
+            | Self::ReceiveVideo { key, .. }
+            | Self::Leave { key } => key.room,
+        }
+    }
+}
+
+/// The shard is overloaded and cannot take the command now.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the media node is busy; try again")]
+pub struct Busy;
+
+/// The rooms' way to their shards. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MediaPlane {
+    shards: Vec<mpsc::Sender<MediaCommand>>,
+}
+
+impl MediaPlane {
+    /// The plane over the shards' command channels, shard `i` at index `i`.
+    pub(crate) fn new(shards: Vec<mpsc::Sender<MediaCommand>>) -> Self {
+        Self { shards }
+    }
+
+    /// Passes a command to the shard of its room.
+    pub fn send(&self, command: MediaCommand) -> Result<(), Busy> {
+        let count = u64::try_from(self.shards.len()).unwrap_or(1).max(1);
+        let index = usize::try_from(command.room() % count).unwrap_or(0);
+        self.shards.get(index).ok_or(Busy)?.try_send(command).map_err(|_| Busy)
+    }
+}
