@@ -1,0 +1,146 @@
+//! The meeting page's components: the pre-join screen, the screens around the meeting (password, lobby,
+//! reconnecting, over), and the meeting itself: tiles or stage, toolbar, chat and participants panes.
+
+use std::time::Duration;
+
+use convene_domain::RoomName;
+use convene_signal::{ClientMessage, MediaKind, MediaQuality, ParticipantId, ParticipantInfo, Refusal, TrackSource};
+use leptos::{ev::SubmitEvent, html, prelude::*};
+use wasm_bindgen::JsCast;
+use web_sys::MediaStream;
+
+use super::{
+    Client, Encryption,
+    local_media::{self, DeviceChoice, Devices, LevelMeter},
+    state::{Ending, Phase, ReceiveQuality},
+};
+use crate::model::Invitee;
+
+mod panes;
+mod prejoin;
+mod room;
+mod screens;
+
+pub(super) use self::room::tile_heights;
+use self::{
+    prejoin::PreJoin,
+    room::MeetingRoom,
+    screens::{Lobby, Over, PasswordPrompt, Waiting},
+};
+
+/// The pre-join meter reads the microphone this often.
+const METER_EVERY: Duration = Duration::from_millis(100);
+/// Reactions people can send.
+const REACTIONS: [&str; 5] = ["👍", "👏", "😂", "🎉", "❤️"];
+
+/// The meeting for a verified invitation: pre-join, then the meeting.
+#[component]
+pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl IntoView {
+    let client = Client::new(room.to_string(), token);
+    provide_context(client);
+    // Inside another site's page (`external_api.js`): commands in, events out, and perhaps no pre-join.
+    Effect::new(move |_| {
+        if let Some(embedding) = super::embed::Embedding::from_location() {
+            super::embed::install(client, embedding);
+        }
+    });
+    // Leaving the tab says goodbye, so the others see the person go at once rather than after a timeout.
+    // (Effects run in the browser only, never in the server's render.)
+    Effect::new(move |_| {
+        let goodbye = window_event_listener_untyped("pagehide", move |_| client.leave());
+        on_cleanup(move || goodbye.remove());
+    });
+    let phase = Memo::new(move |_| client.state.with(|state| state.phase.clone()));
+    view! {
+        <section class="meeting" data-phase=move || phase_name(&phase.get())>
+            {move || match phase.get() {
+                Phase::PreJoin => view! { <PreJoin room=room.clone() invitee=invitee.clone() /> }.into_any(),
+                Phase::Joining => view! { <Waiting headline="Joining the meeting…" /> }.into_any(),
+                Phase::Reconnecting => view! { <Waiting headline="Reconnecting…" /> }.into_any(),
+                Phase::Password { wrong } => view! { <PasswordPrompt wrong /> }.into_any(),
+                Phase::Lobby => view! { <Lobby /> }.into_any(),
+                Phase::InMeeting => view! { <MeetingRoom /> }.into_any(),
+                Phase::Over(ending) => view! { <Over ending /> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+fn phase_name(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::PreJoin => "prejoin",
+        Phase::Joining => "joining",
+        Phase::Password { .. } => "password",
+        Phase::Lobby => "lobby",
+        Phase::InMeeting => "meeting",
+        Phase::Reconnecting => "reconnecting",
+        Phase::Over(_) => "over",
+    }
+}
+
+/// Runs `tick` every `period` while the component lives (in the browser only).
+fn every(period: Duration, tick: impl Fn() + Clone + 'static) {
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(tick.clone(), period) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+}
+
+fn client() -> Client {
+    // Every component here sits under `MeetingClient`, which provides it.
+    expect_context::<Client>()
+}
+
+/// Shows a stream in a video or audio element whenever the stream or the element changes.
+fn attach<E>(element: NodeRef<E>, stream: impl Fn() -> Option<MediaStream> + 'static)
+where
+    E: html::ElementType,
+    E::Output: JsCast + Clone + 'static,
+{
+    Effect::new(move |_| {
+        if let Some(element) = element.get() {
+            let media = element.unchecked_into::<web_sys::HtmlMediaElement>();
+            let stream = stream();
+            let current = media.src_object();
+            if current.as_ref().map(MediaStream::id) != stream.as_ref().map(MediaStream::id) {
+                media.set_src_object(stream.as_ref());
+            }
+        }
+    });
+}
+
+/// A camera or microphone picker, the device in use selected; before joining and in the settings.
+#[component]
+fn DevicePicker(
+    media: MediaKind,
+    name: &'static str,
+    devices: RwSignal<Devices>,
+    on_pick: Callback<String>,
+) -> impl IntoView {
+    let client = client();
+    let kind = if media == MediaKind::Audio { "Microphone" } else { "Camera" };
+    let chosen = move || {
+        client.choices.with(|choices| match media {
+            MediaKind::Audio => choices.devices.microphone.clone(),
+            MediaKind::Video => choices.devices.camera.clone(),
+        })
+    };
+    let listed = move || {
+        devices.with(
+            |devices| if media == MediaKind::Audio { devices.microphones.clone() } else { devices.cameras.clone() },
+        )
+    };
+    view! {
+        <label>
+            {kind}
+            <select name=name on:change=move |event| on_pick.run(event_target_value(&event))>
+                {move || listed().into_iter().map(|device| {
+                    let selected = chosen().as_deref() == Some(device.id.as_str());
+                    let label = if device.label.is_empty() { kind.to_owned() } else { device.label };
+                    view! { <option value=device.id selected=selected>{label}</option> }
+                }).collect_view()}
+            </select>
+        </label>
+    }
+}

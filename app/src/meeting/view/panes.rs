@@ -1,0 +1,207 @@
+//! The side panes: chat (with everyone or one person), people (with the moderators' actions and the lobby)
+//! and settings (devices, media quality, one's name).
+
+use super::*;
+
+/// Chat with everyone, or privately with one person.
+#[component]
+pub(super) fn ChatPane() -> impl IntoView {
+    let client = client();
+    let text = RwSignal::new(String::new());
+    let recipient = RwSignal::new(None::<ParticipantId>);
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        let message = text.get_untracked();
+        if message.trim().is_empty() {
+            return;
+        }
+        client.send(&ClientMessage::Chat { text: message, to: recipient.get_untracked() });
+        text.set(String::new());
+    };
+    let others = move || {
+        client.state.with(|state| {
+            state.participants.iter().filter(|person| Some(person.id) != state.me).cloned().collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <aside class="pane" aria-label="Chat">
+            <h2>"Chat"</h2>
+            <ol class="chat">
+                {move || client.state.with(|state| state.chat.iter().map(|line| {
+                    let heading = match &line.private_with {
+                        Some(other) => format!("{} (privately with {other})", line.from_name),
+                        None => line.from_name.clone(),
+                    };
+                    view! {
+                        <li class:private=line.private_with.is_some()>
+                            <strong>{heading}</strong>
+                            <p>{line.text.clone()}</p>
+                        </li>
+                    }
+                }).collect_view())}
+            </ol>
+            <form class="chat-form" on:submit=submit>
+                <select name="to" on:change=move |event| recipient.set(event_target_value(&event).parse().ok().map(ParticipantId))>
+                    <option value="">"Everyone"</option>
+                    {move || others().into_iter().map(|person| view! {
+                        <option value=person.id.0.to_string()>{person.name}</option>
+                    }).collect_view()}
+                </select>
+                <input name="message" placeholder="Write a message" maxlength="2000" autocomplete="off"
+                    prop:value=move || text.get() on:input=move |event| text.set(event_target_value(&event)) />
+                <button class="button" type="submit">"Send"</button>
+            </form>
+        </aside>
+    }
+    .into_any()
+}
+
+/// Who is here and who waits; moderators act on them.
+#[component]
+pub(super) fn PeoplePane() -> impl IntoView {
+    let client = client();
+    let moderator = move || client.state.with(|state| state.is_moderator());
+    let locked = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked));
+    view! {
+        <aside class="pane" aria-label="People">
+            <h2>"People"</h2>
+            {move || {
+                let waiting = client.state.with(|state| state.lobby.clone());
+                (moderator() && !waiting.is_empty()).then(|| view! {
+                    <h3>"Waiting to be let in"</h3>
+                    <ul class="people lobby">
+                        {waiting.into_iter().map(|entry| {
+                            let id = entry.id;
+                            view! {
+                                <li data-waiting=id.0>
+                                    <span>{entry.name}</span>
+                                    <button name="admit" on:click=move |_| client.send(&ClientMessage::Admit { participant: id })>"Let in"</button>
+                                    <button name="reject" on:click=move |_| client.send(&ClientMessage::Reject { participant: id })>"Turn away"</button>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                })
+            }}
+            <ul class="people">
+                {move || client.state.with(|state| state.participants.clone()).into_iter().map(|person| {
+                    let id = person.id;
+                    let mine = client.state.with_untracked(|state| state.me == Some(id));
+                    view! {
+                        <li data-person=id.0>
+                            <span>{person.name.clone()} {person.moderator.then_some(" · moderator")} {mine.then_some(" (you)")}</span>
+                            {person.audio_muted.then_some(" · muted")}
+                            {person.hand_raised.then_some(" · hand raised")}
+                            {(moderator() && !mine).then(|| view! {
+                                <span class="actions">
+                                    <button name="mute" on:click=move |_| client.send(&ClientMessage::Mute { participant: id, media: MediaKind::Audio })>"Mute"</button>
+                                    <button name="ask-unmute" on:click=move |_| client.send(&ClientMessage::AskToUnmute { participant: id })>"Ask to unmute"</button>
+                                    {(!person.moderator).then(|| view! {
+                                        <button name="grant" on:click=move |_| client.send(&ClientMessage::GrantModerator { participant: id })>"Make moderator"</button>
+                                    })}
+                                    <button name="kick" class="danger" on:click=move |_| client.send(&ClientMessage::Kick { participant: id })>"Remove"</button>
+                                </span>
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            {move || moderator().then(|| view! {
+                <div class="moderation">
+                    <button name="mute-all" on:click=move |_| client.send(&ClientMessage::MuteAll)>"Mute everyone"</button>
+                    <button name="lock" on:click=move |_| client.send(&ClientMessage::Lock { locked: !locked() })>
+                        {move || if locked() { "Unlock the meeting" } else { "Lock the meeting" }}
+                    </button>
+                    <button name="end" class="danger" on:click=move |_| client.send(&ClientMessage::EndForAll)>"End for everyone"</button>
+                </div>
+            })}
+        </aside>
+    }
+    .into_any()
+}
+
+/// Devices and the meeting's media quality.
+#[component]
+pub(super) fn SettingsPane() -> impl IntoView {
+    let client = client();
+    let devices = RwSignal::new(Devices::default());
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            if let Ok(found) = local_media::devices().await {
+                devices.try_set(found);
+            }
+        });
+    });
+    let quality = move || client.state.with(|state| state.room.as_ref().map(|room| room.quality)).unwrap_or_default();
+    // A memo, so the name form (and what is typed in it) is rebuilt only when the rule changes, not whenever
+    // anything in the meeting does.
+    let names_fixed =
+        Memo::new(move |_| client.state.with(|state| state.room.as_ref().is_none_or(|room| room.fixed_display_names)));
+    view! {
+        <aside class="pane" aria-label="Settings">
+            <h2>"Settings"</h2>
+            {move || (!names_fixed.get()).then(|| view! { <RenameForm /> })}
+            <DevicePicker media=MediaKind::Video name="switch-camera" devices
+                on_pick=Callback::new(move |camera| client.switch_device(MediaKind::Video, camera)) />
+            <DevicePicker media=MediaKind::Audio name="switch-microphone" devices
+                on_pick=Callback::new(move |microphone| client.switch_device(MediaKind::Audio, microphone)) />
+            <h3>"Quality"</h3>
+            <label>
+                "Video from others"
+                <select name="receive-quality" on:change=move |event| {
+                    if let Some(chosen) = ReceiveQuality::named(&event_target_value(&event)) {
+                        client.receive_quality.set(chosen);
+                    }
+                }>
+                    {ReceiveQuality::ALL.into_iter().map(|choice| view! {
+                        <option value=choice.name() selected=move || client.receive_quality.get() == choice>
+                            {choice.label()}
+                        </option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <p class="muted" data-quality-height=move || quality().max_height>
+                {move || format!("Video up to {}p, in three layers the others receive as their screens need.", quality().max_height)}
+            </p>
+            <p class="muted">
+                {move || if quality().high_fidelity_audio {
+                    "Music audio: stereo at up to 128 kbit/s, without echo cancellation, noise suppression or gain control."
+                } else {
+                    "Voice audio, with echo cancellation and noise suppression."
+                }}
+            </p>
+        </aside>
+    }
+    .into_any()
+}
+
+/// Changing one's name during the meeting.
+#[component]
+pub(super) fn RenameForm() -> impl IntoView {
+    let client = client();
+    let current = client.state.with_untracked(|state| state.myself().map(|me| me.name.clone())).unwrap_or_default();
+    let name = RwSignal::new(current);
+    let problem = RwSignal::new(None::<String>);
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        match convene_signal::display_name(&name.get_untracked()) {
+            Ok(valid) => {
+                problem.set(None);
+                client.rename(valid.to_owned());
+            }
+            Err(error) => problem.set(Some(format!("Your name: {error}."))),
+        }
+    };
+    view! {
+        <form class="rename" on:submit=submit>
+            <label>
+                "Your name"
+                <input type="text" name="rename" prop:value=name autocomplete="name"
+                    maxlength=convene_signal::MAX_DISPLAY_NAME_CHARS.to_string()
+                    on:input=move |event| name.set(event_target_value(&event)) />
+            </label>
+            {move || problem.get().map(|problem| view! { <p class="field-error">{problem}</p> })}
+            <button class="button secondary" type="submit">"Change my name"</button>
+        </form>
+    }
+}
