@@ -23,7 +23,7 @@ use crate::{
     http::server::{self, HttpApp, SiteServices},
     meetings::admission::Admission,
     meetings::room_tokens,
-    meetings::service::MeetingService,
+    meetings::scheduled::MeetingService,
     people::accounts::Accounts,
     people::team::TeamService,
     people::tenants::{self, NewTenant},

@@ -15,7 +15,7 @@ use crate::{
     billing::Billing,
     http::csrf::{self, OwnOrigins},
     http::routes::{self, auth::CookiePolicy, health::Dependencies, site::Site, v1::MeetUrl},
-    meetings::service::MeetingService,
+    meetings::scheduled::MeetingService,
     people::accounts::Accounts,
     people::team::TeamService,
     platform::metrics::Metrics,

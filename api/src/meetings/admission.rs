@@ -20,7 +20,7 @@ use crate::{
     meetings::{
         removals, room_tokens,
         rooms::{self, RoomError},
-        service::{GUEST_PREFIX, state_of},
+        scheduled::{GUEST_PREFIX, state_of},
     },
 };
 

@@ -8,4 +8,4 @@ pub mod room_sessions;
 pub mod room_tokens;
 pub mod rooms;
 pub mod schedule;
-pub mod service;
+pub mod scheduled;

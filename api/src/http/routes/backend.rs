@@ -15,7 +15,7 @@ use convene_tokens::TokenError;
 use crate::{
     billing::{Billing, BillingError},
     meetings::admission::{Admission, Admitted, Refused},
-    meetings::service::{JoinError, MeetingError, MeetingService},
+    meetings::scheduled::{JoinError, MeetingError, MeetingService},
     people::Actor,
     people::accounts::{Accounts, users_by_id},
     people::api_keys,

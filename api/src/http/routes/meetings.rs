@@ -13,7 +13,7 @@ use crate::{
         team::{SignedIn, forbidden, not_found},
     },
     meetings::schedule::MeetingInput,
-    meetings::service::{Delivery, JoinError, Joiner, MeetingError, MeetingService},
+    meetings::scheduled::{Delivery, JoinError, Joiner, MeetingError, MeetingService},
     people::accounts::Accounts,
 };
 

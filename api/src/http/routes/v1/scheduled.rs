@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use super::{ApiError, ApiTenant, ErrorBody, Page, cursor, internal};
 use crate::meetings::{
     schedule::MeetingInput,
-    service::{MeetingError, MeetingService, ScheduledMeeting},
+    scheduled::{MeetingError, MeetingService, ScheduledMeeting},
 };
 
 /// A page of scheduled meetings.

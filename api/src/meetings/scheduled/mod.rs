@@ -2,8 +2,10 @@
 //! whose settings it carries; invitees get mail with an iCalendar invitation and a participant link that
 //! opens the meeting with a participant token until the last occurrence ends.
 //!
-//! Times arrive as wall-clock times in a named time zone and are stored in UTC; weekly occurrences keep the
-//! wall-clock time in that zone. Every lookup is scoped to the actor's tenant.
+//! Here: the service, its errors, and scheduling, changing and cancelling with their mail. `views` answers
+//! what the site and the API show; `links` starts meetings and opens participant links. The request's own
+//! checks (times, zones, titles, invitees) are `meetings::schedule`. Every lookup is scoped to the actor's
+//! tenant.
 
 use std::collections::HashMap;
 
@@ -17,6 +19,12 @@ use sea_orm::{
 use serde::Serialize;
 use url::Url;
 use uuid::Uuid;
+
+mod links;
+mod views;
+
+pub(super) use links::{GUEST_PREFIX, state_of};
+pub use links::{JoinError, Joiner};
 
 use crate::{
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
@@ -37,10 +45,6 @@ use crate::{
 const PAST_START: TimeDelta = TimeDelta::hours(1);
 /// Past meetings shown on the meetings page.
 const PAST_SHOWN: u64 = 50;
-/// A token lasts until its occurrence ends plus this, so a meeting can overrun.
-const OVERRUN: TimeDelta = TimeDelta::hours(1);
-/// Room tokens live at most this long (the minting limit).
-const LONGEST_TOKEN: TimeDelta = TimeDelta::days(7);
 
 /// Why a meeting request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -100,53 +104,6 @@ impl From<MintError> for MeetingError {
     fn from(error: MintError) -> Self {
         Self::Internal(anyhow::Error::from(error))
     }
-}
-
-/// Why a participant link did not open the meeting.
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    /// Unknown link.
-    #[error("this link does not lead to a meeting")]
-    NotFound,
-    /// The last occurrence is over.
-    #[error("this meeting is over")]
-    Ended,
-    /// Called off.
-    #[error("this meeting was cancelled")]
-    Cancelled,
-    /// Signed in, but neither a member nor invited.
-    #[error("this invitation is for someone else; sign in with the invited address")]
-    NotInvited,
-    /// No account and the meeting admits no guests.
-    #[error("sign in to join this meeting")]
-    SignInRequired,
-    /// A guest name that cannot be used.
-    #[error("enter your name (1 to 80 characters)")]
-    GuestName,
-    /// Storage or minting failed.
-    #[error("{0}")]
-    Internal(#[from] anyhow::Error),
-}
-
-impl From<DbErr> for JoinError {
-    fn from(error: DbErr) -> Self {
-        Self::Internal(error.into())
-    }
-}
-
-impl From<MintError> for JoinError {
-    fn from(error: MintError) -> Self {
-        Self::Internal(error.into())
-    }
-}
-
-/// Who follows a participant link.
-#[derive(Debug, Clone)]
-pub enum Joiner {
-    /// A signed-in person.
-    Person(Uuid),
-    /// Someone without an account, with the name they typed.
-    Guest(String),
 }
 
 /// A scheduled meeting as the API shows it.
@@ -241,61 +198,6 @@ impl MeetingService {
             .ok_or_else(refused)?;
         let role = Role::parse(&member.role).map_err(|_| refused())?;
         Ok(Actor { user_id: person.id, tenant, role })
-    }
-
-    /// One meeting for the API.
-    pub async fn scheduled(&self, tenant: TenantId, id: Uuid) -> Result<ScheduledMeeting, MeetingError> {
-        let loaded = self.load(tenant, id).await?;
-        let organizer =
-            users_by_id(&self.db, [loaded.row.organizer_id]).await?.remove(&loaded.row.organizer_id).map(|u| u.email);
-        Ok(self.api_view(loaded, organizer))
-    }
-
-    /// One page of the tenant's meetings for the API, newest first, before the meeting `after`.
-    pub async fn scheduled_page(
-        &self,
-        tenant: TenantId,
-        limit: u64,
-        after: Option<Uuid>,
-    ) -> Result<(Vec<ScheduledMeeting>, Option<Uuid>), MeetingError> {
-        let mut query = meeting::Entity::find().filter(meeting::Column::TenantId.eq(tenant.as_uuid()));
-        if let Some(after) = after {
-            query = query.filter(meeting::Column::Id.lt(after));
-        }
-        let rows = query.order_by_desc(meeting::Column::Id).limit(pagination::fetch_size(limit)).all(&self.db).await?;
-        let (rows, next) = pagination::page(rows, limit, |row| row.id);
-        let organizers = users_by_id(&self.db, rows.iter().map(|row| row.organizer_id)).await?;
-        let page = self
-            .complete(rows)
-            .await?
-            .into_iter()
-            .map(|loaded| {
-                let organizer = organizers.get(&loaded.row.organizer_id).map(|person| person.email.clone());
-                self.api_view(loaded, organizer)
-            })
-            .collect();
-        Ok((page, next))
-    }
-
-    fn api_view(&self, loaded: Loaded, organizer: Option<String>) -> ScheduledMeeting {
-        let schedule = Schedule::of(&loaded.row);
-        let room = loaded.room;
-        ScheduledMeeting {
-            settings: rooms::settings_of(&room),
-            id: loaded.row.id,
-            title: loaded.row.title,
-            room: room.name,
-            organizer,
-            starts_at: loaded.row.starts_at,
-            ends_at: loaded.row.ends_at,
-            time_zone: schedule.time_zone.name().to_owned(),
-            weekly_occurrences: schedule.weekly_occurrences,
-            last_ends_at: loaded.row.last_ends_at,
-            join_url: self.join_link(&loaded.row.join_code),
-            invitees: loaded.invitees,
-            cancelled_at: loaded.row.cancelled_at,
-            undelivered: Vec::new(),
-        }
     }
 
     /// The organiser, as [`Self::organiser`], for a change that mails the invitees: within the organisation's
@@ -429,239 +331,6 @@ impl MeetingService {
         Ok(self.mail(&loaded, &organiser, Method::Cancel, &loaded.invitees).await)
     }
 
-    /// The tenant's upcoming and past meetings.
-    pub async fn list(&self, actor: Actor) -> Result<MeetingListing, MeetingError> {
-        if actor.role == Role::Participant {
-            return Err(MeetingError::Forbidden);
-        }
-        let now = Utc::now();
-        let tenant = meeting::Column::TenantId.eq(actor.tenant.as_uuid());
-        let upcoming = meeting::Entity::find()
-            .filter(tenant.clone())
-            .filter(meeting::Column::CancelledAt.is_null())
-            .filter(meeting::Column::LastEndsAt.gt(now))
-            .order_by_asc(meeting::Column::StartsAt)
-            .all(&self.db)
-            .await?;
-        let past = meeting::Entity::find()
-            .filter(tenant)
-            .filter(
-                Condition::any()
-                    .add(meeting::Column::CancelledAt.is_not_null())
-                    .add(meeting::Column::LastEndsAt.lte(now)),
-            )
-            .order_by_desc(meeting::Column::StartsAt)
-            .limit(PAST_SHOWN)
-            .all(&self.db)
-            .await?;
-        let mut upcoming = self.summaries(upcoming, now).await?;
-        // A series sorts by its next occurrence, not its first.
-        upcoming.sort_by_key(|(next, _)| *next);
-        let past = self.summaries(past, now).await?;
-        Ok(MeetingListing {
-            upcoming: upcoming.into_iter().map(|(_, summary)| summary).collect(),
-            past: past.into_iter().map(|(_, summary)| summary).collect(),
-        })
-    }
-
-    async fn summaries(
-        &self,
-        rows: Vec<meeting::Model>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(DateTime<Utc>, MeetingSummary)>, MeetingError> {
-        Ok(self.complete(rows).await?.iter().map(|loaded| summary(loaded, now)).collect())
-    }
-
-    /// One meeting's page.
-    pub async fn details(&self, actor: Actor, id: Uuid) -> Result<MeetingDetails, MeetingError> {
-        if actor.role == Role::Participant {
-            return Err(MeetingError::Forbidden);
-        }
-        let loaded = self.load(actor.tenant, id).await?;
-        let now = Utc::now();
-        let schedule = Schedule::of(&loaded.row);
-        let organizer = users_by_id(&self.db, [loaded.row.organizer_id])
-            .await?
-            .remove(&loaded.row.organizer_id)
-            .map_or_else(|| "a former member".to_owned(), |person| person.display_name);
-        let ended = loaded.row.last_ends_at <= now;
-        let occurrences: Vec<String> = schedule
-            .occurrences()
-            .filter(|(_, end)| ended || *end > now)
-            .map(|occurrence| schedule.describe(occurrence))
-            .collect();
-        let room = &loaded.room;
-        let settings = [
-            (room.lobby, "Lobby"),
-            (room.password.is_some(), "Password"),
-            (room.guests_allowed, "Guests may join by name"),
-            (room.recording_allowed, "Recording allowed"),
-            (room.end_to_end_encryption, "End-to-end encryption"),
-            (room.high_fidelity_audio, "High-fidelity audio"),
-            (room.fixed_display_names, "Names from the invitations"),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, label)| label.to_owned())
-        .chain(room.max_participants.map(|max| format!("At most {max} participants")))
-        .chain([format!("Video up to {}", room.max_resolution)])
-        .collect();
-        let local = |at: DateTime<Utc>| at.with_timezone(&schedule.time_zone).format("%Y-%m-%dT%H:%M").to_string();
-        let draft = MeetingDraft {
-            title: loaded.row.title.clone(),
-            room: room.name.clone(),
-            starts_at: local(loaded.row.starts_at),
-            ends_at: local(loaded.row.ends_at),
-            time_zone: schedule.time_zone.name().to_owned(),
-            weekly_occurrences: schedule.weekly_occurrences,
-            invitees: loaded.invitees.join("\n"),
-            lobby: room.lobby,
-            password: room.password.clone().unwrap_or_default(),
-            max_participants: room.max_participants.map(|max| max.to_string()).unwrap_or_default(),
-            guests_allowed: room.guests_allowed,
-            recording_allowed: room.recording_allowed,
-            end_to_end_encryption: room.end_to_end_encryption,
-            high_fidelity_audio: room.high_fidelity_audio,
-            fixed_display_names: room.fixed_display_names,
-            max_resolution: rooms::settings_of(room).max_resolution,
-        };
-        Ok(MeetingDetails {
-            summary: summary(&loaded, now).1,
-            occurrences,
-            organizer,
-            join_link: self.join_link(&loaded.row.join_code),
-            invitees: loaded.invitees,
-            settings,
-            ended,
-            draft,
-        })
-    }
-
-    /// The moderator's "Start": a moderator token for the meeting's room.
-    pub async fn start(&self, actor: Actor, id: Uuid) -> Result<String, MeetingError> {
-        let loaded = self.load(actor.tenant, id).await?;
-        let organiser = self.organiser(actor).await?;
-        let now = Utc::now();
-        if loaded.row.cancelled_at.is_some() {
-            return Err(MeetingError::Closed("cancelled"));
-        }
-        let Some((_, end)) = Schedule::of(&loaded.row).current(now) else { return Err(MeetingError::Closed("over")) };
-        let person = TokenUser {
-            id: Some(organiser.id.to_string()),
-            name: organiser.display_name,
-            email: Some(organiser.email),
-            avatar: None,
-        };
-        Ok(self.room_link(actor.tenant, &loaded.room, person, true, end, now).await?)
-    }
-
-    /// What a participant link shows before joining.
-    pub async fn join_details(&self, code: &str, person: Option<Uuid>) -> Result<JoinDetails, JoinError> {
-        let loaded = self.by_code(code).await?;
-        let now = Utc::now();
-        let schedule = Schedule::of(&loaded.row);
-        let organisation = tenant::Entity::find_by_id(loaded.row.tenant_id)
-            .one(&self.db)
-            .await?
-            .map(|tenant| tenant.name)
-            .unwrap_or_default();
-        let signed_in_as = match person {
-            Some(id) => users_by_id(&self.db, [id]).await?.remove(&id).map(|person| person.display_name),
-            None => None,
-        };
-        Ok(JoinDetails {
-            title: loaded.row.title.clone(),
-            organisation,
-            when: schedule.describe(schedule.current(now).unwrap_or((loaded.row.starts_at, loaded.row.ends_at))),
-            guests_allowed: loaded.room.guests_allowed,
-            state: state_of(&loaded.row, now),
-            signed_in_as,
-        })
-    }
-
-    /// Opens the meeting behind a participant link: members of the tenant and invited (confirmed) addresses
-    /// join signed in, those whose role moderates (as it is now) as moderators; guests join by name when
-    /// the meeting admits them. Answers the meet URL with the token.
-    pub async fn join(&self, code: &str, joiner: Joiner) -> Result<String, JoinError> {
-        let loaded = self.by_code(code).await?;
-        let now = Utc::now();
-        match state_of(&loaded.row, now) {
-            JoinState::Open => {}
-            JoinState::Ended => return Err(JoinError::Ended),
-            JoinState::Cancelled => return Err(JoinError::Cancelled),
-        }
-        let Some((_, end)) = Schedule::of(&loaded.row).current(now) else { return Err(JoinError::Ended) };
-        let tenant = TenantId::from(loaded.row.tenant_id);
-        let (person, moderator) = match joiner {
-            Joiner::Guest(name) => {
-                if !loaded.room.guests_allowed {
-                    return Err(JoinError::SignInRequired);
-                }
-                let name = name.trim();
-                if name.is_empty() || name.chars().count() > 80 {
-                    return Err(JoinError::GuestName);
-                }
-                let person = TokenUser {
-                    id: Some(format!("{GUEST_PREFIX}{}", Uuid::new_v4().simple())),
-                    name: name.to_owned(),
-                    email: None,
-                    avatar: None,
-                };
-                (person, false)
-            }
-            Joiner::Person(id) => {
-                let person = users_by_id(&self.db, [id]).await?.remove(&id).ok_or(JoinError::SignInRequired)?;
-                let role = membership::Entity::find_by_id((loaded.row.tenant_id, id))
-                    .one(&self.db)
-                    .await?
-                    .filter(|member| member.disabled_at.is_none())
-                    .and_then(|member| Role::parse(&member.role).ok());
-                let invited = person.email_verified_at.is_some() && loaded.invitees.contains(&person.email);
-                if role.is_none() && !invited {
-                    return Err(JoinError::NotInvited);
-                }
-                // The role now, not at scheduling: an organiser demoted to participant joins as one.
-                let moderator = role.is_some_and(|role| role != Role::Participant);
-                let person = TokenUser {
-                    id: Some(person.id.to_string()),
-                    name: person.display_name,
-                    email: Some(person.email),
-                    avatar: None,
-                };
-                (person, moderator)
-            }
-        };
-        Ok(self.room_link(tenant, &loaded.room, person, moderator, end, now).await?)
-    }
-
-    async fn room_link(
-        &self,
-        tenant: TenantId,
-        room: &room::Model,
-        person: TokenUser,
-        moderator: bool,
-        occurrence_end: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<String, MintError> {
-        let expires = (occurrence_end + OVERRUN).min(now + LONGEST_TOKEN);
-        let request = TokenRequest {
-            room: room.name.clone(),
-            user: person,
-            moderator,
-            features: convene_tokens::Features { recording: room.recording_allowed, ..Default::default() },
-            exp: Some(u64::try_from(expires.timestamp()).unwrap_or_default()),
-        };
-        let now = u64::try_from(now.timestamp()).unwrap_or_default();
-        let minted = room_tokens::mint(&self.db, &self.envelope, tenant, request, &self.meet_url, now).await?;
-        minted.join_url.ok_or_else(|| MintError::Invalid("the room has no link".to_owned()))
-    }
-
-    fn join_link(&self, code: &str) -> String {
-        let mut link = self.public_url.clone();
-        link.set_path(&format!("join/{code}"));
-        link.to_string()
-    }
-
     async fn load(&self, tenant: TenantId, id: Uuid) -> Result<Loaded, MeetingError> {
         let row = meeting::Entity::find_by_id(id)
             .filter(meeting::Column::TenantId.eq(tenant.as_uuid()))
@@ -776,34 +445,6 @@ impl MeetingService {
     }
 }
 
-/// A meeting for lists, at its occurrence going on or next (its first, once all are over); also that
-/// occurrence's start, which upcoming lists sort by.
-fn summary(loaded: &Loaded, now: DateTime<Utc>) -> (DateTime<Utc>, MeetingSummary) {
-    let row = &loaded.row;
-    let schedule = Schedule::of(row);
-    let shown = schedule.current(now).unwrap_or((row.starts_at, row.ends_at));
-    let summary = MeetingSummary {
-        id: row.id.to_string(),
-        title: row.title.clone(),
-        room: loaded.room.name.clone(),
-        when: schedule.describe(shown),
-        recurrence: schedule.recurrence(),
-        invitees: loaded.invitees.len(),
-        cancelled: row.cancelled_at.is_some(),
-    };
-    (shown.0, summary)
-}
-
-pub(super) fn state_of(row: &meeting::Model, now: DateTime<Utc>) -> JoinState {
-    if row.cancelled_at.is_some() {
-        JoinState::Cancelled
-    } else if row.last_ends_at <= now {
-        JoinState::Ended
-    } else {
-        JoinState::Open
-    }
-}
-
 async fn add_invitees(
     db: &impl sea_orm::ConnectionTrait,
     tenant: TenantId,
@@ -825,6 +466,3 @@ async fn add_invitees(
     .await?;
     Ok(())
 }
-
-/// The user ids of guests' tokens start so.
-pub(super) const GUEST_PREFIX: &str = "guest-";
