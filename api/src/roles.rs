@@ -16,6 +16,7 @@ use crate::{
         metrics::BillingMetrics,
         stripe::{StripeApi, StripeClient},
     },
+    http::AppState,
     http::csrf::OwnOrigins,
     http::routes::health::Dependencies,
     http::routes::site::Site,
@@ -115,14 +116,14 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
     // Usage is counted where the database is, once per process; the outbox makes extra processes harmless.
-    let usage = site
-        .as_ref()
-        .map(|(site, ..)| tokio::spawn(site.billing.meter().run(settings.usage_report_interval, shutdown.clone())));
+    let usage = site.as_ref().map(|(site, ..)| {
+        tokio::spawn(site.state.billing.meter().run(settings.usage_report_interval, shutdown.clone()))
+    });
     let (site, outbox, mail) = match site {
         Some((site, outbox, relay)) => (Some(site), outbox, Some(tokio::spawn(relay.run(shutdown.clone())))),
         None => (None, None, None),
     };
-    let rooms = site.as_ref().and_then(|site| site.rooms.clone());
+    let rooms = site.as_ref().and_then(|site| site.state.rooms.clone());
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone(), media_health };
     let metrics = Arc::new(metrics);
     let operators = server::serve_internal(internal, dependencies.clone(), metrics.clone(), shutdown.clone());
@@ -315,29 +316,24 @@ fn site_services(
     );
     let urls = (settings.public_url.clone(), settings.meet_url.clone());
     let admission = Admission::new(db.clone(), billing.clone());
-    let meetings = MeetingService::new(db, mailer, urls, envelope.clone());
-    let backend = Arc::new(SiteBackend {
-        accounts: accounts.clone(),
-        team: team.clone(),
-        meetings: meetings.clone(),
-        billing: billing.clone(),
-        admission: admission.clone(),
-    });
+    let meetings = MeetingService::new(db.clone(), mailer, urls, envelope.clone());
     let origin = |url: &url::Url| url.origin().ascii_serialization();
-    let services = SiteServices {
-        site: Site::new(&settings.site_dir, meet_host(settings), backend),
+    let state = AppState {
+        db,
         accounts,
         team,
         meetings,
         billing,
         admission,
-        rooms,
+        envelope,
+        meet_url: MeetUrl(settings.meet_url.clone()),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
-        meet_url: MeetUrl(settings.meet_url.clone()),
-        envelope,
         password_guesses: crate::http::routes::signal::PasswordGuesses::default(),
+        rooms,
     };
+    let backend = Arc::new(SiteBackend(state.clone()));
+    let services = SiteServices { site: Site::new(&settings.site_dir, meet_host(settings), backend), state };
     Ok((services, outbox, relay))
 }
 

@@ -41,8 +41,8 @@ pub async fn same_origin_only(
 fn allowed(request: &ServiceRequest) -> bool {
     let header_text = |name| request.headers().get(name).and_then(|value| value.to_str().ok());
     if let Some(origin) = header_text(header::ORIGIN) {
-        let own = request.app_data::<web::Data<OwnOrigins>>();
-        return own.is_some_and(|own| own.0.iter().any(|candidate| candidate == origin));
+        let state = request.app_data::<web::Data<crate::http::AppState>>();
+        return state.is_some_and(|state| state.origins.0.iter().any(|candidate| candidate == origin));
     }
     if let Some(site) = header_text(header::HeaderName::from_static("sec-fetch-site")) {
         return matches!(site, "same-origin" | "none");

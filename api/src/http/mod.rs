@@ -5,3 +5,6 @@ pub mod csrf;
 pub mod pagination;
 pub mod routes;
 pub mod server;
+mod state;
+
+pub use state::AppState;

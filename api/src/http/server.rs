@@ -12,12 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    billing::Billing,
-    http::csrf::{self, OwnOrigins},
-    http::routes::{self, auth::CookiePolicy, health::Dependencies, site::Site, v1::MeetUrl},
-    meetings::scheduled::MeetingService,
-    people::accounts::Accounts,
-    people::team::TeamService,
+    http::AppState,
+    http::csrf::{self},
+    http::routes::{self, health::Dependencies, site::Site},
     platform::metrics::Metrics,
 };
 
@@ -40,28 +37,8 @@ pub struct HttpApp {
 pub struct SiteServices {
     /// The Leptos surfaces.
     pub site: Site,
-    /// The accounts service.
-    pub accounts: Accounts,
-    /// The team service.
-    pub team: TeamService,
-    /// Scheduled meetings and participant links.
-    pub meetings: MeetingService,
-    /// Plans, usage, limits and Stripe.
-    pub billing: Billing,
-    /// Lets people into rooms, for the signalling WebSocket.
-    pub admission: crate::meetings::admission::Admission,
-    /// The rooms this process hosts behind the signalling WebSocket (in `up`, which runs the media node).
-    pub rooms: Option<convene_media::rooms::Rooms>,
-    /// Cookie flags.
-    pub cookies: CookiePolicy,
-    /// Origins allowed to post with cookies.
-    pub origins: OwnOrigins,
-    /// The meet host's URL, for join links.
-    pub meet_url: MeetUrl,
-    /// Opens the sealed private signing keys.
-    pub envelope: crate::platform::envelope::Envelope,
-    /// Wrong room passwords, counted across the signalling connections.
-    pub password_guesses: routes::signal::PasswordGuesses,
+    /// The database and the services every handler shares.
+    pub state: AppState,
 }
 
 /// Binding the HTTP port failed; the message says what to do.
@@ -141,24 +118,14 @@ pub async fn serve(
             .configure(routes::health::configure)
             .configure(|cfg| {
                 if let Some(services) = &site {
-                    cfg.app_data(web::Data::new(services.accounts.clone()))
-                        .app_data(web::Data::new(services.team.clone()))
-                        .app_data(web::Data::new(services.meetings.clone()))
-                        .app_data(web::Data::new(services.billing.clone()))
-                        .app_data(web::Data::new(services.cookies))
-                        .app_data(web::Data::new(services.origins.clone()))
-                        .app_data(web::Data::new(services.meet_url.clone()))
-                        .app_data(web::Data::new(services.envelope.clone()))
+                    cfg.app_data(web::Data::new(services.state.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
                         .configure(routes::meetings::configure)
                         .configure(routes::billing::configure)
                         .configure(routes::v1::configure);
-                    if let Some(rooms) = &services.rooms {
-                        cfg.app_data(web::Data::new(rooms.clone()))
-                            .app_data(web::Data::new(services.admission.clone()))
-                            .app_data(web::Data::new(services.password_guesses.clone()))
-                            .configure(routes::signal::configure);
+                    if services.state.rooms.is_some() {
+                        cfg.configure(routes::signal::configure);
                     }
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::{
     entities::session,
+    http::AppState,
     people::accounts::{
         Accounts, Client, LinkError, LoginError, PasswordChangeError, ResendError, ResetError, SESSION_LIFETIME,
         Signup, SignupError,
@@ -72,11 +73,11 @@ impl FromRequest for SignedInSession {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = request.clone();
         Box::pin(async move {
-            let accounts = request
-                .app_data::<web::Data<Accounts>>()
+            let state = request
+                .app_data::<web::Data<AppState>>()
                 .cloned()
-                .ok_or_else(|| actix_web::error::ErrorInternalServerError("accounts service missing"))?;
-            match current_session(&accounts, &request).await {
+                .ok_or_else(|| actix_web::error::ErrorInternalServerError("application state missing"))?;
+            match current_session(&state.accounts, &request).await {
                 Some(session) => Ok(SignedInSession(session)),
                 None => Err(redirect_error("/login")),
             }
@@ -166,12 +167,7 @@ struct SignupForm {
 }
 
 #[post("/auth/signup")]
-async fn signup(
-    request: HttpRequest,
-    form: web::Form<SignupForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn signup(request: HttpRequest, form: web::Form<SignupForm>, state: web::Data<AppState>) -> HttpResponse {
     let form = form.into_inner();
     let kept = |message: String| {
         Flash::failure("signup", message)
@@ -188,14 +184,14 @@ async fn signup(
         email: form.email,
         password: SecretString::from(form.password),
     };
-    let refused = match accounts.signup(signup, &client(&request)).await {
+    let refused = match state.accounts.signup(signup, &client(&request)).await {
         // The same answer whether or not the address has an account already.
         Ok(()) => {
             let sent = format!(
                 "We sent a link to {address}. Follow it to confirm your address and sign in; it works for 24 hours.",
                 address = form_email.trim()
             );
-            return back_with("/signup", &Flash::success("signup", sent), **policy);
+            return back_with("/signup", &Flash::success("signup", sent), state.cookies);
         }
         Err(SignupError::Name) => flash.field("name", "Enter your name."),
         Err(SignupError::Create(CreateTenantError::Invalid(ParseError::TenantName))) => {
@@ -206,9 +202,9 @@ async fn signup(
         }
         Err(SignupError::Create(CreateTenantError::WeakPassword(error))) => password_error(flash, &error),
         Err(SignupError::RateLimited) => limited,
-        Err(error) => return unexpected("/signup", "signup", &error, **policy),
+        Err(error) => return unexpected("/signup", "signup", &error, state.cookies),
     };
-    back_with("/signup", &refused, **policy)
+    back_with("/signup", &refused, state.cookies)
 }
 
 fn password_error(flash: Flash, error: &WeakPassword) -> Flash {
@@ -253,37 +249,34 @@ fn local_path(next: &str) -> Option<String> {
 }
 
 #[post("/auth/login")]
-async fn login(
-    request: HttpRequest,
-    form: web::Form<LoginForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn login(request: HttpRequest, form: web::Form<LoginForm>, state: web::Data<AppState>) -> HttpResponse {
     let LoginForm { email, password, next } = form.into_inner();
     let next = local_path(&next);
     let retry = next.as_deref().map_or_else(
         || "/login".to_owned(),
         |next| format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()),
     );
-    match accounts.login(&email, SecretString::from(password), &client(&request)).await {
-        Ok(session) => {
-            see_other(next.as_deref().unwrap_or("/dashboard")).cookie(session_cookie(&session.token, **policy)).finish()
-        }
-        Err(error @ (LoginError::BadCredentials | LoginError::RateLimited | LoginError::Disabled)) => {
-            back_with(&retry, &Flash::failure("login", capitalise(&error.to_string())).keep("email", &email), **policy)
-        }
-        Err(error) => unexpected(&retry, "login", &error, **policy),
+    match state.accounts.login(&email, SecretString::from(password), &client(&request)).await {
+        Ok(session) => see_other(next.as_deref().unwrap_or("/dashboard"))
+            .cookie(session_cookie(&session.token, state.cookies))
+            .finish(),
+        Err(error @ (LoginError::BadCredentials | LoginError::RateLimited | LoginError::Disabled)) => back_with(
+            &retry,
+            &Flash::failure("login", capitalise(&error.to_string())).keep("email", &email),
+            state.cookies,
+        ),
+        Err(error) => unexpected(&retry, "login", &error, state.cookies),
     }
 }
 
 #[post("/auth/logout")]
-async fn logout(request: HttpRequest, accounts: web::Data<Accounts>, policy: web::Data<CookiePolicy>) -> HttpResponse {
+async fn logout(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(cookie) = request.cookie(SESSION_COOKIE)
-        && let Err(error) = accounts.logout(cookie.value(), &client(&request)).await
+        && let Err(error) = state.accounts.logout(cookie.value(), &client(&request)).await
     {
-        return unexpected("/dashboard", "dashboard", &error, **policy);
+        return unexpected("/dashboard", "dashboard", &error, state.cookies);
     }
-    let mut expired = session_cookie(&SecretString::from(String::new()), **policy);
+    let mut expired = session_cookie(&SecretString::from(String::new()), state.cookies);
     expired.make_removal();
     see_other("/").cookie(expired).finish()
 }
@@ -296,60 +289,53 @@ struct VerifyForm {
 /// Confirms an address. A sign-up's link came to the owner's own mailbox, so it also signs them in when the
 /// browser has no session (the step after signing up).
 #[post("/auth/verify")]
-async fn verify(
-    request: HttpRequest,
-    form: web::Form<VerifyForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    match accounts.verify_email(&form.token).await {
+async fn verify(request: HttpRequest, form: web::Form<VerifyForm>, state: web::Data<AppState>) -> HttpResponse {
+    match state.accounts.verify_email(&form.token).await {
         Ok(signs_in) => {
             let confirmed = "Your email address is confirmed.";
-            let mut response = back_with("/dashboard", &Flash::success("dashboard", confirmed), **policy);
+            let mut response = back_with("/dashboard", &Flash::success("dashboard", confirmed), state.cookies);
             let Some(user_id) = signs_in else { return response };
-            if current_session(&accounts, &request).await.is_some() {
+            if current_session(&state.accounts, &request).await.is_some() {
                 return response;
             }
-            match accounts.sign_in(user_id, &client(&request)).await {
+            match state.accounts.sign_in(user_id, &client(&request)).await {
                 Ok(session) => {
-                    if let Err(error) = response.add_cookie(&session_cookie(&session.token, **policy)) {
-                        return unexpected("/login", "login", &error, **policy);
+                    if let Err(error) = response.add_cookie(&session_cookie(&session.token, state.cookies)) {
+                        return unexpected("/login", "login", &error, state.cookies);
                     }
                     response
                 }
-                Err(LoginError::Disabled) => {
-                    back_with("/login", &Flash::success("login", format!("{confirmed} Sign in to continue.")), **policy)
-                }
-                Err(error) => unexpected("/login", "login", &error, **policy),
+                Err(LoginError::Disabled) => back_with(
+                    "/login",
+                    &Flash::success("login", format!("{confirmed} Sign in to continue.")),
+                    state.cookies,
+                ),
+                Err(error) => unexpected("/login", "login", &error, state.cookies),
             }
         }
         Err(LinkError::Database(error)) => {
-            unexpected("/dashboard", "dashboard", anyhow::anyhow!(error).as_ref(), **policy)
+            unexpected("/dashboard", "dashboard", anyhow::anyhow!(error).as_ref(), state.cookies)
         }
         Err(error) => {
             let location = format!(
                 "/verify?token={}",
                 url::form_urlencoded::byte_serialize(form.token.as_bytes()).collect::<String>()
             );
-            back_with(&location, &Flash::failure("verify", capitalise(&error.to_string())), **policy)
+            back_with(&location, &Flash::failure("verify", capitalise(&error.to_string())), state.cookies)
         }
     }
 }
 
 #[post("/auth/resend-verification")]
-async fn resend(
-    SignedInSession(session): SignedInSession,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    let flash = match accounts.resend_verification(session.user_id).await {
+async fn resend(SignedInSession(session): SignedInSession, state: web::Data<AppState>) -> HttpResponse {
+    let flash = match state.accounts.resend_verification(session.user_id).await {
         Ok(()) => Flash::success("dashboard", "We sent a new confirmation link. Check your inbox."),
         Err(error @ (ResendError::RateLimited | ResendError::AlreadyVerified)) => {
             Flash::failure("dashboard", capitalise(&error.to_string()))
         }
-        Err(error) => return unexpected("/dashboard", "dashboard", &error, **policy),
+        Err(error) => return unexpected("/dashboard", "dashboard", &error, state.cookies),
     };
-    back_with("/dashboard", &flash, **policy)
+    back_with("/dashboard", &flash, state.cookies)
 }
 
 #[derive(Deserialize)]
@@ -361,19 +347,20 @@ struct SwitchForm {
 async fn switch_tenant(
     SignedInSession(session): SignedInSession,
     form: web::Form<SwitchForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let switched = match TenantId::parse(&form.tenant_id) {
-        Ok(tenant) => accounts.switch_tenant(session, tenant).await,
+        Ok(tenant) => state.accounts.switch_tenant(session, tenant).await,
         Err(_) => Ok(false),
     };
     match switched {
         Ok(true) => see_other("/dashboard").finish(),
-        Ok(false) => {
-            back_with("/dashboard", &Flash::failure("dashboard", "You do not belong to that organisation."), **policy)
-        }
-        Err(error) => unexpected("/dashboard", "dashboard", &error, **policy),
+        Ok(false) => back_with(
+            "/dashboard",
+            &Flash::failure("dashboard", "You do not belong to that organisation."),
+            state.cookies,
+        ),
+        Err(error) => unexpected("/dashboard", "dashboard", &error, state.cookies),
     }
 }
 
@@ -386,19 +373,20 @@ struct ForgotForm {
 async fn forgot_password(
     request: HttpRequest,
     form: web::Form<ForgotForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
-    let flash = match accounts.request_password_reset(&form.email, &client(&request)).await {
+    let flash = match state.accounts.request_password_reset(&form.email, &client(&request)).await {
         // The same answer whether or not the address has an account.
         Ok(()) => Flash::success(
             "forgot",
             "If an account uses this address, a reset link is on its way. It expires in one hour.",
         ),
         Err(error @ ResetError::RateLimited) => Flash::failure("forgot", capitalise(&error.to_string())),
-        Err(ResetError::Internal(error)) => return unexpected("/forgot-password", "forgot", error.as_ref(), **policy),
+        Err(ResetError::Internal(error)) => {
+            return unexpected("/forgot-password", "forgot", error.as_ref(), state.cookies);
+        }
     };
-    back_with("/forgot-password", &flash, **policy)
+    back_with("/forgot-password", &flash, state.cookies)
 }
 
 #[derive(Deserialize)]
@@ -408,26 +396,24 @@ struct ResetForm {
 }
 
 #[post("/auth/reset-password")]
-async fn reset_password(
-    form: web::Form<ResetForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn reset_password(form: web::Form<ResetForm>, state: web::Data<AppState>) -> HttpResponse {
     let ResetForm { token, password } = form.into_inner();
     let back =
         format!("/reset-password?token={}", url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>());
-    match accounts.reset_password(&token, SecretString::from(password)).await {
-        Ok(()) => back_with("/login", &Flash::success("login", "Your password is changed. Sign in with it."), **policy),
+    match state.accounts.reset_password(&token, SecretString::from(password)).await {
+        Ok(()) => {
+            back_with("/login", &Flash::success("login", "Your password is changed. Sign in with it."), state.cookies)
+        }
         Err(PasswordChangeError::Weak(error)) => back_with(
             &back,
             &Flash::failure("reset", "Please choose another password.")
                 .field("password", capitalise(&error.to_string())),
-            **policy,
+            state.cookies,
         ),
         Err(PasswordChangeError::Link(error)) if !matches!(error, LinkError::Database(_)) => {
-            back_with(&back, &Flash::failure("reset", capitalise(&error.to_string())), **policy)
+            back_with(&back, &Flash::failure("reset", capitalise(&error.to_string())), state.cookies)
         }
-        Err(error) => unexpected(&back, "reset", &error, **policy),
+        Err(error) => unexpected(&back, "reset", &error, state.cookies),
     }
 }
 
@@ -467,11 +453,11 @@ async fn change_password(
     SignedInSession(session): SignedInSession,
     request: HttpRequest,
     form: web::Form<ChangePasswordForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let ChangePasswordForm { current_password, new_password } = form.into_inner();
-    let result = accounts
+    let result = state
+        .accounts
         .change_password(
             &session,
             SecretString::from(current_password),
@@ -479,7 +465,7 @@ async fn change_password(
             &client(&request),
         )
         .await;
-    account_outcome(result, "Password changed. Your other sessions were signed out.", "new_password", **policy)
+    account_outcome(result, "Password changed. Your other sessions were signed out.", "new_password", state.cookies)
 }
 
 #[derive(Deserialize)]
@@ -492,26 +478,24 @@ struct ChangeEmailForm {
 async fn change_email(
     SignedInSession(session): SignedInSession,
     form: web::Form<ChangeEmailForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let ChangeEmailForm { email, current_password } = form.into_inner();
-    let result = accounts.request_email_change(&session, &email, SecretString::from(current_password)).await;
+    let result = state.accounts.request_email_change(&session, &email, SecretString::from(current_password)).await;
     let success = format!("We sent a confirmation link to {}. Your address changes when you follow it.", email.trim());
-    account_outcome(result, &success, "email", **policy)
+    account_outcome(result, &success, "email", state.cookies)
 }
 
 #[post("/account/sign-out-everywhere")]
 async fn sign_out_everywhere(
     SignedInSession(session): SignedInSession,
     request: HttpRequest,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(error) = accounts.sign_out_everywhere(&session, &client(&request)).await {
-        return unexpected("/account", "account", &error, **policy);
+    if let Err(error) = state.accounts.sign_out_everywhere(&session, &client(&request)).await {
+        return unexpected("/account", "account", &error, state.cookies);
     }
-    let mut expired = session_cookie(&SecretString::from(String::new()), **policy);
+    let mut expired = session_cookie(&SecretString::from(String::new()), state.cookies);
     expired.make_removal();
     see_other("/login").cookie(expired).finish()
 }

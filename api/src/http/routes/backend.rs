@@ -13,39 +13,29 @@ use convene_signal::Refusal;
 use convene_tokens::TokenError;
 
 use crate::{
-    billing::{Billing, BillingError},
-    meetings::admission::{Admission, Admitted, Refused},
-    meetings::scheduled::{JoinError, MeetingError, MeetingService},
+    billing::BillingError,
+    http::AppState,
+    meetings::admission::{Admitted, Refused},
+    meetings::scheduled::{JoinError, MeetingError},
     people::Actor,
-    people::accounts::{Accounts, users_by_id},
+    people::accounts::users_by_id,
     people::api_keys,
-    people::team::{TeamError, TeamService},
+    people::team::TeamError,
     platform::audit,
 };
 
 /// Audit entries shown on the audit page.
 const AUDIT_PAGE_SIZE: u64 = 200;
 
-/// The services behind the site's server functions.
+/// The services behind the site's server functions: the handlers' own state.
 #[derive(Debug, Clone)]
-pub struct SiteBackend {
-    /// Accounts and sessions.
-    pub accounts: Accounts,
-    /// Members and invitations.
-    pub team: TeamService,
-    /// Scheduled meetings.
-    pub meetings: MeetingService,
-    /// Plans and usage.
-    pub billing: Billing,
-    /// Lets people into rooms.
-    pub admission: Admission,
-}
+pub struct SiteBackend(pub AppState);
 
 impl SiteBackend {
     async fn actor(&self, session: Option<String>) -> Result<Actor, PageError> {
         let Some(token) = session else { return Err(PageError::SignedOut) };
-        let session = self.accounts.session(&token).await.map_err(unavailable)?.ok_or(PageError::SignedOut)?;
-        self.accounts.actor(&session).await.map_err(unavailable)?.ok_or(PageError::Forbidden)
+        let session = self.0.accounts.session(&token).await.map_err(unavailable)?.ok_or(PageError::SignedOut)?;
+        self.0.accounts.actor(&session).await.map_err(unavailable)?.ok_or(PageError::Forbidden)
     }
 }
 
@@ -70,13 +60,13 @@ impl Backend for SiteBackend {
             tracing::error!(%error, "cannot load the signed-in person");
             "cannot load your account right now".to_owned()
         };
-        let Some(session) = self.accounts.session(&token).await.map_err(failure)? else { return Ok(None) };
-        self.accounts.viewer(&session).await.map_err(failure)
+        let Some(session) = self.0.accounts.session(&token).await.map_err(failure)? else { return Ok(None) };
+        self.0.accounts.viewer(&session).await.map_err(failure)
     }
 
     async fn team(&self, session: Option<String>) -> Result<Team, PageError> {
         let actor = self.actor(session).await?;
-        self.team.team(actor).await.map_err(|error| match error {
+        self.0.team.team(actor).await.map_err(|error| match error {
             TeamError::Forbidden => PageError::Forbidden,
             other => unavailable(other),
         })
@@ -84,21 +74,21 @@ impl Backend for SiteBackend {
 
     async fn meetings(&self, session: Option<String>) -> Result<MeetingListing, PageError> {
         let actor = self.actor(session).await?;
-        self.meetings.list(actor).await.map_err(meeting_problem)
+        self.0.meetings.list(actor).await.map_err(meeting_problem)
     }
 
     async fn meeting(&self, session: Option<String>, id: String) -> Result<MeetingDetails, PageError> {
         let actor = self.actor(session).await?;
         let id = uuid::Uuid::parse_str(&id).map_err(|_| PageError::NotFound)?;
-        self.meetings.details(actor, id).await.map_err(meeting_problem)
+        self.0.meetings.details(actor, id).await.map_err(meeting_problem)
     }
 
     async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError> {
         let person = match session {
-            Some(token) => self.accounts.session(&token).await.map_err(unavailable)?.map(|session| session.user_id),
+            Some(token) => self.0.accounts.session(&token).await.map_err(unavailable)?.map(|session| session.user_id),
             None => None,
         };
-        self.meetings.join_details(&code, person).await.map_err(|error| match error {
+        self.0.meetings.join_details(&code, person).await.map_err(|error| match error {
             JoinError::NotFound => PageError::NotFound,
             other => unavailable(other),
         })
@@ -106,7 +96,7 @@ impl Backend for SiteBackend {
 
     async fn billing(&self, session: Option<String>) -> Result<BillingPage, PageError> {
         let actor = self.actor(session).await?;
-        self.billing.page(actor).await.map_err(|error| match error {
+        self.0.billing.page(actor).await.map_err(|error| match error {
             BillingError::Forbidden => PageError::Forbidden,
             other => unavailable(other),
         })
@@ -121,7 +111,7 @@ impl Backend for SiteBackend {
         if !actor.is_admin() {
             return Err(PageError::Forbidden);
         }
-        let keys = api_keys::list(self.accounts.db(), actor.tenant).await.map_err(unavailable)?;
+        let keys = api_keys::list(&self.0.db, actor.tenant).await.map_err(unavailable)?;
         Ok(keys
             .into_iter()
             .map(|key| ApiKeyListing {
@@ -140,7 +130,7 @@ impl Backend for SiteBackend {
         if actor.role != Role::Owner {
             return Err(PageError::Forbidden);
         }
-        let db = self.accounts.db();
+        let db = &self.0.db;
         let events = audit::recent(db, actor.tenant, AUDIT_PAGE_SIZE).await.map_err(unavailable)?;
         let people =
             users_by_id(db, events.iter().filter_map(|event| event.actor_user_id)).await.map_err(unavailable)?;
@@ -158,7 +148,7 @@ impl Backend for SiteBackend {
     }
 
     async fn invitation(&self, token: String) -> Result<InvitationDetails, String> {
-        self.team.invitation(&token).await.map_err(|error| match error {
+        self.0.team.invitation(&token).await.map_err(|error| match error {
             TeamError::Link(link) => link.to_string(),
             other => {
                 tracing::error!(error = %other, "cannot load an invitation");
@@ -173,7 +163,7 @@ impl Backend for SiteBackend {
             message: error.to_string(),
         };
         let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
-        match self.admission.admit(&room, &token, chrono::Utc::now()).await {
+        match self.0.admission.admit(&room, &token, chrono::Utc::now()).await {
             Ok(Admitted { identity, policy, .. }) => Ok(Invitee {
                 name: identity.name,
                 moderator: identity.moderator,

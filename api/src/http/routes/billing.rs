@@ -7,10 +7,11 @@ use serde::Deserialize;
 
 use crate::{
     billing::{
-        Billing, BillingError, WebhookRefusal,
+        BillingError, WebhookRefusal,
         stripe::StripeFailure,
         webhooks::{Outcome, WebhookError},
     },
+    http::AppState,
     http::routes::{
         auth::{CookiePolicy, back_with, capitalise, see_other, unexpected},
         team::{SignedIn, forbidden},
@@ -46,27 +47,18 @@ fn refused(error: BillingError, policy: CookiePolicy) -> HttpResponse {
 }
 
 #[post("/billing/checkout")]
-async fn checkout(
-    SignedIn(actor): SignedIn,
-    form: web::Form<PlanForm>,
-    billing: web::Data<Billing>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    match billing.checkout(actor, form.plan.trim()).await {
+async fn checkout(SignedIn(actor): SignedIn, form: web::Form<PlanForm>, state: web::Data<AppState>) -> HttpResponse {
+    match state.billing.checkout(actor, form.plan.trim()).await {
         Ok(url) => see_other(url.as_str()).finish(),
-        Err(error) => refused(error, **policy),
+        Err(error) => refused(error, state.cookies),
     }
 }
 
 #[post("/billing/portal")]
-async fn portal(
-    SignedIn(actor): SignedIn,
-    billing: web::Data<Billing>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    match billing.portal(actor).await {
+async fn portal(SignedIn(actor): SignedIn, state: web::Data<AppState>) -> HttpResponse {
+    match state.billing.portal(actor).await {
         Ok(url) => see_other(url.as_str()).finish(),
-        Err(error) => refused(error, **policy),
+        Err(error) => refused(error, state.cookies),
     }
 }
 
@@ -78,9 +70,9 @@ fn answer(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 /// not use, or for customers we do not know, are a 200 so Stripe stops sending them; only a database failure
 /// is a 503, for Stripe to try again later.
 #[post("/webhooks/stripe")]
-async fn stripe_webhook(request: HttpRequest, body: web::Bytes, billing: web::Data<Billing>) -> HttpResponse {
+async fn stripe_webhook(request: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     let signature = request.headers().get("stripe-signature").and_then(|value| value.to_str().ok());
-    match billing.webhook(&body, signature).await {
+    match state.billing.webhook(&body, signature).await {
         Ok(outcome) => {
             let (handled, detail) = match outcome {
                 Outcome::Applied(what) => ("applied", what),

@@ -8,13 +8,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
+    http::AppState,
     http::routes::{
         auth::{CookiePolicy, back_with, capitalise, current_session, see_other, unexpected},
         team::{SignedIn, forbidden, not_found},
     },
     meetings::schedule::MeetingInput,
-    meetings::scheduled::{Delivery, JoinError, Joiner, MeetingError, MeetingService},
-    people::accounts::Accounts,
+    meetings::scheduled::{Delivery, JoinError, Joiner, MeetingError},
 };
 
 /// Registers the endpoints.
@@ -146,21 +146,16 @@ fn refused(location: &str, form: Option<&MeetingForm>, error: MeetingError, poli
 }
 
 #[post("/meetings")]
-async fn schedule(
-    SignedIn(actor): SignedIn,
-    form: web::Form<MeetingForm>,
-    meetings: web::Data<MeetingService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn schedule(SignedIn(actor): SignedIn, form: web::Form<MeetingForm>, state: web::Data<AppState>) -> HttpResponse {
     let input = match form.input() {
         Ok(input) => input,
         Err((field, message)) => {
-            return refused("/meetings/new", Some(&form), MeetingError::Invalid { field, message }, **policy);
+            return refused("/meetings/new", Some(&form), MeetingError::Invalid { field, message }, state.cookies);
         }
     };
-    match meetings.schedule(actor, input).await {
-        Ok((id, delivery)) => saved(id, "The meeting is scheduled.", &delivery, **policy),
-        Err(error) => refused("/meetings/new", Some(&form), error, **policy),
+    match state.meetings.schedule(actor, input).await {
+        Ok((id, delivery)) => saved(id, "The meeting is scheduled.", &delivery, state.cookies),
+        Err(error) => refused("/meetings/new", Some(&form), error, state.cookies),
     }
 }
 
@@ -169,48 +164,37 @@ async fn update(
     SignedIn(actor): SignedIn,
     id: web::Path<Uuid>,
     form: web::Form<MeetingForm>,
-    meetings: web::Data<MeetingService>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let location = format!("/meetings/{id}");
     let input = match form.input() {
         Ok(input) => input,
         Err((field, message)) => {
-            return refused(&location, Some(&form), MeetingError::Invalid { field, message }, **policy);
+            return refused(&location, Some(&form), MeetingError::Invalid { field, message }, state.cookies);
         }
     };
-    match meetings.update(actor, *id, input).await {
-        Ok(delivery) => saved(*id, "The meeting is updated and everyone invited was told.", &delivery, **policy),
-        Err(error) => refused(&location, Some(&form), error, **policy),
+    match state.meetings.update(actor, *id, input).await {
+        Ok(delivery) => saved(*id, "The meeting is updated and everyone invited was told.", &delivery, state.cookies),
+        Err(error) => refused(&location, Some(&form), error, state.cookies),
     }
 }
 
 #[post("/meetings/{id}/cancel")]
-async fn cancel(
-    SignedIn(actor): SignedIn,
-    id: web::Path<Uuid>,
-    meetings: web::Data<MeetingService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn cancel(SignedIn(actor): SignedIn, id: web::Path<Uuid>, state: web::Data<AppState>) -> HttpResponse {
     let location = format!("/meetings/{id}");
-    match meetings.cancel(actor, *id).await {
-        Ok(delivery) => saved(*id, "The meeting is cancelled and everyone invited was told.", &delivery, **policy),
-        Err(error) => refused(&location, None, error, **policy),
+    match state.meetings.cancel(actor, *id).await {
+        Ok(delivery) => saved(*id, "The meeting is cancelled and everyone invited was told.", &delivery, state.cookies),
+        Err(error) => refused(&location, None, error, state.cookies),
     }
 }
 
 /// The moderator's "Start": straight into the meeting with a moderator token.
 #[post("/meetings/{id}/start")]
-async fn start(
-    SignedIn(actor): SignedIn,
-    id: web::Path<Uuid>,
-    meetings: web::Data<MeetingService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn start(SignedIn(actor): SignedIn, id: web::Path<Uuid>, state: web::Data<AppState>) -> HttpResponse {
     let location = format!("/meetings/{id}");
-    match meetings.start(actor, *id).await {
+    match state.meetings.start(actor, *id).await {
         Ok(url) => see_other(&url).finish(),
-        Err(error) => refused(&location, None, error, **policy),
+        Err(error) => refused(&location, None, error, state.cookies),
     }
 }
 
@@ -226,19 +210,13 @@ fn join_outcome(code: &str, result: Result<String, JoinError>, policy: CookiePol
 
 /// A signed-in person follows a participant link; people without a session sign in first and come back.
 #[post("/join/{code}")]
-async fn join(
-    request: HttpRequest,
-    code: web::Path<String>,
-    accounts: web::Data<Accounts>,
-    meetings: web::Data<MeetingService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    let Some(session) = current_session(&accounts, &request).await else {
+async fn join(request: HttpRequest, code: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let Some(session) = current_session(&state.accounts, &request).await else {
         let next = format!("/join/{code}");
         let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
         return see_other(&format!("/login?next={next}")).finish();
     };
-    join_outcome(&code, meetings.join(&code, Joiner::Person(session.user_id)).await, **policy)
+    join_outcome(&code, state.meetings.join(&code, Joiner::Person(session.user_id)).await, state.cookies)
 }
 
 #[derive(Deserialize)]
@@ -251,8 +229,7 @@ struct GuestForm {
 async fn join_as_guest(
     code: web::Path<String>,
     form: web::Form<GuestForm>,
-    meetings: web::Data<MeetingService>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
-    join_outcome(&code, meetings.join(&code, Joiner::Guest(form.into_inner().name)).await, **policy)
+    join_outcome(&code, state.meetings.join(&code, Joiner::Guest(form.into_inner().name)).await, state.cookies)
 }

@@ -15,6 +15,7 @@ use convene_media::{
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, ParseError, Refusal, ServerMessage};
 
 use crate::{
+    http::AppState,
     meetings::admission::{Admission, Admitted, Refused},
     platform::rate_limit::RateLimiter,
 };
@@ -99,21 +100,20 @@ async fn signal(
     request: HttpRequest,
     body: web::Payload,
     room: web::Path<String>,
-    admission: web::Data<Admission>,
-    rooms: web::Data<Rooms>,
-    guesses: web::Data<PasswordGuesses>,
+    state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let Ok(room) = RoomName::parse(&room) else { return Ok(HttpResponse::NotFound().finish()) };
+    // Registered only where the process hosts rooms; anywhere else there is nothing to signal to.
+    let Some(rooms) = state.rooms.clone() else { return Ok(HttpResponse::NotFound().finish()) };
     let address = request.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let stream =
         stream.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
-    let rooms = rooms.get_ref().clone();
     rt::spawn(async move {
         rooms.metrics().connection(1);
         let metrics = rooms.metrics().clone();
-        let guesses = guesses.get_ref().clone();
-        serve(session, stream, room, (admission.into_inner(), guesses, address), rooms).await;
+        let guesses = state.password_guesses.clone();
+        serve(session, stream, room, (state.admission.clone(), guesses, address), rooms).await;
         metrics.connection(-1);
     });
     Ok(response)
@@ -141,7 +141,7 @@ async fn serve(
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
     room: RoomName,
-    (admission, guesses, address): (std::sync::Arc<Admission>, PasswordGuesses, String),
+    (admission, guesses, address): (Admission, PasswordGuesses, String),
     rooms: Rooms,
 ) {
     let metrics = rooms.metrics().clone();

@@ -10,12 +10,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
+    http::AppState,
     http::routes::auth::{
         CookiePolicy, SignedInSession, back_with, capitalise, client, current_session, redirect_error, see_other,
         session_cookie, unexpected,
     },
     people::Actor,
-    people::accounts::Accounts,
     people::api_keys::{self, ApiKeyError},
     people::team::{TeamError, TeamService},
     platform::audit::{self, AuditEvent},
@@ -44,12 +44,11 @@ impl FromRequest for SignedIn {
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = SignedInSession::from_request(request, payload);
-        let accounts = request.app_data::<web::Data<Accounts>>().cloned();
+        let state = request.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let SignedInSession(session) = session.await?;
-            let accounts =
-                accounts.ok_or_else(|| actix_web::error::ErrorInternalServerError("accounts service missing"))?;
-            match accounts.actor(&session).await {
+            let state = state.ok_or_else(|| actix_web::error::ErrorInternalServerError("application state missing"))?;
+            match state.accounts.actor(&session).await {
                 Ok(Some(actor)) => Ok(SignedIn(actor)),
                 Ok(None) => Err(redirect_error("/dashboard")),
                 Err(error) => {
@@ -63,13 +62,13 @@ impl FromRequest for SignedIn {
 
 /// Records an event by the actor in their tenant's audit log.
 async fn record(
-    accounts: &Accounts,
+    db: &sea_orm::DatabaseConnection,
     actor: Actor,
     event: AuditEvent,
     detail: &str,
     request: &HttpRequest,
 ) -> Result<(), sea_orm::DbErr> {
-    audit::record(accounts.db(), actor.tenant, Some(actor.user_id), event, detail, client(request).ip.as_deref()).await
+    audit::record(db, actor.tenant, Some(actor.user_id), event, detail, client(request).ip.as_deref()).await
 }
 
 pub(crate) fn not_found() -> HttpResponse {
@@ -108,33 +107,31 @@ async fn invite(
     SignedIn(actor): SignedIn,
     request: HttpRequest,
     form: web::Form<InviteForm>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(role) = parse_role(&form.role) else {
-        return back_with("/team", &Flash::failure("team", "Choose a role.").keep("email", &form.email), **policy);
+        return back_with("/team", &Flash::failure("team", "Choose a role.").keep("email", &form.email), state.cookies);
     };
     let ip = client(&request).ip;
-    let result = team.invite(actor, &form.email, role, ip.as_deref()).await;
+    let result = state.team.invite(actor, &form.email, role, ip.as_deref()).await;
     let success = format!("Invitation sent to {}.", form.email.trim());
     if let Err(TeamError::Email(message)) = &result {
         let flash = Flash::failure("team", "Please correct the address.")
             .field("email", capitalise(message))
             .keep("email", &form.email);
-        return back_with("/team", &flash, **policy);
+        return back_with("/team", &flash, state.cookies);
     }
-    team_outcome(result, &success, **policy)
+    team_outcome(result, &success, state.cookies)
 }
 
 #[post("/team/invitations/{id}/revoke")]
 async fn revoke_invitation(
     SignedIn(actor): SignedIn,
     id: web::Path<String>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let Ok(id) = Uuid::parse_str(&id) else { return not_found() };
-    team_outcome(team.revoke_invitation(actor, id).await, "Invitation withdrawn.", **policy)
+    team_outcome(state.team.revoke_invitation(actor, id).await, "Invitation withdrawn.", state.cookies)
 }
 
 #[derive(Deserialize)]
@@ -147,45 +144,29 @@ async fn change_role(
     SignedIn(actor): SignedIn,
     id: web::Path<String>,
     form: web::Form<RoleForm>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let Ok(member) = Uuid::parse_str(&id) else { return not_found() };
     let Some(role) = parse_role(&form.role) else {
-        return back_with("/team", &Flash::failure("team", "Choose a role."), **policy);
+        return back_with("/team", &Flash::failure("team", "Choose a role."), state.cookies);
     };
-    team_outcome(team.change_role(actor, member, role).await, "Role changed.", **policy)
+    team_outcome(state.team.change_role(actor, member, role).await, "Role changed.", state.cookies)
 }
 
 #[post("/team/members/{id}/remove")]
-async fn remove_member(
-    SignedIn(actor): SignedIn,
-    id: web::Path<String>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
+async fn remove_member(SignedIn(actor): SignedIn, id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let Ok(member) = Uuid::parse_str(&id) else { return not_found() };
-    team_outcome(team.remove(actor, member).await, "Member removed.", **policy)
+    team_outcome(state.team.remove(actor, member).await, "Member removed.", state.cookies)
 }
 
 #[post("/team/members/{id}/disable")]
-async fn disable_member(
-    signed_in: SignedIn,
-    id: web::Path<String>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    set_disabled(signed_in.0, &id, &team, **policy, true).await
+async fn disable_member(signed_in: SignedIn, id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    set_disabled(signed_in.0, &id, &state.team, state.cookies, true).await
 }
 
 #[post("/team/members/{id}/enable")]
-async fn enable_member(
-    signed_in: SignedIn,
-    id: web::Path<String>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
-) -> HttpResponse {
-    set_disabled(signed_in.0, &id, &team, **policy, false).await
+async fn enable_member(signed_in: SignedIn, id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    set_disabled(signed_in.0, &id, &state.team, state.cookies, false).await
 }
 
 async fn set_disabled(
@@ -211,35 +192,33 @@ struct AcceptForm {
 async fn accept_invitation(
     request: HttpRequest,
     form: web::Form<AcceptForm>,
-    accounts: web::Data<Accounts>,
-    team: web::Data<TeamService>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     let form = form.into_inner();
     let back = format!(
         "/invitations/accept?token={}",
         url::form_urlencoded::byte_serialize(form.token.as_bytes()).collect::<String>()
     );
-    let signed_in = current_session(&accounts, &request).await.map(|session| session.user_id);
+    let signed_in = current_session(&state.accounts, &request).await.map(|session| session.user_id);
     let new_account = match (form.name.clone(), form.password) {
         (Some(name), Some(password)) => Some((name, SecretString::from(password))),
         _ => None,
     };
     let flash = Flash::failure("accept", "Please correct the marked fields.")
         .keep("name", form.name.as_deref().unwrap_or_default());
-    match team.accept(&form.token, signed_in, new_account).await {
-        Ok((user_id, tenant)) => match accounts.start_session(user_id, Some(tenant), &client(&request)).await {
-            Ok(session) => see_other("/dashboard").cookie(session_cookie(&session.token, **policy)).finish(),
-            Err(error) => unexpected(&back, "accept", error.as_ref(), **policy),
+    match state.team.accept(&form.token, signed_in, new_account).await {
+        Ok((user_id, tenant)) => match state.accounts.start_session(user_id, Some(tenant), &client(&request)).await {
+            Ok(session) => see_other("/dashboard").cookie(session_cookie(&session.token, state.cookies)).finish(),
+            Err(error) => unexpected(&back, "accept", error.as_ref(), state.cookies),
         },
-        Err(TeamError::Name) => back_with(&back, &flash.field("name", "Enter your name."), **policy),
+        Err(TeamError::Name) => back_with(&back, &flash.field("name", "Enter your name."), state.cookies),
         Err(TeamError::WeakPassword(error)) => {
-            back_with(&back, &flash.field("password", capitalise(&error.to_string())), **policy)
+            back_with(&back, &flash.field("password", capitalise(&error.to_string())), state.cookies)
         }
         Err(error @ (TeamError::Link(_) | TeamError::SignInFirst(_))) => {
-            back_with(&back, &Flash::failure("accept", capitalise(&error.to_string())), **policy)
+            back_with(&back, &Flash::failure("accept", capitalise(&error.to_string())), state.cookies)
         }
-        Err(error) => unexpected(&back, "accept", &error, **policy),
+        Err(error) => unexpected(&back, "accept", &error, state.cookies),
     }
 }
 
@@ -253,28 +232,27 @@ async fn create_key(
     SignedIn(actor): SignedIn,
     request: HttpRequest,
     form: web::Form<KeyForm>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     if !actor.is_admin() {
         return forbidden();
     }
-    match api_keys::create(accounts.db(), actor.tenant, &form.name).await {
+    match api_keys::create(&state.db, actor.tenant, &form.name).await {
         Ok(key) => {
-            if let Err(error) = record(&accounts, actor, AuditEvent::ApiKeyCreated, form.name.trim(), &request).await {
-                return unexpected("/keys", "keys", &error, **policy);
+            if let Err(error) = record(&state.db, actor, AuditEvent::ApiKeyCreated, form.name.trim(), &request).await {
+                return unexpected("/keys", "keys", &error, state.cookies);
             }
             // The secret travels once, in the short-lived HttpOnly flash, and is never stored in clear.
             let flash = Flash::success("keys", "Key created. Copy it now: it will not be shown again.")
                 .keep("new_key", &key.api_key);
-            back_with("/keys", &flash, **policy)
+            back_with("/keys", &flash, state.cookies)
         }
         Err(ApiKeyError::Name) => back_with(
             "/keys",
             &Flash::failure("keys", "Please name the key.").field("name", "Key names are 1 to 100 characters."),
-            **policy,
+            state.cookies,
         ),
-        Err(error) => unexpected("/keys", "keys", &error, **policy),
+        Err(error) => unexpected("/keys", "keys", &error, state.cookies),
     }
 }
 
@@ -283,21 +261,20 @@ async fn revoke_key(
     SignedIn(actor): SignedIn,
     request: HttpRequest,
     id: web::Path<String>,
-    accounts: web::Data<Accounts>,
-    policy: web::Data<CookiePolicy>,
+    state: web::Data<AppState>,
 ) -> HttpResponse {
     if !actor.is_admin() {
         return forbidden();
     }
     let Ok(id) = Uuid::parse_str(&id) else { return not_found() };
-    match api_keys::revoke(accounts.db(), actor.tenant, id).await {
+    match api_keys::revoke(&state.db, actor.tenant, id).await {
         Ok(Some(key)) => {
-            if let Err(error) = record(&accounts, actor, AuditEvent::ApiKeyRevoked, &key.name, &request).await {
-                return unexpected("/keys", "keys", &error, **policy);
+            if let Err(error) = record(&state.db, actor, AuditEvent::ApiKeyRevoked, &key.name, &request).await {
+                return unexpected("/keys", "keys", &error, state.cookies);
             }
-            back_with("/keys", &Flash::success("keys", format!("Key “{}” revoked.", key.name)), **policy)
+            back_with("/keys", &Flash::success("keys", format!("Key “{}” revoked.", key.name)), state.cookies)
         }
         Ok(None) => not_found(),
-        Err(error) => unexpected("/keys", "keys", &error, **policy),
+        Err(error) => unexpected("/keys", "keys", &error, state.cookies),
     }
 }

@@ -215,11 +215,6 @@ impl Accounts {
         Self { db, mailer, public_url, limiter: Arc::new(RateLimiter::default()) }
     }
 
-    /// The database, for read models that combine several services (the site's backend).
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Creates the organisation and its unconfirmed owner, and mails the link that confirms the address and
     /// signs them in. The answer is the same whether or not the address already has an account, so the form
     /// cannot be used to discover accounts: an existing account's address gets a mail instead (a fresh

@@ -5,8 +5,8 @@ use actix_web::{HttpResponse, delete, get, http::header, post, web};
 use convene_domain::TenantId;
 use convene_tokens::PublicKey;
 
-use super::{ApiError, ApiTenant, ErrorBody, MeetUrl, internal};
-use crate::{meetings::room_tokens, people::accounts::Accounts, platform::envelope::Envelope};
+use super::{ApiError, ApiTenant, ErrorBody, internal};
+use crate::{http::AppState, meetings::room_tokens};
 
 /// A JSON Web Key Set.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -28,12 +28,12 @@ pub struct KeyList {
     params(("id" = String, Path, description = "The tenant's id")),
     responses((status = 200, description = "The tenant's public keys", body = Jwks), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[get("/tenants/{id}/jwks.json")]
-pub(super) async fn jwks(id: web::Path<String>, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn jwks(id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId::parse(&id).map_err(|_| ApiError::NotFound)?;
-    if !room_tokens::tenant_exists(accounts.db(), tenant).await.map_err(internal)? {
+    if !room_tokens::tenant_exists(&state.db, tenant).await.map_err(internal)? {
         return Err(ApiError::NotFound);
     }
-    let (_, keys) = room_tokens::key_ring(accounts.db(), tenant).await.map_err(internal)?;
+    let (_, keys) = room_tokens::key_ring(&state.db, tenant).await.map_err(internal)?;
     let keys = keys.iter().map(PublicKey::jwk).collect::<Result<Vec<_>, _>>().map_err(internal)?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(Jwks { keys }))
 }
@@ -47,14 +47,13 @@ pub(super) async fn jwks(id: web::Path<String>, accounts: web::Data<Accounts>) -
 pub(super) async fn meeting_token(
     tenant: ApiTenant,
     request: web::Json<room_tokens::TokenRequest>,
-    accounts: web::Data<Accounts>,
-    (meet_url, envelope): (web::Data<MeetUrl>, web::Data<Envelope>),
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .map_err(internal)?;
-    match room_tokens::mint(accounts.db(), &envelope, tenant.0, request.into_inner(), &meet_url.0, now).await {
+    match room_tokens::mint(&state.db, &state.envelope, tenant.0, request.into_inner(), &state.meet_url.0, now).await {
         Ok(minted) => Ok(HttpResponse::Created().json(minted)),
         Err(error) => Err(mint_error(error)),
     }
@@ -71,8 +70,8 @@ pub(super) fn mint_error(error: room_tokens::MintError) -> ApiError {
 #[utoipa::path(get, path = "/v1/signing-keys", tag = "signing keys", security(("api_key" = [])),
     responses((status = 200, description = "The tenant's keys", body = KeyList), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[get("/signing-keys")]
-pub(super) async fn list_keys(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
-    let keys = room_tokens::list_keys(accounts.db(), tenant.0).await.map_err(internal)?;
+pub(super) async fn list_keys(tenant: ApiTenant, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys = room_tokens::list_keys(&state.db, tenant.0).await.map_err(internal)?;
     Ok(HttpResponse::Ok().json(KeyList { keys }))
 }
 
@@ -85,10 +84,9 @@ pub(super) async fn list_keys(tenant: ApiTenant, accounts: web::Data<Accounts>) 
 pub(super) async fn register_key(
     tenant: ApiTenant,
     registration: web::Json<room_tokens::KeyRegistration>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key =
-        room_tokens::register_key(accounts.db(), tenant.0, registration.into_inner()).await.map_err(mint_error)?;
+    let key = room_tokens::register_key(&state.db, tenant.0, registration.into_inner()).await.map_err(mint_error)?;
     Ok(HttpResponse::Created().json(key))
 }
 
@@ -98,12 +96,8 @@ pub(super) async fn register_key(
         (status = 400, description = "The tenant has its most keys; delete one first", body = ErrorBody),
         (status = 401, description = "No live API key", body = ErrorBody)))]
 #[post("/signing-keys/rotate")]
-pub(super) async fn rotate_key(
-    tenant: ApiTenant,
-    accounts: web::Data<Accounts>,
-    envelope: web::Data<Envelope>,
-) -> Result<HttpResponse, ApiError> {
-    let key = room_tokens::rotate(accounts.db(), &envelope, tenant.0).await.map_err(mint_error)?;
+pub(super) async fn rotate_key(tenant: ApiTenant, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let key = room_tokens::rotate(&state.db, &state.envelope, tenant.0).await.map_err(mint_error)?;
     Ok(HttpResponse::Created().json(key))
 }
 
@@ -115,9 +109,9 @@ pub(super) async fn rotate_key(
 pub(super) async fn delete_key(
     tenant: ApiTenant,
     name: web::Path<String>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if room_tokens::delete_key(accounts.db(), tenant.0, &name).await.map_err(internal)? {
+    if room_tokens::delete_key(&state.db, tenant.0, &name).await.map_err(internal)? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)

@@ -6,10 +6,7 @@ use actix_web::{
 };
 use convene_domain::TenantId;
 
-use crate::{
-    people::{accounts::Accounts, api_keys},
-    platform::rate_limit::MAIL_WINDOW_SECS,
-};
+use crate::{http::AppState, people::api_keys, platform::rate_limit::MAIL_WINDOW_SECS};
 
 mod keys;
 mod rooms;
@@ -153,10 +150,10 @@ impl FromRequest for ApiTenant {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|key| key.trim().to_owned());
-        let accounts = request.app_data::<web::Data<Accounts>>().cloned();
+        let state = request.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let (Some(key), Some(accounts)) = (key, accounts) else { return Err(ApiError::Unauthorized) };
-            match api_keys::authenticate(accounts.db(), &key).await {
+            let (Some(key), Some(state)) = (key, state) else { return Err(ApiError::Unauthorized) };
+            match api_keys::authenticate(&state.db, &key).await {
                 Ok(Some(tenant)) => Ok(ApiTenant(tenant)),
                 Ok(None) => Err(ApiError::Unauthorized),
                 Err(error) => {

@@ -4,8 +4,8 @@ use actix_web::{HttpResponse, delete, get, post, web};
 
 use super::{ApiError, ApiTenant, ErrorBody, Page, internal};
 use crate::{
+    http::AppState,
     meetings::rooms::{self, RoomError},
-    people::accounts::Accounts,
 };
 
 /// A page of rooms.
@@ -34,9 +34,9 @@ pub(super) fn room_error(error: RoomError) -> ApiError {
 pub(super) async fn create_room(
     tenant: ApiTenant,
     new: web::Json<rooms::NewRoom>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = rooms::create(accounts.db(), tenant.0, new.into_inner()).await.map_err(room_error)?;
+    let room = rooms::create(&state.db, tenant.0, new.into_inner()).await.map_err(room_error)?;
     Ok(HttpResponse::Created().json(room))
 }
 
@@ -47,10 +47,10 @@ pub(super) async fn create_room(
 pub(super) async fn list_rooms(
     tenant: ApiTenant,
     page: web::Query<Page>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page.limit.unwrap_or(50);
-    let (rooms, next) = rooms::list(accounts.db(), tenant.0, limit, page.after.as_deref()).await.map_err(room_error)?;
+    let (rooms, next) = rooms::list(&state.db, tenant.0, limit, page.after.as_deref()).await.map_err(room_error)?;
     Ok(HttpResponse::Ok().json(RoomPage { rooms, next }))
 }
 
@@ -61,9 +61,9 @@ pub(super) async fn list_rooms(
 pub(super) async fn get_room(
     tenant: ApiTenant,
     name: web::Path<String>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = rooms::get(accounts.db(), tenant.0, &name).await.map_err(room_error)?;
+    let room = rooms::get(&state.db, tenant.0, &name).await.map_err(room_error)?;
     Ok(HttpResponse::Ok().json(room))
 }
 
@@ -76,9 +76,9 @@ pub(super) async fn update_room(
     tenant: ApiTenant,
     name: web::Path<String>,
     change: web::Json<rooms::RoomChange>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = rooms::update(accounts.db(), tenant.0, &name, change.into_inner()).await.map_err(room_error)?;
+    let room = rooms::update(&state.db, tenant.0, &name, change.into_inner()).await.map_err(room_error)?;
     Ok(HttpResponse::Ok().json(room))
 }
 
@@ -91,8 +91,8 @@ pub(super) async fn update_room(
 pub(super) async fn delete_room(
     tenant: ApiTenant,
     name: web::Path<String>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    rooms::delete(accounts.db(), tenant.0, &name).await.map_err(room_error)?;
+    rooms::delete(&state.db, tenant.0, &name).await.map_err(room_error)?;
     Ok(HttpResponse::NoContent().finish())
 }

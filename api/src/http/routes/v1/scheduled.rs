@@ -3,9 +3,10 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 
 use super::{ApiError, ApiTenant, ErrorBody, Page, cursor, internal};
+use crate::http::AppState;
 use crate::meetings::{
     schedule::MeetingInput,
-    scheduled::{MeetingError, MeetingService, ScheduledMeeting},
+    scheduled::{MeetingError, ScheduledMeeting},
 };
 
 /// A page of scheduled meetings.
@@ -50,12 +51,12 @@ pub(super) fn meeting_error(error: MeetingError) -> ApiError {
 pub(super) async fn schedule_meeting(
     tenant: ApiTenant,
     request: web::Json<ScheduleRequest>,
-    meetings: web::Data<MeetingService>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ScheduleRequest { organizer, meeting } = request.into_inner();
-    let actor = meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
-    let (id, delivery) = meetings.schedule(actor, meeting).await.map_err(meeting_error)?;
-    let mut scheduled = meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    let actor = state.meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
+    let (id, delivery) = state.meetings.schedule(actor, meeting).await.map_err(meeting_error)?;
+    let mut scheduled = state.meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
     scheduled.undelivered = delivery.failed;
     Ok(HttpResponse::Created().json(scheduled))
 }
@@ -70,11 +71,11 @@ pub(super) async fn schedule_meeting(
 pub(super) async fn list_scheduled(
     tenant: ApiTenant,
     page: web::Query<Page>,
-    meetings: web::Data<MeetingService>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let after = cursor(page.after.as_deref())?;
     let (scheduled_meetings, next) =
-        meetings.scheduled_page(tenant.0, page.limit.unwrap_or(50), after).await.map_err(meeting_error)?;
+        state.meetings.scheduled_page(tenant.0, page.limit.unwrap_or(50), after).await.map_err(meeting_error)?;
     Ok(HttpResponse::Ok().json(ScheduledPage { scheduled_meetings, next }))
 }
 
@@ -88,10 +89,10 @@ pub(super) async fn list_scheduled(
 pub(super) async fn get_scheduled(
     tenant: ApiTenant,
     id: web::Path<String>,
-    meetings: web::Data<MeetingService>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?))
+    Ok(HttpResponse::Ok().json(state.meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?))
 }
 
 /// `PUT /v1/scheduled-meetings/{id}`: replaces the meeting (its room name stays); everyone invited is told.
@@ -109,15 +110,15 @@ pub(super) async fn replace_scheduled(
     tenant: ApiTenant,
     id: web::Path<String>,
     request: web::Json<ScheduleRequest>,
-    meetings: web::Data<MeetingService>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let ScheduleRequest { organizer, meeting } = request.into_inner();
     // Another tenant's meeting is not found, whoever is named as organiser.
-    meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
-    let actor = meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
-    let delivery = meetings.update(actor, id, meeting).await.map_err(meeting_error)?;
-    let mut scheduled = meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    state.meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    let actor = state.meetings.api_actor(tenant.0, &organizer).await.map_err(meeting_error)?;
+    let delivery = state.meetings.update(actor, id, meeting).await.map_err(meeting_error)?;
+    let mut scheduled = state.meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
     scheduled.undelivered = delivery.failed;
     Ok(HttpResponse::Ok().json(scheduled))
 }
@@ -136,12 +137,12 @@ pub(super) async fn cancel_scheduled(
     tenant: ApiTenant,
     id: web::Path<String>,
     who: web::Query<Organizer>,
-    meetings: web::Data<MeetingService>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
-    let actor = meetings.api_actor(tenant.0, &who.organizer).await.map_err(meeting_error)?;
-    meetings.cancel(actor, id).await.map_err(meeting_error)?;
+    state.meetings.scheduled(tenant.0, id).await.map_err(meeting_error)?;
+    let actor = state.meetings.api_actor(tenant.0, &who.organizer).await.map_err(meeting_error)?;
+    state.meetings.cancel(actor, id).await.map_err(meeting_error)?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -4,11 +4,11 @@ use actix_web::{HttpResponse, get, web};
 
 use super::{ApiError, ApiTenant, ErrorBody, Page, cursor, internal, rooms::room_error};
 use crate::{
+    http::AppState,
     meetings::{
         room_sessions,
         rooms::{self, RoomError},
     },
-    people::accounts::Accounts,
 };
 
 /// A page of meetings (room sessions).
@@ -39,11 +39,11 @@ pub struct Presence {
 pub(super) async fn list_meetings(
     tenant: ApiTenant,
     page: web::Query<Page>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let after = cursor(page.after.as_deref())?;
     let limit = page.limit.unwrap_or(50);
-    let (meetings, next) = room_sessions::list(accounts.db(), tenant.0, limit, after).await.map_err(internal)?;
+    let (meetings, next) = room_sessions::list(&state.db, tenant.0, limit, after).await.map_err(internal)?;
     Ok(HttpResponse::Ok().json(MeetingPage { meetings, next }))
 }
 
@@ -57,10 +57,10 @@ pub(super) async fn list_meetings(
 pub(super) async fn room_presence(
     tenant: ApiTenant,
     name: web::Path<String>,
-    accounts: web::Data<Accounts>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let room = convene_domain::RoomName::parse(&name).map_err(|_| ApiError::NotFound)?;
-    let db = accounts.db();
+    let db = &state.db;
     let known = match rooms::get(db, tenant.0, room.as_str()).await {
         Ok(_) => true,
         Err(RoomError::NotFound) => room_sessions::has_history(db, tenant.0, &room).await.map_err(internal)?,

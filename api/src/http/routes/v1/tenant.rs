@@ -3,7 +3,8 @@
 use actix_web::{HttpResponse, get, web};
 
 use super::{ApiError, ApiTenant, ErrorBody, internal};
-use crate::people::{accounts::Accounts, tenants};
+use crate::http::AppState;
+use crate::people::tenants;
 
 /// The tenant an API key belongs to.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -20,7 +21,7 @@ pub struct TenantInfo {
 #[utoipa::path(get, path = "/v1/tenant", tag = "tenant", security(("api_key" = [])),
     responses((status = 200, description = "The key's tenant", body = TenantInfo), (status = 401, description = "No live API key", body = ErrorBody)))]
 #[get("/tenant")]
-pub(super) async fn current_tenant(tenant: ApiTenant, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
-    let row = tenants::find(accounts.db(), tenant.0).await.map_err(internal)?.ok_or(ApiError::NotFound)?;
+pub(super) async fn current_tenant(tenant: ApiTenant, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let row = tenants::find(&state.db, tenant.0).await.map_err(internal)?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(TenantInfo { id: row.id, name: row.name, created_at: row.created_at }))
 }

@@ -1,0 +1,45 @@
+//! What the control plane's handlers share, in one place (crates.io's `AppState`): the database and every
+//! context's service, built once by `roles` and handed to each handler as `web::Data<AppState>`.
+
+use convene_media::rooms::Rooms;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    billing::Billing,
+    http::{
+        csrf::OwnOrigins,
+        routes::{auth::CookiePolicy, signal::PasswordGuesses, v1::MeetUrl},
+    },
+    meetings::{admission::Admission, scheduled::MeetingService},
+    people::{accounts::Accounts, team::TeamService},
+    platform::envelope::Envelope,
+};
+
+/// The control plane's state. Cheap to clone: every part is a handle.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// For the contexts whose rules are free functions over a connection (rooms, tokens, keys, sessions).
+    pub db: DatabaseConnection,
+    /// Accounts and sign-in sessions.
+    pub accounts: Accounts,
+    /// Members and invitations.
+    pub team: TeamService,
+    /// Scheduled meetings and participant links.
+    pub meetings: MeetingService,
+    /// Plans, usage, limits and Stripe.
+    pub billing: Billing,
+    /// Lets people into rooms.
+    pub admission: Admission,
+    /// Opens the sealed private signing keys.
+    pub envelope: Envelope,
+    /// The meet host's URL, for join links.
+    pub meet_url: MeetUrl,
+    /// Cookie flags.
+    pub cookies: CookiePolicy,
+    /// Origins allowed to post with cookies.
+    pub origins: OwnOrigins,
+    /// Wrong room passwords, counted across the signalling connections.
+    pub password_guesses: PasswordGuesses,
+    /// The rooms this process hosts behind the signalling WebSocket (in `up`, which runs the media node).
+    pub rooms: Option<Rooms>,
+}
