@@ -164,6 +164,19 @@ pub fn settings_of(row: &room::Model) -> RoomSettings {
     }
 }
 
+/// Sets a row's settings columns: the one place they are written, as `settings_of` is where they are read.
+fn write_settings(row: &mut room::ActiveModel, settings: RoomSettings) {
+    row.lobby = Set(settings.lobby);
+    row.password = Set(settings.password);
+    row.max_participants = Set(settings.max_participants);
+    row.guests_allowed = Set(settings.guests_allowed);
+    row.recording_allowed = Set(settings.recording_allowed);
+    row.end_to_end_encryption = Set(settings.end_to_end_encryption);
+    row.high_fidelity_audio = Set(settings.high_fidelity_audio);
+    row.max_resolution = Set(settings.max_resolution.to_string());
+    row.fixed_display_names = Set(settings.fixed_display_names);
+}
+
 fn view(row: room::Model) -> Room {
     Room {
         settings: settings_of(&row),
@@ -197,28 +210,21 @@ pub async fn create(db: &impl ConnectionTrait, tenant: TenantId, new: NewRoom) -
         return Err(RoomError::Taken(name.to_string()));
     }
     let now = Utc::now();
-    let settings = new.settings;
-    let row = room::ActiveModel {
+    let mut row = room::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant.as_uuid()),
         name: Set(name.to_string()),
         title: Set(new.title),
-        lobby: Set(settings.lobby),
-        password: Set(settings.password),
-        max_participants: Set(settings.max_participants),
-        guests_allowed: Set(settings.guests_allowed),
-        recording_allowed: Set(settings.recording_allowed),
-        end_to_end_encryption: Set(settings.end_to_end_encryption),
-        high_fidelity_audio: Set(settings.high_fidelity_audio),
-        max_resolution: Set(settings.max_resolution.to_string()),
-        fixed_display_names: Set(settings.fixed_display_names),
         created_at: Set(now),
         updated_at: Set(now),
-    }
-    .insert(db)
-    .await
-    // The unique (tenant, name) index decides between two creations racing for one name.
-    .map_err(|_| RoomError::Taken(name.to_string()))?;
+        ..Default::default()
+    };
+    write_settings(&mut row, new.settings);
+    let row = row
+        .insert(db)
+        .await
+        // The unique (tenant, name) index decides between two creations racing for one name.
+        .map_err(|_| RoomError::Taken(name.to_string()))?;
     Ok(view(row))
 }
 
@@ -280,15 +286,7 @@ pub async fn update(
     let settings = current.settings;
     let mut active: room::ActiveModel = row.into();
     active.title = Set(current.title);
-    active.lobby = Set(settings.lobby);
-    active.password = Set(settings.password);
-    active.max_participants = Set(settings.max_participants);
-    active.guests_allowed = Set(settings.guests_allowed);
-    active.recording_allowed = Set(settings.recording_allowed);
-    active.end_to_end_encryption = Set(settings.end_to_end_encryption);
-    active.high_fidelity_audio = Set(settings.high_fidelity_audio);
-    active.max_resolution = Set(settings.max_resolution.to_string());
-    active.fixed_display_names = Set(settings.fixed_display_names);
+    write_settings(&mut active, settings);
     active.updated_at = Set(Utc::now());
     Ok(view(active.update(db).await?))
 }
