@@ -8,7 +8,8 @@
 //! driver that owns the socket; [`probe`] is the client side used by health checks. [`focus`] is the room
 //! focus (membership, roles, lobby, moderation, chat), also sans-IO: parsed signalling messages in, messages
 //! to send out. [`rooms`] runs each room as a task behind channels; the WebSocket endpoint (in `convene-api`,
-//! which serves every role's HTTP) feeds it.
+//! which serves every role's HTTP) feeds it. [`plane`] is the contract between room tasks and shards, so
+//! neither depends on the other; [`outbox`] carries room events to the control plane from disk.
 
 mod batch_io;
 pub mod focus;

@@ -66,16 +66,21 @@ fn the_readme_shows_the_two_commands_and_ci_runs_the_test_command() {
     assert!(read(".ci/run").contains("cargo xtask test"));
 }
 
-#[test]
-fn the_serving_binary_links_no_webrtc_stack_or_load_harness() {
+/// The normal (non-dev) dependencies of `package`, one crate per line as `name vX.Y.Z`.
+fn dependency_tree(package: &str) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
-        .args(["tree", "--package", "convene-api", "--edges", "normal", "--prefix", "none", "--offline"])
+        .args(["tree", "--package", package, "--edges", "normal", "--prefix", "none", "--offline"])
         .current_dir(workspace_root())
         .output()
         .expect("cargo tree runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let tree = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_serving_binary_links_no_webrtc_stack_or_load_harness() {
+    let tree = dependency_tree("convene-api");
     for unwanted in ["webrtc ", "convene-bots ", "convene-bench "] {
         assert!(
             !tree.lines().any(|line| line.starts_with(unwanted)),
@@ -99,4 +104,13 @@ fn only_the_command_line_reads_the_environment() {
         .collect();
     assert!(offenders.is_empty(), "read settings through `platform::settings`, not the environment: {offenders:?}");
     assert!(read("api/src/cli.rs").contains("env::vars("), "the check looks for the real call");
+}
+
+#[test]
+fn the_media_node_reaches_neither_the_database_nor_stripe() {
+    let tree = dependency_tree("convene-media");
+    for unwanted in ["sea-orm ", "sqlx ", "async-stripe ", "convene-api ", "convene-stripe-events "] {
+        assert!(!tree.lines().any(|line| line.starts_with(unwanted)), "convene-media depends on {unwanted}");
+    }
+    assert!(tree.lines().any(|line| line.starts_with("str0m ")), "the check reads a real tree:\n{tree}");
 }
