@@ -155,7 +155,8 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
         form.error(name).map(|error| view! { <span class="field-error" id=format!("{name}-error")>{error}</span> })
     };
     let invalid = |name: &'static str| form.error(name).map(|_| "true");
-    let resolution = text("max_resolution", draft.max_resolution.to_string());
+    let room = &draft.settings;
+    let resolution = text("max_resolution", room.max_resolution.to_string());
     let checkbox = move |name: &'static str, label: &'static str, on: bool| {
         view! {
             <label class="check">
@@ -167,23 +168,23 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
     let settings = view! {
             <fieldset>
                 <legend>"Settings"</legend>
-                {checkbox("lobby", "Lobby: people wait until a moderator admits them", ticked("lobby", draft.lobby))}
-                {checkbox("guests_allowed", "Guests may join with just a name", ticked("guests_allowed", draft.guests_allowed))}
-                {checkbox("recording_allowed", "Moderators may record", ticked("recording_allowed", draft.recording_allowed))}
-                {checkbox("end_to_end_encryption", "End-to-end encryption", ticked("end_to_end_encryption", draft.end_to_end_encryption))}
-                {checkbox("high_fidelity_audio", "High-fidelity audio (music, stereo)", ticked("high_fidelity_audio", draft.high_fidelity_audio))}
-                {checkbox("fixed_display_names", "Participants keep the names on their invitations", ticked("fixed_display_names", draft.fixed_display_names))}
+                {checkbox("lobby", "Lobby: people wait until a moderator admits them", ticked("lobby", room.lobby))}
+                {checkbox("guests_allowed", "Guests may join with just a name", ticked("guests_allowed", room.guests_allowed))}
+                {checkbox("recording_allowed", "Moderators may record", ticked("recording_allowed", room.recording_allowed))}
+                {checkbox("end_to_end_encryption", "End-to-end encryption", ticked("end_to_end_encryption", room.end_to_end_encryption))}
+                {checkbox("high_fidelity_audio", "High-fidelity audio (music, stereo)", ticked("high_fidelity_audio", room.high_fidelity_audio))}
+                {checkbox("fixed_display_names", "Participants keep the names on their invitations", ticked("fixed_display_names", room.fixed_display_names))}
                 <div class="row">
                     <label class="field">
                         <span>"Room password" <small class="muted">" (optional)"</small></span>
-                        <input type="password" name="password" value=draft.password.clone() autocomplete="new-password"
+                        <input type="password" name="password" value=room.password.clone().unwrap_or_default() autocomplete="new-password"
                             aria-invalid=invalid("password") />
                         {error("password")}
                     </label>
                     <label class="field">
                         <span>"Most participants" <small class="muted">" (optional, 2–100)"</small></span>
                         <input type="number" min="2" max="100" name="max_participants"
-                            value=text("max_participants", draft.max_participants.clone())
+                            value=text("max_participants", room.max_participants.map(|max| max.to_string()).unwrap_or_default())
                             aria-invalid=invalid("max_participants") />
                         {error("max_participants")}
                     </label>

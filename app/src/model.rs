@@ -1,7 +1,7 @@
 //! What pages show, as plain serialisable data: built by `convene-api` on the server, read by components on
 //! both sides of hydration.
 
-use convene_domain::{MaxResolution, Role};
+use convene_domain::{Role, RoomSettings};
 use serde::{Deserialize, Serialize};
 
 /// The person signed in on this request.
@@ -194,24 +194,8 @@ pub struct MeetingDraft {
     pub weekly_occurrences: u32,
     /// One address per line.
     pub invitees: String,
-    /// Lobby on.
-    pub lobby: bool,
-    /// Room password (empty: none).
-    pub password: String,
-    /// Participant ceiling (empty: the plan's).
-    pub max_participants: String,
-    /// Guests may join by name.
-    pub guests_allowed: bool,
-    /// Recording allowed.
-    pub recording_allowed: bool,
-    /// End-to-end encryption.
-    pub end_to_end_encryption: bool,
-    /// High-fidelity audio.
-    pub high_fidelity_audio: bool,
-    /// Participants keep the names their links give them.
-    pub fixed_display_names: bool,
-    /// The highest video.
-    pub max_resolution: MaxResolution,
+    /// The room's settings.
+    pub settings: RoomSettings,
 }
 
 /// A meeting's page for its moderators.

@@ -52,9 +52,10 @@ pub struct TokenRequest {
     pub exp: Option<u64>,
 }
 
-/// `user` in a token request. Not the claim type `convene_tokens::User`: a request is closed (unknown fields
-/// refused, `moderator` beside it) while claims stay open and lenient for Jitsi's tokens; minting turns one
-/// into the other and checks it with the claim's own `User::check`.
+/// `user` in a token request.
+// Not the claim type `convene_tokens::User`: a request is closed (unknown fields refused, `moderator` beside
+// it) while claims stay open and lenient for Jitsi's tokens; minting turns one into the other and checks it
+// with the claim's own `User::check`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenUser {

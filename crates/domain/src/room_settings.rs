@@ -112,6 +112,28 @@ pub struct RoomSettings {
     pub fixed_display_names: bool,
 }
 
+impl RoomSettings {
+    /// The settings that are on, in words for people ("Lobby", "At most 10 participants", "Video up to
+    /// 720p"); the resolution always.
+    pub fn descriptions(&self) -> Vec<String> {
+        [
+            (self.lobby, "Lobby"),
+            (self.password.is_some(), "Password"),
+            (self.guests_allowed, "Guests may join by name"),
+            (self.recording_allowed, "Recording allowed"),
+            (self.end_to_end_encryption, "End-to-end encryption"),
+            (self.high_fidelity_audio, "High-fidelity audio"),
+            (self.fixed_display_names, "Names from the invitations"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, label)| label.to_owned())
+        .chain(self.max_participants.map(|max| format!("At most {max} participants")))
+        .chain([format!("Video up to {}", self.max_resolution)])
+        .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +156,17 @@ mod tests {
         assert_eq!(settings, RoomSettings::default());
         assert_eq!(settings.max_resolution, MaxResolution::P720);
         assert!(serde_json::from_str::<RoomSettings>(r#"{"colour":"blue"}"#).is_err());
+    }
+
+    #[test]
+    fn descriptions_name_what_is_on_and_always_the_resolution() {
+        assert_eq!(RoomSettings::default().descriptions(), ["Video up to 720p"]);
+        let settings = RoomSettings {
+            lobby: true,
+            max_participants: Some(10),
+            max_resolution: MaxResolution::P1080,
+            ..RoomSettings::default()
+        };
+        assert_eq!(settings.descriptions(), ["Lobby", "At most 10 participants", "Video up to 1080p"]);
     }
 }

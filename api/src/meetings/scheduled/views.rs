@@ -120,40 +120,17 @@ impl MeetingService {
             .filter(|(_, end)| ended || *end > now)
             .map(|occurrence| schedule.describe(occurrence))
             .collect();
-        let room = &loaded.room;
-        let settings = [
-            (room.lobby, "Lobby"),
-            (room.password.is_some(), "Password"),
-            (room.guests_allowed, "Guests may join by name"),
-            (room.recording_allowed, "Recording allowed"),
-            (room.end_to_end_encryption, "End-to-end encryption"),
-            (room.high_fidelity_audio, "High-fidelity audio"),
-            (room.fixed_display_names, "Names from the invitations"),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, label)| label.to_owned())
-        .chain(room.max_participants.map(|max| format!("At most {max} participants")))
-        .chain([format!("Video up to {}", room.max_resolution)])
-        .collect();
+        let room_settings = rooms::settings_of(&loaded.room);
         let local = |at: DateTime<Utc>| at.with_timezone(&schedule.time_zone).format("%Y-%m-%dT%H:%M").to_string();
         let draft = MeetingDraft {
             title: loaded.row.title.clone(),
-            room: room.name.clone(),
+            room: loaded.room.name.clone(),
             starts_at: local(loaded.row.starts_at),
             ends_at: local(loaded.row.ends_at),
             time_zone: schedule.time_zone.name().to_owned(),
             weekly_occurrences: schedule.weekly_occurrences,
             invitees: loaded.invitees.join("\n"),
-            lobby: room.lobby,
-            password: room.password.clone().unwrap_or_default(),
-            max_participants: room.max_participants.map(|max| max.to_string()).unwrap_or_default(),
-            guests_allowed: room.guests_allowed,
-            recording_allowed: room.recording_allowed,
-            end_to_end_encryption: room.end_to_end_encryption,
-            high_fidelity_audio: room.high_fidelity_audio,
-            fixed_display_names: room.fixed_display_names,
-            max_resolution: rooms::settings_of(room).max_resolution,
+            settings: room_settings.clone(),
         };
         Ok(MeetingDetails {
             summary: summary(&loaded, now).1,
@@ -161,7 +138,7 @@ impl MeetingService {
             organizer,
             join_link: self.join_link(&loaded.row.join_code),
             invitees: loaded.invitees,
-            settings,
+            settings: room_settings.descriptions(),
             ended,
             draft,
         })
