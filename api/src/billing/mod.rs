@@ -7,7 +7,6 @@
 //! Stripe key), every tenant is on the default plan, its limits apply, and nothing calls Stripe.
 
 pub mod metrics;
-pub mod plans;
 pub mod stripe;
 pub mod usage;
 pub mod webhooks;
@@ -25,13 +24,13 @@ use url::Url;
 
 use self::{
     metrics::BillingMetrics,
-    plans::{Plan, Plans},
     stripe::{CheckoutRequest, StripeApi, StripeFailure},
     webhooks::{Outcome, SignatureError, WebhookError, is_live},
 };
 use crate::{
     entities::{billing_account, billing_invoice, session_participant, usage_period, user},
     people::Actor,
+    platform::settings::plans::{Plan, Plans},
 };
 
 /// Invoices shown on the billing page.

@@ -25,11 +25,13 @@ use uuid::Uuid;
 use super::{
     metrics::BillingMetrics,
     plan_for,
-    plans::Plans,
     stripe::{MeterEvent, StripeApi, StripeFailure},
     webhooks::is_live,
 };
-use crate::entities::{billing_account, session_participant, usage_period, usage_report};
+use crate::{
+    entities::{billing_account, session_participant, usage_period, usage_report},
+    platform::settings::plans::Plans,
+};
 
 /// Stays counted per transaction.
 const COUNT_BATCH: u64 = 500;

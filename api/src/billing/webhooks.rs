@@ -14,8 +14,8 @@ use sea_orm::{
     IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
 };
 
-use super::plans::Plans;
 use crate::entities::{billing_account, billing_invoice, stripe_event, tenant};
+use crate::platform::settings::plans::Plans;
 
 /// What handling an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]

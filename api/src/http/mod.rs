@@ -2,7 +2,6 @@
 //! in `routes`, which parse input, call a service and map its result.
 
 pub mod csrf;
-pub mod pagination;
 pub mod routes;
 pub mod server;
 mod state;

@@ -2,7 +2,6 @@
 //! people in, the admission step every joiner passes, and the sessions the media node reports.
 
 pub mod admission;
-pub mod calendar;
 pub mod removals;
 pub mod room_sessions;
 pub mod room_tokens;

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::{
     entities::{dead_letter, node_event_cursor, room_session, session_participant},
-    http::pagination,
     meetings::removals::{self, Closure, RemovedPerson},
+    platform::pagination,
 };
 
 /// A person's stay, as the API shows it.

@@ -10,7 +10,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{entities::room, http::pagination, meetings::removals, platform::secrets::random_token};
+use crate::{entities::room, meetings::removals, platform::pagination, platform::secrets::random_token};
 
 /// Room size bounds: the SFU is sized for meetings of about ten; a hundred is the hard ceiling.
 const PARTICIPANTS: std::ops::RangeInclusive<i32> = 2..=100;

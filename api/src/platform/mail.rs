@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use convene_domain::EmailAddress;
 
-use crate::{entities::mail_outbox, meetings::calendar::Method, platform::settings::Settings};
+use crate::{entities::mail_outbox, platform::calendar::Method, platform::settings::Settings};
 
 /// An SMTP server that does not answer in this time fails the attempt, which is retried later.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);

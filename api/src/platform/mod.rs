@@ -1,11 +1,13 @@
-//! What every context runs on: typed settings (the only reader of the environment), the database, mail,
-//! sealed secrets, rate limits, the audit log and telemetry.
+//! What every context runs on: typed settings (the only reader of the environment), the database and its
+//! cursor pages, mail and iCalendar invitations, sealed secrets, rate limits, the audit log and telemetry.
 
 pub mod audit;
+pub mod calendar;
 pub mod db;
 pub mod envelope;
 pub mod mail;
 pub mod metrics;
+pub mod pagination;
 pub mod rate_limit;
 pub mod secrets;
 pub mod settings;

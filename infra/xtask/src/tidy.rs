@@ -114,3 +114,63 @@ fn the_media_node_reaches_neither_the_database_nor_stripe() {
     }
     assert!(tree.lines().any(|line| line.starts_with("str0m ")), "the check reads a real tree:\n{tree}");
 }
+
+/// The top-level modules a path names in `source`'s code (comments aside): `crate::x::…` and each item of
+/// `crate::{x::…, y}`.
+fn crate_modules_named(source: &str) -> std::collections::BTreeSet<String> {
+    let code: String =
+        source.lines().map(|line| line.split_once("//").map_or(line, |(code, _)| code)).collect::<Vec<_>>().join("\n");
+    let mut named = std::collections::BTreeSet::new();
+    for (start, _) in code.match_indices("crate::") {
+        let rest = &code[start + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            named.insert(rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect());
+            continue;
+        };
+        let mut depth = 0_usize;
+        let mut item = String::new();
+        for character in group.chars() {
+            match character {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    named.insert(item.trim().split("::").next().unwrap_or_default().to_owned());
+                    item.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            item.push(character);
+        }
+        named.insert(item.trim().split("::").next().unwrap_or_default().to_owned());
+    }
+    named
+}
+
+#[test]
+fn the_control_planes_contexts_depend_one_way() {
+    // Each folder of `api/src` may name only those below it: platform ← people ← billing ← meetings ← http.
+    let allowed: [(&str, &[&str]); 5] = [
+        ("platform", &["entities"]),
+        ("people", &["entities", "platform"]),
+        ("billing", &["entities", "platform", "people"]),
+        ("meetings", &["entities", "platform", "people", "billing"]),
+        ("http", &["entities", "platform", "people", "billing", "meetings"]),
+    ];
+    let contexts = ["entities", "platform", "people", "billing", "meetings", "http", "roles", "cli"];
+    let mut offences = Vec::new();
+    for (context, below) in allowed {
+        let prefix = format!("api/src/{context}/");
+        for path in tracked_files().into_iter().filter(|path| path.starts_with(&prefix) && path.ends_with(".rs")) {
+            for named in crate_modules_named(&read(&path)) {
+                if named != context && contexts.contains(&named.as_str()) && !below.contains(&named.as_str()) {
+                    offences.push(format!("{path} names `crate::{named}`"));
+                }
+            }
+        }
+    }
+    assert!(offences.is_empty(), "a context reaches up or sideways: {offences:#?}");
+    let sample = crate_modules_named("use crate::{a::B, c::{d, e}};\n// crate::f\nlet x = crate::g::h();");
+    assert_eq!(sample.into_iter().collect::<Vec<_>>(), ["a", "c", "g"], "the reader sees what code names");
+}

@@ -28,15 +28,15 @@ pub use links::{JoinError, Joiner};
 
 use crate::{
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
-    http::pagination,
-    meetings::calendar::{self, Method, Person},
     meetings::room_tokens::{self, MintError, TokenRequest, TokenUser},
     meetings::rooms::{self, RoomError},
     meetings::schedule::{InvalidField, MeetingInput, Schedule, check_title, parse_invitees},
     people::Actor,
     people::accounts::users_by_id,
+    platform::calendar::{self, Method, Person},
     platform::envelope::Envelope,
     platform::mail::{Email, Mailer},
+    platform::pagination,
     platform::rate_limit::{MAIL_WINDOW, RateLimiter},
     platform::secrets::random_token,
 };

@@ -5,6 +5,8 @@
 //! setting, where it came from and what a good value looks like. Secrets are `SecretString`s, so `Debug`
 //! and logs show them redacted.
 
+pub mod plans;
+
 use std::{
     collections::BTreeMap,
     fmt,
@@ -16,10 +18,8 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::{
-    billing::plans::{DEFAULT_PLANS, Plans},
-    platform::envelope::SecretKey,
-};
+use self::plans::{DEFAULT_PLANS, Plans};
+use crate::platform::envelope::SecretKey;
 
 /// The settings, documented once: name, default and meaning. `--help` and the README show this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
