@@ -89,9 +89,12 @@ fn mark_hydrated() {
 
 /// A message from the server, as a sentence.
 fn capitalised(text: &str) -> String {
+    let text = text.trim_end();
     let mut chars = text.chars();
     let first: String = chars.next().map(|first| first.to_uppercase().collect()).unwrap_or_default();
-    format!("{first}{}.", chars.as_str())
+    // Messages come from many places, some already ending a sentence: one stop, never two.
+    let stop = if text.is_empty() || text.ends_with(['.', '!', '?']) { "" } else { "." };
+    format!("{first}{}{stop}", chars.as_str())
 }
 
 /// Sets the HTTP status of a server-rendered page (a no-op in the browser).
@@ -116,5 +119,18 @@ fn NotFound() -> impl IntoView {
             <h1>"Page not found"</h1>
             <p>"There is nothing at this address. Check the link, or start again from the "<a href="/">"home page"</a>"."</p>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capitalised;
+
+    #[test]
+    fn messages_become_one_sentence_with_one_stop() {
+        assert_eq!(capitalised("this link has none in it"), "This link has none in it.");
+        assert_eq!(capitalised("the meeting is over."), "The meeting is over.");
+        assert_eq!(capitalised("try again? "), "Try again?");
+        assert_eq!(capitalised(""), "");
     }
 }

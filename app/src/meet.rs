@@ -80,8 +80,7 @@ fn RoomLink() -> impl IntoView {
     let Some(token) = token else {
         let refusal = LinkRefusal {
             code: "missing_token".to_owned(),
-            message: "Meetings on Convene open from a personal invitation link, and this link has no invitation \\
-                      in it."
+            message: "Meetings on Convene open from a personal invitation link, and this link has none in it"
                 .to_owned(),
         };
         return view! { <Refused room refusal /> }.into_any();

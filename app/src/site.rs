@@ -88,13 +88,13 @@ const FEATURES: [Feature; 6] = [
                arrived first.",
     },
     Feature {
-        title: "Dial in by phone",
-        text: "Callers dial your number and type the meeting PIN; the bridge mixes only the loudest speakers.",
+        title: "Coming: dial in by phone",
+        text: "Not available yet. Callers will dial your number and type the meeting PIN to join.",
     },
     Feature {
-        title: "Record what matters",
-        text: "Per-track recording on the media node with a composed file after the meeting, stored where you \
-               choose.",
+        title: "Coming: recording",
+        text: "Not available yet. Moderators will record meetings on the media node, with no browser per \
+               recording.",
     },
     Feature {
         title: "An API for developers",
@@ -110,13 +110,13 @@ fn Landing() -> impl IntoView {
         <Title text="Convene · video meetings for your company" />
         <Meta
             name="description"
-            content="Convene is a multi-tenant video-meeting platform: browser meetings, dial-in, recording and an API."
+            content="Convene is a multi-tenant video-meeting platform: meetings in the browser, moderation and an API."
         />
         <section class="hero">
             <h1>"Video meetings your company runs, at a fraction of the hardware."</h1>
             <p class="lede">
-                "Convene is a complete meeting platform in one program: the website, the signalling, the \
-                 media bridge, recording and the phone gateway."
+                "Convene is a meeting platform in one program: the website, the signalling and the media \
+                 bridge. Recording and a phone gateway are on the way."
             </p>
         </section>
         <section class="features" aria-label="Features">

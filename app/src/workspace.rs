@@ -282,7 +282,7 @@ pub fn AuditPage() -> impl IntoView {
                             .into_iter()
                             .map(|entry| view! {
                                 <tr>
-                                    <td>{entry.at.chars().take(19).collect::<String>().replace('T', " ")}</td>
+                                    <td class="when">{entry.at.chars().take(19).collect::<String>().replace('T', " ")}</td>
                                     <td><code>{entry.event}</code></td>
                                     <td>{entry.actor.unwrap_or_default()}</td>
                                     <td>{entry.detail}</td>
@@ -291,10 +291,12 @@ pub fn AuditPage() -> impl IntoView {
                             })
                             .collect_view();
                         view! {
-                            <table>
-                                <thead><tr><th>"When (UTC)"</th><th>"Event"</th><th>"Who"</th><th>"Details"</th><th>"From"</th></tr></thead>
-                                <tbody>{rows}</tbody>
-                            </table>
+                            <div class="table-scroll">
+                                <table>
+                                    <thead><tr><th>"When (UTC)"</th><th>"Event"</th><th>"Who"</th><th>"Details"</th><th>"From"</th></tr></thead>
+                                    <tbody>{rows}</tbody>
+                                </table>
+                            </div>
                         }
                     })
                 })}

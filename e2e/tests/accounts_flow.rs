@@ -89,6 +89,28 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
     browser.press(".new-key button").await.unwrap();
     assert!(browser.main_text().await.unwrap().contains("Copied"), "the hydrated copy button answers");
     browser.screenshot("07-api-key-created").await.unwrap();
+    // Every signed-in page fits a phone: no sideways scrolling, the header's links and the tabs' row inside
+    // the viewport (the tabs may scroll within their row).
+    for path in ["/dashboard", "/team", "/keys", "/meetings", "/meetings/new", "/audit", "/billing", "/account"] {
+        for (width, height) in [(390, 844), (360, 800)] {
+            browser.client.set_window_size(width, height).await.unwrap();
+            browser.open(&convene.site(path)).await.unwrap();
+            let facts = browser
+                .client
+                .execute(
+                    "const inside = element => { const box = element.getBoundingClientRect(); \
+                       return box.left >= 0 && box.right <= window.innerWidth; }; \
+                     return [document.documentElement.scrollWidth <= window.innerWidth, \
+                       [...document.querySelectorAll('header a, header button, nav.tabs')].every(inside)];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(facts, serde_json::json!([true, true]), "{path} at {width}x{height}");
+        }
+        browser.screenshot(&format!("07-phone{}", path.replace('/', "-"))).await.unwrap();
+    }
+    browser.client.set_window_size(1280, 800).await.unwrap();
     browser.submit("form[action='/auth/logout'] button").await.unwrap();
 
     let invitation = convene.mailbox.wait_for(MODERATOR, "invited you to Acme").await;

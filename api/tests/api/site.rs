@@ -26,6 +26,9 @@ async fn the_main_host_serves_the_landing_page_and_the_meet_host_its_own() {
     assert!(landing.contains(r#"data-surface="site""#), "{landing}");
     assert!(landing.contains("<title>Convene · video meetings for your company</title>"));
     assert!(landing.contains("/pkg/convene.js"), "the page loads the hydration bundle");
+    // What has not landed is not promised.
+    assert!(landing.contains("Coming: dial in by phone") && landing.contains("Coming: recording"), "{landing}");
+    assert!(!landing.contains("Record what matters") && !landing.contains("the phone gateway."), "{landing}");
 
     let (status, meet_home) = page(&app, "meet.localhost:3000", "/").await;
     assert_eq!(status, 200);
@@ -53,6 +56,9 @@ async fn a_meeting_link_without_a_valid_token_explains_itself() {
         assert!(html.contains(&format!(r#"data-problem="{code}""#)), "{path}: {html}");
         assert!(html.contains(headline), "{path}: {html}");
         assert!(html.contains("<code>weekly-sync</code>"), "{path} names the meeting");
+        let explanation = html.split(r#"data-problem=""#).nth(1).unwrap_or_default();
+        let explanation = explanation.split("</section>").next().unwrap_or_default();
+        assert!(!explanation.contains('\\') && !explanation.contains(".."), "{path}: a clean sentence: {html}");
     }
     app.stop().await;
 }
