@@ -155,6 +155,27 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
         form.error(name).map(|error| view! { <span class="field-error" id=format!("{name}-error")>{error}</span> })
     };
     let invalid = |name: &'static str| form.error(name).map(|_| "true");
+    let ends = NodeRef::<leptos::html::Input>::new();
+    let zone = NodeRef::<leptos::html::Input>::new();
+    // A new meeting is in the browser's own zone rather than UTC (once the page is live, and unless the
+    // form came back with what was typed).
+    if new && form.kept("time_zone").is_none() {
+        Effect::new(move |_| {
+            if let (Some(input), Some(name)) = (zone.get(), browser_time_zone()) {
+                input.set_value(&name);
+            }
+        });
+    }
+    // An end left empty, or before the start, follows the start by an hour.
+    let follow_start = move |event: leptos::ev::Event| {
+        let start = event_target_value(&event);
+        if let Some(input) = ends.get_untracked()
+            && (input.value().is_empty() || input.value() <= start)
+            && let Some(end) = an_hour_after(&start)
+        {
+            input.set_value(&end);
+        }
+    };
     let room = &draft.settings;
     let resolution = text("max_resolution", room.max_resolution.to_string());
     let checkbox = move |name: &'static str, label: &'static str, on: bool| {
@@ -222,19 +243,19 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
                 <label class="field">
                     <span>"Starts"</span>
                     <input type="datetime-local" name="starts_at" value=text("starts_at", draft.starts_at.clone())
-                        required=true aria-invalid=invalid("starts_at") />
+                        required=true aria-invalid=invalid("starts_at") on:change=follow_start />
                     {error("starts_at")}
                 </label>
                 <label class="field">
                     <span>"Ends"</span>
                     <input type="datetime-local" name="ends_at" value=text("ends_at", draft.ends_at.clone())
-                        required=true aria-invalid=invalid("ends_at") />
+                        required=true aria-invalid=invalid("ends_at") node_ref=ends />
                     {error("ends_at")}
                 </label>
                 <label class="field">
                     <span>"Time zone"</span>
                     <input name="time_zone" value=text("time_zone", draft.time_zone.clone()) list="time-zones"
-                        required=true aria-invalid=invalid("time_zone") />
+                        required=true aria-invalid=invalid("time_zone") node_ref=zone />
                     {error("time_zone")}
                 </label>
                 <label class="field">
@@ -433,4 +454,20 @@ fn Join(details: JoinDetails, form: FormState, code: String) -> impl IntoView {
             {ways}
         </section>
     }
+}
+
+/// The browser's IANA time zone, as `Intl` reports it.
+fn browser_time_zone() -> Option<String> {
+    let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &js_sys::Object::new());
+    js_sys::Reflect::get(&format.resolved_options(), &"timeZone".into()).ok()?.as_string()
+}
+
+/// A `datetime-local` value one hour after `start` (wall-clock arithmetic: the zone is the form's own).
+fn an_hour_after(start: &str) -> Option<String> {
+    let millis = js_sys::Date::parse(&format!("{start}:00Z"));
+    if millis.is_nan() {
+        return None;
+    }
+    let end: String = js_sys::Date::new(&(millis + 3_600_000.0).into()).to_iso_string().into();
+    end.get(..16).map(str::to_owned)
 }

@@ -14,6 +14,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+/// The time zone every test browser runs in.
+pub const BROWSER_TIME_ZONE: &str = "America/New_York";
+
 /// A browser session; ChromeDriver stops when this is dropped.
 pub struct Browser {
     /// The WebDriver client.
@@ -28,6 +31,8 @@ impl Browser {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Browsers in tests live away from UTC, so a page that ignores the visitor's zone cannot pass.
+            .env("TZ", BROWSER_TIME_ZONE)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

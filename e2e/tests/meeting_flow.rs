@@ -39,8 +39,23 @@ async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting
     };
     browser.fill("title", "Quarterly review").await.unwrap();
     browser.fill("room", "quarterly-review").await.unwrap();
-    browser.set_value("starts_at", &format!("{year}-06-01T15:00")).await.unwrap();
-    browser.set_value("ends_at", &format!("{year}-06-01T16:00")).await.unwrap();
+    // A new meeting is in the browser's zone, and the end follows the start by an hour.
+    let in_browser_zone = format!(
+        "return document.querySelector(\"html[data-hydrated] [name='time_zone']\")?.value === '{}';",
+        convene_e2e::browser::BROWSER_TIME_ZONE
+    );
+    browser.wait_for("the browser's time zone", &in_browser_zone, std::time::Duration::from_secs(10)).await.unwrap();
+    browser
+        .client
+        .execute(
+            "const start = document.querySelector(\"[name='starts_at']\"); start.value = arguments[0]; \
+             start.dispatchEvent(new Event('change', { bubbles: true }));",
+            vec![serde_json::json!(format!("{year}-06-01T15:00"))],
+        )
+        .await
+        .unwrap();
+    let end = browser.client.execute("return document.querySelector(\"[name='ends_at']\").value;", vec![]);
+    assert_eq!(end.await.unwrap(), serde_json::json!(format!("{year}-06-01T16:00")));
     browser.fill("time_zone", "Europe/Paris").await.unwrap();
     browser.fill("invitees", INVITEE).await.unwrap();
     browser.screenshot("meeting-01-schedule").await.unwrap();

@@ -70,7 +70,7 @@ impl Schedule {
     pub(super) fn parse(input: &MeetingInput) -> Result<Self, InvalidField> {
         let time_zone: Tz = input.time_zone.trim().parse().map_err(|_| InvalidField {
             field: "time_zone",
-            message: format!("`{}` is not a known time zone (use a name like Europe/Berlin)", input.time_zone),
+            message: format!("`{}` is not a known time zone (use a name like Europe/Berlin)", echoed(&input.time_zone)),
         })?;
         let starts_at = local_time("starts_at", &input.starts_at, time_zone)?;
         if starts_at > Utc::now() + FUTURE_START {
@@ -135,13 +135,30 @@ impl Schedule {
 /// A wall-clock time in `time_zone`, refusing times that do not exist there (skipped by a clock change).
 fn local_time(field: &'static str, text: &str, time_zone: Tz) -> Result<DateTime<Utc>, InvalidField> {
     let text = text.trim();
+    if text.is_empty() {
+        let which = if field == "ends_at" { "end" } else { "start" };
+        return Err(InvalidField { field, message: format!("enter the {which} date and time") });
+    }
     let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-        .map_err(|_| InvalidField { field, message: format!("`{text}` is not a time like 2026-12-01T09:30") })?;
+        .map_err(|_| InvalidField {
+            field,
+            message: format!("`{}` is not a time like 2026-12-01T09:30", echoed(text)),
+        })?;
     resolve(time_zone, naive).ok_or_else(|| InvalidField {
         field,
         message: format!("{text} does not exist in {} (the clocks change then)", time_zone.name()),
     })
+}
+
+/// What of a refused value goes back into the message: enough to recognise it, never a whole paste.
+fn echoed(text: &str) -> String {
+    const SHOWN: usize = 40;
+    let mut shown: String = text.trim().chars().take(SHOWN).collect();
+    if text.trim().chars().count() > SHOWN {
+        shown.push('…');
+    }
+    shown
 }
 
 /// The instant of a wall-clock time; the earlier one when a clock change repeats it.
@@ -216,6 +233,10 @@ mod tests {
             "time_zone"
         );
         assert_eq!(field_of(Schedule::parse(&input("tomorrow", "2026-12-01T11:00", "UTC", 1))), "starts_at");
+        let empty_end = Schedule::parse(&input("2026-12-01T10:00", " ", "UTC", 1)).unwrap_err();
+        assert_eq!((empty_end.field, empty_end.message.as_str()), ("ends_at", "enter the end date and time"));
+        let pasted = Schedule::parse(&input(&"9".repeat(5_000), "2026-12-01T11:00", "UTC", 1)).unwrap_err();
+        assert!(pasted.message.len() < 120, "a refusal echoes a bounded part: {}", pasted.message);
         let far = input("262000-12-01T10:00", "262000-12-01T11:00", "UTC", 52);
         assert_eq!(field_of(Schedule::parse(&far)), "starts_at", "refused before any week arithmetic");
         assert_eq!(
