@@ -157,11 +157,15 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
     let invalid = |name: &'static str| form.error(name).map(|_| "true");
     let ends = NodeRef::<leptos::html::Input>::new();
     let zone = NodeRef::<leptos::html::Input>::new();
-    // A new meeting is in the browser's own zone rather than UTC (once the page is live, and unless the
-    // form came back with what was typed).
+    // A new meeting is in the browser's own zone rather than UTC, once the page is live: unless the form
+    // came back with what was typed, or the visitor changed the zone before then.
     if new && form.kept("time_zone").is_none() {
+        let default_zone = draft.time_zone.clone();
         Effect::new(move |_| {
-            if let (Some(input), Some(name)) = (zone.get(), browser_time_zone()) {
+            if let Some(input) = zone.get()
+                && input.value() == default_zone
+                && let Some(name) = browser_time_zone()
+            {
                 input.set_value(&name);
             }
         });

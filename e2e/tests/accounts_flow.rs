@@ -91,7 +91,7 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
     browser.screenshot("07-api-key-created").await.unwrap();
     // Every signed-in page fits a phone: no sideways scrolling, the header's links and the tabs' row inside
     // the viewport (the tabs may scroll within their row).
-    for path in ["/dashboard", "/team", "/keys", "/meetings", "/meetings/new", "/audit", "/billing", "/account"] {
+    for path in ["/", "/dashboard", "/team", "/keys", "/meetings", "/meetings/new", "/audit", "/billing", "/account"] {
         for (width, height) in [(390, 844), (360, 800)] {
             browser.client.set_window_size(width, height).await.unwrap();
             browser.open(&convene.site(path)).await.unwrap();
@@ -108,7 +108,8 @@ async fn sign_up_confirm_sign_in_invite_and_accept() {
                 .unwrap();
             assert_eq!(facts, serde_json::json!([true, true]), "{path} at {width}x{height}");
         }
-        browser.screenshot(&format!("07-phone{}", path.replace('/', "-"))).await.unwrap();
+        let page = if path == "/" { "-landing".to_owned() } else { path.replace('/', "-") };
+        browser.screenshot(&format!("07-phone{page}")).await.unwrap();
     }
     browser.client.set_window_size(1280, 800).await.unwrap();
     browser.submit("form[action='/auth/logout'] button").await.unwrap();

@@ -64,6 +64,26 @@ async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting
     assert!(page.contains("The meeting is scheduled.") && page.contains("Quarterly review"), "{page}");
     assert!(page.contains(INVITEE) && page.contains("(Europe/Paris)"), "{page}");
     browser.screenshot("meeting-02-scheduled").await.unwrap();
+    // "Cancel the meeting" reads as a danger button (white on red), inside the viewport once scrolled to, at
+    // desktop and phone sizes.
+    for (width, height, name) in [(1280, 800, "meeting-02-cancel-desktop"), (390, 844, "meeting-02-cancel-phone")] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        let facts = browser
+            .client
+            .execute(
+                "const button = document.querySelector(\"form[action$='/cancel'] button\"); \
+                 button.scrollIntoView({ block: 'center' }); \
+                 const style = getComputedStyle(button), box = button.getBoundingClientRect(); \
+                 return [style.backgroundColor, style.color, box.left >= 0 && box.right <= window.innerWidth, \
+                   document.documentElement.scrollWidth <= window.innerWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(facts, serde_json::json!(["rgb(179, 38, 30)", "rgb(255, 255, 255)", true, true]), "{name}");
+        browser.screenshot(name).await.unwrap();
+    }
+    browser.client.set_window_size(1280, 800).await.unwrap();
     browser.open(&convene.site("/meetings")).await.unwrap();
     assert!(browser.main_text().await.unwrap().contains("Quarterly review"));
     browser.screenshot("meeting-03-list").await.unwrap();

@@ -84,12 +84,7 @@ pub async fn serve_internal(
     .listen(listener)?
     .disable_signals()
     .run();
-    let handle = server.handle();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        handle.stop(true).await;
-    });
-    server.await
+    run_until(server, shutdown).await
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting connections and lets in-flight requests
@@ -136,6 +131,12 @@ pub async fn serve(
     .disable_signals()
     .shutdown_timeout(grace.as_secs())
     .run();
+    run_until(server, shutdown).await
+}
+
+/// Runs `server` until `shutdown` is cancelled, then stops it gracefully (in-flight requests finish within its
+/// shutdown timeout).
+async fn run_until(server: actix_web::dev::Server, shutdown: CancellationToken) -> io::Result<()> {
     let handle = server.handle();
     tokio::spawn(async move {
         shutdown.cancelled().await;

@@ -152,6 +152,16 @@ async fn the_meet_page_verifies_links_with_the_tenants_keys() {
         altered.contains(r#"data-problem="unknown_issuer""#) || altered.contains(r#"data-problem="unreadable_token""#),
         "{altered}"
     );
+
+    // The page asks the same admission as the socket: a link to a room deleted since it was minted is refused
+    // up front, not after "Join".
+    let created = api(&app, reqwest::Method::POST, "/v1/rooms", &key, Some(json!({ "name": "weekly-sync" }))).await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(api(&app, reqwest::Method::DELETE, "/v1/rooms/weekly-sync", &key, None).await.status(), 204);
+    let (status, deleted) = page(format!("/weekly-sync?jwt={token}")).await;
+    assert_eq!(status, 200);
+    assert!(deleted.contains(r#"data-problem="ended""#) && deleted.contains("This meeting is not on"), "{deleted}");
+    assert!(deleted.contains("this meeting room was deleted"), "{deleted}");
     app.stop().await;
 }
 
