@@ -3,11 +3,11 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::{components::Redirect, hooks::use_query_map};
+use leptos_router::hooks::use_query_map;
 
 use crate::{
     forms::{FormState, take_flash},
-    layout::ViewerResource,
+    layout::{SignInFirst, ViewerResource},
     model::Viewer,
 };
 
@@ -153,7 +153,7 @@ pub fn AccountPage() -> impl IntoView {
                                 </form>
                             </section>
                         }.into_any(),
-                        Ok(None) => view! { <Redirect path="/login" /> }.into_any(),
+                        Ok(None) => view! { <SignInFirst /> }.into_any(),
                         Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
                     }
                 }
@@ -196,7 +196,7 @@ pub fn DashboardPage() -> impl IntoView {
                 async move {
                     match viewer.await {
                         Ok(Some(viewer)) => view! { <Dashboard viewer form /> }.into_any(),
-                        Ok(None) => view! { <Redirect path="/login" /> }.into_any(),
+                        Ok(None) => view! { <SignInFirst /> }.into_any(),
                         Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
                     }
                 }

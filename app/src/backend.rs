@@ -32,8 +32,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn meetings(&self, session: Option<String>) -> Result<MeetingListing, PageError>;
     /// One meeting of the viewer's active tenant (moderators and above).
     async fn meeting(&self, session: Option<String>, id: String) -> Result<MeetingDetails, PageError>;
-    /// What a participant link shows before joining.
-    async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError>;
+    /// What a participant link shows before joining; `invite` is a personal link's secret.
+    async fn join_details(
+        &self,
+        session: Option<String>,
+        code: String,
+        invite: Option<String>,
+    ) -> Result<JoinDetails, PageError>;
     /// The billing page of the viewer's active tenant (owners).
     async fn billing(&self, session: Option<String>) -> Result<BillingPage, PageError>;
     /// The time zone names meetings may be scheduled in.

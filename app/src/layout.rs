@@ -4,7 +4,7 @@
 
 use convene_domain::Role;
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
+use leptos_router::{components::Redirect, hooks::use_location};
 
 use crate::{
     model::{PageError, Viewer},
@@ -28,7 +28,7 @@ pub(crate) fn page_or_problem<T, V: IntoView + 'static>(
 ) -> AnyView {
     match result {
         Ok(Ok(data)) => page(data).into_any(),
-        Ok(Err(PageError::SignedOut)) => view! { <Redirect path="/login" /> }.into_any(),
+        Ok(Err(PageError::SignedOut)) => view! { <SignInFirst /> }.into_any(),
         Ok(Err(PageError::Forbidden)) => {
             set_status(403);
             view! { <p class="banner error">"Your role in this organisation does not allow this page."</p> }.into_any()
@@ -42,6 +42,25 @@ pub(crate) fn page_or_problem<T, V: IntoView + 'static>(
             view! { <p class="banner error">"This page cannot be shown right now. Please try again."</p> }.into_any()
         }
     }
+}
+
+/// Sends a signed-out visitor to sign in, and back to this page afterwards: on the server a 302 before any
+/// of the page is sent (the member pages render whole before answering).
+#[component]
+pub fn SignInFirst() -> impl IntoView {
+    let location = use_location();
+    let here = format!("{}{}", location.pathname.get_untracked(), location.search.get_untracked());
+    view! { <Redirect path=format!("/login?next={}", query_value(&here)) /> }
+}
+
+/// `text` as a query value: everything but unreserved characters percent-encoded.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(byte).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// The tabs of the signed-in area; each appears only to roles that may use it.
@@ -87,5 +106,14 @@ pub(crate) fn CopyText(id: &'static str, text: String) -> impl IntoView {
         <button type="button" class="secondary needs-js" on:click=copy>
             {move || if copied.get() { "Copied" } else { "Copy" }}
         </button>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_page_address_travels_whole_as_a_query_value() {
+        assert_eq!(super::query_value("/meetings/new?x=1&y=a b"), "%2Fmeetings%2Fnew%3Fx%3D1%26y%3Da%20b");
+        assert_eq!(super::query_value("/team"), "%2Fteam");
     }
 }

@@ -4,12 +4,12 @@
 use convene_domain::MaxResolution;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::{
     forms::FormState,
     forms::take_flash,
-    layout::{CopyText, WorkspaceNav, page_or_problem},
+    layout::{CopyText, SignInFirst, ViewerResource, WorkspaceNav, page_or_problem},
     model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary, PageError},
     set_status,
 };
@@ -30,9 +30,12 @@ pub async fn get_meeting(id: String) -> Result<Result<MeetingDetails, PageError>
 
 /// What a participant link shows.
 #[server]
-pub async fn get_join_details(code: String) -> Result<Result<JoinDetails, PageError>, ServerFnError> {
+pub async fn get_join_details(
+    code: String,
+    invite: Option<String>,
+) -> Result<Result<JoinDetails, PageError>, ServerFnError> {
     let (backend, session) = crate::backend::backend_and_session().await?;
-    Ok(backend.join_details(session, code).await)
+    Ok(backend.join_details(session, code, invite).await)
 }
 
 /// The time zones a meeting may be scheduled in.
@@ -134,15 +137,30 @@ pub fn MeetingList(meetings: Vec<MeetingSummary>, empty: &'static str) -> impl I
 #[component]
 pub fn NewMeetingPage() -> impl IntoView {
     let form = FormState::for_form(take_flash(), "meeting");
-    let draft = MeetingDraft { time_zone: "UTC".to_owned(), weekly_occurrences: 1, ..MeetingDraft::default() };
+    let viewer = expect_context::<ViewerResource>();
     view! {
         <Title text="Schedule a meeting · Convene" />
         <WorkspaceNav />
-        <section class="panel">
-            <h1>"Schedule a meeting"</h1>
-            {form.banner()}
-            <MeetingForm action="/meetings".to_owned() draft form=form.clone() new=true />
-        </section>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new({
+                let form = form.clone();
+                async move {
+                    let draft =
+                        MeetingDraft { time_zone: "UTC".to_owned(), weekly_occurrences: 1, ..MeetingDraft::default() };
+                    match viewer.await {
+                        Ok(Some(_)) => view! {
+                            <section class="panel">
+                                <h1>"Schedule a meeting"</h1>
+                                {form.banner()}
+                                <MeetingForm action="/meetings".to_owned() draft form=form.clone() new=true />
+                            </section>
+                        }.into_any(),
+                        Ok(None) => view! { <SignInFirst /> }.into_any(),
+                        Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                    }
+                }
+            })}
+        </Suspense>
     }
 }
 
@@ -274,6 +292,11 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
             <label class="field">
                 <span>"Invite" <small class="muted">" (email addresses, one per line)"</small></span>
                 <textarea name="invitees" rows="4" aria-invalid=invalid("invitees")>{text("invitees", draft.invitees)}</textarea>
+                <small class="muted">
+                    "Each address gets its own link by mail, which lets that person in under their name, "
+                    "with or without an account. Anyone else with the participant link signs in as a member, "
+                    "or joins by name if guests are allowed."
+                </small>
                 {error("invitees")}
             </label>
             {settings}
@@ -384,8 +407,10 @@ fn Meeting(details: MeetingDetails, form: FormState) -> impl IntoView {
 #[component]
 pub fn JoinPage() -> impl IntoView {
     let params = use_params_map();
+    let query = use_query_map();
     let code = move || params.read().get("code").unwrap_or_default();
-    let details = Resource::new(code, get_join_details);
+    let invite = move || query.read().get("invite").filter(|invite| !invite.is_empty());
+    let details = Resource::new(move || (code(), invite()), |(code, invite)| get_join_details(code, invite));
     let form = FormState::for_form(take_flash(), "join");
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -393,7 +418,7 @@ pub fn JoinPage() -> impl IntoView {
                 let form = form.clone();
                 async move {
                     match details.await {
-                        Ok(Ok(details)) => view! { <Join details form code=code() /> }.into_any(),
+                        Ok(Ok(details)) => view! { <Join details form code=code() invite=invite() /> }.into_any(),
                         Ok(Err(PageError::NotFound)) => {
                             set_status(404);
                             view! {
@@ -416,7 +441,7 @@ pub fn JoinPage() -> impl IntoView {
 }
 
 #[component]
-fn Join(details: JoinDetails, form: FormState, code: String) -> impl IntoView {
+fn Join(details: JoinDetails, form: FormState, code: String, invite: Option<String>) -> impl IntoView {
     let closed = match details.state {
         JoinState::Open => None,
         JoinState::Ended => Some("This meeting is over; the link no longer opens it."),
@@ -425,6 +450,26 @@ fn Join(details: JoinDetails, form: FormState, code: String) -> impl IntoView {
     // Codes of existing meetings are URL-safe, so the path needs no escaping as a query value.
     let next = format!("/login?next=/join/{code}");
     let ways = closed.is_none().then(|| {
+        // A personal link lets its invitee straight in; signed in, the account's own way comes first.
+        let personal = match (&details.invited_as, invite) {
+            (Some(name), Some(invite)) if details.signed_in_as.is_none() => Some(view! {
+                <form method="post" action=format!("/join/{code}/invitee")>
+                    <input type="hidden" name="invite" value=invite />
+                    <button type="submit">{format!("Join as {name}")}</button>
+                </form>
+                <p class="muted">"This link is yours from the invitation mail: no account needed."</p>
+            }),
+            _ => None,
+        };
+        let stale = details.stale_link.then(|| {
+            view! {
+                <p class="banner warn">
+                    "This personal link no longer opens the meeting: the invitation was withdrawn, or a newer mail "
+                    "replaced it. Use the link in the latest mail, or sign in."
+                </p>
+            }
+        });
+        let sign_in_class = if personal.is_some() { "button secondary" } else { "button" };
         let signed_in = match details.signed_in_as.clone() {
             Some(name) => view! {
                 <form method="post" action=format!("/join/{code}")>
@@ -432,19 +477,22 @@ fn Join(details: JoinDetails, form: FormState, code: String) -> impl IntoView {
                 </form>
             }
             .into_any(),
-            None => view! { <p><a class="button" href=next>"Sign in to join"</a></p> }.into_any(),
-        };
-        let guest = (details.guests_allowed && details.signed_in_as.is_none()).then(|| {
-            view! {
-                <form method="post" action=format!("/join/{code}/guest") class="guest">
-                    <label class="field">
-                        <span>"Or join as a guest with your name"</span>
-                        <input name="name" autocomplete="name" required=true maxlength="80" />
-                    </label>
-                    <button type="submit" class="secondary">"Join as a guest"</button>
-                </form>
+            None => {
+                view! { {stale} {personal} <p><a class=sign_in_class href=next>"Sign in to join"</a></p> }.into_any()
             }
-        });
+        };
+        let guest =
+            (details.guests_allowed && details.signed_in_as.is_none() && details.invited_as.is_none()).then(|| {
+                view! {
+                    <form method="post" action=format!("/join/{code}/guest") class="guest">
+                        <label class="field">
+                            <span>"Or join as a guest with your name"</span>
+                            <input name="name" autocomplete="name" required=true maxlength="80" />
+                        </label>
+                        <button type="submit" class="secondary">"Join as a guest"</button>
+                    </form>
+                }
+            });
         view! { {signed_in} {guest} }
     });
     view! {

@@ -138,6 +138,8 @@ pub struct Invitee {
     pub moderator: bool,
     /// The room keeps the token's name (no name field before joining).
     pub fixed_name: bool,
+    /// What the meeting is called: its scheduled title, or the room's name.
+    pub title: String,
 }
 
 /// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.
@@ -245,6 +247,10 @@ pub struct JoinDetails {
     pub state: JoinState,
     /// The signed-in person's name, if any.
     pub signed_in_as: Option<String>,
+    /// The page came from an invitee's personal link: the name it joins under.
+    pub invited_as: Option<String>,
+    /// The page came from a personal link that no longer works (withdrawn, or replaced by a newer mail).
+    pub stale_link: bool,
 }
 
 /// A plan as the billing page shows it.

@@ -55,6 +55,19 @@ impl Browser {
         Ok(Self { client, _driver: driver, artifacts: artifacts_dir()? })
     }
 
+    /// Sizes the window so the page's viewport is `width` × `height` CSS pixels (the window's own frame
+    /// takes some of its size, more or less with each Chromium).
+    pub async fn set_viewport(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.client.set_window_size(width, height).await?;
+        let inner = self.client.execute("return [innerWidth, innerHeight];", vec![]).await?;
+        let inner: (u32, u32) = serde_json::from_value(inner)?;
+        let frame = (width.saturating_sub(inner.0), height.saturating_sub(inner.1));
+        if frame != (0, 0) {
+            self.client.set_window_size(width + frame.0, height + frame.1).await?;
+        }
+        Ok(())
+    }
+
     /// Opens a URL.
     pub async fn open(&self, url: &str) -> anyhow::Result<()> {
         Ok(self.client.goto(url).await?)

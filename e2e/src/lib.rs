@@ -30,7 +30,7 @@ pub const CHROMIUM_ARGS: [&str; 11] = [
     "--disable-quic",
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
-    "--window-size=1200,900",
+    "--window-size=1280,800",
 ];
 
 /// How long a page may take to load and hydrate in the headless browser.

@@ -80,6 +80,56 @@ async fn page_summary(browser: &Browser, who: &str) -> String {
     browser.client.execute(script, vec![]).await.map(|value| value.to_string()).unwrap_or_default()
 }
 
+/// A toolbar button's label (shown on hover, so read from the page rather than as visible text).
+async fn label_of(browser: &Browser, button: &str) -> String {
+    let script = format!("return document.querySelector(\"button[name='{button}'] .label\").textContent;");
+    browser.client.execute(&script, vec![]).await.unwrap().as_str().unwrap_or_default().to_owned()
+}
+
+/// What the call screen promises at any size: every toolbar button shown is inside the viewport, the page
+/// scrolls neither way, and tiles stay inside the window without overlapping. `null` until it holds.
+const CALL_FITS: &str = "
+    const inside = e => { const b = e.getBoundingClientRect();
+        return b.width > 0 && b.left >= 0 && b.top >= 0 && b.right <= innerWidth && b.bottom <= innerHeight; };
+    const shown = [...document.querySelectorAll('.toolbar .tool')].filter(b => b.getClientRects().length > 0);
+    const tiles = [...document.querySelectorAll('figure.tile')];
+    const boxes = tiles.map(t => t.getBoundingClientRect());
+    const overlap = boxes.some((a, i) => boxes.slice(i + 1).some(b =>
+        a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1));
+    const facts = { tools: shown.map(b => b.name), outside: shown.filter(b => !inside(b)).map(b => b.name),
+        scrolls: document.scrollingElement.scrollWidth > innerWidth || document.scrollingElement.scrollHeight > innerHeight,
+        overlap, tiles: tiles.length, tilesInside: tiles.every(inside) };
+    window.lastCallFacts = facts;
+    return facts.outside.length === 0 && !facts.scrolls && !facts.overlap && facts.tilesInside ? facts : null;";
+
+/// Checks [`CALL_FITS`] at 1280×800 and at 390×844 (where the rest of the toolbar opens from "More"), saving
+/// screenshots `<name>-desktop`, `<name>-phone` and `<name>-phone-more`; leaves the window at 1280×800.
+async fn call_fits(browser: &Browser, name: &str) {
+    let desktop_tools =
+        ["microphone", "camera", "screen", "hand", "react", "people", "settings", "view", "chat", "leave"];
+    let phone_tools = ["microphone", "camera", "chat", "more", "leave"];
+    for (width, height, tools, size) in
+        [(1280, 800, &desktop_tools[..], "desktop"), (390, 844, &phone_tools[..], "phone")]
+    {
+        browser.set_viewport(width, height).await.unwrap();
+        let facts = match browser.wait_for(&format!("the call fitting {width}x{height}"), CALL_FITS, UI_WAIT).await {
+            Ok(facts) => facts,
+            Err(error) => {
+                let last = browser.client.execute("return window.lastCallFacts;", vec![]).await.unwrap();
+                panic!("{error}: {last}");
+            }
+        };
+        assert_eq!(facts["tools"], json!(tools), "the toolbar at {width}x{height}");
+        browser.screenshot(&format!("{name}-{size}")).await.unwrap();
+    }
+    browser.press("button[name='more']").await.unwrap();
+    let sheet = browser.wait_for("the toolbar's sheet", CALL_FITS, UI_WAIT).await.unwrap();
+    assert_eq!(sheet["tools"].as_array().map(Vec::len), Some(11), "{sheet}");
+    browser.screenshot(&format!("{name}-phone-more")).await.unwrap();
+    browser.press("button[name='more']").await.unwrap();
+    browser.set_viewport(1280, 800).await.unwrap();
+}
+
 async fn text_of(browser: &Browser, css: &str) -> String {
     browser.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
@@ -98,6 +148,14 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
         .await;
     prejoin.unwrap();
     ann.screenshot("client-01-prejoin").await.unwrap();
+    // On a phone the whole pre-join fits: "Join" shows without scrolling.
+    ann.set_viewport(390, 844).await.unwrap();
+    ann.screenshot("client-01-prejoin-phone").await.unwrap();
+    let join_shown = "const b = document.querySelector(\"button[name='join']\").getBoundingClientRect();
+        return b.bottom <= innerHeight && b.right <= innerWidth && b.left >= 0
+            && document.scrollingElement.scrollWidth <= innerWidth;";
+    ann.wait_for("Join inside a phone's screen", join_shown, UI_WAIT).await.unwrap();
+    ann.set_viewport(1280, 800).await.unwrap();
     join(&ann, "meeting").await;
 
     let bob = open_prejoin(&convene.join_url("standup", "Bob Participant", false).await.unwrap()).await;
@@ -115,7 +173,7 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     cy.press("button[name='microphone']").await.unwrap();
     let muted = "return document.querySelector(\"figure.tile[data-local='false'] [data-indicator='muted']\") !== null;";
     ann.wait_for("Cy's muted indicator", muted, UI_WAIT).await.unwrap();
-    let names = text_of(&ann, ".tiles").await;
+    let names = text_of(&ann, ".video-area").await;
     assert!(names.contains(bob_name) && names.contains(cy_name) && names.contains("(you)"), "{names}");
     // Bob renames himself mid-meeting: the others' tiles follow.
     bob.press("button[name='settings']").await.unwrap();
@@ -135,21 +193,29 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
         .await
         .unwrap();
     assert_eq!(quality.as_array().map(Vec::len), Some(2), "{quality}");
-    ann.screenshot("client-02-tiles-ann").await.unwrap();
     cy.screenshot("client-03-tiles-cy").await.unwrap();
+    call_fits(&ann, "client-02-tiles").await;
 
     ann.press("button[name='view']").await.unwrap();
-    ann.wait_for("the stage view", "return document.querySelector('.tiles.stage .tile.on-stage') !== null;", UI_WAIT)
-        .await
-        .unwrap();
-    ann.screenshot("client-04-stage").await.unwrap();
-    // Settings → Quality: low caps the stage at 180 lines (the cameras send 720). A pin keeps one remote
-    // person on the stage whoever speaks.
+    ann.wait_for(
+        "the stage view",
+        "return document.querySelector('.video-area.stage .tile.on-stage') !== null;",
+        UI_WAIT,
+    )
+    .await
+    .unwrap();
+    call_fits(&ann, "client-04-stage").await;
+    // A pin keeps one remote person on the stage whoever speaks; a stage about 680 pixels tall gets the 720p
+    // layer the cameras send. Settings → Quality: low caps it at 180 lines.
     ann.press("figure.tile[data-local='false'][data-source='camera'] .tile-pin").await.unwrap();
-    let stage_height = "const t = document.querySelector('.tiles.stage .tile.on-stage[data-local=\"false\"]');
+    let stage_height = "const t = document.querySelector('.video-area.stage .tile.on-stage[data-local=\"false\"]');
                         return t ? Number(t.dataset.videoHeight || 0) : null;";
-    let sharp = format!("const h = (() => {{ {stage_height} }})(); return h > 180 ? h : null;");
-    ann.wait_for("the stage sharper than a thumbnail", &sharp, MEDIA_WAIT).await.unwrap();
+    let sharp = format!("const h = (() => {{ {stage_height} }})(); return h >= 720 ? h : null;");
+    let started = std::time::Instant::now();
+    if let Err(error) = ann.wait_for("the stage decoding 720 lines", &sharp, MEDIA_WAIT).await {
+        panic!("{error}; the page: {}", page_summary(&ann, "Ann").await);
+    }
+    println!("the stage reached 720 lines {:?} after the pin", started.elapsed());
     ann.press("button[name='settings']").await.unwrap();
     ann.select("receive-quality", "low").await.unwrap();
     let capped = format!("const h = (() => {{ {stage_height} }})(); return h > 0 && h <= 180 ? h : null;");
@@ -170,12 +236,20 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     convene.stop().await.unwrap();
 }
 
+/// Counts the tones the page makes from now on (`window.chimes`): the lobby's chime plays two. (wasm-bindgen
+/// keeps the `AudioContext` constructor from load time, but calls methods through the prototype.)
+const COUNT_CHIMES: &str = "
+    const real = BaseAudioContext.prototype.createOscillator;
+    window.chimes = 0;
+    BaseAudioContext.prototype.createOscillator = function () { window.chimes += 1; return real.call(this); };";
+
 #[tokio::test]
 async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared_screen() {
     let convene = Convene::up_with_tenant().await.expect("convene up starts");
     convene.create_room(json!({ "name": "board", "lobby": true })).await.unwrap();
     let ann = open_prejoin(&convene.join_url("board", "Ann Moderator", true).await.unwrap()).await;
     join(&ann, "meeting").await;
+    ann.client.execute(COUNT_CHIMES, vec![]).await.unwrap();
 
     let bob = open_prejoin(&convene.join_url("board", "Bob Participant", false).await.unwrap()).await;
     join(&bob, "lobby").await;
@@ -183,12 +257,20 @@ async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared
     let cy = open_prejoin(&convene.join_url("board", "Cy Participant", false).await.unwrap()).await;
     join(&cy, "lobby").await;
 
-    ann.press("button[name='people']").await.unwrap();
-    let waiting = "return document.querySelectorAll('.people.lobby li').length === 2;";
-    ann.wait_for("two people in the lobby", waiting, UI_WAIT).await.unwrap();
-    ann.screenshot("client-11-lobby-moderator").await.unwrap();
-    ann.press(".people.lobby li:first-child button[name='admit']").await.unwrap();
+    // The moderator is told at once, with a chime, and admits the first in one click; the rest wait in the
+    // people pane.
+    let knock = "const n = document.querySelector('.lobby-notice');
+                 return n && n.textContent.includes('Bob Participant') && n.textContent.includes('1 more') ? n.textContent : null;";
+    ann.wait_for("the lobby notice", knock, UI_WAIT).await.unwrap();
+    let chimes = ann.client.execute("return window.chimes;", vec![]).await.unwrap();
+    assert!(chimes.as_u64().is_some_and(|chimes| chimes >= 1), "a sound for the knock: {chimes}");
+    ann.screenshot("client-11-lobby-notice").await.unwrap();
+    ann.press(".lobby-notice button[name='admit']").await.unwrap();
     wait_phase(&bob, "meeting").await;
+    ann.press("button[name='people']").await.unwrap();
+    let waiting = "return document.querySelectorAll('.people.lobby li').length === 1;";
+    ann.wait_for("one person left in the lobby", waiting, UI_WAIT).await.unwrap();
+    ann.screenshot("client-11-lobby-moderator").await.unwrap();
     ann.press(".people.lobby li:first-child button[name='admit']").await.unwrap();
     wait_phase(&cy, "meeting").await;
     wait_receiving(&bob, "Bob", &["Ann Moderator", "Cy Participant"]).await;
@@ -199,7 +281,7 @@ async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared
     ann.press(&format!("{bob_row} button[name='mute']")).await.unwrap();
     let told = "return [...document.querySelectorAll('.notice-line')].some(n => n.textContent.includes('turned off your microphone'));";
     bob.wait_for("Bob being told he was muted", told, UI_WAIT).await.unwrap();
-    assert_eq!(text_of(&bob, "button[name='microphone']").await, "Unmute");
+    assert_eq!(label_of(&bob, "microphone").await, "Unmute");
     let muted = "return document.querySelector(\"figure.tile[data-local='false'] [data-indicator='muted']\") !== null;";
     cy.wait_for("Bob's muted indicator at Cy", muted, UI_WAIT).await.unwrap();
     bob.screenshot("client-12-muted-by-moderator").await.unwrap();
@@ -257,7 +339,7 @@ async fn a_password_room_asks_for_it_until_it_is_right() {
     bob.fill("password", "opensesame").await.unwrap();
     bob.press("form button[type='submit']").await.unwrap();
     wait_phase(&bob, "meeting").await;
-    let muted = "return document.querySelector(\"button[name='microphone']\").textContent === 'Unmute';";
+    let muted = "return document.querySelector(\"button[name='microphone'] .label\").textContent === 'Unmute';";
     bob.wait_for("the microphone off as chosen", muted, UI_WAIT).await.unwrap();
     bob.screenshot("client-21-password-accepted").await.unwrap();
     bob.close().await.unwrap();
@@ -358,7 +440,13 @@ async fn a_dropped_signalling_connection_resumes_the_session_and_the_others_neve
     ann.press("button[name='chat']").await.unwrap();
     ann.fill("message", "still here").await.unwrap();
     ann.press(".chat-form button[type='submit']").await.unwrap();
+    // Bob's chat is closed: the button counts what he has not read, until he opens it.
+    let unread = "const c = document.querySelector(\"button[name='chat'] .count\"); return c && c.textContent === '1';";
+    bob.wait_for("an unread chat badge at Bob", unread, UI_WAIT).await.unwrap();
+    bob.screenshot("client-61-unread-chat").await.unwrap();
     bob.press("button[name='chat']").await.unwrap();
+    let read = "return document.querySelector(\"button[name='chat'] .count\") === null;";
+    bob.wait_for("the badge gone once the chat is open", read, UI_WAIT).await.unwrap();
     let heard = "return [...document.querySelectorAll('.chat li')].some(l => l.textContent.includes('still here'));";
     bob.wait_for("Ann's chat after the resume", heard, UI_WAIT).await.unwrap();
 

@@ -7,6 +7,8 @@ use convene_e2e::{Convene, browser::Browser};
 
 const ORGANISER: &str = "olivia@acme.example";
 const INVITEE: &str = "bob@studio.example";
+/// Invited with no account: joins through the personal link in the mail.
+const NEWCOMER: &str = "nia.new@elsewhere.example";
 const PASSWORD: &str = "correct horse battery";
 
 /// Signs up through the pages, confirms the address from the mail, and signs out.
@@ -57,7 +59,7 @@ async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting
     let end = browser.client.execute("return document.querySelector(\"[name='ends_at']\").value;", vec![]);
     assert_eq!(end.await.unwrap(), serde_json::json!(format!("{year}-06-01T16:00")));
     browser.fill("time_zone", "Europe/Paris").await.unwrap();
-    browser.fill("invitees", INVITEE).await.unwrap();
+    browser.fill("invitees", &format!("{INVITEE}\n{NEWCOMER}")).await.unwrap();
     browser.screenshot("meeting-01-schedule").await.unwrap();
     browser.submit("form[action='/meetings'] button").await.unwrap();
     let page = browser.main_text().await.unwrap();
@@ -114,7 +116,31 @@ async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting
     let meeting = browser.main_text().await.unwrap();
     assert!(meeting.contains("Bob Invitee") && meeting.contains("as a participant"), "{meeting}");
     browser.screenshot("meeting-06-meet-host").await.unwrap();
+    browser.close().await.unwrap();
 
+    // Nia has no account: her own link lets her in under her invited name.
+    let browser = Browser::start().await.expect("a browser session");
+    let invitation = convene.mailbox.wait_for(NEWCOMER, "Invitation: Quarterly review").await;
+    browser.open(&invitation.link(&convene.site("/join/"))).await.unwrap();
+    let offer = browser.main_text().await.unwrap();
+    assert!(offer.contains("Join as Nia New") && offer.contains("no account needed"), "{offer}");
+    browser.screenshot("meeting-07-personal-link").await.unwrap();
+    browser.submit("form[action$='/invitee'] button").await.unwrap();
+    let landed = browser.client.current_url().await.unwrap();
+    assert_eq!((landed.host_str(), landed.path()), (Some("meet.localhost"), "/quarterly-review"), "{landed}");
+    browser
+        .wait_for(
+            "the pre-join screen",
+            "return document.querySelector(\"html[data-hydrated] button[name='join']\") !== null;",
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(browser.main_text().await.unwrap().contains("Welcome, Nia New"));
+    browser.press("button[name='join']").await.unwrap();
+    let named = "return [...document.querySelectorAll('.tile-name')].some(n => n.textContent === 'Nia New (you)');";
+    browser.wait_for("Nia in the meeting under her name", named, std::time::Duration::from_secs(60)).await.unwrap();
+    browser.screenshot("meeting-08-invitee-in-the-meeting").await.unwrap();
     browser.close().await.unwrap();
     convene.stop().await.unwrap();
 }

@@ -12,6 +12,8 @@ pub struct Model {
     /// Lowercased, as `EmailAddress` keeps it.
     pub email: String,
     pub invited_at: DateTimeUtc,
+    /// SHA-256 (hex) of the personal link's secret in the latest invitation mail; none before the first.
+    pub link_digest: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,7 +20,7 @@ use crate::{
     meetings::{
         removals, room_tokens,
         rooms::{self, RoomError},
-        scheduled::{GUEST_PREFIX, state_of},
+        scheduled::{GUEST_PREFIX, INVITEE_PREFIX, state_of},
     },
 };
 
@@ -110,8 +110,9 @@ impl Admission {
 
     /// Whether the holder of a room token may still enter a scheduled meeting's room: the meeting must not
     /// be cancelled or over, and a link made for a person must still be theirs to use (a member of the
-    /// organisation, or a confirmed invitee), and a guest's only while the meeting admits guests. Rooms no
-    /// meeting owns, and ids the organisation's own backend chose, are the organisation's to judge.
+    /// organisation, or a confirmed invitee; an invitee's personal link while they are invited), and a
+    /// guest's only while the meeting admits guests. Rooms no meeting owns, and ids the organisation's own
+    /// backend chose, are the organisation's to judge.
     async fn meeting_refusal(
         &self,
         tenant: TenantId,
@@ -133,6 +134,19 @@ impl Admission {
             let refusal = (Refusal::InvalidToken, "this meeting no longer admits guests");
             return Ok((!room.guests_allowed).then_some(refusal));
         }
+        let withdrawn = (Refusal::InvalidToken, "your invitation to this meeting was withdrawn");
+        if let Some(invitation) = user_id.strip_prefix(INVITEE_PREFIX) {
+            let invitation = Uuid::parse_str(invitation).ok();
+            let still = match invitation {
+                Some(id) => meeting_invitee::Entity::find_by_id(id)
+                    .filter(meeting_invitee::Column::MeetingId.eq(meeting.id))
+                    .one(db)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            return Ok((!still).then_some(withdrawn));
+        }
         let Ok(person) = Uuid::parse_str(user_id) else { return Ok(None) };
         let Some(person) = user::Entity::find_by_id(person).one(db).await? else { return Ok(None) };
         let member = membership::Entity::find_by_id((tenant.as_uuid(), person.id))
@@ -146,8 +160,7 @@ impl Admission {
                 .one(db)
                 .await?
                 .is_some();
-        let refusal = (Refusal::InvalidToken, "your invitation to this meeting was withdrawn");
-        Ok((!member && !invited).then_some(refusal))
+        Ok((!member && !invited).then_some(withdrawn))
     }
 }
 

@@ -204,7 +204,7 @@ async fn sign_in_refuses_alike_and_limits_attempts_and_sign_out_ends_the_session
     assert_eq!(set_cookie(&logout, "convene_session").as_deref(), Some(""), "the cookie is removed");
     let after = app.get_with_cookie("/dashboard", &session).await;
     assert_eq!(after.status(), 302, "a revoked session is signed out");
-    assert_eq!(after.headers()["location"], "/login");
+    assert_eq!(after.headers()["location"], "/login?next=%2Fdashboard", "and comes back after signing in");
 
     // Five attempts per account per window: one failure and one success above, three more failures here,
     // and the sixth attempt is refused even with the right password.

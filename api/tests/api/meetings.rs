@@ -300,6 +300,15 @@ async fn sign_in_continues_to_a_local_next_page_only() {
     }
     let login = app.get("/login?next=/join/abc").await.text().await.unwrap();
     assert!(login.contains(r#"name="next" value="/join/abc""#), "{login}");
+    // A member page visited signed out sends to sign-in at once (no page first), and back afterwards.
+    for page in ["/meetings/new", "/team", "/audit"] {
+        let response = app.get(page).await;
+        assert_eq!(response.status(), 302, "{page}");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(location, format!("/login?next={}", page.replace('/', "%2F")));
+        let login = app.get(&location).await.text().await.unwrap();
+        assert!(login.contains(&format!(r#"name="next" value="{page}""#)), "{login}");
+    }
     app.stop().await;
 }
 
@@ -409,5 +418,69 @@ async fn links_stop_opening_the_room_when_the_meeting_is_cancelled_or_the_invita
     let (_, refused) = crate::signal::hello(&app, "retro", &start).await;
     assert_eq!(refused["reason"], "ended", "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("cancelled"), "{refused}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invitee_without_an_account_joins_by_their_personal_link_until_it_is_withdrawn_or_replaced() {
+    let app = spawn_app().await;
+    let owner = organiser(&app, "Acme", "ann@acme.example").await;
+    let mut form =
+        meeting_form("Kick-off", "05-05T10:00", "05-05T11:00", "nia.new@elsewhere.example\nbob@outside.example");
+    form[1].1 = "kick-off".to_owned();
+    form.retain(|(name, _)| *name != "guests_allowed");
+    let path = schedule(&app, &owner, &form).await;
+    let mail = app.mail_to("nia.new@elsewhere.example", "Invitation: Kick-off").await;
+    let personal = mail.link("http://localhost:3000/join/").trim_start_matches("http://localhost:3000").to_owned();
+    let (join, secret) = personal.split_once("?invite=").expect("a personal link");
+    let ics = mail.calendar.clone().unwrap().1;
+    assert!(unfold(&ics).contains(&personal), "the calendar entry carries the personal link too");
+    let bob_mail = app.mail_to("bob@outside.example", "Invitation: Kick-off").await;
+    let bob_secret = bob_mail.link("http://localhost:3000/join/").split_once("?invite=").unwrap().1.to_owned();
+    assert_ne!(secret, bob_secret, "each invitee's link is their own");
+
+    // The page offers to join under the invited name, with no account and no guest form.
+    let page = app.get(&personal).await.text().await.unwrap();
+    assert!(page.contains("Join as Nia New") && !page.contains("Join as a guest"), "{page}");
+    let response = app.post_form(&format!("{join}/invitee"), &[("invite", secret)], None).await;
+    let meet = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(meet.starts_with("http://meet.localhost:3000/kick-off?jwt="), "{meet}");
+    let landed = app.get_on_host("meet.localhost:3000", &meet["http://meet.localhost:3000".len()..]).await;
+    let landed = landed.text().await.unwrap();
+    assert!(landed.contains("Welcome, Nia New") && landed.contains("as a participant"), "{landed}");
+    let nia = token_of(&meet);
+    let (_socket, welcome) = crate::signal::hello(&app, "kick-off", &nia).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    // A secret works only for its own meeting, and nonsense gets the same clear refusal.
+    let other = schedule(&app, &owner, &meeting_form("Other", "06-06T10:00", "06-06T11:00", "")).await;
+    let other_page = app.get_with_cookie(&other, &owner).await.text().await.unwrap();
+    let other_join = join_path(&other_page);
+    for (code, invite) in [(other_join.as_str(), secret.to_owned()), (join, "x".repeat(5000)), (join, String::new())] {
+        let page = post_and_follow(&app, &format!("{code}/invitee"), &[("invite", &invite)], "").await;
+        assert!(page.contains("This personal link no longer opens the meeting"), "{page}");
+    }
+
+    // An update mail carries a fresh link; the old one stops working, the token already given still does.
+    let moved = meeting_form("Kick-off", "05-05T11:00", "05-05T12:00", "nia.new@elsewhere.example");
+    post_and_follow(&app, &path, &borrowed(&moved), &owner).await;
+    let update = app.mail_to("nia.new@elsewhere.example", "Updated invitation").await;
+    let fresh = update.link("http://localhost:3000/join/").split_once("?invite=").unwrap().1.to_owned();
+    assert_ne!(fresh, secret);
+    let stale = app.get(&personal).await.text().await.unwrap();
+    assert!(stale.contains("a newer mail") && !stale.contains("Join as Nia New"), "{stale}");
+    let (_socket, welcome) = crate::signal::hello(&app, "kick-off", &nia).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // Bob was dropped: his link and anything it gave him stop at once.
+    let page = post_and_follow(&app, &format!("{join}/invitee"), &[("invite", &bob_secret)], "").await;
+    assert!(page.contains("This personal link no longer opens the meeting"), "{page}");
+
+    // Uninvited: the fresh link and Nia's token stop too.
+    let dropped = meeting_form("Kick-off", "05-05T11:00", "05-05T12:00", "");
+    post_and_follow(&app, &path, &borrowed(&dropped), &owner).await;
+    let page = post_and_follow(&app, &format!("{join}/invitee"), &[("invite", &fresh)], "").await;
+    assert!(page.contains("This personal link no longer opens the meeting"), "{page}");
+    let (_, refused) = crate::signal::hello(&app, "kick-off", &nia).await;
+    assert!(refused["message"].as_str().unwrap().contains("withdrawn"), "{refused}");
     app.stop().await;
 }

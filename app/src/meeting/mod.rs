@@ -41,6 +41,8 @@ const ICE_RESTART_AFTER: Duration = Duration::from_secs(2);
 const ICE_RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reactions float for this long.
 const REACTION_TIME: Duration = Duration::from_secs(4);
+/// Comings, goings and raised hands show this long.
+const BRIEF_NOTICE_TIME: Duration = Duration::from_secs(6);
 /// Statistics and tile sizes are read this often.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -358,6 +360,9 @@ impl Client {
             }
             Directive::ExpireReaction(id) => {
                 set_timeout(move || self.state.update(|state| state.expire_reaction(id)), REACTION_TIME);
+            }
+            Directive::ExpireNotice(id) => {
+                set_timeout(move || self.state.update(|state| state.dismiss(id)), BRIEF_NOTICE_TIME);
             }
         }
     }

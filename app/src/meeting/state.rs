@@ -58,6 +58,8 @@ pub struct Notice {
     pub text: String,
     /// A moderator asks them to unmute: the notice offers the button.
     pub unmute_request: bool,
+    /// It goes by itself after a few seconds: comings and goings, raised hands.
+    pub brief: bool,
 }
 
 /// A reaction floating over someone's tile for a few seconds.
@@ -86,6 +88,8 @@ pub enum Directive {
     Forget(ParticipantId),
     /// A reaction arrived: remove it after a while.
     ExpireReaction(u64),
+    /// A brief notice was shown: remove it after a while.
+    ExpireNotice(u64),
 }
 
 /// The meeting as the page shows it.
@@ -213,15 +217,23 @@ impl MeetingState {
 
     /// Shows a notice.
     pub fn notify(&mut self, text: String) {
-        self.push_notice(text, false);
+        self.push_notice(Notice { id: 0, text, unmute_request: false, brief: false });
     }
 
-    fn push_notice(&mut self, text: String, unmute_request: bool) {
+    /// Shows a notice that goes by itself; says so to the media side, which keeps the time.
+    fn announce(&mut self, text: String) -> Directive {
+        Directive::ExpireNotice(self.push_notice(Notice { id: 0, text, unmute_request: false, brief: true }))
+    }
+
+    fn push_notice(&mut self, notice: Notice) -> u64 {
         let id = self.next_id();
-        self.notices.push(Notice { id, text, unmute_request });
+        self.notices.push(Notice { id, ..notice });
         if self.notices.len() > NOTICES {
-            self.notices.remove(0);
+            // The oldest brief one goes first, so a burst of arrivals cannot push out what needs an answer.
+            let oldest = self.notices.iter().position(|notice| notice.brief).unwrap_or(0);
+            self.notices.remove(oldest);
         }
+        id
     }
 
     /// Dismisses a notice.
@@ -276,29 +288,45 @@ impl MeetingState {
             }
             ServerMessage::ParticipantJoined { participant } => {
                 let id = participant.id;
+                let text = format!("{} joined.", participant.name);
+                let new = self.participant(id).is_none() && self.me != Some(id);
                 self.participants.retain(|known| known.id != id);
                 self.participants.push(participant);
-                return vec![Directive::Arrived(id)];
+                return if new {
+                    vec![Directive::Arrived(id), self.announce(text)]
+                } else {
+                    vec![Directive::Arrived(id)]
+                };
             }
             ServerMessage::ParticipantUpdated { participant } => {
                 let became_moderator = self.me == Some(participant.id) && participant.moderator && !self.is_moderator();
+                let raised = self.me != Some(participant.id)
+                    && participant.hand_raised
+                    && self.participant(participant.id).is_some_and(|known| !known.hand_raised);
+                let text = format!("{} raised their hand.", participant.name);
                 if let Some(known) = self.participants.iter_mut().find(|known| known.id == participant.id) {
                     *known = participant;
                 }
                 if became_moderator {
                     self.notify("A moderator made you a moderator.".to_owned());
                 }
+                if raised {
+                    return vec![self.announce(text)];
+                }
             }
             ServerMessage::ParticipantLeft { id, reason } => {
+                let name = self.name_of(id);
+                let mut directives = vec![Directive::Forget(id)];
                 if reason == Some(Refusal::Kicked) {
-                    let name = self.name_of(id);
                     self.notify(format!("A moderator removed {name} from the meeting."));
+                } else if self.participant(id).is_some() {
+                    directives.push(self.announce(format!("{name} left.")));
                 }
                 self.participants.retain(|participant| participant.id != id);
                 if self.dominant == Some(id) {
                     self.dominant = None;
                 }
-                return vec![Directive::Forget(id)];
+                return directives;
             }
             ServerMessage::LobbyChanged { waiting } => self.lobby = waiting,
             ServerMessage::RoomChanged { room } => {
@@ -336,7 +364,8 @@ impl MeetingState {
             }
             ServerMessage::UnmuteRequested { by } => {
                 let name = self.name_of(by);
-                self.push_notice(format!("The moderator {name} asks you to unmute."), true);
+                let text = format!("The moderator {name} asks you to unmute.");
+                self.push_notice(Notice { id: 0, text, unmute_request: true, brief: false });
             }
             ServerMessage::DominantSpeaker { participant } => self.dominant = Some(participant),
             ServerMessage::Error { message, .. } => self.notify(sentence(&message)),
@@ -453,7 +482,37 @@ mod tests {
         assert_eq!(state.apply(left), [Directive::Forget(ParticipantId(3))]);
         assert_eq!(state.participants.len(), 2);
         assert_eq!(state.dominant, None);
-        assert_eq!(state.notices[0].text, "A moderator removed Cy from the meeting.");
+        let texts: Vec<&str> = state.notices.iter().map(|notice| notice.text.as_str()).collect();
+        assert_eq!(texts, ["Cy joined.", "A moderator removed Cy from the meeting."], "a removal is no plain leave");
+    }
+
+    #[test]
+    fn comings_goings_and_hands_are_announced_briefly() {
+        let mut state = in_meeting();
+        let directives = state.apply(ServerMessage::ParticipantJoined { participant: person(3, "Cy", false) });
+        let [Directive::Arrived(ParticipantId(3)), Directive::ExpireNotice(joined)] = directives[..] else {
+            panic!("{directives:?}")
+        };
+        let raised = ParticipantInfo { hand_raised: true, ..person(1, "Ann", true) };
+        let directives = state.apply(ServerMessage::ParticipantUpdated { participant: raised.clone() });
+        assert!(matches!(directives[..], [Directive::ExpireNotice(_)]), "{directives:?}");
+        assert_eq!(state.apply(ServerMessage::ParticipantUpdated { participant: raised }), [], "still raised: no news");
+        let mine = ParticipantInfo { hand_raised: true, ..person(2, "Bob", false) };
+        assert_eq!(state.apply(ServerMessage::ParticipantUpdated { participant: mine }), [], "my own hand");
+        let left = state.apply(ServerMessage::ParticipantLeft { id: ParticipantId(3), reason: None });
+        assert!(matches!(left[..], [Directive::Forget(ParticipantId(3)), Directive::ExpireNotice(_)]), "{left:?}");
+        let texts: Vec<&str> = state.notices.iter().map(|notice| notice.text.as_str()).collect();
+        assert_eq!(texts, ["Cy joined.", "Ann raised their hand.", "Cy left."]);
+        assert!(state.notices.iter().all(|notice| notice.brief));
+        state.dismiss(joined);
+        assert_eq!(state.notices.len(), 2);
+        // A burst of arrivals pushes out brief notices before one that asks for an answer.
+        state.apply(ServerMessage::UnmuteRequested { by: ParticipantId(1) });
+        for id in 10..20 {
+            state.apply(ServerMessage::ParticipantJoined { participant: person(id, "Someone", false) });
+        }
+        assert_eq!(state.notices.len(), NOTICES);
+        assert!(state.notices.iter().any(|notice| notice.unmute_request), "the unmute request stays");
     }
 
     #[test]

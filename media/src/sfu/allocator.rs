@@ -1,8 +1,9 @@
 //! Which simulcast layer of each source a receiver gets, within the bandwidth estimated toward it. The way
 //! Jitsi's bandwidth allocator does it: sources in priority order (the stage first, then recent speakers),
 //! everyone first gets the lowest layer that is on offer, then the stage is raised greedily to the most its
-//! tile can show, then the others one layer at a time. A tile never gets more than its size asks for (a 180p
-//! thumbnail never gets 720p), and sources past last-N get no video.
+//! tile can show, then the others one layer at a time. A tile gets the smallest layer at least as tall as it is
+//! in device pixels (a 310-pixel tile 360p, a 626-pixel stage 720p; a 112-pixel thumbnail never more than
+//! 180p), and sources past last-N get no video.
 //!
 //! Two things keep it steady when the estimate hovers near what is being sent (an SFU's estimate only grows
 //! as fast as its probes): a source already forwarded moves to another layer only with a tenth to spare, so
@@ -181,9 +182,8 @@ fn choose(candidates: &[Candidate], limits: Limits) -> Vec<Option<Layer>> {
 fn ceiling(candidate: &Candidate, top_height: u32) -> Option<Layer> {
     let wanted = match candidate.requested_height {
         Some(0) => return None,
-        Some(height) => {
-            Layer::ALL.into_iter().rev().find(|layer| layer.height(top_height) <= height).unwrap_or(Layer::Low)
-        }
+        // Scaling a smaller layer up to the tile would blur it: the first layer at least as tall.
+        Some(height) => Layer::ALL.into_iter().find(|layer| layer.height(top_height) >= height).unwrap_or(Layer::High),
         None if candidate.on_stage => Layer::High,
         None => Layer::Low,
     };
@@ -261,11 +261,10 @@ mod tests {
     fn tiles_get_what_their_size_shows_and_no_more() {
         let tile = |height| Candidate { requested_height: Some(height), ..source(false) };
         let stage = Candidate { requested_height: Some(180), ..source(true) };
-        let layers = allocate(&[stage, tile(360), tile(720), tile(1080), tile(100), tile(0)], LIMITS).layers;
-        assert_eq!(
-            layers,
-            vec![Some(Layer::Low), Some(Layer::Medium), Some(Layer::High), Some(Layer::High), Some(Layer::Low), None]
-        );
+        let tiles = [stage, tile(360), tile(720), tile(1080), tile(100), tile(0), tile(310), tile(626), tile(181)];
+        let layers = allocate(&tiles, Limits { budget: 100_000_000, ..LIMITS }).layers;
+        let (low, medium, high) = (Some(Layer::Low), Some(Layer::Medium), Some(Layer::High));
+        assert_eq!(layers, vec![low, medium, high, high, low, None, medium, high, medium]);
     }
 
     #[test]

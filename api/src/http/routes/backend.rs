@@ -83,12 +83,17 @@ impl Backend for SiteBackend {
         self.0.meetings.details(actor, id).await.map_err(meeting_problem)
     }
 
-    async fn join_details(&self, session: Option<String>, code: String) -> Result<JoinDetails, PageError> {
+    async fn join_details(
+        &self,
+        session: Option<String>,
+        code: String,
+        invite: Option<String>,
+    ) -> Result<JoinDetails, PageError> {
         let person = match session {
             Some(token) => self.0.accounts.session(&token).await.map_err(unavailable)?.map(|session| session.user_id),
             None => None,
         };
-        self.0.meetings.join_details(&code, person).await.map_err(|error| match error {
+        self.0.meetings.join_details(&code, person, invite.as_deref()).await.map_err(|error| match error {
             JoinError::NotFound => PageError::NotFound,
             other => unavailable(other),
         })
@@ -164,11 +169,21 @@ impl Backend for SiteBackend {
         };
         let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
         match self.0.admission.admit(&room, &token, chrono::Utc::now()).await {
-            Ok(Admitted { identity, policy, .. }) => Ok(Invitee {
-                name: identity.name,
-                moderator: identity.moderator,
-                fixed_name: policy.settings.fixed_display_names,
-            }),
+            Ok(Admitted { tenant, identity, policy }) => {
+                let title = match self.0.meetings.room_title(tenant, room.as_str()).await {
+                    Ok(title) => title,
+                    Err(error) => {
+                        tracing::warn!(%error, "a meeting's title could not be loaded; the room's name stands in");
+                        None
+                    }
+                };
+                Ok(Invitee {
+                    name: identity.name,
+                    moderator: identity.moderator,
+                    fixed_name: policy.settings.fixed_display_names,
+                    title: title.unwrap_or_else(|| room.to_string()),
+                })
+            }
             Err(refused) => {
                 let code = match &refused {
                     Refused::Token(TokenError::Malformed) => "unreadable_token",

@@ -19,7 +19,13 @@ use crate::{
 
 /// Registers the endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(schedule).service(update).service(cancel).service(start).service(join).service(join_as_guest);
+    cfg.service(schedule)
+        .service(update)
+        .service(cancel)
+        .service(start)
+        .service(join)
+        .service(join_as_guest)
+        .service(join_as_invitee);
 }
 
 /// The meeting form as posted: text fields as typed, checkboxes present only when ticked.
@@ -232,4 +238,19 @@ async fn join_as_guest(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     join_outcome(&code, state.meetings.join(&code, Joiner::Guest(form.into_inner().name)).await, state.cookies)
+}
+
+#[derive(Deserialize)]
+struct InviteeForm {
+    invite: String,
+}
+
+/// An invitee follows their personal link: in under their invited name, no account needed.
+#[post("/join/{code}/invitee")]
+async fn join_as_invitee(
+    code: web::Path<String>,
+    form: web::Form<InviteeForm>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    join_outcome(&code, state.meetings.join(&code, Joiner::Invitee(form.into_inner().invite)).await, state.cookies)
 }

@@ -9,6 +9,11 @@ pub(super) const OVERRUN: TimeDelta = TimeDelta::hours(1);
 pub(super) const LONGEST_TOKEN: TimeDelta = TimeDelta::days(7);
 /// The user ids of guests' tokens start so.
 pub(in crate::meetings) const GUEST_PREFIX: &str = "guest-";
+/// The user ids of tokens from an invitee's personal link: this prefix and the invitation's id, so the
+/// token stops opening the room once the invitation is withdrawn.
+pub(in crate::meetings) const INVITEE_PREFIX: &str = "invitee-";
+/// Personal link secrets are 52 characters ([`random_token`]); longer ones are not looked up.
+const LONGEST_SECRET: usize = 64;
 
 impl MeetingService {
     /// The moderator's "Start": a moderator token for the meeting's room.
@@ -43,6 +48,16 @@ impl MeetingService {
         let Some((_, end)) = Schedule::of(&loaded.row).current(now) else { return Err(JoinError::Ended) };
         let tenant = TenantId::from(loaded.row.tenant_id);
         let (person, moderator) = match joiner {
+            Joiner::Invitee(secret) => {
+                let invitee = self.invitee_by_link(loaded.row.id, &secret).await?.ok_or(JoinError::StaleLink)?;
+                let person = TokenUser {
+                    id: Some(format!("{INVITEE_PREFIX}{}", invitee.id.simple())),
+                    name: invited_name(&invitee.email),
+                    email: Some(invitee.email),
+                    avatar: None,
+                };
+                (person, false)
+            }
             Joiner::Guest(name) => {
                 if !loaded.room.guests_allowed {
                     return Err(JoinError::SignInRequired);
@@ -106,6 +121,22 @@ impl MeetingService {
         minted.join_url.ok_or_else(|| MintError::Invalid("the room has no link".to_owned()))
     }
 
+    /// The invitation of meeting `meeting` whose latest personal link carries `secret`.
+    pub(super) async fn invitee_by_link(
+        &self,
+        meeting: Uuid,
+        secret: &str,
+    ) -> Result<Option<meeting_invitee::Model>, DbErr> {
+        if secret.is_empty() || secret.len() > LONGEST_SECRET {
+            return Ok(None);
+        }
+        meeting_invitee::Entity::find()
+            .filter(meeting_invitee::Column::MeetingId.eq(meeting))
+            .filter(meeting_invitee::Column::LinkDigest.eq(token_hash(secret)))
+            .one(&self.db)
+            .await
+    }
+
     pub(super) fn join_link(&self, code: &str) -> String {
         let mut link = self.public_url.clone();
         link.set_path(&format!("join/{code}"));
@@ -131,6 +162,9 @@ pub enum JoinError {
     /// No account and the meeting admits no guests.
     #[error("sign in to join this meeting")]
     SignInRequired,
+    /// A personal link that is not (or no longer) an invitation to this meeting.
+    #[error("this personal link no longer opens the meeting: the invitation was withdrawn or a newer mail replaced it")]
+    StaleLink,
     /// A guest name that cannot be used.
     #[error("enter your name (1 to 80 characters)")]
     GuestName,
@@ -158,6 +192,23 @@ pub enum Joiner {
     Person(Uuid),
     /// Someone without an account, with the name they typed.
     Guest(String),
+    /// Whoever holds an invitee's personal link (the secret from their mail), as that invitee.
+    Invitee(String),
+}
+
+/// The name an invitee joins under: their address's local part as words (`jane.doe+x@…` is "Jane Doe").
+pub(super) fn invited_name(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or(email);
+    let local = local.split('+').next().unwrap_or(local);
+    let words: Vec<String> = local
+        .split(['.', '_', '-'])
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+        })
+        .collect();
+    if words.is_empty() { email.to_owned() } else { words.join(" ") }
 }
 
 pub(in crate::meetings) fn state_of(row: &meeting::Model, now: DateTime<Utc>) -> JoinState {
@@ -167,5 +218,18 @@ pub(in crate::meetings) fn state_of(row: &meeting::Model, now: DateTime<Utc>) ->
         JoinState::Ended
     } else {
         JoinState::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invited_name;
+
+    #[test]
+    fn invitees_join_under_their_address_as_a_name() {
+        assert_eq!(invited_name("jane.doe@example.com"), "Jane Doe");
+        assert_eq!(invited_name("nia_new+meetings@elsewhere.example"), "Nia New");
+        assert_eq!(invited_name("bob@studio.example"), "Bob");
+        assert_eq!(invited_name("...@odd.example"), "...@odd.example", "no words: the address itself");
     }
 }

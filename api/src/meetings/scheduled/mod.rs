@@ -23,7 +23,7 @@ use uuid::Uuid;
 mod links;
 mod views;
 
-pub(super) use links::{GUEST_PREFIX, state_of};
+pub(super) use links::{GUEST_PREFIX, INVITEE_PREFIX, state_of};
 pub use links::{JoinError, Joiner};
 
 use crate::{
@@ -38,7 +38,7 @@ use crate::{
     platform::mail::{Email, Mailer},
     platform::pagination,
     platform::rate_limit::{MAIL_WINDOW, RateLimiter},
-    platform::secrets::random_token,
+    platform::secrets::{random_token, token_hash},
 };
 
 /// A meeting may be scheduled to start this long ago (someone scheduling the meeting they are in).
@@ -383,23 +383,25 @@ impl MeetingService {
             .collect())
     }
 
-    /// Mails `method` for the meeting to `to`; failures are logged and reported, never fatal.
+    /// Mails `method` for the meeting to `to`; failures are logged and reported, never fatal. An invitation
+    /// (or update) carries the invitee's personal link, made afresh for each mail: the newest mail's link is
+    /// the one that works.
     async fn mail(&self, loaded: &Loaded, organiser: &user::Model, method: Method, to: &[String]) -> Delivery {
         let mut delivery = Delivery::default();
         if to.is_empty() {
             return delivery;
         }
         let schedule = Schedule::of(&loaded.row);
-        let link = self.join_link(&loaded.row.join_code);
+        let shared_link = self.join_link(&loaded.row.join_code);
         let when = schedule.describe((loaded.row.starts_at, loaded.row.ends_at));
         let repeats = schedule.recurrence().map(|text| format!(" {text}.")).unwrap_or_default();
         let host = self.public_url.host_str().unwrap_or("convene");
-        let event = calendar::Event {
+        let event = |link: &str| calendar::Event {
             uid: format!("{}@{host}", loaded.row.id),
             sequence: loaded.row.sequence,
             summary: loaded.row.title.clone(),
             description: format!("Join the meeting: {link}"),
-            url: link.clone(),
+            url: link.to_owned(),
             starts_at: loaded.row.starts_at,
             ends_at: loaded.row.ends_at,
             time_zone: schedule.time_zone,
@@ -407,7 +409,6 @@ impl MeetingService {
             organizer: Person { name: Some(organiser.display_name.clone()), email: organiser.email.clone() },
             attendees: loaded.invitees.iter().map(|email| Person { name: None, email: email.clone() }).collect(),
         };
-        let ics = calendar::render(&event, method, Utc::now());
         let title = &loaded.row.title;
         let (subject, lines) = match (method, loaded.row.sequence) {
             (Method::Cancel, _) => (
@@ -428,20 +429,48 @@ impl MeetingService {
                 delivery.failed.push(address.clone());
                 continue;
             };
-            let email = Email::new(
-                &recipient,
-                &subject,
-                &["Hello,", &lines],
-                ("Join the meeting", &link),
-                "The link opens the meeting until it ends. The attached invitation adds it to your calendar.",
-            )
-            .with_calendar(method, ics.clone());
+            let link = match method {
+                Method::Request => match self.personal_link(loaded, address, &shared_link).await {
+                    Ok(link) => link,
+                    Err(error) => {
+                        tracing::warn!(%error, to = %address, meeting = %loaded.row.id, "no personal link could be made");
+                        delivery.failed.push(address.clone());
+                        continue;
+                    }
+                },
+                Method::Cancel => shared_link.clone(),
+            };
+            let ics = calendar::render(&event(&link), method, Utc::now());
+            let closing = match method {
+                Method::Request => {
+                    "The link is yours: it opens the meeting under your name until it ends, with or without an \
+                     account. The attached invitation adds it to your calendar."
+                }
+                Method::Cancel => {
+                    "The link no longer opens the meeting. The attached cancellation takes it off your calendar."
+                }
+            };
+            let email = Email::new(&recipient, &subject, &["Hello,", &lines], ("Join the meeting", &link), closing)
+                .with_calendar(method, ics);
             if let Err(error) = self.mailer.queue(email).await {
                 tracing::warn!(%error, to = %address, meeting = %loaded.row.id, "a meeting mail could not be queued");
                 delivery.failed.push(address.clone());
             }
         }
         delivery
+    }
+
+    /// A new personal link for the invitee at `address`, replacing the one their last mail carried.
+    async fn personal_link(&self, loaded: &Loaded, address: &str, shared_link: &str) -> anyhow::Result<String> {
+        let secret = random_token()?;
+        let updated = meeting_invitee::Entity::update_many()
+            .col_expr(meeting_invitee::Column::LinkDigest, sea_orm::sea_query::Expr::value(token_hash(&secret)))
+            .filter(meeting_invitee::Column::MeetingId.eq(loaded.row.id))
+            .filter(meeting_invitee::Column::Email.eq(address))
+            .exec(&self.db)
+            .await?;
+        anyhow::ensure!(updated.rows_affected == 1, "{address} is not invited");
+        Ok(format!("{shared_link}?invite={secret}"))
     }
 }
 
@@ -461,6 +490,7 @@ async fn add_invitees(
         meeting_id: Set(meeting_id),
         email: Set(email.to_string()),
         invited_at: Set(now),
+        link_digest: Set(None),
     }))
     .exec(db)
     .await?;

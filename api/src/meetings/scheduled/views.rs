@@ -144,8 +144,28 @@ impl MeetingService {
         })
     }
 
-    /// What a participant link shows before joining.
-    pub async fn join_details(&self, code: &str, person: Option<Uuid>) -> Result<JoinDetails, JoinError> {
+    /// The title of the scheduled meeting that owns room `room` of `tenant`, if one does: what the meeting
+    /// client shows rather than the room's generated name.
+    pub async fn room_title(&self, tenant: TenantId, room: &str) -> Result<Option<String>, DbErr> {
+        let Some(room) = room::Entity::find()
+            .filter(room::Column::TenantId.eq(tenant.as_uuid()))
+            .filter(room::Column::Name.eq(room))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let meeting = meeting::Entity::find().filter(meeting::Column::RoomId.eq(room.id)).one(&self.db).await?;
+        Ok(meeting.map(|meeting| meeting.title))
+    }
+
+    /// What a participant link's page shows; `invite` is the personal link's secret, when it has one.
+    pub async fn join_details(
+        &self,
+        code: &str,
+        person: Option<Uuid>,
+        invite: Option<&str>,
+    ) -> Result<JoinDetails, JoinError> {
         let loaded = self.by_code(code).await?;
         let now = Utc::now();
         let schedule = Schedule::of(&loaded.row);
@@ -158,6 +178,12 @@ impl MeetingService {
             Some(id) => users_by_id(&self.db, [id]).await?.remove(&id).map(|person| person.display_name),
             None => None,
         };
+        let invited_as = match invite {
+            Some(secret) => {
+                self.invitee_by_link(loaded.row.id, secret).await?.map(|invitee| links::invited_name(&invitee.email))
+            }
+            None => None,
+        };
         Ok(JoinDetails {
             title: loaded.row.title.clone(),
             organisation,
@@ -165,6 +191,8 @@ impl MeetingService {
             guests_allowed: loaded.room.guests_allowed,
             state: state_of(&loaded.row, now),
             signed_in_as,
+            stale_link: invite.is_some() && invited_as.is_none(),
+            invited_as,
         })
     }
 }

@@ -1,12 +1,12 @@
 //! The meeting page's components: the pre-join screen, the screens around the meeting (password, lobby,
-//! reconnecting, over), and the meeting itself: tiles or stage, toolbar, chat and participants panes.
+//! reconnecting, over), and the meeting itself: tiles or stage, toolbar, chat, people and settings panes.
 
 use std::time::Duration;
 
 use convene_domain::RoomName;
 use convene_signal::{ClientMessage, MediaKind, MediaQuality, ParticipantId, ParticipantInfo, Refusal, TrackSource};
 use leptos::{ev::SubmitEvent, html, prelude::*};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, closure::Closure};
 use web_sys::MediaStream;
 
 use super::{
@@ -16,10 +16,12 @@ use super::{
 };
 use crate::model::Invitee;
 
+mod icons;
 mod panes;
 mod prejoin;
 mod room;
 mod screens;
+mod tiling;
 
 pub(super) use self::room::tile_heights;
 use self::{
@@ -51,6 +53,7 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
         on_cleanup(move || goodbye.remove());
     });
     let phase = Memo::new(move |_| client.state.with(|state| state.phase.clone()));
+    let title = invitee.title.clone();
     view! {
         <section class="meeting" data-phase=move || phase_name(&phase.get())>
             {move || match phase.get() {
@@ -59,7 +62,7 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
                 Phase::Reconnecting => view! { <Waiting headline="Reconnecting…" /> }.into_any(),
                 Phase::Password { wrong } => view! { <PasswordPrompt wrong /> }.into_any(),
                 Phase::Lobby => view! { <Lobby /> }.into_any(),
-                Phase::InMeeting => view! { <MeetingRoom /> }.into_any(),
+                Phase::InMeeting => view! { <MeetingRoom title=title.clone() /> }.into_any(),
                 Phase::Over(ending) => view! { <Over ending /> }.into_any(),
             }}
         </section>

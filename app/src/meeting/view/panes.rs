@@ -1,11 +1,25 @@
 //! The side panes: chat (with everyone or one person), people (with the moderators' actions and the lobby)
 //! and settings (devices, media quality, one's name).
 
-use super::*;
+use super::{room::Pane, *};
+
+/// A pane's title and the button that closes it (on a phone the pane covers the video).
+#[component]
+fn PaneHeading(title: &'static str, pane: RwSignal<Pane>) -> impl IntoView {
+    view! {
+        <header class="pane-heading">
+            <h2>{title}</h2>
+            <button class="pane-close" name="close-pane" aria-label=format!("Close {}", title.to_lowercase())
+                on:click=move |_| pane.set(Pane::Closed)>
+                {super::icons::icon(|| super::icons::CLOSE)}
+            </button>
+        </header>
+    }
+}
 
 /// Chat with everyone, or privately with one person.
 #[component]
-pub(super) fn ChatPane() -> impl IntoView {
+pub(super) fn ChatPane(pane: RwSignal<Pane>) -> impl IntoView {
     let client = client();
     let text = RwSignal::new(String::new());
     let recipient = RwSignal::new(None::<ParticipantId>);
@@ -25,7 +39,7 @@ pub(super) fn ChatPane() -> impl IntoView {
     };
     view! {
         <aside class="pane" aria-label="Chat">
-            <h2>"Chat"</h2>
+            <PaneHeading title="Chat" pane />
             <ol class="chat">
                 {move || client.state.with(|state| state.chat.iter().map(|line| {
                     let heading = match &line.private_with {
@@ -58,13 +72,13 @@ pub(super) fn ChatPane() -> impl IntoView {
 
 /// Who is here and who waits; moderators act on them.
 #[component]
-pub(super) fn PeoplePane() -> impl IntoView {
+pub(super) fn PeoplePane(pane: RwSignal<Pane>) -> impl IntoView {
     let client = client();
     let moderator = move || client.state.with(|state| state.is_moderator());
     let locked = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked));
     view! {
         <aside class="pane" aria-label="People">
-            <h2>"People"</h2>
+            <PaneHeading title="People" pane />
             {move || {
                 let waiting = client.state.with(|state| state.lobby.clone());
                 (moderator() && !waiting.is_empty()).then(|| view! {
@@ -122,7 +136,7 @@ pub(super) fn PeoplePane() -> impl IntoView {
 
 /// Devices and the meeting's media quality.
 #[component]
-pub(super) fn SettingsPane() -> impl IntoView {
+pub(super) fn SettingsPane(pane: RwSignal<Pane>) -> impl IntoView {
     let client = client();
     let devices = RwSignal::new(Devices::default());
     Effect::new(move |_| {
@@ -139,7 +153,7 @@ pub(super) fn SettingsPane() -> impl IntoView {
         Memo::new(move |_| client.state.with(|state| state.room.as_ref().is_none_or(|room| room.fixed_display_names)));
     view! {
         <aside class="pane" aria-label="Settings">
-            <h2>"Settings"</h2>
+            <PaneHeading title="Settings" pane />
             {move || (!names_fixed.get()).then(|| view! { <RenameForm /> })}
             <DevicePicker media=MediaKind::Video name="switch-camera" devices
                 on_pick=Callback::new(move |camera| client.switch_device(MediaKind::Video, camera)) />

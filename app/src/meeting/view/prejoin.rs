@@ -79,7 +79,7 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
         client.join();
     };
     view! {
-        <leptos_meta::Title text=format!("{room} · Convene") />
+        <leptos_meta::Title text=format!("{} · Convene", invitee.title) />
         <div class="prejoin" data-invitation="valid">
             <div class="preview">
                 <video node_ref=video autoplay muted playsinline class="mirror"></video>
@@ -88,7 +88,7 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                 </div>
             </div>
             <div class="prejoin-form">
-                <p class="eyebrow">"Meeting " <code>{room.to_string()}</code></p>
+                <p class="eyebrow" data-room=room.to_string()>{invitee.title.clone()}</p>
                 <h1>{format!("Welcome, {}", invitee.name)}</h1>
                 <p class="muted">{format!("Your invitation is valid; you join {role}, {naming}.")}</p>
                 {move || problem.get().map(|problem| view! { <p class="banner error">{problem}</p> })}
@@ -100,10 +100,13 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                             on:input=move |event| client.choices.update(|c| c.name = Some(event_target_value(&event))) />
                     </label>
                 })}
-                <DevicePicker media=MediaKind::Video name="camera" devices
-                    on_pick=Callback::new(move |camera| pick(Some(camera), None)) />
-                <DevicePicker media=MediaKind::Audio name="microphone" devices
-                    on_pick=Callback::new(move |microphone| pick(None, Some(microphone))) />
+                <div class="devices">
+                    <DevicePicker media=MediaKind::Video name="camera" devices
+                        on_pick=Callback::new(move |camera| pick(Some(camera), None)) />
+                    <DevicePicker media=MediaKind::Audio name="microphone" devices
+                        on_pick=Callback::new(move |microphone| pick(None, Some(microphone))) />
+                </div>
+                <div class="join-options">
                 <label class="check">
                     <input type="checkbox" name="microphone_off"
                         on:change=move |event| client.choices.update(|c| c.microphone_off = event_target_checked(&event)) />
@@ -114,6 +117,7 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                         on:change=move |event| client.choices.update(|c| c.camera_off = event_target_checked(&event)) />
                     "Join with my camera off"
                 </label>
+                </div>
                 <button class="button" name="join" on:click=join>"Join the meeting"</button>
             </div>
         </div>

@@ -15,12 +15,19 @@ pub(super) enum Pane {
     Settings,
 }
 
-/// The meeting: stage or tiles, notices, toolbar and panes.
+/// A tile: whose, and which of their videos.
+type TileKey = (ParticipantId, TrackSource);
+
+/// The meeting, filling the window: a slim status line, the video area (tiles or stage, placed to fit it), a
+/// fixed toolbar, and a side pane (overlaying the video on phones).
 #[component]
-pub(super) fn MeetingRoom() -> impl IntoView {
+pub(super) fn MeetingRoom(title: String) -> impl IntoView {
     let client = client();
     let pane = RwSignal::new(Pane::Closed);
     let stage_view = RwSignal::new(false);
+    let area = RwSignal::new((0.0_f64, 0.0_f64));
+    let video_area: NodeRef<html::Div> = NodeRef::new();
+    watch_size(video_area, area);
     every(crate::meeting::STATS_EVERY, move || client.poll());
     let people = Memo::new(move |_| client.state.with(|state| state.participants.clone()));
     let me = Memo::new(move |_| client.state.with(|state| state.me));
@@ -38,78 +45,142 @@ pub(super) fn MeetingRoom() -> impl IntoView {
             .or_else(|| client.state.with(|state| state.dominant).filter(|id| Some(*id) != me.get()))
             .or_else(|| others.first().copied())
     });
-    let tiles = move || {
-        let mut tiles: Vec<(ParticipantId, TrackSource)> = Vec::new();
+    let tiles = Memo::new(move |_| {
+        let mut tiles: Vec<TileKey> = Vec::new();
         client.streams.track();
         for person in people.get() {
             tiles.push((person.id, TrackSource::Camera));
-            let sharing = if Some(person.id) == me.get() {
-                client.sharing.get()
-            } else {
-                client.remote_stream(person.id, TrackSource::Screen).is_some()
-            };
-            if sharing && Some(person.id) != me.get() {
+            if Some(person.id) != me.get() && client.remote_stream(person.id, TrackSource::Screen).is_some() {
                 tiles.push((person.id, TrackSource::Screen));
             }
         }
         tiles
-    };
+    });
+    // On the stage: the stage person's shared screen if any, else their camera.
+    let on_stage = Memo::new(move |_| {
+        let tiles = tiles.get();
+        let person = stage.get()?;
+        tiles
+            .iter()
+            .find(|tile| **tile == (person, TrackSource::Screen))
+            .or_else(|| tiles.iter().find(|tile| **tile == (person, TrackSource::Camera)))
+            .copied()
+    });
+    let places = Memo::new(move |_| {
+        let (width, height) = area.get();
+        let mut order = tiles.get();
+        if !stage_view.get() {
+            let rects = tiling::grid(order.len(), width, height);
+            return order.into_iter().zip(rects).collect::<Vec<_>>();
+        }
+        if let Some(stage) = on_stage.get()
+            && let Some(at) = order.iter().position(|tile| *tile == stage)
+        {
+            order[..=at].rotate_right(1);
+        }
+        let rects = tiling::stage(order.len().saturating_sub(1), width, height);
+        order.into_iter().zip(rects).collect::<Vec<_>>()
+    });
     view! {
         <div class="room" class:with-pane=move || pane.get() != Pane::Closed>
             <div class="room-main">
-                <div class="room-status">
-                    <span class="room-name">{move || client.state.with(|state| state.room.as_ref().map(|room| room.name.clone()))}</span>
-                    {move || match client.encryption.get() {
-                        Encryption::Off => ().into_any(),
-                        Encryption::On => view! {
-                            <span class="badge ok" data-e2ee="on" title="Keys are agreed between participants; the media node cannot decode the media">
-                                "🔒 End-to-end encrypted"
-                            </span>
-                        }.into_any(),
-                        Encryption::Unsupported(why) => view! {
-                            <span class="badge warning" data-e2ee="unsupported" title=why>
-                                "This browser cannot take part in end-to-end encryption"
-                            </span>
-                        }.into_any(),
-                    }}
-                    {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked)).then(|| view! {
-                        <span class="badge">"Locked"</span>
-                    })}
-                    <span class="connection" data-connection=move || client.connection.get()
-                        data-signalling=move || if client.signalling_lost.get() { "lost" } else { "up" }
-                        data-ice-restarts=move || client.ice_restarts.get()>
-                        {move || if client.signalling_lost.get() {
-                            "Reconnecting…"
-                        } else {
-                            connection_words(&client.connection.get(), client.ice_restarts.get() > 0)
-                        }}
-                    </span>
-                </div>
-                <Notices />
-                <div class="tiles" class:stage=move || stage_view.get()
-                    data-count=move || tiles().len()>
+                <RoomStatus title />
+                <div class="video-area" node_ref=video_area class:stage=move || stage_view.get()
+                    data-count=move || tiles.get().len()>
                     <For
-                        each=tiles
+                        each=move || tiles.get()
                         key=|tile| (tile.0, tile.1 as u8)
                         children=move |(participant, source)| {
-                            let on_stage = Signal::derive(move || stage_view.get() && (
-                                (source == TrackSource::Screen && stage.get() == Some(participant))
-                                    || (source == TrackSource::Camera && stage.get() == Some(participant)
-                                        && client.remote_stream(participant, TrackSource::Screen).is_none())
-                            ));
-                            view! { <Tile participant source on_stage /> }
+                            let key = (participant, source);
+                            let place = Signal::derive(move || {
+                                places.with(|places| places.iter().find(|(tile, _)| *tile == key).map(|(_, rect)| *rect))
+                                    .unwrap_or_default()
+                            });
+                            let on_stage = Signal::derive(move || stage_view.get() && on_stage.get() == Some(key));
+                            view! { <Tile participant source on_stage place /> }
                         }
                     />
+                    <div class="notice-stack">
+                        <LobbyNotice pane />
+                        <Notices />
+                    </div>
                 </div>
                 <RemoteAudio />
                 <Toolbar pane stage_view />
             </div>
             {move || match pane.get() {
                 Pane::Closed => ().into_any(),
-                Pane::Chat => view! { <ChatPane /> }.into_any(),
-                Pane::People => view! { <PeoplePane /> }.into_any(),
-                Pane::Settings => view! { <SettingsPane /> }.into_any(),
+                Pane::Chat => view! { <ChatPane pane /> }.into_any(),
+                Pane::People => view! { <PeoplePane pane /> }.into_any(),
+                Pane::Settings => view! { <SettingsPane pane /> }.into_any(),
             }}
+        </div>
+    }
+    .into_any()
+}
+
+/// A resize observer and the callback it calls, kept alive together.
+type Watching = (web_sys::ResizeObserver, Closure<dyn FnMut()>);
+
+/// Keeps `size` at the element's inner size in CSS pixels as it changes (window, pane, status line).
+fn watch_size(element: NodeRef<html::Div>, size: RwSignal<(f64, f64)>) {
+    let observer: StoredValue<Option<Watching>, LocalStorage> = StoredValue::new_local(None);
+    Effect::new(move |_| {
+        let Some(target) = element.get() else { return };
+        let measured = target.clone();
+        let measure = move || {
+            size.try_set((f64::from(measured.client_width()), f64::from(measured.client_height())));
+        };
+        measure();
+        let callback = Closure::<dyn FnMut()>::new(measure);
+        if let Ok(watching) = web_sys::ResizeObserver::new(callback.as_ref().unchecked_ref()) {
+            watching.observe(&target);
+            if let Some((previous, _)) = observer.try_update_value(|kept| kept.replace((watching, callback))).flatten()
+            {
+                previous.disconnect();
+            }
+        }
+    });
+    on_cleanup(move || {
+        if let Some((watching, _)) = observer.try_update_value(Option::take).flatten() {
+            watching.disconnect();
+        }
+    });
+}
+
+/// The meeting's title, encryption, lock and connection, in one line above the video.
+#[component]
+fn RoomStatus(title: String) -> impl IntoView {
+    let client = client();
+    let shown = title.clone();
+    view! {
+        <div class="room-status">
+            <span class="room-name" title=title>{shown}</span>
+            {move || match client.encryption.get() {
+                Encryption::Off => ().into_any(),
+                Encryption::On => view! {
+                    <span class="badge ok" data-e2ee="on" title="Keys are agreed between participants; the media node cannot decode the media">
+                        "🔒 End-to-end encrypted"
+                    </span>
+                }.into_any(),
+                Encryption::Unsupported(why) => view! {
+                    <span class="badge warning" data-e2ee="unsupported" title=why>
+                        "This browser cannot take part in end-to-end encryption"
+                    </span>
+                }.into_any(),
+            }}
+            {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked)).then(|| view! {
+                <span class="badge">"Locked"</span>
+            })}
+            <span class="connection" data-connection=move || client.connection.get()
+                data-signalling=move || if client.signalling_lost.get() { "lost" } else { "up" }
+                data-ice-restarts=move || client.ice_restarts.get()>
+                {move || if client.signalling_lost.get() {
+                    "Reconnecting…"
+                } else {
+                    connection_words(&client.connection.get(), client.ice_restarts.get() > 0)
+                }}
+            </span>
         </div>
     }
     .into_any()
@@ -128,7 +199,12 @@ pub(super) fn connection_words(state: &str, restarted: bool) -> &'static str {
 
 /// One person's camera (or screen): video, name, indicators.
 #[component]
-pub(super) fn Tile(participant: ParticipantId, source: TrackSource, on_stage: Signal<bool>) -> impl IntoView {
+pub(super) fn Tile(
+    participant: ParticipantId,
+    source: TrackSource,
+    on_stage: Signal<bool>,
+    place: Signal<tiling::Rect>,
+) -> impl IntoView {
     let client = client();
     let video: NodeRef<html::Video> = NodeRef::new();
     let mine = client.state.with_untracked(|state| state.me == Some(participant));
@@ -160,7 +236,7 @@ pub(super) fn Tile(participant: ParticipantId, source: TrackSource, on_stage: Si
         })
     };
     view! {
-        <figure class="tile"
+        <figure class="tile" style=move || place.get().style()
             class:speaking=speaking
             class:on-stage=move || on_stage.get()
             class:video-off=move || source == TrackSource::Camera && flag(|info| info.video_muted)
@@ -178,8 +254,16 @@ pub(super) fn Tile(participant: ParticipantId, source: TrackSource, on_stage: Si
             <div class="avatar" aria-hidden="true">{move || initials(&name())}</div>
             <figcaption>
                 <span class="tile-name">{name}</span>
-                {move || flag(|info| info.audio_muted).then(|| view! { <span class="indicator" data-indicator="muted" title="Microphone off">"Muted"</span> })}
-                {move || flag(|info| info.hand_raised).then(|| view! { <span class="indicator" data-indicator="hand" title="Hand raised">"Hand raised"</span> })}
+                {move || flag(|info| info.audio_muted).then(|| view! {
+                    <span class="indicator" data-indicator="muted" title="Microphone off" role="img" aria-label="Microphone off">
+                        {icons::icon(|| icons::MIC_OFF)}
+                    </span>
+                })}
+                {move || flag(|info| info.hand_raised).then(|| view! {
+                    <span class="indicator" data-indicator="hand" title="Hand raised" role="img" aria-label="Hand raised">
+                        {icons::icon(|| icons::HAND)}
+                    </span>
+                })}
                 {move || (!mine).then(|| view! {
                     <span class="quality" data-quality=move || reception.get().map_or("unknown", |r| r.quality.as_str())
                         title="Connection quality"></span>
@@ -232,6 +316,67 @@ pub(super) fn RemoteAudio() -> impl IntoView {
     .into_any()
 }
 
+/// For moderators: who knocks, with "Admit" and "Reject" at hand, and a chime whenever someone new does.
+#[component]
+fn LobbyNotice(pane: RwSignal<Pane>) -> impl IntoView {
+    let client = client();
+    let waiting = Memo::new(move |_| {
+        client.state.with(|state| if state.is_moderator() { state.lobby.clone() } else { Vec::new() })
+    });
+    Effect::new(move |before: Option<usize>| {
+        let now = waiting.with(Vec::len);
+        if now > before.unwrap_or(0) {
+            chime();
+        }
+        now
+    });
+    let notice = move || {
+        let (first, others) = waiting.with(|waiting| (waiting.first().cloned(), waiting.len().saturating_sub(1)));
+        first.map(|first| {
+            let id = first.id;
+            let more = (others > 0).then(|| format!(" and {others} more"));
+            view! {
+                <div class="lobby-notice" role="alert" data-waiting=id.0>
+                    <span class="lobby-who"><strong>{first.name}</strong>{more}" would like to join"</span>
+                    <button name="admit" on:click=move |_| client.send(&ClientMessage::Admit { participant: id })>"Admit"</button>
+                    <button name="reject" class="secondary" on:click=move |_| client.send(&ClientMessage::Reject { participant: id })>
+                        "Reject"
+                    </button>
+                    {(others > 0).then(|| view! {
+                        <button name="see-lobby" class="link" on:click=move |_| pane.set(Pane::People)>"See all"</button>
+                    })}
+                </div>
+            }
+        })
+    };
+    view! { {notice} }.into_any()
+}
+
+/// A short rising two-note chime through the default output, for someone knocking.
+fn chime() {
+    let Ok(context) = web_sys::AudioContext::new() else { return };
+    let start = context.current_time();
+    for (index, frequency) in [660.0_f32, 880.0].into_iter().enumerate() {
+        let (Ok(tone), Ok(volume)) = (context.create_oscillator(), context.create_gain()) else { return };
+        let at = start + 0.16 * index as f64;
+        tone.frequency().set_value(frequency);
+        let envelope = volume.gain();
+        let _ = envelope.set_value_at_time(0.0001, at);
+        let _ = envelope.exponential_ramp_to_value_at_time(0.25, at + 0.02);
+        let _ = envelope.exponential_ramp_to_value_at_time(0.0001, at + 0.35);
+        let played = tone
+            .connect_with_audio_node(&volume)
+            .and_then(|_| volume.connect_with_audio_node(&context.destination()))
+            .and_then(|_| tone.start_with_when(at))
+            .and_then(|()| tone.stop_with_when(at + 0.4));
+        if played.is_err() {
+            return;
+        }
+    }
+    // The context holds audio resources: close it once the chime is over.
+    set_timeout(move || drop(context.close()), Duration::from_secs(1));
+}
+
 /// Things that happened to the person.
 #[component]
 pub(super) fn Notices() -> impl IntoView {
@@ -259,48 +404,115 @@ pub(super) fn Notices() -> impl IntoView {
     .into_any()
 }
 
-/// Microphone, camera, screen, hand, reactions, chat, people, view, leave.
+/// Icon buttons: microphone, camera, screen, hand, reactions, chat, people, settings, view and leave. On a
+/// phone the bar keeps the essentials and the rest opens from "More" as a sheet; the same buttons either way.
 #[component]
 pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>) -> impl IntoView {
     let client = client();
     let mine = move |read: fn(&ParticipantInfo) -> bool| client.state.with(|state| state.myself().is_some_and(read));
     let toggle_pane = move |which: Pane| pane.update(|open| *open = if *open == which { Pane::Closed } else { which });
     let waiting = move || client.state.with(|state| state.lobby.len());
+    let more = RwSignal::new(false);
+    let reacting = RwSignal::new(false);
+    // Chat lines that arrived while the chat was closed.
+    let seen = RwSignal::new(client.state.with_untracked(|state| state.chat.len()));
+    Effect::new(move |_| {
+        if pane.get() == Pane::Chat {
+            seen.set(client.state.with(|state| state.chat.len()));
+        }
+    });
+    let unread = move || client.state.with(|state| state.chat.len()).saturating_sub(seen.get());
+    let state = |off: bool, on: bool| {
+        if off {
+            "off"
+        } else if on {
+            "on"
+        } else {
+            ""
+        }
+    };
     view! {
-        <nav class="toolbar" aria-label="Meeting controls">
-            <button name="microphone" class:off=move || mine(|me| me.audio_muted)
-                on:click=move |_| client.set_muted(MediaKind::Audio, !mine(|me| me.audio_muted))>
-                {move || if mine(|me| me.audio_muted) { "Unmute" } else { "Mute" }}
-            </button>
-            <button name="camera" class:off=move || mine(|me| me.video_muted)
-                on:click=move |_| client.set_muted(MediaKind::Video, !mine(|me| me.video_muted))>
-                {move || if mine(|me| me.video_muted) { "Start camera" } else { "Stop camera" }}
-            </button>
-            <button name="screen" class:on=move || client.sharing.get() on:click=move |_| client.toggle_screen()>
-                {move || if client.sharing.get() { "Stop sharing" } else { "Share screen" }}
-            </button>
-            <button name="hand" class:on=move || mine(|me| me.hand_raised)
-                on:click=move |_| client.send(&ClientMessage::RaiseHand { raised: !mine(|me| me.hand_raised) })>
-                {move || if mine(|me| me.hand_raised) { "Lower hand" } else { "Raise hand" }}
-            </button>
-            <span class="reaction-picker">
-                {REACTIONS.map(|emoji| view! {
-                    <button name="reaction" value=emoji on:click=move |_| client.send(&ClientMessage::Reaction { emoji: emoji.to_owned() })>{emoji}</button>
-                })}
-            </span>
-            <button name="chat" class:on=move || pane.get() == Pane::Chat on:click=move |_| toggle_pane(Pane::Chat)>"Chat"</button>
-            <button name="people" class:on=move || pane.get() == Pane::People on:click=move |_| toggle_pane(Pane::People)>
-                "People"
-                {move || (waiting() > 0).then(|| view! { <span class="count">{waiting()}</span> })}
-            </button>
-            <button name="settings" class:on=move || pane.get() == Pane::Settings on:click=move |_| toggle_pane(Pane::Settings)>"Settings"</button>
-            <button name="view" on:click=move |_| stage_view.update(|stage| *stage = !*stage)>
-                {move || if stage_view.get() { "Tile view" } else { "Stage view" }}
-            </button>
-            <button name="leave" class="danger" on:click=move |_| client.leave()>"Leave"</button>
+        // A long press on a touch screen shows the button's label (`:active`) rather than a context menu.
+        <nav class="toolbar" aria-label="Meeting controls" on:contextmenu=|event| event.prevent_default()>
+            <ToolButton name="microphone"
+                icon=Signal::derive(move || if mine(|me| me.audio_muted) { icons::MIC_OFF } else { icons::MIC })
+                label=Signal::derive(move || if mine(|me| me.audio_muted) { "Unmute" } else { "Mute" })
+                state=Signal::derive(move || state(mine(|me| me.audio_muted), false))
+                press=Callback::new(move |()| client.set_muted(MediaKind::Audio, !mine(|me| me.audio_muted))) />
+            <ToolButton name="camera"
+                icon=Signal::derive(move || if mine(|me| me.video_muted) { icons::CAMERA_OFF } else { icons::CAMERA })
+                label=Signal::derive(move || if mine(|me| me.video_muted) { "Start camera" } else { "Stop camera" })
+                state=Signal::derive(move || state(mine(|me| me.video_muted), false))
+                press=Callback::new(move |()| client.set_muted(MediaKind::Video, !mine(|me| me.video_muted))) />
+            <div class="tools-more" class:open=move || more.get() on:click=move |_| more.set(false)>
+                <ToolButton name="screen" icon=Signal::stored(icons::SCREEN)
+                    label=Signal::derive(move || if client.sharing.get() { "Stop sharing" } else { "Share screen" })
+                    state=Signal::derive(move || state(false, client.sharing.get()))
+                    press=Callback::new(move |()| client.toggle_screen()) />
+                <ToolButton name="hand" icon=Signal::stored(icons::HAND)
+                    label=Signal::derive(move || if mine(|me| me.hand_raised) { "Lower hand" } else { "Raise hand" })
+                    state=Signal::derive(move || state(false, mine(|me| me.hand_raised)))
+                    press=Callback::new(move |()| client.send(&ClientMessage::RaiseHand { raised: !mine(|me| me.hand_raised) })) />
+                <ToolButton name="react" icon=Signal::stored(icons::REACT) label=Signal::stored("React")
+                    state=Signal::derive(move || state(false, reacting.get()))
+                    press=Callback::new(move |()| reacting.update(|open| *open = !*open)) />
+                <ToolButton name="people" icon=Signal::stored(icons::PEOPLE) label=Signal::stored("People")
+                    state=Signal::derive(move || state(false, pane.get() == Pane::People))
+                    badge=Signal::derive(move || Some(waiting()).filter(|count| *count > 0))
+                    press=Callback::new(move |()| toggle_pane(Pane::People)) />
+                <ToolButton name="settings" icon=Signal::stored(icons::SETTINGS) label=Signal::stored("Settings")
+                    state=Signal::derive(move || state(false, pane.get() == Pane::Settings))
+                    press=Callback::new(move |()| toggle_pane(Pane::Settings)) />
+                <ToolButton name="view"
+                    icon=Signal::derive(move || if stage_view.get() { icons::GRID } else { icons::STAGE })
+                    label=Signal::derive(move || if stage_view.get() { "Tile view" } else { "Stage view" })
+                    state=Signal::stored("")
+                    press=Callback::new(move |()| stage_view.update(|stage| *stage = !*stage)) />
+            </div>
+            <ToolButton name="chat" icon=Signal::stored(icons::CHAT) label=Signal::stored("Chat")
+                state=Signal::derive(move || state(false, pane.get() == Pane::Chat))
+                badge=Signal::derive(move || Some(unread()).filter(|count| *count > 0))
+                press=Callback::new(move |()| toggle_pane(Pane::Chat)) />
+            <ToolButton name="more" icon=Signal::stored(icons::MORE) label=Signal::stored("More")
+                state=Signal::derive(move || state(false, more.get()))
+                badge=Signal::derive(move || Some(waiting()).filter(|count| *count > 0))
+                press=Callback::new(move |()| more.update(|open| *open = !*open)) />
+            <ToolButton name="leave" icon=Signal::stored(icons::LEAVE) label=Signal::stored("Leave")
+                state=Signal::stored("") press=Callback::new(move |()| client.leave()) />
+            {move || reacting.get().then(|| view! {
+                <div class="reaction-picker" role="group" aria-label="Reactions">
+                    {REACTIONS.map(|emoji| view! {
+                        <button name="reaction" value=emoji on:click=move |_| {
+                            client.send(&ClientMessage::Reaction { emoji: emoji.to_owned() });
+                            reacting.set(false);
+                        }>{emoji}</button>
+                    })}
+                </div>
+            })}
         </nav>
     }
     .into_any()
+}
+
+/// A toolbar button: an icon, its label (a tooltip on wide screens, written out in the phone's sheet), a
+/// state (`off` in red for a muted device, `on` for an open pane or a raised hand) and an optional count.
+#[component]
+fn ToolButton(
+    name: &'static str,
+    icon: Signal<&'static str>,
+    label: Signal<&'static str>,
+    state: Signal<&'static str>,
+    press: Callback<()>,
+    #[prop(optional)] badge: Option<Signal<Option<usize>>>,
+) -> impl IntoView {
+    view! {
+        <button name=name class="tool" data-state=move || state.get()
+            on:click=move |_| press.run(())>
+            {icons::icon(move || icon.get())}
+            <span class="label">{move || label.get()}</span>
+            {move || badge.and_then(|badge| badge.get()).map(|count| view! { <span class="count">{count}</span> })}
+        </button>
+    }
 }
 
 /// The height in device pixels each remote participant's largest tile shows them at.
