@@ -140,6 +140,10 @@ pub struct Invitee {
     pub fixed_name: bool,
     /// What the meeting is called: its scheduled title, or the room's name.
     pub title: String,
+    /// The scheduled meeting's participant link, to share from inside the meeting.
+    pub invite_link: Option<String>,
+    /// Where "back" leads after the meeting: the dashboard, for members of the organisation.
+    pub home: Option<String>,
 }
 
 /// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.

@@ -92,6 +92,41 @@ async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting
     browser.open(&convene.site("/dashboard")).await.unwrap();
     let dashboard = browser.main_text().await.unwrap();
     assert!(dashboard.contains("Upcoming meetings") && dashboard.contains("Quarterly review"), "{dashboard}");
+    // Olivia starts it: the call shows the meeting's title and shares its link from inside; leaving leads
+    // back to her dashboard.
+    browser.open(&convene.site("/meetings")).await.unwrap();
+    let meeting = browser.href("a[href^='/meetings/']:not([href='/meetings/new'])").await.unwrap();
+    browser.open(&convene.site(&meeting)).await.unwrap();
+    browser.submit("form[action$='/start'] button").await.unwrap();
+    let ui = std::time::Duration::from_secs(30);
+    browser
+        .wait_for(
+            "the pre-join",
+            "return document.querySelector(\"html[data-hydrated] button[name='join']\") !== null;",
+            ui,
+        )
+        .await
+        .unwrap();
+    browser.press("button[name='join']").await.unwrap();
+    browser
+        .wait_for("the meeting", "return document.querySelector(\".meeting[data-phase='meeting']\") !== null;", ui)
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.client.find(fantoccini::Locator::Css(".room-name")).await.unwrap().text().await.unwrap(),
+        "Quarterly review"
+    );
+    browser.press("button[name='invite']").await.unwrap();
+    let shared = "return [...document.querySelectorAll('.notice-line')].some(n => n.textContent.includes('/join/'));";
+    browser.wait_for("the meeting's link in a notice", shared, ui).await.unwrap();
+    browser.screenshot("meeting-03-invite-from-the-call").await.unwrap();
+    browser.press("button[name='leave']").await.unwrap();
+    let over = "return document.querySelector(\".over-actions a[href$='/dashboard']\") !== null;";
+    browser.wait_for("the way back to the dashboard", over, ui).await.unwrap();
+    let back = browser.href(".over-actions a[href$='/dashboard']").await.unwrap();
+    browser.screenshot("meeting-03-left").await.unwrap();
+    browser.open(&back).await.unwrap();
+    assert_eq!(browser.path().await.unwrap(), "/dashboard");
     browser.submit("form[action='/auth/logout'] button").await.unwrap();
 
     let invitation = convene.mailbox.wait_for(INVITEE, "Invitation: Quarterly review").await;

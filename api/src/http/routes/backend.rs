@@ -16,7 +16,7 @@ use crate::{
     billing::BillingError,
     http::AppState,
     meetings::admission::{Admitted, Refused},
-    meetings::scheduled::{JoinError, MeetingError},
+    meetings::scheduled::{ClientContext, JoinError, MeetingError},
     people::Actor,
     people::accounts::users_by_id,
     people::api_keys,
@@ -170,18 +170,18 @@ impl Backend for SiteBackend {
         let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
         match self.0.admission.admit(&room, &token, chrono::Utc::now()).await {
             Ok(Admitted { tenant, identity, policy }) => {
-                let title = match self.0.meetings.room_title(tenant, room.as_str()).await {
-                    Ok(title) => title,
-                    Err(error) => {
-                        tracing::warn!(%error, "a meeting's title could not be loaded; the room's name stands in");
-                        None
-                    }
-                };
+                let around = self.0.meetings.client_context(tenant, room.as_str(), identity.user_id.as_deref()).await;
+                let around = around.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "a meeting's title and links could not be loaded; the room's name stands in");
+                    ClientContext::default()
+                });
                 Ok(Invitee {
                     name: identity.name,
                     moderator: identity.moderator,
                     fixed_name: policy.settings.fixed_display_names,
-                    title: title.unwrap_or_else(|| room.to_string()),
+                    title: around.title.unwrap_or_else(|| room.to_string()),
+                    invite_link: around.invite_link,
+                    home: around.home,
                 })
             }
             Err(refused) => {

@@ -142,6 +142,17 @@ pub struct ScheduledMeeting {
     pub undelivered: Vec<String>,
 }
 
+/// What the meeting client shows around a room (see [`MeetingService::client_context`]).
+#[derive(Debug, Default)]
+pub struct ClientContext {
+    /// The scheduled meeting's title.
+    pub title: Option<String>,
+    /// The scheduled meeting's participant link, to share from inside the meeting.
+    pub invite_link: Option<String>,
+    /// The site's dashboard, for members of the organisation.
+    pub home: Option<String>,
+}
+
 /// Which invitation mails could not be queued.
 #[derive(Debug, Default)]
 pub struct Delivery {

@@ -144,19 +144,36 @@ impl MeetingService {
         })
     }
 
-    /// The title of the scheduled meeting that owns room `room` of `tenant`, if one does: what the meeting
-    /// client shows rather than the room's generated name.
-    pub async fn room_title(&self, tenant: TenantId, room: &str) -> Result<Option<String>, DbErr> {
-        let Some(room) = room::Entity::find()
+    /// What the meeting client shows around a room of `tenant` for the token's `user_id`: the scheduled
+    /// meeting's title and participant link, when a meeting owns the room, and the way back to the
+    /// dashboard for members of the organisation.
+    pub async fn client_context(
+        &self,
+        tenant: TenantId,
+        room: &str,
+        user_id: Option<&str>,
+    ) -> Result<ClientContext, DbErr> {
+        let room = room::Entity::find()
             .filter(room::Column::TenantId.eq(tenant.as_uuid()))
             .filter(room::Column::Name.eq(room))
             .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
+            .await?;
+        let meeting = match room {
+            Some(room) => meeting::Entity::find().filter(meeting::Column::RoomId.eq(room.id)).one(&self.db).await?,
+            None => None,
         };
-        let meeting = meeting::Entity::find().filter(meeting::Column::RoomId.eq(room.id)).one(&self.db).await?;
-        Ok(meeting.map(|meeting| meeting.title))
+        let member = match user_id.and_then(|id| Uuid::parse_str(id).ok()) {
+            Some(person) => membership::Entity::find_by_id((tenant.as_uuid(), person))
+                .one(&self.db)
+                .await?
+                .is_some_and(|member| member.disabled_at.is_none()),
+            None => false,
+        };
+        Ok(ClientContext {
+            invite_link: meeting.as_ref().map(|meeting| self.join_link(&meeting.join_code)),
+            title: meeting.map(|meeting| meeting.title),
+            home: member.then(|| self.public_url.join("dashboard").map(String::from).ok()).flatten(),
+        })
     }
 
     /// What a participant link's page shows; `invite` is the personal link's secret, when it has one.

@@ -53,7 +53,7 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
         on_cleanup(move || goodbye.remove());
     });
     let phase = Memo::new(move |_| client.state.with(|state| state.phase.clone()));
-    let title = invitee.title.clone();
+    let (title, invite_link, home) = (invitee.title.clone(), invitee.invite_link.clone(), invitee.home.clone());
     view! {
         <section class="meeting" data-phase=move || phase_name(&phase.get())>
             {move || match phase.get() {
@@ -62,8 +62,10 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
                 Phase::Reconnecting => view! { <Waiting headline="Reconnecting…" /> }.into_any(),
                 Phase::Password { wrong } => view! { <PasswordPrompt wrong /> }.into_any(),
                 Phase::Lobby => view! { <Lobby /> }.into_any(),
-                Phase::InMeeting => view! { <MeetingRoom title=title.clone() /> }.into_any(),
-                Phase::Over(ending) => view! { <Over ending /> }.into_any(),
+                Phase::InMeeting => {
+                    view! { <MeetingRoom title=title.clone() invite_link=invite_link.clone() /> }.into_any()
+                }
+                Phase::Over(ending) => view! { <Over ending home=home.clone() /> }.into_any(),
             }}
         </section>
     }

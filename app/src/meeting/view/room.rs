@@ -21,7 +21,7 @@ type TileKey = (ParticipantId, TrackSource);
 /// The meeting, filling the window: a slim status line, the video area (tiles or stage, placed to fit it), a
 /// fixed toolbar, and a side pane (overlaying the video on phones).
 #[component]
-pub(super) fn MeetingRoom(title: String) -> impl IntoView {
+pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl IntoView {
     let client = client();
     let pane = RwSignal::new(Pane::Closed);
     let stage_view = RwSignal::new(false);
@@ -106,7 +106,7 @@ pub(super) fn MeetingRoom(title: String) -> impl IntoView {
                     </div>
                 </div>
                 <RemoteAudio />
-                <Toolbar pane stage_view />
+                <Toolbar pane stage_view invite_link />
             </div>
             {move || match pane.get() {
                 Pane::Closed => ().into_any(),
@@ -407,7 +407,7 @@ pub(super) fn Notices() -> impl IntoView {
 /// Icon buttons: microphone, camera, screen, hand, reactions, chat, people, settings, view and leave. On a
 /// phone the bar keeps the essentials and the rest opens from "More" as a sheet; the same buttons either way.
 #[component]
-pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>) -> impl IntoView {
+pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_link: Option<String>) -> impl IntoView {
     let client = client();
     let mine = move |read: fn(&ParticipantInfo) -> bool| client.state.with(|state| state.myself().is_some_and(read));
     let toggle_pane = move |which: Pane| pane.update(|open| *open = if *open == which { Pane::Closed } else { which });
@@ -460,6 +460,10 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>) -> impl 
                     state=Signal::derive(move || state(false, pane.get() == Pane::People))
                     badge=Signal::derive(move || Some(waiting()).filter(|count| *count > 0))
                     press=Callback::new(move |()| toggle_pane(Pane::People)) />
+                {invite_link.map(|link| view! {
+                    <ToolButton name="invite" icon=Signal::stored(icons::LINK) label=Signal::stored("Invite people")
+                        state=Signal::stored("") press=Callback::new(move |()| copy_invite(client, link.clone())) />
+                })}
                 <ToolButton name="settings" icon=Signal::stored(icons::SETTINGS) label=Signal::stored("Settings")
                     state=Signal::derive(move || state(false, pane.get() == Pane::Settings))
                     press=Callback::new(move |()| toggle_pane(Pane::Settings)) />
@@ -492,6 +496,21 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>) -> impl 
         </nav>
     }
     .into_any()
+}
+
+/// Copies the meeting's participant link and says so; where the clipboard refuses, the notice holds the link.
+fn copy_invite(client: Client, link: String) {
+    let Some(window) = web_sys::window() else { return };
+    let copying = window.navigator().clipboard().write_text(&link);
+    leptos::task::spawn_local(async move {
+        let said = match wasm_bindgen_futures::JsFuture::from(copying).await {
+            Ok(_) => format!(
+                "The meeting's link is copied ({link}). Members and invitees sign in with it; guests give their name if the meeting admits them."
+            ),
+            Err(_) => format!("Share the meeting's link: {link}"),
+        };
+        client.state.update(|state| state.notify(said));
+    });
 }
 
 /// A toolbar button: an icon, its label (a tooltip on wide screens, written out in the phone's sheet), a

@@ -52,7 +52,7 @@ pub(super) fn Lobby() -> impl IntoView {
 
 /// Out of the meeting, and why.
 #[component]
-pub(super) fn Over(ending: Ending) -> impl IntoView {
+pub(super) fn Over(ending: Ending, home: Option<String>) -> impl IntoView {
     let client = client();
     let headline = match ending.reason {
         None => "You left the meeting",
@@ -69,7 +69,10 @@ pub(super) fn Over(ending: Ending) -> impl IntoView {
         <div class="notice" data-ending=ending.reason.map_or("left", Refusal::code)>
             <h1>{headline}</h1>
             <p>{ending.message}</p>
-            {rejoin.then(|| view! { <button class="button" on:click=move |_| client.join()>"Join again"</button> })}
+            <div class="over-actions">
+                {rejoin.then(|| view! { <button class="button" name="rejoin" on:click=move |_| client.join()>"Join again"</button> })}
+                {home.map(|home| view! { <a class="button secondary" href=home>"Back to your dashboard"</a> })}
+            </div>
         </div>
     }
 }
