@@ -10,7 +10,9 @@ use crate::{
     forms::FormState,
     forms::take_flash,
     layout::{CopyText, SignInFirst, ViewerResource, WorkspaceNav, page_or_problem},
-    model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary, PageError},
+    model::{
+        HeldMeeting, JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary, PageError,
+    },
     set_status,
 };
 
@@ -68,6 +70,8 @@ pub fn MeetingsPage() -> impl IntoView {
                             <MeetingList meetings=listing.upcoming empty="Nothing scheduled." />
                             <h2>"Past and cancelled"</h2>
                             <MeetingList meetings=listing.past empty="None yet." />
+                            <h2>"Held"</h2>
+                            <HeldList meetings=listing.held />
                         </section>
                     })
                 }
@@ -99,6 +103,27 @@ pub fn UpcomingMeetings() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// What took place: when, how long, and who was there.
+#[component]
+fn HeldList(meetings: Vec<HeldMeeting>) -> impl IntoView {
+    if meetings.is_empty() {
+        return view! { <p class="muted">"No meeting has taken place yet."</p> }.into_any();
+    }
+    view! {
+        <ul class="meetings held">
+            {meetings.into_iter().map(|meeting| view! {
+                <li>
+                    <strong>{meeting.name}</strong>
+                    {meeting.ongoing.then(|| view! { <span class="tag">"Going on now"</span> })}
+                    <span class="muted">{format!("{} · {}", meeting.started, meeting.length)}</span>
+                    <span class="people-line">{meeting.people.join(", ")}</span>
+                </li>
+            }).collect_view()}
+        </ul>
+    }
+    .into_any()
 }
 
 /// Meetings as a list of links to their pages.

@@ -181,6 +181,23 @@ pub struct MeetingListing {
     pub upcoming: Vec<MeetingSummary>,
     /// Over or cancelled, latest first.
     pub past: Vec<MeetingSummary>,
+    /// What took place in the organisation's rooms, latest first.
+    pub held: Vec<HeldMeeting>,
+}
+
+/// A meeting that took place (a room's session): when, how long, who was there and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMeeting {
+    /// The scheduled meeting's title, or the room's name.
+    pub name: String,
+    /// When it started, for people (UTC).
+    pub started: String,
+    /// How long it lasted (so far, while it goes on).
+    pub length: String,
+    /// It is going on now.
+    pub ongoing: bool,
+    /// Each person once, in the order they came, with how long they stayed.
+    pub people: Vec<String>,
 }
 
 /// A meeting's editable values, as the form shows them.

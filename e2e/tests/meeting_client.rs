@@ -177,6 +177,9 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     assert!(names.contains(bob_name) && names.contains(cy_name) && names.contains("(you)"), "{names}");
     // Bob renames himself mid-meeting: the others' tiles follow.
     bob.press("button[name='settings']").await.unwrap();
+    bob.client.execute(COUNT_CHIMES, vec![]).await.unwrap();
+    bob.press("button[name='test-sound']").await.unwrap();
+    bob.wait_for("the test sound", "return window.chimes >= 1;", UI_WAIT).await.unwrap();
     bob.fill("rename", "Robert").await.unwrap();
     bob.press("form.rename button[type='submit']").await.unwrap();
     let renamed = "return [...document.querySelectorAll('.tile-name')].some(n => n.textContent === 'Robert');";

@@ -181,3 +181,42 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     assert_eq!(theirs["meetings"].as_array().unwrap().len(), 0, "another tenant sees none of it");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_meetings_page_lists_what_took_place_with_who_and_how_long() {
+    use chrono::{TimeDelta, Utc};
+    use convene_api::meetings::room_sessions::{participant_joined, participant_left};
+    use convene_domain::{RoomName, TenantId};
+
+    let app = spawn_app().await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let session = crate::helpers::sign_in(&app, "owner@acme.example").await;
+    let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
+    let tenant = TenantId::parse(tenant["id"].as_str().unwrap()).unwrap();
+    let other = tenant_key(&app, "owner@other.example").await;
+    let (_, other_tenant) = call(&app, Method::GET, "/v1/tenant", &other, None).await;
+    let other_tenant = TenantId::parse(other_tenant["id"].as_str().unwrap()).unwrap();
+    let db = app.db().await;
+    let room = RoomName::parse("standup").unwrap();
+    let start = Utc::now() - TimeDelta::minutes(90);
+    participant_joined(&db, "node-a", tenant, &room, ("u1", "Ann", true), start).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false), start + TimeDelta::minutes(5))
+        .await
+        .unwrap();
+    participant_left(&db, tenant, &room, "u2", start + TimeDelta::minutes(15)).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false), start + TimeDelta::minutes(20))
+        .await
+        .unwrap();
+    participant_left(&db, tenant, &room, "u2", start + TimeDelta::minutes(25)).await.unwrap();
+    participant_left(&db, tenant, &room, "u1", start + TimeDelta::minutes(65)).await.unwrap();
+    participant_joined(&db, "node-a", other_tenant, &room, ("x", "Mallory", false), start).await.unwrap();
+
+    let page = app.get_with_cookie("/meetings", &session).await.text().await.unwrap();
+    assert!(page.contains("Held") && page.contains("standup"), "{page}");
+    assert!(
+        page.contains("1 h 5 min") && page.contains("Ann (1 h 5 min), Bob (15 min)"),
+        "Bob's two stays add up: {page}"
+    );
+    assert!(!page.contains("Mallory"), "another organisation's meetings stay theirs");
+    app.stop().await;
+}

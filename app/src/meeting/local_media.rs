@@ -1,5 +1,5 @@
-//! The camera and microphone: capturing them with the room's quality, listing the devices to pick from,
-//! and the microphone's level for the pre-join meter.
+//! The camera and microphone: capturing them with the room's quality, listing the devices to pick from
+//! (speakers too), and the microphone's level for the pre-join meter.
 
 use convene_signal::MediaQuality;
 use serde_json::json;
@@ -21,6 +21,41 @@ pub struct DeviceChoice {
     pub camera: Option<String>,
     /// A microphone's device id.
     pub microphone: Option<String>,
+    /// A speaker's device id (what the meeting plays through).
+    pub speaker: Option<String>,
+}
+
+/// A kind of device the person picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A video input.
+    Camera,
+    /// An audio input.
+    Microphone,
+    /// An audio output.
+    Speaker,
+}
+
+impl DeviceKind {
+    /// What people call it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Camera => "Camera",
+            Self::Microphone => "Microphone",
+            Self::Speaker => "Speaker",
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The device chosen of a kind.
+    pub fn of(&self, kind: DeviceKind) -> Option<&String> {
+        match kind {
+            DeviceKind::Camera => self.camera.as_ref(),
+            DeviceKind::Microphone => self.microphone.as_ref(),
+            DeviceKind::Speaker => self.speaker.as_ref(),
+        }
+    }
 }
 
 /// A device the person can pick.
@@ -32,13 +67,26 @@ pub struct Device {
     pub label: String,
 }
 
-/// Cameras and microphones present.
+/// Cameras, microphones and speakers present.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Devices {
     /// Video inputs.
     pub cameras: Vec<Device>,
     /// Audio inputs.
     pub microphones: Vec<Device>,
+    /// Audio outputs.
+    pub speakers: Vec<Device>,
+}
+
+impl Devices {
+    /// The devices of a kind.
+    pub fn of(&self, kind: DeviceKind) -> &[Device] {
+        match kind {
+            DeviceKind::Camera => &self.cameras,
+            DeviceKind::Microphone => &self.microphones,
+            DeviceKind::Speaker => &self.speakers,
+        }
+    }
 }
 
 fn media_devices() -> Result<MediaDevices, BrowserError> {
@@ -99,7 +147,7 @@ pub async fn capture_screen() -> Result<MediaStream, BrowserError> {
     Ok(settle(media_devices()?.get_display_media()?).await?.unchecked_into())
 }
 
-/// The cameras and microphones present.
+/// The cameras, microphones and speakers present.
 pub async fn devices() -> Result<Devices, BrowserError> {
     let list = settle(media_devices()?.enumerate_devices()?).await?;
     let mut found = Devices::default();
@@ -109,6 +157,7 @@ pub async fn devices() -> Result<Devices, BrowserError> {
         match info.kind() {
             MediaDeviceKind::Videoinput => found.cameras.push(device),
             MediaDeviceKind::Audioinput => found.microphones.push(device),
+            MediaDeviceKind::Audiooutput => found.speakers.push(device),
             _ => {}
         }
     }

@@ -13,6 +13,7 @@ mod keys;
 mod local_media;
 mod peer;
 mod signalling;
+mod sound;
 pub mod state;
 mod view;
 
@@ -547,8 +548,8 @@ impl Client {
         let quality =
             self.state.with_untracked(|state| state.room.as_ref().map(|room| room.quality)).unwrap_or_default();
         let choice = match media {
-            MediaKind::Audio => DeviceChoice { microphone: Some(device), camera: None },
-            MediaKind::Video => DeviceChoice { camera: Some(device), microphone: None },
+            MediaKind::Audio => DeviceChoice { microphone: Some(device), ..DeviceChoice::default() },
+            MediaKind::Video => DeviceChoice { camera: Some(device), ..DeviceChoice::default() },
         };
         let kind = if media == MediaKind::Audio { "audio" } else { "video" };
         leptos::task::spawn_local(async move {

@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use convene_app::model::{JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary};
+use convene_app::model::{
+    HeldMeeting, JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary,
+};
 use convene_domain::{EmailAddress, Role, RoomSettings, TenantId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
@@ -28,6 +30,7 @@ pub use links::{JoinError, Joiner};
 
 use crate::{
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
+    meetings::room_sessions,
     meetings::room_tokens::{self, MintError, TokenRequest, TokenUser},
     meetings::rooms::{self, RoomError},
     meetings::schedule::{InvalidField, MeetingInput, Schedule, check_title, parse_invitees},
@@ -45,6 +48,8 @@ use crate::{
 const PAST_START: TimeDelta = TimeDelta::hours(1);
 /// Past meetings shown on the meetings page.
 const PAST_SHOWN: u64 = 50;
+/// Held meetings (room sessions) shown on the meetings page.
+const HELD_SHOWN: u64 = 20;
 
 /// Why a meeting request was refused.
 #[derive(Debug, thiserror::Error)]

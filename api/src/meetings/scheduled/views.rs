@@ -88,9 +88,17 @@ impl MeetingService {
         // A series sorts by its next occurrence, not its first.
         upcoming.sort_by_key(|(next, _)| *next);
         let past = self.summaries(past, now).await?;
+        let (sessions, _) = room_sessions::list(&self.db, actor.tenant, HELD_SHOWN, None).await?;
+        let titles: HashMap<&str, &str> =
+            upcoming.iter().chain(&past).map(|(_, summary)| (summary.room.as_str(), summary.title.as_str())).collect();
+        let held = sessions
+            .into_iter()
+            .map(|session| held_meeting(titles.get(session.room.as_str()).copied(), session))
+            .collect();
         Ok(MeetingListing {
             upcoming: upcoming.into_iter().map(|(_, summary)| summary).collect(),
             past: past.into_iter().map(|(_, summary)| summary).collect(),
+            held,
         })
     }
 
@@ -211,6 +219,34 @@ impl MeetingService {
             stale_link: invite.is_some() && invited_as.is_none(),
             invited_as,
         })
+    }
+}
+
+/// A room session for the meetings page, named by its scheduled meeting's `title` when it has one.
+fn held_meeting(title: Option<&str>, session: room_sessions::Session) -> HeldMeeting {
+    // Someone who dropped out and came back is one person who stayed the sum of their stays.
+    let mut people: Vec<(String, String, i64)> = Vec::new();
+    for stay in session.participants {
+        match people.iter_mut().find(|(id, _, _)| *id == stay.id) {
+            Some((_, _, seconds)) => *seconds += stay.duration_seconds,
+            None => people.push((stay.id, stay.name, stay.duration_seconds)),
+        }
+    }
+    HeldMeeting {
+        name: title.map_or_else(|| session.room.clone(), str::to_owned),
+        started: session.started_at.format("%a %-d %b %Y, %H:%M UTC").to_string(),
+        length: length(session.duration_seconds),
+        ongoing: session.ended_at.is_none(),
+        people: people.into_iter().map(|(_, name, seconds)| format!("{name} ({})", length(seconds))).collect(),
+    }
+}
+
+/// A duration for people, to the nearest minute.
+fn length(seconds: i64) -> String {
+    match (seconds + 30) / 60 {
+        0 => "under a minute".to_owned(),
+        minutes @ 1..=59 => format!("{minutes} min"),
+        minutes => format!("{} h {} min", minutes / 60, minutes % 60),
     }
 }
 

@@ -11,7 +11,8 @@ use web_sys::MediaStream;
 
 use super::{
     Client, Encryption,
-    local_media::{self, DeviceChoice, Devices, LevelMeter},
+    local_media::{self, DeviceChoice, DeviceKind, Devices, LevelMeter},
+    sound,
     state::{Ending, Phase, ReceiveQuality},
 };
 use crate::model::Invitee;
@@ -115,27 +116,18 @@ where
     });
 }
 
-/// A camera or microphone picker, the device in use selected; before joining and in the settings.
+/// A camera, microphone or speaker picker, the device in use selected; before joining and in the settings.
 #[component]
 fn DevicePicker(
-    media: MediaKind,
+    kind: DeviceKind,
     name: &'static str,
     devices: RwSignal<Devices>,
     on_pick: Callback<String>,
 ) -> impl IntoView {
     let client = client();
-    let kind = if media == MediaKind::Audio { "Microphone" } else { "Camera" };
-    let chosen = move || {
-        client.choices.with(|choices| match media {
-            MediaKind::Audio => choices.devices.microphone.clone(),
-            MediaKind::Video => choices.devices.camera.clone(),
-        })
-    };
-    let listed = move || {
-        devices.with(
-            |devices| if media == MediaKind::Audio { devices.microphones.clone() } else { devices.cameras.clone() },
-        )
-    };
+    let chosen = move || client.choices.with(|choices| choices.devices.of(kind).cloned());
+    let listed = move || devices.with(|devices| devices.of(kind).to_vec());
+    let kind = kind.label();
     view! {
         <label>
             {kind}

@@ -155,10 +155,18 @@ pub(super) fn SettingsPane(pane: RwSignal<Pane>) -> impl IntoView {
         <aside class="pane" aria-label="Settings">
             <PaneHeading title="Settings" pane />
             {move || (!names_fixed.get()).then(|| view! { <RenameForm /> })}
-            <DevicePicker media=MediaKind::Video name="switch-camera" devices
+            <DevicePicker kind=DeviceKind::Camera name="switch-camera" devices
                 on_pick=Callback::new(move |camera| client.switch_device(MediaKind::Video, camera)) />
-            <DevicePicker media=MediaKind::Audio name="switch-microphone" devices
+            <DevicePicker kind=DeviceKind::Microphone name="switch-microphone" devices
                 on_pick=Callback::new(move |microphone| client.switch_device(MediaKind::Audio, microphone)) />
+            {move || (sound::can_choose_speaker() && devices.with(|devices| !devices.speakers.is_empty())).then(|| view! {
+                <DevicePicker kind=DeviceKind::Speaker name="speaker" devices
+                    on_pick=Callback::new(move |speaker| client.choices.update(|choices| choices.devices.speaker = Some(speaker))) />
+            })}
+            <button class="button secondary" name="test-sound" on:click=move |_| {
+                let speaker = client.choices.with_untracked(|choices| choices.devices.speaker.clone());
+                sound::chime(speaker.as_deref());
+            }>"Play a test sound"</button>
             <h3>"Quality"</h3>
             <label>
                 "Video from others"

@@ -101,9 +101,9 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                     </label>
                 })}
                 <div class="devices">
-                    <DevicePicker media=MediaKind::Video name="camera" devices
+                    <DevicePicker kind=DeviceKind::Camera name="camera" devices
                         on_pick=Callback::new(move |camera| pick(Some(camera), None)) />
-                    <DevicePicker media=MediaKind::Audio name="microphone" devices
+                    <DevicePicker kind=DeviceKind::Microphone name="microphone" devices
                         on_pick=Callback::new(move |microphone| pick(None, Some(microphone))) />
                 </div>
                 <div class="join-options">

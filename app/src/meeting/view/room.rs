@@ -309,6 +309,13 @@ pub(super) fn RemoteAudio() -> impl IntoView {
                     client.streams.track();
                     client.remote_stream(participant, TrackSource::Microphone)
                 });
+                // The speaker chosen in the settings.
+                Effect::new(move |_| {
+                    let speaker = client.choices.with(|choices| choices.devices.speaker.clone());
+                    if let (Some(element), Some(speaker)) = (audio.get(), speaker) {
+                        sound::play_to(&element, &speaker);
+                    }
+                });
                 view! { <audio node_ref=audio autoplay data-participant=participant.0></audio> }
             } />
         </div>
@@ -326,7 +333,8 @@ fn LobbyNotice(pane: RwSignal<Pane>) -> impl IntoView {
     Effect::new(move |before: Option<usize>| {
         let now = waiting.with(Vec::len);
         if now > before.unwrap_or(0) {
-            chime();
+            let speaker = client.choices.with_untracked(|choices| choices.devices.speaker.clone());
+            sound::chime(speaker.as_deref());
         }
         now
     });
@@ -350,31 +358,6 @@ fn LobbyNotice(pane: RwSignal<Pane>) -> impl IntoView {
         })
     };
     view! { {notice} }.into_any()
-}
-
-/// A short rising two-note chime through the default output, for someone knocking.
-fn chime() {
-    let Ok(context) = web_sys::AudioContext::new() else { return };
-    let start = context.current_time();
-    for (index, frequency) in [660.0_f32, 880.0].into_iter().enumerate() {
-        let (Ok(tone), Ok(volume)) = (context.create_oscillator(), context.create_gain()) else { return };
-        let at = start + 0.16 * index as f64;
-        tone.frequency().set_value(frequency);
-        let envelope = volume.gain();
-        let _ = envelope.set_value_at_time(0.0001, at);
-        let _ = envelope.exponential_ramp_to_value_at_time(0.25, at + 0.02);
-        let _ = envelope.exponential_ramp_to_value_at_time(0.0001, at + 0.35);
-        let played = tone
-            .connect_with_audio_node(&volume)
-            .and_then(|_| volume.connect_with_audio_node(&context.destination()))
-            .and_then(|_| tone.start_with_when(at))
-            .and_then(|()| tone.stop_with_when(at + 0.4));
-        if played.is_err() {
-            return;
-        }
-    }
-    // The context holds audio resources: close it once the chime is over.
-    set_timeout(move || drop(context.close()), Duration::from_secs(1));
 }
 
 /// Things that happened to the person.
