@@ -172,6 +172,15 @@ async fn bad_signups_explain_each_field_and_create_nothing() {
         }
         assert!(!page.contains(&format!(r#"value="{password}""#)) || password.is_empty(), "never the password");
     }
+    // An empty form marks every field at once, not one per attempt.
+    let empty = [("organisation", ""), ("name", ""), ("email", ""), ("password", "")];
+    let (_, page) = post_and_follow(&app, "/auth/signup", &empty, None).await;
+    for expected in
+        ["Enter your organisation", "Enter your name.", "Enter your email address.", "The password is too short"]
+    {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    assert_eq!(page.matches(r#"aria-invalid="true""#).count(), 4, "{page}");
     let db = app.db().await;
     assert_eq!(tenant::Entity::find().count(&db).await.unwrap(), 1, "only the first signup created anything");
     assert_eq!(user::Entity::find().count(&db).await.unwrap(), 1);

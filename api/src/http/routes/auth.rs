@@ -14,7 +14,7 @@ use convene_app::{
     backend::SESSION_COOKIE,
     forms::{FLASH_COOKIE, Flash},
 };
-use convene_domain::{ParseError, TenantId};
+use convene_domain::TenantId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -25,8 +25,7 @@ use crate::{
         Accounts, Client, LinkError, LoginError, PasswordChangeError, ResendError, ResetError, SESSION_LIFETIME,
         Signup, SignupError,
     },
-    people::password::{self, WeakPassword},
-    people::tenants::CreateTenantError,
+    people::password,
 };
 
 /// Cookie policy, from the public URL: `Secure` whenever the site is served over HTTPS.
@@ -193,22 +192,13 @@ async fn signup(request: HttpRequest, form: web::Form<SignupForm>, state: web::D
             );
             return back_with("/signup", &Flash::success("signup", sent), state.cookies);
         }
-        Err(SignupError::Name) => flash.field("name", "Enter your name."),
-        Err(SignupError::Create(CreateTenantError::Invalid(ParseError::TenantName))) => {
-            flash.field("organisation", "Enter your organisation's name (up to 200 characters).")
+        Err(SignupError::Invalid(problems)) => {
+            problems.iter().fold(flash, |flash, problem| flash.field(problem.field, capitalise(&problem.message)))
         }
-        Err(SignupError::Create(CreateTenantError::Invalid(error))) => {
-            flash.field("email", capitalise(&error.to_string()))
-        }
-        Err(SignupError::Create(CreateTenantError::WeakPassword(error))) => password_error(flash, &error),
         Err(SignupError::RateLimited) => limited,
         Err(error) => return unexpected("/signup", "signup", &error, state.cookies),
     };
     back_with("/signup", &refused, state.cookies)
-}
-
-fn password_error(flash: Flash, error: &WeakPassword) -> Flash {
-    flash.field("password", capitalise(&error.to_string()))
 }
 
 pub(crate) fn capitalise(text: &str) -> String {

@@ -13,7 +13,7 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, Utc};
 use convene_app::model::{Membership, Viewer};
-use convene_domain::{EmailAddress, Role, TenantId};
+use convene_domain::{EmailAddress, Role, TenantId, TenantName};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -98,9 +98,9 @@ pub struct Signup {
 /// Why signup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
-    /// The person's name is missing.
-    #[error("enter your name")]
-    Name,
+    /// Fields that cannot be used, every one of them at once.
+    #[error("{}", .0.iter().map(|problem| problem.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldProblem>),
     /// Tenant creation refused the input (or failed).
     #[error(transparent)]
     Create(#[from] CreateTenantError),
@@ -113,6 +113,39 @@ pub enum SignupError {
     /// Randomness or hashing failed.
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
+}
+
+/// A form field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The field's name in the form.
+    pub field: &'static str,
+    /// What is wrong, in lower case (the page capitalises).
+    pub message: String,
+}
+
+/// Every field's problem at once, so the form marks them all rather than one per attempt. The rules are
+/// the ones `create_tenant` enforces.
+fn signup_problems(form: &Signup) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |field, message: String| problems.push(FieldProblem { field, message });
+    if TenantName::parse(&form.organisation).is_err() {
+        problem("organisation", "enter your organisation's name (up to 200 characters)".to_owned());
+    }
+    if form.name.trim().is_empty() {
+        problem("name", "enter your name".to_owned());
+    }
+    let email = EmailAddress::parse(&form.email);
+    match &email {
+        Err(_) if form.email.trim().is_empty() => problem("email", "enter your email address".to_owned()),
+        Err(error) => problem("email", error.to_string()),
+        Ok(_) => {}
+    }
+    let email = email.as_ref().map(EmailAddress::as_str).unwrap_or_default();
+    if let Err(weak) = Password::parse(SecretString::from(form.password.expose_secret().to_owned()), email) {
+        problem("password", weak.to_string());
+    }
+    problems
 }
 
 /// Why sign-in failed. Unknown address and wrong password are one variant on purpose.
@@ -221,10 +254,11 @@ impl Accounts {
     /// confirmation link if it was never confirmed, otherwise a note to sign in), and the same Argon2 work
     /// is done either way.
     pub async fn signup(&self, form: Signup, client: &Client) -> Result<(), SignupError> {
-        let name = form.name.trim();
-        if name.is_empty() {
-            return Err(SignupError::Name);
+        let problems = signup_problems(&form);
+        if !problems.is_empty() {
+            return Err(SignupError::Invalid(problems));
         }
+        let name = form.name.trim();
         // Each sign-up hashes a password and sends a mail: both cost, and both can be aimed at others.
         let key = format!("signup-ip:{}", client.ip.as_deref().unwrap_or_default());
         if !self.limiter.allow(&key, SIGNUPS_PER_CLIENT, MAIL_WINDOW, Instant::now()) {
