@@ -295,6 +295,9 @@ async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared
                   return t && Number(t.dataset.videoFrames || 0) > 0;";
     ann.wait_for("Bob's screen at Ann", screen, MEDIA_WAIT).await.unwrap();
     cy.wait_for("Bob's screen at Cy", screen, MEDIA_WAIT).await.unwrap();
+    let staged =
+        "return document.querySelector(\".video-area.stage figure.tile.on-stage[data-source='screen']\") !== null;";
+    ann.wait_for("the new screen share on Ann's stage", staged, UI_WAIT).await.unwrap();
     ann.screenshot("client-13-screen-share").await.unwrap();
 
     // Kick one: Cy is told why, the others see Cy go.

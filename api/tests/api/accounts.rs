@@ -236,7 +236,7 @@ async fn the_dashboard_needs_a_session_and_the_switcher_stays_within_ones_tenant
     let app = spawn_app().await;
     let anonymous = app.get("/dashboard").await;
     assert_eq!(anonymous.status(), 302);
-    assert_eq!(anonymous.headers()["location"], "/login");
+    assert_eq!(anonymous.headers()["location"], "/login?next=%2Fdashboard");
 
     let session = sign_up(&app, "Acme", "ann@acme.example").await;
     sign_up(&app, "Globex", "bo@globex.example").await;
@@ -490,7 +490,8 @@ async fn sign_ups_and_invitations_are_limited_per_client_and_organisation() {
         assert!(page.contains("Check your inbox"), "sign-up {index} goes through: {page}");
     }
     let owner = crate::helpers::sign_in(&app, "owner9@acme9.example").await;
-    let fields = [("organisation", "Acme"), ("name", "Owner"), ("email", "late@late.example"), ("password", "x")];
+    let password = crate::helpers::PASSWORD;
+    let fields = [("organisation", "Acme"), ("name", "Owner"), ("email", "late@late.example"), ("password", password)];
     let page = crate::helpers::post_and_follow(&app, "/auth/signup", &fields, "").await;
     assert!(page.contains("Too many sign-ups"), "the eleventh sign-up from one client waits: {page}");
 

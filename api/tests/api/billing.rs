@@ -539,7 +539,10 @@ async fn only_owners_reach_billing_and_each_organisation_sees_its_own() {
     assert_eq!(app.post_form("/billing/checkout", &[("plan", "pro")], Some(&admin)).await.status(), 403);
     assert_eq!(app.post_form("/billing/portal", &[], Some(&admin)).await.status(), 403);
     let response = app.get("/billing").await;
-    assert_eq!((response.status().as_u16(), response.headers()["location"].to_str().unwrap()), (302, "/login"));
+    assert_eq!(
+        (response.status().as_u16(), response.headers()["location"].to_str().unwrap()),
+        (302, "/login?next=%2Fbilling")
+    );
 
     // Refusals say what to do, and charge nothing.
     let page = post_and_follow(&app, "/billing/portal", &[], &globex.cookie).await;

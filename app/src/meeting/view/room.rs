@@ -56,6 +56,15 @@ pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl In
         }
         tiles
     });
+    // A screen someone starts sharing (or shares as one arrives) comes to the stage, as in other meeting
+    // products; the tile view is a click away.
+    Effect::new(move |shared_before: Option<usize>| {
+        let shared = tiles.with(|tiles| tiles.iter().filter(|tile| tile.1 == TrackSource::Screen).count());
+        if shared > shared_before.unwrap_or(0) {
+            stage_view.set(true);
+        }
+        shared
+    });
     // On the stage: the stage person's shared screen if any, else their camera.
     let on_stage = Memo::new(move |_| {
         let tiles = tiles.get();
@@ -254,12 +263,13 @@ pub(super) fn Tile(
             <div class="avatar" aria-hidden="true">{move || initials(&name())}</div>
             <figcaption>
                 <span class="tile-name">{name}</span>
-                {move || flag(|info| info.audio_muted).then(|| view! {
+                // A shared screen carries no voice or hand of its own: those show on the person's camera tile.
+                {move || (source == TrackSource::Camera && flag(|info| info.audio_muted)).then(|| view! {
                     <span class="indicator" data-indicator="muted" title="Microphone off" role="img" aria-label="Microphone off">
                         {icons::icon(|| icons::MIC_OFF)}
                     </span>
                 })}
-                {move || flag(|info| info.hand_raised).then(|| view! {
+                {move || (source == TrackSource::Camera && flag(|info| info.hand_raised)).then(|| view! {
                     <span class="indicator" data-indicator="hand" title="Hand raised" role="img" aria-label="Hand raised">
                         {icons::icon(|| icons::HAND)}
                     </span>
