@@ -45,14 +45,21 @@ impl Surface {
         }
     }
 
-    /// Reads the surface back from its attribute; anything unknown is the main site.
-    pub fn from_attribute(value: Option<&str>) -> Self {
-        if value == Some("meet") { Surface::Meet } else { Surface::Site }
+    /// The browser bundle that hydrates its pages (`pkg/<name>.js`, `pkg/<name>_bg.wasm`, as `cargo xtask`
+    /// builds them): one per host, so the meeting page never downloads the site's pages and the site never
+    /// the meeting client.
+    pub fn bundle(self) -> &'static str {
+        match self {
+            Surface::Site => "convene",
+            Surface::Meet => "convene_meet",
+        }
     }
 }
 
 /// The HTML document around a surface, rendered on the server only.
 pub fn shell(options: LeptosOptions, surface: Surface) -> impl IntoView {
+    let mut options = options;
+    options.output_name = surface.bundle().into();
     view! {
         <!DOCTYPE html>
         <html lang="en" data-surface=surface.as_str()>

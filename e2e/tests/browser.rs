@@ -19,18 +19,23 @@ async fn both_hosts_hydrate_in_chromium() {
     assert!(link.contains(r#"data-hydrated="true""#), "the meet page hydrates: {link}");
     assert!(link.contains(r#"data-problem="unreadable_token""#), "{link}");
 
-    // The bundle every meeting page downloads stays small: what travels is the compressed module.
-    let module = reqwest::Client::new()
-        .get(format!("http://localhost:{port}/pkg/convene_bg.wasm"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(module.headers().get("content-encoding").and_then(|value| value.to_str().ok()), Some("gzip"));
-    let sent = module.bytes().await.unwrap().len();
-    println!("the wasm bundle travels as {sent} bytes gzipped");
-    // 0.96 MB when this check came (2.16 MB uncompressed, without its name section); a tenth to spare.
-    assert!(sent < 1_060_000, "the wasm bundle grew to {sent} bytes gzipped");
+    // Each host's pages download their own bundle, and it stays small: what travels is the compressed
+    // module. (The server compresses fast rather than small: `gzip -9` gives about 0.8 of these sizes.)
+    assert!(link.contains("/pkg/convene_meet.js") && !link.contains("/pkg/convene.js"), "{link}");
+    assert!(landing.contains("/pkg/convene.js") && !landing.contains("convene_meet"), "{landing}");
+    // Sizes when the bundles were split (4 December 2026), with a tenth to spare.
+    for (bundle, limit) in [("convene", 580_000), ("convene_meet", 640_000)] {
+        let module = reqwest::Client::new()
+            .get(format!("http://localhost:{port}/pkg/{bundle}_bg.wasm"))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(module.headers().get("content-encoding").and_then(|value| value.to_str().ok()), Some("gzip"));
+        let sent = module.bytes().await.unwrap().len();
+        println!("the {bundle} bundle travels as {sent} bytes gzipped");
+        assert!(sent < limit, "the {bundle} bundle grew to {sent} bytes gzipped");
+    }
 
     convene.stop().await.expect("convene stops cleanly");
 }

@@ -25,7 +25,7 @@ async fn the_main_host_serves_the_landing_page_and_the_meet_host_its_own() {
     assert_eq!(status, 200);
     assert!(landing.contains(r#"data-surface="site""#), "{landing}");
     assert!(landing.contains("<title>Convene · video meetings for your company</title>"));
-    assert!(landing.contains("/pkg/convene.js"), "the page loads the hydration bundle");
+    assert!(landing.contains("/pkg/convene.js"), "the page loads the site's hydration bundle");
     // What has not landed is not promised.
     assert!(landing.contains("Coming: dial in by phone") && landing.contains("Coming: recording"), "{landing}");
     assert!(!landing.contains("Record what matters") && !landing.contains("the phone gateway."), "{landing}");
@@ -35,6 +35,7 @@ async fn the_main_host_serves_the_landing_page_and_the_meet_host_its_own() {
     assert!(meet_home.contains(r#"data-surface="meet""#));
     assert!(meet_home.contains("Join a meeting"));
     assert!(meet_home.contains(r#"<meta name="robots" content="noindex">"#));
+    assert!(meet_home.contains("/pkg/convene_meet.js") && !meet_home.contains("/pkg/convene.js"), "its own bundle");
     app.stop().await;
 }
 

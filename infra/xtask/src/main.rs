@@ -1,10 +1,10 @@
 //! The developer task runner (`cargo xtask <task>`), so that a fresh Debian machine with rustup needs
 //! exactly two commands:
 //!
-//! - `cargo xtask up`: installs the build tools, builds the browser bundle and the release binary,
+//! - `cargo xtask up`: installs the build tools, builds the browser bundles and the release binary,
 //!   migrates `./data` and runs `convene up`.
 //! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, Janus, an SMTP
-//!   sink), builds the bundle, checks formatting and lints, then runs every test.
+//!   sink), builds the bundles, checks formatting and lints, then runs every test.
 //!
 //! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file;
 //! `cargo xtask fuzz --seconds N [target…]` fuzzes the parsers of outside bytes (a short run is part of
@@ -29,7 +29,7 @@ const USAGE: &str = "usage: cargo xtask <up|test|build|fuzz> [args]
 
   up     build everything and run `convene up` on ./data (extra args go to `convene up`)
   test   install and start what the tests need, check formatting and lints, run every test
-  build  build the browser bundle and the release binary only
+  build  build the browser bundles and the release binary only
   fuzz   [--seconds N] [target...]: fuzz each parser of outside bytes for N seconds (default 60)";
 
 /// Tests and lints cover `convene bench`, which serving builds leave out.
@@ -102,7 +102,7 @@ fn target_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// Builds the bundle and the release binary; returns the binary's path.
+/// Builds the bundles and the release binary; returns the binary's path.
 fn build() -> anyhow::Result<PathBuf> {
     let target = target_dir()?;
     site::build(&target)?;

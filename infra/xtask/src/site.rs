@@ -1,5 +1,6 @@
-//! Builds the browser bundle: the `convene-hydrate` crate for wasm32, then `wasm-bindgen` into
-//! `<target>/site/pkg`, where `convene` looks for it by default.
+//! Builds the browser bundles: the `convene-hydrate` crate for wasm32, once per host (the main site's
+//! `convene`, the meet host's `convene_meet` with `--features meet`), each through `wasm-bindgen` into
+//! `<target>/site/pkg`, where `convene` looks for them by default.
 
 use std::{path::Path, process::Command};
 
@@ -17,30 +18,37 @@ const WASM_PROFILE: &str = "wasm-release";
 pub const WASM_CLIPPY_ARGS: [&str; 8] =
     ["clippy", "--package", "convene-hydrate", "--target", WASM_TARGET, "--", "-D", "warnings"];
 
-/// Installs what is missing, then builds the bundle.
+/// Each host's bundle: its name (`convene_app::Surface::bundle`) and the features that select its pages.
+const BUNDLES: [(&str, &[&str]); 2] = [("convene", &[]), ("convene_meet", &["--features", "meet"])];
+
+/// Installs what is missing, then builds the bundles.
 pub fn build(target_dir: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     ensure_wasm_bindgen()?;
-    step("Building the browser bundle (wasm32)");
-    run(cargo().args([
-        "build",
-        "--package",
-        "convene-hydrate",
-        "--lib",
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        WASM_PROFILE,
-    ]))?;
     let wasm = target_dir.join(WASM_TARGET).join(WASM_PROFILE).join("convene_hydrate.wasm");
     let out_dir = target_dir.join("site").join("pkg");
-    // The name section (function names for stack traces) is over half the module; pages ship without it.
-    run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--no-typescript", "--remove-name-section", "--remove-producers-section"])
-        .args(["--out-name", "convene", "--out-dir"])
-        .arg(&out_dir)
-        .arg(&wasm))?;
-    println!("bundle written to {}", out_dir.display());
+    for (name, features) in BUNDLES {
+        step(&format!("Building the browser bundle `{name}` (wasm32)"));
+        run(cargo()
+            .args([
+                "build",
+                "--package",
+                "convene-hydrate",
+                "--lib",
+                "--target",
+                WASM_TARGET,
+                "--profile",
+                WASM_PROFILE,
+            ])
+            .args(features))?;
+        // The name section (function names for stack traces) is over half the module; pages ship without it.
+        run(Command::new("wasm-bindgen")
+            .args(["--target", "web", "--no-typescript", "--remove-name-section", "--remove-producers-section"])
+            .args(["--out-name", name, "--out-dir"])
+            .arg(&out_dir)
+            .arg(&wasm))?;
+    }
+    println!("bundles written to {}", out_dir.display());
     Ok(())
 }
 

@@ -17,8 +17,6 @@ const FAVICON: &str = include_str!("../../../../assets/favicon.svg");
 const EXTERNAL_API: &str = include_str!("../../../../assets/external_api.js");
 /// The end-to-end encryption frame worker: browsers run encoded transforms in a worker, so it is JavaScript.
 const E2EE_WORKER: &str = include_str!("../../../../assets/e2ee-worker.js");
-/// Name of the wasm-bindgen output (`pkg/convene.js`, `pkg/convene_bg.wasm`), as `cargo xtask` builds it.
-pub const BUNDLE_NAME: &str = "convene";
 
 /// What the site needs at run time.
 #[derive(Clone)]
@@ -34,14 +32,16 @@ pub struct Site {
 impl Site {
     /// Builds the options for a bundle in `site_dir` (the folder holding `pkg/`).
     pub fn new(site_dir: &Path, meet_host: String, backend: SharedBackend) -> Self {
-        if !site_dir.join("pkg").join(format!("{BUNDLE_NAME}.js")).is_file() {
+        let bundles = [Surface::Site, Surface::Meet].map(Surface::bundle);
+        if !bundles.iter().all(|bundle| site_dir.join("pkg").join(format!("{bundle}.js")).is_file()) {
             tracing::warn!(
                 site_dir = %site_dir.display(),
                 "the browser bundle is missing: pages render but do not hydrate (build it with `cargo xtask up`, or set CONVENE_SITE_DIR)"
             );
         }
         let options = LeptosOptions::builder()
-            .output_name(BUNDLE_NAME)
+            // Each page's shell names its own host's bundle; this is the default.
+            .output_name(Surface::Site.bundle())
             .site_root(site_dir.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .build();
