@@ -130,6 +130,18 @@ async fn call_fits(browser: &Browser, name: &str) {
     browser.set_viewport(1280, 800).await.unwrap();
 }
 
+/// Saves `<name>-desktop` and `<name>-phone` (1280×800 and 390×844 viewports), for people to look at;
+/// leaves the window at 1280×800.
+async fn screenshots_at_both_sizes(browser: &Browser, name: &str) {
+    for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
+        browser.set_viewport(width, height).await.unwrap();
+        // The layout follows the resize on the next frame.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        browser.screenshot(&format!("{name}-{size}")).await.unwrap();
+    }
+    browser.set_viewport(1280, 800).await.unwrap();
+}
+
 async fn text_of(browser: &Browser, css: &str) -> String {
     browser.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
@@ -180,6 +192,7 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     bob.client.execute(COUNT_CHIMES, vec![]).await.unwrap();
     bob.press("button[name='test-sound']").await.unwrap();
     bob.wait_for("the test sound", "return window.chimes >= 1;", UI_WAIT).await.unwrap();
+    screenshots_at_both_sizes(&bob, "client-07-settings").await;
     bob.fill("rename", "Robert").await.unwrap();
     bob.press("form.rename button[type='submit']").await.unwrap();
     let renamed = "return [...document.querySelectorAll('.tile-name')].some(n => n.textContent === 'Robert');";
@@ -231,7 +244,7 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
     wait_phase(&bob, "over").await;
     let gone = "return document.querySelectorAll(\"figure.tile[data-source='camera']\").length === 2;";
     cy.wait_for("Bob's tile to go", gone, UI_WAIT).await.unwrap();
-    bob.screenshot("client-05-left").await.unwrap();
+    screenshots_at_both_sizes(&bob, "client-05-left").await;
 
     for browser in [ann, bob, cy] {
         browser.close().await.unwrap();
@@ -256,7 +269,7 @@ async fn a_moderator_admits_from_the_lobby_mutes_one_kicks_one_and_sees_a_shared
 
     let bob = open_prejoin(&convene.join_url("board", "Bob Participant", false).await.unwrap()).await;
     join(&bob, "lobby").await;
-    bob.screenshot("client-10-lobby-waiting").await.unwrap();
+    screenshots_at_both_sizes(&bob, "client-10-lobby-waiting").await;
     let cy = open_prejoin(&convene.join_url("board", "Cy Participant", false).await.unwrap()).await;
     join(&cy, "lobby").await;
 
@@ -455,6 +468,7 @@ async fn a_dropped_signalling_connection_resumes_the_session_and_the_others_neve
     bob.wait_for("the badge gone once the chat is open", read, UI_WAIT).await.unwrap();
     let heard = "return [...document.querySelectorAll('.chat li')].some(l => l.textContent.includes('still here'));";
     bob.wait_for("Ann's chat after the resume", heard, UI_WAIT).await.unwrap();
+    screenshots_at_both_sizes(&bob, "client-62-chat").await;
 
     for browser in [ann, bob] {
         browser.close().await.unwrap();

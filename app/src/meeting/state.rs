@@ -107,6 +107,8 @@ pub struct MeetingState {
     pub lobby: Vec<LobbyEntry>,
     /// Chat, oldest first.
     pub chat: Vec<ChatLine>,
+    /// Chat lines received in all, the ones trimmed from `chat` included: what unread counts are kept by.
+    pub chat_received: u64,
     /// The loudest participant.
     pub dominant: Option<ParticipantId>,
     /// Reactions on screen.
@@ -125,6 +127,7 @@ impl Default for MeetingState {
             participants: Vec::new(),
             lobby: Vec::new(),
             chat: Vec::new(),
+            chat_received: 0,
             dominant: None,
             reactions: Vec::new(),
             notices: Vec::new(),
@@ -260,7 +263,10 @@ impl MeetingState {
 
     /// The person left on their own.
     pub fn leave(&mut self) {
-        self.phase = Phase::Over(Ending { reason: None, message: "You left the meeting.".to_owned() });
+        self.phase = Phase::Over(Ending {
+            reason: None,
+            message: "The meeting goes on without you; join again if you left by mistake.".to_owned(),
+        });
     }
 
     /// Folds in a message from the node; says what the media side must do.
@@ -343,6 +349,7 @@ impl MeetingState {
                 });
                 let from_name = self.name_of(from);
                 self.chat.push(ChatLine { from, from_name, text, private_with });
+                self.chat_received += 1;
                 if self.chat.len() > CHAT_LINES {
                     self.chat.remove(0);
                 }
@@ -484,6 +491,16 @@ mod tests {
         assert_eq!(state.dominant, None);
         let texts: Vec<&str> = state.notices.iter().map(|notice| notice.text.as_str()).collect();
         assert_eq!(texts, ["Cy joined.", "A moderator removed Cy from the meeting."], "a removal is no plain leave");
+    }
+
+    #[test]
+    fn chat_counts_every_line_received_though_it_keeps_only_the_latest() {
+        let mut state = in_meeting();
+        for _ in 0..CHAT_LINES + 3 {
+            state.apply(ServerMessage::Chat { from: ParticipantId(1), text: "hi".into(), private: false, to: None });
+        }
+        assert_eq!(state.chat.len(), CHAT_LINES);
+        assert_eq!(state.chat_received, (CHAT_LINES + 3) as u64, "an unread count keeps growing past the limit");
     }
 
     #[test]

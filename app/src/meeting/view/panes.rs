@@ -89,8 +89,8 @@ pub(super) fn PeoplePane(pane: RwSignal<Pane>) -> impl IntoView {
                             view! {
                                 <li data-waiting=id.0>
                                     <span>{entry.name}</span>
-                                    <button name="admit" on:click=move |_| client.send(&ClientMessage::Admit { participant: id })>"Let in"</button>
-                                    <button name="reject" on:click=move |_| client.send(&ClientMessage::Reject { participant: id })>"Turn away"</button>
+                                    <button name="admit" on:click=move |_| client.send(&ClientMessage::Admit { participant: id })>"Admit"</button>
+                                    <button name="reject" on:click=move |_| client.send(&ClientMessage::Reject { participant: id })>"Reject"</button>
                                 </li>
                             }
                         }).collect_view()}

@@ -31,20 +31,6 @@ pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl In
     every(crate::meeting::STATS_EVERY, move || client.poll());
     let people = Memo::new(move |_| client.state.with(|state| state.participants.clone()));
     let me = Memo::new(move |_| client.state.with(|state| state.me));
-    // The stage: whom the person pinned, else a shared screen, else the dominant speaker, else the first other.
-    let stage = Memo::new(move |_| {
-        let others: Vec<ParticipantId> =
-            people.get().iter().map(|person| person.id).filter(|id| Some(*id) != me.get()).collect();
-        client
-            .pinned
-            .get()
-            .or_else(|| {
-                client.streams.track();
-                others.iter().copied().find(|id| client.remote_stream(*id, TrackSource::Screen).is_some())
-            })
-            .or_else(|| client.state.with(|state| state.dominant).filter(|id| Some(*id) != me.get()))
-            .or_else(|| others.first().copied())
-    });
     let tiles = Memo::new(move |_| {
         let mut tiles: Vec<TileKey> = Vec::new();
         client.streams.track();
@@ -65,10 +51,17 @@ pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl In
         }
         shared
     });
-    // On the stage: the stage person's shared screen if any, else their camera.
+    // The stage: whom the person pinned, else a shared screen (remote screens are in `tiles`), else the
+    // dominant speaker, else the first other; shown by their shared screen if any, else their camera.
     let on_stage = Memo::new(move |_| {
         let tiles = tiles.get();
-        let person = stage.get()?;
+        let other = |id: &ParticipantId| Some(*id) != me.get();
+        let person = client
+            .pinned
+            .get()
+            .or_else(|| tiles.iter().find(|tile| tile.1 == TrackSource::Screen).map(|tile| tile.0))
+            .or_else(|| client.state.with(|state| state.dominant).filter(other))
+            .or_else(|| tiles.iter().map(|tile| tile.0).find(other))?;
         tiles
             .iter()
             .find(|tile| **tile == (person, TrackSource::Screen))
@@ -94,8 +87,7 @@ pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl In
         <div class="room" class:with-pane=move || pane.get() != Pane::Closed>
             <div class="room-main">
                 <RoomStatus title />
-                <div class="video-area" node_ref=video_area class:stage=move || stage_view.get()
-                    data-count=move || tiles.get().len()>
+                <div class="video-area" node_ref=video_area class:stage=move || stage_view.get()>
                     <For
                         each=move || tiles.get()
                         key=|tile| (tile.0, tile.1 as u8)
@@ -407,14 +399,15 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
     let waiting = move || client.state.with(|state| state.lobby.len());
     let more = RwSignal::new(false);
     let reacting = RwSignal::new(false);
-    // Chat lines that arrived while the chat was closed.
-    let seen = RwSignal::new(client.state.with_untracked(|state| state.chat.len()));
+    // Chat lines that arrived while the chat was closed (counted in all, as the kept lines stop at a limit).
+    let received = move || client.state.with(|state| state.chat_received);
+    let seen = RwSignal::new(client.state.with_untracked(|state| state.chat_received));
     Effect::new(move |_| {
         if pane.get() == Pane::Chat {
-            seen.set(client.state.with(|state| state.chat.len()));
+            seen.set(received());
         }
     });
-    let unread = move || client.state.with(|state| state.chat.len()).saturating_sub(seen.get());
+    let unread = move || usize::try_from(received().saturating_sub(seen.get())).unwrap_or(usize::MAX);
     let state = |off: bool, on: bool| {
         if off {
             "off"
