@@ -65,6 +65,9 @@ enum Command {
         /// The log filter of the Convene SFU under test (written to DIR/convene.log).
         #[arg(long, value_name = "FILTER", default_value = "warn")]
         sfu_log: String,
+        /// Record every meeting while measuring (Convene only), so the figures include the recorder.
+        #[arg(long)]
+        record: bool,
     },
     /// Size a deployment: the bandwidth of the meetings, and with a benchmark result, the nodes to run them.
     #[cfg(feature = "bench")]
@@ -188,7 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
              build one with it: cargo build --release -p convene-api --features bench"
         ),
         #[cfg(feature = "bench")]
-        Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log } => {
+        Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log, record } => {
             let convene = std::env::current_exe().context("cannot find the convene binary to start")?;
             let settings = SETTINGS.iter().map(|(name, _, _)| *name).collect();
             let options = convene_bench::BenchOptions {
@@ -201,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 convene,
                 settings,
                 sfu_log,
+                record,
             };
             convene_bench::run(&options).await.map(drop)
         }

@@ -23,6 +23,7 @@ use crate::{
     http::routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
     http::server::{self, HttpApp, SiteServices},
     meetings::admission::Admission,
+    meetings::recordings::RecordingService,
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
     people::accounts::Accounts,
@@ -65,6 +66,8 @@ pub struct Started {
     usage: Option<JoinHandle<()>>,
     /// Sends the mail outbox until shutdown.
     mail: Option<JoinHandle<()>>,
+    /// Composes recordings, where they are written (the process that runs the media node and the database).
+    composer: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     rooms: Option<convene_media::rooms::Rooms>,
     /// Ends once the rooms are gone and what they reported is on disk (delivered, if the database answers).
@@ -119,6 +122,10 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     let usage = site.as_ref().map(|(site, ..)| {
         tokio::spawn(site.state.billing.meter().run(settings.usage_report_interval, shutdown.clone()))
     });
+    let composer = site.as_ref().filter(|(site, ..)| site.state.rooms.is_some()).map(|(site, ..)| {
+        let db = site.state.db.clone();
+        tokio::spawn(crate::meetings::recordings::run_composer(db, settings.recordings_dir(), shutdown.clone()))
+    });
     let (site, outbox, mail) = match site {
         Some((site, outbox, relay)) => (Some(site), outbox, Some(tokio::spawn(relay.run(shutdown.clone())))),
         None => (None, None, None),
@@ -142,6 +149,7 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         media,
         usage,
         mail,
+        composer,
         shutdown,
         rooms,
         outbox,
@@ -172,6 +180,9 @@ impl Started {
         }
         if let Some(mail) = self.mail {
             mail.await.context("the mail relay task failed")?;
+        }
+        if let Some(composer) = self.composer {
+            composer.await.context("the recording composer task failed")?;
         }
         drop(self.rooms);
         if let Some(outbox) = self.outbox
@@ -298,7 +309,10 @@ fn site_services(
                     format!("cannot open the media outbox in {} (check CONVENE_DATA_DIR)", dir.display())
                 })?;
             let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
-            let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane));
+            let recordings =
+                convene_media::recording::RecordingStore::new(settings.recordings_dir(), settings.recordings_quota);
+            let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
+                .with_recordings(recordings);
             (Some(rooms), Some(task))
         }
         None => (None, None),
@@ -316,6 +330,12 @@ fn site_services(
     );
     let urls = (settings.public_url.clone(), settings.meet_url.clone());
     let admission = Admission::new(db.clone(), billing.clone());
+    let recordings = RecordingService::new(
+        db.clone(),
+        billing.clone(),
+        rooms.clone(),
+        (settings.recordings_dir(), envelope.clone(), settings.public_url.clone()),
+    );
     let meetings = MeetingService::new(db.clone(), mailer, urls, envelope.clone());
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let state = AppState {
@@ -325,6 +345,7 @@ fn site_services(
         meetings,
         billing,
         admission,
+        recordings,
         envelope,
         meet_url: MeetUrl(settings.meet_url.clone()),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },

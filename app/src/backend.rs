@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use crate::model::{
     ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
-    MeetingListing, PageError, Team, Viewer,
+    MeetingListing, PageError, RecordingListing, Team, Viewer,
 };
 
 /// The session cookie's name.
@@ -39,6 +39,8 @@ pub trait Backend: Send + Sync + 'static {
         code: String,
         invite: Option<String>,
     ) -> Result<JoinDetails, PageError>;
+    /// The recordings of the viewer's active tenant (moderators and above).
+    async fn recordings(&self, session: Option<String>) -> Result<RecordingListing, PageError>;
     /// The billing page of the viewer's active tenant (owners).
     async fn billing(&self, session: Option<String>) -> Result<BillingPage, PageError>;
     /// The time zone names meetings may be scheduled in.

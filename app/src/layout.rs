@@ -77,6 +77,7 @@ pub fn WorkspaceNav() -> impl IntoView {
                         <nav class="tabs" aria-label="Organisation">
                             <a href="/dashboard">"Dashboard"</a>
                             {(role != Role::Participant).then(|| view! { <a href="/meetings">"Meetings"</a> })}
+                            {(role != Role::Participant).then(|| view! { <a href="/recordings">"Recordings"</a> })}
                             <a href="/team">"Team"</a>
                             {admin.then(|| view! { <a href="/keys">"API keys"</a> })}
                             {(role == Role::Owner).then(|| view! { <a href="/audit">"Audit log"</a> })}

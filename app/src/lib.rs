@@ -21,6 +21,7 @@ pub mod meet;
 pub mod meeting;
 pub mod meetings;
 pub mod model;
+pub mod recordings;
 pub mod site;
 pub mod workspace;
 

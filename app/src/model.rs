@@ -144,6 +144,8 @@ pub struct Invitee {
     pub invite_link: Option<String>,
     /// Where "back" leads after the meeting: the dashboard, for members of the organisation.
     pub home: Option<String>,
+    /// The meeting is being recorded now (said before joining, so nobody walks into a recording unaware).
+    pub recording: bool,
 }
 
 /// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.
@@ -198,6 +200,42 @@ pub struct HeldMeeting {
     pub ongoing: bool,
     /// Each person once, in the order they came, with how long they stayed.
     pub people: Vec<String>,
+}
+
+/// The recordings page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingListing {
+    /// Newest first.
+    pub recordings: Vec<RecordingItem>,
+    /// The viewer may delete them (owners and admins).
+    pub can_delete: bool,
+}
+
+/// A recording as the page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingItem {
+    /// Its id.
+    pub id: String,
+    /// The room recorded.
+    pub room: String,
+    /// When recording started, for people (UTC).
+    pub started: String,
+    /// How long, once composed.
+    pub length: Option<String>,
+    /// Who was recorded, once composed.
+    pub people: Vec<String>,
+    /// The file's size, once composed.
+    pub size: Option<String>,
+    /// `recording`, `processing`, `ready` or `failed`.
+    pub state: String,
+    /// The state in words.
+    pub state_label: String,
+    /// Why it failed, or that it was cut short.
+    pub note: Option<String>,
+    /// The video to play and download (signed, expiring), once ready.
+    pub video_url: Option<String>,
+    /// The sound alone, once ready.
+    pub audio_url: Option<String>,
 }
 
 /// A meeting's editable values, as the form shows them.

@@ -18,6 +18,7 @@ use crate::{
     layout::{ViewerResource, get_viewer},
     mark_hydrated,
     meetings::{JoinPage, MeetingPage, MeetingsPage, NewMeetingPage},
+    recordings::RecordingsPage,
     workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},
 };
 
@@ -51,6 +52,7 @@ pub fn SiteApp() -> impl IntoView {
                     <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />
                     <Route path=path!("/meetings/new") view=NewMeetingPage ssr=SsrMode::Async />
                     <Route path=path!("/meetings/:id") view=MeetingPage ssr=SsrMode::Async />
+                    <Route path=path!("/recordings") view=RecordingsPage ssr=SsrMode::Async />
                     <Route path=path!("/join/:code") view=JoinPage ssr=SsrMode::Async />
                     <Route path=path!("/team") view=TeamPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=KeysPage ssr=SsrMode::Async />
@@ -92,9 +94,9 @@ const FEATURES: [Feature; 6] = [
         text: "Not available yet. Callers will dial your number and type the meeting PIN to join.",
     },
     Feature {
-        title: "Coming: recording",
-        text: "Not available yet. Moderators will record meetings on the media node, with no browser per \
-               recording.",
+        title: "Recording on the media node",
+        text: "Moderators record from the meeting (or your app through the API), everyone sees it is on, and \
+               one MP4 is ready to play or download shortly after. No browser per recording.",
     },
     Feature {
         title: "An API for developers",
@@ -116,7 +118,7 @@ fn Landing() -> impl IntoView {
             <h1>"Video meetings your company runs, at a fraction of the hardware."</h1>
             <p class="lede">
                 "Convene is a meeting platform in one program: the website, the signalling and the media \
-                 bridge. Recording and a phone gateway are on the way."
+                 bridge, with recording built in. A phone gateway is on the way."
             </p>
         </section>
         <section class="features" aria-label="Features">

@@ -195,6 +195,8 @@ mod tests {
             bots_cpu_seconds: 40.0,
             machine_cpus: 2,
             ramp: Vec::new(),
+            recorded: false,
+            recorded_mb: 0.0,
         };
         let plan = plan(CapacityOptions { measured: Some(measured), ..options(15) });
         // 15 × 54.36 = 815.4 Mbit/s out at 400 per CPU-second: 2.04 cores, on 1.5 usable per node.

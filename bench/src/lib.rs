@@ -153,6 +153,8 @@ pub struct BenchOptions {
     pub settings: Vec<&'static str>,
     /// The log filter of the SFU under test (its log goes to `convene.log` in the result's folder).
     pub sfu_log: String,
+    /// Every meeting is recorded while measuring (Convene only).
+    pub record: bool,
 }
 
 impl BenchOptions {
@@ -165,6 +167,9 @@ impl BenchOptions {
         }
         if !(1..=MAX_SECONDS).contains(&self.seconds) {
             bail!("--seconds must be 1 to {MAX_SECONDS}");
+        }
+        if self.record && self.target.targets().contains(&Target::Janus) {
+            bail!("--record measures Convene's recorder: use --target convene");
         }
         Ok(())
     }
@@ -238,6 +243,12 @@ pub struct BenchResult {
     pub machine_cpus: usize,
     /// The ramp, one point per meeting joined.
     pub ramp: Vec<RampPoint>,
+    /// Every meeting was recorded during the window (`--record`).
+    #[serde(default)]
+    pub recorded: bool,
+    /// What the recorder wrote during the window, MB (0 without `--record`).
+    #[serde(default)]
+    pub recorded_mb: f64,
 }
 
 /// Runs the benchmark: for each target, `result.json` and `chart.svg` in `out` (one target) or in
@@ -286,9 +297,17 @@ async fn run_target(target: Target, options: &BenchOptions, dir: &Path) -> anyho
             return Err(error);
         }
     };
+    if options.record
+        && let Err(error) = sfu.record(options.meetings).await
+    {
+        sfu.stop().await;
+        return Err(error);
+    }
+    let recorded_before = sfu.recorded_bytes(dir);
     let window = Window::open(sfu.pid(), &participants);
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;
     let figures = window.close(sfu.pid(), &participants, options.participants);
+    let recorded_mb = sfu.recorded_bytes(dir).saturating_sub(recorded_before) as f64 / 1e6;
     for participant in participants {
         participant.leave().await;
     }
@@ -319,6 +338,8 @@ async fn run_target(target: Target, options: &BenchOptions, dir: &Path) -> anyho
         bots_cpu_seconds: figures.bots_cpu_seconds,
         machine_cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         ramp,
+        recorded: options.record,
+        recorded_mb,
     })
 }
 
@@ -393,6 +414,7 @@ fn summary(result: &BenchResult) -> String {
   SFU: {:.2} CPU-s in {} s ({:.1} % of a core), peak RSS {:.1} MB
   forwarded: {:.1} Mbit/s in, {:.1} Mbit/s out, {:.0} packets/s out; {:.1} Mbit out per CPU-second
   loss {:.4}, delay p50 {} p99 {}, join p95 {}; bots used {:.1} CPU-s on {} CPUs
+  recording: {}
 ",
         result.receivers_with_media,
         result.receivers_total,
@@ -414,6 +436,11 @@ fn summary(result: &BenchResult) -> String {
         milliseconds(result.join_p95_ms),
         result.bots_cpu_seconds,
         result.machine_cpus,
+        if result.recorded {
+            format!("every meeting, {:.1} MB written in {} s", result.recorded_mb, result.seconds)
+        } else {
+            "off".to_owned()
+        },
     )
 }
 

@@ -117,6 +117,27 @@ impl Sfu {
         }
     }
 
+    /// Starts recording every meeting (Convene only: `BenchOptions` refuses `--record` with Janus).
+    pub(crate) async fn record(&self, meetings: usize) -> anyhow::Result<()> {
+        match self {
+            Self::Convene(sfu) => {
+                for meeting in 0..meetings {
+                    sfu.record(meeting).await?;
+                }
+                Ok(())
+            }
+            Self::Janus(_) => bail!("Janus is not recorded by this benchmark"),
+        }
+    }
+
+    /// Bytes of recordings in the run's data directory.
+    pub(crate) fn recorded_bytes(&self, dir: &Path) -> u64 {
+        match self {
+            Self::Convene(_) => convene_media::recording::directory_size(&dir.join("convene-data").join("recordings")),
+            Self::Janus(_) => 0,
+        }
+    }
+
     pub(crate) async fn stop(self) {
         match self {
             Self::Convene(sfu) => sfu.stop().await,
@@ -248,6 +269,20 @@ impl ConveneSfu {
         Ok(response.json::<MintedToken>().await.context("convene's token answer")?.token)
     }
 
+    async fn record(&self, meeting: usize) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(format!("http://{}/v1/rooms/{}/recording", self.http, room_name(meeting)))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .context("cannot reach convene to record")?;
+        if !response.status().is_success() {
+            bail!("convene refused to record: {}", response.text().await.unwrap_or_default());
+        }
+        Ok(())
+    }
+
     /// SIGTERM, as an operator would, then a kill if it does not stop in time.
     async fn stop(mut self) {
         let terminated = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
@@ -281,7 +316,7 @@ impl JanusSfu {
 
 fn bench_plans() -> String {
     format!(
-        "default = \"bench\"\ngrace_period_days = 1\nmeter_event_name = \"participant_minutes\"\n\n[[plan]]\nid = \"bench\"\nname = \"Benchmark\"\nparticipants_per_meeting = {}\nconcurrent_meetings = {}\nincluded_minutes = 100000000\nrecording = false\ndial_in = false\n",
+        "default = \"bench\"\ngrace_period_days = 1\nmeter_event_name = \"participant_minutes\"\n\n[[plan]]\nid = \"bench\"\nname = \"Benchmark\"\nparticipants_per_meeting = {}\nconcurrent_meetings = {}\nincluded_minutes = 100000000\nrecording = true\ndial_in = false\n",
         crate::MAX_PARTICIPANTS,
         crate::MAX_MEETINGS
     )

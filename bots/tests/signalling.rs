@@ -81,6 +81,7 @@ fn welcome(you: u64) -> ServerMessage {
             lobby: true,
             end_to_end_encryption: false,
             fixed_display_names: false,
+            recording: false,
             quality: MediaQuality::default(),
         },
         participants: vec![participant(you)],

@@ -62,7 +62,7 @@ pub struct Convene {
     /// The API key of the tenant made before it started ([`Convene::up_with_tenant`]).
     api_key: Option<String>,
     http: reqwest::Client,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 /// `convene` with none of the caller's own `CONVENE_*` settings.
@@ -144,14 +144,7 @@ impl Convene {
                 // Keep reading the rest of the output, so the server never writes into a closed pipe.
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 let address = address.to_owned();
-                return Ok(Self {
-                    child,
-                    address,
-                    mailbox,
-                    api_key,
-                    http: reqwest::Client::new(),
-                    _data_dir: data_dir,
-                });
+                return Ok(Self { child, address, mailbox, api_key, http: reqwest::Client::new(), data_dir });
             }
         }
         bail!("convene up printed no address in time")
@@ -167,14 +160,34 @@ impl Convene {
         format!("http://localhost:{}{path}", self.port())
     }
 
-    /// Calls the REST API as the tenant; returns the answer's JSON.
-    async fn api(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    /// Its data directory (recordings, mail files, the outbox).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// Calls the REST API as the tenant; returns the status and the answer's JSON (`null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let key = self.api_key.as_deref().context("this convene has no tenant: start it with up_with_tenant")?;
-        let response =
-            self.http.post(format!("http://{}{path}", self.address)).bearer_auth(key).json(&body).send().await?;
-        let status = response.status();
-        let answer: serde_json::Value = response.json().await.context("the API's answer")?;
-        if !status.is_success() {
+        let mut request = self.http.request(method, format!("http://{}{path}", self.address)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let answer = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? };
+        Ok((status, answer))
+    }
+
+    /// Posts to the REST API as the tenant; returns the answer's JSON, failing on any refusal.
+    async fn api(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let (status, answer) = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        if !(200..300).contains(&status) {
             bail!("POST {path} answered {status}: {answer}");
         }
         Ok(answer)
@@ -187,8 +200,15 @@ impl Convene {
 
     /// A meeting link for `name` in `room`, on the meet host.
     pub async fn join_url(&self, room: &str, name: &str, moderator: bool) -> anyhow::Result<String> {
-        let body = serde_json::json!({ "room": room, "user": { "id": name, "name": name }, "moderator": moderator });
-        let minted = self.api("/v1/meeting-tokens", body).await?;
+        self.token_url(
+            serde_json::json!({ "room": room, "user": { "id": name, "name": name }, "moderator": moderator }),
+        )
+        .await
+    }
+
+    /// A meeting link for a token request as `POST /v1/meeting-tokens` takes it (with `features`, say).
+    pub async fn token_url(&self, request: serde_json::Value) -> anyhow::Result<String> {
+        let minted = self.api("/v1/meeting-tokens", request).await?;
         Ok(minted["join_url"].as_str().context("no join_url")?.to_owned())
     }
 

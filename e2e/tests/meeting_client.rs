@@ -106,7 +106,7 @@ const CALL_FITS: &str = "
 /// screenshots `<name>-desktop`, `<name>-phone` and `<name>-phone-more`; leaves the window at 1280×800.
 async fn call_fits(browser: &Browser, name: &str) {
     let desktop_tools =
-        ["microphone", "camera", "screen", "hand", "react", "people", "settings", "view", "chat", "leave"];
+        ["microphone", "camera", "screen", "hand", "react", "people", "record", "settings", "view", "chat", "leave"];
     let phone_tools = ["microphone", "camera", "chat", "more", "leave"];
     for (width, height, tools, size) in
         [(1280, 800, &desktop_tools[..], "desktop"), (390, 844, &phone_tools[..], "phone")]
@@ -124,7 +124,7 @@ async fn call_fits(browser: &Browser, name: &str) {
     }
     browser.press("button[name='more']").await.unwrap();
     let sheet = browser.wait_for("the toolbar's sheet", CALL_FITS, UI_WAIT).await.unwrap();
-    assert_eq!(sheet["tools"].as_array().map(Vec::len), Some(11), "{sheet}");
+    assert_eq!(sheet["tools"].as_array().map(Vec::len), Some(12), "{sheet}");
     browser.screenshot(&format!("{name}-phone-more")).await.unwrap();
     browser.press("button[name='more']").await.unwrap();
     browser.set_viewport(1280, 800).await.unwrap();
@@ -594,4 +594,151 @@ async fn observe(convene: &Convene, room: &str, cameras: usize) -> (convene_bots
         assert!(std::time::Instant::now() < deadline, "the observer received no video: {stats:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A track file's codec and its last packet's time in seconds, by ffprobe; and whether ffmpeg decodes it all
+/// without an error.
+async fn probe_track(path: &std::path::Path) -> (String, f64, bool) {
+    let probe = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("ffprobe");
+        command.args(["-v", "error"]).args(args).arg(path);
+        command
+    };
+    let codec = probe(&["-show_entries", "stream=codec_name", "-of", "csv=p=0"]).output().await.expect("ffprobe runs");
+    let times = probe(&["-show_entries", "packet=pts_time", "-of", "csv=p=0"]).output().await.unwrap();
+    let last =
+        String::from_utf8_lossy(&times.stdout).lines().filter_map(|line| line.trim().parse().ok()).fold(0.0, f64::max);
+    let decoded = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .await
+        .expect("ffmpeg runs");
+    let clean = decoded.status.success() && decoded.stderr.is_empty();
+    (String::from_utf8_lossy(&codec.stdout).trim().to_owned(), last, clean)
+}
+
+#[tokio::test]
+async fn a_moderator_records_the_meeting_everyone_sees_it_and_each_track_is_a_playable_file() {
+    // The API's tests' plan that includes recording.
+    let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
+    let convene = Convene::up_with_tenant_and(&[("CONVENE_PLANS", plans.to_owned())]).await.unwrap();
+    let may_record = json!({ "room": "recorded", "user": { "id": "ann", "name": "Ann" }, "moderator": true,
+        "features": { "recording": true } });
+    let ann = open_prejoin(&convene.token_url(may_record).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url("recorded", "Bob", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    wait_receiving(&ann, "Ann", &["Bob"]).await;
+    wait_receiving(&bob, "Bob", &["Ann"]).await;
+    let no_button = "return document.querySelector(\"button[name='record']\") === null;";
+    bob.wait_for("no record button for a participant", no_button, UI_WAIT).await.unwrap();
+
+    ann.press("button[name='record']").await.unwrap();
+    let badge = "return document.querySelector(\".room-status [data-recording='on']\") !== null;";
+    bob.wait_for("Bob seeing the recording badge", badge, UI_WAIT).await.unwrap();
+    let told = "return document.querySelector('.meeting').innerText.includes('Ann started recording the meeting.');";
+    bob.wait_for("Bob told who started recording", told, UI_WAIT).await.unwrap();
+    assert_eq!(label_of(&ann, "record").await, "Stop recording");
+    ann.screenshot("client-20-recording").await.unwrap();
+    let (status, page) = convene.call(reqwest::Method::GET, "/v1/recordings", None).await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    let id = page["recordings"][0]["id"].as_str().unwrap_or_default().to_owned();
+    // The outbox delivers within moments; until then the list may be empty.
+    let id = if id.is_empty() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, page) = convene.call(reqwest::Method::GET, "/v1/recordings", None).await.unwrap();
+        page["recordings"][0]["id"].as_str().unwrap().to_owned()
+    } else {
+        id
+    };
+    let (_, one) = convene.call(reqwest::Method::GET, &format!("/v1/recordings/{id}"), None).await.unwrap();
+    assert_eq!((one["state"].as_str(), one["started_by"].as_str()), (Some("recording"), Some("Ann")), "{one}");
+
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    ann.press("button[name='record']").await.unwrap();
+    let gone = "return document.querySelector(\".room-status [data-recording='on']\") === null;";
+    bob.wait_for("the badge going at Bob", gone, UI_WAIT).await.unwrap();
+    let mut state = String::new();
+    for _ in 0..30 {
+        let (_, one) = convene.call(reqwest::Method::GET, &format!("/v1/recordings/{id}"), None).await.unwrap();
+        state = one["state"].as_str().unwrap_or_default().to_owned();
+        if state != "recording" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_ne!(state, "recording", "the stop reached the control plane");
+
+    // Every microphone and camera is a file of its own, as sent (VP8, Opus), playable from start to end.
+    let dir = convene.data_dir().join("recordings").join(&id);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let tracks = manifest["tracks"].as_array().unwrap();
+    let mut kinds: Vec<String> = tracks.iter().map(|track| track["source"].as_str().unwrap().to_owned()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["camera", "camera", "microphone", "microphone"], "{manifest}");
+    for track in tracks {
+        let (codec, last, clean) = probe_track(&dir.join(track["file"].as_str().unwrap())).await;
+        let expected = if track["source"] == "camera" { "vp8" } else { "opus" };
+        assert_eq!(codec, expected, "{track}");
+        assert!(last > 6.0 && last < 12.0, "{track}: the last frame at {last} s of about 8 s recorded");
+        assert!(clean, "{track}: ffmpeg decodes it without errors");
+    }
+    let joined: Vec<&str> = manifest["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["event"] == "joined")
+        .filter_map(|event| event["name"].as_str())
+        .collect();
+    assert_eq!(joined, ["Ann", "Bob"], "{manifest}");
+    assert!(manifest["stopped_at_unix_ms"].as_u64().is_some(), "{manifest}");
+
+    // Composed into one MP4 within moments; then the owner plays it on the Recordings page and deletes it.
+    let mut ready = Value::Null;
+    for _ in 0..120 {
+        let (_, one) = convene.call(reqwest::Method::GET, &format!("/v1/recordings/{id}"), None).await.unwrap();
+        if one["state"] != "processing" {
+            ready = one;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(ready["state"], "ready", "{ready}");
+    assert_eq!(ready["participants"], json!(["Ann", "Bob"]), "{ready}");
+    let (codec, last, clean) = probe_track(&dir.join("recording.mp4")).await;
+    assert!(codec.starts_with("h264") && clean && last > 7.0, "{codec} {last} {clean}");
+    ann.close().await.unwrap();
+    bob.open(&convene.site("/login")).await.unwrap();
+    bob.fill("email", "owner@acme.example").await.unwrap();
+    bob.fill("password", "correct horse battery").await.unwrap();
+    bob.submit("form[action='/auth/login'] button").await.unwrap();
+    bob.open(&convene.site("/recordings")).await.unwrap();
+    let page = bob.main_text().await.unwrap();
+    assert!(page.contains("recorded") && page.contains("Ready") && page.contains("Ann, Bob"), "{page}");
+    let plays = "const v = document.querySelector('.recorded-meeting video');
+        if (v.readyState === 0 && !v.dataset.asked) { v.dataset.asked = '1'; v.load(); }
+        return v.readyState >= 1 ? v.duration : null;";
+    let duration = bob.wait_for("the recording's metadata in the page's player", plays, UI_WAIT).await.unwrap();
+    assert!((duration.as_f64().unwrap() - 8.0).abs() < 2.0, "{duration}");
+    let fits = "const inside = e => { const b = e.getBoundingClientRect(); return b.left >= 0 && b.right <= innerWidth; };
+        return document.scrollingElement.scrollWidth <= innerWidth
+            && [...document.querySelectorAll('.recorded-meeting a, .recorded-meeting button, .recorded-meeting video')].every(inside);";
+    for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
+        bob.set_viewport(width, height).await.unwrap();
+        bob.wait_for(&format!("the recordings page fitting {width}x{height}"), fits, UI_WAIT).await.unwrap();
+        bob.screenshot(&format!("client-21-recordings-{size}")).await.unwrap();
+    }
+    bob.set_viewport(1280, 800).await.unwrap();
+    bob.submit(".recorded-meeting form button").await.unwrap();
+    let after = bob.main_text().await.unwrap();
+    assert!(
+        after.contains("The recording is deleted.") && after.contains("No meeting has been recorded yet."),
+        "{after}"
+    );
+    assert!(!dir.exists(), "its files went with it");
+
+    bob.close().await.unwrap();
+    convene.stop().await.unwrap();
 }

@@ -45,6 +45,8 @@ pub struct Allowance {
     pub meetings: Option<Ceiling>,
     /// Why no new meeting may start (meetings going on continue and take newcomers), if it may not.
     pub new_meetings_refused: Option<(Refusal, String)>,
+    /// Why meetings cannot be recorded, if the plan does not include recording.
+    pub recording_refused: Option<String>,
 }
 
 /// What the room remembers of the token someone came with, so a removal outlives their connection.
@@ -81,6 +83,8 @@ pub struct Identity {
     pub chosen_name: Option<String>,
     /// The token's `context.user.moderator`.
     pub moderator: bool,
+    /// The token's `context.features.recording`: as a moderator, they may record.
+    pub may_record: bool,
     /// The token itself.
     pub token: TokenFacts,
 }
@@ -96,6 +100,14 @@ pub enum Outbound {
     Removed(Removal),
     /// The meeting was ended for everyone: tokens issued before now must not start it again.
     Ended,
+    /// A moderator asked to start (or stop) recording; the driver does it and tells the room with
+    /// [`Room::recording_changed`].
+    Record {
+        /// Start, or stop.
+        start: bool,
+        /// Who asked.
+        by: ParticipantId,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +118,8 @@ struct Member {
     token: TokenFacts,
     /// The participant this one wants on stage, for the bandwidth allocator.
     pinned: Option<ParticipantId>,
+    /// Their token lets them record.
+    may_record: bool,
 }
 
 /// One room's membership and moderation state.
@@ -115,12 +129,16 @@ pub struct Room {
     policy: RoomPolicy,
     locked: bool,
     ended: bool,
+    recording: bool,
     members: BTreeMap<ParticipantId, Member>,
     lobby: BTreeMap<ParticipantId, Identity>,
     /// Tokens (by digest) and user ids of people removed, with whether they were rejected from the lobby.
     removed: Vec<Removal>,
     next_id: u64,
 }
+
+/// Why an end-to-end encrypted meeting cannot be recorded, in words for people.
+pub const RECORDING_NEEDS_CLEAR_MEDIA: &str = "this meeting is end-to-end encrypted, so the server cannot record it";
 
 /// People who may wait in a room's lobby at once: every knock sends the list to the moderators, so the
 /// list stays short enough to send.
@@ -165,6 +183,7 @@ impl Room {
             policy,
             locked: false,
             ended: false,
+            recording: false,
             members: BTreeMap::new(),
             lobby: BTreeMap::new(),
             removed: Vec::new(),
@@ -225,6 +244,7 @@ impl Room {
                 max_height: self.policy.settings.max_resolution.height(),
                 high_fidelity_audio: self.policy.settings.high_fidelity_audio,
             },
+            recording: self.recording,
         }
     }
 
@@ -345,7 +365,7 @@ impl Room {
     }
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
-        let (user_id, token) = (identity.user_id, identity.token);
+        let (user_id, token, may_record) = (identity.user_id, identity.token, identity.may_record);
         let info = ParticipantInfo {
             id,
             name: identity.name,
@@ -355,7 +375,7 @@ impl Room {
             hand_raised: false,
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        self.members.insert(id, Member { info, user_id, token, pinned: None });
+        self.members.insert(id, Member { info, user_id, token, pinned: None, may_record });
         if let Some(welcome) = self.welcome(id) {
             out.insert(0, Outbound::Send(id, welcome));
         }
@@ -558,6 +578,13 @@ impl Room {
                 out
             }
             ClientMessage::EndForAll => self.end(),
+            ClientMessage::StartRecording => match self.recording_refusal(by) {
+                Some(message) => error(by, "forbidden", message),
+                None if self.recording => error(by, "invalid", "the meeting is already being recorded"),
+                None => vec![Outbound::Record { start: true, by }],
+            },
+            ClientMessage::StopRecording if self.recording => vec![Outbound::Record { start: false, by }],
+            ClientMessage::StopRecording => error(by, "invalid", "the meeting is not being recorded"),
             // Everything else was handled before moderation.
             _ => Vec::new(),
         }
@@ -569,6 +596,41 @@ impl Room {
             out.push(Outbound::Send(target, ServerMessage::Muted { media, by }));
         }
         out
+    }
+
+    /// Why `by` may not start recording, if they may not: the server cannot record what it cannot read, the
+    /// plan must include recording and their token must allow it.
+    fn recording_refusal(&self, by: ParticipantId) -> Option<&str> {
+        if self.policy.settings.end_to_end_encryption {
+            return Some(RECORDING_NEEDS_CLEAR_MEDIA);
+        }
+        if let Some(message) = &self.policy.allowance.recording_refused {
+            return Some(message);
+        }
+        let may_record = self.members.get(&by).is_some_and(|member| member.may_record);
+        (!may_record).then_some("your meeting link does not allow recording")
+    }
+
+    /// Recording started or stopped (by the driver, after a moderator or the API asked): everyone hears who
+    /// did it (`by`, in words), or why it stopped by itself.
+    pub fn recording_changed(&mut self, recording: bool, by: String, reason: Option<String>) -> Vec<Outbound> {
+        if self.recording == recording {
+            return Vec::new();
+        }
+        self.recording = recording;
+        let mut out = self.broadcast(&ServerMessage::RecordingChanged { recording, by, reason }, None);
+        out.extend(self.broadcast(&ServerMessage::RoomChanged { room: self.info() }, None));
+        out
+    }
+
+    /// Whether the meeting is being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// The display name of a member, for notices.
+    pub fn name_of(&self, id: ParticipantId) -> Option<&str> {
+        self.members.get(&id).map(|member| member.info.name.as_str())
     }
 
     /// Ends the meeting for everyone, the lobby included; later connections are refused.
@@ -785,6 +847,48 @@ mod tests {
         assert_eq!(refusal(&room.connect(person("Cy"), PROTOCOL_VERSION, Some("s3cret")).1), Some(Refusal::Locked));
         join(&mut room, moderator("Mo"));
         assert_eq!(refusal(&room.connect(moderator("Max"), PROTOCOL_VERSION, None).1), Some(Refusal::Full));
+    }
+
+    #[test]
+    fn moderators_whose_plan_and_token_allow_it_record_and_never_an_encrypted_meeting() {
+        let mut room = Room::new("r", RoomPolicy::default());
+        let ann = join(&mut room, Identity { may_record: true, ..moderator("Ann") });
+        let bob = join(&mut room, Identity { may_record: true, ..person("Bob") });
+        let cy = join(&mut room, moderator("Cy"));
+        let refused = |room: &mut Room, who| {
+            let out = room.handle(who, ClientMessage::StartRecording);
+            sent_to(&out, who).into_iter().find_map(|message| match message {
+                ServerMessage::Error { code, message } => Some((code.clone(), message.clone())),
+                _ => None,
+            })
+        };
+        assert_eq!(refused(&mut room, bob).map(|(code, _)| code).as_deref(), Some("forbidden"), "not a moderator");
+        let words = refused(&mut room, cy).map(|(_, message)| message);
+        assert_eq!(words.as_deref(), Some("your meeting link does not allow recording"));
+        assert_eq!(room.handle(ann, ClientMessage::StartRecording), [Outbound::Record { start: true, by: ann }]);
+
+        // The driver started it: everyone hears who did, and a newcomer's welcome says so.
+        let out = room.recording_changed(true, "Ann".to_owned(), None);
+        let notice = ServerMessage::RecordingChanged { recording: true, by: "Ann".to_owned(), reason: None };
+        for id in [ann, bob, cy] {
+            assert_eq!(sent_to(&out, id)[0], &notice);
+        }
+        let (dee, out) = room.connect(person("Dee"), PROTOCOL_VERSION, None);
+        let Some(ServerMessage::Welcome { room: info, .. }) = sent_to(&out, dee).first() else { panic!("{out:?}") };
+        assert!(info.recording);
+        assert_eq!(refused(&mut room, ann).map(|(code, _)| code).as_deref(), Some("invalid"), "already recording");
+        // Any moderator may stop it.
+        assert_eq!(room.handle(cy, ClientMessage::StopRecording), [Outbound::Record { start: false, by: cy }]);
+        room.recording_changed(false, "Cy".to_owned(), None);
+        assert!(!room.is_recording());
+
+        let no_recording =
+            Allowance { recording_refused: Some("the plan has no recording".into()), ..Allowance::default() };
+        room.set_policy(RoomPolicy { allowance: no_recording, ..RoomPolicy::default() });
+        assert_eq!(refused(&mut room, ann).map(|(_, message)| message).as_deref(), Some("the plan has no recording"));
+        let encrypted = RoomSettings { end_to_end_encryption: true, ..RoomSettings::default() };
+        room.set_policy(RoomPolicy { settings: encrypted, ..RoomPolicy::default() });
+        assert_eq!(refused(&mut room, ann).map(|(_, message)| message).as_deref(), Some(RECORDING_NEEDS_CLEAR_MEDIA));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! focus (membership, roles, lobby, moderation, chat), also sans-IO: parsed signalling messages in, messages
 //! to send out. [`rooms`] runs each room as a task behind channels; the WebSocket endpoint (in `convene-api`,
 //! which serves every role's HTTP) feeds it. [`plane`] is the contract between room tasks and shards, so
-//! neither depends on the other; [`outbox`] carries room events to the control plane from disk.
+//! neither depends on the other; [`outbox`] carries room events to the control plane from disk;
+//! [`recording`] writes recorded rooms' tracks to files.
 
 mod batch_io;
 pub mod focus;
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod plane;
 pub mod probe;
 pub mod process;
+pub mod recording;
 pub mod rooms;
 pub mod sfu;
 pub mod signal_metrics;

@@ -21,7 +21,7 @@ use crate::{
     batch_io::BatchSocket,
     media_metrics::{MediaMetrics, Reported},
     plane::{Delivery, MediaCommand, MediaPlane},
-    sfu::{PeerKey, Sfu, SfuConfig, SfuOutput},
+    sfu::{PeerKey, RecordedPacket, RoomId, Sfu, SfuConfig, SfuOutput},
 };
 
 /// Batches read in one go before the shard attends to timers and commands again.
@@ -265,6 +265,7 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
         }
     };
     let mut outboxes: HashMap<PeerKey, mpsc::Sender<Delivery>> = HashMap::new();
+    let mut recorders: Recorders = HashMap::new();
     let mut reported = Reported::new(index);
     let mut next_metrics = Instant::now() + METRICS_EVERY;
     loop {
@@ -272,7 +273,7 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
         tokio::select! {
             () = shutdown.cancelled() => break,
             command = commands.recv() => match command {
-                Some(command) => handle(&mut sfu, &mut outboxes, command),
+                Some(command) => handle(&mut sfu, (&mut outboxes, &mut recorders), command),
                 None => break,
             },
             readable = socket.readable() => {
@@ -293,7 +294,7 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
         if sfu.poll_timeout().is_some_and(|due| due <= now) {
             sfu.handle_timeout(now);
         }
-        flush(&mut sfu, &mut socket, &outboxes);
+        flush(&mut sfu, &mut socket, &outboxes, &mut recorders);
         if now >= next_metrics {
             reported.publish(&sfu, metrics);
             next_metrics = now + METRICS_EVERY;
@@ -301,7 +302,14 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
     }
 }
 
-fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>, command: MediaCommand) {
+/// The recorders' queues of the rooms being recorded on a shard.
+type Recorders = HashMap<RoomId, (String, mpsc::Sender<RecordedPacket>)>;
+
+fn handle(
+    sfu: &mut Sfu,
+    (outboxes, recorders): (&mut HashMap<PeerKey, mpsc::Sender<Delivery>>, &mut Recorders),
+    command: MediaCommand,
+) {
     let now = Instant::now();
     let refused = match command {
         MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, outbox } => {
@@ -327,6 +335,24 @@ fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>
             sfu.leave(key, now);
             None
         }
+        MediaCommand::Record { room, recording, sink } => {
+            match sink {
+                Some(sink) => {
+                    recorders.insert(room, (recording, sink));
+                    sfu.record(room, true, now);
+                }
+                None if recorders.get(&room).is_some_and(|(current, _)| *current == recording) => {
+                    recorders.remove(&room);
+                    sfu.record(room, false, now);
+                }
+                None => {}
+            }
+            None
+        }
+        MediaCommand::RecordingKeyframe { key, source } => {
+            sfu.recording_keyframe(key, source, now);
+            None
+        }
     };
     if let Some((key, error)) = refused
         && let Some(outbox) = outboxes.get(&key)
@@ -337,8 +363,15 @@ fn handle(sfu: &mut Sfu, outboxes: &mut HashMap<PeerKey, mpsc::Sender<Delivery>>
 }
 
 /// Sends what the SFU produced: datagrams on the socket in runs (dropped when the kernel buffer is full, as
-/// the network would), signalling into outboxes (a full one is the room's to deal with).
-fn flush(sfu: &mut Sfu, socket: &mut BatchSocket, outboxes: &HashMap<PeerKey, mpsc::Sender<Delivery>>) {
+/// the network would), signalling into outboxes (a full one is the room's to deal with), recorded packets
+/// into their recorder's queue (a full one loses the packet: recording never slows forwarding).
+fn flush(
+    sfu: &mut Sfu,
+    socket: &mut BatchSocket,
+    outboxes: &HashMap<PeerKey, mpsc::Sender<Delivery>>,
+    recorders: &mut Recorders,
+) {
+    let mut gone = Vec::new();
     while let Some(output) = sfu.poll_output() {
         match output {
             SfuOutput::Transmit { destination, contents } => socket.send(destination, &contents),
@@ -347,7 +380,20 @@ fn flush(sfu: &mut Sfu, socket: &mut BatchSocket, outboxes: &HashMap<PeerKey, mp
                     let _ = outbox.try_send(Delivery::Message(message));
                 }
             }
+            SfuOutput::Record { room, packet } => {
+                if let Some((_, recorder)) = recorders.get(&room)
+                    && let Err(mpsc::error::TrySendError::Closed(_)) = recorder.try_send(packet)
+                {
+                    gone.push(room);
+                }
+            }
         }
     }
     socket.flush();
+    // A recorder that stopped without saying so (its stop was lost to a full queue) is let go.
+    for room in gone {
+        if recorders.remove(&room).is_some() {
+            sfu.record(room, false, Instant::now());
+        }
+    }
 }

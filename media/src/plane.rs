@@ -3,10 +3,10 @@
 //! shard or a room hands a participant's connection ([`Delivery`]). Both sides depend on this module and
 //! not on each other.
 
-use convene_signal::{ParticipantId, ServerMessage, VideoRequest};
+use convene_signal::{ParticipantId, ServerMessage, TrackSource, VideoRequest};
 use tokio::sync::mpsc;
 
-use crate::sfu::{PeerKey, RoomId};
+use crate::sfu::{PeerKey, RecordedPacket, RoomId};
 
 /// What a connection's writer does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +67,23 @@ pub enum MediaCommand {
         /// Who.
         key: PeerKey,
     },
+    /// Start handing the room's media to a recorder (`Some`: its bounded queue, where packets are dropped
+    /// when it is full, never waited for), or stop (`None`).
+    Record {
+        /// The room.
+        room: RoomId,
+        /// The recording (a stop concerns only the recording it names: another may have started since).
+        recording: String,
+        /// The recorder's queue.
+        sink: Option<mpsc::Sender<RecordedPacket>>,
+    },
+    /// The recorder lost part of a video and needs a keyframe to go on.
+    RecordingKeyframe {
+        /// Whose video.
+        key: PeerKey,
+        /// Which.
+        source: TrackSource,
+    },
 }
 
 impl MediaCommand {
@@ -77,7 +94,9 @@ impl MediaCommand {
             | Self::Answer { key, .. }
             | Self::Pin { key, .. }
             | Self::ReceiveVideo { key, .. }
-            | Self::Leave { key } => key.room,
+            | Self::Leave { key }
+            | Self::RecordingKeyframe { key, .. } => key.room,
+            Self::Record { room, .. } => *room,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! media untouched); the others see them leave only when the grace runs out.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     num::NonZeroUsize,
     sync::{
         Arc, Mutex,
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     focus::{self, Identity, Outbound, RoomPolicy},
     plane::{Delivery, MediaCommand, MediaPlane},
+    recording::{Finished, Recorder, RecordingStore, manifest::Presence},
     sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
 };
@@ -50,6 +51,17 @@ enum Command {
     Message(ParticipantId, ClientMessage),
     /// A connection (by participant and number) closed.
     Disconnect(ParticipantId, u64),
+    /// The control plane starts or stops recording (`by`: who, in words).
+    Record {
+        start: bool,
+        by: String,
+        reply: oneshot::Sender<Result<Option<String>, String>>,
+    },
+    /// The room's recorder stopped (by itself when `reason` says why).
+    RecordingEnded {
+        recording: String,
+        reason: Option<String>,
+    },
 }
 
 /// A room is found by its tenant and name.
@@ -104,6 +116,32 @@ pub enum RoomEvent {
         /// When.
         at: SystemTime,
     },
+    /// Recording started; its files are in the node's recordings store under the recording's id.
+    RecordingStarted {
+        /// Which room.
+        room: RoomKey,
+        /// The recording's id (a UUID).
+        recording: String,
+        /// Who started it, as people see them.
+        by: String,
+        /// Their token's user id, when a participant started it.
+        by_user: Option<String>,
+        /// When.
+        at: SystemTime,
+    },
+    /// Recording stopped: its files are complete.
+    RecordingStopped {
+        /// Which room.
+        room: RoomKey,
+        /// The recording's id.
+        recording: String,
+        /// Why it stopped by itself, when nobody stopped it.
+        reason: Option<String>,
+        /// Bytes written.
+        bytes: u64,
+        /// When.
+        at: SystemTime,
+    },
 }
 
 /// Receives room events; must not block (the room task calls it).
@@ -127,6 +165,10 @@ pub struct Rooms {
     /// When rooms were ended for everyone, so a connection racing the control plane's record of it cannot
     /// start the room again with an old token (bounded: the control plane's record is the lasting one).
     ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
+    /// Where recordings are written; without one, meetings cannot be recorded here.
+    recordings: Option<RecordingStore>,
+    /// The rooms being recorded now, for pages shown before joining.
+    recorded: Arc<Mutex<HashSet<RoomKey>>>,
 }
 
 /// Ended rooms the node remembers by itself.
@@ -149,6 +191,17 @@ pub enum ConnectError {
     Stopped,
 }
 
+/// Why recording could not start or stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordingError {
+    /// Nobody is in the meeting.
+    #[error("the meeting has not started")]
+    NotRunning,
+    /// The room refused, in words for people (encrypted end to end, already recording, storage full).
+    #[error("{0}")]
+    Refused(String),
+}
+
 impl std::fmt::Debug for Rooms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rooms").field("running", &self.count()).finish_non_exhaustive()
@@ -161,6 +214,8 @@ impl std::fmt::Debug for Command {
             Command::Connect { .. } => "Connect",
             Command::Message(..) => "Message",
             Command::Disconnect(..) => "Disconnect",
+            Command::Record { .. } => "Record",
+            Command::RecordingEnded { .. } => "RecordingEnded",
         })
     }
 }
@@ -218,7 +273,30 @@ impl Rooms {
             media,
             next_room: Arc::default(),
             ended: Arc::new(Mutex::new(LruCache::new(REMEMBERED_ENDS))),
+            recordings: None,
+            recorded: Arc::default(),
         }
+    }
+
+    /// Whether `key`'s meeting is being recorded now.
+    pub fn is_recording(&self, key: &RoomKey) -> bool {
+        self.recorded.lock().is_ok_and(|recorded| recorded.contains(key))
+    }
+
+    /// Rooms whose meetings can be recorded into `store`.
+    pub fn with_recordings(mut self, store: RecordingStore) -> Self {
+        self.recordings = Some(store);
+        self
+    }
+
+    /// Starts (`start`) or stops recording `key`'s meeting on behalf of `by` (words for the participants'
+    /// notice); answers the recording's id when one started.
+    pub async fn record(&self, key: &RoomKey, start: bool, by: String) -> Result<Option<String>, RecordingError> {
+        let room = self.running.lock().ok().and_then(|running| running.get(key).cloned());
+        let room = room.ok_or(RecordingError::NotRunning)?;
+        let (reply, answer) = oneshot::channel();
+        room.send(Command::Record { start, by, reply }).await.map_err(|_| RecordingError::NotRunning)?;
+        answer.await.map_err(|_| RecordingError::NotRunning)?.map_err(RecordingError::Refused)
     }
 
     /// Stops starting rooms; the running ones go on until their last participant leaves.
@@ -325,6 +403,11 @@ impl Rooms {
             sessions: HashMap::new(),
             current: HashMap::new(),
             next_serial: 0,
+            recordings: self.recordings.clone(),
+            recorded: self.recorded.clone(),
+            recorder: None,
+            recorded_people: Vec::new(),
+            inbox: sender.downgrade(),
         };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
@@ -374,6 +457,14 @@ struct RoomTask {
     /// Each participant's current connection; a closing one that is no longer current changes nothing.
     current: HashMap<ParticipantId, u64>,
     next_serial: u64,
+    recordings: Option<RecordingStore>,
+    recorded: Arc<Mutex<HashSet<RoomKey>>>,
+    /// The recording going on; dropping it stops it.
+    recorder: Option<Recorder>,
+    /// Who the recorder last heard was in the room.
+    recorded_people: Vec<Presence>,
+    /// The task's own inbox, for its recorder to say it stopped (weak: it must not keep the room alive).
+    inbox: mpsc::WeakSender<Command>,
 }
 
 impl RoomTask {
@@ -399,11 +490,29 @@ impl RoomTask {
                 }
                 Some(Command::Message(from, message)) => self.message(from, message),
                 Some(Command::Disconnect(id, serial)) => self.disconnect(id, serial, now),
+                Some(Command::Record { start, by, reply }) => {
+                    let (answer, out) = if start { self.start_recording(by, None) } else { self.stop_recording(by) };
+                    let _ = reply.send(answer);
+                    out
+                }
+                Some(Command::RecordingEnded { recording, reason }) => self.recording_ended(&recording, reason),
             };
+            let out = self.moderators_recording(out);
             self.settle(out, SystemTime::now());
+            if let Ok(mut recorded) = self.recorded.lock() {
+                if self.recorder.is_some() {
+                    recorded.insert(self.key.clone());
+                } else {
+                    recorded.remove(&self.key);
+                }
+            }
             if self.room.is_empty() && self.outboxes.is_empty() && stop_if_idle(&self.running, &self.key, &commands) {
                 break;
             }
+        }
+        // The room stopped: so did its recording (the recorder goes with the task).
+        if let Ok(mut recorded) = self.recorded.lock() {
+            recorded.remove(&self.key);
         }
     }
 
@@ -422,7 +531,12 @@ impl RoomTask {
     /// the participant's id and the connection's number.
     fn connect(&mut self, arrival: Arrival, policy: RoomPolicy) -> (ParticipantId, u64, Vec<Outbound>) {
         let Arrival { identity, version, password, resume, outbox } = arrival;
-        let changed = self.room.set_policy(policy);
+        let mut changed = self.room.set_policy(policy);
+        // The room turned to end-to-end encryption: what comes next cannot be recorded.
+        if self.room.end_to_end_encrypted() && self.recorder.take().is_some() {
+            let reason = Some(focus::RECORDING_NEEDS_CLEAR_MEDIA.to_owned());
+            changed.extend(self.room.recording_changed(false, "the room's settings".to_owned(), reason));
+        }
         let serial = self.next_serial;
         self.next_serial += 1;
         // The old connection may still look alive (a network that went away closes nothing): the new one
@@ -495,14 +609,107 @@ impl RoomTask {
         }
     }
 
-    /// Records removals and ends, sends what the focus decided, reports who came and went at `at`, and
-    /// tears down the media of those who left.
+    /// Records removals and ends, sends what the focus decided, reports who came and went at `at`, tears
+    /// down the media of those who left, and tells the recorder who is there.
     fn settle(&mut self, out: Vec<Outbound>, at: SystemTime) {
         let out = remember(&self.key, out, self.reporter.as_ref(), &self.ended, at);
         send_out(&mut self.room, out, &mut self.outboxes, &mut self.sessions);
         let left =
             report(&self.key, &self.room, (&mut self.reported, &mut self.report_ids), self.reporter.as_ref(), at);
         leave_media(self.media.as_ref(), self.room_id, left);
+        if let Some(recorder) = &self.recorder {
+            let people = presence(&self.room);
+            if people != self.recorded_people {
+                recorder.people(people.clone());
+                self.recorded_people = people;
+            }
+        }
+    }
+
+    /// Carries out the recording requests moderators made; a refusal goes to the moderator.
+    fn moderators_recording(&mut self, out: Vec<Outbound>) -> Vec<Outbound> {
+        let mut kept = Vec::with_capacity(out.len());
+        for outbound in out {
+            let Outbound::Record { start, by } = outbound else {
+                kept.push(outbound);
+                continue;
+            };
+            let name = self.room.name_of(by).unwrap_or_default().to_owned();
+            let (answer, out) = if start {
+                let user = self.report_ids.get(&by).or_else(|| self.reported.get(&by)).cloned();
+                self.start_recording(name, user)
+            } else {
+                self.stop_recording(name)
+            };
+            kept.extend(out);
+            if let Err(message) = answer {
+                kept.push(Outbound::Send(by, ServerMessage::Error { code: "unavailable".to_owned(), message }));
+            }
+        }
+        kept
+    }
+
+    /// Starts recording for `by` (words; `by_user`: their token's user id); answers the recording's id.
+    fn start_recording(
+        &mut self,
+        by: String,
+        by_user: Option<String>,
+    ) -> (Result<Option<String>, String>, Vec<Outbound>) {
+        if self.room.end_to_end_encrypted() {
+            return (Err(focus::RECORDING_NEEDS_CLEAR_MEDIA.to_owned()), Vec::new());
+        }
+        if self.recorder.is_some() {
+            return (Err("the meeting is already being recorded".to_owned()), Vec::new());
+        }
+        let (Some(store), Some(media)) = (&self.recordings, &self.media) else {
+            return (Err("this server does not record meetings".to_owned()), Vec::new());
+        };
+        let people = presence(&self.room);
+        let (reporter, key, inbox) = (self.reporter.clone(), self.key.clone(), self.inbox.clone());
+        let finished = Box::new(move |finished: Finished| {
+            reporter.report(RoomEvent::RecordingStopped {
+                room: key,
+                recording: finished.id.clone(),
+                reason: finished.reason.clone(),
+                bytes: finished.bytes,
+                at: finished.at,
+            });
+            if let Some(inbox) = inbox.upgrade() {
+                let _ = inbox.try_send(Command::RecordingEnded { recording: finished.id, reason: finished.reason });
+            }
+        });
+        let recorder = match Recorder::start(store, media, (self.room_id, &self.key.1), people.clone(), finished) {
+            Ok(recorder) => recorder,
+            Err(error) => return (Err(error.to_string()), Vec::new()),
+        };
+        let id = recorder.id().to_owned();
+        self.reporter.report(RoomEvent::RecordingStarted {
+            room: self.key.clone(),
+            recording: id.clone(),
+            by: by.clone(),
+            by_user,
+            at: SystemTime::now(),
+        });
+        self.recorder = Some(recorder);
+        self.recorded_people = people;
+        (Ok(Some(id)), self.room.recording_changed(true, by, None))
+    }
+
+    /// Stops the recording (its task finishes the files and reports it stopped).
+    fn stop_recording(&mut self, by: String) -> (Result<Option<String>, String>, Vec<Outbound>) {
+        match self.recorder.take() {
+            Some(recorder) => (Ok(Some(recorder.id().to_owned())), self.room.recording_changed(false, by, None)),
+            None => (Err("the meeting is not being recorded".to_owned()), Vec::new()),
+        }
+    }
+
+    /// The recorder stopped: if by itself (storage full or failing), everyone hears why.
+    fn recording_ended(&mut self, recording: &str, reason: Option<String>) -> Vec<Outbound> {
+        if self.recorder.as_ref().is_none_or(|recorder| recorder.id() != recording) {
+            return Vec::new();
+        }
+        self.recorder = None;
+        self.room.recording_changed(false, "the recorder".to_owned(), reason)
     }
 }
 
@@ -535,7 +742,7 @@ fn remember(
                 reporter.report(RoomEvent::Ended { room: key.clone(), at });
                 false
             }
-            Outbound::Send(..) | Outbound::Close(_) => true,
+            Outbound::Send(..) | Outbound::Close(_) | Outbound::Record { .. } => true,
         })
         .collect()
 }
@@ -581,6 +788,18 @@ fn stop_if_idle(
         return true;
     }
     false
+}
+
+/// Who is in the room, as the recorder notes them.
+fn presence(room: &focus::Room) -> Vec<Presence> {
+    room.participants()
+        .map(|info| Presence {
+            id: info.id,
+            name: info.name.clone(),
+            audio_muted: info.audio_muted,
+            video_muted: info.video_muted,
+        })
+        .collect()
 }
 
 /// Waits until `deadline`, or forever without one.
@@ -688,8 +907,8 @@ fn deliver(
                         let _ = outbox.try_send(Delivery::Close);
                     }
                 }
-                // Taken out by `remember` before delivery.
-                Outbound::Removed(_) | Outbound::Ended => {}
+                // Taken out before delivery.
+                Outbound::Removed(_) | Outbound::Ended | Outbound::Record { .. } => {}
             }
         }
         for id in dropped {
@@ -850,6 +1069,7 @@ mod tests {
                 RoomEvent::Left { participant, .. } => format!("-{participant}"),
                 RoomEvent::Removed { token, .. } => format!("removed {token}"),
                 RoomEvent::Ended { .. } => "ended".to_owned(),
+                RoomEvent::RecordingStarted { .. } | RoomEvent::RecordingStopped { .. } => "recording".to_owned(),
             })
             .collect();
         assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy", "+dan", "-cy"]);

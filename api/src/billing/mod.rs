@@ -253,6 +253,8 @@ impl Billing {
                 ),
             }),
             new_meetings_refused: refused,
+            recording_refused: (!limits.recording)
+                .then(|| format!("The {} plan does not include recording; an owner can upgrade the plan.", plan.name)),
         })
     }
 

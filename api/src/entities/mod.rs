@@ -13,6 +13,7 @@ pub mod meeting;
 pub mod meeting_invitee;
 pub mod membership;
 pub mod node_event_cursor;
+pub mod recording;
 pub mod room;
 pub mod room_closure;
 pub mod room_removal;

@@ -10,7 +10,7 @@ use crate::{
         csrf::OwnOrigins,
         routes::{auth::CookiePolicy, signal::PasswordGuesses, v1::MeetUrl},
     },
-    meetings::{admission::Admission, scheduled::MeetingService},
+    meetings::{admission::Admission, recordings::RecordingService, scheduled::MeetingService},
     people::{accounts::Accounts, team::TeamService},
     platform::envelope::Envelope,
 };
@@ -30,6 +30,8 @@ pub struct AppState {
     pub billing: Billing,
     /// Lets people into rooms.
     pub admission: Admission,
+    /// Starts, stops and deletes recordings.
+    pub recordings: RecordingService,
     /// Opens the sealed private signing keys.
     pub envelope: Envelope,
     /// The meet host's URL, for join links.

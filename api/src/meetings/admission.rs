@@ -87,7 +87,7 @@ impl Admission {
             issued_at: claims.iat.or(claims.nbf).and_then(at),
             expires_at: at(claims.exp),
         };
-        let user = claims.context.user;
+        let (user, may_record) = (claims.context.user, claims.context.features.recording);
         let issued_at = facts.issued_at.map(DateTime::<Utc>::from);
         let user_id = user.id.as_deref();
         let refusal = match removals::refusal(&self.db, tenant, room, &facts.digest, user_id, issued_at, now).await {
@@ -103,8 +103,14 @@ impl Admission {
             Err(error) => return Err(unavailable("who may enter a room", &error)),
         }
         let settings = row.as_ref().map_or_else(RoomSettings::default, rooms::settings_of);
-        let identity =
-            Identity { user_id: user.id, name: user.name, chosen_name: None, moderator: user.moderator, token: facts };
+        let identity = Identity {
+            user_id: user.id,
+            name: user.name,
+            chosen_name: None,
+            moderator: user.moderator,
+            may_record,
+            token: facts,
+        };
         Ok(Admitted { tenant, identity, policy: RoomPolicy { settings, allowance } })
     }
 

@@ -20,7 +20,10 @@ use uuid::Uuid;
 
 use crate::{
     entities::{dead_letter, node_event_cursor, room_session, session_participant},
-    meetings::removals::{self, Closure, RemovedPerson},
+    meetings::{
+        recordings,
+        removals::{self, Closure, RemovedPerson},
+    },
     platform::pagination,
 };
 
@@ -395,7 +398,9 @@ async fn advance_cursor(transaction: &DatabaseTransaction, envelope: &Envelope) 
 async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Result<(), DbErr> {
     let room_event = match event {
         NodeEvent::Started { at, last_alive } => {
-            return node_started(db, node, last_alive.map(DateTime::<Utc>::from), (*at).into()).await;
+            let last_alive = last_alive.map(DateTime::<Utc>::from);
+            recordings::node_restarted(db, node, last_alive, (*at).into()).await?;
+            return node_started(db, node, last_alive, (*at).into()).await;
         }
         NodeEvent::Room(event) => event,
     };
@@ -403,7 +408,9 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
         RoomEvent::Joined { room, at, .. }
         | RoomEvent::Left { room, at, .. }
         | RoomEvent::Removed { room, at, .. }
-        | RoomEvent::Ended { room, at } => (room, *at),
+        | RoomEvent::Ended { room, at }
+        | RoomEvent::RecordingStarted { room, at, .. }
+        | RoomEvent::RecordingStopped { room, at, .. } => (room, *at),
     };
     // Keys come from verified tokens and parsed paths; anything else is not ours to record.
     let (Ok(tenant), Ok(room)) = (TenantId::parse(tenant), RoomName::parse(room)) else { return Ok(()) };
@@ -423,5 +430,12 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
             removals::record_removal(db, tenant, &room, person, at).await
         }
         RoomEvent::Ended { .. } => removals::record_closure(db, tenant, &room, Closure::Ended, at).await,
+        RoomEvent::RecordingStarted { recording, by, by_user, .. } => {
+            let started = recordings::Started { node, id: recording, by, by_user: by_user.as_deref() };
+            recordings::started(db, tenant, &room, started, at).await
+        }
+        RoomEvent::RecordingStopped { recording, reason, bytes, .. } => {
+            recordings::stopped(db, tenant, recording, (reason.as_deref(), *bytes), at).await
+        }
     }
 }

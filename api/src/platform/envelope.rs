@@ -2,7 +2,8 @@
 //! sealed with AES-256-GCM under a key-encryption key from `CONVENE_SECRET_KEY`, bound to its row, so a
 //! database dump alone mints nothing. The sealed form names the key that sealed it, which lets a rotation
 //! keep the old key under `CONVENE_PREVIOUS_SECRET_KEYS` while [`rewrap`](crate::meetings::room_tokens::rewrap) moves
-//! every row to the new one.
+//! every row to the new one. The same keys sign links that must outlive a process but not a deadline
+//! (recordings' download links), with a key derived for that use alone.
 
 use std::{fmt, io::Write, path::Path};
 
@@ -84,6 +85,8 @@ pub enum OpenError {
 pub struct Envelope {
     current: (String, Aes256Gcm),
     previous: Vec<(String, Aes256Gcm)>,
+    /// Link-signing keys derived from the current key, then the previous ones.
+    signing: Vec<[u8; KEY_BYTES]>,
 }
 
 impl fmt::Debug for Envelope {
@@ -97,7 +100,25 @@ impl Envelope {
     /// Seals with `current`; opens with it or any of `previous`.
     pub fn new(current: &SecretKey, previous: &[SecretKey]) -> Self {
         let cipher = |key: &SecretKey| (key.id(), Aes256Gcm::new(key.0.as_slice().into()));
-        Self { current: cipher(current), previous: previous.iter().map(cipher).collect() }
+        let signing =
+            std::iter::once(current).chain(previous).map(|key| mac(key.0.as_slice(), SIGNING_PURPOSE)).collect();
+        Self { current: cipher(current), previous: previous.iter().map(cipher).collect(), signing }
+    }
+
+    /// A signature of `message` (HMAC-SHA-256 under the current key's link-signing key), hex.
+    pub fn sign(&self, message: &str) -> String {
+        let key = self.signing.first().copied().unwrap_or_default();
+        data_encoding::HEXLOWER.encode(&mac(&key, message.as_bytes()))
+    }
+
+    /// Whether `signature` is [`sign`](Self::sign)'s for `message` under any known key (compared in constant
+    /// time).
+    pub fn verify(&self, message: &str, signature: &str) -> bool {
+        let Ok(given) = data_encoding::HEXLOWER.decode(signature.as_bytes()) else { return false };
+        self.signing.iter().any(|key| {
+            let expected = mac(key, message.as_bytes());
+            bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_slice(), given.as_slice()))
+        })
     }
 
     /// The envelope for a serving process: `CONVENE_SECRET_KEY` when set; otherwise, for the embedded
@@ -167,6 +188,17 @@ impl Envelope {
     }
 }
 
+/// What the link-signing keys are derived for, so they sign nothing else.
+const SIGNING_PURPOSE: &[u8] = b"convene link signing v1";
+
+fn mac(key: &[u8], message: &[u8]) -> [u8; KEY_BYTES] {
+    use hmac::Mac;
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC key"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 /// Reads the embedded default's key from the data directory, creating it (owner-only) on first use.
 fn key_in_data_dir(data_dir: &Path) -> anyhow::Result<SecretKey> {
     let path = data_dir.join(KEY_FILE);
@@ -220,6 +252,23 @@ mod tests {
         let stranger = Envelope::new(&old, &[]);
         assert_eq!(stranger.open(row, &sealed).err(), Some(OpenError::UnknownKey(current.id())));
         assert!(stranger.open(row, &sealed).unwrap_err().to_string().contains("CONVENE_PREVIOUS_SECRET_KEYS"));
+    }
+
+    #[test]
+    fn signatures_verify_for_their_message_only_and_survive_a_rotation() {
+        let (old, new) = (key(), key());
+        let before = Envelope::new(&old, &[]);
+        let signature = before.sign("recordings/1/recording.mp4/1700000000");
+        assert!(before.verify("recordings/1/recording.mp4/1700000000", &signature));
+        assert!(!before.verify("recordings/1/recording.mp4/1700000001", &signature));
+        assert!(!before.verify("recordings/1/recording.mp4/1700000000", "not hex"));
+        assert!(!Envelope::new(&new, &[]).verify("recordings/1/recording.mp4/1700000000", &signature));
+        let rotated = Envelope::new(&new, &[old]);
+        assert!(
+            rotated.verify("recordings/1/recording.mp4/1700000000", &signature),
+            "old links work until they expire"
+        );
+        assert_ne!(rotated.sign("m"), before.sign("m"), "new links use the new key");
     }
 
     #[test]

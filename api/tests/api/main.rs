@@ -13,6 +13,7 @@ mod mail_outbox;
 mod media;
 mod meetings;
 mod openapi;
+mod recordings;
 mod rooms;
 mod shutdown;
 mod signal;

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, tenant_key};
+use crate::{
+    helpers::{TestApp, spawn_app, spawn_configured, tenant_key},
+    recordings::RECORDING_PLANS,
+    signal::{hello, token as room_token},
+};
 
 fn snapshot_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/openapi.snapshot.json")
@@ -125,7 +129,7 @@ impl Exchanges<'_> {
 
 #[tokio::test]
 async fn every_operation_answers_what_the_document_says() {
-    let app = spawn_app().await;
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
     let document: Value = app.get("/v1/openapi.json").await.json().await.unwrap();
     let acme = tenant_key(&app, "owner@acme.example").await;
     let globex = tenant_key(&app, "owner@globex.example").await;
@@ -176,6 +180,41 @@ async fn every_operation_answers_what_the_document_says() {
     api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", acme, Some(change.clone()), 200).await;
     api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", globex, Some(change), 404).await;
     api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", acme, Some(json!({ "max_participants": 1 })), 400).await;
+    // Recording: refused while nobody is in the meeting, then started, stopped and listed while Ann is in.
+    let start = (Method::POST, "/v1/rooms/{name}/recording");
+    let stop = (Method::DELETE, "/v1/rooms/{name}/recording");
+    api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 409).await;
+    api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", globex, None, 404).await;
+    let ann = room_token(&app, acme.unwrap(), "weekly-sync", "Ann", true).await;
+    let (_ann, welcome) = hello(&app, "weekly-sync", &ann).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let started = api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 201).await;
+    let recording = started["id"].as_str().unwrap().to_owned();
+    api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 409).await;
+    api.expect(stop.clone(), "/v1/rooms/weekly-sync/recording", globex, None, 404).await;
+    api.expect(stop.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 200).await;
+    api.expect(stop.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 409).await;
+    let list_recordings = (Method::GET, "/v1/recordings");
+    api.expect(list_recordings.clone(), "/v1/recordings?room=weekly-sync&limit=5", acme, None, 200).await;
+    api.expect(list_recordings.clone(), "/v1/recordings?room=Not%20A%20Room", acme, None, 400).await;
+    let one_recording = (Method::GET, "/v1/recordings/{id}");
+    let recording_path = format!("/v1/recordings/{recording}");
+    api.expect(one_recording.clone(), &recording_path, globex, None, 404).await;
+    // The node's events reach the control plane through its outbox: the stop lands within moments.
+    let mut state = Value::Null;
+    for _ in 0..50 {
+        state = api.expect(one_recording.clone(), &recording_path, acme, None, 200).await["state"].clone();
+        if state != "recording" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_ne!(state, "recording");
+    let delete_recording = (Method::DELETE, "/v1/recordings/{id}");
+    api.expect(delete_recording.clone(), &recording_path, globex, None, 404).await;
+    api.expect(delete_recording.clone(), &recording_path, acme, None, 204).await;
+    api.expect(delete_recording.clone(), &recording_path, acme, None, 404).await;
+
     let presence = (Method::GET, "/v1/rooms/{name}/presence");
     api.expect(presence.clone(), "/v1/rooms/weekly-sync/presence", acme, None, 200).await;
     api.expect(presence.clone(), "/v1/rooms/weekly-sync/presence", globex, None, 404).await;

@@ -27,7 +27,10 @@ async fn the_main_host_serves_the_landing_page_and_the_meet_host_its_own() {
     assert!(landing.contains("<title>Convene · video meetings for your company</title>"));
     assert!(landing.contains("/pkg/convene.js"), "the page loads the site's hydration bundle");
     // What has not landed is not promised.
-    assert!(landing.contains("Coming: dial in by phone") && landing.contains("Coming: recording"), "{landing}");
+    assert!(
+        landing.contains("Coming: dial in by phone") && landing.contains("Recording on the media node"),
+        "{landing}"
+    );
     assert!(!landing.contains("Record what matters") && !landing.contains("the phone gateway."), "{landing}");
 
     let (status, meet_home) = page(&app, "meet.localhost:3000", "/").await;

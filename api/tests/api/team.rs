@@ -1,7 +1,7 @@
 //! Team, invitations, roles, API keys and the `/v1` key check, and the rule that another tenant's ids
 //! always answer 404.
 
-use convene_api::entities::{audit_event, invitation, membership};
+use convene_api::entities::{audit_event, invitation, membership, tenant};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
@@ -204,6 +204,11 @@ async fn another_tenants_ids_answer_404_everywhere() {
     let scheduled = app.post_form("/meetings", &meeting, Some(&globex)).await;
     let location = scheduled.headers()["location"].to_str().unwrap().to_owned();
     let meeting_id = location.strip_prefix("/meetings/").unwrap().to_owned();
+    let globex_id =
+        tenant::Entity::find().filter(tenant::Column::Name.eq("Globex")).one(&db).await.unwrap().unwrap().id;
+    let recording_id = uuid::Uuid::now_v7();
+    crate::recordings::insert_ready_recording(&app, recording_id, globex_id).await;
+    let recording_id = recording_id.to_string();
 
     // Each id-taking form route, called by Acme's owner with Globex's id of its kind.
     let routes = form_routes_with_ids();
@@ -214,6 +219,7 @@ async fn another_tenants_ids_answer_404_everywhere() {
             Some("team") if route.starts_with("/team/invitations/") => &invitation_id,
             Some("keys") => &key_id,
             Some("meetings") => &meeting_id,
+            Some("recordings") => &recording_id,
             // A participant link is a capability: whoever holds one may follow it, from any organisation.
             Some("join") => continue,
             _ => panic!("{route} takes an id: say here which of another tenant's ids to try, or why it is exempt"),
@@ -235,6 +241,8 @@ async fn another_tenants_ids_answer_404_everywhere() {
     assert!(globex_keys.contains("Revoke"), "the key is still live");
     let globex_meeting = app.get_with_cookie(&location, &globex).await.text().await.unwrap();
     assert!(globex_meeting.contains("Globex board") && !globex_meeting.contains("Cancelled"), "{globex_meeting}");
+    let globex_recordings = app.get_with_cookie("/recordings", &globex).await.text().await.unwrap();
+    assert!(globex_recordings.contains(&recording_id), "the recording is still there");
     let acme_team = app.get_with_cookie("/team", &acme).await.text().await.unwrap();
     assert!(!acme_team.contains("globex"), "pages show only one's own tenant");
     app.stop().await;

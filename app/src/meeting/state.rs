@@ -374,6 +374,17 @@ impl MeetingState {
                 let text = format!("The moderator {name} asks you to unmute.");
                 self.push_notice(Notice { id: 0, text, unmute_request: true, brief: false });
             }
+            ServerMessage::RecordingChanged { recording, by, reason } => {
+                let text = match (recording, reason) {
+                    (true, _) => format!("{by} started recording the meeting."),
+                    (false, Some(reason)) => format!("Recording stopped because {}.", reason.trim_end_matches('.')),
+                    (false, None) => format!("{by} stopped recording the meeting."),
+                };
+                if let Some(room) = &mut self.room {
+                    room.recording = recording;
+                }
+                return vec![self.announce(text)];
+            }
             ServerMessage::DominantSpeaker { participant } => self.dominant = Some(participant),
             ServerMessage::Error { message, .. } => self.notify(sentence(&message)),
             // Negotiation and encryption keys belong to the media side.
@@ -416,6 +427,7 @@ mod tests {
             end_to_end_encryption: false,
             fixed_display_names: false,
             quality: MediaQuality::default(),
+            recording: false,
         }
     }
 
@@ -446,6 +458,19 @@ mod tests {
         assert_eq!(state.phase, Phase::Over(ending));
         state.apply(ServerMessage::Lobby { you: ParticipantId(9) });
         assert_eq!((state.phase, state.me), (Phase::Lobby, Some(ParticipantId(9))));
+    }
+
+    #[test]
+    fn recording_shows_while_it_goes_on_and_everyone_hears_who_started_and_why_it_stopped() {
+        let mut state = in_meeting();
+        let started = ServerMessage::RecordingChanged { recording: true, by: "Ann".to_owned(), reason: None };
+        assert!(matches!(state.apply(started)[..], [Directive::ExpireNotice(_)]));
+        assert!(state.room.as_ref().is_some_and(|room| room.recording));
+        assert_eq!(state.notices[0].text, "Ann started recording the meeting.");
+        let reason = Some("the recordings storage is full".to_owned());
+        state.apply(ServerMessage::RecordingChanged { recording: false, by: "the recorder".to_owned(), reason });
+        assert!(state.room.as_ref().is_some_and(|room| !room.recording));
+        assert_eq!(state.notices[1].text, "Recording stopped because the recordings storage is full.");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct VideoRequest {
 }
 
 /// What a client sends. Unknown fields are refused (serde cannot check them on the field-less messages,
-/// `mute_all`, `end_for_all` and `leave`, which ignore extras).
+/// `mute_all`, `end_for_all`, `start_recording`, `stop_recording` and `leave`, which ignore extras).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
@@ -172,6 +172,11 @@ pub enum ClientMessage {
     },
     /// Moderators: end the meeting for everyone.
     EndForAll,
+    /// Moderators: start recording the meeting (refused in end-to-end encrypted rooms and where the plan or
+    /// the moderator's token does not allow it).
+    StartRecording,
+    /// Moderators: stop recording.
+    StopRecording,
     /// I am leaving.
     Leave,
     /// My media (what I publish): an SDP offer. The first one starts media; later ones add or remove tracks.
@@ -247,6 +252,9 @@ pub struct RoomInfo {
     pub fixed_display_names: bool,
     /// What clients capture and send.
     pub quality: MediaQuality,
+    /// The meeting is being recorded.
+    #[serde(default)]
+    pub recording: bool,
 }
 
 /// The media a room asks its participants for, from the organisation's room settings.
@@ -426,6 +434,17 @@ pub enum ServerMessage {
         sdp: String,
         /// Every track the node sends you after this offer.
         tracks: Vec<TrackInfo>,
+    },
+    /// Recording started or stopped (`room_changed` follows with the room's state).
+    RecordingChanged {
+        /// Whether the meeting is recorded now.
+        recording: bool,
+        /// Who started or stopped it, as people see them: a participant's name, or the organisation's
+        /// system for the API and automatic starts.
+        by: String,
+        /// Why it stopped, when nobody stopped it (the disk is full, the recorder failed).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
     },
     /// The loudest participant changed.
     DominantSpeaker {

@@ -1,9 +1,9 @@
 //! The developer task runner (`cargo xtask <task>`), so that a fresh Debian machine with rustup needs
 //! exactly two commands:
 //!
-//! - `cargo xtask up`: installs the build tools, builds the browser bundles and the release binary,
+//! - `cargo xtask up`: installs the build tools and ffmpeg, builds the browser bundles and the release binary,
 //!   migrates `./data` and runs `convene up`.
-//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, Janus, an SMTP
+//! - `cargo xtask test`: makes sure the services tests talk to exist and run (Postgres, Chromium, Janus, ffmpeg, an SMTP
 //!   sink), builds the bundles, checks formatting and lints, then runs every test.
 //!
 //! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file;
@@ -112,6 +112,7 @@ fn build() -> anyhow::Result<PathBuf> {
 }
 
 fn up(args: &[String]) -> anyhow::Result<()> {
+    services::ensure_ffmpeg()?;
     let convene = build()?;
 
     step("Migrating the database");
@@ -132,6 +133,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_postgres()?;
     services::ensure_chromium()?;
     services::ensure_janus()?;
+    services::ensure_ffmpeg()?;
     services::ensure_openapi_validator()?;
     let target = target_dir()?;
     let smtp = services::start_smtp_sink(&target)?;

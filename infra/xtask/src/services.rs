@@ -80,6 +80,17 @@ pub fn ensure_janus() -> anyhow::Result<()> {
     apt_install(&["janus", "iproute2"])
 }
 
+/// Debian's ffmpeg: the media node composes recordings with it, and the recording tests check files with
+/// ffprobe.
+pub fn ensure_ffmpeg() -> anyhow::Result<()> {
+    step("Checking ffmpeg");
+    if Path::new("/usr/bin/ffmpeg").exists() && Path::new("/usr/bin/ffprobe").exists() {
+        println!("ffmpeg is installed");
+        return Ok(());
+    }
+    apt_install(&["ffmpeg"])
+}
+
 /// aiosmtpd, pinned: the SMTP sink mail tests read from.
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// openapi-spec-validator, pinned: checks the API's OpenAPI 3.1 document.

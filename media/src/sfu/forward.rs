@@ -12,9 +12,10 @@ use str0m::{
 };
 
 use super::{
-    AUDIO_CLOCK, PeerKey, Sfu, VIDEO_CLOCK,
+    AUDIO_CLOCK, PeerKey, Sfu, SfuOutput, VIDEO_CLOCK,
     allocator::Layer,
     peer::{self, Peer},
+    record::Tapped,
     rewrite::Incoming,
 };
 
@@ -81,6 +82,13 @@ impl Sfu {
                 }
                 Sent::WaitingForKeyframe => self.keyframes.push((forward.from, forward.source, forward.layer)),
                 Sent::Nothing => {}
+            }
+        }
+        if let Some(tap) = room.recording.as_mut() {
+            match tap.tap(forward, now) {
+                Tapped::Record(packet) => self.output.push_back(SfuOutput::Record { room: forward.from.room, packet }),
+                Tapped::WantsKeyframe(layer) => self.keyframes.push((forward.from, forward.source, layer)),
+                Tapped::Skip => {}
             }
         }
     }

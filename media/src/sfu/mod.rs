@@ -12,6 +12,7 @@
 pub mod allocator;
 mod forward;
 mod peer;
+mod record;
 pub mod rewrite;
 pub mod speaker;
 
@@ -30,13 +31,14 @@ use str0m::{
     net::{Protocol, Receive},
 };
 
+use self::record::RecordingTap;
 use self::{
     allocator::{Candidate as Source, Layer, Limits},
     forward::{Forward, classify},
     peer::{Egress, Ingress, Peer},
     speaker::Speakers,
 };
-pub use self::{forward::starts_keyframe, peer::NegotiationError};
+pub use self::{forward::starts_keyframe, peer::NegotiationError, record::RecordedPacket};
 use crate::stun;
 
 /// A room within a shard, numbered by the caller.
@@ -94,6 +96,13 @@ pub enum SfuOutput {
         /// What.
         message: ServerMessage,
     },
+    /// Hand a packet to the room's recorder.
+    Record {
+        /// The room being recorded.
+        room: RoomId,
+        /// The packet.
+        packet: RecordedPacket,
+    },
 }
 
 /// Media moved, for a room or the whole shard (plain integers: nothing shared on the packet path).
@@ -148,6 +157,8 @@ struct MediaRoom {
     traffic: Traffic,
     speakers: Speakers<ParticipantId>,
     next_reallocation: Option<Instant>,
+    /// While the room is recorded: what its recorder gets.
+    recording: Option<RecordingTap>,
 }
 
 /// The shard's SFU.
@@ -294,6 +305,28 @@ impl Sfu {
         }
     }
 
+    /// Starts or stops handing the room's media to its recorder (as [`SfuOutput::Record`]).
+    pub fn record(&mut self, room_id: RoomId, on: bool, now: Instant) {
+        if on {
+            self.rooms.entry(room_id).or_default().recording.get_or_insert_with(RecordingTap::default);
+            self.reallocate(room_id, now);
+        } else if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.recording = None;
+            if room.members.is_empty() {
+                self.rooms.remove(&room_id);
+            }
+        }
+    }
+
+    /// The recorder lost part of a video: it starts again at a keyframe, asked of the publisher.
+    pub fn recording_keyframe(&mut self, key: PeerKey, source: TrackSource, now: Instant) {
+        let tap = self.rooms.get_mut(&key.room).and_then(|room| room.recording.as_mut());
+        if let Some(layer) = tap.and_then(|tap| tap.restart(key.participant, source)) {
+            self.keyframes.push((key, source, layer));
+            self.send_keyframe_requests(now);
+        }
+    }
+
     /// A participant left the room: their session ends and the others stop receiving them.
     pub fn leave(&mut self, key: PeerKey, now: Instant) {
         let Some(mut peer) = self.peers.remove(&key) else { return };
@@ -303,7 +336,7 @@ impl Sfu {
         let Some(room) = self.rooms.get_mut(&key.room) else { return };
         room.members.retain(|member| *member != key.participant);
         room.speakers.remove(key.participant);
-        if room.members.is_empty() {
+        if room.members.is_empty() && room.recording.is_none() {
             if let Some(ended) = self.rooms.remove(&key.room) {
                 self.counters.ended_rooms.add(&ended.traffic);
             }
@@ -585,6 +618,12 @@ impl Sfu {
                         rates: ingress.rates(now),
                     });
                 }
+            }
+        }
+        if let Some(tap) = self.rooms.get_mut(&room_id).and_then(|room| room.recording.as_mut()) {
+            let videos = published.iter().map(|video| (video.owner, video.source, video.rates));
+            for (owner, source, layer) in tap.choose_layers(videos) {
+                self.keyframes.push((PeerKey { room: room_id, participant: owner }, source, layer));
             }
         }
         let sharing = published.iter().find(|video| video.source == TrackSource::Screen).map(|video| video.owner);

@@ -14,7 +14,7 @@ use str0m::{
     net::{Protocol, Receive},
 };
 
-use super::{PeerKey, Sfu, SfuConfig, SfuOutput};
+use super::{PeerKey, RecordedPacket, Sfu, SfuConfig, SfuOutput, allocator::Layer, starts_keyframe};
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 const FRAME_BYTES: [usize; 3] = [150, 450, 1600];
@@ -49,6 +49,8 @@ struct Meeting {
     now: Instant,
     address: SocketAddr,
     next_frame: Instant,
+    /// What the SFU handed the room's recorder.
+    recorded: Vec<RecordedPacket>,
 }
 
 impl Meeting {
@@ -59,7 +61,8 @@ impl Meeting {
         // Forwarding decisions, not the estimator's dynamics, are under test here (the bots' tests cover
         // those): every receiver has 20 Mbit/s.
         let config = SfuConfig { address, initial_estimate: 20_000_000, trust_bwe: false, last_n: 25, top_height: 720 };
-        let mut meeting = Self { sfu: Sfu::new(config), clients: Vec::new(), now, address, next_frame: now };
+        let mut meeting =
+            Self { sfu: Sfu::new(config), clients: Vec::new(), now, address, next_frame: now, recorded: Vec::new() };
         for index in 0..people {
             meeting.join(index);
             meeting.run(Duration::from_millis(300));
@@ -144,6 +147,10 @@ impl Meeting {
                         }
                     }
                     SfuOutput::Signal { to, message } => self.signal(to, message),
+                    SfuOutput::Record { room, packet } => {
+                        assert_eq!(room, 1);
+                        self.recorded.push(packet);
+                    }
                 }
             }
             if !moved {
@@ -456,4 +463,46 @@ fn a_publisher_gets_one_microphone_one_camera_and_one_screen() {
     while meeting.sfu.poll_output().is_some() {}
     meeting.run(Duration::from_secs(1));
     assert_eq!(meeting.layers_received(1, 2, 5).len(), 5, "the meeting goes on");
+}
+
+#[test]
+fn a_recorded_room_hands_every_microphone_and_the_half_layer_of_every_camera_to_its_recorder() {
+    let mut meeting = Meeting::new(2);
+    meeting.run(Duration::from_secs(1));
+    assert!(meeting.recorded.is_empty(), "nothing is recorded until asked");
+    let now = meeting.now;
+    meeting.sfu.record(1, true, now);
+    meeting.run(Duration::from_secs(2));
+    for participant in [ParticipantId(1), ParticipantId(2)] {
+        let of = |source: TrackSource| -> Vec<&RecordedPacket> {
+            meeting
+                .recorded
+                .iter()
+                .filter(|packet| packet.participant == participant && packet.source == source)
+                .collect()
+        };
+        // Everyone's microphone, speaking or not: the recording keeps its timing.
+        assert!(of(TrackSource::Microphone).len() > 100, "{participant:?}'s audio is recorded");
+        let video = of(TrackSource::Camera);
+        assert!(video.len() > 40, "{participant:?}'s camera is recorded");
+        assert!(video.iter().all(|packet| packet.layer == Layer::Medium), "the half layer only");
+        assert!(starts_keyframe(video[0].codec, &video[0].payload), "a recorded video starts at a keyframe");
+        assert!(video.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1), "with no packet missing");
+    }
+    // The recorder lost a picture: the next video packet handed over starts a keyframe again.
+    let key = PeerKey { room: 1, participant: ParticipantId(1) };
+    let (before, now) = (meeting.recorded.len(), meeting.now);
+    meeting.sfu.recording_keyframe(key, TrackSource::Camera, now);
+    meeting.run(Duration::from_millis(500));
+    let restarted = meeting.recorded[before..]
+        .iter()
+        .find(|packet| packet.participant == ParticipantId(1) && packet.source == TrackSource::Camera)
+        .unwrap();
+    assert!(starts_keyframe(restarted.codec, &restarted.payload));
+
+    let now = meeting.now;
+    meeting.sfu.record(1, false, now);
+    let stopped = meeting.recorded.len();
+    meeting.run(Duration::from_secs(1));
+    assert_eq!(meeting.recorded.len(), stopped, "nothing after the recording stopped");
 }

@@ -5,7 +5,7 @@ use convene_app::{
     backend::Backend,
     model::{
         ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
-        MeetingListing, PageError, Team, Viewer,
+        MeetingListing, PageError, RecordingListing, Team, Viewer,
     },
 };
 use convene_domain::{Role, RoomName};
@@ -16,6 +16,7 @@ use crate::{
     billing::BillingError,
     http::AppState,
     meetings::admission::{Admitted, Refused},
+    meetings::recordings::RecordingError,
     meetings::scheduled::{ClientContext, JoinError, MeetingError},
     people::Actor,
     people::accounts::users_by_id,
@@ -95,6 +96,14 @@ impl Backend for SiteBackend {
         };
         self.0.meetings.join_details(&code, person, invite.as_deref()).await.map_err(|error| match error {
             JoinError::NotFound => PageError::NotFound,
+            other => unavailable(other),
+        })
+    }
+
+    async fn recordings(&self, session: Option<String>) -> Result<RecordingListing, PageError> {
+        let actor = self.actor(session).await?;
+        self.0.recordings.page(actor).await.map_err(|error| match error {
+            RecordingError::Forbidden => PageError::Forbidden,
             other => unavailable(other),
         })
     }
@@ -182,6 +191,11 @@ impl Backend for SiteBackend {
                     title: around.title.unwrap_or_else(|| room.to_string()),
                     invite_link: around.invite_link,
                     home: around.home,
+                    recording: self
+                        .0
+                        .rooms
+                        .as_ref()
+                        .is_some_and(|rooms| rooms.is_recording(&(tenant.to_string(), room.to_string()))),
                 })
             }
             Err(refused) => {

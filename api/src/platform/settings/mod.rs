@@ -51,6 +51,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("CONVENE_MEDIA_SHARDS", "0 (one per core)", "media threads, each with its own UDP port"),
     ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
+    (
+        "CONVENE_RECORDINGS_QUOTA_GB",
+        "20",
+        "most disk the recordings in the data dir may take; a recording that reaches it stops, the meeting goes on",
+    ),
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
     ("CONVENE_STRIPE_WEBHOOK_SECRET", "(unset)", "Stripe webhook signing secret"),
     ("CONVENE_STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (tests point it at a fake)"),
@@ -95,6 +100,8 @@ pub struct Settings {
     pub media_shards: usize,
     /// The SIP gateway's address.
     pub sip_addr: SocketAddr,
+    /// The most bytes recordings may take on this node's disk.
+    pub recordings_quota: u64,
     /// Stripe access.
     pub stripe: StripeSettings,
     /// The plans tenants can be on.
@@ -109,6 +116,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long graceful shutdown waits.
     pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    /// Where this process's media node keeps recordings.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
 }
 
 /// Stripe credentials and endpoint.
@@ -393,6 +407,14 @@ impl Parser {
                 },
             )?,
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
+            recordings_quota: self.get(
+                "CONVENE_RECORDINGS_QUOTA_GB",
+                || 20 << 30,
+                |value| match value.parse::<u64>() {
+                    Ok(gigabytes) if (1..=1_000_000).contains(&gigabytes) => Ok(gigabytes << 30),
+                    _ => Err(format!("is `{value}`; use a whole number of gigabytes from 1 to 1000000")),
+                },
+            )?,
             stripe,
             plans: self.get(
                 "CONVENE_PLANS",

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use convene_domain::RoomName;
-use convene_signal::{ClientMessage, MediaKind, MediaQuality, ParticipantId, ParticipantInfo, Refusal, TrackSource};
+use convene_signal::{
+    ClientMessage, MediaKind, MediaQuality, ParticipantId, ParticipantInfo, Refusal, RoomInfo, TrackSource,
+};
 use leptos::{ev::SubmitEvent, html, prelude::*};
 use wasm_bindgen::{JsCast, closure::Closure};
 use web_sys::MediaStream;

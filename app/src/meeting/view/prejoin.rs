@@ -91,6 +91,9 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                 <p class="eyebrow" data-room=room.to_string()>{invitee.title.clone()}</p>
                 <h1>{format!("Welcome, {}", invitee.name)}</h1>
                 <p class="muted">{format!("Your invitation is valid; you join {role}, {naming}.")}</p>
+                {invitee.recording.then(|| view! {
+                    <p class="banner recording" data-recording="on">"This meeting is being recorded."</p>
+                })}
                 {move || problem.get().map(|problem| view! { <p class="banner error">{problem}</p> })}
                 {(!invitee.fixed_name).then(|| view! {
                     <label>

@@ -173,6 +173,9 @@ fn RoomStatus(title: String) -> impl IntoView {
             {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked)).then(|| view! {
                 <span class="badge">"Locked"</span>
             })}
+            {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.recording)).then(|| view! {
+                <span class="badge recording" data-recording="on" title="This meeting is being recorded">"Recording"</span>
+            })}
             <span class="connection" data-connection=move || client.connection.get()
                 data-signalling=move || if client.signalling_lost.get() { "lost" } else { "up" }
                 data-ice-restarts=move || client.ice_restarts.get()>
@@ -408,6 +411,10 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
         }
     });
     let unread = move || usize::try_from(received().saturating_sub(seen.get())).unwrap_or(usize::MAX);
+    let room = move |read: fn(&RoomInfo) -> bool| client.state.with(|state| state.room.as_ref().is_some_and(read));
+    let recording = move || room(|room| room.recording);
+    // The server cannot record what only the participants can decode.
+    let may_record = move || mine(|me| me.moderator) && !room(|room| room.end_to_end_encryption);
     let state = |off: bool, on: bool| {
         if off {
             "off"
@@ -446,6 +453,13 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
                     state=Signal::derive(move || state(false, pane.get() == Pane::People))
                     badge=Signal::derive(move || Some(waiting()).filter(|count| *count > 0))
                     press=Callback::new(move |()| toggle_pane(Pane::People)) />
+                {move || may_record().then(|| view! {
+                    <ToolButton name="record" icon=Signal::stored(icons::RECORD)
+                        label=Signal::derive(move || if recording() { "Stop recording" } else { "Record" })
+                        state=Signal::derive(move || if recording() { "recording" } else { "" })
+                        press=Callback::new(move |()| client.send(
+                            &if recording() { ClientMessage::StopRecording } else { ClientMessage::StartRecording })) />
+                })}
                 {invite_link.map(|link| view! {
                     <ToolButton name="invite" icon=Signal::stored(icons::LINK) label=Signal::stored("Invite people")
                         state=Signal::stored("") press=Callback::new(move |()| copy_invite(client, link.clone())) />

@@ -9,6 +9,7 @@ use convene_domain::TenantId;
 use crate::{http::AppState, people::api_keys, platform::rate_limit::MAIL_WINDOW_SECS};
 
 mod keys;
+mod recordings;
 mod rooms;
 mod scheduled;
 mod sessions;
@@ -51,6 +52,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(scheduled::cancel_scheduled)
             .service(sessions::list_meetings)
             .service(sessions::room_presence)
+            .service(recordings::start_recording)
+            .service(recordings::stop_recording)
+            .service(recordings::list_recordings)
+            .service(recordings::get_recording)
+            .service(recordings::delete_recording)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -77,7 +83,10 @@ pub enum ApiError {
     /// The request body or a field is unusable; the message names it.
     #[error("{0}")]
     BadRequest(String),
-    /// The resource exists already.
+    /// The plan (or a setting) does not allow it; the message says what would.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource exists already, or its state does not allow this now.
     #[error("{0}")]
     Conflict(String),
     /// Too many requests of this kind for now; the message says which.
@@ -94,6 +103,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::BadRequest(_) => "invalid_request",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal => "internal",
@@ -107,6 +117,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -177,7 +188,9 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
     paths(
         tenant::current_tenant, keys::jwks, keys::meeting_token, keys::list_keys, keys::register_key, keys::rotate_key, keys::delete_key, rooms::create_room,
         rooms::list_rooms, rooms::get_room, rooms::update_room, rooms::delete_room, scheduled::schedule_meeting, scheduled::list_scheduled, scheduled::get_scheduled,
-        scheduled::replace_scheduled, scheduled::cancel_scheduled, sessions::list_meetings, sessions::room_presence
+        scheduled::replace_scheduled, scheduled::cancel_scheduled, sessions::list_meetings, sessions::room_presence,
+        recordings::start_recording, recordings::stop_recording, recordings::list_recordings, recordings::get_recording,
+        recordings::delete_recording
     ),
     modifiers(&BearerKey),
     tags(
@@ -187,6 +200,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         (name = "signing keys", description = "The keys that sign and verify room tokens"),
         (name = "scheduled meetings", description = "Meetings scheduled ahead, with invitations by mail"),
         (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
+        (name = "recordings", description = "Recording meetings, and the recordings made"),
     )
 )]
 pub struct ApiDoc;

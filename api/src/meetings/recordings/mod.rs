@@ -1,0 +1,573 @@
+//! Recorded meetings, as the control plane knows them: a row per recording from the media node's outbox
+//! events (started, stopped; a node that restarts finds its interrupted recordings marked so), the state a
+//! composer moves it through (`recording` → `processing` → `ready` or `failed`), and the tenant's view of
+//! them for the API and the site. Every read and change is scoped to a tenant: another tenant's id is a
+//! missing one. [`run_composer`] composes stopped recordings ([`compose`]).
+
+pub mod compose;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use convene_domain::{RoomName, TenantId};
+use convene_media::rooms::{RecordingError as MediaRecordingError, Rooms};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use convene_app::model::{RecordingItem, RecordingListing};
+use convene_domain::Role;
+use url::Url;
+
+use crate::{
+    billing::Billing,
+    entities::recording,
+    meetings::rooms::{self, RoomError},
+    people::Actor,
+    platform::{envelope::Envelope, pagination},
+};
+
+/// Where a recording is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    /// The meeting is being recorded.
+    Recording,
+    /// Recorded; being composed into one file.
+    Processing,
+    /// Ready to play and download.
+    Ready,
+    /// Composing failed (`failure` says why).
+    Failed,
+}
+
+impl RecordingState {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recording => "recording",
+            Self::Processing => "processing",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "recording" => Self::Recording,
+            "processing" => Self::Processing,
+            "ready" => Self::Ready,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// A recording, as the API and the site show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Recording {
+    /// Its id.
+    pub id: Uuid,
+    /// The room recorded.
+    pub room: String,
+    /// Where it is in its life.
+    pub state: RecordingState,
+    /// Who started it, as participants saw them.
+    pub started_by: String,
+    /// When recording started.
+    pub started_at: DateTime<Utc>,
+    /// When it stopped (absent while it goes on).
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// The media node stopped while it recorded: what it had written was kept.
+    pub interrupted: bool,
+    /// Why it failed, or why it stopped before anyone stopped it.
+    pub failure: Option<String>,
+    /// The composed recording's length, in seconds, once ready.
+    pub duration_seconds: Option<i64>,
+    /// The composed file's size in bytes, once ready.
+    pub size_bytes: Option<i64>,
+    /// The people recorded, once composed.
+    pub participants: Vec<String>,
+    /// Where to fetch it, once ready: links that work without a key until they expire.
+    pub download: Option<Download>,
+}
+
+/// A ready recording's signed links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Download {
+    /// The composed MP4 (H.264 and AAC), to play or save.
+    pub video_url: String,
+    /// The sound alone (M4A).
+    pub audio_url: String,
+    /// When the links stop working; ask for the recording again for fresh ones.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How long download links work.
+const LINK_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+fn view(row: recording::Model) -> Recording {
+    Recording {
+        id: row.id,
+        room: row.room,
+        state: RecordingState::parse(&row.state),
+        started_by: row.started_by,
+        started_at: row.started_at,
+        stopped_at: row.stopped_at,
+        interrupted: row.interrupted,
+        failure: row.failure,
+        duration_seconds: row.duration_ms.map(|ms| ms / 1000),
+        size_bytes: row.file_bytes,
+        participants: row.participants.and_then(|names| serde_json::from_str(&names).ok()).unwrap_or_default(),
+        download: None,
+    }
+}
+
+/// What the node said when a recording started.
+#[derive(Debug)]
+pub struct Started<'a> {
+    /// The node holding the tracks.
+    pub node: &'a str,
+    /// The recording's id, as the node wrote it.
+    pub id: &'a str,
+    /// Who started it, in words.
+    pub by: &'a str,
+    /// Their token's user id.
+    pub by_user: Option<&'a str>,
+}
+
+/// Notes a recording the node started (once: a redelivered event changes nothing).
+pub async fn started(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    room: &RoomName,
+    event: Started<'_>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    // Ids come from the node's own disk; one that is not a UUID cannot be addressed and is not kept.
+    let Ok(id) = Uuid::parse_str(event.id) else { return Ok(()) };
+    if recording::Entity::find_by_id(id).one(db).await?.is_some() {
+        return Ok(());
+    }
+    let bounded = |text: &str, chars: usize| text.chars().filter(|c| !c.is_control()).take(chars).collect::<String>();
+    recording::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant.as_uuid()),
+        room: Set(room.as_str().to_owned()),
+        node: Set(bounded(event.node, 64)),
+        started_by: Set(bounded(event.by, 200)),
+        started_by_user: Set(event.by_user.map(|user| bounded(user, 200))),
+        started_at: Set(at),
+        stopped_at: Set(None),
+        state: Set(RecordingState::Recording.as_str().to_owned()),
+        failure: Set(None),
+        interrupted: Set(false),
+        track_bytes: Set(0),
+        duration_ms: Set(None),
+        file_bytes: Set(None),
+        participants: Set(None),
+        attempts: Set(0),
+        claimed_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(drop)
+}
+
+/// Notes that a recording stopped: its tracks are complete and wait to be composed.
+pub async fn stopped(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: &str,
+    (reason, bytes): (Option<&str>, u64),
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let Ok(id) = Uuid::parse_str(id) else { return Ok(()) };
+    let Some(row) = find(db, tenant, id).await? else { return Ok(()) };
+    if row.state != RecordingState::Recording.as_str() {
+        return Ok(());
+    }
+    let mut row: recording::ActiveModel = row.into();
+    row.stopped_at = Set(Some(at));
+    row.state = Set(RecordingState::Processing.as_str().to_owned());
+    row.failure = Set(reason.map(|reason| reason.chars().take(500).collect()));
+    row.track_bytes = Set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    row.update(db).await.map(drop)
+}
+
+/// A node started again: the recordings it was making when it stopped end when it was last alive, marked
+/// interrupted, and are composed from what it wrote.
+pub async fn node_restarted(
+    db: &impl ConnectionTrait,
+    node: &str,
+    last_alive: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let cut_short = recording::Entity::find()
+        .filter(recording::Column::Node.eq(node))
+        .filter(recording::Column::State.eq(RecordingState::Recording.as_str()))
+        .all(db)
+        .await?;
+    for row in cut_short {
+        let ended = last_alive.unwrap_or(at).max(row.started_at);
+        let mut row: recording::ActiveModel = row.into();
+        row.stopped_at = Set(Some(ended));
+        row.state = Set(RecordingState::Processing.as_str().to_owned());
+        row.interrupted = Set(true);
+        row.update(db).await?;
+    }
+    Ok(())
+}
+
+async fn find(db: &impl ConnectionTrait, tenant: TenantId, id: Uuid) -> Result<Option<recording::Model>, DbErr> {
+    recording::Entity::find_by_id(id).filter(recording::Column::TenantId.eq(tenant.as_uuid())).one(db).await
+}
+
+/// A page of the tenant's recordings, newest first, of one room if `room` is given.
+async fn list(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    room: Option<&RoomName>,
+    limit: u64,
+    before: Option<Uuid>,
+) -> Result<(Vec<Recording>, Option<Uuid>), DbErr> {
+    let mut query = recording::Entity::find().filter(recording::Column::TenantId.eq(tenant.as_uuid()));
+    if let Some(room) = room {
+        query = query.filter(recording::Column::Room.eq(room.as_str()));
+    }
+    if let Some(before) = before {
+        query = query.filter(recording::Column::Id.lt(before));
+    }
+    // UUIDv7 ids order like their start times.
+    let rows = query.order_by_desc(recording::Column::Id).limit(pagination::fetch_size(limit)).all(db).await?;
+    let (rows, next) = pagination::page(rows, limit, |row| row.id);
+    Ok((rows.into_iter().map(view).collect(), next))
+}
+
+/// Why a recording could not be started, stopped or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// No such room or recording in the tenant (another tenant's looks the same).
+    #[error("not found")]
+    NotFound,
+    /// The member's role does not allow it.
+    #[error("your role does not allow this")]
+    Forbidden,
+    /// The plan does not include recording (the words say so).
+    #[error("{0}")]
+    NotInPlan(String),
+    /// The room's state does not allow it now: no meeting going on, encrypted end to end, already (or not)
+    /// recording, still recording when deleted. The words say which.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// A recording as the site's page lists it.
+fn item(recording: Recording) -> RecordingItem {
+    let state_label = match recording.state {
+        RecordingState::Recording => "Recording now",
+        RecordingState::Processing => "Processing",
+        RecordingState::Ready => "Ready",
+        RecordingState::Failed => "Failed",
+    };
+    let note = match (&recording.failure, recording.interrupted) {
+        (Some(failure), _) if recording.state == RecordingState::Failed => {
+            Some(format!("It could not be made: {failure}"))
+        }
+        (Some(reason), _) => Some(format!("Recording stopped early: {reason}")),
+        (None, true) => Some("The server stopped during the meeting; this is what was recorded until then.".to_owned()),
+        (None, false) => None,
+    };
+    let (video_url, audio_url) = recording.download.map(|download| (download.video_url, download.audio_url)).unzip();
+    RecordingItem {
+        id: recording.id.to_string(),
+        room: recording.room,
+        started: recording.started_at.format("%a %-d %b %Y, %H:%M UTC").to_string(),
+        length: recording.duration_seconds.map(|seconds| match seconds {
+            0..60 => format!("{seconds} s"),
+            _ => format!("{} min {} s", seconds / 60, seconds % 60),
+        }),
+        people: recording.participants,
+        size: recording.size_bytes.map(|bytes| match bytes {
+            0..1_000_000 => format!("{} kB", (bytes + 999) / 1000),
+            _ => format!("{:.1} MB", bytes as f64 / 1e6),
+        }),
+        state: recording.state.as_str().to_owned(),
+        state_label: state_label.to_owned(),
+        note,
+        video_url,
+        audio_url,
+    }
+}
+
+/// Why a download link opens nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No such recording (or file), or it was deleted.
+    #[error("this recording does not exist")]
+    NotFound,
+    /// The signature is not ours.
+    #[error("this link is not valid")]
+    Refused,
+    /// The link's time is up.
+    #[error("this link has expired; open the recording again for a fresh one")]
+    Expired,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// What a download link's signature covers: the recording, the file and the deadline.
+pub fn download_message(id: Uuid, file: &str, expires: i64) -> String {
+    format!("recording-download/{id}/{file}/{expires}")
+}
+
+/// Who started a recording through the API, as participants see it.
+pub const API_STARTER: &str = "the organisation's app";
+
+/// The recordings context's rules beyond storage: starting and stopping a room's recording from the API,
+/// and deleting recordings with their files.
+#[derive(Debug, Clone)]
+pub struct RecordingService {
+    db: DatabaseConnection,
+    billing: Billing,
+    rooms: Option<Rooms>,
+    /// Where this process's media node writes recordings.
+    store: PathBuf,
+    /// Signs download links.
+    envelope: Envelope,
+    /// The site's URL, which download links start with.
+    public_url: Url,
+}
+
+impl RecordingService {
+    /// Recordings over `db`, the plans in `billing`, the rooms this process hosts, the files in `store`, and
+    /// download links under `public_url` signed by `envelope`.
+    pub fn new(
+        db: DatabaseConnection,
+        billing: Billing,
+        rooms: Option<Rooms>,
+        (store, envelope, public_url): (PathBuf, Envelope, Url),
+    ) -> Self {
+        Self { db, billing, rooms, store, envelope, public_url }
+    }
+
+    /// One of the tenant's recordings, with download links when it is ready.
+    pub async fn get(&self, tenant: TenantId, id: Uuid) -> Result<Option<Recording>, DbErr> {
+        Ok(find(&self.db, tenant, id).await?.map(view).map(|recording| self.with_links(recording, Utc::now())))
+    }
+
+    /// A page of the tenant's recordings, newest first (of one room if `room` is given), with download links.
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        room: Option<&RoomName>,
+        limit: u64,
+        before: Option<Uuid>,
+    ) -> Result<(Vec<Recording>, Option<Uuid>), DbErr> {
+        let (recordings, next) = list(&self.db, tenant, room, limit, before).await?;
+        let now = Utc::now();
+        Ok((recordings.into_iter().map(|recording| self.with_links(recording, now)).collect(), next))
+    }
+
+    fn with_links(&self, mut recording: Recording, now: DateTime<Utc>) -> Recording {
+        if recording.state == RecordingState::Ready {
+            let expires_at = now + LINK_LIFETIME;
+            let link = |file: &str| {
+                let expires = expires_at.timestamp();
+                let signature = self.envelope.sign(&download_message(recording.id, file, expires));
+                let site = self.public_url.as_str().trim_end_matches('/');
+                format!("{site}/recordings/{}/{file}?expires={expires}&signature={signature}", recording.id)
+            };
+            recording.download = Some(Download {
+                video_url: link(compose::VIDEO_FILE),
+                audio_url: link(compose::AUDIO_FILE),
+                expires_at,
+            });
+        }
+        recording
+    }
+
+    /// The file a download link opens, if its signature is ours and it has not expired at `now`.
+    pub async fn download(
+        &self,
+        id: Uuid,
+        file: &str,
+        (expires, signature): (i64, &str),
+        now: DateTime<Utc>,
+    ) -> Result<PathBuf, DownloadError> {
+        if ![compose::VIDEO_FILE, compose::AUDIO_FILE].contains(&file) {
+            return Err(DownloadError::NotFound);
+        }
+        if !self.envelope.verify(&download_message(id, file, expires), signature) {
+            return Err(DownloadError::Refused);
+        }
+        if expires < now.timestamp() {
+            return Err(DownloadError::Expired);
+        }
+        // A recording deleted since the link was made is gone, whatever the link says.
+        let row = recording::Entity::find_by_id(id).one(&self.db).await?;
+        if row.is_none_or(|row| row.state != RecordingState::Ready.as_str()) {
+            return Err(DownloadError::NotFound);
+        }
+        Ok(self.store.join(id.to_string()).join(file))
+    }
+
+    /// Starts (`start`) or stops recording the meeting going on in `room`; answers the recording's id.
+    pub async fn control(&self, tenant: TenantId, room: &RoomName, start: bool) -> Result<Uuid, RecordingError> {
+        let known = match rooms::find(&self.db, tenant, room.as_str()).await {
+            Ok(_) => true,
+            Err(RoomError::NotFound) => false,
+            Err(RoomError::Database(error)) => return Err(error.into()),
+            Err(other) => return Err(DbErr::Custom(other.to_string()).into()),
+        };
+        if start {
+            let allowance = self.billing.allowance(tenant).await?;
+            if let Some(words) = allowance.recording_refused {
+                return Err(RecordingError::NotInPlan(words));
+            }
+        }
+        let Some(hosted) = &self.rooms else {
+            return Err(RecordingError::Conflict("this server does not record meetings".to_owned()));
+        };
+        let key = (tenant.to_string(), room.as_str().to_owned());
+        match hosted.record(&key, start, API_STARTER.to_owned()).await {
+            Ok(id) => id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or(RecordingError::NotFound),
+            Err(MediaRecordingError::NotRunning) if known => {
+                Err(RecordingError::Conflict("the meeting has not started: nobody is in the room".to_owned()))
+            }
+            Err(MediaRecordingError::NotRunning) => Err(RecordingError::NotFound),
+            Err(MediaRecordingError::Refused(words)) => Err(RecordingError::Conflict(words)),
+        }
+    }
+
+    /// The recordings page for a member: moderators and above see recordings; owners and admins may delete.
+    pub async fn page(&self, actor: Actor) -> Result<RecordingListing, RecordingError> {
+        if actor.role == Role::Participant {
+            return Err(RecordingError::Forbidden);
+        }
+        let (recordings, _) = self.list(actor.tenant, None, pagination::MAX_PAGE, None).await?;
+        Ok(RecordingListing { recordings: recordings.into_iter().map(item).collect(), can_delete: actor.is_admin() })
+    }
+
+    /// Deletes a recording for a member (owners and admins).
+    pub async fn delete_as(&self, actor: Actor, id: Uuid) -> Result<(), RecordingError> {
+        if !actor.is_admin() {
+            return Err(RecordingError::Forbidden);
+        }
+        self.delete(actor.tenant, id).await
+    }
+
+    /// Deletes a recording and its files (refused while it is still recording).
+    pub async fn delete(&self, tenant: TenantId, id: Uuid) -> Result<(), RecordingError> {
+        let row = find(&self.db, tenant, id).await?.ok_or(RecordingError::NotFound)?;
+        if row.state == RecordingState::Recording.as_str() {
+            return Err(RecordingError::Conflict("stop the recording before deleting it".to_owned()));
+        }
+        let dir = self.store.join(id.to_string());
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "a deleted recording's files could not be removed");
+            }
+        }
+        recording::Entity::delete_by_id(id).exec(&self.db).await?;
+        Ok(())
+    }
+}
+
+/// Composition tries per recording before it is marked failed.
+const COMPOSE_ATTEMPTS: i32 = 3;
+/// A claim older than this is taken to be a composer that died, and the recording is composed again.
+const STALE_CLAIM: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+/// How often the composer looks for recordings to compose.
+const COMPOSE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Composes stopped recordings one at a time, until `shutdown`: each is claimed with a conditional update (so
+/// two processes never compose the same one), composed from the files in `store`, and marked ready, or
+/// failed with the reason after [`COMPOSE_ATTEMPTS`] tries.
+pub async fn run_composer(db: DatabaseConnection, store: PathBuf, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(COMPOSE_EVERY) => {}
+        }
+        match claim(&db, Utc::now()).await {
+            Ok(Some(row)) => {
+                let dir = store.join(row.id.to_string());
+                let composed = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    composed = compose::compose(&dir) => composed,
+                };
+                if let Err(error) = finish(&db, row, composed).await {
+                    tracing::warn!(%error, "a composed recording could not be noted; it is composed again later");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "the composer cannot read the recordings"),
+        }
+    }
+}
+
+/// Takes the oldest recording waiting to be composed, if any.
+async fn claim(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Option<recording::Model>, DbErr> {
+    let waiting = recording::Entity::find()
+        .filter(recording::Column::State.eq(RecordingState::Processing.as_str()))
+        .filter(
+            sea_orm::Condition::any()
+                .add(recording::Column::ClaimedAt.is_null())
+                .add(recording::Column::ClaimedAt.lt(now - STALE_CLAIM)),
+        )
+        .order_by_asc(recording::Column::Id)
+        .one(db)
+        .await?;
+    let Some(row) = waiting else { return Ok(None) };
+    // Only the process whose update still finds the claim as it read it takes the recording.
+    let mut taken = recording::Entity::update_many()
+        .col_expr(recording::Column::ClaimedAt, sea_orm::sea_query::Expr::value(now))
+        .col_expr(recording::Column::Attempts, sea_orm::sea_query::Expr::value(row.attempts + 1))
+        .filter(recording::Column::Id.eq(row.id))
+        .filter(recording::Column::State.eq(RecordingState::Processing.as_str()));
+    taken = match row.claimed_at {
+        Some(claimed) => taken.filter(recording::Column::ClaimedAt.eq(claimed)),
+        None => taken.filter(recording::Column::ClaimedAt.is_null()),
+    };
+    if taken.exec(db).await?.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(Some(recording::Model { claimed_at: Some(now), attempts: row.attempts + 1, ..row }))
+}
+
+/// Notes what composing `row` gave: ready, failed for good, or waiting for another try.
+async fn finish(
+    db: &DatabaseConnection,
+    row: recording::Model,
+    composed: Result<compose::Composed, String>,
+) -> Result<(), DbErr> {
+    let attempts = row.attempts;
+    let mut row: recording::ActiveModel = row.into();
+    match composed {
+        Ok(composed) => {
+            row.state = Set(RecordingState::Ready.as_str().to_owned());
+            row.duration_ms = Set(Some(i64::try_from(composed.duration_ms).unwrap_or(i64::MAX)));
+            row.file_bytes = Set(Some(i64::try_from(composed.bytes).unwrap_or(i64::MAX)));
+            row.participants = Set(serde_json::to_string(&composed.participants).ok());
+        }
+        Err(reason) if attempts >= COMPOSE_ATTEMPTS => {
+            tracing::warn!(%reason, "a recording could not be composed");
+            row.state = Set(RecordingState::Failed.as_str().to_owned());
+            row.failure = Set(Some(reason.chars().take(500).collect()));
+        }
+        Err(reason) => {
+            tracing::info!(%reason, attempts, "composing a recording failed; it is tried again");
+            row.claimed_at = Set(None);
+        }
+    }
+    row.update(db).await.map(drop)
+}

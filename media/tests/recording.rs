@@ -1,0 +1,167 @@
+//! The recorder's file path with real media: clips encoded by ffmpeg (VP8 and H.264, as browsers send
+//! them), packetized into RTP by str0m and shuffled a little, put back into frames and written as live-mode
+//! WebM/Matroska, then read by ffprobe and decoded by ffmpeg, whole and cut off mid-file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use convene_media::recording::{
+    frames::{FrameAssembler, TrackCodec, vp8_keyframe_size},
+    webm::{TrackFormat, WebmWriter},
+};
+use str0m::unversioned::{H264Packetizer, Packetizer, Vp8Packetizer};
+
+const FPS: u32 = 15;
+const SECONDS: u32 = 3;
+
+fn run(program: &str, args: &[&str]) -> Vec<u8> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("{program} runs (cargo xtask test installs ffmpeg): {error}"));
+    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+/// Runs ffmpeg with a command line of words without spaces.
+fn ffmpeg(line: &str) {
+    run("ffmpeg", &line.split_whitespace().collect::<Vec<_>>());
+}
+
+/// A test picture encoded by ffmpeg, one entry per frame.
+fn encoded(codec: TrackCodec, dir: &Path) -> Vec<Vec<u8>> {
+    let source = format!("testsrc=size=320x240:rate={FPS}");
+    match codec {
+        TrackCodec::Vp8 => {
+            let file = dir.join("clip.ivf").display().to_string();
+            ffmpeg(&format!("-v error -y -f lavfi -i {source} -t {SECONDS} -c:v libvpx -g 15 {file}"));
+            // IVF: a 32-byte header, then each frame after a 12-byte header holding its size.
+            let bytes = std::fs::read(&file).unwrap();
+            let mut frames = Vec::new();
+            let mut rest = &bytes[32..];
+            while rest.len() >= 12 {
+                let size = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+                frames.push(rest[12..12 + size].to_vec());
+                rest = &rest[12 + size..];
+            }
+            frames
+        }
+        TrackCodec::H264 => {
+            let file = dir.join("clip.h264").display().to_string();
+            ffmpeg(&format!(
+                "-v error -y -f lavfi -i {source} -t {SECONDS} -c:v libx264 -profile:v baseline -pix_fmt yuv420p \
+                 -g 15 -x264-params aud=1 -f h264 {file}"
+            ));
+            // Annex B with an access unit delimiter (NAL type 9) before each frame.
+            let bytes = std::fs::read(&file).unwrap();
+            let starts: Vec<usize> = (0..bytes.len().saturating_sub(4))
+                .filter(|&at| bytes[at..at + 4] == [0, 0, 0, 1] && bytes[at + 4] & 0x1f == 9)
+                .chain([bytes.len()])
+                .collect();
+            starts.windows(2).map(|pair| bytes[pair[0]..pair[1]].to_vec()).collect()
+        }
+        TrackCodec::Opus => unreachable!("video only"),
+    }
+}
+
+/// Records `frames` through RTP, a few packets swapped, into a file in `dir`; answers its path.
+fn record(codec: TrackCodec, frames: &[Vec<u8>], dir: &Path) -> std::path::PathBuf {
+    let mut packetizer: Box<dyn Packetizer> = match codec {
+        TrackCodec::Vp8 => Box::new(Vp8Packetizer::default()),
+        _ => Box::new(H264Packetizer::default()),
+    };
+    let mut packets = Vec::new();
+    for (index, frame) in frames.iter().enumerate() {
+        let payloads = packetizer.packetize(1200, frame).unwrap();
+        let count = payloads.len();
+        for (part, payload) in payloads.into_iter().enumerate() {
+            let timestamp = index as u32 * (90_000 / FPS);
+            let arrived = Duration::from_millis(index as u64 * 1000 / u64::from(FPS));
+            // Sequence numbers start near the wrap, as a sender's random start may.
+            let seq = (packets.len() as u16).wrapping_add(65_500);
+            packets.push((seq, timestamp, part + 1 == count, payload, arrived));
+        }
+    }
+    for pair in packets.chunks_mut(7) {
+        if pair.len() > 2 {
+            pair.swap(1, 2);
+        }
+    }
+    let mut assembler = FrameAssembler::new(codec);
+    let mut writer: Option<WebmWriter> = None;
+    let mut out = Vec::new();
+    let mut written = 0;
+    for (seq, timestamp, marker, payload, arrived) in &packets {
+        assembler.push(*seq, *timestamp, *marker, payload, *arrived);
+        while let Some(frame) = assembler.pop() {
+            if writer.is_none() {
+                let format = match codec {
+                    TrackCodec::Vp8 => {
+                        let (width, height) = vp8_keyframe_size(&frame.data).expect("a keyframe first");
+                        TrackFormat::Vp8 { width, height }
+                    }
+                    _ => TrackFormat::h264(&frame.data).expect("parameter sets in the first keyframe"),
+                };
+                let (new, header) = WebmWriter::new(&format);
+                out.extend(header);
+                writer = Some(new);
+            }
+            let at_ms = u64::try_from(frame.at.as_millis()).unwrap();
+            writer.as_mut().unwrap().frame(at_ms, frame.keyframe, &frame.data, &mut out);
+            written += 1;
+        }
+    }
+    assert_eq!(written, frames.len(), "every frame comes out, in order, none lost to the reordering");
+    let path = dir.join(if codec == TrackCodec::Vp8 { "track.webm" } else { "track.mkv" });
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn probe(path: &Path) -> (String, String, f64) {
+    let path = path.display().to_string();
+    let stream = String::from_utf8(run(
+        "ffprobe",
+        &["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", &path],
+    ))
+    .unwrap();
+    let times = String::from_utf8(run(
+        "ffprobe",
+        &["-v", "error", "-show_entries", "packet=pts_time", "-of", "csv=p=0", &path],
+    ))
+    .unwrap();
+    let last = times.lines().filter_map(|line| line.trim().parse::<f64>().ok()).fold(0.0, f64::max);
+    let mut fields = stream.trim().split(',');
+    let codec = fields.next().unwrap_or_default().to_owned();
+    (codec, fields.filter(|field| !field.is_empty()).collect::<Vec<_>>().join("x"), last)
+}
+
+fn decodes_cleanly(path: &Path) {
+    let output =
+        Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
+    assert!(output.status.success() && output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn vp8_and_h264_tracks_become_files_that_play_whole_and_cut_short() {
+    for (codec, name) in [(TrackCodec::Vp8, "vp8"), (TrackCodec::H264, "h264")] {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = encoded(codec, dir.path());
+        assert_eq!(frames.len(), (FPS * SECONDS) as usize);
+        let file = record(codec, &frames, dir.path());
+        let (found, size, last) = probe(&file);
+        assert_eq!((found.as_str(), size.as_str()), (name, "320x240"));
+        let expected = f64::from(SECONDS) - 1.0 / f64::from(FPS);
+        assert!((last - expected).abs() < 0.05, "{name}: the last frame at {last} s, not {expected}");
+        decodes_cleanly(&file);
+
+        // A crash mid-write: the file ends inside a block; what came before still plays.
+        let bytes = std::fs::read(&file).unwrap();
+        let cut = dir.path().join(format!("cut.{}", file.extension().unwrap().to_str().unwrap()));
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let (_, _, last_cut) = probe(&cut);
+        assert!(last_cut > 1.0 && last_cut < last, "{name}: {last_cut} s survive of {last} s");
+        let output =
+            Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&cut).args(["-f", "null", "-"]).output().unwrap();
+        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
