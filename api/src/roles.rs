@@ -122,10 +122,10 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     let usage = site.as_ref().map(|(site, ..)| {
         tokio::spawn(site.state.billing.meter().run(settings.usage_report_interval, shutdown.clone()))
     });
-    let composer = site.as_ref().filter(|(site, ..)| site.state.rooms.is_some()).map(|(site, ..)| {
-        let db = site.state.db.clone();
-        tokio::spawn(crate::meetings::recordings::run_composer(db, settings.recordings_dir(), shutdown.clone()))
-    });
+    let composer = site
+        .as_ref()
+        .filter(|(site, ..)| site.state.rooms.is_some())
+        .map(|(site, ..)| tokio::spawn(site.state.recordings.clone().run_composer(shutdown.clone())));
     let (site, outbox, mail) = match site {
         Some((site, outbox, relay)) => (Some(site), outbox, Some(tokio::spawn(relay.run(shutdown.clone())))),
         None => (None, None, None),
@@ -331,8 +331,7 @@ fn site_services(
     let urls = (settings.public_url.clone(), settings.meet_url.clone());
     let admission = Admission::new(db.clone(), billing.clone());
     let recordings = RecordingService::new(
-        db.clone(),
-        billing.clone(),
+        (db.clone(), billing.clone(), mailer.clone()),
         rooms.clone(),
         (settings.recordings_dir(), envelope.clone(), settings.public_url.clone()),
     );

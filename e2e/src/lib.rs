@@ -63,6 +63,8 @@ pub struct Convene {
     api_key: Option<String>,
     http: reqwest::Client,
     data_dir: tempfile::TempDir,
+    /// The settings it was started with beyond the test defaults, for a restart.
+    settings: Vec<(String, String)>,
 }
 
 /// `convene` with none of the caller's own `CONVENE_*` settings.
@@ -114,40 +116,24 @@ impl Convene {
     ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let (mailbox, smtp) = mail::Mailbox::for_app(data_dir.path().join("mail"));
-        let mut command = convene_command()?;
+        let mut settings: Vec<(String, String)> =
+            settings.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
         if let Some(smtp) = smtp {
-            command.env("CONVENE_SMTP_URL", smtp);
+            settings.push(("CONVENE_SMTP_URL".to_owned(), smtp));
         }
-        let mut child = command
-            .arg("up")
-            .env("CONVENE_DATA_DIR", data_dir.path())
-            .env("CONVENE_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("CONVENE_PUBLIC_URL", format!("http://localhost:{port}"))
-            .env("CONVENE_MEET_URL", format!("http://meet.localhost:{port}"))
-            .env("CONVENE_MAIL_FROM", mailbox.sender())
-            .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
-            .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
-            .env("CONVENE_LOG", "warn")
-            .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting convene up")?;
-        let stdout = child.stdout.take().context("convene's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??;
-            let Some(line) = line else { bail!("convene up exited before it was ready") };
-            if let Some(address) = line.trim().strip_prefix("listening on http://") {
-                // Keep reading the rest of the output, so the server never writes into a closed pipe.
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                let address = address.to_owned();
-                return Ok(Self { child, address, mailbox, api_key, http: reqwest::Client::new(), data_dir });
-            }
-        }
-        bail!("convene up printed no address in time")
+        settings.push(("CONVENE_MAIL_FROM".to_owned(), mailbox.sender()));
+        let (child, address) = launch(data_dir.path(), port, &settings).await?;
+        Ok(Self { child, address, mailbox, api_key, http: reqwest::Client::new(), data_dir, settings })
+    }
+
+    /// Kills the server as a crash would (SIGKILL: nothing is finished or flushed), then starts it again on
+    /// the same data directory and port.
+    pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("killing convene")?;
+        let port = self.port().parse().context("convene's port")?;
+        let (child, address) = launch(self.data_dir.path(), port, &self.settings).await?;
+        (self.child, self.address) = (child, address);
+        Ok(())
     }
 
     /// The port it listens on, for URLs on other host names (`meet.localhost`).
@@ -225,6 +211,43 @@ impl Convene {
         }
         Ok(())
     }
+}
+
+/// Starts `convene up` on `data_dir` at `port` with `settings` over the test defaults and waits for its
+/// banner; answers the process and the address it listens on.
+async fn launch(
+    data_dir: &std::path::Path,
+    port: u16,
+    settings: &[(String, String)],
+) -> anyhow::Result<(Child, String)> {
+    let mut child = convene_command()?
+        .arg("up")
+        .env("CONVENE_DATA_DIR", data_dir)
+        .env("CONVENE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("CONVENE_PUBLIC_URL", format!("http://localhost:{port}"))
+        .env("CONVENE_MEET_URL", format!("http://meet.localhost:{port}"))
+        .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+        .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
+        .env("CONVENE_LOG", "warn")
+        .envs(settings.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting convene up")?;
+    let stdout = child.stdout.take().context("convene's stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??;
+        let Some(line) = line else { bail!("convene up exited before it was ready") };
+        if let Some(address) = line.trim().strip_prefix("listening on http://") {
+            // Keep reading the rest of the output, so the server never writes into a closed pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok((child, address.to_owned()));
+        }
+    }
+    bail!("convene up printed no address in time")
 }
 
 /// Runs of Chromium per page before giving up: on a loaded 2-core machine a headless run now and then exits

@@ -85,6 +85,8 @@ pub struct Identity {
     pub moderator: bool,
     /// The token's `context.features.recording`: as a moderator, they may record.
     pub may_record: bool,
+    /// The token's `context.user.email`: where news of what they started (a recording) goes.
+    pub email: Option<String>,
     /// The token itself.
     pub token: TokenFacts,
 }
@@ -120,6 +122,7 @@ struct Member {
     pinned: Option<ParticipantId>,
     /// Their token lets them record.
     may_record: bool,
+    email: Option<String>,
 }
 
 /// One room's membership and moderation state.
@@ -365,7 +368,8 @@ impl Room {
     }
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
-        let (user_id, token, may_record) = (identity.user_id, identity.token, identity.may_record);
+        let (user_id, token, may_record, email) =
+            (identity.user_id, identity.token, identity.may_record, identity.email);
         let info = ParticipantInfo {
             id,
             name: identity.name,
@@ -375,7 +379,7 @@ impl Room {
             hand_raised: false,
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        self.members.insert(id, Member { info, user_id, token, pinned: None, may_record });
+        self.members.insert(id, Member { info, user_id, token, pinned: None, may_record, email });
         if let Some(welcome) = self.welcome(id) {
             out.insert(0, Outbound::Send(id, welcome));
         }
@@ -628,9 +632,21 @@ impl Room {
         self.recording
     }
 
+    /// Whether the room records itself once someone is in: its settings say so, the plan includes recording
+    /// and the media can be read.
+    pub fn records_itself(&self) -> bool {
+        let settings = &self.policy.settings;
+        settings.auto_record && !settings.end_to_end_encryption && self.policy.allowance.recording_refused.is_none()
+    }
+
     /// The display name of a member, for notices.
     pub fn name_of(&self, id: ParticipantId) -> Option<&str> {
         self.members.get(&id).map(|member| member.info.name.as_str())
+    }
+
+    /// A member's email address, from their token.
+    pub fn email_of(&self, id: ParticipantId) -> Option<&str> {
+        self.members.get(&id).and_then(|member| member.email.as_deref())
     }
 
     /// Ends the meeting for everyone, the lobby included; later connections are refused.

@@ -31,6 +31,9 @@ use crate::{
     signal_metrics::SignalMetrics,
 };
 
+/// Who started a recording the room's settings asked for, as participants see it.
+pub const SETTINGS_STARTER: &str = "the room's settings";
+
 /// Messages a connection may have waiting before it counts as too slow and is closed.
 const OUTBOX: usize = 256;
 /// Commands a room may have waiting.
@@ -126,6 +129,9 @@ pub enum RoomEvent {
         by: String,
         /// Their token's user id, when a participant started it.
         by_user: Option<String>,
+        /// Their token's email address, for news of the recording.
+        #[serde(default)]
+        by_email: Option<String>,
         /// When.
         at: SystemTime,
     },
@@ -408,6 +414,7 @@ impl Rooms {
             recorder: None,
             recorded_people: Vec::new(),
             inbox: sender.downgrade(),
+            recorded_itself: false,
         };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
@@ -465,6 +472,8 @@ struct RoomTask {
     recorded_people: Vec<Presence>,
     /// The task's own inbox, for its recorder to say it stopped (weak: it must not keep the room alive).
     inbox: mpsc::WeakSender<Command>,
+    /// The room's settings started its recording once already (a moderator who stops it has the last word).
+    recorded_itself: bool,
 }
 
 impl RoomTask {
@@ -491,13 +500,15 @@ impl RoomTask {
                 Some(Command::Message(from, message)) => self.message(from, message),
                 Some(Command::Disconnect(id, serial)) => self.disconnect(id, serial, now),
                 Some(Command::Record { start, by, reply }) => {
-                    let (answer, out) = if start { self.start_recording(by, None) } else { self.stop_recording(by) };
+                    let (answer, out) =
+                        if start { self.start_recording(by, (None, None)) } else { self.stop_recording(by) };
                     let _ = reply.send(answer);
                     out
                 }
                 Some(Command::RecordingEnded { recording, reason }) => self.recording_ended(&recording, reason),
             };
-            let out = self.moderators_recording(out);
+            let mut out = self.moderators_recording(out);
+            out.extend(self.record_itself());
             self.settle(out, SystemTime::now());
             if let Ok(mut recorded) = self.recorded.lock() {
                 if self.recorder.is_some() {
@@ -637,7 +648,8 @@ impl RoomTask {
             let name = self.room.name_of(by).unwrap_or_default().to_owned();
             let (answer, out) = if start {
                 let user = self.report_ids.get(&by).or_else(|| self.reported.get(&by)).cloned();
-                self.start_recording(name, user)
+                let email = self.room.email_of(by).map(str::to_owned);
+                self.start_recording(name, (user, email))
             } else {
                 self.stop_recording(name)
             };
@@ -649,11 +661,12 @@ impl RoomTask {
         kept
     }
 
-    /// Starts recording for `by` (words; `by_user`: their token's user id); answers the recording's id.
+    /// Starts recording for `by` (words; `by_user`: their token's user id and email); answers the recording's
+    /// id.
     fn start_recording(
         &mut self,
         by: String,
-        by_user: Option<String>,
+        (by_user, by_email): (Option<String>, Option<String>),
     ) -> (Result<Option<String>, String>, Vec<Outbound>) {
         if self.room.end_to_end_encrypted() {
             return (Err(focus::RECORDING_NEEDS_CLEAR_MEDIA.to_owned()), Vec::new());
@@ -688,11 +701,27 @@ impl RoomTask {
             recording: id.clone(),
             by: by.clone(),
             by_user,
+            by_email,
             at: SystemTime::now(),
         });
         self.recorder = Some(recorder);
         self.recorded_people = people;
         (Ok(Some(id)), self.room.recording_changed(true, by, None))
+    }
+
+    /// Starts the recording the room's settings ask for, once, when the first person is in.
+    fn record_itself(&mut self) -> Vec<Outbound> {
+        if self.recorded_itself || !self.room.records_itself() || self.room.participants().next().is_none() {
+            return Vec::new();
+        }
+        self.recorded_itself = true;
+        match self.start_recording(SETTINGS_STARTER.to_owned(), (None, None)) {
+            (Ok(_), out) => out,
+            (Err(error), _) => {
+                tracing::warn!(%error, "a room that records itself could not start recording");
+                Vec::new()
+            }
+        }
     }
 
     /// Stops the recording (its task finishes the files and reports it stopped).

@@ -64,8 +64,11 @@ fn encoded(codec: TrackCodec, dir: &Path) -> Vec<Vec<u8>> {
     }
 }
 
-/// Records `frames` through RTP, a few packets swapped, into a file in `dir`; answers its path.
-fn record(codec: TrackCodec, frames: &[Vec<u8>], dir: &Path) -> std::path::PathBuf {
+/// One RTP packet: sequence number, timestamp, marker, payload, arrival.
+type Packet = (u16, u32, bool, Vec<u8>, Duration);
+
+/// `frames` packetized into RTP by str0m, as a sender would send them.
+fn packetize(codec: TrackCodec, frames: &[Vec<u8>]) -> Vec<Packet> {
     let mut packetizer: Box<dyn Packetizer> = match codec {
         TrackCodec::Vp8 => Box::new(Vp8Packetizer::default()),
         _ => Box::new(H264Packetizer::default()),
@@ -82,16 +85,17 @@ fn record(codec: TrackCodec, frames: &[Vec<u8>], dir: &Path) -> std::path::PathB
             packets.push((seq, timestamp, part + 1 == count, payload, arrived));
         }
     }
-    for pair in packets.chunks_mut(7) {
-        if pair.len() > 2 {
-            pair.swap(1, 2);
-        }
-    }
+    packets
+}
+
+/// Puts `packets` back into frames and writes them to `file` in `dir`; answers its path and the frames
+/// written.
+fn record(codec: TrackCodec, packets: &[Packet], dir: &Path, file: &str) -> (std::path::PathBuf, usize) {
     let mut assembler = FrameAssembler::new(codec);
     let mut writer: Option<WebmWriter> = None;
     let mut out = Vec::new();
     let mut written = 0;
-    for (seq, timestamp, marker, payload, arrived) in &packets {
+    for (seq, timestamp, marker, payload, arrived) in packets {
         assembler.push(*seq, *timestamp, *marker, payload, *arrived);
         while let Some(frame) = assembler.pop() {
             if writer.is_none() {
@@ -111,10 +115,9 @@ fn record(codec: TrackCodec, frames: &[Vec<u8>], dir: &Path) -> std::path::PathB
             written += 1;
         }
     }
-    assert_eq!(written, frames.len(), "every frame comes out, in order, none lost to the reordering");
-    let path = dir.join(if codec == TrackCodec::Vp8 { "track.webm" } else { "track.mkv" });
+    let path = dir.join(file);
     std::fs::write(&path, out).unwrap();
-    path
+    (path, written)
 }
 
 fn probe(path: &Path) -> (String, String, f64) {
@@ -147,7 +150,13 @@ fn vp8_and_h264_tracks_become_files_that_play_whole_and_cut_short() {
         let dir = tempfile::tempdir().unwrap();
         let frames = encoded(codec, dir.path());
         assert_eq!(frames.len(), (FPS * SECONDS) as usize);
-        let file = record(codec, &frames, dir.path());
+        let mut packets = packetize(codec, &frames);
+        for swapped in packets.chunks_mut(7).filter(|chunk| chunk.len() > 2) {
+            swapped.swap(1, 2);
+        }
+        let extension = if codec == TrackCodec::Vp8 { "webm" } else { "mkv" };
+        let (file, written) = record(codec, &packets, dir.path(), &format!("track.{extension}"));
+        assert_eq!(written, frames.len(), "every frame comes out, in order, none lost to the reordering");
         let (found, size, last) = probe(&file);
         assert_eq!((found.as_str(), size.as_str()), (name, "320x240"));
         let expected = f64::from(SECONDS) - 1.0 / f64::from(FPS);
@@ -164,4 +173,39 @@ fn vp8_and_h264_tracks_become_files_that_play_whole_and_cut_short() {
             Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&cut).args(["-f", "null", "-"]).output().unwrap();
         assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
     }
+}
+
+#[test]
+fn a_lossy_network_costs_frames_but_never_writes_one_that_cannot_be_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = encoded(TrackCodec::Vp8, dir.path());
+    let sent = packetize(TrackCodec::Vp8, &frames);
+    // A seeded generator: the same losses every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut chance = move |percent: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % 100 < percent
+    };
+    let mut received: Vec<Packet> = Vec::new();
+    for packet in sent {
+        if chance(4) {
+            continue;
+        }
+        // Padding a sender adds to probe bandwidth: no payload, the last frame's timestamp.
+        if chance(5) {
+            received.push((packet.0.wrapping_sub(1), packet.1, false, Vec::new(), packet.4));
+        }
+        let duplicate = chance(3).then(|| packet.clone());
+        received.push(packet);
+        received.extend(duplicate);
+        if chance(10) && received.len() > 3 {
+            let last = received.len() - 1;
+            received.swap(last, last - 2);
+        }
+    }
+    let (file, written) = record(TrackCodec::Vp8, &received, dir.path(), "lossy.webm");
+    assert!(written > frames.len() / 4 && written < frames.len(), "{written} of {} frames", frames.len());
+    decodes_cleanly(&file);
 }

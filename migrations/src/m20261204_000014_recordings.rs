@@ -1,5 +1,6 @@
 //! `recordings`: the meetings a media node recorded, from the node's outbox events (started, stopped), and
-//! what composing them made (processing, ready or failed with why).
+//! what composing them made (processing, ready or failed with why); and `rooms.auto_record`, rooms that
+//! record themselves when their meeting starts.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -19,6 +20,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(Recordings::Node, 64))
                     .col(string_len(Recordings::StartedBy, 200))
                     .col(string_len_null(Recordings::StartedByUser, 200))
+                    .col(string_len_null(Recordings::NotifyEmail, 320))
                     .col(timestamp_with_time_zone(Recordings::StartedAt))
                     .col(timestamp_with_time_zone_null(Recordings::StoppedAt))
                     .col(string_len(Recordings::State, 16))
@@ -48,12 +50,24 @@ impl MigrationTrait for Migration {
             .create_index(
                 Index::create().name("idx_recordings_state").table(Recordings::Table).col(Recordings::State).to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter().table(Rooms::Table).add_column(boolean(Rooms::AutoRecord).default(false)).to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.alter_table(Table::alter().table(Rooms::Table).drop_column(Rooms::AutoRecord).to_owned()).await?;
         manager.drop_table(Table::drop().table(Recordings::Table).to_owned()).await
     }
+}
+
+#[derive(DeriveIden)]
+enum Rooms {
+    Table,
+    AutoRecord,
 }
 
 #[derive(DeriveIden)]
@@ -65,6 +79,7 @@ enum Recordings {
     Node,
     StartedBy,
     StartedByUser,
+    NotifyEmail,
     StartedAt,
     StoppedAt,
     State,

@@ -15,6 +15,8 @@ pub struct Model {
     pub started_by: String,
     /// Their token's user id, when a participant started it.
     pub started_by_user: Option<String>,
+    /// Where to say it is ready: the address in the token of the moderator who started it.
+    pub notify_email: Option<String>,
     pub started_at: DateTimeUtc,
     pub stopped_at: Option<DateTimeUtc>,
     /// `recording`, `processing`, `ready` or `failed`.

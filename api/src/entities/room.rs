@@ -16,6 +16,7 @@ pub struct Model {
     pub max_participants: Option<i32>,
     pub guests_allowed: bool,
     pub recording_allowed: bool,
+    pub auto_record: bool,
     pub end_to_end_encryption: bool,
     pub high_fidelity_audio: bool,
     /// Participants keep the name their link gives them.

@@ -109,6 +109,7 @@ impl Admission {
             chosen_name: None,
             moderator: user.moderator,
             may_record,
+            email: user.email,
             token: facts,
         };
         Ok(Admitted { tenant, identity, policy: RoomPolicy { settings, allowance } })

@@ -430,8 +430,9 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
             removals::record_removal(db, tenant, &room, person, at).await
         }
         RoomEvent::Ended { .. } => removals::record_closure(db, tenant, &room, Closure::Ended, at).await,
-        RoomEvent::RecordingStarted { recording, by, by_user, .. } => {
-            let started = recordings::Started { node, id: recording, by, by_user: by_user.as_deref() };
+        RoomEvent::RecordingStarted { recording, by, by_user, by_email, .. } => {
+            let by_email = by_email.as_deref();
+            let started = recordings::Started { node, id: recording, by, by_user: by_user.as_deref(), by_email };
             recordings::started(db, tenant, &room, started, at).await
         }
         RoomEvent::RecordingStopped { recording, reason, bytes, .. } => {

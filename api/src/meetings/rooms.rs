@@ -68,6 +68,9 @@ pub struct RoomChange {
     /// Recording allowed or not.
     #[serde(default)]
     recording_allowed: Option<bool>,
+    /// Recording by itself when the meeting starts, or not.
+    #[serde(default)]
+    auto_record: Option<bool>,
     /// End-to-end encryption on or off.
     #[serde(default)]
     end_to_end_encryption: Option<bool>,
@@ -92,6 +95,7 @@ impl RoomChange {
             max_participants: Some(settings.max_participants),
             guests_allowed: Some(settings.guests_allowed),
             recording_allowed: Some(settings.recording_allowed),
+            auto_record: Some(settings.auto_record),
             end_to_end_encryption: Some(settings.end_to_end_encryption),
             high_fidelity_audio: Some(settings.high_fidelity_audio),
             max_resolution: Some(settings.max_resolution),
@@ -145,6 +149,12 @@ fn check(title: Option<&str>, settings: &RoomSettings) -> Result<(), RoomError> 
     if settings.max_participants.is_some_and(|max| !PARTICIPANTS.contains(&max)) {
         return Err(RoomError::Invalid { field: "max_participants", message: "between 2 and 100".to_owned() });
     }
+    if settings.auto_record && settings.end_to_end_encryption {
+        return Err(RoomError::Invalid {
+            field: "auto_record",
+            message: "an end-to-end encrypted meeting cannot be recorded by the server".to_owned(),
+        });
+    }
     Ok(())
 }
 
@@ -156,6 +166,7 @@ pub fn settings_of(row: &room::Model) -> RoomSettings {
         max_participants: row.max_participants,
         guests_allowed: row.guests_allowed,
         recording_allowed: row.recording_allowed,
+        auto_record: row.auto_record,
         end_to_end_encryption: row.end_to_end_encryption,
         high_fidelity_audio: row.high_fidelity_audio,
         // Written only from the enum, so always one of its spellings.
@@ -171,6 +182,7 @@ fn write_settings(row: &mut room::ActiveModel, settings: RoomSettings) {
     row.max_participants = Set(settings.max_participants);
     row.guests_allowed = Set(settings.guests_allowed);
     row.recording_allowed = Set(settings.recording_allowed);
+    row.auto_record = Set(settings.auto_record);
     row.end_to_end_encryption = Set(settings.end_to_end_encryption);
     row.high_fidelity_audio = Set(settings.high_fidelity_audio);
     row.max_resolution = Set(settings.max_resolution.to_string());
@@ -279,6 +291,7 @@ pub async fn update(
     settings.lobby = change.lobby.unwrap_or(settings.lobby);
     settings.guests_allowed = change.guests_allowed.unwrap_or(settings.guests_allowed);
     settings.recording_allowed = change.recording_allowed.unwrap_or(settings.recording_allowed);
+    settings.auto_record = change.auto_record.unwrap_or(settings.auto_record);
     settings.end_to_end_encryption = change.end_to_end_encryption.unwrap_or(settings.end_to_end_encryption);
     settings.high_fidelity_audio = change.high_fidelity_audio.unwrap_or(settings.high_fidelity_audio);
     settings.fixed_display_names = change.fixed_display_names.unwrap_or(settings.fixed_display_names);

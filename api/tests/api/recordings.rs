@@ -213,6 +213,7 @@ pub(crate) async fn insert_ready_recording(app: &TestApp, id: uuid::Uuid, tenant
         node: Set("node".to_owned()),
         started_by: Set("Ann".to_owned()),
         started_by_user: Set(None),
+        notify_email: Set(None),
         started_at: Set(now),
         stopped_at: Set(Some(now)),
         state: Set("ready".to_owned()),
@@ -283,5 +284,41 @@ async fn a_ready_recording_downloads_through_its_signed_link_until_it_expires_or
     assert_eq!(status, 204);
     assert!(!dir.exists(), "the files are gone");
     assert_eq!(plain.get(&local).send().await.unwrap().status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_set_to_record_itself_starts_when_the_first_person_comes_in_and_stays_stopped_once_stopped() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let encrypted = json!({ "name": "secret-sync", "auto_record": true, "end_to_end_encryption": true });
+    let (status, refused) = call(&app, Method::POST, "/v1/rooms", &key, Some(encrypted)).await;
+    assert_eq!((status, refused["message"].as_str().map(|words| words.starts_with("auto_record"))), (400, Some(true)));
+    let (status, room) =
+        call(&app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": "all-hands", "auto_record": true }))).await;
+    assert_eq!((status, room["auto_record"].as_bool()), (201, Some(true)), "{room}");
+
+    let ann = token(&app, &key, "all-hands", "Ann", true).await;
+    let (mut ann, welcome) = hello(&app, "all-hands", &ann).await;
+    assert_eq!(welcome["type"], "welcome");
+    let started = hear_kind(&mut ann, "recording_changed").await;
+    assert_eq!((started["recording"].as_bool(), started["by"].as_str()), (Some(true), Some("the room's settings")));
+    say(&mut ann, json!({ "type": "stop_recording" })).await;
+    assert_eq!(hear_kind(&mut ann, "recording_changed").await["recording"], false);
+    // Someone else arrives: the room does not start recording again over the moderator's stop.
+    let bob = token(&app, &key, "all-hands", "Bob", false).await;
+    let (_bob, welcome) = hello(&app, "all-hands", &bob).await;
+    assert_eq!(welcome["room"]["recording"], false, "{welcome}");
+    // One recording, once the node's outbox has delivered its start.
+    let mut listed = Value::Null;
+    for _ in 0..50 {
+        (_, listed) = call(&app, Method::GET, "/v1/recordings?room=all-hands", &key, None).await;
+        if listed["recordings"].as_array().is_some_and(|recordings| !recordings.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed["recordings"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["recordings"][0]["started_by"], "the room's settings");
     app.stop().await;
 }

@@ -376,9 +376,9 @@ impl MeetingState {
             }
             ServerMessage::RecordingChanged { recording, by, reason } => {
                 let text = match (recording, reason) {
-                    (true, _) => format!("{by} started recording the meeting."),
+                    (true, _) => sentence(&format!("{by} started recording the meeting")),
                     (false, Some(reason)) => format!("Recording stopped because {}.", reason.trim_end_matches('.')),
-                    (false, None) => format!("{by} stopped recording the meeting."),
+                    (false, None) => sentence(&format!("{by} stopped recording the meeting")),
                 };
                 if let Some(room) = &mut self.room {
                     room.recording = recording;

@@ -98,6 +98,9 @@ pub struct RoomSettings {
     /// Moderators may record.
     #[serde(default)]
     pub recording_allowed: bool,
+    /// Recording starts by itself when the first person comes in (where the plan includes recording).
+    #[serde(default)]
+    pub auto_record: bool,
     /// Media is end-to-end encrypted.
     #[serde(default)]
     pub end_to_end_encryption: bool,
@@ -121,6 +124,7 @@ impl RoomSettings {
             (self.password.is_some(), "Password"),
             (self.guests_allowed, "Guests may join by name"),
             (self.recording_allowed, "Recording allowed"),
+            (self.auto_record, "Recorded automatically"),
             (self.end_to_end_encryption, "End-to-end encryption"),
             (self.high_fidelity_audio, "High-fidelity audio"),
             (self.fixed_display_names, "Names from the invitations"),

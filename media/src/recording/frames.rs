@@ -1,8 +1,9 @@
 //! One recorded track's RTP packets put back into media frames: in sequence order (a small reorder window;
-//! duplicates and latecomers dropped, a gap that does not fill declared lost), a video frame from every
-//! packet of its timestamp up to the marker bit (a frame missing a packet is dropped, and so is everything
-//! after it until the next keyframe), an Opus packet as one frame. Frames are timed by their RTP timestamps
-//! from the first one's arrival, and again from arrival after a new stream or a jump.
+//! duplicates, latecomers and padding dropped, a gap that does not fill declared lost, a sender that numbers
+//! afresh followed), a video frame from every packet of its timestamp up to the marker bit (a frame missing a
+//! packet is dropped, and so is everything after it until the next keyframe), an Opus packet as one frame.
+//! Frames are timed by their RTP timestamps from the first one's arrival, and again from arrival after a new
+//! stream or a jump.
 //!
 //! Everything here comes from a sender: buffers are bounded and no input can panic.
 
@@ -20,6 +21,8 @@ use str0m::{
 const MAX_PENDING: usize = 128;
 /// How long a gap may stay open before what is missing counts as lost.
 const REORDER_WINDOW: Duration = Duration::from_millis(200);
+/// A packet this far behind the next expected one is not late: the sender numbers afresh.
+const MAX_MISORDER: u64 = 1_000;
 /// The largest frame kept; a larger one is dropped (no camera sends one).
 const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Frames put together but not yet taken.
@@ -58,7 +61,8 @@ pub struct Frame {
     pub at: Duration,
     /// A video frame that decoding can start at (every audio frame is).
     pub keyframe: bool,
-    /// The frame: Opus as sent, VP8 as RFC 6386 frames, H.264 as length-prefixed NAL units (AVC).
+    /// The frame: Opus as sent, VP8 as RFC 6386 frames, H.264 as NAL units with 4-byte big-endian lengths
+    /// (AVC, as Matroska stores them).
     pub data: Vec<u8>,
 }
 
@@ -70,18 +74,10 @@ struct Packet {
     arrived: Duration,
 }
 
-#[derive(Debug)]
-enum Unpacker {
-    Opus,
-    Vp8(Vp8Depacketizer),
-    H264(H264Depacketizer),
-}
-
 /// Puts one track's packets back into frames.
 #[derive(Debug)]
 pub struct FrameAssembler {
     codec: TrackCodec,
-    unpacker: Unpacker,
     /// Packets received ahead of the next expected one, by extended sequence number.
     pending: BTreeMap<u64, Packet>,
     /// The extended sequence number expected next.
@@ -89,38 +85,30 @@ pub struct FrameAssembler {
     /// The latest extended sequence number and RTP timestamp, to extend the next ones from.
     last_seq: Option<u64>,
     last_timestamp: Option<u64>,
-    /// The video frame being put together, packet by packet.
+    /// The video frame being put together, packet by packet, and its payload bytes.
     partial: Vec<Packet>,
+    partial_bytes: usize,
     ready: VecDeque<Frame>,
     /// RTP time and arrival of the timeline's start.
     anchor: Option<(u64, Duration)>,
     last_at: Duration,
     /// Video frames are dropped until a keyframe.
     waiting_for_keyframe: bool,
-    /// A packet arrived while waiting for a keyframe.
+    /// Media was dropped while waiting for a keyframe.
     starved: bool,
 }
 
 impl FrameAssembler {
     /// An assembler for a track of `codec`.
     pub fn new(codec: TrackCodec) -> Self {
-        let unpacker = match codec {
-            TrackCodec::Opus => Unpacker::Opus,
-            TrackCodec::Vp8 => Unpacker::Vp8(Vp8Depacketizer::default()),
-            TrackCodec::H264 => {
-                let mut h264 = H264Depacketizer::default();
-                h264.is_avc = true;
-                Unpacker::H264(h264)
-            }
-        };
         Self {
             codec,
-            unpacker,
             pending: BTreeMap::new(),
             next_seq: None,
             last_seq: None,
             last_timestamp: None,
             partial: Vec::new(),
+            partial_bytes: 0,
             ready: VecDeque::new(),
             anchor: None,
             last_at: Duration::ZERO,
@@ -131,15 +119,20 @@ impl FrameAssembler {
 
     /// One RTP packet; `arrived` is its arrival time as an offset from the recording's start.
     pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: &[u8], arrived: Duration) {
-        let seq = extend(self.last_seq, u64::from(seq), 16);
+        let mut extended_seq = extend(self.last_seq, u64::from(seq), 16);
+        if self.next_seq.is_some_and(|next| next.saturating_sub(extended_seq) > MAX_MISORDER) {
+            self.restart_numbering();
+            self.lost();
+            extended_seq = u64::from(seq);
+        }
         let timestamp = extend(self.last_timestamp, u64::from(timestamp), 32);
-        self.last_seq = Some(self.last_seq.map_or(seq, |last| last.max(seq)));
+        self.last_seq = Some(self.last_seq.map_or(extended_seq, |last| last.max(extended_seq)));
         self.last_timestamp = Some(timestamp);
-        let next = *self.next_seq.get_or_insert(seq);
-        if seq < next || self.pending.contains_key(&seq) {
+        let next = *self.next_seq.get_or_insert(extended_seq);
+        if extended_seq < next || self.pending.contains_key(&extended_seq) {
             return;
         }
-        self.pending.insert(seq, Packet { timestamp, marker, payload: payload.to_vec(), arrived });
+        self.pending.insert(extended_seq, Packet { timestamp, marker, payload: payload.to_vec(), arrived });
         self.drain(arrived);
     }
 
@@ -151,11 +144,7 @@ impl FrameAssembler {
     /// The sender's stream changed (another simulcast layer or SSRC): sequence numbers and RTP timestamps
     /// start afresh, timing starts again from arrival, and video waits for a keyframe.
     pub fn new_stream(&mut self) {
-        self.pending.clear();
-        self.partial.clear();
-        self.next_seq = None;
-        self.last_seq = None;
-        self.last_timestamp = None;
+        self.restart_numbering();
         self.anchor = None;
         self.waiting_for_keyframe = self.codec.is_video();
     }
@@ -164,6 +153,14 @@ impl FrameAssembler {
     /// recorder asks the sender for one.
     pub fn needs_keyframe(&self) -> bool {
         self.waiting_for_keyframe && self.starved
+    }
+
+    fn restart_numbering(&mut self) {
+        self.pending.clear();
+        self.clear_partial();
+        self.next_seq = None;
+        self.last_seq = None;
+        self.last_timestamp = None;
     }
 
     /// Moves the packets that are in order (or whose gap has waited long enough) into frames.
@@ -186,72 +183,60 @@ impl FrameAssembler {
         }
     }
 
+    /// Media was lost: the frame being put together goes, and video waits for a keyframe.
     fn lost(&mut self) {
-        self.partial.clear();
+        self.clear_partial();
         if self.codec.is_video() {
             self.waiting_for_keyframe = true;
             self.starved = true;
         }
     }
 
+    fn clear_partial(&mut self) {
+        self.partial.clear();
+        self.partial_bytes = 0;
+    }
+
     fn take(&mut self, packet: Packet) {
+        // Padding: it only fills its place in the sequence.
+        if packet.payload.is_empty() {
+            return;
+        }
         if !self.codec.is_video() {
-            let (timestamp, arrived) = (packet.timestamp, packet.arrived);
-            self.emit(timestamp, arrived, true, packet.payload);
+            self.emit(packet.timestamp, packet.arrived, true, packet.payload);
             return;
         }
         // A new timestamp before the marker: the sender left the last frame without one; it was whole.
         if self.partial.last().is_some_and(|last| last.timestamp != packet.timestamp) {
             self.complete();
         }
+        self.partial_bytes += packet.payload.len();
         let marker = packet.marker;
         self.partial.push(packet);
         // A frame that never ends (no marker, one timestamp) is not kept growing.
-        if self.partial.iter().map(|packet| packet.payload.len()).sum::<usize>() > MAX_FRAME_BYTES {
+        if self.partial_bytes > MAX_FRAME_BYTES {
             self.lost();
-            return;
-        }
-        if marker {
+        } else if marker {
             self.complete();
         }
     }
 
-    /// Unpacks the packets of the frame put together so far.
+    /// Unpacks the video frame put together so far.
     fn complete(&mut self) {
         let packets = std::mem::take(&mut self.partial);
+        self.partial_bytes = 0;
         let Some(first) = packets.first() else { return };
         let (timestamp, arrived) = (first.timestamp, first.arrived);
-        let head = match &self.unpacker {
-            Unpacker::Vp8(unpacker) => unpacker.is_partition_head(&first.payload),
-            Unpacker::H264(unpacker) => unpacker.is_partition_head(&first.payload),
-            Unpacker::Opus => true,
+        let unpacked = match self.codec {
+            TrackCodec::Vp8 => unpack(Vp8Depacketizer::default(), &packets),
+            TrackCodec::H264 => unpack(avc_depacketizer(), &packets),
+            TrackCodec::Opus => None,
         };
-        // The frame's start was lost with a loss declared before it: what is left cannot be decoded.
-        if !head {
+        // A frame whose start went with a loss, or that does not parse, cannot be decoded.
+        let Some((data, keyframe)) = unpacked else {
             self.lost();
             return;
-        }
-        let size: usize = packets.iter().map(|packet| packet.payload.len()).sum();
-        let mut data = Vec::with_capacity(size);
-        let mut extra = CodecExtra::None;
-        let unpacked = packets.iter().all(|packet| {
-            match &mut self.unpacker {
-                Unpacker::Vp8(unpacker) => unpacker.depacketize(&packet.payload, &mut data, &mut extra),
-                Unpacker::H264(unpacker) => unpacker.depacketize(&packet.payload, &mut data, &mut extra),
-                Unpacker::Opus => Ok(()),
-            }
-            .is_ok()
-        });
-        let keyframe = match extra {
-            // RFC 6386 §9.1: the frame tag's first bit is 0 for a keyframe.
-            CodecExtra::Vp8(_) => data.first().is_some_and(|tag| tag & 1 == 0),
-            CodecExtra::H264(extra) => extra.is_keyframe,
-            _ => false,
         };
-        if !unpacked || data.is_empty() {
-            self.lost();
-            return;
-        }
         if self.waiting_for_keyframe && !keyframe {
             self.starved = true;
             return;
@@ -264,8 +249,9 @@ impl FrameAssembler {
     fn emit(&mut self, timestamp: u64, arrived: Duration, keyframe: bool, data: Vec<u8>) {
         let at = self.time_of(timestamp, arrived);
         if self.ready.len() >= MAX_READY {
-            // Nobody takes frames: the oldest go, as a full queue upstream would drop packets.
-            self.ready.pop_front();
+            // Nobody takes frames: this one goes, as a full queue upstream would drop packets.
+            self.lost();
+            return;
         }
         self.ready.push_back(Frame { at, keyframe, data });
     }
@@ -274,11 +260,13 @@ impl FrameAssembler {
     /// clock gives, started afresh at arrival when there is none or it strayed; never before the last.
     fn time_of(&mut self, timestamp: u64, arrived: Duration) -> Duration {
         let clock = self.codec.clock_rate();
+        let duration_of = |ticks: u64| Duration::from_micros(ticks.saturating_mul(1_000_000) / clock);
         let on_timeline = self.anchor.and_then(|(start, start_at)| {
-            let ticks = timestamp.checked_sub(start)?;
-            let at = start_at + Duration::from_micros(ticks.saturating_mul(1_000_000) / clock);
-            let drift = at.abs_diff(arrived);
-            (drift <= MAX_DRIFT).then_some(at)
+            let at = match timestamp.checked_sub(start) {
+                Some(ahead) => start_at.checked_add(duration_of(ahead)),
+                None => start_at.checked_sub(duration_of(start - timestamp)),
+            }?;
+            (at.abs_diff(arrived) <= MAX_DRIFT).then_some(at)
         });
         let at = on_timeline.unwrap_or_else(|| {
             self.anchor = Some((timestamp, arrived));
@@ -287,6 +275,33 @@ impl FrameAssembler {
         self.last_at = self.last_at.max(at);
         self.last_at
     }
+}
+
+/// A video frame's payload and whether it is a keyframe, from all its packets in order; `None` when it
+/// does not start at the start of a frame or does not parse. A fresh depacketizer per frame: nothing a
+/// broken frame left behind reaches the next.
+fn unpack(mut depacketizer: impl Depacketizer, packets: &[Packet]) -> Option<(Vec<u8>, bool)> {
+    if !depacketizer.is_partition_head(&packets.first()?.payload) {
+        return None;
+    }
+    let mut data = Vec::with_capacity(packets.iter().map(|packet| packet.payload.len()).sum());
+    let mut extra = CodecExtra::None;
+    for packet in packets {
+        depacketizer.depacketize(&packet.payload, &mut data, &mut extra).ok()?;
+    }
+    let keyframe = match extra {
+        CodecExtra::Vp8(extra) => extra.is_keyframe,
+        CodecExtra::H264(extra) => extra.is_keyframe,
+        _ => false,
+    };
+    (!data.is_empty()).then_some((data, keyframe))
+}
+
+/// An H.264 depacketizer that writes length-prefixed NAL units, as Matroska stores them, not Annex B.
+fn avc_depacketizer() -> H264Depacketizer {
+    let mut depacketizer = H264Depacketizer::default();
+    depacketizer.is_avc = true;
+    depacketizer
 }
 
 /// Extends a `bits`-wide wrapping counter to 64 bits, nearest to the last value seen.
@@ -445,6 +460,44 @@ mod tests {
             let _ = frames(&mut other);
         }
         assert!(vp8_keyframe_size(&[0x50, 0x2c]).is_none() && vp8_keyframe_size(&[]).is_none());
+    }
+
+    #[test]
+    fn video_packets_out_of_order_repeated_or_padding_still_make_whole_frames() {
+        let mut video = FrameAssembler::new(TrackCodec::Vp8);
+        let keyframe = [vp8(true, true, &[1, 2]), vp8(true, false, &[3, 4]), vp8(true, false, &[5])];
+        for (seq, marker) in [(0u16, false), (2, true), (1, false), (1, false), (2, true)] {
+            video.push(seq, 3000, marker, &keyframe[usize::from(seq)], MS * u32::from(seq));
+        }
+        // Padding takes a sequence number and carries nothing: no loss.
+        video.push(3, 3000, false, &[], MS * 3);
+        video.push(4, 6000, true, &vp8(false, true, &[6]), MS * 33);
+        let out = frames(&mut video);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].data.ends_with(&[1, 2, 3, 4, 5]) && out[0].keyframe && !out[1].keyframe);
+        assert!(!video.needs_keyframe());
+    }
+
+    #[test]
+    fn a_sender_numbering_afresh_is_followed_and_time_never_goes_back() {
+        let mut opus = FrameAssembler::new(TrackCodec::Opus);
+        opus.push(40_000, 96_000, false, &[1], MS * 100);
+        opus.push(40_001, 96_960, false, &[2], MS * 120);
+        // Far behind the sequence: not a latecomer but a restart; its clock went back a little.
+        opus.push(20_000, 96_000, false, &[3], MS * 140);
+        opus.push(20_001, 96_960 + 1920, false, &[4], MS * 160);
+        let out = frames(&mut opus);
+        assert_eq!(out.iter().map(|frame| frame.data[0]).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(out.iter().map(|frame| frame.at).collect::<Vec<_>>(), [100, 120, 120, 160].map(|ms| ms * MS));
+    }
+
+    #[test]
+    fn frames_nobody_takes_stay_bounded() {
+        let mut opus = FrameAssembler::new(TrackCodec::Opus);
+        for seq in 0..2000u16 {
+            opus.push(seq, u32::from(seq) * 960, false, &[0], MS * 20 * u32::from(seq));
+        }
+        assert_eq!(frames(&mut opus).len(), MAX_READY);
     }
 
     #[test]

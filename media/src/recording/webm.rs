@@ -114,6 +114,8 @@ pub struct WebmWriter {
     video: bool,
     /// When the current cluster starts, once one has.
     cluster: Option<u64>,
+    /// When the last block was, once there is one.
+    last: Option<u64>,
 }
 
 impl WebmWriter {
@@ -173,13 +175,16 @@ impl WebmWriter {
             }
         }
         header.extend(element(id::TRACKS, &element(id::TRACK_ENTRY, &track)));
-        (Self { video: format.is_video(), cluster: None }, header)
+        (Self { video: format.is_video(), cluster: None, last: None }, header)
     }
 
     /// Appends to `out` what one frame at `at_ms` adds: a new Cluster when one is due, then its SimpleBlock.
-    /// Times must not go backwards (the frame assembler sees to it); one that does is written at the time of
-    /// the cluster it falls in.
+    /// Block times only increase: a frame at or before the last one (two frames in one millisecond, or a
+    /// timeline that started again a little behind) is written a millisecond after it, as players and
+    /// muxers refuse two frames at one time.
     pub fn frame(&mut self, at_ms: u64, keyframe: bool, data: &[u8], out: &mut Vec<u8>) {
+        let at_ms = self.last.map_or(at_ms, |last| at_ms.max(last + 1));
+        self.last = Some(at_ms);
         let due = match self.cluster {
             None => true,
             Some(start) => {
@@ -278,6 +283,20 @@ mod tests {
         let (mut audio, _) = WebmWriter::new(&TrackFormat::Opus { channels: 2 });
         let frames: Vec<(u64, bool)> = (0..600).map(|index| (index * 20, true)).collect();
         assert_eq!(clusters(&mut audio, &frames), 3, "12 s of sound: a cluster every 5 s");
+    }
+
+    #[test]
+    fn block_times_only_increase() {
+        let (mut video, _) = WebmWriter::new(&TrackFormat::Vp8 { width: 640, height: 360 });
+        let mut times = Vec::new();
+        for at in [0, 33, 33, 20, 66] {
+            let mut out = Vec::new();
+            video.frame(at, at == 0, &[0], &mut out);
+            // The block's relative time is the 2 bytes after the SimpleBlock's id, size and track number.
+            let block = out.len() - 5;
+            times.push(i16::from_be_bytes([out[block + 1], out[block + 2]]));
+        }
+        assert_eq!(times, [0, 33, 34, 35, 66]);
     }
 
     #[test]

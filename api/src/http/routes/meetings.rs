@@ -52,6 +52,8 @@ struct MeetingForm {
     #[serde(default)]
     recording_allowed: Option<String>,
     #[serde(default)]
+    auto_record: Option<String>,
+    #[serde(default)]
     end_to_end_encryption: Option<String>,
     #[serde(default)]
     high_fidelity_audio: Option<String>,
@@ -92,6 +94,7 @@ impl MeetingForm {
                 max_participants: number("max_participants", &self.max_participants)?,
                 guests_allowed: self.guests_allowed.is_some(),
                 recording_allowed: self.recording_allowed.is_some(),
+                auto_record: self.auto_record.is_some(),
                 end_to_end_encryption: self.end_to_end_encryption.is_some(),
                 high_fidelity_audio: self.high_fidelity_audio.is_some(),
                 fixed_display_names: self.fixed_display_names.is_some(),
@@ -118,6 +121,7 @@ impl MeetingForm {
             .keep("max_participants", &self.max_participants)
             .keep("guests_allowed", ticked(&self.guests_allowed))
             .keep("recording_allowed", ticked(&self.recording_allowed))
+            .keep("auto_record", ticked(&self.auto_record))
             .keep("end_to_end_encryption", ticked(&self.end_to_end_encryption))
             .keep("high_fidelity_audio", ticked(&self.high_fidelity_audio))
             .keep("fixed_display_names", ticked(&self.fixed_display_names))

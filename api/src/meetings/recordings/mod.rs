@@ -2,14 +2,14 @@
 //! events (started, stopped; a node that restarts finds its interrupted recordings marked so), the state a
 //! composer moves it through (`recording` → `processing` → `ready` or `failed`), and the tenant's view of
 //! them for the API and the site. Every read and change is scoped to a tenant: another tenant's id is a
-//! missing one. [`run_composer`] composes stopped recordings ([`compose`]).
+//! missing one. [`RecordingService::run_composer`] composes stopped recordings ([`compose`]).
 
 pub mod compose;
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use convene_domain::{RoomName, TenantId};
+use convene_domain::{EmailAddress, RoomName, TenantId};
 use convene_media::rooms::{RecordingError as MediaRecordingError, Rooms};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
@@ -27,7 +27,11 @@ use crate::{
     entities::recording,
     meetings::rooms::{self, RoomError},
     people::Actor,
-    platform::{envelope::Envelope, pagination},
+    platform::{
+        envelope::Envelope,
+        mail::{Email, Mailer},
+        pagination,
+    },
 };
 
 /// Where a recording is in its life.
@@ -136,6 +140,8 @@ pub struct Started<'a> {
     pub by: &'a str,
     /// Their token's user id.
     pub by_user: Option<&'a str>,
+    /// Their token's email address.
+    pub by_email: Option<&'a str>,
 }
 
 /// Notes a recording the node started (once: a redelivered event changes nothing).
@@ -159,6 +165,11 @@ pub async fn started(
         node: Set(bounded(event.node, 64)),
         started_by: Set(bounded(event.by, 200)),
         started_by_user: Set(event.by_user.map(|user| bounded(user, 200))),
+        // Tokens' addresses are checked when verified; one that is not an address gets no mail.
+        notify_email: Set(event
+            .by_email
+            .and_then(|email| EmailAddress::parse(email).ok())
+            .map(|email| email.as_str().to_owned())),
         started_at: Set(at),
         stopped_at: Set(None),
         state: Set(RecordingState::Recording.as_str().to_owned()),
@@ -343,18 +354,19 @@ pub struct RecordingService {
     envelope: Envelope,
     /// The site's URL, which download links start with.
     public_url: Url,
+    /// Says when a recording is ready.
+    mailer: Mailer,
 }
 
 impl RecordingService {
-    /// Recordings over `db`, the plans in `billing`, the rooms this process hosts, the files in `store`, and
-    /// download links under `public_url` signed by `envelope`.
+    /// Recordings over `db`, the plans in `billing`, mail through `mailer`, the rooms this process hosts, the
+    /// files in `store`, and download links under `public_url` signed by `envelope`.
     pub fn new(
-        db: DatabaseConnection,
-        billing: Billing,
+        (db, billing, mailer): (DatabaseConnection, Billing, Mailer),
         rooms: Option<Rooms>,
         (store, envelope, public_url): (PathBuf, Envelope, Url),
     ) -> Self {
-        Self { db, billing, rooms, store, envelope, public_url }
+        Self { db, billing, rooms, store, envelope, public_url, mailer }
     }
 
     /// One of the tenant's recordings, with download links when it is ready.
@@ -489,28 +501,57 @@ const STALE_CLAIM: chrono::TimeDelta = chrono::TimeDelta::hours(2);
 /// How often the composer looks for recordings to compose.
 const COMPOSE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Composes stopped recordings one at a time, until `shutdown`: each is claimed with a conditional update (so
-/// two processes never compose the same one), composed from the files in `store`, and marked ready, or
-/// failed with the reason after [`COMPOSE_ATTEMPTS`] tries.
-pub async fn run_composer(db: DatabaseConnection, store: PathBuf, shutdown: tokio_util::sync::CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(COMPOSE_EVERY) => {}
-        }
-        match claim(&db, Utc::now()).await {
-            Ok(Some(row)) => {
-                let dir = store.join(row.id.to_string());
-                let composed = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    composed = compose::compose(&dir) => composed,
-                };
-                if let Err(error) = finish(&db, row, composed).await {
-                    tracing::warn!(%error, "a composed recording could not be noted; it is composed again later");
-                }
+impl RecordingService {
+    /// Composes stopped recordings one at a time, until `shutdown`: each is claimed with a conditional
+    /// update (so two processes never compose the same one), composed from the files in the store, and
+    /// marked ready (and the moderator who started it told by mail), or failed with the reason after
+    /// [`COMPOSE_ATTEMPTS`] tries.
+    pub async fn run_composer(self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(COMPOSE_EVERY) => {}
             }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "the composer cannot read the recordings"),
+            match claim(&self.db, Utc::now()).await {
+                Ok(Some(row)) => {
+                    let dir = self.store.join(row.id.to_string());
+                    let composed = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        composed = compose::compose(&dir) => composed,
+                    };
+                    let ready = composed.is_ok().then(|| (row.room.clone(), row.notify_email.clone(), row.started_at));
+                    match finish(&self.db, row, composed).await {
+                        Ok(()) => {
+                            if let Some((room, Some(email), started_at)) = ready {
+                                self.tell_ready(&room, &email, started_at).await;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "a composed recording could not be noted; it is composed again later");
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "the composer cannot read the recordings"),
+            }
+        }
+    }
+
+    /// Mails the moderator who started a recording that it is ready.
+    async fn tell_ready(&self, room: &str, email: &str, started_at: DateTime<Utc>) {
+        let Ok(to) = EmailAddress::parse(email) else { return };
+        let page = format!("{}/recordings", self.public_url.as_str().trim_end_matches('/'));
+        let when = started_at.format("%a %-d %b %Y, %H:%M UTC").to_string();
+        let said = format!("The recording of {room} you started on {when} is ready to play and download.");
+        let mail = Email::new(
+            &to,
+            &format!("Your recording of {room} is ready"),
+            &[&said],
+            ("Open the recordings", &page),
+            "Members of your organisation find it on the Recordings page; sign in to see it.",
+        );
+        if let Err(error) = self.mailer.queue(mail).await {
+            tracing::warn!(%error, "the mail saying a recording is ready could not be queued");
         }
     }
 }
