@@ -23,7 +23,7 @@ use crate::{
     http::routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
     http::server::{self, HttpApp, SiteServices},
     meetings::admission::Admission,
-    meetings::recordings::RecordingService,
+    meetings::recordings::{HostedRooms, RecordingService},
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
     people::accounts::Accounts,
@@ -308,12 +308,13 @@ fn site_services(
                 convene_media::outbox::Outbox::open(&dir, recorder, shutdown.clone()).with_context(|| {
                     format!("cannot open the media outbox in {} (check CONVENE_DATA_DIR)", dir.display())
                 })?;
+            let node = outbox.node().to_owned();
             let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
             let recordings =
                 convene_media::recording::RecordingStore::new(settings.recordings_dir(), settings.recordings_quota);
             let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
                 .with_recordings(recordings);
-            (Some(rooms), Some(task))
+            (Some(HostedRooms { rooms, node }), Some(task))
         }
         None => (None, None),
     };
@@ -350,7 +351,7 @@ fn site_services(
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
         password_guesses: crate::http::routes::signal::PasswordGuesses::default(),
-        rooms,
+        rooms: rooms.map(|hosted| hosted.rooms),
     };
     let backend = Arc::new(SiteBackend(state.clone()));
     let services = SiteServices { site: Site::new(&settings.site_dir, meet_host(settings), backend), state };

@@ -209,6 +209,8 @@ pub struct RecordingListing {
     pub recordings: Vec<RecordingItem>,
     /// The viewer may delete them (owners and admins).
     pub can_delete: bool,
+    /// Days the plan keeps a finished recording before deleting it (`None`: until someone deletes it).
+    pub retention_days: Option<u32>,
 }
 
 /// A recording as the page lists it.

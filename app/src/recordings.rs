@@ -36,6 +36,9 @@ pub fn RecordingsPage() -> impl IntoView {
                             <h1>"Recordings"</h1>
                             <p class="muted">
                                 "Moderators record from the meeting's toolbar (or your app through the API). A recording is ready a few minutes after it stops."
+                                {listing.retention_days.map(|days| format!(
+                                    " Your plan keeps recordings for {days} days after the meeting; then they are deleted."
+                                ))}
                             </p>
                             <RecordingList recordings=listing.recordings can_delete=listing.can_delete />
                         </section>

@@ -82,6 +82,7 @@ fn welcome(you: u64) -> ServerMessage {
             end_to_end_encryption: false,
             fixed_display_names: false,
             recording: false,
+            live_streaming: false,
             quality: MediaQuality::default(),
         },
         participants: vec![participant(you)],

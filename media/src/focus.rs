@@ -133,6 +133,7 @@ pub struct Room {
     locked: bool,
     ended: bool,
     recording: bool,
+    live_streaming: bool,
     members: BTreeMap<ParticipantId, Member>,
     lobby: BTreeMap<ParticipantId, Identity>,
     /// Tokens (by digest) and user ids of people removed, with whether they were rejected from the lobby.
@@ -142,6 +143,8 @@ pub struct Room {
 
 /// Why an end-to-end encrypted meeting cannot be recorded, in words for people.
 pub const RECORDING_NEEDS_CLEAR_MEDIA: &str = "this meeting is end-to-end encrypted, so the server cannot record it";
+/// Why an end-to-end encrypted meeting cannot be streamed live, in words for people.
+pub const STREAMING_NEEDS_CLEAR_MEDIA: &str = "this meeting is end-to-end encrypted, so the server cannot stream it";
 
 /// People who may wait in a room's lobby at once: every knock sends the list to the moderators, so the
 /// list stays short enough to send.
@@ -187,6 +190,7 @@ impl Room {
             locked: false,
             ended: false,
             recording: false,
+            live_streaming: false,
             members: BTreeMap::new(),
             lobby: BTreeMap::new(),
             removed: Vec::new(),
@@ -248,6 +252,7 @@ impl Room {
                 high_fidelity_audio: self.policy.settings.high_fidelity_audio,
             },
             recording: self.recording,
+            live_streaming: self.live_streaming,
         }
     }
 
@@ -623,6 +628,18 @@ impl Room {
         }
         self.recording = recording;
         let mut out = self.broadcast(&ServerMessage::RecordingChanged { recording, by, reason }, None);
+        out.extend(self.broadcast(&ServerMessage::RoomChanged { room: self.info() }, None));
+        out
+    }
+
+    /// A live stream started or stopped (by the driver, after the API asked): everyone hears who did it
+    /// (`by`, in words), or why it stopped by itself.
+    pub fn live_stream_changed(&mut self, live: bool, by: String, reason: Option<String>) -> Vec<Outbound> {
+        if self.live_streaming == live {
+            return Vec::new();
+        }
+        self.live_streaming = live;
+        let mut out = self.broadcast(&ServerMessage::LiveStreamChanged { live, by, reason }, None);
         out.extend(self.broadcast(&ServerMessage::RoomChanged { room: self.info() }, None));
         out
     }

@@ -24,6 +24,7 @@ pub mod recording;
 pub mod rooms;
 pub mod sfu;
 pub mod signal_metrics;
+pub mod streaming;
 pub mod stun;
 
 pub use media_metrics::MediaMetrics;

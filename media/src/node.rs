@@ -302,8 +302,8 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
     }
 }
 
-/// The recorders' queues of the rooms being recorded on a shard.
-type Recorders = HashMap<RoomId, (String, mpsc::Sender<RecordedPacket>)>;
+/// The queues of the recorders and live streams of the rooms tapped on a shard, by their ids.
+type Recorders = HashMap<RoomId, Vec<(String, mpsc::Sender<RecordedPacket>)>>;
 
 fn handle(
     sfu: &mut Sfu,
@@ -336,21 +336,24 @@ fn handle(
             None
         }
         MediaCommand::Record { room, recording, sink } => {
-            match sink {
-                Some(sink) => {
-                    recorders.insert(room, (recording, sink));
-                    sfu.record(room, true, now);
-                }
-                None if recorders.get(&room).is_some_and(|(current, _)| *current == recording) => {
-                    recorders.remove(&room);
-                    sfu.record(room, false, now);
-                }
-                None => {}
+            let taps = recorders.entry(room).or_default();
+            taps.retain(|(id, _)| *id != recording);
+            if let Some(sink) = sink {
+                taps.push((recording, sink));
             }
+            let tapped = !taps.is_empty();
+            if !tapped {
+                recorders.remove(&room);
+            }
+            sfu.record(room, tapped, now);
             None
         }
         MediaCommand::RecordingKeyframe { key, source } => {
-            sfu.recording_keyframe(key, source, now);
+            sfu.recording_keyframe(key, source, true, now);
+            None
+        }
+        MediaCommand::StageKeyframe { key, source } => {
+            sfu.recording_keyframe(key, source, false, now);
             None
         }
     };
@@ -381,18 +384,21 @@ fn flush(
                 }
             }
             SfuOutput::Record { room, packet } => {
-                if let Some((_, recorder)) = recorders.get(&room)
-                    && let Err(mpsc::error::TrySendError::Closed(_)) = recorder.try_send(packet)
-                {
-                    gone.push(room);
+                for (id, recorder) in recorders.get(&room).into_iter().flatten() {
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = recorder.try_send(packet.clone()) {
+                        gone.push((room, id.clone()));
+                    }
                 }
             }
         }
     }
     socket.flush();
     // A recorder that stopped without saying so (its stop was lost to a full queue) is let go.
-    for room in gone {
-        if recorders.remove(&room).is_some() {
+    for (room, id) in gone {
+        let Some(taps) = recorders.get_mut(&room) else { continue };
+        taps.retain(|(tap, _)| *tap != id);
+        if taps.is_empty() {
+            recorders.remove(&room);
             sfu.record(room, false, Instant::now());
         }
     }

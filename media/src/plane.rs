@@ -67,18 +67,25 @@ pub enum MediaCommand {
         /// Who.
         key: PeerKey,
     },
-    /// Start handing the room's media to a recorder (`Some`: its bounded queue, where packets are dropped
-    /// when it is full, never waited for), or stop (`None`).
+    /// Start handing the room's media to a recorder or live stream (`Some`: its bounded queue, where packets
+    /// are dropped when it is full, never waited for), or stop (`None`). A room may have several at once.
     Record {
         /// The room.
         room: RoomId,
-        /// The recording (a stop concerns only the recording it names: another may have started since).
+        /// The recording or stream (a stop concerns only the one it names).
         recording: String,
         /// The recorder's queue.
         sink: Option<mpsc::Sender<RecordedPacket>>,
     },
-    /// The recorder lost part of a video and needs a keyframe to go on.
+    /// The recorder lost part of a video and needs a keyframe to go on (the tap waits for it).
     RecordingKeyframe {
+        /// Whose video.
+        key: PeerKey,
+        /// Which.
+        source: TrackSource,
+    },
+    /// A live stream puts a video on its stage: a keyframe, asked of the publisher (the tap goes on).
+    StageKeyframe {
         /// Whose video.
         key: PeerKey,
         /// Which.
@@ -95,7 +102,8 @@ impl MediaCommand {
             | Self::Pin { key, .. }
             | Self::ReceiveVideo { key, .. }
             | Self::Leave { key }
-            | Self::RecordingKeyframe { key, .. } => key.room,
+            | Self::RecordingKeyframe { key, .. }
+            | Self::StageKeyframe { key, .. } => key.room,
             Self::Record { room, .. } => *room,
         }
     }

@@ -29,6 +29,7 @@ use crate::{
     recording::{Finished, Recorder, RecordingStore, manifest::Presence},
     sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
+    streaming::{LiveStream, StreamTarget},
 };
 
 /// Who started a recording the room's settings asked for, as participants see it.
@@ -63,6 +64,17 @@ enum Command {
     /// The room's recorder stopped (by itself when `reason` says why).
     RecordingEnded {
         recording: String,
+        reason: Option<String>,
+    },
+    /// The control plane starts (`Some`: where to) or stops a live stream (`by`: who, in words).
+    LiveStream {
+        target: Option<StreamTarget>,
+        by: String,
+        reply: oneshot::Sender<Result<Option<String>, String>>,
+    },
+    /// The room's live stream stopped by itself (`reason` says why).
+    LiveStreamEnded {
+        stream: String,
         reason: Option<String>,
     },
 }
@@ -222,6 +234,8 @@ impl std::fmt::Debug for Command {
             Command::Disconnect(..) => "Disconnect",
             Command::Record { .. } => "Record",
             Command::RecordingEnded { .. } => "RecordingEnded",
+            Command::LiveStream { .. } => "LiveStream",
+            Command::LiveStreamEnded { .. } => "LiveStreamEnded",
         })
     }
 }
@@ -302,6 +316,21 @@ impl Rooms {
         let room = room.ok_or(RecordingError::NotRunning)?;
         let (reply, answer) = oneshot::channel();
         room.send(Command::Record { start, by, reply }).await.map_err(|_| RecordingError::NotRunning)?;
+        answer.await.map_err(|_| RecordingError::NotRunning)?.map_err(RecordingError::Refused)
+    }
+
+    /// Starts streaming `key`'s meeting live to `target` (`None`: stops it) on behalf of `by` (words for the
+    /// participants' notice); answers the stream's id when one started.
+    pub async fn live_stream(
+        &self,
+        key: &RoomKey,
+        target: Option<StreamTarget>,
+        by: String,
+    ) -> Result<Option<String>, RecordingError> {
+        let room = self.running.lock().ok().and_then(|running| running.get(key).cloned());
+        let room = room.ok_or(RecordingError::NotRunning)?;
+        let (reply, answer) = oneshot::channel();
+        room.send(Command::LiveStream { target, by, reply }).await.map_err(|_| RecordingError::NotRunning)?;
         answer.await.map_err(|_| RecordingError::NotRunning)?.map_err(RecordingError::Refused)
     }
 
@@ -412,6 +441,7 @@ impl Rooms {
             recordings: self.recordings.clone(),
             recorded: self.recorded.clone(),
             recorder: None,
+            streamer: None,
             recorded_people: Vec::new(),
             inbox: sender.downgrade(),
             recorded_itself: false,
@@ -468,6 +498,8 @@ struct RoomTask {
     recorded: Arc<Mutex<HashSet<RoomKey>>>,
     /// The recording going on; dropping it stops it.
     recorder: Option<Recorder>,
+    /// The live stream going on; dropping it stops it.
+    streamer: Option<LiveStream>,
     /// Who the recorder last heard was in the room.
     recorded_people: Vec<Presence>,
     /// The task's own inbox, for its recorder to say it stopped (weak: it must not keep the room alive).
@@ -506,6 +538,15 @@ impl RoomTask {
                     out
                 }
                 Some(Command::RecordingEnded { recording, reason }) => self.recording_ended(&recording, reason),
+                Some(Command::LiveStream { target, by, reply }) => {
+                    let (answer, out) = match target {
+                        Some(target) => self.start_stream(by, &target),
+                        None => self.stop_stream(by),
+                    };
+                    let _ = reply.send(answer);
+                    out
+                }
+                Some(Command::LiveStreamEnded { stream, reason }) => self.stream_ended(&stream, reason),
             };
             let mut out = self.moderators_recording(out);
             out.extend(self.record_itself());
@@ -543,10 +584,14 @@ impl RoomTask {
     fn connect(&mut self, arrival: Arrival, policy: RoomPolicy) -> (ParticipantId, u64, Vec<Outbound>) {
         let Arrival { identity, version, password, resume, outbox } = arrival;
         let mut changed = self.room.set_policy(policy);
-        // The room turned to end-to-end encryption: what comes next cannot be recorded.
+        // The room turned to end-to-end encryption: what comes next can be neither recorded nor streamed.
         if self.room.end_to_end_encrypted() && self.recorder.take().is_some() {
             let reason = Some(focus::RECORDING_NEEDS_CLEAR_MEDIA.to_owned());
             changed.extend(self.room.recording_changed(false, "the room's settings".to_owned(), reason));
+        }
+        if self.room.end_to_end_encrypted() && self.streamer.take().is_some() {
+            let reason = Some(focus::STREAMING_NEEDS_CLEAR_MEDIA.to_owned());
+            changed.extend(self.room.live_stream_changed(false, "the room's settings".to_owned(), reason));
         }
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -730,6 +775,50 @@ impl RoomTask {
             Some(recorder) => (Ok(Some(recorder.id().to_owned())), self.room.recording_changed(false, by, None)),
             None => (Err("the meeting is not being recorded".to_owned()), Vec::new()),
         }
+    }
+
+    /// Starts streaming the meeting to `target` for `by` (words); answers the stream's id.
+    fn start_stream(&mut self, by: String, target: &StreamTarget) -> (Result<Option<String>, String>, Vec<Outbound>) {
+        if self.room.end_to_end_encrypted() {
+            return (Err(focus::STREAMING_NEEDS_CLEAR_MEDIA.to_owned()), Vec::new());
+        }
+        if self.streamer.is_some() {
+            return (Err("the meeting is already streamed live".to_owned()), Vec::new());
+        }
+        let Some(media) = &self.media else {
+            return (Err("this server does not stream meetings".to_owned()), Vec::new());
+        };
+        let inbox = self.inbox.clone();
+        let finished = Box::new(move |(stream, reason): (String, Option<String>)| {
+            if let Some(inbox) = inbox.upgrade() {
+                let _ = inbox.try_send(Command::LiveStreamEnded { stream, reason });
+            }
+        });
+        match LiveStream::start(media, self.room_id, target, finished) {
+            Ok(streamer) => {
+                let id = streamer.id().to_owned();
+                self.streamer = Some(streamer);
+                (Ok(Some(id)), self.room.live_stream_changed(true, by, None))
+            }
+            Err(error) => (Err(error.to_string()), Vec::new()),
+        }
+    }
+
+    /// Stops the live stream.
+    fn stop_stream(&mut self, by: String) -> (Result<Option<String>, String>, Vec<Outbound>) {
+        match self.streamer.take() {
+            Some(streamer) => (Ok(Some(streamer.id().to_owned())), self.room.live_stream_changed(false, by, None)),
+            None => (Err("the meeting is not streamed live".to_owned()), Vec::new()),
+        }
+    }
+
+    /// The live stream stopped by itself: everyone hears why.
+    fn stream_ended(&mut self, stream: &str, reason: Option<String>) -> Vec<Outbound> {
+        if self.streamer.as_ref().is_none_or(|streamer| streamer.id() != stream) {
+            return Vec::new();
+        }
+        self.streamer = None;
+        self.room.live_stream_changed(false, "the streaming service".to_owned(), reason)
     }
 
     /// The recorder stopped: if by itself (storage full or failing), everyone hears why.

@@ -161,6 +161,17 @@ impl Billing {
         self.stripe.is_some()
     }
 
+    /// How long `tenant`'s plan keeps finished recordings, in days (`None`: until deleted).
+    pub async fn recording_retention(&self, tenant: TenantId) -> Result<Option<u32>, DbErr> {
+        let account = billing_account::Entity::find_by_id(tenant.as_uuid()).one(&self.db).await?;
+        Ok(plan_for(&self.plans, self.is_enabled(), account.as_ref()).limits.recording_retention_days)
+    }
+
+    /// The shortest retention any plan has: recordings younger than this are kept whoever owns them.
+    pub fn shortest_recording_retention(&self) -> Option<u32> {
+        self.plans.all().iter().filter_map(|plan| plan.limits.recording_retention_days).min()
+    }
+
     /// The meter that counts and sends this billing's usage.
     pub fn meter(&self) -> usage::UsageMeter {
         usage::UsageMeter::new(self.db.clone(), self.plans.clone(), self.stripe.clone(), self.metrics.clone())
@@ -253,8 +264,12 @@ impl Billing {
                 ),
             }),
             new_meetings_refused: refused,
-            recording_refused: (!limits.recording)
-                .then(|| format!("The {} plan does not include recording; an owner can upgrade the plan.", plan.name)),
+            recording_refused: (!limits.recording).then(|| {
+                format!(
+                    "The {} plan does not include recording or live streaming; an owner can upgrade the plan.",
+                    plan.name
+                )
+            }),
         })
     }
 

@@ -49,6 +49,8 @@ pub enum AuditEvent {
     EmailChanged,
     /// A member signed out of every session.
     SessionsRevoked,
+    /// A recording was deleted: by a member, or by the plan's retention (no actor).
+    RecordingDeleted,
 }
 
 impl AuditEvent {
@@ -73,6 +75,7 @@ impl AuditEvent {
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::EmailChanged => "email_changed",
             AuditEvent::SessionsRevoked => "sessions_revoked",
+            AuditEvent::RecordingDeleted => "recording_deleted",
         }
     }
 }

@@ -194,6 +194,30 @@ async fn every_operation_answers_what_the_document_says() {
     api.expect(stop.clone(), "/v1/rooms/weekly-sync/recording", globex, None, 404).await;
     api.expect(stop.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 200).await;
     api.expect(stop.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 409).await;
+    // Live streaming: the address is checked before anything starts; another tenant's room is not found.
+    let live = (Method::POST, "/v1/rooms/{name}/live-stream");
+    let unlive = (Method::DELETE, "/v1/rooms/{name}/live-stream");
+    let web_page = json!({ "url": "https://example.com/live", "key": "secret" });
+    api.expect(live.clone(), "/v1/rooms/weekly-sync/live-stream", acme, Some(web_page), 400).await;
+    let closed_port = json!({ "url": "rtmp://127.0.0.1:9/live", "key": "secret" });
+    api.expect(live.clone(), "/v1/rooms/weekly-sync/live-stream", globex, Some(closed_port), 404).await;
+    api.expect(unlive.clone(), "/v1/rooms/weekly-sync/live-stream", acme, None, 409).await;
+    api.expect(unlive.clone(), "/v1/rooms/weekly-sync/live-stream", globex, None, 404).await;
+    // A service that takes the connection and never answers: the stream stays up until it is stopped.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("rtmp://{}/live", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let target = json!({ "url": silent_url, "key": "secret" });
+    let started = api.expect(live.clone(), "/v1/rooms/weekly-sync/live-stream", acme, Some(target.clone()), 201).await;
+    assert_eq!(started["service"], silent_url.as_str(), "the key is never shown: {started}");
+    api.expect(live.clone(), "/v1/rooms/weekly-sync/live-stream", acme, Some(target), 409).await;
+    api.expect(unlive.clone(), "/v1/rooms/weekly-sync/live-stream", acme, None, 200).await;
+    held.abort();
     let list_recordings = (Method::GET, "/v1/recordings");
     api.expect(list_recordings.clone(), "/v1/recordings?room=weekly-sync&limit=5", acme, None, 200).await;
     api.expect(list_recordings.clone(), "/v1/recordings?room=Not%20A%20Room", acme, None, 400).await;

@@ -203,9 +203,13 @@ async fn a_recording_is_composed_into_one_mp4_with_late_joiners_from_their_join_
 
 /// A ready recording of 20 s with Ann and Bob, as the composer leaves one, in `tenant`.
 pub(crate) async fn insert_ready_recording(app: &TestApp, id: uuid::Uuid, tenant: uuid::Uuid) {
+    insert_recording_made(app, id, tenant, chrono::Utc::now()).await;
+}
+
+/// A ready recording of a meeting that ended at `now`, as the composer leaves it.
+async fn insert_recording_made(app: &TestApp, id: uuid::Uuid, tenant: uuid::Uuid, now: chrono::DateTime<chrono::Utc>) {
     use convene_api::entities::recording;
     use sea_orm::{ActiveModelTrait, ActiveValue::Set};
-    let now = chrono::Utc::now();
     recording::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant),
@@ -320,5 +324,128 @@ async fn a_room_set_to_record_itself_starts_when_the_first_person_comes_in_and_s
     }
     assert_eq!(listed["recordings"].as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed["recordings"][0]["started_by"], "the room's settings");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn recordings_past_the_plans_retention_are_deleted_with_their_files_and_the_deletion_is_logged() {
+    use convene_api::entities::audit_event;
+    use sea_orm::EntityTrait;
+
+    // The plans file keeps recordings 30 days.
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
+    let tenant = uuid::Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    let (expired, kept) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    insert_recording_made(&app, expired, tenant, now - chrono::TimeDelta::days(31)).await;
+    insert_recording_made(&app, kept, tenant, now - chrono::TimeDelta::days(29)).await;
+    let files = app.data_dir.path().join("recordings").join(expired.to_string());
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("recording.mp4"), b"old meeting").unwrap();
+
+    // The composer sweeps as it starts, then every quarter of an hour.
+    let mut status = 200;
+    for _ in 0..100 {
+        (status, _) = call(&app, Method::GET, &format!("/v1/recordings/{expired}"), &key, None).await;
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "a recording 31 days old is deleted under a 30-day retention");
+    assert!(!files.exists(), "its files went with it");
+    let (status, _) = call(&app, Method::GET, &format!("/v1/recordings/{kept}"), &key, None).await;
+    assert_eq!(status, 200, "a recording 29 days old is kept");
+    let logged: Vec<_> = audit_event::Entity::find()
+        .all(&app.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.event == "recording_deleted")
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].tenant_id, tenant);
+    assert!(logged[0].actor_user_id.is_none() && logged[0].detail.contains("after the plan's 30 days"), "{logged:?}");
+    assert!(logged[0].detail.contains(&expired.to_string()), "{logged:?}");
+
+    // A deletion through the API is logged too.
+    let (status, _) = call(&app, Method::DELETE, &format!("/v1/recordings/{kept}"), &key, None).await;
+    assert_eq!(status, 204);
+    let events = audit_event::Entity::find().all(&app.db().await).await.unwrap();
+    let by_api = events.iter().find(|event| event.detail.contains(&kept.to_string())).expect("logged");
+    assert!(by_api.event == "recording_deleted" && by_api.detail.contains("through the API"), "{by_api:?}");
+    app.stop().await;
+}
+
+/// Whether something listens on loopback TCP `port` (read from the kernel, so an RTMP listener's one
+/// connection is not spent on a probe).
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1).is_some_and(|local| local.ends_with(&format!(":{port:04X}"))) && fields.get(3) == Some(&"0A")
+    })
+}
+
+#[tokio::test]
+async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusing_service_ends_it_in_words() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let ann = token(&app, &key, "standup", "Ann", true).await;
+    let (mut ann, welcome) = hello(&app, "standup", &ann).await;
+    assert_eq!(welcome["room"]["live_streaming"], false, "{welcome}");
+
+    // The streaming service: ffmpeg listening for RTMP on a loopback port, saving what arrives.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = app.data_dir.path().join("received.flv");
+    let mut service = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-listen", "1", "-f", "flv", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/stream-key"))
+        .args(["-c", "copy"])
+        .arg(&received)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs (cargo xtask test installs it)");
+    for _ in 0..100 {
+        if listening(port) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let target = json!({ "url": format!("rtmp://127.0.0.1:{port}/live"), "key": "stream-key" });
+    let (status, started) = call(&app, Method::POST, "/v1/rooms/standup/live-stream", &key, Some(target)).await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["service"], format!("rtmp://127.0.0.1:{port}/live"), "the key is not shown: {started}");
+    let notice = hear_kind(&mut ann, "live_stream_changed").await;
+    assert_eq!((notice["live"].as_bool(), notice["by"].as_str()), (Some(true), Some("the organisation's app")));
+    assert_eq!(hear_kind(&mut ann, "room_changed").await["room"]["live_streaming"], true);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, stopped) = call(&app, Method::DELETE, "/v1/rooms/standup/live-stream", &key, None).await;
+    assert_eq!((status, &stopped["live"]), (200, &json!(false)), "{stopped}");
+    assert_eq!(hear_kind(&mut ann, "live_stream_changed").await["live"], false);
+    let saved = tokio::time::timeout(std::time::Duration::from_secs(30), service.wait()).await.expect("it ends");
+    assert!(saved.unwrap().success(), "the service took the stream whole");
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"])
+        .arg(&received)
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(streams.contains("h264,1280,720") && streams.contains("aac"), "{streams}");
+
+    // A service that is not there: the stream ends by itself, and everyone hears why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nowhere = json!({ "url": format!("rtmp://127.0.0.1:{closed}/live"), "key": "stream-key" });
+    let (status, _) = call(&app, Method::POST, "/v1/rooms/standup/live-stream", &key, Some(nowhere)).await;
+    assert_eq!(status, 201);
+    assert_eq!(hear_kind(&mut ann, "live_stream_changed").await["live"], true);
+    let ended = hear_kind(&mut ann, "live_stream_changed").await;
+    assert_eq!(ended["live"], false, "{ended}");
+    assert!(ended["reason"].as_str().is_some_and(|reason| reason.contains("streaming encoder stopped")), "{ended}");
+    let (status, _) = call(&app, Method::DELETE, "/v1/rooms/standup/live-stream", &key, None).await;
+    assert_eq!(status, 409, "nothing is streamed any more");
     app.stop().await;
 }

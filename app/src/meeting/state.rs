@@ -385,6 +385,19 @@ impl MeetingState {
                 }
                 return vec![self.announce(text)];
             }
+            ServerMessage::LiveStreamChanged { live, by, reason } => {
+                let text = match (live, reason) {
+                    (true, _) => sentence(&format!("{by} started streaming the meeting live")),
+                    (false, Some(reason)) => {
+                        format!("The live stream stopped because {}.", reason.trim_end_matches('.'))
+                    }
+                    (false, None) => sentence(&format!("{by} stopped the live stream")),
+                };
+                if let Some(room) = &mut self.room {
+                    room.live_streaming = live;
+                }
+                return vec![self.announce(text)];
+            }
             ServerMessage::DominantSpeaker { participant } => self.dominant = Some(participant),
             ServerMessage::Error { message, .. } => self.notify(sentence(&message)),
             // Negotiation and encryption keys belong to the media side.
@@ -428,6 +441,7 @@ mod tests {
             fixed_display_names: false,
             quality: MediaQuality::default(),
             recording: false,
+            live_streaming: false,
         }
     }
 
@@ -471,6 +485,22 @@ mod tests {
         state.apply(ServerMessage::RecordingChanged { recording: false, by: "the recorder".to_owned(), reason });
         assert!(state.room.as_ref().is_some_and(|room| !room.recording));
         assert_eq!(state.notices[1].text, "Recording stopped because the recordings storage is full.");
+    }
+
+    #[test]
+    fn a_live_stream_shows_while_it_goes_on_and_everyone_hears_why_it_stopped() {
+        let mut state = in_meeting();
+        let by = "the organisation's app".to_owned();
+        state.apply(ServerMessage::LiveStreamChanged { live: true, by: by.clone(), reason: None });
+        assert!(state.room.as_ref().is_some_and(|room| room.live_streaming));
+        assert_eq!(state.notices[0].text, "The organisation's app started streaming the meeting live.");
+        let reason = Some("the streaming service stopped taking the stream".to_owned());
+        state.apply(ServerMessage::LiveStreamChanged { live: false, by, reason });
+        assert!(state.room.as_ref().is_some_and(|room| !room.live_streaming));
+        assert_eq!(
+            state.notices[1].text,
+            "The live stream stopped because the streaming service stopped taking the stream."
+        );
     }
 
     #[test]

@@ -255,6 +255,9 @@ pub struct RoomInfo {
     /// The meeting is being recorded.
     #[serde(default)]
     pub recording: bool,
+    /// The meeting is streamed live (to YouTube or another RTMP service).
+    #[serde(default)]
+    pub live_streaming: bool,
 }
 
 /// The media a room asks its participants for, from the organisation's room settings.
@@ -443,6 +446,16 @@ pub enum ServerMessage {
         /// system for the API and automatic starts.
         by: String,
         /// Why it stopped, when nobody stopped it (the disk is full, the recorder failed).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+    },
+    /// A live stream started or stopped (`room_changed` follows with the room's state).
+    LiveStreamChanged {
+        /// Whether the meeting is streamed live now.
+        live: bool,
+        /// Who started or stopped it, as people see them.
+        by: String,
+        /// Why it stopped, when nobody stopped it (the streaming service refused or went away).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
     },

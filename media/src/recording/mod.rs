@@ -316,7 +316,7 @@ pub fn directory_size(dir: &Path) -> u64 {
 
 /// A new recording id: a time-ordered (version 7) UUID, so ids sort by when recordings started, as the
 /// control plane's lists page by id.
-fn new_id() -> io::Result<String> {
+pub(crate) fn new_id() -> io::Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(io::Error::other)?;
     let millis = unix_ms(SystemTime::now()).to_be_bytes();
@@ -370,6 +370,7 @@ mod tests {
             timestamp: u32::try_from(n * 3000).unwrap(),
             marker: true,
             payload: Arc::from(payload),
+            audio_level: None,
             at: start + Duration::from_millis(n * 33),
         }
     }

@@ -1,4 +1,5 @@
-//! A minimal WebM (Matroska) writer for one track per file, in live mode as browsers' MediaRecorder writes:
+//! A minimal WebM (Matroska) writer, in live mode as browsers' MediaRecorder writes (a recording's one-track
+//! files, a live stream's several tracks):
 //! the Segment and each Cluster have unknown sizes, so the file is only ever appended to and a file cut off
 //! anywhere still plays up to its last whole block. Opus and VP8 make WebM; H.264 makes Matroska with the
 //! parameter sets of its first keyframe as `avcC`.
@@ -108,21 +109,26 @@ const VIDEO_CLUSTER_MS: u64 = 1_000;
 /// Opus's decoder delay at 48 kHz (RFC 7845 §4.2: 3.75 ms ... 80 ms; libopus' usual 312 samples).
 const OPUS_PRE_SKIP: u16 = 312;
 
-/// Writes one track's file.
+/// Writes one Matroska file: one track for a recording, several for a live stream.
 #[derive(Debug)]
 pub struct WebmWriter {
-    video: bool,
+    /// Each track's kind (video?) and when its last block was, once there is one; track `n` is at `n - 1`.
+    tracks: Vec<(bool, Option<u64>)>,
     /// When the current cluster starts, once one has.
     cluster: Option<u64>,
-    /// When the last block was, once there is one.
-    last: Option<u64>,
 }
 
 impl WebmWriter {
-    /// The writer, and the bytes that start the file: the EBML header, the Segment (of unknown size), its
-    /// Info (millisecond timestamps) and Tracks with the one track.
+    /// The writer of a one-track file, and the bytes that start it.
     pub fn new(format: &TrackFormat) -> (Self, Vec<u8>) {
-        let doc_type: &[u8] = if matches!(format, TrackFormat::H264 { .. }) { b"matroska" } else { b"webm" };
+        Self::with_tracks(std::slice::from_ref(format))
+    }
+
+    /// The writer, and the bytes that start the file: the EBML header, the Segment (of unknown size), its
+    /// Info (millisecond timestamps) and Tracks, numbered from 1 in the order given (at most 126).
+    pub fn with_tracks(formats: &[TrackFormat]) -> (Self, Vec<u8>) {
+        let any_h264 = formats.iter().any(|format| matches!(format, TrackFormat::H264 { .. }));
+        let doc_type: &[u8] = if any_h264 { b"matroska" } else { b"webm" };
         let mut header = Vec::new();
         let ebml = [
             uint(id::EBML_VERSION, 1),
@@ -144,53 +150,41 @@ impl WebmWriter {
         ]
         .concat();
         header.extend(element(id::INFO, &info));
-        let mut track = [
-            uint(id::TRACK_NUMBER, 1),
-            uint(id::TRACK_UID, 1),
-            uint(id::TRACK_TYPE, if format.is_video() { 1 } else { 2 }),
-        ]
-        .concat();
-        match format {
-            TrackFormat::Opus { channels } => {
-                track.extend(element(id::CODEC_ID, b"A_OPUS"));
-                track.extend(element(id::CODEC_PRIVATE, &opus_head(*channels)));
-                track.extend(uint(id::CODEC_DELAY, u64::from(OPUS_PRE_SKIP) * 1_000_000_000 / 48_000));
-                track.extend(uint(id::SEEK_PRE_ROLL, 80_000_000));
-                let audio = [
-                    element(id::SAMPLING_FREQUENCY, &48_000f64.to_be_bytes()),
-                    uint(id::CHANNELS, u64::from(*channels)),
-                ]
-                .concat();
-                track.extend(element(id::AUDIO, &audio));
-            }
-            TrackFormat::Vp8 { width, height } => {
-                track.extend(element(id::CODEC_ID, b"V_VP8"));
-                let video =
-                    [uint(id::PIXEL_WIDTH, u64::from(*width)), uint(id::PIXEL_HEIGHT, u64::from(*height))].concat();
-                track.extend(element(id::VIDEO, &video));
-            }
-            TrackFormat::H264 { avc_config } => {
-                track.extend(element(id::CODEC_ID, b"V_MPEG4/ISO/AVC"));
-                track.extend(element(id::CODEC_PRIVATE, avc_config));
-            }
-        }
-        header.extend(element(id::TRACKS, &element(id::TRACK_ENTRY, &track)));
-        (Self { video: format.is_video(), cluster: None, last: None }, header)
+        let entries: Vec<u8> = formats
+            .iter()
+            .zip(1..=MAX_TRACKS)
+            .flat_map(|(format, number)| element(id::TRACK_ENTRY, &track_entry(format, number)))
+            .collect();
+        header.extend(element(id::TRACKS, &entries));
+        let tracks = formats.iter().take(usize::from(MAX_TRACKS)).map(|format| (format.is_video(), None)).collect();
+        (Self { tracks, cluster: None }, header)
     }
 
-    /// Appends to `out` what one frame at `at_ms` adds: a new Cluster when one is due, then its SimpleBlock.
-    /// Block times only increase: a frame at or before the last one (two frames in one millisecond, or a
-    /// timeline that started again a little behind) is written a millisecond after it, as players and
-    /// muxers refuse two frames at one time.
+    /// Appends to `out` what one frame of the first track at `at_ms` adds.
     pub fn frame(&mut self, at_ms: u64, keyframe: bool, data: &[u8], out: &mut Vec<u8>) {
-        let at_ms = self.last.map_or(at_ms, |last| at_ms.max(last + 1));
-        self.last = Some(at_ms);
+        self.track_frame(1, at_ms, keyframe, data, out);
+    }
+
+    /// Appends to `out` what one frame of track `track` at `at_ms` adds: a new Cluster when one is due, then
+    /// its SimpleBlock (nothing for a track the file does not have). A track's block times only increase:
+    /// a frame at or before its last one (two frames in one millisecond, or a timeline that started again a
+    /// little behind) is written a millisecond after it, as players and muxers refuse two frames at one time.
+    pub fn track_frame(&mut self, track: u8, at_ms: u64, keyframe: bool, data: &[u8], out: &mut Vec<u8>) {
+        let has_video = self.tracks.iter().any(|(video, _)| *video);
+        let Some((video, last)) = self.tracks.get_mut(usize::from(track).wrapping_sub(1)) else { return };
+        let video = *video;
+        let at_ms = last.map_or(at_ms, |last| at_ms.max(last + 1));
+        *last = Some(at_ms);
         let due = match self.cluster {
             None => true,
+            // A block up to a cluster's span before it still fits (block times are signed): a track a little
+            // behind the one that started the cluster goes in it.
             Some(start) => {
                 let age = at_ms.saturating_sub(start);
-                let interval = if self.video { VIDEO_CLUSTER_MS } else { AUDIO_CLUSTER_MS };
-                age > MAX_CLUSTER_SPAN_MS || (age >= interval && (keyframe || !self.video))
+                let interval = if has_video { VIDEO_CLUSTER_MS } else { AUDIO_CLUSTER_MS };
+                age > MAX_CLUSTER_SPAN_MS
+                    || start.saturating_sub(at_ms) > MAX_CLUSTER_SPAN_MS
+                    || (age >= interval && ((video && keyframe) || !has_video))
             }
         };
         if due {
@@ -200,16 +194,51 @@ impl WebmWriter {
             self.cluster = Some(at_ms);
         }
         let start = self.cluster.unwrap_or(at_ms);
-        let relative = i16::try_from(at_ms.saturating_sub(start)).unwrap_or(i16::MAX);
-        // Track 1, the time within the cluster, and the keyframe flag (every Opus frame starts anew).
-        let flags = if keyframe || !self.video { 0x80 } else { 0x00 };
+        let relative = i16::try_from(i128::from(at_ms) - i128::from(start)).unwrap_or(i16::MAX);
+        // The track, the time within the cluster, and the keyframe flag (every Opus frame starts anew).
+        let flags = if keyframe || !video { 0x80 } else { 0x00 };
         let mut block = Vec::with_capacity(data.len() + 4);
-        block.push(0x81);
+        block.push(0x80 | track);
         block.extend(relative.to_be_bytes());
         block.push(flags);
         block.extend_from_slice(data);
         out.extend(element(id::SIMPLE_BLOCK, &block));
     }
+}
+
+/// Tracks a file may have: their numbers are written in one byte.
+const MAX_TRACKS: u8 = 126;
+
+/// A TrackEntry's body.
+fn track_entry(format: &TrackFormat, number: u8) -> Vec<u8> {
+    let mut track = [
+        uint(id::TRACK_NUMBER, u64::from(number)),
+        uint(id::TRACK_UID, u64::from(number)),
+        uint(id::TRACK_TYPE, if format.is_video() { 1 } else { 2 }),
+    ]
+    .concat();
+    match format {
+        TrackFormat::Opus { channels } => {
+            track.extend(element(id::CODEC_ID, b"A_OPUS"));
+            track.extend(element(id::CODEC_PRIVATE, &opus_head(*channels)));
+            track.extend(uint(id::CODEC_DELAY, u64::from(OPUS_PRE_SKIP) * 1_000_000_000 / 48_000));
+            track.extend(uint(id::SEEK_PRE_ROLL, 80_000_000));
+            let audio =
+                [element(id::SAMPLING_FREQUENCY, &48_000f64.to_be_bytes()), uint(id::CHANNELS, u64::from(*channels))]
+                    .concat();
+            track.extend(element(id::AUDIO, &audio));
+        }
+        TrackFormat::Vp8 { width, height } => {
+            track.extend(element(id::CODEC_ID, b"V_VP8"));
+            let video = [uint(id::PIXEL_WIDTH, u64::from(*width)), uint(id::PIXEL_HEIGHT, u64::from(*height))].concat();
+            track.extend(element(id::VIDEO, &video));
+        }
+        TrackFormat::H264 { avc_config } => {
+            track.extend(element(id::CODEC_ID, b"V_MPEG4/ISO/AVC"));
+            track.extend(element(id::CODEC_PRIVATE, avc_config));
+        }
+    }
+    track
 }
 
 /// RFC 7845 §5.1: the Opus identification header, as Matroska's CodecPrivate for A_OPUS.

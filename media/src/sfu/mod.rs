@@ -318,10 +318,11 @@ impl Sfu {
         }
     }
 
-    /// The recorder lost part of a video: it starts again at a keyframe, asked of the publisher.
-    pub fn recording_keyframe(&mut self, key: PeerKey, source: TrackSource, now: Instant) {
+    /// A keyframe of a tapped video, asked of the publisher: the recorder lost part of it (`restart`: the tap
+    /// starts it again at the keyframe), or a live stream puts it on stage.
+    pub fn recording_keyframe(&mut self, key: PeerKey, source: TrackSource, restart: bool, now: Instant) {
         let tap = self.rooms.get_mut(&key.room).and_then(|room| room.recording.as_mut());
-        if let Some(layer) = tap.and_then(|tap| tap.restart(key.participant, source)) {
+        if let Some(layer) = tap.and_then(|tap| tap.keyframe(key.participant, source, restart)) {
             self.keyframes.push((key, source, layer));
             self.send_keyframe_requests(now);
         }

@@ -32,6 +32,8 @@ pub struct RecordedPacket {
     pub marker: bool,
     /// The payload (shared with the receivers' copies, not copied).
     pub payload: Arc<[u8]>,
+    /// Audio only: the sender's level (RFC 6464, -dBov: 0 loudest, 127 silence), when it says.
+    pub audio_level: Option<i8>,
     /// When it arrived.
     pub at: Instant,
 }
@@ -95,6 +97,7 @@ impl RecordingTap {
             timestamp: packet.header.timestamp,
             marker: packet.header.marker,
             payload: packet.payload.clone(),
+            audio_level: packet.header.ext_vals.audio_level,
             at: now,
         })
     }
@@ -137,10 +140,11 @@ impl RecordingTap {
         changed
     }
 
-    /// The recorder lost part of a video: it restarts at the next keyframe, which is asked for.
-    pub(super) fn restart(&mut self, owner: ParticipantId, source: TrackSource) -> Option<Layer> {
+    /// The layer of a tapped video whose keyframe is to be asked for; with `restart` (the recorder lost part
+    /// of it) the tap skips its packets until that keyframe.
+    pub(super) fn keyframe(&mut self, owner: ParticipantId, source: TrackSource, restart: bool) -> Option<Layer> {
         let video = self.videos.iter_mut().find(|video| video.owner == owner && video.source == source)?;
-        video.started = false;
+        video.started &= !restart;
         Some(video.layer)
     }
 }
@@ -185,8 +189,10 @@ mod tests {
         if let Some(video) = tap.videos.first_mut() {
             video.started = true;
         }
-        assert_eq!(tap.restart(ANN, TrackSource::Camera), Some(Layer::Medium));
+        assert_eq!(tap.keyframe(ANN, TrackSource::Camera, false), Some(Layer::Medium));
+        assert!(tap.videos.iter().all(|video| video.started), "a stage's keyframe leaves the tap going");
+        assert_eq!(tap.keyframe(ANN, TrackSource::Camera, true), Some(Layer::Medium));
         assert!(tap.videos.iter().all(|video| !video.started));
-        assert_eq!(tap.restart(ANN, TrackSource::Screen), None);
+        assert_eq!(tap.keyframe(ANN, TrackSource::Screen, true), None);
     }
 }

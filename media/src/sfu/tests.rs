@@ -492,7 +492,7 @@ fn a_recorded_room_hands_every_microphone_and_the_half_layer_of_every_camera_to_
     // The recorder lost a picture: the next video packet handed over starts a keyframe again.
     let key = PeerKey { room: 1, participant: ParticipantId(1) };
     let (before, now) = (meeting.recorded.len(), meeting.now);
-    meeting.sfu.recording_keyframe(key, TrackSource::Camera, now);
+    meeting.sfu.recording_keyframe(key, TrackSource::Camera, true, now);
     meeting.run(Duration::from_millis(500));
     let restarted = meeting.recorded[before..]
         .iter()

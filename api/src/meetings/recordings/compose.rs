@@ -18,8 +18,9 @@ use convene_media::recording::{
     manifest::{Happening, Manifest, TrackEntry},
     read_manifest,
 };
+use convene_media::streaming::{KEPT_ERROR_BYTES, read_tail};
 use convene_signal::TrackSource;
-use tokio::{io::AsyncReadExt, process::Command};
+use tokio::process::Command;
 
 /// The composed recording's file, in the recording's directory.
 pub const VIDEO_FILE: &str = "recording.mp4";
@@ -32,9 +33,6 @@ const HEIGHT: u32 = 720;
 const FPS: u32 = 15;
 /// Tiles at most; videos beyond them are left out of the picture (their sound stays).
 const MAX_TILES: usize = 16;
-/// The part of ffmpeg's error output kept as a failure's reason.
-const KEPT_ERROR_BYTES: usize = 1000;
-
 /// What composing made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Composed {
@@ -213,8 +211,8 @@ pub async fn compose(dir: &Path) -> Result<Composed, String> {
     let limit = Duration::from_millis(duration.saturating_mul(3)) + Duration::from_secs(60);
     let mut said = Vec::new();
     let finished = tokio::time::timeout(limit, async {
-        if let Some(stderr) = &mut stderr {
-            let _ = stderr.read_to_end(&mut said).await;
+        if let Some(stderr) = stderr.take() {
+            said = read_tail(stderr, KEPT_ERROR_BYTES).await;
         }
         child.wait().await
     })
@@ -226,9 +224,7 @@ pub async fn compose(dir: &Path) -> Result<Composed, String> {
     };
     if !status.success() {
         let said = String::from_utf8_lossy(&said);
-        let tail: String =
-            said.trim().chars().rev().take(KEPT_ERROR_BYTES).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!("ffmpeg failed ({status}): {tail}"));
+        return Err(format!("ffmpeg failed ({status}): {}", said.trim()));
     }
     tokio::fs::rename(&video, dir.join(VIDEO_FILE)).await.map_err(|error| error.to_string())?;
     tokio::fs::rename(&audio, dir.join(AUDIO_FILE)).await.map_err(|error| error.to_string())?;

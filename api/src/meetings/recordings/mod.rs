@@ -10,10 +10,13 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use convene_domain::{EmailAddress, RoomName, TenantId};
-use convene_media::rooms::{RecordingError as MediaRecordingError, Rooms};
+use convene_media::{
+    rooms::{RecordingError as MediaRecordingError, Rooms},
+    streaming::StreamTarget,
+};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -28,6 +31,7 @@ use crate::{
     meetings::rooms::{self, RoomError},
     people::Actor,
     platform::{
+        audit::{self, AuditEvent},
         envelope::Envelope,
         mail::{Email, Mailer},
         pagination,
@@ -109,6 +113,9 @@ pub struct Download {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How recordings' times are written for people (the page, mails, the audit log).
+const DATE_FORMAT: &str = "%a %-d %b %Y, %H:%M UTC";
+
 /// How long download links work.
 const LINK_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
@@ -154,11 +161,8 @@ pub async fn started(
 ) -> Result<(), DbErr> {
     // Ids come from the node's own disk; one that is not a UUID cannot be addressed and is not kept.
     let Ok(id) = Uuid::parse_str(event.id) else { return Ok(()) };
-    if recording::Entity::find_by_id(id).one(db).await?.is_some() {
-        return Ok(());
-    }
     let bounded = |text: &str, chars: usize| text.chars().filter(|c| !c.is_control()).take(chars).collect::<String>();
-    recording::ActiveModel {
+    let row = recording::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.as_uuid()),
         room: Set(room.as_str().to_owned()),
@@ -181,10 +185,9 @@ pub async fn started(
         participants: Set(None),
         attempts: Set(0),
         claimed_at: Set(None),
-    }
-    .insert(db)
-    .await
-    .map(drop)
+    };
+    // The API notes a recording it started before the node's event arrives; whichever comes second is a no-op.
+    recording::Entity::insert(row).on_conflict_do_nothing().exec(db).await.map(drop)
 }
 
 /// Notes that a recording stopped: its tracks are complete and wait to be composed.
@@ -298,7 +301,7 @@ fn item(recording: Recording) -> RecordingItem {
     RecordingItem {
         id: recording.id.to_string(),
         room: recording.room,
-        started: recording.started_at.format("%a %-d %b %Y, %H:%M UTC").to_string(),
+        started: recording.started_at.format(DATE_FORMAT).to_string(),
         length: recording.duration_seconds.map(|seconds| match seconds {
             0..60 => format!("{seconds} s"),
             _ => format!("{} min {} s", seconds / 60, seconds % 60),
@@ -338,8 +341,28 @@ pub fn download_message(id: Uuid, file: &str, expires: i64) -> String {
     format!("recording-download/{id}/{file}/{expires}")
 }
 
+/// A room's refusal in the API's terms: a room the tenant has but nobody is in has no meeting to record.
+fn refusal(error: MediaRecordingError, known: bool) -> RecordingError {
+    match error {
+        MediaRecordingError::NotRunning if known => {
+            RecordingError::Conflict("the meeting has not started: nobody is in the room".to_owned())
+        }
+        MediaRecordingError::NotRunning => RecordingError::NotFound,
+        MediaRecordingError::Refused(words) => RecordingError::Conflict(words),
+    }
+}
+
 /// Who started a recording through the API, as participants see it.
 pub const API_STARTER: &str = "the organisation's app";
+
+/// The rooms this process hosts, and the id of the node they run on (as its outbox names it).
+#[derive(Debug, Clone)]
+pub struct HostedRooms {
+    /// The rooms.
+    pub rooms: Rooms,
+    /// The node's id.
+    pub node: String,
+}
 
 /// The recordings context's rules beyond storage: starting and stopping a room's recording from the API,
 /// and deleting recordings with their files.
@@ -347,7 +370,7 @@ pub const API_STARTER: &str = "the organisation's app";
 pub struct RecordingService {
     db: DatabaseConnection,
     billing: Billing,
-    rooms: Option<Rooms>,
+    rooms: Option<HostedRooms>,
     /// Where this process's media node writes recordings.
     store: PathBuf,
     /// Signs download links.
@@ -363,7 +386,7 @@ impl RecordingService {
     /// files in `store`, and download links under `public_url` signed by `envelope`.
     pub fn new(
         (db, billing, mailer): (DatabaseConnection, Billing, Mailer),
-        rooms: Option<Rooms>,
+        rooms: Option<HostedRooms>,
         (store, envelope, public_url): (PathBuf, Envelope, Url),
     ) -> Self {
         Self { db, billing, rooms, store, envelope, public_url, mailer }
@@ -432,6 +455,43 @@ impl RecordingService {
 
     /// Starts (`start`) or stops recording the meeting going on in `room`; answers the recording's id.
     pub async fn control(&self, tenant: TenantId, room: &RoomName, start: bool) -> Result<Uuid, RecordingError> {
+        let (hosted, key, known) = self.hosted_room(tenant, room, start).await?;
+        match hosted.rooms.record(&key, start, API_STARTER.to_owned()).await {
+            Ok(Some(id)) => {
+                // Noted now, so the id answered is one the caller can read at once.
+                let event = Started { node: &hosted.node, id: &id, by: API_STARTER, by_user: None, by_email: None };
+                started(&self.db, tenant, room, event, Utc::now()).await?;
+                Uuid::parse_str(&id).map_err(|_| RecordingError::NotFound)
+            }
+            Ok(None) => Err(RecordingError::NotFound),
+            Err(error) => Err(refusal(error, known)),
+        }
+    }
+
+    /// Starts streaming the meeting going on in `room` live to `target`, or stops it (`None`).
+    pub async fn stream(
+        &self,
+        tenant: TenantId,
+        room: &RoomName,
+        target: Option<StreamTarget>,
+    ) -> Result<(), RecordingError> {
+        let (hosted, key, known) = self.hosted_room(tenant, room, target.is_some()).await?;
+        hosted
+            .rooms
+            .live_stream(&key, target, API_STARTER.to_owned())
+            .await
+            .map(drop)
+            .map_err(|error| refusal(error, known))
+    }
+
+    /// The rooms hosting `room`, its key, and whether the tenant has such a room; a start needs the plan to
+    /// include recording (which covers live streaming).
+    async fn hosted_room(
+        &self,
+        tenant: TenantId,
+        room: &RoomName,
+        start: bool,
+    ) -> Result<(&HostedRooms, (String, String), bool), RecordingError> {
         let known = match rooms::find(&self.db, tenant, room.as_str()).await {
             Ok(_) => true,
             Err(RoomError::NotFound) => false,
@@ -445,17 +505,9 @@ impl RecordingService {
             }
         }
         let Some(hosted) = &self.rooms else {
-            return Err(RecordingError::Conflict("this server does not record meetings".to_owned()));
+            return Err(RecordingError::Conflict("this server does not record or stream meetings".to_owned()));
         };
-        let key = (tenant.to_string(), room.as_str().to_owned());
-        match hosted.record(&key, start, API_STARTER.to_owned()).await {
-            Ok(id) => id.and_then(|id| Uuid::parse_str(&id).ok()).ok_or(RecordingError::NotFound),
-            Err(MediaRecordingError::NotRunning) if known => {
-                Err(RecordingError::Conflict("the meeting has not started: nobody is in the room".to_owned()))
-            }
-            Err(MediaRecordingError::NotRunning) => Err(RecordingError::NotFound),
-            Err(MediaRecordingError::Refused(words)) => Err(RecordingError::Conflict(words)),
-        }
+        Ok((hosted, (tenant.to_string(), room.as_str().to_owned()), known))
     }
 
     /// The recordings page for a member: moderators and above see recordings; owners and admins may delete.
@@ -464,7 +516,11 @@ impl RecordingService {
             return Err(RecordingError::Forbidden);
         }
         let (recordings, _) = self.list(actor.tenant, None, pagination::MAX_PAGE, None).await?;
-        Ok(RecordingListing { recordings: recordings.into_iter().map(item).collect(), can_delete: actor.is_admin() })
+        Ok(RecordingListing {
+            recordings: recordings.into_iter().map(item).collect(),
+            can_delete: actor.is_admin(),
+            retention_days: self.billing.recording_retention(actor.tenant).await?,
+        })
     }
 
     /// Deletes a recording for a member (owners and admins).
@@ -472,11 +528,12 @@ impl RecordingService {
         if !actor.is_admin() {
             return Err(RecordingError::Forbidden);
         }
-        self.delete(actor.tenant, id).await
+        self.delete(actor.tenant, id, Deleter::Member(actor.user_id)).await
     }
 
-    /// Deletes a recording and its files (refused while it is still recording).
-    pub async fn delete(&self, tenant: TenantId, id: Uuid) -> Result<(), RecordingError> {
+    /// Deletes a recording and its files (refused while it is still recording), noting who in the tenant's
+    /// audit log.
+    pub async fn delete(&self, tenant: TenantId, id: Uuid, by: Deleter) -> Result<(), RecordingError> {
         let row = find(&self.db, tenant, id).await?.ok_or(RecordingError::NotFound)?;
         if row.state == RecordingState::Recording.as_str() {
             return Err(RecordingError::Conflict("stop the recording before deleting it".to_owned()));
@@ -489,10 +546,79 @@ impl RecordingService {
                 tracing::warn!(%error, dir = %dir.display(), "a deleted recording's files could not be removed");
             }
         }
-        recording::Entity::delete_by_id(id).exec(&self.db).await?;
+        let when = row.started_at.format(DATE_FORMAT);
+        let (actor, detail) = match by {
+            Deleter::Member(user) => (Some(user), format!("recording {id} of {} on {when}", row.room)),
+            Deleter::Api => (None, format!("recording {id} of {} on {when}, through the API", row.room)),
+            Deleter::Retention(days) => {
+                (None, format!("recording {id} of {} on {when}, after the plan's {days} days", row.room))
+            }
+        };
+        let transaction = self.db.begin().await?;
+        recording::Entity::delete_by_id(id).exec(&transaction).await?;
+        audit::record(&transaction, tenant, actor, AuditEvent::RecordingDeleted, &detail, None).await?;
+        transaction.commit().await?;
         Ok(())
     }
+
+    /// Deletes the finished recordings their tenants' plans keep no longer at `now`; answers how many.
+    pub async fn delete_expired(&self, now: DateTime<Utc>) -> Result<usize, DbErr> {
+        let Some(shortest) = self.billing.shortest_recording_retention() else { return Ok(0) };
+        let finished = [RecordingState::Ready.as_str(), RecordingState::Failed.as_str()];
+        let old = |days: u32| now - chrono::TimeDelta::days(i64::from(days));
+        // Tenant by tenant, so one tenant's long-kept recordings never hold up another's expired ones.
+        let tenants: Vec<Uuid> = recording::Entity::find()
+            .select_only()
+            .column(recording::Column::TenantId)
+            .distinct()
+            .filter(recording::Column::State.is_in(finished))
+            .filter(recording::Column::StoppedAt.lt(old(shortest)))
+            .limit(SWEEP_TENANTS)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut deleted = 0;
+        for tenant in tenants.into_iter().map(TenantId::from) {
+            let Some(days) = self.billing.recording_retention(tenant).await? else { continue };
+            let expired: Vec<Uuid> = recording::Entity::find()
+                .select_only()
+                .column(recording::Column::Id)
+                .filter(recording::Column::TenantId.eq(tenant.as_uuid()))
+                .filter(recording::Column::State.is_in(finished))
+                .filter(recording::Column::StoppedAt.lt(old(days)))
+                .limit(SWEEP_RECORDINGS)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for id in expired {
+                match self.delete(tenant, id, Deleter::Retention(days)).await {
+                    Ok(()) => deleted += 1,
+                    Err(RecordingError::Database(error)) => return Err(error),
+                    // Deleted meanwhile by someone else: nothing left to do.
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(deleted)
+    }
 }
+
+/// Who deleted a recording, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleter {
+    /// A member, on the site.
+    Member(Uuid),
+    /// The tenant's app, with an API key.
+    Api,
+    /// The plan's retention, after this many days.
+    Retention(u32),
+}
+
+/// At most this many tenants, and recordings of each, are swept at once; the rest wait for the next sweep.
+const SWEEP_TENANTS: u64 = 100;
+const SWEEP_RECORDINGS: u64 = 100;
+/// How often expired recordings are looked for.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Composition tries per recording before it is marked failed.
 const COMPOSE_ATTEMPTS: i32 = 3;
@@ -505,12 +631,21 @@ impl RecordingService {
     /// Composes stopped recordings one at a time, until `shutdown`: each is claimed with a conditional
     /// update (so two processes never compose the same one), composed from the files in the store, and
     /// marked ready (and the moderator who started it told by mail), or failed with the reason after
-    /// [`COMPOSE_ATTEMPTS`] tries.
+    /// [`COMPOSE_ATTEMPTS`] tries. Between them, recordings past their plan's retention are deleted.
     pub async fn run_composer(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(COMPOSE_EVERY) => {}
+            }
+            if last_sweep.is_none_or(|swept| swept.elapsed() >= SWEEP_EVERY) {
+                last_sweep = Some(std::time::Instant::now());
+                match self.delete_expired(Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "recordings past their plan's retention were deleted"),
+                    Err(error) => tracing::warn!(%error, "expired recordings could not be looked for"),
+                }
             }
             match claim(&self.db, Utc::now()).await {
                 Ok(Some(row)) => {
@@ -541,7 +676,7 @@ impl RecordingService {
     async fn tell_ready(&self, room: &str, email: &str, started_at: DateTime<Utc>) {
         let Ok(to) = EmailAddress::parse(email) else { return };
         let page = format!("{}/recordings", self.public_url.as_str().trim_end_matches('/'));
-        let when = started_at.format("%a %-d %b %Y, %H:%M UTC").to_string();
+        let when = started_at.format(DATE_FORMAT).to_string();
         let said = format!("The recording of {room} you started on {when} is ready to play and download.");
         let mail = Email::new(
             &to,

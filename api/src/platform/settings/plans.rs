@@ -14,6 +14,7 @@ const MAX_PLANS: usize = 20;
 /// Limits beyond these are typing mistakes, not offers.
 const MAX_PARTICIPANTS: u32 = 10_000;
 const MAX_CONCURRENT_MEETINGS: u32 = 100_000;
+const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// A plan's id in the configuration (`free`, `pro`): lowercase letters, digits and dashes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +53,8 @@ pub struct Limits {
     pub recording: bool,
     /// Meetings take phone callers.
     pub dial_in: bool,
+    /// Days a finished recording is kept before it is deleted (`None`: until someone deletes it).
+    pub recording_retention_days: Option<u32>,
 }
 
 /// One plan.
@@ -109,6 +112,8 @@ struct PlanEntry {
     included_minutes: u64,
     recording: bool,
     dial_in: bool,
+    #[serde(default)]
+    recording_retention_days: Option<u32>,
 }
 
 fn stripe_id(kind: &str, plan: &str, value: Option<String>) -> Result<Option<String>, String> {
@@ -143,6 +148,9 @@ impl PlanEntry {
         if !(1..=MAX_CONCURRENT_MEETINGS).contains(&self.concurrent_meetings) {
             return Err(format!("plan `{id}`: concurrent_meetings must be 1 to {MAX_CONCURRENT_MEETINGS}"));
         }
+        if self.recording_retention_days.is_some_and(|days| !(1..=MAX_RETENTION_DAYS).contains(&days)) {
+            return Err(format!("plan `{id}`: recording_retention_days must be 1 to {MAX_RETENTION_DAYS}"));
+        }
         let price = stripe_id("price", id.as_str(), self.price)?;
         let overage_price = stripe_id("overage_price", id.as_str(), self.overage_price)?;
         if overage_price.is_some() && price.is_none() {
@@ -160,6 +168,7 @@ impl PlanEntry {
                 included_minutes: self.included_minutes,
                 recording: self.recording,
                 dial_in: self.dial_in,
+                recording_retention_days: self.recording_retention_days,
             },
             id,
         })
@@ -260,6 +269,7 @@ participants_per_meeting = 50
 concurrent_meetings = 5
 included_minutes = 10000
 recording = true
+recording_retention_days = 90
 dial_in = true
 "#;
 
@@ -272,6 +282,8 @@ dial_in = true
         assert_eq!(plans.by_price("price_pro").map(|plan| plan.id.as_str()), Some("pro"));
         assert_eq!(plans.get("pro").and_then(|plan| plan.overage_price.as_deref()), Some("price_pro_minutes"));
         assert_eq!(plans.grace_period, chrono::Duration::days(3));
+        assert_eq!(plans.get("pro").and_then(|plan| plan.limits.recording_retention_days), Some(90));
+        assert_eq!(plans.get("free").and_then(|plan| plan.limits.recording_retention_days), None);
     }
 
     #[test]
@@ -284,6 +296,7 @@ dial_in = true
             (PAID.replace("participants_per_meeting = 3", "participants_per_meeting = 0"), "participants_per_meeting"),
             (PAID.replace("dial_in = false", "dial_in = false\ncolour = \"red\""), "unknown field"),
             (PAID.replace("default = \"free\"", "default = \"pro\""), "must have no price"),
+            (PAID.replace("retention_days = 90", "retention_days = 0"), "recording_retention_days must be 1 to"),
             ("default = \"free\"".to_owned(), "missing field"),
         ];
         for (text, expected) in cases {

@@ -176,6 +176,9 @@ fn RoomStatus(title: String) -> impl IntoView {
             {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.recording)).then(|| view! {
                 <span class="badge recording" data-recording="on" title="This meeting is being recorded">"Recording"</span>
             })}
+            {move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.live_streaming)).then(|| view! {
+                <span class="badge recording" data-live="on" title="This meeting is streamed live">"Live"</span>
+            })}
             <span class="connection" data-connection=move || client.connection.get()
                 data-signalling=move || if client.signalling_lost.get() { "lost" } else { "up" }
                 data-ice-restarts=move || client.ice_restarts.get()>

@@ -54,6 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(sessions::room_presence)
             .service(recordings::start_recording)
             .service(recordings::stop_recording)
+            .service(recordings::start_live_stream)
+            .service(recordings::stop_live_stream)
             .service(recordings::list_recordings)
             .service(recordings::get_recording)
             .service(recordings::delete_recording)
@@ -189,7 +191,8 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         tenant::current_tenant, keys::jwks, keys::meeting_token, keys::list_keys, keys::register_key, keys::rotate_key, keys::delete_key, rooms::create_room,
         rooms::list_rooms, rooms::get_room, rooms::update_room, rooms::delete_room, scheduled::schedule_meeting, scheduled::list_scheduled, scheduled::get_scheduled,
         scheduled::replace_scheduled, scheduled::cancel_scheduled, sessions::list_meetings, sessions::room_presence,
-        recordings::start_recording, recordings::stop_recording, recordings::list_recordings, recordings::get_recording,
+        recordings::start_recording, recordings::stop_recording, recordings::start_live_stream,
+        recordings::stop_live_stream, recordings::list_recordings, recordings::get_recording,
         recordings::delete_recording
     ),
     modifiers(&BearerKey),
@@ -200,7 +203,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         (name = "signing keys", description = "The keys that sign and verify room tokens"),
         (name = "scheduled meetings", description = "Meetings scheduled ahead, with invitations by mail"),
         (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
-        (name = "recordings", description = "Recording meetings, and the recordings made"),
+        (name = "recordings", description = "Recording meetings and streaming them live, and the recordings made"),
     )
 )]
 pub struct ApiDoc;

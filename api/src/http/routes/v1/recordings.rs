@@ -1,13 +1,14 @@
 //! `/v1/rooms/{name}/recording` and `/v1/recordings`: starting and stopping a meeting's recording, and the
-//! recordings a tenant has.
+//! recordings a tenant has; `/v1/rooms/{name}/live-stream`: streaming a meeting live.
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use convene_domain::RoomName;
+use convene_media::streaming::StreamTarget;
 
 use super::{ApiError, ApiTenant, ErrorBody, cursor, internal};
 use crate::{
     http::AppState,
-    meetings::recordings::{self, Recording, RecordingError},
+    meetings::recordings::{self, Deleter, Recording, RecordingError},
 };
 
 /// A page of recordings.
@@ -103,6 +104,70 @@ pub(super) async fn stop_recording(
     control(tenant, &name, &state, false).await
 }
 
+/// Where to stream a meeting: the service's RTMP address and the stream key it gave (YouTube Studio shows
+/// both under "Stream settings").
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiveStreamRequest {
+    /// `rtmp://` or `rtmps://` address, for example `rtmp://a.rtmp.youtube.com/live2`.
+    pub url: String,
+    /// The stream key (kept secret: never shown again or logged).
+    pub key: String,
+}
+
+/// A room's live stream after a start or stop.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LiveStreamState {
+    /// The room.
+    pub room: String,
+    /// Whether the meeting is streamed live now.
+    pub live: bool,
+    /// Where it goes, without the key (absent after a stop).
+    pub service: Option<String>,
+}
+
+/// `POST /v1/rooms/{name}/live-stream`: streams the meeting going on in the room live (720p H.264 and AAC
+/// over RTMP) until it is stopped, the meeting ends or the service refuses it.
+#[utoipa::path(post, path = "/v1/rooms/{name}/live-stream", tag = "recordings", security(("api_key" = [])),
+    params(("name" = String, Path, description = "The room's name")), request_body = LiveStreamRequest,
+    responses((status = 201, description = "Streaming started; everyone in the meeting sees it", body = LiveStreamState),
+        (status = 400, description = "The address or key is unusable; the message says why", body = ErrorBody),
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 403, description = "The plan does not include recording and live streaming", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "Nobody is in the meeting, it is end-to-end encrypted, or it is live already", body = ErrorBody)))]
+#[post("/rooms/{name}/live-stream")]
+pub(super) async fn start_live_stream(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    body: web::Json<LiveStreamRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let room = RoomName::parse(&name).map_err(|_| ApiError::NotFound)?;
+    let target = StreamTarget::parse(&body.url, &body.key).map_err(ApiError::BadRequest)?;
+    let service = Some(target.service());
+    state.recordings.stream(tenant.0, &room, Some(target)).await.map_err(recording_error)?;
+    Ok(HttpResponse::Created().json(LiveStreamState { room: room.as_str().to_owned(), live: true, service }))
+}
+
+/// `DELETE /v1/rooms/{name}/live-stream`: stops streaming the meeting.
+#[utoipa::path(delete, path = "/v1/rooms/{name}/live-stream", tag = "recordings", security(("api_key" = [])),
+    params(("name" = String, Path, description = "The room's name")),
+    responses((status = 200, description = "Streaming stopped", body = LiveStreamState),
+        (status = 401, description = "No live API key", body = ErrorBody),
+        (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "The meeting is not streamed live", body = ErrorBody)))]
+#[delete("/rooms/{name}/live-stream")]
+pub(super) async fn stop_live_stream(
+    tenant: ApiTenant,
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let room = RoomName::parse(&name).map_err(|_| ApiError::NotFound)?;
+    state.recordings.stream(tenant.0, &room, None).await.map_err(recording_error)?;
+    Ok(HttpResponse::Ok().json(LiveStreamState { room: room.as_str().to_owned(), live: false, service: None }))
+}
+
 /// `GET /v1/recordings?room=&limit=&after=`: recordings, newest first.
 #[utoipa::path(get, path = "/v1/recordings", tag = "recordings", security(("api_key" = [])), params(RecordingQuery),
     responses((status = 200, description = "A page of recordings, newest first", body = RecordingPage),
@@ -156,6 +221,6 @@ pub(super) async fn delete_recording(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    state.recordings.delete(tenant.0, id).await.map_err(recording_error)?;
+    state.recordings.delete(tenant.0, id, Deleter::Api).await.map_err(recording_error)?;
     Ok(HttpResponse::NoContent().finish())
 }
