@@ -17,7 +17,7 @@ use std::{
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -144,7 +144,7 @@ impl UsageMeter {
     pub async fn count(&self) -> Result<usize, DbErr> {
         let mut counted = 0;
         for _ in 0..COUNT_BATCHES {
-            let transaction = self.db.begin().await?;
+            let transaction = crate::platform::db::begin_write(&self.db).await?;
             let stays = session_participant::Entity::find()
                 .filter(session_participant::Column::MeteredMinutes.is_null())
                 .filter(session_participant::Column::LeftAt.is_not_null())

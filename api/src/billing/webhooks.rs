@@ -11,7 +11,7 @@ use convene_stripe_events::{Change, CheckoutSession, Invoice, Reference, Subscri
 pub use convene_stripe_events::{SignatureError, TOLERANCE_SECS, verify};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
+    IntoActiveModel, QueryFilter, QuerySelect,
 };
 
 use crate::entities::{billing_account, billing_invoice, stripe_event, tenant};
@@ -70,7 +70,7 @@ pub async fn handle(db: &DatabaseConnection, plans: &Plans, payload: &[u8]) -> R
         return Ok(Outcome::Duplicate);
     }
     // The event's row is written first: a twin delivered at the same moment waits on it, then finds it.
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     let claimed = stripe_event::ActiveModel {
         id: Set(id.clone()),
         event_type: Set(event.kind.chars().take(100).collect()),

@@ -99,7 +99,7 @@ pub async fn participant_joined(
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let (participant_id, name, moderator) = participant;
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     let session = match open_session(&transaction, tenant, room).await? {
         Some(session) => session.id,
         None => {
@@ -141,7 +141,7 @@ pub async fn participant_left(
     participant_id: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     let Some(session) = open_session(&transaction, tenant, room).await? else { return Ok(()) };
     // The same person may be in twice (two tabs): one leaving closes their latest stay only.
     let stay = session_participant::Entity::find()
@@ -242,7 +242,7 @@ pub async fn node_started(
     last_alive: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     let hosted = room_session::Entity::find()
         .filter(room_session::Column::NodeId.eq(node))
         .filter(room_session::Column::EndedAt.is_null())
@@ -344,7 +344,7 @@ impl Deliver for SessionRecorder {
 }
 
 async fn record(db: &DatabaseConnection, envelope: &Envelope) -> Result<(), DbErr> {
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     if !advance_cursor(&transaction, envelope).await? {
         return transaction.commit().await;
     }
@@ -360,7 +360,7 @@ async fn set_aside(
     reason: &str,
     attempts: u32,
 ) -> Result<(), DbErr> {
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     if advance_cursor(&transaction, envelope).await? {
         // The reason and payload are kept printable: they failed to store once already.
         let printable = |text: &str| text.chars().filter(|c| !c.is_control()).take(10_000).collect::<String>();

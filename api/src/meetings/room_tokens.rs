@@ -14,7 +14,7 @@ use convene_tokens::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -166,7 +166,7 @@ async fn active_signing_key(
             let pair = tokio::task::spawn_blocking(|| convene_tokens::generate(KeyAlgorithm::Rs256))
                 .await
                 .map_err(|error| MintError::Invalid(format!("key generation stopped: {error}")))??;
-            let transaction = db.begin().await?;
+            let transaction = crate::platform::db::begin_write(db).await?;
             tenant::Entity::find_by_id(tenant.as_uuid()).lock_exclusive().one(&transaction).await?;
             let row = match find_active(&transaction, tenant).await? {
                 // Another first mint stored its key while this one generated: use that one.

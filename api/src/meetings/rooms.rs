@@ -5,7 +5,7 @@ use chrono::Utc;
 use convene_domain::{MaxResolution, RoomName, RoomSettings, TenantId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -307,7 +307,7 @@ pub async fn update(
 /// Deletes a room, and remembers when, in the same transaction: links to it must not open it again with
 /// default settings (no lobby, no password).
 pub async fn delete(db: &DatabaseConnection, tenant: TenantId, name: &str) -> Result<(), RoomError> {
-    let transaction = db.begin().await?;
+    let transaction = crate::platform::db::begin_write(db).await?;
     let row = find(&transaction, tenant, name).await?;
     room::Entity::delete_by_id(row.id).exec(&transaction).await?;
     if let Ok(room) = RoomName::parse(&row.name) {

@@ -8,7 +8,6 @@ use convene_app::model::{InvitationDetails, Member, PendingInvitation, Team};
 use convene_domain::{EmailAddress, Role, TenantId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use secrecy::SecretString;
 use url::Url;
@@ -248,7 +247,7 @@ impl TeamService {
         if target.role == Role::Owner.as_str() && self.owner_count(actor.tenant).await? <= 1 {
             return Err(TeamError::LastOwner);
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::platform::db::begin_write(&self.db).await?;
         membership::Entity::delete_by_id((actor.tenant.as_uuid(), member)).exec(&txn).await?;
         detach_sessions(&txn, actor.tenant, member).await?;
         audit::record(&txn, actor.tenant, Some(actor.user_id), AuditEvent::MemberRemoved, &member.to_string(), None)
@@ -267,7 +266,7 @@ impl TeamService {
         if disabled && target.role == Role::Owner.as_str() && self.owner_count(actor.tenant).await? <= 1 {
             return Err(TeamError::LastOwner);
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::platform::db::begin_write(&self.db).await?;
         let mut active: membership::ActiveModel = target.into();
         active.disabled_at = Set(disabled.then(Utc::now));
         active.update(&txn).await?;
@@ -339,7 +338,7 @@ impl TeamService {
         let row = self.live_invitation(token).await?;
         let existing = user::Entity::find().filter(user::Column::Email.eq(&row.email)).one(&self.db).await?;
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = crate::platform::db::begin_write(&self.db).await?;
         let user_id = match existing {
             Some(person) if signed_in == Some(person.id) => person.id,
             Some(person) => return Err(TeamError::SignInFirst(person.email)),

@@ -5,7 +5,7 @@ use chrono::Utc;
 use convene_domain::{EmailAddress, ParseError, Role, TenantId, TenantName};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, TransactionTrait,
+    QueryFilter,
 };
 use secrecy::SecretString;
 use serde::Serialize;
@@ -93,7 +93,7 @@ pub async fn create_tenant(db: &DatabaseConnection, new: NewTenant) -> Result<Cr
     let now = Utc::now();
     let tenant_id = TenantId::new();
     let user_id = Uuid::now_v7();
-    let txn = db.begin().await?;
+    let txn = crate::platform::db::begin_write(db).await?;
     tenant::ActiveModel { id: Set(tenant_id.as_uuid()), name: Set(name.as_str().to_owned()), created_at: Set(now) }
         .insert(&txn)
         .await?;

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use convene_migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 use crate::platform::settings::{Backend, DatabaseUrl};
 
@@ -32,6 +34,17 @@ pub enum DbError {
         /// What the driver said.
         cause: sea_orm::DbErr,
     },
+}
+
+/// Begins a transaction that may write. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
+/// waiting its turn behind other writers: a deferred transaction that read first fails at its first write,
+/// without waiting, whenever another writer committed meanwhile. Postgres ignores the mode.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    let immediate = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    db.begin_with_options(immediate).await
 }
 
 /// Connects with pool limits suited to the engine.

@@ -174,3 +174,15 @@ fn the_control_planes_contexts_depend_one_way() {
     let sample = crate_modules_named("use crate::{a::B, c::{d, e}};\n// crate::f\nlet x = crate::g::h();");
     assert_eq!(sample.into_iter().collect::<Vec<_>>(), ["a", "c", "g"], "the reader sees what code names");
 }
+
+#[test]
+fn transactions_take_the_write_lock_as_they_begin() {
+    // On SQLite a transaction begun plainly fails, without waiting, at its first write after another writer
+    // committed: `platform::db::begin_write` begins them IMMEDIATE.
+    let offenders: Vec<String> = tracked_files()
+        .into_iter()
+        .filter(|path| path.starts_with("api/src/") && path.ends_with(".rs"))
+        .filter(|path| read(path).contains(".begin().await"))
+        .collect();
+    assert!(offenders.is_empty(), "begin transactions with platform::db::begin_write in {offenders:?}");
+}

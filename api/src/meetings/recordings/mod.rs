@@ -16,7 +16,7 @@ use convene_media::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -554,7 +554,7 @@ impl RecordingService {
                 (None, format!("recording {id} of {} on {when}, after the plan's {days} days", row.room))
             }
         };
-        let transaction = self.db.begin().await?;
+        let transaction = crate::platform::db::begin_write(&self.db).await?;
         recording::Entity::delete_by_id(id).exec(&transaction).await?;
         audit::record(&transaction, tenant, actor, AuditEvent::RecordingDeleted, &detail, None).await?;
         transaction.commit().await?;

@@ -16,7 +16,7 @@ use convene_app::model::{
 use convene_domain::{EmailAddress, Role, RoomSettings, TenantId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use url::Url;
@@ -255,7 +255,7 @@ impl MeetingService {
         };
         let now = Utc::now();
         let id = Uuid::now_v7();
-        let transaction = self.db.begin().await?;
+        let transaction = crate::platform::db::begin_write(&self.db).await?;
         let room = rooms::create(&transaction, actor.tenant, new_room).await?;
         let room_id = rooms::id_of(&transaction, actor.tenant, &room.name).await?;
         meeting::ActiveModel {
@@ -299,7 +299,7 @@ impl MeetingService {
         let schedule = Schedule::parse(&input)?;
         let invitees = parse_invitees(&input.invitees)?;
         let now = Utc::now();
-        let transaction = self.db.begin().await?;
+        let transaction = crate::platform::db::begin_write(&self.db).await?;
         rooms::update(&transaction, actor.tenant, &before.room.name, rooms::RoomChange::replacing(input.settings))
             .await?;
         let mut active: meeting::ActiveModel = before.row.clone().into();

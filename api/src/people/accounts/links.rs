@@ -154,7 +154,7 @@ impl Accounts {
         {
             return Err(LinkError::Unknown);
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::platform::db::begin_write(&self.db).await?;
         self.claim_link(&txn, &row).await?;
         let (user_id, previous) = (user.id, user.email.clone());
         let mut active: user::ActiveModel = user.into();
@@ -205,7 +205,7 @@ impl Accounts {
         let row = self.live_link(token, &[LinkPurpose::ResetPassword]).await?;
         // Check the new password before using up the link, so a refused password can be retried.
         let hash = Password::parse(password, &row.email)?.hash().await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::platform::db::begin_write(&self.db).await?;
         self.claim_link(&txn, &row).await?;
         set_password_and_end_sessions(&txn, row.user_id, hash, None).await?;
         txn.commit().await?;
@@ -223,7 +223,7 @@ impl Accounts {
     ) -> Result<(), PasswordChangeError> {
         let user = self.user_checking_password(session, current).await?;
         let hash = Password::parse(new, &user.email)?.hash().await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::platform::db::begin_write(&self.db).await?;
         set_password_and_end_sessions(&txn, user.id, hash, Some(session.id)).await?;
         txn.commit().await?;
         self.record_everywhere(user.id, AuditEvent::PasswordChanged, "", client).await?;

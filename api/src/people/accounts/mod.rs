@@ -16,7 +16,6 @@ use convene_app::model::{Membership, Viewer};
 use convene_domain::{EmailAddress, Role, TenantId, TenantName};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
