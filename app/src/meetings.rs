@@ -238,7 +238,7 @@ fn MeetingForm(action: String, draft: MeetingDraft, form: FormState, new: bool) 
                 <legend>"Settings"</legend>
                 {checkbox("lobby", "Lobby: people wait until a moderator admits them", ticked("lobby", room.lobby))}
                 {checkbox("guests_allowed", "Guests may join with just a name", ticked("guests_allowed", room.guests_allowed))}
-                {checkbox("recording_allowed", "Moderators may record", ticked("recording_allowed", room.recording_allowed))}
+                {checkbox("recording_allowed", "Moderators may record and stream live", ticked("recording_allowed", room.recording_allowed))}
                 {checkbox("auto_record", "Record automatically when the meeting starts", ticked("auto_record", room.auto_record))}
                 {checkbox("end_to_end_encryption", "End-to-end encryption", ticked("end_to_end_encryption", room.end_to_end_encryption))}
                 {checkbox("high_fidelity_audio", "High-fidelity audio (music, stereo)", ticked("high_fidelity_audio", room.high_fidelity_audio))}

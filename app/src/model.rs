@@ -146,6 +146,8 @@ pub struct Invitee {
     pub home: Option<String>,
     /// The meeting is being recorded now (said before joining, so nobody walks into a recording unaware).
     pub recording: bool,
+    /// The meeting is streamed live now (said before joining, likewise).
+    pub live_streaming: bool,
 }
 
 /// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.

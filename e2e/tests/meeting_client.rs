@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use convene_e2e::{Convene, browser::Browser, relay::UdpRelay};
+use convene_e2e::{Convene, browser::Browser, relay::UdpRelay, rendered_dom};
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
@@ -105,8 +105,20 @@ const CALL_FITS: &str = "
 /// Checks [`CALL_FITS`] at 1280×800 and at 390×844 (where the rest of the toolbar opens from "More"), saving
 /// screenshots `<name>-desktop`, `<name>-phone` and `<name>-phone-more`; leaves the window at 1280×800.
 async fn call_fits(browser: &Browser, name: &str) {
-    let desktop_tools =
-        ["microphone", "camera", "screen", "hand", "react", "people", "record", "settings", "view", "chat", "leave"];
+    let desktop_tools = [
+        "microphone",
+        "camera",
+        "screen",
+        "hand",
+        "react",
+        "people",
+        "record",
+        "live",
+        "settings",
+        "view",
+        "chat",
+        "leave",
+    ];
     let phone_tools = ["microphone", "camera", "chat", "more", "leave"];
     for (width, height, tools, size) in
         [(1280, 800, &desktop_tools[..], "desktop"), (390, 844, &phone_tools[..], "phone")]
@@ -124,7 +136,7 @@ async fn call_fits(browser: &Browser, name: &str) {
     }
     browser.press("button[name='more']").await.unwrap();
     let sheet = browser.wait_for("the toolbar's sheet", CALL_FITS, UI_WAIT).await.unwrap();
-    assert_eq!(sheet["tools"].as_array().map(Vec::len), Some(12), "{sheet}");
+    assert_eq!(sheet["tools"].as_array().map(Vec::len), Some(13), "{sheet}");
     browser.screenshot(&format!("{name}-phone-more")).await.unwrap();
     browser.press("button[name='more']").await.unwrap();
     browser.set_viewport(1280, 800).await.unwrap();
@@ -621,6 +633,100 @@ async fn probe_track(path: &std::path::Path) -> (String, f64, String) {
         String::from_utf8_lossy(&decoded.stderr)
     );
     (String::from_utf8_lossy(&codec.stdout).trim().to_owned(), last, said)
+}
+
+/// Whether something listens on loopback TCP `port` (read from the kernel, so an RTMP listener's one
+/// connection is not spent on a probe).
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1).is_some_and(|local| local.ends_with(&format!(":{port:04X}"))) && fields.get(3) == Some(&"0A")
+    })
+}
+
+#[tokio::test]
+async fn a_moderator_streams_the_meeting_live_from_the_toolbar_and_the_service_receives_their_picture() {
+    let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
+    let convene = Convene::up_with_tenant_and(&[("CONVENE_PLANS", plans.to_owned())]).await.unwrap();
+    let may_stream = json!({ "room": "streamed", "user": { "id": "ann", "name": "Ann" }, "moderator": true,
+        "features": { "livestreaming": true } });
+    let ann = open_prejoin(&convene.token_url(may_stream).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    let bob = open_prejoin(&convene.join_url("streamed", "Bob", false).await.unwrap()).await;
+    join(&bob, "meeting").await;
+    wait_receiving(&ann, "Ann", &["Bob"]).await;
+    let no_button = "return document.querySelector(\"button[name='live']\") === null;";
+    bob.wait_for("no live button for a participant", no_button, UI_WAIT).await.unwrap();
+
+    // The streaming service: ffmpeg listening for RTMP on a loopback port, saving what arrives.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = convene.data_dir().join("received.flv");
+    let mut service = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-listen", "1", "-f", "flv", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/ann-key"))
+        .args(["-c", "copy"])
+        .arg(&received)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs");
+    for _ in 0..100 {
+        if listening(port) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    ann.press("button[name='live']").await.unwrap();
+    ann.wait_for("the live pane", "return document.querySelector(\"[name='live-key']\") !== null;", UI_WAIT)
+        .await
+        .unwrap();
+    screenshots_at_both_sizes(&ann, "client-22-live-pane").await;
+    ann.fill("live-url", &format!("rtmp://127.0.0.1:{port}/live")).await.unwrap();
+    ann.fill("live-key", "ann-key").await.unwrap();
+    ann.press("button[name='start-live']").await.unwrap();
+    let badge = "return document.querySelector(\".room-status [data-live='on']\") !== null;";
+    bob.wait_for("Bob seeing the live badge", badge, UI_WAIT).await.unwrap();
+    let told =
+        "return document.querySelector('.meeting').innerText.includes('Ann started streaming the meeting live.');";
+    bob.wait_for("Bob told who went live", told, UI_WAIT).await.unwrap();
+    assert_eq!(label_of(&ann, "live").await, "Live now");
+    let prejoin = rendered_dom(&convene.join_url("streamed", "Cy", false).await.unwrap()).await.unwrap();
+    assert!(prejoin.contains("This meeting is streamed live."), "whoever is about to join is told");
+    screenshots_at_both_sizes(&ann, "client-23-live").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    ann.press("button[name='stop-live']").await.unwrap();
+    let gone = "return document.querySelector(\".room-status [data-live='on']\") === null;";
+    bob.wait_for("the live badge going at Bob", gone, UI_WAIT).await.unwrap();
+    let saved = tokio::time::timeout(Duration::from_secs(30), service.wait()).await.expect("the service's stream ends");
+    assert!(saved.unwrap().success(), "the service took the stream whole");
+
+    // 720p H.264 and AAC, as long as the stream was up, and a picture (the fake cameras' green), not black.
+    let probe = |args: &[&str]| {
+        let mut command = std::process::Command::new("ffprobe");
+        command.args(["-v", "error"]).args(args).arg(&received);
+        String::from_utf8(command.output().expect("ffprobe runs").stdout).unwrap()
+    };
+    let streams = probe(&["-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"]);
+    assert!(streams.contains("h264,1280,720") && streams.contains("aac"), "{streams}");
+    let times = probe(&["-select_streams", "v", "-show_entries", "packet=pts_time", "-of", "csv=p=0"]);
+    let last = times.lines().filter_map(|line| line.trim().parse::<f64>().ok()).fold(0.0, f64::max);
+    assert!(last > 5.0, "the stream lasted {last} s");
+    // One frame, 4 s in: Chromium's fake cameras are green, far from black in colour (blue-difference
+    // chroma near 0 where black's is 128), as the frame is shrunk to a few pixels.
+    let chroma = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", "4", "-i"])
+        .arg(&received)
+        .args(["-frames:v", "1", "-vf", "extractplanes=u,scale=8:4:flags=area", "-f", "rawvideo", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let mean = chroma.stdout.iter().map(|value| u32::from(*value)).sum::<u32>() / 32;
+    assert!(chroma.stdout.len() == 32 && mean < 64, "a camera's picture, not black: {:?}", chroma.stdout);
+
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    convene.stop().await.unwrap();
 }
 
 #[tokio::test]

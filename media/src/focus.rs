@@ -85,6 +85,8 @@ pub struct Identity {
     pub moderator: bool,
     /// The token's `context.features.recording`: as a moderator, they may record.
     pub may_record: bool,
+    /// The token's `context.features.livestreaming`: as a moderator, they may stream the meeting live.
+    pub may_stream: bool,
     /// The token's `context.user.email`: where news of what they started (a recording) goes.
     pub email: Option<String>,
     /// The token itself.
@@ -110,6 +112,14 @@ pub enum Outbound {
         /// Who asked.
         by: ParticipantId,
     },
+    /// A moderator asked to start streaming live (to the address and key given) or to stop (`None`); the
+    /// driver does it and tells the room with [`Room::live_stream_changed`].
+    LiveStream {
+        /// Where to: the service's address and the stream key.
+        target: Option<(String, String)>,
+        /// Who asked.
+        by: ParticipantId,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +132,8 @@ struct Member {
     pinned: Option<ParticipantId>,
     /// Their token lets them record.
     may_record: bool,
+    /// Their token lets them stream live.
+    may_stream: bool,
     email: Option<String>,
 }
 
@@ -373,8 +385,8 @@ impl Room {
     }
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
-        let (user_id, token, may_record, email) =
-            (identity.user_id, identity.token, identity.may_record, identity.email);
+        let (user_id, token, email) = (identity.user_id, identity.token, identity.email);
+        let (may_record, may_stream) = (identity.may_record, identity.may_stream);
         let info = ParticipantInfo {
             id,
             name: identity.name,
@@ -384,7 +396,7 @@ impl Room {
             hand_raised: false,
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        self.members.insert(id, Member { info, user_id, token, pinned: None, may_record, email });
+        self.members.insert(id, Member { info, user_id, token, pinned: None, may_record, may_stream, email });
         if let Some(welcome) = self.welcome(id) {
             out.insert(0, Outbound::Send(id, welcome));
         }
@@ -594,6 +606,13 @@ impl Room {
             },
             ClientMessage::StopRecording if self.recording => vec![Outbound::Record { start: false, by }],
             ClientMessage::StopRecording => error(by, "invalid", "the meeting is not being recorded"),
+            ClientMessage::StartLiveStream { ref url, ref key } => match self.streaming_refusal(by) {
+                Some(message) => error(by, "forbidden", message),
+                None if self.live_streaming => error(by, "invalid", "the meeting is already streamed live"),
+                None => vec![Outbound::LiveStream { target: Some((url.clone(), key.clone())), by }],
+            },
+            ClientMessage::StopLiveStream if self.live_streaming => vec![Outbound::LiveStream { target: None, by }],
+            ClientMessage::StopLiveStream => error(by, "invalid", "the meeting is not streamed live"),
             // Everything else was handled before moderation.
             _ => Vec::new(),
         }
@@ -618,6 +637,19 @@ impl Room {
         }
         let may_record = self.members.get(&by).is_some_and(|member| member.may_record);
         (!may_record).then_some("your meeting link does not allow recording")
+    }
+
+    /// Why `by` may not stream the meeting live, if they may not: as for recording, with their token's
+    /// `livestreaming`.
+    fn streaming_refusal(&self, by: ParticipantId) -> Option<&str> {
+        if self.policy.settings.end_to_end_encryption {
+            return Some(STREAMING_NEEDS_CLEAR_MEDIA);
+        }
+        if let Some(message) = &self.policy.allowance.recording_refused {
+            return Some(message);
+        }
+        let may_stream = self.members.get(&by).is_some_and(|member| member.may_stream);
+        (!may_stream).then_some("your meeting link does not allow live streaming")
     }
 
     /// Recording started or stopped (by the driver, after a moderator or the API asked): everyone hears who
@@ -880,6 +912,42 @@ mod tests {
         assert_eq!(refusal(&room.connect(person("Cy"), PROTOCOL_VERSION, Some("s3cret")).1), Some(Refusal::Locked));
         join(&mut room, moderator("Mo"));
         assert_eq!(refusal(&room.connect(moderator("Max"), PROTOCOL_VERSION, None).1), Some(Refusal::Full));
+    }
+
+    #[test]
+    fn moderators_whose_token_allows_it_stream_live_and_everyone_sees_it() {
+        let mut room = Room::new("r", RoomPolicy::default());
+        let ann = join(&mut room, Identity { may_stream: true, ..moderator("Ann") });
+        let bob = join(&mut room, Identity { may_stream: true, ..person("Bob") });
+        let cy = join(&mut room, Identity { may_record: true, ..moderator("Cy") });
+        let start = || ClientMessage::StartLiveStream { url: "rtmp://a.example/live".into(), key: "k".into() };
+        let refused = |room: &mut Room, who, message: ClientMessage| {
+            let out = room.handle(who, message);
+            sent_to(&out, who).into_iter().find_map(|message| match message {
+                ServerMessage::Error { code, message } => Some((code.clone(), message.clone())),
+                _ => None,
+            })
+        };
+        assert_eq!(refused(&mut room, bob, start()).map(|(code, _)| code).as_deref(), Some("forbidden"));
+        let words = refused(&mut room, cy, start()).map(|(_, message)| message);
+        assert_eq!(words.as_deref(), Some("your meeting link does not allow live streaming"));
+        let target = Some(("rtmp://a.example/live".to_owned(), "k".to_owned()));
+        assert_eq!(room.handle(ann, start()), [Outbound::LiveStream { target, by: ann }]);
+        let notice = ServerMessage::LiveStreamChanged { live: true, by: "Ann".to_owned(), reason: None };
+        let out = room.live_stream_changed(true, "Ann".to_owned(), None);
+        assert!([ann, bob, cy].iter().all(|id| sent_to(&out, *id)[0] == &notice), "{out:?}");
+        assert!(room.live_stream_changed(true, "Ann".to_owned(), None).is_empty(), "said once");
+        assert_eq!(refused(&mut room, ann, start()).map(|(code, _)| code).as_deref(), Some("invalid"));
+        assert_eq!(room.handle(cy, ClientMessage::StopLiveStream), [Outbound::LiveStream { target: None, by: cy }]);
+        room.live_stream_changed(false, "Cy".to_owned(), None);
+        assert_eq!(
+            refused(&mut room, ann, ClientMessage::StopLiveStream).map(|(code, _)| code).as_deref(),
+            Some("invalid")
+        );
+        let encrypted = RoomSettings { end_to_end_encryption: true, ..RoomSettings::default() };
+        room.set_policy(RoomPolicy { settings: encrypted, ..RoomPolicy::default() });
+        let words = refused(&mut room, ann, start()).map(|(_, message)| message);
+        assert_eq!(words.as_deref(), Some(STREAMING_NEEDS_CLEAR_MEDIA));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! media untouched); the others see them leave only when the grace runs out.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     num::NonZeroUsize,
     sync::{
         Arc, Mutex,
@@ -185,8 +185,8 @@ pub struct Rooms {
     ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
     /// Where recordings are written; without one, meetings cannot be recorded here.
     recordings: Option<RecordingStore>,
-    /// The rooms being recorded now, for pages shown before joining.
-    recorded: Arc<Mutex<HashSet<RoomKey>>>,
+    /// The rooms being recorded or streamed now, for pages shown before joining.
+    on_air: Arc<Mutex<HashMap<RoomKey, OnAir>>>,
 }
 
 /// Ended rooms the node remembers by itself.
@@ -207,6 +207,15 @@ pub enum ConnectError {
     /// The room stopped while the connection was on its way, twice.
     #[error("the room stopped")]
     Stopped,
+}
+
+/// What people about to join a meeting are told is happening to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnAir {
+    /// It is being recorded.
+    pub recording: bool,
+    /// It is streamed live.
+    pub live_streaming: bool,
 }
 
 /// Why recording could not start or stop.
@@ -294,13 +303,13 @@ impl Rooms {
             next_room: Arc::default(),
             ended: Arc::new(Mutex::new(LruCache::new(REMEMBERED_ENDS))),
             recordings: None,
-            recorded: Arc::default(),
+            on_air: Arc::default(),
         }
     }
 
-    /// Whether `key`'s meeting is being recorded now.
-    pub fn is_recording(&self, key: &RoomKey) -> bool {
-        self.recorded.lock().is_ok_and(|recorded| recorded.contains(key))
+    /// Whether `key`'s meeting is being recorded or streamed now.
+    pub fn on_air(&self, key: &RoomKey) -> OnAir {
+        self.on_air.lock().ok().and_then(|on_air| on_air.get(key).copied()).unwrap_or_default()
     }
 
     /// Rooms whose meetings can be recorded into `store`.
@@ -439,7 +448,7 @@ impl Rooms {
             current: HashMap::new(),
             next_serial: 0,
             recordings: self.recordings.clone(),
-            recorded: self.recorded.clone(),
+            on_air: self.on_air.clone(),
             recorder: None,
             streamer: None,
             recorded_people: Vec::new(),
@@ -495,7 +504,7 @@ struct RoomTask {
     current: HashMap<ParticipantId, u64>,
     next_serial: u64,
     recordings: Option<RecordingStore>,
-    recorded: Arc<Mutex<HashSet<RoomKey>>>,
+    on_air: Arc<Mutex<HashMap<RoomKey, OnAir>>>,
     /// The recording going on; dropping it stops it.
     recorder: Option<Recorder>,
     /// The live stream going on; dropping it stops it.
@@ -551,20 +560,21 @@ impl RoomTask {
             let mut out = self.moderators_recording(out);
             out.extend(self.record_itself());
             self.settle(out, SystemTime::now());
-            if let Ok(mut recorded) = self.recorded.lock() {
-                if self.recorder.is_some() {
-                    recorded.insert(self.key.clone());
+            if let Ok(mut on_air) = self.on_air.lock() {
+                let now = OnAir { recording: self.recorder.is_some(), live_streaming: self.streamer.is_some() };
+                if now == OnAir::default() {
+                    on_air.remove(&self.key);
                 } else {
-                    recorded.remove(&self.key);
+                    on_air.insert(self.key.clone(), now);
                 }
             }
             if self.room.is_empty() && self.outboxes.is_empty() && stop_if_idle(&self.running, &self.key, &commands) {
                 break;
             }
         }
-        // The room stopped: so did its recording (the recorder goes with the task).
-        if let Ok(mut recorded) = self.recorded.lock() {
-            recorded.remove(&self.key);
+        // The room stopped: so did its recording and stream (they go with the task).
+        if let Ok(mut on_air) = self.on_air.lock() {
+            on_air.remove(&self.key);
         }
     }
 
@@ -682,21 +692,35 @@ impl RoomTask {
         }
     }
 
-    /// Carries out the recording requests moderators made; a refusal goes to the moderator.
+    /// Carries out the recording and live-streaming requests moderators made; a refusal goes to the moderator.
     fn moderators_recording(&mut self, out: Vec<Outbound>) -> Vec<Outbound> {
         let mut kept = Vec::with_capacity(out.len());
         for outbound in out {
-            let Outbound::Record { start, by } = outbound else {
-                kept.push(outbound);
-                continue;
-            };
-            let name = self.room.name_of(by).unwrap_or_default().to_owned();
-            let (answer, out) = if start {
-                let user = self.report_ids.get(&by).or_else(|| self.reported.get(&by)).cloned();
-                let email = self.room.email_of(by).map(str::to_owned);
-                self.start_recording(name, (user, email))
-            } else {
-                self.stop_recording(name)
+            let (answer, out, by) = match outbound {
+                Outbound::Record { start, by } => {
+                    let name = self.room.name_of(by).unwrap_or_default().to_owned();
+                    let (answer, out) = if start {
+                        let user = self.report_ids.get(&by).or_else(|| self.reported.get(&by)).cloned();
+                        let email = self.room.email_of(by).map(str::to_owned);
+                        self.start_recording(name, (user, email))
+                    } else {
+                        self.stop_recording(name)
+                    };
+                    (answer, out, by)
+                }
+                Outbound::LiveStream { target, by } => {
+                    let name = self.room.name_of(by).unwrap_or_default().to_owned();
+                    let (answer, out) = match target.map(|(url, key)| StreamTarget::parse(&url, &key)) {
+                        Some(Ok(target)) => self.start_stream(name, &target),
+                        Some(Err(words)) => (Err(words), Vec::new()),
+                        None => self.stop_stream(name),
+                    };
+                    (answer, out, by)
+                }
+                other => {
+                    kept.push(other);
+                    continue;
+                }
             };
             kept.extend(out);
             if let Err(message) = answer {
@@ -860,7 +884,7 @@ fn remember(
                 reporter.report(RoomEvent::Ended { room: key.clone(), at });
                 false
             }
-            Outbound::Send(..) | Outbound::Close(_) | Outbound::Record { .. } => true,
+            Outbound::Send(..) | Outbound::Close(_) | Outbound::Record { .. } | Outbound::LiveStream { .. } => true,
         })
         .collect()
 }
@@ -1026,7 +1050,7 @@ fn deliver(
                     }
                 }
                 // Taken out before delivery.
-                Outbound::Removed(_) | Outbound::Ended | Outbound::Record { .. } => {}
+                Outbound::Removed(_) | Outbound::Ended | Outbound::Record { .. } | Outbound::LiveStream { .. } => {}
             }
         }
         for id in dropped {

@@ -87,7 +87,7 @@ impl Admission {
             issued_at: claims.iat.or(claims.nbf).and_then(at),
             expires_at: at(claims.exp),
         };
-        let (user, may_record) = (claims.context.user, claims.context.features.recording);
+        let (user, features) = (claims.context.user, claims.context.features);
         let issued_at = facts.issued_at.map(DateTime::<Utc>::from);
         let user_id = user.id.as_deref();
         let refusal = match removals::refusal(&self.db, tenant, room, &facts.digest, user_id, issued_at, now).await {
@@ -108,7 +108,8 @@ impl Admission {
             name: user.name,
             chosen_name: None,
             moderator: user.moderator,
-            may_record,
+            may_record: features.recording,
+            may_stream: features.livestreaming,
             email: user.email,
             token: facts,
         };

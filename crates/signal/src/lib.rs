@@ -74,7 +74,8 @@ pub struct VideoRequest {
 }
 
 /// What a client sends. Unknown fields are refused (serde cannot check them on the field-less messages,
-/// `mute_all`, `end_for_all`, `start_recording`, `stop_recording` and `leave`, which ignore extras).
+/// `mute_all`, `end_for_all`, `start_recording`, `stop_recording`, `stop_live_stream` and `leave`, which
+/// ignore extras).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
@@ -177,6 +178,16 @@ pub enum ClientMessage {
     StartRecording,
     /// Moderators: stop recording.
     StopRecording,
+    /// Moderators: stream the meeting live to an RTMP service (refused where recording would be, and where
+    /// the moderator's token does not carry `livestreaming`).
+    StartLiveStream {
+        /// The service's `rtmp://` or `rtmps://` address.
+        url: String,
+        /// The stream key the service gave.
+        key: String,
+    },
+    /// Moderators: stop the live stream.
+    StopLiveStream,
     /// I am leaving.
     Leave,
     /// My media (what I publish): an SDP offer. The first one starts media; later ones add or remove tracks.

@@ -5,7 +5,9 @@
 //! video, tracks 2 and on are [`AUDIO_SLOTS`] Opus tracks that people's microphones take as they are heard.
 //! Every slot sounds without a gap (the voice it holds, else Opus silence), so ffmpeg's mixer never waits on
 //! a quiet input. The stage shows a shared screen, else the dominant speaker's camera, else the camera
-//! shown last, else a black frame twice a second; a video comes on stage at a keyframe, asked for.
+//! shown last, else a black frame twice a second. A video comes on stage at its keyframe, asked for; until
+//! then the stage shows what it showed, and a camera stays on stage a few seconds before another speaker's
+//! takes its place (a shared screen takes it at once).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -40,8 +42,11 @@ const SLOT_IDLE: Duration = Duration::from_secs(2);
 const VIDEO_STALE: Duration = Duration::from_secs(1);
 /// With nothing on stage, a black frame this often, so the encoder always has pictures.
 const BLACK_EVERY_MS: u64 = 500;
-/// A stage that waits for its keyframe asks again this often.
+/// A video waiting to come on stage asks for its keyframe again this often.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
+/// A camera stays on stage at least this long before another speaker's takes its place, so the picture does
+/// not flap between two people talking in turn.
+const STAGE_HOLD: Duration = Duration::from_secs(4);
 /// A black VP8 keyframe of 320×180 (`ffmpeg -f lavfi -i color=black:s=320x180 -frames:v 1 -c:v libvpx -f ivf`,
 /// the frame without IVF's headers).
 static BLACK_FRAME: &[u8] = include_bytes!("black-320x180.vp8");
@@ -73,9 +78,10 @@ pub struct LiveMux {
     audio_clock: Vec<u64>,
     videos: HashMap<(ParticipantId, TrackSource), Video>,
     speakers: Speakers<ParticipantId>,
-    stage: Option<(ParticipantId, TrackSource)>,
-    /// The stage's video has started (at a keyframe) since it was chosen.
-    stage_live: bool,
+    /// The video on stage (written since its keyframe), and since when.
+    stage: Option<((ParticipantId, TrackSource), Instant)>,
+    /// The video to come on stage at its next keyframe.
+    next: Option<(ParticipantId, TrackSource)>,
     asked: Option<Instant>,
     last_video_ms: Option<u64>,
     keyframes: Vec<(ParticipantId, TrackSource)>,
@@ -96,7 +102,7 @@ impl LiveMux {
             videos: HashMap::new(),
             speakers: Speakers::default(),
             stage: None,
-            stage_live: false,
+            next: None,
             asked: None,
             last_video_ms: None,
             keyframes: Vec::new(),
@@ -131,8 +137,7 @@ impl LiveMux {
                 *clock += opus_samples(data);
             }
         }
-        let showing = self.stage.is_some() && self.stage_live;
-        if !showing && self.last_video_ms.is_none_or(|last| now_ms >= last + BLACK_EVERY_MS) {
+        if self.stage.is_none() && self.last_video_ms.is_none_or(|last| now_ms >= last + BLACK_EVERY_MS) {
             self.write_video(now_ms, true, BLACK_FRAME);
         }
     }
@@ -202,17 +207,22 @@ impl LiveMux {
             frames.push(frame);
         }
         let lost = video.assembler.needs_keyframe();
-        if self.stage != Some(key) {
-            return;
-        }
         for frame in frames {
-            if !self.stage_live && !frame.keyframe {
-                continue;
+            // Any picture is better than black: a keyframe starts an empty stage whoever it is from.
+            if (self.next == Some(key) || self.stage.is_none()) && frame.keyframe {
+                self.stage = Some((key, packet.at));
+                self.next = None;
             }
-            self.stage_live = true;
-            self.write_video(millis(frame.at), frame.keyframe, &frame.data);
+            if self.stage.is_some_and(|(stage, _)| stage == key) {
+                self.write_video(millis(frame.at), frame.keyframe, &frame.data);
+            }
         }
-        if lost && self.asked.is_none_or(|asked| packet.at.saturating_duration_since(asked) >= KEYFRAME_EVERY) {
+        // The stage lost part of a picture: nothing more of it decodes until a keyframe.
+        let on_stage = self.stage.is_some_and(|(stage, _)| stage == key);
+        if lost
+            && on_stage
+            && self.asked.is_none_or(|asked| packet.at.saturating_duration_since(asked) >= KEYFRAME_EVERY)
+        {
             self.asked = Some(packet.at);
             self.keyframes.push(key);
         }
@@ -224,32 +234,44 @@ impl LiveMux {
     }
 
     /// Who should be on stage now: a shared screen, else the dominant speaker's camera, else the camera on
-    /// stage already, else any camera, of the videos seen a moment ago.
+    /// stage already, else any camera, of the videos seen a moment ago. A change waits for the new video's
+    /// keyframe, and for the camera on stage to have had its few seconds.
     fn choose_stage(&mut self, now: Instant) {
         self.speakers.update(now);
         let fresh = |key: &(ParticipantId, TrackSource)| {
             self.videos.get(key).is_some_and(|video| now.saturating_duration_since(video.seen) <= VIDEO_STALE)
         };
+        // A video that stopped coming leaves the stage black until another is on.
+        if self.stage.is_some_and(|(stage, _)| !fresh(&stage)) {
+            self.stage = None;
+        }
         let mut cameras: Vec<_> = self.videos.keys().copied().filter(|key| fresh(key)).collect();
         cameras.sort_unstable_by_key(|(who, source)| (who.0, *source == TrackSource::Screen));
-        let screen = self
-            .stage
-            .filter(|key| key.1 == TrackSource::Screen && fresh(key))
+        let current = self.stage.map(|(stage, _)| stage);
+        let screen = current
+            .filter(|key| key.1 == TrackSource::Screen)
             .or_else(|| cameras.iter().copied().find(|(_, source)| *source == TrackSource::Screen));
         let speaker = self.speakers.dominant().map(|who| (who, TrackSource::Camera)).filter(|key| fresh(key));
-        let current = self.stage.filter(|key| fresh(key));
-        let choice = screen.or(speaker).or(current).or_else(|| cameras.first().copied());
-        if choice != self.stage {
-            self.stage = choice;
-            self.stage_live = false;
+        let Some(wanted) = screen.or(speaker).or(current).or_else(|| cameras.first().copied()) else {
+            self.next = None;
+            return;
+        };
+        let held = self.stage.is_some_and(|((_, source), since)| {
+            source == TrackSource::Camera
+                && wanted.1 == TrackSource::Camera
+                && now.saturating_duration_since(since) < STAGE_HOLD
+        });
+        if Some(wanted) == current || held {
+            self.next = None;
+        } else if self.next != Some(wanted) {
+            self.next = Some(wanted);
             self.asked = None;
         }
-        if let Some(stage) = self.stage
-            && !self.stage_live
+        if let Some(next) = self.next
             && self.asked.is_none_or(|asked| now.saturating_duration_since(asked) >= KEYFRAME_EVERY)
         {
             self.asked = Some(now);
-            self.keyframes.push(stage);
+            self.keyframes.push(next);
         }
     }
 }
@@ -330,6 +352,57 @@ mod tests {
         let blocks = out.windows(2).filter(|pair| pair[0] == 0xA3).count();
         assert!(blocks > usize::from(AUDIO_SLOTS) * 50, "{blocks} blocks");
         assert_eq!(mux.poll_keyframe_request(), None, "no video, nothing to ask");
+    }
+
+    /// Frame `n` of `who`'s camera (one packet, 33 ms apart): a 640×360 VP8 keyframe or an interframe.
+    fn camera(who: u64, n: u64, keyframe: bool, start: Instant) -> RecordedPacket {
+        let mut payload = if keyframe {
+            vec![0x10, 0x50, 0x2c, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]
+        } else {
+            vec![0x10, 0x51, 0x2c, 0x00]
+        };
+        payload.resize(200, 0);
+        RecordedPacket {
+            participant: ParticipantId(who),
+            source: TrackSource::Camera,
+            codec: Codec::Vp8,
+            layer: Layer::Medium,
+            seq: n,
+            timestamp: u32::try_from(n * 3000).unwrap(),
+            marker: true,
+            payload: Arc::from(payload),
+            audio_level: None,
+            at: start + Duration::from_millis(n * 33),
+        }
+    }
+
+    #[test]
+    fn the_stage_takes_the_first_picture_then_the_speaker_after_a_hold_at_their_keyframe() {
+        let start = Instant::now();
+        let mut mux = LiveMux::new(start);
+        let mut asked = Vec::new();
+        let on_stage = |mux: &LiveMux| mux.stage.map(|((who, _), _)| who.0);
+        // Ann's camera starts with a keyframe; Bob's was joined mid-picture and sends one only when asked
+        // (here, at frame 160: 5.3 s). Bob speaks throughout.
+        for n in 0..200 {
+            let now = start + Duration::from_millis(n * 33);
+            mux.handle_packet(&camera(1, n, n == 0, start));
+            mux.handle_packet(&camera(2, n, n == 160, start));
+            let mut loud = voice(2, n, start);
+            loud.at = now;
+            loud.audio_level = Some(-10);
+            mux.handle_packet(&loud);
+            mux.handle_timeout(now);
+            asked.extend(std::iter::from_fn(|| mux.poll_keyframe_request()));
+            match n {
+                30 | 120 => assert_eq!(on_stage(&mux), Some(1), "at frame {n}: Ann's picture, the first, holds"),
+                199 => assert_eq!(on_stage(&mux), Some(2), "Bob's camera, at its keyframe after the hold"),
+                _ => {}
+            }
+        }
+        assert!(asked.contains(&(ParticipantId(2), TrackSource::Camera)), "{asked:?}");
+        let out = mux.take_output();
+        assert!(out.windows(BLACK_FRAME.len()).all(|window| window != BLACK_FRAME), "never black once a picture came");
     }
 
     #[test]

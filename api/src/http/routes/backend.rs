@@ -184,6 +184,8 @@ impl Backend for SiteBackend {
                     tracing::warn!(%error, "a meeting's title and links could not be loaded; the room's name stands in");
                     ClientContext::default()
                 });
+                let on_air = self.0.rooms.as_ref().map(|rooms| rooms.on_air(&(tenant.to_string(), room.to_string())));
+                let on_air = on_air.unwrap_or_default();
                 Ok(Invitee {
                     name: identity.name,
                     moderator: identity.moderator,
@@ -191,11 +193,8 @@ impl Backend for SiteBackend {
                     title: around.title.unwrap_or_else(|| room.to_string()),
                     invite_link: around.invite_link,
                     home: around.home,
-                    recording: self
-                        .0
-                        .rooms
-                        .as_ref()
-                        .is_some_and(|rooms| rooms.is_recording(&(tenant.to_string(), room.to_string()))),
+                    recording: on_air.recording,
+                    live_streaming: on_air.live_streaming,
                 })
             }
             Err(refused) => {

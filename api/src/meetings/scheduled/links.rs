@@ -113,7 +113,11 @@ impl MeetingService {
             room: room.name.clone(),
             user: person,
             moderator,
-            features: convene_tokens::Features { recording: room.recording_allowed, ..Default::default() },
+            features: convene_tokens::Features {
+                recording: room.recording_allowed,
+                livestreaming: room.recording_allowed,
+                ..Default::default()
+            },
             exp: Some(u64::try_from(expires.timestamp()).unwrap_or_default()),
         };
         let now = u64::try_from(now.timestamp()).unwrap_or_default();

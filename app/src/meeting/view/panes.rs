@@ -1,5 +1,5 @@
-//! The side panes: chat (with everyone or one person), people (with the moderators' actions and the lobby)
-//! and settings (devices, media quality, one's name).
+//! The side panes: chat (with everyone or one person), people (with the moderators' actions and the lobby),
+//! settings (devices, media quality, one's name) and, for moderators, the live stream.
 
 use super::{room::Pane, *};
 
@@ -226,4 +226,65 @@ pub(super) fn RenameForm() -> impl IntoView {
             <button class="button secondary" type="submit">"Change my name"</button>
         </form>
     }
+}
+
+/// Where a live stream goes unless the moderator says otherwise: YouTube's primary ingest.
+const YOUTUBE_INGEST: &str = "rtmp://a.rtmp.youtube.com/live2";
+
+/// Moderators: stream the meeting live to an RTMP service (the address and stream key its studio shows), or
+/// stop the stream going on.
+#[component]
+pub(super) fn LivePane(pane: RwSignal<Pane>) -> impl IntoView {
+    let client = client();
+    let live = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.live_streaming));
+    let address = RwSignal::new(YOUTUBE_INGEST.to_owned());
+    let key = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<&'static str>);
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        let (url, stream_key) = (address.get_untracked().trim().to_owned(), key.get_untracked().trim().to_owned());
+        if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
+            problem.set(Some("The stream address starts with rtmp:// or rtmps://."));
+        } else if stream_key.is_empty() {
+            problem.set(Some("Paste the stream key your streaming service gave you."));
+        } else {
+            problem.set(None);
+            client.send(&ClientMessage::StartLiveStream { url, key: stream_key });
+            // The key is a secret: it is not kept in the page once sent.
+            key.set(String::new());
+        }
+    };
+    view! {
+        <aside class="pane" aria-label="Live stream">
+            <PaneHeading title="Live stream" pane />
+            {move || if live() {
+                view! {
+                    <p data-live="on">"The meeting is live: what is said and shown goes out to the stream."</p>
+                    <button class="button secondary danger" name="stop-live"
+                        on:click=move |_| client.send(&ClientMessage::StopLiveStream)>"Stop streaming"</button>
+                }.into_any()
+            } else {
+                view! {
+                    <form class="rename" on:submit=submit>
+                        <p class="muted">
+                            "Stream the meeting to YouTube or any RTMP service: every voice, and the person speaking or a shared screen, in 720p. Everyone in the meeting sees that it is live."
+                        </p>
+                        <label>
+                            "Stream address"
+                            <input type="url" name="live-url" prop:value=address spellcheck="false"
+                                on:input=move |event| address.set(event_target_value(&event)) />
+                        </label>
+                        <label>
+                            "Stream key"
+                            <input type="password" name="live-key" prop:value=key autocomplete="off"
+                                on:input=move |event| key.set(event_target_value(&event)) />
+                        </label>
+                        {move || problem.get().map(|problem| view! { <p class="field-error">{problem}</p> })}
+                        <button class="button" type="submit" name="start-live">"Start streaming"</button>
+                    </form>
+                }.into_any()
+            }}
+        </aside>
+    }
+    .into_any()
 }

@@ -91,8 +91,14 @@ pub(super) fn PreJoin(room: RoomName, invitee: Invitee) -> impl IntoView {
                 <p class="eyebrow" data-room=room.to_string()>{invitee.title.clone()}</p>
                 <h1>{format!("Welcome, {}", invitee.name)}</h1>
                 <p class="muted">{format!("Your invitation is valid; you join {role}, {naming}.")}</p>
-                {invitee.recording.then(|| view! {
-                    <p class="banner recording" data-recording="on">"This meeting is being recorded."</p>
+                {match (invitee.recording, invitee.live_streaming) {
+                    (false, false) => None,
+                    (true, false) => Some("This meeting is being recorded."),
+                    (false, true) => Some("This meeting is streamed live."),
+                    (true, true) => Some("This meeting is being recorded and streamed live."),
+                }.map(|words| view! {
+                    <p class="banner recording" data-recording=invitee.recording.then_some("on")
+                        data-live=invitee.live_streaming.then_some("on")>{words}</p>
                 })}
                 {move || problem.get().map(|problem| view! { <p class="banner error">{problem}</p> })}
                 {(!invitee.fixed_name).then(|| view! {

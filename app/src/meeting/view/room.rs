@@ -2,7 +2,7 @@
 //! client reports so each tile gets the layer it can show.
 
 use super::{
-    panes::{ChatPane, PeoplePane, SettingsPane},
+    panes::{ChatPane, LivePane, PeoplePane, SettingsPane},
     *,
 };
 
@@ -13,6 +13,7 @@ pub(super) enum Pane {
     Chat,
     People,
     Settings,
+    Live,
 }
 
 /// A tile: whose, and which of their videos.
@@ -114,6 +115,7 @@ pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl In
                 Pane::Chat => view! { <ChatPane pane /> }.into_any(),
                 Pane::People => view! { <PeoplePane pane /> }.into_any(),
                 Pane::Settings => view! { <SettingsPane pane /> }.into_any(),
+                Pane::Live => view! { <LivePane pane /> }.into_any(),
             }}
         </div>
     }
@@ -416,6 +418,7 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
     let unread = move || usize::try_from(received().saturating_sub(seen.get())).unwrap_or(usize::MAX);
     let room = move |read: fn(&RoomInfo) -> bool| client.state.with(|state| state.room.as_ref().is_some_and(read));
     let recording = move || room(|room| room.recording);
+    let live = move || room(|room| room.live_streaming);
     // The server cannot record what only the participants can decode.
     let may_record = move || mine(|me| me.moderator) && !room(|room| room.end_to_end_encryption);
     let state = |off: bool, on: bool| {
@@ -462,6 +465,12 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
                         state=Signal::derive(move || if recording() { "recording" } else { "" })
                         press=Callback::new(move |()| client.send(
                             &if recording() { ClientMessage::StopRecording } else { ClientMessage::StartRecording })) />
+                })}
+                {move || may_record().then(|| view! {
+                    <ToolButton name="live" icon=Signal::stored(icons::LIVE)
+                        label=Signal::derive(move || if live() { "Live now" } else { "Go live" })
+                        state=Signal::derive(move || if live() { "recording" } else { state(false, pane.get() == Pane::Live) })
+                        press=Callback::new(move |()| toggle_pane(Pane::Live)) />
                 })}
                 {invite_link.map(|link| view! {
                     <ToolButton name="invite" icon=Signal::stored(icons::LINK) label=Signal::stored("Invite people")
