@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use convene_e2e::{Convene, browser::Browser, relay::UdpRelay, rendered_dom};
+use convene_e2e::{Convene, browser::Browser, relay::UdpRelay};
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
@@ -692,8 +692,12 @@ async fn a_moderator_streams_the_meeting_live_from_the_toolbar_and_the_service_r
         "return document.querySelector('.meeting').innerText.includes('Ann started streaming the meeting live.');";
     bob.wait_for("Bob told who went live", told, UI_WAIT).await.unwrap();
     assert_eq!(label_of(&ann, "live").await, "Live now");
-    let prejoin = rendered_dom(&convene.join_url("streamed", "Cy", false).await.unwrap()).await.unwrap();
-    assert!(prejoin.contains("This meeting is streamed live."), "whoever is about to join is told");
+    // The pre-join page, as the server renders it for someone about to join.
+    let cy = reqwest::Url::parse(&convene.join_url("streamed", "Cy", false).await.unwrap()).unwrap();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], cy.port().unwrap()));
+    let http = reqwest::Client::builder().resolve(cy.host_str().unwrap(), loopback).build().unwrap();
+    let prejoin = http.get(cy).send().await.unwrap().text().await.unwrap();
+    assert!(prejoin.contains("This meeting is streamed live."), "whoever is about to join is told: {prejoin}");
     screenshots_at_both_sizes(&ann, "client-23-live").await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     ann.press("button[name='stop-live']").await.unwrap();
