@@ -1,5 +1,5 @@
 //! What a recording's `manifest.json` says: which file holds whose track from when to when, and who was in
-//! the meeting, named and muted how, over time. The composer lays the meeting out from it; a recording cut
+//! the meeting, named and muted how, and who spoke, over time. The composer lays the meeting out from it; a recording cut
 //! short by a crash is finished from it.
 
 use convene_signal::{ParticipantId, TrackSource};
@@ -96,6 +96,8 @@ pub enum Happening {
         /// Off now.
         muted: bool,
     },
+    /// They became the dominant speaker (the loudest, held a moment: the stage a layout would follow).
+    Speaking,
 }
 
 /// Someone in the meeting as the room sees them now.
@@ -154,6 +156,11 @@ impl Manifest {
         for gone in before.iter().filter(|earlier| !now.iter().any(|person| person.id == earlier.id)) {
             self.push(at_ms, gone.id, Happening::Left);
         }
+    }
+
+    /// Notes that `participant` became the dominant speaker at `at_ms`.
+    pub fn spoke(&mut self, at_ms: u64, participant: ParticipantId) {
+        self.push(at_ms, participant, Happening::Speaking);
     }
 
     fn push(&mut self, at_ms: u64, participant: ParticipantId, what: Happening) {

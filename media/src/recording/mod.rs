@@ -29,7 +29,7 @@ use self::{
 };
 use crate::{
     plane::{MediaCommand, MediaPlane},
-    sfu::{PeerKey, RecordedPacket, RoomId},
+    sfu::{PeerKey, RecordedPacket, RoomId, speaker::Speakers},
 };
 
 /// Packets a recorder may have waiting: about a second of a large meeting's recorded tracks.
@@ -138,6 +138,7 @@ impl Recorder {
             manifest,
             people,
             tracks: HashMap::new(),
+            speakers: Speakers::default(),
             dirty: false,
             budget: store.quota - used,
             written: 0,
@@ -166,6 +167,8 @@ struct Task {
     manifest: Manifest,
     people: Vec<Presence>,
     tracks: HashMap<(ParticipantId, TrackSource), TrackFile>,
+    /// Who speaks, from the microphones' audio levels, for the manifest's timeline.
+    speakers: Speakers<ParticipantId>,
     /// The manifest changed since it was last written.
     dirty: bool,
     /// Bytes this recording may still write before the store's quota.
@@ -228,6 +231,13 @@ impl Task {
     /// Appends a packet to its track's file; the error says, for people, why recording must stop.
     fn write(&mut self, packet: &RecordedPacket) -> Result<(), String> {
         let at = packet.at.saturating_duration_since(self.started);
+        if let Some(level) = packet.audio_level {
+            self.speakers.level(packet.participant, level.unsigned_abs(), packet.at);
+            if let Some(speaker) = self.speakers.update(packet.at) {
+                self.manifest.spoke(millis(at), speaker);
+                self.dirty = true;
+            }
+        }
         let key = (packet.participant, packet.source);
         if !self.tracks.contains_key(&key) {
             let Some(track) = TrackFile::create(&self.dir, packet).map_err(|error| storage_failed(&error))? else {
@@ -370,7 +380,8 @@ mod tests {
             timestamp: u32::try_from(n * 3000).unwrap(),
             marker: true,
             payload: Arc::from(payload),
-            audio_level: None,
+            // Ann speaks up.
+            audio_level: (source == TrackSource::Microphone).then_some(-20),
             at: start + Duration::from_millis(n * 33),
         }
     }
@@ -430,6 +441,8 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["Ann", "Bob"]);
+        let spoke = manifest.events.iter().find(|event| event.what == manifest::Happening::Speaking);
+        assert_eq!(spoke.map(|event| event.participant), Some(ParticipantId(1)), "{manifest:?}");
 
         // Far more than the quota (from the keyframe at frame 100 on): the recording stops by itself and says
         // why; the shard lets go of the room.
