@@ -313,7 +313,8 @@ fn site_services(
             let recordings =
                 convene_media::recording::RecordingStore::new(settings.recordings_dir(), settings.recordings_quota);
             let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
-                .with_recordings(recordings);
+                .with_recordings(recordings)
+                .with_private_streams(settings.streaming_allow_private);
             (Some(HostedRooms { rooms, node }), Some(task))
         }
         None => (None, None),

@@ -648,7 +648,13 @@ fn listening(port: u16) -> bool {
 #[tokio::test]
 async fn a_moderator_streams_the_meeting_live_from_the_toolbar_and_the_service_receives_their_picture() {
     let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
-    let convene = Convene::up_with_tenant_and(&[("CONVENE_PLANS", plans.to_owned())]).await.unwrap();
+    let convene = Convene::up_with_tenant_and(&[
+        ("CONVENE_PLANS", plans.to_owned()),
+        // The streaming service is a listener on loopback.
+        ("CONVENE_STREAMING_ALLOW_PRIVATE", "1".to_owned()),
+    ])
+    .await
+    .unwrap();
     let may_stream = json!({ "room": "streamed", "user": { "id": "ann", "name": "Ann" }, "moderator": true,
         "features": { "livestreaming": true } });
     let ann = open_prejoin(&convene.token_url(may_stream).await.unwrap()).await;

@@ -185,6 +185,8 @@ pub struct Rooms {
     ended: Arc<Mutex<LruCache<RoomKey, SystemTime>>>,
     /// Where recordings are written; without one, meetings cannot be recorded here.
     recordings: Option<RecordingStore>,
+    /// Live streams may go to loopback and private networks (development and tests).
+    private_streams: bool,
     /// The rooms being recorded or streamed now, for pages shown before joining.
     on_air: Arc<Mutex<HashMap<RoomKey, OnAir>>>,
 }
@@ -303,6 +305,7 @@ impl Rooms {
             next_room: Arc::default(),
             ended: Arc::new(Mutex::new(LruCache::new(REMEMBERED_ENDS))),
             recordings: None,
+            private_streams: false,
             on_air: Arc::default(),
         }
     }
@@ -310,6 +313,13 @@ impl Rooms {
     /// Whether `key`'s meeting is being recorded or streamed now.
     pub fn on_air(&self, key: &RoomKey) -> OnAir {
         self.on_air.lock().ok().and_then(|on_air| on_air.get(key).copied()).unwrap_or_default()
+    }
+
+    /// Rooms whose live streams may go to loopback and private networks (an operator's choice, for
+    /// development and tests; otherwise only the public internet is reached).
+    pub fn with_private_streams(mut self, allowed: bool) -> Self {
+        self.private_streams = allowed;
+        self
     }
 
     /// Rooms whose meetings can be recorded into `store`.
@@ -448,6 +458,7 @@ impl Rooms {
             current: HashMap::new(),
             next_serial: 0,
             recordings: self.recordings.clone(),
+            private_streams: self.private_streams,
             on_air: self.on_air.clone(),
             recorder: None,
             streamer: None,
@@ -504,6 +515,7 @@ struct RoomTask {
     current: HashMap<ParticipantId, u64>,
     next_serial: u64,
     recordings: Option<RecordingStore>,
+    private_streams: bool,
     on_air: Arc<Mutex<HashMap<RoomKey, OnAir>>>,
     /// The recording going on; dropping it stops it.
     recorder: Option<Recorder>,
@@ -818,7 +830,7 @@ impl RoomTask {
                 let _ = inbox.try_send(Command::LiveStreamEnded { stream, reason });
             }
         });
-        match LiveStream::start(media, self.room_id, target, finished) {
+        match LiveStream::start(media, self.room_id, (target, self.private_streams), finished) {
             Ok(streamer) => {
                 let id = streamer.id().to_owned();
                 self.streamer = Some(streamer);

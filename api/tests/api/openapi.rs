@@ -129,7 +129,12 @@ impl Exchanges<'_> {
 
 #[tokio::test]
 async fn every_operation_answers_what_the_document_says() {
-    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    // Streams go to a listener of the test's own, on loopback.
+    let app = spawn_configured(&[
+        ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
+        ("CONVENE_STREAMING_ALLOW_PRIVATE", "1".to_owned()),
+    ])
+    .await;
     let document: Value = app.get("/v1/openapi.json").await.json().await.unwrap();
     let acme = tenant_key(&app, "owner@acme.example").await;
     let globex = tenant_key(&app, "owner@globex.example").await;

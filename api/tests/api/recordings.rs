@@ -391,7 +391,12 @@ fn listening(port: u16) -> bool {
 
 #[tokio::test]
 async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusing_service_ends_it_in_words() {
-    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    // The streaming service is a listener on loopback, which the operator allows here.
+    let app = spawn_configured(&[
+        ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
+        ("CONVENE_STREAMING_ALLOW_PRIVATE", "1".to_owned()),
+    ])
+    .await;
     let key = tenant_key(&app, "owner@acme.example").await;
     let ann = token(&app, &key, "standup", "Ann", true).await;
     let (mut ann, welcome) = hello(&app, "standup", &ann).await;
@@ -447,5 +452,23 @@ async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusi
     assert!(ended["reason"].as_str().is_some_and(|reason| reason.contains("streaming encoder stopped")), "{ended}");
     let (status, _) = call(&app, Method::DELETE, "/v1/rooms/standup/live-stream", &key, None).await;
     assert_eq!(status, 409, "nothing is streamed any more");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_never_reaches_into_the_servers_own_network_unless_the_operator_allows_it() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let ann = token(&app, &key, "standup", "Ann", true).await;
+    let (mut ann, _) = hello(&app, "standup", &ann).await;
+    for inside in ["rtmp://127.0.0.1:1935/live", "rtmp://169.254.169.254/live", "rtmp://[::1]/live"] {
+        let target = json!({ "url": inside, "key": "k" });
+        let (status, _) = call(&app, Method::POST, "/v1/rooms/standup/live-stream", &key, Some(target)).await;
+        assert_eq!(status, 201);
+        assert_eq!(hear_kind(&mut ann, "live_stream_changed").await["live"], true);
+        let ended = hear_kind(&mut ann, "live_stream_changed").await;
+        assert_eq!(ended["live"], false, "{inside}: {ended}");
+        assert!(ended["reason"].as_str().is_some_and(|reason| reason.contains("private network")), "{ended}");
+    }
     app.stop().await;
 }

@@ -6,6 +6,7 @@
 pub mod mux;
 
 use std::{
+    net::{IpAddr, Ipv4Addr},
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -69,6 +70,25 @@ impl StreamTarget {
         &self.0
     }
 
+    /// Whether the service's host is on the public internet: every address its name resolves to (or the
+    /// address it is) must be; `private_allowed` (an operator's setting, for development and tests) lets
+    /// loopback and private networks through. The error says why not, for people.
+    async fn check_reach(&self, private_allowed: bool) -> Result<(), String> {
+        let host = self.0.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let port = self.0.port().unwrap_or(if self.0.scheme() == "rtmps" { 443 } else { 1935 });
+        let addresses: Vec<IpAddr> = match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => found.map(|address| address.ip()).collect(),
+            Err(_) => return Err(format!("the stream address's host `{host}` cannot be found")),
+        };
+        if addresses.is_empty() {
+            return Err(format!("the stream address's host `{host}` cannot be found"));
+        }
+        if !private_allowed && addresses.iter().any(|address| !is_public(*address)) {
+            return Err("the stream address is on a private network, which this server does not stream to".to_owned());
+        }
+        Ok(())
+    }
+
     /// The address without the key, to show people.
     pub fn service(&self) -> String {
         let mut url = self.0.clone();
@@ -79,12 +99,38 @@ impl StreamTarget {
     }
 }
 
+/// Whether `address` is on the public internet: not loopback, private, link-local, shared (carrier NAT),
+/// unspecified, broadcast or documentation space, so a stream never reaches into the node's own network.
+fn is_public(address: IpAddr) -> bool {
+    let v4 = |ip: Ipv4Addr| {
+        let [a, b, ..] = ip.octets();
+        !(ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || ip.is_documentation()
+            || (a == 100 && (64..128).contains(&b)))
+    };
+    match address {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(mapped) => v4(mapped),
+            None => {
+                let first = ip.segments()[0];
+                // Unique local (fc00::/7) and link-local (fe80::/10) are private too.
+                !(ip.is_loopback() || ip.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80)
+            }
+        },
+    }
+}
+
 /// Why a stream could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// ffmpeg could not be started.
-    #[error("the streaming encoder could not start: {0}")]
-    Encoder(#[from] std::io::Error),
+    /// Its id could not be made.
+    #[error("the stream could not start: {0}")]
+    Id(#[from] std::io::Error),
     /// The room's shard is overloaded.
     #[error("the media node is busy; try again")]
     Busy,
@@ -104,33 +150,26 @@ impl Drop for LiveStream {
 }
 
 impl LiveStream {
-    /// Starts streaming room `room_id` to `target`: the shard starts handing over its media and a task feeds
-    /// ffmpeg until the stream is dropped or fails, then calls `finished` with the stream's id and the reason
-    /// it failed, if it did.
+    /// Starts streaming room `room_id` to `target` (on a private network only if `private_allowed`): the
+    /// shard starts handing over its media and a task feeds ffmpeg until the stream is dropped or fails, then
+    /// calls `finished` with the stream's id and the reason it failed, if it did.
     pub fn start(
         plane: &MediaPlane,
         room_id: RoomId,
-        target: &StreamTarget,
+        (target, private_allowed): (&StreamTarget, bool),
         finished: Box<dyn FnOnce((String, Option<String>)) + Send>,
     ) -> Result<Self, StartError> {
         let id = format!("live-{}", crate::recording::new_id()?);
-        let mut child = encoder(target.url()).spawn()?;
-        let (Some(stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
-            return Err(StartError::Encoder(std::io::Error::other("ffmpeg's pipes were not opened")));
-        };
         let (sink, packets) = mpsc::channel(PACKET_QUEUE);
         plane
             .send(MediaCommand::Record { room: room_id, recording: id.clone(), sink: Some(sink) })
             .map_err(|_| StartError::Busy)?;
-        let said = tokio::spawn(read_tail(stderr, KEPT_ERROR_BYTES));
         let stop = CancellationToken::new();
-        let task = Task { id: id.clone(), room_id, plane: plane.clone(), child, stdin };
-        let stopped = stop.clone();
-        let stream = id.clone();
+        let task = Task { id: id.clone(), room_id, plane: plane.clone() };
+        let (stopped, stream, target) = (stop.clone(), id.clone(), target.clone());
         tokio::spawn(async move {
-            let failure = task.run(packets, stopped).await;
-            let said = said.await.unwrap_or_default();
-            finished((stream, failure.map(|failure| with_last_words(&failure, &said))));
+            let failure = task.run(&target, private_allowed, packets, stopped).await;
+            finished((stream, failure));
         });
         Ok(Self { id, stop })
     }
@@ -166,18 +205,50 @@ pub fn encoder(url: &Url) -> Command {
     command
 }
 
-/// The stream's task: owns ffmpeg.
+/// The stream's task: checks where it goes, then starts and feeds ffmpeg.
 struct Task {
     id: String,
     room_id: RoomId,
     plane: MediaPlane,
-    child: Child,
-    stdin: ChildStdin,
 }
 
 impl Task {
-    /// Feeds ffmpeg until `stop` or a failure (answered, in words).
-    async fn run(mut self, mut packets: mpsc::Receiver<RecordedPacket>, stop: CancellationToken) -> Option<String> {
+    /// Streams to `target` until `stop` or a failure (answered, in words, with ffmpeg's last ones); the shard
+    /// stops handing over the room's media either way.
+    async fn run(
+        self,
+        target: &StreamTarget,
+        private_allowed: bool,
+        packets: mpsc::Receiver<RecordedPacket>,
+        stop: CancellationToken,
+    ) -> Option<String> {
+        let failure = match target.check_reach(private_allowed).await {
+            Err(words) => Some(words),
+            Ok(()) => match encoder(target.url()).spawn() {
+                Err(error) => Some(format!("the streaming encoder could not start ({error})")),
+                Ok(mut child) => match (child.stdin.take(), child.stderr.take()) {
+                    (Some(stdin), Some(stderr)) => {
+                        let said = tokio::spawn(read_tail(stderr, KEPT_ERROR_BYTES));
+                        let failure = self.feed(child, stdin, packets, stop).await;
+                        let said = said.await.unwrap_or_default();
+                        failure.map(|failure| with_last_words(&failure, &said))
+                    }
+                    _ => Some("the streaming encoder's pipes were not opened".to_owned()),
+                },
+            },
+        };
+        let _ = self.plane.send(MediaCommand::Record { room: self.room_id, recording: self.id.clone(), sink: None });
+        failure
+    }
+
+    /// Feeds ffmpeg until `stop` or a failure (answered, in words), then lets it finish.
+    async fn feed(
+        &self,
+        mut child: Child,
+        mut stdin: ChildStdin,
+        mut packets: mpsc::Receiver<RecordedPacket>,
+        stop: CancellationToken,
+    ) -> Option<String> {
         let mut mux = LiveMux::new(Instant::now());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -196,13 +267,13 @@ impl Task {
                         let _ = self.plane.send(MediaCommand::StageKeyframe { key, source });
                     }
                     let bytes = mux.take_output();
-                    match tokio::time::timeout(WRITE_TIMEOUT, self.stdin.write_all(&bytes)).await {
+                    match tokio::time::timeout(WRITE_TIMEOUT, stdin.write_all(&bytes)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break Some("the streaming encoder stopped".to_owned()),
                         Err(_) => break Some("the streaming service stopped taking the stream".to_owned()),
                     }
                 }
-                exited = self.child.wait() => {
+                exited = child.wait() => {
                     break Some(match exited {
                         Ok(status) => format!("the streaming encoder stopped ({status})"),
                         Err(error) => format!("the streaming encoder stopped ({error})"),
@@ -210,11 +281,10 @@ impl Task {
                 }
             }
         };
-        let _ = self.plane.send(MediaCommand::Record { room: self.room_id, recording: self.id.clone(), sink: None });
         // The end of its input lets ffmpeg finish the stream; one that does not is stopped.
-        drop(self.stdin);
-        if tokio::time::timeout(FINISH_TIMEOUT, self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
+        drop(stdin);
+        if tokio::time::timeout(FINISH_TIMEOUT, child.wait()).await.is_err() {
+            let _ = child.kill().await;
         }
         failure
     }
@@ -269,6 +339,23 @@ mod tests {
             assert!(StreamTarget::parse(address, key).is_err(), "{address} {key}");
         }
         assert!(StreamTarget::parse("rtmp://host/live", &"k".repeat(MAX_URL)).is_err());
+    }
+
+    #[tokio::test]
+    async fn streams_reach_only_the_public_internet_unless_the_operator_allows_private_networks() {
+        for private in
+            ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0"]
+                .into_iter()
+                .chain(["[::1]", "[fd00::1]", "[fe80::1]", "[::ffff:10.0.0.1]"])
+        {
+            let target = StreamTarget::parse(&format!("rtmp://{private}:1935/live"), "k").unwrap();
+            let refused = target.check_reach(false).await.expect_err(private);
+            assert!(refused.contains("private network"), "{private}: {refused}");
+            assert_eq!(target.check_reach(true).await, Ok(()), "{private} when the operator allows it");
+        }
+        assert!(is_public("8.8.8.8".parse().unwrap()) && is_public("2001:4860::8888".parse().unwrap()));
+        let localhost = StreamTarget::parse("rtmp://localhost/live", "k").unwrap();
+        assert!(localhost.check_reach(false).await.is_err(), "a name for the node itself");
     }
 
     #[tokio::test]

@@ -56,6 +56,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "20",
         "most disk the recordings in the data dir may take; a recording that reaches it stops, the meeting goes on",
     ),
+    (
+        "CONVENE_STREAMING_ALLOW_PRIVATE",
+        "0",
+        "1 lets live streams go to loopback and private addresses (development, tests); else only public ones",
+    ),
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
     ("CONVENE_STRIPE_WEBHOOK_SECRET", "(unset)", "Stripe webhook signing secret"),
     ("CONVENE_STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (tests point it at a fake)"),
@@ -102,6 +107,8 @@ pub struct Settings {
     pub sip_addr: SocketAddr,
     /// The most bytes recordings may take on this node's disk.
     pub recordings_quota: u64,
+    /// Live streams may go to loopback and private addresses.
+    pub streaming_allow_private: bool,
     /// Stripe access.
     pub stripe: StripeSettings,
     /// The plans tenants can be on.
@@ -413,6 +420,15 @@ impl Parser {
                 |value| match value.parse::<u64>() {
                     Ok(gigabytes) if (1..=1_000_000).contains(&gigabytes) => Ok(gigabytes << 30),
                     _ => Err(format!("is `{value}`; use a whole number of gigabytes from 1 to 1000000")),
+                },
+            )?,
+            streaming_allow_private: self.get(
+                "CONVENE_STREAMING_ALLOW_PRIVATE",
+                || false,
+                |value| match value {
+                    "0" => Ok(false),
+                    "1" => Ok(true),
+                    _ => Err(format!("is `{value}`; use 1 to allow private addresses or 0 not to")),
                 },
             )?,
             stripe,
