@@ -23,7 +23,10 @@ use crate::{
     http::routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
     http::server::{self, HttpApp, SiteServices},
     meetings::admission::Admission,
-    meetings::recordings::{HostedRooms, RecordingService},
+    meetings::recordings::{
+        HostedRooms, RecordingService,
+        storage::{Bucket, Storage},
+    },
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
     people::accounts::Accounts,
@@ -335,7 +338,7 @@ fn site_services(
     let recordings = RecordingService::new(
         (db.clone(), billing.clone(), mailer.clone()),
         rooms.clone(),
-        (settings.recordings_dir(), envelope.clone(), settings.public_url.clone()),
+        (recording_storage(settings)?, envelope.clone(), settings.public_url.clone()),
     );
     let meetings = MeetingService::new(db.clone(), mailer, urls, envelope.clone());
     let origin = |url: &url::Url| url.origin().ascii_serialization();
@@ -357,6 +360,12 @@ fn site_services(
     let backend = Arc::new(SiteBackend(state.clone()));
     let services = SiteServices { site: Site::new(&settings.site_dir, meet_host(settings), backend), state };
     Ok((services, outbox, relay))
+}
+
+/// Where recordings' files are: the data dir, and the bucket `CONVENE_RECORDINGS_URL` names.
+fn recording_storage(settings: &Settings) -> anyhow::Result<Storage> {
+    let bucket = settings.recordings_bucket.as_ref().map(Bucket::new).transpose().map_err(anyhow::Error::msg)?;
+    Ok(Storage { dir: settings.recordings_dir(), bucket })
 }
 
 fn meet_host(settings: &Settings) -> String {

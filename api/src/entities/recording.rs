@@ -37,6 +37,12 @@ pub struct Model {
     pub attempts: i32,
     /// When a composer took it (a stale claim is taken again).
     pub claimed_at: Option<DateTimeUtc>,
+    /// The folder in object storage its composed files were uploaded to; `None` while on the node's disk.
+    pub object_key: Option<String>,
+    /// Failed uploads to object storage so far.
+    pub store_attempts: i32,
+    /// After a failed upload, not tried again before this.
+    pub retry_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

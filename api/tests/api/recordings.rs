@@ -116,12 +116,11 @@ fn tone_power(samples: &[f64], frequency: f64) -> f64 {
     (previous * previous + before * before - coefficient * previous * before) / samples.len() as f64
 }
 
-#[tokio::test]
-async fn a_recording_is_composed_into_one_mp4_with_late_joiners_from_their_join_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    // Ann is there from the start with a 440 Hz tone; Bob joins 4 s in with a 1 kHz one. VP8 and Opus, as
-    // browsers send them and the node writes them.
+/// What the node leaves in `dir` after 8 s of Ann, there from the start with a 440 Hz tone, and Bob, who
+/// joins 4 s in with a 1 kHz one: VP8 and Opus tracks, as browsers send them and the node writes them, and
+/// the manifest.
+fn record_ann_and_bob(dir: &std::path::Path) {
+    let path = |name: &str| dir.join(name).display().to_string();
     let make = |source: &str, seconds: &str, codec: &str, file: &str| {
         run("ffmpeg", &["-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", seconds, "-c", codec, &path(file)]);
     };
@@ -141,7 +140,14 @@ async fn a_recording_is_composed_into_one_mp4_with_late_joiners_from_their_join_
         "events": [{ "at_ms": 0, "participant": 1, "event": "joined", "name": "Ann" },
             { "at_ms": 4000, "participant": 2, "event": "joined", "name": "Bob" }],
     });
-    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn a_recording_is_composed_into_one_mp4_with_late_joiners_from_their_join_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    record_ann_and_bob(dir.path());
 
     let composed = convene_api::meetings::recordings::compose::compose(dir.path()).await.expect("composed");
     assert_eq!(
@@ -208,6 +214,16 @@ pub(crate) async fn insert_ready_recording(app: &TestApp, id: uuid::Uuid, tenant
 
 /// A ready recording of a meeting that ended at `now`, as the composer leaves it.
 async fn insert_recording_made(app: &TestApp, id: uuid::Uuid, tenant: uuid::Uuid, now: chrono::DateTime<chrono::Utc>) {
+    insert_recording(app, (id, tenant), "ready", now).await;
+}
+
+/// A recording in `state` of a meeting that ended at `now`.
+async fn insert_recording(
+    app: &TestApp,
+    (id, tenant): (uuid::Uuid, uuid::Uuid),
+    state: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     use convene_api::entities::recording;
     use sea_orm::{ActiveModelTrait, ActiveValue::Set};
     recording::ActiveModel {
@@ -220,7 +236,7 @@ async fn insert_recording_made(app: &TestApp, id: uuid::Uuid, tenant: uuid::Uuid
         notify_email: Set(None),
         started_at: Set(now),
         stopped_at: Set(Some(now)),
-        state: Set("ready".to_owned()),
+        state: Set(state.to_owned()),
         failure: Set(None),
         interrupted: Set(false),
         track_bytes: Set(1),
@@ -228,7 +244,10 @@ async fn insert_recording_made(app: &TestApp, id: uuid::Uuid, tenant: uuid::Uuid
         file_bytes: Set(Some(100_000)),
         participants: Set(Some("[\"Ann\",\"Bob\"]".to_owned())),
         attempts: Set(1),
-        claimed_at: Set(Some(now)),
+        claimed_at: Set(None),
+        object_key: Set(None),
+        store_attempts: Set(0),
+        retry_at: Set(None),
     }
     .insert(&app.db().await)
     .await
@@ -288,6 +307,123 @@ async fn a_ready_recording_downloads_through_its_signed_link_until_it_expires_or
     assert_eq!(status, 204);
     assert!(!dir.exists(), "the files are gone");
     assert_eq!(plain.get(&local).send().await.unwrap().status(), 404);
+    app.stop().await;
+}
+
+/// moto's S3 server on loopback `port`, stopped when dropped.
+struct S3Server(std::process::Child);
+
+impl S3Server {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto's server starts (cargo xtask test installs it)");
+        let server = Self(child);
+        for _ in 0..300 {
+            if listening(port) {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("moto's server did not listen on {port} within 30 s");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 200 ms for up to `seconds`, until it answers something.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    seconds: u64,
+    mut check: impl FnMut() -> F,
+) -> Option<T> {
+    for _ in 0..seconds * 5 {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn with_a_bucket_a_composed_recording_is_uploaded_once_the_bucket_answers_and_downloads_from_it() {
+    use convene_api::entities::recording;
+    use sea_orm::EntityTrait;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let app = spawn_configured(&[
+        ("CONVENE_RECORDINGS_URL", "s3://meetings/convene/".to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "convene-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "convene-test-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ])
+    .await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let stranger = tenant_key(&app, "owner@globex.example").await;
+    let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
+    let tenant = uuid::Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
+    let id = uuid::Uuid::now_v7();
+    let local = app.data_dir.path().join("recordings").join(id.to_string());
+    std::fs::create_dir_all(&local).unwrap();
+    record_ann_and_bob(&local);
+    insert_recording(&app, (id, tenant), "processing", chrono::Utc::now()).await;
+    let row = || async { recording::Entity::find_by_id(id).one(&app.db().await).await.unwrap().unwrap() };
+
+    // The bucket is down: the recording is composed, waits, and keeps its only copy on the node's disk.
+    let waiting = wait_for(90, || async { Some(row().await).filter(|row| row.store_attempts >= 1) }).await;
+    let waiting = waiting.expect("an upload was tried and failed");
+    assert_eq!((waiting.state.as_str(), waiting.object_key.as_deref()), ("processing", None));
+    assert!(waiting.retry_at.is_some() && local.join("recording.mp4").exists(), "{waiting:?}");
+
+    // The bucket comes up: the next try stores it, and the node's copy goes.
+    let _server = S3Server::start(port);
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert!(plain.put(format!("{endpoint}/meetings")).send().await.unwrap().status().is_success(), "bucket made");
+    let ready = wait_for(90, || async { Some(row().await).filter(|row| row.state == "ready") }).await;
+    let ready = ready.expect("stored once the bucket answers");
+    assert_eq!(ready.object_key, Some(format!("convene/{tenant}/{id}")));
+    assert!(!local.exists(), "the node's copy is removed once the bucket's is noted");
+
+    // The link leads to the bucket for the link's lifetime; the file there is the composed recording.
+    let (status, one) = call(&app, Method::GET, &format!("/v1/recordings/{id}"), &key, None).await;
+    assert_eq!(status, 200, "{one}");
+    let link = one["download"]["video_url"].as_str().unwrap().to_owned();
+    let link = link.replace(app.settings().public_url.as_str().trim_end_matches('/'), &app.address);
+    let redirected = plain.get(&link).send().await.unwrap();
+    assert_eq!(redirected.status(), 302);
+    let presigned = redirected.headers()["location"].to_str().unwrap().to_owned();
+    assert!(presigned.starts_with(&format!("{endpoint}/meetings/convene/{tenant}/{id}/recording.mp4?")), "{presigned}");
+    assert!(presigned.contains("X-Amz-Expires=") && presigned.contains("X-Amz-Signature="), "{presigned}");
+    let video = plain.get(&presigned).send().await.unwrap();
+    assert_eq!(video.headers()["content-type"], "video/mp4");
+    let video = video.bytes().await.unwrap();
+    assert_eq!(video.len() as i64, ready.file_bytes.unwrap());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &video).unwrap();
+    let path = file.path().display().to_string();
+    let codecs = run("ffprobe", &["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", &path]);
+    assert_eq!(String::from_utf8(codecs).unwrap().split_whitespace().collect::<Vec<_>>(), ["h264", "aac"]);
+    let ranged = plain.get(&presigned).header("range", "bytes=0-7").send().await.unwrap();
+    assert_eq!((ranged.status().as_u16(), ranged.bytes().await.unwrap().as_ref()), (206, &video[..8]));
+
+    // Another tenant does not see it; deleting it empties the bucket and closes every link.
+    let (status, _) = call(&app, Method::DELETE, &format!("/v1/recordings/{id}"), &stranger, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&app, Method::DELETE, &format!("/v1/recordings/{id}"), &key, None).await;
+    assert_eq!(status, 204);
+    assert_eq!(plain.get(&presigned).send().await.unwrap().status(), 404, "gone from the bucket");
+    assert_eq!(plain.get(&link).send().await.unwrap().status(), 404);
     app.stop().await;
 }
 

@@ -135,6 +135,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_janus()?;
     services::ensure_ffmpeg()?;
     services::ensure_openapi_validator()?;
+    services::ensure_s3_server()?;
     let target = target_dir()?;
     let smtp = services::start_smtp_sink(&target)?;
     site::build(&target)?;

@@ -110,6 +110,15 @@ fn ensure_python_module(module: &str, pip_spec: &str, debian_package: &str) -> a
     Ok(())
 }
 
+/// moto, pinned, with its server's extras: the S3-compatible server recording tests upload to.
+const MOTO: &str = "moto[server]==5.2.1";
+
+/// The S3-compatible server the recording tests start on their own ports.
+pub fn ensure_s3_server() -> anyhow::Result<()> {
+    step("Checking moto's S3 server");
+    ensure_python_module("moto.server", MOTO, "python3-moto")
+}
+
 /// The OpenAPI validator the API tests run.
 pub fn ensure_openapi_validator() -> anyhow::Result<()> {
     step("Checking openapi-spec-validator");

@@ -14,7 +14,7 @@ use crate::{
         auth::{back_with, unexpected},
         team::{SignedIn, forbidden, not_found},
     },
-    meetings::recordings::{DownloadError, RecordingError},
+    meetings::recordings::{DownloadError, RecordingError, Stored},
 };
 
 /// Registers the download route and the delete form.
@@ -55,7 +55,14 @@ async fn download(
     };
     let link = (signed.expires, signed.signature.as_str());
     let path = match state.recordings.download(id, &file, link, chrono::Utc::now()).await {
-        Ok(path) => path,
+        Ok(Stored::File(path)) => path,
+        // The bucket serves it (ranges and all) for as long as this link lasts.
+        Ok(Stored::Bucket(url)) => {
+            return HttpResponse::Found()
+                .insert_header((header::LOCATION, url.as_str()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+        }
         Err(error) => return refusal(&error),
     };
     match NamedFile::open_async(&path).await {
@@ -80,6 +87,10 @@ fn refusal(error: &DownloadError) -> HttpResponse {
         DownloadError::Refused | DownloadError::Expired => HttpResponse::Forbidden(),
         DownloadError::Database(error) => {
             tracing::error!(%error, "a recording download failed");
+            HttpResponse::ServiceUnavailable()
+        }
+        DownloadError::Storage(reason) => {
+            tracing::error!(%reason, "a recording's bucket could not sign a link");
             HttpResponse::ServiceUnavailable()
         }
     };

@@ -195,6 +195,11 @@ pub async fn compose(dir: &Path) -> Result<Composed, String> {
     if duration == 0 || manifest.tracks.iter().all(|track| track.first_ms.is_none()) {
         return Err("nothing was recorded".to_owned());
     }
+    let composed = |bytes| Composed { duration_ms: duration, bytes, participants: participants(&manifest) };
+    // Composed before, and only storing it failed: the files are whole (they are renamed into place last).
+    if let (Ok(video), true) = (tokio::fs::metadata(dir.join(VIDEO_FILE)).await, dir.join(AUDIO_FILE).exists()) {
+        return Ok(composed(video.len()));
+    }
     let partial = |name: &str| -> PathBuf { dir.join(format!("{name}.part")) };
     let (video, audio) = (partial(VIDEO_FILE), partial(AUDIO_FILE));
     let mut command = Command::new("nice");
@@ -229,7 +234,7 @@ pub async fn compose(dir: &Path) -> Result<Composed, String> {
     tokio::fs::rename(&video, dir.join(VIDEO_FILE)).await.map_err(|error| error.to_string())?;
     tokio::fs::rename(&audio, dir.join(AUDIO_FILE)).await.map_err(|error| error.to_string())?;
     let bytes = tokio::fs::metadata(dir.join(VIDEO_FILE)).await.map_err(|error| error.to_string())?.len();
-    Ok(Composed { duration_ms: duration, bytes, participants: participants(&manifest) })
+    Ok(composed(bytes))
 }
 
 #[cfg(test)]

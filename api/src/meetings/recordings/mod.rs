@@ -2,9 +2,11 @@
 //! events (started, stopped; a node that restarts finds its interrupted recordings marked so), the state a
 //! composer moves it through (`recording` → `processing` → `ready` or `failed`), and the tenant's view of
 //! them for the API and the site. Every read and change is scoped to a tenant: another tenant's id is a
-//! missing one. [`RecordingService::run_composer`] composes stopped recordings ([`compose`]).
+//! missing one. [`RecordingService::run_composer`] composes stopped recordings ([`compose`]) and, with a
+//! bucket, uploads them ([`storage`]).
 
 pub mod compose;
+pub mod storage;
 
 use std::path::PathBuf;
 
@@ -25,6 +27,7 @@ use convene_app::model::{RecordingItem, RecordingListing};
 use convene_domain::Role;
 use url::Url;
 
+pub use self::storage::Storage;
 use crate::{
     billing::Billing,
     entities::recording,
@@ -185,6 +188,9 @@ pub async fn started(
         participants: Set(None),
         attempts: Set(0),
         claimed_at: Set(None),
+        object_key: Set(None),
+        store_attempts: Set(0),
+        retry_at: Set(None),
     };
     // The API notes a recording it started before the node's event arrives; whichever comes second is a no-op.
     recording::Entity::insert(row).on_conflict_do_nothing().exec(db).await.map(drop)
@@ -279,6 +285,9 @@ pub enum RecordingError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] DbErr),
+    /// The bucket holding the recording's files failed; nothing was deleted.
+    #[error("the recordings' storage failed: {0}")]
+    Storage(String),
 }
 
 /// A recording as the site's page lists it.
@@ -334,6 +343,18 @@ pub enum DownloadError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] DbErr),
+    /// The bucket could not sign a link to the file.
+    #[error("the recording cannot be reached just now; try again in a minute")]
+    Storage(String),
+}
+
+/// Where a download link leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A file on this node's disk, served from here.
+    File(PathBuf),
+    /// A presigned URL into the bucket, valid as long as the link it was made for.
+    Bucket(Url),
 }
 
 /// What a download link's signature covers: the recording, the file and the deadline.
@@ -371,8 +392,8 @@ pub struct RecordingService {
     db: DatabaseConnection,
     billing: Billing,
     rooms: Option<HostedRooms>,
-    /// Where this process's media node writes recordings.
-    store: PathBuf,
+    /// Where recordings' files are.
+    storage: Storage,
     /// Signs download links.
     envelope: Envelope,
     /// The site's URL, which download links start with.
@@ -383,13 +404,13 @@ pub struct RecordingService {
 
 impl RecordingService {
     /// Recordings over `db`, the plans in `billing`, mail through `mailer`, the rooms this process hosts, the
-    /// files in `store`, and download links under `public_url` signed by `envelope`.
+    /// files in `storage`, and download links under `public_url` signed by `envelope`.
     pub fn new(
         (db, billing, mailer): (DatabaseConnection, Billing, Mailer),
         rooms: Option<HostedRooms>,
-        (store, envelope, public_url): (PathBuf, Envelope, Url),
+        (storage, envelope, public_url): (Storage, Envelope, Url),
     ) -> Self {
-        Self { db, billing, rooms, store, envelope, public_url, mailer }
+        Self { db, billing, rooms, storage, envelope, public_url, mailer }
     }
 
     /// One of the tenant's recordings, with download links when it is ready.
@@ -435,7 +456,7 @@ impl RecordingService {
         file: &str,
         (expires, signature): (i64, &str),
         now: DateTime<Utc>,
-    ) -> Result<PathBuf, DownloadError> {
+    ) -> Result<Stored, DownloadError> {
         if ![compose::VIDEO_FILE, compose::AUDIO_FILE].contains(&file) {
             return Err(DownloadError::NotFound);
         }
@@ -447,10 +468,20 @@ impl RecordingService {
         }
         // A recording deleted since the link was made is gone, whatever the link says.
         let row = recording::Entity::find_by_id(id).one(&self.db).await?;
-        if row.is_none_or(|row| row.state != RecordingState::Ready.as_str()) {
+        let Some(row) = row.filter(|row| row.state == RecordingState::Ready.as_str()) else {
             return Err(DownloadError::NotFound);
+        };
+        match (row.object_key, &self.storage.bucket) {
+            (None, _) => Ok(Stored::File(self.storage.dir.join(id.to_string()).join(file))),
+            (Some(folder), Some(bucket)) => {
+                let left = u64::try_from(expires - now.timestamp()).unwrap_or_default();
+                let link = bucket.link(&folder, file, std::time::Duration::from_secs(left.max(1))).await;
+                link.map(Stored::Bucket).map_err(DownloadError::Storage)
+            }
+            (Some(_), None) => {
+                Err(DownloadError::Storage("recordings are in a bucket this server is not given".to_owned()))
+            }
         }
-        Ok(self.store.join(id.to_string()).join(file))
     }
 
     /// Starts (`start`) or stops recording the meeting going on in `room`; answers the recording's id.
@@ -538,7 +569,14 @@ impl RecordingService {
         if row.state == RecordingState::Recording.as_str() {
             return Err(RecordingError::Conflict("stop the recording before deleting it".to_owned()));
         }
-        let dir = self.store.join(id.to_string());
+        if let Some(folder) = &row.object_key {
+            // Kept (and the recording listed) until the bucket lets go of it: the retention sweep tries again.
+            let bucket = self.storage.bucket.as_ref().ok_or_else(|| {
+                RecordingError::Storage("recordings are in a bucket this server is not given".to_owned())
+            })?;
+            bucket.remove(folder).await.map_err(RecordingError::Storage)?;
+        }
+        let dir = self.storage.dir.join(id.to_string());
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -594,6 +632,9 @@ impl RecordingService {
                 match self.delete(tenant, id, Deleter::Retention(days)).await {
                     Ok(()) => deleted += 1,
                     Err(RecordingError::Database(error)) => return Err(error),
+                    Err(RecordingError::Storage(reason)) => {
+                        tracing::warn!(%reason, %id, "an expired recording could not be deleted; it is tried again later");
+                    }
                     // Deleted meanwhile by someone else: nothing left to do.
                     Err(_) => {}
                 }
@@ -624,6 +665,9 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60)
 const COMPOSE_ATTEMPTS: i32 = 3;
 /// A claim older than this is taken to be a composer that died, and the recording is composed again.
 const STALE_CLAIM: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+/// The first wait after a failed upload; each further failure doubles it, up to the most.
+const STORE_RETRY_FIRST: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+const STORE_RETRY_MOST: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 /// How often the composer looks for recordings to compose.
 const COMPOSE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -649,26 +693,54 @@ impl RecordingService {
             }
             match claim(&self.db, Utc::now()).await {
                 Ok(Some(row)) => {
-                    let dir = self.store.join(row.id.to_string());
-                    let composed = tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        composed = compose::compose(&dir) => composed,
-                    };
-                    let ready = composed.is_ok().then(|| (row.room.clone(), row.notify_email.clone(), row.started_at));
-                    match finish(&self.db, row, composed).await {
-                        Ok(()) => {
-                            if let Some((room, Some(email), started_at)) = ready {
-                                self.tell_ready(&room, &email, started_at).await;
-                            }
+                    // On a task of its own, so a panic costs this recording a try, not the composer.
+                    let (service, claimed) = (self.clone(), row.clone());
+                    let mut job = tokio::spawn(async move { service.make_ready(row).await });
+                    let outcome = tokio::select! {
+                        () = shutdown.cancelled() => {
+                            job.abort();
+                            return;
                         }
-                        Err(error) => {
-                            tracing::warn!(%error, "a composed recording could not be noted; it is composed again later");
+                        outcome = &mut job => outcome,
+                    };
+                    if let Err(error) = outcome {
+                        tracing::error!(%error, "composing a recording failed unexpectedly");
+                        let failed = Err(format!("the composer failed unexpectedly ({error})"));
+                        if let Err(error) = finish(&self.db, claimed, failed, None, Utc::now()).await {
+                            tracing::warn!(%error, "a failed composition could not be noted");
                         }
                     }
                 }
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "the composer cannot read the recordings"),
             }
+        }
+    }
+
+    /// Composes a claimed recording, uploads it when there is a bucket, and notes the outcome; the
+    /// node's copy goes only once the bucket's is noted.
+    async fn make_ready(&self, row: recording::Model) {
+        let dir = self.storage.dir.join(row.id.to_string());
+        let composed = compose::compose(&dir).await;
+        let stored = match (&composed, &self.storage.bucket) {
+            (Ok(_), Some(bucket)) => {
+                let folder = bucket.folder_for(TenantId::from(row.tenant_id), row.id);
+                Some(bucket.upload(&dir, &folder).await.map(|()| folder))
+            }
+            _ => None,
+        };
+        let ready = matches!((&composed, &stored), (Ok(_), None | Some(Ok(_))))
+            .then(|| (row.room.clone(), row.notify_email.clone(), row.started_at));
+        let uploaded = matches!(stored, Some(Ok(_)));
+        if let Err(error) = finish(&self.db, row, composed, stored, Utc::now()).await {
+            tracing::warn!(%error, "a composed recording could not be noted; it is composed again later");
+            return;
+        }
+        if uploaded && let Err(error) = tokio::fs::remove_dir_all(&dir).await {
+            tracing::warn!(%error, dir = %dir.display(), "an uploaded recording's local copy could not be removed");
+        }
+        if let Some((room, Some(email), started_at)) = ready {
+            self.tell_ready(&room, &email, started_at).await;
         }
     }
 
@@ -700,6 +772,11 @@ async fn claim(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Option<rec
                 .add(recording::Column::ClaimedAt.is_null())
                 .add(recording::Column::ClaimedAt.lt(now - STALE_CLAIM)),
         )
+        .filter(
+            sea_orm::Condition::any()
+                .add(recording::Column::RetryAt.is_null())
+                .add(recording::Column::RetryAt.lte(now)),
+        )
         .order_by_asc(recording::Column::Id)
         .one(db)
         .await?;
@@ -720,27 +797,42 @@ async fn claim(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Option<rec
     Ok(Some(recording::Model { claimed_at: Some(now), attempts: row.attempts + 1, ..row }))
 }
 
-/// Notes what composing `row` gave: ready, failed for good, or waiting for another try.
+/// Notes what composing `row` (and uploading it to `stored`, with a bucket) gave at `now`: ready, failed for
+/// good, waiting for another try, or waiting for the bucket (which never fails the recording: its files
+/// stay on the node's disk until an upload is confirmed).
 async fn finish(
     db: &DatabaseConnection,
     row: recording::Model,
     composed: Result<compose::Composed, String>,
+    stored: Option<Result<String, String>>,
+    now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let attempts = row.attempts;
+    let (attempts, store_attempts) = (row.attempts, row.store_attempts);
     let mut row: recording::ActiveModel = row.into();
-    match composed {
-        Ok(composed) => {
+    match (composed, stored) {
+        (Ok(_), Some(Err(reason))) => {
+            let waited = (STORE_RETRY_FIRST * (1 << store_attempts.clamp(0, 10))).min(STORE_RETRY_MOST);
+            tracing::warn!(%reason, retry_in = ?waited, "a recording could not be uploaded; it is tried again");
+            // Composing worked: this claim does not count against its tries.
+            row.attempts = Set(attempts - 1);
+            row.store_attempts = Set(store_attempts + 1);
+            row.retry_at = Set(Some(now + waited));
+            row.claimed_at = Set(None);
+        }
+        (Ok(composed), stored) => {
             row.state = Set(RecordingState::Ready.as_str().to_owned());
             row.duration_ms = Set(Some(i64::try_from(composed.duration_ms).unwrap_or(i64::MAX)));
             row.file_bytes = Set(Some(i64::try_from(composed.bytes).unwrap_or(i64::MAX)));
             row.participants = Set(serde_json::to_string(&composed.participants).ok());
+            row.object_key = Set(stored.and_then(Result::ok));
+            row.retry_at = Set(None);
         }
-        Err(reason) if attempts >= COMPOSE_ATTEMPTS => {
+        (Err(reason), _) if attempts >= COMPOSE_ATTEMPTS => {
             tracing::warn!(%reason, "a recording could not be composed");
             row.state = Set(RecordingState::Failed.as_str().to_owned());
             row.failure = Set(Some(reason.chars().take(500).collect()));
         }
-        Err(reason) => {
+        (Err(reason), _) => {
             tracing::info!(%reason, attempts, "composing a recording failed; it is tried again");
             row.claimed_at = Set(None);
         }

@@ -57,6 +57,13 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "most disk the recordings in the data dir may take; a recording that reaches it stops, the meeting goes on",
     ),
     (
+        "CONVENE_RECORDINGS_URL",
+        "(unset: the data dir)",
+        "s3://bucket/prefix: composed recordings go to S3-compatible storage, reached with the standard AWS_* \
+         variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP) or \
+         the instance's or pod's role",
+    ),
+    (
         "CONVENE_STREAMING_ALLOW_PRIVATE",
         "0",
         "1 lets live streams go to loopback and private addresses (development, tests); else only public ones",
@@ -107,6 +114,8 @@ pub struct Settings {
     pub sip_addr: SocketAddr,
     /// The most bytes recordings may take on this node's disk.
     pub recordings_quota: u64,
+    /// Where composed recordings are kept, when not on this node's disk.
+    pub recordings_bucket: Option<BucketSettings>,
     /// Live streams may go to loopback and private addresses.
     pub streaming_allow_private: bool,
     /// Stripe access.
@@ -129,6 +138,33 @@ impl Settings {
     /// Where this process's media node keeps recordings.
     pub fn recordings_dir(&self) -> PathBuf {
         self.data_dir.join("recordings")
+    }
+}
+
+/// An S3-compatible bucket for recordings: `CONVENE_RECORDINGS_URL` and the `AWS_*` variables beside it.
+#[derive(Debug, Clone)]
+pub struct BucketSettings {
+    /// The bucket's name.
+    pub bucket: String,
+    /// The folder inside it, without slashes at either end (empty for the top).
+    pub prefix: String,
+    /// The `AWS_*` variables, lowercased (`aws_region`, `aws_endpoint_url`, ...); secret, since keys are among them.
+    pub options: Vec<(String, SecretString)>,
+}
+
+impl BucketSettings {
+    /// Parses `s3://bucket/prefix`, with `options` from the environment.
+    fn parse(value: &str, options: Vec<(String, SecretString)>) -> Result<Self, String> {
+        let url = Url::parse(value).map_err(|error| format!("is `{value}`, not a URL ({error})"))?;
+        let bucket = url.host_str().unwrap_or_default().to_owned();
+        // S3's naming rules: 3 to 63 lowercase letters, digits, dots and hyphens.
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b".-".contains(&byte));
+        if url.scheme() != "s3" || !bucket_ok || url.query().is_some() || !url.username().is_empty() {
+            return Err(format!("is `{value}`; use s3://bucket or s3://bucket/folder (credentials go in AWS_*)"));
+        }
+        let prefix = url.path().trim_matches('/').to_owned();
+        Ok(Self { bucket, prefix, options })
     }
 }
 
@@ -281,7 +317,12 @@ impl Settings {
             let (_, origin) = &raw[name];
             return Err(error(name, origin, "is not a setting; see `convene --help` for the list"));
         }
-        let settings = Parser { raw }.parse()?;
+        let aws = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("AWS_"))
+            .map(|(name, value)| (name.to_ascii_lowercase(), SecretString::from(value.clone())))
+            .collect();
+        let settings = Parser { raw, aws }.parse()?;
         Ok(Loaded { settings, unknown_variables })
     }
 }
@@ -324,6 +365,8 @@ fn error(name: &str, origin: &Origin, message: impl fmt::Display) -> SettingsErr
 
 struct Parser {
     raw: BTreeMap<String, (String, Origin)>,
+    /// The `AWS_*` variables, for object storage.
+    aws: Vec<(String, SecretString)>,
 }
 
 impl Parser {
@@ -421,6 +464,11 @@ impl Parser {
                     Ok(gigabytes) if (1..=1_000_000).contains(&gigabytes) => Ok(gigabytes << 30),
                     _ => Err(format!("is `{value}`; use a whole number of gigabytes from 1 to 1000000")),
                 },
+            )?,
+            recordings_bucket: self.get(
+                "CONVENE_RECORDINGS_URL",
+                || None,
+                |value| BucketSettings::parse(value, self.aws.clone()).map(Some),
             )?,
             streaming_allow_private: self.get(
                 "CONVENE_STREAMING_ALLOW_PRIVATE",
@@ -548,6 +596,9 @@ mod tests {
             ("CONVENE_STRIPE_SECRET_KEY", "sk_test_x", "needs CONVENE_STRIPE_WEBHOOK_SECRET"),
             ("CONVENE_PLANS", "/nonexistent/plans.toml", "cannot read /nonexistent/plans.toml"),
             ("CONVENE_USAGE_REPORT_SECS", "0", "from 1 to 3600"),
+            ("CONVENE_RECORDINGS_URL", "https://s3.amazonaws.com/recordings", "use s3://bucket"),
+            ("CONVENE_RECORDINGS_URL", "s3://Recordings_2026", "use s3://bucket"),
+            ("CONVENE_RECORDINGS_URL", "s3://key:secret@recordings", "credentials go in AWS_*"),
         ];
         for (name, value, expected) in cases {
             let message = load(&[(name, value)]).expect_err(name).to_string();
@@ -589,8 +640,13 @@ mod tests {
             ("CONVENE_STRIPE_SECRET_KEY", "sk_test_hunter2"),
             ("CONVENE_STRIPE_WEBHOOK_SECRET", "whsec_hunter2"),
             ("CONVENE_SMTP_URL", "smtps://mailer:hunter2@smtp.example.com"),
+            ("CONVENE_RECORDINGS_URL", "s3://acme-recordings/meetings/2026/"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter2"),
         ])
         .expect("loads");
+        let bucket = settings.recordings_bucket.as_ref().expect("a bucket");
+        assert_eq!((bucket.bucket.as_str(), bucket.prefix.as_str()), ("acme-recordings", "meetings/2026"));
+        assert_eq!(bucket.options.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["aws_secret_access_key"]);
         let debug = format!("{settings:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert_eq!(settings.database_url.to_string(), "postgres://convene:***@db.internal/convene");

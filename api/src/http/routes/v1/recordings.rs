@@ -53,6 +53,7 @@ fn recording_error(error: RecordingError) -> ApiError {
         RecordingError::NotInPlan(words) => ApiError::Forbidden(words),
         RecordingError::Conflict(words) => ApiError::Conflict(words),
         RecordingError::Database(error) => internal(error),
+        error @ RecordingError::Storage(_) => internal(error),
     }
 }
 
