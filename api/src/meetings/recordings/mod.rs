@@ -7,6 +7,7 @@
 
 pub mod compose;
 pub mod storage;
+mod transport;
 
 use std::path::PathBuf;
 

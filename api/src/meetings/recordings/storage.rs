@@ -46,6 +46,7 @@ impl Bucket {
             RetryConfig { backoff: BackoffConfig::default(), max_retries: 5, retry_timeout: Duration::from_secs(60) };
         let store = builder
             .with_bucket_name(&settings.bucket)
+            .with_http_connector(super::transport::RingTls)
             .with_retry(retry)
             .build()
             .map_err(|error| format!("CONVENE_RECORDINGS_URL: the bucket cannot be used ({error})"))?;
