@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 #[cfg(feature = "bench")]
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use convene_domain::{CountryCode, PhoneNumber, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +14,7 @@ use crate::{
     platform::envelope::SecretKey,
     platform::settings::{SETTINGS, Settings},
     platform::telemetry,
-    roles::{self, Serve},
+    roles::{self, NumberCommand, Serve},
 };
 
 /// Convene: video meetings for companies, in one program.
@@ -120,10 +121,41 @@ enum Admin {
     },
     /// Print a new random secret key for CONVENE_SECRET_KEY (32 bytes, base64).
     GenerateSecretKey,
+    /// Phone numbers for dial-in: assign one to an organisation, take one back, or list them (as JSON).
+    #[command(subcommand)]
+    DialInNumbers(DialInNumbers),
     /// Seal every stored private signing key with the current CONVENE_SECRET_KEY. To rotate: set the new key
     /// as CONVENE_SECRET_KEY and the old one in CONVENE_PREVIOUS_SECRET_KEYS, run this (every start does it
     /// too), then remove the old key.
     ResealKeys,
+}
+
+#[derive(Debug, Subcommand)]
+enum DialInNumbers {
+    /// Assign a number to an organisation: calls the SIP trunk delivers for it reach that organisation's
+    /// meetings by PIN.
+    Add {
+        /// The organisation's id.
+        #[arg(long)]
+        tenant: String,
+        /// The number in international form, like +15551234567.
+        #[arg(long)]
+        number: String,
+        /// Where the number is local: two letters, like US or GB.
+        #[arg(long)]
+        country: String,
+        /// Free to call from its country.
+        #[arg(long)]
+        toll_free: bool,
+    },
+    /// Take a number back from whichever organisation has it.
+    Remove {
+        /// The number.
+        #[arg(long)]
+        number: String,
+    },
+    /// Every assigned number with its organisation.
+    List,
 }
 
 /// Log directives that silence webrtc-rs below errors.
@@ -185,6 +217,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(Admin::ResealKeys) => roles::reseal_keys(&settings, &mut std::io::stdout()).await,
+        Command::Admin(Admin::DialInNumbers(command)) => {
+            let command = match command {
+                DialInNumbers::Add { tenant, number, country, toll_free } => NumberCommand::Add {
+                    tenant: TenantId::parse(&tenant).context("--tenant")?,
+                    number: PhoneNumber::parse(&number).context("--number")?,
+                    country: CountryCode::parse(&country).context("--country")?,
+                    toll_free,
+                },
+                DialInNumbers::Remove { number } => {
+                    NumberCommand::Remove(PhoneNumber::parse(&number).context("--number")?)
+                }
+                DialInNumbers::List => NumberCommand::List,
+            };
+            roles::dial_in_numbers(&settings, command, &mut std::io::stdout()).await
+        }
         #[cfg(not(feature = "bench"))]
         Command::WithoutBench { .. } => anyhow::bail!(
             "this convene was built without the benchmark (its WebRTC bots are left out of serving builds); \

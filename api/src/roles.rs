@@ -23,6 +23,7 @@ use crate::{
     http::routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
     http::server::{self, HttpApp, SiteServices},
     meetings::admission::Admission,
+    meetings::dial_in::{self, DialInService},
     meetings::recordings::{
         HostedRooms, RecordingService,
         storage::{Bucket, Storage},
@@ -249,6 +250,45 @@ pub async fn create_tenant(settings: &Settings, new: NewTenant, out: &mut dyn Wr
     Ok(())
 }
 
+/// What `convene admin dial-in-numbers` does.
+#[derive(Debug)]
+pub enum NumberCommand {
+    /// Assigns a number to a tenant.
+    Add {
+        /// The tenant.
+        tenant: convene_domain::TenantId,
+        /// The number.
+        number: convene_domain::PhoneNumber,
+        /// Where it is local.
+        country: convene_domain::CountryCode,
+        /// Free to call.
+        toll_free: bool,
+    },
+    /// Takes a number back.
+    Remove(convene_domain::PhoneNumber),
+    /// Lists every assigned number.
+    List,
+}
+
+/// `convene admin dial-in-numbers`: the operator's dial-in numbers, printed as JSON.
+pub async fn dial_in_numbers(settings: &Settings, command: NumberCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    ensure_writable_dir(&settings.data_dir)?;
+    let db = open_database(settings).await?;
+    let answer = match command {
+        NumberCommand::Add { tenant, number, country, toll_free } => {
+            serde_json::to_value(dial_in::assign(&db, tenant, &number, country, toll_free).await?)?
+        }
+        NumberCommand::Remove(number) => {
+            dial_in::release(&db, &number).await.with_context(|| format!("{number} is not assigned"))?;
+            serde_json::json!({ "removed": number })
+        }
+        NumberCommand::List => serde_json::json!({ "numbers": dial_in::assigned(&db).await? }),
+    };
+    serde_json::to_writer_pretty(&mut *out, &answer)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// The envelope that seals private signing keys, with every stored key moved under its current secret key
 /// (keys in clear from before sealing existed, and keys sealed with a previous secret key in a rotation).
 async fn sealing_envelope(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Envelope> {
@@ -340,7 +380,8 @@ fn site_services(
         rooms.clone(),
         (recording_storage(settings)?, envelope.clone(), settings.public_url.clone()),
     );
-    let meetings = MeetingService::new(db.clone(), mailer, urls, envelope.clone());
+    let dial_in = DialInService::new(db.clone(), billing.clone());
+    let meetings = MeetingService::new((db.clone(), mailer, dial_in.clone()), urls, envelope.clone());
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let state = AppState {
         db,
@@ -350,6 +391,7 @@ fn site_services(
         billing,
         admission,
         recordings,
+        dial_in,
         envelope,
         meet_url: MeetUrl(settings.meet_url.clone()),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },

@@ -171,6 +171,27 @@ fn migrate_and_create_tenant_work_on_the_embedded_default() {
     assert!(resealed.status.success(), "{}", stderr(&resealed));
     assert!(String::from_utf8_lossy(&resealed.stdout).contains("Resealed 0 private signing keys"));
     assert!(dir.path().join("secret-key").is_file());
+
+    // The operator gives the organisation a dial-in number, lists it and takes it back.
+    let tenant = json["tenant_id"].as_str().unwrap();
+    let numbers = |args: &[&str]| run(convene(dir.path()).args(["admin", "dial-in-numbers"]).args(args));
+    let added =
+        numbers(&["add", "--tenant", tenant, "--number", "+1 (555) 123-4567", "--country", "us", "--toll-free"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let added: serde_json::Value = serde_json::from_slice(&added.stdout).expect("stdout is JSON");
+    assert_eq!((added["number"].as_str(), added["country"].as_str()), (Some("+15551234567"), Some("US")), "{added}");
+    assert_eq!((added["tenant_id"].as_str(), added["toll_free"].as_bool()), (Some(tenant), Some(true)), "{added}");
+    let again = ["add", "--tenant", tenant, "--number", "+15551234567", "--country", "US"];
+    assert_fails_with(&numbers(&again), &["+15551234567 is assigned already"]);
+    let bad = ["add", "--tenant", tenant, "--number", "555-1234", "--country", "US"];
+    assert_fails_with(&numbers(&bad), &["--number", "international form"]);
+    let stranger =
+        ["add", "--tenant", "00000000-0000-7000-8000-000000000000", "--number", "+15550000000", "--country", "US"];
+    assert_fails_with(&numbers(&stranger), &["no organisation has the id"]);
+    let listed: serde_json::Value = serde_json::from_slice(&numbers(&["list"]).stdout).expect("JSON");
+    assert_eq!(listed["numbers"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(numbers(&["remove", "--number", "+15551234567"]).status.success());
+    assert_fails_with(&numbers(&["remove", "--number", "+15551234567"]), &["+15551234567 is not assigned"]);
 }
 
 #[test]

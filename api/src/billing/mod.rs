@@ -163,8 +163,20 @@ impl Billing {
 
     /// How long `tenant`'s plan keeps finished recordings, in days (`None`: until deleted).
     pub async fn recording_retention(&self, tenant: TenantId) -> Result<Option<u32>, DbErr> {
+        Ok(self.plan_of(tenant).await?.limits.recording_retention_days)
+    }
+
+    /// The plan the tenant is on now.
+    async fn plan_of(&self, tenant: TenantId) -> Result<&Plan, DbErr> {
         let account = billing_account::Entity::find_by_id(tenant.as_uuid()).one(&self.db).await?;
-        Ok(plan_for(&self.plans, self.is_enabled(), account.as_ref()).limits.recording_retention_days)
+        Ok(plan_for(&self.plans, self.is_enabled(), account.as_ref()))
+    }
+
+    /// Why the tenant's plan refuses phone dial-in, if it does.
+    pub async fn dial_in_refused(&self, tenant: TenantId) -> Result<Option<String>, DbErr> {
+        let plan = self.plan_of(tenant).await?;
+        Ok((!plan.limits.dial_in)
+            .then(|| format!("The {} plan does not include phone dial-in; an owner can upgrade the plan.", plan.name)))
     }
 
     /// The shortest retention any plan has: recordings younger than this are kept whoever owns them.

@@ -6,6 +6,7 @@ pub mod audit_event;
 pub mod billing_account;
 pub mod billing_invoice;
 pub mod dead_letter;
+pub mod dial_in_number;
 pub mod email_token;
 pub mod invitation;
 pub mod mail_outbox;

@@ -23,6 +23,8 @@ pub struct Model {
     pub fixed_display_names: bool,
     /// `720p` or `1080p`.
     pub max_resolution: String,
+    /// Callers type it to join by phone: 9 digits, unique in the deployment; given when first needed.
+    pub pin: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

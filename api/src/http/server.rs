@@ -65,7 +65,8 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HttpBindError> {
     })
 }
 
-/// Serves the operators' endpoints (probes and metrics) on the internal listener until `shutdown`.
+/// Serves the operators' endpoints (probes, metrics and the operator's API) on the internal listener until
+/// `shutdown`.
 pub async fn serve_internal(
     listener: std::net::TcpListener,
     dependencies: Dependencies,
@@ -79,6 +80,7 @@ pub async fn serve_internal(
             .app_data(dependencies.clone())
             .app_data(metrics.clone())
             .configure(routes::health::configure_internal)
+            .configure(routes::operator::configure)
     })
     .workers(1)
     .listen(listener)?

@@ -10,7 +10,7 @@ use crate::{
         csrf::OwnOrigins,
         routes::{auth::CookiePolicy, signal::PasswordGuesses, v1::MeetUrl},
     },
-    meetings::{admission::Admission, recordings::RecordingService, scheduled::MeetingService},
+    meetings::{admission::Admission, dial_in::DialInService, recordings::RecordingService, scheduled::MeetingService},
     people::{accounts::Accounts, team::TeamService},
     platform::envelope::Envelope,
 };
@@ -32,6 +32,8 @@ pub struct AppState {
     pub admission: Admission,
     /// Starts, stops and deletes recordings.
     pub recordings: RecordingService,
+    /// Phone dial-in: numbers and PINs.
+    pub dial_in: DialInService,
     /// Opens the sealed private signing keys.
     pub envelope: Envelope,
     /// The meet host's URL, for join links.

@@ -6,6 +6,7 @@
 mod accounts;
 mod billing;
 mod dead_letters;
+mod dial_in;
 mod fake_stripe;
 mod health;
 mod helpers;

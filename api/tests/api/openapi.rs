@@ -185,6 +185,10 @@ async fn every_operation_answers_what_the_document_says() {
     api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", acme, Some(change.clone()), 200).await;
     api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", globex, Some(change), 404).await;
     api.expect(patch_room.clone(), "/v1/rooms/weekly-sync", acme, Some(json!({ "max_participants": 1 })), 400).await;
+    let dial_in = (Method::GET, "/v1/rooms/{name}/dial-in");
+    api.expect(dial_in.clone(), "/v1/rooms/weekly-sync/dial-in", acme, None, 200).await;
+    api.expect(dial_in.clone(), "/v1/rooms/weekly-sync/dial-in", globex, None, 404).await;
+    api.expect((Method::GET, "/v1/dial-in-numbers"), "/v1/dial-in-numbers", acme, None, 200).await;
     // Recording: refused while nobody is in the meeting, then started, stopped and listed while Ann is in.
     let start = (Method::POST, "/v1/rooms/{name}/recording");
     let stop = (Method::DELETE, "/v1/rooms/{name}/recording");

@@ -7,8 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod phone;
 mod room_settings;
 
+pub use phone::{CountryCode, MeetingPin, PhoneNumber};
 pub use room_settings::{MaxResolution, RoomSettings, UnknownResolution};
 
 /// Why a value from outside was refused. The message is written for the person who typed it.
@@ -32,6 +34,15 @@ pub enum ParseError {
     /// Not one of the roles.
     #[error("`{0}` is not a role; use owner, admin, moderator or participant")]
     Role(String),
+    /// Not a phone number in international form.
+    #[error("`{0}` is not a phone number in international form, like +15551234567")]
+    PhoneNumber(String),
+    /// Not an ISO 3166 country code.
+    #[error("`{0}` is not a country code; use two letters, like US or GB")]
+    Country(String),
+    /// Not a meeting PIN.
+    #[error("a meeting PIN is 9 digits")]
+    Pin,
 }
 
 /// The identity of a tenant (a customer company). Every tenant-owned row carries one, and repository

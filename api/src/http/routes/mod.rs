@@ -7,6 +7,7 @@ pub mod billing;
 pub mod health;
 pub mod meetings;
 pub mod openapi;
+pub mod operator;
 pub mod recordings;
 pub mod signal;
 pub mod site;

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use convene_app::model::{
     HeldMeeting, JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary,
 };
-use convene_domain::{EmailAddress, Role, RoomSettings, TenantId};
+use convene_domain::{EmailAddress, Role, RoomName, RoomSettings, TenantId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -30,6 +30,7 @@ pub use links::{JoinError, Joiner};
 
 use crate::{
     entities::{meeting, meeting_invitee, membership, room, tenant, user},
+    meetings::dial_in::{DialInService, RoomDialIn},
     meetings::room_sessions,
     meetings::room_tokens::{self, MintError, TokenRequest, TokenUser},
     meetings::rooms::{self, RoomError},
@@ -183,6 +184,8 @@ pub struct MeetingService {
     envelope: Envelope,
     /// Meeting mail per organisation: scheduling mails every invitee, so it is a way to send mail.
     limiter: std::sync::Arc<RateLimiter>,
+    /// The numbers and PIN invitations offer for joining by phone.
+    dial_in: DialInService,
 }
 
 /// Scheduling, changing or cancelling with mail, per organisation per hour.
@@ -190,9 +193,13 @@ const MEETING_MAIL_PER_TENANT: u32 = 100;
 
 impl MeetingService {
     /// The service over `db`, mailing with `mailer`; links point at `public_url` and `meet_url`, and their
-    /// tokens are signed with keys `envelope` opens.
-    pub fn new(db: DatabaseConnection, mailer: Mailer, (public_url, meet_url): (Url, Url), envelope: Envelope) -> Self {
-        Self { db, mailer, public_url, meet_url, envelope, limiter: std::sync::Arc::default() }
+    /// tokens are signed with keys `envelope` opens; invitations offer `dial_in`'s numbers.
+    pub fn new(
+        (db, mailer, dial_in): (DatabaseConnection, Mailer, DialInService),
+        (public_url, meet_url): (Url, Url),
+        envelope: Envelope,
+    ) -> Self {
+        Self { db, mailer, public_url, meet_url, envelope, limiter: std::sync::Arc::default(), dial_in }
     }
 
     /// The member an API request schedules for, by address: a moderator (or above) of `tenant`.
@@ -412,11 +419,17 @@ impl MeetingService {
         let when = schedule.describe((loaded.row.starts_at, loaded.row.ends_at));
         let repeats = schedule.recurrence().map(|text| format!(" {text}.")).unwrap_or_default();
         let host = self.public_url.host_str().unwrap_or("convene");
+        let phone = match (method, RoomName::parse(&loaded.room.name)) {
+            (Method::Request, Ok(room)) => self.dial_in.offered(TenantId::from(loaded.row.tenant_id), &room).await,
+            _ => None,
+        };
+        let phone_lines = phone.as_ref().map(|phone| format!("\n{}", phone.dial_lines())).unwrap_or_default();
+        let phone_words = phone.as_ref().map(RoomDialIn::in_words);
         let event = |link: &str| calendar::Event {
             uid: format!("{}@{host}", loaded.row.id),
             sequence: loaded.row.sequence,
             summary: loaded.row.title.clone(),
-            description: format!("Join the meeting: {link}"),
+            description: format!("Join the meeting: {link}{phone_lines}"),
             url: link.to_owned(),
             starts_at: loaded.row.starts_at,
             ends_at: loaded.row.ends_at,
@@ -466,7 +479,8 @@ impl MeetingService {
                     "The link no longer opens the meeting. The attached cancellation takes it off your calendar."
                 }
             };
-            let email = Email::new(&recipient, &subject, &["Hello,", &lines], ("Join the meeting", &link), closing)
+            let paragraphs: Vec<&str> = ["Hello,", lines.as_str()].into_iter().chain(phone_words.as_deref()).collect();
+            let email = Email::new(&recipient, &subject, &paragraphs, ("Join the meeting", &link), closing)
                 .with_calendar(method, ics);
             if let Err(error) = self.mailer.queue(email).await {
                 tracing::warn!(%error, to = %address, meeting = %loaded.row.id, "a meeting mail could not be queued");

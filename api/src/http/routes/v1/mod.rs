@@ -8,6 +8,7 @@ use convene_domain::TenantId;
 
 use crate::{http::AppState, people::api_keys, platform::rate_limit::MAIL_WINDOW_SECS};
 
+mod dial_in;
 mod keys;
 mod recordings;
 mod rooms;
@@ -59,6 +60,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(recordings::list_recordings)
             .service(recordings::get_recording)
             .service(recordings::delete_recording)
+            .service(dial_in::room_dial_in)
+            .service(dial_in::dial_in_numbers)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -193,7 +196,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         scheduled::replace_scheduled, scheduled::cancel_scheduled, sessions::list_meetings, sessions::room_presence,
         recordings::start_recording, recordings::stop_recording, recordings::start_live_stream,
         recordings::stop_live_stream, recordings::list_recordings, recordings::get_recording,
-        recordings::delete_recording
+        recordings::delete_recording, dial_in::room_dial_in, dial_in::dial_in_numbers
     ),
     modifiers(&BearerKey),
     tags(
@@ -204,6 +207,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         (name = "scheduled meetings", description = "Meetings scheduled ahead, with invitations by mail"),
         (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
         (name = "recordings", description = "Recording meetings and streaming them live, and the recordings made"),
+        (name = "dial-in", description = "Joining meetings by phone: numbers and PINs"),
     )
 )]
 pub struct ApiDoc;

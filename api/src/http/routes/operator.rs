@@ -1,0 +1,75 @@
+//! The operator's API, on the internal listener beside `/metrics` (so only the operator's network reaches
+//! it): the phone numbers assigned to tenants for dial-in. `convene admin dial-in-numbers` does the same from
+//! a shell. Errors have the `/v1` shape.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use convene_domain::{CountryCode, PhoneNumber, TenantId};
+use serde::Deserialize;
+
+use crate::{
+    http::routes::{
+        health::Dependencies,
+        v1::{ApiError, internal},
+    },
+    meetings::dial_in::{self, DialInError},
+};
+
+/// Registers the operator's endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let json = web::JsonConfig::default()
+        .limit(4 * 1024)
+        .error_handler(|error, _| ApiError::BadRequest(error.to_string()).into());
+    cfg.service(web::scope("/operator").app_data(json).service(list).service(assign).service(release));
+}
+
+/// A number to assign.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assignment {
+    tenant_id: String,
+    number: String,
+    country: String,
+    #[serde(default)]
+    toll_free: bool,
+}
+
+fn database(dependencies: &Dependencies) -> Result<&sea_orm::DatabaseConnection, ApiError> {
+    // A media node has no database, so nothing to assign.
+    dependencies.database.as_ref().ok_or(ApiError::NotFound)
+}
+
+fn refusal(error: DialInError) -> ApiError {
+    match error {
+        DialInError::NotFound => ApiError::NotFound,
+        error @ DialInError::Taken(_) => ApiError::Conflict(error.to_string()),
+        error @ DialInError::UnknownTenant(_) => ApiError::BadRequest(format!("tenant_id: {error}")),
+        error @ (DialInError::NotInPlan(_) | DialInError::Database(_)) => internal(error),
+    }
+}
+
+/// `GET /operator/dial-in-numbers`: every assigned number with its tenant.
+#[get("/dial-in-numbers")]
+async fn list(dependencies: web::Data<Dependencies>) -> Result<HttpResponse, ApiError> {
+    let numbers = dial_in::assigned(database(&dependencies)?).await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "numbers": numbers })))
+}
+
+/// `POST /operator/dial-in-numbers`: assigns a number to a tenant.
+#[post("/dial-in-numbers")]
+async fn assign(dependencies: web::Data<Dependencies>, body: web::Json<Assignment>) -> Result<HttpResponse, ApiError> {
+    let bad = |field: &str, error: convene_domain::ParseError| ApiError::BadRequest(format!("{field}: {error}"));
+    let tenant = TenantId::parse(&body.tenant_id).map_err(|error| bad("tenant_id", error))?;
+    let number = PhoneNumber::parse(&body.number).map_err(|error| bad("number", error))?;
+    let country = CountryCode::parse(&body.country).map_err(|error| bad("country", error))?;
+    let assigned =
+        dial_in::assign(database(&dependencies)?, tenant, &number, country, body.toll_free).await.map_err(refusal)?;
+    Ok(HttpResponse::Created().json(assigned))
+}
+
+/// `DELETE /operator/dial-in-numbers/{number}`: takes a number back.
+#[delete("/dial-in-numbers/{number}")]
+async fn release(dependencies: web::Data<Dependencies>, number: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let number = PhoneNumber::parse(&number).map_err(|_| ApiError::NotFound)?;
+    dial_in::release(database(&dependencies)?, &number).await.map_err(refusal)?;
+    Ok(HttpResponse::NoContent().finish())
+}
