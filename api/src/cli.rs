@@ -2,7 +2,6 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-#[cfg(feature = "bench")]
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use convene_domain::{CountryCode, PhoneNumber, TenantId};
