@@ -121,6 +121,7 @@ pub async fn serve(
                         .configure(routes::meetings::configure)
                         .configure(routes::billing::configure)
                         .configure(routes::recordings::configure)
+                        .configure(routes::jitsi::configure)
                         .configure(routes::v1::configure);
                     if services.state.rooms.is_some() {
                         cfg.configure(routes::signal::configure);

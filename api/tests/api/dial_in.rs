@@ -141,3 +141,56 @@ async fn a_plan_without_dial_in_refuses_it_in_words_and_gives_no_pin() {
     assert_eq!(status, 404, "a missing room is missing whatever the plan");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn jitsi_clients_read_a_rooms_pin_and_the_numbers_in_jitsis_shapes_with_the_tenants_key() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let acme = tenant_key(&app, "owner@acme.example").await;
+    let globex = tenant_key(&app, "owner@globex.example").await;
+    let acme_id = tenant_id(&app, &acme).await;
+    let number = json!({ "tenant_id": acme_id, "number": "+18005550199", "country": "US", "toll_free": true });
+    assert_eq!(operator(&app, Method::POST, "/dial-in-numbers", Some(number)).await.0, 201);
+    call(&app, Method::POST, "/v1/rooms", &acme, Some(json!({ "name": "weekly-sync" }))).await;
+    let conference = format!("weekly-sync@conference.{acme_id}.meet.localhost");
+
+    // A room's PIN, as the invite dialog asks for it, and back from the PIN, as an IVR does.
+    let (status, mapped) =
+        call(&app, Method::GET, &format!("/conferenceMapper?conference={conference}"), &acme, None).await;
+    assert_eq!(status, 200, "{mapped}");
+    assert_eq!(mapped["message"], "Successfully retrieved conference mapping");
+    assert_eq!(mapped["conference"], conference.as_str());
+    let id = mapped["id"].as_u64().expect("a numeric id");
+    let (_, ours) = call(&app, Method::GET, "/v1/rooms/weekly-sync/dial-in", &acme, None).await;
+    assert_eq!(ours["pin"], id.to_string(), "the same PIN as the API's");
+    let (status, back) = call(&app, Method::GET, &format!("/conferenceMapper?id={id}"), &acme, None).await;
+    assert_eq!((status, back["conference"].as_str(), back["id"].as_u64()), (200, Some(conference.as_str()), Some(id)));
+
+    // The numbers, in the array shape of Jitsi's swagger.
+    let (status, numbers) =
+        call(&app, Method::GET, &format!("/phoneNumberList?conference={conference}"), &acme, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(numbers, json!([{ "countryCode": "US", "tollFree": true, "formattedNumber": "+18005550199" }]));
+
+    // Another tenant's key finds neither the room nor the PIN; no key finds nothing; bad asks are named.
+    let (status, missing) =
+        call(&app, Method::GET, &format!("/conferenceMapper?conference={conference}"), &globex, None).await;
+    assert_eq!((status, missing["conference"].clone()), (404, json!(false)), "{missing}");
+    let (status, missing) = call(&app, Method::GET, &format!("/conferenceMapper?id={id}"), &globex, None).await;
+    assert_eq!((status, missing["message"].as_str()), (404, Some("No conference mapping was found")));
+    let (status, _) =
+        call(&app, Method::GET, &format!("/phoneNumberList?conference={conference}"), &globex, None).await;
+    assert_eq!(status, 404);
+    let anonymous = app.get(&format!("/conferenceMapper?id={id}")).await;
+    assert_eq!(anonymous.status(), 401);
+    for ask in ["/conferenceMapper", &format!("/conferenceMapper?id={id}&conference={conference}")] {
+        let (status, refused) = call(&app, Method::GET, ask, &acme, None).await;
+        assert_eq!(status, 400, "{ask}: {refused}");
+    }
+    let (status, _) =
+        call(&app, Method::GET, "/conferenceMapper?conference=weekly-sync@conference.meet.localhost", &acme, None)
+            .await;
+    assert_eq!(status, 404, "an address without the tenant names no room");
+    let (status, _) = call(&app, Method::GET, "/conferenceMapper?id=12345", &acme, None).await;
+    assert_eq!(status, 404, "not a PIN");
+    app.stop().await;
+}

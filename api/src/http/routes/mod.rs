@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backend;
 pub mod billing;
 pub mod health;
+pub mod jitsi;
 pub mod meetings;
 pub mod openapi;
 pub mod operator;
