@@ -12,6 +12,7 @@ use crate::{
     layout::{CopyText, SignInFirst, ViewerResource, WorkspaceNav, page_or_problem},
     model::{
         HeldMeeting, JoinDetails, JoinState, MeetingDetails, MeetingDraft, MeetingListing, MeetingSummary, PageError,
+        PhoneJoin,
     },
     set_status,
 };
@@ -404,6 +405,7 @@ fn Meeting(details: MeetingDetails, form: FormState) -> impl IntoView {
                 <h2>"Participant link"</h2>
                 <p class="copy-row"><CopyText id="join-link" text=details.join_link.clone() /></p>
             })}
+            {details.phone.clone().filter(|_| open).map(|phone| view! { <PhoneJoinDetails phone /> })}
             {(details.occurrences.len() > 1).then(|| view! {
                 <h2>"Occurrences"</h2>
                 <ul>{details.occurrences.iter().map(|when| view! { <li>{when.clone()}</li> }).collect_view()}</ul>
@@ -426,6 +428,20 @@ fn Meeting(details: MeetingDetails, form: FormState) -> impl IntoView {
                 </form>
             </section>
         })}
+    }
+}
+
+/// How to join by phone: each number as a one-tap link that dials the PIN too, and the PIN to type.
+#[component]
+fn PhoneJoinDetails(phone: PhoneJoin) -> impl IntoView {
+    view! {
+        <h2>"Join by phone"</h2>
+        <ul class="dial-in">
+            {phone.numbers.into_iter().map(|line| view! {
+                <li><a href=line.tel_url>{line.number}</a> " " <span class="muted">{line.place}</span></li>
+            }).collect_view()}
+        </ul>
+        <p>"Then enter the PIN " <strong class="pin">{phone.pin}</strong> " followed by #."</p>
     }
 }
 

@@ -148,6 +148,8 @@ pub struct Invitee {
     pub recording: bool,
     /// The meeting is streamed live now (said before joining, likewise).
     pub live_streaming: bool,
+    /// How to join by phone, shared with the link from inside the meeting.
+    pub phone: Option<PhoneJoin>,
 }
 
 /// Why an invitation link was refused: a stable code (the page's `data-problem`) and a sentence.
@@ -282,6 +284,37 @@ pub struct MeetingDetails {
     pub ended: bool,
     /// The values for the edit form.
     pub draft: MeetingDraft,
+    /// How to join by phone, when the plan has dial-in and the organisation has numbers.
+    pub phone: Option<PhoneJoin>,
+}
+
+/// How to join a room by phone, for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneJoin {
+    /// The PIN in groups of three (`123 456 789`).
+    pub pin: String,
+    /// The numbers, toll-free first.
+    pub numbers: Vec<PhoneLine>,
+}
+
+/// One number to dial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneLine {
+    /// The number, like `+18005550199`.
+    pub number: String,
+    /// Where it is local, like `US, toll-free`.
+    pub place: String,
+    /// A `tel:` link that dials the number and the PIN in one tap.
+    pub tel_url: String,
+}
+
+impl PhoneJoin {
+    /// The lines an invitation copied from the call carries.
+    pub fn as_text(&self) -> String {
+        let numbers: Vec<String> =
+            self.numbers.iter().map(|line| format!("{} ({})", line.number, line.place)).collect();
+        format!("Join by phone: {}, PIN {} followed by #", numbers.join(" or "), self.pin)
+    }
 }
 
 /// Whether a participant link still opens its meeting.

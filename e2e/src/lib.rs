@@ -198,6 +198,24 @@ impl Convene {
         Ok(minted["join_url"].as_str().context("no join_url")?.to_owned())
     }
 
+    /// Runs `convene admin <args>` on its data directory and settings, as an operator would beside it;
+    /// returns the JSON it prints.
+    pub async fn admin(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let output = convene_command()?
+            .arg("admin")
+            .args(args)
+            .envs(self.settings.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+            .env("CONVENE_DATA_DIR", self.data_dir.path())
+            .env("CONVENE_LOG", "warn")
+            .output()
+            .await
+            .context("running convene admin")?;
+        if !output.status.success() {
+            bail!("convene admin {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        serde_json::from_slice(&output.stdout).context("its JSON")
+    }
+
     /// Stops it with SIGTERM, as an operator would, and checks it exits cleanly.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.child.id().context("convene already exited")?;

@@ -179,3 +179,98 @@ async fn a_moderator_schedules_and_the_invitee_signs_in_and_lands_in_the_meeting
     browser.close().await.unwrap();
     convene.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_meeting_page_and_the_call_offer_the_dial_in_numbers_with_the_pin() {
+    let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
+    let convene = Convene::up_with_tenant_and(&[("CONVENE_PLANS", plans.to_owned())]).await.expect("convene up");
+    let (_, tenant) = convene.call(reqwest::Method::GET, "/v1/tenant", None).await.unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    for (number, country, toll_free) in [("+18005550199", "US", true), ("+442079460958", "GB", false)] {
+        let mut args = vec!["dial-in-numbers", "add", "--tenant", &tenant, "--number", number, "--country", country];
+        if toll_free {
+            args.push("--toll-free");
+        }
+        convene.admin(&args).await.unwrap();
+    }
+    let year = {
+        use chrono::Datelike;
+        chrono::Utc::now().year() + 1
+    };
+    let meeting = serde_json::json!({
+        "organizer": "owner@acme.example", "title": "Board call", "room": "board-call",
+        "starts_at": format!("{year}-06-01T15:00"), "ends_at": format!("{year}-06-01T16:00"),
+        "time_zone": "Europe/London",
+    });
+    let (status, scheduled) =
+        convene.call(reqwest::Method::POST, "/v1/scheduled-meetings", Some(meeting)).await.unwrap();
+    assert_eq!(status, 201, "{scheduled}");
+    let (_, dial_in) = convene.call(reqwest::Method::GET, "/v1/rooms/board-call/dial-in", None).await.unwrap();
+    let pin = dial_in["pin"].as_str().unwrap().to_owned();
+    let grouped = format!("{} {} {}", &pin[..3], &pin[3..6], &pin[6..]);
+
+    let browser = Browser::start().await.expect("a browser session");
+    browser.open(&convene.site("/login")).await.unwrap();
+    browser.fill("email", "owner@acme.example").await.unwrap();
+    browser.fill("password", PASSWORD).await.unwrap();
+    browser.submit("form[action='/auth/login'] button").await.unwrap();
+    browser.open(&convene.site(&format!("/meetings/{}", scheduled["id"].as_str().unwrap()))).await.unwrap();
+    let page = browser.main_text().await.unwrap();
+    assert!(
+        page.contains("Join by phone") && page.contains(&format!("enter the PIN {grouped} followed by #")),
+        "{page}"
+    );
+    // Each number dials the PIN too in one tap; the toll-free one comes first; nothing spills sideways.
+    for (width, height, name) in [(1280, 800, "meeting-09-dial-in-desktop"), (390, 844, "meeting-09-dial-in-phone")] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        let facts = browser
+            .client
+            .execute(
+                "const links = [...document.querySelectorAll('.dial-in a')]; \
+                 links[0].scrollIntoView({ block: 'center' }); \
+                 const box = links[0].getBoundingClientRect(); \
+                 return [links.map(a => a.getAttribute('href')), box.left >= 0 && box.right <= window.innerWidth \
+                   && box.top >= 0 && box.bottom <= window.innerHeight, \
+                   document.documentElement.scrollWidth <= window.innerWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let links = serde_json::json!([format!("tel:+18005550199,,{pin}%23"), format!("tel:+442079460958,,{pin}%23")]);
+        assert_eq!(facts, serde_json::json!([links, true, true]), "{name}");
+        browser.screenshot(name).await.unwrap();
+    }
+    browser.client.set_window_size(1280, 800).await.unwrap();
+
+    // Inside the call, "Invite people" copies the link with the numbers and the PIN.
+    browser.submit("form[action$='/start'] button").await.unwrap();
+    let ui = std::time::Duration::from_secs(30);
+    let ready = "return document.querySelector(\"html[data-hydrated] button[name='join']\") !== null;";
+    browser.wait_for("the pre-join", ready, ui).await.unwrap();
+    browser.press("button[name='join']").await.unwrap();
+    let inside = "return document.querySelector(\".meeting[data-phase='meeting']\") !== null;";
+    browser.wait_for("the meeting", inside, ui).await.unwrap();
+    browser.press("button[name='invite']").await.unwrap();
+    let shared = "return [...document.querySelectorAll('.notice-line')].some(n => n.textContent.includes('dial-in numbers are copied'));";
+    browser.wait_for("the invitation with the numbers in a notice", shared, ui).await.unwrap();
+    let copied = browser.client.execute_async(
+        "const done = arguments[0]; navigator.clipboard.readText().then(done, () => done(null));",
+        vec![],
+    );
+    if let Some(text) = copied.await.unwrap().as_str() {
+        assert!(text.contains("/join/") && text.contains(&format!("PIN {grouped} followed by #")), "{text}");
+    }
+    // The notice wraps the long link inside its box, and the box stays on screen.
+    let fits = browser
+        .client
+        .execute(
+            "const line = [...document.querySelectorAll('.notice-line')].find(n => n.textContent.includes('dial-in'));              const text = line.querySelector('span').getBoundingClientRect(), box = line.getBoundingClientRect();              return text.right <= box.right && box.left >= 0 && box.right <= window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, serde_json::json!(true));
+    browser.screenshot("meeting-10-invite-with-dial-in").await.unwrap();
+    browser.close().await.unwrap();
+    convene.stop().await.unwrap();
+}

@@ -12,6 +12,8 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
+use convene_app::model::{PhoneJoin, PhoneLine};
+
 use crate::{
     billing::Billing,
     entities::{dial_in_number, room, tenant},
@@ -58,6 +60,21 @@ impl RoomDialIn {
         let numbers: Vec<String> = self.numbers.iter().map(DialInOption::described).collect();
         let pin = MeetingPin::parse(&self.pin).map(|pin| pin.grouped()).unwrap_or_else(|_| self.pin.clone());
         format!("To join by phone, dial {} and enter the PIN {pin} followed by #.", numbers.join(" or "))
+    }
+
+    /// For pages and the meeting client.
+    pub fn for_people(&self) -> PhoneJoin {
+        let pin = MeetingPin::parse(&self.pin).map(|pin| pin.grouped()).unwrap_or_else(|_| self.pin.clone());
+        let numbers = self
+            .numbers
+            .iter()
+            .map(|option| PhoneLine {
+                number: option.number.clone(),
+                place: option.where_local(),
+                tel_url: option.tel_url.clone(),
+            })
+            .collect();
+        PhoneJoin { pin, numbers }
     }
 
     /// For calendars: one line per number that a phone dials in one tap.

@@ -195,6 +195,7 @@ impl Backend for SiteBackend {
                     home: around.home,
                     recording: on_air.recording,
                     live_streaming: on_air.live_streaming,
+                    phone: around.phone,
                 })
             }
             Err(refused) => {

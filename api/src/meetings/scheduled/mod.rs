@@ -157,6 +157,8 @@ pub struct ClientContext {
     pub invite_link: Option<String>,
     /// The site's dashboard, for members of the organisation.
     pub home: Option<String>,
+    /// How to join by phone, shared with the link.
+    pub phone: Option<convene_app::model::PhoneJoin>,
 }
 
 /// Which invitation mails could not be queued.

@@ -140,7 +140,12 @@ impl MeetingService {
             invitees: loaded.invitees.join("\n"),
             settings: room_settings.clone(),
         };
+        let phone = match RoomName::parse(&loaded.room.name) {
+            Ok(room) => self.dial_in.offered(TenantId::from(loaded.row.tenant_id), &room).await,
+            Err(_) => None,
+        };
         Ok(MeetingDetails {
+            phone: phone.as_ref().map(RoomDialIn::for_people),
             summary: summary(&loaded, now).1,
             occurrences,
             organizer,
@@ -161,6 +166,7 @@ impl MeetingService {
         room: &str,
         user_id: Option<&str>,
     ) -> Result<ClientContext, DbErr> {
+        let name = RoomName::parse(room).ok();
         let room = room::Entity::find()
             .filter(room::Column::TenantId.eq(tenant.as_uuid()))
             .filter(room::Column::Name.eq(room))
@@ -177,7 +183,12 @@ impl MeetingService {
                 .is_some_and(|member| member.disabled_at.is_none()),
             None => false,
         };
+        let phone = match name {
+            Some(name) if meeting.is_some() => self.dial_in.offered(tenant, &name).await,
+            _ => None,
+        };
         Ok(ClientContext {
+            phone: phone.as_ref().map(RoomDialIn::for_people),
             invite_link: meeting.as_ref().map(|meeting| self.join_link(&meeting.join_code)),
             title: meeting.map(|meeting| meeting.title),
             home: member.then(|| self.public_url.join("dashboard").map(String::from).ok()).flatten(),

@@ -56,7 +56,11 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
         on_cleanup(move || goodbye.remove());
     });
     let phase = Memo::new(move |_| client.state.with(|state| state.phase.clone()));
-    let (title, invite_link, home) = (invitee.title.clone(), invitee.invite_link.clone(), invitee.home.clone());
+    let (title, home) = (invitee.title.clone(), invitee.home.clone());
+    let invitation = invitee
+        .invite_link
+        .clone()
+        .map(|link| room::Invitation { link, phone: invitee.phone.as_ref().map(crate::model::PhoneJoin::as_text) });
     view! {
         <section class="meeting" data-phase=move || phase_name(&phase.get())>
             {move || match phase.get() {
@@ -66,7 +70,7 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
                 Phase::Password { wrong } => view! { <PasswordPrompt wrong /> }.into_any(),
                 Phase::Lobby => view! { <Lobby /> }.into_any(),
                 Phase::InMeeting => {
-                    view! { <MeetingRoom title=title.clone() invite_link=invite_link.clone() /> }.into_any()
+                    view! { <MeetingRoom title=title.clone() invitation=invitation.clone() /> }.into_any()
                 }
                 Phase::Over(ending) => view! { <Over ending home=home.clone() /> }.into_any(),
             }}

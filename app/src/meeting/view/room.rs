@@ -22,7 +22,7 @@ type TileKey = (ParticipantId, TrackSource);
 /// The meeting, filling the window: a slim status line, the video area (tiles or stage, placed to fit it), a
 /// fixed toolbar, and a side pane (overlaying the video on phones).
 #[component]
-pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl IntoView {
+pub(super) fn MeetingRoom(title: String, invitation: Option<Invitation>) -> impl IntoView {
     let client = client();
     let pane = RwSignal::new(Pane::Closed);
     let stage_view = RwSignal::new(false);
@@ -108,7 +108,7 @@ pub(super) fn MeetingRoom(title: String, invite_link: Option<String>) -> impl In
                     </div>
                 </div>
                 <RemoteAudio />
-                <Toolbar pane stage_view invite_link />
+                <Toolbar pane stage_view invitation />
             </div>
             {move || match pane.get() {
                 Pane::Closed => ().into_any(),
@@ -400,7 +400,11 @@ pub(super) fn Notices() -> impl IntoView {
 /// Icon buttons: microphone, camera, screen, hand, reactions, chat, people, settings, view and leave. On a
 /// phone the bar keeps the essentials and the rest opens from "More" as a sheet; the same buttons either way.
 #[component]
-pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_link: Option<String>) -> impl IntoView {
+pub(super) fn Toolbar(
+    pane: RwSignal<Pane>,
+    stage_view: RwSignal<bool>,
+    invitation: Option<Invitation>,
+) -> impl IntoView {
     let client = client();
     let mine = move |read: fn(&ParticipantInfo) -> bool| client.state.with(|state| state.myself().is_some_and(read));
     let toggle_pane = move |which: Pane| pane.update(|open| *open = if *open == which { Pane::Closed } else { which });
@@ -472,9 +476,9 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
                         state=Signal::derive(move || if live() { "recording" } else { state(false, pane.get() == Pane::Live) })
                         press=Callback::new(move |()| toggle_pane(Pane::Live)) />
                 })}
-                {invite_link.map(|link| view! {
+                {invitation.map(|invitation| view! {
                     <ToolButton name="invite" icon=Signal::stored(icons::LINK) label=Signal::stored("Invite people")
-                        state=Signal::stored("") press=Callback::new(move |()| copy_invite(client, link.clone())) />
+                        state=Signal::stored("") press=Callback::new(move |()| copy_invite(client, invitation.clone())) />
                 })}
                 <ToolButton name="settings" icon=Signal::stored(icons::SETTINGS) label=Signal::stored("Settings")
                     state=Signal::derive(move || state(false, pane.get() == Pane::Settings))
@@ -510,16 +514,31 @@ pub(super) fn Toolbar(pane: RwSignal<Pane>, stage_view: RwSignal<bool>, invite_l
     .into_any()
 }
 
-/// Copies the meeting's participant link and says so; where the clipboard refuses, the notice holds the link.
-fn copy_invite(client: Client, link: String) {
+/// What "Invite people" shares: the participant link, and how to join by phone when there is a way.
+#[derive(Debug, Clone)]
+pub(super) struct Invitation {
+    /// The scheduled meeting's participant link.
+    pub link: String,
+    /// The numbers and PIN, in a line.
+    pub phone: Option<String>,
+}
+
+/// Copies the meeting's participant link (and the dial-in line) and says so; where the clipboard refuses,
+/// the notice holds them.
+fn copy_invite(client: Client, Invitation { link, phone }: Invitation) {
     let Some(window) = web_sys::window() else { return };
-    let copying = window.navigator().clipboard().write_text(&link);
+    let text = match &phone {
+        Some(phone) => format!("{link}\n{phone}"),
+        None => link.clone(),
+    };
+    let copying = window.navigator().clipboard().write_text(&text);
     leptos::task::spawn_local(async move {
+        let what = if phone.is_some() { "link and dial-in numbers are" } else { "link is" };
         let said = match wasm_bindgen_futures::JsFuture::from(copying).await {
             Ok(_) => format!(
-                "The meeting's link is copied ({link}). Members and invitees sign in with it; guests give their name if the meeting admits them."
+                "The meeting's {what} copied ({link}). Members and invitees sign in with it; guests give their name if the meeting admits them."
             ),
-            Err(_) => format!("Share the meeting's link: {link}"),
+            Err(_) => format!("Share the meeting's link: {text}"),
         };
         client.state.update(|state| state.notify(said));
     });
