@@ -10,13 +10,15 @@
 //! to send out. [`rooms`] runs each room as a task behind channels; the WebSocket endpoint (in `convene-api`,
 //! which serves every role's HTTP) feeds it. [`plane`] is the contract between room tasks and shards, so
 //! neither depends on the other; [`outbox`] carries room events to the control plane from disk;
-//! [`recording`] writes recorded rooms' tracks to files.
+//! [`recording`] writes recorded rooms' tracks to files. [`phone`] is the phone leg's audio (G.711, the
+//! keys callers press), sans-IO, for the SIP gateway.
 
 mod batch_io;
 pub mod focus;
 mod media_metrics;
 pub mod node;
 pub mod outbox;
+pub mod phone;
 pub mod plane;
 pub mod probe;
 pub mod process;

@@ -14,8 +14,16 @@ use anyhow::{Context, bail};
 use crate::{cargo, run, step, workspace_root};
 
 /// Every fuzz target (a binary of the `convene-fuzz` package).
-pub const TARGETS: &[&str] =
-    &["room_token", "signal_message", "stun", "sdp_offer", "media_datagram", "rtp_payload", "stripe_webhook"];
+pub const TARGETS: &[&str] = &[
+    "room_token",
+    "signal_message",
+    "stun",
+    "sdp_offer",
+    "media_datagram",
+    "rtp_payload",
+    "stripe_webhook",
+    "phone_keys",
+];
 /// Seconds per target in `cargo xtask test`: the seeds, then a short exploration.
 pub const SECONDS_IN_TEST: u64 = 10;
 
