@@ -32,7 +32,7 @@ use crate::{
     streaming::{LiveStream, StreamTarget},
 };
 
-/// Who started a recording the room's settings asked for, as participants see it.
+/// Who started (or stopped) a recording or stream because of the room's settings, as participants see it.
 pub const SETTINGS_STARTER: &str = "the room's settings";
 
 /// Messages a connection may have waiting before it counts as too slow and is closed.
@@ -609,11 +609,11 @@ impl RoomTask {
         // The room turned to end-to-end encryption: what comes next can be neither recorded nor streamed.
         if self.room.end_to_end_encrypted() && self.recorder.take().is_some() {
             let reason = Some(focus::RECORDING_NEEDS_CLEAR_MEDIA.to_owned());
-            changed.extend(self.room.recording_changed(false, "the room's settings".to_owned(), reason));
+            changed.extend(self.room.recording_changed(false, SETTINGS_STARTER.to_owned(), reason));
         }
         if self.room.end_to_end_encrypted() && self.streamer.take().is_some() {
             let reason = Some(focus::STREAMING_NEEDS_CLEAR_MEDIA.to_owned());
-            changed.extend(self.room.live_stream_changed(false, "the room's settings".to_owned(), reason));
+            changed.extend(self.room.live_stream_changed(false, SETTINGS_STARTER.to_owned(), reason));
         }
         let serial = self.next_serial;
         self.next_serial += 1;
