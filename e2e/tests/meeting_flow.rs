@@ -261,16 +261,18 @@ async fn the_meeting_page_and_the_call_offer_the_dial_in_numbers_with_the_pin() 
         assert!(text.contains("/join/") && text.contains(&format!("PIN {grouped} followed by #")), "{text}");
     }
     // The notice wraps the long link inside its box, and the box stays on screen.
-    let fits = browser
-        .client
-        .execute(
-            "const line = [...document.querySelectorAll('.notice-line')].find(n => n.textContent.includes('dial-in'));              const text = line.querySelector('span').getBoundingClientRect(), box = line.getBoundingClientRect();              return text.right <= box.right && box.left >= 0 && box.right <= window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let notice_fits = "const line = [...document.querySelectorAll('.notice-line')] \
+        .find(n => n.textContent.includes('dial-in')); \
+        const text = line.querySelector('span').getBoundingClientRect(), box = line.getBoundingClientRect(); \
+        return text.right <= box.right && box.left >= 0 && box.right <= window.innerWidth;";
+    let fits = browser.client.execute(notice_fits, vec![]).await.unwrap();
     assert_eq!(fits, serde_json::json!(true));
     browser.screenshot("meeting-10-invite-with-dial-in").await.unwrap();
+    // On a phone the same notice wraps inside the narrower screen.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    let fits_phone = browser.client.execute(notice_fits, vec![]).await.unwrap();
+    assert_eq!(fits_phone, serde_json::json!(true));
+    browser.screenshot("meeting-10-invite-with-dial-in-phone").await.unwrap();
     browser.close().await.unwrap();
     convene.stop().await.unwrap();
 }

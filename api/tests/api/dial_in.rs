@@ -5,19 +5,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{TestApp, call, spawn_app, spawn_configured, tenant_key},
+    helpers::{TestApp, call, exchange, spawn_app, spawn_configured, tenant_key},
     recordings::RECORDING_PLANS,
 };
 
 /// Sends `body` to the operator's API on the internal listener.
 async fn operator(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.client.request(method, format!("{}/operator{path}", app.metrics_address));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    exchange(app.client.request(method, format!("{}/operator{path}", app.metrics_address)), body).await
 }
 
 async fn tenant_id(app: &TestApp, key: &str) -> String {

@@ -346,7 +346,11 @@ pub async fn tenant_key(app: &TestApp, email: &str) -> String {
 
 /// A `/v1` call with a bearer key; answers the status and the JSON body (null when there is none).
 pub async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.client.request(method, format!("{}{path}", app.address)).bearer_auth(key);
+    exchange(app.client.request(method, format!("{}{path}", app.address)).bearer_auth(key), body).await
+}
+
+/// Sends `request` with `body` as JSON; answers the status and the JSON body (null when there is none).
+pub async fn exchange(mut request: reqwest::RequestBuilder, body: Option<Value>) -> (u16, Value) {
     if let Some(body) = body {
         request = request.json(&body);
     }
