@@ -185,6 +185,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { .. } => format!("{},{QUIET_WEBRTC}", settings.log_filter),
         _ => settings.log_filter.clone(),
     };
+    // rsipstack logs every SIP message at info: a trunk's keepalives (or a flood) would fill the logs.
+    // Asking for it by name (`rsipstack=debug`) still shows them.
+    let filter = if filter.contains("rsipstack") { filter } else { format!("{filter},rsipstack=warn") };
     telemetry::init(&filter, settings.log_format)?;
     for name in loaded.unknown_variables {
         tracing::warn!(variable = %name, "ignoring an environment variable that is not a Convene setting");

@@ -5,7 +5,10 @@
 use std::{io::Write, net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context;
-use convene_media::{MediaMetrics, MediaNode, NodeConfig};
+use convene_media::{
+    MediaMetrics, MediaNode, NodeConfig,
+    gateway::{Gateway, GatewayConfig},
+};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +46,8 @@ use crate::{
 /// The publishers' full simulcast layer the allocator sizes tiles against (a 720p stage; 1080p publishers
 /// still get their top layer on a stage).
 const TOP_HEIGHT: u32 = 720;
+/// Phone calls one process takes at once (the gateway answers 503 beyond).
+const SIP_MAX_CALLS: usize = 1_000;
 
 /// Which parts a serving process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +69,11 @@ pub struct Started {
     pub metrics_addr: SocketAddr,
     /// The media node's UDP address, for roles that run one.
     pub media_addr: Option<SocketAddr>,
+    /// The SIP gateway's address (UDP and TCP), for the role that hosts rooms.
+    pub sip_addr: Option<SocketAddr>,
     http: JoinHandle<std::io::Result<()>>,
     media: Option<JoinHandle<()>>,
+    sip: Option<JoinHandle<()>>,
     /// Counts participant-minutes and sends them to Stripe until shutdown.
     usage: Option<JoinHandle<()>>,
     /// Sends the mail outbox until shutdown.
@@ -108,14 +116,15 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     let uses_database = role != Serve::Media;
     let database = if uses_database {
         ensure_writable_dir(&settings.data_dir)?;
-        Some(open_database(settings).await?)
+        // Boxed, like the gateway's start: connecting holds large state this future need not carry.
+        Some(Box::pin(open_database(settings)).await?)
     } else {
         None
     };
     let site = match &database {
         Some(db) => {
             let plane = plane.filter(|_| role == Serve::All);
-            let envelope = sealing_envelope(settings, db).await?;
+            let envelope = Box::pin(sealing_envelope(settings, db)).await?;
             Some(site_services(settings, (db.clone(), envelope), &shutdown, &mut metrics.registry, plane)?)
         }
         None => None,
@@ -135,6 +144,16 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         None => (None, None, None),
     };
     let rooms = site.as_ref().and_then(|site| site.state.rooms.clone());
+    // Callers join rooms where rooms are hosted. Boxed: the gateway's start-up state would swell this future.
+    let (sip_addr, sip) = match (&site, &rooms) {
+        (Some(site), Some(rooms)) => {
+            let media_ip = media_addr.map_or(settings.media_udp_addr.ip(), |addr| addr.ip());
+            let gateway = start_gateway(settings, media_ip, site.state.admission.clone(), rooms, &shutdown);
+            let (addr, task) = Box::pin(gateway).await?;
+            (Some(addr), Some(task))
+        }
+        _ => (None, None),
+    };
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone(), media_health };
     let metrics = Arc::new(metrics);
     let operators = server::serve_internal(internal, dependencies.clone(), metrics.clone(), shutdown.clone());
@@ -149,8 +168,10 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
         http_addr,
         metrics_addr,
         media_addr,
+        sip_addr,
         http,
         media,
+        sip,
         usage,
         mail,
         composer,
@@ -178,6 +199,9 @@ impl Started {
         self.shutdown.cancel();
         if let Some(media) = self.media {
             media.await.context("the media node task failed")?;
+        }
+        if let Some(sip) = self.sip {
+            sip.await.context("the SIP gateway task failed")?;
         }
         if let Some(usage) = self.usage {
             usage.await.context("the usage meter task failed")?;
@@ -212,9 +236,13 @@ pub async fn serve(
         tokio::spawn(drain_on_signal(rooms));
     }
     // The banner is for people; a closed stdout (a supervisor that stopped reading) must not stop the server.
-    if let Err(error) =
-        write_banner(banner, role, settings, (started.http_addr, started.metrics_addr), started.media_addr)
-    {
+    if let Err(error) = write_banner(
+        banner,
+        role,
+        settings,
+        (started.http_addr, started.metrics_addr),
+        (started.media_addr, started.sip_addr),
+    ) {
         tracing::warn!(%error, "could not print the start-up message");
     }
     started.wait().await
@@ -315,6 +343,31 @@ async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection
     let db = db::connect(&settings.database_url).await?;
     db::migrate(&db, &settings.database_url).await?;
     Ok(db)
+}
+
+/// Binds the SIP gateway, whose callers join `rooms` as `admission` lets them, and runs it until shutdown.
+async fn start_gateway(
+    settings: &Settings,
+    media_ip: std::net::IpAddr,
+    admission: Admission,
+    rooms: &convene_media::rooms::Rooms,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    // Callers' audio reaches the node on its own address; a wildcard is reached on loopback.
+    let media_ip = match media_ip {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let config = GatewayConfig {
+        addr: settings.sip_addr,
+        advertised_ip: settings.media_public_ip,
+        max_calls: SIP_MAX_CALLS,
+        media_ip,
+    };
+    let gateway =
+        Gateway::bind(&config, admission, rooms.clone(), shutdown.clone()).await.context("CONVENE_SIP_ADDR")?;
+    Ok((gateway.local_addr(), tokio::spawn(gateway.run())))
 }
 
 /// Creates the data directory and proves it writable before anything is written into it.
@@ -419,7 +472,7 @@ fn write_banner(
     role: Serve,
     settings: &Settings,
     (http_addr, metrics_addr): (SocketAddr, SocketAddr),
-    media_addr: Option<SocketAddr>,
+    (media_addr, sip_addr): (Option<SocketAddr>, Option<SocketAddr>),
 ) -> anyhow::Result<()> {
     let site = settings.public_url.as_str().trim_end_matches('/');
     let meet = settings.meet_url.as_str().trim_end_matches('/');
@@ -427,6 +480,9 @@ fn write_banner(
     writeln!(out, "  listening on http://{http_addr}")?;
     if let Some(media) = media_addr {
         writeln!(out, "  media node on udp://{media}")?;
+    }
+    if let Some(sip) = sip_addr {
+        writeln!(out, "  phone dial-in (SIP) on udp and tcp {sip}")?;
     }
     if role != Serve::Media {
         let database = match settings.database_url.backend() {

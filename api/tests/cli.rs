@@ -21,6 +21,7 @@ fn convene(data_dir: &Path) -> Command {
         .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
         .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
         .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+        .env("CONVENE_SIP_ADDR", "127.0.0.1:0")
         .env("CONVENE_LOG", "warn")
         .stdin(Stdio::null());
     command

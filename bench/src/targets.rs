@@ -198,6 +198,7 @@ impl ConveneSfu {
                 .env("CONVENE_PLANS", &plans)
                 .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
                 .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+                .env("CONVENE_SIP_ADDR", "127.0.0.1:0")
                 .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
                 .env("CONVENE_LOG", &options.sfu_log)
                 .kill_on_drop(true);

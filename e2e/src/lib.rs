@@ -245,6 +245,7 @@ async fn launch(
         .env("CONVENE_PUBLIC_URL", format!("http://localhost:{port}"))
         .env("CONVENE_MEET_URL", format!("http://meet.localhost:{port}"))
         .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+        .env("CONVENE_SIP_ADDR", "127.0.0.1:0")
         .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
         .env("CONVENE_LOG", "warn")
         .envs(settings.iter().map(|(name, value)| (name.as_str(), value.as_str())))

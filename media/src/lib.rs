@@ -11,10 +11,12 @@
 //! which serves every role's HTTP) feeds it. [`plane`] is the contract between room tasks and shards, so
 //! neither depends on the other; [`outbox`] carries room events to the control plane from disk;
 //! [`recording`] writes recorded rooms' tracks to files. [`phone`] is the phone leg's audio (G.711, the
-//! keys callers press), sans-IO, for the SIP gateway.
+//! keys callers press, RTP, SDP, prompts and the PIN conversation), sans-IO; [`gateway`] is the SIP gateway
+//! that drives it and brings callers into rooms through the focus.
 
 mod batch_io;
 pub mod focus;
+pub mod gateway;
 mod media_metrics;
 pub mod node;
 pub mod outbox;

@@ -7,8 +7,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use convene_app::model::JoinState;
-use convene_domain::{RoomName, RoomSettings, TenantId};
-use convene_media::focus::{Identity, RoomPolicy, TokenFacts};
+use convene_domain::{MeetingPin, PhoneNumber, RoomName, RoomSettings, TenantId};
+use convene_media::{
+    focus::{Identity, RoomPolicy, TokenFacts},
+    gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
+};
 use convene_signal::Refusal;
 use convene_tokens::TokenError;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
@@ -18,7 +21,7 @@ use crate::{
     billing::Billing,
     entities::{meeting, meeting_invitee, membership, room, user},
     meetings::{
-        removals, room_tokens,
+        dial_in, removals, room_tokens,
         rooms::{self, RoomError},
         scheduled::{GUEST_PREFIX, INVITEE_PREFIX, state_of},
     },
@@ -71,6 +74,38 @@ impl Admission {
             Err(error) => return Err(unavailable("a tenant's keys", &error)),
         };
         let tenant = verified.tenant;
+        let claims = verified.claims;
+        let at = |seconds: u64| UNIX_EPOCH.checked_add(Duration::from_secs(seconds));
+        let facts = TokenFacts {
+            digest: removals::token_digest(token),
+            issued_at: claims.iat.or(claims.nbf).and_then(at),
+            expires_at: at(claims.exp),
+        };
+        let (user, features) = (claims.context.user, claims.context.features);
+        let policy = self.room_policy(tenant, room, &facts, user.id.as_deref(), now).await?;
+        let identity = Identity {
+            user_id: user.id,
+            name: user.name,
+            chosen_name: None,
+            moderator: user.moderator,
+            may_record: features.recording,
+            may_stream: features.livestreaming,
+            email: user.email,
+            token: facts,
+        };
+        Ok(Admitted { tenant, identity, policy })
+    }
+
+    /// Asks the records whether the person `facts` and `user_id` describe may enter `tenant`'s `room` at
+    /// `now`: not removed, the meeting not over; then the room's settings and what the plan allows.
+    async fn room_policy(
+        &self,
+        tenant: TenantId,
+        room: &RoomName,
+        facts: &TokenFacts,
+        user_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<RoomPolicy, Refused> {
         // The plan's limits bite at the point of use, with words saying which one and what to do.
         let allowance = self.billing.allowance(tenant).await.map_err(|error| unavailable("a tenant's plan", &error))?;
         let row = match rooms::find(&self.db, tenant, room.as_str()).await {
@@ -80,16 +115,7 @@ impl Admission {
             // Never the defaults for a room whose lobby and password could not be read.
             Err(error) => return Err(unavailable("a room's settings", &error)),
         };
-        let claims = verified.claims;
-        let at = |seconds: u64| UNIX_EPOCH.checked_add(Duration::from_secs(seconds));
-        let facts = TokenFacts {
-            digest: removals::token_digest(token),
-            issued_at: claims.iat.or(claims.nbf).and_then(at),
-            expires_at: at(claims.exp),
-        };
-        let (user, features) = (claims.context.user, claims.context.features);
         let issued_at = facts.issued_at.map(DateTime::<Utc>::from);
-        let user_id = user.id.as_deref();
         let refusal = match removals::refusal(&self.db, tenant, room, &facts.digest, user_id, issued_at, now).await {
             Ok(None) => match &row {
                 Some(row) => self.meeting_refusal(tenant, row, user_id, now).await,
@@ -103,17 +129,63 @@ impl Admission {
             Err(error) => return Err(unavailable("who may enter a room", &error)),
         }
         let settings = row.as_ref().map_or_else(RoomSettings::default, rooms::settings_of);
+        Ok(RoomPolicy { settings, allowance })
+    }
+
+    /// A phone caller who dialled `number` and typed `pin`: the tenant's room with that PIN, if dial-in is
+    /// in the plan and the meeting may take callers. `caller` (the trunk's caller id) is who a removal
+    /// keeps out; a withheld number is only this call.
+    pub async fn admit_caller(
+        &self,
+        number: &PhoneNumber,
+        pin: &MeetingPin,
+        caller: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<PhoneAdmission, DialInRefusal> {
+        let failed = |what: &str, error: &dyn std::fmt::Display| {
+            unavailable(what, error);
+            DialInRefusal::Unavailable
+        };
+        let Some((tenant, room)) =
+            dial_in::room_of_pin(&self.db, pin).await.map_err(|error| failed("a PIN", &error))?
+        else {
+            return Err(DialInRefusal::UnknownPin);
+        };
+        // Another organisation's PIN on this number opens nothing.
+        match dial_in::tenant_of_number(&self.db, number).await {
+            Ok(Some(owner)) if owner == tenant => {}
+            Ok(_) => return Err(DialInRefusal::UnknownPin),
+            Err(error) => return Err(failed("a dial-in number", &error)),
+        }
+        match self.billing.dial_in_refused(tenant).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return Err(DialInRefusal::NotAvailable),
+            Err(error) => return Err(failed("a tenant's plan", &error)),
+        }
+        let caller_id = caller.map(|caller| format!("phone:{caller}"));
+        let digest = removals::token_digest(&caller_id.clone().unwrap_or_else(|| format!("phone:{}", Uuid::new_v4())));
+        let facts = TokenFacts { digest, issued_at: Some(now.into()), expires_at: None };
+        let policy = match self.room_policy(tenant, &room, &facts, caller_id.as_deref(), now).await {
+            Ok(policy) => policy,
+            Err(Refused::Room(Refusal::Kicked | Refusal::Rejected, _)) => return Err(DialInRefusal::Removed),
+            Err(Refused::Room(..) | Refused::Token(_)) => return Err(DialInRefusal::MeetingOver),
+            Err(Refused::Unavailable) => return Err(DialInRefusal::Unavailable),
+        };
+        // A caller cannot hold the keys of a meeting encrypted end to end.
+        if policy.settings.end_to_end_encryption {
+            return Err(DialInRefusal::NotAvailable);
+        }
         let identity = Identity {
-            user_id: user.id,
-            name: user.name,
+            user_id: caller_id,
+            name: caller_name(caller),
             chosen_name: None,
-            moderator: user.moderator,
-            may_record: features.recording,
-            may_stream: features.livestreaming,
-            email: user.email,
+            moderator: false,
+            may_record: false,
+            may_stream: false,
+            email: None,
             token: facts,
         };
-        Ok(Admitted { tenant, identity, policy: RoomPolicy { settings, allowance } })
+        Ok(PhoneAdmission { room: (tenant.to_string(), room.as_str().to_owned()), policy, identity })
     }
 
     /// Whether the holder of a room token may still enter a scheduled meeting's room: the meeting must not
@@ -169,6 +241,33 @@ impl Admission {
                 .await?
                 .is_some();
         Ok((!member && !invited).then_some(withdrawn))
+    }
+}
+
+/// The SIP gateway asks here which numbers are ours and whom a PIN lets in.
+impl PhoneDirectory for Admission {
+    async fn serves(&self, number: &str) -> Result<bool, DirectoryError> {
+        let Ok(number) = PhoneNumber::from_dialled(number) else { return Ok(false) };
+        dial_in::tenant_of_number(&self.db, &number).await.map(|owner| owner.is_some()).map_err(|error| {
+            unavailable("a dial-in number", &error);
+            DirectoryError
+        })
+    }
+
+    async fn admit(&self, call: &CallFacts, pin: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        let (Ok(number), Ok(pin)) = (PhoneNumber::from_dialled(&call.number), MeetingPin::parse(pin)) else {
+            return Err(DialInRefusal::UnknownPin);
+        };
+        self.admit_caller(&number, &pin, call.caller.as_deref(), Utc::now()).await
+    }
+}
+
+/// How a caller shows in the meeting: "Phone ••• 4567" from the number's last four digits, else "Phone".
+fn caller_name(caller: Option<&str>) -> String {
+    let digits: Vec<char> = caller.unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        4.. => format!("Phone ••• {}", digits[digits.len() - 4..].iter().collect::<String>()),
+        _ => "Phone".to_owned(),
     }
 }
 

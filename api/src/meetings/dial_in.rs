@@ -199,6 +199,11 @@ async fn find_number(db: &impl ConnectionTrait, number: &PhoneNumber) -> Result<
     dial_in_number::Entity::find().filter(dial_in_number::Column::Number.eq(number.as_str())).one(db).await
 }
 
+/// The tenant a number is assigned to, if any.
+pub async fn tenant_of_number(db: &impl ConnectionTrait, number: &PhoneNumber) -> Result<Option<TenantId>, DbErr> {
+    Ok(find_number(db, number).await?.map(|row| TenantId::from(row.tenant_id)))
+}
+
 /// A tenant's numbers, toll-free first, then by number.
 pub async fn numbers_of(db: &impl ConnectionTrait, tenant: TenantId) -> Result<Vec<DialInNumber>, DbErr> {
     let rows = dial_in_number::Entity::find()

@@ -10,11 +10,11 @@ use crate::{
 };
 
 /// Sends `body` to the operator's API on the internal listener.
-async fn operator(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn operator(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     exchange(app.client.request(method, format!("{}/operator{path}", app.metrics_address)), body).await
 }
 
-async fn tenant_id(app: &TestApp, key: &str) -> String {
+pub(crate) async fn tenant_id(app: &TestApp, key: &str) -> String {
     let (_, tenant) = call(app, Method::GET, "/v1/tenant", key, None).await;
     tenant["id"].as_str().unwrap().to_owned()
 }

@@ -116,6 +116,11 @@ impl TestApp {
         self.mailbox.wait_for(address, subject).await
     }
 
+    /// The SIP gateway's address.
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        self.started.as_ref().and_then(|started| started.sip_addr).expect("the app runs the SIP gateway")
+    }
+
     /// A connection of the test's own to the app's database.
     pub async fn db(&self) -> DatabaseConnection {
         Database::connect(&self.database_url).await.expect("test connects to the app database")
@@ -198,6 +203,7 @@ pub fn settings(
         ("CONVENE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_METRICS_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_MEDIA_UDP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CONVENE_SIP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CONVENE_DATA_DIR".to_owned(), data_dir.display().to_string()),
         ("CONVENE_SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
     ]);

@@ -14,6 +14,7 @@ mod mail_outbox;
 mod media;
 mod meetings;
 mod openapi;
+mod phone;
 mod recordings;
 mod rooms;
 mod shutdown;

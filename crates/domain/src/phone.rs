@@ -33,6 +33,11 @@ impl PhoneNumber {
         Ok(Self(format!("+{digits}")))
     }
 
+    /// The number a trunk delivered as a SIP request URI's user part: E.164 with or without its `+`.
+    pub fn from_dialled(user: &str) -> Result<Self, ParseError> {
+        if user.starts_with('+') { Self::parse(user) } else { Self::parse(&format!("+{user}")) }
+    }
+
     /// The number as `+` and digits.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -181,6 +186,16 @@ mod tests {
         assert_eq!(PhoneNumber::parse("+44.20.7946.0958").expect("a UK number").as_str(), "+442079460958");
         for bad in ["15551234567", "+0123456789", "+1555", "+1234567890123456", "+1 555 CALL NOW", "", "+"] {
             assert!(matches!(PhoneNumber::parse(bad), Err(ParseError::PhoneNumber(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trunks_may_leave_out_the_plus_but_not_send_anything_else() {
+        for dialled in ["15551234567", "+15551234567"] {
+            assert_eq!(PhoneNumber::from_dialled(dialled).expect("a number").as_str(), "+15551234567");
+        }
+        for bad in ["", "++15551234567", "alice", "1555", "sip:15551234567"] {
+            assert!(PhoneNumber::from_dialled(bad).is_err(), "{bad}");
         }
     }
 

@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "rtp_payload",
     "stripe_webhook",
     "phone_keys",
+    "sip_call",
 ];
 /// Seconds per target in `cargo xtask test`: the seeds, then a short exploration.
 pub const SECONDS_IN_TEST: u64 = 10;

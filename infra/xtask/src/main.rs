@@ -134,6 +134,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_chromium()?;
     services::ensure_janus()?;
     services::ensure_ffmpeg()?;
+    services::ensure_sip_clients()?;
     services::ensure_openapi_validator()?;
     services::ensure_s3_server()?;
     let target = target_dir()?;

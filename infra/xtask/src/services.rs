@@ -91,6 +91,17 @@ pub fn ensure_ffmpeg() -> anyhow::Result<()> {
     apt_install(&["ffmpeg"])
 }
 
+/// Debian's SIP test clients: sipp (package sip-tester, with its RFC 4733 key recordings), which the phone
+/// gateway's tests use as the trunk.
+pub fn ensure_sip_clients() -> anyhow::Result<()> {
+    step("Checking sipp");
+    if Path::new("/usr/bin/sipp").exists() && Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap").exists() {
+        println!("sipp is installed");
+        return Ok(());
+    }
+    apt_install(&["sip-tester"])
+}
+
 /// aiosmtpd, pinned: the SMTP sink mail tests read from.
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// openapi-spec-validator, pinned: checks the API's OpenAPI 3.1 document.

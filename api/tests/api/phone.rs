@@ -1,0 +1,426 @@
+//! Phone callers through the SIP gateway, with Debian's sipp as the trunk on loopback: OPTIONS over UDP and
+//! TCP, 404 for numbers that are not ours, junk datagrams survived, the PIN typed as RFC 4733 events and as
+//! SIP INFO, three wrong PINs hung up, hold by re-INVITE, `*6`, and a moderator removing the caller.
+
+use std::{net::SocketAddr, time::Duration};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    dial_in::{operator, tenant_id},
+    helpers::{TestApp, call, spawn_configured, tenant_key},
+    recordings::RECORDING_PLANS,
+    signal::{hear, hello, say, token},
+};
+
+/// Debian's sipp keeps its RFC 4733 key recordings here (one key each, payload type 101).
+const KEY_PCAPS: &str = "/usr/share/sip-tester";
+/// The number callers dial, assigned to the tenant.
+const NUMBER: &str = "+15551230000";
+/// The caller's own number, shown as "Phone ••• 4321".
+const CALLER: &str = "+15557654321";
+
+/// A free port on loopback for sipp (taken back at once; sipp binds it a moment later).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).map(|addr| addr.port()).unwrap()
+}
+
+/// One sipp call from `CALLER` to `number` at `gateway`, playing `steps` (after `scenario`'s INVITE and
+/// ACK when `answered`); true when sipp saw every step go as written.
+async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scenario.xml");
+    // sipp refuses variables that are checked but never read again; these only check.
+    let checked: Vec<&str> = steps.split("assign_to=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    let reference =
+        if checked.is_empty() { String::new() } else { format!("<Reference variables=\"{}\"/>\n", checked.join(",")) };
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"convene\">\n{steps}\n{reference}</scenario>\n"
+    );
+    std::fs::write(&file, xml).unwrap();
+    let (port, media) = (free_port(), free_port());
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("sipp")
+            .args(["-sf", &file.display().to_string(), &gateway.to_string(), "-s", number, "-m", "1"])
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", &port.to_string(), "-mp", &media.to_string()])
+            .args(["-t", transport, "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"])
+            .args(["-error_file", &dir.path().join("errors.log").display().to_string()])
+            .args(["-trace_msg", "-message_file", &dir.path().join("messages.log").display().to_string()])
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("sipp finishes in time")
+    .expect("sipp runs (cargo xtask test installs Debian's sip-tester)");
+    let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout);
+        let tail: Vec<&str> = said.lines().rev().take(30).collect();
+        let messages = std::fs::read_to_string(dir.path().join("messages.log")).unwrap_or_default();
+        eprintln!(
+            "sipp failed:\n{}\n{}\n{errors}\n{messages}",
+            tail.join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output.status.success()
+}
+
+/// The headers every request of the call carries (sipp fills in the brackets). Requests are sent again
+/// until answered; an ACK, which nothing answers, once.
+fn request(line: &str, cseq: &str, extra: &str, body: &str) -> String {
+    let retransmit = if line.starts_with("ACK") { "" } else { " retrans=\"500\"" };
+    format!(
+        "<send{retransmit}><![CDATA[\n{line} SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+         From: \"Caller\" <sip:{CALLER}@[local_ip]:[local_port]>;tag=[call_number]\n{{to}}\nCall-ID: [call_id]\n\
+         CSeq: {cseq}\nContact: <sip:caller@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\n{extra}\
+         Content-Length: [len]\n\n{body}]]></send>\n"
+    )
+}
+
+/// An offer for audio in PCMU or PCMA with telephone-event 101, flowing `direction`.
+fn offer(direction: &str) -> String {
+    offer_to("[media_port]", direction)
+}
+
+/// [`offer`], with the caller's audio expected at `port` (sipp's own media port, or a test's socket).
+fn offer_to(port: &str, direction: &str) -> String {
+    format!(
+        "v=0\no=caller 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
+         m=audio {port} RTP/AVP 0 8 101\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
+         a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na={direction}\n"
+    )
+}
+
+/// The INVITE, its answer and the ACK.
+fn dial() -> String {
+    dial_with(&offer("sendrecv"))
+}
+
+/// [`dial`] with this offer.
+fn dial_with(offer: &str) -> String {
+    let invite =
+        request("INVITE sip:[service]@[remote_ip]:[remote_port]", "1 INVITE", "Content-Type: application/sdp\n", offer)
+            .replace("{to}", "To: <sip:[service]@[remote_ip]:[remote_port]>");
+    let ack = request("ACK [next_url]", "1 ACK", "", "").replace("{to}", "[last_To:]");
+    format!(
+        "{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"180\" optional=\"true\"/>\n\
+         <recv response=\"200\" rrs=\"true\"><action><ereg regexp=\"a=sendrecv\" search_in=\"body\" check_it=\"true\" assign_to=\"answered\"/></action></recv>\n{ack}"
+    )
+}
+
+/// An in-dialog request (`method` with CSeq `cseq`), answered 200.
+fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> String {
+    format!("{}<recv response=\"200\"/>\n", in_dialog_request(method, cseq, extra, body))
+}
+
+fn in_dialog_request(method: &str, cseq: u32, extra: &str, body: &str) -> String {
+    let line = format!("{method} [next_url]");
+    request(&line, &format!("{cseq} {method}"), extra, body).replace("{to}", "[last_To:]")
+}
+
+/// A re-INVITE putting the gateway on hold (`sendonly`), answered `recvonly`, and its ACK.
+fn hold(cseq: u32) -> String {
+    let reinvite = in_dialog_request("INVITE", cseq, "Content-Type: application/sdp\n", &offer("sendonly"));
+    let ack = in_dialog_request("ACK", cseq, "", "");
+    format!(
+        "{reinvite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"200\"><action><ereg regexp=\"a=recvonly\" \
+         search_in=\"body\" check_it=\"true\" assign_to=\"held\"/></action></recv>\n{ack}"
+    )
+}
+
+/// Keys as RFC 4733 events, from sipp's recordings.
+fn keys_by_rtp(keys: &str) -> String {
+    keys.chars()
+        .map(|key| {
+            let name = match key {
+                '#' => "pound".to_owned(),
+                '*' => "star".to_owned(),
+                digit => digit.to_string(),
+            };
+            format!(
+                "<nop><action><exec play_pcap_audio=\"{KEY_PCAPS}/dtmf_2833_{name}.pcap\"/></action></nop>\n\
+                 <pause milliseconds=\"400\"/>\n"
+            )
+        })
+        .collect()
+}
+
+/// Keys as SIP INFO (`application/dtmf-relay`), CSeq from `first` on.
+fn typed(keys: &str, first: u32) -> String {
+    let info = |key: char, cseq: u32| {
+        in_dialog("INFO", cseq, "Content-Type: application/dtmf-relay\n", &format!("Signal={key}\nDuration=160\n"))
+    };
+    keys.chars().zip(first..).map(|(key, cseq)| info(key, cseq)).collect()
+}
+
+/// Waits for the gateway's BYE (after what it says) and answers it.
+fn hung_up() -> String {
+    "<recv request=\"BYE\" timeout=\"40000\"/>\n<send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n\
+     [last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n"
+        .to_owned()
+}
+
+fn sip_addr(app: &TestApp) -> SocketAddr {
+    app.sip_addr()
+}
+
+/// A tenant on a plan with dial-in, the gateway's number assigned to it, and a room whose PIN is `pin`
+/// (set in the records: sipp's key recordings carry one timestamp per key, so a PIN that repeats a key
+/// back to back would read as one press).
+async fn tenant_with_room(app: &TestApp, room: &str, pin: &str) -> String {
+    let key = tenant_key(app, "owner@acme.example").await;
+    let tenant = tenant_id(app, &key).await;
+    let assigned = json!({ "tenant_id": tenant, "number": NUMBER, "country": "US", "toll_free": false });
+    assert_eq!(operator(app, Method::POST, "/dial-in-numbers", Some(assigned)).await.0, 201);
+    call(app, Method::POST, "/v1/rooms", &key, Some(json!({ "name": room }))).await;
+    let (status, _) = call(app, Method::GET, &format!("/v1/rooms/{room}/dial-in"), &key, None).await;
+    assert_eq!(status, 200);
+    use sea_orm::ConnectionTrait;
+    app.db().await.execute_unprepared(&format!("UPDATE rooms SET pin = '{pin}' WHERE name = '{room}'")).await.unwrap();
+    key
+}
+
+#[tokio::test]
+async fn the_gateway_answers_options_refuses_numbers_that_are_not_ours_and_shrugs_off_junk() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    tenant_with_room(&app, "standup", "123456789").await;
+    let gateway = sip_addr(&app);
+    let options = request("OPTIONS sip:[service]@[remote_ip]:[remote_port]", "1 OPTIONS", "", "")
+        .replace("{to}", "To: <sip:[service]@[remote_ip]:[remote_port]>");
+    let answered = format!(
+        "{options}<recv response=\"200\"><action><ereg regexp=\"INVITE\" search_in=\"hdr\" header=\"Allow:\" check_it=\"true\" assign_to=\"allow\"/></action></recv>\n"
+    );
+    assert!(sipp(gateway, "u1", "ping", &answered).await, "OPTIONS over UDP");
+    assert!(sipp(gateway, "t1", "ping", &answered).await, "OPTIONS over TCP");
+
+    let invite = dial().split("<recv response=\"100\"").next().unwrap().to_owned();
+    let refused = format!("{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"404\"/>\n");
+    let ack = "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: \"Caller\" \
+               <sip:+15557654321@[local_ip]:[local_port]>;tag=[call_number]\n[last_To:]\nCall-ID: [call_id]\n\
+               CSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n";
+    for number in ["+15559999999", "alice", "15551230001"] {
+        assert!(sipp(gateway, "u1", number, &format!("{refused}{ack}")).await, "{number} is not ours: 404");
+    }
+
+    // Junk, truncated SIP and stray RTP at the SIP port change nothing.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for junk in [
+        &b"\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00"[..],
+        b"INVITE sip:x SIP/2.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: nowhere\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999999\r\n\r\n",
+        &[0xFF; 1400][..],
+        b"",
+    ] {
+        socket.send_to(junk, gateway).await.unwrap();
+    }
+    assert!(sipp(gateway, "u1", "ping", &answered).await, "still answering");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_types_the_pin_joins_as_a_phone_mutes_with_star_six_holds_and_is_removed_by_a_moderator() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let ann_token = token(&app, &key, "standup", "Ann", true).await;
+    let (mut ann, welcome) = hello(&app, "standup", &ann_token).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    // The PIN by RFC 4733 over the greeting, then *6, then hold, then wait for the moderator.
+    let script = format!(
+        "{}<pause milliseconds=\"1000\"/>\n{}<pause milliseconds=\"3000\"/>\n{}{}{}",
+        dial(),
+        keys_by_rtp("123456789#"),
+        keys_by_rtp("*6"),
+        hold(2),
+        hung_up(),
+    );
+    let gateway = sip_addr(&app);
+    let caller = tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await });
+
+    let joined = hear_until(&mut ann, |message| message["type"] == "participant_joined").await;
+    let phone = joined["participant"].clone();
+    assert_eq!(phone["name"], "Phone ••• 4321", "{joined}");
+    assert_eq!(phone["moderator"], false);
+    let muted = hear_until(&mut ann, |message| message["type"] == "participant_updated").await;
+    assert_eq!(muted["participant"]["audio_muted"], true, "*6 muted the caller: {muted}");
+
+    say(&mut ann, json!({ "type": "kick", "participant": phone["id"] })).await;
+    let left = hear_until(&mut ann, |message| message["type"] == "participant_left").await;
+    assert_eq!(left["reason"], "kicked");
+    assert!(caller.await.unwrap(), "the caller heard the removal, then the gateway's BYE");
+
+    // The call is in the meeting's records like anyone's, and the removal keeps that caller out.
+    let (_, meetings) = call(&app, Method::GET, "/v1/meetings", &key, None).await;
+    let names: Vec<&str> =
+        meetings["meetings"][0]["participants"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(names.contains(&"Phone ••• 4321"), "{meetings}");
+    let again = format!("{}<pause milliseconds=\"500\"/>\n{}{}", dial(), keys_by_rtp("123456789#"), hung_up());
+    assert!(sipp(gateway, "u1", NUMBER, &again).await, "a removed caller is told so and hung up");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_pins_are_hung_up_after_three_tries_and_keys_by_sip_info_count_the_same() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let gateway = sip_addr(&app);
+
+    // Three wrong PINs: "wrong", twice, then goodbye and BYE.
+    let wrong = format!(
+        "{}{}<pause milliseconds=\"500\"/>\n{}<pause milliseconds=\"500\"/>\n{}{}",
+        dial(),
+        typed("111#", 2),
+        typed("222#", 6),
+        typed("333#", 10),
+        hung_up()
+    );
+    assert!(sipp(gateway, "u1", NUMBER, &wrong).await, "three wrong PINs end the call");
+
+    // Over TCP, a wrong PIN then the right one: the caller is in the meeting until they hang up.
+    let right = format!(
+        "{}{}<pause milliseconds=\"500\"/>\n{}<pause milliseconds=\"2000\"/>\n{}",
+        dial(),
+        typed("9#", 2),
+        typed("123456789#", 4),
+        in_dialog("BYE", 20, "", "")
+    );
+    let caller = tokio::spawn(async move { sipp(gateway, "t1", NUMBER, &right).await });
+    let present = eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4321")).await;
+    assert!(present, "the caller is in the meeting");
+    assert!(caller.await.unwrap(), "the caller hung up");
+    assert!(eventually_present(&app, &key, <[Value]>::is_empty).await, "and left it");
+    app.stop().await;
+}
+
+/// Frames until one matches (the room says other things meanwhile).
+async fn hear_until(socket: &mut crate::signal::Socket, matches: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..50 {
+        let message = hear(socket).await.expect("the moderator's connection stays open");
+        if matches(&message) {
+            return message;
+        }
+    }
+    panic!("the expected message never came");
+}
+
+/// Whether the room's presence comes to satisfy `ready` within 30 s.
+async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(&[Value]) -> bool) -> bool {
+    for _ in 0..300 {
+        let (_, presence) = call(app, Method::GET, "/v1/rooms/standup/presence", key, None).await;
+        if presence["participants"].as_array().is_some_and(|list| ready(list)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A WAV file of `seconds` of a `frequency` tone in µ-law at 8 kHz, as sipp's `rtp_stream` plays it.
+fn tone_wav(path: &std::path::Path, frequency: f64, seconds: usize) {
+    use convene_media::phone::g711::ulaw_encode;
+    let samples: Vec<u8> = (0..8_000 * seconds)
+        .map(|i| ulaw_encode((6_000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8_000.0).sin()) as i16))
+        .collect();
+    let length = u32::try_from(samples.len()).unwrap();
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + length).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    // 16 bytes of format: µ-law (7), mono, 8 kHz, 8,000 bytes a second, 1-byte blocks, 8 bits.
+    for field in [16u32.to_le_bytes().as_slice(), &7u16.to_le_bytes(), &1u16.to_le_bytes(), &8_000u32.to_le_bytes()] {
+        wav.extend_from_slice(field);
+    }
+    for field in [8_000u32.to_le_bytes().as_slice(), &1u16.to_le_bytes(), &8u16.to_le_bytes()] {
+        wav.extend_from_slice(field);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&length.to_le_bytes());
+    wav.extend_from_slice(&samples);
+    std::fs::write(path, wav).unwrap();
+}
+
+/// What a caller hears: the µ-law RTP that reaches `socket` over `duration`, decoded.
+async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
+    use convene_media::phone::{g711::ulaw_decode, rtp::RtpPacket};
+    let mut heard = Vec::new();
+    let mut buffer = vec![0; 1500];
+    let deadline = tokio::time::Instant::now() + duration;
+    while let Ok(Ok((length, _))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await {
+        if let Some(packet) = RtpPacket::parse(&buffer[..length]).filter(|packet| packet.payload_type == 0) {
+            heard.extend(packet.payload.iter().map(|&byte| ulaw_decode(byte)));
+        }
+    }
+    heard
+}
+
+/// The share of `samples`' power at `frequency` (Goertzel over 100 ms windows): near 1 for a pure tone of
+/// that frequency, near 0 for another tone or silence.
+fn tone_share(samples: &[i16], frequency: f64) -> f64 {
+    let window = 800;
+    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / 8_000.0).cos();
+    let (mut at_frequency, mut total) = (0.0, 0.0);
+    for chunk in samples.chunks_exact(window) {
+        let (mut previous, mut before) = (0.0, 0.0);
+        for &sample in chunk {
+            let current = f64::from(sample) + coefficient * previous - before;
+            before = previous;
+            previous = current;
+        }
+        at_frequency += (previous * previous + before * before - coefficient * previous * before) * 2.0 / window as f64;
+        total += chunk.iter().map(|&sample| f64::from(sample) * f64::from(sample)).sum::<f64>();
+    }
+    if total == 0.0 { 0.0 } else { at_frequency / total }
+}
+
+#[tokio::test]
+async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let gateway = sip_addr(&app);
+    let dir = tempfile::tempdir().unwrap();
+    let (low, high) = (dir.path().join("400.wav"), dir.path().join("1000.wav"));
+    tone_wav(&low, 400.0, 20);
+    tone_wav(&high, 1_000.0, 20);
+
+    // Each caller's audio comes to a socket of the test's, named in its offer; sipp sends each one's tone.
+    let ears = [
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let caller = |ear: &tokio::net::UdpSocket, tone: &std::path::Path, from: &str| {
+        let port = ear.local_addr().unwrap().port().to_string();
+        let script = format!(
+            "{}{}<nop><action><exec rtp_stream=\"{},-1,0\"/></action></nop>\n<pause milliseconds=\"14000\"/>\n{}",
+            dial_with(&offer_to(&port, "sendrecv")),
+            typed("123456789#", 2),
+            tone.display(),
+            in_dialog("BYE", 20, "", ""),
+        )
+        .replace(CALLER, from);
+        tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await })
+    };
+    let first = caller(&ears[0], &low, "+15550001111");
+    let second = caller(&ears[1], &high, "+15550002222");
+    assert!(eventually_present(&app, &key, |list| list.len() == 2).await, "both callers are in the meeting");
+    // Past the joining prompts, while both tones play.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let [first_ear, second_ear] = ears;
+    let (first_heard, second_heard) =
+        tokio::join!(listen(first_ear, Duration::from_secs(5)), listen(second_ear, Duration::from_secs(5)));
+    assert!(first_heard.len() >= 8_000 * 4, "the first caller got audio all along: {} samples", first_heard.len());
+    let (first_hears_other, first_hears_self) = (tone_share(&first_heard, 1_000.0), tone_share(&first_heard, 400.0));
+    let (second_hears_other, second_hears_self) =
+        (tone_share(&second_heard, 400.0), tone_share(&second_heard, 1_000.0));
+    eprintln!(
+        "first: other {first_hears_other:.2} self {first_hears_self:.2}; second: other {second_hears_other:.2} self {second_hears_self:.2}"
+    );
+    assert!(first_hears_other > 0.5 && second_hears_other > 0.5, "each hears the other's tone");
+    assert!(first_hears_self < 0.05 && second_hears_self < 0.05, "and not their own");
+    assert!(first.await.unwrap() && second.await.unwrap(), "both calls went as written");
+    app.stop().await;
+}

@@ -1,0 +1,278 @@
+//! A caller's audio in the room, sans-IO: a str0m WebRTC session with the node's SFU, negotiated through
+//! the focus like a browser's, that publishes the caller's voice as Opus (with the RFC 6464 level the
+//! SFU ranks speakers by) and receives the others' audio. The SFU forwards only the speakers and never a
+//! participant's own voice, so the mix of what arrives is already "the loudest few, minus me".
+//!
+//! Opus runs at 8 kHz both ways, the phone's own rate, so nothing is resampled.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::{IpAddr, SocketAddr},
+    time::Instant,
+};
+
+use opus_rs::{Application, OpusDecoder, OpusEncoder};
+use str0m::{
+    Candidate, Event, Input, Output, Rtc,
+    change::{SdpAnswer, SdpOffer, SdpPendingOffer},
+    format::Codec,
+    media::{Direction, MediaKind, MediaTime, Mid, Pt},
+    net::{Protocol, Receive},
+};
+
+use crate::phone::prompts::FRAME;
+
+/// The phone's sample rate, at which Opus is encoded and decoded.
+const RATE: i32 = 8_000;
+/// Opus's RTP clock, whatever the sample rate.
+const OPUS_CLOCK: u64 = 48_000;
+/// A source's frames waiting to be mixed: enough to ride out jitter, little enough to add no delay.
+const QUEUE: usize = 3;
+/// Encoded frames are at most this long (8 kHz voice is tens of bytes).
+const MAX_PACKET: usize = 400;
+/// A frame at or below this level (in -dBov) counts as silence for the SFU's speaker ranking.
+const SILENT_LEVEL: i8 = 50;
+
+/// Why the room leg could not be set up or negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the caller's audio could not join the room: {0}")]
+pub struct BridgeError(String);
+
+fn error(what: impl std::fmt::Display) -> BridgeError {
+    BridgeError(what.to_string())
+}
+
+/// The caller's WebRTC session.
+pub struct RoomLeg {
+    rtc: Rtc,
+    /// The microphone section, and its offer until answered.
+    mid: Mid,
+    pending: Option<SdpPendingOffer>,
+    /// Where the node's media socket is reached from here (its candidates may name a public address).
+    node_ip: IpAddr,
+    encoder: OpusEncoder,
+    opus: Option<Pt>,
+    /// The caller's media clock (48 kHz ticks).
+    sent: u64,
+    decoders: HashMap<Mid, (OpusDecoder, VecDeque<[i16; FRAME]>)>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    next_timeout: Option<Instant>,
+    encoded: Vec<u8>,
+}
+
+impl RoomLeg {
+    /// A session from `local` (the leg's socket) whose offer publishes one microphone and receives the
+    /// others'; `node_ip` replaces the address in the node's candidates. Boxed: a session is large, and
+    /// callers hold it across awaits.
+    pub fn new(local: SocketAddr, node_ip: IpAddr, now: Instant) -> Result<(Box<Self>, String), BridgeError> {
+        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).build(now);
+        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(error)?);
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change.apply().ok_or_else(|| error("no offer was made"))?;
+        let encoder = OpusEncoder::new(RATE, 1, Application::Voip).map_err(error)?;
+        let leg = Box::new(Self {
+            rtc,
+            mid,
+            pending: Some(pending),
+            node_ip,
+            encoder,
+            opus: None,
+            sent: 0,
+            decoders: HashMap::new(),
+            transmits: VecDeque::new(),
+            next_timeout: Some(now),
+            encoded: vec![0; MAX_PACKET],
+        });
+        Ok((leg, offer.to_sdp_string()))
+    }
+
+    /// The node's answer to our offer.
+    pub fn answered(&mut self, sdp: &str) -> Result<(), BridgeError> {
+        let pending = self.pending.take().ok_or_else(|| error("an answer came without an offer"))?;
+        let answer = SdpAnswer::from_sdp_string(&self.reachable(sdp)).map_err(error)?;
+        self.rtc.sdp_api().accept_answer(pending, answer).map_err(error)?;
+        self.opus = self.opus_payload_type();
+        Ok(())
+    }
+
+    /// The node's offer (others' tracks came or went); the answer to send back.
+    pub fn offered(&mut self, sdp: &str) -> Result<String, BridgeError> {
+        let offer = SdpOffer::from_sdp_string(&self.reachable(sdp)).map_err(error)?;
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(error)?;
+        self.opus = self.opus_payload_type();
+        Ok(answer.to_sdp_string())
+    }
+
+    fn opus_payload_type(&mut self) -> Option<Pt> {
+        let writer = self.rtc.writer(self.mid)?;
+        writer.payload_params().find(|params| params.spec().codec == Codec::Opus).map(|params| params.pt())
+    }
+
+    /// The node's candidates at the address it is reached at from this process.
+    fn reachable(&self, sdp: &str) -> String {
+        sdp.lines()
+            .map(|line| match line.strip_prefix("a=candidate:") {
+                Some(candidate) => {
+                    let mut fields: Vec<&str> = candidate.split(' ').collect();
+                    let address = self.node_ip.to_string();
+                    if let Some(field) = fields.get_mut(4) {
+                        *field = &address;
+                    }
+                    format!("a=candidate:{}\r\n", fields.join(" "))
+                }
+                None => format!("{line}\r\n"),
+            })
+            .collect()
+    }
+
+    /// A datagram from the node.
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+        let Ok(contents) = bytes.try_into() else { return };
+        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+        if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
+            self.drain();
+        }
+    }
+
+    /// Time passes.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_timeout.is_some_and(|due| due <= now) && self.rtc.handle_input(Input::Timeout(now)).is_ok() {
+            self.drain();
+        }
+    }
+
+    /// When [`RoomLeg::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timeout
+    }
+
+    /// The next datagram to send to the node.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    fn drain(&mut self) {
+        while let Ok(output) = self.rtc.poll_output() {
+            match output {
+                Output::Timeout(at) => {
+                    self.next_timeout = Some(at);
+                    return;
+                }
+                Output::Transmit(transmit) => {
+                    self.transmits.push_back((transmit.destination, transmit.contents.into()))
+                }
+                Output::Event(Event::MediaData(data)) => self.heard(data.mid, &data.data),
+                Output::Event(_) => {}
+            }
+        }
+        // A failed session has nothing more to do.
+        self.next_timeout = None;
+    }
+
+    /// Another participant's voice: decoded now, queued for the next mixes.
+    fn heard(&mut self, mid: Mid, packet: &[u8]) {
+        if mid == self.mid {
+            return;
+        }
+        let Some((decoder, queue)) = (match self.decoders.entry(mid) {
+            std::collections::hash_map::Entry::Occupied(entry) => Some(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                OpusDecoder::new(RATE, 1).ok().map(|decoder| entry.insert((decoder, VecDeque::new())))
+            }
+        }) else {
+            return;
+        };
+        let mut samples = [0f32; FRAME * 6];
+        let Ok(count) = decoder.decode(packet, samples.len(), &mut samples) else { return };
+        // Frames longer than 20 ms (Opus allows up to 120) are cut into 20 ms ones.
+        for chunk in samples[..count.min(samples.len())].chunks_exact(FRAME) {
+            let mut frame = [0i16; FRAME];
+            for (out, sample) in frame.iter_mut().zip(chunk) {
+                // The cast saturates: loud samples clip rather than wrap.
+                *out = (sample * 32_768.0) as i16;
+            }
+            if queue.len() == QUEUE {
+                queue.pop_front();
+            }
+            queue.push_back(frame);
+        }
+    }
+
+    /// The next 20 ms of everyone the caller hears, summed (`None` when nobody is speaking).
+    pub fn mix(&mut self) -> Option<[i16; FRAME]> {
+        let mut sum = [0i32; FRAME];
+        let mut any = false;
+        for (_, queue) in self.decoders.values_mut() {
+            if let Some(frame) = queue.pop_front() {
+                any = true;
+                for (total, sample) in sum.iter_mut().zip(frame) {
+                    *total += i32::from(sample);
+                }
+            }
+        }
+        any.then(|| sum.map(|total| total.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16))
+    }
+
+    /// 20 ms of the caller's voice (muted callers send silence, so the stream stays continuous).
+    pub fn speak(&mut self, frame: &[i16; FRAME], now: Instant) {
+        let Some(pt) = self.opus else { return };
+        let Ok(length) = self.encoder.encode_i16(frame, FRAME, &mut self.encoded) else { return };
+        let level = audio_level(frame);
+        let time = MediaTime::new(self.sent, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+        self.sent += OPUS_CLOCK / 50;
+        let Some(writer) = self.rtc.writer(self.mid) else { return };
+        let packet = self.encoded[..length].to_vec();
+        if writer.audio_level(-level, level < SILENT_LEVEL).write(pt, now, time, packet).is_ok() {
+            self.drain();
+        }
+    }
+}
+
+/// A frame's level as RFC 6464 has it: -dBov from 0 (loudest) to 127 (silence).
+pub fn audio_level(frame: &[i16]) -> i8 {
+    let energy: f64 = frame.iter().map(|&sample| f64::from(sample) * f64::from(sample)).sum();
+    let rms = (energy / frame.len().max(1) as f64).sqrt() / 32_768.0;
+    if rms <= 0.0 {
+        return 127;
+    }
+    // The cast saturates, and the clamp keeps it in RFC 6464's range.
+    (-20.0 * rms.log10()).clamp(0.0, 127.0) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_loudness_from_full_scale_to_silence() {
+        assert_eq!(audio_level(&[0; FRAME]), 127);
+        assert_eq!(audio_level(&[i16::MAX; FRAME]), 0);
+        let quiet = [300i16; FRAME];
+        assert!((38..=42).contains(&audio_level(&quiet)), "{}", audio_level(&quiet));
+    }
+
+    #[test]
+    fn a_tone_survives_opus_at_the_phones_rate() {
+        let mut encoder = OpusEncoder::new(RATE, 1, Application::Voip).unwrap();
+        let mut decoder = OpusDecoder::new(RATE, 1).unwrap();
+        let (mut packet, mut decoded) = (vec![0; MAX_PACKET], vec![0f32; FRAME]);
+        let mut energy = (0.0, 0.0);
+        for frame in 0..50 {
+            let tone: Vec<i16> = (0..FRAME)
+                .map(|i| {
+                    let t = (frame * FRAME + i) as f64 / f64::from(RATE);
+                    (8_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin()) as i16
+                })
+                .collect();
+            let length = encoder.encode_i16(&tone, FRAME, &mut packet).unwrap();
+            assert_eq!(decoder.decode(&packet[..length], FRAME, &mut decoded).unwrap(), FRAME);
+            if frame >= 10 {
+                energy.0 += tone.iter().map(|&s| f64::from(s) / 32_768.0).map(|s| s * s).sum::<f64>();
+                energy.1 += decoded.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>();
+            }
+        }
+        let ratio = energy.1 / energy.0;
+        assert!((0.5..2.0).contains(&ratio), "the tone's energy came through: {ratio}");
+    }
+}

@@ -1,0 +1,651 @@
+//! One phone call, answered: RTP with the trunk every 20 ms (prompts, the room's audio, or silence so the
+//! trunk does not hang up on a quiet line), the PIN conversation, then the caller in the room through the
+//! focus with their audio bridged into the SFU ([`RoomLeg`]). The call ends when either side hangs up, the
+//! session timer runs out, the trunk's audio stops, or the room lets the caller go (removed, ended); what
+//! the room says is spoken first.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use convene_signal::{ClientMessage, MediaKind, PROTOCOL_VERSION, Refusal, ServerMessage};
+use rsipstack::{
+    dialog::{
+        dialog::{DialogState, DialogStateReceiver, TransactionHandle},
+        invite_dialog::InviteDialog,
+    },
+    sip::{self as sip, Header, HeadersExt, StatusCode},
+};
+use tokio::net::UdpSocket;
+
+use super::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory, Shared, bridge::RoomLeg};
+use crate::{
+    phone::{
+        dtmf::{self, KeyReader},
+        g711,
+        ivr::{Action, Answer, Ivr},
+        prompts::{FRAME, Player, Prompt},
+        rtp::RtpPacket,
+        sdp::{Codec, Offer},
+    },
+    plane::Delivery,
+    rooms::{ConnectError, Connection},
+};
+
+/// The audio frame length.
+const PTIME: Duration = Duration::from_millis(20);
+/// A call whose trunk sends no RTP this long (and is not on hold) is gone.
+const RTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest session interval accepted (RFC 4028's Min-SE default).
+const MIN_SESSION: u64 = 90;
+/// How long the room may take to say whether the caller is in.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Larger datagrams are not RTP audio.
+const MAX_DATAGRAM: usize = 1500;
+
+/// RFC 4028 session timer the caller asked for: the call must be refreshed within `interval`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SessionTimer {
+    interval: Duration,
+    /// The caller supports timers, so the answer may require them.
+    supported: bool,
+}
+
+impl SessionTimer {
+    /// The timer an INVITE asks for, if it asks.
+    pub(super) fn requested(request: &sip::Request) -> Option<Self> {
+        let value = request.header_value("Session-Expires")?;
+        let seconds: u64 = value.split(';').next()?.trim().parse().ok()?;
+        let supported = request.header_contains_token("Supported", "timer");
+        Some(Self { interval: Duration::from_secs(seconds.max(MIN_SESSION)), supported })
+    }
+
+    /// The headers that confirm it in the answer; the caller refreshes.
+    fn headers(self) -> Vec<Header> {
+        let mut headers =
+            vec![Header::Other("Session-Expires".into(), format!("{};refresher=uac", self.interval.as_secs()))];
+        if self.supported {
+            headers.push(Header::Require("timer".into()));
+        }
+        headers
+    }
+}
+
+/// Where the call is.
+enum Stage {
+    /// The PIN conversation.
+    Answering(Ivr),
+    /// In the room (or its lobby).
+    InRoom(Connection),
+    /// Saying goodbye: hang up once the prompts are said.
+    Leaving,
+}
+
+/// One answered call.
+pub(super) struct Call<D> {
+    shared: Arc<Shared<D>>,
+    dialog: InviteDialog,
+    states: DialogStateReceiver,
+    socket: UdpSocket,
+    offer: Offer,
+    facts: CallFacts,
+    timer: Option<SessionTimer>,
+    stage: Stage,
+    admission: Option<PhoneAdmission>,
+    player: Player,
+    keys: KeyReader,
+    /// The caller pressed `*` last (in the room, `*6` toggles mute).
+    star: bool,
+    muted: bool,
+    /// The room let the caller in (rather than to its lobby).
+    welcomed: bool,
+    /// Our side of the RTP stream.
+    outgoing: Outgoing,
+    /// The caller's audio in the room, once they are in (not in the lobby), with its socket.
+    leg: Option<(Box<RoomLeg>, UdpSocket)>,
+    /// The caller's samples not yet sent on (trunks may send other than 20 ms a packet).
+    voice: VecDeque<i16>,
+    /// The SDP answer's session id and version (the version goes up when the answer changes).
+    session: (u64, u64),
+    last_rtp: Instant,
+    refreshed: Instant,
+}
+
+/// The RTP stream toward the caller: one SSRC, continuous sequence and timestamps whatever is said.
+struct Outgoing {
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// The next packet starts a talkspurt.
+    marker: bool,
+    buffer: Vec<u8>,
+}
+
+fn random_u32() -> u32 {
+    let mut bytes = [0; 4];
+    getrandom::fill(&mut bytes).ok();
+    u32::from_be_bytes(bytes)
+}
+
+impl<D: PhoneDirectory> Call<D> {
+    pub(super) fn new(
+        shared: Arc<Shared<D>>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        (socket, offer): (UdpSocket, Offer),
+        (facts, timer): (CallFacts, Option<SessionTimer>),
+    ) -> Self {
+        let now = Instant::now();
+        let outgoing = Outgoing {
+            ssrc: random_u32(),
+            sequence: random_u32() as u16,
+            timestamp: random_u32(),
+            marker: true,
+            buffer: Vec::with_capacity(FRAME + 12),
+        };
+        Self {
+            shared,
+            dialog,
+            states,
+            socket,
+            offer,
+            facts,
+            timer,
+            stage: Stage::Answering(Ivr::new(now)),
+            admission: None,
+            player: Player::default(),
+            keys: KeyReader::default(),
+            star: false,
+            muted: false,
+            welcomed: false,
+            outgoing,
+            leg: None,
+            voice: VecDeque::new(),
+            session: (u64::from(random_u32()), 1),
+            last_rtp: now,
+            refreshed: now,
+        }
+    }
+
+    fn answer_sdp(&self) -> Vec<u8> {
+        let port = self.socket.local_addr().map_or(0, |addr| addr.port());
+        self.offer.answer(self.shared.advertised_ip, port, self.session.0, self.session.1).into_bytes()
+    }
+
+    fn answer_headers(&self) -> Vec<Header> {
+        let mut headers = vec![Header::ContentType("application/sdp".into())];
+        headers.extend(self.timer.map(SessionTimer::headers).unwrap_or_default());
+        headers
+    }
+
+    /// Answers the call and runs it to its end.
+    pub(super) async fn run(mut self) {
+        if let Err(error) = self.dialog.accept(Some(self.answer_headers()), Some(self.answer_sdp())) {
+            tracing::debug!(%error, "a call could not be answered");
+            return self.finish();
+        }
+        self.drive_ivr().await;
+        let mut ticker = tokio::time::interval(PTIME);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut datagram = vec![0; MAX_DATAGRAM];
+        let mut from_node = vec![0; MAX_DATAGRAM];
+        loop {
+            let delivery = async {
+                match &mut self.stage {
+                    Stage::InRoom(connection) => connection.outbox.recv().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let node = async {
+                match &self.leg {
+                    Some((_, socket)) => socket.recv_from(&mut from_node).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let leg_due = self.leg.as_ref().and_then(|(leg, _)| leg.poll_timeout());
+            let leg_timer = async {
+                match leg_due {
+                    Some(due) => tokio::time::sleep_until(due.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if !self.tick().await {
+                        break;
+                    }
+                }
+                received = self.socket.recv_from(&mut datagram) => {
+                    if let Ok((length, from)) = received {
+                        self.datagram(&datagram[..length.min(MAX_DATAGRAM)], from).await;
+                    }
+                }
+                state = self.states.recv() => match state {
+                    Some(state) => {
+                        if !self.dialog_state(state).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                delivery = delivery => self.room_delivery(delivery).await,
+                received = node => {
+                    if let (Ok((length, from)), Some((leg, socket))) = (received, &mut self.leg)
+                        && let Ok(local) = socket.local_addr()
+                    {
+                        leg.receive(Instant::now(), from, local, &from_node[..length.min(MAX_DATAGRAM)]);
+                    }
+                    self.flush_leg().await;
+                }
+                () = leg_timer => {
+                    if let Some((leg, _)) = &mut self.leg {
+                        leg.handle_timeout(Instant::now());
+                    }
+                    self.flush_leg().await;
+                }
+                () = self.shared.shutdown.cancelled() => {
+                    self.hang_up().await;
+                    break;
+                }
+            }
+        }
+        self.finish();
+    }
+
+    /// Every 20 ms: a frame to the caller, and the clocks checked. False once the call is over.
+    async fn tick(&mut self) -> bool {
+        let now = Instant::now();
+        if let Stage::Answering(ivr) = &mut self.stage {
+            ivr.handle_timeout(now);
+            self.drive_ivr().await;
+        }
+        let speaking = self.player.next_frame(self.offer.codec.0);
+        if speaking.is_none() && matches!(self.stage, Stage::Leaving) {
+            self.hang_up().await;
+            return false;
+        }
+        // Prompts cover the room while they play; then the room, else silence.
+        let heard = self.leg.as_mut().and_then(|(leg, _)| leg.mix());
+        if self.offer.direction.caller_listens() {
+            let codec = self.offer.codec.0;
+            let frame = speaking.unwrap_or_else(|| heard.unwrap_or([0; FRAME]).map(|sample| encode(codec, sample)));
+            self.send(&frame).await;
+        }
+        let quiet = self.offer.direction != crate::phone::sdp::Direction::Inactive
+            && now.saturating_duration_since(self.last_rtp) > RTP_TIMEOUT;
+        let expired = self.timer.is_some_and(|timer| now.saturating_duration_since(self.refreshed) > timer.interval);
+        if quiet || expired {
+            tracing::info!(quiet, expired, "a call went silent; hanging up");
+            self.hang_up().await;
+            return false;
+        }
+        true
+    }
+
+    async fn send(&mut self, frame: &[u8]) {
+        let Some(destination) = self.offer.destination else { return };
+        let outgoing = &mut self.outgoing;
+        let packet = RtpPacket {
+            payload_type: self.offer.codec.1,
+            marker: std::mem::take(&mut outgoing.marker),
+            sequence: outgoing.sequence,
+            timestamp: outgoing.timestamp,
+            ssrc: outgoing.ssrc,
+            payload: frame,
+        };
+        packet.write(&mut outgoing.buffer);
+        outgoing.sequence = outgoing.sequence.wrapping_add(1);
+        outgoing.timestamp = outgoing.timestamp.wrapping_add(FRAME as u32);
+        if let Err(error) = self.socket.send_to(&outgoing.buffer, destination).await {
+            tracing::debug!(%error, "an RTP packet could not be sent");
+        }
+    }
+
+    /// A datagram on the call's port: only RTP from the address the offer named counts.
+    async fn datagram(&mut self, bytes: &[u8], from: std::net::SocketAddr) {
+        if self.offer.destination.is_none_or(|(ip, _)| ip != from.ip()) {
+            return;
+        }
+        let Some(packet) = RtpPacket::parse(bytes) else { return };
+        let now = Instant::now();
+        self.last_rtp = now;
+        if Some(packet.payload_type) == self.offer.events {
+            if let Some(key) = self.keys.on_packet(packet.timestamp, packet.payload) {
+                self.key(key).await;
+            }
+            return;
+        }
+        let Some((leg, _)) = &mut self.leg else { return };
+        if packet.payload_type != self.offer.codec.1 {
+            return;
+        }
+        let codec = self.offer.codec.0;
+        // A muted caller's stream goes on, silent, so the room's speaker ranking sees them quiet.
+        let muted = self.muted;
+        self.voice.extend(packet.payload.iter().map(|&byte| if muted { 0 } else { decode(codec, byte) }));
+        // Bounded: a trunk sending faster than real time loses the excess, not memory.
+        while self.voice.len() > 4 * FRAME {
+            self.voice.pop_front();
+        }
+        while self.voice.len() >= FRAME {
+            let mut frame = [0i16; FRAME];
+            for (sample, voice) in frame.iter_mut().zip(self.voice.drain(..FRAME)) {
+                *sample = voice;
+            }
+            leg.speak(&frame, now);
+        }
+        self.flush_leg().await;
+    }
+
+    /// Sends what the room leg has for the node.
+    async fn flush_leg(&mut self) {
+        let Some((leg, socket)) = &mut self.leg else { return };
+        while let Some((destination, contents)) = leg.poll_transmit() {
+            if let Err(error) = socket.send_to(&contents, destination).await {
+                tracing::debug!(%error, "a datagram to the media node could not be sent");
+            }
+        }
+    }
+
+    /// Opens the caller's audio into the room: a session with the SFU, offered through the focus.
+    async fn open_leg(&mut self) {
+        let Stage::InRoom(connection) = &self.stage else { return };
+        let socket = match UdpSocket::bind(SocketAddr::new(self.shared.media_ip, 0)).await {
+            Ok(socket) => socket,
+            Err(error) => return tracing::warn!(%error, "no socket for a caller's audio"),
+        };
+        let Ok(local) = socket.local_addr() else { return };
+        match RoomLeg::new(local, self.shared.media_ip, Instant::now()) {
+            Ok((leg, sdp)) => {
+                if connection.send(ClientMessage::Offer { sdp, screen: None }).await {
+                    self.leg = Some((leg, socket));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "a caller's audio could not join the room"),
+        }
+    }
+
+    /// A key the caller pressed, from RTP or INFO.
+    async fn key(&mut self, key: char) {
+        match &mut self.stage {
+            Stage::Answering(ivr) => {
+                ivr.key(key, Instant::now());
+                self.drive_ivr().await;
+            }
+            Stage::InRoom(connection) => {
+                if self.star && key == '6' {
+                    let muted = !self.muted;
+                    if connection.send(ClientMessage::SetMuted { media: MediaKind::Audio, muted }).await {
+                        self.muted = muted;
+                        self.player.play(if muted { Prompt::Muted } else { Prompt::Unmuted });
+                    }
+                }
+                self.star = key == '*';
+            }
+            Stage::Leaving => {}
+        }
+    }
+
+    /// Does what the conversation asks, answering it with what lookups and joins found.
+    async fn drive_ivr(&mut self) {
+        loop {
+            let Stage::Answering(ivr) = &mut self.stage else { return };
+            let Some(action) = ivr.poll_action() else { return };
+            let answer = match action {
+                Action::Play(prompt) => {
+                    self.player.play(prompt);
+                    continue;
+                }
+                Action::Silence => {
+                    self.player.stop();
+                    continue;
+                }
+                Action::HangUp => {
+                    self.stage = Stage::Leaving;
+                    return;
+                }
+                Action::LookUp(pin) => self.look_up(&pin).await,
+                Action::Join(password) => self.join(Some(password)).await,
+            };
+            if let Stage::Answering(ivr) = &mut self.stage {
+                ivr.answer(answer, Instant::now());
+            }
+        }
+    }
+
+    async fn look_up(&mut self, pin: &str) -> Answer {
+        let caller = self.facts.caller.clone();
+        if !self.shared.guess_allowed(caller.as_deref(), false) {
+            return Answer::Refused(Prompt::Unavailable);
+        }
+        match self.shared.directory.admit(&self.facts, pin).await {
+            Ok(admission) => {
+                self.admission = Some(admission);
+                self.join(None).await
+            }
+            Err(DialInRefusal::UnknownPin) => {
+                self.shared.guess_allowed(caller.as_deref(), true);
+                Answer::UnknownPin
+            }
+            Err(DialInRefusal::MeetingOver) => Answer::Refused(Prompt::MeetingOver),
+            Err(DialInRefusal::NotAvailable) => Answer::Refused(Prompt::NotAvailable),
+            Err(DialInRefusal::Removed) => Answer::Refused(Prompt::Removed),
+            Err(DialInRefusal::Unavailable) => Answer::Refused(Prompt::Unavailable),
+        }
+    }
+
+    /// Connects to the room found; the room's first word says whether the caller is in.
+    async fn join(&mut self, password: Option<String>) -> Answer {
+        let Some(admission) = self.admission.clone() else { return Answer::Refused(Prompt::Unavailable) };
+        let PhoneAdmission { room, policy, identity } = admission;
+        let connected = self.shared.rooms.connect(room, policy, identity, PROTOCOL_VERSION, password, None).await;
+        let mut connection = match connected {
+            Ok(connection) => connection,
+            Err(ConnectError::NotAllowed(reason, _)) => return refused(reason),
+            Err(error) => {
+                tracing::info!(%error, "a caller found no room");
+                return Answer::Refused(Prompt::Unavailable);
+            }
+        };
+        let first = tokio::time::timeout(JOIN_TIMEOUT, connection.outbox.recv()).await;
+        let answer = match first {
+            Ok(Some(Delivery::Message(ServerMessage::Refused { reason, .. }))) => return refused(reason),
+            Ok(Some(Delivery::Message(message @ (ServerMessage::Welcome { .. } | ServerMessage::Lobby { .. })))) => {
+                self.entered(&message);
+                Answer::Joined
+            }
+            _ => return Answer::Refused(Prompt::Unavailable),
+        };
+        self.stage = Stage::InRoom(connection);
+        if self.welcomed {
+            self.open_leg().await;
+        }
+        answer
+    }
+
+    /// The room let the caller in (`Welcome`) or asked them to wait (`Lobby`).
+    fn entered(&mut self, message: &ServerMessage) {
+        match message {
+            ServerMessage::Welcome { participants, room, .. } => {
+                self.welcomed = true;
+                self.player.play(Prompt::Joining);
+                if participants.len() <= 1 {
+                    self.player.play(Prompt::Alone);
+                }
+                if room.recording {
+                    self.player.play(Prompt::Recording);
+                }
+            }
+            ServerMessage::Lobby { .. } => self.player.play(Prompt::Lobby),
+            _ => {}
+        }
+    }
+
+    /// What the room says to the caller.
+    async fn room_delivery(&mut self, delivery: Option<Delivery>) {
+        let message = match delivery {
+            Some(Delivery::Message(message)) => message,
+            // The room closed the connection without a word: the meeting is gone.
+            Some(Delivery::Close) | None => {
+                if !matches!(self.stage, Stage::Leaving) {
+                    self.player.play(Prompt::Goodbye);
+                    self.stage = Stage::Leaving;
+                }
+                return;
+            }
+        };
+        match message {
+            ServerMessage::Welcome { .. } => {
+                self.entered(&message);
+                self.open_leg().await;
+            }
+            ServerMessage::Answer { sdp } => {
+                if let Some((leg, _)) = &mut self.leg
+                    && let Err(error) = leg.answered(&sdp)
+                {
+                    tracing::warn!(%error, "the node's answer for a caller was refused");
+                }
+                self.flush_leg().await;
+            }
+            ServerMessage::Offer { sdp, .. } => {
+                let answer = match &mut self.leg {
+                    Some((leg, _)) => leg.offered(&sdp),
+                    None => return,
+                };
+                match answer {
+                    Ok(sdp) => {
+                        if let Stage::InRoom(connection) = &self.stage {
+                            connection.send(ClientMessage::Answer { sdp }).await;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "the node's offer for a caller was refused"),
+                }
+                self.flush_leg().await;
+            }
+            ServerMessage::Refused { reason, .. } => {
+                let prompt = match refused(reason) {
+                    Answer::Refused(prompt) => prompt,
+                    _ => Prompt::Goodbye,
+                };
+                self.player.play(prompt);
+                self.stage = Stage::Leaving;
+            }
+            ServerMessage::Muted { media: MediaKind::Audio, .. } if !self.muted => {
+                self.muted = true;
+                self.player.play(Prompt::Muted);
+            }
+            ServerMessage::RecordingChanged { recording: true, .. } => self.player.play(Prompt::Recording),
+            _ => {}
+        }
+    }
+
+    /// A change in the dialog. False once the call is over.
+    async fn dialog_state(&mut self, state: DialogState) -> bool {
+        match state {
+            DialogState::Terminated(_, reason) => {
+                tracing::debug!(?reason, "a call ended");
+                false
+            }
+            DialogState::Info(_, request, handle) => {
+                let body = String::from_utf8_lossy(&request.body).into_owned();
+                respond(&handle, StatusCode::OK, None).await;
+                if let Some(key) = dtmf::info_key(&body) {
+                    self.key(key).await;
+                }
+                true
+            }
+            DialogState::Updated(_, request, handle) => {
+                self.refreshed = Instant::now();
+                self.reoffered(&request, &handle).await;
+                true
+            }
+            DialogState::Options(_, _, handle) => {
+                respond(&handle, StatusCode::OK, None).await;
+                true
+            }
+            DialogState::Message(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Refer(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                respond(&handle, StatusCode::MethodNotAllowed, None).await;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// A re-INVITE or UPDATE: hold, resume, a new address, or only a session refresh. The answer keeps its
+    /// version unless it changes (RFC 3264 §8), so a refresh is answered with the same description.
+    async fn reoffered(&mut self, request: &sip::Request, handle: &TransactionHandle) {
+        if !request.body.is_empty() {
+            match Offer::parse(&String::from_utf8_lossy(&request.body)) {
+                Ok(offer) if offer != self.offer => {
+                    self.offer = offer;
+                    self.session.1 += 1;
+                    self.outgoing.marker = true;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "a re-offer was refused");
+                    return respond(handle, StatusCode::NotAcceptableHere, None).await;
+                }
+            }
+        }
+        let headers = self.answer_headers();
+        let body = self.answer_sdp();
+        if let Err(error) = handle.respond(StatusCode::OK, Some(headers), Some(body)).await {
+            tracing::debug!(%error, "a re-offer could not be answered");
+        }
+    }
+
+    async fn hang_up(&mut self) {
+        if let Err(error) = self.dialog.hangup().await {
+            tracing::debug!(%error, "a BYE could not be sent");
+        }
+    }
+
+    /// Leaves the room (dropping the connection tells it) and forgets the dialog.
+    fn finish(self) {
+        self.shared.dialogs.remove_dialog(&self.dialog.id());
+    }
+}
+
+/// A linear sample in the leg's codec.
+fn encode(codec: Codec, sample: i16) -> u8 {
+    match codec {
+        Codec::Pcmu => g711::ulaw_encode(sample),
+        Codec::Pcma => g711::alaw_encode(sample),
+    }
+}
+
+/// A sample from the leg's codec.
+fn decode(codec: Codec, byte: u8) -> i16 {
+    match codec {
+        Codec::Pcmu => g711::ulaw_decode(byte),
+        Codec::Pcma => g711::alaw_decode(byte),
+    }
+}
+
+/// What a room's refusal means for a caller.
+fn refused(reason: Refusal) -> Answer {
+    Answer::Refused(match reason {
+        Refusal::PasswordRequired => return Answer::PasswordNeeded,
+        Refusal::WrongPassword => return Answer::WrongPassword,
+        Refusal::Full | Refusal::PlanLimit => Prompt::MeetingFull,
+        Refusal::Locked => Prompt::Locked,
+        Refusal::Rejected => Prompt::Rejected,
+        Refusal::Kicked => Prompt::Removed,
+        Refusal::Ended => Prompt::Ended,
+        Refusal::PaymentOverdue | Refusal::InvalidToken => Prompt::NotAvailable,
+        Refusal::UnsupportedVersion | Refusal::Unavailable => Prompt::Unavailable,
+    })
+}
+
+async fn respond(handle: &TransactionHandle, status: StatusCode, body: Option<Vec<u8>>) {
+    if let Err(error) = handle.respond(status, None, body).await {
+        tracing::debug!(%error, "an in-dialog reply could not be sent");
+    }
+}

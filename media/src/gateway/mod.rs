@@ -1,0 +1,407 @@
+//! The SIP gateway: phone callers into meetings (Jigasi's job, here in the media node). rsipstack carries
+//! SIP over UDP and TCP (transactions, retransmissions, dialogs); this module decides what to answer and
+//! runs each call as a task ([`call`]) that speaks RTP with the trunk, holds the PIN conversation
+//! ([`crate::phone::ivr`]) and then joins the room through the focus like any browser, so lobby, lock,
+//! password, ceilings and removals hold for callers without special cases.
+//!
+//! Who may call what is the control plane's to say, through [`PhoneDirectory`]: the media node keeps no
+//! records of its own.
+
+mod bridge;
+mod call;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rsipstack::{
+    EndpointBuilder,
+    dialog::{dialog::DialogState, dialog_layer::DialogLayer},
+    sip::{self as sip, Header, HeadersExt, Method, StatusCode},
+    transaction::{Endpoint, TransactionReceiver, transaction::Transaction},
+    transport::{TransportLayer, tcp_listener::TcpListenerConnection, udp::UdpConnection},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    focus::{Identity, RoomPolicy},
+    phone::sdp::Offer,
+    rooms::{RoomKey, Rooms},
+};
+
+/// How the gateway is reached and what it takes on.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where SIP is received, over UDP and TCP on the same port.
+    pub addr: SocketAddr,
+    /// The address trunks reach the gateway and its media at, for Contact headers and SDP (the bound one
+    /// when it is not a wildcard).
+    pub advertised_ip: Option<IpAddr>,
+    /// Calls at once; the next is answered 503 with a Retry-After.
+    pub max_calls: usize,
+    /// The address the media node's socket is reached at from this process (callers' audio goes there).
+    pub media_ip: IpAddr,
+}
+
+/// The control plane's answers about dial-in, asked by the gateway.
+pub trait PhoneDirectory: Send + Sync + 'static {
+    /// Whether `number` (the dialled number as the trunk sent it) is one of ours; calls to others get 404.
+    fn serves(&self, number: &str) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
+
+    /// The meeting `pin` opens on the number `call` dialled, and the caller as the room will know them.
+    fn admit(&self, call: &CallFacts, pin: &str) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
+}
+
+/// The control plane could not be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the dial-in directory cannot be reached")]
+pub struct DirectoryError;
+
+/// What the gateway knows of a call when it asks for its meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFacts {
+    /// The number dialled (the request URI's user part).
+    pub number: String,
+    /// The caller's number or name, as the trunk gave it (`None` when withheld).
+    pub caller: Option<String>,
+}
+
+/// A caller let in, and the room they enter.
+#[derive(Debug, Clone)]
+pub struct PhoneAdmission {
+    /// The room.
+    pub room: RoomKey,
+    /// Its settings and what the plan allows.
+    pub policy: RoomPolicy,
+    /// The caller as the room will know them.
+    pub identity: Identity,
+}
+
+/// Why a PIN let no one in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialInRefusal {
+    /// No meeting on this number has this PIN.
+    UnknownPin,
+    /// The meeting is over or cancelled.
+    MeetingOver,
+    /// The organisation's plan has no dial-in, or the meeting cannot take callers (end-to-end encrypted).
+    NotAvailable,
+    /// The caller was removed from the meeting.
+    Removed,
+    /// Too many wrong PINs from this caller lately, or the control plane failed: try later.
+    Unavailable,
+}
+
+/// New calls accepted in a burst, and per second after it: more are answered 503, so a flood costs the
+/// gateway a reply each, not a lookup or a port.
+const INVITES_BURST: f64 = 50.0;
+const INVITES_PER_SECOND: f64 = 20.0;
+/// How long a refused caller is told to wait.
+const RETRY_AFTER_SECONDS: u32 = 30;
+/// Wrong PINs allowed from one caller in `GUESS_WINDOW`, across calls (three per call would otherwise be
+/// unlimited by redialling).
+const GUESSES_PER_CALLER: u32 = 10;
+const GUESS_WINDOW: Duration = Duration::from_secs(600);
+/// How long an in-dialog request waits for the ACK it overtook: 50 steps of 10 ms.
+const ACK_WAIT_STEPS: u32 = 50;
+const ACK_WAIT_STEP: Duration = Duration::from_millis(10);
+/// What OPTIONS and 405s say the gateway supports.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// The SIP gateway, bound and ready to run.
+pub struct Gateway<D> {
+    endpoint: Endpoint,
+    incoming: TransactionReceiver,
+    shared: Arc<Shared<D>>,
+    local_addr: SocketAddr,
+}
+
+/// What every call's task uses.
+struct Shared<D> {
+    dialogs: Arc<DialogLayer>,
+    directory: D,
+    rooms: Rooms,
+    /// The address in Contact headers and SDP.
+    advertised_ip: IpAddr,
+    /// Where RTP sockets are bound.
+    bind_ip: IpAddr,
+    /// Where the media node is reached.
+    media_ip: IpAddr,
+    /// The SIP port, for Contact headers.
+    port: u16,
+    calls: AtomicUsize,
+    max_calls: usize,
+    invites: Mutex<Bucket>,
+    guesses: Mutex<HashMap<String, (u32, Instant)>>,
+    shutdown: CancellationToken,
+}
+
+/// A token bucket over new calls.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * INVITES_PER_SECOND).min(INVITES_BURST);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A socket could not be bound.
+    #[error("cannot listen for SIP on {0}: {1}")]
+    Io(SocketAddr, std::io::Error),
+    /// The gateway listens on every address and was given none to advertise.
+    #[error("SIP listens on {0}, a wildcard: set CONVENE_MEDIA_PUBLIC_IP to the address trunks reach")]
+    NoAdvertisedAddress(SocketAddr),
+}
+
+impl<D: PhoneDirectory> Gateway<D> {
+    /// Binds UDP and TCP on `config.addr` (TCP on the port UDP got, when it asked for any); calls join
+    /// `rooms` as `directory` says; everything stops when `shutdown` is cancelled.
+    pub async fn bind(
+        config: &GatewayConfig,
+        directory: D,
+        rooms: Rooms,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BindError> {
+        let advertised_ip = match config.advertised_ip {
+            Some(ip) => ip,
+            None if config.addr.ip().is_unspecified() => return Err(BindError::NoAdvertisedAddress(config.addr)),
+            None => config.addr.ip(),
+        };
+        let io = |error: std::io::Error| BindError::Io(config.addr, error);
+        let udp = tokio::net::UdpSocket::bind(config.addr).await.map_err(io)?;
+        let local_addr = udp.local_addr().map_err(io)?;
+        // Bound here, not in rsipstack's listener task, so a taken port stops the start with a message.
+        let tcp = std::net::TcpListener::bind(local_addr).map_err(io)?;
+        drop(tcp);
+        let public = SocketAddr::new(advertised_ip, local_addr.port());
+        let transports = TransportLayer::new(shutdown.child_token());
+        let udp = UdpConnection::from_socket(Arc::new(udp), Some(public), Some(shutdown.child_token()))
+            .await
+            .map_err(|error| io(std::io::Error::other(error.to_string())))?;
+        transports.add_transport(udp.into());
+        let tcp = TcpListenerConnection::new(local_addr, Some(public))
+            .await
+            .map_err(|error| io(std::io::Error::other(error.to_string())))?;
+        transports.add_transport(tcp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(shutdown.child_token())
+            .with_transport_layer(transports)
+            .with_user_agent("Convene")
+            .build();
+        let incoming =
+            endpoint.incoming_transactions().map_err(|error| io(std::io::Error::other(error.to_string())))?;
+        let shared = Shared {
+            dialogs: Arc::new(DialogLayer::new(endpoint.inner.clone())),
+            directory,
+            rooms,
+            advertised_ip,
+            bind_ip: local_addr.ip(),
+            media_ip: config.media_ip,
+            port: local_addr.port(),
+            calls: AtomicUsize::new(0),
+            max_calls: config.max_calls,
+            invites: Mutex::new(Bucket { tokens: INVITES_BURST, refilled: Instant::now() }),
+            guesses: Mutex::default(),
+            shutdown,
+        };
+        Ok(Self { endpoint, incoming, shared: Arc::new(shared), local_addr })
+    }
+
+    /// Where SIP is received (the real port when the setting asked for any).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Answers SIP until shutdown; calls in progress are hung up first.
+    pub async fn run(self) {
+        let Self { endpoint, mut incoming, shared, .. } = self;
+        let serving = endpoint.serve();
+        tokio::pin!(serving);
+        loop {
+            tokio::select! {
+                () = &mut serving => break,
+                () = shared.shutdown.cancelled() => break,
+                transaction = incoming.recv() => match transaction {
+                    Some(transaction) => shared.clone().receive(transaction),
+                    None => break,
+                },
+            }
+        }
+        // Calls see the shutdown and say goodbye; give their BYEs a moment to leave.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while shared.calls.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        endpoint.shutdown();
+    }
+}
+
+impl<D: PhoneDirectory> Shared<D> {
+    /// One new server transaction. Never waits: anything slow happens on a task of its own, so one
+    /// caller cannot hold up the others.
+    fn receive(self: Arc<Self>, mut transaction: Transaction) {
+        let in_dialog = transaction.original.to_header().ok().and_then(|to| to.tag().ok().flatten()).is_some();
+        if in_dialog {
+            match self.dialogs.match_dialog(&transaction) {
+                Some(mut dialog) => {
+                    tokio::spawn(async move {
+                        // A request right behind the ACK may overtake it here, and a dialog not yet
+                        // confirmed drops requests unanswered: give the ACK (sent first) a moment.
+                        for _ in 0..ACK_WAIT_STEPS {
+                            if !matches!(dialog.state(), DialogState::WaitAck(..)) {
+                                break;
+                            }
+                            tokio::time::sleep(ACK_WAIT_STEP).await;
+                        }
+                        if let Err(error) = dialog.handle(&mut transaction).await {
+                            tracing::debug!(%error, "an in-dialog SIP request failed");
+                        }
+                    });
+                }
+                None => reply_soon(transaction, StatusCode::CallTransactionDoesNotExist, vec![]),
+            }
+            return;
+        }
+        match transaction.original.method {
+            Method::Invite => {
+                tokio::spawn(async move { self.invited(transaction).await });
+            }
+            Method::Options => reply_soon(transaction, StatusCode::OK, capabilities()),
+            // A stray ACK (its INVITE is gone) needs no answer.
+            Method::Ack => {}
+            // BYE, INFO, UPDATE outside a dialog: the call is gone.
+            Method::Bye | Method::Info | Method::Update | Method::Cancel => {
+                reply_soon(transaction, StatusCode::CallTransactionDoesNotExist, vec![]);
+            }
+            _ => reply_soon(transaction, StatusCode::MethodNotAllowed, vec![allow()]),
+        }
+    }
+
+    /// A new call: refused (busy, unknown number, no common codec) or answered and handed to its task.
+    async fn invited(self: Arc<Self>, mut transaction: Transaction) {
+        let facts = CallFacts::of(&transaction.original);
+        let calls = self.calls.load(Ordering::Relaxed);
+        let flood = self.invites.lock().map_or(true, |mut bucket| !bucket.take(Instant::now()));
+        if calls >= self.max_calls || flood || self.shutdown.is_cancelled() {
+            let retry = Header::RetryAfter(RETRY_AFTER_SECONDS.to_string().into());
+            return reply(&mut transaction, StatusCode::ServiceUnavailable, vec![retry]).await;
+        }
+        match self.directory.serves(&facts.number).await {
+            Ok(true) => {}
+            Ok(false) => return reply(&mut transaction, StatusCode::NotFound, vec![]).await,
+            Err(_) => {
+                let retry = Header::RetryAfter(RETRY_AFTER_SECONDS.to_string().into());
+                return reply(&mut transaction, StatusCode::ServiceUnavailable, vec![retry]).await;
+            }
+        }
+        let body = String::from_utf8_lossy(&transaction.original.body).into_owned();
+        let offer = match Offer::parse(&body) {
+            Ok(offer) => offer,
+            Err(error) => {
+                let warning = Header::Warning(format!("399 convene \"{error}\"").into());
+                return reply(&mut transaction, StatusCode::NotAcceptableHere, vec![warning]).await;
+            }
+        };
+        let socket = match tokio::net::UdpSocket::bind((self.bind_ip, 0)).await {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::warn!(%error, "no RTP port for a call");
+                return reply(&mut transaction, StatusCode::ServiceUnavailable, vec![]).await;
+            }
+        };
+        let contact = sip::Uri {
+            scheme: Some(sip::Scheme::Sip),
+            auth: Some(sip::Auth { user: facts.number.clone(), password: None }),
+            host_with_port: SocketAddr::new(self.advertised_ip, self.port).into(),
+            ..Default::default()
+        };
+        let (states, state_receiver) = self.dialogs.new_dialog_state_channel();
+        let dialog = match self.dialogs.get_or_create_server_invite(&transaction, states, None, Some(contact)) {
+            Ok(dialog) => dialog,
+            Err(error) => {
+                tracing::debug!(%error, "an INVITE made no dialog");
+                return reply(&mut transaction, StatusCode::CallTransactionDoesNotExist, vec![]).await;
+            }
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut handler = dialog.clone();
+        let session_timer = call::SessionTimer::requested(&transaction.original);
+        // The INVITE's transaction: 100 Trying, our answer's retransmissions until the ACK, CANCEL.
+        tokio::spawn(async move {
+            if let Err(error) = handler.handle(&mut transaction).await {
+                tracing::debug!(%error, "an INVITE transaction failed");
+            }
+        });
+        let call = call::Call::new(self.clone(), dialog, state_receiver, (socket, offer), (facts, session_timer));
+        call.run().await;
+        self.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a wrong PIN from `caller`; false once they have had too many lately.
+    fn guess_allowed(&self, caller: Option<&str>, wrong: bool) -> bool {
+        let Some(caller) = caller else { return true };
+        let Ok(mut guesses) = self.guesses.lock() else { return false };
+        let now = Instant::now();
+        guesses.retain(|_, (_, since)| now.saturating_duration_since(*since) < GUESS_WINDOW);
+        let entry = guesses.entry(caller.to_owned()).or_insert((0, now));
+        if wrong {
+            entry.0 += 1;
+        }
+        entry.0 < GUESSES_PER_CALLER
+    }
+}
+
+impl CallFacts {
+    /// What an INVITE says: the number dialled (the request URI's user part) and the caller, from
+    /// P-Asserted-Identity (what a trunk vouches for), else From; withheld and anonymous callers are `None`.
+    pub fn of(request: &sip::Request) -> Self {
+        let asserted = request.header_value("P-Asserted-Identity").and_then(|value| {
+            let uri = value.split(['<', '>']).find(|part| part.contains(':'))?.trim().to_owned();
+            sip::Uri::try_from(uri.as_str()).ok()?.user().map(str::to_owned)
+        });
+        let from = || request.from_header().ok()?.uri().ok()?.user().map(str::to_owned);
+        let caller = asserted.or_else(from).filter(|user| !user.is_empty() && !user.eq_ignore_ascii_case("anonymous"));
+        Self { number: request.uri.user().unwrap_or_default().to_owned(), caller }
+    }
+}
+
+fn allow() -> Header {
+    Header::Allow(ALLOW.into())
+}
+
+/// What OPTIONS answers: the methods, the body type and the extensions the gateway takes.
+fn capabilities() -> Vec<Header> {
+    vec![allow(), Header::Accept("application/sdp".into()), Header::Supported("timer".into())]
+}
+
+async fn reply(transaction: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
+    if let Err(error) = transaction.reply_with(status, headers, None).await {
+        tracing::debug!(%error, "a SIP reply could not be sent");
+    }
+}
+
+/// Replies on a task of its own (the transaction's retransmissions run there).
+fn reply_soon(mut transaction: Transaction, status: StatusCode, headers: Vec<Header>) {
+    tokio::spawn(async move { reply(&mut transaction, status, headers).await });
+}
