@@ -44,7 +44,8 @@ enum Command {
     /// and a chart to DIR/chart.svg.
     #[cfg(feature = "bench")]
     Bench {
-        /// The SFU to measure: convene, janus, or both (one after the other, with the same bots).
+        /// The SFU to measure: convene, janus, or both (one after the other, with the same bots); or phone:
+        /// the SIP gateway, with sipp calling in `--participants` callers to each of `--meetings` rooms.
         #[arg(long, default_value = "convene")]
         target: convene_bench::TargetChoice,
         /// Meetings at once (joined one at a time, measuring each step).

@@ -76,6 +76,26 @@ fn a_short_run_against_both_sfus_gives_sane_figures_and_sizes_a_deployment() {
 }
 
 #[test]
+fn a_short_phone_run_puts_every_caller_in_a_room_with_audio_all_along() {
+    let out = tempfile::tempdir().unwrap();
+    let output = convene()
+        .args(["bench", "--target", "phone", "--meetings", "2", "--participants", "3", "--seconds", "3", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("calls per core"), "{printed}");
+    let figures = result(&out.path().join("result.json"));
+    let number = |name: &str| figures[name].as_f64().unwrap_or_else(|| panic!("no {name}: {figures}"));
+    assert_eq!((figures["meetings"].as_u64(), figures["calls"].as_u64()), (Some(2), Some(6)));
+    assert_eq!(figures["calls_completed"], 6, "every call went as scripted: {figures}");
+    // 50 packets a second is every 20 ms; a loaded test machine may lose a few.
+    assert!(number("packets_per_call_per_second") > 45.0, "audio reached every caller: {figures}");
+    assert!(number("cpu_seconds") > 0.0 && number("calls_per_core") > 0.0, "{figures}");
+}
+
+#[test]
 fn bad_benchmark_arguments_are_refused_before_anything_starts() {
     let out = tempfile::tempdir().unwrap();
     for (args, expected) in [

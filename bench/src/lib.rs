@@ -11,6 +11,7 @@
 pub mod capacity;
 mod chart;
 mod measure;
+pub mod phone;
 mod targets;
 
 use std::{
@@ -49,6 +50,8 @@ pub enum TargetChoice {
     Janus,
     /// Both, one after the other with the same bots.
     Both,
+    /// Convene's SIP gateway, with sipp's callers (`--participants` per meeting).
+    Phone,
 }
 
 impl TargetChoice {
@@ -57,6 +60,7 @@ impl TargetChoice {
             Self::Convene => &[Target::Convene],
             Self::Janus => &[Target::Janus],
             Self::Both => &[Target::Convene, Target::Janus],
+            Self::Phone => &[],
         }
     }
 }
@@ -69,7 +73,8 @@ impl FromStr for TargetChoice {
             "convene" => Ok(Self::Convene),
             "janus" => Ok(Self::Janus),
             "both" => Ok(Self::Both),
-            other => Err(format!("unknown target {other:?}: use convene, janus or both")),
+            "phone" => Ok(Self::Phone),
+            other => Err(format!("unknown target {other:?}: use convene, janus, both or phone")),
         }
     }
 }
@@ -168,7 +173,7 @@ impl BenchOptions {
         if !(1..=MAX_SECONDS).contains(&self.seconds) {
             bail!("--seconds must be 1 to {MAX_SECONDS}");
         }
-        if self.record && self.target.targets().contains(&Target::Janus) {
+        if self.record && self.target != TargetChoice::Convene {
             bail!("--record measures Convene's recorder: use --target convene");
         }
         Ok(())
@@ -255,6 +260,10 @@ pub struct BenchResult {
 /// `out/<target>/` with a comparison chart in `out` (both). Prints a summary as it goes.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<BenchResult>> {
     options.check()?;
+    if options.target == TargetChoice::Phone {
+        phone::run(options).await?;
+        return Ok(Vec::new());
+    }
     std::fs::create_dir_all(&options.out).with_context(|| format!("cannot create {}", options.out.display()))?;
     let targets = options.target.targets();
     let mut results = Vec::new();

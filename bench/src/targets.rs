@@ -164,12 +164,15 @@ pub(crate) struct ConveneSfu {
     pid: u32,
     /// `host:port` of its HTTP server.
     http: String,
+    /// Its SIP gateway.
+    sip: Option<std::net::SocketAddr>,
     api_key: String,
     client: reqwest::Client,
 }
 
 #[derive(Deserialize)]
 struct CreatedTenant {
+    tenant_id: String,
     api_key: String,
 }
 
@@ -179,7 +182,7 @@ struct MintedToken {
 }
 
 impl ConveneSfu {
-    async fn start(options: &BenchOptions, dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn start(options: &BenchOptions, dir: &Path) -> anyhow::Result<Self> {
         let convene = &options.convene;
         let data = dir.join("convene-data");
         let _ = std::fs::remove_dir_all(&data);
@@ -223,6 +226,14 @@ impl ConveneSfu {
         }
         let created: CreatedTenant =
             serde_json::from_slice(&created.stdout).context("convene admin create-tenant printed no tenant")?;
+        if options.target == crate::TargetChoice::Phone {
+            let number = crate::phone::NUMBER;
+            let args = ["admin", "dial-in-numbers", "add", "--tenant", &created.tenant_id, "--number", number];
+            let assigned = command(&args).args(["--country", "US"]).output().await?;
+            if !assigned.status.success() {
+                bail!("convene admin dial-in-numbers failed: {}", String::from_utf8_lossy(&assigned.stderr));
+            }
+        }
 
         let log = std::fs::File::create(dir.join("convene.log")).context("cannot create convene.log")?;
         let mut child = command(&["up"])
@@ -233,13 +244,21 @@ impl ConveneSfu {
         let pid = child.id().context("convene up exited at once")?;
         let stdout = child.stdout.take().context("convene up has no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
+        // The banner: the HTTP address, then the SIP gateway's, then the line that ends it.
+        let mut sip = None;
         let http = tokio::time::timeout(START_TIMEOUT, async {
+            let mut http = None;
             while let Some(line) = lines.next_line().await? {
-                if let Some(address) = line.trim().strip_prefix("listening on http://") {
-                    return Ok(Some(address.to_owned()));
+                let line = line.trim();
+                if let Some(address) = line.strip_prefix("listening on http://") {
+                    http = Some(address.to_owned());
+                } else if let Some(address) = line.strip_prefix("phone dial-in (SIP) on udp and tcp ") {
+                    sip = address.parse().ok();
+                } else if line.starts_with("Stop with Ctrl-C") {
+                    break;
                 }
             }
-            Ok::<_, std::io::Error>(None)
+            Ok::<_, std::io::Error>(http)
         })
         .await
         .context("convene up did not start in time")?
@@ -247,7 +266,56 @@ impl ConveneSfu {
         .with_context(|| format!("convene up stopped before serving; see {}", dir.join("convene.log").display()))?;
         // Keep reading what it prints, so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, pid, http, api_key: created.api_key, client: reqwest::Client::new() })
+        Ok(Self { child, pid, http, sip, api_key: created.api_key, client: reqwest::Client::new() })
+    }
+
+    /// The SIP gateway's address.
+    pub(crate) fn sip(&self) -> Option<std::net::SocketAddr> {
+        self.sip
+    }
+
+    /// Its process.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Makes room `name` and answers its dial-in PIN.
+    pub(crate) async fn room_pin(&self, name: &str) -> anyhow::Result<String> {
+        let base = format!("http://{}/v1/rooms", self.http);
+        let made = self.client.post(&base).bearer_auth(&self.api_key).json(&serde_json::json!({ "name": name }));
+        let made = made.send().await.context("cannot reach convene to make a room")?;
+        if !made.status().is_success() {
+            bail!("convene refused a room: {}", made.text().await.unwrap_or_default());
+        }
+        let dial_in = self.client.get(format!("{base}/{name}/dial-in")).bearer_auth(&self.api_key).send().await?;
+        let dial_in: serde_json::Value = dial_in.json().await.context("convene's dial-in answer")?;
+        dial_in["pin"].as_str().map(str::to_owned).context("the room has no PIN")
+    }
+
+    /// Whether every room `bench-<i>` (of `meetings`) has `participants` present within `timeout`.
+    pub(crate) async fn wait_present(&self, meetings: usize, participants: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pending: Vec<usize> = (0..meetings).collect();
+        while tokio::time::Instant::now() < deadline {
+            let mut still = Vec::new();
+            for meeting in pending {
+                let url = format!("http://{}/v1/rooms/bench-{meeting}/presence", self.http);
+                let present = match self.client.get(url).bearer_auth(&self.api_key).send().await {
+                    Ok(response) => response.json::<serde_json::Value>().await.ok(),
+                    Err(_) => None,
+                };
+                let count = present.and_then(|body| body["participants"].as_array().map(Vec::len)).unwrap_or(0);
+                if count < participants {
+                    still.push(meeting);
+                }
+            }
+            if still.is_empty() {
+                return true;
+            }
+            pending = still;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 
     async fn token(&self, meeting: usize, index: usize, name: &str) -> anyhow::Result<String> {
@@ -285,7 +353,7 @@ impl ConveneSfu {
     }
 
     /// SIGTERM, as an operator would, then a kill if it does not stop in time.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let terminated = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
         let stopped = terminated.is_ok() && tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await.is_ok();
         if !stopped {
@@ -317,7 +385,7 @@ impl JanusSfu {
 
 fn bench_plans() -> String {
     format!(
-        "default = \"bench\"\ngrace_period_days = 1\nmeter_event_name = \"participant_minutes\"\n\n[[plan]]\nid = \"bench\"\nname = \"Benchmark\"\nparticipants_per_meeting = {}\nconcurrent_meetings = {}\nincluded_minutes = 100000000\nrecording = true\ndial_in = false\n",
+        "default = \"bench\"\ngrace_period_days = 1\nmeter_event_name = \"participant_minutes\"\n\n[[plan]]\nid = \"bench\"\nname = \"Benchmark\"\nparticipants_per_meeting = {}\nconcurrent_meetings = {}\nincluded_minutes = 100000000\nrecording = true\ndial_in = true\n",
         crate::MAX_PARTICIPANTS,
         crate::MAX_MEETINGS
     )
