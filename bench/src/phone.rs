@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use convene_bots::sipp::{self, Caller};
 use serde::Serialize;
 use tokio::net::UdpSocket;
 
@@ -80,62 +81,18 @@ async fn listen(socket: UdpSocket, until: tokio::time::Instant) -> Heard {
     heard
 }
 
-/// µ-law WAV of `seconds` of a 400 Hz tone (or silence), as sipp's `rtp_stream` plays it.
-fn wav(tone: bool, seconds: usize) -> Vec<u8> {
-    let samples: Vec<u8> = (0..8_000 * seconds)
-        .map(|i| {
-            let sample = if tone { 6_000.0 * (std::f64::consts::TAU * 400.0 * i as f64 / 8_000.0).sin() } else { 0.0 };
-            convene_media::phone::g711::ulaw_encode(sample as i16)
-        })
-        .collect();
-    let length = u32::try_from(samples.len()).unwrap_or(u32::MAX);
-    let mut file = Vec::with_capacity(samples.len() + 44);
-    file.extend_from_slice(b"RIFF");
-    file.extend_from_slice(&(36 + length).to_le_bytes());
-    // A 16-byte format chunk: µ-law (7), mono, 8 kHz, 8,000 bytes a second, 1-byte blocks, 8 bits a sample.
-    file.extend_from_slice(b"WAVEfmt \x10\x00\x00\x00\x07\x00\x01\x00\x40\x1f\x00\x00\x40\x1f\x00\x00\x01\x00\x08\x00");
-    file.extend_from_slice(b"data");
-    file.extend_from_slice(&length.to_le_bytes());
-    file.extend_from_slice(&samples);
-    file
-}
-
-/// A request of the call (sipp fills in the brackets).
-fn request(line: &str, cseq: &str, extra: &str, body: &str) -> String {
-    let retransmit = if line.starts_with("ACK") { "" } else { " retrans=\"500\"" };
-    format!(
-        "<send{retransmit}><![CDATA[\n{line} SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
-         From: <sip:+1555[call_number]@[local_ip]:[local_port]>;tag=[call_number]\n{{to}}\nCall-ID: [call_id]\n\
-         CSeq: {cseq}\nContact: <sip:caller@[local_ip]:[local_port]>\nMax-Forwards: 70\n{extra}\
-         Content-Length: [len]\n\n{body}]]></send>\n"
-    )
-}
-
 /// The scenario a caller plays: fields 0–8 the PIN, 9 the port its audio comes back to; it sends `sound`
 /// (sipp reads the file once, so it cannot come from a field), stays `stay_ms`, then hangs up.
 fn scenario(sound: &Path, stay_ms: u128) -> String {
-    let offer = "v=0\no=caller 1 1 IN IP4 [local_ip]\ns=-\nc=IN IP4 [media_ip]\nt=0 0\n\
-                 m=audio [field9] RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n";
-    let to_them = "To: <sip:[service]@[remote_ip]:[remote_port]>";
-    let mut steps =
-        request("INVITE sip:[service]@[remote_ip]:[remote_port]", "1 INVITE", "Content-Type: application/sdp\n", offer)
-            .replace("{to}", to_them);
-    steps += "<recv response=\"100\" optional=\"true\"/>\n<recv response=\"200\" rrs=\"true\"/>\n";
-    steps += &request("ACK [next_url]", "1 ACK", "", "").replace("{to}", "[last_To:]");
-    let keys = (0..9).map(|field| format!("[field{field}]")).chain(std::iter::once("#".to_owned()));
-    for (cseq, key) in (2..).zip(keys) {
-        let body = format!("Signal={key}\nDuration=160\n");
-        steps += &request("INFO [next_url]", &format!("{cseq} INFO"), "Content-Type: application/dtmf-relay\n", &body)
-            .replace("{to}", "[last_To:]");
-        steps += "<recv response=\"200\"/>\n";
-    }
-    let sound = sound.display();
-    steps += &format!(
-        "<nop><action><exec rtp_stream=\"{sound},-1,0\"/></action></nop>\n<pause milliseconds=\"{stay_ms}\"/>\n"
-    );
-    steps += &request("BYE [next_url]", "20 BYE", "", "").replace("{to}", "[last_To:]");
-    steps += "<recv response=\"200\"/>\n";
-    format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"callers\">\n{steps}</scenario>\n")
+    let caller = Caller::new("+1555[call_number]");
+    let keys = (0..9).map(|field| format!("[field{field}]")).chain(std::iter::once("#".to_owned())).collect::<Vec<_>>();
+    sipp::scenario(&format!(
+        "{}{}{}<pause milliseconds=\"{stay_ms}\"/>\n{}",
+        caller.dial(&sipp::offer("[field9]", "sendrecv"), false),
+        caller.info_keys(keys.iter().map(String::as_str), 2),
+        sipp::stream(sound),
+        caller.in_dialog("BYE", 20, "", ""),
+    ))
 }
 
 /// Runs the load and prints and returns what it measured.
@@ -171,8 +128,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<PhoneResult> {
 async fn load(sfu: &ConveneSfu, options: &BenchOptions, dir: &Path, calls: usize) -> anyhow::Result<PhoneResult> {
     let sip = sfu.sip().context("convene up printed no SIP address")?;
     let (tone, silence) = (dir.join("tone.wav"), dir.join("silence.wav"));
-    std::fs::write(&tone, wav(true, 10)).context("cannot write tone.wav")?;
-    std::fs::write(&silence, wav(false, 10)).context("cannot write silence.wav")?;
+    std::fs::write(&tone, sipp::ulaw_wav(Some(400.0), 10)).context("cannot write tone.wav")?;
+    std::fs::write(&silence, sipp::ulaw_wav(None, 10)).context("cannot write silence.wav")?;
     let mut ears = Vec::with_capacity(calls);
     // Two groups, each one sipp: the first caller of every room speaks, the others are silent.
     let mut rows = [String::from("SEQUENTIAL\n"), String::from("SEQUENTIAL\n")];

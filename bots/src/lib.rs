@@ -7,6 +7,8 @@
 //! Every packet a bot sends carries a trailer (layer, send time, frame and packet number), so the receiving
 //! bot can tell which layer the node forwarded and how late.
 //!
+//! [`sipp`] builds scenarios for Debian's sipp, the phone callers of the SIP gateway's tests and benchmark.
+//!
 //! Everything is bounded: the message queue drops its oldest entries when full, and every task ends when the
 //! bot is left, dropped, refused or disconnected.
 
@@ -14,6 +16,7 @@ mod bot;
 mod janus;
 mod media;
 pub mod payload;
+pub mod sipp;
 mod stats;
 
 pub use bot::{Admission, Bot, BotError, BotOptions};

@@ -7,6 +7,8 @@ use std::{net::SocketAddr, time::Duration};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use convene_bots::sipp::{Caller, hung_up, offer, rtp_keys, scenario, stream, ulaw_wav};
+
 use crate::{
     dial_in::{operator, tenant_id},
     helpers::{TestApp, call, spawn_configured, tenant_key},
@@ -14,8 +16,6 @@ use crate::{
     signal::{hear, hello, say, token},
 };
 
-/// Debian's sipp keeps its RFC 4733 key recordings here (one key each, payload type 101).
-const KEY_PCAPS: &str = "/usr/share/sip-tester";
 /// The number callers dial, assigned to the tenant.
 const NUMBER: &str = "+15551230000";
 /// The caller's own number, shown as "Phone ••• 4321".
@@ -31,14 +31,7 @@ fn free_port() -> u16 {
 async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scenario.xml");
-    // sipp refuses variables that are checked but never read again; these only check.
-    let checked: Vec<&str> = steps.split("assign_to=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
-    let reference =
-        if checked.is_empty() { String::new() } else { format!("<Reference variables=\"{}\"/>\n", checked.join(",")) };
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"convene\">\n{steps}\n{reference}</scenario>\n"
-    );
-    std::fs::write(&file, xml).unwrap();
+    std::fs::write(&file, scenario(steps)).unwrap();
     let (port, media) = (free_port(), free_port());
     let output = tokio::time::timeout(
         Duration::from_secs(90),
@@ -69,99 +62,20 @@ async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -
     output.status.success()
 }
 
-/// The headers every request of the call carries (sipp fills in the brackets). Requests are sent again
-/// until answered; an ACK, which nothing answers, once.
-fn request(line: &str, cseq: &str, extra: &str, body: &str) -> String {
-    let retransmit = if line.starts_with("ACK") { "" } else { " retrans=\"500\"" };
-    format!(
-        "<send{retransmit}><![CDATA[\n{line} SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
-         From: \"Caller\" <sip:{CALLER}@[local_ip]:[local_port]>;tag=[call_number]\n{{to}}\nCall-ID: [call_id]\n\
-         CSeq: {cseq}\nContact: <sip:caller@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\n{extra}\
-         Content-Length: [len]\n\n{body}]]></send>\n"
-    )
+/// The test's caller.
+fn caller() -> Caller {
+    Caller::new(CALLER)
 }
 
-/// An offer for audio in PCMU or PCMA with telephone-event 101, flowing `direction`.
-fn offer(direction: &str) -> String {
-    offer_to("[media_port]", direction)
-}
-
-/// [`offer`], with the caller's audio expected at `port` (sipp's own media port, or a test's socket).
-fn offer_to(port: &str, direction: &str) -> String {
-    format!(
-        "v=0\no=caller 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
-         m=audio {port} RTP/AVP 0 8 101\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
-         a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na={direction}\n"
-    )
-}
-
-/// The INVITE, its answer and the ACK.
+/// The INVITE with an offer of sipp's own media port, its answer and the ACK.
 fn dial() -> String {
-    dial_with(&offer("sendrecv"))
+    caller().dial(&offer("[media_port]", "sendrecv"), true)
 }
 
-/// [`dial`] with this offer.
-fn dial_with(offer: &str) -> String {
-    let invite =
-        request("INVITE sip:[service]@[remote_ip]:[remote_port]", "1 INVITE", "Content-Type: application/sdp\n", offer)
-            .replace("{to}", "To: <sip:[service]@[remote_ip]:[remote_port]>");
-    let ack = request("ACK [next_url]", "1 ACK", "", "").replace("{to}", "[last_To:]");
-    format!(
-        "{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"180\" optional=\"true\"/>\n\
-         <recv response=\"200\" rrs=\"true\"><action><ereg regexp=\"a=sendrecv\" search_in=\"body\" check_it=\"true\" assign_to=\"answered\"/></action></recv>\n{ack}"
-    )
-}
-
-/// An in-dialog request (`method` with CSeq `cseq`), answered 200.
-fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> String {
-    format!("{}<recv response=\"200\"/>\n", in_dialog_request(method, cseq, extra, body))
-}
-
-fn in_dialog_request(method: &str, cseq: u32, extra: &str, body: &str) -> String {
-    let line = format!("{method} [next_url]");
-    request(&line, &format!("{cseq} {method}"), extra, body).replace("{to}", "[last_To:]")
-}
-
-/// A re-INVITE putting the gateway on hold (`sendonly`), answered `recvonly`, and its ACK.
-fn hold(cseq: u32) -> String {
-    let reinvite = in_dialog_request("INVITE", cseq, "Content-Type: application/sdp\n", &offer("sendonly"));
-    let ack = in_dialog_request("ACK", cseq, "", "");
-    format!(
-        "{reinvite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"200\"><action><ereg regexp=\"a=recvonly\" \
-         search_in=\"body\" check_it=\"true\" assign_to=\"held\"/></action></recv>\n{ack}"
-    )
-}
-
-/// Keys as RFC 4733 events, from sipp's recordings.
-fn keys_by_rtp(keys: &str) -> String {
-    keys.chars()
-        .map(|key| {
-            let name = match key {
-                '#' => "pound".to_owned(),
-                '*' => "star".to_owned(),
-                digit => digit.to_string(),
-            };
-            format!(
-                "<nop><action><exec play_pcap_audio=\"{KEY_PCAPS}/dtmf_2833_{name}.pcap\"/></action></nop>\n\
-                 <pause milliseconds=\"400\"/>\n"
-            )
-        })
-        .collect()
-}
-
-/// Keys as SIP INFO (`application/dtmf-relay`), CSeq from `first` on.
-fn typed(keys: &str, first: u32) -> String {
-    let info = |key: char, cseq: u32| {
-        in_dialog("INFO", cseq, "Content-Type: application/dtmf-relay\n", &format!("Signal={key}\nDuration=160\n"))
-    };
-    keys.chars().zip(first..).map(|(key, cseq)| info(key, cseq)).collect()
-}
-
-/// Waits for the gateway's BYE (after what it says) and answers it.
-fn hung_up() -> String {
-    "<recv request=\"BYE\" timeout=\"40000\"/>\n<send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n\
-     [last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n"
-        .to_owned()
+/// Keys by SIP INFO from `caller`, CSeq from `first` on.
+fn typed(caller: &Caller, keys: &str, first: u32) -> String {
+    let keys: Vec<String> = keys.chars().map(String::from).collect();
+    caller.info_keys(keys.iter().map(String::as_str), first)
 }
 
 fn sip_addr(app: &TestApp) -> SocketAddr {
@@ -189,8 +103,8 @@ async fn the_gateway_answers_options_refuses_numbers_that_are_not_ours_and_shrug
     let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
     tenant_with_room(&app, "standup", "123456789").await;
     let gateway = sip_addr(&app);
-    let options = request("OPTIONS sip:[service]@[remote_ip]:[remote_port]", "1 OPTIONS", "", "")
-        .replace("{to}", "To: <sip:[service]@[remote_ip]:[remote_port]>");
+    let to = "To: <sip:[service]@[remote_ip]:[remote_port]>";
+    let options = caller().request("OPTIONS sip:[service]@[remote_ip]:[remote_port]", "1 OPTIONS", to, "", "");
     let answered = format!(
         "{options}<recv response=\"200\"><action><ereg regexp=\"INVITE\" search_in=\"hdr\" header=\"Allow:\" check_it=\"true\" assign_to=\"allow\"/></action></recv>\n"
     );
@@ -234,9 +148,9 @@ async fn a_caller_types_the_pin_joins_as_a_phone_mutes_with_star_six_holds_and_i
     let script = format!(
         "{}<pause milliseconds=\"1000\"/>\n{}<pause milliseconds=\"3000\"/>\n{}{}{}",
         dial(),
-        keys_by_rtp("123456789#"),
-        keys_by_rtp("*6"),
-        hold(2),
+        rtp_keys("123456789#"),
+        rtp_keys("*6"),
+        caller().hold(2),
         hung_up(),
     );
     let gateway = sip_addr(&app);
@@ -259,7 +173,7 @@ async fn a_caller_types_the_pin_joins_as_a_phone_mutes_with_star_six_holds_and_i
     let names: Vec<&str> =
         meetings["meetings"][0]["participants"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
     assert!(names.contains(&"Phone ••• 4321"), "{meetings}");
-    let again = format!("{}<pause milliseconds=\"500\"/>\n{}{}", dial(), keys_by_rtp("123456789#"), hung_up());
+    let again = format!("{}<pause milliseconds=\"500\"/>\n{}{}", dial(), rtp_keys("123456789#"), hung_up());
     assert!(sipp(gateway, "u1", NUMBER, &again).await, "a removed caller is told so and hung up");
     app.stop().await;
 }
@@ -274,9 +188,9 @@ async fn wrong_pins_are_hung_up_after_three_tries_and_keys_by_sip_info_count_the
     let wrong = format!(
         "{}{}<pause milliseconds=\"500\"/>\n{}<pause milliseconds=\"500\"/>\n{}{}",
         dial(),
-        typed("111#", 2),
-        typed("222#", 6),
-        typed("333#", 10),
+        typed(&caller(), "111#", 2),
+        typed(&caller(), "222#", 6),
+        typed(&caller(), "333#", 10),
         hung_up()
     );
     assert!(sipp(gateway, "u1", NUMBER, &wrong).await, "three wrong PINs end the call");
@@ -285,9 +199,9 @@ async fn wrong_pins_are_hung_up_after_three_tries_and_keys_by_sip_info_count_the
     let right = format!(
         "{}{}<pause milliseconds=\"500\"/>\n{}<pause milliseconds=\"2000\"/>\n{}",
         dial(),
-        typed("9#", 2),
-        typed("123456789#", 4),
-        in_dialog("BYE", 20, "", "")
+        typed(&caller(), "9#", 2),
+        typed(&caller(), "123456789#", 4),
+        caller().in_dialog("BYE", 20, "", "")
     );
     let caller = tokio::spawn(async move { sipp(gateway, "t1", NUMBER, &right).await });
     let present = eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4321")).await;
@@ -318,30 +232,6 @@ async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(&[Value]) -
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// A WAV file of `seconds` of a `frequency` tone in µ-law at 8 kHz, as sipp's `rtp_stream` plays it.
-fn tone_wav(path: &std::path::Path, frequency: f64, seconds: usize) {
-    use convene_media::phone::g711::ulaw_encode;
-    let samples: Vec<u8> = (0..8_000 * seconds)
-        .map(|i| ulaw_encode((6_000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8_000.0).sin()) as i16))
-        .collect();
-    let length = u32::try_from(samples.len()).unwrap();
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + length).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    // 16 bytes of format: µ-law (7), mono, 8 kHz, 8,000 bytes a second, 1-byte blocks, 8 bits.
-    for field in [16u32.to_le_bytes().as_slice(), &7u16.to_le_bytes(), &1u16.to_le_bytes(), &8_000u32.to_le_bytes()] {
-        wav.extend_from_slice(field);
-    }
-    for field in [8_000u32.to_le_bytes().as_slice(), &1u16.to_le_bytes(), &8u16.to_le_bytes()] {
-        wav.extend_from_slice(field);
-    }
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&length.to_le_bytes());
-    wav.extend_from_slice(&samples);
-    std::fs::write(path, wav).unwrap();
 }
 
 /// What a caller hears: the µ-law RTP that reaches `socket` over `duration`, decoded.
@@ -384,8 +274,8 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
     let gateway = sip_addr(&app);
     let dir = tempfile::tempdir().unwrap();
     let (low, high) = (dir.path().join("400.wav"), dir.path().join("1000.wav"));
-    tone_wav(&low, 400.0, 20);
-    tone_wav(&high, 1_000.0, 20);
+    std::fs::write(&low, ulaw_wav(Some(400.0), 20)).unwrap();
+    std::fs::write(&high, ulaw_wav(Some(1_000.0), 20)).unwrap();
 
     // Each caller's audio comes to a socket of the test's, named in its offer; sipp sends each one's tone.
     let ears = [
@@ -394,14 +284,14 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
     ];
     let caller = |ear: &tokio::net::UdpSocket, tone: &std::path::Path, from: &str| {
         let port = ear.local_addr().unwrap().port().to_string();
+        let caller = Caller::new(from);
         let script = format!(
-            "{}{}<nop><action><exec rtp_stream=\"{},-1,0\"/></action></nop>\n<pause milliseconds=\"14000\"/>\n{}",
-            dial_with(&offer_to(&port, "sendrecv")),
-            typed("123456789#", 2),
-            tone.display(),
-            in_dialog("BYE", 20, "", ""),
-        )
-        .replace(CALLER, from);
+            "{}{}{}<pause milliseconds=\"14000\"/>\n{}",
+            caller.dial(&offer(&port, "sendrecv"), true),
+            typed(&caller, "123456789#", 2),
+            stream(tone),
+            caller.in_dialog("BYE", 20, "", ""),
+        );
         tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await })
     };
     let first = caller(&ears[0], &low, "+15550001111");

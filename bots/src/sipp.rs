@@ -1,0 +1,160 @@
+//! Phone callers for tests and benchmarks of the SIP gateway, played by Debian's sipp: the pieces of a
+//! sipp scenario (a call's requests, the INVITE with its offer and ACK, keys by SIP INFO or by sipp's RFC 4733
+//! recordings, hold, hang-ups) and µ-law WAV files for sipp's `rtp_stream`. sipp fills in the brackets.
+
+use convene_media::phone::g711::ulaw_encode;
+
+/// Debian's sipp keeps its RFC 4733 key recordings here (one key each, payload type 101).
+pub const KEY_RECORDINGS: &str = "/usr/share/sip-tester";
+
+/// A whole scenario from its steps. sipp refuses variables that are checked but never read again, so those
+/// the steps only check are declared read.
+pub fn scenario(steps: &str) -> String {
+    let checked: Vec<&str> = steps.split("assign_to=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    let reference =
+        if checked.is_empty() { String::new() } else { format!("<Reference variables=\"{}\"/>\n", checked.join(",")) };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"convene\">\n{steps}\n{reference}</scenario>\n"
+    )
+}
+
+/// An offer for audio in PCMU or PCMA with telephone-event 101, flowing `direction`, the caller's audio
+/// expected at `port` (`[media_port]` for sipp's own, or a port of the test's).
+pub fn offer(port: &str, direction: &str) -> String {
+    format!(
+        "v=0\no=caller 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
+         m=audio {port} RTP/AVP 0 8 101\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
+         a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na={direction}\n"
+    )
+}
+
+/// A call from `caller` (a number, or a sipp keyword such as `+1555[call_number]`).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    caller: String,
+}
+
+impl Caller {
+    /// Calls from `caller`.
+    pub fn new(caller: &str) -> Self {
+        Self { caller: caller.to_owned() }
+    }
+
+    /// A request of the call with `to` as its To header. Requests are sent again until answered; an ACK,
+    /// which nothing answers, once.
+    pub fn request(&self, line: &str, cseq: &str, to: &str, extra: &str, body: &str) -> String {
+        let retransmit = if line.starts_with("ACK") { "" } else { " retrans=\"500\"" };
+        format!(
+            "<send{retransmit}><![CDATA[\n{line} SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+             From: \"Caller\" <sip:{}@[local_ip]:[local_port]>;tag=[call_number]\n{to}\nCall-ID: [call_id]\n\
+             CSeq: {cseq}\nContact: <sip:caller@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\n{extra}\
+             Content-Length: [len]\n\n{body}]]></send>\n",
+            self.caller
+        )
+    }
+
+    /// The INVITE with `offer` to the service number, its answer (whose `a=sendrecv` is checked when
+    /// `check_answer`) and the ACK.
+    pub fn dial(&self, offer: &str, check_answer: bool) -> String {
+        let to = "To: <sip:[service]@[remote_ip]:[remote_port]>";
+        let line = "INVITE sip:[service]@[remote_ip]:[remote_port]";
+        let invite = self.request(line, "1 INVITE", to, "Content-Type: application/sdp\n", offer);
+        let check = if check_answer {
+            "<action><ereg regexp=\"a=sendrecv\" search_in=\"body\" check_it=\"true\" assign_to=\"answered\"/></action>"
+        } else {
+            ""
+        };
+        let ack = self.request("ACK [next_url]", "1 ACK", "[last_To:]", "", "");
+        format!(
+            "{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"180\" optional=\"true\"/>\n\
+             <recv response=\"200\" rrs=\"true\">{check}</recv>\n{ack}"
+        )
+    }
+
+    /// A request within the call (`method`, CSeq `cseq`), without waiting for its answer.
+    pub fn in_dialog_request(&self, method: &str, cseq: u32, extra: &str, body: &str) -> String {
+        self.request(&format!("{method} [next_url]"), &format!("{cseq} {method}"), "[last_To:]", extra, body)
+    }
+
+    /// A request within the call, answered 200.
+    pub fn in_dialog(&self, method: &str, cseq: u32, extra: &str, body: &str) -> String {
+        format!("{}<recv response=\"200\"/>\n", self.in_dialog_request(method, cseq, extra, body))
+    }
+
+    /// Keys as SIP INFO (`application/dtmf-relay`), CSeq from `first` on; a key may be a sipp keyword
+    /// (`[field0]`).
+    pub fn info_keys<'a>(&self, keys: impl IntoIterator<Item = &'a str>, first: u32) -> String {
+        let content = "Content-Type: application/dtmf-relay\n";
+        keys.into_iter()
+            .zip(first..)
+            .map(|(key, cseq)| self.in_dialog("INFO", cseq, content, &format!("Signal={key}\nDuration=160\n")))
+            .collect()
+    }
+
+    /// A re-INVITE putting the gateway on hold (`sendonly`), answered `recvonly` (checked), and its ACK.
+    pub fn hold(&self, cseq: u32) -> String {
+        let reinvite = self.in_dialog_request(
+            "INVITE",
+            cseq,
+            "Content-Type: application/sdp\n",
+            &offer("[media_port]", "sendonly"),
+        );
+        let ack = self.in_dialog_request("ACK", cseq, "", "");
+        format!(
+            "{reinvite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"200\"><action><ereg regexp=\"a=recvonly\" \
+             search_in=\"body\" check_it=\"true\" assign_to=\"held\"/></action></recv>\n{ack}"
+        )
+    }
+}
+
+/// Keys as RFC 4733 events, from sipp's recordings (which carry one timestamp per key: the same key twice
+/// in a row reads as one press).
+pub fn rtp_keys(keys: &str) -> String {
+    keys.chars()
+        .map(|key| {
+            let name = match key {
+                '#' => "pound".to_owned(),
+                '*' => "star".to_owned(),
+                digit => digit.to_string(),
+            };
+            format!(
+                "<nop><action><exec play_pcap_audio=\"{KEY_RECORDINGS}/dtmf_2833_{name}.pcap\"/></action></nop>\n\
+                 <pause milliseconds=\"400\"/>\n"
+            )
+        })
+        .collect()
+}
+
+/// Plays `wav` (sipp's `rtp_stream`, looped, as PCMU) while the scenario goes on.
+pub fn stream(wav: &std::path::Path) -> String {
+    format!("<nop><action><exec rtp_stream=\"{},-1,0\"/></action></nop>\n", wav.display())
+}
+
+/// Waits for the gateway's BYE (after what it says) and answers it.
+pub fn hung_up() -> String {
+    "<recv request=\"BYE\" timeout=\"40000\"/>\n<send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n\
+     [last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n"
+        .to_owned()
+}
+
+/// A µ-law WAV file (8 kHz, mono), as sipp's `rtp_stream` plays it, of `seconds` of a tone at `frequency`
+/// (silence for `None`).
+pub fn ulaw_wav(frequency: Option<f64>, seconds: usize) -> Vec<u8> {
+    let samples: Vec<u8> = (0..8_000 * seconds)
+        .map(|i| {
+            let sample = frequency
+                .map_or(0.0, |frequency| 6_000.0 * (std::f64::consts::TAU * frequency * i as f64 / 8_000.0).sin());
+            ulaw_encode(sample as i16)
+        })
+        .collect();
+    let length = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+    let mut file = Vec::with_capacity(samples.len() + 44);
+    file.extend_from_slice(b"RIFF");
+    file.extend_from_slice(&(36 + length).to_le_bytes());
+    // A 16-byte format chunk: µ-law (7), mono, 8 kHz, 8,000 bytes a second, 1-byte blocks, 8 bits a sample.
+    file.extend_from_slice(b"WAVEfmt \x10\x00\x00\x00\x07\x00\x01\x00\x40\x1f\x00\x00\x40\x1f\x00\x00\x01\x00\x08\x00");
+    file.extend_from_slice(b"data");
+    file.extend_from_slice(&length.to_le_bytes());
+    file.extend_from_slice(&samples);
+    file
+}
