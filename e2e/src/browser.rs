@@ -111,9 +111,20 @@ impl Browser {
         Ok(())
     }
 
-    /// Clicks a control that acts within the page (no navigation), such as a hydrated button.
+    /// Clicks a control that acts within the page (no navigation), such as a hydrated button. A control
+    /// another element covers for a moment (tiles reflowing as a pane closes) is tried again for up to 2 s,
+    /// as a person waits for the page to settle; covered for longer, the click fails.
     pub async fn press(&self, css: &str) -> anyhow::Result<()> {
-        Ok(self.client.find(Locator::Css(css)).await?.click().await?)
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.client.find(Locator::Css(css)).await?.click().await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.to_string().contains("click intercepted") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Runs `script` (a function body) every quarter second until it returns something other than `null`
