@@ -417,8 +417,7 @@ impl<D: PhoneDirectory> Call<D> {
     }
 
     async fn look_up(&mut self, pin: &str) -> Answer {
-        let caller = self.facts.caller.clone();
-        if !self.shared.guess_allowed(caller.as_deref(), false) {
+        if !self.shared.guess_allowed(&self.facts, None, false) {
             return Answer::Refused(Prompt::Unavailable);
         }
         match self.shared.directory.admit(&self.facts, pin).await {
@@ -427,7 +426,7 @@ impl<D: PhoneDirectory> Call<D> {
                 self.join(None).await
             }
             Err(DialInRefusal::UnknownPin) => {
-                self.shared.guess_allowed(caller.as_deref(), true);
+                self.shared.guess_allowed(&self.facts, None, true);
                 Answer::UnknownPin
             }
             Err(DialInRefusal::MeetingOver) => Answer::Refused(Prompt::MeetingOver),
@@ -441,6 +440,10 @@ impl<D: PhoneDirectory> Call<D> {
     async fn join(&mut self, password: Option<String>) -> Answer {
         let Some(admission) = self.admission.clone() else { return Answer::Refused(Prompt::Unavailable) };
         let PhoneAdmission { room, policy, identity } = admission;
+        if password.is_some() && !self.shared.guess_allowed(&self.facts, Some(&room), false) {
+            return Answer::Refused(Prompt::Unavailable);
+        }
+        let key = room.clone();
         let connected = self.shared.rooms.connect(room, policy, identity, PROTOCOL_VERSION, password, None).await;
         let mut connection = match connected {
             Ok(connection) => connection,
@@ -452,7 +455,12 @@ impl<D: PhoneDirectory> Call<D> {
         };
         let first = tokio::time::timeout(JOIN_TIMEOUT, connection.outbox.recv()).await;
         let answer = match first {
-            Ok(Some(Delivery::Message(ServerMessage::Refused { reason, .. }))) => return refused(reason),
+            Ok(Some(Delivery::Message(ServerMessage::Refused { reason, .. }))) => {
+                if reason == Refusal::WrongPassword {
+                    self.shared.guess_allowed(&self.facts, Some(&key), true);
+                }
+                return refused(reason);
+            }
             Ok(Some(Delivery::Message(message @ (ServerMessage::Welcome { .. } | ServerMessage::Lobby { .. })))) => {
                 self.entered(&message);
                 Answer::Joined

@@ -105,9 +105,13 @@ const INVITES_BURST: f64 = 50.0;
 const INVITES_PER_SECOND: f64 = 20.0;
 /// How long a refused caller is told to wait.
 const RETRY_AFTER_SECONDS: u32 = 30;
-/// Wrong PINs allowed from one caller in `GUESS_WINDOW`, across calls (three per call would otherwise be
-/// unlimited by redialling).
+/// Wrong PINs and passwords allowed in `GUESS_WINDOW`, across calls (three a call would otherwise be
+/// unlimited by redialling): per caller id (withheld numbers all count as one caller), per number dialled
+/// (caller ids can be forged; this caps guessing any of a number's PINs at one every two seconds), and, for
+/// passwords, per room, as the signalling socket counts them.
 const GUESSES_PER_CALLER: u32 = 10;
+const GUESSES_PER_NUMBER: u32 = 300;
+const GUESSES_PER_ROOM: u32 = 100;
 const GUESS_WINDOW: Duration = Duration::from_secs(600);
 /// How long an in-dialog request waits for the ACK it overtook: 50 steps of 10 ms.
 const ACK_WAIT_STEPS: u32 = 50;
@@ -139,7 +143,7 @@ struct Shared<D> {
     calls: AtomicUsize,
     max_calls: usize,
     invites: Mutex<Bucket>,
-    guesses: Mutex<HashMap<String, (u32, Instant)>>,
+    guesses: Mutex<Guesses>,
     shutdown: CancellationToken,
 }
 
@@ -358,17 +362,35 @@ impl<D: PhoneDirectory> Shared<D> {
         self.calls.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Counts a wrong PIN from `caller`; false once they have had too many lately.
-    fn guess_allowed(&self, caller: Option<&str>, wrong: bool) -> bool {
-        let Some(caller) = caller else { return true };
-        let Ok(mut guesses) = self.guesses.lock() else { return false };
-        let now = Instant::now();
-        guesses.retain(|_, (_, since)| now.saturating_duration_since(*since) < GUESS_WINDOW);
-        let entry = guesses.entry(caller.to_owned()).or_insert((0, now));
-        if wrong {
-            entry.0 += 1;
+    /// Whether a PIN (no `room`) or a room's password may be tried now by `call`'s caller; with `wrong`, counts
+    /// a wrong one first.
+    fn guess_allowed(&self, call: &CallFacts, room: Option<&RoomKey>, wrong: bool) -> bool {
+        let caller = format!("caller:{}", call.caller.as_deref().unwrap_or("withheld"));
+        let mut keys = vec![(caller, GUESSES_PER_CALLER)];
+        match room {
+            Some((tenant, room)) => keys.push((format!("room:{tenant}/{room}"), GUESSES_PER_ROOM)),
+            None => keys.push((format!("number:{}", call.number), GUESSES_PER_NUMBER)),
         }
-        entry.0 < GUESSES_PER_CALLER
+        self.guesses.lock().is_ok_and(|mut guesses| guesses.allowed(&keys, wrong, Instant::now()))
+    }
+}
+
+/// Wrong guesses counted per key over `GUESS_WINDOW`. Bounded: new calls are rate limited, so at most a
+/// window's worth of callers and numbers are remembered.
+#[derive(Debug, Default)]
+struct Guesses(HashMap<String, (u32, Instant)>);
+
+impl Guesses {
+    /// With `wrong`, counts one for every key; then whether every key is under its limit.
+    fn allowed(&mut self, keys: &[(String, u32)], wrong: bool, now: Instant) -> bool {
+        self.0.retain(|_, (_, since)| now.saturating_duration_since(*since) < GUESS_WINDOW);
+        keys.iter().all(|(key, limit)| {
+            let entry = self.0.entry(key.clone()).or_insert((0, now));
+            if wrong {
+                entry.0 += 1;
+            }
+            entry.0 < *limit
+        })
     }
 }
 
@@ -404,4 +426,24 @@ async fn reply(transaction: &mut Transaction, status: StatusCode, headers: Vec<H
 /// Replies on a task of its own (the transaction's retransmissions run there).
 fn reply_soon(mut transaction: Transaction, status: StatusCode, headers: Vec<Header>) {
     tokio::spawn(async move { reply(&mut transaction, status, headers).await });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_guesses_lock_out_each_key_for_the_window_and_every_key_counts() {
+        let mut guesses = Guesses::default();
+        let start = Instant::now();
+        let key = |name: &str, limit| (name.to_owned(), limit);
+        for _ in 0..2 {
+            assert!(guesses.allowed(&[key("caller:a", 3), key("number:n", 4)], true, start));
+        }
+        assert!(!guesses.allowed(&[key("caller:a", 3)], true, start), "the caller's third wrong guess");
+        assert!(!guesses.allowed(&[key("caller:a", 3)], false, start), "and the caller stays out");
+        assert!(guesses.allowed(&[key("caller:b", 3), key("number:n", 4)], true, start));
+        assert!(!guesses.allowed(&[key("caller:c", 3), key("number:n", 4)], true, start), "the number's fourth");
+        assert!(guesses.allowed(&[key("caller:a", 3)], false, start + GUESS_WINDOW), "the window passed");
+    }
 }
