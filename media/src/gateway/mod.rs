@@ -116,6 +116,8 @@ const GUESS_WINDOW: Duration = Duration::from_secs(600);
 /// How long an in-dialog request waits for the ACK it overtook: 50 steps of 10 ms.
 const ACK_WAIT_STEPS: u32 = 50;
 const ACK_WAIT_STEP: Duration = Duration::from_millis(10);
+/// Ports tried when any port will do and the first is taken for TCP.
+const ANY_PORT_ATTEMPTS: u32 = 20;
 /// What OPTIONS and 405s say the gateway supports.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
@@ -193,11 +195,7 @@ impl<D: PhoneDirectory> Gateway<D> {
             None => config.addr.ip(),
         };
         let io = |error: std::io::Error| BindError::Io(config.addr, error);
-        let udp = tokio::net::UdpSocket::bind(config.addr).await.map_err(io)?;
-        let local_addr = udp.local_addr().map_err(io)?;
-        // Bound here, not in rsipstack's listener task, so a taken port stops the start with a message.
-        let tcp = std::net::TcpListener::bind(local_addr).map_err(io)?;
-        drop(tcp);
+        let (udp, local_addr) = bind_udp_and_tcp(config.addr).await.map_err(io)?;
         let public = SocketAddr::new(advertised_ip, local_addr.port());
         let transports = TransportLayer::new(shutdown.child_token());
         let udp = UdpConnection::from_socket(Arc::new(udp), Some(public), Some(shutdown.child_token()))
@@ -408,6 +406,23 @@ impl CallFacts {
     }
 }
 
+/// Binds SIP's UDP socket and proves its port free for TCP too (rsipstack binds TCP later, in its
+/// listener task, where a taken port would go unnoticed). Any port (`:0`) may be taken for TCP by
+/// another socket, so a few are tried.
+async fn bind_udp_and_tcp(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, SocketAddr)> {
+    let attempts = if addr.port() == 0 { ANY_PORT_ATTEMPTS } else { 1 };
+    let mut attempt = 1;
+    loop {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let local_addr = udp.local_addr()?;
+        match std::net::TcpListener::bind(local_addr) {
+            Ok(_probe) => return Ok((udp, local_addr)),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && attempt < attempts => attempt += 1,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 fn allow() -> Header {
     Header::Allow(ALLOW.into())
 }
@@ -445,5 +460,15 @@ mod tests {
         assert!(guesses.allowed(&[key("caller:b", 3), key("number:n", 4)], true, start));
         assert!(!guesses.allowed(&[key("caller:c", 3), key("number:n", 4)], true, start), "the number's fourth");
         assert!(guesses.allowed(&[key("caller:a", 3)], false, start + GUESS_WINDOW), "the window passed");
+    }
+
+    #[tokio::test]
+    async fn a_port_taken_for_tcp_is_refused_when_named_and_passed_over_when_any_will_do() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port");
+        let addr = taken.local_addr().expect("its address");
+        let error = bind_udp_and_tcp(addr).await.expect_err("the named port is taken for TCP");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+        let (_udp, any) = bind_udp_and_tcp("127.0.0.1:0".parse().expect("an address")).await.expect("any port");
+        assert_ne!(any.port(), 0);
     }
 }
