@@ -7,7 +7,7 @@ use std::{io::Write, net::SocketAddr, path::Path, sync::Arc};
 use anyhow::Context;
 use convene_media::{
     MediaMetrics, MediaNode, NodeConfig,
-    gateway::{Gateway, GatewayConfig},
+    gateway::{DialRequests, Dialer, Gateway, GatewayConfig, Trunk},
 };
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
@@ -90,6 +90,11 @@ pub struct Started {
 /// Starts a serving role; it serves until `shutdown` is cancelled. Ports are bound first, then the data
 /// directory and database are checked, so any failure leaves nothing behind.
 pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Started> {
+    // Boxed: starting every part holds more state than a caller's future should carry.
+    Box::pin(start_parts(role, settings, shutdown)).await
+}
+
+async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let listener = server::bind(settings.http_addr).context("CONVENE_HTTP_ADDR")?;
     let http_addr = listener.local_addr().context("reading the HTTP listener's address")?;
     let internal = server::bind(settings.metrics_addr).context("CONVENE_METRICS_ADDR")?;
@@ -121,9 +126,17 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     } else {
         None
     };
+    // Phones are called through the trunk by the gateway, which runs where rooms are hosted (`up`).
+    let (dialer, dial_requests) = match (&settings.sip_trunk, role) {
+        (Some(_), Serve::All) => {
+            let (dialer, requests) = convene_media::gateway::dialer();
+            (Some(dialer), Some(requests))
+        }
+        _ => (None, None),
+    };
     let site = match &database {
         Some(db) => {
-            let plane = plane.filter(|_| role == Serve::All);
+            let plane = plane.filter(|_| role == Serve::All).map(|plane| (plane, dialer));
             let envelope = Box::pin(sealing_envelope(settings, db)).await?;
             Some(site_services(settings, (db.clone(), envelope), &shutdown, &mut metrics.registry, plane)?)
         }
@@ -148,7 +161,9 @@ pub async fn start(role: Serve, settings: &Settings, shutdown: CancellationToken
     let (sip_addr, sip) = match (&site, &rooms) {
         (Some(site), Some(rooms)) => {
             let media_ip = media_addr.map_or(settings.media_udp_addr.ip(), |addr| addr.ip());
-            let gateway = start_gateway(settings, media_ip, site.state.admission.clone(), rooms, &shutdown);
+            let calling_out = settings.sip_trunk.clone().zip(dial_requests);
+            let gateway =
+                start_gateway(settings, (media_ip, calling_out), site.state.admission.clone(), rooms, &shutdown);
             let (addr, task) = Box::pin(gateway).await?;
             (Some(addr), Some(task))
         }
@@ -348,7 +363,7 @@ async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection
 /// Binds the SIP gateway, whose callers join `rooms` as `admission` lets them, and runs it until shutdown.
 async fn start_gateway(
     settings: &Settings,
-    media_ip: std::net::IpAddr,
+    (media_ip, calling_out): (std::net::IpAddr, Option<(Trunk, DialRequests)>),
     admission: Admission,
     rooms: &convene_media::rooms::Rooms,
     shutdown: &CancellationToken,
@@ -365,8 +380,9 @@ async fn start_gateway(
         max_calls: SIP_MAX_CALLS,
         media_ip,
     };
-    let gateway =
-        Gateway::bind(&config, admission, rooms.clone(), shutdown.clone()).await.context("CONVENE_SIP_ADDR")?;
+    let gateway = Gateway::bind(&config, admission, rooms.clone(), calling_out, shutdown.clone())
+        .await
+        .context("CONVENE_SIP_ADDR")?;
     Ok((gateway.local_addr(), tokio::spawn(gateway.run())))
 }
 
@@ -389,14 +405,15 @@ fn site_services(
     (db, envelope): (DatabaseConnection, Envelope),
     shutdown: &CancellationToken,
     registry: &mut prometheus_client::registry::Registry,
-    // The media plane, for the role that also hosts rooms (`up`, which runs everything).
-    plane: Option<convene_media::MediaPlane>,
+    // The media plane, for the role that also hosts rooms (`up`, which runs everything), and the phone
+    // gateway's dialer when it has a trunk to call out through.
+    plane: Option<(convene_media::MediaPlane, Option<Dialer>)>,
 ) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>, MailRelay)> {
     let (mailer, relay) = mail::from_settings(settings, db.clone(), registry)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let team = TeamService::new(db.clone(), mailer.clone(), settings.public_url.clone());
     let (rooms, outbox) = match plane {
-        Some(plane) => {
+        Some((plane, dialer)) => {
             // The node's events reach the sessions through its outbox on disk, so a restart loses none.
             let recorder = Arc::new(crate::meetings::room_sessions::SessionRecorder::new(db.clone(), registry));
             let dir = settings.data_dir.join("media-outbox");
@@ -408,9 +425,12 @@ fn site_services(
             let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
             let recordings =
                 convene_media::recording::RecordingStore::new(settings.recordings_dir(), settings.recordings_quota);
-            let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
+            let mut rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
                 .with_recordings(recordings)
                 .with_private_streams(settings.streaming_allow_private);
+            if let Some(dialer) = dialer {
+                rooms = rooms.with_dialer(dialer);
+            }
             (Some(HostedRooms { rooms, node }), Some(task))
         }
         None => (None, None),
@@ -433,7 +453,7 @@ fn site_services(
         rooms.clone(),
         (recording_storage(settings)?, envelope.clone(), settings.public_url.clone()),
     );
-    let dial_in = DialInService::new(db.clone(), billing.clone());
+    let dial_in = DialInService::new(db.clone(), billing.clone(), rooms.as_ref().map(|hosted| hosted.rooms.clone()));
     let meetings = MeetingService::new((db.clone(), mailer, dial_in.clone()), urls, envelope.clone());
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let state = AppState {
@@ -483,6 +503,9 @@ fn write_banner(
     }
     if let Some(sip) = sip_addr {
         writeln!(out, "  phone dial-in (SIP) on udp and tcp {sip}")?;
+        if let Some(trunk) = &settings.sip_trunk {
+            writeln!(out, "  phone dial-out through the trunk {trunk}")?;
+        }
     }
     if role != Serve::Media {
         let database = match settings.database_url.backend() {

@@ -83,6 +83,7 @@ fn welcome(you: u64) -> ServerMessage {
             fixed_display_names: false,
             recording: false,
             live_streaming: false,
+            dial_out: false,
             quality: MediaQuality::default(),
         },
         participants: vec![participant(you)],

@@ -10,10 +10,10 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use convene_domain::RoomSettings;
+use convene_domain::{PhoneNumber, RoomSettings};
 use convene_signal::{
-    ClientMessage, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind, MediaQuality,
-    PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, display_name,
+    ClientMessage, DialOutState, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind,
+    MediaQuality, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, display_name,
 };
 use subtle::ConstantTimeEq;
 
@@ -47,6 +47,8 @@ pub struct Allowance {
     pub new_meetings_refused: Option<(Refusal, String)>,
     /// Why meetings cannot be recorded, if the plan does not include recording.
     pub recording_refused: Option<String>,
+    /// Why moderators cannot call phones into meetings, if the plan has no phone calls.
+    pub phone_refused: Option<String>,
 }
 
 /// What the room remembers of the token someone came with, so a removal outlives their connection.
@@ -87,6 +89,11 @@ pub struct Identity {
     pub may_record: bool,
     /// The token's `context.features.livestreaming`: as a moderator, they may stream the meeting live.
     pub may_stream: bool,
+    /// The token's `context.features.outbound-call`: as a moderator, they may call phones into the meeting.
+    pub may_dial_out: bool,
+    /// A moderator called them in (a phone the meeting dialled): like a moderator they pass the lobby, the
+    /// lock and the password, but not a removal or a ceiling.
+    pub invited: bool,
     /// The token's `context.user.email`: where news of what they started (a recording) goes.
     pub email: Option<String>,
     /// The token itself.
@@ -112,6 +119,19 @@ pub enum Outbound {
         /// Who asked.
         by: ParticipantId,
     },
+    /// A moderator asked to call a phone into the meeting (`number` in international form); the driver
+    /// places the call and reports how it goes with [`Room::dial_out_changed`].
+    DialOut {
+        /// The number.
+        number: String,
+        /// Who asked.
+        by: ParticipantId,
+    },
+    /// A moderator asked to stop calling a phone that has not answered.
+    CancelDialOut {
+        /// The call.
+        call: String,
+    },
     /// A moderator asked to start streaming live (to the address and key given) or to stop (`None`); the
     /// driver does it and tells the room with [`Room::live_stream_changed`].
     LiveStream {
@@ -134,6 +154,8 @@ struct Member {
     may_record: bool,
     /// Their token lets them stream live.
     may_stream: bool,
+    /// Their token lets them call phones in.
+    may_dial_out: bool,
     email: Option<String>,
 }
 
@@ -146,11 +168,48 @@ pub struct Room {
     ended: bool,
     recording: bool,
     live_streaming: bool,
+    /// The node can place phone calls (it has a SIP trunk).
+    phone_line: bool,
+    /// Phone calls placed from the meeting and not over, by id: their number and state.
+    dial_outs: BTreeMap<String, (String, DialOutState)>,
     members: BTreeMap<ParticipantId, Member>,
     lobby: BTreeMap<ParticipantId, Identity>,
     /// Tokens (by digest) and user ids of people removed, with whether they were rejected from the lobby.
     removed: Vec<Removal>,
     next_id: u64,
+}
+
+/// Phone calls placed from one meeting and not yet answered or over, at most: every call costs a trunk's
+/// minutes, so a careless (or hijacked) moderator cannot ring a city.
+pub const MAX_DIAL_OUTS: usize = 5;
+
+/// A change in a phone call placed from a meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialOutChange {
+    /// The call's id.
+    pub call: String,
+    /// The number called.
+    pub number: String,
+    /// Where it is.
+    pub state: DialOutState,
+    /// Who placed it, in words.
+    pub by: String,
+    /// Why it failed, when the trunk said.
+    pub reason: Option<String>,
+}
+
+/// The user id a phone caller has in a room (removals keep the number out).
+pub fn phone_user_id(number: &str) -> String {
+    format!("phone:{number}")
+}
+
+/// How a phone shows in a meeting: "Phone ••• 4567" from the number's last four digits, else "Phone".
+pub fn phone_name(number: Option<&str>) -> String {
+    let digits: Vec<char> = number.unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        4.. => format!("Phone ••• {}", digits[digits.len() - 4..].iter().collect::<String>()),
+        _ => "Phone".to_owned(),
+    }
 }
 
 /// Why an end-to-end encrypted meeting cannot be recorded, in words for people.
@@ -203,6 +262,8 @@ impl Room {
             ended: false,
             recording: false,
             live_streaming: false,
+            phone_line: false,
+            dial_outs: BTreeMap::new(),
             members: BTreeMap::new(),
             lobby: BTreeMap::new(),
             removed: Vec::new(),
@@ -242,6 +303,11 @@ impl Room {
         self.lobby.contains_key(&id)
     }
 
+    /// The room's settings and the plan's allowance, as the last connection brought them.
+    pub fn policy(&self) -> &RoomPolicy {
+        &self.policy
+    }
+
     /// Whether the room encrypts media end to end.
     pub fn end_to_end_encrypted(&self) -> bool {
         self.policy.settings.end_to_end_encryption
@@ -265,6 +331,7 @@ impl Room {
             },
             recording: self.recording,
             live_streaming: self.live_streaming,
+            dial_out: self.dial_out_refusal(None).is_none(),
         }
     }
 
@@ -306,7 +373,7 @@ impl Room {
             Err((code, message)) => Some(error(id, code, &message)),
         });
         // People waiting in the lobby count against the ceilings too, or a lobby could outgrow the room.
-        let waits = self.policy.settings.lobby && !identity.moderator;
+        let waits = self.policy.settings.lobby && !identity.moderator && !identity.invited;
         let present = self.members.len() + if waits { self.lobby.len() } else { 0 };
         let plain = |reason| (reason, refusal_message(reason).to_owned());
         let refused = if version != PROTOCOL_VERSION {
@@ -317,7 +384,7 @@ impl Room {
             Some(plain(if removal.rejected { Refusal::Rejected } else { Refusal::Kicked }))
         } else if let Some(ceiling) = self.ceiling_refusal(present) {
             Some(ceiling)
-        } else if identity.moderator {
+        } else if identity.moderator || identity.invited {
             None
         } else if self.locked {
             Some(plain(Refusal::Locked))
@@ -386,7 +453,7 @@ impl Room {
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
         let (user_id, token, email) = (identity.user_id, identity.token, identity.email);
-        let (may_record, may_stream) = (identity.may_record, identity.may_stream);
+        let (may_record, may_stream, may_dial_out) = (identity.may_record, identity.may_stream, identity.may_dial_out);
         let info = ParticipantInfo {
             id,
             name: identity.name,
@@ -396,7 +463,8 @@ impl Room {
             hand_raised: false,
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        self.members.insert(id, Member { info, user_id, token, pinned: None, may_record, may_stream, email });
+        let member = Member { info, user_id, token, pinned: None, may_record, may_stream, may_dial_out, email };
+        self.members.insert(id, member);
         if let Some(welcome) = self.welcome(id) {
             out.insert(0, Outbound::Send(id, welcome));
         }
@@ -613,6 +681,17 @@ impl Room {
             },
             ClientMessage::StopLiveStream if self.live_streaming => vec![Outbound::LiveStream { target: None, by }],
             ClientMessage::StopLiveStream => error(by, "invalid", "the meeting is not streamed live"),
+            ClientMessage::DialOut { ref number } => match self.dial_out_allowed(Some(by), number) {
+                Ok(number) => vec![Outbound::DialOut { number, by }],
+                Err((code, message)) => error(by, code, message),
+            },
+            ClientMessage::CancelDialOut { ref call } => match self.dial_outs.get(call) {
+                Some((_, DialOutState::Calling | DialOutState::Ringing)) => {
+                    vec![Outbound::CancelDialOut { call: call.clone() }]
+                }
+                Some(_) => error(by, "invalid", "the call was answered; remove the caller to hang up"),
+                None => error(by, "invalid", "no such call is going on"),
+            },
             // Everything else was handled before moderation.
             _ => Vec::new(),
         }
@@ -624,6 +703,65 @@ impl Room {
             out.push(Outbound::Send(target, ServerMessage::Muted { media, by }));
         }
         out
+    }
+
+    /// Whether `number` may be called into the meeting now, by moderator `by` (or the organisation's API):
+    /// the number in international form, or the error code and words.
+    pub fn dial_out_allowed(&self, by: Option<ParticipantId>, number: &str) -> Result<String, (&'static str, &str)> {
+        if let Some(message) = self.dial_out_refusal(by) {
+            return Err(("forbidden", message));
+        }
+        let Ok(number) = PhoneNumber::parse(number) else {
+            return Err(("invalid", "a phone number is in international form, like +15551234567"));
+        };
+        let user_id = Some(phone_user_id(number.as_str()));
+        if self.removed.iter().any(|removal| removal.user_id == user_id) {
+            return Err(("forbidden", "this number was removed from the meeting"));
+        }
+        let calling = self.dial_outs.values().filter(|(_, state)| *state != DialOutState::Answered).count();
+        if calling >= MAX_DIAL_OUTS {
+            return Err(("invalid", "too many phones are being called; wait for one to answer"));
+        }
+        Ok(number.as_str().to_owned())
+    }
+
+    /// Why moderators (`by`, or any) may not call phones in, if they may not: the node needs a trunk, the
+    /// plan phone calls, the meeting clear media (a phone cannot hold the keys), and `by`'s token
+    /// `outbound-call`.
+    fn dial_out_refusal(&self, by: Option<ParticipantId>) -> Option<&str> {
+        if !self.phone_line {
+            return Some("this server has no phone line for calling out");
+        }
+        if self.policy.settings.end_to_end_encryption {
+            return Some("this meeting is end-to-end encrypted, so phones cannot join it");
+        }
+        if let Some(message) = &self.policy.allowance.phone_refused {
+            return Some(message);
+        }
+        let may_dial_out = by.is_none_or(|by| self.members.get(&by).is_some_and(|member| member.may_dial_out));
+        (!may_dial_out).then_some("your meeting link does not allow calling phones")
+    }
+
+    /// The node can place phone calls (it has a SIP trunk): moderators may call phones in.
+    pub fn set_phone_line(&mut self, available: bool) -> Vec<Outbound> {
+        let before = self.info();
+        self.phone_line = available;
+        if self.info() == before {
+            return Vec::new();
+        }
+        self.broadcast(&ServerMessage::RoomChanged { room: self.info() }, None)
+    }
+
+    /// A phone call placed from the meeting changed state (the driver reports it): moderators hear how it
+    /// goes, and a call in progress counts against [`MAX_DIAL_OUTS`] until it is over.
+    pub fn dial_out_changed(&mut self, change: DialOutChange) -> Vec<Outbound> {
+        let DialOutChange { call, number, state, by, reason } = change;
+        if state.is_final() {
+            self.dial_outs.remove(&call);
+        } else {
+            self.dial_outs.insert(call.clone(), (number.clone(), state));
+        }
+        self.to_moderators(&ServerMessage::DialOutChanged { call, number, state, by, reason })
     }
 
     /// Why `by` may not start recording, if they may not: the server cannot record what it cannot read, the
@@ -1172,5 +1310,73 @@ mod tests {
         assert_eq!(room.pinned_by(cy), Some(ann));
         room.disconnect(ann);
         assert_eq!(room.pinned_by(cy), None, "a pin on someone who left is dropped");
+    }
+
+    #[test]
+    fn moderators_whose_plan_token_and_node_allow_it_call_phones_and_the_callee_walks_in() {
+        let settings = RoomSettings { lobby: true, password: Some("pw".to_owned()), ..RoomSettings::default() };
+        let mut room = Room::new("r", RoomPolicy { settings, ..RoomPolicy::default() });
+        let ann = join(&mut room, Identity { may_dial_out: true, ..moderator("Ann") });
+        let cy = join(&mut room, moderator("Cy"));
+        let first_error = |out: Vec<Outbound>, who| {
+            sent_to(&out, who).into_iter().find_map(|message| match message {
+                ServerMessage::Error { code, message } => Some(format!("{code}: {message}")),
+                _ => None,
+            })
+        };
+        let dial = |number: &str| ClientMessage::DialOut { number: number.to_owned() };
+        let refused = first_error(room.handle(ann, dial("+15551234567")), ann);
+        assert_eq!(refused.as_deref(), Some("forbidden: this server has no phone line for calling out"));
+        let out = room.set_phone_line(true);
+        assert!(matches!(sent_to(&out, cy)[..], [ServerMessage::RoomChanged { room }] if room.dial_out), "{out:?}");
+        let refused = first_error(room.handle(cy, dial("+15551234567")), cy);
+        assert_eq!(refused.as_deref(), Some("forbidden: your meeting link does not allow calling phones"));
+        assert_eq!(
+            first_error(room.handle(ann, dial("555-1234")), ann).map(|words| words[..7].to_owned()).as_deref(),
+            Some("invalid")
+        );
+        let asked = room.handle(ann, dial("+1 (555) 123-4567"));
+        assert_eq!(asked, [Outbound::DialOut { number: "+15551234567".to_owned(), by: ann }]);
+
+        // Moderators follow the call; the callee passes the lobby and the password.
+        let change = |state| DialOutChange {
+            call: "c1".to_owned(),
+            number: "+15551234567".to_owned(),
+            state,
+            by: "Ann".to_owned(),
+            reason: None,
+        };
+        let out = room.dial_out_changed(change(DialOutState::Ringing));
+        assert!([ann, cy].iter().all(|id| matches!(sent_to(&out, *id)[..], [ServerMessage::DialOutChanged { .. }])));
+        let callee =
+            Identity { user_id: Some(phone_user_id("+15551234567")), invited: true, ..person("Phone ••• 4567") };
+        let phone = join(&mut room, callee.clone());
+        room.dial_out_changed(change(DialOutState::Answered));
+        let refused = first_error(room.handle(ann, ClientMessage::CancelDialOut { call: "c1".to_owned() }), ann);
+        assert_eq!(refused.as_deref(), Some("invalid: the call was answered; remove the caller to hang up"));
+
+        // Removed, the number stays out: neither called again nor let in.
+        room.handle(ann, ClientMessage::Kick { participant: phone });
+        let refused = first_error(room.handle(ann, dial("+15551234567")), ann);
+        assert_eq!(refused.as_deref(), Some("forbidden: this number was removed from the meeting"));
+        let (_, out) = room.connect(callee, PROTOCOL_VERSION, None);
+        assert!(matches!(out[..], [Outbound::Send(_, ServerMessage::Refused { reason: Refusal::Kicked, .. }), ..]));
+
+        // Calls in progress are bounded, and a ringing one can be cancelled.
+        for call in 0..MAX_DIAL_OUTS {
+            room.dial_out_changed(DialOutChange { call: format!("r{call}"), ..change(DialOutState::Calling) });
+        }
+        let refused = first_error(room.handle(ann, dial("+15557654321")), ann);
+        assert_eq!(refused.as_deref(), Some("invalid: too many phones are being called; wait for one to answer"));
+        let cancel = room.handle(ann, ClientMessage::CancelDialOut { call: "r0".to_owned() });
+        assert_eq!(cancel, [Outbound::CancelDialOut { call: "r0".to_owned() }]);
+        room.dial_out_changed(DialOutChange { call: "r0".to_owned(), ..change(DialOutState::NoAnswer) });
+        assert_eq!(room.handle(ann, dial("+15557654321")).len(), 1);
+        let refused = first_error(room.handle(ann, ClientMessage::CancelDialOut { call: "r0".to_owned() }), ann);
+        assert_eq!(refused.as_deref(), Some("invalid: no such call is going on"));
+
+        let encrypted = RoomSettings { end_to_end_encryption: true, ..RoomSettings::default() };
+        let out = room.set_policy(RoomPolicy { settings: encrypted, ..RoomPolicy::default() });
+        assert!(matches!(sent_to(&out, ann)[..], [ServerMessage::RoomChanged { room }] if !room.dial_out));
     }
 }

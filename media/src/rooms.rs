@@ -14,7 +14,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use convene_signal::{ClientMessage, ParticipantId, RESUME_GRACE_SECS, Refusal, ServerMessage};
+use convene_signal::{ClientMessage, DialOutState, ParticipantId, RESUME_GRACE_SECS, Refusal, ServerMessage};
 use lru::LruCache;
 use subtle::ConstantTimeEq;
 use tokio::{
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     focus::{self, Identity, Outbound, RoomPolicy},
+    gateway::Dialer,
     plane::{Delivery, MediaCommand, MediaPlane},
     recording::{Finished, Recorder, RecordingStore, manifest::Presence},
     sfu::{PeerKey, RoomId},
@@ -77,6 +78,14 @@ enum Command {
         stream: String,
         reason: Option<String>,
     },
+    /// The control plane calls a phone into the meeting (`by`: who, in words); answers the call's id.
+    DialOut {
+        number: String,
+        by: String,
+        reply: oneshot::Sender<Result<String, DialOutError>>,
+    },
+    /// A phone call placed from the meeting changed state (the gateway says).
+    DialOutChanged(focus::DialOutChange),
 }
 
 /// A room is found by its tenant and name.
@@ -189,6 +198,8 @@ pub struct Rooms {
     private_streams: bool,
     /// The rooms being recorded or streamed now, for pages shown before joining.
     on_air: Arc<Mutex<HashMap<RoomKey, OnAir>>>,
+    /// The phone gateway's trunk, when it can call out.
+    dialer: Option<Dialer>,
 }
 
 /// Ended rooms the node remembers by itself.
@@ -220,6 +231,23 @@ pub struct OnAir {
     pub live_streaming: bool,
 }
 
+/// Why a phone could not be called into a meeting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialOutError {
+    /// Nobody is in the meeting.
+    #[error("the meeting has not started")]
+    NotRunning,
+    /// The meeting, plan or node does not allow it (words for people).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The number or the moment is wrong (words for people).
+    #[error("{0}")]
+    Invalid(String),
+    /// The phone line cannot take the call now (words for people).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Why recording could not start or stop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordingError {
@@ -247,6 +275,8 @@ impl std::fmt::Debug for Command {
             Command::RecordingEnded { .. } => "RecordingEnded",
             Command::LiveStream { .. } => "LiveStream",
             Command::LiveStreamEnded { .. } => "LiveStreamEnded",
+            Command::DialOut { .. } => "DialOut",
+            Command::DialOutChanged(_) => "DialOutChanged",
         })
     }
 }
@@ -307,6 +337,31 @@ impl Rooms {
             recordings: None,
             private_streams: false,
             on_air: Arc::default(),
+            dialer: None,
+        }
+    }
+
+    /// Rooms whose moderators may call phones in through `dialer`.
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.dialer = Some(dialer);
+        self
+    }
+
+    /// Calls `number` into `key`'s meeting on behalf of `by` (words for the moderators' notices); answers
+    /// the call's id (`dial_out_changed` tells the moderators how it goes).
+    pub async fn dial_out(&self, key: &RoomKey, number: String, by: String) -> Result<String, DialOutError> {
+        let room = self.running.lock().ok().and_then(|running| running.get(key).cloned());
+        let room = room.ok_or(DialOutError::NotRunning)?;
+        let (reply, answer) = oneshot::channel();
+        room.send(Command::DialOut { number, by, reply }).await.map_err(|_| DialOutError::NotRunning)?;
+        answer.await.map_err(|_| DialOutError::NotRunning)?
+    }
+
+    /// A phone call placed from `key`'s meeting changed state: its moderators hear of it.
+    pub async fn dial_out_changed(&self, key: &RoomKey, change: focus::DialOutChange) {
+        let room = self.running.lock().ok().and_then(|running| running.get(key).cloned());
+        if let Some(room) = room {
+            let _ = room.send(Command::DialOutChanged(change)).await;
         }
     }
 
@@ -441,7 +496,8 @@ impl Rooms {
         }
         let (sender, receiver) = mpsc::channel(INBOX);
         running.insert(key.clone(), sender.clone());
-        let room = focus::Room::new(&key.1, policy.clone());
+        let mut room = focus::Room::new(&key.1, policy.clone());
+        room.set_phone_line(self.dialer.is_some());
         self.metrics.room(1);
         let task = RoomTask {
             key: key.clone(),
@@ -460,6 +516,7 @@ impl Rooms {
             recordings: self.recordings.clone(),
             private_streams: self.private_streams,
             on_air: self.on_air.clone(),
+            dialer: self.dialer.clone(),
             recorder: None,
             streamer: None,
             recorded_people: Vec::new(),
@@ -517,6 +574,7 @@ struct RoomTask {
     recordings: Option<RecordingStore>,
     private_streams: bool,
     on_air: Arc<Mutex<HashMap<RoomKey, OnAir>>>,
+    dialer: Option<Dialer>,
     /// The recording going on; dropping it stops it.
     recorder: Option<Recorder>,
     /// The live stream going on; dropping it stops it.
@@ -568,8 +626,18 @@ impl RoomTask {
                     out
                 }
                 Some(Command::LiveStreamEnded { stream, reason }) => self.stream_ended(&stream, reason),
+                Some(Command::DialOut { number, by, reply }) => {
+                    let (answer, out) = match self.room.dial_out_allowed(None, &number) {
+                        Ok(number) => self.dial_out(number, by),
+                        Err(("forbidden", words)) => (Err(DialOutError::Forbidden(words.to_owned())), Vec::new()),
+                        Err((_, words)) => (Err(DialOutError::Invalid(words.to_owned())), Vec::new()),
+                    };
+                    let _ = reply.send(answer);
+                    out
+                }
+                Some(Command::DialOutChanged(change)) => self.room.dial_out_changed(change),
             };
-            let mut out = self.moderators_recording(out);
+            let mut out = self.moderators_requests(out);
             out.extend(self.record_itself());
             self.settle(out, SystemTime::now());
             if let Ok(mut on_air) = self.on_air.lock() {
@@ -704,8 +772,9 @@ impl RoomTask {
         }
     }
 
-    /// Carries out the recording and live-streaming requests moderators made; a refusal goes to the moderator.
-    fn moderators_recording(&mut self, out: Vec<Outbound>) -> Vec<Outbound> {
+    /// Carries out the recording, live-streaming and dial-out requests moderators made; a refusal goes to the
+    /// moderator.
+    fn moderators_requests(&mut self, out: Vec<Outbound>) -> Vec<Outbound> {
         let mut kept = Vec::with_capacity(out.len());
         for outbound in out {
             let (answer, out, by) = match outbound {
@@ -729,6 +798,17 @@ impl RoomTask {
                     };
                     (answer, out, by)
                 }
+                Outbound::DialOut { number, by } => {
+                    let name = self.room.name_of(by).unwrap_or_default().to_owned();
+                    let (answer, out) = self.dial_out(number, name);
+                    (answer.map(Some).map_err(|error| error.to_string()), out, by)
+                }
+                Outbound::CancelDialOut { call } => {
+                    if let Some(dialer) = &self.dialer {
+                        dialer.cancel(&call);
+                    }
+                    continue;
+                }
                 other => {
                     kept.push(other);
                     continue;
@@ -740,6 +820,28 @@ impl RoomTask {
             }
         }
         kept
+    }
+
+    /// Has the gateway call `number` for `by` (words): moderators see it calling at once, then hear from
+    /// the gateway how it goes.
+    fn dial_out(&mut self, number: String, by: String) -> (Result<String, DialOutError>, Vec<Outbound>) {
+        let Some(dialer) = &self.dialer else {
+            return (
+                Err(DialOutError::Forbidden("this server has no phone line for calling out".to_owned())),
+                Vec::new(),
+            );
+        };
+        let call = match crate::recording::new_id() {
+            Ok(call) => call,
+            Err(error) => return (Err(DialOutError::Unavailable(error.to_string())), Vec::new()),
+        };
+        let policy = self.room.policy().clone();
+        if let Err(words) = dialer.place(call.clone(), self.key.clone(), policy, number.clone(), by.clone()) {
+            return (Err(DialOutError::Unavailable(words)), Vec::new());
+        }
+        let calling =
+            focus::DialOutChange { call: call.clone(), number, state: DialOutState::Calling, by, reason: None };
+        (Ok(call), self.room.dial_out_changed(calling))
     }
 
     /// Starts recording for `by` (words; `by_user`: their token's user id and email); answers the recording's
@@ -896,7 +998,12 @@ fn remember(
                 reporter.report(RoomEvent::Ended { room: key.clone(), at });
                 false
             }
-            Outbound::Send(..) | Outbound::Close(_) | Outbound::Record { .. } | Outbound::LiveStream { .. } => true,
+            Outbound::Send(..)
+            | Outbound::Close(_)
+            | Outbound::Record { .. }
+            | Outbound::LiveStream { .. }
+            | Outbound::DialOut { .. }
+            | Outbound::CancelDialOut { .. } => true,
         })
         .collect()
 }
@@ -1062,7 +1169,12 @@ fn deliver(
                     }
                 }
                 // Taken out before delivery.
-                Outbound::Removed(_) | Outbound::Ended | Outbound::Record { .. } | Outbound::LiveStream { .. } => {}
+                Outbound::Removed(_)
+                | Outbound::Ended
+                | Outbound::Record { .. }
+                | Outbound::LiveStream { .. }
+                | Outbound::DialOut { .. }
+                | Outbound::CancelDialOut { .. } => {}
             }
         }
         for id in dropped {

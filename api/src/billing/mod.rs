@@ -282,6 +282,9 @@ impl Billing {
                     plan.name
                 )
             }),
+            phone_refused: (!limits.dial_in).then(|| {
+                format!("The {} plan does not include phone calls; an owner can upgrade the plan.", plan.name)
+            }),
         })
     }
 

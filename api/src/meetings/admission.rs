@@ -90,6 +90,8 @@ impl Admission {
             moderator: user.moderator,
             may_record: features.recording,
             may_stream: features.livestreaming,
+            may_dial_out: features.outbound_call,
+            invited: false,
             email: user.email,
             token: facts,
         };
@@ -162,7 +164,7 @@ impl Admission {
             Ok(Some(_)) => return Err(DialInRefusal::NotAvailable),
             Err(error) => return Err(failed("a tenant's plan", &error)),
         }
-        let caller_id = caller.map(|caller| format!("phone:{caller}"));
+        let caller_id = caller.map(convene_media::focus::phone_user_id);
         let digest = removals::token_digest(&caller_id.clone().unwrap_or_else(|| format!("phone:{}", Uuid::new_v4())));
         let facts = TokenFacts { digest, issued_at: Some(now.into()), expires_at: None };
         let policy = match self.room_policy(tenant, &room, &facts, caller_id.as_deref(), now).await {
@@ -177,11 +179,13 @@ impl Admission {
         }
         let identity = Identity {
             user_id: caller_id,
-            name: caller_name(caller),
+            name: convene_media::focus::phone_name(caller),
             chosen_name: None,
             moderator: false,
             may_record: false,
             may_stream: false,
+            may_dial_out: false,
+            invited: false,
             email: None,
             token: facts,
         };
@@ -260,14 +264,16 @@ impl PhoneDirectory for Admission {
         };
         self.admit_caller(&number, &pin, call.caller.as_deref(), Utc::now()).await
     }
-}
 
-/// How a caller shows in the meeting: "Phone ••• 4567" from the number's last four digits, else "Phone".
-fn caller_name(caller: Option<&str>) -> String {
-    let digits: Vec<char> = caller.unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        4.. => format!("Phone ••• {}", digits[digits.len() - 4..].iter().collect::<String>()),
-        _ => "Phone".to_owned(),
+    async fn caller_id(&self, tenant: &str) -> Option<String> {
+        let tenant = TenantId::parse(tenant).ok()?;
+        let numbers = dial_in::numbers_of(&self.db, tenant)
+            .await
+            .map_err(|error| tracing::warn!(%error, "cannot load a tenant's numbers to call out from"))
+            .ok()?;
+        // Networks rarely let a toll-free number be shown as the caller's.
+        let shown = numbers.iter().find(|number| !number.toll_free).or(numbers.first())?;
+        Some(shown.number.clone())
     }
 }
 

@@ -13,11 +13,15 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use convene_app::model::{PhoneJoin, PhoneLine};
+use convene_media::rooms::{DialOutError, Rooms};
 
 use crate::{
     billing::Billing,
     entities::{dial_in_number, room, tenant},
-    meetings::rooms::{self, RoomError},
+    meetings::{
+        recordings::API_STARTER,
+        rooms::{self, RoomError},
+    },
 };
 
 /// A number callers dial, as a tenant's people see it.
@@ -122,6 +126,9 @@ pub enum DialInError {
     /// The plan does not include dial-in; the words say so.
     #[error("{0}")]
     NotInPlan(String),
+    /// The meeting cannot take the call now (not going on, encrypted, the number removed, the line busy).
+    #[error("{0}")]
+    Refused(String),
     /// The number is assigned already (to this or another tenant).
     #[error("{0} is assigned already; remove it first to move it")]
     Taken(String),
@@ -252,17 +259,63 @@ pub async fn room_of_pin(db: &impl ConnectionTrait, pin: &MeetingPin) -> Result<
     Ok(row.and_then(|row| Some((TenantId::from(row.tenant_id), RoomName::parse(&row.name).ok()?))))
 }
 
-/// Dial-in for a tenant's people and apps: the plan must include it.
+/// Dial-in (and calling out) for a tenant's people and apps: the plan must include it.
 #[derive(Debug, Clone)]
 pub struct DialInService {
     db: DatabaseConnection,
     billing: Billing,
+    /// The rooms this process hosts, whose meetings phones are called into.
+    rooms: Option<Rooms>,
+}
+
+/// A phone call placed into a meeting.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DialOut {
+    /// The call's id (moderators in the meeting see it in `dial_out_changed`).
+    pub id: String,
+    /// The room.
+    pub room: String,
+    /// The number called, in international form.
+    pub number: String,
+    /// `calling`: the meeting's moderators see how it goes (ringing, answered, busy, failed).
+    #[schema(value_type = String, example = "calling")]
+    pub state: convene_signal::DialOutState,
 }
 
 impl DialInService {
-    /// Dial-in over `db`, with the plans in `billing`.
-    pub fn new(db: DatabaseConnection, billing: Billing) -> Self {
-        Self { db, billing }
+    /// Dial-in over `db`, with the plans in `billing`, calling out into `rooms` when this process hosts them.
+    pub fn new(db: DatabaseConnection, billing: Billing, rooms: Option<Rooms>) -> Self {
+        Self { db, billing, rooms }
+    }
+
+    /// Calls `number` into the meeting going on in `tenant`'s room `name`, through the node's SIP trunk.
+    pub async fn dial_out(
+        &self,
+        tenant: TenantId,
+        name: &RoomName,
+        number: &PhoneNumber,
+    ) -> Result<DialOut, DialInError> {
+        // A room the tenant does not have is missing, whatever the plan.
+        rooms::find(&self.db, tenant, name.as_str()).await?;
+        if let Some(words) = self.billing.dial_in_refused(tenant).await? {
+            return Err(DialInError::NotInPlan(words));
+        }
+        let Some(hosted) = &self.rooms else {
+            return Err(DialInError::Refused("this server does not host meetings".to_owned()));
+        };
+        let key = (tenant.to_string(), name.as_str().to_owned());
+        let call = hosted.dial_out(&key, number.as_str().to_owned(), API_STARTER.to_owned()).await.map_err(
+            |error| match error {
+                DialOutError::NotRunning => DialInError::Refused("nobody is in the meeting".to_owned()),
+                error => DialInError::Refused(error.to_string()),
+            },
+        )?;
+        Ok(DialOut {
+            id: call,
+            room: name.as_str().to_owned(),
+            number: number.as_str().to_owned(),
+            state: convene_signal::DialOutState::Calling,
+        })
     }
 
     /// How to join `tenant`'s room `name` by phone: its PIN (given now if it has none) and the numbers.

@@ -7,6 +7,7 @@ mod accounts;
 mod billing;
 mod dead_letters;
 mod dial_in;
+mod dial_out;
 mod fake_stripe;
 mod health;
 mod helpers;

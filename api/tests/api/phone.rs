@@ -17,27 +17,45 @@ use crate::{
 };
 
 /// The number callers dial, assigned to the tenant.
-const NUMBER: &str = "+15551230000";
+pub(crate) const NUMBER: &str = "+15551230000";
 /// The caller's own number, shown as "Phone ••• 4321".
 const CALLER: &str = "+15557654321";
 
 /// A free port on loopback for sipp (taken back at once; sipp binds it a moment later).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).map(|addr| addr.port()).unwrap()
 }
 
 /// One sipp call from `CALLER` to `number` at `gateway`, playing `steps` (after `scenario`'s INVITE and
 /// ACK when `answered`); true when sipp saw every step go as written.
 async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -> bool {
+    run_sipp(steps, transport, free_port(), &[gateway.to_string(), "-s".to_owned(), number.to_owned()]).await
+}
+
+/// sipp on `port` playing `steps` for one call, with `target` (the address to call and the service, or
+/// nothing to wait for a call as a trunk does); true when sipp saw every step go as written.
+pub(crate) async fn run_sipp(steps: &str, transport: &str, port: u16, target: &[String]) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scenario.xml");
     std::fs::write(&file, scenario(steps)).unwrap();
-    let (port, media) = (free_port(), free_port());
+    let media = free_port();
     let output = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new("sipp")
-            .args(["-sf", &file.display().to_string(), &gateway.to_string(), "-s", number, "-m", "1"])
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", &port.to_string(), "-mp", &media.to_string()])
+            .args(["-sf", &file.display().to_string()])
+            .args(target)
+            .args([
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-mp",
+                &media.to_string(),
+            ])
             .args(["-t", transport, "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"])
             .args(["-error_file", &dir.path().join("errors.log").display().to_string()])
             .args(["-trace_msg", "-message_file", &dir.path().join("messages.log").display().to_string()])
@@ -85,7 +103,7 @@ fn sip_addr(app: &TestApp) -> SocketAddr {
 /// A tenant on a plan with dial-in, the gateway's number assigned to it, and a room whose PIN is `pin`
 /// (set in the records: sipp's key recordings carry one timestamp per key, so a PIN that repeats a key
 /// back to back would read as one press).
-async fn tenant_with_room(app: &TestApp, room: &str, pin: &str) -> String {
+pub(crate) async fn tenant_with_room(app: &TestApp, room: &str, pin: &str) -> String {
     let key = tenant_key(app, "owner@acme.example").await;
     let tenant = tenant_id(app, &key).await;
     let assigned = json!({ "tenant_id": tenant, "number": NUMBER, "country": "US", "toll_free": false });
@@ -212,7 +230,7 @@ async fn wrong_pins_are_hung_up_after_three_tries_and_keys_by_sip_info_count_the
 }
 
 /// Frames until one matches (the room says other things meanwhile).
-async fn hear_until(socket: &mut crate::signal::Socket, matches: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn hear_until(socket: &mut crate::signal::Socket, matches: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..50 {
         let message = hear(socket).await.expect("the moderator's connection stays open");
         if matches(&message) {
@@ -223,7 +241,7 @@ async fn hear_until(socket: &mut crate::signal::Socket, matches: impl Fn(&Value)
 }
 
 /// Whether the room's presence comes to satisfy `ready` within 30 s.
-async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(&[Value]) -> bool) -> bool {
+pub(crate) async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(&[Value]) -> bool) -> bool {
     for _ in 0..300 {
         let (_, presence) = call(app, Method::GET, "/v1/rooms/standup/presence", key, None).await;
         if presence["participants"].as_array().is_some_and(|list| ready(list)) {

@@ -385,6 +385,8 @@ impl MeetingState {
                 }
                 return vec![self.announce(text)];
             }
+            // Shown once the client has a dial-out pane (issue 19).
+            ServerMessage::DialOutChanged { .. } => {}
             ServerMessage::LiveStreamChanged { live, by, reason } => {
                 let text = match (live, reason) {
                     (true, _) => sentence(&format!("{by} started streaming the meeting live")),
@@ -442,6 +444,7 @@ mod tests {
             quality: MediaQuality::default(),
             recording: false,
             live_streaming: false,
+            dial_out: false,
         }
     }
 

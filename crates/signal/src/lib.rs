@@ -188,6 +188,18 @@ pub enum ClientMessage {
     },
     /// Moderators: stop the live stream.
     StopLiveStream,
+    /// Moderators: call a phone into the meeting through the node's SIP trunk (refused in end-to-end
+    /// encrypted rooms, where the plan has no phone calls and where the moderator's token does not carry
+    /// `outbound-call`). `dial_out_changed` tells moderators how the call goes.
+    DialOut {
+        /// The number in international form, `+15551234567` (spaces, dashes and brackets are allowed).
+        number: String,
+    },
+    /// Moderators: stop calling a phone that has not answered yet (once it has, `kick` hangs up).
+    CancelDialOut {
+        /// The `call` id from `dial_out_changed`.
+        call: String,
+    },
     /// I am leaving.
     Leave,
     /// My media (what I publish): an SDP offer. The first one starts media; later ones add or remove tracks.
@@ -269,6 +281,10 @@ pub struct RoomInfo {
     /// The meeting is streamed live (to YouTube or another RTMP service).
     #[serde(default)]
     pub live_streaming: bool,
+    /// Moderators may call phones into the meeting (`dial_out`): the node has a SIP trunk, the plan has
+    /// phone calls and the meeting is not end-to-end encrypted.
+    #[serde(default)]
+    pub dial_out: bool,
 }
 
 /// The media a room asks its participants for, from the organisation's room settings.
@@ -283,6 +299,35 @@ pub struct MediaQuality {
 impl Default for MediaQuality {
     fn default() -> Self {
         Self { max_height: 720, high_fidelity_audio: false }
+    }
+}
+
+/// Where a phone call placed from the meeting is; the codes are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DialOutState {
+    /// The trunk is being asked to call.
+    Calling,
+    /// The phone rings.
+    Ringing,
+    /// The person answered and is in the meeting.
+    Answered,
+    /// The line is busy.
+    Busy,
+    /// Nobody answered in time, or the call was cancelled before an answer.
+    NoAnswer,
+    /// The person declined the call.
+    Declined,
+    /// The trunk could not place the call (a wrong number, no route, refused credentials).
+    Failed,
+    /// An answered call hung up.
+    Ended,
+}
+
+impl DialOutState {
+    /// Whether the call is over in this state.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Calling | Self::Ringing | Self::Answered)
     }
 }
 
@@ -467,6 +512,20 @@ pub enum ServerMessage {
         /// Who started or stopped it, as people see them.
         by: String,
         /// Why it stopped, when nobody stopped it (the streaming service refused or went away).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+    },
+    /// A phone call a moderator (or the API) placed changed state (moderators only).
+    DialOutChanged {
+        /// The call's id, the same for every change of one call.
+        call: String,
+        /// The number called, as the moderator gave it in international form.
+        number: String,
+        /// Where the call is.
+        state: DialOutState,
+        /// Who placed it, as people see them.
+        by: String,
+        /// Why it failed, for people, when the trunk said.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
     },

@@ -112,6 +112,8 @@ pub(super) struct Call<D> {
     session: (u64, u64),
     last_rtp: Instant,
     refreshed: Instant,
+    /// The gateway called the phone (it answered already; a moderator invited it, so there is no PIN).
+    placed: bool,
 }
 
 /// The RTP stream toward the caller: one SSRC, continuous sequence and timestamps whatever is said.
@@ -124,7 +126,7 @@ struct Outgoing {
     buffer: Vec<u8>,
 }
 
-fn random_u32() -> u32 {
+pub(super) fn random_u32() -> u32 {
     let mut bytes = [0; 4];
     getrandom::fill(&mut bytes).ok();
     u32::from_be_bytes(bytes)
@@ -167,7 +169,23 @@ impl<D: PhoneDirectory> Call<D> {
             session: (u64::from(random_u32()), 1),
             last_rtp: now,
             refreshed: now,
+            placed: false,
         }
+    }
+
+    /// A call the gateway placed and the phone answered (`offer`: the phone's answer), for `admission`'s room.
+    pub(super) fn placed(
+        shared: Arc<Shared<D>>,
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        media: (UdpSocket, Offer),
+        facts: CallFacts,
+        admission: PhoneAdmission,
+    ) -> Self {
+        let mut call = Self::new(shared, dialog, states, media, (facts, None));
+        call.admission = Some(admission);
+        call.placed = true;
+        call
     }
 
     fn answer_sdp(&self) -> Vec<u8> {
@@ -181,11 +199,19 @@ impl<D: PhoneDirectory> Call<D> {
         headers
     }
 
-    /// Answers the call and runs it to its end.
+    /// Answers the call (or, placed, takes the phone into its room) and runs it to its end.
     pub(super) async fn run(mut self) {
-        if let Err(error) = self.dialog.accept(Some(self.answer_headers()), Some(self.answer_sdp())) {
+        if self.placed {
+            match self.join(None).await {
+                Answer::Joined => {}
+                refused => {
+                    self.player.play(if let Answer::Refused(prompt) = refused { prompt } else { Prompt::Goodbye });
+                    self.stage = Stage::Leaving;
+                }
+            }
+        } else if let Err(error) = self.dialog.accept(Some(self.answer_headers()), Some(self.answer_sdp())) {
             tracing::debug!(%error, "a call could not be answered");
-            return self.finish();
+            return self.finish().await;
         }
         self.drive_ivr().await;
         let mut ticker = tokio::time::interval(PTIME);
@@ -252,7 +278,7 @@ impl<D: PhoneDirectory> Call<D> {
                 }
             }
         }
-        self.finish();
+        self.finish().await;
     }
 
     /// Every 20 ms: a frame to the caller, and the clocks checked. False once the call is over.
@@ -615,8 +641,12 @@ impl<D: PhoneDirectory> Call<D> {
         }
     }
 
-    /// Leaves the room (dropping the connection tells it) and forgets the dialog.
-    fn finish(self) {
+    /// Leaves the room and forgets the dialog. A call that hung up is gone for good: it says so, or the room
+    /// would keep the caller for the grace a dropped browser gets to come back.
+    async fn finish(self) {
+        if let Stage::InRoom(connection) = &self.stage {
+            connection.send(ClientMessage::Leave).await;
+        }
         self.shared.dialogs.remove_dialog(&self.dialog.id());
     }
 }

@@ -9,6 +9,9 @@
 
 mod bridge;
 mod call;
+mod dial;
+
+pub use dial::{DialRequests, Dialer, Trunk, dialer};
 
 use std::{
     collections::HashMap,
@@ -57,6 +60,10 @@ pub trait PhoneDirectory: Send + Sync + 'static {
 
     /// The meeting `pin` opens on the number `call` dialled, and the caller as the room will know them.
     fn admit(&self, call: &CallFacts, pin: &str) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
+
+    /// The number calls out of `tenant`'s meetings show (one of its dial-in numbers, so people can call
+    /// back), if it has one.
+    fn caller_id(&self, tenant: &str) -> impl Future<Output = Option<String>> + Send;
 }
 
 /// The control plane could not be asked.
@@ -125,6 +132,8 @@ const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 pub struct Gateway<D> {
     endpoint: Endpoint,
     incoming: TransactionReceiver,
+    /// Calls rooms ask for, and the trunk that places them.
+    calling_out: Option<(Trunk, DialRequests)>,
     shared: Arc<Shared<D>>,
     local_addr: SocketAddr,
 }
@@ -146,6 +155,8 @@ struct Shared<D> {
     max_calls: usize,
     invites: Mutex<Bucket>,
     guesses: Mutex<Guesses>,
+    /// Calls placed and not answered yet (when the gateway calls out).
+    ringing: Option<dial::Ringing>,
     shutdown: CancellationToken,
 }
 
@@ -187,6 +198,7 @@ impl<D: PhoneDirectory> Gateway<D> {
         config: &GatewayConfig,
         directory: D,
         rooms: Rooms,
+        calling_out: Option<(Trunk, DialRequests)>,
         shutdown: CancellationToken,
     ) -> Result<Self, BindError> {
         let advertised_ip = match config.advertised_ip {
@@ -225,9 +237,10 @@ impl<D: PhoneDirectory> Gateway<D> {
             max_calls: config.max_calls,
             invites: Mutex::new(Bucket { tokens: INVITES_BURST, refilled: Instant::now() }),
             guesses: Mutex::default(),
+            ringing: calling_out.as_ref().map(|(_, requests)| Arc::clone(&requests.ringing)),
             shutdown,
         };
-        Ok(Self { endpoint, incoming, shared: Arc::new(shared), local_addr })
+        Ok(Self { endpoint, incoming, calling_out, shared: Arc::new(shared), local_addr })
     }
 
     /// Where SIP is received (the real port when the setting asked for any).
@@ -237,16 +250,29 @@ impl<D: PhoneDirectory> Gateway<D> {
 
     /// Answers SIP until shutdown; calls in progress are hung up first.
     pub async fn run(self) {
-        let Self { endpoint, mut incoming, shared, .. } = self;
+        let Self { endpoint, mut incoming, shared, mut calling_out, .. } = self;
         let serving = endpoint.serve();
         tokio::pin!(serving);
         loop {
+            let requested = async {
+                match &mut calling_out {
+                    Some((trunk, requests)) => requests.next().await.map(|request| (trunk.clone(), request)),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut serving => break,
                 () = shared.shutdown.cancelled() => break,
                 transaction = incoming.recv() => match transaction {
                     Some(transaction) => shared.clone().receive(transaction),
                     None => break,
+                },
+                requested = requested => match requested {
+                    Some((trunk, request)) => {
+                        tokio::spawn(shared.clone().dial(trunk, request));
+                    }
+                    // The rooms are gone: nothing more to call.
+                    None => calling_out = None,
                 },
             }
         }

@@ -184,6 +184,24 @@ impl Offer {
     }
 }
 
+/// The payload type the gateway's own offers give telephone-event.
+const OFFERED_EVENTS: u8 = 101;
+
+/// The gateway's offer when it calls a phone: audio at `address`:`port` in PCMU or PCMA, with keys.
+pub fn offer(address: IpAddr, port: u16, session: u64) -> String {
+    let family = if address.is_ipv4() { "IP4" } else { "IP6" };
+    let mut sdp = format!("v=0\r\no=convene {session} 1 IN {family} {address}\r\ns=Convene\r\n");
+    sdp += &format!("c=IN {family} {address}\r\nt=0 0\r\n");
+    let codecs = [Codec::Pcmu, Codec::Pcma];
+    let formats: Vec<String> = codecs.iter().map(|codec| codec.static_payload_type().to_string()).collect();
+    sdp += &format!("m=audio {port} RTP/AVP {} {OFFERED_EVENTS}\r\n", formats.join(" "));
+    for codec in codecs {
+        sdp += &format!("a=rtpmap:{} {}/8000\r\n", codec.static_payload_type(), codec.encoding_name());
+    }
+    sdp += &format!("a=rtpmap:{OFFERED_EVENTS} telephone-event/8000\r\na=fmtp:{OFFERED_EVENTS} 0-15\r\n");
+    sdp + "a=ptime:20\r\na=sendrecv\r\n"
+}
+
 /// A media line refused: the same media and protocol, port 0, its first format (RFC 3264 §6).
 fn refusal(refused: &Refused) -> String {
     let mut parts = refused.line.split_whitespace();
@@ -327,5 +345,13 @@ mod tests {
             assert_eq!(Offer::parse(sdp), Err(expected), "{sdp:?}");
         }
         assert_eq!(Offer::parse(&format!("v=0\n{}", "a=x\n".repeat(5000))), Err(SdpError::Malformed("it is too long")));
+    }
+
+    #[test]
+    fn the_gateways_own_offer_reads_back_as_pcmu_with_keys_both_ways() {
+        let sdp = offer("192.0.2.1".parse().expect("an address"), 30000, 7);
+        let read = Offer::parse(&sdp).expect("our offer is an offer");
+        assert_eq!(read.destination, Some(("192.0.2.1".parse().expect("an address"), 30000)));
+        assert_eq!((read.codec, read.events, read.direction), ((Codec::Pcmu, 0), Some(101), Direction::SendRecv));
     }
 }

@@ -116,6 +116,7 @@ impl MeetingService {
             features: convene_tokens::Features {
                 recording: room.recording_allowed,
                 livestreaming: room.recording_allowed,
+                outbound_call: moderator,
                 ..Default::default()
             },
             exp: Some(u64::try_from(expires.timestamp()).unwrap_or_default()),

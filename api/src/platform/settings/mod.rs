@@ -18,6 +18,8 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use convene_media::gateway::Trunk;
+
 use self::plans::{DEFAULT_PLANS, Plans};
 use crate::platform::envelope::SecretKey;
 
@@ -51,6 +53,13 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("CONVENE_MEDIA_SHARDS", "0 (one per core)", "media threads, each with its own UDP port"),
     ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
+    (
+        "CONVENE_SIP_TRUNK",
+        "(unset: no calling out)",
+        "sip:host[:port][;transport=udp|tcp] of the SIP trunk (outbound proxy) that phones are called through",
+    ),
+    ("CONVENE_SIP_TRUNK_USERNAME", "(unset)", "user name for the trunk's digest authentication"),
+    ("CONVENE_SIP_TRUNK_PASSWORD", "(unset)", "password for the trunk's digest authentication"),
     (
         "CONVENE_RECORDINGS_QUOTA_GB",
         "20",
@@ -112,6 +121,8 @@ pub struct Settings {
     pub media_shards: usize,
     /// The SIP gateway's address.
     pub sip_addr: SocketAddr,
+    /// The SIP trunk phones are called through, with its credentials; `None`: no calling out.
+    pub sip_trunk: Option<Trunk>,
     /// The most bytes recordings may take on this node's disk.
     pub recordings_quota: u64,
     /// Where composed recordings are kept, when not on this node's disk.
@@ -410,6 +421,17 @@ impl Parser {
                 "needs CONVENE_STRIPE_WEBHOOK_SECRET too: subscriptions change only through verified webhooks";
             return Err(error("CONVENE_STRIPE_SECRET_KEY", &origin, message));
         }
+        let trunk_user = self.get("CONVENE_SIP_TRUNK_USERNAME", || None, |value| Ok(Some(value.to_owned())))?;
+        let trunk_password = self.optional_secret("CONVENE_SIP_TRUNK_PASSWORD")?;
+        let trunk_credential = match (trunk_user, trunk_password) {
+            (Some(user), Some(password)) => Some((user, password.expose_secret().to_owned())),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                let origin = self.origin("CONVENE_SIP_TRUNK_USERNAME");
+                let message = "and CONVENE_SIP_TRUNK_PASSWORD go together: set both for digest authentication";
+                return Err(error("CONVENE_SIP_TRUNK_USERNAME", &origin, message));
+            }
+        };
         Ok(Settings {
             http_addr: self.get("CONVENE_HTTP_ADDR", || ([127, 0, 0, 1], 3000).into(), parse_socket_addr)?,
             metrics_addr: self.get("CONVENE_METRICS_ADDR", || ([127, 0, 0, 1], 9090).into(), parse_socket_addr)?,
@@ -457,6 +479,11 @@ impl Parser {
                 },
             )?,
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
+            sip_trunk: self.get(
+                "CONVENE_SIP_TRUNK",
+                || None,
+                |value| Trunk::parse(value, trunk_credential).map(Some),
+            )?,
             recordings_quota: self.get(
                 "CONVENE_RECORDINGS_QUOTA_GB",
                 || 20 << 30,
@@ -642,6 +669,9 @@ mod tests {
             ("CONVENE_SMTP_URL", "smtps://mailer:hunter2@smtp.example.com"),
             ("CONVENE_RECORDINGS_URL", "s3://acme-recordings/meetings/2026/"),
             ("AWS_SECRET_ACCESS_KEY", "hunter2"),
+            ("CONVENE_SIP_TRUNK", "sip:trunk.example.com;transport=tcp"),
+            ("CONVENE_SIP_TRUNK_USERNAME", "convene"),
+            ("CONVENE_SIP_TRUNK_PASSWORD", "hunter2"),
         ])
         .expect("loads");
         let bucket = settings.recordings_bucket.as_ref().expect("a bucket");
@@ -660,6 +690,10 @@ mod tests {
         assert!(!format!("{settings:?}").contains(key));
         let error = load(&[("CONVENE_SECRET_KEY", "hunter2")]).expect_err("not 32 bytes").to_string();
         assert!(error.contains("CONVENE_SECRET_KEY") && !error.contains("hunter2"), "{error}");
+        let error = load(&[("CONVENE_SIP_TRUNK_PASSWORD", "hunter2")]).expect_err("no user name").to_string();
+        assert!(error.contains("CONVENE_SIP_TRUNK_USERNAME") && !error.contains("hunter2"), "{error}");
+        let error = load(&[("CONVENE_SIP_TRUNK", "pbx.example.com")]).expect_err("not sip:").to_string();
+        assert!(error.contains("CONVENE_SIP_TRUNK"), "{error}");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(recordings::delete_recording)
             .service(dial_in::room_dial_in)
             .service(dial_in::dial_in_numbers)
+            .service(dial_in::dial_out)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -196,7 +197,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         scheduled::replace_scheduled, scheduled::cancel_scheduled, sessions::list_meetings, sessions::room_presence,
         recordings::start_recording, recordings::stop_recording, recordings::start_live_stream,
         recordings::stop_live_stream, recordings::list_recordings, recordings::get_recording,
-        recordings::delete_recording, dial_in::room_dial_in, dial_in::dial_in_numbers
+        recordings::delete_recording, dial_in::room_dial_in, dial_in::dial_in_numbers, dial_in::dial_out
     ),
     modifiers(&BearerKey),
     tags(
@@ -207,7 +208,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         (name = "scheduled meetings", description = "Meetings scheduled ahead, with invitations by mail"),
         (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
         (name = "recordings", description = "Recording meetings and streaming them live, and the recordings made"),
-        (name = "dial-in", description = "Joining meetings by phone: numbers and PINs"),
+        (name = "dial-in", description = "Joining meetings by phone: numbers and PINs; calling phones in"),
     )
 )]
 pub struct ApiDoc;

@@ -1,0 +1,206 @@
+//! Calling phones into meetings through the SIP trunk, with Debian's sipp as the trunk on loopback: the
+//! trunk challenges for digest credentials and checks them, the phone rings and answers, the moderator
+//! follows the call and removes the phone (the gateway hangs up); a busy line, a call the moderator cancels
+//! while it rings (CANCEL, 487), a phone that hangs up, and the API's refusals.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{TestApp, call, spawn_configured, tenant_key},
+    phone::{NUMBER, eventually_present, free_port, hear_until, run_sipp, tenant_with_room},
+    recordings::RECORDING_PLANS,
+    signal::{hello, say},
+};
+
+/// The number the moderator calls, shown as "Phone ••• 4567".
+const CALLEE: &str = "+1 (555) 987-4567";
+/// The trunk's digest credentials.
+const TRUNK_USER: &str = "convene";
+const TRUNK_PASSWORD: &str = "trunk-secret";
+
+/// `convene up` calling out through a trunk on loopback at `trunk_port`, with credentials.
+async fn app_with_trunk(trunk_port: u16) -> TestApp {
+    spawn_configured(&[
+        ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
+        ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
+        ("CONVENE_SIP_TRUNK_USERNAME", TRUNK_USER.to_owned()),
+        ("CONVENE_SIP_TRUNK_PASSWORD", TRUNK_PASSWORD.to_owned()),
+    ])
+    .await
+}
+
+/// A moderator's room token that may call phones (`outbound-call`), or not.
+async fn moderator_token(app: &TestApp, key: &str, may_call: bool) -> String {
+    let body = json!({ "room": "standup", "user": { "name": "Ann" }, "moderator": true,
+        "features": { "outbound-call": may_call } });
+    let (status, minted) = call(app, Method::POST, "/v1/meeting-tokens", key, Some(body)).await;
+    assert_eq!(status, 201, "{minted}");
+    minted["token"].as_str().unwrap().to_owned()
+}
+
+/// A response of the trunk to the request last received, with the dialog's tag on `To`.
+fn respond(status: &str, extra: &str, body: &str) -> String {
+    format!(
+        "<send><![CDATA[\nSIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]trunk[call_number]\n\
+         [last_Call-ID:]\n[last_CSeq:]\nContact: <sip:trunk@[local_ip]:[local_port]>\n{extra}\
+         Content-Length: [len]\n\n{body}]]></send>\n"
+    )
+}
+
+/// The trunk answers the gateway's INVITE: a digest challenge first, then (credentials and caller id
+/// checked) ringing and the answer with its SDP.
+fn challenged_and_answered() -> String {
+    // 401 rather than a proxy's 407: sipp verifies only the Authorization header.
+    let challenge = "WWW-Authenticate: Digest realm=\"trunk.test\", nonce=\"4e0fcb1c9d\", algorithm=MD5\n";
+    // The organisation's own number is the caller id.
+    let shown = NUMBER.replace('+', "\\+");
+    let checks = format!(
+        "<action><verifyauth assign_to=\"authorized\" username=\"{TRUNK_USER}\" password=\"{TRUNK_PASSWORD}\"/>\
+         <ereg regexp=\"sip:{shown}@\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"shown\"/>\
+         <ereg regexp=\"sip:\\+15559874567@\" search_in=\"msg\" check_it=\"true\" assign_to=\"dialled\"/></action>"
+    );
+    let sdp = convene_bots::sipp::offer("[media_port]", "sendrecv");
+    format!(
+        "<recv request=\"INVITE\"/>\n{}<recv request=\"ACK\"/>\n<recv request=\"INVITE\" rrs=\"true\">{checks}</recv>\n\
+         <nop hide=\"true\" test=\"authorized\" next=\"authorized\"/>\n{}<recv request=\"ACK\"/>\n\
+         <recv request=\"NEVER\" timeout=\"100\"/>\n<label id=\"authorized\"/>\n{}<pause milliseconds=\"1000\"/>\n\
+         {}<recv request=\"ACK\"/>\n",
+        respond("401 Unauthorized", challenge, ""),
+        respond("403 Forbidden", "", ""),
+        respond("180 Ringing", "", ""),
+        respond("200 OK", "Content-Type: application/sdp\n", &sdp),
+    )
+}
+
+/// sipp as the trunk on `port`, for one call going as `steps` say.
+fn trunk_answering(steps: String, port: u16) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move { run_sipp(&steps, "u1", port, &[]).await })
+}
+
+/// The gateway's BYE, answered.
+fn hung_up() -> String {
+    convene_bots::sipp::hung_up()
+}
+
+/// The next `dial_out_changed` the moderator hears.
+async fn next_change(ann: &mut crate::signal::Socket) -> Value {
+    hear_until(ann, |message| message["type"] == "dial_out_changed").await
+}
+
+#[tokio::test]
+async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_and_removes_it() {
+    let trunk_port = free_port();
+    let app = app_with_trunk(trunk_port).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let trunk = trunk_answering(format!("{}{}", challenged_and_answered(), hung_up()), trunk_port);
+
+    // A moderator whose link does not allow calling phones is refused; one whose link does calls.
+    let (mut cy, welcome) = hello(&app, "standup", &moderator_token(&app, &key, false).await).await;
+    assert_eq!(welcome["room"]["dial_out"], true, "{welcome}");
+    say(&mut cy, json!({ "type": "dial_out", "number": CALLEE })).await;
+    let refused = hear_until(&mut cy, |message| message["type"] == "error").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let (mut ann, _) = hello(&app, "standup", &moderator_token(&app, &key, true).await).await;
+    say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
+
+    let calling = next_change(&mut ann).await;
+    assert_eq!((calling["state"].as_str(), calling["number"].as_str()), (Some("calling"), Some("+15559874567")));
+    assert_eq!(calling["by"], "Ann");
+    let call_id = calling["call"].clone();
+    let ringing = next_change(&mut ann).await;
+    assert_eq!(ringing["state"], "ringing", "{ringing}");
+    let answered = next_change(&mut ann).await;
+    assert_eq!((answered["state"].as_str(), &answered["call"]), (Some("answered"), &call_id), "{answered}");
+    let joined = hear_until(&mut ann, |message| {
+        message["type"] == "participant_joined" && message["participant"]["name"] == "Phone ••• 4567"
+    })
+    .await;
+    assert!(eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4567")).await);
+
+    // Removed, the phone is hung up and cannot be called again.
+    say(&mut ann, json!({ "type": "kick", "participant": joined["participant"]["id"] })).await;
+    let ended = next_change(&mut ann).await;
+    assert_eq!((ended["state"].as_str(), &ended["call"]), (Some("ended"), &call_id), "{ended}");
+    assert!(trunk.await.unwrap(), "the trunk saw the challenge answered, the caller id, ringing, answer and BYE");
+    say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
+    let refused = hear_until(&mut ann, |message| message["type"] == "error").await;
+    assert_eq!(refused["message"], "this number was removed from the meeting", "{refused}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_what_it_cannot_call() {
+    let trunk_port = free_port();
+    let app = app_with_trunk(trunk_port).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let dial = |room: &str, number: &str| {
+        let (app, key, path) = (&app, &key, format!("/v1/rooms/{room}/dial-out"));
+        let body = json!({ "number": number });
+        async move { call(app, Method::POST, &path, key, Some(body)).await }
+    };
+    let (status, body) = dial("standup", CALLEE).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "nobody is in the meeting: {body}");
+    let (status, body) = dial("standup", "555-4567").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("number:"), "{body}");
+    assert_eq!(dial("nowhere", CALLEE).await.0, 404);
+    let other = tenant_key(&app, "owner@other.example").await;
+    let (status, _) =
+        call(&app, Method::POST, "/v1/rooms/standup/dial-out", &other, Some(json!({ "number": CALLEE }))).await;
+    assert_eq!(status, 404, "another organisation's room is not found");
+
+    // Through the API while the moderator is in: the line is busy.
+    let (mut ann, _) = hello(&app, "standup", &moderator_token(&app, &key, true).await).await;
+    let busy = format!("<recv request=\"INVITE\"/>\n{}<recv request=\"ACK\"/>\n", respond("486 Busy Here", "", ""));
+    let trunk = trunk_answering(busy, trunk_port);
+    let (status, placed) = dial("standup", CALLEE).await;
+    assert_eq!(
+        (status, placed["state"].as_str(), placed["number"].as_str()),
+        (202, Some("calling"), Some("+15559874567"))
+    );
+    let calling = next_change(&mut ann).await;
+    assert_eq!((&calling["call"], calling["by"].as_str()), (&placed["id"], Some("the organisation's app")));
+    assert_eq!(next_change(&mut ann).await["state"], "busy");
+    assert!(trunk.await.unwrap(), "the trunk said busy and got its ACK");
+
+    // Ringing, then cancelled by the moderator: CANCEL, 487, no answer.
+    let ringing = format!(
+        "<recv request=\"INVITE\"><action><ereg regexp=\"([0-9]+) INVITE\" search_in=\"hdr\" header=\"CSeq:\" \
+         assign_to=\"invite,cseq\"/></action></recv>\n{}<recv request=\"CANCEL\"/>\n{}\
+         <send><![CDATA[\nSIP/2.0 487 Request Terminated\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]trunk[call_number]\n\
+         [last_Call-ID:]\nCSeq: [$cseq] INVITE\nContent-Length: 0\n\n]]></send>\n<recv request=\"ACK\"/>\n",
+        respond("180 Ringing", "", ""),
+        respond("200 OK", "", ""),
+    );
+    let trunk = trunk_answering(ringing, trunk_port);
+    say(&mut ann, json!({ "type": "dial_out", "number": "+44 20 7946 0000" })).await;
+    let calling = next_change(&mut ann).await;
+    assert_eq!(next_change(&mut ann).await["state"], "ringing");
+    say(&mut ann, json!({ "type": "cancel_dial_out", "call": calling["call"] })).await;
+    let stopped = next_change(&mut ann).await;
+    assert_eq!((stopped["state"].as_str(), &stopped["call"]), (Some("no_answer"), &calling["call"]), "{stopped}");
+    assert!(trunk.await.unwrap(), "the trunk saw the CANCEL and acknowledged 487");
+
+    // Answered, then the person hangs up: their BYE ends the call and they leave the meeting.
+    let sdp = convene_bots::sipp::offer("[media_port]", "sendrecv");
+    let capture = "<action><ereg regexp=\".*\" search_in=\"hdr\" header=\"From:\" assign_to=\"gateway\"/>\
+                   <ereg regexp=\".*\" search_in=\"hdr\" header=\"To:\" assign_to=\"phone\"/></action>";
+    let answered_then_bye = format!(
+        "<recv request=\"INVITE\" rrs=\"true\">{capture}</recv>\n{}<recv request=\"ACK\"/>\n<pause milliseconds=\"3000\"/>\n\
+         <send retrans=\"500\"><![CDATA[\nBYE [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+         From: [$phone];tag=[pid]trunk[call_number]\nTo: [$gateway]\nCall-ID: [call_id]\nCSeq: 2 BYE\nMax-Forwards: 70\n\
+         Content-Length: 0\n\n]]></send>\n<recv response=\"200\"/>\n",
+        respond("200 OK", "Content-Type: application/sdp\n", &sdp),
+    );
+    let trunk = trunk_answering(answered_then_bye, trunk_port);
+    say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
+    assert_eq!(next_change(&mut ann).await["state"], "calling");
+    assert_eq!(next_change(&mut ann).await["state"], "answered");
+    assert!(eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4567")).await);
+    let ended = next_change(&mut ann).await;
+    assert_eq!(ended["state"], "ended", "{ended}");
+    assert!(trunk.await.unwrap(), "the gateway answered the phone's BYE");
+    assert!(eventually_present(&app, &key, |list| list.iter().all(|p| p["name"] != "Phone ••• 4567")).await);
+    app.stop().await;
+}
