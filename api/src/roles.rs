@@ -379,6 +379,7 @@ async fn start_gateway(
         advertised_ip: settings.media_public_ip,
         max_calls: SIP_MAX_CALLS,
         media_ip,
+        allowed_peers: settings.sip_allow.clone(),
     };
     let gateway = Gateway::bind(&config, admission, rooms.clone(), calling_out, shutdown.clone())
         .await
@@ -503,6 +504,9 @@ fn write_banner(
     }
     if let Some(sip) = sip_addr {
         writeln!(out, "  phone dial-in (SIP) on udp and tcp {sip}")?;
+        if let Some(peers) = &settings.sip_allow {
+            writeln!(out, "  SIP taken only from {peers}")?;
+        }
         if let Some(trunk) = &settings.sip_trunk {
             writeln!(out, "  phone dial-out through the trunk {trunk}")?;
         }

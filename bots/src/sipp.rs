@@ -2,6 +2,8 @@
 //! sipp scenario (a call's requests, the INVITE with its offer and ACK, keys by SIP INFO or by sipp's RFC 4733
 //! recordings, hold, hang-ups) and µ-law WAV files for sipp's `rtp_stream`. sipp fills in the brackets.
 
+use std::time::Duration;
+
 use convene_media::phone::g711::ulaw_encode;
 
 /// Debian's sipp keeps its RFC 4733 key recordings here (one key each, payload type 101).
@@ -135,6 +137,59 @@ pub fn hung_up() -> String {
     "<recv request=\"BYE\" timeout=\"40000\"/>\n<send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n\
      [last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n"
         .to_owned()
+}
+
+/// A free port on loopback for sipp (taken back at once; sipp binds it a moment later).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).map(|addr| addr.port()).unwrap_or(0)
+}
+
+/// sipp on `port` playing `steps` for one call, with `target` (the address to call and the service, or
+/// nothing to wait for a call as a trunk does); true when sipp saw every step go as written within 90 s.
+/// What went wrong is printed, with sipp's messages.
+pub async fn run(steps: &str, transport: &str, port: u16, target: &[String]) -> bool {
+    match played(steps, transport, port, target).await {
+        Ok(true) => true,
+        Ok(false) => false,
+        Err(error) => {
+            eprintln!("sipp could not run (cargo xtask test installs Debian's sip-tester): {error}");
+            false
+        }
+    }
+}
+
+async fn played(steps: &str, transport: &str, port: u16, target: &[String]) -> std::io::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("scenario.xml");
+    std::fs::write(&file, scenario(steps))?;
+    let (port, media) = (port.to_string(), free_port().to_string());
+    let logs = (dir.path().join("errors.log"), dir.path().join("messages.log"));
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("sipp")
+            .arg("-sf")
+            .arg(&file)
+            .args(target)
+            .args(["-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", &port, "-mp", &media])
+            .args(["-t", transport, "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err", "-error_file"])
+            .arg(&logs.0)
+            .args(["-trace_msg", "-message_file"])
+            .arg(&logs.1)
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("sipp did not finish in 90 s"))??;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout);
+        let tail: Vec<&str> = said.lines().rev().take(30).collect();
+        let errors = std::fs::read_to_string(&logs.0).unwrap_or_default();
+        let messages = std::fs::read_to_string(&logs.1).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!("sipp failed:\n{}\n{stderr}\n{errors}\n{messages}", tail.join("\n"));
+    }
+    Ok(output.status.success())
 }
 
 /// A µ-law WAV file (8 kHz, mono), as sipp's `rtp_stream` plays it, of `seconds` of a tone at `frequency`

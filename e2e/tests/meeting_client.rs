@@ -897,3 +897,77 @@ async fn a_recording_cut_short_by_a_crash_is_finished_from_what_was_written_and_
     ann.close().await.unwrap();
     convene.stop().await.unwrap();
 }
+
+/// The people pane's "call a phone" fits the window once the pane is scrolled to it: its field and button
+/// inside the viewport, no scrolling sideways. `null` until it holds.
+const DIAL_OUT_FITS: &str = "
+    document.getElementById('dial-out-call')?.scrollIntoView({ block: 'nearest' });
+    const inside = e => { const b = e && e.getBoundingClientRect();
+        return !!b && b.width > 0 && b.left >= 0 && b.top >= 0 && b.right <= innerWidth && b.bottom <= innerHeight; };
+    const fits = inside(document.getElementById('dial-out-number')) && inside(document.getElementById('dial-out-call'))
+        && document.scrollingElement.scrollWidth <= innerWidth;
+    return fits ? true : null;";
+
+#[tokio::test]
+async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_answered_and_removes_it() {
+    use convene_bots::sipp;
+    let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
+    let trunk_port = sipp::free_port();
+    let convene = Convene::up_with_tenant_and(&[
+        ("CONVENE_PLANS", plans.to_owned()),
+        ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
+    ])
+    .await
+    .unwrap();
+    // The trunk: the phone rings a moment, answers, and stays until the gateway hangs up.
+    let answer = |status: &str, extra: &str, body: &str| {
+        format!(
+            "<send><![CDATA[\nSIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]phone\n[last_Call-ID:]\n\
+             [last_CSeq:]\nContact: <sip:phone@[local_ip]:[local_port]>\n{extra}Content-Length: [len]\n\n{body}]]></send>\n"
+        )
+    };
+    let steps = format!(
+        "<recv request=\"INVITE\" rrs=\"true\"/>\n{}<pause milliseconds=\"2500\"/>\n{}<recv request=\"ACK\"/>\n{}",
+        answer("180 Ringing", "", ""),
+        answer("200 OK", "Content-Type: application/sdp\n", &sipp::offer("[media_port]", "sendrecv")),
+        sipp::hung_up(),
+    );
+    let trunk = tokio::spawn(async move { sipp::run(&steps, "u1", trunk_port, &[]).await });
+
+    let may_call = json!({ "room": "dialled", "user": { "id": "ann", "name": "Ann" }, "moderator": true,
+        "features": { "outbound-call": true } });
+    let ann = open_prejoin(&convene.token_url(may_call).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    ann.press("button[name='people']").await.unwrap();
+    ann.wait_for("the call-a-phone form", "return document.getElementById('dial-out-number') !== null;", UI_WAIT)
+        .await
+        .unwrap();
+    ann.fill("dial-out-number", "+1 (555) 987-4567").await.unwrap();
+    ann.press("#dial-out-call").await.unwrap();
+    let state =
+        |state: &str| format!("return document.querySelector(\".dial-out-call[data-state='{state}']\") !== null;");
+    ann.wait_for("the phone ringing", &state("ringing"), UI_WAIT).await.unwrap();
+    assert!(text_of(&ann, ".dial-out-call").await.contains("+15559874567 · Ringing…"));
+    assert_eq!(
+        ann.client.execute("return document.getElementById('dial-out-number').value;", vec![]).await.unwrap(),
+        ""
+    );
+    ann.wait_for("the phone answering", &state("answered"), UI_WAIT).await.unwrap();
+    let listed =
+        "return [...document.querySelectorAll('[data-person]')].some(li => li.innerText.includes('Phone ••• 4567'));";
+    ann.wait_for("the phone among the people", listed, UI_WAIT).await.unwrap();
+    for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
+        ann.set_viewport(width, height).await.unwrap();
+        ann.wait_for(&format!("the form fitting {width}x{height}"), DIAL_OUT_FITS, UI_WAIT).await.unwrap();
+        ann.screenshot(&format!("client-24-dial-out-{size}")).await.unwrap();
+    }
+    ann.set_viewport(1280, 800).await.unwrap();
+
+    // Removed, the phone is hung up and the call shows as ended.
+    let kick = "[...document.querySelectorAll('[data-person]')].find(li => li.innerText.includes('Phone ••• 4567'))
+        .querySelector(\"button[name='kick']\").click();";
+    ann.client.execute(kick, vec![]).await.unwrap();
+    ann.wait_for("the call ended", &state("ended"), UI_WAIT).await.unwrap();
+    assert!(trunk.await.unwrap(), "the phone was called, answered and hung up by the gateway");
+    convene.stop().await.unwrap();
+}

@@ -3,12 +3,13 @@
 //! follows the call and removes the phone (the gateway hangs up); a busy line, a call the moderator cancels
 //! while it rings (CANCEL, 487), a phone that hangs up, and the API's refusals.
 
+use convene_bots::sipp::{free_port, run};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
     helpers::{TestApp, call, spawn_configured, tenant_key},
-    phone::{NUMBER, eventually_present, free_port, hear_until, run_sipp, tenant_with_room},
+    phone::{NUMBER, eventually_present, hear_until, tenant_with_room},
     recordings::RECORDING_PLANS,
     signal::{hello, say},
 };
@@ -75,7 +76,7 @@ fn challenged_and_answered() -> String {
 
 /// sipp as the trunk on `port`, for one call going as `steps` say.
 fn trunk_answering(steps: String, port: u16) -> tokio::task::JoinHandle<bool> {
-    tokio::spawn(async move { run_sipp(&steps, "u1", port, &[]).await })
+    tokio::spawn(async move { run(&steps, "u1", port, &[]).await })
 }
 
 /// The gateway's BYE, answered.

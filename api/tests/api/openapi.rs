@@ -129,10 +129,12 @@ impl Exchanges<'_> {
 
 #[tokio::test]
 async fn every_operation_answers_what_the_document_says() {
-    // Streams go to a listener of the test's own, on loopback.
+    // Streams go to a listener of the test's own, on loopback; phones are called through a trunk that is
+    // not there (the call is accepted, then fails).
     let app = spawn_configured(&[
         ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
         ("CONVENE_STREAMING_ALLOW_PRIVATE", "1".to_owned()),
+        ("CONVENE_SIP_TRUNK", "sip:127.0.0.1:9".to_owned()),
     ])
     .await;
     let document: Value = app.get("/v1/openapi.json").await.json().await.unwrap();
@@ -194,9 +196,17 @@ async fn every_operation_answers_what_the_document_says() {
     let stop = (Method::DELETE, "/v1/rooms/{name}/recording");
     api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 409).await;
     api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", globex, None, 404).await;
+    let dial = (Method::POST, "/v1/rooms/{name}/dial-out");
+    let phone = json!({ "number": "+1 555 987 4567" });
+    api.expect(dial.clone(), "/v1/rooms/weekly-sync/dial-out", acme, Some(phone.clone()), 409).await;
     let ann = room_token(&app, acme.unwrap(), "weekly-sync", "Ann", true).await;
     let (_ann, welcome) = hello(&app, "weekly-sync", &ann).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // Calling a phone in: the number is checked, another tenant's room is not found.
+    api.expect(dial.clone(), "/v1/rooms/weekly-sync/dial-out", acme, Some(json!({ "number": "12" })), 400).await;
+    api.expect(dial.clone(), "/v1/rooms/weekly-sync/dial-out", globex, Some(phone.clone()), 404).await;
+    let placed = api.expect(dial.clone(), "/v1/rooms/weekly-sync/dial-out", acme, Some(phone), 202).await;
+    assert_eq!((placed["number"].as_str(), placed["state"].as_str()), (Some("+15559874567"), Some("calling")));
     let started = api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 201).await;
     let recording = started["id"].as_str().unwrap().to_owned();
     api.expect(start.clone(), "/v1/rooms/weekly-sync/recording", acme, None, 409).await;

@@ -1,13 +1,14 @@
 //! Phone callers through the SIP gateway, with Debian's sipp as the trunk on loopback: OPTIONS over UDP and
 //! TCP, 404 for numbers that are not ours, junk datagrams survived, the PIN typed as RFC 4733 events and as
-//! SIP INFO, three wrong PINs hung up, hold by re-INVITE, `*6`, and a moderator removing the caller.
+//! SIP INFO, three wrong PINs hung up, hold by re-INVITE, `*6`, a moderator removing the caller, and an
+//! allow-list that drops SIP from addresses that are not the trunk's.
 
 use std::{net::SocketAddr, time::Duration};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use convene_bots::sipp::{Caller, hung_up, offer, rtp_keys, scenario, stream, ulaw_wav};
+use convene_bots::sipp::{Caller, free_port, hung_up, offer, rtp_keys, run, stream, ulaw_wav};
 
 use crate::{
     dial_in::{operator, tenant_id},
@@ -21,63 +22,10 @@ pub(crate) const NUMBER: &str = "+15551230000";
 /// The caller's own number, shown as "Phone ••• 4321".
 const CALLER: &str = "+15557654321";
 
-/// A free port on loopback for sipp (taken back at once; sipp binds it a moment later).
-pub(crate) fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).map(|addr| addr.port()).unwrap()
-}
-
 /// One sipp call from `CALLER` to `number` at `gateway`, playing `steps` (after `scenario`'s INVITE and
 /// ACK when `answered`); true when sipp saw every step go as written.
 async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -> bool {
-    run_sipp(steps, transport, free_port(), &[gateway.to_string(), "-s".to_owned(), number.to_owned()]).await
-}
-
-/// sipp on `port` playing `steps` for one call, with `target` (the address to call and the service, or
-/// nothing to wait for a call as a trunk does); true when sipp saw every step go as written.
-pub(crate) async fn run_sipp(steps: &str, transport: &str, port: u16, target: &[String]) -> bool {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scenario.xml");
-    std::fs::write(&file, scenario(steps)).unwrap();
-    let media = free_port();
-    let output = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new("sipp")
-            .args(["-sf", &file.display().to_string()])
-            .args(target)
-            .args([
-                "-m",
-                "1",
-                "-i",
-                "127.0.0.1",
-                "-mi",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-mp",
-                &media.to_string(),
-            ])
-            .args(["-t", transport, "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"])
-            .args(["-error_file", &dir.path().join("errors.log").display().to_string()])
-            .args(["-trace_msg", "-message_file", &dir.path().join("messages.log").display().to_string()])
-            .current_dir(dir.path())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("sipp finishes in time")
-    .expect("sipp runs (cargo xtask test installs Debian's sip-tester)");
-    let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stdout);
-        let tail: Vec<&str> = said.lines().rev().take(30).collect();
-        let messages = std::fs::read_to_string(dir.path().join("messages.log")).unwrap_or_default();
-        eprintln!(
-            "sipp failed:\n{}\n{}\n{errors}\n{messages}",
-            tail.join("\n"),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output.status.success()
+    run(steps, transport, free_port(), &[gateway.to_string(), "-s".to_owned(), number.to_owned()]).await
 }
 
 /// The test's caller.
@@ -152,6 +100,31 @@ async fn the_gateway_answers_options_refuses_numbers_that_are_not_ours_and_shrug
     }
     assert!(sipp(gateway, "u1", "ping", &answered).await, "still answering");
     app.stop().await;
+}
+
+/// Whether the gateway at `gateway` answers a bare OPTIONS over UDP within a second.
+async fn answers_options(gateway: SocketAddr) -> bool {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let here = socket.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:{gateway} SIP/2.0\r\nVia: SIP/2.0/UDP {here};branch=z9hG4bKallow\r\nTo: <sip:{gateway}>\r\n\
+         From: <sip:ping@{here}>;tag=1\r\nCall-ID: allow@{here}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    socket.send_to(options.as_bytes(), gateway).await.unwrap();
+    let mut answer = vec![0; 2048];
+    let received = tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut answer)).await;
+    received.is_ok_and(|received| received.is_ok_and(|(length, _)| answer[..length].starts_with(b"SIP/2.0 200")))
+}
+
+#[tokio::test]
+async fn a_gateway_with_an_allow_list_takes_sip_only_from_its_trunks() {
+    let elsewhere = spawn_configured(&[("CONVENE_SIP_ALLOW", "192.0.2.0/24, 2001:db8::/32".to_owned())]).await;
+    assert!(!answers_options(sip_addr(&elsewhere)).await, "SIP from an address not listed is dropped unread");
+    elsewhere.stop().await;
+    let listed = spawn_configured(&[("CONVENE_SIP_ALLOW", "192.0.2.0/24, 127.0.0.1".to_owned())]).await;
+    assert!(answers_options(sip_addr(&listed)).await, "the trunk's address is answered");
+    listed.stop().await;
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 //! with [`MeetingState::apply`], which also says what the media side must do; no browser types, so it is
 //! tested natively.
 
-use convene_signal::{LobbyEntry, MediaKind, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage};
+use convene_signal::{
+    DialOutState, LobbyEntry, MediaKind, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage,
+};
 
 /// Where the person is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +117,62 @@ pub struct MeetingState {
     pub reactions: Vec<Reaction>,
     /// Things that happened to the person.
     pub notices: Vec<Notice>,
+    /// Phones called into the meeting (moderators only): the calls going on, newest first, then the last few
+    /// finished ones.
+    pub dial_outs: Vec<DialOutCall>,
     next_id: u64,
+}
+
+/// A phone call placed from the meeting, as its moderators follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialOutCall {
+    /// The call's id.
+    pub call: String,
+    /// The number called.
+    pub number: String,
+    /// Where the call is.
+    pub state: DialOutState,
+    /// Why it failed, when the phone line said.
+    pub reason: Option<String>,
+}
+
+/// Finished calls kept in view, so a busy line or a failure can still be read.
+const FINISHED_CALLS: usize = 5;
+
+impl DialOutCall {
+    /// The state's stable code, for the page.
+    pub fn code(&self) -> &'static str {
+        match self.state {
+            DialOutState::Calling => "calling",
+            DialOutState::Ringing => "ringing",
+            DialOutState::Answered => "answered",
+            DialOutState::Busy => "busy",
+            DialOutState::NoAnswer => "no_answer",
+            DialOutState::Declined => "declined",
+            DialOutState::Failed => "failed",
+            DialOutState::Ended => "ended",
+        }
+    }
+
+    /// Where the call is, for people.
+    pub fn words(&self) -> String {
+        match (self.state, &self.reason) {
+            (DialOutState::Calling, _) => "Calling…".to_owned(),
+            (DialOutState::Ringing, _) => "Ringing…".to_owned(),
+            (DialOutState::Answered, _) => "In the meeting".to_owned(),
+            (DialOutState::Busy, _) => "Busy".to_owned(),
+            (DialOutState::NoAnswer, _) => "No answer".to_owned(),
+            (DialOutState::Declined, _) => "Declined".to_owned(),
+            (DialOutState::Failed, Some(reason)) => format!("Failed: {reason}"),
+            (DialOutState::Failed, None) => "Failed".to_owned(),
+            (DialOutState::Ended, _) => "Call ended".to_owned(),
+        }
+    }
+
+    /// Whether a moderator may still stop it ringing.
+    pub fn cancellable(&self) -> bool {
+        matches!(self.state, DialOutState::Calling | DialOutState::Ringing)
+    }
 }
 
 impl Default for MeetingState {
@@ -131,6 +188,7 @@ impl Default for MeetingState {
             dominant: None,
             reactions: Vec::new(),
             notices: Vec::new(),
+            dial_outs: Vec::new(),
             next_id: 1,
         }
     }
@@ -224,6 +282,30 @@ impl MeetingState {
     }
 
     /// Shows a notice that goes by itself; says so to the media side, which keeps the time.
+    /// A call placed from the meeting changed: the list follows it, and a call that did not get through says
+    /// why in a notice.
+    fn dial_out_changed(&mut self, change: DialOutCall) -> Option<Directive> {
+        self.dial_outs.retain(|known| known.call != change.call);
+        let number = &change.number;
+        let notice = match (change.state, &change.reason) {
+            (DialOutState::Busy, _) => Some(format!("{number} is busy.")),
+            (DialOutState::Declined, _) => Some(format!("{number} declined the call.")),
+            (DialOutState::NoAnswer, _) => Some(format!("{number} did not answer.")),
+            (DialOutState::Failed, Some(reason)) => Some(sentence(&format!("Calling {number} failed: {reason}"))),
+            (DialOutState::Failed, None) => Some(format!("Calling {number} failed.")),
+            _ => None,
+        };
+        let first_finished = self.dial_outs.iter().position(|known| known.state.is_final());
+        let at = if change.state.is_final() { first_finished.unwrap_or(self.dial_outs.len()) } else { 0 };
+        self.dial_outs.insert(at, change);
+        let mut finished = 0;
+        self.dial_outs.retain(|known| {
+            finished += usize::from(known.state.is_final());
+            !known.state.is_final() || finished <= FINISHED_CALLS
+        });
+        notice.map(|text| self.announce(text))
+    }
+
     fn announce(&mut self, text: String) -> Directive {
         Directive::ExpireNotice(self.push_notice(Notice { id: 0, text, unmute_request: false, brief: true }))
     }
@@ -385,8 +467,9 @@ impl MeetingState {
                 }
                 return vec![self.announce(text)];
             }
-            // Shown once the client has a dial-out pane (issue 19).
-            ServerMessage::DialOutChanged { .. } => {}
+            ServerMessage::DialOutChanged { call, number, state, reason, .. } => {
+                return self.dial_out_changed(DialOutCall { call, number, state, reason }).into_iter().collect();
+            }
             ServerMessage::LiveStreamChanged { live, by, reason } => {
                 let text = match (live, reason) {
                     (true, _) => sentence(&format!("{by} started streaming the meeting live")),
@@ -444,7 +527,7 @@ mod tests {
             quality: MediaQuality::default(),
             recording: false,
             live_streaming: false,
-            dial_out: false,
+            dial_out: true,
         }
     }
 
@@ -618,5 +701,51 @@ mod tests {
         assert_eq!(state.apply(welcome(2)), [Directive::Resumed]);
         assert_eq!(state.apply(welcome(5)), [Directive::StartMedia], "the node started a new session");
         assert_eq!(state.me, Some(ParticipantId(5)));
+    }
+
+    fn dial_out(call: &str, state: DialOutState, reason: Option<&str>) -> ServerMessage {
+        ServerMessage::DialOutChanged {
+            call: call.to_owned(),
+            number: "+15559874567".to_owned(),
+            state,
+            by: "Ann".to_owned(),
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn moderators_follow_each_call_in_one_entry_and_hear_why_one_did_not_get_through() {
+        let mut state = in_meeting();
+        for step in [DialOutState::Calling, DialOutState::Ringing, DialOutState::Answered] {
+            assert!(state.apply(dial_out("a", step, None)).is_empty(), "{step:?} needs no notice");
+        }
+        assert_eq!(state.dial_outs.len(), 1);
+        assert_eq!((state.dial_outs[0].code(), state.dial_outs[0].words().as_str()), ("answered", "In the meeting"));
+        assert!(!state.dial_outs[0].cancellable());
+        state.apply(dial_out("a", DialOutState::Ended, None));
+        assert_eq!(state.dial_outs[0].words(), "Call ended");
+
+        let notices = state.notices.len();
+        state.apply(dial_out("b", DialOutState::Ringing, None));
+        assert_eq!(state.dial_outs[0].call, "b", "calls going on come first");
+        assert!(state.dial_outs[0].cancellable());
+        let said = state.apply(dial_out("b", DialOutState::Failed, Some("the number does not exist")));
+        assert_eq!(said.len(), 1);
+        assert_eq!(state.dial_outs[0].words(), "Failed: the number does not exist");
+        assert_eq!(state.notices[notices].text, "Calling +15559874567 failed: the number does not exist.");
+    }
+
+    #[test]
+    fn finished_calls_are_capped_and_calls_going_on_stay() {
+        let mut state = in_meeting();
+        state.apply(dial_out("ringing", DialOutState::Ringing, None));
+        for call in 0..8 {
+            state.apply(dial_out(&format!("busy-{call}"), DialOutState::Busy, None));
+        }
+        assert_eq!(state.dial_outs.len(), 1 + FINISHED_CALLS);
+        assert_eq!(state.dial_outs[0].call, "ringing");
+        assert_eq!(state.dial_outs[1].call, "busy-7", "the newest finished first");
+        assert!(state.dial_outs.iter().all(|call| call.call != "busy-0"), "the oldest went");
+        assert_eq!(state.room.as_ref().map(|room| room.dial_out), Some(true));
     }
 }

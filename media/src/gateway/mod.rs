@@ -51,6 +51,50 @@ pub struct GatewayConfig {
     pub max_calls: usize,
     /// The address the media node's socket is reached at from this process (callers' audio goes there).
     pub media_ip: IpAddr,
+    /// Where SIP may come from (the trunks' and SBCs' addresses); `None`: anywhere.
+    pub allowed_peers: Option<AllowedPeers>,
+}
+
+/// The addresses and ranges SIP is taken from; datagrams and connections from elsewhere are dropped
+/// unread, so scanners and toll fraud never reach a PIN prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPeers(Vec<ipnet::IpNet>);
+
+impl AllowedPeers {
+    /// Reads comma-separated addresses and CIDR ranges: `203.0.113.7, 198.51.100.0/24, 2001:db8::/32`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let peers = text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<ipnet::IpNet>()
+                    .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("`{part}` is not an address or a range like 203.0.113.0/24"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if peers.is_empty() {
+            return Err("list at least one address or range".to_owned());
+        }
+        Ok(Self(peers))
+    }
+
+    /// Whether SIP from `ip` is taken.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        // An IPv4 peer on a dual-stack socket shows as an IPv4-mapped IPv6 address.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl std::fmt::Display for AllowedPeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peers: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&peers.join(", "))
+    }
 }
 
 /// The control plane's answers about dial-in, asked by the gateway.
@@ -210,6 +254,12 @@ impl<D: PhoneDirectory> Gateway<D> {
         let (udp, local_addr) = bind_udp_and_tcp(config.addr).await.map_err(io)?;
         let public = SocketAddr::new(advertised_ip, local_addr.port());
         let transports = TransportLayer::new(shutdown.child_token());
+        if let Some(peers) = config.allowed_peers.clone() {
+            transports.set_whitelist(move |ip| {
+                let allowed = peers.allows(ip);
+                async move { allowed }
+            });
+        }
         let udp = UdpConnection::from_socket(Arc::new(udp), Some(public), Some(shutdown.child_token()))
             .await
             .map_err(|error| io(std::io::Error::other(error.to_string())))?;
@@ -486,6 +536,19 @@ mod tests {
         assert!(guesses.allowed(&[key("caller:b", 3), key("number:n", 4)], true, start));
         assert!(!guesses.allowed(&[key("caller:c", 3), key("number:n", 4)], true, start), "the number's fourth");
         assert!(guesses.allowed(&[key("caller:a", 3)], false, start + GUESS_WINDOW), "the window passed");
+    }
+
+    #[test]
+    fn allowed_peers_are_addresses_and_ranges_of_either_family() {
+        let peers = AllowedPeers::parse(" 203.0.113.7, 198.51.100.0/24,2001:db8::/32 ").expect("a list");
+        let allowed = |ip: &str| peers.allows(ip.parse().expect("an address"));
+        assert!(allowed("203.0.113.7") && allowed("198.51.100.200") && allowed("2001:db8::1"));
+        assert!(allowed("::ffff:198.51.100.9"), "IPv4 seen through a dual-stack socket");
+        assert!(!allowed("203.0.113.8") && !allowed("127.0.0.1") && !allowed("2001:db9::1"));
+        assert_eq!(peers.to_string(), "203.0.113.7/32, 198.51.100.0/24, 2001:db8::/32");
+        for junk in ["", " , ", "10.0.0.0/33", "pbx.example.com", "10.0.0.1-10.0.0.9"] {
+            assert!(AllowedPeers::parse(junk).is_err(), "{junk}");
+        }
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! The side panes: chat (with everyone or one person), people (with the moderators' actions and the lobby),
-//! settings (devices, media quality, one's name) and, for moderators, the live stream.
+//! The side panes: chat (with everyone or one person), people (with the moderators' actions, the lobby and
+//! calling phones in), settings (devices, media quality, one's name) and, for moderators, the live stream.
 
 use super::{room::Pane, *};
 
@@ -76,6 +76,7 @@ pub(super) fn PeoplePane(pane: RwSignal<Pane>) -> impl IntoView {
     let client = client();
     let moderator = move || client.state.with(|state| state.is_moderator());
     let locked = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked));
+    let may_call = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.dial_out));
     view! {
         <aside class="pane" aria-label="People">
             <PaneHeading title="People" pane />
@@ -129,7 +130,54 @@ pub(super) fn PeoplePane(pane: RwSignal<Pane>) -> impl IntoView {
                     <button name="end" class="danger" on:click=move |_| client.send(&ClientMessage::EndForAll)>"End for everyone"</button>
                 </div>
             })}
+            {move || (moderator() && may_call()).then(|| view! { <DialOut /> }.into_any())}
         </aside>
+    }
+    .into_any()
+}
+
+/// Moderators call a phone into the meeting and follow their calls: ringing, in the meeting, busy, failed.
+#[component]
+fn DialOut() -> impl IntoView {
+    let client = client();
+    let number = RwSignal::new(String::new());
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        let typed = number.get_untracked();
+        if typed.trim().is_empty() {
+            return;
+        }
+        client.send(&ClientMessage::DialOut { number: typed.trim().to_owned() });
+        number.set(String::new());
+    };
+    view! {
+        <section class="dial-out" aria-label="Call a phone">
+            <h3>"Call a phone"</h3>
+            <form class="dial-out-form" on:submit=submit>
+                <label class="visually-hidden" for="dial-out-number">"Phone number, with the country code"</label>
+                <input id="dial-out-number" name="dial-out-number" type="tel" autocomplete="tel" placeholder="+1 555 123 4567"
+                    maxlength="32" prop:value=move || number.get() on:input=move |event| number.set(event_target_value(&event)) />
+                <button id="dial-out-call" class="button" type="submit">"Call"</button>
+            </form>
+            <ul class="people dial-out-calls">
+                {move || client.state.with(|state| state.dial_outs.clone()).into_iter().map(|call| {
+                    let id = call.call.clone();
+                    view! {
+                        <li class="dial-out-call" data-state=call.code()>
+                            <span>{call.number.clone()}</span>
+                            " · "
+                            <span class="call-state">{call.words()}</span>
+                            {call.cancellable().then(|| view! {
+                                <span class="actions">
+                                    <button name="cancel-call"
+                                        on:click=move |_| client.send(&ClientMessage::CancelDialOut { call: id.clone() })>"Cancel"</button>
+                                </span>
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
     }
     .into_any()
 }
