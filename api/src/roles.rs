@@ -380,6 +380,7 @@ async fn start_gateway(
         max_calls: SIP_MAX_CALLS,
         media_ip,
         allowed_peers: settings.sip_allow.clone(),
+        rtp_ports: settings.sip_rtp_ports.clone(),
     };
     let gateway = Gateway::bind(&config, admission, rooms.clone(), calling_out, shutdown.clone())
         .await

@@ -58,9 +58,15 @@ impl Caller {
     /// The INVITE with `offer` to the service number, its answer (whose `a=sendrecv` is checked when
     /// `check_answer`) and the ACK.
     pub fn dial(&self, offer: &str, check_answer: bool) -> String {
+        self.dial_with("", offer, check_answer)
+    }
+
+    /// [`Caller::dial`] with `headers` (lines ending in `\n`) added to the INVITE.
+    pub fn dial_with(&self, headers: &str, offer: &str, check_answer: bool) -> String {
         let to = "To: <sip:[service]@[remote_ip]:[remote_port]>";
         let line = "INVITE sip:[service]@[remote_ip]:[remote_port]";
-        let invite = self.request(line, "1 INVITE", to, "Content-Type: application/sdp\n", offer);
+        let extra = format!("Content-Type: application/sdp\n{headers}");
+        let invite = self.request(line, "1 INVITE", to, &extra, offer);
         let check = if check_answer {
             "<action><ereg regexp=\"a=sendrecv\" search_in=\"body\" check_it=\"true\" assign_to=\"answered\"/></action>"
         } else {
@@ -142,6 +148,47 @@ pub fn hung_up() -> String {
 /// A free port on loopback for sipp (taken back at once; sipp binds it a moment later).
 pub fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).map(|addr| addr.port()).unwrap_or(0)
+}
+
+/// sipp as a trunk on loopback waiting for one call that goes as `steps` say: the port, once sipp holds
+/// it, and sipp's outcome. A free port may be taken by another process before sipp binds it (browsers and
+/// media nodes open ports all the time), so sipp is started again on another until it holds one.
+pub async fn trunk(steps: &str) -> (u16, tokio::task::JoinHandle<bool>) {
+    let mut last = None;
+    for _ in 0..10 {
+        let port = free_port();
+        let steps = steps.to_owned();
+        let task = tokio::spawn(async move { run(&steps, "u1", port, &[]).await });
+        for _ in 0..100 {
+            if task.is_finished() {
+                break;
+            }
+            if udp_bound(port) {
+                // Bound by sipp, not by whoever else raced for the port: sipp is still there a moment later.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if !task.is_finished() {
+                    return (port, task);
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        last = Some((port, task));
+    }
+    // Never held a port: the caller's checks of sipp's outcome say why.
+    last.unwrap_or_else(|| (0, tokio::spawn(async { false })))
+}
+
+/// Whether some socket holds UDP `port` (Linux's tables of IPv4 and IPv6 sockets).
+fn udp_bound(port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| line.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&suffix)))
+    })
 }
 
 /// sipp on `port` playing `steps` for one call, with `target` (the address to call and the service, or

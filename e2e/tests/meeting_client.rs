@@ -912,13 +912,6 @@ const DIAL_OUT_FITS: &str = "
 async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_answered_and_removes_it() {
     use convene_bots::sipp;
     let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
-    let trunk_port = sipp::free_port();
-    let convene = Convene::up_with_tenant_and(&[
-        ("CONVENE_PLANS", plans.to_owned()),
-        ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
-    ])
-    .await
-    .unwrap();
     // The trunk: the phone rings a moment, answers, and stays until the gateway hangs up.
     let answer = |status: &str, extra: &str, body: &str| {
         format!(
@@ -932,7 +925,13 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_a
         answer("200 OK", "Content-Type: application/sdp\n", &sipp::offer("[media_port]", "sendrecv")),
         sipp::hung_up(),
     );
-    let trunk = tokio::spawn(async move { sipp::run(&steps, "u1", trunk_port, &[]).await });
+    let (trunk_port, trunk) = sipp::trunk(&steps).await;
+    let convene = Convene::up_with_tenant_and(&[
+        ("CONVENE_PLANS", plans.to_owned()),
+        ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
+    ])
+    .await
+    .unwrap();
 
     let may_call = json!({ "room": "dialled", "user": { "id": "ann", "name": "Ann" }, "moderator": true,
         "features": { "outbound-call": true } });

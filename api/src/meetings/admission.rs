@@ -144,10 +144,6 @@ impl Admission {
         caller: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<PhoneAdmission, DialInRefusal> {
-        let failed = |what: &str, error: &dyn std::fmt::Display| {
-            unavailable(what, error);
-            DialInRefusal::Unavailable
-        };
         let Some((tenant, room)) =
             dial_in::room_of_pin(&self.db, pin).await.map_err(|error| failed("a PIN", &error))?
         else {
@@ -159,6 +155,45 @@ impl Admission {
             Ok(_) => return Err(DialInRefusal::UnknownPin),
             Err(error) => return Err(failed("a dial-in number", &error)),
         }
+        self.admit_phone(tenant, &room, caller, now).await
+    }
+
+    /// A caller a trusted SBC routed to `room` (the room's name, or Jitsi's
+    /// `room@conference.<tenant>.<meet host>`) on `number`: the number's organisation's room, if it has it.
+    pub async fn admit_routed_caller(
+        &self,
+        number: &PhoneNumber,
+        room: &str,
+        caller: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<PhoneAdmission, DialInRefusal> {
+        let tenant = match dial_in::tenant_of_number(&self.db, number).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return Err(DialInRefusal::UnknownPin),
+            Err(error) => return Err(failed("a dial-in number", &error)),
+        };
+        let (name, domain) = room.split_once('@').unwrap_or((room, ""));
+        let another_tenants = !domain.is_empty() && !domain.starts_with(&format!("conference.{tenant}."));
+        let Ok(name) = RoomName::parse(name) else { return Err(DialInRefusal::UnknownPin) };
+        if another_tenants {
+            return Err(DialInRefusal::UnknownPin);
+        }
+        match rooms::find(&self.db, tenant, name.as_str()).await {
+            Ok(_) => self.admit_phone(tenant, &name, caller, now).await,
+            Err(RoomError::NotFound) => Err(DialInRefusal::UnknownPin),
+            Err(error) => Err(failed("a room", &error)),
+        }
+    }
+
+    /// A caller into `tenant`'s `room`, if the plan has dial-in and the meeting may take callers. `caller`
+    /// (the trunk's caller id) is who a removal keeps out; a withheld number is only this call.
+    async fn admit_phone(
+        &self,
+        tenant: TenantId,
+        room: &RoomName,
+        caller: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<PhoneAdmission, DialInRefusal> {
         match self.billing.dial_in_refused(tenant).await {
             Ok(None) => {}
             Ok(Some(_)) => return Err(DialInRefusal::NotAvailable),
@@ -167,7 +202,7 @@ impl Admission {
         let caller_id = caller.map(convene_media::focus::phone_user_id);
         let digest = removals::token_digest(&caller_id.clone().unwrap_or_else(|| format!("phone:{}", Uuid::new_v4())));
         let facts = TokenFacts { digest, issued_at: Some(now.into()), expires_at: None };
-        let policy = match self.room_policy(tenant, &room, &facts, caller_id.as_deref(), now).await {
+        let policy = match self.room_policy(tenant, room, &facts, caller_id.as_deref(), now).await {
             Ok(policy) => policy,
             Err(Refused::Room(Refusal::Kicked | Refusal::Rejected, _)) => return Err(DialInRefusal::Removed),
             Err(Refused::Room(..) | Refused::Token(_)) => return Err(DialInRefusal::MeetingOver),
@@ -265,6 +300,11 @@ impl PhoneDirectory for Admission {
         self.admit_caller(&number, &pin, call.caller.as_deref(), Utc::now()).await
     }
 
+    async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        let Ok(number) = PhoneNumber::from_dialled(&call.number) else { return Err(DialInRefusal::UnknownPin) };
+        self.admit_routed_caller(&number, room, call.caller.as_deref(), Utc::now()).await
+    }
+
     async fn caller_id(&self, tenant: &str) -> Option<String> {
         let tenant = TenantId::parse(tenant).ok()?;
         let numbers = dial_in::numbers_of(&self.db, tenant)
@@ -275,6 +315,12 @@ impl PhoneDirectory for Admission {
         let shown = numbers.iter().find(|number| !number.toll_free).or(numbers.first())?;
         Some(shown.number.clone())
     }
+}
+
+/// A caller's lookup that failed: logged, and the caller told to try later.
+fn failed(what: &str, error: &dyn std::fmt::Display) -> DialInRefusal {
+    unavailable(what, error);
+    DialInRefusal::Unavailable
 }
 
 fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Refused {

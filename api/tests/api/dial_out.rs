@@ -3,7 +3,7 @@
 //! follows the call and removes the phone (the gateway hangs up); a busy line, a call the moderator cancels
 //! while it rings (CANCEL, 487), a phone that hangs up, and the API's refusals.
 
-use convene_bots::sipp::{free_port, run};
+use convene_bots::sipp::{run, trunk};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,6 +16,8 @@ use crate::{
 
 /// The number the moderator calls, shown as "Phone ••• 4567".
 const CALLEE: &str = "+1 (555) 987-4567";
+/// The gateway's ports for calls' audio: the offers it sends must name one of them.
+const RTP_PORTS: &str = "47000-47099";
 /// The trunk's digest credentials.
 const TRUNK_USER: &str = "convene";
 const TRUNK_PASSWORD: &str = "trunk-secret";
@@ -24,6 +26,7 @@ const TRUNK_PASSWORD: &str = "trunk-secret";
 async fn app_with_trunk(trunk_port: u16) -> TestApp {
     spawn_configured(&[
         ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
+        ("CONVENE_SIP_RTP_PORTS", RTP_PORTS.to_owned()),
         ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
         ("CONVENE_SIP_TRUNK_USERNAME", TRUNK_USER.to_owned()),
         ("CONVENE_SIP_TRUNK_PASSWORD", TRUNK_PASSWORD.to_owned()),
@@ -74,8 +77,8 @@ fn challenged_and_answered() -> String {
     )
 }
 
-/// sipp as the trunk on `port`, for one call going as `steps` say.
-fn trunk_answering(steps: String, port: u16) -> tokio::task::JoinHandle<bool> {
+/// sipp as the trunk again on `port` (the app's), for one more call going as `steps` say.
+fn trunk_again(steps: String, port: u16) -> tokio::task::JoinHandle<bool> {
     tokio::spawn(async move { run(&steps, "u1", port, &[]).await })
 }
 
@@ -91,10 +94,9 @@ async fn next_change(ann: &mut crate::signal::Socket) -> Value {
 
 #[tokio::test]
 async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_and_removes_it() {
-    let trunk_port = free_port();
+    let (trunk_port, trunk) = trunk(&format!("{}{}", challenged_and_answered(), hung_up())).await;
     let app = app_with_trunk(trunk_port).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
-    let trunk = trunk_answering(format!("{}{}", challenged_and_answered(), hung_up()), trunk_port);
 
     // A moderator whose link does not allow calling phones is refused; one whose link does calls.
     let (mut cy, welcome) = hello(&app, "standup", &moderator_token(&app, &key, false).await).await;
@@ -132,7 +134,13 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
 
 #[tokio::test]
 async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_what_it_cannot_call() {
-    let trunk_port = free_port();
+    let in_range = "<action><ereg regexp=\"m=audio 470[0-9][0-9] RTP/AVP\" search_in=\"body\" check_it=\"true\" \
+                    assign_to=\"port\"/></action>";
+    let busy = format!(
+        "<recv request=\"INVITE\">{in_range}</recv>\n{}<recv request=\"ACK\"/>\n",
+        respond("486 Busy Here", "", "")
+    );
+    let (trunk_port, busy_trunk) = trunk(&busy).await;
     let app = app_with_trunk(trunk_port).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
     let dial = |room: &str, number: &str| {
@@ -153,8 +161,6 @@ async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_wh
 
     // Through the API while the moderator is in: the line is busy.
     let (mut ann, _) = hello(&app, "standup", &moderator_token(&app, &key, true).await).await;
-    let busy = format!("<recv request=\"INVITE\"/>\n{}<recv request=\"ACK\"/>\n", respond("486 Busy Here", "", ""));
-    let trunk = trunk_answering(busy, trunk_port);
     let (status, placed) = dial("standup", CALLEE).await;
     assert_eq!(
         (status, placed["state"].as_str(), placed["number"].as_str()),
@@ -163,7 +169,7 @@ async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_wh
     let calling = next_change(&mut ann).await;
     assert_eq!((&calling["call"], calling["by"].as_str()), (&placed["id"], Some("the organisation's app")));
     assert_eq!(next_change(&mut ann).await["state"], "busy");
-    assert!(trunk.await.unwrap(), "the trunk said busy and got its ACK");
+    assert!(busy_trunk.await.unwrap(), "the trunk saw audio offered on a port of the range, said busy and got its ACK");
 
     // Ringing, then cancelled by the moderator: CANCEL, 487, no answer.
     let ringing = format!(
@@ -174,14 +180,14 @@ async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_wh
         respond("180 Ringing", "", ""),
         respond("200 OK", "", ""),
     );
-    let trunk = trunk_answering(ringing, trunk_port);
+    let ringing_trunk = trunk_again(ringing, trunk_port);
     say(&mut ann, json!({ "type": "dial_out", "number": "+44 20 7946 0000" })).await;
     let calling = next_change(&mut ann).await;
     assert_eq!(next_change(&mut ann).await["state"], "ringing");
     say(&mut ann, json!({ "type": "cancel_dial_out", "call": calling["call"] })).await;
     let stopped = next_change(&mut ann).await;
     assert_eq!((stopped["state"].as_str(), &stopped["call"]), (Some("no_answer"), &calling["call"]), "{stopped}");
-    assert!(trunk.await.unwrap(), "the trunk saw the CANCEL and acknowledged 487");
+    assert!(ringing_trunk.await.unwrap(), "the trunk saw the CANCEL and acknowledged 487");
 
     // Answered, then the person hangs up: their BYE ends the call and they leave the meeting.
     let sdp = convene_bots::sipp::offer("[media_port]", "sendrecv");
@@ -194,14 +200,14 @@ async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_wh
          Content-Length: 0\n\n]]></send>\n<recv response=\"200\"/>\n",
         respond("200 OK", "Content-Type: application/sdp\n", &sdp),
     );
-    let trunk = trunk_answering(answered_then_bye, trunk_port);
+    let hanging_up_trunk = trunk_again(answered_then_bye, trunk_port);
     say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
     assert_eq!(next_change(&mut ann).await["state"], "calling");
     assert_eq!(next_change(&mut ann).await["state"], "answered");
     assert!(eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4567")).await);
     let ended = next_change(&mut ann).await;
     assert_eq!(ended["state"], "ended", "{ended}");
-    assert!(trunk.await.unwrap(), "the gateway answered the phone's BYE");
+    assert!(hanging_up_trunk.await.unwrap(), "the gateway answered the phone's BYE");
     assert!(eventually_present(&app, &key, |list| list.iter().all(|p| p["name"] != "Phone ••• 4567")).await);
     app.stop().await;
 }

@@ -1,7 +1,8 @@
 //! Phone callers through the SIP gateway, with Debian's sipp as the trunk on loopback: OPTIONS over UDP and
 //! TCP, 404 for numbers that are not ours, junk datagrams survived, the PIN typed as RFC 4733 events and as
-//! SIP INFO, three wrong PINs hung up, hold by re-INVITE, `*6`, a moderator removing the caller, and an
-//! allow-list that drops SIP from addresses that are not the trunk's.
+//! SIP INFO, three wrong PINs hung up, hold by re-INVITE, `*6`, a moderator removing the caller, an
+//! allow-list that drops SIP from addresses that are not the trunk's, and Jigasi's room header from a
+//! trusted SBC.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -125,6 +126,62 @@ async fn a_gateway_with_an_allow_list_takes_sip_only_from_its_trunks() {
     let listed = spawn_configured(&[("CONVENE_SIP_ALLOW", "192.0.2.0/24, 127.0.0.1".to_owned())]).await;
     assert!(answers_options(sip_addr(&listed)).await, "the trunk's address is answered");
     listed.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_sbc_names_the_meeting_in_jigasis_header_and_its_callers_skip_the_pin() {
+    let plans = ("CONVENE_PLANS", RECORDING_PLANS.to_owned());
+    let app = spawn_configured(&[plans.clone(), ("CONVENE_SIP_ALLOW", "127.0.0.1".to_owned())]).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let tenant = tenant_id(&app, &key).await;
+    let password = json!({ "password": "4242" });
+    assert_eq!(call(&app, Method::PATCH, "/v1/rooms/standup", &key, Some(password)).await.0, 200);
+    let gateway = sip_addr(&app);
+    let routed = |room: &str| {
+        format!("Jitsi-Conference-Room: {room}@conference.{tenant}.meet.localhost\nJitsi-Conference-Room-Pass: 4242\n")
+    };
+
+    // The meeting and its password from the SBC: in without a word typed, until the caller hangs up.
+    let offer = offer("[media_port]", "sendrecv");
+    let script = format!(
+        "{}<pause milliseconds=\"3000\"/>\n{}",
+        caller().dial_with(&routed("standup"), &offer, true),
+        caller().in_dialog("BYE", 2, "", "")
+    );
+    let call_in = tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await });
+    let present = eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4321")).await;
+    assert!(present, "the routed caller is in the meeting");
+    assert!(call_in.await.unwrap(), "and hung up");
+
+    // A room the organisation does not have is not found.
+    let invite = caller().dial_with(&routed("nowhere"), &offer, false);
+    let invite = invite.split("<recv response=\"100\"").next().unwrap();
+    let ack = "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: \"Caller\" \
+               <sip:+15557654321@[local_ip]:[local_port]>;tag=[call_number]\n[last_To:]\nCall-ID: [call_id]\n\
+               CSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n";
+    let unknown = format!("{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"404\"/>\n{ack}");
+    assert!(sipp(gateway, "u1", NUMBER, &unknown).await, "404 for a room that is not the number's organisation's");
+    app.stop().await;
+
+    // Where SIP may come from anywhere, the header is anyone's to forge: it is ignored and the PIN asked for.
+    let open = spawn_configured(&[plans]).await;
+    let key = tenant_with_room(&open, "standup", "123456789").await;
+    let tenant = tenant_id(&open, &key).await;
+    let forged = format!("Jitsi-Conference-Room: standup@conference.{tenant}.meet.localhost\n");
+    let gateway = sip_addr(&open);
+    let script = format!(
+        "{}<pause milliseconds=\"3000\"/>\n{}",
+        caller().dial_with(&forged, &offer, true),
+        caller().in_dialog("BYE", 2, "", "")
+    );
+    let call_in = tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await });
+    let (_, presence) = {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        call(&open, Method::GET, "/v1/rooms/standup/presence", &key, None).await
+    };
+    assert_eq!(presence["participants"], json!([]), "a forged header lets nobody in");
+    assert!(call_in.await.unwrap());
+    open.stop().await;
 }
 
 #[tokio::test]

@@ -173,6 +173,21 @@ impl<D: PhoneDirectory> Call<D> {
         }
     }
 
+    /// A call a trusted SBC routed to `admission`'s meeting (the room header): no PIN; the password from the
+    /// header, or asked for on the keypad if the meeting wants one.
+    pub(super) fn routed(
+        shared: Arc<Shared<D>>,
+        (dialog, states): (InviteDialog, DialogStateReceiver),
+        media: (UdpSocket, Offer),
+        call: (CallFacts, Option<SessionTimer>),
+        (admission, password): (PhoneAdmission, Option<String>),
+    ) -> Self {
+        let mut routed = Self::new(shared, dialog, states, media, call);
+        routed.admission = Some(admission);
+        routed.stage = Stage::Answering(Ivr::routed(password, Instant::now()));
+        routed
+    }
+
     /// A call the gateway placed and the phone answered (`offer`: the phone's answer), for `admission`'s room.
     pub(super) fn placed(
         shared: Arc<Shared<D>>,
@@ -434,7 +449,7 @@ impl<D: PhoneDirectory> Call<D> {
                     return;
                 }
                 Action::LookUp(pin) => self.look_up(&pin).await,
-                Action::Join(password) => self.join(Some(password)).await,
+                Action::Join(password) => self.join(password).await,
             };
             if let Stage::Answering(ivr) = &mut self.stage {
                 ivr.answer(answer, Instant::now());

@@ -244,7 +244,8 @@ impl<D: PhoneDirectory> Shared<D> {
         let failed = |words: String| (DialOutState::Failed, Some(words));
         let destination = trunk.destination().await.map_err(failed)?;
         let callee = trunk.callee(&request.number).map_err(failed)?;
-        let socket = tokio::net::UdpSocket::bind((self.bind_ip, 0))
+        let socket = self
+            .rtp_socket()
             .await
             .map_err(|error| failed(format!("the gateway has no port for the call's audio: {error}")))?;
         let port = socket.local_addr().map_or(0, |address| address.port());

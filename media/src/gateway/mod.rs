@@ -53,6 +53,42 @@ pub struct GatewayConfig {
     pub media_ip: IpAddr,
     /// Where SIP may come from (the trunks' and SBCs' addresses); `None`: anywhere.
     pub allowed_peers: Option<AllowedPeers>,
+    /// The UDP ports calls' audio uses with trunks, for firewalls; `None`: any the system gives.
+    pub rtp_ports: Option<RtpPorts>,
+}
+
+/// A range of UDP ports for calls' audio (one port a call): `20000-20999`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpPorts {
+    first: u16,
+    last: u16,
+}
+
+impl RtpPorts {
+    /// Reads `first-last` (inclusive; ports 1024 and up, so no privileged port is asked for).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = || format!("`{text}` is not a range of ports like 20000-20999");
+        let (first, last) = text.trim().split_once('-').ok_or_else(invalid)?;
+        let first: u16 = first.trim().parse().map_err(|_| invalid())?;
+        let last: u16 = last.trim().parse().map_err(|_| invalid())?;
+        if first < 1024 || last < first {
+            return Err(invalid());
+        }
+        Ok(Self { first, last })
+    }
+
+    /// Binds a free port of the range on `ip`, starting from a random one so calls spread over it.
+    async fn bind(&self, ip: IpAddr) -> std::io::Result<tokio::net::UdpSocket> {
+        let count = u32::from(self.last - self.first) + 1;
+        let start = call::random_u32() % count;
+        for step in 0..count {
+            let port = self.first + u16::try_from((start + step) % count).unwrap_or_default();
+            if let Ok(socket) = tokio::net::UdpSocket::bind((ip, port)).await {
+                return Ok(socket);
+            }
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "every port of CONVENE_SIP_RTP_PORTS is in use"))
+    }
 }
 
 /// The addresses and ranges SIP is taken from; datagrams and connections from elsewhere are dropped
@@ -104,6 +140,15 @@ pub trait PhoneDirectory: Send + Sync + 'static {
 
     /// The meeting `pin` opens on the number `call` dialled, and the caller as the room will know them.
     fn admit(&self, call: &CallFacts, pin: &str) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
+
+    /// The meeting a trusted SBC named for a call (Jigasi's `Jitsi-Conference-Room` header: the room's name,
+    /// or `room@conference.<tenant>.<meet host>`) on the number `call` dialled, and the caller as the room will
+    /// know them.
+    fn admit_to_room(
+        &self,
+        call: &CallFacts,
+        room: &str,
+    ) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
 
     /// The number calls out of `tenant`'s meetings show (one of its dial-in numbers, so people can call
     /// back), if it has one.
@@ -167,6 +212,9 @@ const GUESS_WINDOW: Duration = Duration::from_secs(600);
 /// How long an in-dialog request waits for the ACK it overtook: 50 steps of 10 ms.
 const ACK_WAIT_STEPS: u32 = 50;
 const ACK_WAIT_STEP: Duration = Duration::from_millis(10);
+/// The header a trusted SBC names a call's meeting in, as Jigasi reads it, and the one with its password.
+const ROOM_HEADER: &str = "Jitsi-Conference-Room";
+const ROOM_PASSWORD_HEADER: &str = "Jitsi-Conference-Room-Pass";
 /// Ports tried when any port will do and the first is taken for TCP.
 const ANY_PORT_ATTEMPTS: u32 = 20;
 /// What OPTIONS and 405s say the gateway supports.
@@ -201,6 +249,10 @@ struct Shared<D> {
     guesses: Mutex<Guesses>,
     /// Calls placed and not answered yet (when the gateway calls out).
     ringing: Option<dial::Ringing>,
+    /// Where calls' audio ports come from.
+    rtp_ports: Option<RtpPorts>,
+    /// SIP comes only from listed addresses, so a room header in an INVITE can be believed.
+    trusts_room_header: bool,
     shutdown: CancellationToken,
 }
 
@@ -288,6 +340,8 @@ impl<D: PhoneDirectory> Gateway<D> {
             invites: Mutex::new(Bucket { tokens: INVITES_BURST, refilled: Instant::now() }),
             guesses: Mutex::default(),
             ringing: calling_out.as_ref().map(|(_, requests)| Arc::clone(&requests.ringing)),
+            rtp_ports: config.rtp_ports.clone(),
+            trusts_room_header: config.allowed_peers.is_some(),
             shutdown,
         };
         Ok(Self { endpoint, incoming, calling_out, shared: Arc::new(shared), local_addr })
@@ -401,12 +455,24 @@ impl<D: PhoneDirectory> Shared<D> {
                 return reply(&mut transaction, StatusCode::NotAcceptableHere, vec![warning]).await;
             }
         };
-        let socket = match tokio::net::UdpSocket::bind((self.bind_ip, 0)).await {
+        let socket = match self.rtp_socket().await {
             Ok(socket) => socket,
             Err(error) => {
                 tracing::warn!(%error, "no RTP port for a call");
                 return reply(&mut transaction, StatusCode::ServiceUnavailable, vec![]).await;
             }
+        };
+        // A trusted SBC (only where SIP is taken from listed addresses) may name the meeting: no PIN then.
+        let routed = match transaction.original.header_value(ROOM_HEADER).filter(|_| self.trusts_room_header) {
+            Some(room) => match self.directory.admit_to_room(&facts, room.trim()).await {
+                Ok(admission) => {
+                    let password =
+                        transaction.original.header_value(ROOM_PASSWORD_HEADER).map(|words| words.trim().to_owned());
+                    Some((admission, password))
+                }
+                Err(refusal) => return reply(&mut transaction, routing_refused(refusal), vec![]).await,
+            },
+            None => None,
         };
         let contact = sip::Uri {
             scheme: Some(sip::Scheme::Sip),
@@ -431,9 +497,26 @@ impl<D: PhoneDirectory> Shared<D> {
                 tracing::debug!(%error, "an INVITE transaction failed");
             }
         });
-        let call = call::Call::new(self.clone(), dialog, state_receiver, (socket, offer), (facts, session_timer));
+        let call = match routed {
+            Some(routed) => call::Call::routed(
+                self.clone(),
+                (dialog, state_receiver),
+                (socket, offer),
+                (facts, session_timer),
+                routed,
+            ),
+            None => call::Call::new(self.clone(), dialog, state_receiver, (socket, offer), (facts, session_timer)),
+        };
         call.run().await;
         self.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A socket for a call's audio with the trunk: in the configured range, else any port.
+    async fn rtp_socket(&self) -> std::io::Result<tokio::net::UdpSocket> {
+        match &self.rtp_ports {
+            Some(ports) => ports.bind(self.bind_ip).await,
+            None => tokio::net::UdpSocket::bind((self.bind_ip, 0)).await,
+        }
     }
 
     /// Whether a PIN (no `room`) or a room's password may be tried now by `call`'s caller; with `wrong`, counts
@@ -499,6 +582,16 @@ async fn bind_udp_and_tcp(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpS
     }
 }
 
+/// What a trunk hears when the meeting its room header names cannot take the call.
+fn routing_refused(refusal: DialInRefusal) -> StatusCode {
+    match refusal {
+        DialInRefusal::UnknownPin => StatusCode::NotFound,
+        DialInRefusal::MeetingOver => StatusCode::TemporarilyUnavailable,
+        DialInRefusal::NotAvailable | DialInRefusal::Removed => StatusCode::Forbidden,
+        DialInRefusal::Unavailable => StatusCode::ServiceUnavailable,
+    }
+}
+
 fn allow() -> Header {
     Header::Allow(ALLOW.into())
 }
@@ -549,6 +642,25 @@ mod tests {
         for junk in ["", " , ", "10.0.0.0/33", "pbx.example.com", "10.0.0.1-10.0.0.9"] {
             assert!(AllowedPeers::parse(junk).is_err(), "{junk}");
         }
+    }
+
+    #[tokio::test]
+    async fn rtp_ports_come_from_the_range_until_it_is_used_up() {
+        assert_eq!(RtpPorts::parse(" 20000 - 20999 "), Ok(RtpPorts { first: 20000, last: 20999 }));
+        for junk in ["", "20000", "80-90", "3000-2000", "20000-70000", "a-b"] {
+            assert!(RtpPorts::parse(junk).is_err(), "{junk}");
+        }
+        let free = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).expect("a port");
+        let (first, last) = (free.port().max(1024), free.port().max(1024).saturating_add(1));
+        let ports = RtpPorts { first, last };
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let mut taken = Vec::new();
+        while let Ok(socket) = ports.bind(loopback).await {
+            let port = socket.local_addr().expect("its address").port();
+            assert!((first..=last).contains(&port), "{port}");
+            taken.push(socket);
+        }
+        assert!(!taken.is_empty() && taken.len() <= 2, "every port once, then refused: {}", taken.len());
     }
 
     #[tokio::test]

@@ -29,8 +29,8 @@ pub enum Action {
     Silence,
     /// Find the meeting this PIN opens, then answer with [`Ivr::answer`].
     LookUp(String),
-    /// Join the meeting found, with this password, then answer with [`Ivr::answer`].
-    Join(String),
+    /// Join the meeting found, with this password (if one was given), then answer with [`Ivr::answer`].
+    Join(Option<String>),
     /// Hang up once everything queued has been said.
     HangUp,
 }
@@ -80,17 +80,29 @@ pub struct Ivr {
 impl Ivr {
     /// Greets the caller and asks for the PIN.
     pub fn new(now: Instant) -> Self {
-        let mut ivr = Self {
-            stage: Stage::Pin,
+        let mut ivr = Self::at(Stage::Pin, now);
+        ivr.ask(Prompt::Welcome, now);
+        ivr
+    }
+
+    /// A caller whose meeting is known already (a trusted SBC named it): straight to joining it with
+    /// `password`, asking for one only if the meeting wants it.
+    pub fn routed(password: Option<String>, now: Instant) -> Self {
+        let mut ivr = Self::at(Stage::Waiting, now);
+        ivr.actions.push_back(Action::Join(password));
+        ivr
+    }
+
+    fn at(stage: Stage, now: Instant) -> Self {
+        Self {
+            stage,
             digits: String::new(),
             tries: 0,
             asks: 0,
             asked_until: now,
             last_key: None,
             actions: VecDeque::new(),
-        };
-        ivr.ask(Prompt::Welcome, now);
-        ivr
+        }
     }
 
     fn ask(&mut self, prompt: Prompt, now: Instant) {
@@ -132,7 +144,11 @@ impl Ivr {
             return;
         }
         let entry = std::mem::take(&mut self.digits);
-        self.actions.push_back(if self.stage == Stage::Pin { Action::LookUp(entry) } else { Action::Join(entry) });
+        self.actions.push_back(if self.stage == Stage::Pin {
+            Action::LookUp(entry)
+        } else {
+            Action::Join(Some(entry))
+        });
         self.stage = Stage::Waiting;
         self.last_key = None;
     }
@@ -224,16 +240,31 @@ mod tests {
         ivr.answer(Answer::PasswordNeeded, start);
         assert_eq!(actions(&mut ivr), [Action::Play(Prompt::Password)]);
         press(&mut ivr, "42#", start);
-        assert_eq!(actions(&mut ivr), [Action::Silence, Action::Join("42".into())]);
+        assert_eq!(actions(&mut ivr), [Action::Silence, Action::Join(Some("42".into()))]);
         ivr.answer(Answer::WrongPassword, start);
         press(&mut ivr, "4242#", start);
         assert_eq!(
             actions(&mut ivr),
-            [Action::Play(Prompt::WrongPassword), Action::Silence, Action::Join("4242".into())]
+            [Action::Play(Prompt::WrongPassword), Action::Silence, Action::Join(Some("4242".into()))]
         );
         ivr.answer(Answer::Joined, start);
         press(&mut ivr, "1#", start);
         assert_eq!((actions(&mut ivr), ivr.poll_timeout()), (vec![], None));
+    }
+
+    #[test]
+    fn a_routed_caller_joins_at_once_and_is_asked_for_the_password_only_when_the_one_given_fails() {
+        let start = Instant::now();
+        let mut ivr = Ivr::routed(Some("99".into()), start);
+        assert_eq!(actions(&mut ivr), [Action::Join(Some("99".into()))], "no greeting, no PIN");
+        ivr.answer(Answer::WrongPassword, start);
+        assert_eq!(actions(&mut ivr), [Action::Play(Prompt::WrongPassword)]);
+        press(&mut ivr, "42#", start);
+        assert_eq!(actions(&mut ivr), [Action::Silence, Action::Join(Some("42".into()))]);
+        let mut ivr = Ivr::routed(None, start);
+        actions(&mut ivr);
+        ivr.answer(Answer::PasswordNeeded, start);
+        assert_eq!(actions(&mut ivr), [Action::Play(Prompt::Password)]);
     }
 
     #[test]

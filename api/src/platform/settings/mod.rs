@@ -18,7 +18,7 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use convene_media::gateway::{AllowedPeers, Trunk};
+use convene_media::gateway::{AllowedPeers, RtpPorts, Trunk};
 
 use self::plans::{DEFAULT_PLANS, Plans};
 use crate::platform::envelope::SecretKey;
@@ -57,6 +57,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "CONVENE_SIP_ALLOW",
         "(unset: any address)",
         "comma-separated addresses and CIDR ranges SIP is taken from (the trunks' and SBCs'); the rest is dropped",
+    ),
+    (
+        "CONVENE_SIP_RTP_PORTS",
+        "(unset: any free port)",
+        "first-last UDP ports calls' audio uses with trunks (one a call), for firewalls: 20000-20999",
     ),
     (
         "CONVENE_SIP_TRUNK",
@@ -128,6 +133,8 @@ pub struct Settings {
     pub sip_addr: SocketAddr,
     /// Where SIP may come from; `None`: anywhere.
     pub sip_allow: Option<AllowedPeers>,
+    /// The UDP ports calls' audio uses with trunks; `None`: any.
+    pub sip_rtp_ports: Option<RtpPorts>,
     /// The SIP trunk phones are called through, with its credentials; `None`: no calling out.
     pub sip_trunk: Option<Trunk>,
     /// The most bytes recordings may take on this node's disk.
@@ -487,6 +494,7 @@ impl Parser {
             )?,
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
             sip_allow: self.get("CONVENE_SIP_ALLOW", || None, |value| AllowedPeers::parse(value).map(Some))?,
+            sip_rtp_ports: self.get("CONVENE_SIP_RTP_PORTS", || None, |value| RtpPorts::parse(value).map(Some))?,
             sip_trunk: self.get(
                 "CONVENE_SIP_TRUNK",
                 || None,
@@ -700,6 +708,8 @@ mod tests {
         assert!(error.contains("CONVENE_SECRET_KEY") && !error.contains("hunter2"), "{error}");
         let error = load(&[("CONVENE_SIP_TRUNK_PASSWORD", "hunter2")]).expect_err("no user name").to_string();
         assert!(error.contains("CONVENE_SIP_TRUNK_USERNAME") && !error.contains("hunter2"), "{error}");
+        let error = load(&[("CONVENE_SIP_RTP_PORTS", "80-90")]).expect_err("privileged").to_string();
+        assert!(error.contains("CONVENE_SIP_RTP_PORTS"), "{error}");
         let error = load(&[("CONVENE_SIP_ALLOW", "10.0.0.0/33")]).expect_err("no such range").to_string();
         assert!(error.contains("CONVENE_SIP_ALLOW") && error.contains("10.0.0.0/33"), "{error}");
         let error = load(&[("CONVENE_SIP_TRUNK", "pbx.example.com")]).expect_err("not sip:").to_string();
