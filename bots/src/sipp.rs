@@ -151,12 +151,15 @@ pub fn free_port() -> u16 {
 }
 
 /// sipp as a trunk on loopback waiting for one call that goes as `steps` say: the port, once sipp holds
-/// it, and sipp's outcome. A free port may be taken by another process before sipp binds it (browsers and
-/// media nodes open ports all the time), so sipp is started again on another until it holds one.
+/// it, and sipp's outcome. Ports come from below the system's ephemeral range, where browsers and nodes
+/// opening sockets for themselves never land; one another test's sipp holds is passed over.
 pub async fn trunk(steps: &str) -> (u16, tokio::task::JoinHandle<bool>) {
     let mut last = None;
-    for _ in 0..10 {
-        let port = free_port();
+    for attempt in 0..20 {
+        let port = TRUNK_PORTS.start + (random_u16().wrapping_add(attempt)) % (TRUNK_PORTS.end - TRUNK_PORTS.start);
+        if udp_bound(port) {
+            continue;
+        }
         let steps = steps.to_owned();
         let task = tokio::spawn(async move { run(&steps, "u1", port, &[]).await });
         for _ in 0..100 {
@@ -164,8 +167,8 @@ pub async fn trunk(steps: &str) -> (u16, tokio::task::JoinHandle<bool>) {
                 break;
             }
             if udp_bound(port) {
-                // Bound by sipp, not by whoever else raced for the port: sipp is still there a moment later.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Bound by this sipp, not one that raced for the port: still running a moment later.
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 if !task.is_finished() {
                     return (port, task);
                 }
@@ -177,6 +180,15 @@ pub async fn trunk(steps: &str) -> (u16, tokio::task::JoinHandle<bool>) {
     }
     // Never held a port: the caller's checks of sipp's outcome say why.
     last.unwrap_or_else(|| (0, tokio::spawn(async { false })))
+}
+
+/// Where [`trunk`] looks for a port: below Linux's default ephemeral range (32768 and up).
+const TRUNK_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+fn random_u16() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    // Mixed with the process id, so tests starting in the same instant pick apart.
+    (nanos ^ std::process::id().rotate_left(16)) as u16
 }
 
 /// Whether some socket holds UDP `port` (Linux's tables of IPv4 and IPv6 sockets).

@@ -86,6 +86,18 @@ async fn label_of(browser: &Browser, button: &str) -> String {
     browser.client.execute(&script, vec![]).await.unwrap().as_str().unwrap_or_default().to_owned()
 }
 
+/// Waits until the toolbar button `button` reads `label` (each page hears the room's news in its own time:
+/// another participant may see a change before the one who made it).
+async fn wait_label(browser: &Browser, button: &str, label: &str) {
+    let script = format!(
+        "return document.querySelector(\"button[name='{button}'] .label\")?.textContent === {};",
+        serde_json::to_string(label).unwrap()
+    );
+    if browser.wait_for(&format!("the {button} button reading {label}"), &script, UI_WAIT).await.is_err() {
+        panic!("the {button} button reads {:?}, not {label:?}", label_of(browser, button).await);
+    }
+}
+
 /// What the call screen promises at any size: every toolbar button shown is inside the viewport, the page
 /// scrolls neither way, and tiles stay inside the window without overlapping. `null` until it holds.
 const CALL_FITS: &str = "
@@ -697,7 +709,7 @@ async fn a_moderator_streams_the_meeting_live_from_the_toolbar_and_the_service_r
     let told =
         "return document.querySelector('.meeting').innerText.includes('Ann started streaming the meeting live.');";
     bob.wait_for("Bob told who went live", told, UI_WAIT).await.unwrap();
-    assert_eq!(label_of(&ann, "live").await, "Live now");
+    wait_label(&ann, "live", "Live now").await;
     // The pre-join page, as the server renders it for someone about to join.
     let cy = reqwest::Url::parse(&convene.join_url("streamed", "Cy", false).await.unwrap()).unwrap();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], cy.port().unwrap()));
@@ -760,7 +772,7 @@ async fn a_moderator_records_the_meeting_everyone_sees_it_and_each_track_is_a_pl
     bob.wait_for("Bob seeing the recording badge", badge, UI_WAIT).await.unwrap();
     let told = "return document.querySelector('.meeting').innerText.includes('Ann started recording the meeting.');";
     bob.wait_for("Bob told who started recording", told, UI_WAIT).await.unwrap();
-    assert_eq!(label_of(&ann, "record").await, "Stop recording");
+    wait_label(&ann, "record", "Stop recording").await;
     ann.screenshot("client-20-recording").await.unwrap();
     let (status, page) = convene.call(reqwest::Method::GET, "/v1/recordings", None).await.unwrap();
     assert_eq!(status, 200, "{page}");
@@ -945,7 +957,11 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_a
     ann.press("#dial-out-call").await.unwrap();
     let state =
         |state: &str| format!("return document.querySelector(\".dial-out-call[data-state='{state}']\") !== null;");
-    ann.wait_for("the phone ringing", &state("ringing"), UI_WAIT).await.unwrap();
+    if let Err(error) = ann.wait_for("the phone ringing", &state("ringing"), UI_WAIT).await {
+        let pane = ann.client.execute("return document.querySelector('aside.pane')?.innerText;", vec![]).await;
+        let notices = ann.client.execute("return document.querySelector('.meeting')?.innerText;", vec![]).await;
+        panic!("{error}: {pane:?} {notices:?}");
+    }
     assert!(text_of(&ann, ".dial-out-call").await.contains("+15559874567 · Ringing…"));
     assert_eq!(
         ann.client.execute("return document.getElementById('dial-out-number').value;", vec![]).await.unwrap(),
