@@ -954,6 +954,13 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_a
         .await
         .unwrap();
     ann.fill("dial-out-number", "+1 (555) 987-4567").await.unwrap();
+    // The meeting changing while the number is typed (here Ann's raised hand) leaves the number alone.
+    ann.press("button[name='hand']").await.unwrap();
+    let raised =
+        "return [...document.querySelectorAll('[data-person]')].some(li => li.innerText.includes('hand raised'));";
+    ann.wait_for("Ann's hand raised", raised, UI_WAIT).await.unwrap();
+    let typed = ann.client.execute("return document.getElementById('dial-out-number').value;", vec![]).await.unwrap();
+    assert_eq!(typed, "+1 (555) 987-4567", "the number being typed survives the meeting's changes");
     ann.press("#dial-out-call").await.unwrap();
     let state =
         |state: &str| format!("return document.querySelector(\".dial-out-call[data-state='{state}']\") !== null;");

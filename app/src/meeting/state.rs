@@ -266,6 +266,18 @@ impl MeetingState {
         self.myself().is_some_and(|me| me.moderator)
     }
 
+    /// Whether the person may call a phone into the meeting: a moderator, in a room that allows it.
+    pub fn may_dial_out(&self) -> bool {
+        self.is_moderator() && self.room.as_ref().is_some_and(|room| room.dial_out)
+    }
+
+    /// Whether the page lists the calls placed from the meeting: to moderators who may call, and to
+    /// moderators with calls listed, so a room that stops allowing calls hides none already placed (a phone
+    /// still ringing can still be cancelled).
+    pub fn shows_dial_outs(&self) -> bool {
+        self.may_dial_out() || (self.is_moderator() && !self.dial_outs.is_empty())
+    }
+
     fn name_of(&self, id: ParticipantId) -> String {
         self.participant(id).map_or_else(|| "Someone".to_owned(), |participant| participant.name.clone())
     }
@@ -747,5 +759,46 @@ mod tests {
         assert_eq!(state.dial_outs[1].call, "busy-7", "the newest finished first");
         assert!(state.dial_outs.iter().all(|call| call.call != "busy-0"), "the oldest went");
         assert_eq!(state.room.as_ref().map(|room| room.dial_out), Some(true));
+    }
+
+    #[test]
+    fn the_call_form_is_offered_only_where_calls_are_allowed_and_calls_placed_stay_listed() {
+        let mut state = in_meeting();
+        assert!(!state.may_dial_out() && !state.shows_dial_outs(), "participants who do not moderate call nobody");
+        state.apply(ServerMessage::ParticipantUpdated { participant: person(2, "Bob", true) });
+        assert!(state.may_dial_out() && state.shows_dial_outs());
+        state.apply(dial_out("a", DialOutState::Ringing, None));
+        state.apply(dial_out("b", DialOutState::Failed, Some("no route to the number")));
+
+        let forbidden = RoomInfo { dial_out: false, ..state_room() };
+        state.apply(ServerMessage::RoomChanged { room: forbidden.clone() });
+        assert!(!state.may_dial_out(), "no form once the room stops allowing calls");
+        assert!(state.shows_dial_outs(), "the calls already placed stay in view");
+        let listed: Vec<(&str, String)> = state.dial_outs.iter().map(|call| (call.code(), call.words())).collect();
+        assert_eq!(
+            listed,
+            [("ringing", "Ringing…".to_owned()), ("failed", "Failed: no route to the number".to_owned())]
+        );
+        assert!(state.dial_outs[0].cancellable(), "a phone still ringing can be stopped");
+        state.apply(dial_out("a", DialOutState::NoAnswer, None));
+        assert_eq!(state.dial_outs.iter().map(DialOutCall::code).collect::<Vec<_>>(), ["no_answer", "failed"]);
+
+        let welcome = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            you: ParticipantId(2),
+            room: forbidden,
+            participants: vec![person(1, "Ann", true), person(2, "Bob", true)],
+            lobby: Vec::new(),
+            resume: "secret".to_owned(),
+        };
+        assert_eq!(state.apply(welcome), [Directive::Resumed]);
+        assert_eq!(state.dial_outs.len(), 2, "a resumed session keeps the list");
+        state.apply(ServerMessage::RoomChanged { room: state_room() });
+        assert!(state.may_dial_out(), "the form is back once calls are allowed again");
+
+        let mut elsewhere = in_meeting();
+        elsewhere.apply(ServerMessage::ParticipantUpdated { participant: person(2, "Bob", true) });
+        elsewhere.apply(ServerMessage::RoomChanged { room: RoomInfo { dial_out: false, ..state_room() } });
+        assert!(!elsewhere.may_dial_out() && !elsewhere.shows_dial_outs(), "nothing to show where no call was placed");
     }
 }

@@ -164,13 +164,21 @@ impl Dialer {
         by: String,
     ) -> Result<(), String> {
         let cancel = CancellationToken::new();
-        let request = DialRequest { call: call.clone(), room, policy, number, by, cancel: cancel.clone() };
-        self.requests.try_send(request).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => "the phone line is busy; try again in a moment".to_owned(),
-            mpsc::error::TrySendError::Closed(_) => "the phone line is down".to_owned(),
-        })?;
+        // Known before the gateway can see the request: a call that fails at once forgets an entry that is
+        // already there, rather than leaving one behind for good.
         if let Ok(mut ringing) = self.ringing.lock() {
-            ringing.insert(call, cancel);
+            ringing.insert(call.clone(), cancel.clone());
+        }
+        let request = DialRequest { call, room, policy, number, by, cancel };
+        if let Err(error) = self.requests.try_send(request) {
+            let words = match &error {
+                mpsc::error::TrySendError::Full(_) => "the phone line is busy; try again in a moment",
+                mpsc::error::TrySendError::Closed(_) => "the phone line is down",
+            };
+            if let Ok(mut ringing) = self.ringing.lock() {
+                ringing.remove(&error.into_inner().call);
+            }
+            return Err(words.to_owned());
         }
         Ok(())
     }

@@ -76,7 +76,9 @@ pub(super) fn PeoplePane(pane: RwSignal<Pane>) -> impl IntoView {
     let client = client();
     let moderator = move || client.state.with(|state| state.is_moderator());
     let locked = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.locked));
-    let may_call = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.dial_out));
+    // A memo, so the call form (and the number being typed in it) is rebuilt only when the rule changes, not
+    // whenever anything in the meeting does.
+    let shows_calls = Memo::new(move |_| client.state.with(|state| state.shows_dial_outs()));
     view! {
         <aside class="pane" aria-label="People">
             <PaneHeading title="People" pane />
@@ -130,16 +132,19 @@ pub(super) fn PeoplePane(pane: RwSignal<Pane>) -> impl IntoView {
                     <button name="end" class="danger" on:click=move |_| client.send(&ClientMessage::EndForAll)>"End for everyone"</button>
                 </div>
             })}
-            {move || (moderator() && may_call()).then(|| view! { <DialOut /> }.into_any())}
+            {move || shows_calls.get().then(|| view! { <DialOut /> }.into_any())}
         </aside>
     }
     .into_any()
 }
 
-/// Moderators call a phone into the meeting and follow their calls: ringing, in the meeting, busy, failed.
+/// Moderators call a phone into the meeting and follow their calls: ringing, in the meeting, busy, failed. The
+/// form shows while the room allows calls; the calls already placed stay listed when it stops.
 #[component]
 fn DialOut() -> impl IntoView {
     let client = client();
+    let may_call = Memo::new(move |_| client.state.with(|state| state.may_dial_out()));
+    let calls = Memo::new(move |_| client.state.with(|state| state.dial_outs.clone()));
     let number = RwSignal::new(String::new());
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -150,17 +155,20 @@ fn DialOut() -> impl IntoView {
         client.send(&ClientMessage::DialOut { number: typed.trim().to_owned() });
         number.set(String::new());
     };
+    let title = move || if may_call.get() { "Call a phone" } else { "Phone calls" };
     view! {
-        <section class="dial-out" aria-label="Call a phone">
-            <h3>"Call a phone"</h3>
-            <form class="dial-out-form" on:submit=submit>
-                <label class="visually-hidden" for="dial-out-number">"Phone number, with the country code"</label>
-                <input id="dial-out-number" name="dial-out-number" type="tel" autocomplete="tel" placeholder="+1 555 123 4567"
-                    maxlength="32" prop:value=move || number.get() on:input=move |event| number.set(event_target_value(&event)) />
-                <button id="dial-out-call" class="button" type="submit">"Call"</button>
-            </form>
+        <section class="dial-out" aria-label=title>
+            <h3>{title}</h3>
+            {move || may_call.get().then(|| view! {
+                <form class="dial-out-form" on:submit=submit>
+                    <label class="visually-hidden" for="dial-out-number">"Phone number, with the country code"</label>
+                    <input id="dial-out-number" name="dial-out-number" type="tel" autocomplete="tel" placeholder="+1 555 123 4567"
+                        maxlength="32" prop:value=move || number.get() on:input=move |event| number.set(event_target_value(&event)) />
+                    <button id="dial-out-call" class="button" type="submit">"Call"</button>
+                </form>
+            })}
             <ul class="people dial-out-calls">
-                {move || client.state.with(|state| state.dial_outs.clone()).into_iter().map(|call| {
+                {move || calls.get().into_iter().map(|call| {
                     let id = call.call.clone();
                     view! {
                         <li class="dial-out-call" data-state=call.code()>
