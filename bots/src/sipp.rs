@@ -30,6 +30,15 @@ pub fn offer(port: &str, direction: &str) -> String {
     )
 }
 
+/// An offer for G.722 alone, with no telephone-event (keys then come as tones in the audio), the caller's
+/// audio expected at `port`.
+pub fn wideband_offer(port: &str) -> String {
+    format!(
+        "v=0\no=caller 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
+         m=audio {port} RTP/AVP 9\na=rtpmap:9 G722/8000\na=sendrecv\n"
+    )
+}
+
 /// A call from `caller` (a number, or a sipp keyword such as `+1555[call_number]`).
 #[derive(Debug, Clone)]
 pub struct Caller {

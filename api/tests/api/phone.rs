@@ -1,15 +1,21 @@
 //! Phone callers through the SIP gateway, with Debian's sipp as the trunk on loopback: OPTIONS over UDP and
 //! TCP, 404 for numbers that are not ours, junk datagrams survived, the PIN typed as RFC 4733 events and as
 //! SIP INFO, three wrong PINs hung up, hold by re-INVITE, `*6`, a moderator removing the caller, an
-//! allow-list that drops SIP from addresses that are not the trunk's, and Jigasi's room header from a
-//! trusted SBC.
+//! allow-list that drops SIP from addresses that are not the trunk's, Jigasi's room header from a
+//! trusted SBC, and a wideband (G.722) caller whose trunk sends keys only as tones.
 
 use std::{net::SocketAddr, time::Duration};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use convene_bots::sipp::{Caller, free_port, hung_up, offer, rtp_keys, run, stream, ulaw_wav};
+use convene_bots::sipp::{Caller, free_port, hung_up, offer, rtp_keys, run, stream, ulaw_wav, wideband_offer};
+use convene_media::phone::{
+    rtp::RtpPacket,
+    sdp::Codec,
+    tones,
+    voice::{MAX_FRAME, NARROW_FRAME, Voice, narrow_tone},
+};
 
 use crate::{
     dial_in::{operator, tenant_id},
@@ -296,21 +302,14 @@ async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
     heard
 }
 
-/// The share of `samples`' power at `frequency` (Goertzel over 100 ms windows): near 1 for a pure tone of
-/// that frequency, near 0 for another tone or silence.
-fn tone_share(samples: &[i16], frequency: f64) -> f64 {
-    let window = 800;
-    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / 8_000.0).cos();
+/// The share of `samples`' power (at `rate`) at `frequency`, over 100 ms windows weighted by their energy:
+/// near 1 for a pure tone of that frequency, near 0 for another tone or silence.
+fn tone_share(samples: &[i16], frequency: f32, rate: f32) -> f32 {
+    let energy = |chunk: &[i16]| chunk.iter().map(|&sample| f32::from(sample) * f32::from(sample)).sum::<f32>();
     let (mut at_frequency, mut total) = (0.0, 0.0);
-    for chunk in samples.chunks_exact(window) {
-        let (mut previous, mut before) = (0.0, 0.0);
-        for &sample in chunk {
-            let current = f64::from(sample) + coefficient * previous - before;
-            before = previous;
-            previous = current;
-        }
-        at_frequency += (previous * previous + before * before - coefficient * previous * before) * 2.0 / window as f64;
-        total += chunk.iter().map(|&sample| f64::from(sample) * f64::from(sample)).sum::<f64>();
+    for chunk in samples.chunks_exact(rate as usize / 10) {
+        at_frequency += tones::tone_share(chunk, frequency, rate) * energy(chunk);
+        total += energy(chunk);
     }
     if total == 0.0 { 0.0 } else { at_frequency / total }
 }
@@ -351,14 +350,140 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
     let (first_heard, second_heard) =
         tokio::join!(listen(first_ear, Duration::from_secs(5)), listen(second_ear, Duration::from_secs(5)));
     assert!(first_heard.len() >= 8_000 * 4, "the first caller got audio all along: {} samples", first_heard.len());
-    let (first_hears_other, first_hears_self) = (tone_share(&first_heard, 1_000.0), tone_share(&first_heard, 400.0));
-    let (second_hears_other, second_hears_self) =
-        (tone_share(&second_heard, 400.0), tone_share(&second_heard, 1_000.0));
+    let share = |heard: &[i16], frequency| tone_share(heard, frequency, tones::RATE);
+    let (first_hears_other, first_hears_self) = (share(&first_heard, 1_000.0), share(&first_heard, 400.0));
+    let (second_hears_other, second_hears_self) = (share(&second_heard, 400.0), share(&second_heard, 1_000.0));
     eprintln!(
         "first: other {first_hears_other:.2} self {first_hears_self:.2}; second: other {second_hears_other:.2} self {second_hears_self:.2}"
     );
     assert!(first_hears_other > 0.5 && second_hears_other > 0.5, "each hears the other's tone");
     assert!(first_hears_self < 0.05 && second_hears_self < 0.05, "and not their own");
     assert!(first.await.unwrap() && second.await.unwrap(), "both calls went as written");
+    app.stop().await;
+}
+
+/// The keypad's tones for `key` (ITU-T Q.23): its row and column frequencies.
+fn keypad(key: char) -> (f32, f32) {
+    let index = "123A456B789C*0#D".find(key).expect("a key");
+    ([697.0, 770.0, 852.0, 941.0][index / 4], [1_209.0, 1_336.0, 1_477.0, 1_633.0][index % 4])
+}
+
+/// A wideband phone the test plays itself (sipp only signals): it learns the gateway's RTP port from the
+/// first packet, types `keys` as tones (100 ms each, 100 ms apart), then says a 1 kHz tone, all in G.722;
+/// what it hears over `duration`, decoded at 16 kHz.
+async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Duration) -> Vec<i16> {
+    let mut buffer = vec![0; 1500];
+    let (_, gateway) = tokio::time::timeout(Duration::from_secs(10), ear.recv_from(&mut buffer))
+        .await
+        .expect("the gateway sends audio once it answers")
+        .unwrap();
+    // What to say, a 20 ms frame at a time: each key for 5 frames, then 5 of silence; then the tone.
+    let mut script: Vec<(f32, f32)> = Vec::new();
+    for key in keys.chars() {
+        script.extend(std::iter::repeat_n(keypad(key), 5));
+        script.extend(std::iter::repeat_n((0.0, 0.0), 5));
+    }
+    let (mut sender, mut receiver) = (Voice::new(Codec::G722), Voice::new(Codec::G722));
+    let (mut payload, mut packet, mut wide, mut heard) = (Vec::new(), Vec::new(), [0; MAX_FRAME], Vec::new());
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut index = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if tokio::time::Instant::now() > deadline {
+                    break;
+                }
+                let narrow: [i16; NARROW_FRAME] = match script.get(index) {
+                    Some(&(row, column)) => {
+                        let (low, high) = (narrow_tone(row, 5_000.0, index), narrow_tone(column, 5_000.0, index));
+                        std::array::from_fn(|i| low[i] + high[i])
+                    }
+                    None => narrow_tone(1_000.0, 8_000.0, index),
+                };
+                let samples = sender.from_narrow(&narrow, &mut wide).to_vec();
+                sender.encode(&samples, &mut payload);
+                let rtp = RtpPacket {
+                    payload_type: 9,
+                    marker: index == 0,
+                    sequence: index as u16,
+                    timestamp: (index * NARROW_FRAME) as u32,
+                    ssrc: 0x5EED,
+                    payload: &payload,
+                };
+                rtp.write(&mut packet);
+                ear.send_to(&packet, gateway).await.unwrap();
+                index += 1;
+            }
+            received = ear.recv_from(&mut buffer) => {
+                if let Ok((length, _)) = received
+                    && let Some(rtp) = RtpPacket::parse(&buffer[..length]).filter(|rtp| rtp.payload_type == 9)
+                {
+                    receiver.decode(rtp.payload, &mut heard);
+                }
+            }
+        }
+    }
+    heard
+}
+
+#[tokio::test]
+async fn a_wideband_caller_types_the_pin_as_tones_and_talks_with_a_narrowband_caller() {
+    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let gateway = sip_addr(&app);
+    let dir = tempfile::tempdir().unwrap();
+    let low = dir.path().join("400.wav");
+    std::fs::write(&low, ulaw_wav(Some(400.0), 20)).unwrap();
+    let (wide_ear, narrow_ear) = (
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    );
+
+    // The wideband phone's trunk offers G.722 and no telephone-event; sipp only signals.
+    let wide_port = wide_ear.local_addr().unwrap().port().to_string();
+    let wide_caller = Caller::new("+15550003333");
+    let script = format!(
+        "{}<pause milliseconds=\"16000\"/>\n{}",
+        wide_caller.dial(&wideband_offer(&wide_port), true),
+        wide_caller.in_dialog("BYE", 2, "", ""),
+    );
+    let wide_call = tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await });
+    let wide_phone = tokio::spawn(wideband_phone(wide_ear, "123456789#", Duration::from_secs(12)));
+    assert!(
+        eventually_present(&app, &key, |list| list.len() == 1).await,
+        "the PIN typed as tones let the wideband caller in"
+    );
+
+    // A narrowband caller (PCMU, keys by INFO) says 400 Hz.
+    let narrow_port = narrow_ear.local_addr().unwrap().port().to_string();
+    let narrow_caller = Caller::new("+15550004444");
+    let script = format!(
+        "{}{}{}<pause milliseconds=\"12000\"/>\n{}",
+        narrow_caller.dial(&offer(&narrow_port, "sendrecv"), true),
+        typed(&narrow_caller, "123456789#", 2),
+        stream(&low),
+        narrow_caller.in_dialog("BYE", 20, "", ""),
+    );
+    let narrow_call = tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await });
+    assert!(eventually_present(&app, &key, |list| list.len() == 2).await, "both callers are in the meeting");
+    // Past the joining prompts, while both speak.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let narrow_heard = listen(narrow_ear, Duration::from_secs(4)).await;
+    let wide_heard = wide_phone.await.unwrap();
+    // The wideband phone's last 3 s: the narrowband caller's voice, at 16 kHz.
+    let recent = &wide_heard[wide_heard.len().saturating_sub(16_000 * 3)..];
+    let (wide_hears_other, wide_hears_self) =
+        (tone_share(recent, 400.0, 16_000.0), tone_share(recent, 1_000.0, 16_000.0));
+    let (narrow_hears_other, narrow_hears_self) =
+        (tone_share(&narrow_heard, 1_000.0, tones::RATE), tone_share(&narrow_heard, 400.0, tones::RATE));
+    eprintln!(
+        "wideband: other {wide_hears_other:.2} self {wide_hears_self:.2}; \
+         narrowband: other {narrow_hears_other:.2} self {narrow_hears_self:.2}"
+    );
+    assert!(recent.len() >= 16_000 * 2, "the wideband phone heard 16 kHz audio all along: {}", recent.len());
+    assert!(wide_hears_other > 0.5 && narrow_hears_other > 0.5, "each hears the other across the codecs");
+    assert!(wide_hears_self < 0.05 && narrow_hears_self < 0.05, "and not themselves");
+    assert!(wide_call.await.unwrap() && narrow_call.await.unwrap(), "both calls went as written");
     app.stop().await;
 }

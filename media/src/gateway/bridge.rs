@@ -3,7 +3,9 @@
 //! SFU ranks speakers by) and receives the others' audio. The SFU forwards only the speakers and never a
 //! participant's own voice, so the mix of what arrives is already "the loudest few, minus me".
 //!
-//! Opus runs at 8 kHz both ways, the phone's own rate, so nothing is resampled.
+//! Opus runs at the phone leg's own rate both ways (8 kHz for G.711, 16 kHz for G.722), so nothing is
+//! resampled. Each speaker's frames wait in a small playout buffer that starts once it holds two frames
+//! and starts over after running dry, so network jitter costs 20 ms of delay instead of gaps.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -20,14 +22,19 @@ use str0m::{
     net::{Protocol, Receive},
 };
 
-use crate::phone::prompts::FRAME;
+use crate::phone::voice::MAX_FRAME;
 
-/// The phone's sample rate, at which Opus is encoded and decoded.
-const RATE: i32 = 8_000;
 /// Opus's RTP clock, whatever the sample rate.
 const OPUS_CLOCK: u64 = 48_000;
-/// A source's frames waiting to be mixed: enough to ride out jitter, little enough to add no delay.
-const QUEUE: usize = 3;
+/// A speaker's frames waiting to be mixed at most: more means the sender's clock runs fast, and the
+/// oldest go.
+const QUEUE: usize = 4;
+/// Frames a speaker's playout waits for before it starts (or starts again after running dry).
+const PREBUFFER: usize = 2;
+/// Voice at the phone's bandwidth needs no more (Opus's default is 64 kbit/s, for music).
+const BITRATE: i32 = 24_000;
+/// Encoder effort: voice this narrow sounds the same at 5 as at the default 9, for about half the work.
+const COMPLEXITY: i32 = 5;
 /// Encoded frames are at most this long (8 kHz voice is tens of bytes).
 const MAX_PACKET: usize = 400;
 /// A frame at or below this level (in -dBov) counts as silence for the SFU's speaker ranking.
@@ -52,9 +59,12 @@ pub struct RoomLeg {
     node_ip: IpAddr,
     encoder: OpusEncoder,
     opus: Option<Pt>,
+    /// The phone leg's sample rate and samples in 20 ms at it.
+    rate: i32,
+    frame: usize,
     /// The caller's media clock (48 kHz ticks).
     sent: u64,
-    decoders: HashMap<Mid, (OpusDecoder, VecDeque<[i16; FRAME]>)>,
+    speakers: HashMap<Mid, Speaker>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     next_timeout: Option<Instant>,
     encoded: Vec<u8>,
@@ -62,15 +72,21 @@ pub struct RoomLeg {
 
 impl RoomLeg {
     /// A session from `local` (the leg's socket) whose offer publishes one microphone and receives the
-    /// others'; `node_ip` replaces the address in the node's candidates. Boxed: a session is large, and
-    /// callers hold it across awaits.
-    pub fn new(local: SocketAddr, node_ip: IpAddr, now: Instant) -> Result<(Box<Self>, String), BridgeError> {
+    /// others' at `rate` (8 or 16 kHz); `node_ip` replaces the address in the node's candidates. Boxed: a
+    /// session is large, and callers hold it across awaits.
+    pub fn new(
+        local: SocketAddr,
+        node_ip: IpAddr,
+        rate: u32,
+        now: Instant,
+    ) -> Result<(Box<Self>, String), BridgeError> {
+        let rate = i32::try_from(rate).map_err(error)?;
         let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).build(now);
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(error)?);
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = change.apply().ok_or_else(|| error("no offer was made"))?;
-        let encoder = OpusEncoder::new(RATE, 1, Application::Voip).map_err(error)?;
+        let encoder = voice_encoder(rate).map_err(error)?;
         let leg = Box::new(Self {
             rtc,
             mid,
@@ -78,8 +94,10 @@ impl RoomLeg {
             node_ip,
             encoder,
             opus: None,
+            rate,
+            frame: usize::try_from(rate / 50).map_err(error)?.min(MAX_FRAME),
             sent: 0,
-            decoders: HashMap::new(),
+            speakers: HashMap::new(),
             transmits: VecDeque::new(),
             next_timeout: Some(now),
             encoded: vec![0; MAX_PACKET],
@@ -175,36 +193,38 @@ impl RoomLeg {
         if mid == self.mid {
             return;
         }
-        let Some((decoder, queue)) = (match self.decoders.entry(mid) {
+        let (rate, frame) = (self.rate, self.frame);
+        let Some(speaker) = (match self.speakers.entry(mid) {
             std::collections::hash_map::Entry::Occupied(entry) => Some(entry.into_mut()),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                OpusDecoder::new(RATE, 1).ok().map(|decoder| entry.insert((decoder, VecDeque::new())))
-            }
+            std::collections::hash_map::Entry::Vacant(entry) => OpusDecoder::new(rate, 1)
+                .ok()
+                .map(|decoder| entry.insert(Speaker { decoder, queue: VecDeque::new(), playing: false })),
         }) else {
             return;
         };
-        let mut samples = [0f32; FRAME * 6];
-        let Ok(count) = decoder.decode(packet, samples.len(), &mut samples) else { return };
+        let mut samples = [0f32; MAX_FRAME * 6];
+        let Ok(count) = speaker.decoder.decode(packet, frame * 6, &mut samples) else { return };
         // Frames longer than 20 ms (Opus allows up to 120) are cut into 20 ms ones.
-        for chunk in samples[..count.min(samples.len())].chunks_exact(FRAME) {
-            let mut frame = [0i16; FRAME];
-            for (out, sample) in frame.iter_mut().zip(chunk) {
+        for chunk in samples[..count.min(frame * 6)].chunks_exact(frame) {
+            let mut decoded = [0i16; MAX_FRAME];
+            for (out, sample) in decoded.iter_mut().zip(chunk) {
                 // The cast saturates: loud samples clip rather than wrap.
                 *out = (sample * 32_768.0) as i16;
             }
-            if queue.len() == QUEUE {
-                queue.pop_front();
+            if speaker.queue.len() == QUEUE {
+                speaker.queue.pop_front();
             }
-            queue.push_back(frame);
+            speaker.queue.push_back(decoded);
         }
     }
 
-    /// The next 20 ms of everyone the caller hears, summed (`None` when nobody is speaking).
-    pub fn mix(&mut self) -> Option<[i16; FRAME]> {
-        let mut sum = [0i32; FRAME];
+    /// The next 20 ms of everyone the caller hears, summed (`None` when nobody is speaking), at the leg's
+    /// rate: the first 20 ms of samples count.
+    pub fn mix(&mut self) -> Option<[i16; MAX_FRAME]> {
+        let mut sum = [0i32; MAX_FRAME];
         let mut any = false;
-        for (_, queue) in self.decoders.values_mut() {
-            if let Some(frame) = queue.pop_front() {
+        for speaker in self.speakers.values_mut() {
+            if let Some(frame) = speaker.next() {
                 any = true;
                 for (total, sample) in sum.iter_mut().zip(frame) {
                     *total += i32::from(sample);
@@ -214,11 +234,17 @@ impl RoomLeg {
         any.then(|| sum.map(|total| total.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16))
     }
 
+    /// The caller's audio skips `frames` of 20 ms (lost on the trunk): the room's receivers conceal them.
+    pub fn skip(&mut self, frames: u16) {
+        self.sent += OPUS_CLOCK / 50 * u64::from(frames);
+    }
+
     /// 20 ms of the caller's voice (muted callers send silence, so the stream stays continuous).
-    pub fn speak(&mut self, frame: &[i16; FRAME], now: Instant) {
+    pub fn speak(&mut self, frame: &[i16], now: Instant) {
         let Some(pt) = self.opus else { return };
-        let Ok(length) = self.encoder.encode_i16(frame, FRAME, &mut self.encoded) else { return };
-        let level = audio_level(frame);
+        let samples = self.frame.min(frame.len());
+        let Ok(length) = self.encoder.encode_i16(&frame[..samples], samples, &mut self.encoded) else { return };
+        let level = audio_level(&frame[..samples]);
         let time = MediaTime::new(self.sent, str0m::media::Frequency::FORTY_EIGHT_KHZ);
         self.sent += OPUS_CLOCK / 50;
         let Some(writer) = self.rtc.writer(self.mid) else { return };
@@ -226,6 +252,34 @@ impl RoomLeg {
         if writer.audio_level(-level, level < SILENT_LEVEL).write(pt, now, time, packet).is_ok() {
             self.drain();
         }
+    }
+}
+
+/// An Opus encoder set for a phone's voice at `rate`.
+fn voice_encoder(rate: i32) -> Result<OpusEncoder, &'static str> {
+    let mut encoder = OpusEncoder::new(rate, 1, Application::Voip)?;
+    encoder.bitrate_bps = BITRATE;
+    encoder.complexity = COMPLEXITY;
+    Ok(encoder)
+}
+
+/// Another participant's voice waiting to be mixed.
+struct Speaker {
+    decoder: OpusDecoder,
+    queue: VecDeque<[i16; MAX_FRAME]>,
+    /// The playout has started: frames are taken one a tick until the queue runs dry.
+    playing: bool,
+}
+
+impl Speaker {
+    /// The frame for this tick, if the playout has one.
+    fn next(&mut self) -> Option<[i16; MAX_FRAME]> {
+        if !self.playing && self.queue.len() < PREBUFFER {
+            return None;
+        }
+        let frame = self.queue.pop_front();
+        self.playing = frame.is_some();
+        frame
     }
 }
 
@@ -243,36 +297,57 @@ pub fn audio_level(frame: &[i16]) -> i8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phone::voice::NARROW_FRAME;
 
     #[test]
     fn levels_follow_loudness_from_full_scale_to_silence() {
-        assert_eq!(audio_level(&[0; FRAME]), 127);
-        assert_eq!(audio_level(&[i16::MAX; FRAME]), 0);
-        let quiet = [300i16; FRAME];
+        assert_eq!(audio_level(&[0; NARROW_FRAME]), 127);
+        assert_eq!(audio_level(&[i16::MAX; NARROW_FRAME]), 0);
+        let quiet = [300i16; NARROW_FRAME];
         assert!((38..=42).contains(&audio_level(&quiet)), "{}", audio_level(&quiet));
     }
 
     #[test]
-    fn a_tone_survives_opus_at_the_phones_rate() {
-        let mut encoder = OpusEncoder::new(RATE, 1, Application::Voip).unwrap();
-        let mut decoder = OpusDecoder::new(RATE, 1).unwrap();
-        let (mut packet, mut decoded) = (vec![0; MAX_PACKET], vec![0f32; FRAME]);
-        let mut energy = (0.0, 0.0);
-        for frame in 0..50 {
-            let tone: Vec<i16> = (0..FRAME)
-                .map(|i| {
-                    let t = (frame * FRAME + i) as f64 / f64::from(RATE);
-                    (8_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin()) as i16
-                })
-                .collect();
-            let length = encoder.encode_i16(&tone, FRAME, &mut packet).unwrap();
-            assert_eq!(decoder.decode(&packet[..length], FRAME, &mut decoded).unwrap(), FRAME);
-            if frame >= 10 {
-                energy.0 += tone.iter().map(|&s| f64::from(s) / 32_768.0).map(|s| s * s).sum::<f64>();
-                energy.1 += decoded.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>();
+    fn a_tone_survives_opus_at_the_phones_rates() {
+        for rate in [8_000, 16_000] {
+            let frame = rate as usize / 50;
+            let mut encoder = voice_encoder(rate).unwrap();
+            let mut decoder = OpusDecoder::new(rate, 1).unwrap();
+            let (mut packet, mut decoded) = (vec![0; MAX_PACKET], vec![0f32; frame]);
+            let mut energy = (0.0, 0.0);
+            for index in 0..50 {
+                let tone: Vec<i16> = (0..frame)
+                    .map(|i| {
+                        let t = (index * frame + i) as f64 / f64::from(rate);
+                        (8_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin()) as i16
+                    })
+                    .collect();
+                let length = encoder.encode_i16(&tone, frame, &mut packet).unwrap();
+                assert!(length * 8 * 50 <= BITRATE as usize * 2, "{rate}: {length} bytes is near the rate set");
+                assert_eq!(decoder.decode(&packet[..length], frame, &mut decoded).unwrap(), frame);
+                if index >= 10 {
+                    energy.0 += tone.iter().map(|&s| f64::from(s) / 32_768.0).map(|s| s * s).sum::<f64>();
+                    energy.1 += decoded.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>();
+                }
             }
+            let ratio = energy.1 / energy.0;
+            assert!((0.5..2.0).contains(&ratio), "{rate}: the tone's energy came through: {ratio}");
         }
-        let ratio = energy.1 / energy.0;
-        assert!((0.5..2.0).contains(&ratio), "the tone's energy came through: {ratio}");
+    }
+
+    #[test]
+    fn a_speakers_playout_waits_for_two_frames_and_again_after_running_dry() {
+        let mut speaker =
+            Speaker { decoder: OpusDecoder::new(8_000, 1).unwrap(), queue: VecDeque::new(), playing: false };
+        let frame = |value: i16| [value; MAX_FRAME];
+        speaker.queue.push_back(frame(1));
+        assert_eq!(speaker.next(), None, "one frame is not enough to start");
+        speaker.queue.push_back(frame(2));
+        assert_eq!(speaker.next().map(|f| f[0]), Some(1));
+        // Started: a single frame plays on until the queue is empty.
+        assert_eq!(speaker.next().map(|f| f[0]), Some(2));
+        assert_eq!(speaker.next(), None);
+        speaker.queue.push_back(frame(3));
+        assert_eq!(speaker.next(), None, "dry: it waits for two again");
     }
 }

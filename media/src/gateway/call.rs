@@ -1,11 +1,11 @@
 //! One phone call, answered: RTP with the trunk every 20 ms (prompts, the room's audio, or silence so the
-//! trunk does not hang up on a quiet line), the PIN conversation, then the caller in the room through the
-//! focus with their audio bridged into the SFU ([`RoomLeg`]). The call ends when either side hangs up, the
-//! session timer runs out, the trunk's audio stops, or the room lets the caller go (removed, ended); what
-//! the room says is spoken first.
+//! trunk does not hang up on a quiet line), the trunk's packets put back in order and decoded, keys read
+//! from events, INFO or (when the trunk offers no events) the audio itself, the PIN conversation, then the
+//! caller in the room through the focus with their audio bridged into the SFU ([`RoomLeg`]). The call ends
+//! when either side hangs up, the session timer runs out, the trunk's audio stops, or the room lets the
+//! caller go (removed, ended); what the room says is spoken first.
 
 use std::{
-    collections::VecDeque,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -25,11 +25,13 @@ use super::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory, Shared, br
 use crate::{
     phone::{
         dtmf::{self, KeyReader},
-        g711,
         ivr::{Action, Answer, Ivr},
-        prompts::{FRAME, Player, Prompt},
+        prompts::{Player, Prompt},
+        reorder::{Ordered, Reorder},
         rtp::RtpPacket,
-        sdp::{Codec, Offer},
+        sdp::{Direction, Offer},
+        tones::InbandKeys,
+        voice::{MAX_FRAME, NARROW_FRAME, Voice},
     },
     plane::Delivery,
     rooms::{ConnectError, Connection},
@@ -45,6 +47,9 @@ const MIN_SESSION: u64 = 90;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Larger datagrams are not RTP audio.
 const MAX_DATAGRAM: usize = 1500;
+/// A pause in the trunk's timestamps up to this many frames is kept in the room's stream (receivers conceal
+/// it); a longer jump is a new stream, not time that passed.
+const MAX_SKIP: u32 = 50;
 
 /// RFC 4028 session timer the caller asked for: the call must be refreshed within `interval`.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +102,8 @@ pub(super) struct Call<D> {
     admission: Option<PhoneAdmission>,
     player: Player,
     keys: KeyReader,
+    /// Keys heard in the audio, when the trunk sends no telephone-events.
+    inband: Option<InbandKeys>,
     /// The caller pressed `*` last (in the room, `*6` toggles mute).
     star: bool,
     muted: bool,
@@ -106,8 +113,14 @@ pub(super) struct Call<D> {
     outgoing: Outgoing,
     /// The caller's audio in the room, once they are in (not in the lobby), with its socket.
     leg: Option<(Box<RoomLeg>, UdpSocket)>,
+    /// The trunk's packets in order.
+    reorder: Reorder,
+    /// The phone leg's codec, both ways.
+    voice: Voice,
     /// The caller's samples not yet sent on (trunks may send other than 20 ms a packet).
-    voice: VecDeque<i16>,
+    caller_audio: Vec<i16>,
+    /// The RTP timestamp the caller's next audio packet should carry.
+    next_audio: Option<u32>,
     /// The SDP answer's session id and version (the version goes up when the answer changes).
     session: (u64, u64),
     last_rtp: Instant,
@@ -123,6 +136,8 @@ struct Outgoing {
     timestamp: u32,
     /// The next packet starts a talkspurt.
     marker: bool,
+    /// The frame being sent, encoded, and the packet around it.
+    payload: Vec<u8>,
     buffer: Vec<u8>,
 }
 
@@ -146,8 +161,11 @@ impl<D: PhoneDirectory> Call<D> {
             sequence: random_u32() as u16,
             timestamp: random_u32(),
             marker: true,
-            buffer: Vec::with_capacity(FRAME + 12),
+            payload: Vec::with_capacity(MAX_FRAME),
+            buffer: Vec::with_capacity(MAX_FRAME + 12),
         };
+        let voice = Voice::new(offer.codec.0);
+        let inband = offer.events.is_none().then(InbandKeys::default);
         Self {
             shared,
             dialog,
@@ -160,12 +178,16 @@ impl<D: PhoneDirectory> Call<D> {
             admission: None,
             player: Player::default(),
             keys: KeyReader::default(),
+            inband,
             star: false,
             muted: false,
             welcomed: false,
             outgoing,
             leg: None,
-            voice: VecDeque::new(),
+            reorder: Reorder::default(),
+            voice,
+            caller_audio: Vec::with_capacity(4 * MAX_FRAME),
+            next_audio: None,
             session: (u64::from(random_u32()), 1),
             last_rtp: now,
             refreshed: now,
@@ -303,7 +325,7 @@ impl<D: PhoneDirectory> Call<D> {
             ivr.handle_timeout(now);
             self.drive_ivr().await;
         }
-        let speaking = self.player.next_frame(self.offer.codec.0);
+        let speaking = self.player.next_frame();
         if speaking.is_none() && matches!(self.stage, Stage::Leaving) {
             self.hang_up().await;
             return false;
@@ -311,12 +333,18 @@ impl<D: PhoneDirectory> Call<D> {
         // Prompts cover the room while they play; then the room, else silence.
         let heard = self.leg.as_mut().and_then(|(leg, _)| leg.mix());
         if self.offer.direction.caller_listens() {
-            let codec = self.offer.codec.0;
-            let frame = speaking.unwrap_or_else(|| heard.unwrap_or([0; FRAME]).map(|sample| encode(codec, sample)));
-            self.send(&frame).await;
+            let mut wide = [0; MAX_FRAME];
+            let frame = self.voice.frame();
+            let samples = match (&speaking, &heard) {
+                (Some(prompt), _) => self.voice.from_narrow(prompt, &mut wide),
+                (None, Some(mixed)) => &mixed[..frame],
+                (None, None) => &wide[..frame],
+            };
+            self.voice.encode(samples, &mut self.outgoing.payload);
+            self.send().await;
         }
-        let quiet = self.offer.direction != crate::phone::sdp::Direction::Inactive
-            && now.saturating_duration_since(self.last_rtp) > RTP_TIMEOUT;
+        let quiet =
+            self.offer.direction != Direction::Inactive && now.saturating_duration_since(self.last_rtp) > RTP_TIMEOUT;
         let expired = self.timer.is_some_and(|timer| now.saturating_duration_since(self.refreshed) > timer.interval);
         if quiet || expired {
             tracing::info!(quiet, expired, "a call went silent; hanging up");
@@ -326,7 +354,8 @@ impl<D: PhoneDirectory> Call<D> {
         true
     }
 
-    async fn send(&mut self, frame: &[u8]) {
+    /// Sends the frame in `outgoing.payload`.
+    async fn send(&mut self) {
         let Some(destination) = self.offer.destination else { return };
         let outgoing = &mut self.outgoing;
         let packet = RtpPacket {
@@ -335,11 +364,12 @@ impl<D: PhoneDirectory> Call<D> {
             sequence: outgoing.sequence,
             timestamp: outgoing.timestamp,
             ssrc: outgoing.ssrc,
-            payload: frame,
+            payload: &outgoing.payload,
         };
         packet.write(&mut outgoing.buffer);
         outgoing.sequence = outgoing.sequence.wrapping_add(1);
-        outgoing.timestamp = outgoing.timestamp.wrapping_add(FRAME as u32);
+        // Every codec here counts 8 kHz on the wire, G.722 included.
+        outgoing.timestamp = outgoing.timestamp.wrapping_add(NARROW_FRAME as u32);
         if let Err(error) = self.socket.send_to(&outgoing.buffer, destination).await {
             tracing::debug!(%error, "an RTP packet could not be sent");
         }
@@ -353,32 +383,59 @@ impl<D: PhoneDirectory> Call<D> {
         let Some(packet) = RtpPacket::parse(bytes) else { return };
         let now = Instant::now();
         self.last_rtp = now;
+        self.reorder.push((packet.ssrc, packet.sequence), packet.payload_type, packet.timestamp, packet.payload);
+        while let Some(packet) = self.reorder.pop() {
+            self.ordered(packet, now).await;
+        }
+        self.flush_leg().await;
+    }
+
+    /// The trunk's next packet in order: a key event, or the caller's audio, decoded when someone listens
+    /// (the room, or the key detector).
+    async fn ordered(&mut self, packet: Ordered, now: Instant) {
         if Some(packet.payload_type) == self.offer.events {
-            if let Some(key) = self.keys.on_packet(packet.timestamp, packet.payload) {
+            if let Some(key) = self.keys.on_packet(packet.timestamp, &packet.payload) {
                 self.key(key).await;
             }
             return;
         }
-        let Some((leg, _)) = &mut self.leg else { return };
-        if packet.payload_type != self.offer.codec.1 {
+        if packet.payload_type != self.offer.codec.1 || (self.leg.is_none() && self.inband.is_none()) {
             return;
         }
-        let codec = self.offer.codec.0;
-        // A muted caller's stream goes on, silent, so the room's speaker ranking sees them quiet.
-        let muted = self.muted;
-        self.voice.extend(packet.payload.iter().map(|&byte| if muted { 0 } else { decode(codec, byte) }));
+        // Time the trunk skipped (loss, or silence it did not send) stays a pause in the room.
+        let skipped = self.next_audio.map_or(0, |next| packet.timestamp.wrapping_sub(next) / NARROW_FRAME as u32);
+        if (1..=MAX_SKIP).contains(&skipped)
+            && let Some((leg, _)) = &mut self.leg
+        {
+            self.caller_audio.clear();
+            leg.skip(skipped as u16);
+        }
+        let before = self.caller_audio.len();
+        self.voice.decode(&packet.payload, &mut self.caller_audio);
+        let samples = (self.caller_audio.len() - before) as u32;
+        self.next_audio = Some(packet.timestamp.wrapping_add(samples * 8_000 / self.voice.rate()));
         // Bounded: a trunk sending faster than real time loses the excess, not memory.
-        while self.voice.len() > 4 * FRAME {
-            self.voice.pop_front();
-        }
-        while self.voice.len() >= FRAME {
-            let mut frame = [0i16; FRAME];
-            for (sample, voice) in frame.iter_mut().zip(self.voice.drain(..FRAME)) {
-                *sample = voice;
+        let frame = self.voice.frame();
+        let excess = self.caller_audio.len().saturating_sub(4 * frame);
+        self.caller_audio.drain(..excess);
+        while self.caller_audio.len() >= frame {
+            let mut samples = [0i16; MAX_FRAME];
+            samples[..frame].copy_from_slice(&self.caller_audio[..frame]);
+            self.caller_audio.drain(..frame);
+            if let Some(inband) = &mut self.inband {
+                let mut narrow = [0; NARROW_FRAME];
+                if let Some(key) = inband.on_frame(self.voice.to_narrow(&samples[..frame], &mut narrow)) {
+                    self.key(key).await;
+                }
             }
-            leg.speak(&frame, now);
+            // A muted caller's stream goes on, silent, so the room's speaker ranking sees them quiet.
+            if self.muted {
+                samples.fill(0);
+            }
+            if let Some((leg, _)) = &mut self.leg {
+                leg.speak(&samples[..frame], now);
+            }
         }
-        self.flush_leg().await;
     }
 
     /// Sends what the room leg has for the node.
@@ -399,7 +456,7 @@ impl<D: PhoneDirectory> Call<D> {
             Err(error) => return tracing::warn!(%error, "no socket for a caller's audio"),
         };
         let Ok(local) = socket.local_addr() else { return };
-        match RoomLeg::new(local, self.shared.media_ip, Instant::now()) {
+        match RoomLeg::new(local, self.shared.media_ip, self.voice.rate(), Instant::now()) {
             Ok((leg, sdp)) => {
                 if connection.send(ClientMessage::Offer { sdp, screen: None }).await {
                     self.leg = Some((leg, socket));
@@ -627,11 +684,30 @@ impl<D: PhoneDirectory> Call<D> {
     }
 
     /// A re-INVITE or UPDATE: hold, resume, a new address, or only a session refresh. The answer keeps its
-    /// version unless it changes (RFC 3264 §8), so a refresh is answered with the same description.
+    /// version unless it changes (RFC 3264 §8), so a refresh is answered with the same description. The
+    /// codec stays if offered; another at a different rate is refused while the caller's audio is in the
+    /// room (its session runs at the first rate).
     async fn reoffered(&mut self, request: &sip::Request, handle: &TransactionHandle) {
         if !request.body.is_empty() {
-            match Offer::parse(&String::from_utf8_lossy(&request.body)) {
+            let current = self.offer.codec.0;
+            match Offer::parse_preferring(&String::from_utf8_lossy(&request.body), Some(current)) {
+                Ok(offer)
+                    if offer.codec.0 != current
+                        && self.leg.is_some()
+                        && Voice::new(offer.codec.0).rate() != self.voice.rate() =>
+                {
+                    tracing::debug!("a re-offer would change the call's sample rate; refused");
+                    return respond(handle, StatusCode::NotAcceptableHere, None).await;
+                }
                 Ok(offer) if offer != self.offer => {
+                    if offer.codec.0 != current {
+                        self.voice = Voice::new(offer.codec.0);
+                        self.caller_audio.clear();
+                    }
+                    self.inband = match (offer.events, self.inband.take()) {
+                        (None, kept) => Some(kept.unwrap_or_default()),
+                        (Some(_), _) => None,
+                    };
                     self.offer = offer;
                     self.session.1 += 1;
                     self.outgoing.marker = true;
@@ -663,22 +739,6 @@ impl<D: PhoneDirectory> Call<D> {
             connection.send(ClientMessage::Leave).await;
         }
         self.shared.dialogs.remove_dialog(&self.dialog.id());
-    }
-}
-
-/// A linear sample in the leg's codec.
-fn encode(codec: Codec, sample: i16) -> u8 {
-    match codec {
-        Codec::Pcmu => g711::ulaw_encode(sample),
-        Codec::Pcma => g711::alaw_encode(sample),
-    }
-}
-
-/// A sample from the leg's codec.
-fn decode(codec: Codec, byte: u8) -> i16 {
-    match codec {
-        Codec::Pcmu => g711::ulaw_decode(byte),
-        Codec::Pcma => g711::alaw_decode(byte),
     }
 }
 

@@ -1,9 +1,6 @@
 //! G.711 (ITU-T): 16-bit linear samples to and from µ-law (North America, Japan) and A-law (elsewhere), a
 //! byte a sample at 8 kHz. The classic segment arithmetic (Sun's reference `g711.c`), no tables to keep.
 
-/// µ-law's zero sample, as sent.
-pub const ULAW_SILENCE: u8 = 0xFF;
-
 /// µ-law adds this before finding the segment, so small samples keep their resolution.
 const ULAW_BIAS: i32 = 0x84;
 /// The largest magnitude µ-law encodes; louder samples are clipped to it.

@@ -11,14 +11,20 @@ pub enum Codec {
     Pcmu,
     /// G.711 A-law.
     Pcma,
+    /// G.722 (wideband, 16 kHz; its RTP clock and rtpmap say 8000, RFC 3551).
+    G722,
 }
 
 impl Codec {
+    /// Every codec, in the order the gateway's own offers prefer them (wideband first).
+    pub const ALL: [Self; 3] = [Self::G722, Self::Pcmu, Self::Pcma];
+
     /// The static payload type RFC 3551 gives it.
     pub fn static_payload_type(self) -> u8 {
         match self {
             Self::Pcmu => 0,
             Self::Pcma => 8,
+            Self::G722 => 9,
         }
     }
 
@@ -26,6 +32,7 @@ impl Codec {
         match self {
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
+            Self::G722 => "G722",
         }
     }
 
@@ -33,7 +40,7 @@ impl Codec {
         if rate.split('/').next() != Some("8000") {
             return None;
         }
-        [Self::Pcmu, Self::Pcma].into_iter().find(|codec| codec.encoding_name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|codec| codec.encoding_name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -106,7 +113,7 @@ pub enum SdpError {
     #[error("the offer is not a session description: {0}")]
     Malformed(&'static str),
     /// No plain RTP audio line with a codec the gateway speaks.
-    #[error("no audio in PCMU or PCMA over RTP/AVP is offered")]
+    #[error("no audio in G722, PCMU or PCMA over RTP/AVP is offered")]
     NoCommonCodec,
 }
 
@@ -116,6 +123,12 @@ const MAX_OFFER: usize = 16 * 1024;
 impl Offer {
     /// Reads an offer; chooses the first codec the offer lists that the gateway speaks.
     pub fn parse(sdp: &str) -> Result<Self, SdpError> {
+        Self::parse_preferring(sdp, None)
+    }
+
+    /// Reads an offer made within a call: `current` is kept when the offer still lists it (a hold or a
+    /// session refresh does not switch codecs), else the first the gateway speaks.
+    pub fn parse_preferring(sdp: &str, current: Option<Codec>) -> Result<Self, SdpError> {
         if sdp.len() > MAX_OFFER {
             return Err(SdpError::Malformed("it is too long"));
         }
@@ -141,7 +154,7 @@ impl Offer {
         let mut refused = (Vec::new(), Vec::new());
         let mut audio = None;
         for (media, lines) in sections {
-            let chosen = if audio.is_none() { audio_line(media, &lines, session_direction)? } else { None };
+            let chosen = if audio.is_none() { audio_line(media, &lines, session_direction, current)? } else { None };
             match chosen {
                 Some(found) => audio = Some(found),
                 None => {
@@ -187,12 +200,12 @@ impl Offer {
 /// The payload type the gateway's own offers give telephone-event.
 const OFFERED_EVENTS: u8 = 101;
 
-/// The gateway's offer when it calls a phone: audio at `address`:`port` in PCMU or PCMA, with keys.
+/// The gateway's offer when it calls a phone: audio at `address`:`port` in G.722, PCMU or PCMA, with keys.
 pub fn offer(address: IpAddr, port: u16, session: u64) -> String {
     let family = if address.is_ipv4() { "IP4" } else { "IP6" };
     let mut sdp = format!("v=0\r\no=convene {session} 1 IN {family} {address}\r\ns=Convene\r\n");
     sdp += &format!("c=IN {family} {address}\r\nt=0 0\r\n");
-    let codecs = [Codec::Pcmu, Codec::Pcma];
+    let codecs = Codec::ALL;
     let formats: Vec<String> = codecs.iter().map(|codec| codec.static_payload_type().to_string()).collect();
     sdp += &format!("m=audio {port} RTP/AVP {} {OFFERED_EVENTS}\r\n", formats.join(" "));
     for codec in codecs {
@@ -224,8 +237,14 @@ fn connection_address(value: &str) -> Result<Option<IpAddr>, SdpError> {
 
 type AudioLine = (u16, (Codec, u8), Option<u8>, Direction, Option<Option<IpAddr>>);
 
-/// The audio line's port, chosen codec, telephone-event and direction, if it is one the gateway takes.
-fn audio_line(media: &str, lines: &[&str], session_direction: Direction) -> Result<Option<AudioLine>, SdpError> {
+/// The audio line's port, chosen codec (`current` if listed), telephone-event and direction, if it is one
+/// the gateway takes.
+fn audio_line(
+    media: &str,
+    lines: &[&str],
+    session_direction: Direction,
+    current: Option<Codec>,
+) -> Result<Option<AudioLine>, SdpError> {
     let mut parts = media.split_whitespace();
     let (Some("audio"), Some(port), Some("RTP/AVP")) = (parts.next(), parts.next(), parts.next()) else {
         return Ok(None);
@@ -254,14 +273,18 @@ fn audio_line(media: &str, lines: &[&str], session_direction: Direction) -> Resu
         }
     }
     let named = |payload_type: u8| names.iter().find(|(named, ..)| *named == payload_type);
-    let codec = formats.iter().find_map(|&payload_type| {
-        let codec = match named(payload_type) {
-            Some((_, name, rate)) => Codec::from_name(name, rate),
-            // Static payload types need no rtpmap.
-            None => [Codec::Pcmu, Codec::Pcma].into_iter().find(|codec| codec.static_payload_type() == payload_type),
-        };
-        codec.map(|codec| (codec, payload_type))
-    });
+    let offered: Vec<(Codec, u8)> = formats
+        .iter()
+        .filter_map(|&payload_type| {
+            let codec = match named(payload_type) {
+                Some((_, name, rate)) => Codec::from_name(name, rate),
+                // Static payload types need no rtpmap.
+                None => Codec::ALL.into_iter().find(|codec| codec.static_payload_type() == payload_type),
+            };
+            codec.map(|codec| (codec, payload_type))
+        })
+        .collect();
+    let codec = offered.iter().find(|(codec, _)| Some(*codec) == current).or(offered.first()).copied();
     let Some(codec) = codec else { return Ok(None) };
     let events = formats.iter().copied().find(|&payload_type| {
         named(payload_type)
@@ -300,6 +323,14 @@ mod tests {
         assert_eq!(Offer::parse(renamed).unwrap().codec, (Codec::Pcmu, 96));
         let wideband = "v=0\nc=IN IP4 10.0.0.1\nm=audio 5000 RTP/AVP 96\na=rtpmap:96 PCMU/16000\n";
         assert_eq!(Offer::parse(wideband), Err(SdpError::NoCommonCodec));
+        let both = "v=0\nc=IN IP4 10.0.0.1\nm=audio 5000 RTP/AVP 9 0\n";
+        assert_eq!(Offer::parse_preferring(both, Some(Codec::Pcmu)).unwrap().codec, (Codec::Pcmu, 0), "kept");
+        assert_eq!(Offer::parse_preferring(both, Some(Codec::Pcma)).unwrap().codec, (Codec::G722, 9), "gone");
+        let g722 = both;
+        let offer = Offer::parse(g722).unwrap();
+        assert_eq!(offer.codec, (Codec::G722, 9));
+        let answer = offer.answer("10.0.0.2".parse().unwrap(), 7000, 1, 1);
+        assert!(answer.contains("m=audio 7000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n"), "{answer}");
     }
 
     #[test]
@@ -348,10 +379,11 @@ mod tests {
     }
 
     #[test]
-    fn the_gateways_own_offer_reads_back_as_pcmu_with_keys_both_ways() {
+    fn the_gateways_own_offer_reads_back_as_g722_with_keys_both_ways() {
         let sdp = offer("192.0.2.1".parse().expect("an address"), 30000, 7);
         let read = Offer::parse(&sdp).expect("our offer is an offer");
         assert_eq!(read.destination, Some(("192.0.2.1".parse().expect("an address"), 30000)));
-        assert_eq!((read.codec, read.events, read.direction), ((Codec::Pcmu, 0), Some(101), Direction::SendRecv));
+        assert_eq!((read.codec, read.events, read.direction), ((Codec::G722, 9), Some(101), Direction::SendRecv));
+        assert!(sdp.contains("m=audio 30000 RTP/AVP 9 0 8 101\r\na=rtpmap:9 G722/8000\r\n"), "{sdp}");
     }
 }
