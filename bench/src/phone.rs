@@ -1,21 +1,30 @@
 //! The phone gateway under load (`convene bench --target phone`): `convene up` with a number assigned,
 //! `--meetings` rooms, and Debian's sipp calling in `--participants` callers per room at 20 calls a second.
-//! Each caller types its room's PIN by SIP INFO and then sends 20 ms of G.711 every 20 ms: the first caller
-//! of each room a tone (the speaker), the others silence (as phones on mute still do); one sipp for each
-//! group. Every caller's
-//! audio comes back to a socket of the benchmark's own, which counts packets and the longest gap. The
-//! gateway's CPU time comes from `/proc` over the measured window.
+//! Each caller types its room's PIN by SIP INFO. The first caller of each room (the speaker) joins first;
+//! its audio comes from the benchmark itself: a 400 Hz tone, with a 200 ms burst of 1 kHz each second (the
+//! marks). The others (listeners) send silence from sipp, as phones on mute still do. Every caller's audio
+//! comes back to a socket of the benchmark's own, which counts packets and the longest gap in the measured
+//! window, the time from a listener's answer to the first of the room it hears (PIN to audio: sipp types
+//! the PIN at once), and the time from each mark sent to it heard (mouth to ear through the gateway, the
+//! SFU and back). The gateway's CPU time comes from `/proc` over the window.
 
 use std::{
     net::SocketAddr,
     path::Path,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
 use convene_bots::sipp::{self, Caller};
+use convene_media::phone::{
+    g711::{ulaw_decode, ulaw_encode},
+    rtp::RtpPacket,
+    tones,
+    voice::{NARROW_FRAME, narrow_tone},
+};
 use serde::Serialize;
-use tokio::net::UdpSocket;
+use tokio::{net::UdpSocket, time::Instant};
 
 use crate::{BenchOptions, targets::ConveneSfu};
 
@@ -29,6 +38,13 @@ const JOIN_MARGIN: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(3);
 /// A caller's audio missing this long is a gap a person hears.
 const GAP: Duration = Duration::from_millis(60);
+/// The speakers' voice, and the mark: how often, for how long.
+const VOICE_HZ: f32 = 400.0;
+const MARK_HZ: f32 = 1_000.0;
+const MARK_EVERY: usize = 50;
+const MARK_FRAMES: usize = 10;
+/// A frame holds a tone when this share of its energy is at the tone's frequency.
+const TONE_SHARE: f32 = 0.5;
 
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -55,44 +71,132 @@ pub struct PhoneResult {
     pub longest_gap_ms: f64,
     /// Calls sipp saw through to the end as scripted.
     pub calls_completed: usize,
+    /// From a listener's answer (the PIN typed at once) to the room's audio, median and slowest, ms. It
+    /// includes the joining prompt, which covers the room while it plays.
+    pub pin_to_audio_median_ms: f64,
+    pub pin_to_audio_max_ms: f64,
+    /// From a mark sent to its start heard by a listener of the same room, median and 95th percentile, ms
+    /// (20 ms frames: the figure is within a frame of the truth).
+    pub mouth_to_ear_median_ms: f64,
+    pub mouth_to_ear_p95_ms: f64,
+    /// Marks measured.
+    pub marks_heard: usize,
 }
 
-/// One caller's ear: what reached it in the window.
-#[derive(Debug, Default, Clone, Copy)]
-struct Heard {
-    packets: u64,
-    longest_gap: Duration,
+/// What one caller's socket saw, from the first packet on.
+#[derive(Debug, Default, Clone)]
+struct Ear {
+    /// When the first packet came (the call was answered), and the first frame of the room's tones.
+    answered: Option<Instant>,
+    first_tone: Option<Instant>,
+    /// Arrival times of every packet, and of each mark's first frame.
+    packets: Vec<Instant>,
+    marks: Vec<Instant>,
 }
 
-/// Counts the packets reaching `socket` from now until `until`, and the longest silence between them. What
-/// waited in the socket from before is read first and not counted.
-async fn listen(socket: UdpSocket, until: tokio::time::Instant) -> Heard {
-    let mut buffer = [0u8; 1500];
-    while socket.try_recv_from(&mut buffer).is_ok() {}
-    let mut heard = Heard::default();
-    let mut last = tokio::time::Instant::now();
-    while let Ok(Ok(_)) = tokio::time::timeout_at(until, socket.recv_from(&mut buffer)).await {
-        let now = tokio::time::Instant::now();
-        heard.packets += 1;
-        heard.longest_gap = heard.longest_gap.max(now - last);
-        last = now;
+impl Ear {
+    /// Packets inside the window, and the longest silence in it (its edges count).
+    fn window(&self, from: Instant, until: Instant) -> (u64, Duration) {
+        let mut last = from;
+        let mut count = 0;
+        let mut longest = Duration::ZERO;
+        for &at in self.packets.iter().filter(|&&at| at >= from && at <= until) {
+            count += 1;
+            longest = longest.max(at - last);
+            last = at;
+        }
+        (count, longest.max(until.saturating_duration_since(last)))
     }
-    heard.longest_gap = heard.longest_gap.max(until.saturating_duration_since(last));
-    heard
+}
+
+/// The marks a room's speaker sent, by when.
+type Marks = Arc<Mutex<Vec<Instant>>>;
+
+/// Records what reaches `socket` until `until`; a speaker's socket (with `marks`) also speaks: once the
+/// gateway's first packet names the call's port, 20 ms of µ-law every 20 ms, the voice with a mark each
+/// second, whose send times go to `marks`.
+async fn ear(socket: UdpSocket, until: Instant, marks: Option<Marks>) -> Ear {
+    let mut ear = Ear::default();
+    let mut buffer = [0u8; 1500];
+    let mut samples = [0i16; NARROW_FRAME];
+    let (mut gateway, mut sent) = (None, 0usize);
+    let (mut payload, mut packet) = (vec![0u8; NARROW_FRAME], Vec::with_capacity(NARROW_FRAME + 12));
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    // Ticks missed before the gateway's port is known are not made up in a burst.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_mark = false;
+    loop {
+        tokio::select! {
+            received = tokio::time::timeout_at(until, socket.recv_from(&mut buffer)) => {
+                let Ok(Ok((length, from))) = received else { break };
+                let now = Instant::now();
+                ear.answered.get_or_insert(now);
+                gateway.get_or_insert(from);
+                ear.packets.push(now);
+                let Some(rtp) = RtpPacket::parse(&buffer[..length]).filter(|rtp| rtp.payload_type == 0) else { continue };
+                for (sample, &byte) in samples.iter_mut().zip(rtp.payload) {
+                    *sample = ulaw_decode(byte);
+                }
+                let heard = &samples[..rtp.payload.len().min(NARROW_FRAME)];
+                let mark = tones::tone_share(heard, MARK_HZ, tones::RATE) > TONE_SHARE;
+                if mark || tones::tone_share(heard, VOICE_HZ, tones::RATE) > TONE_SHARE {
+                    ear.first_tone.get_or_insert(now);
+                }
+                if mark && !in_mark {
+                    ear.marks.push(now);
+                }
+                in_mark = mark;
+            }
+            _ = ticker.tick(), if marks.is_some() && gateway.is_some() => {
+                let marking = sent % MARK_EVERY < MARK_FRAMES;
+                let voice = narrow_tone(if marking { MARK_HZ } else { VOICE_HZ }, 6_000.0, sent);
+                for (byte, &sample) in payload.iter_mut().zip(&voice) {
+                    *byte = ulaw_encode(sample);
+                }
+                let rtp = RtpPacket {
+                    payload_type: 0,
+                    marker: sent == 0,
+                    sequence: sent as u16,
+                    timestamp: (sent * NARROW_FRAME) as u32,
+                    ssrc: 0xBE7C,
+                    payload: &payload,
+                };
+                rtp.write(&mut packet);
+                if let (Some(to), Some(marks)) = (gateway, &marks)
+                    && socket.send_to(&packet, to).await.is_ok()
+                    && sent % MARK_EVERY == 0
+                {
+                    marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
+                }
+                sent += 1;
+            }
+        }
+    }
+    ear
 }
 
 /// The scenario a caller plays: fields 0–8 the PIN, 9 the port its audio comes back to; it sends `sound`
-/// (sipp reads the file once, so it cannot come from a field), stays `stay_ms`, then hangs up.
-fn scenario(sound: &Path, stay_ms: u128) -> String {
+/// if given (sipp reads the file once, so it cannot come from a field), stays `stay_ms`, then hangs up.
+fn scenario(sound: Option<&Path>, stay_ms: u128) -> String {
     let caller = Caller::new("+1555[call_number]");
     let keys = (0..9).map(|field| format!("[field{field}]")).chain(std::iter::once("#".to_owned())).collect::<Vec<_>>();
     sipp::scenario(&format!(
         "{}{}{}<pause milliseconds=\"{stay_ms}\"/>\n{}",
         caller.dial(&sipp::offer("[field9]", "sendrecv"), false),
         caller.info_keys(keys.iter().map(String::as_str), 2),
-        sipp::stream(sound),
+        sound.map(sipp::stream).unwrap_or_default(),
         caller.in_dialog("BYE", 20, "", ""),
     ))
+}
+
+/// The median and the `quantile` of `values` (ms), 0 when there are none.
+fn percentiles(mut values: Vec<f64>, quantile: f64) -> (f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(quantile))
 }
 
 /// Runs the load and prints and returns what it measured.
@@ -108,7 +212,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<PhoneResult> {
     std::fs::write(dir.join("result.json"), serde_json::to_vec_pretty(&result)?).context("cannot write result.json")?;
     println!(
         "  {} callers in {:.1} s; gateway {:.2} CPU-s over {:.0} s ({:.0} % of a core): {:.0} calls per core\n  \
-         audio to each caller: {:.1} packets/s, {} caller(s) with a gap over 60 ms, longest {:.0} ms; {} of {} calls completed",
+         audio to each caller: {:.1} packets/s, {} caller(s) with a gap over 60 ms, longest {:.0} ms; {} of {} calls completed\n  \
+         PIN to audio: median {:.0} ms, slowest {:.0} ms; mouth to ear: median {:.0} ms, p95 {:.0} ms ({} marks)",
         result.calls,
         result.all_joined_seconds,
         result.cpu_seconds,
@@ -120,6 +225,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<PhoneResult> {
         result.longest_gap_ms,
         result.calls_completed,
         result.calls,
+        result.pin_to_audio_median_ms,
+        result.pin_to_audio_max_ms,
+        result.mouth_to_ear_median_ms,
+        result.mouth_to_ear_p95_ms,
+        result.marks_heard,
     );
     println!("written to {}", dir.display());
     Ok(result)
@@ -127,28 +237,38 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<PhoneResult> {
 
 async fn load(sfu: &ConveneSfu, options: &BenchOptions, dir: &Path, calls: usize) -> anyhow::Result<PhoneResult> {
     let sip = sfu.sip().context("convene up printed no SIP address")?;
-    let (tone, silence) = (dir.join("tone.wav"), dir.join("silence.wav"));
-    std::fs::write(&tone, sipp::ulaw_wav(Some(400.0), 10)).context("cannot write tone.wav")?;
+    let silence = dir.join("silence.wav");
     std::fs::write(&silence, sipp::ulaw_wav(None, 10)).context("cannot write silence.wav")?;
-    let mut ears = Vec::with_capacity(calls);
-    // Two groups, each one sipp: the first caller of every room speaks, the others are silent.
+    // Two groups, each one sipp: the first caller of every room speaks, the others listen.
     let mut rows = [String::from("SEQUENTIAL\n"), String::from("SEQUENTIAL\n")];
+    let mut sockets = Vec::with_capacity(calls);
     for meeting in 0..options.meetings {
         let room = format!("bench-{meeting}");
         let pin = sfu.room_pin(&room).await?;
         let digits: Vec<String> = pin.chars().map(String::from).collect();
         for caller in 0..options.participants {
-            let ear = UdpSocket::bind("127.0.0.1:0").await.context("no socket for a caller's audio")?;
-            let port = ear.local_addr()?.port();
+            let socket = UdpSocket::bind("127.0.0.1:0").await.context("no socket for a caller's audio")?;
+            let port = socket.local_addr()?.port();
             rows[usize::from(caller > 0)] += &format!("{};{port}\n", digits.join(";"));
-            ears.push(ear);
+            sockets.push((meeting, caller == 0, socket));
         }
     }
-    // Callers stay through the joins, the settling and the window, then hang up.
+    // Callers stay through both groups' joins, the settling and the window, then hang up.
     let joining = Duration::from_secs_f64(calls as f64 / CALL_RATE as f64) + JOIN_MARGIN;
-    let stay = joining + SETTLE + Duration::from_secs(options.seconds);
-    let groups = [("speakers", &tone, options.meetings), ("listeners", &silence, calls - options.meetings)];
-    let mut callers = Vec::new();
+    let stay = 2 * joining + SETTLE + Duration::from_secs(options.seconds);
+    let until = Instant::now() + stay;
+    let marks: Vec<Marks> = (0..options.meetings).map(|_| Marks::default()).collect();
+    let ears: Vec<_> = sockets
+        .into_iter()
+        .map(|(meeting, speaks, socket)| {
+            let marks = speaks.then(|| Arc::clone(&marks[meeting]));
+            (meeting, speaks, tokio::spawn(ear(socket, until, marks)))
+        })
+        .collect();
+    let groups =
+        [("speakers", None, options.meetings), ("listeners", Some(silence.as_path()), calls - options.meetings)];
+    let started = Instant::now();
+    let mut sipps = Vec::new();
     for ((name, sound, count), rows) in groups.into_iter().zip(rows) {
         if count == 0 {
             continue;
@@ -156,32 +276,50 @@ async fn load(sfu: &ConveneSfu, options: &BenchOptions, dir: &Path, calls: usize
         std::fs::write(dir.join(format!("{name}.csv")), rows).context("cannot write the callers' file")?;
         std::fs::write(dir.join(format!("{name}.xml")), scenario(sound, stay.as_millis()))
             .context("cannot write the callers' scenario")?;
-        callers.push((name, count));
+        sipps.push(tokio::spawn(sipp(dir.to_owned(), name, sip, count)));
+        // Speakers first, so each listener hears its room from the moment it is in.
+        let present = if name == "speakers" { 1 } else { options.participants };
+        if !sfu.wait_present(options.meetings, present, joining).await {
+            sipps.iter().for_each(tokio::task::JoinHandle::abort);
+            bail!("not every {name} caller was in its room within {} s; see {}", joining.as_secs(), dir.display());
+        }
     }
-    let started = Instant::now();
-    let sipps: Vec<_> =
-        callers.into_iter().map(|(name, count)| tokio::spawn(sipp(dir.to_owned(), name, sip, count))).collect();
-    let all = sfu.wait_present(options.meetings, options.participants, joining).await;
     let join_time = started.elapsed();
-    if !all {
-        sipps.iter().for_each(tokio::task::JoinHandle::abort);
-        bail!("not every caller was in its room within {} s; see {}", joining.as_secs(), dir.display());
-    }
     // Past the joining prompts, then the window.
     tokio::time::sleep(SETTLE).await;
     let window = Duration::from_secs(options.seconds);
-    let until = tokio::time::Instant::now() + window;
+    let from = Instant::now();
     let cpu_before = cpu_seconds(sfu.pid());
-    let listening = ears.into_iter().map(|ear| tokio::spawn(listen(ear, until)));
-    let heard: Vec<Heard> =
-        futures_util::future::join_all(listening).await.into_iter().filter_map(Result::ok).collect();
+    tokio::time::sleep(window).await;
     let cpu = cpu_seconds(sfu.pid()) - cpu_before;
+    let to = from + window;
     let mut completed = 0;
     for sipp in sipps {
         completed += sipp.await.context("sipp's task failed")??;
     }
+    let mut heard = Vec::with_capacity(calls);
+    let (mut joins, mut delays) = (Vec::new(), Vec::new());
+    for (meeting, speaker, ear) in ears {
+        let ear = ear.await.context("an ear's task failed")?;
+        heard.push(ear.window(from, to));
+        if speaker {
+            continue;
+        }
+        if let (Some(answered), Some(tone)) = (ear.answered, ear.first_tone) {
+            joins.push((tone - answered).as_secs_f64() * 1000.0);
+        }
+        let sent = marks[meeting].lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for mark in ear.marks.iter().filter(|&&at| at >= from && at <= to) {
+            if let Some(&sent) = sent.iter().rev().find(|&&sent| sent <= *mark) {
+                delays.push((*mark - sent).as_secs_f64() * 1000.0);
+            }
+        }
+    }
     let busy = cpu / window.as_secs_f64();
-    let gap = heard.iter().map(|heard| heard.longest_gap).max().unwrap_or_default();
+    let gap = heard.iter().map(|(_, gap)| *gap).max().unwrap_or_default();
+    let (join_median, join_max) = percentiles(joins, 1.0);
+    let marks_heard = delays.len();
+    let (delay_median, delay_p95) = percentiles(delays, 0.95);
     Ok(PhoneResult {
         meetings: options.meetings,
         calls,
@@ -190,12 +328,17 @@ async fn load(sfu: &ConveneSfu, options: &BenchOptions, dir: &Path, calls: usize
         cpu_seconds: cpu,
         cpu_percent: busy * 100.0,
         calls_per_core: if busy > 0.0 { calls as f64 / busy } else { 0.0 },
-        packets_per_call_per_second: heard.iter().map(|heard| heard.packets as f64).sum::<f64>()
+        packets_per_call_per_second: heard.iter().map(|(packets, _)| *packets as f64).sum::<f64>()
             / heard.len().max(1) as f64
             / window.as_secs_f64(),
-        calls_with_gaps: heard.iter().filter(|heard| heard.longest_gap > GAP).count(),
+        calls_with_gaps: heard.iter().filter(|(_, gap)| *gap > GAP).count(),
         longest_gap_ms: gap.as_secs_f64() * 1000.0,
         calls_completed: completed,
+        pin_to_audio_median_ms: join_median,
+        pin_to_audio_max_ms: join_max,
+        mouth_to_ear_median_ms: delay_median,
+        mouth_to_ear_p95_ms: delay_p95,
+        marks_heard,
     })
 }
 

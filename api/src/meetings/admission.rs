@@ -11,6 +11,7 @@ use convene_domain::{MeetingPin, PhoneNumber, RoomName, RoomSettings, TenantId};
 use convene_media::{
     focus::{Identity, RoomPolicy, TokenFacts},
     gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
+    rooms::RoomKey,
 };
 use convene_signal::Refusal;
 use convene_tokens::TokenError;
@@ -303,6 +304,14 @@ impl PhoneDirectory for Admission {
     async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<PhoneAdmission, DialInRefusal> {
         let Ok(number) = PhoneNumber::from_dialled(&call.number) else { return Err(DialInRefusal::UnknownPin) };
         self.admit_routed_caller(&number, room, call.caller.as_deref(), Utc::now()).await
+    }
+
+    async fn may_call(&self, room: &RoomKey, number: &str) -> Result<(), DialInRefusal> {
+        let (Ok(tenant), Ok(name)) = (TenantId::parse(&room.0), RoomName::parse(&room.1)) else {
+            return Err(DialInRefusal::UnknownPin);
+        };
+        // The callee is admitted as a caller from that number would be: the same plan, state and removals.
+        self.admit_phone(tenant, &name, Some(number), Utc::now()).await.map(drop)
     }
 
     async fn caller_id(&self, tenant: &str) -> Option<String> {

@@ -129,6 +129,21 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
     say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
     let refused = hear_until(&mut ann, |message| message["type"] == "error").await;
     assert_eq!(refused["message"], "this number was removed from the meeting", "{refused}");
+
+    // Everyone leaves and the room closes; started again, it has forgotten, but the records have not.
+    for moderator in [&mut ann, &mut cy] {
+        say(moderator, json!({ "type": "leave" })).await;
+    }
+    assert!(eventually_present(&app, &key, <[Value]>::is_empty).await, "the room closed");
+    let (mut ann, _) = hello(&app, "standup", &moderator_token(&app, &key, true).await).await;
+    say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
+    assert_eq!(next_change(&mut ann).await["state"], "calling");
+    let refused = next_change(&mut ann).await;
+    assert_eq!(
+        (refused["state"].as_str(), refused["reason"].as_str()),
+        (Some("failed"), Some("this number was removed from the meeting")),
+        "{refused}"
+    );
     app.stop().await;
 }
 

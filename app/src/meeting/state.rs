@@ -132,6 +132,8 @@ pub struct DialOutCall {
     pub number: String,
     /// Where the call is.
     pub state: DialOutState,
+    /// Who placed it, as people see them (another moderator, or the organisation's app).
+    pub by: String,
     /// Why it failed, when the phone line said.
     pub reason: Option<String>,
 }
@@ -479,8 +481,8 @@ impl MeetingState {
                 }
                 return vec![self.announce(text)];
             }
-            ServerMessage::DialOutChanged { call, number, state, reason, .. } => {
-                return self.dial_out_changed(DialOutCall { call, number, state, reason }).into_iter().collect();
+            ServerMessage::DialOutChanged { call, number, state, by, reason } => {
+                return self.dial_out_changed(DialOutCall { call, number, state, by, reason }).into_iter().collect();
             }
             ServerMessage::LiveStreamChanged { live, by, reason } => {
                 let text = match (live, reason) {
@@ -733,6 +735,7 @@ mod tests {
         }
         assert_eq!(state.dial_outs.len(), 1);
         assert_eq!((state.dial_outs[0].code(), state.dial_outs[0].words().as_str()), ("answered", "In the meeting"));
+        assert_eq!(state.dial_outs[0].by, "Ann", "moderators see who placed each call");
         assert!(!state.dial_outs[0].cancellable());
         state.apply(dial_out("a", DialOutState::Ended, None));
         assert_eq!(state.dial_outs[0].words(), "Call ended");

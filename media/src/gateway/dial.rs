@@ -250,6 +250,11 @@ impl<D: PhoneDirectory> Shared<D> {
         report: &impl Fn(DialOutState, Option<String>) -> F,
     ) -> Result<(), (DialOutState, Option<String>)> {
         let failed = |words: String| (DialOutState::Failed, Some(words));
+        // The room checked its own memory; the records also know removals from before it last started.
+        self.directory
+            .may_call(&request.room, &request.number)
+            .await
+            .map_err(|refusal| failed(refusal.words().to_owned()))?;
         let destination = trunk.destination().await.map_err(failed)?;
         let callee = trunk.callee(&request.number).map_err(failed)?;
         let socket = self

@@ -150,6 +150,10 @@ pub trait PhoneDirectory: Send + Sync + 'static {
         room: &str,
     ) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
 
+    /// Whether `number` may be called into `room` now, by the records: the plan, the meeting's state and
+    /// removals, which outlive the room's memory (a number removed before the room last closed stays out).
+    fn may_call(&self, room: &RoomKey, number: &str) -> impl Future<Output = Result<(), DialInRefusal>> + Send;
+
     /// The number calls out of `tenant`'s meetings show (one of its dial-in numbers, so people can call
     /// back), if it has one.
     fn caller_id(&self, tenant: &str) -> impl Future<Output = Option<String>> + Send;
@@ -193,6 +197,19 @@ pub enum DialInRefusal {
     Removed,
     /// Too many wrong PINs from this caller lately, or the control plane failed: try later.
     Unavailable,
+}
+
+impl DialInRefusal {
+    /// Why a moderator's call out was not placed, in their words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::UnknownPin => "the meeting was not found",
+            Self::MeetingOver => "the meeting is over",
+            Self::NotAvailable => "this meeting cannot take phone calls",
+            Self::Removed => "this number was removed from the meeting",
+            Self::Unavailable => "the phone gateway cannot check the number now",
+        }
+    }
 }
 
 /// New calls accepted in a burst, and per second after it: more are answered 503, so a flood costs the

@@ -175,6 +175,7 @@ fn DialOut() -> impl IntoView {
                             <span>{call.number.clone()}</span>
                             " · "
                             <span class="call-state">{call.words()}</span>
+                            <span class="call-by">{format!(" · called by {}", call.by)}</span>
                             {call.cancellable().then(|| view! {
                                 <span class="actions">
                                     <button name="cancel-call"
