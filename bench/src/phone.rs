@@ -17,12 +17,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use convene_bots::sipp::{self, Caller};
-use convene_media::phone::{
-    g711::{ulaw_decode, ulaw_encode},
-    rtp::RtpPacket,
-    tones,
-    voice::{NARROW_FRAME, narrow_tone},
-};
+use convene_media::phone::{sdp::Codec, tones, voice::narrow_tone};
 use serde::Serialize;
 use tokio::{net::UdpSocket, time::Instant};
 
@@ -45,6 +40,8 @@ const MARK_EVERY: usize = 50;
 const MARK_FRAMES: usize = 10;
 /// A frame holds a tone when this share of its energy is at the tone's frequency.
 const TONE_SHARE: f32 = 0.5;
+/// The room is heard once its tones fill this many frames in a row (a vowel in a prompt can fill one).
+const TONE_FRAMES: usize = 10;
 
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -112,66 +109,39 @@ impl Ear {
 /// The marks a room's speaker sent, by when.
 type Marks = Arc<Mutex<Vec<Instant>>>;
 
-/// Records what reaches `socket` until `until`; a speaker's socket (with `marks`) also speaks: once the
-/// gateway's first packet names the call's port, 20 ms of µ-law every 20 ms, the voice with a mark each
-/// second, whose send times go to `marks`.
+/// Records what reaches `socket` until `until`; a speaker's socket (with `marks`) also speaks: the voice
+/// with a mark each second, whose send times go to `marks`.
 async fn ear(socket: UdpSocket, until: Instant, marks: Option<Marks>) -> Ear {
     let mut ear = Ear::default();
-    let mut buffer = [0u8; 1500];
-    let mut samples = [0i16; NARROW_FRAME];
-    let (mut gateway, mut sent) = (None, 0usize);
-    let (mut payload, mut packet) = (vec![0u8; NARROW_FRAME], Vec::with_capacity(NARROW_FRAME + 12));
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    // Ticks missed before the gateway's port is known are not made up in a burst.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_mark = false;
-    loop {
-        tokio::select! {
-            received = tokio::time::timeout_at(until, socket.recv_from(&mut buffer)) => {
-                let Ok(Ok((length, from))) = received else { break };
-                let now = Instant::now();
-                ear.answered.get_or_insert(now);
-                gateway.get_or_insert(from);
-                ear.packets.push(now);
-                let Some(rtp) = RtpPacket::parse(&buffer[..length]).filter(|rtp| rtp.payload_type == 0) else { continue };
-                for (sample, &byte) in samples.iter_mut().zip(rtp.payload) {
-                    *sample = ulaw_decode(byte);
-                }
-                let heard = &samples[..rtp.payload.len().min(NARROW_FRAME)];
-                let mark = tones::tone_share(heard, MARK_HZ, tones::RATE) > TONE_SHARE;
-                if mark || tones::tone_share(heard, VOICE_HZ, tones::RATE) > TONE_SHARE {
-                    ear.first_tone.get_or_insert(now);
-                }
-                if mark && !in_mark {
-                    ear.marks.push(now);
-                }
-                in_mark = mark;
-            }
-            _ = ticker.tick(), if marks.is_some() && gateway.is_some() => {
-                let marking = sent % MARK_EVERY < MARK_FRAMES;
-                let voice = narrow_tone(if marking { MARK_HZ } else { VOICE_HZ }, 6_000.0, sent);
-                for (byte, &sample) in payload.iter_mut().zip(&voice) {
-                    *byte = ulaw_encode(sample);
-                }
-                let rtp = RtpPacket {
-                    payload_type: 0,
-                    marker: sent == 0,
-                    sequence: sent as u16,
-                    timestamp: (sent * NARROW_FRAME) as u32,
-                    ssrc: 0xBE7C,
-                    payload: &payload,
-                };
-                rtp.write(&mut packet);
-                if let (Some(to), Some(marks)) = (gateway, &marks)
-                    && socket.send_to(&packet, to).await.is_ok()
-                    && sent % MARK_EVERY == 0
-                {
-                    marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
-                }
-                sent += 1;
-            }
+    // Frames in a row holding the room's tones, from when.
+    let mut toned: (usize, Option<Instant>) = (0, None);
+    let say = |sent: usize| {
+        let marks = marks.as_ref()?;
+        if sent.is_multiple_of(MARK_EVERY) {
+            marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
         }
-    }
+        let marking = sent % MARK_EVERY < MARK_FRAMES;
+        Some(narrow_tone(if marking { MARK_HZ } else { VOICE_HZ }, 6_000.0, sent))
+    };
+    let hear = |now: Instant, heard: &[i16]| {
+        ear.answered.get_or_insert(now);
+        ear.packets.push(now);
+        let mark = tones::tone_share(heard, MARK_HZ, tones::RATE) > TONE_SHARE;
+        if mark || tones::tone_share(heard, VOICE_HZ, tones::RATE) > TONE_SHARE {
+            toned = (toned.0 + 1, toned.1.or(Some(now)));
+            if toned.0 >= TONE_FRAMES && ear.first_tone.is_none() {
+                ear.first_tone = toned.1;
+            }
+        } else {
+            toned = (0, None);
+        }
+        if mark && !in_mark {
+            ear.marks.push(now);
+        }
+        in_mark = mark;
+    };
+    sipp::phone_media(socket, Codec::Pcmu, until, say, hear).await;
     ear
 }
 

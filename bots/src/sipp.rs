@@ -1,10 +1,71 @@
 //! Phone callers for tests and benchmarks of the SIP gateway, played by Debian's sipp: the pieces of a
 //! sipp scenario (a call's requests, the INVITE with its offer and ACK, keys by SIP INFO or by sipp's RFC 4733
 //! recordings, hold, hang-ups) and µ-law WAV files for sipp's `rtp_stream`. sipp fills in the brackets.
+//! Where a test must choose every frame a phone says, or hear what it is sent, sipp only signals and
+//! [`phone_media`] plays the phone's audio.
 
 use std::time::Duration;
 
-use convene_media::phone::g711::ulaw_encode;
+use convene_media::phone::{
+    g711::ulaw_encode,
+    rtp::RtpPacket,
+    sdp::Codec,
+    voice::{MAX_FRAME, NARROW_FRAME, Voice},
+};
+use tokio::{net::UdpSocket, time::Instant};
+
+/// The audio side of a phone that a test or benchmark plays itself, on `socket` (the port the call's SDP
+/// named), in `codec`, until `until`. Once the gateway's first packet names the call's port, `say(frame)`
+/// gives each 20 ms (at 8 kHz; `None` sends nothing that tick), one every 20 ms; every packet that arrives is
+/// decoded (at the codec's rate) and handed to `hear` with its arrival time.
+pub async fn phone_media(
+    socket: UdpSocket,
+    codec: Codec,
+    until: Instant,
+    mut say: impl FnMut(usize) -> Option<[i16; NARROW_FRAME]>,
+    mut hear: impl FnMut(Instant, &[i16]),
+) {
+    let (mut sender, mut receiver) = (Voice::new(codec), Voice::new(codec));
+    let (mut buffer, mut payload, mut packet, mut heard) = ([0u8; 1500], Vec::new(), Vec::new(), Vec::new());
+    let mut wide = [0; MAX_FRAME];
+    let (mut gateway, mut said) = (None, 0usize);
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    // Ticks missed before the gateway's port is known are not made up in a burst.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = tokio::time::timeout_at(until, socket.recv_from(&mut buffer)) => {
+                let Ok(Ok((length, from))) = received else { break };
+                let now = Instant::now();
+                gateway.get_or_insert(from);
+                let Some(rtp) = RtpPacket::parse(&buffer[..length]) else { continue };
+                if rtp.payload_type == codec.static_payload_type() {
+                    heard.clear();
+                    receiver.decode(rtp.payload, &mut heard);
+                    hear(now, &heard);
+                }
+            }
+            _ = ticker.tick(), if gateway.is_some() => {
+                let Some(frame) = say(said) else { continue };
+                let samples = sender.from_narrow(&frame, &mut wide).to_vec();
+                sender.encode(&samples, &mut payload);
+                let rtp = RtpPacket {
+                    payload_type: codec.static_payload_type(),
+                    marker: said == 0,
+                    sequence: said as u16,
+                    timestamp: (said * NARROW_FRAME) as u32,
+                    ssrc: 0x5EED,
+                    payload: &payload,
+                };
+                rtp.write(&mut packet);
+                if let Some(to) = gateway {
+                    let _ = socket.send_to(&packet, to).await;
+                }
+                said += 1;
+            }
+        }
+    }
+}
 
 /// Debian's sipp keeps its RFC 4733 key recordings here (one key each, payload type 101).
 pub const KEY_RECORDINGS: &str = "/usr/share/sip-tester";
@@ -159,23 +220,52 @@ pub fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).map(|addr| addr.port()).unwrap_or(0)
 }
 
-/// sipp as a trunk on loopback waiting for one call that goes as `steps` say: the port, once sipp holds
-/// it, and sipp's outcome. Ports come from below the system's ephemeral range, where browsers and nodes
-/// opening sockets for themselves never land; one another test's sipp holds is passed over.
+/// sipp as a trunk over UDP on loopback waiting for one call that goes as `steps` say: the port, once
+/// sipp holds it, and sipp's outcome. Ports come from below the system's ephemeral range, where browsers
+/// and nodes opening sockets for themselves never land; one another test's sipp holds is passed over.
 pub async fn trunk(steps: &str) -> (u16, tokio::task::JoinHandle<bool>) {
+    trunk_over(Transport::Udp, steps).await
+}
+
+/// How a trunk takes SIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// sipp's `-t` mode (one socket for all calls) and Linux's tables of the protocol's sockets.
+    fn sipp_mode(self) -> &'static str {
+        match self {
+            Self::Udp => "u1",
+            Self::Tcp => "t1",
+        }
+    }
+
+    fn tables(self) -> [&'static str; 2] {
+        match self {
+            Self::Udp => ["/proc/net/udp", "/proc/net/udp6"],
+            Self::Tcp => ["/proc/net/tcp", "/proc/net/tcp6"],
+        }
+    }
+}
+
+/// [`trunk`] over `transport`.
+pub async fn trunk_over(transport: Transport, steps: &str) -> (u16, tokio::task::JoinHandle<bool>) {
     let mut last = None;
     for attempt in 0..20 {
         let port = TRUNK_PORTS.start + (random_u16().wrapping_add(attempt)) % (TRUNK_PORTS.end - TRUNK_PORTS.start);
-        if udp_bound(port) {
+        if bound(transport, port) {
             continue;
         }
         let steps = steps.to_owned();
-        let task = tokio::spawn(async move { run(&steps, "u1", port, &[]).await });
+        let task = tokio::spawn(async move { run(&steps, transport.sipp_mode(), port, &[]).await });
         for _ in 0..100 {
             if task.is_finished() {
                 break;
             }
-            if udp_bound(port) {
+            if bound(transport, port) {
                 // Bound by this sipp, not one that raced for the port: still running a moment later.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if !task.is_finished() {
@@ -200,10 +290,10 @@ fn random_u16() -> u16 {
     (nanos ^ std::process::id().rotate_left(16)) as u16
 }
 
-/// Whether some socket holds UDP `port` (Linux's tables of IPv4 and IPv6 sockets).
-fn udp_bound(port: u16) -> bool {
+/// Whether some socket holds `port` for `transport` (Linux's tables of IPv4 and IPv6 sockets).
+fn bound(transport: Transport, port: u16) -> bool {
     let suffix = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+    transport.tables().iter().any(|table| {
         std::fs::read_to_string(table)
             .unwrap_or_default()
             .lines()

@@ -921,7 +921,7 @@ const DIAL_OUT_FITS: &str = "
     return fits ? true : null;";
 
 #[tokio::test]
-async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_answered_and_removes_it() {
+async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_hears_it_and_removes_it() {
     use convene_bots::sipp;
     let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
     // The trunk: the phone rings a moment, answers, and stays until the gateway hangs up.
@@ -931,13 +931,33 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_a
              [last_CSeq:]\nContact: <sip:phone@[local_ip]:[local_port]>\n{extra}Content-Length: [len]\n\n{body}]]></send>\n"
         )
     };
+    // The phone's audio is the test's: its answer names a socket of ours.
+    let phone_socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_port = phone_socket.local_addr().unwrap().port().to_string();
     let steps = format!(
         "<recv request=\"INVITE\" rrs=\"true\"/>\n{}<pause milliseconds=\"2500\"/>\n{}<recv request=\"ACK\"/>\n{}",
         answer("180 Ringing", "", ""),
-        answer("200 OK", "Content-Type: application/sdp\n", &sipp::offer("[media_port]", "sendrecv")),
+        answer("200 OK", "Content-Type: application/sdp\n", &sipp::offer(&phone_port, "sendrecv")),
         sipp::hung_up(),
     );
     let (trunk_port, trunk) = sipp::trunk(&steps).await;
+    // Once answered, the phone says a 1 kHz tone and counts the loud frames it hears after the joining prompt.
+    let loud_frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&loud_frames);
+    let phone = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut answered = None;
+        let say = |frame| Some(convene_media::phone::voice::narrow_tone(1_000.0, 8_000.0, frame));
+        let hear = |at: tokio::time::Instant, samples: &[i16]| {
+            let answered = *answered.get_or_insert(at);
+            let energy = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / samples.len() as f64;
+            // Past the 1.6 s prompt, about -40 dBov and up is someone in the meeting.
+            if at - answered > Duration::from_secs(3) && energy.sqrt() > 300.0 {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        sipp::phone_media(phone_socket, convene_media::phone::sdp::Codec::Pcmu, until, say, hear).await;
+    });
     let convene = Convene::up_with_tenant_and(&[
         ("CONVENE_PLANS", plans.to_owned()),
         ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
@@ -978,6 +998,19 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_a
     let listed =
         "return [...document.querySelectorAll('[data-person]')].some(li => li.innerText.includes('Phone ••• 4567'));";
     ann.wait_for("the phone among the people", listed, UI_WAIT).await.unwrap();
+    // The phone's tone reaches the browser and makes the phone the speaker.
+    let phone_heard = "const tile = [...document.querySelectorAll('figure.tile')]
+            .find(tile => tile.innerText.includes('Phone ••• 4567'));
+        return tile && Number(tile.dataset.audioBytes) > 8000 && tile.classList.contains('speaking') ? true : null;";
+    ann.wait_for("the phone heard in the browser, speaking", phone_heard, UI_WAIT).await.unwrap();
+    // And the browser's microphone (Chromium's fake one beeps) reaches the phone.
+    for _ in 0..100 {
+        if loud_frames.load(std::sync::atomic::Ordering::Relaxed) >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(loud_frames.load(std::sync::atomic::Ordering::Relaxed) >= 5, "the phone hears the browser");
     for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
         ann.set_viewport(width, height).await.unwrap();
         ann.wait_for(&format!("the form fitting {width}x{height}"), DIAL_OUT_FITS, UI_WAIT).await.unwrap();
@@ -991,5 +1024,6 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_ringing_and_a
     ann.client.execute(kick, vec![]).await.unwrap();
     ann.wait_for("the call ended", &state("ended"), UI_WAIT).await.unwrap();
     assert!(trunk.await.unwrap(), "the phone was called, answered and hung up by the gateway");
+    phone.abort();
     convene.stop().await.unwrap();
 }

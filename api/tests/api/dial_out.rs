@@ -1,9 +1,10 @@
 //! Calling phones into meetings through the SIP trunk, with Debian's sipp as the trunk on loopback: the
 //! trunk challenges for digest credentials and checks them, the phone rings and answers, the moderator
 //! follows the call and removes the phone (the gateway hangs up); a busy line, a call the moderator cancels
-//! while it rings (CANCEL, 487), a phone that hangs up, and the API's refusals.
+//! while it rings (CANCEL, 487), a phone that hangs up, the API's refusals, a trunk over TCP, and a number
+//! removed before the room last closed.
 
-use convene_bots::sipp::{run, trunk};
+use convene_bots::sipp::{Transport, run, trunk, trunk_over};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -22,12 +23,17 @@ const RTP_PORTS: &str = "47000-47099";
 const TRUNK_USER: &str = "convene";
 const TRUNK_PASSWORD: &str = "trunk-secret";
 
-/// `convene up` calling out through a trunk on loopback at `trunk_port`, with credentials.
+/// `convene up` calling out through a trunk on loopback at `trunk_port` over UDP, with credentials.
 async fn app_with_trunk(trunk_port: u16) -> TestApp {
+    app_with_trunk_at(&format!("sip:127.0.0.1:{trunk_port}")).await
+}
+
+/// `convene up` calling out through the trunk at `uri`, with credentials.
+async fn app_with_trunk_at(uri: &str) -> TestApp {
     spawn_configured(&[
         ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
         ("CONVENE_SIP_RTP_PORTS", RTP_PORTS.to_owned()),
-        ("CONVENE_SIP_TRUNK", format!("sip:127.0.0.1:{trunk_port}")),
+        ("CONVENE_SIP_TRUNK", uri.to_owned()),
         ("CONVENE_SIP_TRUNK_USERNAME", TRUNK_USER.to_owned()),
         ("CONVENE_SIP_TRUNK_PASSWORD", TRUNK_PASSWORD.to_owned()),
     ])
@@ -144,6 +150,31 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
         (Some("failed"), Some("this number was removed from the meeting")),
         "{refused}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn calls_go_out_over_a_tcp_trunk_with_its_challenge_answered() {
+    let via_tcp = "<recv request=\"INVITE\"><action><ereg regexp=\"SIP/2.0/TCP\" search_in=\"hdr\" header=\"Via:\" \
+                   check_it=\"true\" assign_to=\"tcp\"/></action></recv>\n";
+    let steps =
+        format!("{}{}", challenged_and_answered(), hung_up()).replacen("<recv request=\"INVITE\"/>\n", via_tcp, 1);
+    let (trunk_port, trunk) = trunk_over(Transport::Tcp, &steps).await;
+    let app = app_with_trunk_at(&format!("sip:127.0.0.1:{trunk_port};transport=tcp")).await;
+    let key = tenant_with_room(&app, "standup", "123456789").await;
+    let (mut ann, _) = hello(&app, "standup", &moderator_token(&app, &key, true).await).await;
+    say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
+    for state in ["calling", "ringing", "answered"] {
+        let change = next_change(&mut ann).await;
+        assert_eq!(change["state"], state, "{change}");
+    }
+    let joined = hear_until(&mut ann, |message| {
+        message["type"] == "participant_joined" && message["participant"]["name"] == "Phone ••• 4567"
+    })
+    .await;
+    say(&mut ann, json!({ "type": "kick", "participant": joined["participant"]["id"] })).await;
+    assert_eq!(next_change(&mut ann).await["state"], "ended");
+    assert!(trunk.await.unwrap(), "the trunk saw the call over TCP: the challenge answered, ringing, answer, BYE");
     app.stop().await;
 }
 

@@ -9,13 +9,10 @@ use std::{net::SocketAddr, time::Duration};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use convene_bots::sipp::{Caller, free_port, hung_up, offer, rtp_keys, run, stream, ulaw_wav, wideband_offer};
-use convene_media::phone::{
-    rtp::RtpPacket,
-    sdp::Codec,
-    tones,
-    voice::{MAX_FRAME, NARROW_FRAME, Voice, narrow_tone},
+use convene_bots::sipp::{
+    Caller, free_port, hung_up, offer, phone_media, rtp_keys, run, stream, ulaw_wav, wideband_offer,
 };
+use convene_media::phone::{sdp::Codec, tones, voice::narrow_tone};
 
 use crate::{
     dial_in::{operator, tenant_id},
@@ -290,15 +287,9 @@ pub(crate) async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(
 
 /// What a caller hears: the µ-law RTP that reaches `socket` over `duration`, decoded.
 async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
-    use convene_media::phone::{g711::ulaw_decode, rtp::RtpPacket};
     let mut heard = Vec::new();
-    let mut buffer = vec![0; 1500];
-    let deadline = tokio::time::Instant::now() + duration;
-    while let Ok(Ok((length, _))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await {
-        if let Some(packet) = RtpPacket::parse(&buffer[..length]).filter(|packet| packet.payload_type == 0) {
-            heard.extend(packet.payload.iter().map(|&byte| ulaw_decode(byte)));
-        }
-    }
+    let until = tokio::time::Instant::now() + duration;
+    phone_media(socket, Codec::Pcmu, until, |_| None, |_, samples| heard.extend_from_slice(samples)).await;
     heard
 }
 
@@ -368,62 +359,27 @@ fn keypad(key: char) -> (f32, f32) {
     ([697.0, 770.0, 852.0, 941.0][index / 4], [1_209.0, 1_336.0, 1_477.0, 1_633.0][index % 4])
 }
 
-/// A wideband phone the test plays itself (sipp only signals): it learns the gateway's RTP port from the
-/// first packet, types `keys` as tones (100 ms each, 100 ms apart), then says a 1 kHz tone, all in G.722;
-/// what it hears over `duration`, decoded at 16 kHz.
+/// A wideband phone the test plays itself (sipp only signals): it types `keys` as tones (100 ms each,
+/// 100 ms apart), then says a 1 kHz tone, all in G.722; what it hears over `duration`, at 16 kHz.
 async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Duration) -> Vec<i16> {
-    let mut buffer = vec![0; 1500];
-    let (_, gateway) = tokio::time::timeout(Duration::from_secs(10), ear.recv_from(&mut buffer))
-        .await
-        .expect("the gateway sends audio once it answers")
-        .unwrap();
     // What to say, a 20 ms frame at a time: each key for 5 frames, then 5 of silence; then the tone.
     let mut script: Vec<(f32, f32)> = Vec::new();
     for key in keys.chars() {
         script.extend(std::iter::repeat_n(keypad(key), 5));
         script.extend(std::iter::repeat_n((0.0, 0.0), 5));
     }
-    let (mut sender, mut receiver) = (Voice::new(Codec::G722), Voice::new(Codec::G722));
-    let (mut payload, mut packet, mut wide, mut heard) = (Vec::new(), Vec::new(), [0; MAX_FRAME], Vec::new());
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    let deadline = tokio::time::Instant::now() + duration;
-    let mut index = 0;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                if tokio::time::Instant::now() > deadline {
-                    break;
-                }
-                let narrow: [i16; NARROW_FRAME] = match script.get(index) {
-                    Some(&(row, column)) => {
-                        let (low, high) = (narrow_tone(row, 5_000.0, index), narrow_tone(column, 5_000.0, index));
-                        std::array::from_fn(|i| low[i] + high[i])
-                    }
-                    None => narrow_tone(1_000.0, 8_000.0, index),
-                };
-                let samples = sender.from_narrow(&narrow, &mut wide).to_vec();
-                sender.encode(&samples, &mut payload);
-                let rtp = RtpPacket {
-                    payload_type: 9,
-                    marker: index == 0,
-                    sequence: index as u16,
-                    timestamp: (index * NARROW_FRAME) as u32,
-                    ssrc: 0x5EED,
-                    payload: &payload,
-                };
-                rtp.write(&mut packet);
-                ear.send_to(&packet, gateway).await.unwrap();
-                index += 1;
+    let say = |index: usize| {
+        Some(match script.get(index) {
+            Some(&(row, column)) => {
+                let (low, high) = (narrow_tone(row, 5_000.0, index), narrow_tone(column, 5_000.0, index));
+                std::array::from_fn(|i| low[i] + high[i])
             }
-            received = ear.recv_from(&mut buffer) => {
-                if let Ok((length, _)) = received
-                    && let Some(rtp) = RtpPacket::parse(&buffer[..length]).filter(|rtp| rtp.payload_type == 9)
-                {
-                    receiver.decode(rtp.payload, &mut heard);
-                }
-            }
-        }
-    }
+            None => narrow_tone(1_000.0, 8_000.0, index),
+        })
+    };
+    let mut heard = Vec::new();
+    let until = tokio::time::Instant::now() + duration;
+    phone_media(ear, Codec::G722, until, say, |_, samples| heard.extend_from_slice(samples)).await;
     heard
 }
 
