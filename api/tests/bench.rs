@@ -93,6 +93,9 @@ fn a_short_phone_run_puts_every_caller_in_a_room_with_audio_all_along() {
     // 50 packets a second is every 20 ms; a loaded test machine may lose a few.
     assert!(number("packets_per_call_per_second") > 45.0, "audio reached every caller: {figures}");
     assert!(number("cpu_seconds") > 0.0 && number("calls_per_core") > 0.0, "{figures}");
+    // Listeners heard their room's speaker after the joining prompt, and its marks a moment after they left.
+    assert!(number("pin_to_audio_median_ms") > 1_000.0, "{figures}");
+    assert!(number("marks_heard") > 0.0 && number("mouth_to_ear_median_ms") < 1_000.0, "{figures}");
 }
 
 #[test]

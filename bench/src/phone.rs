@@ -124,7 +124,8 @@ async fn ear(socket: UdpSocket, until: Instant, marks: Option<Marks>) -> Ear {
         let marking = sent % MARK_EVERY < MARK_FRAMES;
         Some(narrow_tone(if marking { MARK_HZ } else { VOICE_HZ }, 6_000.0, sent))
     };
-    let hear = |now: Instant, heard: &[i16]| {
+    let hear = |now: Instant, heard: sipp::Heard<'_>| {
+        let sipp::Heard::Audio(heard) = heard else { return };
         ear.answered.get_or_insert(now);
         ear.packets.push(now);
         let mark = tones::tone_share(heard, MARK_HZ, tones::RATE) > TONE_SHARE;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use convene_media::phone::{
+    dtmf::KeyReader,
     g711::ulaw_encode,
     rtp::RtpPacket,
     sdp::Codec,
@@ -14,17 +15,28 @@ use convene_media::phone::{
 };
 use tokio::{net::UdpSocket, time::Instant};
 
+/// What a phone played by a test hears: 20 ms of audio (at the codec's rate), or a key pressed on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard<'a> {
+    Audio(&'a [i16]),
+    Key(char),
+}
+
+/// The payload type [`offer`] gives telephone-event.
+const OFFERED_EVENTS: u8 = 101;
+
 /// The audio side of a phone that a test or benchmark plays itself, on `socket` (the port the call's SDP
 /// named), in `codec`, until `until`. Once the gateway's first packet names the call's port, `say(frame)`
 /// gives each 20 ms (at 8 kHz; `None` sends nothing that tick), one every 20 ms; every packet that arrives is
-/// decoded (at the codec's rate) and handed to `hear` with its arrival time.
+/// decoded and handed to `hear` with its arrival time: audio, or keys (RFC 4733 events as [`offer`] names them).
 pub async fn phone_media(
     socket: UdpSocket,
     codec: Codec,
     until: Instant,
     mut say: impl FnMut(usize) -> Option<[i16; NARROW_FRAME]>,
-    mut hear: impl FnMut(Instant, &[i16]),
+    mut hear: impl FnMut(Instant, Heard<'_>),
 ) {
+    let mut keys = KeyReader::default();
     let (mut sender, mut receiver) = (Voice::new(codec), Voice::new(codec));
     let (mut buffer, mut payload, mut packet, mut heard) = ([0u8; 1500], Vec::new(), Vec::new(), Vec::new());
     let mut wide = [0; MAX_FRAME];
@@ -42,7 +54,11 @@ pub async fn phone_media(
                 if rtp.payload_type == codec.static_payload_type() {
                     heard.clear();
                     receiver.decode(rtp.payload, &mut heard);
-                    hear(now, &heard);
+                    hear(now, Heard::Audio(&heard));
+                } else if rtp.payload_type == OFFERED_EVENTS
+                    && let Some(key) = keys.on_packet(rtp.timestamp, rtp.payload)
+                {
+                    hear(now, Heard::Key(key));
                 }
             }
             _ = ticker.tick(), if gateway.is_some() => {
@@ -86,8 +102,8 @@ pub fn scenario(steps: &str) -> String {
 pub fn offer(port: &str, direction: &str) -> String {
     format!(
         "v=0\no=caller 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
-         m=audio {port} RTP/AVP 0 8 101\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
-         a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na={direction}\n"
+         m=audio {port} RTP/AVP 0 8 {OFFERED_EVENTS}\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
+         a=rtpmap:{OFFERED_EVENTS} telephone-event/8000\na=fmtp:{OFFERED_EVENTS} 0-15\na={direction}\n"
     )
 }
 

@@ -632,10 +632,13 @@ async fn probe_track(path: &std::path::Path) -> (String, f64, String) {
     let times = probe(&["-show_entries", "packet=pts_time", "-of", "csv=p=0"]).output().await.unwrap();
     let last =
         String::from_utf8_lossy(&times.stdout).lines().filter_map(|line| line.trim().parse().ok()).fold(0.0, f64::max);
+    // Timed in the file's own milliseconds: in the frame-rate time base ffmpeg guesses otherwise, two frames a
+    // few milliseconds apart (the writer keeps every frame after the last) meet, and the null muxer complains
+    // about its own rounding, not the file.
     let decoded = tokio::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-f", "null", "-"])
+        .args(["-enc_time_base", "-1", "-f", "null", "-"])
         .output()
         .await
         .expect("ffmpeg runs");
@@ -944,11 +947,19 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_hears_it_and_
     // Once answered, the phone says a 1 kHz tone and counts the loud frames it hears after the joining prompt.
     let loud_frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&loud_frames);
+    let (key_heard, mut keys) = tokio::sync::mpsc::unbounded_channel();
     let phone = tokio::spawn(async move {
         let until = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut answered = None;
         let say = |frame| Some(convene_media::phone::voice::narrow_tone(1_000.0, 8_000.0, frame));
-        let hear = |at: tokio::time::Instant, samples: &[i16]| {
+        let hear = |at: tokio::time::Instant, sound: sipp::Heard<'_>| {
+            let samples = match sound {
+                sipp::Heard::Audio(samples) => samples,
+                sipp::Heard::Key(key) => {
+                    let _ = key_heard.send(key);
+                    return;
+                }
+            };
             let answered = *answered.get_or_insert(at);
             let energy = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / samples.len() as f64;
             // Past the 1.6 s prompt, about -40 dBov and up is someone in the meeting.
@@ -1011,6 +1022,16 @@ async fn a_moderator_calls_a_phone_from_the_people_pane_follows_it_hears_it_and_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(loud_frames.load(std::sync::atomic::Ordering::Relaxed) >= 5, "the phone hears the browser");
+    // Keys pressed for the phone (its automated menu) reach it.
+    ann.fill("tones", "5#").await.unwrap();
+    ann.press("button[name='send-tones']").await.unwrap();
+    let mut pressed = String::new();
+    while pressed.len() < 2
+        && let Ok(Some(key)) = tokio::time::timeout(UI_WAIT, keys.recv()).await
+    {
+        pressed.push(key);
+    }
+    assert_eq!(pressed, "5#", "the keys typed in the People pane reached the phone");
     for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
         ann.set_viewport(width, height).await.unwrap();
         ann.wait_for(&format!("the form fitting {width}x{height}"), DIAL_OUT_FITS, UI_WAIT).await.unwrap();

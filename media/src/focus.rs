@@ -12,8 +12,9 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use convene_domain::{PhoneNumber, RoomSettings};
 use convene_signal::{
-    ClientMessage, DialOutState, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MediaKind,
-    MediaQuality, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage, display_name,
+    ClientMessage, DialOutState, LobbyEntry, MAX_CHAT_CHARS, MAX_E2EE_PAYLOAD_BYTES, MAX_REACTION_CHARS, MAX_TONES,
+    MediaKind, MediaQuality, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Refusal, RoomInfo, ServerMessage,
+    display_name,
 };
 use subtle::ConstantTimeEq;
 
@@ -132,6 +133,13 @@ pub enum Outbound {
         /// The call.
         call: String,
     },
+    /// A moderator pressed keys on a phone the meeting called.
+    SendTones {
+        /// The call.
+        call: String,
+        /// The keys, checked: `0`–`9`, `*`, `#`, `A`–`D`.
+        tones: String,
+    },
     /// A moderator asked to start streaming live (to the address and key given) or to stop (`None`); the
     /// driver does it and tells the room with [`Room::live_stream_changed`].
     LiveStream {
@@ -196,6 +204,14 @@ pub struct DialOutChange {
     pub by: String,
     /// Why it failed, when the trunk said.
     pub reason: Option<String>,
+}
+
+/// Keys a moderator may press on a phone, upper-cased: `0`–`9`, `*`, `#`, `A`–`D`, one to [`MAX_TONES`].
+fn keypad_keys(tones: &str) -> Option<String> {
+    let keys = tones.trim().to_ascii_uppercase();
+    let valid = (1..=MAX_TONES).contains(&keys.chars().count())
+        && keys.chars().all(|key| key.is_ascii_digit() || "*#ABCD".contains(key));
+    valid.then_some(keys)
 }
 
 /// The user id a phone caller has in a room (removals keep the number out).
@@ -691,6 +707,16 @@ impl Room {
                 }
                 Some(_) => error(by, "invalid", "the call was answered; remove the caller to hang up"),
                 None => error(by, "invalid", "no such call is going on"),
+            },
+            ClientMessage::SendTones { ref call, ref tones } => match (self.dial_outs.get(call), keypad_keys(tones)) {
+                (Some((_, DialOutState::Answered)), Some(tones)) => {
+                    vec![Outbound::SendTones { call: call.clone(), tones }]
+                }
+                (Some((_, DialOutState::Answered)), None) => {
+                    error(by, "invalid", "keys are 0-9, *, #, A-D, one to 32 of them")
+                }
+                (Some(_), _) => error(by, "invalid", "the phone is not in the meeting"),
+                (None, _) => error(by, "invalid", "no such call is going on"),
             },
             // Everything else was handled before moderation.
             _ => Vec::new(),
@@ -1354,6 +1380,19 @@ mod tests {
         room.dial_out_changed(change(DialOutState::Answered));
         let refused = first_error(room.handle(ann, ClientMessage::CancelDialOut { call: "c1".to_owned() }), ann);
         assert_eq!(refused.as_deref(), Some("invalid: the call was answered; remove the caller to hang up"));
+
+        // Moderators press keys on the answered phone; nobody else, and only keys.
+        let tones =
+            |call: &str, tones: &str| ClientMessage::SendTones { call: call.to_owned(), tones: tones.to_owned() };
+        let pressed = room.handle(ann, tones("c1", " 12*#ab "));
+        assert_eq!(pressed, [Outbound::SendTones { call: "c1".to_owned(), tones: "12*#AB".to_owned() }]);
+        for bad in ["", "12x", "1 2", &"1".repeat(MAX_TONES + 1)] {
+            let refused = first_error(room.handle(ann, tones("c1", bad)), ann);
+            assert_eq!(refused.as_deref(), Some("invalid: keys are 0-9, *, #, A-D, one to 32 of them"), "{bad:?}");
+        }
+        let refused = first_error(room.handle(ann, tones("nope", "1")), ann);
+        assert_eq!(refused.as_deref(), Some("invalid: no such call is going on"));
+        assert!(room.handle(phone, tones("c1", "1")).iter().all(|out| !matches!(out, Outbound::SendTones { .. })));
 
         // Removed, the number stays out: neither called again nor let in.
         room.handle(ann, ClientMessage::Kick { participant: phone });

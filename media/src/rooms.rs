@@ -809,6 +809,12 @@ impl RoomTask {
                     }
                     continue;
                 }
+                Outbound::SendTones { call, tones } => {
+                    if let Some(dialer) = &self.dialer {
+                        dialer.send_tones(&call, tones);
+                    }
+                    continue;
+                }
                 other => {
                     kept.push(other);
                     continue;
@@ -1003,7 +1009,8 @@ fn remember(
             | Outbound::Record { .. }
             | Outbound::LiveStream { .. }
             | Outbound::DialOut { .. }
-            | Outbound::CancelDialOut { .. } => true,
+            | Outbound::CancelDialOut { .. }
+            | Outbound::SendTones { .. } => true,
         })
         .collect()
 }
@@ -1174,7 +1181,8 @@ fn deliver(
                 | Outbound::Record { .. }
                 | Outbound::LiveStream { .. }
                 | Outbound::DialOut { .. }
-                | Outbound::CancelDialOut { .. } => {}
+                | Outbound::CancelDialOut { .. }
+                | Outbound::SendTones { .. } => {}
             }
         }
         for id in dropped {

@@ -59,8 +59,8 @@ fn respond(status: &str, extra: &str, body: &str) -> String {
 }
 
 /// The trunk answers the gateway's INVITE: a digest challenge first, then (credentials and caller id
-/// checked) ringing and the answer with its SDP.
-fn challenged_and_answered() -> String {
+/// checked) ringing and the answer with its SDP, the phone's audio at `media_port`.
+fn challenged_and_answered(media_port: &str) -> String {
     // 401 rather than a proxy's 407: sipp verifies only the Authorization header.
     let challenge = "WWW-Authenticate: Digest realm=\"trunk.test\", nonce=\"4e0fcb1c9d\", algorithm=MD5\n";
     // The organisation's own number is the caller id.
@@ -70,7 +70,7 @@ fn challenged_and_answered() -> String {
          <ereg regexp=\"sip:{shown}@\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"shown\"/>\
          <ereg regexp=\"sip:\\+15559874567@\" search_in=\"msg\" check_it=\"true\" assign_to=\"dialled\"/></action>"
     );
-    let sdp = convene_bots::sipp::offer("[media_port]", "sendrecv");
+    let sdp = convene_bots::sipp::offer(media_port, "sendrecv");
     format!(
         "<recv request=\"INVITE\"/>\n{}<recv request=\"ACK\"/>\n<recv request=\"INVITE\" rrs=\"true\">{checks}</recv>\n\
          <nop hide=\"true\" test=\"authorized\" next=\"authorized\"/>\n{}<recv request=\"ACK\"/>\n\
@@ -93,6 +93,22 @@ fn hung_up() -> String {
     convene_bots::sipp::hung_up()
 }
 
+/// The keys (RFC 4733 events, payload type 101 as `sipp::offer` names it) that reach the phone's `socket`,
+/// once `count` have, or what came in 10 s.
+async fn keys_heard(socket: &tokio::net::UdpSocket, count: usize) -> String {
+    use convene_media::phone::{dtmf::KeyReader, rtp::RtpPacket};
+    let (mut reader, mut keys, mut buffer) = (KeyReader::default(), String::new(), [0u8; 1500]);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while keys.len() < count
+        && let Ok(Ok(length)) = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await
+    {
+        if let Some(packet) = RtpPacket::parse(&buffer[..length]).filter(|packet| packet.payload_type == 101) {
+            keys.extend(reader.on_packet(packet.timestamp, packet.payload));
+        }
+    }
+    keys
+}
+
 /// The next `dial_out_changed` the moderator hears.
 async fn next_change(ann: &mut crate::signal::Socket) -> Value {
     hear_until(ann, |message| message["type"] == "dial_out_changed").await
@@ -100,7 +116,10 @@ async fn next_change(ann: &mut crate::signal::Socket) -> Value {
 
 #[tokio::test]
 async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_and_removes_it() {
-    let (trunk_port, trunk) = trunk(&format!("{}{}", challenged_and_answered(), hung_up())).await;
+    // The phone's audio comes to the test, which reads the keys a moderator presses on it.
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_port = phone.local_addr().unwrap().port().to_string();
+    let (trunk_port, trunk) = trunk(&format!("{}{}", challenged_and_answered(&phone_port), hung_up())).await;
     let app = app_with_trunk(trunk_port).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
 
@@ -126,6 +145,13 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
     })
     .await;
     assert!(eventually_present(&app, &key, |list| list.iter().any(|p| p["name"] == "Phone ••• 4567")).await);
+
+    // Keys pressed on the phone (an automated menu's) arrive as RFC 4733 events; junk is refused.
+    say(&mut ann, json!({ "type": "send_tones", "call": call_id, "tones": "12x" })).await;
+    let refused = hear_until(&mut ann, |message| message["type"] == "error").await;
+    assert_eq!(refused["message"], "keys are 0-9, *, #, A-D, one to 32 of them", "{refused}");
+    say(&mut ann, json!({ "type": "send_tones", "call": call_id, "tones": "19#" })).await;
+    assert_eq!(keys_heard(&phone, 3).await, "19#");
 
     // Removed, the phone is hung up and cannot be called again.
     say(&mut ann, json!({ "type": "kick", "participant": joined["participant"]["id"] })).await;
@@ -157,8 +183,11 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
 async fn calls_go_out_over_a_tcp_trunk_with_its_challenge_answered() {
     let via_tcp = "<recv request=\"INVITE\"><action><ereg regexp=\"SIP/2.0/TCP\" search_in=\"hdr\" header=\"Via:\" \
                    check_it=\"true\" assign_to=\"tcp\"/></action></recv>\n";
-    let steps =
-        format!("{}{}", challenged_and_answered(), hung_up()).replacen("<recv request=\"INVITE\"/>\n", via_tcp, 1);
+    let steps = format!("{}{}", challenged_and_answered("[media_port]"), hung_up()).replacen(
+        "<recv request=\"INVITE\"/>\n",
+        via_tcp,
+        1,
+    );
     let (trunk_port, trunk) = trunk_over(Transport::Tcp, &steps).await;
     let app = app_with_trunk_at(&format!("sip:127.0.0.1:{trunk_port};transport=tcp")).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use convene_bots::sipp::{
-    Caller, free_port, hung_up, offer, phone_media, rtp_keys, run, stream, ulaw_wav, wideband_offer,
+    Caller, Heard, free_port, hung_up, offer, phone_media, rtp_keys, run, stream, ulaw_wav, wideband_offer,
 };
 use convene_media::phone::{sdp::Codec, tones, voice::narrow_tone};
 
@@ -289,7 +289,18 @@ pub(crate) async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(
 async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
     let mut heard = Vec::new();
     let until = tokio::time::Instant::now() + duration;
-    phone_media(socket, Codec::Pcmu, until, |_| None, |_, samples| heard.extend_from_slice(samples)).await;
+    phone_media(
+        socket,
+        Codec::Pcmu,
+        until,
+        |_| None,
+        |_, sound| {
+            if let Heard::Audio(samples) = sound {
+                heard.extend_from_slice(samples);
+            }
+        },
+    )
+    .await;
     heard
 }
 
@@ -379,7 +390,12 @@ async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Durati
     };
     let mut heard = Vec::new();
     let until = tokio::time::Instant::now() + duration;
-    phone_media(ear, Codec::G722, until, say, |_, samples| heard.extend_from_slice(samples)).await;
+    phone_media(ear, Codec::G722, until, say, |_, sound| {
+        if let Heard::Audio(samples) = sound {
+            heard.extend_from_slice(samples);
+        }
+    })
+    .await;
     heard
 }
 

@@ -175,6 +175,11 @@ impl DialOutCall {
     pub fn cancellable(&self) -> bool {
         matches!(self.state, DialOutState::Calling | DialOutState::Ringing)
     }
+
+    /// Whether the phone is in the meeting, so keys can be pressed on it (an automated menu's).
+    pub fn takes_keys(&self) -> bool {
+        self.state == DialOutState::Answered
+    }
 }
 
 impl Default for MeetingState {
@@ -737,7 +742,9 @@ mod tests {
         assert_eq!((state.dial_outs[0].code(), state.dial_outs[0].words().as_str()), ("answered", "In the meeting"));
         assert_eq!(state.dial_outs[0].by, "Ann", "moderators see who placed each call");
         assert!(!state.dial_outs[0].cancellable());
+        assert!(state.dial_outs[0].takes_keys(), "keys go to a phone in the meeting");
         state.apply(dial_out("a", DialOutState::Ended, None));
+        assert!(!state.dial_outs[0].takes_keys());
         assert_eq!(state.dial_outs[0].words(), "Call ended");
 
         let notices = state.notices.len();

@@ -14,6 +14,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// The longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
+/// Keys one `send_tones` may press.
+pub const MAX_TONES: usize = 32;
 /// The longest reaction, in characters (an emoji sequence).
 pub const MAX_REACTION_CHARS: usize = 16;
 /// How long the node keeps a participant whose connection dropped, for `hello.resume` to continue the
@@ -199,6 +201,15 @@ pub enum ClientMessage {
     CancelDialOut {
         /// The `call` id from `dial_out_changed`.
         call: String,
+    },
+    /// Moderators: press keys on a phone the meeting called, once it has answered (an automated menu, a
+    /// conference bridge's PIN): `0`–`9`, `*`, `#` and `A`–`D`, at most [`MAX_TONES`], sent to the phone as
+    /// RFC 4733 events, or as tones where its line takes no events (Jitsi's `sendTones`).
+    SendTones {
+        /// The `call` id from `dial_out_changed`.
+        call: String,
+        /// The keys, in order.
+        tones: String,
     },
     /// I am leaving.
     Leave,

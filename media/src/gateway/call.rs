@@ -24,13 +24,13 @@ use tokio::net::UdpSocket;
 use super::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory, Shared, bridge::RoomLeg};
 use crate::{
     phone::{
-        dtmf::{self, KeyReader},
+        dtmf::{self, KEY_TICKS, KeyPresser, KeyReader, Press, TelephoneEvent},
         ivr::{Action, Answer, Ivr},
         prompts::{Player, Prompt},
         reorder::{Ordered, Reorder},
         rtp::RtpPacket,
         sdp::{Direction, Offer},
-        tones::InbandKeys,
+        tones::{self, InbandKeys},
         voice::{MAX_FRAME, NARROW_FRAME, Voice},
     },
     plane::Delivery,
@@ -127,6 +127,9 @@ pub(super) struct Call<D> {
     refreshed: Instant,
     /// The gateway called the phone (it answered already; a moderator invited it, so there is no PIN).
     placed: bool,
+    /// Keys moderators press on a phone the gateway called, as they come and as they are sent.
+    keypad: Option<tokio::sync::mpsc::Receiver<String>>,
+    presser: KeyPresser,
 }
 
 /// The RTP stream toward the caller: one SSRC, continuous sequence and timestamps whatever is said.
@@ -136,6 +139,8 @@ struct Outgoing {
     timestamp: u32,
     /// The next packet starts a talkspurt.
     marker: bool,
+    /// The timestamp of the key event being sent (all its packets carry its start).
+    key_started: u32,
     /// The frame being sent, encoded, and the packet around it.
     payload: Vec<u8>,
     buffer: Vec<u8>,
@@ -161,6 +166,7 @@ impl<D: PhoneDirectory> Call<D> {
             sequence: random_u32() as u16,
             timestamp: random_u32(),
             marker: true,
+            key_started: 0,
             payload: Vec::with_capacity(MAX_FRAME),
             buffer: Vec::with_capacity(MAX_FRAME + 12),
         };
@@ -192,7 +198,15 @@ impl<D: PhoneDirectory> Call<D> {
             last_rtp: now,
             refreshed: now,
             placed: false,
+            keypad: None,
+            presser: KeyPresser::default(),
         }
+    }
+
+    /// Moderators' keys for this call come from `keys`.
+    pub(super) fn with_keys(mut self, keys: tokio::sync::mpsc::Receiver<String>) -> Self {
+        self.keypad = Some(keys);
+        self
     }
 
     /// A call a trusted SBC routed to `admission`'s meeting (the room header): no PIN; the password from the
@@ -268,6 +282,12 @@ impl<D: PhoneDirectory> Call<D> {
                     None => std::future::pending().await,
                 }
             };
+            let keypad = async {
+                match &mut self.keypad {
+                    Some(keys) => keys.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let leg_due = self.leg.as_ref().and_then(|(leg, _)| leg.poll_timeout());
             let leg_timer = async {
                 match leg_due {
@@ -295,6 +315,10 @@ impl<D: PhoneDirectory> Call<D> {
                     None => break,
                 },
                 delivery = delivery => self.room_delivery(delivery).await,
+                keys = keypad => match keys {
+                    Some(keys) => self.presser.press(&keys),
+                    None => self.keypad = None,
+                },
                 received = node => {
                     if let (Ok((length, from)), Some((leg, socket))) = (received, &mut self.leg)
                         && let Ok(local) = socket.local_addr()
@@ -330,18 +354,32 @@ impl<D: PhoneDirectory> Call<D> {
             self.hang_up().await;
             return false;
         }
-        // Prompts cover the room while they play; then the room, else silence.
+        // Keys a moderator presses go first, then prompts, which cover the room while they play; then the
+        // room, else silence.
         let heard = self.leg.as_mut().and_then(|(leg, _)| leg.mix());
+        let press = self.presser.tick();
         if self.offer.direction.caller_listens() {
-            let mut wide = [0; MAX_FRAME];
-            let frame = self.voice.frame();
-            let samples = match (&speaking, &heard) {
-                (Some(prompt), _) => self.voice.from_narrow(prompt, &mut wide),
-                (None, Some(mixed)) => &mixed[..frame],
-                (None, None) => &wide[..frame],
-            };
-            self.voice.encode(samples, &mut self.outgoing.payload);
-            self.send().await;
+            match (press, self.offer.events) {
+                (Press::Key { key, tick }, Some(events)) => self.send_key_event(key, tick, events).await,
+                (press, _) => {
+                    let key = match press {
+                        Press::Key { key, tick } => tones::key_tone(key, usize::from(tick)),
+                        _ => None,
+                    };
+                    let mut wide = [0; MAX_FRAME];
+                    let frame = self.voice.frame();
+                    let samples = match (&key, &speaking, &heard) {
+                        (Some(tone), ..) | (None, Some(tone), _) => self.voice.from_narrow(tone, &mut wide),
+                        (None, None, Some(mixed)) => &mixed[..frame],
+                        (None, None, None) => &wide[..frame],
+                    };
+                    self.voice.encode(samples, &mut self.outgoing.payload);
+                    let marker = std::mem::take(&mut self.outgoing.marker);
+                    self.send(self.offer.codec.1, self.outgoing.timestamp, marker).await;
+                }
+            }
+            // Every codec here counts 8 kHz on the wire, G.722 included.
+            self.outgoing.timestamp = self.outgoing.timestamp.wrapping_add(NARROW_FRAME as u32);
         }
         let quiet =
             self.offer.direction != Direction::Inactive && now.saturating_duration_since(self.last_rtp) > RTP_TIMEOUT;
@@ -354,22 +392,40 @@ impl<D: PhoneDirectory> Call<D> {
         true
     }
 
-    /// Sends the frame in `outgoing.payload`.
-    async fn send(&mut self) {
+    /// One tick of a key as an RFC 4733 event: every packet carries the press's start, the duration grows
+    /// by a frame a tick, and the last tick sends the end three times (losses must not leave a key held).
+    async fn send_key_event(&mut self, key: char, tick: u8, payload_type: u8) {
+        let Some(event) = dtmf::event_of(key) else { return };
+        if tick == 0 {
+            self.outgoing.key_started = self.outgoing.timestamp;
+        }
+        let duration = u16::from(tick + 1) * NARROW_FRAME as u16;
+        let end = tick + 1 == KEY_TICKS;
+        let start = self.outgoing.key_started;
+        for copy in 0..if end { 3 } else { 1 } {
+            let bytes = TelephoneEvent { event, end, volume: 10, duration }.to_bytes();
+            self.outgoing.payload.clear();
+            self.outgoing.payload.extend_from_slice(&bytes);
+            self.send(payload_type, start, tick == 0 && copy == 0).await;
+        }
+        // The call's audio after the key starts a talkspurt.
+        self.outgoing.marker = true;
+    }
+
+    /// Sends `outgoing.payload` as one packet.
+    async fn send(&mut self, payload_type: u8, timestamp: u32, marker: bool) {
         let Some(destination) = self.offer.destination else { return };
         let outgoing = &mut self.outgoing;
         let packet = RtpPacket {
-            payload_type: self.offer.codec.1,
-            marker: std::mem::take(&mut outgoing.marker),
+            payload_type,
+            marker,
             sequence: outgoing.sequence,
-            timestamp: outgoing.timestamp,
+            timestamp,
             ssrc: outgoing.ssrc,
             payload: &outgoing.payload,
         };
         packet.write(&mut outgoing.buffer);
         outgoing.sequence = outgoing.sequence.wrapping_add(1);
-        // Every codec here counts 8 kHz on the wire, G.722 included.
-        outgoing.timestamp = outgoing.timestamp.wrapping_add(NARROW_FRAME as u32);
         if let Err(error) = self.socket.send_to(&outgoing.buffer, destination).await {
             tracing::debug!(%error, "an RTP packet could not be sent");
         }

@@ -132,6 +132,8 @@ pub struct Dialer {
     requests: mpsc::Sender<DialRequest>,
     /// Calls not answered yet, to cancel by id.
     ringing: Ringing,
+    /// Calls answered, to press keys on by id.
+    keypads: Keypads,
 }
 
 /// The gateway's end of a [`Dialer`].
@@ -140,16 +142,25 @@ pub struct DialRequests {
     receiver: mpsc::Receiver<DialRequest>,
     /// Shared with the dialer: the gateway forgets calls once they are answered or over.
     pub(super) ringing: Ringing,
+    /// Shared with the dialer: the gateway adds calls as they are answered and forgets them when over.
+    pub(super) keypads: Keypads,
 }
 
 /// Calls not answered yet, by id, with what cancels them.
 pub(super) type Ringing = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
+/// Calls answered, by id, with the way to their keypads (keys to press, a request at a time).
+pub(super) type Keypads = Arc<Mutex<HashMap<String, mpsc::Sender<String>>>>;
+
+/// Key requests waiting for one call: more are dropped (a moderator pressing faster than the keys go).
+const WAITING_TONES: usize = 4;
+
 /// A dialer for the rooms and its requests for the gateway.
 pub fn dialer() -> (Dialer, DialRequests) {
     let (requests, receiver) = mpsc::channel(WAITING_REQUESTS);
-    let ringing = Arc::default();
-    (Dialer { requests, ringing: Arc::clone(&ringing) }, DialRequests { receiver, ringing })
+    let (ringing, keypads) = (Ringing::default(), Keypads::default());
+    let dialer = Dialer { requests, ringing: Arc::clone(&ringing), keypads: Arc::clone(&keypads) };
+    (dialer, DialRequests { receiver, ringing, keypads })
 }
 
 impl Dialer {
@@ -187,6 +198,13 @@ impl Dialer {
     pub fn cancel(&self, call: &str) {
         if let Some(cancel) = self.ringing.lock().ok().and_then(|ringing| ringing.get(call).cloned()) {
             cancel.cancel();
+        }
+    }
+
+    /// Presses `tones` (checked keys) on the answered call `call`; nothing if it is over.
+    pub fn send_tones(&self, call: &str, tones: String) {
+        if let Some(keypad) = self.keypads.lock().ok().and_then(|keypads| keypads.get(call).cloned()) {
+            let _ = keypad.try_send(tones);
         }
     }
 }
@@ -354,8 +372,21 @@ impl<D: PhoneDirectory> Shared<D> {
         let admission =
             PhoneAdmission { room: (tenant.clone(), room.clone()), policy: request.policy.clone(), identity };
         let facts = CallFacts { number: presented, caller: Some(request.number.clone()) };
-        Call::placed(self.clone(), dialog, state_receiver, (socket, offer), facts, admission).run().await;
+        let (keypad, keys) = mpsc::channel(WAITING_TONES);
+        self.keypads(|keypads| keypads.insert(request.call.clone(), keypad));
+        let call = Call::placed(self.clone(), dialog, state_receiver, (socket, offer), facts, admission);
+        call.with_keys(keys).run().await;
+        self.keypads(|keypads| keypads.remove(&request.call));
         Ok(())
+    }
+
+    /// Changes the answered calls' keypads, when calling out is on.
+    fn keypads<T>(&self, change: impl FnOnce(&mut HashMap<String, mpsc::Sender<String>>) -> T) {
+        if let Some(keypads) = &self.keypads
+            && let Ok(mut keypads) = keypads.lock()
+        {
+            change(&mut keypads);
+        }
     }
 
     fn forget_ringing(&self, call: &str) {

@@ -266,6 +266,8 @@ struct Shared<D> {
     guesses: Mutex<Guesses>,
     /// Calls placed and not answered yet (when the gateway calls out).
     ringing: Option<dial::Ringing>,
+    /// Calls placed and answered, for moderators' keys.
+    keypads: Option<dial::Keypads>,
     /// Where calls' audio ports come from.
     rtp_ports: Option<RtpPorts>,
     /// SIP comes only from listed addresses, so a room header in an INVITE can be believed.
@@ -357,6 +359,7 @@ impl<D: PhoneDirectory> Gateway<D> {
             invites: Mutex::new(Bucket { tokens: INVITES_BURST, refilled: Instant::now() }),
             guesses: Mutex::default(),
             ringing: calling_out.as_ref().map(|(_, requests)| Arc::clone(&requests.ringing)),
+            keypads: calling_out.as_ref().map(|(_, requests)| Arc::clone(&requests.keypads)),
             rtp_ports: config.rtp_ports.clone(),
             trusts_room_header: config.allowed_peers.is_some(),
             shutdown,

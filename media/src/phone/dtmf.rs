@@ -13,6 +13,55 @@ pub fn key(event: u8) -> Option<char> {
     }
 }
 
+/// The RFC 4733 event code of a key (`0`–`9`, `*`, `#`, `A`–`D`).
+pub fn event_of(key: char) -> Option<u8> {
+    (0..16).find(|&event| self::key(event) == Some(key))
+}
+
+/// How long the gateway holds each key it presses on a phone, and the pause before the next, in 20 ms ticks.
+pub const KEY_TICKS: u8 = 5;
+pub const GAP_TICKS: u8 = 3;
+/// Keys waiting to be pressed at most; more are dropped.
+const MAX_WAITING_KEYS: usize = 64;
+
+/// What the gateway's side of the line carries in one 20 ms tick while it presses keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Press {
+    /// No key: the call's audio.
+    Idle,
+    /// `key`, in its `tick`th 20 ms (from 0 to [`KEY_TICKS`] - 1).
+    Key { key: char, tick: u8 },
+    /// Between two keys: the call's audio.
+    Gap,
+}
+
+/// Keys a moderator asked to press on a phone, played out a tick at a time, sans-IO.
+#[derive(Debug, Default)]
+pub struct KeyPresser {
+    waiting: std::collections::VecDeque<char>,
+    /// The key being pressed and the ticks it has had, its gap included.
+    current: Option<(char, u8)>,
+}
+
+impl KeyPresser {
+    /// Presses `keys` after those waiting.
+    pub fn press(&mut self, keys: &str) {
+        let room = MAX_WAITING_KEYS.saturating_sub(self.waiting.len());
+        self.waiting.extend(keys.chars().take(room));
+    }
+
+    /// What this tick carries.
+    pub fn tick(&mut self) -> Press {
+        if self.current.is_none_or(|(_, ticks)| ticks >= KEY_TICKS + GAP_TICKS) {
+            self.current = self.waiting.pop_front().map(|key| (key, 0));
+        }
+        let Some((key, ticks)) = &mut self.current else { return Press::Idle };
+        let press = if *ticks < KEY_TICKS { Press::Key { key: *key, tick: *ticks } } else { Press::Gap };
+        *ticks += 1;
+        press
+    }
+}
+
 /// One telephone-event payload (RFC 4733 §2.3): the event, whether it has ended, and how long it has
 /// lasted in RTP clock units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +77,12 @@ pub struct TelephoneEvent {
 }
 
 impl TelephoneEvent {
+    /// The payload's four bytes.
+    pub fn to_bytes(self) -> [u8; 4] {
+        let [high, low] = self.duration.to_be_bytes();
+        [self.event, if self.end { 0x80 } else { 0 } | (self.volume & 0x3F), high, low]
+    }
+
     /// Reads a payload; `None` when it is shorter than the 4 bytes every event has.
     pub fn parse(payload: &[u8]) -> Option<Self> {
         let [event, flags, high, low, ..] = *payload else { return None };
@@ -113,6 +168,27 @@ mod tests {
             Some(TelephoneEvent { event: 11, end: true, volume: 10, duration: 800 })
         );
         assert_eq!((key(10), key(15), key(200)), (Some('*'), Some('D'), None));
+    }
+
+    #[test]
+    fn pressed_keys_take_five_ticks_each_with_three_between_and_read_back_as_events() {
+        let mut presser = KeyPresser::default();
+        assert_eq!(presser.tick(), Press::Idle);
+        presser.press("1#");
+        let ticks: Vec<Press> = std::iter::from_fn(|| Some(presser.tick())).take(17).collect();
+        let key = |key, tick| Press::Key { key, tick };
+        assert_eq!(&ticks[..5], [key('1', 0), key('1', 1), key('1', 2), key('1', 3), key('1', 4)]);
+        assert_eq!(&ticks[5..8], [Press::Gap; 3]);
+        assert_eq!(ticks[8], key('#', 0));
+        assert_eq!(&ticks[13..], [Press::Gap, Press::Gap, Press::Gap, Press::Idle]);
+        for pressed in "0123456789*#ABCD".chars() {
+            let event = TelephoneEvent { event: event_of(pressed).unwrap(), end: true, volume: 10, duration: 800 };
+            assert_eq!(TelephoneEvent::parse(&event.to_bytes()), Some(event));
+            assert_eq!(KeyReader::default().on_packet(1, &event.to_bytes()), Some(pressed));
+        }
+        assert_eq!(event_of('x'), None);
+        presser.press(&"1".repeat(100));
+        assert_eq!(presser.waiting.len(), MAX_WAITING_KEYS, "a flood of keys is bounded");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Keys a caller presses heard in the audio itself (in-band DTMF), for trunks that send neither RFC 4733
 //! events nor SIP INFO: the Goertzel algorithm measures the eight DTMF frequencies in each 20 ms frame, and
 //! a key is a frame whose energy sits almost all in one row and one column tone (speech spreads its energy
-//! wider), twice in a row (ITU-T Q.24's shortest valid tone is 40 ms).
+//! wider), twice in a row (ITU-T Q.24's shortest valid tone is 40 ms). The same tables make the tones the
+//! gateway presses on lines that take no events.
+
+use super::voice::narrow_tone;
 
 /// The row tones (Hz), low group.
 const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
@@ -20,6 +23,15 @@ const MAX_TWIST: f32 = 0.16;
 const MIN_POWER: f32 = 100.0;
 /// Frames in a row a key must be heard in.
 const FRAMES_TO_PRESS: u8 = 2;
+
+/// 20 ms of `key`'s two tones at 8 kHz (`frame` counts from the press, so the sines run on), each about
+/// -15 dBov, or `None` for a character that is no key.
+pub fn key_tone(key: char, frame: usize) -> Option<[i16; super::voice::NARROW_FRAME]> {
+    let (row, column) =
+        KEYS.iter().enumerate().find_map(|(row, keys)| Some((row, keys.iter().position(|&k| k == key)?)))?;
+    let (low, high) = (narrow_tone(ROWS[row], 6_000.0, frame), narrow_tone(COLUMNS[column], 6_000.0, frame));
+    Some(std::array::from_fn(|i| low[i].saturating_add(high[i])))
+}
 
 /// The power of `frequency` in `samples` (taken at `rate`), as a share of the frame's energy: a pure tone at
 /// `frequency` gives about 1, silence or other frequencies about 0.
@@ -165,6 +177,20 @@ mod tests {
         for audio in [voice, single, quiet, twisted] {
             assert_eq!(pressed(&mut reader, &audio), "");
         }
+    }
+
+    #[test]
+    fn the_tones_the_gateway_presses_are_heard_as_their_keys() {
+        let mut reader = InbandKeys::default();
+        let mut heard = String::new();
+        for key in "159*0#AD".chars() {
+            for frame in 0..5 {
+                heard.extend(reader.on_frame(&key_tone(key, frame).unwrap()));
+            }
+            heard.extend(reader.on_frame(&[0; FRAME]));
+        }
+        assert_eq!(heard, "159*0#AD");
+        assert_eq!(key_tone('x', 0), None);
     }
 
     #[test]

@@ -176,17 +176,45 @@ fn DialOut() -> impl IntoView {
                             " · "
                             <span class="call-state">{call.words()}</span>
                             <span class="call-by">{format!(" · called by {}", call.by)}</span>
-                            {call.cancellable().then(|| view! {
-                                <span class="actions">
-                                    <button name="cancel-call"
-                                        on:click=move |_| client.send(&ClientMessage::CancelDialOut { call: id.clone() })>"Cancel"</button>
-                                </span>
+                            {call.cancellable().then(|| {
+                                let id = id.clone();
+                                view! {
+                                    <span class="actions">
+                                        <button name="cancel-call"
+                                            on:click=move |_| client.send(&ClientMessage::CancelDialOut { call: id.clone() })>"Cancel"</button>
+                                    </span>
+                                }
                             })}
+                            {call.takes_keys().then(|| view! { <Keypad call=id.clone() /> })}
                         </li>
                     }
                 }).collect_view()}
             </ul>
         </section>
+    }
+    .into_any()
+}
+
+/// Keys for a phone the meeting called (an automated menu, a conference bridge's PIN), sent as typed.
+#[component]
+fn Keypad(call: String) -> impl IntoView {
+    let client = client();
+    let keys = RwSignal::new(String::new());
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        let typed = keys.get_untracked();
+        if !typed.trim().is_empty() {
+            client.send(&ClientMessage::SendTones { call: call.clone(), tones: typed.trim().to_owned() });
+            keys.set(String::new());
+        }
+    };
+    view! {
+        <form class="keypad" on:submit=submit>
+            <input name="tones" type="text" inputmode="tel" autocomplete="off" placeholder="Keys: 1234#" maxlength="32"
+                aria-label="Keys to press on the phone" prop:value=move || keys.get()
+                on:input=move |event| keys.set(event_target_value(&event)) />
+            <button name="send-tones" class="button" type="submit">"Press"</button>
+        </form>
     }
     .into_any()
 }
