@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 use convene_bots::sipp::{
     Caller, Heard, free_port, hung_up, offer, phone_media, rtp_keys, run, stream, ulaw_wav, wideband_offer,
 };
-use convene_media::phone::{sdp::Codec, tones, voice::narrow_tone};
+use convene_media::phone::{
+    sdp::Codec,
+    tones,
+    voice::{NARROW_FRAME, narrow_tone},
+};
 
 use crate::{
     dial_in::{operator, tenant_id},
@@ -364,27 +368,19 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
     app.stop().await;
 }
 
-/// The keypad's tones for `key` (ITU-T Q.23): its row and column frequencies.
-fn keypad(key: char) -> (f32, f32) {
-    let index = "123A456B789C*0#D".find(key).expect("a key");
-    ([697.0, 770.0, 852.0, 941.0][index / 4], [1_209.0, 1_336.0, 1_477.0, 1_633.0][index % 4])
-}
-
 /// A wideband phone the test plays itself (sipp only signals): it types `keys` as tones (100 ms each,
 /// 100 ms apart), then says a 1 kHz tone, all in G.722; what it hears over `duration`, at 16 kHz.
 async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Duration) -> Vec<i16> {
     // What to say, a 20 ms frame at a time: each key for 5 frames, then 5 of silence; then the tone.
-    let mut script: Vec<(f32, f32)> = Vec::new();
+    let mut script: Vec<Option<char>> = Vec::new();
     for key in keys.chars() {
-        script.extend(std::iter::repeat_n(keypad(key), 5));
-        script.extend(std::iter::repeat_n((0.0, 0.0), 5));
+        script.extend(std::iter::repeat_n(Some(key), 5));
+        script.extend(std::iter::repeat_n(None, 5));
     }
     let say = |index: usize| {
         Some(match script.get(index) {
-            Some(&(row, column)) => {
-                let (low, high) = (narrow_tone(row, 5_000.0, index), narrow_tone(column, 5_000.0, index));
-                std::array::from_fn(|i| low[i] + high[i])
-            }
+            Some(Some(key)) => tones::key_tone(*key, index).expect("a key"),
+            Some(None) => [0; NARROW_FRAME],
             None => narrow_tone(1_000.0, 8_000.0, index),
         })
     };

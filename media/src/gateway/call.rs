@@ -748,9 +748,7 @@ impl<D: PhoneDirectory> Call<D> {
             let current = self.offer.codec.0;
             match Offer::parse_preferring(&String::from_utf8_lossy(&request.body), Some(current)) {
                 Ok(offer)
-                    if offer.codec.0 != current
-                        && self.leg.is_some()
-                        && Voice::new(offer.codec.0).rate() != self.voice.rate() =>
+                    if offer.codec.0 != current && self.leg.is_some() && offer.codec.0.rate() != self.voice.rate() =>
                 {
                     tracing::debug!("a re-offer would change the call's sample rate; refused");
                     return respond(handle, StatusCode::NotAcceptableHere, None).await;

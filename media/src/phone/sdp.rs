@@ -19,6 +19,14 @@ impl Codec {
     /// Every codec, in the order the gateway's own offers prefer them (wideband first).
     pub const ALL: [Self; 3] = [Self::G722, Self::Pcmu, Self::Pcma];
 
+    /// Samples a second the codec carries (G.722's clock says 8000, but it is 16 kHz audio).
+    pub fn rate(self) -> u32 {
+        match self {
+            Self::Pcmu | Self::Pcma => 8_000,
+            Self::G722 => 16_000,
+        }
+    }
+
     /// The static payload type RFC 3551 gives it.
     pub fn static_payload_type(self) -> u8 {
         match self {

@@ -44,12 +44,12 @@ impl Voice {
 
     /// Samples a second.
     pub fn rate(&self) -> u32 {
-        if self.wideband.is_some() { 16_000 } else { 8_000 }
+        self.codec.rate()
     }
 
     /// Samples in 20 ms.
     pub fn frame(&self) -> usize {
-        if self.wideband.is_some() { MAX_FRAME } else { NARROW_FRAME }
+        if self.codec.rate() > 8_000 { MAX_FRAME } else { NARROW_FRAME }
     }
 
     /// Encodes `samples` (at [`Voice::rate`]) into `out` (cleared first).
@@ -165,12 +165,9 @@ mod tests {
         let (mut wide, mut payload, mut decoded, mut narrow) =
             ([0; MAX_FRAME], Vec::new(), Vec::new(), [0; NARROW_FRAME]);
         let mut heard = String::new();
-        for (index, (row, column)) in [(697.0, 1_209.0), (770.0, 1_336.0), (941.0, 1_477.0)].into_iter().enumerate() {
+        for key in ['1', '5', '#'] {
             for frame in 0..10 {
-                let at = index * 10 + frame;
-                let (low, high) = (narrow_tone(row, 5_000.0, at), narrow_tone(column, 5_000.0, at));
-                let said: [i16; NARROW_FRAME] =
-                    if frame < 5 { std::array::from_fn(|i| low[i] + high[i]) } else { [0; NARROW_FRAME] };
+                let said = if frame < 5 { tones::key_tone(key, frame).unwrap() } else { [0; NARROW_FRAME] };
                 let samples = phone.from_narrow(&said, &mut wide).to_vec();
                 phone.encode(&samples, &mut payload);
                 decoded.clear();
