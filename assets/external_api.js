@@ -8,7 +8,7 @@
 (function () {
   "use strict";
 
-  var COMMANDS = ["toggleAudio", "toggleVideo", "setAudioMuted", "setVideoMuted", "hangup", "displayName"];
+  var COMMANDS = ["toggleAudio", "toggleVideo", "setAudioMuted", "setVideoMuted", "hangup", "displayName", "sendTones"];
 
   function ConveneMeetExternalAPI(meetHost, options) {
     if (!options || !options.roomName || !options.jwt) {
@@ -43,7 +43,8 @@
     });
   };
 
-  // Commands: toggleAudio, toggleVideo, setAudioMuted(bool), setVideoMuted(bool), hangup, displayName(text).
+  // Commands: toggleAudio, toggleVideo, setAudioMuted(bool), setVideoMuted(bool), hangup, displayName(text),
+  // sendTones({ tones: "1234#", call }) (keys on a phone the meeting called; moderators only).
   ConveneMeetExternalAPI.prototype.executeCommand = function (name, argument) {
     if (COMMANDS.indexOf(name) < 0) throw new Error("unknown command " + name + "; known: " + COMMANDS.join(", "));
     this.iframe.contentWindow.postMessage({ type: "convene-command", name: name, argument: argument }, this._origin);

@@ -51,7 +51,7 @@ pub async fn phone_media(
                 let now = Instant::now();
                 gateway.get_or_insert(from);
                 let Some(rtp) = RtpPacket::parse(&buffer[..length]) else { continue };
-                if rtp.payload_type == codec.static_payload_type() {
+                if rtp.payload_type == codec.offered_payload_type() {
                     heard.clear();
                     receiver.decode(rtp.payload, &mut heard);
                     hear(now, Heard::Audio(&heard));
@@ -66,10 +66,10 @@ pub async fn phone_media(
                 let samples = sender.from_narrow(&frame, &mut wide).to_vec();
                 sender.encode(&samples, &mut payload);
                 let rtp = RtpPacket {
-                    payload_type: codec.static_payload_type(),
+                    payload_type: codec.offered_payload_type(),
                     marker: said == 0,
                     sequence: said as u16,
-                    timestamp: (said * NARROW_FRAME) as u32,
+                    timestamp: said as u32 * codec.clock_step(),
                     ssrc: 0x5EED,
                     payload: &payload,
                 };
@@ -107,12 +107,14 @@ pub fn offer(port: &str, direction: &str) -> String {
     )
 }
 
-/// An offer for G.722 alone, with no telephone-event (keys then come as tones in the audio), the caller's
-/// audio expected at `port`.
-pub fn wideband_offer(port: &str) -> String {
+/// An offer for `codec` alone (a wideband one: G.722 or Opus), with no telephone-event (keys then come as
+/// tones in the audio), the caller's audio expected at `port`.
+pub fn wideband_offer(port: &str, codec: Codec) -> String {
+    let payload_type = codec.offered_payload_type();
     format!(
         "v=0\no=caller 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
-         m=audio {port} RTP/AVP 9\na=rtpmap:9 G722/8000\na=sendrecv\n"
+         m=audio {port} RTP/AVP {payload_type}\na=rtpmap:{payload_type} {}\na=sendrecv\n",
+        codec.rtpmap()
     )
 }
 

@@ -707,8 +707,18 @@ async fn a_moderator_streams_the_meeting_live_from_the_toolbar_and_the_service_r
     ann.fill("live-url", &format!("rtmp://127.0.0.1:{port}/live")).await.unwrap();
     ann.fill("live-key", "ann-key").await.unwrap();
     ann.press("button[name='start-live']").await.unwrap();
-    let badge = "return document.querySelector(\".room-status [data-live='on']\") !== null;";
-    bob.wait_for("Bob seeing the live badge", badge, UI_WAIT).await.unwrap();
+    // The badge, or the notice of a stream that failed at once (it goes in seconds, so it is caught here).
+    let badge_or_failure = "if (document.querySelector(\".room-status [data-live='on']\")) return 'live'; \
+        const failed = document.querySelector('.meeting').innerText.match(/The live stream stopped because[^\\n]*/); \
+        return failed && failed[0];";
+    let seen = match bob.wait_for("Bob seeing the live badge", badge_or_failure, UI_WAIT).await {
+        Ok(seen) => seen,
+        Err(error) => {
+            let (ann_sees, bob_sees) = (ann.main_text().await.unwrap(), bob.main_text().await.unwrap());
+            panic!("{error}\nAnn sees: {ann_sees}\nBob sees: {bob_sees}");
+        }
+    };
+    assert_eq!(seen, json!("live"), "the stream went live and stayed");
     let told =
         "return document.querySelector('.meeting').innerText.includes('Ann started streaming the meeting live.');";
     bob.wait_for("Bob told who went live", told, UI_WAIT).await.unwrap();

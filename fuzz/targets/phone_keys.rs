@@ -1,6 +1,6 @@
 //! The keys a caller presses, from a trunk's bytes: RFC 4733 telephone-event payloads (a 4-byte RTP
 //! timestamp, then the payload), SIP INFO bodies, and the same bytes as the trunk's audio packets (put back
-//! in order, decoded as G.722, listened to for keypad tones). Nothing a trunk sends may panic the gateway.
+//! in order, decoded as G.722 or Opus as the first byte says, listened to for keypad tones). Nothing a trunk sends may panic the gateway.
 #![no_main]
 
 use convene_media::phone::{
@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
     if let Some(key) = info_key(&String::from_utf8_lossy(data)) {
         assert!(is_key(key));
     }
-    let (mut reorder, mut voice, mut samples) = (Reorder::default(), Voice::new(Codec::G722), Vec::new());
+    let codec = if data.first().is_some_and(|byte| byte & 0x80 != 0) { Codec::Opus } else { Codec::G722 };
+    let (mut reorder, mut voice, mut samples) = (Reorder::default(), Voice::new(codec), Vec::new());
     for (index, packet) in data.chunks(40).enumerate() {
         let sequence = u16::from_be_bytes([packet[0], packet.get(1).copied().unwrap_or_default()]);
         reorder.push((u32::from(packet[0] & 1), sequence), 9, (index * NARROW_FRAME) as u32, packet);

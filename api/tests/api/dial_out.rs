@@ -1,10 +1,13 @@
 //! Calling phones into meetings through the SIP trunk, with Debian's sipp as the trunk on loopback: the
 //! trunk challenges for digest credentials and checks them, the phone rings and answers, the moderator
 //! follows the call and removes the phone (the gateway hangs up); a busy line, a call the moderator cancels
-//! while it rings (CANCEL, 487), a phone that hangs up, the API's refusals, a trunk over TCP, and a number
-//! removed before the room last closed.
+//! while it rings (CANCEL, 487), a phone that hangs up, the API's refusals, a trunk over TCP to a phone that
+//! answers in Opus, and a number removed before the room last closed.
+
+use std::time::Duration;
 
 use convene_bots::sipp::{Transport, run, trunk, trunk_over};
+use convene_media::phone::{dtmf::KeyReader, rtp::RtpPacket, sdp::Codec, voice::Voice};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -59,8 +62,8 @@ fn respond(status: &str, extra: &str, body: &str) -> String {
 }
 
 /// The trunk answers the gateway's INVITE: a digest challenge first, then (credentials and caller id
-/// checked) ringing and the answer with its SDP, the phone's audio at `media_port`.
-fn challenged_and_answered(media_port: &str) -> String {
+/// checked) ringing and the answer `sdp`.
+fn challenged_and_answered(sdp: &str) -> String {
     // 401 rather than a proxy's 407: sipp verifies only the Authorization header.
     let challenge = "WWW-Authenticate: Digest realm=\"trunk.test\", nonce=\"4e0fcb1c9d\", algorithm=MD5\n";
     // The organisation's own number is the caller id.
@@ -70,7 +73,6 @@ fn challenged_and_answered(media_port: &str) -> String {
          <ereg regexp=\"sip:{shown}@\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"shown\"/>\
          <ereg regexp=\"sip:\\+15559874567@\" search_in=\"msg\" check_it=\"true\" assign_to=\"dialled\"/></action>"
     );
-    let sdp = convene_bots::sipp::offer(media_port, "sendrecv");
     format!(
         "<recv request=\"INVITE\"/>\n{}<recv request=\"ACK\"/>\n<recv request=\"INVITE\" rrs=\"true\">{checks}</recv>\n\
          <nop hide=\"true\" test=\"authorized\" next=\"authorized\"/>\n{}<recv request=\"ACK\"/>\n\
@@ -79,7 +81,7 @@ fn challenged_and_answered(media_port: &str) -> String {
         respond("401 Unauthorized", challenge, ""),
         respond("403 Forbidden", "", ""),
         respond("180 Ringing", "", ""),
-        respond("200 OK", "Content-Type: application/sdp\n", &sdp),
+        respond("200 OK", "Content-Type: application/sdp\n", sdp),
     )
 }
 
@@ -93,20 +95,32 @@ fn hung_up() -> String {
     convene_bots::sipp::hung_up()
 }
 
-/// The keys (RFC 4733 events, payload type 101 as `sipp::offer` names it) that reach the phone's `socket`,
-/// once `count` have, or what came in 10 s.
-async fn keys_heard(socket: &tokio::net::UdpSocket, count: usize) -> String {
-    use convene_media::phone::{dtmf::KeyReader, rtp::RtpPacket};
+/// The phone's answer in PCMU or PCMA with telephone-event 101 (as `sipp::offer` names them), its audio at
+/// `media_port`.
+fn narrowband_answer(media_port: &str) -> String {
+    convene_bots::sipp::offer(media_port, "sendrecv")
+}
+
+/// What reaches the phone's `socket`: the keys (RFC 4733 events of payload type `events`), once `count`
+/// have or 10 s went by, and the duration (in clock ticks) each end packet gave.
+async fn keys_heard(socket: &tokio::net::UdpSocket, events: u8, count: usize) -> (String, Vec<u16>) {
     let (mut reader, mut keys, mut buffer) = (KeyReader::default(), String::new(), [0u8; 1500]);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut durations = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while keys.len() < count
         && let Ok(Ok(length)) = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await
     {
-        if let Some(packet) = RtpPacket::parse(&buffer[..length]).filter(|packet| packet.payload_type == 101) {
+        if let Some(packet) = RtpPacket::parse(&buffer[..length]).filter(|packet| packet.payload_type == events) {
             keys.extend(reader.on_packet(packet.timestamp, packet.payload));
+            // The end bit, then the 16-bit duration (RFC 4733 §2.3).
+            if let [_, flags, high, low] = packet.payload
+                && flags & 0x80 != 0
+            {
+                durations.push(u16::from_be_bytes([*high, *low]));
+            }
         }
     }
-    keys
+    (keys, durations)
 }
 
 /// The next `dial_out_changed` the moderator hears.
@@ -119,7 +133,8 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
     // The phone's audio comes to the test, which reads the keys a moderator presses on it.
     let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let phone_port = phone.local_addr().unwrap().port().to_string();
-    let (trunk_port, trunk) = trunk(&format!("{}{}", challenged_and_answered(&phone_port), hung_up())).await;
+    let answer = narrowband_answer(&phone_port);
+    let (trunk_port, trunk) = trunk(&format!("{}{}", challenged_and_answered(&answer), hung_up())).await;
     let app = app_with_trunk(trunk_port).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
 
@@ -151,7 +166,7 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
     let refused = hear_until(&mut ann, |message| message["type"] == "error").await;
     assert_eq!(refused["message"], "keys are 0-9, *, #, A-D, one to 32 of them", "{refused}");
     say(&mut ann, json!({ "type": "send_tones", "call": call_id, "tones": "19#" })).await;
-    assert_eq!(keys_heard(&phone, 3).await, "19#");
+    assert_eq!(keys_heard(&phone, 101, 3).await.0, "19#");
 
     // Removed, the phone is hung up and cannot be called again.
     say(&mut ann, json!({ "type": "kick", "participant": joined["participant"]["id"] })).await;
@@ -180,10 +195,18 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
 }
 
 #[tokio::test]
-async fn calls_go_out_over_a_tcp_trunk_with_its_challenge_answered() {
+async fn calls_go_out_over_a_tcp_trunk_with_its_challenge_answered_and_talk_opus_with_a_phone_that_takes_it() {
+    // The phone takes only Opus, with its keys' events at Opus's 48 kHz clock.
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_port = phone.local_addr().unwrap().port();
+    let opus_answer = format!(
+        "v=0\no=callee 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n\
+         m=audio {phone_port} RTP/AVP 111 110\na=rtpmap:111 opus/48000/2\na=rtpmap:110 telephone-event/48000\n\
+         a=fmtp:110 0-15\na=sendrecv\n"
+    );
     let via_tcp = "<recv request=\"INVITE\"><action><ereg regexp=\"SIP/2.0/TCP\" search_in=\"hdr\" header=\"Via:\" \
                    check_it=\"true\" assign_to=\"tcp\"/></action></recv>\n";
-    let steps = format!("{}{}", challenged_and_answered("[media_port]"), hung_up()).replacen(
+    let steps = format!("{}{}", challenged_and_answered(&opus_answer), hung_up()).replacen(
         "<recv request=\"INVITE\"/>\n",
         via_tcp,
         1,
@@ -193,14 +216,34 @@ async fn calls_go_out_over_a_tcp_trunk_with_its_challenge_answered() {
     let key = tenant_with_room(&app, "standup", "123456789").await;
     let (mut ann, _) = hello(&app, "standup", &moderator_token(&app, &key, true).await).await;
     say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
+    let mut call_id = Value::Null;
     for state in ["calling", "ringing", "answered"] {
         let change = next_change(&mut ann).await;
         assert_eq!(change["state"], state, "{change}");
+        call_id = change["call"].clone();
     }
     let joined = hear_until(&mut ann, |message| {
         message["type"] == "participant_joined" && message["participant"]["name"] == "Phone ••• 4567"
     })
     .await;
+    // The phone hears the call in Opus, 20 ms a packet on the 48 kHz clock.
+    let mut opus = Voice::new(Codec::Opus);
+    let (mut buffer, mut samples, mut timestamps) = ([0u8; 1500], Vec::new(), Vec::new());
+    while timestamps.len() < 10 {
+        let length = tokio::time::timeout(Duration::from_secs(10), phone.recv(&mut buffer)).await.unwrap().unwrap();
+        let packet = RtpPacket::parse(&buffer[..length]).unwrap();
+        assert_eq!(packet.payload_type, 111, "audio in Opus, as the phone answered");
+        samples.clear();
+        opus.decode(packet.payload, &mut samples);
+        assert_eq!(samples.len(), 320, "20 ms at 16 kHz in each packet");
+        timestamps.push(packet.timestamp);
+    }
+    assert!(timestamps.windows(2).all(|pair| pair[1].wrapping_sub(pair[0]) == 960), "{timestamps:?}");
+    // Keys pressed on it are events at the same clock: held 100 ms, 4,800 ticks.
+    say(&mut ann, json!({ "type": "send_tones", "call": call_id, "tones": "5#" })).await;
+    let (keys, durations) = keys_heard(&phone, 110, 2).await;
+    assert_eq!(keys, "5#");
+    assert!(durations.contains(&4_800), "{durations:?}");
     say(&mut ann, json!({ "type": "kick", "participant": joined["participant"]["id"] })).await;
     assert_eq!(next_change(&mut ann).await["state"], "ended");
     assert!(trunk.await.unwrap(), "the trunk saw the call over TCP: the challenge answered, ringing, answer, BYE");
@@ -265,7 +308,7 @@ async fn busy_lines_cancelled_calls_and_hang_ups_are_told_and_the_api_refuses_wh
     assert!(ringing_trunk.await.unwrap(), "the trunk saw the CANCEL and acknowledged 487");
 
     // Answered, then the person hangs up: their BYE ends the call and they leave the meeting.
-    let sdp = convene_bots::sipp::offer("[media_port]", "sendrecv");
+    let sdp = narrowband_answer("[media_port]");
     let capture = "<action><ereg regexp=\".*\" search_in=\"hdr\" header=\"From:\" assign_to=\"gateway\"/>\
                    <ereg regexp=\".*\" search_in=\"hdr\" header=\"To:\" assign_to=\"phone\"/></action>";
     let answered_then_bye = format!(

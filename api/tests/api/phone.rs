@@ -369,8 +369,8 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
 }
 
 /// A wideband phone the test plays itself (sipp only signals): it types `keys` as tones (100 ms each,
-/// 100 ms apart), then says a 1 kHz tone, all in G.722; what it hears over `duration`, at 16 kHz.
-async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Duration) -> Vec<i16> {
+/// 100 ms apart), then says a 1 kHz tone, all in `codec`; what it hears over `duration`, at 16 kHz.
+async fn wideband_phone(ear: tokio::net::UdpSocket, codec: Codec, keys: &str, duration: Duration) -> Vec<i16> {
     // What to say, a 20 ms frame at a time: each key for 5 frames, then 5 of silence; then the tone.
     let mut script: Vec<Option<char>> = Vec::new();
     for key in keys.chars() {
@@ -386,7 +386,7 @@ async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Durati
     };
     let mut heard = Vec::new();
     let until = tokio::time::Instant::now() + duration;
-    phone_media(ear, Codec::G722, until, say, |_, sound| {
+    phone_media(ear, codec, until, say, |_, sound| {
         if let Heard::Audio(samples) = sound {
             heard.extend_from_slice(samples);
         }
@@ -396,7 +396,17 @@ async fn wideband_phone(ear: tokio::net::UdpSocket, keys: &str, duration: Durati
 }
 
 #[tokio::test]
-async fn a_wideband_caller_types_the_pin_as_tones_and_talks_with_a_narrowband_caller() {
+async fn a_g722_caller_types_the_pin_as_tones_and_talks_with_a_narrowband_caller() {
+    wideband_caller_meets_a_narrowband_one(Codec::G722).await;
+}
+
+#[tokio::test]
+async fn an_opus_caller_types_the_pin_as_tones_and_talks_with_a_narrowband_caller() {
+    wideband_caller_meets_a_narrowband_one(Codec::Opus).await;
+}
+
+/// A caller in `codec` (wideband) types the PIN as tones, and hears and is heard by a G.711 caller.
+async fn wideband_caller_meets_a_narrowband_one(codec: Codec) {
     let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
     let gateway = sip_addr(&app);
@@ -408,16 +418,16 @@ async fn a_wideband_caller_types_the_pin_as_tones_and_talks_with_a_narrowband_ca
         tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
     );
 
-    // The wideband phone's trunk offers G.722 and no telephone-event; sipp only signals.
+    // The wideband phone's trunk offers the codec alone and no telephone-event; sipp only signals.
     let wide_port = wide_ear.local_addr().unwrap().port().to_string();
     let wide_caller = Caller::new("+15550003333");
     let script = format!(
         "{}<pause milliseconds=\"16000\"/>\n{}",
-        wide_caller.dial(&wideband_offer(&wide_port), true),
+        wide_caller.dial(&wideband_offer(&wide_port, codec), true),
         wide_caller.in_dialog("BYE", 2, "", ""),
     );
     let wide_call = tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await });
-    let wide_phone = tokio::spawn(wideband_phone(wide_ear, "123456789#", Duration::from_secs(12)));
+    let wide_phone = tokio::spawn(wideband_phone(wide_ear, codec, "123456789#", Duration::from_secs(12)));
     assert!(
         eventually_present(&app, &key, |list| list.len() == 1).await,
         "the PIN typed as tones let the wideband caller in"

@@ -2,7 +2,7 @@
 //! go out over postMessage, and only with the origin the script named in the frame's URL fragment (a
 //! fragment never reaches the server). `convene-join=now` in it skips the pre-join screen.
 
-use convene_signal::{MediaKind, ParticipantId};
+use convene_signal::{ClientMessage, MediaKind, ParticipantId};
 use js_sys::Object;
 use leptos::prelude::*;
 use serde_json::{Value, json};
@@ -115,6 +115,18 @@ pub fn install(client: Client, embedding: Embedding) {
                     client.rename(name.to_owned());
                 } else {
                     client.choices.update(|choices| choices.name = Some(name.to_owned()));
+                }
+            }
+            // As Jitsi's: presses keys (`{ tones: "1234#" }`, or the keys as the argument) on a phone the
+            // meeting called, the one `call` names or the latest answered; the node checks the keys and
+            // that the person moderates.
+            Some("sendTones") => {
+                let argument = field(&data, "argument");
+                let tones = field_string(&argument, "tones").or_else(|| argument.as_string());
+                let named = field_string(&argument, "call");
+                let call = client.state.with_untracked(|state| state.keyed_call(named.as_deref()));
+                if let (Some(tones), Some(call)) = (tones, call) {
+                    client.send(&ClientMessage::SendTones { call, tones: tones.trim().to_owned() });
                 }
             }
             _ => {}

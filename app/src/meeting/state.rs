@@ -285,6 +285,14 @@ impl MeetingState {
         self.may_dial_out() || (self.is_moderator() && !self.dial_outs.is_empty())
     }
 
+    /// The answered call that keys pressed from the embedding page go to: `named` if it is one, else the
+    /// latest answered (calls in progress are listed newest first).
+    pub fn keyed_call(&self, named: Option<&str>) -> Option<String> {
+        let answered = self.dial_outs.iter().filter(|call| call.takes_keys());
+        let mut chosen = answered.filter(|call| named.is_none_or(|named| call.call == named));
+        chosen.next().map(|call| call.call.clone())
+    }
+
     fn name_of(&self, id: ParticipantId) -> String {
         self.participant(id).map_or_else(|| "Someone".to_owned(), |participant| participant.name.clone())
     }
@@ -300,7 +308,6 @@ impl MeetingState {
         self.push_notice(Notice { id: 0, text, unmute_request: false, brief: false });
     }
 
-    /// Shows a notice that goes by itself; says so to the media side, which keeps the time.
     /// A call placed from the meeting changed: the list follows it, and a call that did not get through says
     /// why in a notice.
     fn dial_out_changed(&mut self, change: DialOutCall) -> Option<Directive> {
@@ -325,6 +332,7 @@ impl MeetingState {
         notice.map(|text| self.announce(text))
     }
 
+    /// Shows a notice that goes by itself; says so to the media side, which keeps the time.
     fn announce(&mut self, text: String) -> Directive {
         Directive::ExpireNotice(self.push_notice(Notice { id: 0, text, unmute_request: false, brief: true }))
     }
@@ -810,5 +818,21 @@ mod tests {
         elsewhere.apply(ServerMessage::ParticipantUpdated { participant: person(2, "Bob", true) });
         elsewhere.apply(ServerMessage::RoomChanged { room: RoomInfo { dial_out: false, ..state_room() } });
         assert!(!elsewhere.may_dial_out() && !elsewhere.shows_dial_outs(), "nothing to show where no call was placed");
+    }
+
+    #[test]
+    fn keys_from_the_embedding_page_go_to_the_call_named_or_the_latest_answered() {
+        let mut state = in_meeting();
+        assert_eq!(state.keyed_call(None), None, "no call, no keys");
+        state.apply(dial_out("first", DialOutState::Answered, None));
+        state.apply(dial_out("ringing", DialOutState::Ringing, None));
+        assert_eq!(state.keyed_call(None).as_deref(), Some("first"), "a phone still ringing takes no keys");
+        state.apply(dial_out("second", DialOutState::Answered, None));
+        assert_eq!(state.keyed_call(None).as_deref(), Some("second"));
+        assert_eq!(state.keyed_call(Some("first")).as_deref(), Some("first"));
+        assert_eq!(state.keyed_call(Some("ringing")), None);
+        assert_eq!(state.keyed_call(Some("unknown")), None);
+        state.apply(dial_out("second", DialOutState::Ended, None));
+        assert_eq!(state.keyed_call(None).as_deref(), Some("first"));
     }
 }

@@ -13,7 +13,7 @@ use std::{
     time::Instant,
 };
 
-use opus_rs::{Application, OpusDecoder, OpusEncoder};
+use opus_rs::{OpusDecoder, OpusEncoder};
 use str0m::{
     Candidate, Event, Input, Output, Rtc,
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
@@ -22,7 +22,7 @@ use str0m::{
     net::{Protocol, Receive},
 };
 
-use crate::phone::voice::MAX_FRAME;
+use crate::phone::voice::{MAX_FRAME, OPUS_MAX_PACKET, opus_encoder, opus_sample};
 
 /// Opus's RTP clock, whatever the sample rate.
 const OPUS_CLOCK: u64 = 48_000;
@@ -34,14 +34,6 @@ const PREBUFFER: usize = 2;
 /// Ticks a speaker's queue may stay above [`PREBUFFER`] before a frame is dropped to catch up: a burst of
 /// jitter fills the queue, and without this the delay it added would stay for the rest of the call.
 const CATCH_UP_TICKS: u16 = 50;
-/// Voice at the phone's bandwidth needs no more (Opus's default is 64 kbit/s, for music).
-const BITRATE: i32 = 24_000;
-/// Encoder effort. Through Opus at 8 kHz and 24 kbit/s, the spoken greeting comes back within 0.1 dB of the
-/// same waveform match (11.1–11.2 dB SNR) at every complexity from 0 to 9, while encoding takes a third as
-/// long at 1 as at the default 9 (no delayed-decision quantiser, no warped analysis).
-const COMPLEXITY: i32 = 1;
-/// Encoded frames are at most this long (8 kHz voice is tens of bytes).
-const MAX_PACKET: usize = 400;
 /// A frame at or below this level (in -dBov) counts as silence for the SFU's speaker ranking.
 const SILENT_LEVEL: i8 = 50;
 
@@ -91,7 +83,7 @@ impl RoomLeg {
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = change.apply().ok_or_else(|| error("no offer was made"))?;
-        let encoder = voice_encoder(rate).map_err(error)?;
+        let encoder = opus_encoder(rate).map_err(error)?;
         let leg = Box::new(Self {
             rtc,
             mid,
@@ -105,7 +97,7 @@ impl RoomLeg {
             speakers: HashMap::new(),
             transmits: VecDeque::new(),
             next_timeout: Some(now),
-            encoded: vec![0; MAX_PACKET],
+            encoded: vec![0; OPUS_MAX_PACKET],
         });
         Ok((leg, offer.to_sdp_string()))
     }
@@ -213,8 +205,7 @@ impl RoomLeg {
         for chunk in samples[..count.min(frame * 6)].chunks_exact(frame) {
             let mut decoded = [0i16; MAX_FRAME];
             for (out, sample) in decoded.iter_mut().zip(chunk) {
-                // The cast saturates: loud samples clip rather than wrap.
-                *out = (sample * 32_768.0) as i16;
+                *out = opus_sample(*sample);
             }
             if speaker.queue.len() == QUEUE {
                 speaker.queue.pop_front();
@@ -258,14 +249,6 @@ impl RoomLeg {
             self.drain();
         }
     }
-}
-
-/// An Opus encoder set for a phone's voice at `rate`.
-fn voice_encoder(rate: i32) -> Result<OpusEncoder, &'static str> {
-    let mut encoder = OpusEncoder::new(rate, 1, Application::Voip)?;
-    encoder.bitrate_bps = BITRATE;
-    encoder.complexity = COMPLEXITY;
-    Ok(encoder)
 }
 
 /// Another participant's voice waiting to be mixed.
@@ -317,34 +300,6 @@ mod tests {
         assert_eq!(audio_level(&[i16::MAX; NARROW_FRAME]), 0);
         let quiet = [300i16; NARROW_FRAME];
         assert!((38..=42).contains(&audio_level(&quiet)), "{}", audio_level(&quiet));
-    }
-
-    #[test]
-    fn a_tone_survives_opus_at_the_phones_rates() {
-        for rate in [8_000, 16_000] {
-            let frame = rate as usize / 50;
-            let mut encoder = voice_encoder(rate).unwrap();
-            let mut decoder = OpusDecoder::new(rate, 1).unwrap();
-            let (mut packet, mut decoded) = (vec![0; MAX_PACKET], vec![0f32; frame]);
-            let mut energy = (0.0, 0.0);
-            for index in 0..50 {
-                let tone: Vec<i16> = (0..frame)
-                    .map(|i| {
-                        let t = (index * frame + i) as f64 / f64::from(rate);
-                        (8_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin()) as i16
-                    })
-                    .collect();
-                let length = encoder.encode_i16(&tone, frame, &mut packet).unwrap();
-                assert!(length * 8 * 50 <= BITRATE as usize * 2, "{rate}: {length} bytes is near the rate set");
-                assert_eq!(decoder.decode(&packet[..length], frame, &mut decoded).unwrap(), frame);
-                if index >= 10 {
-                    energy.0 += tone.iter().map(|&s| f64::from(s) / 32_768.0).map(|s| s * s).sum::<f64>();
-                    energy.1 += decoded.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>();
-                }
-            }
-            let ratio = energy.1 / energy.0;
-            assert!((0.5..2.0).contains(&ratio), "{rate}: the tone's energy came through: {ratio}");
-        }
     }
 
     #[test]

@@ -378,8 +378,7 @@ impl<D: PhoneDirectory> Call<D> {
                     self.send(self.offer.codec.1, self.outgoing.timestamp, marker).await;
                 }
             }
-            // Every codec here counts 8 kHz on the wire, G.722 included.
-            self.outgoing.timestamp = self.outgoing.timestamp.wrapping_add(NARROW_FRAME as u32);
+            self.outgoing.timestamp = self.outgoing.timestamp.wrapping_add(self.voice.codec().clock_step());
         }
         let quiet =
             self.offer.direction != Direction::Inactive && now.saturating_duration_since(self.last_rtp) > RTP_TIMEOUT;
@@ -399,7 +398,8 @@ impl<D: PhoneDirectory> Call<D> {
         if tick == 0 {
             self.outgoing.key_started = self.outgoing.timestamp;
         }
-        let duration = u16::from(tick + 1) * NARROW_FRAME as u16;
+        // Events count the audio's clock (RFC 4733 §2.1): at most 5 frames of 960 ticks, well within 16 bits.
+        let duration = (u32::from(tick + 1) * self.voice.codec().clock_step()) as u16;
         let end = tick + 1 == KEY_TICKS;
         let start = self.outgoing.key_started;
         for copy in 0..if end { 3 } else { 1 } {
@@ -459,7 +459,8 @@ impl<D: PhoneDirectory> Call<D> {
             return;
         }
         // Time the trunk skipped (loss, or silence it did not send) stays a pause in the room.
-        let skipped = self.next_audio.map_or(0, |next| packet.timestamp.wrapping_sub(next) / NARROW_FRAME as u32);
+        let step = self.voice.codec().clock_step();
+        let skipped = self.next_audio.map_or(0, |next| packet.timestamp.wrapping_sub(next) / step);
         if (1..=MAX_SKIP).contains(&skipped)
             && let Some((leg, _)) = &mut self.leg
         {
@@ -469,7 +470,8 @@ impl<D: PhoneDirectory> Call<D> {
         let before = self.caller_audio.len();
         self.voice.decode(&packet.payload, &mut self.caller_audio);
         let samples = (self.caller_audio.len() - before) as u32;
-        self.next_audio = Some(packet.timestamp.wrapping_add(samples * 8_000 / self.voice.rate()));
+        // Samples to clock ticks: 20 ms is `frame` samples and `step` ticks.
+        self.next_audio = Some(packet.timestamp.wrapping_add(samples * step / self.voice.frame() as u32));
         // Bounded: a trunk sending faster than real time loses the excess, not memory.
         let frame = self.voice.frame();
         let excess = self.caller_audio.len().saturating_sub(4 * frame);

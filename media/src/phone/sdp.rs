@@ -13,42 +13,71 @@ pub enum Codec {
     Pcma,
     /// G.722 (wideband, 16 kHz; its RTP clock and rtpmap say 8000, RFC 3551).
     G722,
+    /// Opus (RFC 7587: a 48 kHz clock whatever the audio's rate; the gateway runs it at 16 kHz).
+    Opus,
 }
 
 impl Codec {
-    /// Every codec, in the order the gateway's own offers prefer them (wideband first).
-    pub const ALL: [Self; 3] = [Self::G722, Self::Pcmu, Self::Pcma];
+    /// Every codec, in the order the gateway's own offers prefer them: wideband first, G.722 before Opus
+    /// for its lower cost per call, Opus before G.711 for its bandwidth and its resilience to loss.
+    pub const ALL: [Self; 4] = [Self::G722, Self::Opus, Self::Pcmu, Self::Pcma];
 
-    /// Samples a second the codec carries (G.722's clock says 8000, but it is 16 kHz audio).
+    /// Samples a second the call runs at (G.722's clock says 8000, but it is 16 kHz audio).
     pub fn rate(self) -> u32 {
         match self {
             Self::Pcmu | Self::Pcma => 8_000,
-            Self::G722 => 16_000,
+            Self::G722 | Self::Opus => 16_000,
         }
     }
 
-    /// The static payload type RFC 3551 gives it.
-    pub fn static_payload_type(self) -> u8 {
+    /// The RTP clock's ticks in 20 ms.
+    pub fn clock_step(self) -> u32 {
+        self.clock() / 50
+    }
+
+    fn clock(self) -> u32 {
         match self {
-            Self::Pcmu => 0,
-            Self::Pcma => 8,
-            Self::G722 => 9,
+            Self::Pcmu | Self::Pcma | Self::G722 => 8_000,
+            Self::Opus => 48_000,
         }
     }
 
-    fn encoding_name(self) -> &'static str {
+    /// The static payload type RFC 3551 gives it (Opus has none).
+    fn static_payload_type(self) -> Option<u8> {
         match self {
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-            Self::G722 => "G722",
+            Self::Pcmu => Some(0),
+            Self::Pcma => Some(8),
+            Self::G722 => Some(9),
+            Self::Opus => None,
         }
     }
 
-    fn from_name(name: &str, rate: &str) -> Option<Self> {
-        if rate.split('/').next() != Some("8000") {
-            return None;
+    /// The payload type the gateway's own offers give it: its static one, else a dynamic one.
+    pub fn offered_payload_type(self) -> u8 {
+        self.static_payload_type().unwrap_or(OFFERED_OPUS)
+    }
+
+    /// Its `a=rtpmap` encoding: name, clock and, for Opus, the two channels RFC 7587 requires it to declare.
+    pub fn rtpmap(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU/8000",
+            Self::Pcma => "PCMA/8000",
+            Self::G722 => "G722/8000",
+            Self::Opus => "opus/48000/2",
         }
-        Self::ALL.into_iter().find(|codec| codec.encoding_name().eq_ignore_ascii_case(name))
+    }
+
+    /// Its format parameters, if any: an Opus sender need not encode what a 16 kHz call cannot play.
+    fn fmtp(self) -> Option<&'static str> {
+        (self == Self::Opus).then_some("maxplaybackrate=16000;sprop-maxcapturerate=16000")
+    }
+
+    fn from_rtpmap(name: &str, rate: &str) -> Option<Self> {
+        let clock = rate.split('/').next()?;
+        Self::ALL.into_iter().find(|codec| {
+            let (own_name, own_rate) = codec.rtpmap().split_once('/').unwrap_or_default();
+            own_name.eq_ignore_ascii_case(name) && own_rate.split('/').next() == Some(clock)
+        })
     }
 }
 
@@ -106,7 +135,7 @@ pub struct Offer {
     pub destination: Option<(IpAddr, u16)>,
     /// The codec chosen and the payload type the offer gave it.
     pub codec: (Codec, u8),
-    /// The payload type of `telephone-event/8000`, if offered.
+    /// The payload type of `telephone-event` at the audio's clock (RFC 4733 §2.1), if offered.
     pub events: Option<u8>,
     /// Which way audio flows.
     pub direction: Direction,
@@ -121,7 +150,7 @@ pub enum SdpError {
     #[error("the offer is not a session description: {0}")]
     Malformed(&'static str),
     /// No plain RTP audio line with a codec the gateway speaks.
-    #[error("no audio in G722, PCMU or PCMA over RTP/AVP is offered")]
+    #[error("no audio in G722, Opus, PCMU or PCMA over RTP/AVP is offered")]
     NoCommonCodec,
 }
 
@@ -193,9 +222,9 @@ impl Offer {
             None => payload_type.to_string(),
         };
         sdp += &format!("m=audio {port} RTP/AVP {formats}\r\n");
-        sdp += &format!("a=rtpmap:{payload_type} {}/8000\r\n", codec.encoding_name());
+        sdp += &codec_lines(codec, payload_type);
         if let Some(events) = self.events {
-            sdp += &format!("a=rtpmap:{events} telephone-event/8000\r\na=fmtp:{events} 0-15\r\n");
+            sdp += &event_lines(events, codec.clock());
         }
         sdp += &format!("a=ptime:20\r\na={}\r\n", self.direction.answered());
         for refused in &self.refused.1 {
@@ -205,22 +234,42 @@ impl Offer {
     }
 }
 
-/// The payload type the gateway's own offers give telephone-event.
-const OFFERED_EVENTS: u8 = 101;
+/// The payload types the gateway's own offers give Opus and telephone-event (at 8 kHz for G.711 and
+/// G.722, at 48 kHz for Opus).
+const OFFERED_OPUS: u8 = 111;
+const OFFERED_EVENTS: [(u8, u32); 2] = [(101, 8_000), (110, 48_000)];
 
-/// The gateway's offer when it calls a phone: audio at `address`:`port` in G.722, PCMU or PCMA, with keys.
+/// The gateway's offer when it calls a phone: audio at `address`:`port` in every codec it speaks, with keys.
 pub fn offer(address: IpAddr, port: u16, session: u64) -> String {
     let family = if address.is_ipv4() { "IP4" } else { "IP6" };
     let mut sdp = format!("v=0\r\no=convene {session} 1 IN {family} {address}\r\ns=Convene\r\n");
     sdp += &format!("c=IN {family} {address}\r\nt=0 0\r\n");
-    let codecs = Codec::ALL;
-    let formats: Vec<String> = codecs.iter().map(|codec| codec.static_payload_type().to_string()).collect();
-    sdp += &format!("m=audio {port} RTP/AVP {} {OFFERED_EVENTS}\r\n", formats.join(" "));
-    for codec in codecs {
-        sdp += &format!("a=rtpmap:{} {}/8000\r\n", codec.static_payload_type(), codec.encoding_name());
+    let formats: Vec<String> = (Codec::ALL.iter().map(|codec| codec.offered_payload_type()))
+        .chain(OFFERED_EVENTS.iter().map(|(payload_type, _)| *payload_type))
+        .map(|payload_type| payload_type.to_string())
+        .collect();
+    sdp += &format!("m=audio {port} RTP/AVP {}\r\n", formats.join(" "));
+    for codec in Codec::ALL {
+        sdp += &codec_lines(codec, codec.offered_payload_type());
     }
-    sdp += &format!("a=rtpmap:{OFFERED_EVENTS} telephone-event/8000\r\na=fmtp:{OFFERED_EVENTS} 0-15\r\n");
+    for (payload_type, clock) in OFFERED_EVENTS {
+        sdp += &event_lines(payload_type, clock);
+    }
     sdp + "a=ptime:20\r\na=sendrecv\r\n"
+}
+
+/// A codec's `a=rtpmap` line, and its `a=fmtp` if it has one.
+fn codec_lines(codec: Codec, payload_type: u8) -> String {
+    let mut lines = format!("a=rtpmap:{payload_type} {}\r\n", codec.rtpmap());
+    if let Some(parameters) = codec.fmtp() {
+        lines += &format!("a=fmtp:{payload_type} {parameters}\r\n");
+    }
+    lines
+}
+
+/// telephone-event's lines at `clock`: the 16 keys' events.
+fn event_lines(payload_type: u8, clock: u32) -> String {
+    format!("a=rtpmap:{payload_type} telephone-event/{clock}\r\na=fmtp:{payload_type} 0-15\r\n")
 }
 
 /// A media line refused: the same media and protocol, port 0, its first format (RFC 3264 §6).
@@ -285,18 +334,20 @@ fn audio_line(
         .iter()
         .filter_map(|&payload_type| {
             let codec = match named(payload_type) {
-                Some((_, name, rate)) => Codec::from_name(name, rate),
+                Some((_, name, rate)) => Codec::from_rtpmap(name, rate),
                 // Static payload types need no rtpmap.
-                None => Codec::ALL.into_iter().find(|codec| codec.static_payload_type() == payload_type),
+                None => Codec::ALL.into_iter().find(|codec| codec.static_payload_type() == Some(payload_type)),
             };
             codec.map(|codec| (codec, payload_type))
         })
         .collect();
     let codec = offered.iter().find(|(codec, _)| Some(*codec) == current).or(offered.first()).copied();
     let Some(codec) = codec else { return Ok(None) };
+    let clock = codec.0.clock().to_string();
     let events = formats.iter().copied().find(|&payload_type| {
-        named(payload_type)
-            .is_some_and(|(_, name, rate)| name.eq_ignore_ascii_case("telephone-event") && rate.starts_with("8000"))
+        named(payload_type).is_some_and(|(_, name, rate)| {
+            name.eq_ignore_ascii_case("telephone-event") && rate.split('/').next() == Some(clock.as_str())
+        })
     });
     Ok(Some((port, codec, events, direction, address)))
 }
@@ -392,6 +443,35 @@ mod tests {
         let read = Offer::parse(&sdp).expect("our offer is an offer");
         assert_eq!(read.destination, Some(("192.0.2.1".parse().expect("an address"), 30000)));
         assert_eq!((read.codec, read.events, read.direction), ((Codec::G722, 9), Some(101), Direction::SendRecv));
-        assert!(sdp.contains("m=audio 30000 RTP/AVP 9 0 8 101\r\na=rtpmap:9 G722/8000\r\n"), "{sdp}");
+        assert!(sdp.contains("m=audio 30000 RTP/AVP 9 111 0 8 101 110\r\na=rtpmap:9 G722/8000\r\n"), "{sdp}");
+        assert!(sdp.contains("a=rtpmap:111 opus/48000/2\r\na=fmtp:111 maxplaybackrate=16000;"), "{sdp}");
+        assert!(sdp.contains("a=rtpmap:110 telephone-event/48000\r\n"), "{sdp}");
+        // A phone that takes only Opus answers with it and the events at Opus's clock.
+        let opus_only = sdp.replace(" 9 111 0 8 101 110", " 111 110");
+        assert_eq!(Offer::parse(&opus_only).unwrap().codec, (Codec::Opus, 111));
+        assert_eq!(Offer::parse(&opus_only).unwrap().events, Some(110));
+    }
+
+    #[test]
+    fn opus_is_read_at_its_48_khz_clock_with_the_events_at_the_same_clock() {
+        let webrtc_like = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5000 RTP/AVP 96 126 101\r\n\
+            a=rtpmap:96 OPUS/48000/2\r\na=fmtp:96 minptime=10;useinbandfec=1\r\n\
+            a=rtpmap:126 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let offer = Offer::parse(webrtc_like).unwrap();
+        assert_eq!((offer.codec, offer.events), ((Codec::Opus, 96), Some(126)));
+        let answer = offer.answer("10.0.0.2".parse().unwrap(), 7000, 1, 1);
+        assert!(answer.contains("m=audio 7000 RTP/AVP 96 126\r\na=rtpmap:96 opus/48000/2\r\n"), "{answer}");
+        assert!(answer.contains("a=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000\r\n"), "{answer}");
+        assert!(answer.contains("a=rtpmap:126 telephone-event/48000\r\na=fmtp:126 0-15\r\n"), "{answer}");
+        // Events at another clock than the audio's are not the call's: keys are then heard in the audio.
+        let slow_events = webrtc_like.replace(" 96 126 101", " 96 101");
+        assert_eq!(Offer::parse(&slow_events).unwrap().events, None);
+        let g711_with_fast_events = webrtc_like.replace(" 96 126 101", " 0 126");
+        assert_eq!(Offer::parse(&g711_with_fast_events).unwrap().codec, (Codec::Pcmu, 0));
+        assert_eq!(Offer::parse(&g711_with_fast_events).unwrap().events, None);
+        // Opus at any other clock is not Opus as RFC 7587 has it.
+        let wrong_clock = "v=0\nc=IN IP4 10.0.0.1\nm=audio 5000 RTP/AVP 96\na=rtpmap:96 opus/16000/1\n";
+        assert_eq!(Offer::parse(wrong_clock), Err(SdpError::NoCommonCodec));
+        assert_eq!((Codec::Opus.clock_step(), Codec::G722.clock_step(), Codec::Pcmu.clock_step()), (960, 160, 160));
     }
 }

@@ -168,7 +168,9 @@ fn DialOut() -> impl IntoView {
                 </form>
             })}
             <ul class="people dial-out-calls">
-                {move || calls.get().into_iter().map(|call| {
+                // Keyed by call and state, so a call's row (and the keys typed into it) stays as other calls
+                // come and change.
+                <For each=move || calls.get() key=|call| format!("{} {}", call.call, call.code()) children=move |call| {
                     let id = call.call.clone();
                     view! {
                         <li class="dial-out-call" data-state=call.code()>
@@ -188,7 +190,7 @@ fn DialOut() -> impl IntoView {
                             {call.takes_keys().then(|| view! { <Keypad call=id.clone() /> })}
                         </li>
                     }
-                }).collect_view()}
+                } />
             </ul>
         </section>
     }
