@@ -45,7 +45,8 @@ enum Command {
     #[cfg(feature = "bench")]
     Bench {
         /// The SFU to measure: convene, janus, or both (one after the other, with the same bots); or phone:
-        /// the SIP gateway, with sipp calling in `--participants` callers to each of `--meetings` rooms.
+        /// the SIP gateway, with sipp calling in `--participants` callers to each of `--meetings` rooms; or
+        /// tokens: the control plane, with `--participants` clients minting room tokens at once.
         #[arg(long, default_value = "convene")]
         target: convene_bench::TargetChoice,
         /// Meetings at once (joined one at a time, measuring each step).
@@ -69,6 +70,10 @@ enum Command {
         /// Record every meeting while measuring (Convene only), so the figures include the recorder.
         #[arg(long)]
         record: bool,
+        /// The database of the Convene under test (default: SQLite in DIR). A Postgres one should be made for
+        /// the run: the benchmark adds its organisation and meetings to it.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
     },
     /// Size a deployment: the bandwidth of the meetings, and with a benchmark result, the nodes to run them.
     #[cfg(feature = "bench")]
@@ -241,7 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
              build one with it: cargo build --release -p convene-api --features bench"
         ),
         #[cfg(feature = "bench")]
-        Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log, record } => {
+        Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log, record, database_url } => {
             let convene = std::env::current_exe().context("cannot find the convene binary to start")?;
             let settings = SETTINGS.iter().map(|(name, _, _)| *name).collect();
             let options = convene_bench::BenchOptions {
@@ -255,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings,
                 sfu_log,
                 record,
+                database_url,
             };
             convene_bench::run(&options).await.map(drop)
         }

@@ -99,6 +99,24 @@ fn a_short_phone_run_puts_every_caller_in_a_room_with_audio_all_along() {
 }
 
 #[test]
+fn a_short_token_run_mints_with_every_client_and_reports_latency_and_cpu() {
+    let out = tempfile::tempdir().unwrap();
+    let args = ["bench", "--target", "tokens", "--participants", "4", "--seconds", "2", "--out"];
+    let output = convene().args(args).arg(out.path()).output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("tokens/s"), "{printed}");
+    let figures = result(&out.path().join("result.json"));
+    let number = |name: &str| figures[name].as_f64().unwrap_or_else(|| panic!("no {name}: {figures}"));
+    assert_eq!(figures["clients"], 4);
+    assert!(number("tokens") > 10.0 && number("tokens_per_second") > 5.0, "{figures}");
+    assert_eq!((number("failures"), number("timeouts")), (0.0, 0.0), "every request minted: {figures}");
+    assert!(number("median_ms") > 0.0 && number("p99_ms") >= number("median_ms"), "{figures}");
+    assert!(number("max_ms") >= number("p99_ms"), "{figures}");
+    assert!(number("server_cpu_seconds") > 0.0 && number("clients_cpu_seconds") > 0.0, "{figures}");
+}
+
+#[test]
 fn bad_benchmark_arguments_are_refused_before_anything_starts() {
     let out = tempfile::tempdir().unwrap();
     for (args, expected) in [

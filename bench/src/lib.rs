@@ -13,6 +13,7 @@ mod chart;
 mod measure;
 pub mod phone;
 mod targets;
+pub mod tokens;
 
 use std::{
     fmt,
@@ -52,6 +53,8 @@ pub enum TargetChoice {
     Both,
     /// Convene's SIP gateway, with sipp's callers (`--participants` per meeting).
     Phone,
+    /// Convene's control plane minting room tokens (`--participants` clients at once).
+    Tokens,
 }
 
 impl TargetChoice {
@@ -60,7 +63,7 @@ impl TargetChoice {
             Self::Convene => &[Target::Convene],
             Self::Janus => &[Target::Janus],
             Self::Both => &[Target::Convene, Target::Janus],
-            Self::Phone => &[],
+            Self::Phone | Self::Tokens => &[],
         }
     }
 }
@@ -74,7 +77,8 @@ impl FromStr for TargetChoice {
             "janus" => Ok(Self::Janus),
             "both" => Ok(Self::Both),
             "phone" => Ok(Self::Phone),
-            other => Err(format!("unknown target {other:?}: use convene, janus, both or phone")),
+            "tokens" => Ok(Self::Tokens),
+            other => Err(format!("unknown target {other:?}: use convene, janus, both, phone or tokens")),
         }
     }
 }
@@ -160,6 +164,8 @@ pub struct BenchOptions {
     pub sfu_log: String,
     /// Every meeting is recorded while measuring (Convene only).
     pub record: bool,
+    /// The database of the Convene under test, when not SQLite in its data directory.
+    pub database_url: Option<String>,
 }
 
 impl BenchOptions {
@@ -260,9 +266,10 @@ pub struct BenchResult {
 /// `out/<target>/` with a comparison chart in `out` (both). Prints a summary as it goes.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<BenchResult>> {
     options.check()?;
-    if options.target == TargetChoice::Phone {
-        phone::run(options).await?;
-        return Ok(Vec::new());
+    match options.target {
+        TargetChoice::Phone => return phone::run(options).await.map(|_| Vec::new()),
+        TargetChoice::Tokens => return tokens::run(options).await.map(|_| Vec::new()),
+        _ => {}
     }
     std::fs::create_dir_all(&options.out).with_context(|| format!("cannot create {}", options.out.display()))?;
     let targets = options.target.targets();

@@ -36,7 +36,8 @@ pub(crate) struct Figures {
     pub(crate) delays: DelayHistogram,
 }
 
-fn cpu_seconds(pid: Option<u32>) -> f64 {
+/// The CPU time process `pid` (this one when `None`) has used, in seconds.
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
     convene_media::process::usage(pid).map_or(0.0, |usage| usage.cpu_seconds)
 }
 

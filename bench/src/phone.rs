@@ -21,7 +21,7 @@ use convene_media::phone::{sdp::Codec, tones, voice::narrow_tone};
 use serde::Serialize;
 use tokio::{net::UdpSocket, time::Instant};
 
-use crate::{BenchOptions, targets::ConveneSfu};
+use crate::{BenchOptions, measure::cpu_seconds, targets::ConveneSfu};
 
 /// The number sipp dials, assigned to the run's tenant.
 pub(crate) const NUMBER: &str = "+15550000000";
@@ -260,9 +260,9 @@ async fn load(sfu: &ConveneSfu, options: &BenchOptions, dir: &Path, calls: usize
     tokio::time::sleep(SETTLE).await;
     let window = Duration::from_secs(options.seconds);
     let from = Instant::now();
-    let cpu_before = cpu_seconds(sfu.pid());
+    let cpu_before = cpu_seconds(Some(sfu.pid()));
     tokio::time::sleep(window).await;
-    let cpu = cpu_seconds(sfu.pid()) - cpu_before;
+    let cpu = cpu_seconds(Some(sfu.pid())) - cpu_before;
     let to = from + window;
     let mut completed = 0;
     for sipp in sipps {
@@ -311,10 +311,6 @@ async fn load(sfu: &ConveneSfu, options: &BenchOptions, dir: &Path, calls: usize
         mouth_to_ear_p95_ms: delay_p95,
         marks_heard,
     })
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    convene_media::process::usage(Some(pid)).map_or(0.0, |usage| usage.cpu_seconds)
 }
 
 /// Runs the group `name`'s callers (`name.xml`, `name.csv`) to the end; the calls that went as scripted.

@@ -189,6 +189,15 @@ impl ConveneSfu {
         // The run's tenant may hold every meeting the benchmark can ask for.
         let plans = dir.join("plans.toml");
         std::fs::write(&plans, bench_plans()).context("cannot write the benchmark's plans")?;
+        // A database outside the data directory holds sealed keys: the run seals them with a key of its own.
+        let secret_key = match &options.database_url {
+            Some(_) => {
+                let made = Command::new(convene).args(["admin", "generate-secret-key"]).output().await?;
+                anyhow::ensure!(made.status.success(), "convene admin generate-secret-key failed");
+                Some(String::from_utf8_lossy(&made.stdout).trim().to_owned())
+            }
+            None => None,
+        };
         let command = |args: &[&str]| {
             let mut command = Command::new(convene);
             // The run's settings only: nothing of the caller's own Convene set-up (its database, its ports).
@@ -205,16 +214,21 @@ impl ConveneSfu {
                 .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
                 .env("CONVENE_LOG", &options.sfu_log)
                 .kill_on_drop(true);
+            if let (Some(url), Some(secret_key)) = (&options.database_url, &secret_key) {
+                command.env("CONVENE_DATABASE_URL", url).env("CONVENE_SECRET_KEY", secret_key);
+            }
             command
         };
-        let password = format!("bench-{:016x}", random());
+        // A run's own organisation, also where a database outlives runs.
+        let run = format!("{:016x}", random());
+        let (password, email) = (format!("bench-{run}"), format!("bench-{run}@example.com"));
         let created = command(&[
             "admin",
             "create-tenant",
             "--name",
             "Benchmark",
             "--owner-email",
-            "bench@example.com",
+            &email,
             "--owner-password",
             &password,
         ])
@@ -267,6 +281,11 @@ impl ConveneSfu {
         // Keep reading what it prints, so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self { child, pid, http, sip, api_key: created.api_key, client: reqwest::Client::new() })
+    }
+
+    /// Where room tokens are minted, and the tenant's API key.
+    pub(crate) fn token_endpoint(&self) -> (String, String) {
+        (format!("http://{}/v1/meeting-tokens", self.http), self.api_key.clone())
     }
 
     /// The SIP gateway's address.

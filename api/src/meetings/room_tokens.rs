@@ -1,10 +1,10 @@
-//! Minting room tokens for a tenant, and the keys behind them: a tenant's first token creates its RS256 key;
-//! the JWKS lists every key that still verifies, so anyone (the media node, a tenant's own services) can
-//! check tokens with public keys alone.
+//! Minting room tokens for a tenant, and the keys behind them: a tenant's first token creates its Ed25519
+//! (EdDSA) key; the JWKS lists every key that still verifies, so anyone (the media node, a tenant's own
+//! services) can check tokens with public keys alone.
 
 use std::{
     num::NonZeroUsize,
-    sync::{LazyLock, Mutex},
+    sync::{Arc, LazyLock, Mutex},
 };
 
 use chrono::Utc;
@@ -23,7 +23,10 @@ use uuid::Uuid;
 
 use crate::{
     entities::{signing_key, tenant},
-    platform::envelope::{Envelope, OpenError},
+    platform::{
+        envelope::{Envelope, OpenError},
+        recent::{FRESH_FOR, Recent},
+    },
 };
 
 /// The issuer of tokens we mint.
@@ -142,7 +145,15 @@ pub async fn mint(
         iat: Some(now),
         context: Context { user, features: request.features },
     };
-    let token = active_signing_key(db, envelope, tenant).await?.mint(&claims)?;
+    let key = active_signing_key(db, envelope, tenant).await?;
+    let token = match key.algorithm {
+        // An RSA signature takes milliseconds of CPU (keys made before Ed25519 became the default): off the
+        // async workers, so the requests beside it are not held up.
+        KeyAlgorithm::Rs256 => tokio::task::spawn_blocking(move || key.mint(&claims))
+            .await
+            .map_err(|error| MintError::Internal(anyhow::anyhow!("signing stopped: {error}")))??,
+        KeyAlgorithm::EdDsa => key.mint(&claims)?,
+    };
     let join_url = room.map(|room| {
         let mut url = meet_url.clone();
         url.set_path(room.as_str());
@@ -152,20 +163,36 @@ pub async fn mint(
     Ok(MintedToken { token, join_url })
 }
 
-/// The key that mints for `tenant`, created (RS256) on first use. Generating an RSA key takes a good part
-/// of a second of CPU, so it runs off the async workers; concurrent first mints create one key between
-/// them (the tenant's row is locked while the key is chosen or stored). The private half is stored sealed.
+/// The key that mints for `tenant`: its row ([`active_key_row`]) with the private half opened and parsed,
+/// once, into [`SIGNING_KEYS`].
 async fn active_signing_key(
     db: &DatabaseConnection,
     envelope: &Envelope,
     tenant: TenantId,
-) -> Result<SigningKey, MintError> {
+) -> Result<Arc<SigningKey>, MintError> {
+    let row = match ACTIVE_KEYS.get(&tenant) {
+        Some(row) => row,
+        None => active_key_row(db, envelope, tenant).await?,
+    };
+    SIGNING_KEYS.get_or_parse(row.id, || {
+        let private = envelope.open(row.id, row.sealed_private_key.as_deref().unwrap_or_default())?;
+        let id = KeyId::new(tenant, &row.key_name)?;
+        Ok(Arc::new(SigningKey::from_pem(id, algorithm_of(&row.algorithm)?, private.expose_secret().as_bytes())?))
+    })
+}
+
+/// The row of the key that mints for `tenant`, kept in [`ACTIVE_KEYS`]; created on first use (Ed25519: a
+/// signature takes microseconds where RSA-2048 takes milliseconds), the private half sealed. Concurrent first
+/// mints create one key between them (the tenant's row is locked while the key is chosen or stored).
+async fn active_key_row(
+    db: &DatabaseConnection,
+    envelope: &Envelope,
+    tenant: TenantId,
+) -> Result<signing_key::Model, MintError> {
     let row = match find_active(db, tenant).await? {
         Some(row) => row,
         None => {
-            let pair = tokio::task::spawn_blocking(|| convene_tokens::generate(KeyAlgorithm::Rs256))
-                .await
-                .map_err(|error| MintError::Invalid(format!("key generation stopped: {error}")))??;
+            let pair = convene_tokens::generate(KeyAlgorithm::EdDsa)?;
             let transaction = crate::platform::db::begin_write(db).await?;
             tenant::Entity::find_by_id(tenant.as_uuid()).lock_exclusive().one(&transaction).await?;
             let row = match find_active(&transaction, tenant).await? {
@@ -183,7 +210,7 @@ async fn active_signing_key(
                             now.format("%Y%m%d"),
                             &Uuid::new_v4().simple().to_string()[..8]
                         )),
-                        algorithm: Set("RS256".to_owned()),
+                        algorithm: Set(KeyAlgorithm::EdDsa.name().to_owned()),
                         public_key: Set(pair.public_pem),
                         key_format: Set(FORMAT_PEM.to_owned()),
                         sealed_private_key: Set(Some(envelope.seal(id, &pair.private_pem)?)),
@@ -198,9 +225,8 @@ async fn active_signing_key(
             row
         }
     };
-    let private = envelope.open(row.id, row.sealed_private_key.as_deref().unwrap_or_default())?;
-    let id = KeyId::new(tenant, &row.key_name)?;
-    Ok(SigningKey::from_pem(id, algorithm_of(&row.algorithm)?, private.expose_secret().as_bytes())?)
+    ACTIVE_KEYS.put(tenant, row.clone());
+    Ok(row)
 }
 
 async fn find_active(db: &impl ConnectionTrait, tenant: TenantId) -> Result<Option<signing_key::Model>, DbErr> {
@@ -288,22 +314,26 @@ fn public_key_of(tenant: TenantId, row: &signing_key::Model) -> Result<PublicKey
 
 /// Parsed public keys of the whole process, so `hello` and JWKS answers do not parse PEM or JWK text each
 /// time; one entry per live key at [`MAX_KEYS_PER_TENANT`] for thousands of tenants.
-static PARSED_KEYS: LazyLock<KeyCache> = LazyLock::new(|| KeyCache::new(20_000));
+static PARSED_KEYS: LazyLock<KeyCache<PublicKey>> = LazyLock::new(|| KeyCache::new(20_000));
+
+/// The row of each tenant's minting key, so a backend minting a token per join reads it once a second
+/// (rotating or deleting here is seen at once, on another replica within a second).
+static ACTIVE_KEYS: LazyLock<Recent<TenantId, signing_key::Model>> = LazyLock::new(|| Recent::new(10_000, FRESH_FOR));
+
+/// Opened and parsed private keys, so a mint neither decrypts nor parses its key: one a tenant that mints.
+/// An opened key stays in memory only as long as it would for the mint anyway, plus the cache's turnover.
+static SIGNING_KEYS: LazyLock<KeyCache<Arc<SigningKey>>> = LazyLock::new(|| KeyCache::new(10_000));
 
 /// Parsed keys by their row's id. A row's key never changes (rotation adds a row; deletion removes it and
 /// lookups go through the row first), so an entry cannot go stale; least recently used entries leave first.
-struct KeyCache(Mutex<lru::LruCache<Uuid, PublicKey>>);
+struct KeyCache<Key>(Mutex<lru::LruCache<Uuid, Key>>);
 
-impl KeyCache {
+impl<Key: Clone> KeyCache<Key> {
     fn new(capacity: usize) -> Self {
         Self(Mutex::new(lru::LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN))))
     }
 
-    fn get_or_parse(
-        &self,
-        row: Uuid,
-        parse: impl FnOnce() -> Result<PublicKey, MintError>,
-    ) -> Result<PublicKey, MintError> {
+    fn get_or_parse(&self, row: Uuid, parse: impl FnOnce() -> Result<Key, MintError>) -> Result<Key, MintError> {
         if let Some(key) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&row) {
             return Ok(key.clone());
         }
@@ -357,10 +387,8 @@ pub async fn register_key(
         KeyId::new(tenant, registration.name.trim()).map_err(|error| MintError::Invalid(format!("name: {error}")))?;
     let (public_key, format, algorithm) = match (registration.public_key_pem, registration.jwk) {
         (Some(pem), None) => {
-            let algorithm = match registration.algorithm.as_deref() {
-                Some("RS256") => KeyAlgorithm::Rs256,
-                Some("EdDSA") => KeyAlgorithm::EdDsa,
-                _ => return Err(MintError::Invalid("algorithm: RS256 or EdDSA is required with a PEM key".to_owned())),
+            let Some(algorithm) = registration.algorithm.as_deref().and_then(KeyAlgorithm::from_name) else {
+                return Err(MintError::Invalid("algorithm: RS256 or EdDSA is required with a PEM key".to_owned()));
             };
             PublicKey::from_pem(id.clone(), algorithm, pem.as_bytes())
                 .map_err(|error| MintError::Invalid(format!("public_key_pem: {error}")))?;
@@ -374,15 +402,11 @@ pub async fn register_key(
         }
         _ => return Err(MintError::Invalid("give exactly one of public_key_pem and jwk".to_owned())),
     };
-    let algorithm = match algorithm {
-        KeyAlgorithm::Rs256 => "RS256",
-        KeyAlgorithm::EdDsa => "EdDSA",
-    };
     let row = signing_key::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant.as_uuid()),
         key_name: Set(registration.name.trim().to_owned()),
-        algorithm: Set(algorithm.to_owned()),
+        algorithm: Set(algorithm.name().to_owned()),
         public_key: Set(public_key),
         key_format: Set(format.to_owned()),
         sealed_private_key: Set(None),
@@ -427,6 +451,7 @@ pub async fn rotate(db: &DatabaseConnection, envelope: &Envelope, tenant: Tenant
         .filter(signing_key::Column::RetiredAt.is_null())
         .exec(db)
         .await?;
+    ACTIVE_KEYS.forget(&tenant);
     let key = active_signing_key(db, envelope, tenant).await?;
     let row = find_active(db, tenant).await?.ok_or_else(|| MintError::Invalid(format!("{} vanished", key.id)))?;
     Ok(listing(tenant, row))
@@ -439,6 +464,7 @@ pub async fn delete_key(db: &DatabaseConnection, tenant: TenantId, name: &str) -
         .filter(signing_key::Column::KeyName.eq(name))
         .exec(db)
         .await?;
+    ACTIVE_KEYS.forget(&tenant);
     Ok(deleted.rows_affected == 1)
 }
 
@@ -479,11 +505,8 @@ pub async fn tenant_exists(db: &DatabaseConnection, tenant: TenantId) -> Result<
 }
 
 fn algorithm_of(stored: &str) -> Result<KeyAlgorithm, MintError> {
-    match stored {
-        "RS256" => Ok(KeyAlgorithm::Rs256),
-        "EdDSA" => Ok(KeyAlgorithm::EdDsa),
-        other => Err(MintError::Invalid(format!("stored key algorithm `{other}` is unknown"))),
-    }
+    KeyAlgorithm::from_name(stored)
+        .ok_or_else(|| MintError::Invalid(format!("stored key algorithm `{stored}` is unknown")))
 }
 
 #[cfg(test)]

@@ -10,7 +10,15 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{entities::api_key, platform::secrets::token_hash};
+use std::sync::LazyLock;
+
+use crate::{
+    entities::api_key,
+    platform::{
+        recent::{FRESH_FOR, Recent},
+        secrets::token_hash,
+    },
+};
 
 /// Every key starts with this, so leaked keys are easy to recognise (and to scan for).
 const PREFIX: &str = "cvn_";
@@ -20,6 +28,10 @@ const SHOWN_LEN: usize = 12;
 pub const MAX_NAME_LEN: usize = 100;
 /// `last_used_at` is written at most this often per key, so busy keys do not write on every request.
 const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// Live keys' tenants by the keys' hashes, so a backend minting a token per join reads its key once a
+/// second (a revocation here is seen at once, on another replica within a second). Unknown keys are not
+/// kept: guesses cannot push live keys out.
+static AUTHENTICATED: LazyLock<Recent<String, TenantId>> = LazyLock::new(|| Recent::new(10_000, FRESH_FOR));
 
 /// A key just created: the only moment its secret exists outside the caller's hands.
 #[derive(Debug, Serialize)]
@@ -87,6 +99,7 @@ pub async fn revoke(db: &impl ConnectionTrait, tenant: TenantId, id: Uuid) -> Re
     else {
         return Ok(None);
     };
+    AUTHENTICATED.forget(&key.secret_hash);
     let mut active: api_key::ActiveModel = key.into();
     active.revoked_at = Set(Some(Utc::now()));
     Ok(Some(active.update(db).await?))
@@ -97,8 +110,12 @@ pub async fn authenticate(db: &impl ConnectionTrait, presented: &str) -> Result<
     if !presented.starts_with(PREFIX) || presented.len() > 128 {
         return Ok(None);
     }
+    let hash = token_hash(presented);
+    if let Some(tenant) = AUTHENTICATED.get(&hash) {
+        return Ok(Some(tenant));
+    }
     let Some(key) = api_key::Entity::find()
-        .filter(api_key::Column::SecretHash.eq(token_hash(presented)))
+        .filter(api_key::Column::SecretHash.eq(&hash))
         .filter(api_key::Column::RevokedAt.is_null())
         .one(db)
         .await?
@@ -112,5 +129,6 @@ pub async fn authenticate(db: &impl ConnectionTrait, presented: &str) -> Result<
         active.last_used_at = Set(Some(now));
         active.update(db).await?;
     }
+    AUTHENTICATED.put(hash, tenant);
     Ok(Some(tenant))
 }

@@ -61,7 +61,8 @@ async fn minted_tokens_verify_with_the_published_keys() {
 
     // Anyone can check the token with the JWKS alone, using a plain JWT library.
     let decoding = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("OKP"), Some("Ed25519")), "{jwk}");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.set_audience(&["jitsi"]);
     let claims = jsonwebtoken::decode::<Value>(&token, &decoding, &validation).unwrap().claims;
     assert_eq!(claims["sub"], tenant.to_string());
@@ -375,4 +376,50 @@ async fn private_keys_are_stored_sealed_and_a_secret_key_rotation_reseals_them()
     let second: Value = mint(&app, &key, body).await.json().await.unwrap();
     assert_eq!(kid_of(second["token"].as_str().unwrap()), first_kid);
     assert!(link_is_valid(&app, first["token"].as_str().unwrap()).await);
+}
+
+#[tokio::test]
+async fn a_tenant_whose_key_predates_ed25519_goes_on_minting_rs256_tokens_that_verify() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = spawn_app().await;
+    let (tenant, key) = tenant_with_key(&app, "owner@acme.example").await;
+    // The RSA key a first mint made before Ed25519 became the default, sealed as it was then.
+    let rsa = convene_tokens::generate(convene_tokens::KeyAlgorithm::Rs256).unwrap();
+    let row = uuid::Uuid::now_v7();
+    let envelope = Envelope::for_settings(app.settings()).unwrap();
+    signing_key::ActiveModel {
+        id: Set(row),
+        tenant_id: Set(tenant.as_uuid()),
+        key_name: Set("convene-20260101-0a1b2c3d".to_owned()),
+        algorithm: Set("RS256".to_owned()),
+        public_key: Set(rsa.public_pem),
+        key_format: Set("pem".to_owned()),
+        sealed_private_key: Set(Some(envelope.seal(row, &rsa.private_pem).unwrap())),
+        created_at: Set(chrono::Utc::now()),
+        retired_at: Set(None),
+    }
+    .insert(&app.db().await)
+    .await
+    .unwrap();
+
+    // Many at once: each signature is made off the async workers, and every one verifies.
+    let body = json!({ "room": "weekly-sync", "user": { "name": "Ann" } });
+    let minted = futures_util::future::join_all((0..8).map(|_| mint(&app, &key, body.clone()))).await;
+    for response in minted {
+        assert_eq!(response.status(), 201);
+        let token = response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some(format!("{tenant}/convene-20260101-0a1b2c3d").as_str()));
+        assert!(link_is_valid(&app, &token).await, "the RS256 token opens the room");
+    }
+    // Rotation makes the next key Ed25519; tokens the RSA key signed still verify.
+    let (status, rotated) =
+        crate::helpers::call(&app, reqwest::Method::POST, "/v1/signing-keys/rotate", &key, None).await;
+    assert_eq!((status, rotated["algorithm"].as_str()), (201, Some("EdDSA")), "{rotated}");
+    let fresh: Value = mint(&app, &key, body).await.json().await.unwrap();
+    let fresh = fresh["token"].as_str().unwrap();
+    assert_eq!(jsonwebtoken::decode_header(fresh).unwrap().alg, jsonwebtoken::Algorithm::EdDSA);
+    assert!(link_is_valid(&app, fresh).await);
+    app.stop().await;
 }

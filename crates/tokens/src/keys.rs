@@ -18,6 +18,19 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
+    /// Its JWS name, as `alg` and the API have it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rs256 => "RS256",
+            KeyAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    /// The algorithm a JWS name stands for, of those tokens may use.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [KeyAlgorithm::Rs256, KeyAlgorithm::EdDsa].into_iter().find(|algorithm| algorithm.name() == name)
+    }
+
     pub(crate) fn jwt(self) -> Algorithm {
         match self {
             KeyAlgorithm::Rs256 => Algorithm::RS256,
@@ -87,13 +100,6 @@ pub enum KeyError {
     Signing(String),
 }
 
-fn algorithm_name(algorithm: KeyAlgorithm) -> &'static str {
-    match algorithm {
-        KeyAlgorithm::Rs256 => "RS256",
-        KeyAlgorithm::EdDsa => "EdDSA",
-    }
-}
-
 /// A public key that verifies a tenant's tokens.
 #[derive(Clone)]
 pub struct PublicKey {
@@ -117,7 +123,7 @@ impl PublicKey {
             KeyAlgorithm::Rs256 => DecodingKey::from_rsa_pem(pem),
             KeyAlgorithm::EdDsa => DecodingKey::from_ed_pem(pem),
         }
-        .map_err(|error| KeyError::Material(algorithm_name(algorithm), error.to_string()))?;
+        .map_err(|error| KeyError::Material(algorithm.name(), error.to_string()))?;
         Ok(Self { id, algorithm, key })
     }
 
@@ -142,7 +148,7 @@ impl PublicKey {
     /// The key as a JWK for a JWKS document: `kid`, `alg`, `use: sig`.
     pub fn jwk(&self) -> Result<jsonwebtoken::jwk::Jwk, KeyError> {
         let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&self.key, Some(self.algorithm.jwt()))
-            .map_err(|error| KeyError::Material(algorithm_name(self.algorithm), error.to_string()))?;
+            .map_err(|error| KeyError::Material(self.algorithm.name(), error.to_string()))?;
         jwk.common.key_id = Some(self.id.as_str().to_owned());
         jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
         Ok(jwk)
@@ -185,7 +191,7 @@ impl fmt::Debug for GeneratedKey {
 pub fn generate(algorithm: KeyAlgorithm) -> Result<GeneratedKey, KeyError> {
     use ed25519_dalek::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
     use rsa::pkcs8::LineEnding;
-    let failed = |error: &dyn fmt::Display| KeyError::Material(algorithm_name(algorithm), error.to_string());
+    let failed = |error: &dyn fmt::Display| KeyError::Material(algorithm.name(), error.to_string());
     let mut rng = rsa::rand_core::OsRng;
     match algorithm {
         KeyAlgorithm::Rs256 => {
@@ -235,7 +241,7 @@ impl SigningKey {
             KeyAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
             KeyAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
         }
-        .map_err(|error| KeyError::Material(algorithm_name(algorithm), error.to_string()))?;
+        .map_err(|error| KeyError::Material(algorithm.name(), error.to_string()))?;
         Ok(Self { id, algorithm, key })
     }
 
