@@ -2,6 +2,8 @@
 //! with a last-used time, revocable. Keys carry 256 random bits, so SHA-256 is enough to store them:
 //! unlike a password there is nothing to brute-force.
 
+use std::sync::LazyLock;
+
 use chrono::Utc;
 use convene_domain::TenantId;
 use sea_orm::{
@@ -9,8 +11,6 @@ use sea_orm::{
 };
 use serde::Serialize;
 use uuid::Uuid;
-
-use std::sync::LazyLock;
 
 use crate::{
     entities::api_key,
@@ -99,10 +99,14 @@ pub async fn revoke(db: &impl ConnectionTrait, tenant: TenantId, id: Uuid) -> Re
     else {
         return Ok(None);
     };
-    AUTHENTICATED.forget(&key.secret_hash);
+    let hash = key.secret_hash.clone();
     let mut active: api_key::ActiveModel = key.into();
     active.revoked_at = Set(Some(Utc::now()));
-    Ok(Some(active.update(db).await?))
+    let revoked = active.update(db).await?;
+    // After the write, so only a request that read the key before it and answers after this can keep it, for
+    // at most `FRESH_FOR`, as on another replica.
+    AUTHENTICATED.forget(&hash);
+    Ok(Some(revoked))
 }
 
 /// The tenant a presented key belongs to, if it is live; records its use.
