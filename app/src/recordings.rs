@@ -67,8 +67,9 @@ fn Recording(recording: RecordingItem, can_delete: bool) -> impl IntoView {
     let RecordingItem { id, room, started, length, people, size, state, state_label, note, video_url, audio_url } =
         recording;
     let facts = [Some(started), length, size].into_iter().flatten().collect::<Vec<_>>().join(" · ");
+    let delete_action = format!("/recordings/{id}/delete");
     view! {
-        <li class="recorded-meeting" data-recording=id.clone() data-state=state>
+        <li class="recorded-meeting" data-recording=id data-state=state>
             <div class="heading-row">
                 <strong>{room}</strong>
                 <span class="tag">{state_label}</span>
@@ -86,7 +87,7 @@ fn Recording(recording: RecordingItem, can_delete: bool) -> impl IntoView {
                 </p>
             })}
             {can_delete.then(|| view! {
-                <form method="post" action=format!("/recordings/{id}/delete")>
+                <form method="post" action=delete_action>
                     <button type="submit" class="danger">"Delete"</button>
                 </form>
             })}

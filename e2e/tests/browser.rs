@@ -20,22 +20,44 @@ async fn both_hosts_hydrate_in_chromium() {
     assert!(link.contains(r#"data-problem="unreadable_token""#), "{link}");
 
     // Each host's pages download their own bundle, and it stays small: what travels is the compressed
-    // module. (The server compresses fast rather than small: `gzip -9` gives about 0.8 of these sizes.)
+    // module, as the brotli or gzip copy `cargo xtask` wrote at the strongest settings.
     assert!(link.contains("/pkg/convene_meet.js") && !link.contains("/pkg/convene.js"), "{link}");
     assert!(landing.contains("/pkg/convene.js") && !landing.contains("convene_meet"), "{landing}");
-    // Sizes with recording and calling phones (5 December 2026: 613 KB and 685 KB served; 1.37 MB and 1.52 MB
-    // raw), with a twentieth to spare: growth beyond it is a choice to make, not a drift.
-    for (bundle, limit) in [("convene", 644_000), ("convene_meet", 719_000)] {
-        let module = reqwest::Client::new()
-            .get(format!("http://localhost:{port}/pkg/{bundle}_bg.wasm"))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(module.headers().get("content-encoding").and_then(|value| value.to_str().ok()), Some("gzip"));
-        let sent = module.bytes().await.unwrap().len();
-        println!("the {bundle} bundle travels as {sent} bytes gzipped");
-        assert!(sent < limit, "the {bundle} bundle grew to {sent} bytes gzipped");
+    // Sizes on 5 December 2026 (brotli, gzip): the site 254 KB and 337 KB, the meeting 336 KB and 440 KB,
+    // with a twentieth to spare: growth beyond it is a choice to make, not a drift.
+    let limits = [("convene", [268_000, 354_000]), ("convene_meet", [353_000, 463_000])];
+    for (bundle, [brotli_limit, gzip_limit]) in limits {
+        for (accepted, encoding, limit) in
+            [("gzip, deflate, br, zstd", "br", brotli_limit), ("gzip", "gzip", gzip_limit)]
+        {
+            let module = reqwest::Client::new()
+                .get(format!("http://localhost:{port}/pkg/{bundle}_bg.wasm"))
+                .header("accept-encoding", accepted)
+                .send()
+                .await
+                .unwrap();
+            let header =
+                |name: &str| module.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            assert_eq!(header("content-encoding").as_deref(), Some(encoding), "asked for {accepted}");
+            assert_eq!(header("content-type").as_deref(), Some("application/wasm"));
+            assert_eq!(header("vary").as_deref(), Some("accept-encoding"));
+            let sent = module.bytes().await.unwrap().len();
+            println!("the {bundle} bundle travels as {sent} bytes in {encoding}");
+            assert!(sent < limit, "the {bundle} bundle grew to {sent} bytes in {encoding}");
+        }
+    }
+    // A browser that takes neither gets the module itself; nothing outside the folder is served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://localhost:{port}/pkg/convene_meet_bg.wasm"))
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(&plain.bytes().await.unwrap()[..4], b"\0asm");
+    for outside in ["..%2F..%2Fconvene.toml", ".hidden", "%2Fetc%2Fpasswd"] {
+        let status = reqwest::get(format!("http://localhost:{port}/pkg/{outside}")).await.unwrap().status();
+        assert_eq!(status, 404, "{outside}");
     }
 
     convene.stop().await.expect("convene stops cleanly");

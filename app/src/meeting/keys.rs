@@ -14,7 +14,6 @@ use aes_gcm::{
     aead::{Aead, Payload},
 };
 use convene_signal::ParticipantId;
-use data_encoding::BASE64;
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -22,6 +21,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 /// An AES-128 media key.
 pub type MediaKey = [u8; 16];
+
+/// A media key wrapped in AES-GCM: the key, then the 16-byte tag.
+const WRAPPED_LEN: usize = 32;
 
 const WRAP_SALT: &[u8] = b"convene e2ee v1 wrap";
 const RATCHET_SALT: &[u8] = b"convene e2ee v1 ratchet";
@@ -60,9 +62,9 @@ pub struct Changes {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum Message {
     /// Here is my public key (to everyone, on joining).
-    Hello { public: String },
-    /// My media key, wrapped for you; my public key comes along for unwrapping.
-    Key { public: String, index: u8, nonce: String, wrapped: String },
+    Hello { public: [u8; 32] },
+    /// My media key, wrapped for you (the key and GCM's tag); my public key comes along for unwrapping.
+    Key { public: [u8; 32], index: u8, nonce: [u8; 12], wrapped: [u8; WRAPPED_LEN] },
 }
 
 /// Why a payload was not taken.
@@ -99,7 +101,7 @@ impl KeyRing {
         let secret = StaticSecret::from(secret);
         let public = PublicKey::from(&secret);
         let ring = Self { me, secret, public, own: (0, media_key), peers: BTreeMap::new(), handed: BTreeSet::new() };
-        let hello = Message::Hello { public: BASE64.encode(public.as_bytes()) };
+        let hello = Message::Hello { public: public.to_bytes() };
         let changes = Changes {
             outgoing: vec![Outgoing { to: None, payload: to_json(&hello) }],
             installs: vec![ring.own_install()],
@@ -117,20 +119,15 @@ impl KeyRing {
         let mut changes = Changes::default();
         match message {
             Message::Hello { public } => {
-                let public = public_key(&public)?;
+                let public = PublicKey::from(public);
                 self.peers.entry(from).or_insert(Peer { public, key: None }).public = public;
             }
             Message::Key { public, index, nonce: their_nonce, wrapped } => {
-                let public = public_key(&public)?;
-                let nonce_bytes = BASE64.decode(their_nonce.as_bytes()).map_err(|_| KeyError::Unreadable)?;
-                let wrapped = BASE64.decode(wrapped.as_bytes()).map_err(|_| KeyError::Unreadable)?;
-                if nonce_bytes.len() != 12 {
-                    return Err(KeyError::Unreadable);
-                }
+                let public = PublicKey::from(public);
                 let cipher = self.wrapping(&public, from);
                 let aad = aad(from, index);
                 let opened = cipher
-                    .decrypt(Nonce::from_slice(&nonce_bytes), Payload { msg: &wrapped, aad: &aad })
+                    .decrypt(Nonce::from_slice(&their_nonce), Payload { msg: &wrapped, aad: &aad })
                     .map_err(|_| KeyError::WrongKey)?;
                 let key: MediaKey = opened.try_into().map_err(|_| KeyError::WrongKey)?;
                 self.peers.insert(from, Peer { public, key: Some((index, key)) });
@@ -149,14 +146,10 @@ impl KeyRing {
         let cipher = self.wrapping(&peer.public, self.me);
         let (index, key) = self.own;
         let aad = aad(self.me, index);
-        let wrapped = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &key, aad: &aad }).ok()?;
+        let wrapped =
+            cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &key, aad: &aad }).ok()?.try_into().ok()?;
         self.handed.insert(to);
-        let message = Message::Key {
-            public: BASE64.encode(self.public.as_bytes()),
-            index,
-            nonce: BASE64.encode(&nonce),
-            wrapped: BASE64.encode(&wrapped),
-        };
+        let message = Message::Key { public: self.public.to_bytes(), index, nonce, wrapped };
         Some(Outgoing { to: Some(to), payload: to_json(&message) })
     }
 
@@ -216,14 +209,8 @@ fn aad(sender: ParticipantId, index: u8) -> [u8; 9] {
     aad
 }
 
-fn public_key(text: &str) -> Result<PublicKey, KeyError> {
-    let bytes: [u8; 32] =
-        BASE64.decode(text.as_bytes()).ok().and_then(|bytes| bytes.try_into().ok()).ok_or(KeyError::Unreadable)?;
-    Ok(PublicKey::from(bytes))
-}
-
 fn to_json(message: &Message) -> String {
-    // Strings and a number only: serialising cannot fail.
+    // Byte arrays and a number only: serialising cannot fail.
     serde_json::to_string(message).unwrap_or_default()
 }
 
@@ -268,11 +255,14 @@ mod tests {
         let (mut cy, cy_hello) = ring(3);
         let reply = ann.receive(ParticipantId(3), &cy_hello.outgoing[0].payload, [9; 12]).unwrap();
         let payload = &reply.outgoing[0].payload;
-        assert!(!payload.contains(&BASE64.encode(&[101; 16])), "{payload}");
+        let key_in_clear = serde_json::to_string(&[101u8; 16]).unwrap();
+        assert!(!payload.contains(key_in_clear.trim_matches(['[', ']'])), "{payload}");
         let taken = cy.receive(ParticipantId(1), payload, [1; 12]).unwrap();
         assert_eq!(taken.installs[0].participant, ParticipantId(1));
         assert_eq!(bob.receive(ParticipantId(1), payload, [1; 12]), Err(KeyError::WrongKey), "not for Bob");
         assert_eq!(bob.receive(ParticipantId(1), "{\"kind\":\"nope\"}", [1; 12]), Err(KeyError::Unreadable));
+        let long_key = payload.replacen("\"public\":[", "\"public\":[1,", 1);
+        assert_eq!(cy.receive(ParticipantId(1), &long_key, [1; 12]), Err(KeyError::Unreadable), "33 bytes");
     }
 
     #[test]

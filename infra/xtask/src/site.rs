@@ -1,8 +1,9 @@
 //! Builds the browser bundles: the `convene-hydrate` crate for wasm32, once per host (the main site's
 //! `convene`, the meet host's `convene_meet` with `--features meet`), each through `wasm-bindgen` into
-//! `<target>/site/pkg`, where `convene` looks for them by default.
+//! `<target>/site/pkg`, where `convene` looks for them by default, with a brotli and a gzip copy of each
+//! file beside it for the server to send as they are.
 
-use std::{path::Path, process::Command};
+use std::{fs, io::Write, path::Path, process::Command};
 
 use anyhow::Context;
 
@@ -47,8 +48,28 @@ pub fn build(target_dir: &Path) -> anyhow::Result<()> {
             .args(["--out-name", name, "--out-dir"])
             .arg(&out_dir)
             .arg(&wasm))?;
+        for file in [format!("{name}_bg.wasm"), format!("{name}.js")] {
+            precompress(&out_dir.join(file))?;
+        }
     }
     println!("bundles written to {}", out_dir.display());
+    Ok(())
+}
+
+/// Writes `<file>.br` and `<file>.gz` at the strongest settings, which the server's on-the-fly compression
+/// cannot afford per request (`gzip -9` is a fifth smaller than its fast gzip, brotli 11 a quarter smaller again).
+fn precompress(file: &Path) -> anyhow::Result<()> {
+    let plain = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 24, ..Default::default() };
+    let mut brotli = Vec::new();
+    brotli::BrotliCompress(&mut plain.as_slice(), &mut brotli, &params)?;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(&plain)?;
+    for (extension, bytes) in [("br", brotli), ("gz", gzip.finish()?)] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(format!(".{extension}"));
+        fs::write(&path, bytes).with_context(|| format!("writing {}", Path::new(&path).display()))?;
+    }
     Ok(())
 }
 

@@ -1,10 +1,16 @@
 //! Mounts the Leptos site: the meet host's pages for requests whose `Host` is the meet host, the main site's
-//! for everything else, the browser bundle under `/pkg`, the embedded stylesheet and icon, and the iframe API
-//! script `/external_api.js` and the encryption worker `/e2ee-worker.js`.
+//! for everything else, the browser bundle under `/pkg` (its precompressed copies where the browser takes
+//! them), the embedded stylesheet and icon, and the iframe API script `/external_api.js` and the encryption
+//! worker `/e2ee-worker.js`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use actix_web::{HttpResponse, guard, http::header, web};
+use actix_files::{NamedFile, file_extension_to_mime};
+use actix_web::{
+    HttpRequest, HttpResponse, Responder, error, guard,
+    http::header::{self, AcceptEncoding, ContentEncoding, Encoding, Header},
+    web,
+};
 use convene_app::{ASSETS_PATH, Surface, backend::SharedBackend, shell};
 use leptos::prelude::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -61,7 +67,14 @@ impl Site {
             .route("/e2ee-worker.js", web::get().to(|| asset(E2EE_WORKER, "text/javascript; charset=utf-8")));
         // Without a bundle (warned about in `new`) `/pkg` falls through to the site's "not found" page.
         if pkg_dir.is_dir() {
-            cfg.service(actix_files::Files::new("/pkg", pkg_dir));
+            cfg.route(
+                "/pkg/{file}",
+                web::route().guard(guard::Any(guard::Get()).or(guard::Head())).to(
+                    move |request: HttpRequest, file: web::Path<String>| {
+                        bundle_file(request, pkg_dir.clone(), file.into_inner())
+                    },
+                ),
+            );
         }
 
         let backend = self.backend.clone();
@@ -86,6 +99,37 @@ impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Site").field("meet_host", &self.meet_host).finish_non_exhaustive()
     }
+}
+
+/// The compressed copies `cargo xtask` writes beside each bundle file, with their file suffix.
+const PRECOMPRESSED: [(ContentEncoding, &str); 2] = [(ContentEncoding::Brotli, "br"), (ContentEncoding::Gzip, "gz")];
+
+/// A file of the bundle folder: the brotli or gzip copy beside it when the browser takes that encoding (sent
+/// as it is; the `Compress` middleware leaves encoded responses alone), else the file itself.
+async fn bundle_file(request: HttpRequest, folder: PathBuf, name: String) -> actix_web::Result<HttpResponse> {
+    // A plain file name only: nothing outside the folder.
+    if name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err(error::ErrorNotFound("no such file"));
+    }
+    let copies: Vec<(ContentEncoding, PathBuf)> = PRECOMPRESSED
+        .iter()
+        .map(|(encoding, suffix)| (*encoding, folder.join(format!("{name}.{suffix}"))))
+        .filter(|(_, path)| path.is_file())
+        .collect();
+    let offered: Vec<Encoding> =
+        copies.iter().map(|(encoding, _)| Encoding::Known(*encoding)).chain([Encoding::identity()]).collect();
+    let chosen = AcceptEncoding::parse(&request).ok().and_then(|accepted| accepted.negotiate(offered.iter()));
+    let file = match copies.into_iter().find(|(encoding, _)| chosen == Some(Encoding::Known(*encoding))) {
+        Some((encoding, path)) => {
+            let extension = Path::new(&name).extension().and_then(|extension| extension.to_str()).unwrap_or("");
+            NamedFile::open_async(path)
+                .await?
+                .set_content_type(file_extension_to_mime(extension))
+                .set_content_encoding(encoding)
+        }
+        None => NamedFile::open_async(folder.join(&name)).await?,
+    };
+    Ok(file.customize().insert_header((header::VARY, "accept-encoding")).respond_to(&request).map_into_boxed_body())
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
