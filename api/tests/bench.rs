@@ -61,7 +61,16 @@ fn a_short_run_against_both_sfus_gives_sane_figures_and_sizes_a_deployment() {
         assert!(number("join_p95_ms") > 0.0 && number("join_p95_ms") < 20_000.0, "{target}: {figures}");
         assert_eq!(figures["ramp"].as_array().map(Vec::len), Some(1));
         assert!(out.path().join(target).join("chart.svg").exists());
+        // What a forwarded packet costs in str0m calls and system calls: Convene's metrics count them.
+        let costs = ["session_timeouts_per_packet", "session_polls_per_packet", "datagrams_per_send"];
+        if target == "convene" {
+            assert!(costs.iter().all(|cost| number(cost) > 0.0), "{figures}");
+            assert!((1.0..=32.0).contains(&number("datagrams_per_send")), "{figures}");
+        } else {
+            assert!(costs.iter().all(|cost| figures[cost].is_null()), "{figures}");
+        }
     }
+    assert!(printed.contains("per packet forwarded:"), "{printed}");
 
     let output = convene()
         .args(["capacity", "--meetings", "10", "--participants", "10", "--resolution", "720p", "--measured"])

@@ -197,6 +197,9 @@ mod tests {
             ramp: Vec::new(),
             recorded: false,
             recorded_mb: 0.0,
+            session_timeouts_per_packet: None,
+            session_polls_per_packet: None,
+            datagrams_per_send: None,
         };
         let plan = plan(CapacityOptions { measured: Some(measured), ..options(15) });
         // 15 × 54.36 = 815.4 Mbit/s out at 400 per CPU-second: 2.04 cores, on 1.5 usable per node.

@@ -260,6 +260,16 @@ pub struct BenchResult {
     /// What the recorder wrote during the window, MB (0 without `--record`).
     #[serde(default)]
     pub recorded_mb: f64,
+    /// Timer inputs the media node handed its str0m sessions per packet forwarded (Convene only: what its
+    /// metrics count; the window's edges are a metrics period, one second, apart from the CPU's).
+    #[serde(default)]
+    pub session_timeouts_per_packet: Option<f64>,
+    /// Outputs asked of str0m sessions per packet forwarded (Convene only).
+    #[serde(default)]
+    pub session_polls_per_packet: Option<f64>,
+    /// Datagrams per send system call, 1 to 32 (GSO runs; Convene only).
+    #[serde(default)]
+    pub datagrams_per_send: Option<f64>,
 }
 
 /// Runs the benchmark: for each target, `result.json` and `chart.svg` in `out` (one target) or in
@@ -320,9 +330,11 @@ async fn run_target(target: Target, options: &BenchOptions, dir: &Path) -> anyho
         return Err(error);
     }
     let recorded_before = sfu.recorded_bytes(dir);
+    let costs_before = sfu.packet_costs().await;
     let window = Window::open(sfu.pid(), &participants);
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;
     let figures = window.close(sfu.pid(), &participants, options.participants);
+    let costs = sfu.packet_costs().await.zip(costs_before).and_then(|(after, before)| after.since(&before));
     let recorded_mb = sfu.recorded_bytes(dir).saturating_sub(recorded_before) as f64 / 1e6;
     for participant in participants {
         participant.leave().await;
@@ -356,6 +368,9 @@ async fn run_target(target: Target, options: &BenchOptions, dir: &Path) -> anyho
         ramp,
         recorded: options.record,
         recorded_mb,
+        session_timeouts_per_packet: costs.map(|costs| costs.0),
+        session_polls_per_packet: costs.map(|costs| costs.1),
+        datagrams_per_send: costs.map(|costs| costs.2),
     })
 }
 
@@ -431,7 +446,7 @@ fn summary(result: &BenchResult) -> String {
   forwarded: {:.1} Mbit/s in, {:.1} Mbit/s out, {:.0} packets/s out; {:.1} Mbit out per CPU-second
   loss {:.4}, delay p50 {} p99 {}, join p95 {}; bots used {:.1} CPU-s on {} CPUs
   recording: {}
-",
+{}",
         result.receivers_with_media,
         result.receivers_total,
         result.join_failures,
@@ -456,6 +471,13 @@ fn summary(result: &BenchResult) -> String {
             format!("every meeting, {:.1} MB written in {} s", result.recorded_mb, result.seconds)
         } else {
             "off".to_owned()
+        },
+        match (result.session_timeouts_per_packet, result.session_polls_per_packet, result.datagrams_per_send) {
+            (Some(timeouts), Some(polls), Some(datagrams)) => format!(
+                "  per packet forwarded: {timeouts:.2} session timeouts, {polls:.2} session polls; \
+                 {datagrams:.2} datagrams per send\n"
+            ),
+            _ => String::new(),
         },
     )
 }

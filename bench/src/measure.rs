@@ -36,6 +36,47 @@ pub(crate) struct Figures {
     pub(crate) delays: DelayHistogram,
 }
 
+/// What forwarding a packet costs the media node, from its running totals (`convene_media_*` metrics):
+/// str0m calls per forwarded packet and datagrams per send system call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct PacketCosts {
+    session_timeouts: f64,
+    session_polls: f64,
+    udp_sends: f64,
+    udp_datagrams_sent: f64,
+    packets_out: f64,
+}
+
+impl PacketCosts {
+    /// Reads the totals from a Prometheus text exposition; `None` when one is missing.
+    pub(crate) fn parse(metrics: &str) -> Option<Self> {
+        let total = |name: &str| {
+            metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        };
+        Some(Self {
+            session_timeouts: total("convene_media_session_timeouts_total")?,
+            session_polls: total("convene_media_session_polls_total")?,
+            udp_sends: total("convene_media_udp_sends_total")?,
+            udp_datagrams_sent: total("convene_media_udp_datagrams_sent_total")?,
+            packets_out: total("convene_media_rtp_packets_total{direction=\"out\"}")?,
+        })
+    }
+
+    /// What happened between `before` and `self`, per forwarded packet and per send: (timeouts per
+    /// packet, polls per packet, datagrams per send); `None` when nothing was forwarded.
+    pub(crate) fn since(&self, before: &Self) -> Option<(f64, f64, f64)> {
+        let packets = self.packets_out - before.packets_out;
+        let sends = self.udp_sends - before.udp_sends;
+        (packets > 0.0 && sends > 0.0).then(|| {
+            (
+                (self.session_timeouts - before.session_timeouts) / packets,
+                (self.session_polls - before.session_polls) / packets,
+                (self.udp_datagrams_sent - before.udp_datagrams_sent) / sends,
+            )
+        })
+    }
+}
+
 /// The CPU time process `pid` (this one when `None`) has used, in seconds.
 pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
     convene_media::process::usage(pid).map_or(0.0, |usage| usage.cpu_seconds)
@@ -134,5 +175,29 @@ impl Figures {
     /// Mbit sent per CPU-second used; 0 when the SFU used no measurable CPU (nothing flowed).
     pub(crate) fn mbps_out_per_cpu_second(&self) -> f64 {
         if self.sfu_cpu_seconds <= 0.0 { 0.0 } else { self.bytes_out as f64 * 8.0 / 1e6 / self.sfu_cpu_seconds }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(timeouts: u64, polls: u64, sends: u64, datagrams: u64, out: u64) -> String {
+        format!(
+            "# HELP convene_media_session_timeouts Timer inputs.\n# TYPE convene_media_session_timeouts counter\n\
+             convene_media_session_timeouts_total {timeouts}\nconvene_media_session_polls_total {polls}\n\
+             convene_media_udp_sends_total {sends}\nconvene_media_udp_datagrams_sent_total {datagrams}\n\
+             convene_media_rtp_packets_total{{direction=\"in\"}} 7\n\
+             convene_media_rtp_packets_total{{direction=\"out\"}} {out}\n"
+        )
+    }
+
+    #[test]
+    fn costs_per_packet_come_from_the_difference_of_two_readings() {
+        let before = PacketCosts::parse(&exposition(10, 100, 50, 60, 40)).unwrap();
+        let after = PacketCosts::parse(&exposition(1_010, 4_100, 550, 2_060, 2_040)).unwrap();
+        assert_eq!(after.since(&before), Some((0.5, 2.0, 4.0)));
+        assert_eq!(before.since(&before), None, "nothing forwarded");
+        assert_eq!(PacketCosts::parse("convene_media_session_polls_total 3\n"), None, "a total missing");
     }
 }

@@ -10,7 +10,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::{BenchOptions, Target};
+use crate::{BenchOptions, Target, measure::PacketCosts};
 
 /// The longest wait for an SFU to start, and for one bot to join.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,14 +58,14 @@ impl Participant {
 
 /// The SFU under test.
 pub(crate) enum Sfu {
-    Convene(ConveneSfu),
+    Convene(Box<ConveneSfu>),
     Janus(JanusSfu),
 }
 
 impl Sfu {
     pub(crate) async fn start(target: Target, options: &BenchOptions, dir: &Path) -> anyhow::Result<Self> {
         match target {
-            Target::Convene => Ok(Self::Convene(ConveneSfu::start(options, dir).await?)),
+            Target::Convene => Ok(Self::Convene(Box::new(ConveneSfu::start(options, dir).await?))),
             Target::Janus => Ok(Self::Janus(JanusSfu::start(dir).await?)),
         }
     }
@@ -138,6 +138,17 @@ impl Sfu {
         }
     }
 
+    /// The media node's per-packet costs so far, from its metrics (Convene only).
+    pub(crate) async fn packet_costs(&self) -> Option<PacketCosts> {
+        match self {
+            Self::Convene(sfu) => {
+                let metrics = sfu.client.get(format!("http://{}/metrics", sfu.metrics)).send().await.ok()?;
+                PacketCosts::parse(&metrics.text().await.ok()?)
+            }
+            Self::Janus(_) => None,
+        }
+    }
+
     pub(crate) async fn stop(self) {
         match self {
             Self::Convene(sfu) => sfu.stop().await,
@@ -166,6 +177,8 @@ pub(crate) struct ConveneSfu {
     http: String,
     /// Its SIP gateway.
     sip: Option<std::net::SocketAddr>,
+    /// `host:port` of its metrics listener.
+    metrics: String,
     api_key: String,
     client: reqwest::Client,
 }
@@ -198,6 +211,11 @@ impl ConveneSfu {
             }
             None => None,
         };
+        // A free port for the metrics listener, which prints no banner line to learn it from.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("no free loopback port for convene's metrics")?
+            .to_string();
         let command = |args: &[&str]| {
             let mut command = Command::new(convene);
             // The run's settings only: nothing of the caller's own Convene set-up (its database, its ports).
@@ -211,7 +229,7 @@ impl ConveneSfu {
                 .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
                 .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
                 .env("CONVENE_SIP_ADDR", "127.0.0.1:0")
-                .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
+                .env("CONVENE_METRICS_ADDR", &metrics)
                 .env("CONVENE_LOG", &options.sfu_log)
                 .kill_on_drop(true);
             if let (Some(url), Some(secret_key)) = (&options.database_url, &secret_key) {
@@ -280,7 +298,7 @@ impl ConveneSfu {
         .with_context(|| format!("convene up stopped before serving; see {}", dir.join("convene.log").display()))?;
         // Keep reading what it prints, so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, pid, http, sip, api_key: created.api_key, client: reqwest::Client::new() })
+        Ok(Self { child, pid, http, sip, metrics, api_key: created.api_key, client: reqwest::Client::new() })
     }
 
     /// Where room tokens are minted, and the tenant's API key.

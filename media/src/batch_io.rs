@@ -28,6 +28,16 @@ pub struct BatchSocket {
     /// The run being gathered for one GSO send.
     run: Run,
     max_segments: usize,
+    sent: SendTally,
+}
+
+/// What the socket sent so far: how well runs gather is datagrams per send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendTally {
+    /// Send system calls (`sendmsg`, one GSO run each).
+    pub sends: u64,
+    /// Datagrams they carried.
+    pub datagrams: u64,
 }
 
 #[derive(Default)]
@@ -53,6 +63,7 @@ impl BatchSocket {
             meta: vec![RecvMeta::default(); BATCH],
             run: Run { bytes: Vec::with_capacity(DATAGRAM * GSO_SEGMENTS), ..Run::default() },
             max_segments,
+            sent: SendTally::default(),
         })
     }
 
@@ -112,6 +123,11 @@ impl BatchSocket {
         self.run.count += 1;
     }
 
+    /// What was sent so far.
+    pub fn sent(&self) -> SendTally {
+        self.sent
+    }
+
     /// Sends the run gathered so far. Datagrams the kernel cannot take now are dropped, as the network
     /// would drop them; other errors concern one destination and are logged.
     pub fn flush(&mut self) {
@@ -123,6 +139,8 @@ impl BatchSocket {
             segment_size: (self.run.count > 1).then_some(self.run.segment),
             src_ip: None,
         };
+        self.sent.sends += 1;
+        self.sent.datagrams += self.run.count as u64;
         if let Err(error) = self.state.try_send(UdpSockRef::from(&self.socket), &transmit)
             && error.kind() != io::ErrorKind::WouldBlock
         {
@@ -165,8 +183,9 @@ mod tests {
     }
 
     /// Sends `sent` from one socket to another, as runs (one flush at the end) or one datagram per call,
-    /// and checks that exactly those datagrams arrive, in order.
-    async fn assert_arrive(sent: &[Vec<u8>], as_runs: bool) {
+    /// and checks that exactly those datagrams arrive, in order; answers the sender's tally and whether it
+    /// may send runs (GSO).
+    async fn assert_arrive(sent: &[Vec<u8>], as_runs: bool) -> (SendTally, bool) {
         let (mut sender, mut receiver) = pair().await;
         let Ok(destination) = receiver.socket.local_addr() else { panic!("address") };
         for datagram in sent {
@@ -179,6 +198,8 @@ mod tests {
         let received = read(&mut receiver, sent.len()).await;
         assert_eq!(summary(&received), summary(sent));
         assert!(received == sent, "the contents changed on the way");
+        assert_eq!(sender.sent().datagrams, sent.len() as u64);
+        (sender.sent(), sender.max_segments > 1)
     }
 
     #[tokio::test]
@@ -186,13 +207,16 @@ mod tests {
         // A frame's packets (a run of equal sizes), its shorter last one, then other sizes on their own.
         let mut sent: Vec<Vec<u8>> = (0..5u8).map(|index| vec![index; 1200]).collect();
         sent.extend([vec![9; 300], vec![7; 1200], vec![], vec![8; 40]]);
-        assert_arrive(&sent, true).await;
+        let (tally, runs) = assert_arrive(&sent, true).await;
+        // The frame and its last packet in one send, then one each.
+        assert_eq!(tally.sends, if runs { 4 } else { 9 });
     }
 
     #[tokio::test]
     async fn more_than_a_batch_waiting_is_read_over_several_calls() {
         let sent: Vec<Vec<u8>> =
             (0..BATCH as u16 * 3).map(|index| index.to_be_bytes().repeat(50 + usize::from(index % 7))).collect();
-        assert_arrive(&sent, false).await;
+        let (tally, _) = assert_arrive(&sent, false).await;
+        assert_eq!(tally.sends, tally.datagrams, "flushed one by one");
     }
 }

@@ -7,7 +7,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::sfu::{Counters, Sfu, Traffic};
+use crate::{
+    batch_io::SendTally,
+    sfu::{Counters, Sfu, Traffic},
+};
 
 /// The media node's counters, registered in the process registry served at `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +24,10 @@ pub struct MediaMetrics {
     probes_answered: Counter,
     sessions_failed: Counter,
     sessions: Gauge,
+    session_timeouts: Counter,
+    session_polls: Counter,
+    udp_sends: Counter,
+    udp_datagrams_sent: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,11 +102,28 @@ impl MediaMetrics {
         media.register("sessions_failed", "Media sessions closed after an error", metrics.sessions_failed.clone());
         media.register("sessions", "Participants with a media session", metrics.sessions.clone());
         media.register("nacks", "Retransmissions receivers asked for (NACK)", metrics.nacks.clone());
+        // The cost of each forwarded packet, in str0m calls and system calls (issue 20's counters).
+        media.register(
+            "session_timeouts",
+            "Timer inputs handed to media sessions (str0m handle_input with a timeout)",
+            metrics.session_timeouts.clone(),
+        );
+        media.register(
+            "session_polls",
+            "Outputs asked of media sessions (str0m poll_output)",
+            metrics.session_polls.clone(),
+        );
+        media.register(
+            "udp_sends",
+            "Send system calls on the media sockets (one GSO run each)",
+            metrics.udp_sends.clone(),
+        );
+        media.register("udp_datagrams_sent", "Datagrams those send calls carried", metrics.udp_datagrams_sent.clone());
         metrics.rooms.register(registry);
         metrics
     }
 
-    fn add(&self, (now, traffic): (Counters, Traffic), (before, traffic_before): (Counters, Traffic)) {
+    fn add(&self, (now, traffic, sent): Snapshot, (before, traffic_before, sent_before): Snapshot) {
         let inbound = DirectionLabels { direction: "in" };
         let outbound = DirectionLabels { direction: "out" };
         self.packets.get_or_create(&inbound).inc_by(traffic.packets_in - traffic_before.packets_in);
@@ -117,14 +141,21 @@ impl MediaMetrics {
         }
         self.probes_answered.inc_by(now.probes_answered - before.probes_answered);
         self.sessions_failed.inc_by(now.sessions_failed - before.sessions_failed);
+        self.session_timeouts.inc_by(now.session_timeouts - before.session_timeouts);
+        self.session_polls.inc_by(now.session_polls - before.session_polls);
+        self.udp_sends.inc_by(sent.sends - sent_before.sends);
+        self.udp_datagrams_sent.inc_by(sent.datagrams - sent_before.datagrams);
     }
 }
+
+/// A shard's running totals: its SFU's counters and traffic, and its socket's sends.
+type Snapshot = (Counters, Traffic, SendTally);
 
 /// What a shard last published, so each second adds only what is new.
 #[derive(Default)]
 pub(crate) struct Reported {
     shard: usize,
-    node: (Counters, Traffic),
+    node: Snapshot,
 }
 
 impl Reported {
@@ -133,8 +164,8 @@ impl Reported {
         Self { shard, ..Self::default() }
     }
 
-    pub(crate) fn publish(&mut self, sfu: &Sfu, metrics: &MediaMetrics) {
-        let node = (sfu.counters(), sfu.traffic());
+    pub(crate) fn publish(&mut self, sfu: &Sfu, sent: SendTally, metrics: &MediaMetrics) {
+        let node = (sfu.counters(), sfu.traffic(), sent);
         metrics.add(node, self.node);
         metrics.sessions.set(i64::try_from(sfu.peer_count()).unwrap_or(i64::MAX));
         self.node = node;

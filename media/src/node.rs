@@ -296,7 +296,7 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
         }
         flush(&mut sfu, &mut socket, &outboxes, &mut recorders);
         if now >= next_metrics {
-            reported.publish(&sfu, metrics);
+            reported.publish(&sfu, socket.sent(), metrics);
             next_metrics = now + METRICS_EVERY;
         }
     }

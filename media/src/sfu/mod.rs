@@ -148,6 +148,11 @@ pub struct Counters {
     pub probes_answered: u64,
     /// Sessions that failed and were closed.
     pub sessions_failed: u64,
+    /// Timer inputs handed to sessions (str0m's `handle_input(Timeout)`): bookkeeping, and when its pacer
+    /// lets queued packets go.
+    pub session_timeouts: u64,
+    /// Outputs asked of sessions (str0m's `poll_output`), the last of each drain being its next timeout.
+    pub session_polls: u64,
 }
 
 #[derive(Debug, Default)]
@@ -426,9 +431,9 @@ impl Sfu {
         let due: Vec<PeerKey> =
             self.peers.iter().filter(|(_, peer)| peer.deadline <= now).map(|(key, _)| *key).collect();
         for key in due {
-            if let Some(peer) = self.peers.get_mut(&key)
-                && let Err(error) = peer.rtc.handle_input(Input::Timeout(now))
-            {
+            let Some(peer) = self.peers.get_mut(&key) else { continue };
+            self.counters.session_timeouts += 1;
+            if let Err(error) = peer.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!(%error, participant = key.participant.0, "media session timer failed");
             }
             self.drain(key, now);
@@ -495,6 +500,7 @@ impl Sfu {
         let mut published = Vec::new();
         loop {
             let Some(peer) = self.peers.get_mut(&key) else { return };
+            self.counters.session_polls += 1;
             let output = match peer.rtc.poll_output() {
                 Ok(output) => output,
                 Err(error) => {
