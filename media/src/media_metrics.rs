@@ -89,36 +89,29 @@ impl MediaMetrics {
         );
         media.register("rtp_bytes", "RTP payload bytes received (in) and forwarded (out)", metrics.bytes.clone());
         media.register(
-            "keyframe_requests",
-            "Keyframe requests (PLI) sent to publishers",
-            metrics.keyframe_requests.clone(),
-        );
-        media.register(
             "datagrams_dropped",
             "Datagrams dropped: unknown_sender, unreadable or over_budget",
             metrics.datagrams_dropped.clone(),
         );
-        media.register("stun_replies", "STUN reachability probes answered", metrics.probes_answered.clone());
-        media.register("sessions_failed", "Media sessions closed after an error", metrics.sessions_failed.clone());
         media.register("sessions", "Participants with a media session", metrics.sessions.clone());
-        media.register("nacks", "Retransmissions receivers asked for (NACK)", metrics.nacks.clone());
-        // The cost of each forwarded packet, in str0m calls and system calls (issue 20's counters).
-        media.register(
-            "session_timeouts",
-            "Timer inputs handed to media sessions (str0m handle_input with a timeout)",
-            metrics.session_timeouts.clone(),
-        );
-        media.register(
-            "session_polls",
-            "Outputs asked of media sessions (str0m poll_output)",
-            metrics.session_polls.clone(),
-        );
-        media.register(
-            "udp_sends",
-            "Send system calls on the media sockets (one GSO run each)",
-            metrics.udp_sends.clone(),
-        );
-        media.register("udp_datagrams_sent", "Datagrams those send calls carried", metrics.udp_datagrams_sent.clone());
+        let counters = [
+            ("keyframe_requests", "Keyframe requests (PLI) sent to publishers", &metrics.keyframe_requests),
+            ("stun_replies", "STUN reachability probes answered", &metrics.probes_answered),
+            ("sessions_failed", "Media sessions closed after an error", &metrics.sessions_failed),
+            ("nacks", "Retransmissions receivers asked for (NACK)", &metrics.nacks),
+            // What each forwarded packet costs, in str0m calls and system calls.
+            (
+                "session_timeouts",
+                "Timer inputs handed to media sessions (str0m handle_input with a timeout)",
+                &metrics.session_timeouts,
+            ),
+            ("session_polls", "Outputs asked of media sessions (str0m poll_output)", &metrics.session_polls),
+            ("udp_sends", "Send system calls on the media sockets (one GSO run each)", &metrics.udp_sends),
+            ("udp_datagrams_sent", "Datagrams those send calls carried", &metrics.udp_datagrams_sent),
+        ];
+        for (name, help, counter) in counters {
+            media.register(name, help, counter.clone());
+        }
         metrics.rooms.register(registry);
         metrics
     }
