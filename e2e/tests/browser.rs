@@ -23,9 +23,9 @@ async fn both_hosts_hydrate_in_chromium() {
     // module, as the brotli or gzip copy `cargo xtask` wrote at the strongest settings.
     assert!(link.contains("/pkg/convene_meet.js") && !link.contains("/pkg/convene.js"), "{link}");
     assert!(landing.contains("/pkg/convene.js") && !landing.contains("convene_meet"), "{landing}");
-    // Sizes on 5 December 2026 (brotli, gzip): the site 361 KB and 482 KB, the meeting 417 KB and 543 KB,
+    // Sizes on 5 December 2026 (brotli, gzip): the site 255 KB and 337 KB, the meeting 336 KB and 440 KB,
     // with a twentieth to spare: growth beyond it is a choice to make, not a drift.
-    let limits = [("convene", [380_000, 507_000]), ("convene_meet", [438_000, 571_000])];
+    let limits = [("convene", [267_000, 354_000]), ("convene_meet", [352_000, 462_000])];
     for (bundle, [brotli_limit, gzip_limit]) in limits {
         for (accepted, encoding, limit) in
             [("gzip, deflate, br, zstd", "br", brotli_limit), ("gzip", "gzip", gzip_limit)]

@@ -178,6 +178,12 @@ pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
         .find_map(|header| header.split(';').next()?.trim().strip_prefix(&format!("{name}=")).map(str::to_owned))
 }
 
+/// A page's markup as a browser shows it: without the empty comments (`<!>`) Leptos leaves after dynamic
+/// text as anchors for hydration, so tests read text as people do.
+pub fn shown(html: &str) -> String {
+    html.replace("<!>", "")
+}
+
 /// A client that, like a browser, accepts HTML and does not follow redirects (tests inspect them).
 fn browser_like_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -5,7 +5,7 @@ use convene_api::entities::{audit_event, invitation, membership, tenant};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, TestApp, invite_and_accept, post_and_follow, set_cookie, sign_up, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, invite_and_accept, post_and_follow, set_cookie, shown, sign_up, spawn_app};
 
 /// The user id of the one member with `role` (tests set up exactly one).
 async fn member_with_role(app: &TestApp, role: &str) -> uuid::Uuid {
@@ -20,7 +20,7 @@ async fn an_owner_invites_a_moderator_who_joins_and_appears_on_the_team() {
     let owner = sign_up(&app, "Acme", "owner@acme.example").await;
     let moderator = invite_and_accept(&app, &owner, "mo@acme.example", "moderator").await;
 
-    let dashboard = app.get_with_cookie("/dashboard", &moderator).await.text().await.unwrap();
+    let dashboard = shown(&app.get_with_cookie("/dashboard", &moderator).await.text().await.unwrap());
     assert!(dashboard.contains("<strong>Acme</strong>") && dashboard.contains(">moderator<"), "{dashboard}");
     assert!(!dashboard.contains("Confirm your email address"), "the invitation link verified the address");
     let team = app.get_with_cookie("/team", &owner).await.text().await.unwrap();
