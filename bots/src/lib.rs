@@ -7,11 +7,13 @@
 //! Every packet a bot sends carries a trailer (layer, send time, frame and packet number), so the receiving
 //! bot can tell which layer the node forwarded and how late.
 //!
-//! [`sipp`] builds scenarios for Debian's sipp, the phone callers of the SIP gateway's tests and benchmark.
+//! [`sipp`] builds scenarios for Debian's sipp, the phone callers of the SIP gateway's tests and benchmark;
+//! [`baresip`] runs Debian's baresip, a real softphone, for the gateway's tests.
 //!
 //! Everything is bounded: the message queue drops its oldest entries when full, and every task ends when the
 //! bot is left, dropped, refused or disconnected.
 
+pub mod baresip;
 mod bot;
 mod janus;
 mod media;

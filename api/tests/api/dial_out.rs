@@ -19,9 +19,9 @@ use crate::{
 };
 
 /// The number the moderator calls, shown as "Phone ••• 4567".
-const CALLEE: &str = "+1 (555) 987-4567";
+pub(crate) const CALLEE: &str = "+1 (555) 987-4567";
 /// The gateway's ports for calls' audio: the offers it sends must name one of them.
-const RTP_PORTS: &str = "47000-47099";
+pub(crate) const RTP_PORTS: &str = "47000-47099";
 /// The trunk's digest credentials.
 const TRUNK_USER: &str = "convene";
 const TRUNK_PASSWORD: &str = "trunk-secret";
@@ -44,7 +44,7 @@ async fn app_with_trunk_at(uri: &str) -> TestApp {
 }
 
 /// A moderator's room token that may call phones (`outbound-call`), or not.
-async fn moderator_token(app: &TestApp, key: &str, may_call: bool) -> String {
+pub(crate) async fn moderator_token(app: &TestApp, key: &str, may_call: bool) -> String {
     let body = json!({ "room": "standup", "user": { "name": "Ann" }, "moderator": true,
         "features": { "outbound-call": may_call } });
     let (status, minted) = call(app, Method::POST, "/v1/meeting-tokens", key, Some(body)).await;
@@ -124,7 +124,7 @@ async fn keys_heard(socket: &tokio::net::UdpSocket, events: u8, count: usize) ->
 }
 
 /// The next `dial_out_changed` the moderator hears.
-async fn next_change(ann: &mut crate::signal::Socket) -> Value {
+pub(crate) async fn next_change(ann: &mut crate::signal::Socket) -> Value {
     hear_until(ann, |message| message["type"] == "dial_out_changed").await
 }
 

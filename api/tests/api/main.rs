@@ -21,6 +21,7 @@ mod rooms;
 mod shutdown;
 mod signal;
 mod site;
+mod softphone;
 mod team;
 mod tenants;
 mod tokens;

@@ -32,7 +32,7 @@ const CALLER: &str = "+15557654321";
 
 /// One sipp call from `CALLER` to `number` at `gateway`, playing `steps` (after `scenario`'s INVITE and
 /// ACK when `answered`); true when sipp saw every step go as written.
-async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -> bool {
+pub(crate) async fn sipp(gateway: SocketAddr, transport: &str, number: &str, steps: &str) -> bool {
     run(steps, transport, free_port(), &[gateway.to_string(), "-s".to_owned(), number.to_owned()]).await
 }
 
@@ -47,7 +47,7 @@ fn dial() -> String {
 }
 
 /// Keys by SIP INFO from `caller`, CSeq from `first` on.
-fn typed(caller: &Caller, keys: &str, first: u32) -> String {
+pub(crate) fn typed(caller: &Caller, keys: &str, first: u32) -> String {
     let keys: Vec<String> = keys.chars().map(String::from).collect();
     caller.info_keys(keys.iter().map(String::as_str), first)
 }
@@ -290,7 +290,7 @@ pub(crate) async fn eventually_present(app: &TestApp, key: &str, ready: impl Fn(
 }
 
 /// What a caller hears: the µ-law RTP that reaches `socket` over `duration`, decoded.
-async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
+pub(crate) async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
     let mut heard = Vec::new();
     let until = tokio::time::Instant::now() + duration;
     phone_media(
@@ -310,7 +310,7 @@ async fn listen(socket: tokio::net::UdpSocket, duration: Duration) -> Vec<i16> {
 
 /// The share of `samples`' power (at `rate`) at `frequency`, over 100 ms windows weighted by their energy:
 /// near 1 for a pure tone of that frequency, near 0 for another tone or silence.
-fn tone_share(samples: &[i16], frequency: f32, rate: f32) -> f32 {
+pub(crate) fn tone_share(samples: &[i16], frequency: f32, rate: f32) -> f32 {
     let energy = |chunk: &[i16]| chunk.iter().map(|&sample| f32::from(sample) * f32::from(sample)).sum::<f32>();
     let (mut at_frequency, mut total) = (0.0, 0.0);
     for chunk in samples.chunks_exact(rate as usize / 10) {

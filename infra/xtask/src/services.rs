@@ -92,14 +92,16 @@ pub fn ensure_ffmpeg() -> anyhow::Result<()> {
 }
 
 /// Debian's SIP test clients: sipp (package sip-tester, with its RFC 4733 key recordings), which the phone
-/// gateway's tests use as the trunk.
+/// gateway's tests use as the trunk, and baresip (baresip-core), a real softphone.
 pub fn ensure_sip_clients() -> anyhow::Result<()> {
-    step("Checking sipp");
-    if Path::new("/usr/bin/sipp").exists() && Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap").exists() {
-        println!("sipp is installed");
+    step("Checking sipp and baresip");
+    let sipp = Path::new("/usr/bin/sipp").exists() && Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap").exists();
+    let baresip = Path::new("/usr/bin/baresip").exists() && Path::new("/usr/lib/baresip/modules/ausine.so").exists();
+    if sipp && baresip {
+        println!("sipp and baresip are installed");
         return Ok(());
     }
-    apt_install(&["sip-tester"])
+    apt_install(&["sip-tester", "baresip-core"])
 }
 
 /// aiosmtpd, pinned: the SMTP sink mail tests read from.
