@@ -14,6 +14,7 @@ pub mod meeting;
 pub mod meeting_invitee;
 pub mod membership;
 pub mod node_event_cursor;
+pub mod rate_limit_window;
 pub mod recording;
 pub mod room;
 pub mod room_closure;

@@ -20,7 +20,7 @@ use crate::{
     people::password::{Password, WeakPassword},
     platform::audit::{self, AuditEvent},
     platform::mail::{Email, Mailer},
-    platform::rate_limit::{MAIL_WINDOW, RateLimiter},
+    platform::rate_limit::{MAIL_WINDOW, SharedLimiter},
     platform::secrets::{random_token, token_hash},
 };
 
@@ -75,7 +75,7 @@ pub struct TeamService {
     mailer: Mailer,
     public_url: Url,
     /// Invitation mail per organisation and per client.
-    limiter: std::sync::Arc<RateLimiter>,
+    limiter: SharedLimiter,
 }
 
 /// Invitations per organisation, and per client address, per hour.
@@ -85,7 +85,7 @@ const INVITATIONS_PER_CLIENT: u32 = 30;
 impl TeamService {
     /// The service over a database, a mailer and the public URL for links.
     pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url) -> Self {
-        Self { db, mailer, public_url, limiter: std::sync::Arc::default() }
+        Self { limiter: SharedLimiter::new(db.clone()), db, mailer, public_url }
     }
 
     /// The team page: members and pending invitations.
@@ -140,11 +140,10 @@ impl TeamService {
             return Err(TeamError::Forbidden);
         }
         let email = EmailAddress::parse(email).map_err(|error| TeamError::Email(error.to_string()))?;
-        let now = std::time::Instant::now();
         let client = format!("invite-ip:{}", ip.unwrap_or_default());
         let tenant_key = format!("invite-tenant:{}", actor.tenant);
-        if !self.limiter.allow(&client, INVITATIONS_PER_CLIENT, MAIL_WINDOW, now)
-            || !self.limiter.allow(&tenant_key, INVITATIONS_PER_TENANT, MAIL_WINDOW, now)
+        if !self.limiter.allow(&client, INVITATIONS_PER_CLIENT, MAIL_WINDOW).await?
+            || !self.limiter.allow(&tenant_key, INVITATIONS_PER_TENANT, MAIL_WINDOW).await?
         {
             return Err(TeamError::RateLimited);
         }

@@ -1,20 +1,33 @@
-//! In-process fixed-window rate limits (sign-in attempts per account and per client, mail resends, room
-//! passwords). One process is the unit: behind several `convene api` processes each keeps its own count,
-//! which still bounds guessing per process.
+//! Fixed-window rate limits, in two kinds. [`SharedLimiter`] keeps its counts in the database: the
+//! control plane's limits (sign-in attempts per account and per client, mail sent on someone's behalf), so
+//! every replica behind a load balancer counts against the same limit and counts outlive restarts.
+//! [`RateLimiter`] counts in the process: the media node's room-password guesses, where the node has no
+//! database and a room lives on one node.
 //!
-//! Memory is bounded whatever callers pass: keys are stored as a 128-bit digest, never as given (an
-//! attacker's 256 KB "address" costs 16 bytes), and at most `capacity` keys are kept, the least recently
-//! used going first. Eviction can forget a key's count early; callers check the per-client limit first, so
-//! one client cannot churn through enough keys to reset someone else's.
+//! Keys are stored as a 128-bit digest, never as given (an attacker's 256 KB "address" costs 16 bytes).
+//! In the process at most `capacity` keys are kept, the least recently used going first: eviction can
+//! forget a key's count early, so callers check the per-client limit first, and one client cannot churn
+//! through enough keys to reset someone else's. In the database, windows are swept a day after they start.
 
 use std::{
     num::NonZeroUsize,
-    sync::Mutex,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
+use chrono::{DateTime, Utc};
 use lru::LruCache;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
 use sha2::{Digest, Sha256};
+
+use crate::entities::rate_limit_window;
 
 /// The window of the limits on what sends mail (sign-ups, invitations, meeting mail), in seconds.
 pub const MAIL_WINDOW_SECS: u64 = 3600;
@@ -70,6 +83,62 @@ impl RateLimiter {
     }
 }
 
+/// Windows in the database are deleted this long after they start: longer than any window callers use.
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// One call in this many, per process, sweeps the windows past [`RETENTION`].
+const SWEEP_EVERY: u32 = 256;
+
+/// Counts events per key in fixed windows of at most a day, in the database.
+#[derive(Debug, Clone)]
+pub struct SharedLimiter {
+    db: DatabaseConnection,
+    calls: Arc<AtomicU32>,
+}
+
+impl SharedLimiter {
+    /// Limits counted in `db`.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db, calls: Arc::default() }
+    }
+
+    /// Counts one event for `key`; `false` when the key already had `limit` events in the current window.
+    pub async fn allow(&self, key: &str, limit: u32, window: Duration) -> Result<bool, DbErr> {
+        self.allow_at(key, limit, window, Utc::now()).await
+    }
+
+    async fn allow_at(&self, key: &str, limit: u32, window: Duration, now: DateTime<Utc>) -> Result<bool, DbErr> {
+        use rate_limit_window::{Column, Entity};
+        let now_ms = now.timestamp_millis();
+        let key = data_encoding::HEXLOWER.encode(&digest(key));
+        // One statement starts a window afresh once it has ended, or counts the event in it, so replicas
+        // counting the same key at once never lose an event.
+        let ended = Expr::col((Entity, Column::StartedMs)).lte(now_ms.saturating_sub(millis(window)));
+        let count = Expr::case(ended.clone(), 1).finally(Expr::col((Entity, Column::Count)).add(1));
+        let started = Expr::case(ended, now_ms).finally(Expr::col((Entity, Column::StartedMs)));
+        let first = rate_limit_window::ActiveModel { key: Set(key.clone()), started_ms: Set(now_ms), count: Set(1) };
+        Entity::insert(first)
+            .on_conflict(
+                OnConflict::column(Column::Key)
+                    .values([(Column::Count, count.into()), (Column::StartedMs, started.into())])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        // Read after the write: another replica's event in between makes this one count it too, which errs
+        // on the side of refusing.
+        let counted = Entity::find_by_id(key).one(&self.db).await?.map_or(1, |window| window.count);
+        if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+            let expired = now_ms.saturating_sub(millis(RETENTION));
+            Entity::delete_many().filter(Column::StartedMs.lt(expired)).exec(&self.db).await?;
+        }
+        Ok(u32::try_from(counted).is_ok_and(|counted| counted <= limit))
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn digest(key: &str) -> KeyDigest {
     let hash = Sha256::digest(key.as_bytes());
     let mut digest = KeyDigest::default();
@@ -79,7 +148,44 @@ fn digest(key: &str) -> KeyDigest {
 
 #[cfg(test)]
 mod tests {
+    use convene_migrations::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectOptions, Database, PaginatorTrait};
+
     use super::*;
+
+    async fn shared() -> SharedLimiter {
+        // One connection: each connection to `:memory:` is a database of its own.
+        let db = Database::connect(ConnectOptions::new("sqlite::memory:").max_connections(1).to_owned())
+            .await
+            .expect("an in-memory database");
+        Migrator::up(&db, None).await.expect("migrated");
+        SharedLimiter::new(db)
+    }
+
+    #[tokio::test]
+    async fn a_shared_key_gets_its_limit_per_window_across_limiters_and_old_windows_are_swept() {
+        let (first, window) = (shared().await, Duration::from_secs(60));
+        // Another replica: the same database, a limiter of its own.
+        let second = SharedLimiter { db: first.db.clone(), calls: Arc::default() };
+        let start = Utc::now();
+        let at = |seconds: i64| start + chrono::TimeDelta::seconds(seconds);
+        for limiter in [&first, &second, &first] {
+            assert!(limiter.allow_at("ann", 3, window, start).await.unwrap());
+        }
+        assert!(!second.allow_at("ann", 3, window, at(59)).await.unwrap(), "the other replica counted too");
+        assert!(first.allow_at("bob", 3, window, at(59)).await.unwrap(), "keys are independent");
+        assert!(second.allow_at("ann", 3, window, at(60)).await.unwrap(), "a new window starts afresh");
+        assert!(second.allow_at("ann", 3, window, at(61)).await.unwrap());
+
+        // Every 256th call sweeps windows that started over a day before it.
+        let windows = || rate_limit_window::Entity::find().count(&first.db);
+        assert_eq!(windows().await.unwrap(), 2);
+        let tomorrow = at(24 * 3600 + 61);
+        for index in 0..SWEEP_EVERY {
+            second.allow_at(&format!("key {index}"), 1, window, tomorrow).await.unwrap();
+        }
+        assert_eq!(windows().await.unwrap(), u64::from(SWEEP_EVERY), "ann's and bob's windows are gone");
+    }
 
     #[test]
     fn a_key_gets_its_limit_per_window_and_others_are_unaffected() {

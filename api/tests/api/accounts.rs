@@ -189,7 +189,7 @@ async fn bad_signups_explain_each_field_and_create_nothing() {
 }
 
 #[tokio::test]
-async fn sign_in_refuses_alike_and_limits_attempts_and_sign_out_ends_the_session() {
+async fn sign_in_refuses_alike_limits_attempts_across_replicas_and_sign_out_ends_the_session() {
     let app = spawn_app().await;
     // Signed up, but not signed in: every sign-in attempt below counts towards the account's limit.
     let fields = [("organisation", "Acme"), ("name", "Ann"), ("email", "ann@acme.example"), ("password", PASSWORD)];
@@ -216,11 +216,16 @@ async fn sign_in_refuses_alike_and_limits_attempts_and_sign_out_ends_the_session
     assert_eq!(after.status(), 302, "a revoked session is signed out");
     assert_eq!(after.headers()["location"], "/login?next=%2Fdashboard", "and comes back after signing in");
 
-    // Five attempts per account per window: one failure and one success above, three more failures here,
-    // and the sixth attempt is refused even with the right password.
+    // Five attempts per account per window, counted by every replica: one failure and one success above,
+    // three more failures on a second replica behind the same load balancer, and the sixth attempt, back
+    // on the first, is refused even with the right password.
+    let replica = app.replica().await;
     for _ in 0..3 {
-        post_and_follow(&app, "/auth/login", &[("email", "ann@acme.example"), ("password", "nope nope")], None).await;
+        let fields = [("email", "ann@acme.example"), ("password", "nope nope")];
+        let (_, page) = post_and_follow(&replica, "/auth/login", &fields, None).await;
+        assert!(page.contains("The email address or password is not right."), "{page}");
     }
+    replica.stop().await;
     let (_, limited) =
         post_and_follow(&app, "/auth/login", &[("email", "ann@acme.example"), ("password", PASSWORD)], None).await;
     assert!(limited.contains("Too many sign-in attempts"), "{limited}");

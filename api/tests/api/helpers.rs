@@ -162,6 +162,30 @@ impl TestApp {
         Ok(())
     }
 
+    /// Another control plane (`convene api`) on this app's database and settings, with an address and a data
+    /// directory of its own, as a second replica behind a load balancer.
+    pub async fn replica(&self) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = self.settings.clone();
+        settings.http_addr = "127.0.0.1:0".parse().expect("an address");
+        settings.metrics_addr = "127.0.0.1:0".parse().expect("an address");
+        settings.data_dir = data_dir.path().to_owned();
+        let shutdown = CancellationToken::new();
+        let started = roles::start(Serve::Api, &settings, shutdown.clone()).await.expect("the replica starts");
+        TestApp {
+            address: format!("http://{}", started.http_addr),
+            metrics_address: format!("http://{}", started.metrics_addr),
+            started: Some(started),
+            shutdown,
+            client: browser_like_client(),
+            database_url: self.database_url.clone(),
+            data_dir,
+            mailbox: self.mailbox.clone(),
+            settings,
+            _database: None,
+        }
+    }
+
     /// The settings the app runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings

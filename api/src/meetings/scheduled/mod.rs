@@ -41,7 +41,7 @@ use crate::{
     platform::envelope::Envelope,
     platform::mail::{Email, Mailer},
     platform::pagination,
-    platform::rate_limit::{MAIL_WINDOW, RateLimiter},
+    platform::rate_limit::{MAIL_WINDOW, SharedLimiter},
     platform::secrets::{random_token, token_hash},
 };
 
@@ -185,7 +185,7 @@ pub struct MeetingService {
     /// Opens the sealed keys that mint the links.
     envelope: Envelope,
     /// Meeting mail per organisation: scheduling mails every invitee, so it is a way to send mail.
-    limiter: std::sync::Arc<RateLimiter>,
+    limiter: SharedLimiter,
     /// The numbers and PIN invitations offer for joining by phone.
     dial_in: DialInService,
 }
@@ -201,7 +201,7 @@ impl MeetingService {
         (public_url, meet_url): (Url, Url),
         envelope: Envelope,
     ) -> Self {
-        Self { db, mailer, public_url, meet_url, envelope, limiter: std::sync::Arc::default(), dial_in }
+        Self { limiter: SharedLimiter::new(db.clone()), db, mailer, public_url, meet_url, envelope, dial_in }
     }
 
     /// The member an API request schedules for, by address: a moderator (or above) of `tenant`.
@@ -230,7 +230,7 @@ impl MeetingService {
     async fn mailing_organiser(&self, actor: Actor) -> Result<user::Model, MeetingError> {
         let organiser = self.organiser(actor).await?;
         let key = format!("meeting-mail:{}", actor.tenant);
-        if !self.limiter.allow(&key, MEETING_MAIL_PER_TENANT, MAIL_WINDOW, std::time::Instant::now()) {
+        if !self.limiter.allow(&key, MEETING_MAIL_PER_TENANT, MAIL_WINDOW).await? {
             return Err(MeetingError::RateLimited);
         }
         Ok(organiser)

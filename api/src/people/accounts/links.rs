@@ -40,7 +40,7 @@ impl LinkPurpose {
 impl Accounts {
     /// Sends a fresh verification link, within the resend limit.
     pub async fn resend_verification(&self, user_id: Uuid) -> Result<(), ResendError> {
-        if !self.limiter.allow(&format!("resend:{user_id}"), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
+        if !self.limiter.allow(&format!("resend:{user_id}"), RESEND_LIMIT, RESEND_WINDOW).await? {
             return Err(ResendError::RateLimited);
         }
         self.send_verification(user_id).await
@@ -178,11 +178,16 @@ impl Accounts {
     pub async fn request_password_reset(&self, email: &str, client: &Client) -> Result<(), ResetError> {
         // Per client first: one network asking for many addresses' links is a way to send mail.
         let key = format!("reset-ip:{}", client.ip.as_deref().unwrap_or_default());
-        if !self.limiter.allow(&key, RESETS_PER_CLIENT, MAIL_WINDOW, Instant::now()) {
+        if !self.limiter.allow(&key, RESETS_PER_CLIENT, MAIL_WINDOW).await.map_err(anyhow::Error::from)? {
             return Err(ResetError::RateLimited);
         }
         let Ok(address) = EmailAddress::parse(email) else { return Ok(()) };
-        if !self.limiter.allow(&format!("reset:{address}"), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
+        if !self
+            .limiter
+            .allow(&format!("reset:{address}"), RESEND_LIMIT, RESEND_WINDOW)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
             return Ok(());
         }
         let user = user::Entity::find().filter(user::Column::Email.eq(address.as_str())).one(&self.db).await;

@@ -3,13 +3,10 @@
 //!
 //! Here: the service, its errors, sign-up and changes of password. `links` holds the single-use mail links,
 //! `sessions` sign-in and sessions. Rules kept throughout: an unknown address and a wrong password give the
-//! same answer in similar time; sign-in attempts are limited per address and per client; tokens are random,
+//! same answer in similar time; sign-in attempts are limited per address and per client, across replicas; tokens are random,
 //! single-use, expiring and stored only as hashes.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use convene_app::model::{Membership, Viewer};
@@ -34,7 +31,7 @@ use crate::{
     people::tenants::{self, CreateTenantError, NewTenant},
     platform::audit::{self, AuditEvent},
     platform::mail::{Email, Mailer},
-    platform::rate_limit::{MAIL_WINDOW, RateLimiter},
+    platform::rate_limit::{MAIL_WINDOW, SharedLimiter},
     platform::secrets::{random_token, token_hash},
 };
 
@@ -62,7 +59,7 @@ pub struct Accounts {
     db: DatabaseConnection,
     mailer: Mailer,
     public_url: Url,
-    limiter: Arc<RateLimiter>,
+    limiter: SharedLimiter,
 }
 
 /// A new session: the cookie value, shown to the browser once and stored only as a hash.
@@ -244,7 +241,7 @@ pub enum PasswordChangeError {
 impl Accounts {
     /// The service over a database, a mailer and the site's public URL (for links in mail).
     pub fn new(db: DatabaseConnection, mailer: Mailer, public_url: Url) -> Self {
-        Self { db, mailer, public_url, limiter: Arc::new(RateLimiter::default()) }
+        Self { limiter: SharedLimiter::new(db.clone()), db, mailer, public_url }
     }
 
     /// Creates the organisation and its unconfirmed owner, and mails the link that confirms the address and
@@ -260,7 +257,7 @@ impl Accounts {
         let name = form.name.trim();
         // Each sign-up hashes a password and sends a mail: both cost, and both can be aimed at others.
         let key = format!("signup-ip:{}", client.ip.as_deref().unwrap_or_default());
-        if !self.limiter.allow(&key, SIGNUPS_PER_CLIENT, MAIL_WINDOW, Instant::now()) {
+        if !self.limiter.allow(&key, SIGNUPS_PER_CLIENT, MAIL_WINDOW).await? {
             return Err(SignupError::RateLimited);
         }
         let password = SecretString::from(form.password.expose_secret().to_owned());
@@ -297,7 +294,7 @@ impl Accounts {
         let Some(user) = user::Entity::find().filter(user::Column::Email.eq(address)).one(&self.db).await? else {
             return Ok(());
         };
-        if !self.limiter.allow(&format!("signup-known:{}", user.id), RESEND_LIMIT, RESEND_WINDOW, Instant::now()) {
+        if !self.limiter.allow(&format!("signup-known:{}", user.id), RESEND_LIMIT, RESEND_WINDOW).await? {
             return Ok(());
         }
         if user.email_verified_at.is_none() {

@@ -13,16 +13,18 @@ impl Accounts {
 
     /// Signs in with an address and password.
     pub async fn login(&self, email: &str, password: SecretString, client: &Client) -> Result<NewSession, LoginError> {
-        let now = Instant::now();
         // The client's limit first, so a flood of distinct addresses from one client is stopped before any of
         // them is counted; the account's limit on the parsed address (one key however it is spelled).
         let client_key = format!("login-ip:{}", client.ip.as_deref().unwrap_or_default());
-        if !self.limiter.allow(&client_key, LOGIN_LIMIT_PER_CLIENT, LOGIN_WINDOW, now) {
+        if !self.limiter.allow(&client_key, LOGIN_LIMIT_PER_CLIENT, LOGIN_WINDOW).await? {
             return Err(LoginError::RateLimited);
         }
         let address = EmailAddress::parse(email).ok();
         if let Some(address) = &address
-            && !self.limiter.allow(&format!("login:{}", address.as_str()), LOGIN_LIMIT_PER_ACCOUNT, LOGIN_WINDOW, now)
+            && !self
+                .limiter
+                .allow(&format!("login:{}", address.as_str()), LOGIN_LIMIT_PER_ACCOUNT, LOGIN_WINDOW)
+                .await?
         {
             return Err(LoginError::RateLimited);
         }
