@@ -534,6 +534,12 @@ async fn read_loop(mut stream: SplitStream<Socket>, shared: Arc<Shared>, negotia
                 shared.end(error);
                 return;
             }
+            ServerMessage::Error { ref code, message: ref text } => {
+                // A refused answer leaves the node's offer unanswered: worth seeing in a benchmark's log.
+                tracing::warn!(code, message = text, "the node refused a bot's message");
+                shared.push_event(message);
+                None
+            }
             other => {
                 shared.push_event(other);
                 None
@@ -561,8 +567,6 @@ async fn negotiate(
     let mut publisher = Some(publisher);
     let mut offered = Some(offered);
     let mut awaiting_answer = false;
-    // Each node offer describes everything, so only the latest deferred one matters.
-    let mut deferred: Option<(String, Vec<TrackInfo>)> = None;
     let cancel = shared.cancel.clone();
     loop {
         let step = tokio::select! {
@@ -581,20 +585,15 @@ async fn negotiate(
             }
             Negotiation::Answer(sdp) if awaiting_answer => {
                 awaiting_answer = false;
-                let applied = match RTCSessionDescription::answer(sdp) {
+                match RTCSessionDescription::answer(sdp) {
                     Ok(answer) => pc.set_remote_description(answer).await.map_err(BotError::from),
                     Err(error) => Err(error.into()),
-                };
-                match (applied, deferred.take()) {
-                    (Ok(()), Some((sdp, tracks))) => answer_offer(&shared, &pc, sdp, tracks, timeout).await,
-                    (applied, _) => applied,
                 }
             }
             Negotiation::Answer(_) => Err(BotError::Protocol("an answer without an offer".to_owned())),
-            Negotiation::Offer { sdp, tracks } if awaiting_answer => {
-                deferred = Some((sdp, tracks));
-                Ok(())
-            }
+            // The node withdraws its offer when ours crosses it and offers again once it has answered, as
+            // the meeting client knows: answering the withdrawn one would leave its tracks half-open.
+            Negotiation::Offer { .. } if awaiting_answer => Ok(()),
             Negotiation::Offer { sdp, tracks } => answer_offer(&shared, &pc, sdp, tracks, timeout).await,
         };
         if let Err(error) = result {

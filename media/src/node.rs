@@ -360,6 +360,8 @@ fn handle(
     if let Some((key, error)) = refused
         && let Some(outbox) = outboxes.get(&key)
     {
+        // Debug, not warn: any participant can send bad SDP, and the log must not be theirs to fill.
+        tracing::debug!(room = key.room, participant = key.participant.0, %error, "a participant's media message was refused");
         let message = ServerMessage::Error { code: "invalid".to_owned(), message: error.to_string() };
         let _ = outbox.try_send(Delivery::Message(message));
     }
