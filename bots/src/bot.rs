@@ -535,7 +535,7 @@ async fn read_loop(mut stream: SplitStream<Socket>, shared: Arc<Shared>, negotia
                 return;
             }
             ServerMessage::Error { ref code, message: ref text } => {
-                // A refused answer leaves the node's offer unanswered: worth seeing in a benchmark's log.
+                // A refused offer or answer leaves a negotiation unfinished: worth seeing in a benchmark's log.
                 tracing::warn!(code, message = text, "the node refused a bot's message");
                 shared.push_event(message);
                 None

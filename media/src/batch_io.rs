@@ -31,7 +31,8 @@ pub struct BatchSocket {
     sent: SendTally,
 }
 
-/// What the socket sent so far: how well runs gather is datagrams per send.
+/// What the socket handed the kernel so far (datagrams it dropped for a full buffer included): how well
+/// runs gather is datagrams per send.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendTally {
     /// Send system calls (`sendmsg`, one GSO run each).

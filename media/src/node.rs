@@ -361,7 +361,12 @@ fn handle(
         && let Some(outbox) = outboxes.get(&key)
     {
         // Debug, not warn: any participant can send bad SDP, and the log must not be theirs to fill.
-        tracing::debug!(room = key.room, participant = key.participant.0, %error, "a participant's media message was refused");
+        tracing::debug!(
+            room = key.room,
+            participant = key.participant.0,
+            %error,
+            "a participant's media message was refused"
+        );
         let message = ServerMessage::Error { code: "invalid".to_owned(), message: error.to_string() };
         let _ = outbox.try_send(Delivery::Message(message));
     }

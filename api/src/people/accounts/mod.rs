@@ -3,8 +3,8 @@
 //!
 //! Here: the service, its errors, sign-up and changes of password. `links` holds the single-use mail links,
 //! `sessions` sign-in and sessions. Rules kept throughout: an unknown address and a wrong password give the
-//! same answer in similar time; sign-in attempts are limited per address and per client, across replicas; tokens are random,
-//! single-use, expiring and stored only as hashes.
+//! same answer in similar time; sign-in attempts are limited per address and per client, across replicas;
+//! tokens are random, single-use, expiring and stored only as hashes.
 
 use std::time::Duration;
 
