@@ -619,7 +619,11 @@ async fn start(
     }
     let offer = pc.create_offer(None).await?;
     let sdp = set_local_and_gather(pc, offer, timeout).await?;
-    shared.outgoing.send(ClientMessage::Offer { sdp, screen: None }).await.map_err(|_| BotError::Left)?;
+    shared
+        .outgoing
+        .send(ClientMessage::Offer { sdp, screen: None, publish_only: false })
+        .await
+        .map_err(|_| BotError::Left)?;
     publisher.start(&shared.send, &shared.media_state, &shared.cancel);
     Ok(true)
 }

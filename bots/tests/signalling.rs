@@ -148,7 +148,9 @@ async fn a_bot_waits_in_the_lobby_then_publishes_receives_and_is_kicked() {
     // Admitted: the bot offers its media, with candidates, and the node answers.
     send(&mut ws, &welcome(7)).await;
     bot.wait_admitted(Duration::from_secs(1)).await.unwrap();
-    let ClientMessage::Offer { sdp, screen: None } = receive(&mut ws).await else { panic!("no offer") };
+    let ClientMessage::Offer { sdp, screen: None, publish_only: false } = receive(&mut ws).await else {
+        panic!("no offer")
+    };
     assert!(sdp.contains("m=audio") && sdp.contains("m=video") && sdp.contains("typ host"), "{sdp}");
     let node = node_peer().await;
     let from_bot = Arc::new(AtomicU64::new(0));

@@ -6,7 +6,7 @@
 
 use std::{net::SocketAddr, time::Instant};
 
-use convene_media::sfu::{PeerKey, Sfu, SfuConfig};
+use convene_media::sfu::{OfferTerms, PeerKey, Sfu, SfuConfig};
 use convene_signal::ParticipantId;
 use libfuzzer_sys::fuzz_target;
 use str0m::{Candidate, Rtc, media::Direction, media::MediaKind};
@@ -26,7 +26,8 @@ fn sfu_with_a_participant(now: Instant) -> Sfu {
     change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
     let (offer, _pending) = change.apply().expect("an offer");
     let key = PeerKey { room: 1, participant: ParticipantId(1) };
-    sfu.handle_offer(key, &offer.to_sdp_string(), None, false, now).expect("the SFU accepts a browser's offer");
+    sfu.handle_offer(key, &offer.to_sdp_string(), OfferTerms::default(), now)
+        .expect("the SFU accepts a browser's offer");
     while sfu.poll_output().is_some() {}
     sfu
 }

@@ -14,14 +14,15 @@ use std::{
 };
 
 use convene_signal::ServerMessage;
+use str0m::format::Codec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     batch_io::BatchSocket,
     media_metrics::{MediaMetrics, Reported},
-    plane::{Delivery, MediaCommand, MediaPlane},
-    sfu::{PeerKey, RecordedPacket, RoomId, Sfu, SfuConfig, SfuOutput},
+    plane::{Delivery, MediaCommand, MediaPlane, TapSink},
+    sfu::{OfferTerms, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput, Tap},
 };
 
 /// Batches read in one go before the shard attends to timers and commands again.
@@ -302,8 +303,17 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
     }
 }
 
-/// The queues of the recorders and live streams of the rooms tapped on a shard, by their ids.
-type Recorders = HashMap<RoomId, Vec<(String, mpsc::Sender<RecordedPacket>)>>;
+/// The queues of the recorders, live streams and phone mixers of the rooms tapped on a shard, by their ids.
+type Recorders = HashMap<RoomId, Vec<(String, TapSink)>>;
+
+/// What a room's taps want of it.
+fn tap_of(taps: &[(String, TapSink)]) -> Tap {
+    match (taps.is_empty(), taps.iter().any(|(_, sink)| sink.video)) {
+        (true, _) => Tap::Off,
+        (false, true) => Tap::Everything,
+        (false, false) => Tap::Voices,
+    }
+}
 
 fn handle(
     sfu: &mut Sfu,
@@ -312,9 +322,10 @@ fn handle(
 ) {
     let now = Instant::now();
     let refused = match command {
-        MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, outbox } => {
+        MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, publish_only, outbox } => {
             outboxes.insert(key, outbox);
-            sfu.handle_offer(key, &sdp, screen.as_deref(), end_to_end_encrypted, now).err().map(|error| (key, error))
+            let terms = OfferTerms { screen: screen.as_deref(), end_to_end_encrypted, publish_only };
+            sfu.handle_offer(key, &sdp, terms, now).err().map(|error| (key, error))
         }
         MediaCommand::Resume { key, outbox } => {
             outboxes.insert(key, outbox);
@@ -341,11 +352,11 @@ fn handle(
             if let Some(sink) = sink {
                 taps.push((recording, sink));
             }
-            let tapped = !taps.is_empty();
-            if !tapped {
+            let tap = tap_of(taps);
+            if tap == Tap::Off {
                 recorders.remove(&room);
             }
-            sfu.record(room, tapped, now);
+            sfu.record(room, tap, now);
             None
         }
         MediaCommand::RecordingKeyframe { key, source } => {
@@ -391,8 +402,10 @@ fn flush(
                 }
             }
             SfuOutput::Record { room, packet } => {
-                for (id, recorder) in recorders.get(&room).into_iter().flatten() {
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = recorder.try_send(packet.clone()) {
+                let voice = packet.codec == Codec::Opus;
+                let wanted = recorders.get(&room).into_iter().flatten().filter(|(_, sink)| voice || sink.video);
+                for (id, sink) in wanted {
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = sink.queue.try_send(packet.clone()) {
                         gone.push((room, id.clone()));
                     }
                 }
@@ -404,9 +417,10 @@ fn flush(
     for (room, id) in gone {
         let Some(taps) = recorders.get_mut(&room) else { continue };
         taps.retain(|(tap, _)| *tap != id);
-        if taps.is_empty() {
+        let tap = tap_of(taps);
+        if tap == Tap::Off {
             recorders.remove(&room);
-            sfu.record(room, false, Instant::now());
         }
+        sfu.record(room, tap, Instant::now());
     }
 }

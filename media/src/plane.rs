@@ -30,6 +30,8 @@ pub enum MediaCommand {
         screen: Option<String>,
         /// The room encrypts media end to end (VP8 only).
         end_to_end_encrypted: bool,
+        /// They receive no one's media.
+        publish_only: bool,
         /// Their connection.
         outbox: mpsc::Sender<Delivery>,
     },
@@ -67,15 +69,15 @@ pub enum MediaCommand {
         /// Who.
         key: PeerKey,
     },
-    /// Start handing the room's media to a recorder or live stream (`Some`: its bounded queue, where packets
-    /// are dropped when it is full, never waited for), or stop (`None`). A room may have several at once.
+    /// Start handing the room's media to a recorder, live stream or phone mixer (`Some`), or stop (`None`).
+    /// A room may have several at once.
     Record {
         /// The room.
         room: RoomId,
-        /// The recording or stream (a stop concerns only the one it names).
+        /// The recording, stream or mixer (a stop concerns only the one it names).
         recording: String,
-        /// The recorder's queue.
-        sink: Option<mpsc::Sender<RecordedPacket>>,
+        /// Where its packets go.
+        sink: Option<TapSink>,
     },
     /// The recorder lost part of a video and needs a keyframe to go on (the tap waits for it).
     RecordingKeyframe {
@@ -107,6 +109,15 @@ impl MediaCommand {
             Self::Record { room, .. } => *room,
         }
     }
+}
+
+/// Where a room's tapped packets go.
+#[derive(Debug)]
+pub struct TapSink {
+    /// A bounded queue: packets are dropped when it is full, never waited for.
+    pub queue: mpsc::Sender<RecordedPacket>,
+    /// Videos too, or only voices.
+    pub video: bool,
 }
 
 /// The shard is overloaded and cannot take the command now.

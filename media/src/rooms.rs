@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     focus::{self, Identity, Outbound, RoomPolicy},
     gateway::Dialer,
-    plane::{Delivery, MediaCommand, MediaPlane},
+    plane::{Delivery, MediaCommand, MediaPlane, TapSink},
     recording::{Finished, Recorder, RecordingStore, manifest::Presence},
     sfu::{PeerKey, RoomId},
     signal_metrics::SignalMetrics,
@@ -50,8 +50,8 @@ enum Command {
         /// The room's settings and the plan's allowance as they are now (boxed: commands stay small).
         policy: Box<RoomPolicy>,
         outbox: mpsc::Sender<Delivery>,
-        /// The participant's id and the connection's own number.
-        reply: oneshot::Sender<(ParticipantId, u64)>,
+        /// The participant's id, the connection's own number and the room's number on the media plane.
+        reply: oneshot::Sender<(ParticipantId, u64, RoomId)>,
     },
     Message(ParticipantId, ClientMessage),
     /// A connection (by participant and number) closed.
@@ -288,6 +288,8 @@ pub struct Connection {
     pub id: ParticipantId,
     /// Tells it from an earlier connection of the same participant (a resumed session).
     serial: u64,
+    /// The room's number on the media plane (a room started again gets a new one).
+    pub room_id: RoomId,
     room: mpsc::Sender<Command>,
     /// What to send to the client, in order.
     pub outbox: mpsc::Receiver<Delivery>,
@@ -428,6 +430,14 @@ impl Rooms {
         &self.shutdown
     }
 
+    /// Starts (`Some`) or stops (`None`) handing room `room_id`'s media to a listener of this process (the
+    /// phone gateway's mixer) named `id`; false without a media plane or when its shard is busy.
+    pub fn tap(&self, room_id: RoomId, id: String, sink: Option<TapSink>) -> bool {
+        self.media
+            .as_ref()
+            .is_some_and(|media| media.send(MediaCommand::Record { room: room_id, recording: id, sink }).is_ok())
+    }
+
     /// How many rooms are running.
     pub fn count(&self) -> usize {
         self.running.lock().map(|running| running.len()).unwrap_or(0)
@@ -461,9 +471,9 @@ impl Rooms {
                 reply,
             };
             if room.send(command).await.is_ok()
-                && let Ok((id, serial)) = id.await
+                && let Ok((id, serial, room_id)) = id.await
             {
-                return Ok(Connection { id, serial, room, outbox: receiver });
+                return Ok(Connection { id, serial, room_id, room, outbox: receiver });
             }
         }
         Err(ConnectError::Stopped)
@@ -605,7 +615,7 @@ impl RoomTask {
                 Some(Command::Connect { identity, version, password, resume, policy, outbox, reply }) => {
                     let arrival = Arrival { identity, version, password, resume, outbox };
                     let (id, serial, out) = self.connect(arrival, *policy);
-                    let _ = reply.send((id, serial));
+                    let _ = reply.send((id, serial, self.room_id));
                     out
                 }
                 Some(Command::Message(from, message)) => self.message(from, message),
@@ -1098,9 +1108,9 @@ fn to_media(
     outboxes: &HashMap<ParticipantId, mpsc::Sender<Delivery>>,
 ) -> Vec<Outbound> {
     let command = match message {
-        ClientMessage::Offer { sdp, screen } => {
+        ClientMessage::Offer { sdp, screen, publish_only } => {
             let Some(outbox) = outboxes.get(&key.participant) else { return Vec::new() };
-            MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, outbox: outbox.clone() }
+            MediaCommand::Offer { key, sdp, screen, end_to_end_encrypted, publish_only, outbox: outbox.clone() }
         }
         ClientMessage::Answer { sdp } => MediaCommand::Answer { key, sdp },
         ClientMessage::ReceiveVideo { requests } => MediaCommand::ReceiveVideo { key, requests },

@@ -410,7 +410,7 @@ impl Peer {
                 let sdp = gathered(pc).await;
                 let screen = self.0.state.borrow().screen.as_ref().and_then(RtcRtpTransceiver::mid);
                 self.0.state.borrow_mut().awaiting_answer = true;
-                (self.0.send)(ClientMessage::Offer { sdp, screen });
+                (self.0.send)(ClientMessage::Offer { sdp, screen, publish_only: false });
             }
             Step::Answer(sdp) => {
                 if !std::mem::replace(&mut self.0.state.borrow_mut().awaiting_answer, false) {

@@ -222,6 +222,10 @@ pub enum ClientMessage {
         /// The `mid` of the video m-line that carries a shared screen, if one does.
         #[serde(default)]
         screen: Option<String>,
+        /// Send me no one's media (the phone gateway hears the meeting through its own mixer). The first
+        /// offer decides.
+        #[serde(default)]
+        publish_only: bool,
     },
     /// The answer to the node's `offer`.
     Answer {

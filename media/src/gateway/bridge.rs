@@ -1,39 +1,28 @@
 //! A caller's audio in the room, sans-IO: a str0m WebRTC session with the node's SFU, negotiated through
 //! the focus like a browser's, that publishes the caller's voice as Opus (with the RFC 6464 level the
-//! SFU ranks speakers by) and receives the others' audio. The SFU forwards only the speakers and never a
-//! participant's own voice, so the mix of what arrives is already "the loudest few, minus me".
-//!
-//! Opus runs at the phone leg's own rate both ways (8 kHz for G.711, 16 kHz for G.722), so nothing is
-//! resampled. Each speaker's frames wait in a small playout buffer that starts once it holds two frames
-//! and starts over after running dry, so network jitter costs 20 ms of delay instead of gaps.
+//! SFU ranks speakers by) at the phone leg's own rate (8 kHz for G.711, 16 kHz for G.722), so nothing is
+//! resampled. What the caller hears comes from the meeting's mixer ([`super::mix`]), which decodes each
+//! voice once for all the meeting's callers; what the SFU forwards to this session is not decoded.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     net::{IpAddr, SocketAddr},
     time::Instant,
 };
 
-use opus_rs::{OpusDecoder, OpusEncoder};
+use opus_rs::OpusEncoder;
 use str0m::{
-    Candidate, Event, Input, Output, Rtc,
+    Candidate, Input, Output, Rtc,
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
     format::Codec,
     media::{Direction, MediaKind, MediaTime, Mid, Pt},
     net::{Protocol, Receive},
 };
 
-use crate::phone::voice::{MAX_FRAME, OPUS_MAX_PACKET, opus_encoder, opus_sample};
+use crate::phone::voice::{MAX_FRAME, OPUS_MAX_PACKET, opus_encoder};
 
 /// Opus's RTP clock, whatever the sample rate.
 const OPUS_CLOCK: u64 = 48_000;
-/// A speaker's frames waiting to be mixed at most: more means the sender's clock runs fast, and the
-/// oldest go.
-const QUEUE: usize = 4;
-/// Frames a speaker's playout waits for before it starts (or starts again after running dry).
-const PREBUFFER: usize = 2;
-/// Ticks a speaker's queue may stay above [`PREBUFFER`] before a frame is dropped to catch up: a burst of
-/// jitter fills the queue, and without this the delay it added would stay for the rest of the call.
-const CATCH_UP_TICKS: u16 = 50;
 /// A frame at or below this level (in -dBov) counts as silence for the SFU's speaker ranking.
 const SILENT_LEVEL: i8 = 50;
 
@@ -56,21 +45,19 @@ pub struct RoomLeg {
     node_ip: IpAddr,
     encoder: OpusEncoder,
     opus: Option<Pt>,
-    /// The phone leg's sample rate and samples in 20 ms at it.
-    rate: i32,
+    /// Samples in 20 ms at the phone leg's rate.
     frame: usize,
     /// The caller's media clock (48 kHz ticks).
     sent: u64,
-    speakers: HashMap<Mid, Speaker>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     next_timeout: Option<Instant>,
     encoded: Vec<u8>,
 }
 
 impl RoomLeg {
-    /// A session from `local` (the leg's socket) whose offer publishes one microphone and receives the
-    /// others' at `rate` (8 or 16 kHz); `node_ip` replaces the address in the node's candidates. Boxed: a
-    /// session is large, and callers hold it across awaits.
+    /// A session from `local` (the leg's socket) whose offer publishes one microphone at `rate` (8 or 16 kHz);
+    /// `node_ip` replaces the address in the node's candidates. Boxed: a session is large, and callers hold it
+    /// across awaits.
     pub fn new(
         local: SocketAddr,
         node_ip: IpAddr,
@@ -91,10 +78,8 @@ impl RoomLeg {
             node_ip,
             encoder,
             opus: None,
-            rate,
             frame: usize::try_from(rate / 50).map_err(error)?.min(MAX_FRAME),
             sent: 0,
-            speakers: HashMap::new(),
             transmits: VecDeque::new(),
             next_timeout: Some(now),
             encoded: vec![0; OPUS_MAX_PACKET],
@@ -177,57 +162,11 @@ impl RoomLeg {
                 Output::Transmit(transmit) => {
                     self.transmits.push_back((transmit.destination, transmit.contents.into()))
                 }
-                Output::Event(Event::MediaData(data)) => self.heard(data.mid, &data.data),
                 Output::Event(_) => {}
             }
         }
         // A failed session has nothing more to do.
         self.next_timeout = None;
-    }
-
-    /// Another participant's voice: decoded now, queued for the next mixes.
-    fn heard(&mut self, mid: Mid, packet: &[u8]) {
-        if mid == self.mid {
-            return;
-        }
-        let (rate, frame) = (self.rate, self.frame);
-        let Some(speaker) = (match self.speakers.entry(mid) {
-            std::collections::hash_map::Entry::Occupied(entry) => Some(entry.into_mut()),
-            std::collections::hash_map::Entry::Vacant(entry) => OpusDecoder::new(rate, 1)
-                .ok()
-                .map(|decoder| entry.insert(Speaker { decoder, queue: VecDeque::new(), playing: false, ahead: 0 })),
-        }) else {
-            return;
-        };
-        let mut samples = [0f32; MAX_FRAME * 6];
-        let Ok(count) = speaker.decoder.decode(packet, frame * 6, &mut samples) else { return };
-        // Frames longer than 20 ms (Opus allows up to 120) are cut into 20 ms ones.
-        for chunk in samples[..count.min(frame * 6)].chunks_exact(frame) {
-            let mut decoded = [0i16; MAX_FRAME];
-            for (out, sample) in decoded.iter_mut().zip(chunk) {
-                *out = opus_sample(*sample);
-            }
-            if speaker.queue.len() == QUEUE {
-                speaker.queue.pop_front();
-            }
-            speaker.queue.push_back(decoded);
-        }
-    }
-
-    /// The next 20 ms of everyone the caller hears, summed (`None` when nobody is speaking), at the leg's
-    /// rate: the first 20 ms of samples count.
-    pub fn mix(&mut self) -> Option<[i16; MAX_FRAME]> {
-        let mut sum = [0i32; MAX_FRAME];
-        let mut any = false;
-        for speaker in self.speakers.values_mut() {
-            if let Some(frame) = speaker.next() {
-                any = true;
-                for (total, sample) in sum.iter_mut().zip(frame) {
-                    *total += i32::from(sample);
-                }
-            }
-        }
-        any.then(|| sum.map(|total| total.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16))
     }
 
     /// The caller's audio skips `frames` of 20 ms (lost on the trunk): the room's receivers conceal them.
@@ -248,33 +187,6 @@ impl RoomLeg {
         if writer.audio_level(-level, level < SILENT_LEVEL).write(pt, now, time, packet).is_ok() {
             self.drain();
         }
-    }
-}
-
-/// Another participant's voice waiting to be mixed.
-struct Speaker {
-    decoder: OpusDecoder,
-    queue: VecDeque<[i16; MAX_FRAME]>,
-    /// The playout has started: frames are taken one a tick until the queue runs dry.
-    playing: bool,
-    /// Ticks in a row the queue held more than it needs.
-    ahead: u16,
-}
-
-impl Speaker {
-    /// The frame for this tick, if the playout has one.
-    fn next(&mut self) -> Option<[i16; MAX_FRAME]> {
-        if !self.playing && self.queue.len() < PREBUFFER {
-            return None;
-        }
-        self.ahead = if self.queue.len() > PREBUFFER { self.ahead + 1 } else { 0 };
-        if self.ahead > CATCH_UP_TICKS {
-            self.queue.pop_front();
-            self.ahead = 0;
-        }
-        let frame = self.queue.pop_front();
-        self.playing = frame.is_some();
-        frame
     }
 }
 
@@ -300,33 +212,5 @@ mod tests {
         assert_eq!(audio_level(&[i16::MAX; NARROW_FRAME]), 0);
         let quiet = [300i16; NARROW_FRAME];
         assert!((38..=42).contains(&audio_level(&quiet)), "{}", audio_level(&quiet));
-    }
-
-    #[test]
-    fn a_speakers_playout_waits_for_two_frames_and_again_after_running_dry() {
-        let mut speaker =
-            Speaker { decoder: OpusDecoder::new(8_000, 1).unwrap(), queue: VecDeque::new(), playing: false, ahead: 0 };
-        let frame = |value: i16| [value; MAX_FRAME];
-        speaker.queue.push_back(frame(1));
-        assert_eq!(speaker.next(), None, "one frame is not enough to start");
-        speaker.queue.push_back(frame(2));
-        assert_eq!(speaker.next().map(|f| f[0]), Some(1));
-        // Started: a single frame plays on until the queue is empty.
-        assert_eq!(speaker.next().map(|f| f[0]), Some(2));
-        assert_eq!(speaker.next(), None);
-        speaker.queue.push_back(frame(3));
-        assert_eq!(speaker.next(), None, "dry: it waits for two again");
-
-        // A burst left five frames queued: after a second of it, one is dropped to catch up.
-        speaker.queue.extend((10..14).map(frame));
-        assert_eq!(speaker.queue.len(), 5);
-        let mut played = Vec::new();
-        for tick in 0..=CATCH_UP_TICKS {
-            played.extend(speaker.next().map(|f| f[0]));
-            speaker.queue.push_back(frame(20 + tick as i16));
-        }
-        assert_eq!(speaker.queue.len(), 4, "one frame fewer than the burst left");
-        assert_eq!(&played[..3], [3, 10, 11]);
-        assert!(played.windows(2).any(|pair| pair[1] == pair[0] + 2), "one frame was skipped: {played:?}");
     }
 }

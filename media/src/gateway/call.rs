@@ -21,7 +21,7 @@ use rsipstack::{
 };
 use tokio::net::UdpSocket;
 
-use super::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory, Shared, bridge::RoomLeg};
+use super::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory, Shared, bridge::RoomLeg, mix::Heard};
 use crate::{
     phone::{
         dtmf::{self, KEY_TICKS, KeyPresser, KeyReader, Press, TelephoneEvent},
@@ -113,6 +113,8 @@ pub(super) struct Call<D> {
     outgoing: Outgoing,
     /// The caller's audio in the room, once they are in (not in the lobby), with its socket.
     leg: Option<(Box<RoomLeg>, UdpSocket)>,
+    /// What the caller hears of the room, from the meeting's mixer.
+    heard: Option<Heard>,
     /// The trunk's packets in order.
     reorder: Reorder,
     /// The phone leg's codec, both ways.
@@ -190,6 +192,7 @@ impl<D: PhoneDirectory> Call<D> {
             welcomed: false,
             outgoing,
             leg: None,
+            heard: None,
             reorder: Reorder::default(),
             voice,
             caller_audio: Vec::with_capacity(4 * MAX_FRAME),
@@ -356,7 +359,7 @@ impl<D: PhoneDirectory> Call<D> {
         }
         // Keys a moderator presses go first, then prompts, which cover the room while they play; then the
         // room, else silence.
-        let heard = self.leg.as_mut().and_then(|(leg, _)| leg.mix());
+        let heard = self.heard.as_mut().and_then(Heard::next);
         let press = self.presser.tick();
         if self.offer.direction.caller_listens() {
             match (press, self.offer.events) {
@@ -516,8 +519,13 @@ impl<D: PhoneDirectory> Call<D> {
         let Ok(local) = socket.local_addr() else { return };
         match RoomLeg::new(local, self.shared.media_ip, self.voice.rate(), Instant::now()) {
             Ok((leg, sdp)) => {
-                if connection.send(ClientMessage::Offer { sdp, screen: None }).await {
+                if connection.send(ClientMessage::Offer { sdp, screen: None, publish_only: true }).await {
                     self.leg = Some((leg, socket));
+                    let rate = self.voice.rate();
+                    self.heard = self.shared.mixers.listen(&self.shared.rooms, connection.room_id, connection.id, rate);
+                    if self.heard.is_none() {
+                        tracing::warn!("a caller cannot hear the meeting: its media shard is busy");
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "a caller's audio could not join the room"),

@@ -10,6 +10,7 @@
 mod bridge;
 mod call;
 mod dial;
+mod mix;
 
 pub use dial::{DialRequests, Dialer, Trunk, dialer};
 
@@ -272,6 +273,8 @@ struct Shared<D> {
     rtp_ports: Option<RtpPorts>,
     /// SIP comes only from listed addresses, so a room header in an INVITE can be believed.
     trusts_room_header: bool,
+    /// The meetings' mixers: what callers hear.
+    mixers: mix::Mixers,
     shutdown: CancellationToken,
 }
 
@@ -362,6 +365,7 @@ impl<D: PhoneDirectory> Gateway<D> {
             keypads: calling_out.as_ref().map(|(_, requests)| Arc::clone(&requests.keypads)),
             rtp_ports: config.rtp_ports.clone(),
             trusts_room_header: config.allowed_peers.is_some(),
+            mixers: mix::Mixers::default(),
             shutdown,
         };
         Ok(Self { endpoint, incoming, calling_out, shared: Arc::new(shared), local_addr })

@@ -28,7 +28,7 @@ use self::{
     track::TrackFile,
 };
 use crate::{
-    plane::{MediaCommand, MediaPlane},
+    plane::{MediaCommand, MediaPlane, TapSink},
     sfu::{PeerKey, RecordedPacket, RoomId, speaker::Speakers},
 };
 
@@ -127,7 +127,11 @@ impl Recorder {
         manifest.observe(0, &[], &people);
         write_manifest(&dir, &manifest)?;
         let (sink, packets) = mpsc::channel(PACKET_QUEUE);
-        let command = MediaCommand::Record { room: room_id, recording: id.clone(), sink: Some(sink) };
+        let command = MediaCommand::Record {
+            room: room_id,
+            recording: id.clone(),
+            sink: Some(TapSink { queue: sink, video: true }),
+        };
         plane.send(command).map_err(|_| StartError::Busy)?;
         let (updates, updates_in) = mpsc::channel(UPDATE_QUEUE);
         let task = Task {
@@ -401,7 +405,9 @@ mod tests {
             let _ = done.send(finished);
         });
         let recorder = Recorder::start(&store, &plane, (0, "standup"), vec![person(1, "Ann")], finish).unwrap();
-        let Some(MediaCommand::Record { room: 0, recording, sink: Some(sink) }) = commands.recv().await else {
+        let Some(MediaCommand::Record { room: 0, recording, sink: Some(TapSink { queue: sink, .. }) }) =
+            commands.recv().await
+        else {
             panic!("the shard is asked to hand the room's media over");
         };
         assert_eq!(recording, recorder.id());

@@ -38,7 +38,11 @@ use self::{
     peer::{Egress, Ingress, Peer},
     speaker::Speakers,
 };
-pub use self::{forward::starts_keyframe, peer::NegotiationError, record::RecordedPacket};
+pub use self::{
+    forward::starts_keyframe,
+    peer::NegotiationError,
+    record::{RecordedPacket, Tap},
+};
 use crate::stun;
 
 /// A room within a shard, numbered by the caller.
@@ -61,6 +65,18 @@ pub struct PeerKey {
     pub room: RoomId,
     /// The participant.
     pub participant: ParticipantId,
+}
+
+/// What a participant's offer comes with besides its SDP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfferTerms<'a> {
+    /// The `mid` carrying a shared screen.
+    pub screen: Option<&'a str>,
+    /// The room encrypts media end to end (VP8 only).
+    pub end_to_end_encrypted: bool,
+    /// The participant receives no one's media (the phone gateway mixes what callers hear itself); the
+    /// first offer decides.
+    pub publish_only: bool,
 }
 
 /// How the SFU behaves.
@@ -233,10 +249,10 @@ impl Sfu {
         &mut self,
         key: PeerKey,
         sdp: &str,
-        screen: Option<&str>,
-        end_to_end_encrypted: bool,
+        terms: OfferTerms<'_>,
         now: Instant,
     ) -> Result<(), NegotiationError> {
+        let OfferTerms { screen, end_to_end_encrypted, publish_only } = terms;
         if !self.peers.contains_key(&key) {
             let rtc = Rtc::builder()
                 .set_ice_lite(true)
@@ -249,6 +265,7 @@ impl Sfu {
                 .set_stats_interval(Some(STATS_EVERY))
                 .build(now);
             let mut peer = Peer::new(rtc, self.config.initial_estimate, now);
+            peer.publish_only = publish_only;
             let candidate = Candidate::host(self.config.address, "udp")
                 .map_err(|error| NegotiationError::Refused(error.to_string()))?;
             peer.rtc.add_local_candidate(candidate);
@@ -310,17 +327,25 @@ impl Sfu {
         }
     }
 
-    /// Starts or stops handing the room's media to its recorder (as [`SfuOutput::Record`]).
-    pub fn record(&mut self, room_id: RoomId, on: bool, now: Instant) {
-        if on {
-            self.rooms.entry(room_id).or_default().recording.get_or_insert_with(RecordingTap::default);
-            self.reallocate(room_id, now);
-        } else if let Some(room) = self.rooms.get_mut(&room_id) {
-            room.recording = None;
-            if room.members.is_empty() {
-                self.rooms.remove(&room_id);
+    /// Starts, changes or stops handing the room's media to its recorders and mixer (as
+    /// [`SfuOutput::Record`]).
+    pub fn record(&mut self, room_id: RoomId, tap: Tap, now: Instant) {
+        let with_video = match tap {
+            Tap::Voices => false,
+            Tap::Everything => true,
+            Tap::Off => {
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    room.recording = None;
+                    if room.members.is_empty() {
+                        self.rooms.remove(&room_id);
+                    }
+                }
+                return;
             }
-        }
+        };
+        let room = self.rooms.entry(room_id).or_default();
+        room.recording.get_or_insert_with(|| RecordingTap::new(with_video)).set_video(with_video);
+        self.reallocate(room_id, now);
     }
 
     /// A keyframe of a tapped video, asked of the publisher: the recorder lost part of it (`restart`: the tap
@@ -484,7 +509,7 @@ impl Sfu {
     /// publishes them.
     fn join(&mut self, key: PeerKey, mut peer: Peer) {
         let room = self.rooms.entry(key.room).or_default();
-        for member in &room.members {
+        for member in room.members.iter().filter(|_| !peer.publish_only) {
             if let Some(other) = self.peers.get(&PeerKey { room: key.room, participant: *member }) {
                 for ingress in &other.ingress {
                     peer.egress.push(Egress::new(*member, ingress.source, ingress.kind));
@@ -589,7 +614,7 @@ impl Sfu {
             .map(|member| PeerKey { room: key.room, participant: *member })
             .collect();
         for other in others {
-            if let Some(peer) = self.peers.get_mut(&other) {
+            if let Some(peer) = self.peers.get_mut(&other).filter(|peer| !peer.publish_only) {
                 peer.egress.push(Egress::new(key.participant, source, kind));
             }
             self.negotiate(other);

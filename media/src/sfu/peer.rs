@@ -259,6 +259,8 @@ pub(super) struct Peer {
     pub(super) deadline: Instant,
     /// What the participant may still send.
     pub(super) inbound: InboundBudget,
+    /// The participant receives no one's media: no m-line is offered to it for others' tracks.
+    pub(super) publish_only: bool,
     /// NACKs each outgoing stream had reported, by m-line and RID (str0m's figures are running totals).
     nacks: Vec<(Mid, Option<Rid>, u64)>,
 }
@@ -291,6 +293,7 @@ impl Peer {
             requests: Vec::new(),
             deadline: now,
             inbound: InboundBudget::new(now),
+            publish_only: false,
             nacks: Vec::new(),
         }
     }

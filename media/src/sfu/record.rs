@@ -1,7 +1,8 @@
 //! The recording tap: a room being recorded hands a copy of every audio packet, and of one layer of every
 //! video, to the node's recorder ([`SfuOutput::Record`](super::SfuOutput::Record)). The layer is the one a
 //! grid composition needs (half height), else the nearest the publisher sends; a recorded video starts, and
-//! changes layer, on a keyframe, asked for with PLI like a receiver's switch.
+//! changes layer, on a keyframe, asked for with PLI like a receiver's switch. A room whose only listener is
+//! the phone gateway's mixer taps its voices alone ([`Tap::Voices`]): no video is copied and no layer chosen.
 
 use std::{sync::Arc, time::Instant};
 
@@ -57,13 +58,38 @@ struct RecordedVideo {
     started: bool,
 }
 
+/// What a room hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tap {
+    /// Nothing.
+    Off,
+    /// Every microphone (the phone gateway's mixer).
+    Voices,
+    /// Every microphone and one layer of every video (a recorder or a live stream).
+    Everything,
+}
+
 /// What a room being recorded taps.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct RecordingTap {
     videos: Vec<RecordedVideo>,
+    /// Videos are tapped too.
+    with_video: bool,
 }
 
 impl RecordingTap {
+    pub(super) fn new(with_video: bool) -> Self {
+        Self { videos: Vec::new(), with_video }
+    }
+
+    /// Whether videos are tapped; a change to voices alone forgets the videos' layers.
+    pub(super) fn set_video(&mut self, with_video: bool) {
+        self.with_video = with_video;
+        if !with_video {
+            self.videos.clear();
+        }
+    }
+
     /// Decides for one forwarded packet.
     pub(super) fn tap(&mut self, forward: &Forward, now: Instant) -> Tapped {
         let Some(codec) = forward.codec.map(|codec| codec.codec) else { return Tapped::Skip };
@@ -110,6 +136,9 @@ impl RecordingTap {
     ) -> Vec<(ParticipantId, TrackSource, Layer)> {
         let mut kept = Vec::new();
         let mut changed = Vec::new();
+        if !self.with_video {
+            return changed;
+        }
         for (owner, source, rates) in published {
             let arriving = |layer: &Layer| rates[layer.index()].is_some();
             let best = if arriving(&RECORDED_LAYER) {
@@ -161,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_half_layer_is_recorded_else_the_nearest_arriving() {
-        let mut tap = RecordingTap::default();
+        let mut tap = RecordingTap::new(true);
         let simulcast = [Some(150_000), Some(500_000), Some(1_500_000)];
         let changed = tap.choose_layers([(ANN, TrackSource::Camera, simulcast)].into_iter());
         assert_eq!(changed, [(ANN, TrackSource::Camera, Layer::Medium)]);
@@ -184,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_restart_waits_for_a_keyframe_of_the_same_layer() {
-        let mut tap = RecordingTap::default();
+        let mut tap = RecordingTap::new(true);
         tap.choose_layers([(ANN, TrackSource::Camera, [Some(1), Some(1), Some(1)])].into_iter());
         if let Some(video) = tap.videos.first_mut() {
             video.started = true;

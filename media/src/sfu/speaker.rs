@@ -64,6 +64,11 @@ impl<K: Copy + Eq + Hash> Speakers<K> {
             .is_some_and(|speech| now.saturating_duration_since(speech) <= HANGOVER)
     }
 
+    /// `who`'s smoothed loudness (127 minus the level), if they were heard.
+    pub fn loudness(&self, who: K) -> Option<f32> {
+        self.activity.get(&who).map(|activity| activity.loudness)
+    }
+
     /// Someone left.
     pub fn remove(&mut self, who: K) {
         self.activity.remove(&who);

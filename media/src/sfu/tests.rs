@@ -14,7 +14,7 @@ use str0m::{
     net::{Protocol, Receive},
 };
 
-use super::{PeerKey, RecordedPacket, Sfu, SfuConfig, SfuOutput, allocator::Layer, starts_keyframe};
+use super::{OfferTerms, PeerKey, RecordedPacket, Sfu, SfuConfig, SfuOutput, Tap, allocator::Layer, starts_keyframe};
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 const FRAME_BYTES: [usize; 3] = [150, 450, 1600];
@@ -71,6 +71,10 @@ impl Meeting {
     }
 
     fn join(&mut self, index: usize) {
+        self.join_with(index, OfferTerms::default());
+    }
+
+    fn join_with(&mut self, index: usize, terms: OfferTerms<'_>) {
         let key = PeerKey { room: 1, participant: ParticipantId(index as u64 + 1) };
         let address: SocketAddr = format!("10.0.1.{}:4000", index + 1).parse().unwrap();
         let mut rtc = Rtc::builder().build(self.now);
@@ -98,7 +102,7 @@ impl Meeting {
             keyframe_wanted: [true; 3],
             frame: 0,
         });
-        self.sfu.handle_offer(key, &offer.to_sdp_string(), None, false, self.now).unwrap();
+        self.sfu.handle_offer(key, &offer.to_sdp_string(), terms, self.now).unwrap();
         self.exchange();
     }
 
@@ -327,7 +331,7 @@ fn a_participant_whose_network_changed_restarts_ice_and_keeps_its_session() {
     let (offer, pending) = change.apply().unwrap();
     ann.pending = Some(pending);
     let key = ann.key;
-    meeting.sfu.handle_offer(key, &offer.to_sdp_string(), None, false, now).unwrap();
+    meeting.sfu.handle_offer(key, &offer.to_sdp_string(), OfferTerms::default(), now).unwrap();
     meeting.exchange();
     // The restart took effect with the answer and dropped her old candidate; she has a new one.
     let ann = &mut meeting.clients[0];
@@ -354,7 +358,15 @@ fn end_to_end_encrypted_rooms_negotiate_vp8_only() {
         let (offer, _) = change.apply().unwrap();
         assert!(offer.to_sdp_string().contains("H264/90000"), "the browser offers H.264 too");
         let key = PeerKey { room: 1, participant: ParticipantId(1) };
-        meeting.sfu.handle_offer(key, &offer.to_sdp_string(), None, encrypted, meeting.now).unwrap();
+        meeting
+            .sfu
+            .handle_offer(
+                key,
+                &offer.to_sdp_string(),
+                OfferTerms { end_to_end_encrypted: encrypted, ..OfferTerms::default() },
+                meeting.now,
+            )
+            .unwrap();
         std::iter::from_fn(|| meeting.sfu.poll_output())
             .find_map(|output| match output {
                 SfuOutput::Signal { message: ServerMessage::Answer { sdp }, .. } => Some(sdp),
@@ -386,7 +398,7 @@ fn junk_datagrams_and_bad_sdp_are_refused_without_harm() {
         .any(|output| matches!(output, SfuOutput::Transmit { destination, .. } if destination == stranger));
     assert!(answered, "the probe is answered");
     let key = PeerKey { room: 1, participant: ParticipantId(9) };
-    assert!(meeting.sfu.handle_offer(key, "v=0 nonsense", None, false, now).is_err());
+    assert!(meeting.sfu.handle_offer(key, "v=0 nonsense", OfferTerms::default(), now).is_err());
     assert!(meeting.sfu.handle_answer(key, "v=0", now).is_err());
     let member = PeerKey { room: 1, participant: ParticipantId(1) };
     assert!(meeting.sfu.handle_answer(member, "not sdp", now).is_err());
@@ -445,19 +457,23 @@ fn a_publisher_gets_one_microphone_one_camera_and_one_screen() {
     let now = meeting.now;
     for (index, (audio, video)) in [(2, 1), (1, 3), (0, 300)].into_iter().enumerate() {
         let key = PeerKey { room: 1, participant: ParticipantId(20 + index as u64) };
-        let refused =
-            meeting.sfu.handle_offer(key, &offer_with(audio, video, Direction::SendOnly, now), None, false, now);
+        let refused = meeting.sfu.handle_offer(
+            key,
+            &offer_with(audio, video, Direction::SendOnly, now),
+            OfferTerms::default(),
+            now,
+        );
         let message = refused.expect_err("too many published sections").to_string();
         assert!(message.contains("one microphone, one camera and one screen"), "{message}");
     }
     // Receiving many is not publishing: a client may hold many receive-only sections.
     let key = PeerKey { room: 1, participant: ParticipantId(30) };
     let receiving = offer_with(1, 40, Direction::RecvOnly, now);
-    assert!(meeting.sfu.handle_offer(key, &receiving, None, false, now).is_ok());
+    assert!(meeting.sfu.handle_offer(key, &receiving, OfferTerms::default(), now).is_ok());
     meeting.sfu.leave(key, now);
     let key = PeerKey { room: 1, participant: ParticipantId(31) };
     let fine = offer_with(1, 2, Direction::SendOnly, now);
-    assert!(meeting.sfu.handle_offer(key, &fine, None, false, now).is_ok());
+    assert!(meeting.sfu.handle_offer(key, &fine, OfferTerms::default(), now).is_ok());
     meeting.sfu.leave(key, now);
     // What the SFU answered those two is for no client of this test.
     while meeting.sfu.poll_output().is_some() {}
@@ -471,7 +487,7 @@ fn a_recorded_room_hands_every_microphone_and_the_half_layer_of_every_camera_to_
     meeting.run(Duration::from_secs(1));
     assert!(meeting.recorded.is_empty(), "nothing is recorded until asked");
     let now = meeting.now;
-    meeting.sfu.record(1, true, now);
+    meeting.sfu.record(1, Tap::Everything, now);
     meeting.run(Duration::from_secs(2));
     for participant in [ParticipantId(1), ParticipantId(2)] {
         let of = |source: TrackSource| -> Vec<&RecordedPacket> {
@@ -501,8 +517,52 @@ fn a_recorded_room_hands_every_microphone_and_the_half_layer_of_every_camera_to_
     assert!(starts_keyframe(restarted.codec, &restarted.payload));
 
     let now = meeting.now;
-    meeting.sfu.record(1, false, now);
+    meeting.sfu.record(1, Tap::Off, now);
     let stopped = meeting.recorded.len();
     meeting.run(Duration::from_secs(1));
     assert_eq!(meeting.recorded.len(), stopped, "nothing after the recording stopped");
+}
+
+#[test]
+fn a_participant_who_only_publishes_is_heard_and_seen_but_offered_no_one_s_media() {
+    let mut meeting = Meeting::new(2);
+    meeting.join_with(2, OfferTerms { publish_only: true, ..OfferTerms::default() });
+    meeting.client(3).speaking = true;
+    meeting.run(Duration::from_secs(2));
+    let publisher = meeting.client(3);
+    assert!(publisher.tracks.is_empty(), "no m-line for others' tracks: {:?}", publisher.tracks);
+    assert_eq!((publisher.frames.len(), publisher.audio_frames), (0, 0));
+    for participant in [1, 2] {
+        let sources: Vec<TrackSource> = meeting
+            .client(participant)
+            .tracks
+            .iter()
+            .filter(|track| track.participant == ParticipantId(3))
+            .map(|track| track.source)
+            .collect();
+        assert_eq!(sources, [TrackSource::Microphone, TrackSource::Camera], "{participant} receives the publisher");
+        assert!(!meeting.layers_received(participant, 3, 5).is_empty(), "{participant} sees the publisher");
+    }
+}
+
+#[test]
+fn a_room_tapped_for_its_voices_hands_over_microphones_alone_until_a_recorder_wants_video_too() {
+    let mut meeting = Meeting::new(2);
+    meeting.run(Duration::from_secs(1));
+    let now = meeting.now;
+    meeting.sfu.record(1, Tap::Voices, now);
+    meeting.run(Duration::from_secs(2));
+    let sources = |packets: &[RecordedPacket]| -> Vec<TrackSource> {
+        let mut sources: Vec<TrackSource> = packets.iter().map(|packet| packet.source).collect();
+        sources.sort_by_key(|source| *source as u8);
+        sources.dedup();
+        sources
+    };
+    assert!(meeting.recorded.len() > 150, "both microphones: {}", meeting.recorded.len());
+    assert_eq!(sources(&meeting.recorded), [TrackSource::Microphone]);
+
+    let (before, now) = (meeting.recorded.len(), meeting.now);
+    meeting.sfu.record(1, Tap::Everything, now);
+    meeting.run(Duration::from_secs(2));
+    assert_eq!(sources(&meeting.recorded[before..]), [TrackSource::Microphone, TrackSource::Camera]);
 }

@@ -21,7 +21,7 @@ use url::Url;
 
 use self::mux::{AUDIO_SLOTS, LiveMux};
 use crate::{
-    plane::{MediaCommand, MediaPlane},
+    plane::{MediaCommand, MediaPlane, TapSink},
     sfu::{PeerKey, RecordedPacket, RoomId},
 };
 
@@ -162,7 +162,11 @@ impl LiveStream {
         let id = format!("live-{}", crate::recording::new_id()?);
         let (sink, packets) = mpsc::channel(PACKET_QUEUE);
         plane
-            .send(MediaCommand::Record { room: room_id, recording: id.clone(), sink: Some(sink) })
+            .send(MediaCommand::Record {
+                room: room_id,
+                recording: id.clone(),
+                sink: Some(TapSink { queue: sink, video: true }),
+            })
             .map_err(|_| StartError::Busy)?;
         let stop = CancellationToken::new();
         let task = Task { id: id.clone(), room_id, plane: plane.clone() };
