@@ -22,6 +22,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
 use crate::media::{self, MediaOptions, Publisher, SendShared, VideoProfile};
 use crate::stats::{self, BotStats, DelayHistogram, Recorder};
@@ -642,7 +643,34 @@ async fn answer_offer(
     pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
     let answer = pc.create_answer(None).await?;
     let sdp = set_local_and_gather(pc, answer, timeout).await?;
+    receivers_started(pc, timeout).await;
     shared.outgoing.send(ClientMessage::Answer { sdp }).await.map_err(|_| BotError::Left)
+}
+
+/// Returns once every m-line that receives has its track, or after `within`. webrtc-rs starts a
+/// renegotiation's receivers on a task of its own after `set_local_description`; a packet that arrives first
+/// is taken for an undeclared simulcast stream, the probe fails (no RID), and that track never receives. The
+/// node forwards as soon as it has the answer, so the answer waits (browsers demultiplex by SSRC and MID and
+/// need no such wait).
+async fn receivers_started(pc: &RTCPeerConnection, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut waiting = false;
+        for transceiver in pc.get_transceivers().await {
+            let receives = matches!(
+                transceiver.current_direction(),
+                RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv
+            );
+            if receives && transceiver.receiver().await.tracks().await.is_empty() {
+                waiting = true;
+                break;
+            }
+        }
+        if !waiting || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Returns once `pc` can take a remote offer: at once before the first exchange, else when it is connected.

@@ -222,6 +222,7 @@ fn send(receiver: &mut Peer, forward: &Forward, audible: bool, now: Instant) -> 
     let Some(stream) = api.stream_tx_by_mid(mid, None) else { return Sent::Nothing };
     stream.write_rtp(write);
     egress.last_sent = Some(now);
+    egress.packets += 1;
     Sent::Packet(forward.packet.payload.len())
 }
 

@@ -362,6 +362,9 @@ impl Sfu {
     pub fn leave(&mut self, key: PeerKey, now: Instant) {
         let Some(mut peer) = self.peers.remove(&key) else { return };
         peer.rtc.disconnect();
+        for egress in &peer.egress {
+            egress.log_end(key.participant, key.room, "a receiver left: its track ends");
+        }
         self.by_address.retain(|_, owner| *owner != key);
         self.by_ufrag.retain(|_, owner| *owner != key);
         let Some(room) = self.rooms.get_mut(&key.room) else { return };
@@ -377,7 +380,10 @@ impl Sfu {
             room.members.iter().map(|member| PeerKey { room: key.room, participant: *member }).collect();
         for other in &others {
             if let Some(peer) = self.peers.get_mut(other) {
-                peer.egress.iter_mut().filter(|egress| egress.from == key.participant).for_each(Egress::close);
+                for egress in peer.egress.iter_mut().filter(|egress| egress.from == key.participant) {
+                    egress.log_end(other.participant, key.room, "a sender left: its track ends");
+                    egress.close();
+                }
                 peer.egress
                     .retain(|egress| !(egress.from == key.participant && egress.state == peer::EgressState::ToOpen));
             }

@@ -197,6 +197,8 @@ pub(super) struct Egress {
     pub(super) payload_types: Vec<(Pt, Pt)>,
     /// Whether its source left while it was being offered.
     pub(super) source_gone: bool,
+    /// Packets written into it, for the log line when it ends.
+    pub(super) packets: u64,
 }
 
 impl Egress {
@@ -212,7 +214,24 @@ impl Egress {
             last_sent: None,
             payload_types: Vec::new(),
             source_gone: false,
+            packets: 0,
         }
+    }
+
+    /// Logs (at debug) what it carried, as it ends: a receiver missing a track is told from a sender that
+    /// never sent by these lines.
+    pub(super) fn log_end(&self, receiver: ParticipantId, room: super::RoomId, why: &str) {
+        tracing::debug!(
+            room,
+            receiver = receiver.0,
+            from = self.from.0,
+            source = source_name(self.source),
+            state = ?self.state,
+            target = ?self.target,
+            current = ?self.current,
+            packets = self.packets,
+            "{why}"
+        );
     }
 
     /// The m-line once media can flow on it.
