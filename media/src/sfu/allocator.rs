@@ -8,7 +8,7 @@
 //! Two things keep it steady when the estimate hovers near what is being sent (an SFU's estimate only grows
 //! as fast as its probes): a source already forwarded moves to another layer only with a tenth to spare, so
 //! the choice does not flap between two layers (each flip costs a keyframe), while what is chosen never
-//! adds up to more than the budget (the pacer sends no faster than the estimate: more would only queue);
+//! adds up to more than the budget (forwarded media is unpaced: more would overrun the receiver's link);
 //! and the allocation says what it would take for the next step up and for everything the tiles could
 //! use, which the caller gives the bandwidth estimator as the rates to probe toward.
 

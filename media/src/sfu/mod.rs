@@ -697,8 +697,8 @@ impl Sfu {
                         .and_then(|egress| egress.current),
                 })
                 .collect();
-            // The pacer sends at 1.1 times the estimate: that tenth is the room for keyframes, audio and
-            // retransmissions above the video chosen.
+            // The whole estimate is the budget. Forwarded media is not paced: a keyframe goes out at once, and
+            // the estimator's delay signal lowers the estimate if bursts overrun the link.
             let limits =
                 Limits { budget: receiver.estimate, last_n: self.config.last_n, top_height: self.config.top_height };
             let allocation = allocator::allocate(&candidates, limits);
