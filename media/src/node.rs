@@ -25,8 +25,6 @@ use crate::{
     sfu::{OfferTerms, PeerKey, RoomId, Sfu, SfuConfig, SfuOutput, Tap},
 };
 
-/// Batches read in one go before the shard attends to timers and commands again.
-const READ_ROUNDS: usize = 4;
 /// Commands a shard may have waiting (offers, answers, pins, departures).
 const COMMANDS: usize = 4096;
 /// Kernel socket buffers: a few hundred milliseconds of a busy shard's traffic.
@@ -277,16 +275,15 @@ async fn serve_shard(index: usize, shard: Shard, shutdown: &CancellationToken, m
                 Some(command) => handle(&mut sfu, (&mut outboxes, &mut recorders), command),
                 None => break,
             },
+            // One batch a turn: what it carried is forwarded before the next is read, because a packet waits
+            // for its whole turn (four batches a turn cost 20 % more delay at p99 for 3 % less CPU).
             readable = socket.readable() => {
-                if readable.is_ok() {
-                    for _ in 0..READ_ROUNDS {
-                        match socket.receive(|source, datagram| sfu.handle_receive(Instant::now(), source, datagram)) {
-                            Ok(0) => break,
-                            Ok(_) => {}
-                            // An ICMP error for an earlier send surfaces here; it concerns one peer only.
-                            Err(error) => tracing::debug!(%error, "media socket receive error"),
-                        }
-                    }
+                if readable.is_ok()
+                    && let Err(error) =
+                        socket.receive(|source, datagram| sfu.handle_receive(Instant::now(), source, datagram))
+                {
+                    // An ICMP error for an earlier send surfaces here; it concerns one peer only.
+                    tracing::debug!(%error, "media socket receive error");
                 }
             },
             () = tokio::time::sleep_until(wake.into()) => {},
