@@ -598,7 +598,12 @@ async fn negotiate(
             Negotiation::Offer { sdp, tracks } => answer_offer(&shared, &pc, sdp, tracks, timeout).await,
         };
         if let Err(error) = result {
-            tracing::warn!(%error, "bot negotiation failed");
+            // A bot leaving while the node renegotiates (others leave too) is how a meeting ends, not a failure.
+            if matches!(error, BotError::Left) {
+                tracing::debug!("bot negotiation stopped: the bot left");
+            } else {
+                tracing::warn!(%error, "bot negotiation failed");
+            }
             shared.end(error);
             break;
         }
