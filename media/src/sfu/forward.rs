@@ -220,9 +220,6 @@ fn send(receiver: &mut Peer, forward: &Forward, audible: bool, now: Instant) -> 
     }
     let mut api = receiver.rtc.direct_api();
     let Some(stream) = api.stream_tx_by_mid(mid, None) else { return Sent::Nothing };
-    // Forwarded media leaves unpaced, as LiveKit, mediasoup and Janus send it: the allocator already keeps each
-    // receiver within its estimate, and pacing only held keyframes back (probes and padding stay paced).
-    stream.set_unpaced(true);
     stream.write_rtp(write);
     egress.last_sent = Some(now);
     egress.packets += 1;

@@ -351,7 +351,15 @@ impl Peer {
         for egress in &mut self.egress {
             egress.state = match egress.state {
                 EgressState::Offered(mid) if egress.source_gone => EgressState::ToStop(mid),
-                EgressState::Offered(mid) => EgressState::Open(mid),
+                EgressState::Offered(mid) => {
+                    // Forwarded media leaves unpaced, as LiveKit, mediasoup and Janus send it: the allocator
+                    // keeps each receiver within its estimate, and pacing only held keyframes back (probes and
+                    // padding stay paced). The answer just made the m-line's stream.
+                    if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        stream.set_unpaced(true);
+                    }
+                    EgressState::Open(mid)
+                }
                 other => other,
             };
         }
