@@ -108,7 +108,9 @@ impl Talker {
             }
         };
         let frame = usize::try_from(rate / 50).ok()?.min(MAX_FRAME);
-        let count = self.decoders[index].1.decode(packet, scratch.len(), scratch).ok()?;
+        // Opus packets last at most 120 ms: six frames.
+        let longest = (frame * 6).min(scratch.len());
+        let count = self.decoders[index].1.decode(packet, longest, &mut scratch[..longest]).ok()?;
         let mut decoded = [0; MAX_FRAME];
         for (out, sample) in decoded.iter_mut().zip(&scratch[..count.min(frame)]) {
             *out = opus_sample(*sample);
@@ -135,7 +137,6 @@ impl Default for MeetingMix {
             talkers: HashMap::new(),
             listeners: HashMap::new(),
             decodes: 0,
-            // Opus packets last at most 120 ms.
             scratch: vec![0.0; MAX_FRAME * 6],
         }
     }
