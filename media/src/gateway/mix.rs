@@ -391,10 +391,6 @@ mod tests {
         }
     }
 
-    fn energy(frame: &Frame) -> f64 {
-        frame.iter().map(|sample| f64::from(*sample).powi(2)).sum()
-    }
-
     #[test]
     fn a_playout_waits_for_two_items_and_again_after_running_dry() {
         let mut playout = Playout::default();
@@ -427,18 +423,26 @@ mod tests {
         mix.listen(CALLER, 8_000);
         mix.listen(WIDE_CALLER, 16_000);
         let (mut caller, mut browser) = (Voice::new(CALLER, 400.0), Voice::new(BROWSER, 1_000.0));
-        // What the browser says, decoded on its own at 8 kHz: all the caller may hear.
-        let mut alone =
-            Talker { playout: Playout::default(), decoders: Vec::new(), last_seq: None, heard: Instant::now() };
+        // The voices decoded on their own: the browser at 8 kHz is all the caller may hear; both at 16 kHz,
+        // summed, are what the wideband caller hears.
+        let decoder =
+            || Talker { playout: Playout::default(), decoders: Vec::new(), last_seq: None, heard: Instant::now() };
+        let (mut browser_alone, mut browser_wide, mut caller_wide) = (decoder(), decoder(), decoder());
         let mut scratch = vec![0.0; MAX_FRAME * 6];
         let start = Instant::now();
         let mut expected = VecDeque::new();
         let mut checked = 0;
         for tick in 0..100u32 {
             let now = start + Duration::from_millis(20 * u64::from(tick));
-            mix.heard(&caller.packet(20, now));
-            let spoken = browser.packet(30, now);
-            expected.push_back(alone.decode(8_000, &spoken.payload, &mut scratch).unwrap());
+            let (said, spoken) = (caller.packet(20, now), browser.packet(30, now));
+            let narrow = browser_alone.decode(8_000, &spoken.payload, &mut scratch).unwrap();
+            let (one, other) = (
+                caller_wide.decode(16_000, &said.payload, &mut scratch).unwrap(),
+                browser_wide.decode(16_000, &spoken.payload, &mut scratch).unwrap(),
+            );
+            let wide: Frame = std::array::from_fn(|index| one[index].saturating_add(other[index]));
+            expected.push_back((narrow, wide));
+            mix.heard(&said);
             mix.heard(&spoken);
             let frames: HashMap<ParticipantId, Option<Frame>> = mix.tick(now).into_iter().collect();
             let Some(Some(heard)) = frames.get(&CALLER) else { continue };
@@ -446,9 +450,9 @@ mod tests {
             while expected.len() > 2 {
                 expected.pop_front();
             }
-            assert_eq!(heard, &expected[0], "the caller hears the browser exactly, without their own voice");
+            assert_eq!(heard, &expected[0].0, "the caller hears the browser exactly, without their own voice");
             let Some(Some(wide)) = frames.get(&WIDE_CALLER) else { panic!("the wideband caller hears both") };
-            assert!(energy(wide) > energy(heard), "the wideband caller hears the caller too");
+            assert_eq!(wide, &expected[0].1, "the wideband caller hears the caller and the browser");
             checked += 1;
         }
         assert!(checked > 90, "{checked} ticks mixed");
