@@ -74,6 +74,10 @@ enum Command {
         /// the run: the benchmark adds its organisation and meetings to it.
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        /// The bots' media stack: webrtc (webrtc-rs, browser-like, about 11 µs of CPU a packet) or light
+        /// (str0m, cheap enough to load the node to its limit; Convene only).
+        #[arg(long, default_value = "webrtc")]
+        bots: convene_bench::BotStack,
     },
     /// Size a deployment: the bandwidth of the meetings, and with a benchmark result, the nodes to run them.
     #[cfg(feature = "bench")]
@@ -246,7 +250,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
              build one with it: cargo build --release -p convene-api --features bench"
         ),
         #[cfg(feature = "bench")]
-        Command::Bench { target, meetings, participants, seconds, resolution, out, sfu_log, record, database_url } => {
+        Command::Bench {
+            target,
+            meetings,
+            participants,
+            seconds,
+            resolution,
+            out,
+            sfu_log,
+            record,
+            database_url,
+            bots,
+        } => {
             let convene = std::env::current_exe().context("cannot find the convene binary to start")?;
             let settings = SETTINGS.iter().map(|(name, _, _)| *name).collect();
             let options = convene_bench::BenchOptions {
@@ -261,6 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 sfu_log,
                 record,
                 database_url,
+                bots,
             };
             convene_bench::run(&options).await.map(drop)
         }

@@ -41,34 +41,9 @@ fn a_short_run_against_both_sfus_gives_sane_figures_and_sizes_a_deployment() {
 
     for target in ["convene", "janus"] {
         let figures = result(&out.path().join(target).join("result.json"));
-        let number = |name: &str| figures[name].as_f64().unwrap_or_else(|| panic!("{target}: no {name}: {figures}"));
-        assert_eq!(figures["target"], target);
-        assert_eq!((figures["meetings"].as_u64(), figures["participants"].as_u64()), (Some(1), Some(3)));
-        assert_eq!(figures["resolution"], "720p");
-        assert_eq!(figures["receivers_total"], 3);
-        assert_eq!(figures["receivers_with_media"], 3, "{target}: every receiver got media: {figures}");
-        // Everyone sees the thumbnails in the bottom layer; the two who watch the speaker get the top layer,
-        // though a receiver whose estimate dipped (a busy machine) may hold a middle one for a while.
-        let high = number("streams_high_per_receiver");
-        assert!(high > 0.3 && high < 2.0 / 3.0 + 0.01, "{target}: the speaker reaches the top layer: {figures}");
-        assert!((number("streams_low_per_receiver") - 4.0 / 3.0).abs() < 0.01, "{target}: {figures}");
-        assert!(number("loss_ratio") < 0.01, "{target}: no loss on loopback: {figures}");
-        assert!(number("sfu_cpu_seconds") > 0.0 && number("sfu_peak_rss_mb") > 1.0, "{target}: {figures}");
-        // 3 × 4.5 Mbit/s published; about 7.9 Mbit/s forwarded.
-        assert!(number("forwarded_mbps_in") > 10.0 && number("forwarded_mbps_out") > 5.0, "{target}: {figures}");
-        assert!(number("packets_per_second_out") > 500.0 && number("mbps_out_per_cpu_second") > 0.0);
-        assert!(number("delay_p50_ms") < number("delay_p99_ms") + 0.001 && number("delay_p99_ms") < 500.0);
-        assert!(number("join_p95_ms") > 0.0 && number("join_p95_ms") < 20_000.0, "{target}: {figures}");
-        assert_eq!(figures["ramp"].as_array().map(Vec::len), Some(1));
+        assert_sane(target, &figures);
+        assert_eq!(figures["bots"], "webrtc");
         assert!(out.path().join(target).join("chart.svg").exists());
-        // What a forwarded packet costs in str0m calls and system calls: Convene's metrics count them.
-        let costs = ["session_timeouts_per_packet", "session_polls_per_packet", "datagrams_per_send"];
-        if target == "convene" {
-            assert!(costs.iter().all(|cost| number(cost) > 0.0), "{figures}");
-            assert!((1.0..=32.0).contains(&number("datagrams_per_send")), "{figures}");
-        } else {
-            assert!(costs.iter().all(|cost| figures[cost].is_null()), "{figures}");
-        }
     }
     assert!(printed.contains("per packet forwarded:"), "{printed}");
 
@@ -82,6 +57,61 @@ fn a_short_run_against_both_sfus_gives_sane_figures_and_sizes_a_deployment() {
     for expected in ["454.0 Mbit/s in, 543.6 Mbit/s out", "assumptions", "Mbit per CPU-second", "nodes of 2 cores"] {
         assert!(printed.contains(expected), "missing {expected:?} in:\n{printed}");
     }
+}
+
+/// What every run of three people in one meeting must show, whichever SFU and bots.
+fn assert_sane(target: &str, figures: &Value) {
+    let number = |name: &str| figures[name].as_f64().unwrap_or_else(|| panic!("{target}: no {name}: {figures}"));
+    assert_eq!(figures["target"], target);
+    assert_eq!((figures["meetings"].as_u64(), figures["participants"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(figures["resolution"], "720p");
+    assert_eq!(figures["receivers_total"], 3);
+    assert_eq!(figures["receivers_with_media"], 3, "{target}: every receiver got media: {figures}");
+    // Everyone sees the thumbnails in the bottom layer; the two who watch the speaker get the top layer,
+    // though a receiver whose estimate dipped (a busy machine) may hold a middle one for a while.
+    let high = number("streams_high_per_receiver");
+    assert!(high > 0.3 && high < 2.0 / 3.0 + 0.01, "{target}: the speaker reaches the top layer: {figures}");
+    assert!((number("streams_low_per_receiver") - 4.0 / 3.0).abs() < 0.01, "{target}: {figures}");
+    assert!(number("loss_ratio") < 0.01, "{target}: no loss on loopback: {figures}");
+    assert!(number("sfu_cpu_seconds") > 0.0 && number("sfu_peak_rss_mb") > 1.0, "{target}: {figures}");
+    // 3 × 4.5 Mbit/s published; about 7.9 Mbit/s forwarded.
+    assert!(number("forwarded_mbps_in") > 10.0 && number("forwarded_mbps_out") > 5.0, "{target}: {figures}");
+    assert!(number("packets_per_second_out") > 500.0 && number("mbps_out_per_cpu_second") > 0.0);
+    assert!(number("delay_p50_ms") < number("delay_p99_ms") + 0.001 && number("delay_p99_ms") < 500.0);
+    assert!(number("join_p95_ms") > 0.0 && number("join_p95_ms") < 20_000.0, "{target}: {figures}");
+    assert!(number("bot_us_per_packet") > 0.0, "{target}: {figures}");
+    assert_eq!(figures["ramp"].as_array().map(Vec::len), Some(1));
+    // What a forwarded packet costs in str0m calls and system calls: Convene's metrics count them.
+    let costs = ["session_timeouts_per_packet", "session_polls_per_packet", "datagrams_per_send"];
+    if target == "convene" {
+        assert!(costs.iter().all(|cost| number(cost) > 0.0), "{figures}");
+        assert!((1.0..=32.0).contains(&number("datagrams_per_send")), "{figures}");
+    } else {
+        assert!(costs.iter().all(|cost| figures[cost].is_null()), "{figures}");
+    }
+}
+
+#[test]
+fn a_short_run_with_light_bots_gives_the_same_sane_figures() {
+    let out = tempfile::tempdir().unwrap();
+    let output = convene()
+        .args(["bench", "--target", "convene", "--bots", "light", "--meetings", "1", "--participants", "3"])
+        .args(["--seconds", "3", "--resolution", "720p", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("bots (light)"), "{printed}");
+    let figures = result(&out.path().join("result.json"));
+    assert_sane("convene", &figures);
+    assert_eq!(figures["bots"], "light");
+
+    // Janus's bots speak Janus's API: the light stack is Convene's alone.
+    let output =
+        convene().args(["bench", "--target", "both", "--bots", "light", "--out"]).arg(out.path()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--bots light"), "{output:?}");
 }
 
 #[test]

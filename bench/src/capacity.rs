@@ -193,6 +193,8 @@ mod tests {
             join_p95_ms: Some(900.0),
             join_failures: 0,
             bots_cpu_seconds: 40.0,
+            bots: "webrtc".to_owned(),
+            bot_us_per_packet: Some(11.0),
             machine_cpus: 2,
             ramp: Vec::new(),
             recorded: false,

@@ -23,6 +23,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+pub use convene_bots::BotStack;
 use serde::{Deserialize, Serialize};
 
 use self::{
@@ -166,6 +167,8 @@ pub struct BenchOptions {
     pub record: bool,
     /// The database of the Convene under test, when not SQLite in its data directory.
     pub database_url: Option<String>,
+    /// The bots' media stack (Convene only; Janus's bots are webrtc-rs).
+    pub bots: BotStack,
 }
 
 impl BenchOptions {
@@ -181,6 +184,9 @@ impl BenchOptions {
         }
         if self.record && self.target != TargetChoice::Convene {
             bail!("--record measures Convene's recorder: use --target convene");
+        }
+        if self.bots == BotStack::Light && self.target != TargetChoice::Convene {
+            bail!("--bots light speaks Convene's signalling only: use --target convene");
         }
         Ok(())
     }
@@ -250,6 +256,12 @@ pub struct BenchResult {
     pub join_failures: usize,
     /// The load generator's own CPU time over the window (when near all cores, the bots are the limit).
     pub bots_cpu_seconds: f64,
+    /// The bots' media stack: `webrtc` or `light`.
+    #[serde(default)]
+    pub bots: String,
+    /// The load generator's CPU per packet it sent or received, in microseconds.
+    #[serde(default)]
+    pub bot_us_per_packet: Option<f64>,
     /// CPUs on the machine.
     pub machine_cpus: usize,
     /// The ramp, one point per meeting joined.
@@ -364,6 +376,8 @@ async fn run_target(target: Target, options: &BenchOptions, dir: &Path) -> anyho
         join_p95_ms: percentile(&joins, 0.95),
         join_failures: failures,
         bots_cpu_seconds: figures.bots_cpu_seconds,
+        bots: if target == Target::Convene { options.bots } else { BotStack::WebRtc }.to_string(),
+        bot_us_per_packet: figures.bot_us_per_packet(),
         machine_cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         ramp,
         recorded: options.record,
@@ -444,7 +458,7 @@ fn summary(result: &BenchResult) -> String {
         "  receivers with media {}/{} (join failures {}), per receiver {:.2} high + {:.2} low video, {:.2} audio
   SFU: {:.2} CPU-s in {} s ({:.1} % of a core), peak RSS {:.1} MB
   forwarded: {:.1} Mbit/s in, {:.1} Mbit/s out, {:.0} packets/s out; {:.1} Mbit out per CPU-second
-  loss {:.4}, delay p50 {} p99 {}, join p95 {}; bots used {:.1} CPU-s on {} CPUs
+  loss {:.4}, delay p50 {} p99 {}, join p95 {}; bots ({}) used {:.1} CPU-s on {} CPUs, {} µs per packet
   recording: {}
 {}",
         result.receivers_with_media,
@@ -465,8 +479,10 @@ fn summary(result: &BenchResult) -> String {
         milliseconds(result.delay_p50_ms),
         milliseconds(result.delay_p99_ms),
         milliseconds(result.join_p95_ms),
+        result.bots,
         result.bots_cpu_seconds,
         result.machine_cpus,
+        result.bot_us_per_packet.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}")),
         if result.recorded {
             format!("every meeting, {:.1} MB written in {} s", result.recorded_mb, result.seconds)
         } else {

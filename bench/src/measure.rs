@@ -18,6 +18,7 @@ pub(crate) struct Window {
     sfu_cpu: f64,
     bots_cpu: f64,
     sent_bytes: u64,
+    sent_packets: u64,
 }
 
 /// What a window measured.
@@ -26,6 +27,7 @@ pub(crate) struct Figures {
     pub(crate) sfu_cpu_seconds: f64,
     pub(crate) bots_cpu_seconds: f64,
     pub(crate) bytes_in: u64,
+    pub(crate) packets_in: u64,
     pub(crate) bytes_out: u64,
     pub(crate) packets_out: u64,
     pub(crate) receivers_with_media: usize,
@@ -91,6 +93,7 @@ impl Window {
             sfu_cpu: cpu_seconds(Some(sfu)),
             bots_cpu: cpu_seconds(None),
             sent_bytes: participants.iter().map(|participant| participant.stats().sent.bytes).sum(),
+            sent_packets: participants.iter().map(|participant| participant.stats().sent.packets).sum(),
         }
     }
 
@@ -143,6 +146,7 @@ impl Window {
             sfu_cpu_seconds: cpu_seconds(Some(sfu)) - self.sfu_cpu,
             bots_cpu_seconds: cpu_seconds(None) - self.bots_cpu,
             bytes_in: stats.iter().map(|stats| stats.sent.bytes).sum::<u64>().saturating_sub(self.sent_bytes),
+            packets_in: stats.iter().map(|stats| stats.sent.packets).sum::<u64>().saturating_sub(self.sent_packets),
             bytes_out: stats.iter().map(|stats| stats.bytes).sum(),
             packets_out: packets,
             receivers_with_media: stats.iter().filter(|stats| videos(stats, None) + 1 >= meeting_size).count(),
@@ -166,6 +170,12 @@ impl Figures {
 
     pub(crate) fn mbps_out(&self) -> f64 {
         self.bytes_out as f64 * 8.0 / 1e6 / self.seconds.max(f64::EPSILON)
+    }
+
+    /// The load generator's CPU per packet it sent or received, in microseconds.
+    pub(crate) fn bot_us_per_packet(&self) -> Option<f64> {
+        let packets = self.packets_in + self.packets_out;
+        (packets > 0).then(|| self.bots_cpu_seconds * 1e6 / packets as f64)
     }
 
     pub(crate) fn packets_per_second_out(&self) -> f64 {

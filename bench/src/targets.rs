@@ -104,6 +104,7 @@ impl Sfu {
                 bot.video = video;
                 bot.speaking = index == 0;
                 bot.timeout = JOIN_TIMEOUT;
+                bot.stack = options.bots;
                 Ok(Participant::Convene(convene_bots::Bot::join(bot).await?))
             }
             Self::Janus(sfu) => {

@@ -12,16 +12,21 @@
 //!
 //! Everything is bounded: the message queue drops its oldest entries when full, and every task ends when the
 //! bot is left, dropped, refused or disconnected.
+//!
+//! A bot's media runs on one of two stacks ([`BotStack`]): webrtc-rs with a browser's interceptors, the
+//! conformance check, or the light stack, str0m in RTP mode on one task and socket per bot, which the
+//! benchmark uses to load the node to its limit on the same machine.
 
 pub mod baresip;
 mod bot;
 mod janus;
+mod light;
 mod media;
 pub mod payload;
 pub mod sipp;
 mod stats;
 
-pub use bot::{Admission, Bot, BotError, BotOptions};
+pub use bot::{Admission, Bot, BotError, BotOptions, BotStack};
 pub use janus::{ICE_ADDRESS, JANUS_BINARY, JanusBot, JanusConfig, JanusOptions, JanusServer, JanusServerError};
 pub use media::{LayerProfile, RIDS, VideoProfile};
 pub use stats::{BotStats, DelayHistogram, SendStats, TrackStats};

@@ -123,6 +123,14 @@ pub(crate) struct SendShared {
 }
 
 impl SendShared {
+    /// The node asked for a keyframe on a layer (PLI or FIR); the next frame of that layer is one.
+    pub(crate) fn keyframe_asked(&self, layer: usize) {
+        if let Some(wanted) = self.keyframe_wanted.get(layer) {
+            wanted.store(true, Ordering::Relaxed);
+            self.keyframe_requests[layer].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> SendStats {
         let load = |counters: &[AtomicU64; 3]| counters.each_ref().map(|c| c.load(Ordering::Relaxed));
         SendStats {
@@ -368,14 +376,167 @@ async fn read_rtcp(
             let any = packet.as_any();
             if any.downcast_ref::<PictureLossIndication>().is_some() || any.downcast_ref::<FullIntraRequest>().is_some()
             {
-                shared.keyframe_wanted[layer].store(true, Ordering::Relaxed);
-                shared.keyframe_requests[layer].fetch_add(1, Ordering::Relaxed);
+                shared.keyframe_asked(layer);
             }
         }
     }
 }
 
-/// Sends every layer's frame for each tick: the same RTP timestamp and frame number across layers.
+/// The packets of one layer's frame, ready to send.
+pub(crate) struct LayerFrame {
+    /// 0 (q), 1 (h) or 2 (f).
+    pub(crate) layer: usize,
+    pub(crate) keyframe: bool,
+    pub(crate) timestamp: u32,
+    /// Extended sequence numbers (a stack without rollover tracking takes the low 16 bits) and payloads; the
+    /// last packet carries the marker.
+    pub(crate) packets: Vec<(u64, Bytes)>,
+}
+
+/// The camera: every layer's frame for each tick, with the same RTP timestamp and frame number across layers.
+/// Stack-independent; the stack writes what it gives and says which keyframes went out.
+pub(crate) struct VideoSource {
+    profile: VideoProfile,
+    fps: u32,
+    keyframe_interval: Duration,
+    timestamp_base: u32,
+    sequence: Vec<u64>,
+    picture_ids: Vec<u16>,
+    /// A layer wants a keyframe until one was actually written (writes before DTLS completes are dropped).
+    pending_key: Vec<bool>,
+    last_periodic: tokio::time::Instant,
+    frame: u32,
+}
+
+impl VideoSource {
+    pub(crate) fn new(profile: VideoProfile, options: &MediaOptions) -> Self {
+        let seed = random_u64();
+        let layer_count = profile.layers.len();
+        Self {
+            fps: options.fps.clamp(1, 120),
+            keyframe_interval: options.keyframe_interval,
+            timestamp_base: seed as u32,
+            sequence: (0..layer_count).map(|layer| u64::from((seed >> (16 * layer)) as u16)).collect(),
+            picture_ids: (0..layer_count).map(|layer| (seed >> (5 + 16 * layer)) as u16 % PICTURE_ID_MODULO).collect(),
+            pending_key: vec![true; layer_count],
+            last_periodic: tokio::time::Instant::now(),
+            frame: 0,
+            profile,
+        }
+    }
+
+    /// The time between frames.
+    pub(crate) fn period(&self) -> Duration {
+        Duration::from_secs(1) / self.fps
+    }
+
+    /// The next frame of every layer; a layer sends a keyframe when asked (PLI, FIR), periodically, and until
+    /// one was written.
+    pub(crate) fn next_frames(&mut self, shared: &SendShared) -> Vec<LayerFrame> {
+        let periodic = self.last_periodic.elapsed() >= self.keyframe_interval;
+        if periodic {
+            self.last_periodic = tokio::time::Instant::now();
+        }
+        let timestamp = self.timestamp_base.wrapping_add(self.frame.wrapping_mul(90_000 / self.fps));
+        let sent_us = now_us();
+        let mut frames = Vec::with_capacity(self.profile.layers.len());
+        for (layer, profile) in self.profile.layers.iter().enumerate() {
+            let requested = shared.keyframe_wanted[layer].swap(false, Ordering::Relaxed);
+            let keyframe = periodic || requested || self.pending_key[layer];
+            let delta_bytes = usize::try_from(profile.bitrate_bps / 8 / self.fps).unwrap_or(0);
+            let vp8 = Vp8Frame {
+                layer: u8::try_from(layer).unwrap_or(0),
+                picture_id: self.picture_ids[layer],
+                keyframe,
+                width: profile.width,
+                height: profile.height,
+                frame: self.frame,
+                size: if keyframe { delta_bytes * 4 } else { delta_bytes },
+            };
+            let packets: Vec<(u64, Bytes)> = payload::packetize_vp8(&vp8, sent_us)
+                .into_iter()
+                .map(|payload| {
+                    let sequence = self.sequence[layer];
+                    self.sequence[layer] += 1;
+                    shared.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    shared.packets.fetch_add(1, Ordering::Relaxed);
+                    (sequence, payload)
+                })
+                .collect();
+            self.picture_ids[layer] = (self.picture_ids[layer] + 1) % PICTURE_ID_MODULO;
+            shared.frames[layer].fetch_add(1, Ordering::Relaxed);
+            frames.push(LayerFrame { layer, keyframe, timestamp, packets });
+        }
+        self.frame = self.frame.wrapping_add(1);
+        frames
+    }
+
+    /// A layer's keyframe went out.
+    pub(crate) fn keyframe_written(&mut self, layer: usize, shared: &SendShared) {
+        self.pending_key[layer] = false;
+        shared.keyframes[layer].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One microphone packet, ready to send.
+pub(crate) struct AudioPacket {
+    pub(crate) sequence: u64,
+    pub(crate) timestamp: u32,
+    /// The first packet of a talkspurt.
+    pub(crate) marker: bool,
+    pub(crate) speaking: bool,
+    /// RFC 6464's level, in -dBov (0 loudest, 127 silence).
+    pub(crate) level: u8,
+    pub(crate) payload: Bytes,
+}
+
+/// The microphone: a 20 ms packet per tick, 80 to 120 bytes, varying like a VBR encoder's output.
+pub(crate) struct AudioSource {
+    sequence: u64,
+    timestamp: u32,
+    was_speaking: bool,
+    count: u32,
+}
+
+impl AudioSource {
+    pub(crate) const PERIOD: Duration = Duration::from_millis(20);
+
+    pub(crate) fn new() -> Self {
+        let seed = random_u64();
+        Self { sequence: u64::from(seed as u16), timestamp: (seed >> 16) as u32, was_speaking: false, count: 0 }
+    }
+
+    pub(crate) fn next_packet(&mut self, shared: &SendShared) -> AudioPacket {
+        let speaking = shared.speaking.load(Ordering::Relaxed);
+        let trailer = Trailer { layer: AUDIO_LAYER, sent_us: now_us(), frame: self.count, packet: 0 };
+        let size = 80 + usize::try_from(self.count.wrapping_mul(37) % 41).unwrap_or(0);
+        let packet = AudioPacket {
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            marker: speaking && !self.was_speaking,
+            speaking,
+            level: if speaking { LEVEL_SPEAKING } else { LEVEL_SILENCE },
+            payload: payload::audio_payload(size, &trailer),
+        };
+        shared.packets.fetch_add(1, Ordering::Relaxed);
+        shared.bytes.fetch_add(size as u64, Ordering::Relaxed);
+        shared.audio_packets.fetch_add(1, Ordering::Relaxed);
+        self.was_speaking = speaking;
+        self.sequence += 1;
+        self.timestamp = self.timestamp.wrapping_add(960);
+        self.count = self.count.wrapping_add(1);
+        packet
+    }
+}
+
+/// A tick that does not make up late ticks in a burst: a slow machine sends fewer frames, like a real encoder.
+pub(crate) fn ticks(period: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Writes the camera's frames for each tick.
 async fn send_video(
     video: VideoSend,
     options: MediaOptions,
@@ -386,69 +547,32 @@ async fn send_video(
     if !connected(&mut state, &cancel).await {
         return;
     }
-    let fps = options.fps.clamp(1, 120);
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / fps);
-    // Late ticks are not made up in a burst: a slow machine sends fewer frames, like a real encoder.
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let seed = random_u64();
-    let timestamp_base = seed as u32;
-    let layer_count = video.tracks.len();
-    let mut sequence: Vec<u16> = (0..layer_count).map(|layer| (seed >> (16 * layer)) as u16).collect();
-    let mut picture_ids: Vec<u16> =
-        (0..layer_count).map(|layer| (seed >> (5 + 16 * layer)) as u16 % PICTURE_ID_MODULO).collect();
-    // A layer wants a keyframe until one was actually written (writes before DTLS completes are dropped).
-    let mut pending_key = vec![true; layer_count];
-    let mut last_periodic = tokio::time::Instant::now();
-    let mut frame: u32 = 0;
+    let mut source = VideoSource::new(video.profile.clone(), &options);
+    let mut ticks = ticks(source.period());
     while !cancel.is_cancelled() {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let periodic = last_periodic.elapsed() >= options.keyframe_interval;
-        if periodic {
-            last_periodic = tokio::time::Instant::now();
-        }
-        let timestamp = timestamp_base.wrapping_add(frame.wrapping_mul(90_000 / fps));
-        let sent_us = now_us();
-        for (layer, (track, profile)) in video.tracks.iter().zip(&video.profile.layers).enumerate() {
-            let requested = shared.keyframe_wanted[layer].swap(false, Ordering::Relaxed);
-            let keyframe = periodic || requested || pending_key[layer];
-            let delta_bytes = usize::try_from(profile.bitrate_bps / 8 / fps).unwrap_or(0);
-            let vp8 = Vp8Frame {
-                layer: u8::try_from(layer).unwrap_or(0),
-                picture_id: picture_ids[layer],
-                keyframe,
-                width: profile.width,
-                height: profile.height,
-                frame,
-                size: if keyframe { delta_bytes * 4 } else { delta_bytes },
-            };
-            let packets = payload::packetize_vp8(&vp8, sent_us);
-            let last = packets.len().saturating_sub(1);
+        for frame in source.next_frames(&shared) {
+            let track = &video.tracks[frame.layer];
+            let last = frame.packets.len().saturating_sub(1);
             let mut written = 0;
-            for (index, payload) in packets.into_iter().enumerate() {
-                shared.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
-                let packet = rtp_packet(sequence[layer], timestamp, index == last, VP8_PAYLOAD_TYPE, payload);
-                sequence[layer] = sequence[layer].wrapping_add(1);
+            for (index, (sequence, payload)) in frame.packets.into_iter().enumerate() {
+                let packet = rtp_packet(sequence as u16, frame.timestamp, index == last, VP8_PAYLOAD_TYPE, payload);
                 match track.write_rtp_with_extensions(&packet, &[]).await {
                     Ok(n) => written += n,
                     Err(error) => tracing::trace!(%error, "bot video write"),
                 }
-                shared.packets.fetch_add(1, Ordering::Relaxed);
             }
-            picture_ids[layer] = (picture_ids[layer] + 1) % PICTURE_ID_MODULO;
-            shared.frames[layer].fetch_add(1, Ordering::Relaxed);
-            if keyframe && written > 0 {
-                pending_key[layer] = false;
-                shared.keyframes[layer].fetch_add(1, Ordering::Relaxed);
+            if frame.keyframe && written > 0 {
+                source.keyframe_written(frame.layer, &shared);
             }
         }
-        frame = frame.wrapping_add(1);
     }
 }
 
-/// 20 ms packets with the audio level extension; the marker bit starts a talkspurt.
+/// Writes a microphone packet every 20 ms with the audio level extension.
 async fn send_audio(
     audio: AudioSend,
     shared: Arc<SendShared>,
@@ -458,43 +582,21 @@ async fn send_audio(
     if !connected(&mut state, &cancel).await {
         return;
     }
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let seed = random_u64();
-    let mut sequence = seed as u16;
-    let mut timestamp = (seed >> 16) as u32;
-    let mut was_speaking = false;
-    let mut count: u32 = 0;
+    let mut source = AudioSource::new();
+    let mut ticks = ticks(AudioSource::PERIOD);
     let _keep = &audio.sender;
     while !cancel.is_cancelled() {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let speaking = shared.speaking.load(Ordering::Relaxed);
-        let trailer = Trailer { layer: AUDIO_LAYER, sent_us: now_us(), frame: count, packet: 0 };
-        // 80 to 120 bytes, varying like a VBR encoder's output.
-        let size = 80 + usize::try_from(count.wrapping_mul(37) % 41).unwrap_or(0);
-        let packet = rtp_packet(
-            sequence,
-            timestamp,
-            speaking && !was_speaking,
-            OPUS_PAYLOAD_TYPE,
-            payload::audio_payload(size, &trailer),
-        );
-        let level =
-            AudioLevelExtension { level: if speaking { LEVEL_SPEAKING } else { LEVEL_SILENCE }, voice: speaking };
-        if let Err(error) = audio.track.write_rtp_with_extensions(&packet, &[HeaderExtension::AudioLevel(level)]).await
-        {
+        let packet = source.next_packet(&shared);
+        let level = AudioLevelExtension { level: packet.level, voice: packet.speaking };
+        let rtp =
+            rtp_packet(packet.sequence as u16, packet.timestamp, packet.marker, OPUS_PAYLOAD_TYPE, packet.payload);
+        if let Err(error) = audio.track.write_rtp_with_extensions(&rtp, &[HeaderExtension::AudioLevel(level)]).await {
             tracing::trace!(%error, "bot audio write");
         }
-        shared.packets.fetch_add(1, Ordering::Relaxed);
-        shared.bytes.fetch_add(size as u64, Ordering::Relaxed);
-        shared.audio_packets.fetch_add(1, Ordering::Relaxed);
-        was_speaking = speaking;
-        sequence = sequence.wrapping_add(1);
-        timestamp = timestamp.wrapping_add(960);
-        count = count.wrapping_add(1);
     }
 }
 

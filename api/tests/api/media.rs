@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use convene_bots::{Admission, Bot, BotError, BotOptions, BotStats, LayerProfile, VideoProfile};
+use convene_bots::{Admission, Bot, BotError, BotOptions, BotStack, BotStats, LayerProfile, VideoProfile};
 use convene_signal::{ClientMessage, ParticipantId, Refusal, ServerMessage, TrackSource};
 use reqwest::Method;
 use serde_json::json;
@@ -52,6 +52,16 @@ async fn until(bots: &[&Bot], what: &str, check: impl Fn(&Bot, &BotStats) -> boo
 
 #[tokio::test]
 async fn in_a_meeting_of_ten_the_speaker_arrives_in_high_the_others_in_low_and_the_stage_follows_the_voice() {
+    meeting_of_ten(BotStack::WebRtc).await;
+}
+
+/// The benchmark's light bots (str0m) see the same meeting as the webrtc-rs ones.
+#[tokio::test]
+async fn light_bots_in_a_meeting_of_ten_see_the_speaker_in_high_and_the_others_in_low() {
+    meeting_of_ten(BotStack::Light).await;
+}
+
+async fn meeting_of_ten(stack: BotStack) {
     let app = spawn_app().await;
     let key = tenant_key(&app, "owner@acme.example").await;
     let mut bots = Vec::new();
@@ -60,6 +70,7 @@ async fn in_a_meeting_of_ten_the_speaker_arrives_in_high_the_others_in_low_and_t
     for (index, name) in names.into_iter().enumerate() {
         let mut options = bot(&app, &key, "standup", name, index == 0).await;
         options.speaking = name == "Bob";
+        options.stack = stack;
         bots.push(Bot::join(options).await.unwrap_or_else(|error| panic!("{name}: {error}")));
     }
     let ids: Vec<ParticipantId> = bots.iter().map(Bot::id).collect();
