@@ -8,24 +8,19 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use convene_media::batch_io::BatchSocket;
 use convene_signal::{ClientMessage, MediaKind, TrackInfo};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
 use crate::bot::{BotError, Negotiation, Shared};
 use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, now_us, ticks};
 use crate::stats::Received;
-
-/// Datagrams read from the socket before the session's output is drained: a frame's packets arrive together.
-const READ_BATCH: usize = 32;
-/// The largest datagram (a UDP payload on loopback is far below it).
-const DATAGRAM: usize = 2048;
 
 impl From<str0m::RtcError> for BotError {
     fn from(error: str0m::RtcError) -> Self {
@@ -48,7 +43,6 @@ struct Published {
 /// A bot's media session: the str0m instance and what the driver knows about it.
 struct Session {
     rtc: Rtc,
-    socket: UdpSocket,
     local: SocketAddr,
     shared: Arc<Shared>,
     state: watch::Sender<RTCPeerConnectionState>,
@@ -74,8 +68,8 @@ pub(crate) async fn drive(
     offered: oneshot::Sender<Result<(), BotError>>,
 ) {
     let mut offered = Some(offered);
-    let mut session = match Session::open(shared.clone(), state, &options).await {
-        Ok(session) => session,
+    let (mut session, mut socket) = match Session::open(shared.clone(), state, &options) {
+        Ok(opened) => opened,
         Err(error) => {
             if let Some(offered) = offered.take() {
                 let _ = offered.send(Err(error.clone()));
@@ -88,30 +82,19 @@ pub(crate) async fn drive(
     let mut video_ticks = ticks(video.as_ref().map_or(Duration::from_secs(1), VideoSource::period));
     let mut audio = options.audio.then(AudioSource::new);
     let mut audio_ticks = ticks(AudioSource::PERIOD);
-    let mut buffer = vec![0u8; DATAGRAM];
     let mut started = false;
     let cancel = shared.cancel.clone();
-    let result: Result<(), BotError> = 'run: loop {
-        let due = match session.drain().await {
+    let result: Result<(), BotError> = loop {
+        let due = match session.drain(&mut socket) {
             Ok(due) => due,
             Err(error) => break Err(error),
         };
         let sending = session.published.is_some() && session.rtc.is_connected();
         let step = tokio::select! {
             _ = cancel.cancelled() => break Ok(()),
-            received = session.socket.recv_from(&mut buffer) => {
-                match received {
-                    Ok((length, source)) => session.receive(source, &buffer[..length]),
-                    Err(error) => break Err(BotError::WebRtc(format!("the bot's socket failed: {error}"))),
-                }
-                // The rest of what is waiting, up to a bound. In RTP mode str0m holds one received packet
-                // until the next `poll_output`, so each datagram's output is taken before the next goes in.
-                for _ in 1..READ_BATCH {
-                    if let Err(error) = session.drain().await {
-                        break 'run Err(error);
-                    }
-                    let Ok((length, source)) = session.socket.try_recv_from(&mut buffer) else { break };
-                    session.receive(source, &buffer[..length]);
+            readable = socket.readable() => {
+                if let Err(error) = readable.and_then(|()| session.receive_batch(&mut socket)) {
+                    break Err(BotError::WebRtc(format!("the bot's socket failed: {error}")));
                 }
                 None
             }
@@ -166,15 +149,16 @@ pub(crate) async fn drive(
 }
 
 impl Session {
-    async fn open(
+    fn open(
         shared: Arc<Shared>,
         state: watch::Sender<RTCPeerConnectionState>,
         options: &MediaOptions,
-    ) -> Result<Self, BotError> {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .map_err(|error| BotError::WebRtc(format!("binding the bot's socket: {error}")))?;
-        let local = socket.local_addr().map_err(|error| BotError::WebRtc(error.to_string()))?;
+    ) -> Result<(Self, BatchSocket), BotError> {
+        let failed = |error: std::io::Error| BotError::WebRtc(format!("the bot's socket: {error}"));
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(failed)?;
+        socket.set_nonblocking(true).map_err(failed)?;
+        let local = socket.local_addr().map_err(failed)?;
+        let socket = BatchSocket::new(socket).map_err(failed)?;
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -183,9 +167,8 @@ impl Session {
             .build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|error| BotError::WebRtc(error.to_string()))?;
         rtc.add_local_candidate(candidate);
-        Ok(Self {
+        let session = Self {
             rtc,
-            socket,
             local,
             shared,
             state,
@@ -196,7 +179,8 @@ impl Session {
             audio: options.audio,
             video: options.video.is_some(),
             simulcast: options.video.as_ref().is_some_and(|video| video.layers.len() > 1),
-        })
+        };
+        Ok((session, socket))
     }
 
     /// The bot's first offer: its microphone and camera (three simulcast layers, or one), send-only; nothing
@@ -252,24 +236,41 @@ impl Session {
         self.shared.outgoing.send(ClientMessage::Answer { sdp }).await.map_err(|_| BotError::Left)
     }
 
-    fn receive(&mut self, source: SocketAddr, contents: &[u8]) {
-        let Ok(contents) = contents.try_into() else { return };
-        let receive = Receive { proto: Protocol::Udp, source, destination: self.local, contents };
-        if let Err(error) = self.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
-            tracing::debug!(%error, "a datagram the light bot could not take");
+    /// Reads one batch of datagrams (one system call). In RTP mode str0m holds a received packet only until
+    /// the next `poll_output`, so each datagram's output is taken before the next goes in.
+    fn receive_batch(&mut self, socket: &mut BatchSocket) -> std::io::Result<()> {
+        let mut replies = Vec::new();
+        let mut failure = None;
+        socket.receive(|source, contents| {
+            let Ok(contents) = contents.try_into() else { return };
+            let receive = Receive { proto: Protocol::Udp, source, destination: self.local, contents };
+            if let Err(error) = self.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
+                tracing::debug!(%error, "a datagram the light bot could not take");
+            }
+            if let Err(error) = self.poll(|destination, contents| replies.push((destination, contents.to_vec()))) {
+                failure.get_or_insert(error);
+            }
+        })?;
+        for (destination, contents) in replies {
+            socket.send(destination, &contents);
         }
+        socket.flush();
+        failure.map_or(Ok(()), |error| Err(std::io::Error::other(error.to_string())))
     }
 
-    /// Sends what str0m has to send and takes its events; returns when str0m next wants time.
-    async fn drain(&mut self) -> Result<Instant, BotError> {
+    /// Sends what str0m has to send (runs to one destination in one system call) and takes its events;
+    /// returns when str0m next wants time.
+    fn drain(&mut self, socket: &mut BatchSocket) -> Result<Instant, BotError> {
+        let due = self.poll(|destination, contents| socket.send(destination, contents));
+        socket.flush();
+        due
+    }
+
+    fn poll(&mut self, mut transmit: impl FnMut(SocketAddr, &[u8])) -> Result<Instant, BotError> {
         loop {
             match self.rtc.poll_output()? {
                 Output::Timeout(due) => return Ok(due),
-                Output::Transmit(transmit) => {
-                    if let Err(error) = self.socket.send_to(&transmit.contents, transmit.destination).await {
-                        tracing::debug!(%error, "the light bot could not send");
-                    }
-                }
+                Output::Transmit(out) => transmit(out.destination, &out.contents),
                 Output::Event(event) => self.event(event)?,
             }
         }

@@ -14,7 +14,7 @@
 //! keys callers press, RTP, SDP, prompts and the PIN conversation), sans-IO; [`gateway`] is the SIP gateway
 //! that drives it and brings callers into rooms through the focus.
 
-mod batch_io;
+pub mod batch_io;
 pub mod focus;
 pub mod gateway;
 mod media_metrics;
