@@ -73,7 +73,8 @@ pub enum BotStack {
     /// about 11 µs of CPU per packet.
     #[default]
     WebRtc,
-    /// str0m in RTP mode, one task and socket per bot: cheap enough to drive the customer's scale.
+    /// str0m in RTP mode, one task and socket per bot: cheaper per packet, for loading the node. Loopback only
+    /// (the node under test runs on the same machine), whatever `loopback_only` says.
     Light,
 }
 
