@@ -28,6 +28,13 @@ impl From<str0m::RtcError> for BotError {
     }
 }
 
+/// The bot's own UDP socket failed.
+impl From<std::io::Error> for BotError {
+    fn from(error: std::io::Error) -> Self {
+        Self::WebRtc(format!("the bot's socket failed: {error}"))
+    }
+}
+
 impl From<str0m::error::SdpError> for BotError {
     fn from(error: str0m::error::SdpError) -> Self {
         Self::Protocol(format!("unreadable SDP: {error}"))
@@ -93,8 +100,8 @@ pub(crate) async fn drive(
         let step = tokio::select! {
             _ = cancel.cancelled() => break Ok(()),
             readable = socket.readable() => {
-                if let Err(error) = readable.and_then(|()| session.receive_batch(&mut socket)) {
-                    break Err(BotError::WebRtc(format!("the bot's socket failed: {error}")));
+                if let Err(error) = readable.map_err(BotError::from).and_then(|()| session.receive_batch(&mut socket)) {
+                    break Err(error);
                 }
                 None
             }
@@ -154,11 +161,10 @@ impl Session {
         state: watch::Sender<RTCPeerConnectionState>,
         options: &MediaOptions,
     ) -> Result<(Self, BatchSocket), BotError> {
-        let failed = |error: std::io::Error| BotError::WebRtc(format!("the bot's socket: {error}"));
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(failed)?;
-        socket.set_nonblocking(true).map_err(failed)?;
-        let local = socket.local_addr().map_err(failed)?;
-        let socket = BatchSocket::new(socket).map_err(failed)?;
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let socket = BatchSocket::new(socket)?;
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -238,7 +244,7 @@ impl Session {
 
     /// Reads one batch of datagrams (one system call). In RTP mode str0m holds a received packet only until
     /// the next `poll_output`, so each datagram's output is taken before the next goes in.
-    fn receive_batch(&mut self, socket: &mut BatchSocket) -> std::io::Result<()> {
+    fn receive_batch(&mut self, socket: &mut BatchSocket) -> Result<(), BotError> {
         let mut replies = Vec::new();
         let mut failure = None;
         socket.receive(|source, contents| {
@@ -255,7 +261,7 @@ impl Session {
             socket.send(destination, &contents);
         }
         socket.flush();
-        failure.map_or(Ok(()), |error| Err(std::io::Error::other(error.to_string())))
+        failure.map_or(Ok(()), Err)
     }
 
     /// Sends what str0m has to send (runs to one destination in one system call) and takes its events;
@@ -281,8 +287,15 @@ impl Session {
             Event::Connected => {
                 let _ = self.state.send(RTCPeerConnectionState::Connected);
             }
+            // ICE may recover (a loaded machine misses consent checks for a while); a node that is gone ends the
+            // bot through its signalling instead.
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                return Err(BotError::WebRtc("the media connection failed".to_owned()));
+                let _ = self.state.send(RTCPeerConnectionState::Disconnected);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                if self.rtc.is_connected() =>
+            {
+                let _ = self.state.send(RTCPeerConnectionState::Connected);
             }
             Event::RtpPacket(packet) => self.record(&packet),
             Event::KeyframeRequest(request) => {
@@ -331,7 +344,7 @@ impl Session {
             let Some(stream) = api.stream_tx_by_mid(mid, rid) else { continue };
             let last = frame.packets.len().saturating_sub(1);
             for (index, (sequence, payload)) in frame.packets.into_iter().enumerate() {
-                let write = RtpWrite::new(pt, sequence.into(), frame.timestamp, now, payload.to_vec())
+                let write = RtpWrite::new(pt, sequence.into(), frame.timestamp, now, &payload[..])
                     .marker(index == last)
                     .nackable(true);
                 stream.write_rtp(write);
@@ -353,10 +366,9 @@ impl Session {
             voice_activity: Some(packet.speaking),
             ..ExtensionValues::default()
         };
-        let write =
-            RtpWrite::new(pt, packet.sequence.into(), packet.timestamp, Instant::now(), packet.payload.to_vec())
-                .marker(packet.marker)
-                .ext_vals(ext_vals);
+        let write = RtpWrite::new(pt, packet.sequence.into(), packet.timestamp, Instant::now(), &packet.payload[..])
+            .marker(packet.marker)
+            .ext_vals(ext_vals);
         stream.write_rtp(write);
     }
 }
