@@ -9,7 +9,6 @@
 //! Components hold no business rules: those live in `convene-api` and reach the site through server functions.
 
 use leptos::prelude::*;
-use leptos_meta::MetaTags;
 
 pub mod account;
 #[cfg(feature = "ssr")]
@@ -17,7 +16,10 @@ pub mod backend;
 pub mod billing;
 pub mod forms;
 pub mod layout;
+// The main site's browser bundle leaves the meeting out (the meet host's has it, with `meet`).
+#[cfg(any(feature = "meet", not(target_family = "wasm")))]
 pub mod meet;
+#[cfg(any(feature = "meet", not(target_family = "wasm")))]
 pub mod meeting;
 pub mod meetings;
 pub mod model;
@@ -58,6 +60,7 @@ impl Surface {
 }
 
 /// The HTML document around a surface, rendered on the server only.
+#[cfg(feature = "ssr")]
 pub fn shell(options: LeptosOptions, surface: Surface) -> impl IntoView {
     let mut options = options;
     options.output_name = surface.bundle().into();
@@ -70,14 +73,15 @@ pub fn shell(options: LeptosOptions, surface: Surface) -> impl IntoView {
                 <link rel="stylesheet" href=format!("{ASSETS_PATH}/convene.css") />
                 <link rel="icon" type="image/svg+xml" href=format!("{ASSETS_PATH}/favicon.svg") />
                 <HydrationScripts options />
-                <MetaTags />
+                <leptos_meta::MetaTags />
             </head>
             <body>{surface_view(surface)}</body>
         </html>
     }
 }
 
-/// The component tree of a surface, used by the server render and by hydration alike.
+/// The component tree of a surface, as the server renders it (each bundle hydrates its own surface's).
+#[cfg(feature = "ssr")]
 pub fn surface_view(surface: Surface) -> AnyView {
     match surface {
         Surface::Site => view! { <site::SiteApp /> }.into_any(),

@@ -183,6 +183,9 @@ async fn three_people_meet_and_each_decodes_the_others_video_and_audio() {
         )
         .await;
     prejoin.unwrap();
+    // The call's code is a chunk of its own, which the page fetches while the person gets ready.
+    let chunk = "return performance.getEntriesByType('resource').some(e => e.name.endsWith('/pkg/split_call.wasm'));";
+    ann.wait_for("the call's chunk fetched on the pre-join screen", chunk, UI_WAIT).await.unwrap();
     ann.screenshot("client-01-prejoin").await.unwrap();
     // On a phone the whole pre-join fits: "Join" shows without scrolling.
     ann.set_viewport(390, 844).await.unwrap();

@@ -7,6 +7,7 @@
 //! else, and the effects and handlers that touch browser APIs run only after hydration.
 
 mod browser;
+mod chunk;
 mod embed;
 mod frame_crypto;
 mod keys;
@@ -149,7 +150,7 @@ impl Client {
         }
     }
 
-    /// Connects and says `hello`.
+    /// Connects and says `hello`, once the call's chunk is loaded.
     pub fn join(self) {
         self.teardown();
         self.state.update(|state| {
@@ -157,6 +158,18 @@ impl Client {
                 state.phase = Phase::Joining;
             }
         });
+        leptos::task::spawn_local(async move {
+            if let Err(error) = chunk::open_session(self).await {
+                self.fail(format!("The meeting cannot be reached: {error}."));
+            }
+        });
+    }
+
+    fn open_session(self) {
+        // The person may have left while the chunk loaded.
+        if !self.state.with_untracked(|state| matches!(state.phase, Phase::Joining | Phase::Reconnecting)) {
+            return;
+        }
         match self.open_socket() {
             Ok(socket) => {
                 let session = Session { socket, peer: None, local: None, screen: None, crypto: None, keys: None };

@@ -91,6 +91,21 @@ fn the_serving_binary_links_no_webrtc_stack_or_load_harness() {
 }
 
 #[test]
+fn unsafe_code_is_allowed_in_the_split_point_only() {
+    // The workspace denies unsafe code; wasm-split's generated loader is the one exception, and it writes
+    // none by hand. Any other `allow` would be a choice to review, not a drift.
+    let allowed = "app/src/meeting/chunk.rs";
+    let offenders: Vec<String> = tracked_files()
+        .into_iter()
+        .filter(|path| path.ends_with(".rs") && path != allowed && path != "infra/xtask/src/tidy.rs")
+        .filter(|path| read(path).contains("unsafe_code"))
+        .collect();
+    assert!(offenders.is_empty(), "unsafe code is denied outside {allowed}: {offenders:?}");
+    assert!(read(allowed).contains("#![allow(unsafe_code)]"), "the check looks for the real attribute");
+    assert!(read("Cargo.toml").contains("unsafe_code = \"deny\""));
+}
+
+#[test]
 fn only_the_command_line_reads_the_environment() {
     // Settings are loaded once from the map `cli` collects; a module reading a variable of its own would
     // bypass their validation and the tests' own maps.

@@ -26,10 +26,9 @@ mod room;
 mod screens;
 mod tiling;
 
-pub(super) use self::room::tile_heights;
+pub(super) use self::room::{Invitation, MeetingRoom, tile_heights};
 use self::{
     prejoin::PreJoin,
-    room::MeetingRoom,
     screens::{Lobby, Over, PasswordPrompt, Waiting},
 };
 
@@ -49,6 +48,12 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
             super::embed::install(client, embedding);
         }
     });
+    // The call's chunk loads while the person gets ready (a failure here is retried on joining).
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async {
+            let _ = super::chunk::fetch_call().await;
+        });
+    });
     // Leaving the tab says goodbye, so the others see the person go at once rather than after a timeout.
     // (Effects run in the browser only, never in the server's render.)
     Effect::new(move |_| {
@@ -60,7 +65,7 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
     let invitation = invitee
         .invite_link
         .clone()
-        .map(|link| room::Invitation { link, phone: invitee.phone.as_ref().map(crate::model::PhoneJoin::as_text) });
+        .map(|link| Invitation { link, phone: invitee.phone.as_ref().map(crate::model::PhoneJoin::as_text) });
     view! {
         <section class="meeting" data-phase=move || phase_name(&phase.get())>
             {move || match phase.get() {
@@ -70,7 +75,15 @@ pub fn MeetingClient(room: RoomName, token: String, invitee: Invitee) -> impl In
                 Phase::Password { wrong } => view! { <PasswordPrompt wrong /> }.into_any(),
                 Phase::Lobby => view! { <Lobby /> }.into_any(),
                 Phase::InMeeting => {
-                    view! { <MeetingRoom title=title.clone() invitation=invitation.clone() /> }.into_any()
+                    let (title, invitation) = (title.clone(), invitation.clone());
+                    // Loaded with the session, so this resolves at once.
+                    let room = Suspend::new(async move {
+                        super::chunk::meeting_room(title, invitation).await.unwrap_or_else(|error| {
+                            let text = format!("{} Reload the page to join again.", crate::capitalised(&error.to_string()));
+                            view! { <p class="notice banner error">{text}</p> }.into_any()
+                        })
+                    });
+                    view! { <Suspense>{room}</Suspense> }.into_any()
                 }
                 Phase::Over(ending) => view! { <Over ending home=home.clone() /> }.into_any(),
             }}

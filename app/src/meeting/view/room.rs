@@ -22,7 +22,7 @@ type TileKey = (ParticipantId, TrackSource);
 /// The meeting, filling the window: a slim status line, the video area (tiles or stage, placed to fit it), a
 /// fixed toolbar, and a side pane (overlaying the video on phones).
 #[component]
-pub(super) fn MeetingRoom(title: String, invitation: Option<Invitation>) -> impl IntoView {
+pub(in crate::meeting) fn MeetingRoom(title: String, invitation: Option<Invitation>) -> impl IntoView {
     let client = client();
     let pane = RwSignal::new(Pane::Closed);
     let stage_view = RwSignal::new(false);
@@ -516,7 +516,7 @@ pub(super) fn Toolbar(
 
 /// What "Invite people" shares: the participant link, and how to join by phone when there is a way.
 #[derive(Debug, Clone)]
-pub(super) struct Invitation {
+pub(in crate::meeting) struct Invitation {
     /// The scheduled meeting's participant link.
     pub link: String,
     /// The numbers and PIN, in a line.
