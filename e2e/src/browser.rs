@@ -17,11 +17,11 @@ use tokio::process::{Child, Command};
 /// The time zone every test browser runs in.
 pub const BROWSER_TIME_ZONE: &str = "America/New_York";
 
-/// A browser session; ChromeDriver stops when this is dropped.
+/// A browser session; ChromeDriver and the Chromium it started stop when this is dropped.
 pub struct Browser {
     /// The WebDriver client.
     pub client: Client,
-    _driver: Child,
+    driver: Child,
     artifacts: PathBuf,
 }
 
@@ -35,6 +35,8 @@ impl Browser {
             .env("TZ", BROWSER_TIME_ZONE)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // A process group of its own, which the Chromium it starts joins: see `Drop`.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("starting chromedriver (Debian package chromium-driver)")?;
@@ -52,7 +54,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .context("opening a WebDriver session")?;
-        Ok(Self { client, _driver: driver, artifacts: artifacts_dir()? })
+        Ok(Self { client, driver, artifacts: artifacts_dir()? })
     }
 
     /// Sizes the window so the page's viewport is `width` × `height` CSS pixels (the window's own frame
@@ -166,9 +168,28 @@ impl Browser {
         Ok(path)
     }
 
+    /// ChromeDriver's process group, which the Chromium it started belongs to.
+    pub fn process_group(&self) -> Option<u32> {
+        self.driver.id()
+    }
+
     /// Ends the session.
     pub async fn close(self) -> anyhow::Result<()> {
-        Ok(self.client.close().await?)
+        Ok(self.client.clone().close().await?)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Chromium outlives a killed ChromeDriver: a test that fails before `close` would leave a browser
+        // playing its fake camera through every later test. The whole group goes (it is gone already
+        // after `close`, and then this finds nothing to stop).
+        if let Some(group) = self.process_group() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

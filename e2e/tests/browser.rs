@@ -1,7 +1,9 @@
 //! The site in a real browser: both hosts render and hydrate, served by the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use convene_e2e::{Convene, rendered_dom};
+use std::time::{Duration, Instant};
+
+use convene_e2e::{Convene, browser::Browser, rendered_dom};
 
 #[tokio::test]
 async fn both_hosts_hydrate_in_chromium() {
@@ -71,4 +73,25 @@ async fn both_hosts_hydrate_in_chromium() {
     }
 
     convene.stop().await.expect("convene stops cleanly");
+}
+
+/// The processes left in a process group (`pgrep -g`).
+fn processes_in_group(group: u32) -> usize {
+    let listed = std::process::Command::new("pgrep").args(["-g", &group.to_string()]).output().unwrap();
+    String::from_utf8_lossy(&listed.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn a_browser_dropped_without_closing_takes_its_chromium_with_it() {
+    // What a failing test does: its browser goes out of scope without `close`.
+    let browser = Browser::start().await.expect("a browser session");
+    browser.open("data:text/html,<p>hello</p>").await.unwrap();
+    let group = browser.process_group().unwrap();
+    assert!(processes_in_group(group) > 1, "ChromeDriver and its Chromium share the group");
+    drop(browser);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_in_group(group) > 0 {
+        assert!(Instant::now() < deadline, "{} processes of the browser outlived it", processes_in_group(group));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
