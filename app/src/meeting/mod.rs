@@ -166,8 +166,10 @@ impl Client {
     }
 
     fn open_session(self) {
-        // The person may have left while the chunk loaded.
-        if !self.state.with_untracked(|state| matches!(state.phase, Phase::Joining | Phase::Reconnecting)) {
+        // The person may have left while the chunk loaded, or a second join (a double click, the iframe API
+        // beside a click) may have opened the session already: one socket per join.
+        let joining = self.state.with_untracked(|state| matches!(state.phase, Phase::Joining | Phase::Reconnecting));
+        if !joining || self.session.with_value(Option::is_some) {
             return;
         }
         match self.open_socket() {
