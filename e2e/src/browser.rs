@@ -79,6 +79,11 @@ impl Browser {
     pub async fn fill(&self, name: &str, value: &str) -> anyhow::Result<()> {
         let field = self.client.find(Locator::Css(&format!("[name='{name}']"))).await?;
         field.clear().await?;
+        // WebDriver's clear fires `change`, not `input`: a page keeping the field's text in a signal would still
+        // hold the old text and could write it back before the keys arrive (a CI failure typed the address after
+        // the old one). A person's delete key fires `input`.
+        let emptied = "arguments[0].dispatchEvent(new Event('input', { bubbles: true }));";
+        self.client.execute(emptied, vec![serde_json::to_value(&field)?]).await?;
         Ok(field.send_keys(value).await?)
     }
 

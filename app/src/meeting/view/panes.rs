@@ -323,7 +323,10 @@ const YOUTUBE_INGEST: &str = "rtmp://a.rtmp.youtube.com/live2";
 #[component]
 pub(super) fn LivePane(pane: RwSignal<Pane>) -> impl IntoView {
     let client = client();
-    let live = move || client.state.with(|state| state.room.as_ref().is_some_and(|room| room.live_streaming));
+    // A memo, so the form (and what is typed in it) is rebuilt only when the stream starts or stops, not
+    // whenever anything in the meeting changes.
+    let live =
+        Memo::new(move |_| client.state.with(|state| state.room.as_ref().is_some_and(|room| room.live_streaming)));
     let address = RwSignal::new(YOUTUBE_INGEST.to_owned());
     let key = RwSignal::new(String::new());
     let problem = RwSignal::new(None::<&'static str>);
@@ -344,7 +347,7 @@ pub(super) fn LivePane(pane: RwSignal<Pane>) -> impl IntoView {
     view! {
         <aside class="pane" aria-label="Live stream">
             <PaneHeading title="Live stream" pane />
-            {move || if live() {
+            {move || if live.get() {
                 view! {
                     <p data-live="on">"The meeting is live: what is said and shown goes out to the stream."</p>
                     <button class="button secondary danger" name="stop-live"
