@@ -28,6 +28,8 @@ pub(super) struct Forward {
     pub(super) layer: Layer,
     pub(super) codec: Option<str0m::format::CodecSpec>,
     pub(super) keyframe: bool,
+    /// VP8's payload descriptor, read once here rather than once per receiver.
+    pub(super) vp8: Option<Vp8Descriptor>,
     pub(super) packet: RtpPacket,
 }
 
@@ -142,10 +144,7 @@ fn send(receiver: &mut Peer, forward: &Forward, audible: bool, now: Instant) -> 
         return Sent::Nothing;
     };
     let Some(mid) = egress.open_mid() else { return Sent::Nothing };
-    let descriptor = match forward.codec.map(|codec| codec.codec) {
-        Some(Codec::Vp8) => Vp8Descriptor::parse(&forward.packet.payload).ok(),
-        _ => None,
-    };
+    let descriptor = forward.vp8;
     let incoming = Incoming {
         seq: *forward.packet.seq_no,
         time: forward.packet.header.timestamp,
@@ -236,8 +235,16 @@ pub(super) fn classify(from: PeerKey, peer: &mut Peer, packet: RtpPacket) -> Opt
     let ingress = peer.ingress.iter().find(|ingress| ingress.mid == mid)?;
     let layer = Layer::from_rid(rid.as_deref())?;
     let codec = peer.codec_of(packet.header.payload_type);
-    let keyframe = codec.is_some_and(|codec| starts_keyframe(codec.codec, &packet.payload));
-    Some(Forward { from, mid, kind: ingress.kind, source: ingress.source, layer, codec, keyframe, packet })
+    let vp8 = match codec.map(|codec| codec.codec) {
+        Some(Codec::Vp8) => Vp8Descriptor::parse(&packet.payload).ok(),
+        _ => None,
+    };
+    let keyframe = match (vp8, codec) {
+        (Some(descriptor), _) => descriptor.starts_keyframe(&packet.payload),
+        (None, Some(codec)) => starts_keyframe(codec.codec, &packet.payload),
+        (None, None) => false,
+    };
+    Some(Forward { from, mid, kind: ingress.kind, source: ingress.source, layer, codec, keyframe, vp8, packet })
 }
 
 fn layer_rid(layer: Layer) -> &'static str {

@@ -1231,9 +1231,14 @@ impl Session {
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
         let srtp_tx = self.srtp_tx.as_mut()?;
 
-        // Figure out which, if any, queue to poll
+        // Convene's fork: unpaced media leaves as soon as it is written, without a timeout and the pacer's
+        // turn for every packet (the pacer still hears of each send and paces padding and probes).
+        // Otherwise, figure out which, if any, queue to poll.
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
-        let (midrid, cluster_id) = self.pacer.poll_queue()?;
+        let (midrid, cluster_id) = match self.streams.release_unpaced(now) {
+            Some(midrid) => (midrid, None),
+            None => self.pacer.poll_queue()?,
+        };
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());

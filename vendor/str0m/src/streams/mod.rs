@@ -418,6 +418,12 @@ impl Streams {
         }
     }
 
+    /// Convene's fork: an unpaced send stream with packets queued, readied to send them now.
+    pub(crate) fn release_unpaced(&mut self, now: Instant) -> Option<MidRid> {
+        let stream = self.streams_tx.values_mut().find(|s| s.releases_unpaced())?;
+        Some(stream.release_unpaced(now))
+    }
+
     pub(crate) fn pending_request(&self) -> Option<Instant> {
         if self.streams_rx.values().any(|s| s.has_pending_request()) {
             Some(already_happened())

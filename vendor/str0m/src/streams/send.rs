@@ -1278,6 +1278,20 @@ impl StreamTx {
         self.send_queue.need_timeout()
     }
 
+    /// Convene's fork: whether packets queued here may leave at once, without waiting for a timeout and
+    /// the pacer. True for unpaced streams (audio by default, or `set_unpaced(true)`) with packets queued,
+    /// once their first timeout has told them their kind.
+    pub(crate) fn releases_unpaced(&self) -> bool {
+        self.unpaced == Some(true) && self.kind.is_some() && !self.send_queue.is_empty()
+    }
+
+    /// Convene's fork: readies this stream's queued packets to be sent now, as a timeout would, and names
+    /// the stream.
+    pub(crate) fn release_unpaced(&mut self, now: Instant) -> MidRid {
+        self.send_queue.handle_timeout(now);
+        self.midrid
+    }
+
     pub(crate) fn handle_timeout<'a>(
         &mut self,
         now: Instant,
