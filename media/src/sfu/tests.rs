@@ -281,6 +281,46 @@ fn everyone_gets_the_speaker_in_high_and_the_others_in_low_and_the_stage_follows
     }
 }
 
+/// Forwarded media is unpaced, and it leaves in the turn it arrives: a packet written into a receiver's
+/// session does not wait for that session's next timer input (the vendored str0m's second patch).
+#[test]
+fn a_forwarded_frame_leaves_the_node_in_the_turn_it_arrives_without_a_timer_input() {
+    let mut meeting = Meeting::new(3);
+    meeting.run(Duration::from_secs(2));
+    let now = meeting.now;
+    let frames_from_ann =
+        |meeting: &Meeting| [2, 3].map(|receiver| meeting.layers_received(receiver, 1, usize::MAX).len());
+    let before = frames_from_ann(&meeting);
+
+    // Ann's next frame, every packet of it out of her own session.
+    let ann = meeting.client(1);
+    ann.send_media(now);
+    let mut datagrams = Vec::new();
+    for _ in 0..20 {
+        ann.rtc.handle_input(Input::Timeout(now)).unwrap();
+        while let Some(datagram) = ann.poll() {
+            datagrams.push(datagram);
+        }
+    }
+    let from = ann.address;
+    // The node reads them and is polled; it is given no timer input.
+    for datagram in &datagrams {
+        meeting.sfu.handle_receive(now, from, datagram);
+    }
+    while let Some(output) = meeting.sfu.poll_output() {
+        if let SfuOutput::Transmit { destination, contents } = output
+            && let Some(client) = meeting.clients.iter_mut().find(|client| client.address == destination)
+        {
+            client.receive(now, meeting.address, &contents);
+        }
+    }
+    for client in &mut meeting.clients {
+        client.rtc.handle_input(Input::Timeout(now)).unwrap();
+        while client.poll().is_some() {}
+    }
+    assert_eq!(frames_from_ann(&meeting), before.map(|count| count + 1), "Bob and Cy each have Ann's frame");
+}
+
 #[test]
 fn pins_and_tile_sizes_decide_layers() {
     let mut meeting = Meeting::new(3);
