@@ -239,11 +239,7 @@ pub(super) fn classify(from: PeerKey, peer: &mut Peer, packet: RtpPacket) -> Opt
         Some(Codec::Vp8) => Vp8Descriptor::parse(&packet.payload).ok(),
         _ => None,
     };
-    let keyframe = match (vp8, codec) {
-        (Some(descriptor), _) => descriptor.starts_keyframe(&packet.payload),
-        (None, Some(codec)) => starts_keyframe(codec.codec, &packet.payload),
-        (None, None) => false,
-    };
+    let keyframe = codec.is_some_and(|codec| starts_keyframe(codec.codec, &packet.payload));
     Some(Forward { from, mid, kind: ingress.kind, source: ingress.source, layer, codec, keyframe, vp8, packet })
 }
 
