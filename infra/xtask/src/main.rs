@@ -8,10 +8,12 @@
 //!
 //! `cargo xtask build` (bundle and release binary only) serves packaging, such as the container file;
 //! `cargo xtask fuzz --seconds N [target…]` fuzzes the parsers of outside bytes (a short run is part of
-//! `test`).
+//! `test`); `cargo xtask check-deploy` checks the deployment files under `infra/deploy` offline (part of
+//! `test` too).
 //!
 //! Every step says what it does; every step is idempotent.
 
+mod deploy;
 mod fuzz;
 mod services;
 mod site;
@@ -25,12 +27,13 @@ use std::{
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask <up|test|build|fuzz> [args]
+const USAGE: &str = "usage: cargo xtask <up|test|build|fuzz|check-deploy> [args]
 
   up     build everything and run `convene up` on ./data (extra args go to `convene up`)
   test   install and start what the tests need, check formatting and lints, run every test
   build  build the browser bundles and the release binary only
-  fuzz   [--seconds N] [target...]: fuzz each parser of outside bytes for N seconds (default 60)";
+  fuzz   [--seconds N] [target...]: fuzz each parser of outside bytes for N seconds (default 60)
+  check-deploy  check the Helm chart, Terraform module and compose file under infra/deploy offline";
 
 /// Tests and lints cover `convene bench`, which serving builds leave out.
 const BENCH_FEATURE: &str = "convene-api/bench";
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Some("up") => up(&rest),
         Some("build") => build().map(drop),
         Some("test") => test(&rest),
+        Some("check-deploy") => target_dir().and_then(|target| deploy::check(&target)),
         Some("fuzz") => {
             fuzz::parse_args(&rest).and_then(|(seconds, targets)| fuzz::fuzz(&target_dir()?, seconds, &targets))
         }
@@ -138,6 +142,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_openapi_validator()?;
     services::ensure_s3_server()?;
     let target = target_dir()?;
+    // Quick, and independent of the build: first, so a broken chart or module fails the run early.
+    deploy::check(&target)?;
     let smtp = services::start_smtp_sink(&target)?;
     site::build(&target)?;
 

@@ -195,7 +195,7 @@ fn cluster_versions() -> anyhow::Result<Vec<String>> {
     Ok(versions)
 }
 
-fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     static UPDATED: Once = Once::new();
     step(&format!("Installing {} from Debian's packages", packages.join(", ")));
     let mut update_result = Ok(());
