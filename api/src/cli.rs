@@ -37,6 +37,13 @@ enum Command {
     Media,
     /// Bring the database schema up to date, then exit.
     Migrate,
+    /// Stop the media node of the process on this machine's CONVENE_METRICS_ADDR taking new meetings (its
+    /// meetings go on); with --wait, return only once it hosts none: a pre-stop hook.
+    Drain {
+        /// Wait until the node hosts no meeting.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Administrative tasks.
     #[command(subcommand)]
     Admin(Admin),
@@ -207,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up => serve(Serve::All, &settings).await,
         Command::Api => serve(Serve::Api, &settings).await,
         Command::Media => serve(Serve::Media, &settings).await,
+        Command::Drain { wait } => roles::drain(&settings, wait, &mut std::io::stdout()).await,
         Command::Migrate => {
             roles::migrate(&settings).await?;
             println!("The database is up to date ({}).", settings.database_url);

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod entities;
 pub mod http;
 pub mod meetings;
+pub mod nodes;
 pub mod people;
 pub mod platform;
 pub mod roles;

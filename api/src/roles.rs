@@ -10,6 +10,7 @@ use convene_media::{
     gateway::{DialRequests, Dialer, Gateway, GatewayConfig, Trunk},
 };
 use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,12 @@ use crate::{
     http::csrf::OwnOrigins,
     http::routes::health::Dependencies,
     http::routes::site::Site,
-    http::routes::{auth::CookiePolicy, backend::SiteBackend, v1::MeetUrl},
+    http::routes::{
+        auth::CookiePolicy,
+        backend::SiteBackend,
+        signal::{NodeServices, PasswordGuesses},
+        v1::MeetUrl,
+    },
     http::server::{self, HttpApp, SiteServices},
     meetings::admission::Admission,
     meetings::dial_in::{self, DialInService},
@@ -31,8 +37,10 @@ use crate::{
         HostedRooms, RecordingService,
         storage::{Bucket, Storage},
     },
+    meetings::room_sessions::SessionRecorder,
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
+    nodes::{client::ControlPlane, proxy::MediaNodes, wire::Heartbeat},
     people::accounts::Accounts,
     people::team::TeamService,
     people::tenants::{self, NewTenant},
@@ -136,12 +144,28 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     };
     let site = match &database {
         Some(db) => {
-            let plane = plane.filter(|_| role == Serve::All).map(|plane| (plane, dialer));
+            let plane = plane.clone().filter(|_| role == Serve::All).map(|plane| (plane, dialer));
             let envelope = Box::pin(sealing_envelope(settings, db)).await?;
-            Some(site_services(settings, (db.clone(), envelope), &shutdown, &mut metrics.registry, plane)?)
+            // A control plane without rooms of its own has media nodes, if they have a secret to come with.
+            let node_secret = settings.nodes.secret.clone().filter(|_| role == Serve::Api);
+            if role == Serve::Api && node_secret.is_none() {
+                tracing::warn!(
+                    "CONVENE_NODE_SECRET is not set: no media node can report here, so no meeting can be held"
+                );
+            }
+            let hosts = (plane, node_secret);
+            Some(site_services(settings, (db.clone(), envelope), &shutdown, &mut metrics.registry, hosts)?)
         }
         None => None,
     };
+    // A media node's rooms, reporting to its control plane.
+    let node = match plane.filter(|_| role == Serve::Media) {
+        Some(plane) => Some(start_node(settings, plane, http_addr, &shutdown, &mut metrics.registry)?),
+        None => None,
+    };
+    if let Some((db, true)) = database.as_ref().zip(site.as_ref().map(|(site, ..)| site.state.nodes.is_some())) {
+        tokio::spawn(crate::nodes::registry::run_sweeper(db.clone(), shutdown.clone()));
+    }
 
     let media = media.map(|node| tokio::spawn(node.run(shutdown.clone())));
     // Usage is counted where the database is, once per process; the outbox makes extra processes harmless.
@@ -152,11 +176,15 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
         .as_ref()
         .filter(|(site, ..)| site.state.rooms.is_some())
         .map(|(site, ..)| tokio::spawn(site.state.recordings.clone().run_composer(shutdown.clone())));
+    let (node, node_outbox) = node.unzip();
     let (site, outbox, mail) = match site {
         Some((site, outbox, relay)) => (Some(site), outbox, Some(tokio::spawn(relay.run(shutdown.clone())))),
-        None => (None, None, None),
+        None => (None, node_outbox, None),
     };
-    let rooms = site.as_ref().and_then(|site| site.state.rooms.clone());
+    let rooms = site
+        .as_ref()
+        .and_then(|site| site.state.rooms.clone())
+        .or_else(|| node.as_ref().map(|node| node.rooms.clone()));
     // Callers join rooms where rooms are hosted. Boxed: the gateway's start-up state would swell this future.
     let (sip_addr, sip) = match (&site, &rooms) {
         (Some(site), Some(rooms)) => {
@@ -172,7 +200,7 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     let dependencies = Dependencies { database, media: media_addr, rooms: rooms.clone(), media_health };
     let metrics = Arc::new(metrics);
     let operators = server::serve_internal(internal, dependencies.clone(), metrics.clone(), shutdown.clone());
-    let app = HttpApp { dependencies, metrics, site };
+    let app = HttpApp { dependencies, metrics, site, node };
     let public = server::serve(listener, app, shutdown.clone(), settings.shutdown_timeout);
     let http = tokio::spawn(async move {
         let (public, operators) = tokio::join!(public, operators);
@@ -274,6 +302,40 @@ async fn drain_on_signal(rooms: convene_media::rooms::Rooms) {
         }
         Err(error) => tracing::warn!(%error, "cannot listen for SIGUSR1; drain mode is unavailable"),
     }
+}
+
+/// How often `convene drain --wait` asks whether the node still hosts meetings.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `convene drain`: asks the local process's media node, on its internal listener, to take no new meetings;
+/// with `wait`, returns once it hosts none.
+pub async fn drain(settings: &Settings, wait: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct State {
+        rooms: i64,
+        participants: i64,
+    }
+    async fn answer(response: reqwest::Result<reqwest::Response>, url: &str) -> anyhow::Result<State> {
+        let response = response.with_context(|| format!("no media node answers at {url} (CONVENE_METRICS_ADDR)"))?;
+        anyhow::ensure!(response.status().is_success(), "{url} answered {}: is this a media node?", response.status());
+        response.json::<State>().await.context("reading the node's answer")
+    }
+    let mut addr = settings.metrics_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/operator/drain");
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let mut state = answer(http.post(&url).send().await, &url).await?;
+    writeln!(out, "Draining: no new meetings here; {} running with {} people.", state.rooms, state.participants)?;
+    while wait && state.rooms > 0 {
+        tokio::time::sleep(DRAIN_POLL).await;
+        state = answer(http.get(&url).send().await, &url).await?;
+    }
+    if wait {
+        writeln!(out, "No meeting is left on this node.")?;
+    }
+    Ok(())
 }
 
 /// `convene migrate`: brings the schema up to date.
@@ -401,15 +463,57 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A media node's rooms, reporting to its control plane: room events through the outbox, load in
+/// heartbeats. Its rooms are reached only through the control plane, which passes on the joiners it admits.
+fn start_node(
+    settings: &Settings,
+    plane: convene_media::MediaPlane,
+    http_addr: SocketAddr,
+    shutdown: &CancellationToken,
+    registry: &mut prometheus_client::registry::Registry,
+) -> anyhow::Result<(NodeServices, convene_media::outbox::Running)> {
+    let (Some(control_url), Some(secret)) = (settings.nodes.control_url.clone(), settings.nodes.secret.clone()) else {
+        anyhow::bail!("`convene media` reports to a control plane: set CONVENE_CONTROL_URL and CONVENE_NODE_SECRET");
+    };
+    let url = match &settings.nodes.url {
+        Some(url) => url.clone(),
+        None if !http_addr.ip().is_unspecified() => url::Url::parse(&format!("http://{http_addr}/"))?,
+        None => anyhow::bail!(
+            "CONVENE_HTTP_ADDR listens on every address: set CONVENE_NODE_URL to how the control plane reaches this node"
+        ),
+    };
+    ensure_writable_dir(&settings.data_dir)?;
+    let control = ControlPlane::new(control_url, secret.clone()).context("cannot make the control plane's client")?;
+    let dir = settings.data_dir.join("media-outbox");
+    let (outbox, task) = convene_media::outbox::Outbox::open(&dir, Arc::new(control.clone()), shutdown.clone())
+        .with_context(|| format!("cannot open the media outbox in {} (check CONVENE_DATA_DIR)", dir.display()))?;
+    let heartbeat = Heartbeat {
+        node: outbox.node().to_owned(),
+        url: url.to_string(),
+        region: settings.nodes.region.clone(),
+        started_ms: chrono::Utc::now().timestamp_millis(),
+        draining: false,
+        participants: 0,
+        rooms: 0,
+    };
+    let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
+    let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
+        .with_private_streams(settings.streaming_allow_private);
+    tokio::spawn(control.run_heartbeats(heartbeat, rooms.clone(), shutdown.clone()));
+    tracing::info!(node = %url, control_plane = ?settings.nodes.control_url.as_ref().map(url::Url::as_str), "reporting to the control plane");
+    Ok((NodeServices { rooms, secret, password_guesses: PasswordGuesses::default() }, task))
+}
+
 /// The site with the services behind its forms and server functions.
 fn site_services(
     settings: &Settings,
     (db, envelope): (DatabaseConnection, Envelope),
     shutdown: &CancellationToken,
     registry: &mut prometheus_client::registry::Registry,
-    // The media plane, for the role that also hosts rooms (`up`, which runs everything), and the phone
-    // gateway's dialer when it has a trunk to call out through.
-    plane: Option<(convene_media::MediaPlane, Option<Dialer>)>,
+    // Where rooms are: the media plane, for the role that also hosts rooms (`up`, which runs everything),
+    // with the phone gateway's dialer when it has a trunk to call out through; or media nodes that come
+    // with this secret.
+    (plane, node_secret): (Option<(convene_media::MediaPlane, Option<Dialer>)>, Option<SecretString>),
 ) -> anyhow::Result<(SiteServices, Option<convene_media::outbox::Running>, MailRelay)> {
     let (mailer, relay) = mail::from_settings(settings, db.clone(), registry)?;
     let accounts = Accounts::new(db.clone(), mailer.clone(), settings.public_url.clone());
@@ -417,7 +521,7 @@ fn site_services(
     let (rooms, outbox) = match plane {
         Some((plane, dialer)) => {
             // The node's events reach the sessions through its outbox on disk, so a restart loses none.
-            let recorder = Arc::new(crate::meetings::room_sessions::SessionRecorder::new(db.clone(), registry));
+            let recorder = Arc::new(SessionRecorder::new(db.clone(), registry));
             let dir = settings.data_dir.join("media-outbox");
             let (outbox, task) =
                 convene_media::outbox::Outbox::open(&dir, recorder, shutdown.clone()).with_context(|| {
@@ -437,6 +541,12 @@ fn site_services(
         }
         None => (None, None),
     };
+    let nodes = node_secret.map(|secret| MediaNodes {
+        db: db.clone(),
+        secret,
+        events: Arc::new(SessionRecorder::new(db.clone(), registry)),
+        metrics: convene_media::signal_metrics::SignalMetrics::register(registry),
+    });
     let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
     if stripe.is_some() && settings.plans.all().iter().all(|plan| plan.price.is_none()) {
         tracing::warn!("billing is on, but no plan has a Stripe price: set CONVENE_PLANS to a file with paid plans");
@@ -471,8 +581,9 @@ fn site_services(
         meet_url: MeetUrl(settings.meet_url.clone()),
         cookies: CookiePolicy { secure: settings.public_url.scheme() == "https" },
         origins: OwnOrigins(vec![origin(&settings.public_url), origin(&settings.meet_url)]),
-        password_guesses: crate::http::routes::signal::PasswordGuesses::default(),
+        password_guesses: PasswordGuesses::default(),
         rooms: rooms.map(|hosted| hosted.rooms),
+        nodes,
     };
     let backend = Arc::new(SiteBackend(state.clone()));
     let services = SiteServices { site: Site::new(&settings.site_dir, meet_host(settings), backend), state };

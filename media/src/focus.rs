@@ -19,7 +19,7 @@ use convene_signal::{
 use subtle::ConstantTimeEq;
 
 /// What the control plane decided for a room: its settings and what the organisation's plan allows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomPolicy {
     /// The room's settings (the defaults for a room made on the fly by a tenant's own token).
     pub settings: RoomSettings,
@@ -29,7 +29,7 @@ pub struct RoomPolicy {
 }
 
 /// A limit of the organisation's plan, with the words for the person it turns away.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ceiling {
     /// How many are allowed.
     pub max: usize,
@@ -38,7 +38,7 @@ pub struct Ceiling {
 }
 
 /// What the organisation's plan allows a meeting (the control plane's billing decides; the focus enforces).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Allowance {
     /// At most this many in one meeting, moderators included.
     pub participants: Option<Ceiling>,
@@ -53,7 +53,7 @@ pub struct Allowance {
 }
 
 /// What the room remembers of the token someone came with, so a removal outlives their connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenFacts {
     /// The token's digest (SHA-256, hex): the same token coming back is recognised without an id claim.
     pub digest: String,
@@ -76,7 +76,7 @@ pub struct Removal {
 }
 
 /// Who connects, from their verified token.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The token's `context.user.id`, if it has one.
     pub user_id: Option<String>,

@@ -65,6 +65,16 @@ impl SignalMetrics {
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// Rooms running now (the node's heartbeat reports it).
+    pub fn rooms_running(&self) -> i64 {
+        self.rooms.get()
+    }
+
+    /// Signalling connections open now: the node's participants.
+    pub fn connections_open(&self) -> i64 {
+        self.connections.get()
+    }
+
     /// A connection opened (`1`) or closed (`-1`).
     pub fn connection(&self, change: i64) {
         self.connections.inc_by(change);

@@ -23,6 +23,7 @@ mod m20261204_000014_recordings;
 mod m20261204_000015_recordings_in_object_storage;
 mod m20261204_000016_dial_in;
 mod m20261205_000017_rate_limits;
+mod m20261206_000018_media_nodes;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000015_recordings_in_object_storage::Migration),
             Box::new(m20261204_000016_dial_in::Migration),
             Box::new(m20261205_000017_rate_limits::Migration),
+            Box::new(m20261206_000018_media_nodes::Migration),
         ]
     }
 }

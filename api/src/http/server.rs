@@ -14,7 +14,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     http::AppState,
     http::csrf::{self},
-    http::routes::{self, health::Dependencies, site::Site},
+    http::routes::{self, health::Dependencies, signal::NodeServices, site::Site},
     platform::metrics::Metrics,
 };
 
@@ -30,6 +30,8 @@ pub struct HttpApp {
     pub metrics: Arc<Metrics>,
     /// The Leptos site and the account endpoints behind its forms, for roles that serve them.
     pub site: Option<SiteServices>,
+    /// A media node's rooms, for the joiners its control plane passes on (`media`).
+    pub node: Option<NodeServices>,
 }
 
 /// What the control plane's site needs.
@@ -100,6 +102,7 @@ pub async fn serve(
     let dependencies = web::Data::new(app.dependencies);
     let metrics = web::Data::new(app.metrics);
     let site = app.site;
+    let node = app.node;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(dependencies.clone())
@@ -123,11 +126,17 @@ pub async fn serve(
                         .configure(routes::recordings::configure)
                         .configure(routes::jitsi::configure)
                         .configure(routes::v1::configure);
-                    if services.state.rooms.is_some() {
+                    if services.state.rooms.is_some() || services.state.nodes.is_some() {
                         cfg.configure(routes::signal::configure);
+                    }
+                    if services.state.nodes.is_some() {
+                        cfg.configure(routes::nodes::configure);
                     }
                     // Last: the site's catch-all routes must not shadow anything.
                     services.site.configure(cfg);
+                }
+                if let Some(node) = &node {
+                    cfg.app_data(web::Data::new(node.clone())).configure(routes::signal::configure_node);
                 }
             })
     })

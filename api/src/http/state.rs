@@ -11,6 +11,7 @@ use crate::{
         routes::{auth::CookiePolicy, signal::PasswordGuesses, v1::MeetUrl},
     },
     meetings::{admission::Admission, dial_in::DialInService, recordings::RecordingService, scheduled::MeetingService},
+    nodes::proxy::MediaNodes,
     people::{accounts::Accounts, team::TeamService},
     platform::envelope::Envelope,
 };
@@ -46,4 +47,6 @@ pub struct AppState {
     pub password_guesses: PasswordGuesses,
     /// The rooms this process hosts behind the signalling WebSocket (in `up`, which runs the media node).
     pub rooms: Option<Rooms>,
+    /// The media nodes that host the rooms, for a control plane without rooms of its own (`api`).
+    pub nodes: Option<MediaNodes>,
 }

@@ -2,7 +2,10 @@
 //! answer `GET /v1/meetings` (past and ongoing sessions with participants and durations) and
 //! `GET /v1/rooms/{name}/presence`. A session starts with its first participant and ends with its last.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use chrono::{DateTime, Utc};
 use convene_domain::{RoomName, TenantId};
@@ -76,17 +79,27 @@ fn stay(row: session_participant::Model, now: DateTime<Utc>) -> Stay {
     }
 }
 
+/// The room's open session on `node`. Per node: after a failover the room's new session on another node
+/// starts while the lost node's is still open, until the control plane closes that one at the node's last
+/// heartbeat.
 async fn open_session(
     db: &impl ConnectionTrait,
+    node: &str,
     tenant: TenantId,
     room: &RoomName,
 ) -> Result<Option<room_session::Model>, DbErr> {
     room_session::Entity::find()
         .filter(room_session::Column::TenantId.eq(tenant.as_uuid()))
         .filter(room_session::Column::RoomName.eq(room.as_str()))
+        .filter(room_session::Column::NodeId.eq(node_column(node)))
         .filter(room_session::Column::EndedAt.is_null())
         .one(db)
         .await
+}
+
+/// A node id as stored (the column holds 64 characters).
+fn node_column(node: &str) -> String {
+    node.chars().take(64).collect()
 }
 
 /// Someone joined `room` on `node`: into its open session, or a new one.
@@ -100,7 +113,7 @@ pub async fn participant_joined(
 ) -> Result<(), DbErr> {
     let (participant_id, name, moderator) = participant;
     let transaction = crate::platform::db::begin_write(db).await?;
-    let session = match open_session(&transaction, tenant, room).await? {
+    let session = match open_session(&transaction, node, tenant, room).await? {
         Some(session) => session.id,
         None => {
             let id = Uuid::now_v7();
@@ -110,7 +123,7 @@ pub async fn participant_joined(
                 room_name: Set(room.as_str().to_owned()),
                 started_at: Set(at),
                 ended_at: Set(None),
-                node_id: Set(Some(node.chars().take(64).collect())),
+                node_id: Set(Some(node_column(node))),
             }
             .insert(&transaction)
             .await?;
@@ -133,16 +146,17 @@ pub async fn participant_joined(
     transaction.commit().await
 }
 
-/// Someone left `room`; the session ends when no one is left. Leaving twice changes nothing.
+/// Someone left `room` on `node`; the session ends when no one is left. Leaving twice changes nothing.
 pub async fn participant_left(
     db: &(impl ConnectionTrait + TransactionTrait),
+    node: &str,
     tenant: TenantId,
     room: &RoomName,
     participant_id: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let transaction = crate::platform::db::begin_write(db).await?;
-    let Some(session) = open_session(&transaction, tenant, room).await? else { return Ok(()) };
+    let Some(session) = open_session(&transaction, node, tenant, room).await? else { return Ok(()) };
     // The same person may be in twice (two tabs): one leaving closes their latest stay only.
     let stay = session_participant::Entity::find()
         .filter(session_participant::Column::SessionId.eq(session.id))
@@ -219,12 +233,24 @@ pub async fn has_history(db: &impl ConnectionTrait, tenant: TenantId, room: &Roo
     Ok(found.is_some())
 }
 
-/// Who is in `room` now (empty when no session is going on).
+/// Who is in `room` now (empty when no session is going on). Every node's open session counts: during a
+/// failover the lost node's lasts until the control plane ends it.
 pub async fn presence(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomName) -> Result<Vec<Stay>, DbErr> {
-    let Some(session) = open_session(db, tenant, room).await? else { return Ok(Vec::new()) };
+    let sessions: Vec<Uuid> = room_session::Entity::find()
+        .filter(room_session::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(room_session::Column::RoomName.eq(room.as_str()))
+        .filter(room_session::Column::EndedAt.is_null())
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    if sessions.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = Utc::now();
     Ok(session_participant::Entity::find()
-        .filter(session_participant::Column::SessionId.eq(session.id))
+        .filter(session_participant::Column::SessionId.is_in(sessions))
         .filter(session_participant::Column::LeftAt.is_null())
         .order_by_asc(session_participant::Column::JoinedAt)
         .all(db)
@@ -234,9 +260,9 @@ pub async fn presence(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomNa
         .collect())
 }
 
-/// A media node (re)started: the sessions it hosted ended when it was last known alive (or, without that,
-/// now), and so did every stay in them.
-pub async fn node_started(
+/// A media node stopped (it started again, or the control plane declared it gone): the sessions it hosted
+/// ended when it was last known alive (or, without that, at `at`), and so did every stay in them.
+pub async fn end_node_sessions(
     db: &(impl ConnectionTrait + TransactionTrait),
     node: &str,
     last_alive: Option<DateTime<Utc>>,
@@ -244,7 +270,7 @@ pub async fn node_started(
 ) -> Result<(), DbErr> {
     let transaction = crate::platform::db::begin_write(db).await?;
     let hosted = room_session::Entity::find()
-        .filter(room_session::Column::NodeId.eq(node))
+        .filter(room_session::Column::NodeId.eq(node_column(node)))
         .filter(room_session::Column::EndedAt.is_null())
         .all(&transaction)
         .await?;
@@ -277,10 +303,14 @@ pub async fn node_started(
 #[derive(Debug, Clone)]
 pub struct SessionRecorder {
     db: DatabaseConnection,
-    /// The event at the head of the line that keeps failing: its key, the error and how often.
-    failing: Arc<Mutex<Option<(String, String, u32)>>>,
+    /// Per node (each delivers its own line, at once with the others), the event at the head of its line
+    /// that keeps failing.
+    failing: Arc<Mutex<HashMap<String, Failing>>>,
     dead_letters: Counter,
 }
+
+/// An event that keeps failing: its key, the error and how often in a row.
+type Failing = (String, String, u32);
 
 /// Consecutive identical failures of one event before it is set aside.
 pub const DEAD_LETTER_AFTER: u32 = 5;
@@ -297,29 +327,29 @@ impl SessionRecorder {
         Self { db, failing: Arc::default(), dead_letters }
     }
 
-    /// How often in a row this event has now failed with this error.
-    fn failed(&self, key: &str, reason: &str) -> u32 {
+    /// How often in a row this event of `node` has now failed with this error.
+    fn failed(&self, node: &str, key: &str, reason: &str) -> u32 {
         let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let attempts = match failing.as_ref() {
+        let attempts = match failing.get(node) {
             Some((last_key, last_reason, count)) if last_key == key && last_reason == reason => count + 1,
             _ => 1,
         };
-        *failing = Some((key.to_owned(), reason.to_owned(), attempts));
+        failing.insert(node.to_owned(), (key.to_owned(), reason.to_owned(), attempts));
         attempts
     }
 
-    fn succeeded(&self) {
-        *self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    fn succeeded(&self, node: &str) {
+        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(node);
     }
 
     async fn take(&self, envelope: &Envelope) -> Result<(), Undelivered> {
         let Err(error) = record(&self.db, envelope).await else {
-            self.succeeded();
+            self.succeeded(&envelope.node);
             return Ok(());
         };
         let reason = error.to_string();
         let key = format!("{}/{}", envelope.node, envelope.seq);
-        let attempts = self.failed(&key, &reason);
+        let attempts = self.failed(&envelope.node, &key, &reason);
         if attempts < DEAD_LETTER_AFTER {
             return Err(Undelivered(reason));
         }
@@ -327,7 +357,7 @@ impl SessionRecorder {
         set_aside(&self.db, envelope, &key, &reason, attempts)
             .await
             .map_err(|aside| Undelivered(format!("{reason}; setting the event aside failed too: {aside}")))?;
-        self.succeeded();
+        self.succeeded(&envelope.node);
         self.dead_letters.inc();
         tracing::error!(event = %key, %reason, attempts, "a node event could not be recorded and was set aside in dead_letters");
         Ok(())
@@ -400,7 +430,7 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
         NodeEvent::Started { at, last_alive } => {
             let last_alive = last_alive.map(DateTime::<Utc>::from);
             recordings::node_restarted(db, node, last_alive, (*at).into()).await?;
-            return node_started(db, node, last_alive, (*at).into()).await;
+            return end_node_sessions(db, node, last_alive, (*at).into()).await;
         }
         NodeEvent::Room(event) => event,
     };
@@ -419,7 +449,7 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
         RoomEvent::Joined { participant, name, moderator, .. } => {
             participant_joined(db, node, tenant, &room, (participant, name, *moderator), at).await
         }
-        RoomEvent::Left { participant, .. } => participant_left(db, tenant, &room, participant, at).await,
+        RoomEvent::Left { participant, .. } => participant_left(db, node, tenant, &room, participant, at).await,
         RoomEvent::Removed { user_id, token, until, rejected, .. } => {
             let person = RemovedPerson {
                 token_digest: token,

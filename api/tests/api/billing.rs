@@ -398,7 +398,9 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
         .unwrap();
     }
     for person in ["ann", "bob", "cy"] {
-        convene_api::meetings::room_sessions::participant_left(&db, acme.id, &room, person, left).await.unwrap();
+        convene_api::meetings::room_sessions::participant_left(&db, "node-a", acme.id, &room, person, left)
+            .await
+            .unwrap();
     }
     let pending =
         async || usage_report::Entity::find().filter(usage_report::Column::Attempts.gt(0)).all(&db).await.unwrap();
@@ -434,9 +436,16 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
     )
     .await
     .unwrap();
-    convene_api::meetings::room_sessions::participant_left(&db, acme.id, &room, "dan", left + Duration::minutes(5))
-        .await
-        .unwrap();
+    convene_api::meetings::room_sessions::participant_left(
+        &db,
+        "node-a",
+        acme.id,
+        &room,
+        "dan",
+        left + Duration::minutes(5),
+    )
+    .await
+    .unwrap();
     until("the second event", async || stripe.meter_events().len() == 2).await;
     let billed: i64 = stripe.meter_events().values().map(|(_, value)| value).sum();
     assert_eq!(billed, 25);

@@ -64,6 +64,7 @@ async fn readyz_reports_an_unreachable_dependency_with_503() {
         dependencies: Dependencies { media: Some(silent.local_addr().unwrap()), ..Dependencies::default() },
         metrics: Arc::new(Metrics::new()),
         site: None,
+        node: None,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, app, shutdown.clone(), std::time::Duration::from_secs(5)));
@@ -126,6 +127,7 @@ async fn a_node_whose_media_shard_panicked_is_neither_alive_nor_ready() {
         dependencies: Dependencies { media_health: Some(health), ..Dependencies::default() },
         metrics: Arc::new(Metrics::new()),
         site: None,
+        node: None,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, app, shutdown.clone(), std::time::Duration::from_secs(5)));

@@ -14,6 +14,7 @@ mod helpers;
 mod mail_outbox;
 mod media;
 mod meetings;
+mod nodes;
 mod openapi;
 mod phone;
 mod recordings;

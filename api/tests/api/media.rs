@@ -13,12 +13,12 @@ use crate::helpers::{TestApp, call, spawn_app, spawn_configured, tenant_key};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-fn light_video() -> VideoProfile {
+pub(crate) fn light_video() -> VideoProfile {
     let layer = |width, height, bitrate_bps| LayerProfile { width, height, bitrate_bps };
     VideoProfile { layers: vec![layer(320, 180, 30_000), layer(640, 360, 90_000), layer(1280, 720, 330_000)] }
 }
 
-async fn bot(app: &TestApp, key: &str, room: &str, name: &str, moderator: bool) -> BotOptions {
+pub(crate) async fn bot(app: &TestApp, key: &str, room: &str, name: &str, moderator: bool) -> BotOptions {
     let body = json!({ "room": room, "user": { "name": name }, "moderator": moderator });
     let (status, minted) = call(app, Method::POST, "/v1/meeting-tokens", key, Some(body)).await;
     assert_eq!(status, 201, "{minted}");
@@ -31,12 +31,12 @@ async fn bot(app: &TestApp, key: &str, room: &str, name: &str, moderator: bool) 
 }
 
 /// The layer of `from`'s camera as `stats` last received it.
-fn camera_layer(stats: &BotStats, from: ParticipantId) -> Option<u8> {
+pub(crate) fn camera_layer(stats: &BotStats, from: ParticipantId) -> Option<u8> {
     stats.of(from).find(|track| track.source == Some(TrackSource::Camera)).and_then(|track| track.layer)
 }
 
 /// Waits until `check` holds for every bot's stats, or fails with the last stats.
-async fn until(bots: &[&Bot], what: &str, check: impl Fn(&Bot, &BotStats) -> bool) {
+pub(crate) async fn until(bots: &[&Bot], what: &str, check: impl Fn(&Bot, &BotStats) -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if bots.iter().all(|bot| check(bot, &bot.stats())) {

@@ -110,7 +110,7 @@ async fn bad_room_requests_are_refused_and_other_tenants_rooms_are_404() {
 #[tokio::test]
 async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_within_the_tenant() {
     use chrono::{TimeDelta, Utc};
-    use convene_api::meetings::room_sessions::{node_started, participant_joined, participant_left};
+    use convene_api::meetings::room_sessions::{end_node_sessions, participant_joined, participant_left};
     use convene_domain::{RoomName, TenantId};
 
     let app = spawn_app().await;
@@ -129,15 +129,15 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     participant_joined(&db, "node-a", tenant, &standup, ("u2", "Bob", false), start + TimeDelta::minutes(5))
         .await
         .unwrap();
-    participant_left(&db, tenant, &standup, "u2", start + TimeDelta::minutes(15)).await.unwrap();
-    participant_left(&db, tenant, &standup, "u2", start + TimeDelta::minutes(16)).await.unwrap();
+    participant_left(&db, "node-a", tenant, &standup, "u2", start + TimeDelta::minutes(15)).await.unwrap();
+    participant_left(&db, "node-a", tenant, &standup, "u2", start + TimeDelta::minutes(16)).await.unwrap();
 
     let (status, present) = call(&app, Method::GET, "/v1/rooms/standup/presence", &key, None).await;
     assert_eq!(status, 200);
     let names: Vec<_> = present["participants"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
     assert_eq!(names, [json!("Ann")], "Bob left; leaving twice changed nothing");
 
-    participant_left(&db, tenant, &standup, "u1", start + TimeDelta::minutes(20)).await.unwrap();
+    participant_left(&db, "node-a", tenant, &standup, "u1", start + TimeDelta::minutes(20)).await.unwrap();
     participant_joined(&db, "node-a", tenant, &adhoc, ("u3", "Cy", false), start + TimeDelta::minutes(25))
         .await
         .unwrap();
@@ -159,10 +159,10 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
 
     // The node hosting Cy's meeting restarts: what it hosted ended when it was last alive, five minutes in.
     let last_alive = start + TimeDelta::minutes(30);
-    node_started(&db, "node-b", Some(last_alive), Utc::now()).await.unwrap();
+    end_node_sessions(&db, "node-b", Some(last_alive), Utc::now()).await.unwrap();
     let (_, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
     assert!(page["meetings"][0]["ended_at"].is_null(), "another node's restart ends nothing here");
-    node_started(&db, "node-a", Some(last_alive), Utc::now()).await.unwrap();
+    end_node_sessions(&db, "node-a", Some(last_alive), Utc::now()).await.unwrap();
     let (_, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
     let closed = &page["meetings"][0];
     assert_eq!((closed["room"].as_str(), closed["duration_seconds"].as_i64()), (Some("made-on-the-fly"), Some(5 * 60)));
@@ -203,12 +203,12 @@ async fn the_meetings_page_lists_what_took_place_with_who_and_how_long() {
     participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false), start + TimeDelta::minutes(5))
         .await
         .unwrap();
-    participant_left(&db, tenant, &room, "u2", start + TimeDelta::minutes(15)).await.unwrap();
+    participant_left(&db, "node-a", tenant, &room, "u2", start + TimeDelta::minutes(15)).await.unwrap();
     participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false), start + TimeDelta::minutes(20))
         .await
         .unwrap();
-    participant_left(&db, tenant, &room, "u2", start + TimeDelta::minutes(25)).await.unwrap();
-    participant_left(&db, tenant, &room, "u1", start + TimeDelta::minutes(65)).await.unwrap();
+    participant_left(&db, "node-a", tenant, &room, "u2", start + TimeDelta::minutes(25)).await.unwrap();
+    participant_left(&db, "node-a", tenant, &room, "u1", start + TimeDelta::minutes(65)).await.unwrap();
     participant_joined(&db, "node-a", other_tenant, &room, ("x", "Mallory", false), start).await.unwrap();
 
     let page = app.get_with_cookie("/meetings", &session).await.text().await.unwrap();

@@ -22,6 +22,7 @@ async fn in_flight_requests_finish_before_the_server_stops() {
         dependencies: Dependencies { media: Some(silent.local_addr().unwrap()), ..Dependencies::default() },
         metrics: Arc::new(Metrics::new()),
         site: None,
+        node: None,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, app, shutdown.clone(), Duration::from_secs(10)));

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod health;
 pub mod jitsi;
 pub mod meetings;
+pub mod nodes;
 pub mod openapi;
 pub mod operator;
 pub mod recordings;

@@ -1,6 +1,7 @@
 //! The operator's API, on the internal listener beside `/metrics` (so only the operator's network reaches
-//! it): the phone numbers assigned to tenants for dial-in. `convene admin dial-in-numbers` does the same from
-//! a shell. Errors have the `/v1` shape.
+//! it): the phone numbers assigned to tenants for dial-in (`convene admin dial-in-numbers` does the same from
+//! a shell), and draining the process's media node (`convene drain`, a pre-stop hook). Errors have the `/v1`
+//! shape.
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use convene_domain::{CountryCode, PhoneNumber, TenantId};
@@ -19,7 +20,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let json = web::JsonConfig::default()
         .limit(4 * 1024)
         .error_handler(|error, _| ApiError::BadRequest(error.to_string()).into());
-    cfg.service(web::scope("/operator").app_data(json).service(list).service(assign).service(release));
+    cfg.service(
+        web::scope("/operator")
+            .app_data(json)
+            .service(list)
+            .service(assign)
+            .service(release)
+            .service(drain)
+            .service(drain_status),
+    );
+}
+
+/// `POST /operator/drain`: the media node takes no new meetings (as SIGUSR1 does); its meetings go on.
+#[post("/drain")]
+async fn drain(dependencies: web::Data<Dependencies>) -> Result<HttpResponse, ApiError> {
+    let rooms = dependencies.rooms.as_ref().ok_or(ApiError::NotFound)?;
+    if !rooms.is_draining() {
+        tracing::info!("draining at the operator's request; no new rooms, running rooms continue");
+        rooms.drain();
+    }
+    Ok(HttpResponse::Ok().json(drain_state(rooms)))
+}
+
+/// `GET /operator/drain`: whether the media node drains, and what it still hosts.
+#[get("/drain")]
+async fn drain_status(dependencies: web::Data<Dependencies>) -> Result<HttpResponse, ApiError> {
+    let rooms = dependencies.rooms.as_ref().ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(drain_state(rooms)))
+}
+
+fn drain_state(rooms: &convene_media::rooms::Rooms) -> serde_json::Value {
+    serde_json::json!({
+        "draining": rooms.is_draining(),
+        "rooms": rooms.metrics().rooms_running(),
+        "participants": rooms.metrics().connections_open(),
+    })
 }
 
 /// A number to assign.

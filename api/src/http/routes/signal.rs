@@ -1,10 +1,13 @@
 //! The signalling WebSocket: `GET /_signal/{room}` upgrades; the first text frame must be `hello` with the
-//! room token, verified with the tenant's public keys; then frames pass to the room's focus and back. The
-//! path cannot clash with a room (room names have no underscore).
+//! room token, verified with the tenant's public keys and admitted against the records; then frames pass to
+//! the room's focus and back. Where this process hosts rooms (`up`) the room is here; on a control plane
+//! with media nodes the socket is passed on to the room's node (`nodes::proxy`), whose
+//! `/_node/v1/signal` takes the admitted joiner and then runs the same loop. The paths cannot clash with a
+//! room (room names have no underscore).
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, get, rt, web};
+use actix_web::{HttpRequest, HttpResponse, get, http::header, rt, web};
 use actix_ws::{AggregatedMessage, Session};
 use convene_domain::RoomName;
 use convene_media::{
@@ -13,10 +16,15 @@ use convene_media::{
     signal_metrics::{FrameOutcome, SignalMetrics},
 };
 use convene_signal::{ClientMessage, MAX_MESSAGE_BYTES, ParseError, Refusal, ServerMessage};
+use secrecy::SecretString;
 
 use crate::{
     http::AppState,
     meetings::admission::{Admission, Admitted, Refused},
+    nodes::{
+        proxy::MediaNodes,
+        wire::{Handoff, authorized},
+    },
     platform::rate_limit::RateLimiter,
 };
 
@@ -90,9 +98,47 @@ impl PasswordGuesses {
     }
 }
 
-/// Registers the endpoint.
+/// A media node's side of the signalling: its rooms, and the secret a passed-on socket must carry.
+#[derive(Debug, Clone)]
+pub struct NodeServices {
+    /// The rooms this node hosts.
+    pub rooms: Rooms,
+    /// The secret its control plane holds.
+    pub secret: SecretString,
+    /// Wrong room passwords, counted across connections (rooms live on one node).
+    pub password_guesses: PasswordGuesses,
+}
+
+/// Registers the joiners' endpoint, for a control plane that hosts rooms or has media nodes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(signal);
+}
+
+/// Registers a media node's endpoint for the joiners its control plane passes on.
+pub fn configure_node(cfg: &mut web::ServiceConfig) {
+    cfg.service(node_signal);
+}
+
+/// Where this process sends the joiners it admits.
+enum Host {
+    /// Rooms in this process.
+    Here(Rooms),
+    /// The rooms' media nodes.
+    Nodes(MediaNodes),
+}
+
+fn upgrade(
+    request: &HttpRequest,
+    body: web::Payload,
+) -> actix_web::Result<(HttpResponse, Session, actix_ws::AggregatedMessageStream)> {
+    let (response, session, stream) = actix_ws::handle(request, body)?;
+    let stream =
+        stream.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
+    Ok((response, session, stream))
+}
+
+fn client_address(request: &HttpRequest) -> String {
+    request.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
 }
 
 #[get("/_signal/{room}")]
@@ -103,18 +149,70 @@ async fn signal(
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let Ok(room) = RoomName::parse(&room) else { return Ok(HttpResponse::NotFound().finish()) };
-    // Registered only where the process hosts rooms; anywhere else there is nothing to signal to.
-    let Some(rooms) = state.rooms.clone() else { return Ok(HttpResponse::NotFound().finish()) };
-    let address = request.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
-    let (response, session, stream) = actix_ws::handle(&request, body)?;
-    let stream =
-        stream.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
+    let host = match (&state.rooms, &state.nodes) {
+        (Some(rooms), _) => Host::Here(rooms.clone()),
+        (None, Some(nodes)) => Host::Nodes(nodes.clone()),
+        // Nothing to signal to.
+        (None, None) => return Ok(HttpResponse::NotFound().finish()),
+    };
+    let address = client_address(&request);
+    let (response, session, stream) = upgrade(&request, body)?;
     rt::spawn(async move {
-        rooms.metrics().connection(1);
-        let metrics = rooms.metrics().clone();
-        let guesses = state.password_guesses.clone();
-        serve(session, stream, room, (state.admission.clone(), guesses, address), rooms).await;
+        let metrics = match &host {
+            Host::Here(rooms) => rooms.metrics().clone(),
+            Host::Nodes(nodes) => nodes.metrics.clone(),
+        };
+        metrics.connection(1);
+        serve(session, stream, room, (state.admission.clone(), address), host, state.password_guesses.clone()).await;
         metrics.connection(-1);
+    });
+    Ok(response)
+}
+
+/// `GET /_node/v1/signal` on a media node: a joiner its control plane admitted, passed on with the node
+/// secret. The first frame is the [`Handoff`]; the joiner's own frames follow.
+#[get("/_node/v1/signal")]
+async fn node_signal(
+    request: HttpRequest,
+    body: web::Payload,
+    node: web::Data<NodeServices>,
+) -> actix_web::Result<HttpResponse> {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    if !authorized(header, &node.secret) {
+        return Ok(HttpResponse::Unauthorized().finish());
+    }
+    let (response, session, mut stream) = upgrade(&request, body)?;
+    let node = node.into_inner();
+    rt::spawn(async move {
+        let rooms = node.rooms.clone();
+        rooms.metrics().connection(1);
+        let handoff = match tokio::time::timeout(HELLO_TIMEOUT, stream.recv()).await {
+            Ok(Some(Ok(AggregatedMessage::Text(text)))) => serde_json::from_str::<Handoff>(&text),
+            _ => {
+                let _ = session.close(None).await;
+                rooms.metrics().connection(-1);
+                return;
+            }
+        };
+        match handoff {
+            Ok(handoff) => {
+                let entry = Entry {
+                    key: (handoff.tenant.to_string(), handoff.room.as_str().to_owned()),
+                    identity: handoff.identity,
+                    policy: handoff.policy,
+                    version: handoff.version,
+                    password: handoff.password,
+                    resume: handoff.resume,
+                    address: handoff.address,
+                };
+                enter(session, stream, entry, node.password_guesses.clone(), rooms.clone()).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the control plane passed on a joiner this node cannot read");
+                unavailable(session, rooms.metrics()).await;
+            }
+        }
+        rooms.metrics().connection(-1);
     });
     Ok(response)
 }
@@ -141,10 +239,14 @@ async fn serve(
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
     room: RoomName,
-    (admission, guesses, address): (Admission, PasswordGuesses, String),
-    rooms: Rooms,
+    (admission, address): (Admission, String),
+    host: Host,
+    guesses: PasswordGuesses,
 ) {
-    let metrics = rooms.metrics().clone();
+    let metrics = match &host {
+        Host::Here(rooms) => rooms.metrics().clone(),
+        Host::Nodes(nodes) => nodes.metrics.clone(),
+    };
     // The handshake: one `hello`, in time. One deadline for the whole handshake: pings must not extend it,
     // or an unauthenticated socket could be held open for ever.
     let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
@@ -186,7 +288,45 @@ async fn serve(
     };
     let Admitted { tenant, mut identity, policy } = admitted;
     identity.chosen_name = chosen_name;
-    let key = (tenant.to_string(), room.as_str().to_owned());
+    match host {
+        Host::Here(rooms) => {
+            let key = (tenant.to_string(), room.as_str().to_owned());
+            let entry = Entry { key, identity, policy, version, password, resume, address };
+            enter(session, stream, entry, guesses, rooms).await;
+        }
+        Host::Nodes(nodes) => {
+            let handoff = Handoff { tenant, room, identity, policy, version, password, resume, address };
+            match nodes.pass_on(&handoff).await {
+                Some(node) => crate::nodes::proxy::pump(session, stream, node).await,
+                None => unavailable(session, &metrics).await,
+            }
+        }
+    }
+}
+
+/// A joiner let in, entering their room on this node.
+struct Entry {
+    key: convene_media::rooms::RoomKey,
+    identity: convene_media::focus::Identity,
+    policy: convene_media::focus::RoomPolicy,
+    version: u32,
+    password: Option<String>,
+    resume: Option<String>,
+    /// Their address, for the limit on password guesses.
+    address: String,
+}
+
+/// Puts an admitted joiner into their room and carries frames between them and its focus until either
+/// side ends.
+async fn enter(
+    mut session: Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+    entry: Entry,
+    guesses: PasswordGuesses,
+    rooms: Rooms,
+) {
+    let metrics = rooms.metrics().clone();
+    let Entry { key, identity, policy, version, password, resume, address } = entry;
     let person = identity.user_id.clone().unwrap_or_else(|| identity.token.digest.clone());
     if password.is_some() && !guesses.allowed(&key, &person, &address) {
         let message = "too many wrong passwords; try again in a few minutes".to_owned();

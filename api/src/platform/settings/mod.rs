@@ -52,6 +52,18 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "port clients send shard 0's media to, when a NAT maps it",
     ),
     ("CONVENE_MEDIA_SHARDS", "0 (one per core)", "media threads, each with its own UDP port"),
+    (
+        "CONVENE_CONTROL_URL",
+        "(unset)",
+        "a `convene media` node's control plane: the http:// URL of `convene api`, on the private network",
+    ),
+    (
+        "CONVENE_NODE_SECRET",
+        "(unset: no media nodes)",
+        "secret shared by the control plane and its media nodes, at least 32 characters",
+    ),
+    ("CONVENE_NODE_URL", "(http:// and CONVENE_HTTP_ADDR)", "how the control plane reaches this media node's HTTP"),
+    ("CONVENE_NODE_REGION", "default", "the media node's region (letters, digits, hyphens)"),
     ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
     (
         "CONVENE_SIP_ALLOW",
@@ -129,6 +141,8 @@ pub struct Settings {
     pub media_public_port: Option<u16>,
     /// Media shards (threads); 0 for one per core.
     pub media_shards: usize,
+    /// Media nodes and their control plane.
+    pub nodes: NodeSettings,
     /// The SIP gateway's address.
     pub sip_addr: SocketAddr,
     /// Where SIP may come from; `None`: anywhere.
@@ -191,6 +205,19 @@ impl BucketSettings {
         let prefix = url.path().trim_matches('/').to_owned();
         Ok(Self { bucket, prefix, options })
     }
+}
+
+/// How media nodes and the control plane find and trust each other.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The control plane a `convene media` node reports to.
+    pub control_url: Option<Url>,
+    /// The secret both sides hold; without it the control plane takes no nodes.
+    pub secret: Option<SecretString>,
+    /// How the control plane reaches this node's HTTP listener; `None`: `http://` and its bound address.
+    pub url: Option<Url>,
+    /// The node's region.
+    pub region: String,
 }
 
 /// Stripe credentials and endpoint.
@@ -492,6 +519,12 @@ impl Parser {
                     _ => Err("must be a number of threads from 0 (one per core) to 256".to_owned()),
                 },
             )?,
+            nodes: NodeSettings {
+                control_url: self.get("CONVENE_CONTROL_URL", || None, |value| parse_private_url(value).map(Some))?,
+                secret: self.get("CONVENE_NODE_SECRET", || None, parse_node_secret)?,
+                url: self.get("CONVENE_NODE_URL", || None, |value| parse_private_url(value).map(Some))?,
+                region: self.get("CONVENE_NODE_REGION", || "default".to_owned(), parse_region)?,
+            },
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
             sip_allow: self.get("CONVENE_SIP_ALLOW", || None, |value| AllowedPeers::parse(value).map(Some))?,
             sip_rtp_ports: self.get("CONVENE_SIP_RTP_PORTS", || None, |value| RtpPorts::parse(value).map(Some))?,
@@ -588,6 +621,34 @@ fn parse_http_url(value: &str) -> Result<Url, String> {
         return Err(format!("is `{value}`; use an http:// or https:// URL with a host"));
     }
     Ok(url)
+}
+
+/// A URL between the control plane and its media nodes: plain `http://` on the private network (the node
+/// secret travels in it, so it must not cross the internet), an origin without a path.
+fn parse_private_url(value: &str) -> Result<Url, String> {
+    let url = parse_site_url(value)?;
+    if url.scheme() != "http" {
+        return Err(format!("is `{value}`; nodes and the control plane talk http:// on the private network"));
+    }
+    Ok(url)
+}
+
+/// At least 32 characters: it lets a process into every meeting's signalling.
+fn parse_node_secret(value: &str) -> Result<Option<SecretString>, String> {
+    if value.chars().count() < 32 {
+        return Err("is too short; use at least 32 random characters (openssl rand -base64 32)".to_owned());
+    }
+    Ok(Some(SecretString::from(value.to_owned())))
+}
+
+/// A region name: 1 to 64 lowercase letters, digits and hyphens (`eu-west-1`).
+fn parse_region(value: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&value.len())
+        && value.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if !valid {
+        return Err(format!("is `{value}`; use lowercase letters, digits and hyphens, like eu-west-1"));
+    }
+    Ok(value.to_owned())
 }
 
 /// A site URL is an origin: scheme, host and optional port, no path.

@@ -1,0 +1,30 @@
+//! A media node that reports to the control plane: where its HTTP listener is, its load at its last
+//! heartbeat, and when it was declared gone.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "media_nodes")]
+pub struct Model {
+    /// The node's own id (its outbox's), stable across restarts.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// How the control plane reaches the node's HTTP listener.
+    pub url: String,
+    pub region: String,
+    /// Takes no new rooms; its rooms go on.
+    pub draining: bool,
+    pub participants: i32,
+    pub rooms: i32,
+    /// When the node's current run started, in milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// Its last heartbeat, in milliseconds since the Unix epoch.
+    pub last_seen_ms: i64,
+    /// When the control plane declared it gone (heartbeats missed); none while it is alive.
+    pub gone_ms: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

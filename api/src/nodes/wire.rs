@@ -1,0 +1,145 @@
+//! What media nodes and the control plane say to each other, over HTTP with the node secret as a bearer
+//! token. Everything is checked at the edge: a node is trusted with its secret, not with its sizes.
+
+use convene_domain::{RoomName, TenantId};
+use convene_media::focus::{Identity, RoomPolicy};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// A node's heartbeat, posted to the control plane.
+pub const HEARTBEAT_PATH: &str = "/_node/v1/heartbeat";
+/// A node's room events, one outbox envelope per request.
+pub const EVENTS_PATH: &str = "/_node/v1/events";
+/// The node's WebSocket for joiners the control plane admitted.
+pub const SIGNAL_PATH: &str = "/_node/v1/signal";
+
+/// How a node's load and state look to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The node's id (its outbox's, stable across restarts).
+    pub node: String,
+    /// How the control plane reaches the node's HTTP listener.
+    pub url: String,
+    /// Its region.
+    pub region: String,
+    /// When this run started, in milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// Takes no new rooms.
+    pub draining: bool,
+    /// Signalling connections open.
+    pub participants: u32,
+    /// Rooms running.
+    pub rooms: u32,
+}
+
+/// A heartbeat the control plane will not keep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadHeartbeat(String);
+
+impl Heartbeat {
+    /// Checks what would be stored: lengths the columns hold, an `http://` origin, a region name.
+    pub fn check(&self) -> Result<(), BadHeartbeat> {
+        if !valid_node_id(&self.node) {
+            return Err(BadHeartbeat("node: 1 to 64 letters, digits, `-`, `_` or `.`".to_owned()));
+        }
+        let url_ok = self.url.len() <= 512
+            && url::Url::parse(&self.url)
+                .is_ok_and(|url| url.scheme() == "http" && url.host_str().is_some() && url.path() == "/");
+        if !url_ok {
+            return Err(BadHeartbeat("url: an http:// origin of at most 512 characters".to_owned()));
+        }
+        let region_ok = (1..=64).contains(&self.region.len())
+            && self.region.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+        if !region_ok {
+            return Err(BadHeartbeat("region: lowercase letters, digits and hyphens".to_owned()));
+        }
+        if self.started_ms < 0 {
+            return Err(BadHeartbeat("started_ms: milliseconds since the Unix epoch".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// A node id as outboxes make them (`node-` and hex): 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte))
+}
+
+/// A joiner the control plane admitted, handed to the room's node as the first frame of the passed-on
+/// socket; the joiner's own frames follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    /// The room's organisation.
+    pub tenant: TenantId,
+    /// The room.
+    pub room: RoomName,
+    /// Who they are, from their verified token (with the name they chose).
+    pub identity: Identity,
+    /// The room's settings and the plan's allowance, as the control plane decided them now.
+    pub policy: RoomPolicy,
+    /// The joiner's protocol version, from their `hello`.
+    pub version: u32,
+    /// The room password they gave.
+    pub password: Option<String>,
+    /// Their `resume` secret.
+    pub resume: Option<String>,
+    /// Their address, for the limit on password guesses.
+    pub address: String,
+}
+
+/// Whether an `Authorization` header carries `secret`, compared in constant time.
+pub fn authorized(header: Option<&str>, secret: &SecretString) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(given) = header.and_then(|value| value.strip_prefix("Bearer ")) else { return false };
+    given.as_bytes().ct_eq(secret.expose_secret().as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat() -> Heartbeat {
+        Heartbeat {
+            node: "node-1".to_owned(),
+            url: "http://10.0.0.7:3000/".to_owned(),
+            region: "eu-west-1".to_owned(),
+            started_ms: 1,
+            draining: false,
+            participants: 3,
+            rooms: 1,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_is_checked_before_it_is_kept() {
+        assert_eq!(beat().check(), Ok(()));
+        let bad = [
+            Heartbeat { node: String::new(), ..beat() },
+            Heartbeat { node: "x".repeat(65), ..beat() },
+            Heartbeat { node: "node 1".to_owned(), ..beat() },
+            Heartbeat { url: "https://10.0.0.7/".to_owned(), ..beat() },
+            Heartbeat { url: "http://10.0.0.7/path".to_owned(), ..beat() },
+            Heartbeat { url: "not a url".to_owned(), ..beat() },
+            Heartbeat { url: format!("http://{}.example/", "a".repeat(600)), ..beat() },
+            Heartbeat { region: "EU".to_owned(), ..beat() },
+            Heartbeat { region: String::new(), ..beat() },
+            Heartbeat { started_ms: -1, ..beat() },
+        ];
+        for heartbeat in bad {
+            assert!(heartbeat.check().is_err(), "{heartbeat:?} was taken");
+        }
+    }
+
+    #[test]
+    fn only_the_node_secret_authorizes() {
+        let secret = SecretString::from("s".repeat(32));
+        assert!(authorized(Some(&format!("Bearer {}", "s".repeat(32))), &secret));
+        assert!(!authorized(Some(&format!("Bearer {}", "s".repeat(31))), &secret));
+        assert!(!authorized(Some(&"s".repeat(32)), &secret));
+        assert!(!authorized(Some("Bearer "), &secret));
+        assert!(!authorized(None, &secret));
+    }
+}

@@ -1,0 +1,313 @@
+//! Many media nodes, one control plane: `convene api` in the test on Postgres, and `convene media`
+//! processes beside it on loopback. Meetings spread over the nodes, every participant of one meeting is on
+//! its node, a killed node's meetings move and its sessions end at its last heartbeat, a draining node
+//! keeps its meetings and gets no new ones.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use convene_api::{
+    entities::{media_node, room_placement, room_session, session_participant},
+    roles::Serve,
+};
+use convene_bots::{Bot, BotError, BotOptions, BotStack};
+use convene_signal::Refusal;
+use reqwest::Method;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::{
+    helpers::{TestApp, call, spawn_app, spawn_role, tenant_key},
+    media::{bot, until},
+};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn node_secret() -> String {
+    "a-test-node-secret-of-forty-characters!!".to_owned()
+}
+
+/// A `convene media` process reporting to `app`, killed when dropped.
+struct NodeProcess {
+    child: Child,
+    /// Its id (its outbox's).
+    id: String,
+    /// Its internal listener, for the operator's drain.
+    metrics: String,
+    _data: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    async fn start(app: &TestApp) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_convene"));
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .arg("media")
+            .env("CONVENE_CONTROL_URL", &app.address)
+            .env("CONVENE_NODE_SECRET", node_secret())
+            .env("CONVENE_DATA_DIR", data.path())
+            .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
+            .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_MEDIA_SHARDS", "1")
+            .env("CONVENE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("convene media starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut metrics = None;
+        let deadline = Instant::now() + PATIENCE;
+        while metrics.is_none() {
+            assert!(Instant::now() < deadline, "convene media printed no banner");
+            let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.expect("banner in time").expect("read");
+            let line = line.expect("convene media exited before it was ready");
+            if let Some(rest) = line.trim().strip_prefix("metrics:") {
+                metrics = rest.split_whitespace().next().map(|url| url.trim_end_matches("/metrics").to_owned());
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let id = std::fs::read_to_string(data.path().join("media-outbox/node-id")).expect("the node's id");
+        Self { child, id: id.trim().to_owned(), metrics: metrics.expect("metrics address"), _data: data }
+    }
+}
+
+/// Waits until `check` holds, polling, or fails saying `what`.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn node_row(app: &TestApp, id: &str) -> Option<media_node::Model> {
+    media_node::Entity::find_by_id(id.to_owned()).one(&app.db().await).await.expect("query")
+}
+
+async fn placement(app: &TestApp, room: &str) -> Option<String> {
+    let rows = room_placement::Entity::find()
+        .filter(room_placement::Column::Room.eq(room))
+        .all(&app.db().await)
+        .await
+        .expect("query");
+    rows.into_iter().next().map(|row| row.node_id)
+}
+
+async fn control_plane_with_nodes(count: usize) -> (TestApp, String, Vec<NodeProcess>) {
+    let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret())]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        nodes.push(NodeProcess::start(&app).await);
+    }
+    for node in &nodes {
+        eventually("every node has said it is alive", async || node_row(&app, &node.id).await).await;
+    }
+    (app, key, nodes)
+}
+
+async fn light_bot(app: &TestApp, key: &str, room: &str, name: &str) -> BotOptions {
+    let mut options = bot(app, key, room, name, true).await;
+    options.stack = BotStack::Light;
+    options
+}
+
+/// Each of `bots` receives media from every other.
+async fn all_see_each_other(bots: &[&Bot], what: &str) {
+    let ids: Vec<_> = bots.iter().map(|bot| bot.id()).collect();
+    until(bots, what, |me, stats| {
+        ids.iter().filter(|id| **id != me.id()).all(|other| stats.of(*other).any(|track| track.packets > 0))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn meetings_spread_over_the_nodes_and_a_killed_node_s_meeting_carries_on_on_the_other() {
+    let (app, key, mut nodes) = control_plane_with_nodes(2).await;
+    let ann_options = light_bot(&app, &key, "room-a", "Ann").await;
+    let bob_options = light_bot(&app, &key, "room-a", "Bob").await;
+    let ann = Bot::join(ann_options.clone()).await.expect("Ann joins");
+    let bob = Bot::join(bob_options.clone()).await.expect("Bob joins");
+    let cy = Bot::join(light_bot(&app, &key, "room-b", "Cy").await).await.expect("Cy joins");
+    let dee = Bot::join(light_bot(&app, &key, "room-b", "Dee").await).await.expect("Dee joins");
+    all_see_each_other(&[&ann, &bob], "Ann and Bob see each other").await;
+    all_see_each_other(&[&cy, &dee], "Cy and Dee see each other").await;
+
+    // One meeting per node, and each meeting's people all on its node (its session there holds both).
+    let a_node = placement(&app, "room-a").await.expect("room-a is placed");
+    let b_node = placement(&app, "room-b").await.expect("room-b is placed");
+    assert_ne!(a_node, b_node, "two meetings on two idle nodes go to different nodes");
+    let session = eventually("room-a's session is recorded", async || {
+        let sessions = room_session::Entity::find()
+            .filter(room_session::Column::RoomName.eq("room-a"))
+            .filter(room_session::Column::EndedAt.is_null())
+            .all(&app.db().await)
+            .await
+            .expect("query");
+        let session = sessions.into_iter().next()?;
+        let stays = session_participant::Entity::find()
+            .filter(session_participant::Column::SessionId.eq(session.id))
+            .all(&app.db().await)
+            .await
+            .expect("query");
+        (stays.len() == 2).then_some(session)
+    })
+    .await;
+    assert_eq!(session.node_id.as_deref(), Some(a_node.as_str()), "room-a's people are on its node");
+
+    // The node hosting room-a dies as a crash would.
+    let victim = nodes.iter().position(|node| node.id == a_node).expect("room-a's node is ours");
+    let mut victim = nodes.remove(victim);
+    victim.child.start_kill().expect("SIGKILL");
+    let lost = Instant::now();
+    victim.child.wait().await.expect("the node is dead");
+
+    // Ann and Bob notice and join again, as the meeting page does; they land on the other node.
+    eventually("Ann and Bob lose their node", async || (ann.is_gone() && bob.is_gone()).then_some(())).await;
+    let ann = Bot::join(ann_options).await.expect("Ann joins again");
+    let bob = Bot::join(bob_options).await.expect("Bob joins again");
+    let back_in = lost.elapsed();
+    all_see_each_other(&[&ann, &bob], "Ann and Bob see each other again").await;
+    let media_back = lost.elapsed();
+    assert_eq!(placement(&app, "room-a").await.as_deref(), Some(b_node.as_str()), "room-a moved to the live node");
+    assert!(back_in < Duration::from_secs(5), "back in a meeting {back_in:?} after the node died");
+
+    // The control plane declares the node gone and ends its sessions at its last heartbeat.
+    let gone = eventually("the dead node is declared gone", async || {
+        node_row(&app, &victim.id).await.filter(|node| node.gone_ms.is_some())
+    })
+    .await;
+    let detected = lost.elapsed();
+    println!("node lost: rejoined in {back_in:?}, media again in {media_back:?}, declared gone in {detected:?}");
+    let last_seen = chrono::DateTime::from_timestamp_millis(gone.last_seen_ms).expect("a time");
+    let dead_session =
+        room_session::Entity::find_by_id(session.id).one(&app.db().await).await.expect("query").expect("kept");
+    assert_eq!(dead_session.ended_at, Some(last_seen.max(dead_session.started_at)), "ended at the last heartbeat");
+    // No minute counted twice: per person, the stay on the dead node ends before the new one starts.
+    let stays = session_participant::Entity::find().all(&app.db().await).await.expect("query");
+    for name in ["Ann", "Bob"] {
+        let mut theirs: Vec<_> = stays.iter().filter(|stay| stay.name == name).collect();
+        theirs.sort_by_key(|stay| stay.joined_at);
+        assert_eq!(theirs.len(), 2, "{name} stayed twice: {theirs:?}");
+        let first_left = theirs[0].left_at.expect("the first stay ended");
+        assert!(first_left <= theirs[1].joined_at, "{name}'s stays overlap: {theirs:?}");
+        assert!(theirs[1].left_at.is_none(), "{name} is still in");
+    }
+    // Cy and Dee, on the other node, never noticed.
+    all_see_each_other(&[&cy, &dee], "Cy and Dee still see each other").await;
+    for bot in [ann, bob, cy, dee] {
+        bot.leave().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_draining_node_keeps_its_meeting_while_new_meetings_go_elsewhere() {
+    let (app, key, nodes) = control_plane_with_nodes(2).await;
+    let ann = Bot::join(light_bot(&app, &key, "room-a", "Ann").await).await.expect("Ann joins");
+    let a_node = placement(&app, "room-a").await.expect("room-a is placed");
+    let draining = nodes.iter().find(|node| node.id == a_node).expect("room-a's node is ours");
+    let drained: serde_json::Value = app
+        .client
+        .post(format!("{}/operator/drain", draining.metrics))
+        .send()
+        .await
+        .expect("the node answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(drained["draining"], true, "{drained}");
+    eventually("the control plane hears of the drain", async || {
+        node_row(&app, &a_node).await.filter(|node| node.draining)
+    })
+    .await;
+    // A new meeting goes to the other node; room-a's next person still joins room-a where it is.
+    let bob = Bot::join(light_bot(&app, &key, "room-b", "Bob").await).await.expect("Bob joins");
+    let b_node = placement(&app, "room-b").await.expect("room-b is placed");
+    assert_ne!(b_node, a_node, "no new meeting on a draining node");
+    let cy = Bot::join(light_bot(&app, &key, "room-a", "Cy").await).await.expect("Cy joins room-a");
+    assert_eq!(placement(&app, "room-a").await, Some(a_node), "a meeting never moves off a draining node");
+    all_see_each_other(&[&ann, &cy], "Ann and Cy meet on the draining node").await;
+    for bot in [ann, bob, cy] {
+        bot.leave().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn node_endpoints_take_only_the_node_secret_and_checked_heartbeats() {
+    let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret())]).await;
+    let beat = serde_json::json!({
+        "node": "node-1", "url": "http://127.0.0.1:1/", "region": "default", "started_ms": 1,
+        "draining": false, "participants": 0, "rooms": 0,
+    });
+    let post = |secret: &str, body: serde_json::Value| {
+        app.client.post(format!("{}/_node/v1/heartbeat", app.address)).bearer_auth(secret).json(&body).send()
+    };
+    assert_eq!(post("wrong", beat.clone()).await.expect("sent").status(), 401);
+    let mut bad = beat.clone();
+    bad["url"] = serde_json::json!("https://example.com/path");
+    assert_eq!(post(&node_secret(), bad).await.expect("sent").status(), 400);
+    let mut extra = beat.clone();
+    extra["sneaky"] = serde_json::json!(1);
+    assert_eq!(post(&node_secret(), extra).await.expect("sent").status(), 400);
+    assert_eq!(post(&node_secret(), beat).await.expect("sent").status(), 204);
+    let event = serde_json::json!({"node": "../../etc", "seq": 1, "event": {"type": "started", "at": {"secs_since_epoch": 1, "nanos_since_epoch": 0}, "last_alive": null}});
+    let response = app
+        .client
+        .post(format!("{}/_node/v1/events", app.address))
+        .bearer_auth(node_secret())
+        .json(&event)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    app.stop().await;
+    // A process that hosts its own rooms takes no nodes at all.
+    let single = spawn_app().await;
+    let response = single
+        .client
+        .post(format!("{}/_node/v1/heartbeat", single.address))
+        .bearer_auth(node_secret())
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 404);
+    single.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_signing_key_opens_no_meeting_on_any_node_from_the_moment_it_is_deleted() {
+    let (app, key, _nodes) = control_plane_with_nodes(1).await;
+    let before = light_bot(&app, &key, "room-a", "Ann").await;
+    let ann = Bot::join(before.clone()).await.expect("Ann joins with the first key's token");
+    let kid = jsonwebtoken::decode_header(&before.token).expect("a JWT").kid.expect("a kid");
+    let name = kid.rsplit('/').next().expect("the key's name").to_owned();
+    let (status, _) = call(&app, Method::POST, "/v1/signing-keys/rotate", &key, None).await;
+    assert_eq!(status, 201);
+    let (status, _) = call(&app, Method::DELETE, &format!("/v1/signing-keys/{name}"), &key, None).await;
+    assert_eq!(status, 204);
+    // The node holds no key: the control plane admits every joiner, so the next join already fails.
+    let Err(refused) = Bot::join(before).await else { panic!("the deleted key's token opened the meeting") };
+    assert!(matches!(refused, BotError::Refused { reason: Refusal::InvalidToken, .. }), "{refused:?}");
+    let bob = Bot::join(light_bot(&app, &key, "room-a", "Bob").await).await.expect("a new key's token opens it");
+    all_see_each_other(&[&ann, &bob], "Ann, already in, and Bob meet").await;
+    for bot in [ann, bob] {
+        bot.leave().await;
+    }
+    app.stop().await;
+}
