@@ -108,10 +108,8 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     let internal = server::bind(settings.metrics_addr).context("CONVENE_METRICS_ADDR")?;
     let metrics_addr = internal.local_addr().context("reading the metrics listener's address")?;
     let mut metrics = Metrics::new();
-    let media = if role == Serve::Api {
-        None
-    } else {
-        let media_metrics = MediaMetrics::register(&mut metrics.registry);
+    let media_metrics = (role != Serve::Api).then(|| MediaMetrics::register(&mut metrics.registry));
+    let media = if let Some(media_metrics) = media_metrics.clone() {
         let config = NodeConfig {
             udp_addr: settings.media_udp_addr,
             public_ip: settings.media_public_ip,
@@ -120,6 +118,8 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
             top_height: TOP_HEIGHT,
         };
         Some(MediaNode::bind(config, media_metrics).context("CONVENE_MEDIA_UDP_ADDR")?)
+    } else {
+        None
     };
     let media_addr = media.as_ref().map(MediaNode::local_addr);
     let media_health = media.as_ref().map(MediaNode::health);
@@ -159,9 +159,12 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
         None => None,
     };
     // A media node's rooms, reporting to its control plane.
-    let node = match plane.filter(|_| role == Serve::Media) {
-        Some(plane) => Some(start_node(settings, plane, http_addr, &shutdown, &mut metrics.registry)?),
-        None => None,
+    let node = match (plane.filter(|_| role == Serve::Media), media_metrics) {
+        (Some(plane), Some(media_metrics)) => {
+            let media = (plane, media_metrics);
+            Some(start_node(settings, media, http_addr, &shutdown, &mut metrics.registry)?)
+        }
+        _ => None,
     };
     if let Some((db, true)) = database.as_ref().zip(site.as_ref().map(|(site, ..)| site.state.nodes.is_some())) {
         tokio::spawn(crate::nodes::registry::run_sweeper(db.clone(), shutdown.clone()));
@@ -467,7 +470,7 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 /// heartbeats. Its rooms are reached only through the control plane, which passes on the joiners it admits.
 fn start_node(
     settings: &Settings,
-    plane: convene_media::MediaPlane,
+    (plane, media_metrics): (convene_media::MediaPlane, MediaMetrics),
     http_addr: SocketAddr,
     shutdown: &CancellationToken,
     registry: &mut prometheus_client::registry::Registry,
@@ -495,11 +498,13 @@ fn start_node(
         draining: false,
         participants: 0,
         rooms: 0,
+        mbit_out: 0,
+        cpu_millicores: 0,
     };
     let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
     let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
         .with_private_streams(settings.streaming_allow_private);
-    tokio::spawn(control.run_heartbeats(heartbeat, rooms.clone(), shutdown.clone()));
+    tokio::spawn(control.run_heartbeats(heartbeat, (rooms.clone(), media_metrics), shutdown.clone()));
     tracing::info!(node = %url, control_plane = ?settings.nodes.control_url.as_ref().map(url::Url::as_str), "reporting to the control plane");
     Ok((NodeServices { rooms, secret, password_guesses: PasswordGuesses::default() }, task))
 }

@@ -78,6 +78,11 @@ struct ReasonLabels {
 }
 
 impl MediaMetrics {
+    /// RTP payload bytes forwarded so far (the node's heartbeat turns it into a rate).
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes.get_or_create(&DirectionLabels { direction: "out" }).get()
+    }
+
     /// Creates the counters and registers them under `convene_media_*`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();

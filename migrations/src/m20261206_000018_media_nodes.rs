@@ -20,6 +20,8 @@ impl MigrationTrait for Migration {
                     .col(boolean(MediaNodes::Draining))
                     .col(integer(MediaNodes::Participants))
                     .col(integer(MediaNodes::Rooms))
+                    .col(integer(MediaNodes::MbitOut))
+                    .col(integer(MediaNodes::CpuMillicores))
                     .col(big_integer(MediaNodes::StartedMs))
                     .col(big_integer(MediaNodes::LastSeenMs))
                     .col(big_integer_null(MediaNodes::GoneMs))
@@ -66,6 +68,8 @@ enum MediaNodes {
     Draining,
     Participants,
     Rooms,
+    MbitOut,
+    CpuMillicores,
     StartedMs,
     LastSeenMs,
     GoneMs,

@@ -16,6 +16,10 @@ pub struct Model {
     pub draining: bool,
     pub participants: i32,
     pub rooms: i32,
+    /// Mbit/s of media forwarded at the last heartbeat.
+    pub mbit_out: i32,
+    /// CPU in use at the last heartbeat, in thousandths of a core.
+    pub cpu_millicores: i32,
     /// When the node's current run started, in milliseconds since the Unix epoch.
     pub started_ms: i64,
     /// Its last heartbeat, in milliseconds since the Unix epoch.

@@ -1,9 +1,14 @@
 //! A media node's line to its control plane: heartbeats with its load, and delivery of its outbox's room
 //! events. Both are plain HTTP posts with the node secret; the outbox retries what does not go through.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    time::{Duration, Instant},
+};
 
 use convene_media::{
+    MediaMetrics,
     outbox::{Deliver, Envelope, Undelivered},
     rooms::Rooms,
 };
@@ -54,12 +59,19 @@ impl ControlPlane {
         Err(format!("the control plane answered {status}: {}", body.chars().take(300).collect::<String>()))
     }
 
-    /// Sends a heartbeat every [`HEARTBEAT_EVERY`] until `shutdown`, with the load `rooms` shows. A control
-    /// plane that cannot be reached is logged once when it goes and once when it is back.
-    pub async fn run_heartbeats(self, mut beat: Heartbeat, rooms: Rooms, shutdown: CancellationToken) {
+    /// Sends a heartbeat every [`HEARTBEAT_EVERY`] until `shutdown`, with the load the rooms and the media
+    /// counters show. A control plane that cannot be reached is logged once when it goes and once when it is
+    /// back.
+    pub async fn run_heartbeats(
+        self,
+        mut beat: Heartbeat,
+        (rooms, media): (Rooms, MediaMetrics),
+        shutdown: CancellationToken,
+    ) {
         let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut last = (Instant::now(), media.bytes_out(), cpu_seconds());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -69,6 +81,12 @@ impl ControlPlane {
             beat.draining = rooms.is_draining();
             beat.participants = count(rooms.metrics().connections_open());
             beat.rooms = count(rooms.metrics().rooms_running());
+            let now = (Instant::now(), media.bytes_out(), cpu_seconds());
+            let seconds = now.0.duration_since(last.0).as_secs_f64().max(0.001);
+            let per_second = |value: f64| (value / seconds).clamp(0.0, f64::from(u32::MAX)) as u32;
+            beat.mbit_out = per_second(now.1.saturating_sub(last.1) as f64 * 8.0 / 1e6);
+            beat.cpu_millicores = per_second((now.2 - last.2) * 1000.0);
+            last = now;
             match self.post(HEARTBEAT_PATH, &beat).await {
                 Ok(()) if failing => {
                     failing = false;
@@ -83,6 +101,11 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// This process's CPU time so far (0 where `/proc` cannot be read: the figure is for operators only).
+fn cpu_seconds() -> f64 {
+    convene_media::process::usage(None).map_or(0.0, |usage| usage.cpu_seconds)
 }
 
 impl Deliver for ControlPlane {

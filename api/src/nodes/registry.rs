@@ -44,6 +44,57 @@ fn alive(node: &media_node::Model, now: DateTime<Utc>) -> bool {
     node.gone_ms.is_none() && node.last_seen_ms >= silent_since
 }
 
+/// A node as operators see it (`GET /operator/media-nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeView {
+    /// Its id.
+    pub id: String,
+    /// Where the control plane reaches it.
+    pub url: String,
+    /// Its region.
+    pub region: String,
+    /// `alive`, `draining`, `silent` (heartbeats late, not yet declared gone) or `gone`.
+    pub state: &'static str,
+    /// At its last heartbeat: participants, rooms, Mbit/s forwarded, CPU in thousandths of a core.
+    pub participants: i32,
+    pub rooms: i32,
+    pub mbit_out: i32,
+    pub cpu_millicores: i32,
+    /// Rooms placed on it now.
+    pub placed_rooms: usize,
+    /// Its last heartbeat.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// Every node the control plane has heard from, with its state at `now`.
+pub async fn list(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Vec<NodeView>, DbErr> {
+    let placements = room_placement::Entity::find().all(db).await?;
+    let nodes = media_node::Entity::find().all(db).await?;
+    Ok(nodes
+        .into_iter()
+        .map(|node| {
+            let state = match (node.gone_ms.is_some(), alive(&node, now), node.draining) {
+                (true, _, _) => "gone",
+                (false, false, _) => "silent",
+                (false, true, true) => "draining",
+                (false, true, false) => "alive",
+            };
+            NodeView {
+                placed_rooms: placements.iter().filter(|placement| placement.node_id == node.id).count(),
+                last_seen: DateTime::from_timestamp_millis(node.last_seen_ms),
+                state,
+                id: node.id,
+                url: node.url,
+                region: node.region,
+                participants: node.participants,
+                rooms: node.rooms,
+                mbit_out: node.mbit_out,
+                cpu_millicores: node.cpu_millicores,
+            }
+        })
+        .collect())
+}
+
 /// Takes a heartbeat (already checked): the node's row, alive again if it had been declared gone.
 pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTime<Utc>) -> Result<(), DbErr> {
     let count = |value: u32| i32::try_from(value).unwrap_or(i32::MAX);
@@ -54,6 +105,8 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
         draining: Set(beat.draining),
         participants: Set(count(beat.participants)),
         rooms: Set(count(beat.rooms)),
+        mbit_out: Set(count(beat.mbit_out)),
+        cpu_millicores: Set(count(beat.cpu_millicores)),
         started_ms: Set(beat.started_ms),
         last_seen_ms: Set(millis(now)),
         gone_ms: Set(None),
@@ -64,6 +117,8 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
         media_node::Column::Draining,
         media_node::Column::Participants,
         media_node::Column::Rooms,
+        media_node::Column::MbitOut,
+        media_node::Column::CpuMillicores,
         media_node::Column::StartedMs,
         media_node::Column::LastSeenMs,
         media_node::Column::GoneMs,

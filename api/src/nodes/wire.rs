@@ -31,6 +31,10 @@ pub struct Heartbeat {
     pub participants: u32,
     /// Rooms running.
     pub rooms: u32,
+    /// Media forwarded since the last heartbeat, in Mbit/s.
+    pub mbit_out: u32,
+    /// CPU the node used since the last heartbeat, in thousandths of a core.
+    pub cpu_millicores: u32,
 }
 
 /// A heartbeat the control plane will not keep.
@@ -110,6 +114,8 @@ mod tests {
             draining: false,
             participants: 3,
             rooms: 1,
+            mbit_out: 40,
+            cpu_millicores: 350,
         }
     }
 

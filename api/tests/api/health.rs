@@ -11,7 +11,7 @@ use convene_api::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Store, spawn, spawn_app};
+use crate::helpers::{Store, spawn, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_on_postgres() {
@@ -40,18 +40,30 @@ async fn the_embedded_default_sqlite_store_serves_and_is_ready() {
 
 #[tokio::test]
 async fn each_role_checks_only_what_it_depends_on() {
-    let api = spawn(Serve::Api, Store::Sqlite).await;
+    let secret = ("CONVENE_NODE_SECRET", "a-node-secret-of-at-least-32-characters".to_owned());
+    let api = spawn_with(Serve::Api, Store::Sqlite, std::slice::from_ref(&secret)).await;
     let checks = api.get("/readyz").await.json::<Value>().await.unwrap()["checks"].clone();
     assert_eq!(checks, json!({ "database": "ok" }));
     assert_eq!(api.get("/").await.status(), 200, "the api role serves the site");
-    api.stop().await;
 
-    let media = spawn(Serve::Media, Store::Sqlite).await;
+    let media = spawn_with(Serve::Media, Store::Sqlite, &[secret, ("CONVENE_CONTROL_URL", api.address.clone())]).await;
     let checks = media.get("/readyz").await.json::<Value>().await.unwrap()["checks"].clone();
-    assert_eq!(checks, json!({ "media": "ok" }));
+    assert_eq!(checks, json!({ "media": "ok", "rooms": "ok" }), "a draining node would not be ready");
     assert_eq!(media.get("/").await.status(), 404, "a media node serves no site");
     assert!(!media.data_dir.path().join("convene.db").exists(), "a media node never opens the database");
+    // It reports to its control plane, which lists it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = api.client.get(format!("{}/operator/media-nodes", api.metrics_address)).send().await.unwrap();
+        let listed: Value = listed.json().await.unwrap();
+        if listed["nodes"][0]["state"] == "alive" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the node never reported: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     media.stop().await;
+    api.stop().await;
 }
 
 #[tokio::test]

@@ -271,7 +271,8 @@ pub async fn spawn_role(role: Serve, extra: &[(&str, String)]) -> TestApp {
     spawn_with(role, Store::Postgres, extra).await
 }
 
-async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> TestApp {
+/// Any role on any store, with `extra` settings over the test defaults.
+pub async fn spawn_with(role: Serve, store: Store, extra: &[(&str, String)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = convene_api::platform::telemetry::init("info", convene_api::platform::settings::LogFormat::Text);
     }

@@ -234,6 +234,22 @@ async fn a_draining_node_keeps_its_meeting_while_new_meetings_go_elsewhere() {
         node_row(&app, &a_node).await.filter(|node| node.draining)
     })
     .await;
+    // Operators see it on the control plane's internal listener.
+    let listed: serde_json::Value = app
+        .client
+        .get(format!("{}/operator/media-nodes", app.metrics_address))
+        .send()
+        .await
+        .expect("the control plane answers")
+        .json()
+        .await
+        .expect("JSON");
+    let state = |id: &str| {
+        listed["nodes"].as_array().unwrap().iter().find(|node| node["id"] == id).map(|node| node["state"].clone())
+    };
+    assert_eq!(state(&a_node), Some(serde_json::json!("draining")), "{listed}");
+    let other = nodes.iter().find(|node| node.id != a_node).expect("two nodes");
+    assert_eq!(state(&other.id), Some(serde_json::json!("alive")), "{listed}");
     // A new meeting goes to the other node; room-a's next person still joins room-a where it is.
     let bob = Bot::join(light_bot(&app, &key, "room-b", "Bob").await).await.expect("Bob joins");
     let b_node = placement(&app, "room-b").await.expect("room-b is placed");
@@ -252,7 +268,7 @@ async fn node_endpoints_take_only_the_node_secret_and_checked_heartbeats() {
     let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret())]).await;
     let beat = serde_json::json!({
         "node": "node-1", "url": "http://127.0.0.1:1/", "region": "default", "started_ms": 1,
-        "draining": false, "participants": 0, "rooms": 0,
+        "draining": false, "participants": 0, "rooms": 0, "mbit_out": 0, "cpu_millicores": 0,
     });
     let post = |secret: &str, body: serde_json::Value| {
         app.client.post(format!("{}/_node/v1/heartbeat", app.address)).bearer_auth(secret).json(&body).send()

@@ -1,7 +1,7 @@
 //! The operator's API, on the internal listener beside `/metrics` (so only the operator's network reaches
 //! it): the phone numbers assigned to tenants for dial-in (`convene admin dial-in-numbers` does the same from
-//! a shell), and draining the process's media node (`convene drain`, a pre-stop hook). Errors have the `/v1`
-//! shape.
+//! a shell), the control plane's media nodes, and draining the process's media node (`convene drain`, a
+//! pre-stop hook). Errors have the `/v1` shape.
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use convene_domain::{CountryCode, PhoneNumber, TenantId};
@@ -27,8 +27,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(assign)
             .service(release)
             .service(drain)
-            .service(drain_status),
+            .service(drain_status)
+            .service(media_nodes),
     );
+}
+
+/// `GET /operator/media-nodes`: the control plane's media nodes, their state and load.
+#[get("/media-nodes")]
+async fn media_nodes(dependencies: web::Data<Dependencies>) -> Result<HttpResponse, ApiError> {
+    let nodes = crate::nodes::registry::list(database(&dependencies)?, chrono::Utc::now()).await.map_err(internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "nodes": nodes })))
 }
 
 /// `POST /operator/drain`: the media node takes no new meetings (as SIGUSR1 does); its meetings go on.
