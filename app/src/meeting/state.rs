@@ -101,6 +101,9 @@ pub struct MeetingState {
     pub phase: Phase,
     /// Their id, once in the room.
     pub me: Option<ParticipantId>,
+    /// The resume secret of their session (empty: none). With the id it tells a resumed session from a new
+    /// one: ids are counted per room, so another node (after a failover) may give the same id again.
+    session: String,
     /// The room, once in it.
     pub room: Option<RoomInfo>,
     /// Everyone in the room, the person included, in the order they came.
@@ -187,6 +190,7 @@ impl Default for MeetingState {
         Self {
             phase: Phase::PreJoin,
             me: None,
+            session: String::new(),
             room: None,
             participants: Vec::new(),
             lobby: Vec::new(),
@@ -381,10 +385,12 @@ impl MeetingState {
     /// Folds in a message from the node; says what the media side must do.
     pub fn apply(&mut self, message: ServerMessage) -> Vec<Directive> {
         match message {
-            ServerMessage::Welcome { you, room, participants, lobby, .. } => {
-                let resumed = self.phase == Phase::InMeeting && self.me == Some(you);
+            ServerMessage::Welcome { you, room, participants, lobby, resume, .. } => {
+                let same_session = self.me == Some(you) && !resume.is_empty() && self.session == resume;
+                let resumed = self.phase == Phase::InMeeting && same_session;
                 self.phase = Phase::InMeeting;
                 self.me = Some(you);
+                self.session = resume;
                 self.room = Some(room);
                 self.participants = participants;
                 self.lobby = lobby;
@@ -717,17 +723,20 @@ mod tests {
     #[test]
     fn a_welcome_for_the_same_session_resumes_it_and_one_for_another_starts_over() {
         let mut state = in_meeting();
-        let welcome = |you| ServerMessage::Welcome {
+        let welcome = |you, resume: &str| ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             you: ParticipantId(you),
             room: state_room(),
             participants: vec![person(1, "Ann", true), person(you, "Bob", false)],
             lobby: Vec::new(),
-            resume: "secret".to_owned(),
+            resume: resume.to_owned(),
         };
-        assert_eq!(state.apply(welcome(2)), [Directive::Resumed]);
-        assert_eq!(state.apply(welcome(5)), [Directive::StartMedia], "the node started a new session");
+        assert_eq!(state.apply(welcome(2, "secret")), [Directive::Resumed]);
+        assert_eq!(state.apply(welcome(5, "new")), [Directive::StartMedia], "the node started a new session");
         assert_eq!(state.me, Some(ParticipantId(5)));
+        // Another node (after a failover) may give the same id to a new session: its secret differs.
+        assert_eq!(state.apply(welcome(5, "other-node")), [Directive::StartMedia], "a new session on another node");
+        assert_eq!(state.apply(welcome(5, "other-node")), [Directive::Resumed]);
     }
 
     fn dial_out(call: &str, state: DialOutState, reason: Option<&str>) -> ServerMessage {

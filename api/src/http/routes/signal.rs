@@ -332,6 +332,8 @@ async fn enter(
         let message = "too many wrong passwords; try again in a few minutes".to_owned();
         return refuse(session, &metrics, Refusal::WrongPassword, message).await;
     }
+    // For the debug log: which token (a prefix of its digest, not the token) and whether a resume was asked.
+    let (token_tag, resumed) = (identity.token.digest.chars().take(8).collect::<String>(), resume.is_some());
     let mut connection = match rooms.connect(key.clone(), policy, identity, version, password, resume).await {
         Ok(connection) => connection,
         Err(ConnectError::NotAllowed(reason, message)) => return refuse(session, &metrics, reason, message).await,
@@ -340,6 +342,7 @@ async fn enter(
             return unavailable(session, &metrics).await;
         }
     };
+    tracing::debug!(participant = connection.id.0, room = ?connection.room_id, token = %token_tag, resumed, "joined");
     let shutdown = rooms.shutdown().clone();
     let mut budget = Budget::new();
     loop {

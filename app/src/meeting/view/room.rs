@@ -91,7 +91,9 @@ pub(in crate::meeting) fn MeetingRoom(title: String, invitation: Option<Invitati
                 <div class="video-area" node_ref=video_area class:stage=move || stage_view.get()>
                     <For
                         each=move || tiles.get()
-                        key=|tile| (tile.0, tile.1 as u8)
+                        // Keyed by whose view it is too: after a node's failover the new session may give
+                        // the same ids to other people, and a tile made for someone else must not stay.
+                        key=move |tile| (tile.0, tile.1 as u8, me.get_untracked())
                         children=move |(participant, source)| {
                             let key = (participant, source);
                             let place = Signal::derive(move || {
