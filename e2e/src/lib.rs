@@ -52,11 +52,17 @@ pub fn convene_binary() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// A running `convene up`, stopped when dropped.
+/// A running `convene up` (or `convene api` with `convene media` nodes), stopped when dropped.
 pub struct Convene {
     child: Child,
     /// Where it listens, e.g. `127.0.0.1:41234`.
     pub address: String,
+    /// Its internal listener (metrics, the operator's API), e.g. `127.0.0.1:41235`.
+    pub metrics_address: String,
+    /// The role it runs: `up`, or `api` with `nodes`.
+    role: &'static str,
+    /// Its media nodes, in the `api` role.
+    nodes: Vec<MediaNode>,
     /// Its mail.
     pub mailbox: mail::Mailbox,
     /// The API key of the tenant made before it started ([`Convene::up_with_tenant`]).
@@ -76,12 +82,82 @@ fn convene_command() -> anyhow::Result<Command> {
     Ok(command)
 }
 
+/// A `convene media` process of a [`Convene`] control plane.
+struct MediaNode {
+    child: Child,
+    /// Its id (its outbox's).
+    id: String,
+    _data_dir: tempfile::TempDir,
+}
+
+/// The node secret of test clusters.
+const NODE_SECRET: &str = "the-e2e-node-secret-of-forty-characters!";
+
 impl Convene {
     /// Starts `convene up` on free ports with a private data dir and waits for its banner. Its public URLs
     /// name the real port (`http://localhost:<port>`, `http://meet.localhost:<port>`), so links in its mail
     /// work in a browser.
     pub async fn up() -> anyhow::Result<Self> {
-        Self::start(tempfile::tempdir()?, None, &[]).await
+        Self::start("up", tempfile::tempdir()?, None, &[]).await
+    }
+
+    /// [`Convene::up_with_tenant`] as a control plane (`convene api`) with `nodes` media nodes (`convene
+    /// media`) beside it, each reporting to it; returns once every node has reported.
+    pub async fn cluster_with_tenant(nodes: usize) -> anyhow::Result<Self> {
+        let secret = [("CONVENE_NODE_SECRET", NODE_SECRET.to_owned())];
+        let mut convene = Self::with_tenant("api", &secret).await?;
+        for _ in 0..nodes {
+            convene.start_node().await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while convene.media_nodes().await?.iter().filter(|node| node["state"] == "alive").count() < nodes {
+            if Instant::now() > deadline {
+                bail!("the media nodes never reported to the control plane");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(convene)
+    }
+
+    async fn start_node(&mut self) -> anyhow::Result<()> {
+        let data_dir = tempfile::tempdir()?;
+        let mut child = convene_command()?
+            .arg("media")
+            .env("CONVENE_CONTROL_URL", format!("http://{}", self.address))
+            .env("CONVENE_NODE_SECRET", NODE_SECRET)
+            .env("CONVENE_DATA_DIR", data_dir.path())
+            .env("CONVENE_HTTP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_METRICS_ADDR", "127.0.0.1:0")
+            .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
+            .env("CONVENE_MEDIA_SHARDS", "1")
+            .env("CONVENE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting convene media")?;
+        wait_for_banner(&mut child, "media").await?;
+        let id = std::fs::read_to_string(data_dir.path().join("media-outbox/node-id")).context("the node's id")?;
+        self.nodes.push(MediaNode { child, id: id.trim().to_owned(), _data_dir: data_dir });
+        Ok(())
+    }
+
+    /// The control plane's media nodes as `GET /operator/media-nodes` lists them.
+    pub async fn media_nodes(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let url = format!("http://{}/operator/media-nodes", self.metrics_address);
+        let listed: serde_json::Value = self.http.get(url).send().await?.error_for_status()?.json().await?;
+        Ok(listed["nodes"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Kills, as a crash would (SIGKILL), the media node that hosts rooms; fails if none does.
+    pub async fn kill_node_with_rooms(&mut self) -> anyhow::Result<()> {
+        let listed = self.media_nodes().await?;
+        let busy = listed.iter().find(|node| node["placed_rooms"].as_u64().unwrap_or(0) > 0);
+        let id = busy.and_then(|node| node["id"].as_str()).context("no media node hosts a room")?;
+        let index = self.nodes.iter().position(|node| node.id == id).context("the busy node is not ours")?;
+        let mut node = self.nodes.remove(index);
+        node.child.kill().await.context("killing the media node")?;
+        Ok(())
     }
 
     /// [`Convene::up`] with a tenant made first by `convene admin create-tenant`, whose API key mints room
@@ -92,6 +168,10 @@ impl Convene {
 
     /// [`Convene::up_with_tenant`] with `settings` (`CONVENE_*` variables) over the test defaults.
     pub async fn up_with_tenant_and(settings: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::with_tenant("up", settings).await
+    }
+
+    async fn with_tenant(role: &'static str, settings: &[(&str, String)]) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let created = convene_command()?
             .args(["admin", "create-tenant", "--name", "Acme", "--owner-email", "owner@acme.example"])
@@ -106,10 +186,11 @@ impl Convene {
         }
         let created: serde_json::Value = serde_json::from_slice(&created.stdout).context("its JSON")?;
         let api_key = created["api_key"].as_str().context("no api_key in its JSON")?.to_owned();
-        Self::start(data_dir, Some(api_key), settings).await
+        Self::start(role, data_dir, Some(api_key), settings).await
     }
 
     async fn start(
+        role: &'static str,
         data_dir: tempfile::TempDir,
         api_key: Option<String>,
         settings: &[(&str, String)],
@@ -122,8 +203,10 @@ impl Convene {
             settings.push(("CONVENE_SMTP_URL".to_owned(), smtp));
         }
         settings.push(("CONVENE_MAIL_FROM".to_owned(), mailbox.sender()));
-        let (child, address) = launch(data_dir.path(), port, &settings).await?;
-        Ok(Self { child, address, mailbox, api_key, http: reqwest::Client::new(), data_dir, settings })
+        let (child, (address, metrics_address)) = launch(role, data_dir.path(), port, &settings).await?;
+        let http = reqwest::Client::new();
+        let nodes = Vec::new();
+        Ok(Self { child, address, metrics_address, role, nodes, mailbox, api_key, http, data_dir, settings })
     }
 
     /// Kills the server as a crash would (SIGKILL: nothing is finished or flushed), then starts it again on
@@ -131,8 +214,8 @@ impl Convene {
     pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
         self.child.kill().await.context("killing convene")?;
         let port = self.port().parse().context("convene's port")?;
-        let (child, address) = launch(self.data_dir.path(), port, &self.settings).await?;
-        (self.child, self.address) = (child, address);
+        let (child, (address, metrics_address)) = launch(self.role, self.data_dir.path(), port, &self.settings).await?;
+        (self.child, self.address, self.metrics_address) = (child, address, metrics_address);
         Ok(())
     }
 
@@ -231,15 +314,16 @@ impl Convene {
     }
 }
 
-/// Starts `convene up` on `data_dir` at `port` with `settings` over the test defaults and waits for its
-/// banner; answers the process and the address it listens on.
+/// Starts `convene <role>` on `data_dir` at `port` with `settings` over the test defaults and waits for its
+/// banner; answers the process and the addresses of its listeners (public, internal).
 async fn launch(
+    role: &str,
     data_dir: &std::path::Path,
     port: u16,
     settings: &[(String, String)],
-) -> anyhow::Result<(Child, String)> {
+) -> anyhow::Result<(Child, (String, String))> {
     let mut child = convene_command()?
-        .arg("up")
+        .arg(role)
         .env("CONVENE_DATA_DIR", data_dir)
         .env("CONVENE_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("CONVENE_PUBLIC_URL", format!("http://localhost:{port}"))
@@ -253,20 +337,33 @@ async fn launch(
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .context("starting convene up")?;
+        .with_context(|| format!("starting convene {role}"))?;
+    let addresses = wait_for_banner(&mut child, role).await?;
+    Ok((child, addresses))
+}
+
+/// Reads a starting `convene`'s banner until it names its listeners (public, internal), then keeps reading
+/// its output so the server never writes into a closed pipe.
+async fn wait_for_banner(child: &mut Child, role: &str) -> anyhow::Result<(String, String)> {
     let stdout = child.stdout.take().context("convene's stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut address = None;
     while Instant::now() < deadline {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??;
-        let Some(line) = line else { bail!("convene up exited before it was ready") };
-        if let Some(address) = line.trim().strip_prefix("listening on http://") {
-            // Keep reading the rest of the output, so the server never writes into a closed pipe.
+        let Some(line) = line else { bail!("convene {role} exited before it was ready") };
+        let line = line.trim();
+        if let Some(listening) = line.strip_prefix("listening on http://") {
+            address = Some(listening.to_owned());
+        }
+        let metrics = line.strip_prefix("metrics:").and_then(|rest| rest.split_whitespace().next());
+        if let (Some(address), Some(metrics)) = (&address, metrics) {
+            let metrics = metrics.trim_start_matches("http://").trim_end_matches("/metrics").to_owned();
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok((child, address.to_owned()));
+            return Ok((address.clone(), metrics));
         }
     }
-    bail!("convene up printed no address in time")
+    bail!("convene {role} printed no addresses in time")
 }
 
 /// Runs of Chromium per page before giving up: on a loaded 2-core machine a headless run now and then exits

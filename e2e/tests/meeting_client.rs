@@ -396,7 +396,7 @@ async fn a_password_room_asks_for_it_until_it_is_right() {
 const PEOPLE: &str =
     "return [...document.querySelectorAll('figure.tile')].map(t => t.dataset.participant).sort().join();";
 
-/// Ann (a moderator) and Bob join `room` and each decodes the other; `prepare` runs on Ann's page first.
+/// Ann (a moderator) and Bob join `room` and each decodes the other; `prepare` runs on each page first.
 async fn ann_and_bob_meet(convene: &Convene, room: &str, prepare: Option<&str>) -> (Browser, Browser) {
     let ann = open_prejoin(&convene.join_url(room, "Ann Moderator", true).await.unwrap()).await;
     if let Some(script) = prepare {
@@ -404,6 +404,9 @@ async fn ann_and_bob_meet(convene: &Convene, room: &str, prepare: Option<&str>) 
     }
     join(&ann, "meeting").await;
     let bob = open_prejoin(&convene.join_url(room, "Bob Participant", false).await.unwrap()).await;
+    if let Some(script) = prepare {
+        bob.client.execute(script, vec![]).await.unwrap();
+    }
     join(&bob, "meeting").await;
     wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
     wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
@@ -496,6 +499,35 @@ async fn a_dropped_signalling_connection_resumes_the_session_and_the_others_neve
     let heard = "return [...document.querySelectorAll('.chat li')].some(l => l.textContent.includes('still here'));";
     bob.wait_for("Ann's chat after the resume", heard, UI_WAIT).await.unwrap();
     screenshots_at_both_sizes(&bob, "client-62-chat").await;
+
+    for browser in [ann, bob] {
+        browser.close().await.unwrap();
+    }
+    convene.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_meeting_whose_media_node_dies_goes_on_on_another_node_after_the_page_reconnects() {
+    let mut convene = Convene::cluster_with_tenant(2).await.expect("a control plane and two media nodes start");
+    let (ann, bob) = ann_and_bob_meet(&convene, "failover", Some(KEEP_SOCKETS)).await;
+
+    convene.kill_node_with_rooms().await.expect("the meeting's node dies");
+    let lost = std::time::Instant::now();
+    // Each page notices, connects again through the meet host, lands on the live node and starts over there.
+    let moved = "return window.testSockets.length >= 2 && window.testSockets.at(-1).readyState === 1 &&
+                 document.querySelector(\"[data-signalling='up']\") !== null &&
+                 document.querySelector(\".meeting[data-phase='meeting']\") !== null;";
+    for browser in [&ann, &bob] {
+        browser.wait_for("the meeting again over a new socket", moved, MEDIA_WAIT).await.unwrap();
+    }
+    wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
+    wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
+    println!("media node lost: both pages decode each other again {:?} later", lost.elapsed());
+    let nodes = convene.media_nodes().await.unwrap();
+    let hosting: Vec<_> = nodes.iter().filter(|node| node["placed_rooms"] == 1).collect();
+    assert_eq!(hosting.len(), 1, "the meeting is on one node: {nodes:?}");
+    assert_eq!(hosting[0]["state"], "alive", "{nodes:?}");
+    ann.screenshot("client-65-after-failover").await.unwrap();
 
     for browser in [ann, bob] {
         browser.close().await.unwrap();

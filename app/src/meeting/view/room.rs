@@ -90,9 +90,13 @@ pub(in crate::meeting) fn MeetingRoom(title: String, invitation: Option<Invitati
                 <RoomStatus title />
                 <div class="video-area" node_ref=video_area class:stage=move || stage_view.get()>
                     <For
-                        each=move || tiles.get()
                         // Keyed by whose view it is too: after a node's failover the new session may give
-                        // the same ids to other people, and a tile made for someone else must not stay.
+                        // the same ids to other people (the same tiles, so `tiles` does not change), and a
+                        // tile made for someone else must not stay.
+                        each=move || {
+                            me.track();
+                            tiles.get()
+                        }
                         key=move |tile| (tile.0, tile.1 as u8, me.get_untracked())
                         children=move |(participant, source)| {
                             let key = (participant, source);
