@@ -166,7 +166,9 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
         }
         _ => None,
     };
-    if let Some((db, true)) = database.as_ref().zip(site.as_ref().map(|(site, ..)| site.state.nodes.is_some())) {
+    if let (Some(db), Some((site, ..))) = (&database, &site)
+        && site.state.nodes.is_some()
+    {
         tokio::spawn(crate::nodes::registry::run_sweeper(db.clone(), shutdown.clone()));
     }
 

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
-    tungstenite::{Message, client::IntoClientRequest as _, http::HeaderValue},
+    tungstenite::{self, Message, client::IntoClientRequest as _, http::HeaderValue},
 };
 
 use crate::{
@@ -46,8 +46,10 @@ pub struct MediaNodes {
 }
 
 impl MediaNodes {
-    /// Places the handoff's room and opens a socket to its node with the handoff sent. A node that cannot
-    /// be reached is avoided and the room placed once more; `None` when no node takes it.
+    /// Places the handoff's room and opens a socket to its node with the handoff sent. A node that refuses
+    /// the connection (its process is gone) is avoided and the room placed once more; any other failure (a
+    /// slow or briefly unreachable node) moves nothing, since the meeting's other people are still there,
+    /// and the joiner is told to try again. `None` when no node takes it.
     pub async fn pass_on(&self, handoff: &Handoff) -> Option<NodeSocket> {
         let room = (handoff.tenant, &handoff.room);
         let mut avoid: Option<String> = None;
@@ -65,8 +67,11 @@ impl MediaNodes {
             };
             match self.connect(&placed, handoff).await {
                 Ok(socket) => return Some(socket),
-                Err(error) => {
-                    tracing::warn!(node = %placed.node, %error, "a media node did not take a joiner");
+                Err((refused, error)) => {
+                    tracing::warn!(node = %placed.node, %error, refused, "a media node did not take a joiner");
+                    if !refused {
+                        return None;
+                    }
                     avoid = Some(placed.node);
                 }
             }
@@ -74,18 +79,24 @@ impl MediaNodes {
         None
     }
 
-    async fn connect(&self, node: &Placed, handoff: &Handoff) -> Result<NodeSocket, String> {
+    /// A socket to `node` with the handoff sent; on failure, whether the node refused the connection.
+    async fn connect(&self, node: &Placed, handoff: &Handoff) -> Result<NodeSocket, (bool, String)> {
+        let other = |error: String| (false, error);
         let url = format!("{}{SIGNAL_PATH}", node.url.trim_end_matches('/')).replacen("http://", "ws://", 1);
-        let mut request = url.into_client_request().map_err(|error| error.to_string())?;
+        let mut request = url.into_client_request().map_err(|error| other(error.to_string()))?;
         let bearer = HeaderValue::from_str(&format!("Bearer {}", self.secret.expose_secret()))
-            .map_err(|_| "the node secret is not a valid header value".to_owned())?;
+            .map_err(|_| other("the node secret is not a valid header value".to_owned()))?;
         request.headers_mut().insert("authorization", bearer);
         let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(request))
             .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|error| error.to_string())?;
-        let handoff = serde_json::to_string(handoff).map_err(|error| error.to_string())?;
-        socket.send(Message::text(handoff)).await.map_err(|error| error.to_string())?;
+            .map_err(|_| other("timed out".to_owned()))?
+            .map_err(|error| {
+                let refused =
+                    matches!(&error, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+                (refused, error.to_string())
+            })?;
+        let handoff = serde_json::to_string(handoff).map_err(|error| other(error.to_string()))?;
+        socket.send(Message::text(handoff)).await.map_err(|error| other(error.to_string()))?;
         Ok(socket)
     }
 }

@@ -127,6 +127,16 @@ enum Host {
     Nodes(MediaNodes),
 }
 
+impl Host {
+    /// Where its signalling figures are counted.
+    fn metrics(&self) -> SignalMetrics {
+        match self {
+            Host::Here(rooms) => rooms.metrics().clone(),
+            Host::Nodes(nodes) => nodes.metrics.clone(),
+        }
+    }
+}
+
 fn upgrade(
     request: &HttpRequest,
     body: web::Payload,
@@ -158,10 +168,7 @@ async fn signal(
     let address = client_address(&request);
     let (response, session, stream) = upgrade(&request, body)?;
     rt::spawn(async move {
-        let metrics = match &host {
-            Host::Here(rooms) => rooms.metrics().clone(),
-            Host::Nodes(nodes) => nodes.metrics.clone(),
-        };
+        let metrics = host.metrics();
         metrics.connection(1);
         serve(session, stream, room, (state.admission.clone(), address), host, state.password_guesses.clone()).await;
         metrics.connection(-1);
@@ -243,10 +250,7 @@ async fn serve(
     host: Host,
     guesses: PasswordGuesses,
 ) {
-    let metrics = match &host {
-        Host::Here(rooms) => rooms.metrics().clone(),
-        Host::Nodes(nodes) => nodes.metrics.clone(),
-    };
+    let metrics = host.metrics();
     // The handshake: one `hello`, in time. One deadline for the whole handshake: pings must not extend it,
     // or an unauthenticated socket could be held open for ever.
     let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
@@ -333,7 +337,7 @@ async fn enter(
         return refuse(session, &metrics, Refusal::WrongPassword, message).await;
     }
     // For the debug log: which token (a prefix of its digest, not the token) and whether a resume was asked.
-    let (token_tag, resumed) = (identity.token.digest.chars().take(8).collect::<String>(), resume.is_some());
+    let (token_tag, resume_asked) = (identity.token.digest.chars().take(8).collect::<String>(), resume.is_some());
     let mut connection = match rooms.connect(key.clone(), policy, identity, version, password, resume).await {
         Ok(connection) => connection,
         Err(ConnectError::NotAllowed(reason, message)) => return refuse(session, &metrics, reason, message).await,
@@ -342,7 +346,7 @@ async fn enter(
             return unavailable(session, &metrics).await;
         }
     };
-    tracing::debug!(participant = connection.id.0, room = ?connection.room_id, token = %token_tag, resumed, "joined");
+    tracing::debug!(participant = connection.id.0, room = ?connection.room_id, token = %token_tag, resume_asked, "joined");
     let shutdown = rooms.shutdown().clone();
     let mut budget = Budget::new();
     loop {
