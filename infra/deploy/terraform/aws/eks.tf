@@ -63,6 +63,14 @@ resource "aws_eks_cluster" "main" {
   ]
 }
 
+# The cluster's service account tokens as an identity IAM trusts (IRSA): pods assume roles through it, such as
+# the recordings role (recordings.tf) or an ingress controller's. No thumbprint: IAM checks EKS's issuer
+# against its own trusted CAs.
+resource "aws_iam_openid_connect_provider" "cluster" {
+  url            = aws_eks_cluster.main.identity[0].oidc[0].issuer
+  client_id_list = ["sts.amazonaws.com"]
+}
+
 # What every node's role may do: join the cluster, run the VPC CNI, pull images.
 data "aws_iam_policy_document" "node_assume" {
   statement {

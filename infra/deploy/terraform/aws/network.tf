@@ -189,7 +189,8 @@ resource "aws_flow_log" "main" {
   iam_role_arn         = aws_iam_role.flow_logs.arn
 }
 
-# One key for what this deployment encrypts: Kubernetes secrets, the database, its Performance Insights, logs.
+# One key for what this deployment encrypts: Kubernetes secrets, the database, its Performance Insights, logs,
+# recordings.
 data "aws_iam_policy_document" "kms" {
   #checkov:skip=CKV_AWS_109:a key policy's resource "*" is this key alone; the account statement is AWS's default key policy, which IAM policies then narrow
   #checkov:skip=CKV_AWS_111:as above: "*" in a key policy means this key, and the logs statement is limited to this account's log groups by its condition
@@ -230,7 +231,7 @@ data "aws_iam_policy_document" "kms" {
 }
 
 resource "aws_kms_key" "main" {
-  description             = "${var.name}: Kubernetes secrets, database, logs"
+  description             = "${var.name}: Kubernetes secrets, database, logs, recordings"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms.json

@@ -58,9 +58,39 @@ output "database_master_secret_arn" {
   value       = aws_db_instance.main.master_user_secret[0].secret_arn
 }
 
+output "oidc_provider_arn" {
+  description = "The cluster's IAM OIDC provider, for other service accounts' roles (an ingress controller's)."
+  value       = aws_iam_openid_connect_provider.cluster.arn
+}
+
+output "recordings_bucket" {
+  description = "The recordings bucket."
+  value       = aws_s3_bucket.recordings.id
+}
+
+output "recordings_url" {
+  description = "CONVENE_RECORDINGS_URL for both roles (the chart's extraEnv)."
+  value       = local.recordings_url
+}
+
+output "recordings_role_arn" {
+  description = "The role the chart's service account assumes: its eks.amazonaws.com/role-arn annotation (serviceAccount.annotations)."
+  value       = aws_iam_role.recordings.arn
+}
+
 output "helm_values" {
   description = "Values for the Convene chart that follow from this infrastructure (with values-aws.yaml)."
   value = yamlencode({
+    # Media nodes record only with a bucket. A later values file's extraEnv replaces this list: repeat these there.
+    extraEnv = [
+      { name = "CONVENE_RECORDINGS_URL", value = local.recordings_url },
+      { name = "AWS_REGION", value = var.region },
+    ]
+    serviceAccount = {
+      annotations = {
+        "eks.amazonaws.com/role-arn" = aws_iam_role.recordings.arn
+      }
+    }
     media = {
       udpPort     = var.media_udp_port
       shards      = var.media_shards

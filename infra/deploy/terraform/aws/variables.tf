@@ -186,3 +186,49 @@ variable "db_backup_retention_days" {
   type        = number
   default     = 14
 }
+
+variable "recordings_bucket_name" {
+  description = "The recordings bucket's name. Empty: <name>-recordings-<account id>."
+  type        = string
+  default     = ""
+
+  # What CONVENE_RECORDINGS_URL accepts, without dots (they break TLS to the bucket's virtual host).
+  validation {
+    condition     = var.recordings_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.recordings_bucket_name))
+    error_message = "recordings_bucket_name: 3 to 63 lower-case letters, digits and hyphens, starting and ending with a letter or digit."
+  }
+}
+
+variable "recordings_prefix" {
+  description = "The folder of the bucket Convene keeps recordings in (CONVENE_RECORDINGS_URL's path); the pods' role reaches nothing else."
+  type        = string
+  default     = "recordings"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.recordings_prefix))
+    error_message = "recordings_prefix: one or more folder names (letters, digits, '.', '_', '-') joined by '/', no slash at either end."
+  }
+}
+
+variable "recordings_noncurrent_days" {
+  description = "Days a deleted (or replaced) recording file stays recoverable in the bucket before S3 removes it for good."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.recordings_noncurrent_days >= 1
+    error_message = "recordings_noncurrent_days: at least 1."
+  }
+}
+
+variable "kubernetes_namespace" {
+  description = "The namespace the chart is installed in: its service account may assume the recordings role."
+  type        = string
+  default     = "convene"
+}
+
+variable "kubernetes_service_account" {
+  description = "The chart's service account (serviceAccount.name; by default the release's full name: `convene` for a release named convene)."
+  type        = string
+  default     = "convene"
+}

@@ -2,9 +2,10 @@ terraform {
   required_version = ">= 1.5.0"
 
   required_providers {
+    # From 5.81 the OIDC provider (eks.tf) needs no thumbprint_list.
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.70.0, < 7.0.0"
+      version = ">= 5.81.0, < 7.0.0"
     }
   }
 }
