@@ -15,3 +15,4 @@ pub mod nodes;
 pub mod people;
 pub mod platform;
 pub mod roles;
+pub mod webhooks;

@@ -34,13 +34,14 @@ use crate::{
     meetings::admission::Admission,
     meetings::dial_in::{self, DialInService},
     meetings::recordings::{
-        HostedRooms, RecordingService,
+        RecordingService,
         storage::{Bucket, Storage},
     },
+    meetings::room_commands::{HostedRooms, RoomCommands},
     meetings::room_sessions::SessionRecorder,
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
-    nodes::{client::ControlPlane, proxy::MediaNodes, wire::Heartbeat},
+    nodes::{client::ControlPlane, proxy::MediaNodes, recordings::ShipTracks, wire::Heartbeat},
     people::accounts::Accounts,
     people::team::TeamService,
     people::tenants::{self, NewTenant},
@@ -49,6 +50,7 @@ use crate::{
     platform::mail::{self, MailRelay},
     platform::metrics::Metrics,
     platform::settings::{Backend, Settings},
+    webhooks::{delivery::Reach, endpoints::WebhookService},
 };
 
 /// The publishers' full simulcast layer the allocator sizes tiles against (a 720p stage; 1080p publishers
@@ -86,8 +88,10 @@ pub struct Started {
     usage: Option<JoinHandle<()>>,
     /// Sends the mail outbox until shutdown.
     mail: Option<JoinHandle<()>>,
-    /// Composes recordings, where they are written (the process that runs the media node and the database).
+    /// Composes recordings where the database is and recordings are made (here, or on media nodes).
     composer: Option<JoinHandle<()>>,
+    /// Delivers webhooks until shutdown.
+    webhooks: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     rooms: Option<convene_media::rooms::Rooms>,
     /// Ends once the rooms are gone and what they reported is on disk (delivered, if the database answers).
@@ -177,10 +181,13 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     let usage = site.as_ref().map(|(site, ..)| {
         tokio::spawn(site.state.billing.meter().run(settings.usage_report_interval, shutdown.clone()))
     });
+    // Where recordings reach the database: made here, or by media nodes through the bucket.
     let composer = site
         .as_ref()
-        .filter(|(site, ..)| site.state.rooms.is_some())
+        .filter(|(site, ..)| site.state.rooms.is_some() || site.state.nodes.is_some())
         .map(|(site, ..)| tokio::spawn(site.state.recordings.clone().run_composer(shutdown.clone())));
+    // Every control-plane process delivers webhooks; claims keep two from sending the same delivery.
+    let webhooks = site.as_ref().map(|(site, ..)| tokio::spawn(site.state.webhooks.deliverer().run(shutdown.clone())));
     let (node, node_outbox) = node.unzip();
     let (site, outbox, mail) = match site {
         Some((site, outbox, relay)) => (Some(site), outbox, Some(tokio::spawn(relay.run(shutdown.clone())))),
@@ -189,7 +196,7 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     let rooms = site
         .as_ref()
         .and_then(|site| site.state.rooms.clone())
-        .or_else(|| node.as_ref().map(|node| node.rooms.clone()));
+        .or_else(|| node.as_ref().map(|node| node.hosted.rooms.clone()));
     // Callers join rooms where rooms are hosted. Boxed: the gateway's start-up state would swell this future.
     let (sip_addr, sip) = match (&site, &rooms) {
         (Some(site), Some(rooms)) => {
@@ -223,6 +230,7 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
         usage,
         mail,
         composer,
+        webhooks,
         shutdown,
         rooms,
         outbox,
@@ -259,6 +267,9 @@ impl Started {
         }
         if let Some(composer) = self.composer {
             composer.await.context("the recording composer task failed")?;
+        }
+        if let Some(webhooks) = self.webhooks {
+            webhooks.await.context("the webhook deliveries task failed")?;
         }
         drop(self.rooms);
         if let Some(outbox) = self.outbox
@@ -492,10 +503,12 @@ fn start_node(
     let dir = settings.data_dir.join("media-outbox");
     let (outbox, task) = convene_media::outbox::Outbox::open(&dir, Arc::new(control.clone()), shutdown.clone())
         .with_context(|| format!("cannot open the media outbox in {} (check CONVENE_DATA_DIR)", dir.display()))?;
+    let id = outbox.node().to_owned();
     let heartbeat = Heartbeat {
-        node: outbox.node().to_owned(),
+        node: id.clone(),
         url: url.to_string(),
         region: settings.nodes.region.clone(),
+        cores: std::thread::available_parallelism().map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(u32::MAX)),
         started_ms: chrono::Utc::now().timestamp_millis(),
         draining: false,
         participants: 0,
@@ -504,11 +517,26 @@ fn start_node(
         cpu_millicores: 0,
     };
     let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
-    let rooms = convene_media::rooms::Rooms::new(shutdown.clone(), Arc::new(outbox), metrics, Some(plane))
+    // Meetings are recorded here only with a bucket, where the control plane's composer finds the tracks.
+    let outbox: Arc<dyn convene_media::rooms::Reporter> = Arc::new(outbox);
+    let (reporter, recordings) = match recording_storage(settings)?.bucket {
+        Some(bucket) => {
+            let dir = settings.recordings_dir();
+            let shipping = ShipTracks { inner: outbox, bucket, dir: dir.clone(), shutdown: shutdown.clone() };
+            let store = convene_media::recording::RecordingStore::new(dir, settings.recordings_quota);
+            (Arc::new(shipping) as Arc<dyn convene_media::rooms::Reporter>, Some(store))
+        }
+        None => (outbox, None),
+    };
+    let mut rooms = convene_media::rooms::Rooms::new(shutdown.clone(), reporter, metrics, Some(plane))
         .with_private_streams(settings.streaming_allow_private);
+    if let Some(store) = recordings {
+        rooms = rooms.with_recordings(store);
+    }
     tokio::spawn(control.run_heartbeats(heartbeat, (rooms.clone(), media_metrics), shutdown.clone()));
     tracing::info!(node = %url, control_plane = ?settings.nodes.control_url.as_ref().map(url::Url::as_str), "reporting to the control plane");
-    Ok((NodeServices { rooms, secret, password_guesses: PasswordGuesses::default() }, task))
+    let hosted = HostedRooms { rooms, node: id };
+    Ok((NodeServices { hosted, secret, password_guesses: PasswordGuesses::default() }, task))
 }
 
 /// The site with the services behind its forms and server functions.
@@ -548,11 +576,17 @@ fn site_services(
         }
         None => (None, None),
     };
+    let commands_client = reqwest::Client::builder()
+        .timeout(crate::nodes::commands::COMMAND_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot make the media nodes' client")?;
     let nodes = node_secret.map(|secret| MediaNodes {
         db: db.clone(),
         secret,
         events: Arc::new(SessionRecorder::new(db.clone(), registry)),
         metrics: convene_media::signal_metrics::SignalMetrics::register(registry),
+        http: commands_client,
     });
     let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
     if stripe.is_some() && settings.plans.all().iter().all(|plan| plan.price.is_none()) {
@@ -567,12 +601,20 @@ fn site_services(
     );
     let urls = (settings.public_url.clone(), settings.meet_url.clone());
     let admission = Admission::new(db.clone(), billing.clone());
+    // The API's commands to running meetings go to the rooms here, or to the media node of each.
+    let commands = match (&rooms, &nodes) {
+        (Some(hosted), _) => Some(Arc::new(hosted.clone()) as Arc<dyn RoomCommands>),
+        (None, Some(nodes)) => Some(Arc::new(nodes.clone()) as Arc<dyn RoomCommands>),
+        (None, None) => None,
+    };
     let recordings = RecordingService::new(
         (db.clone(), billing.clone(), mailer.clone()),
-        rooms.clone(),
+        commands.clone(),
         (recording_storage(settings)?, envelope.clone(), settings.public_url.clone()),
     );
-    let dial_in = DialInService::new(db.clone(), billing.clone(), rooms.as_ref().map(|hosted| hosted.rooms.clone()));
+    let dial_in = DialInService::new(db.clone(), billing.clone(), commands);
+    let reach = Reach { private_allowed: settings.webhooks_allow_loopback };
+    let webhooks = WebhookService::new((db.clone(), envelope.clone(), mailer.clone()), reach, &settings.public_url);
     let meetings = MeetingService::new((db.clone(), mailer, dial_in.clone()), urls, envelope.clone());
     let origin = |url: &url::Url| url.origin().ascii_serialization();
     let state = AppState {
@@ -591,6 +633,7 @@ fn site_services(
         password_guesses: PasswordGuesses::default(),
         rooms: rooms.map(|hosted| hosted.rooms),
         nodes,
+        webhooks,
     };
     let backend = Arc::new(SiteBackend(state.clone()));
     let services = SiteServices { site: Site::new(&settings.site_dir, meet_host(settings), backend), state };

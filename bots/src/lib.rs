@@ -8,7 +8,8 @@
 //! bot can tell which layer the node forwarded and how late.
 //!
 //! [`sipp`] builds scenarios for Debian's sipp, the phone callers of the SIP gateway's tests and benchmark;
-//! [`baresip`] runs Debian's baresip, a real softphone, for the gateway's tests.
+//! [`baresip`] runs Debian's baresip, a real softphone, for the gateway's tests; [`s3`] runs moto's
+//! S3-compatible server for tests of recordings kept in a bucket.
 //!
 //! Everything is bounded: the message queue drops its oldest entries when full, and every task ends when the
 //! bot is left, dropped, refused or disconnected.
@@ -23,6 +24,7 @@ mod janus;
 mod light;
 mod media;
 pub mod payload;
+pub mod s3;
 pub mod sipp;
 mod stats;
 

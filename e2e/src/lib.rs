@@ -104,10 +104,17 @@ impl Convene {
     /// [`Convene::up_with_tenant`] as a control plane (`convene api`) with `nodes` media nodes (`convene
     /// media`) beside it, each reporting to it; returns once every node has reported.
     pub async fn cluster_with_tenant(nodes: usize) -> anyhow::Result<Self> {
-        let secret = [("CONVENE_NODE_SECRET", NODE_SECRET.to_owned())];
-        let mut convene = Self::with_tenant("api", &secret).await?;
+        Self::cluster_with_tenant_and(nodes, &[]).await
+    }
+
+    /// [`Convene::cluster_with_tenant`] with `settings` (`CONVENE_*` and `AWS_*` variables) for the control
+    /// plane and every node.
+    pub async fn cluster_with_tenant_and(nodes: usize, settings: &[(&str, String)]) -> anyhow::Result<Self> {
+        let mut plane = settings.to_vec();
+        plane.push(("CONVENE_NODE_SECRET", NODE_SECRET.to_owned()));
+        let mut convene = Self::with_tenant("api", &plane).await?;
         for _ in 0..nodes {
-            convene.start_node().await?;
+            convene.start_node(settings).await?;
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while convene.media_nodes().await?.iter().filter(|node| node["state"] == "alive").count() < nodes {
@@ -119,10 +126,11 @@ impl Convene {
         Ok(convene)
     }
 
-    async fn start_node(&mut self) -> anyhow::Result<()> {
+    async fn start_node(&mut self, settings: &[(&str, String)]) -> anyhow::Result<()> {
         let data_dir = tempfile::tempdir()?;
         let mut child = convene_command()?
             .arg("media")
+            .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .env("CONVENE_CONTROL_URL", format!("http://{}", self.address))
             .env("CONVENE_NODE_SECRET", NODE_SECRET)
             .env("CONVENE_DATA_DIR", data_dir.path())

@@ -520,9 +520,13 @@ async fn a_meeting_whose_media_node_dies_goes_on_on_another_node_after_the_page_
     for browser in [&ann, &bob] {
         browser.wait_for("the meeting again over a new socket", moved, MEDIA_WAIT).await.unwrap();
     }
+    let rejoined = lost.elapsed();
     wait_receiving(&ann, "Ann", &["Bob Participant"]).await;
     wait_receiving(&bob, "Bob", &["Ann Moderator"]).await;
-    println!("media node lost: both pages decode each other again {:?} later", lost.elapsed());
+    println!(
+        "media node lost: both pages in the meeting again {rejoined:?} later, decoding each other {:?}",
+        lost.elapsed()
+    );
     let nodes = convene.media_nodes().await.unwrap();
     let hosting: Vec<_> = nodes.iter().filter(|node| node["placed_rooms"] == 1).collect();
     assert_eq!(hosting.len(), 1, "the meeting is on one node: {nodes:?}");
@@ -954,6 +958,65 @@ async fn a_recording_cut_short_by_a_crash_is_finished_from_what_was_written_and_
     assert_eq!((one["state"].as_str(), one["interrupted"].as_bool()), (Some("ready"), Some(true)), "{one}");
     let seconds = one["duration_seconds"].as_i64().unwrap();
     assert!((4..=8).contains(&seconds), "about the 6 s recorded before the crash: {one}");
+    ann.close().await.unwrap();
+    convene.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_meeting_on_a_media_node_is_recorded_into_the_bucket_and_composed_by_the_control_plane() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s3 = convene_bots::s3::S3Server::start(port).expect("moto runs");
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert!(plain.put(format!("{}/meetings", s3.endpoint())).send().await.unwrap().status().is_success());
+    let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/tests/recording-plans.toml");
+    let mut settings = convene_bots::s3::recording_settings(&s3.endpoint());
+    settings.push(("CONVENE_PLANS", plans.to_owned()));
+    let convene = Convene::cluster_with_tenant_and(1, &settings).await.unwrap();
+    let ann = open_prejoin(&convene.join_url("on-a-node", "Ann", true).await.unwrap()).await;
+    join(&ann, "meeting").await;
+    let connected = "return document.querySelector(\".connection[data-connection='connected']\") !== null;";
+    ann.wait_for("Ann's media connected", connected, MEDIA_WAIT).await.unwrap();
+
+    // The API's start reaches the meeting on its node; Ann sees the badge.
+    let (status, started) = convene.call(reqwest::Method::POST, "/v1/rooms/on-a-node/recording", None).await.unwrap();
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let badge = "return document.querySelector(\".room-status [data-recording='on']\") !== null;";
+    ann.wait_for("Ann seeing the recording badge", badge, UI_WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, stopped) = convene.call(reqwest::Method::DELETE, "/v1/rooms/on-a-node/recording", None).await.unwrap();
+    assert_eq!(status, 200, "{stopped}");
+
+    // The node ships the tracks to the bucket; the control plane composes them and keeps the result there.
+    let mut one = Value::Null;
+    for _ in 0..180 {
+        (_, one) = convene.call(reqwest::Method::GET, &format!("/v1/recordings/{id}"), None).await.unwrap();
+        if one["state"] == "ready" || one["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(one["state"], "ready", "{one}");
+    let seconds = one["duration_seconds"].as_i64().unwrap();
+    assert!((4..=10).contains(&seconds), "about the 6 s between start and stop: {one}");
+    let link = one["download"]["video_url"].as_str().unwrap().replace("http://localhost:", "http://127.0.0.1:");
+    let redirected = plain.get(&link).send().await.unwrap();
+    assert_eq!(redirected.status(), 302, "the link leads to the bucket");
+    let presigned = redirected.headers()["location"].to_str().unwrap().to_owned();
+    let video = plain.get(&presigned).send().await.unwrap().bytes().await.unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &video).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&probe.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(codecs, "h264 aac", "a playable recording");
+    // The node's tracks are gone from the bucket once composed: only the recording's own files stay.
+    let listing = plain.get(format!("{}/meetings?list-type=2&prefix=convene/", s3.endpoint())).send().await.unwrap();
+    let listing = listing.text().await.unwrap();
+    assert!(listing.contains("recording.mp4") && !listing.contains("/tracks/"), "{listing}");
     ann.close().await.unwrap();
     convene.stop().await.unwrap();
 }

@@ -24,6 +24,8 @@ mod m20261204_000015_recordings_in_object_storage;
 mod m20261204_000016_dial_in;
 mod m20261205_000017_rate_limits;
 mod m20261206_000018_media_nodes;
+mod m20261206_000019_regions;
+mod m20261206_000020_webhooks;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -73,6 +75,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_dial_in::Migration),
             Box::new(m20261205_000017_rate_limits::Migration),
             Box::new(m20261206_000018_media_nodes::Migration),
+            Box::new(m20261206_000019_regions::Migration),
+            Box::new(m20261206_000020_webhooks::Migration),
         ]
     }
 }

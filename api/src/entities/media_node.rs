@@ -12,6 +12,8 @@ pub struct Model {
     /// How the control plane reaches the node's HTTP listener.
     pub url: String,
     pub region: String,
+    /// The CPU cores it may use.
+    pub cores: i32,
     /// Takes no new rooms; its rooms go on.
     pub draining: bool,
     pub participants: i32,

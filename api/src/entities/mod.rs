@@ -30,3 +30,7 @@ pub mod tenant;
 pub mod usage_period;
 pub mod usage_report;
 pub mod user;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_message;

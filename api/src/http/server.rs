@@ -136,7 +136,9 @@ pub async fn serve(
                     services.site.configure(cfg);
                 }
                 if let Some(node) = &node {
-                    cfg.app_data(web::Data::new(node.clone())).configure(routes::signal::configure_node);
+                    cfg.app_data(web::Data::new(node.clone()))
+                        .configure(routes::signal::configure_node)
+                        .configure(routes::nodes::configure_node);
                 }
             })
     })

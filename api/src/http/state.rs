@@ -14,6 +14,7 @@ use crate::{
     nodes::proxy::MediaNodes,
     people::{accounts::Accounts, team::TeamService},
     platform::envelope::Envelope,
+    webhooks::endpoints::WebhookService,
 };
 
 /// The control plane's state. Cheap to clone: every part is a handle.
@@ -49,4 +50,6 @@ pub struct AppState {
     pub rooms: Option<Rooms>,
     /// The media nodes that host the rooms, for a control plane without rooms of its own (`api`).
     pub nodes: Option<MediaNodes>,
+    /// Webhook endpoints and their deliveries.
+    pub webhooks: WebhookService,
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use convene_app::model::JoinState;
-use convene_domain::{MeetingPin, PhoneNumber, RoomName, RoomSettings, TenantId};
+use convene_domain::{MeetingPin, PhoneNumber, Region, RoomName, RoomSettings, TenantId};
 use convene_media::{
     focus::{Identity, RoomPolicy, TokenFacts},
     gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
@@ -37,6 +37,8 @@ pub struct Admitted {
     pub identity: Identity,
     /// The room's settings and what the plan allows.
     pub policy: RoomPolicy,
+    /// The region the token asks the meeting to run in, should this person open it.
+    pub region: Option<Region>,
 }
 
 /// Why someone was not let in.
@@ -82,6 +84,8 @@ impl Admission {
             issued_at: claims.iat.or(claims.nbf).and_then(at),
             expires_at: at(claims.exp),
         };
+        // Checked with the token's other claims.
+        let region = claims.context.region.as_deref().and_then(|region| Region::parse(region).ok());
         let (user, features) = (claims.context.user, claims.context.features);
         let policy = self.room_policy(tenant, room, &facts, user.id.as_deref(), now).await?;
         let identity = Identity {
@@ -96,7 +100,7 @@ impl Admission {
             email: user.email,
             token: facts,
         };
-        Ok(Admitted { tenant, identity, policy })
+        Ok(Admitted { tenant, identity, policy, region })
     }
 
     /// Asks the records whether the person `facts` and `user_id` describe may enter `tenant`'s `room` at

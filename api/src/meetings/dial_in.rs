@@ -3,6 +3,8 @@
 //! first time the room's dial-in details are asked for, unique in the deployment and kept for the room's
 //! life. The gateway turns a PIN back into the tenant's room; another tenant's number or PIN finds nothing.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use convene_domain::{CountryCode, MeetingPin, PhoneNumber, RoomName, TenantId};
 use sea_orm::{
@@ -13,13 +15,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use convene_app::model::{PhoneJoin, PhoneLine};
-use convene_media::rooms::{DialOutError, Rooms};
 
 use crate::{
     billing::Billing,
     entities::{dial_in_number, room, tenant},
     meetings::{
         recordings::API_STARTER,
+        room_commands::{CommandError, RoomCommand, RoomCommands},
         rooms::{self, RoomError},
     },
 };
@@ -129,6 +131,9 @@ pub enum DialInError {
     /// The meeting cannot take the call now (not going on, encrypted, the number removed, the line busy).
     #[error("{0}")]
     Refused(String),
+    /// The meeting's media node did not answer; the words say so.
+    #[error("{0}")]
+    Unavailable(String),
     /// The number is assigned already (to this or another tenant).
     #[error("{0} is assigned already; remove it first to move it")]
     Taken(String),
@@ -264,8 +269,8 @@ pub async fn room_of_pin(db: &impl ConnectionTrait, pin: &MeetingPin) -> Result<
 pub struct DialInService {
     db: DatabaseConnection,
     billing: Billing,
-    /// The rooms this process hosts, whose meetings phones are called into.
-    rooms: Option<Rooms>,
+    /// Where calls out go: the meetings this process hosts, or the media nodes.
+    rooms: Option<Arc<dyn RoomCommands>>,
 }
 
 /// A phone call placed into a meeting.
@@ -283,8 +288,8 @@ pub struct DialOut {
 }
 
 impl DialInService {
-    /// Dial-in over `db`, with the plans in `billing`, calling out into `rooms` when this process hosts them.
-    pub fn new(db: DatabaseConnection, billing: Billing, rooms: Option<Rooms>) -> Self {
+    /// Dial-in over `db`, with the plans in `billing`, calling out into the meetings `rooms` reaches.
+    pub fn new(db: DatabaseConnection, billing: Billing, rooms: Option<Arc<dyn RoomCommands>>) -> Self {
         Self { db, billing, rooms }
     }
 
@@ -300,18 +305,17 @@ impl DialInService {
         if let Some(words) = self.billing.dial_in_refused(tenant).await? {
             return Err(DialInError::NotInPlan(words));
         }
-        let Some(hosted) = &self.rooms else {
+        let Some(rooms) = &self.rooms else {
             return Err(DialInError::Refused("this server does not host meetings".to_owned()));
         };
-        let key = (tenant.to_string(), name.as_str().to_owned());
-        let call = hosted.dial_out(&key, number.as_str().to_owned(), API_STARTER.to_owned()).await.map_err(
-            |error| match error {
-                DialOutError::NotRunning => DialInError::Refused("nobody is in the meeting".to_owned()),
-                error => DialInError::Refused(error.to_string()),
-            },
-        )?;
+        let command = RoomCommand::DialOut { number: number.clone() };
+        let done = rooms.send((tenant, name), command, API_STARTER).await.map_err(|error| match error {
+            CommandError::NotRunning => DialInError::Refused("nobody is in the meeting".to_owned()),
+            CommandError::Refused(words) => DialInError::Refused(words),
+            unreachable @ CommandError::Unreachable(_) => DialInError::Unavailable(unreachable.to_string()),
+        })?;
         Ok(DialOut {
-            id: call,
+            id: done.id.unwrap_or_default(),
             room: name.as_str().to_owned(),
             number: number.as_str().to_owned(),
             state: convene_signal::DialOutState::Calling,

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod dial_in;
 pub mod recordings;
 pub mod removals;
+pub mod room_commands;
 pub mod room_sessions;
 pub mod room_tokens;
 pub mod rooms;

@@ -28,6 +28,7 @@ use crate::{
         removals::{self, Closure, RemovedPerson},
     },
     platform::pagination,
+    webhooks::{self, events::EventType},
 };
 
 /// A person's stay, as the API shows it.
@@ -114,11 +115,10 @@ pub async fn participant_joined(
     let (participant_id, name, moderator) = participant;
     let transaction = crate::platform::db::begin_write(db).await?;
     let session = match open_session(&transaction, node, tenant, room).await? {
-        Some(session) => session.id,
+        Some(session) => session,
         None => {
-            let id = Uuid::now_v7();
-            room_session::ActiveModel {
-                id: Set(id),
+            let session = room_session::ActiveModel {
+                id: Set(Uuid::now_v7()),
                 tenant_id: Set(tenant.as_uuid()),
                 room_name: Set(room.as_str().to_owned()),
                 started_at: Set(at),
@@ -127,13 +127,14 @@ pub async fn participant_joined(
             }
             .insert(&transaction)
             .await?;
-            id
+            emit(&transaction, tenant, EventType::MeetingStarted, meeting_data(&session), at).await?;
+            session
         }
     };
-    session_participant::ActiveModel {
+    let stay = session_participant::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant.as_uuid()),
-        session_id: Set(session),
+        session_id: Set(session.id),
         participant_id: Set(participant_id.chars().take(128).collect()),
         name: Set(name.chars().take(200).collect()),
         moderator: Set(moderator),
@@ -143,7 +144,48 @@ pub async fn participant_joined(
     }
     .insert(&transaction)
     .await?;
+    emit(&transaction, tenant, EventType::ParticipantJoined, stay_data(&session, &stay), at).await?;
     transaction.commit().await
+}
+
+/// Queues a webhook event about a room's session (in the caller's transaction).
+async fn emit(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    event: EventType,
+    data: serde_json::Value,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    webhooks::events::emit(db, tenant, (event, data), None, at).await.map(drop)
+}
+
+/// A session as webhooks describe it.
+fn meeting_data(session: &room_session::Model) -> serde_json::Value {
+    let mut data = serde_json::json!({
+        "room": session.room_name,
+        "session_id": session.id,
+        "started_at": session.started_at,
+    });
+    if let Some(ended) = session.ended_at {
+        data["ended_at"] = serde_json::json!(ended);
+        data["duration_seconds"] = serde_json::json!(seconds(session.started_at, Some(ended), ended));
+    }
+    data
+}
+
+/// A stay in a session as webhooks describe it.
+fn stay_data(session: &room_session::Model, stay: &session_participant::Model) -> serde_json::Value {
+    let mut data = serde_json::json!({
+        "room": session.room_name,
+        "session_id": session.id,
+        "participant": { "id": stay.participant_id, "name": stay.name, "moderator": stay.moderator },
+        "joined_at": stay.joined_at,
+    });
+    if let Some(left) = stay.left_at {
+        data["left_at"] = serde_json::json!(left);
+        data["duration_seconds"] = serde_json::json!(seconds(stay.joined_at, Some(left), left));
+    }
+    data
 }
 
 /// Someone left `room` on `node`; the session ends when no one is left. Leaving twice changes nothing.
@@ -168,7 +210,8 @@ pub async fn participant_left(
     if let Some(stay) = stay {
         let mut left: session_participant::ActiveModel = stay.into();
         left.left_at = Set(Some(at));
-        left.update(&transaction).await?;
+        let left = left.update(&transaction).await?;
+        emit(&transaction, tenant, EventType::ParticipantLeft, stay_data(&session, &left), at).await?;
     }
     let remaining = session_participant::Entity::find()
         .filter(session_participant::Column::SessionId.eq(session.id))
@@ -178,7 +221,8 @@ pub async fn participant_left(
     if remaining.is_none() {
         let mut ended: room_session::ActiveModel = session.into();
         ended.ended_at = Set(Some(at));
-        ended.update(&transaction).await?;
+        let ended = ended.update(&transaction).await?;
+        emit(&transaction, tenant, EventType::MeetingEnded, meeting_data(&ended), at).await?;
     }
     transaction.commit().await
 }
@@ -261,8 +305,19 @@ pub async fn presence(db: &impl ConnectionTrait, tenant: TenantId, room: &RoomNa
 }
 
 /// A media node stopped (it started again, or the control plane declared it gone): the sessions it hosted
-/// ended when it was last known alive (or, without that, at `at`), and so did every stay in them.
-pub async fn end_node_sessions(
+/// ended when it was last known alive (or, without that, at `at`), and so did every stay in them and every
+/// recording it was making (composed from what reached the composer, and marked interrupted).
+pub async fn node_stopped(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    node: &str,
+    last_alive: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    recordings::node_stopped(db, node, last_alive, at).await?;
+    end_node_sessions(db, node, last_alive, at).await
+}
+
+async fn end_node_sessions(
     db: &(impl ConnectionTrait + TransactionTrait),
     node: &str,
     last_alive: Option<DateTime<Utc>>,
@@ -282,15 +337,18 @@ pub async fn end_node_sessions(
             .filter(session_participant::Column::LeftAt.is_null())
             .all(&transaction)
             .await?;
+        let tenant = TenantId::from(session.tenant_id);
         for stay in stays {
             let left = ended.max(stay.joined_at);
             let mut stay: session_participant::ActiveModel = stay.into();
             stay.left_at = Set(Some(left));
-            stay.update(&transaction).await?;
+            let stay = stay.update(&transaction).await?;
+            emit(&transaction, tenant, EventType::ParticipantLeft, stay_data(&session, &stay), at).await?;
         }
         let mut session: room_session::ActiveModel = session.into();
         session.ended_at = Set(Some(ended));
-        session.update(&transaction).await?;
+        let session = session.update(&transaction).await?;
+        emit(&transaction, tenant, EventType::MeetingEnded, meeting_data(&session), at).await?;
     }
     transaction.commit().await
 }
@@ -429,8 +487,7 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
     let room_event = match event {
         NodeEvent::Started { at, last_alive } => {
             let last_alive = last_alive.map(DateTime::<Utc>::from);
-            recordings::node_restarted(db, node, last_alive, (*at).into()).await?;
-            return end_node_sessions(db, node, last_alive, (*at).into()).await;
+            return node_stopped(db, node, last_alive, (*at).into()).await;
         }
         NodeEvent::Room(event) => event,
     };

@@ -53,6 +53,10 @@ pub struct TokenRequest {
     /// Expiry, seconds since the epoch (default: two hours from now; at most a week ahead).
     #[serde(default)]
     pub exp: Option<u64>,
+    /// The region whose media nodes should run the meeting if this person opens it (`eu-west-1`); absent,
+    /// the organisation's region, or any.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// `user` in a token request.
@@ -131,8 +135,9 @@ pub async fn mint(
         avatar: request.user.avatar,
         moderator: request.moderator,
     };
+    let context = Context { user, features: request.features, region: request.region };
     // The same rule verification applies: what is minted here is what the node will store.
-    user.check().map_err(|invalid| {
+    context.check().map_err(|invalid| {
         MintError::Invalid(format!("{}: {}", invalid.claim.trim_start_matches("context."), invalid.problem))
     })?;
     let claims = RoomClaims {
@@ -143,7 +148,7 @@ pub async fn mint(
         exp,
         nbf: Some(now),
         iat: Some(now),
-        context: Context { user, features: request.features },
+        context,
     };
     let key = active_signing_key(db, envelope, tenant).await?;
     let token = match key.algorithm {

@@ -105,7 +105,7 @@ impl RoomChange {
 }
 
 /// Tells a field sent as `null` (clear it) from one not sent at all (keep it).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)

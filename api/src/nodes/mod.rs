@@ -5,9 +5,13 @@
 //! the nodes and places each room on one of them (`registry`); a joiner's signalling socket reaches the meet
 //! host, which admits them against the records as in one process and then passes the socket on to the
 //! room's node (`proxy`), so every participant of a meeting is on the same node and a client that loses its
-//! node lands on another by simply connecting again. What crosses between them is in `wire`.
+//! node lands on another by simply connecting again. The API's commands to a running meeting (record,
+//! stream, call a phone) go to its node (`commands`); a node records into the recordings' bucket, where the
+//! control plane's composer finds the tracks (`recordings`). What crosses between them is in `wire`.
 
 pub mod client;
+pub mod commands;
 pub mod proxy;
+pub mod recordings;
 pub mod registry;
 pub mod wire;

@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use chrono::Utc;
+use convene_domain::Region;
 use convene_media::signal_metrics::SignalMetrics;
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::DatabaseConnection;
@@ -43,18 +44,20 @@ pub struct MediaNodes {
     pub events: Arc<SessionRecorder>,
     /// The signalling figures of the sockets passed on.
     pub metrics: SignalMetrics,
+    /// Sends the API's commands to nodes (no redirects; times out).
+    pub http: reqwest::Client,
 }
 
 impl MediaNodes {
-    /// Places the handoff's room and opens a socket to its node with the handoff sent. A node that refuses
+    /// Places the handoff's room (in `region` if its node is chosen now) and opens a socket to its node with the handoff sent. A node that refuses
     /// the connection (its process is gone) is avoided and the room placed once more; any other failure (a
     /// slow or briefly unreachable node) moves nothing, since the meeting's other people are still there,
     /// and the joiner is told to try again. `None` when no node takes it.
-    pub async fn pass_on(&self, handoff: &Handoff) -> Option<NodeSocket> {
+    pub async fn pass_on(&self, handoff: &Handoff, region: Option<&Region>) -> Option<NodeSocket> {
         let room = (handoff.tenant, &handoff.room);
         let mut avoid: Option<String> = None;
         for _ in 0..2 {
-            let placed = match registry::place(&self.db, room, avoid.as_deref(), Utc::now()).await {
+            let placed = match registry::place(&self.db, room, (region, avoid.as_deref()), Utc::now()).await {
                 Ok(Some(placed)) => placed,
                 Ok(None) => {
                     tracing::warn!(room = handoff.room.as_str(), "no media node can take the room");

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use convene_domain::{RoomName, TenantId};
+use convene_domain::{Region, RoomName, TenantId};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
@@ -17,6 +17,7 @@ use crate::{
     entities::{media_node, room_placement},
     meetings::room_sessions,
     nodes::wire::Heartbeat,
+    people::tenants,
 };
 
 /// How often a node says it is alive.
@@ -53,6 +54,8 @@ pub struct NodeView {
     pub url: String,
     /// Its region.
     pub region: String,
+    /// The CPU cores it may use.
+    pub cores: i32,
     /// `alive`, `draining`, `silent` (heartbeats late, not yet declared gone) or `gone`.
     pub state: &'static str,
     /// At its last heartbeat: participants, rooms, Mbit/s forwarded, CPU in thousandths of a core.
@@ -86,6 +89,7 @@ pub async fn list(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Vec<Nod
                 id: node.id,
                 url: node.url,
                 region: node.region,
+                cores: node.cores,
                 participants: node.participants,
                 rooms: node.rooms,
                 mbit_out: node.mbit_out,
@@ -101,7 +105,8 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
     let row = media_node::ActiveModel {
         id: Set(beat.node.clone()),
         url: Set(beat.url.clone()),
-        region: Set(beat.region.clone()),
+        region: Set(beat.region.to_string()),
+        cores: Set(count(beat.cores)),
         draining: Set(beat.draining),
         participants: Set(count(beat.participants)),
         rooms: Set(count(beat.rooms)),
@@ -114,6 +119,7 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
     let columns = [
         media_node::Column::Url,
         media_node::Column::Region,
+        media_node::Column::Cores,
         media_node::Column::Draining,
         media_node::Column::Participants,
         media_node::Column::Rooms,
@@ -130,13 +136,30 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
         .map(drop)
 }
 
+/// The node `room`'s meeting runs on, if it is placed on a node that is alive.
+pub async fn placed(
+    db: &DatabaseConnection,
+    (tenant, room): (TenantId, &RoomName),
+    now: DateTime<Utc>,
+) -> Result<Option<Placed>, DbErr> {
+    let Some(placement) =
+        room_placement::Entity::find_by_id((tenant.as_uuid(), room.as_str().to_owned())).one(db).await?
+    else {
+        return Ok(None);
+    };
+    let node = media_node::Entity::find_by_id(placement.node_id).one(db).await?;
+    Ok(node.filter(|node| alive(node, now)).map(|node| Placed { node: node.id, url: node.url }))
+}
+
 /// The node that hosts `room`: the one it is placed on while that node is alive (draining or not: a
-/// meeting never moves), else the alive, non-draining node with the most room, which it is then placed on.
-/// `avoid` is a node the caller could not reach. `None`: no node can take it.
+/// meeting never moves), else the alive, non-draining node with the most room per core, preferring the
+/// region the first joiner's token asks for (`hint`), else the organisation's region; a meeting goes to
+/// another region rather than nowhere. `avoid` is a node the caller could not reach. `None`: no node can
+/// take it.
 pub async fn place(
     db: &DatabaseConnection,
     (tenant, room): (TenantId, &RoomName),
-    avoid: Option<&str>,
+    (hint, avoid): (Option<&Region>, Option<&str>),
     now: DateTime<Utc>,
 ) -> Result<Option<Placed>, DbErr> {
     // Twice at most: another replica may place the room between our read and our write.
@@ -149,19 +172,39 @@ pub async fn place(
         {
             return Ok(Some(Placed { node: node.id.clone(), url: node.url.clone() }));
         }
+        let open: Vec<&media_node::Model> =
+            nodes.iter().filter(|node| alive(node, now) && !node.draining && avoid != Some(node.id.as_str())).collect();
+        let wanted = match hint {
+            Some(region) => Some(region.as_str().to_owned()),
+            None => tenants::find(db, tenant).await?.and_then(|row| row.media_region),
+        };
+        let in_region: Vec<&media_node::Model> = match &wanted {
+            Some(region) => open.iter().copied().filter(|node| &node.region == region).collect(),
+            None => Vec::new(),
+        };
+        if let Some(region) = &wanted
+            && in_region.is_empty()
+            && !open.is_empty()
+        {
+            tracing::warn!(
+                region,
+                room = room.as_str(),
+                "no media node in the meeting's region can take it: placed in another"
+            );
+        }
         let fresh = room_placement::Entity::find()
             .filter(room_placement::Column::PlacedMs.gte(millis(now) - FRESH_PLACEMENT.as_millis() as i64))
             .all(db)
             .await?;
+        // Load per core, in thousandths: rooms (with those placed but not yet in a heartbeat), then people.
         let load = |node: &media_node::Model| {
-            let placed = fresh.iter().filter(|placement| placement.node_id == node.id).count();
-            (i64::from(node.rooms.max(0)) + placed as i64, node.participants)
+            let placed = fresh.iter().filter(|placement| placement.node_id == node.id).count() as i64;
+            let cores = i64::from(node.cores.max(1));
+            let rooms = i64::from(node.rooms.max(0)) + placed;
+            (rooms * 1000 / cores, i64::from(node.participants.max(0)) * 1000 / cores)
         };
-        let Some(chosen) = nodes
-            .iter()
-            .filter(|node| alive(node, now) && !node.draining && avoid != Some(node.id.as_str()))
-            .min_by_key(|node| (load(node), node.id.clone()))
-        else {
+        let candidates = if in_region.is_empty() { open } else { in_region };
+        let Some(chosen) = candidates.into_iter().min_by_key(|node| (load(node), node.id.clone())) else {
             return Ok(None);
         };
         let placed = match &current {
@@ -229,7 +272,7 @@ pub async fn sweep(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Vec<St
             .exec(&transaction)
             .await?;
         let last_seen = DateTime::from_timestamp_millis(node.last_seen_ms);
-        room_sessions::end_node_sessions(&transaction, &node.id, last_seen, now).await?;
+        room_sessions::node_stopped(&transaction, &node.id, last_seen, now).await?;
         transaction.commit().await?;
         tracing::warn!(node = %node.id, last_seen_ms = node.last_seen_ms, "media node gone: its heartbeats stopped");
         gone.push(node.id);

@@ -1,10 +1,12 @@
 //! What media nodes and the control plane say to each other, over HTTP with the node secret as a bearer
 //! token. Everything is checked at the edge: a node is trusted with its secret, not with its sizes.
 
-use convene_domain::{RoomName, TenantId};
+use convene_domain::{Region, RoomName, TenantId};
 use convene_media::focus::{Identity, RoomPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+use crate::meetings::room_commands::{CommandError, Done, RoomCommand};
 
 /// A node's heartbeat, posted to the control plane.
 pub const HEARTBEAT_PATH: &str = "/_node/v1/heartbeat";
@@ -12,6 +14,8 @@ pub const HEARTBEAT_PATH: &str = "/_node/v1/heartbeat";
 pub const EVENTS_PATH: &str = "/_node/v1/events";
 /// The node's WebSocket for joiners the control plane admitted.
 pub const SIGNAL_PATH: &str = "/_node/v1/signal";
+/// The node's endpoint for the control plane's commands to a running meeting.
+pub const COMMAND_PATH: &str = "/_node/v1/command";
 
 /// How a node's load and state look to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +26,9 @@ pub struct Heartbeat {
     /// How the control plane reaches the node's HTTP listener.
     pub url: String,
     /// Its region.
-    pub region: String,
+    pub region: Region,
+    /// The CPU cores it may use: a node with more takes more.
+    pub cores: u32,
     /// When this run started, in milliseconds since the Unix epoch.
     pub started_ms: i64,
     /// Takes no new rooms.
@@ -43,7 +49,7 @@ pub struct Heartbeat {
 pub struct BadHeartbeat(String);
 
 impl Heartbeat {
-    /// Checks what would be stored: lengths the columns hold, an `http://` origin, a region name.
+    /// Checks what would be stored: lengths the columns hold, an `http://` origin, at least one core.
     pub fn check(&self) -> Result<(), BadHeartbeat> {
         if !valid_node_id(&self.node) {
             return Err(BadHeartbeat("node: 1 to 64 letters, digits, `-`, `_` or `.`".to_owned()));
@@ -54,10 +60,8 @@ impl Heartbeat {
         if !url_ok {
             return Err(BadHeartbeat("url: an http:// origin of at most 512 characters".to_owned()));
         }
-        let region_ok = (1..=64).contains(&self.region.len())
-            && self.region.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-        if !region_ok {
-            return Err(BadHeartbeat("region: lowercase letters, digits and hyphens".to_owned()));
+        if self.cores == 0 {
+            return Err(BadHeartbeat("cores: at least 1".to_owned()));
         }
         if self.started_ms < 0 {
             return Err(BadHeartbeat("started_ms: milliseconds since the Unix epoch".to_owned()));
@@ -94,6 +98,56 @@ pub struct Handoff {
     pub address: String,
 }
 
+/// A command for a meeting on the node, from the API through the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCommand {
+    /// The room's organisation.
+    pub tenant: TenantId,
+    /// The room.
+    pub room: RoomName,
+    /// On whose behalf, as participants' notices say it.
+    pub by: String,
+    /// What to do.
+    pub command: RoomCommand,
+}
+
+impl NodeCommand {
+    /// Whether `by` is fit for participants' screens: short, no control characters.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let fits = (1..=200).contains(&self.by.chars().count()) && !self.by.chars().any(char::is_control);
+        if fits { Ok(()) } else { Err("by: 1 to 200 printable characters") }
+    }
+}
+
+/// What the node answers a [`NodeCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CommandAnswer {
+    /// Done; the recording's, stream's or call's id when it made one.
+    Done {
+        /// The id.
+        id: Option<String>,
+    },
+    /// Nobody is in the meeting on this node.
+    NotRunning,
+    /// The meeting refused, in words for people.
+    Refused {
+        /// Why.
+        message: String,
+    },
+}
+
+impl From<Result<Done, CommandError>> for CommandAnswer {
+    fn from(outcome: Result<Done, CommandError>) -> Self {
+        match outcome {
+            Ok(done) => Self::Done { id: done.id },
+            Err(CommandError::NotRunning) => Self::NotRunning,
+            Err(refused) => Self::Refused { message: refused.to_string() },
+        }
+    }
+}
+
 /// Whether an `Authorization` header carries `secret`, compared in constant time.
 pub fn authorized(header: Option<&str>, secret: &SecretString) -> bool {
     use subtle::ConstantTimeEq;
@@ -109,7 +163,8 @@ mod tests {
         Heartbeat {
             node: "node-1".to_owned(),
             url: "http://10.0.0.7:3000/".to_owned(),
-            region: "eu-west-1".to_owned(),
+            region: Region::parse("eu-west-1").unwrap(),
+            cores: 2,
             started_ms: 1,
             draining: false,
             participants: 3,
@@ -130,13 +185,15 @@ mod tests {
             Heartbeat { url: "http://10.0.0.7/path".to_owned(), ..beat() },
             Heartbeat { url: "not a url".to_owned(), ..beat() },
             Heartbeat { url: format!("http://{}.example/", "a".repeat(600)), ..beat() },
-            Heartbeat { region: "EU".to_owned(), ..beat() },
-            Heartbeat { region: String::new(), ..beat() },
+            Heartbeat { cores: 0, ..beat() },
             Heartbeat { started_ms: -1, ..beat() },
         ];
         for heartbeat in bad {
             assert!(heartbeat.check().is_err(), "{heartbeat:?} was taken");
         }
+        let mut json = serde_json::to_value(beat()).unwrap();
+        json["region"] = "EU".into();
+        assert!(serde_json::from_value::<Heartbeat>(json).is_err(), "a region in capitals was read");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! all of it exists afterwards or none of it does.
 
 use chrono::Utc;
-use convene_domain::{EmailAddress, ParseError, Role, TenantId, TenantName};
+use convene_domain::{EmailAddress, ParseError, Region, Role, TenantId, TenantName};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter,
@@ -94,9 +94,14 @@ pub async fn create_tenant(db: &DatabaseConnection, new: NewTenant) -> Result<Cr
     let tenant_id = TenantId::new();
     let user_id = Uuid::now_v7();
     let txn = crate::platform::db::begin_write(db).await?;
-    tenant::ActiveModel { id: Set(tenant_id.as_uuid()), name: Set(name.as_str().to_owned()), created_at: Set(now) }
-        .insert(&txn)
-        .await?;
+    tenant::ActiveModel {
+        id: Set(tenant_id.as_uuid()),
+        name: Set(name.as_str().to_owned()),
+        created_at: Set(now),
+        media_region: Set(None),
+    }
+    .insert(&txn)
+    .await?;
     let inserted = user::ActiveModel {
         id: Set(user_id),
         email: Set(email.to_string()),
@@ -150,4 +155,16 @@ pub async fn email_taken(db: &impl ConnectionTrait, email: &EmailAddress) -> Res
 /// A tenant by id.
 pub async fn find(db: &impl ConnectionTrait, id: TenantId) -> Result<Option<tenant::Model>, DbErr> {
     tenant::Entity::find_by_id(id.as_uuid()).one(db).await
+}
+
+/// Sets or clears (`None`) the region `id`'s meetings run in; the changed tenant, or `None` if there is none.
+pub async fn set_media_region(
+    db: &impl ConnectionTrait,
+    id: TenantId,
+    region: Option<&Region>,
+) -> Result<Option<tenant::Model>, DbErr> {
+    let Some(row) = find(db, id).await? else { return Ok(None) };
+    let mut row: tenant::ActiveModel = row.into();
+    row.media_region = Set(region.map(|region| region.as_str().to_owned()));
+    row.update(db).await.map(Some)
 }

@@ -26,3 +26,4 @@ mod softphone;
 mod team;
 mod tenants;
 mod tokens;
+mod webhooks;

@@ -43,7 +43,8 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    async fn start(app: &TestApp) -> Self {
+    /// A node with `settings` (`CONVENE_*` pairs) over the defaults here.
+    async fn start(app: &TestApp, settings: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_convene"));
         for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CONVENE_")) {
@@ -59,6 +60,7 @@ impl NodeProcess {
             .env("CONVENE_MEDIA_UDP_ADDR", "127.0.0.1:0")
             .env("CONVENE_MEDIA_SHARDS", "1")
             .env("CONVENE_LOG", "warn")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -82,15 +84,8 @@ impl NodeProcess {
 }
 
 /// Waits until `check` holds, polling, or fails saying `what`.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    crate::helpers::eventually(what, PATIENCE, check).await
 }
 
 async fn node_row(app: &TestApp, id: &str) -> Option<media_node::Model> {
@@ -106,12 +101,13 @@ async fn placement(app: &TestApp, room: &str) -> Option<String> {
     rows.into_iter().next().map(|row| row.node_id)
 }
 
-async fn control_plane_with_nodes(count: usize) -> (TestApp, String, Vec<NodeProcess>) {
+/// A control plane with a node in each of `regions`.
+async fn control_plane_with_nodes(regions: &[&str]) -> (TestApp, String, Vec<NodeProcess>) {
     let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret())]).await;
     let key = tenant_key(&app, "owner@acme.example").await;
     let mut nodes = Vec::new();
-    for _ in 0..count {
-        nodes.push(NodeProcess::start(&app).await);
+    for region in regions {
+        nodes.push(NodeProcess::start(&app, &[("CONVENE_NODE_REGION", region)]).await);
     }
     for node in &nodes {
         eventually("every node has said it is alive", async || node_row(&app, &node.id).await).await;
@@ -136,7 +132,7 @@ async fn all_see_each_other(bots: &[&Bot], what: &str) {
 
 #[tokio::test]
 async fn meetings_spread_over_the_nodes_and_a_killed_node_s_meeting_carries_on_on_the_other() {
-    let (app, key, mut nodes) = control_plane_with_nodes(2).await;
+    let (app, key, mut nodes) = control_plane_with_nodes(&["default", "default"]).await;
     let ann_options = light_bot(&app, &key, "room-a", "Ann").await;
     let bob_options = light_bot(&app, &key, "room-a", "Bob").await;
     let ann = Bot::join(ann_options.clone()).await.expect("Ann joins");
@@ -216,7 +212,7 @@ async fn meetings_spread_over_the_nodes_and_a_killed_node_s_meeting_carries_on_o
 
 #[tokio::test]
 async fn a_draining_node_keeps_its_meeting_while_new_meetings_go_elsewhere() {
-    let (app, key, nodes) = control_plane_with_nodes(2).await;
+    let (app, key, nodes) = control_plane_with_nodes(&["default", "default"]).await;
     let ann = Bot::join(light_bot(&app, &key, "room-a", "Ann").await).await.expect("Ann joins");
     let a_node = placement(&app, "room-a").await.expect("room-a is placed");
     let draining = nodes.iter().find(|node| node.id == a_node).expect("room-a's node is ours");
@@ -267,7 +263,7 @@ async fn a_draining_node_keeps_its_meeting_while_new_meetings_go_elsewhere() {
 async fn node_endpoints_take_only_the_node_secret_and_checked_heartbeats() {
     let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret())]).await;
     let beat = serde_json::json!({
-        "node": "node-1", "url": "http://127.0.0.1:1/", "region": "default", "started_ms": 1,
+        "node": "node-1", "url": "http://127.0.0.1:1/", "region": "default", "cores": 2, "started_ms": 1,
         "draining": false, "participants": 0, "rooms": 0, "mbit_out": 0, "cpu_millicores": 0,
     });
     let post = |secret: &str, body: serde_json::Value| {
@@ -280,6 +276,11 @@ async fn node_endpoints_take_only_the_node_secret_and_checked_heartbeats() {
     let mut extra = beat.clone();
     extra["sneaky"] = serde_json::json!(1);
     assert_eq!(post(&node_secret(), extra).await.expect("sent").status(), 400);
+    for (field, value) in [("region", serde_json::json!("EU West")), ("cores", serde_json::json!(0))] {
+        let mut bad = beat.clone();
+        bad[field] = value;
+        assert_eq!(post(&node_secret(), bad).await.expect("sent").status(), 400, "{field}");
+    }
     assert_eq!(post(&node_secret(), beat).await.expect("sent").status(), 204);
     let event = serde_json::json!({"node": "../../etc", "seq": 1, "event": {"type": "started", "at": {"secs_since_epoch": 1, "nanos_since_epoch": 0}, "last_alive": null}});
     let response = app
@@ -308,7 +309,7 @@ async fn node_endpoints_take_only_the_node_secret_and_checked_heartbeats() {
 
 #[tokio::test]
 async fn a_deleted_signing_key_opens_no_meeting_on_any_node_from_the_moment_it_is_deleted() {
-    let (app, key, _nodes) = control_plane_with_nodes(1).await;
+    let (app, key, _nodes) = control_plane_with_nodes(&["default"]).await;
     let before = light_bot(&app, &key, "room-a", "Ann").await;
     let ann = Bot::join(before.clone()).await.expect("Ann joins with the first key's token");
     let kid = jsonwebtoken::decode_header(&before.token).expect("a JWT").kid.expect("a kid");
@@ -326,4 +327,181 @@ async fn a_deleted_signing_key_opens_no_meeting_on_any_node_from_the_moment_it_i
         bot.leave().await;
     }
     app.stop().await;
+}
+
+/// A heartbeat for a node that exists only in the registry, for placement alone.
+async fn beat(app: &TestApp, (node, region): (&str, &str), (cores, rooms, participants): (u32, u32, u32)) {
+    let beat = serde_json::json!({
+        "node": node, "url": "http://127.0.0.1:1/", "region": region, "cores": cores, "started_ms": 1,
+        "draining": false, "participants": participants, "rooms": rooms, "mbit_out": 0, "cpu_millicores": 0,
+    });
+    let url = format!("{}/_node/v1/heartbeat", app.address);
+    let response = app.client.post(url).bearer_auth(node_secret()).json(&beat).send().await.expect("sent");
+    assert_eq!(response.status(), 204);
+}
+
+#[tokio::test]
+async fn a_new_meeting_goes_to_the_node_with_the_most_room_per_core_in_the_region_asked_for() {
+    use convene_api::nodes::registry;
+    use convene_domain::{Region, RoomName, TenantId};
+    let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret())]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
+    let tenant = TenantId::parse(tenant["id"].as_str().expect("an id")).expect("a tenant id");
+    let db = app.db().await;
+    let place = async |room: &str, hint: Option<&str>| {
+        let room = RoomName::parse(room).expect("a room name");
+        let hint = hint.map(|region| Region::parse(region).expect("a region"));
+        let placed = registry::place(&db, (tenant, &room), (hint.as_ref(), None), chrono::Utc::now()).await;
+        placed.expect("placed").expect("a node").node
+    };
+    // Three rooms on eight cores is less per core than one room on one core.
+    beat(&app, ("small", "eu-west-1"), (1, 1, 4)).await;
+    beat(&app, ("big", "eu-west-1"), (8, 3, 12)).await;
+    beat(&app, ("far", "us-east-1"), (8, 0, 0)).await;
+    assert_eq!(place("room-a", Some("eu-west-1")).await, "big");
+    // A room once placed stays on its node.
+    assert_eq!(place("room-a", Some("us-east-1")).await, "big");
+    assert_eq!(place("room-b", Some("us-east-1")).await, "far");
+    // Without a hint, the organisation's region; an idle node elsewhere does not win.
+    let (status, changed) =
+        call(&app, Method::PATCH, "/v1/tenant", &key, Some(serde_json::json!({"media_region": "eu-west-1"}))).await;
+    assert_eq!((status, changed["media_region"].clone()), (200, serde_json::json!("eu-west-1")), "{changed}");
+    assert_eq!(place("room-c", None).await, "big", "placements not yet in a heartbeat count as load");
+    // A region without nodes: the meeting runs elsewhere rather than nowhere.
+    assert_eq!(place("room-d", Some("ap-south-1")).await, "far");
+    let (status, cleared) =
+        call(&app, Method::PATCH, "/v1/tenant", &key, Some(serde_json::json!({"media_region": null}))).await;
+    assert_eq!((status, cleared["media_region"].clone()), (200, serde_json::Value::Null));
+    // Sending nothing changes nothing; bad names and unknown fields are refused.
+    let (status, same) = call(&app, Method::PATCH, "/v1/tenant", &key, Some(serde_json::json!({}))).await;
+    assert_eq!((status, same["media_region"].clone()), (200, serde_json::Value::Null));
+    for body in [
+        serde_json::json!({"media_region": "EU"}),
+        serde_json::json!({"media_region": 7}),
+        serde_json::json!({"name": "x"}),
+    ] {
+        let (status, refused) = call(&app, Method::PATCH, "/v1/tenant", &key, Some(body.clone())).await;
+        assert_eq!(
+            (status, refused["error"].clone()),
+            (400, serde_json::json!("invalid_request")),
+            "{body}: {refused}"
+        );
+    }
+    let mint = serde_json::json!({"room": "room-e", "user": {"name": "Ann"}, "region": "Europe"});
+    let (status, refused) = call(&app, Method::POST, "/v1/meeting-tokens", &key, Some(mint)).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["message"].as_str().unwrap_or_default().starts_with("region:"), "{refused}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_joiner_s_token_or_else_the_organisation_chooses_the_meeting_s_region() {
+    let (app, key, nodes) = control_plane_with_nodes(&["eu-west-1", "us-east-1"]).await;
+    let node_in = |region: usize| nodes[region].id.clone();
+    let (status, _) =
+        call(&app, Method::PATCH, "/v1/tenant", &key, Some(serde_json::json!({"media_region": "us-east-1"}))).await;
+    assert_eq!(status, 200);
+    let ann = Bot::join(light_bot(&app, &key, "room-a", "Ann").await).await.expect("Ann joins");
+    assert_eq!(placement(&app, "room-a").await, Some(node_in(1)), "the organisation's region");
+    let body = serde_json::json!({"room": "room-b", "user": {"name": "Bob"}, "moderator": true, "region": "eu-west-1"});
+    let (status, minted) = call(&app, Method::POST, "/v1/meeting-tokens", &key, Some(body)).await;
+    assert_eq!(status, 201, "{minted}");
+    let mut bob_options = light_bot(&app, &key, "room-b", "Bob").await;
+    bob_options.token = minted["token"].as_str().expect("a token").to_owned();
+    let bob = Bot::join(bob_options).await.expect("Bob joins");
+    assert_eq!(placement(&app, "room-b").await, Some(node_in(0)), "the token's region");
+    // Later joiners of room-b, without a hint, meet Bob on his meeting's node.
+    let cy = Bot::join(light_bot(&app, &key, "room-b", "Cy").await).await.expect("Cy joins");
+    all_see_each_other(&[&bob, &cy], "Bob and Cy meet in eu-west-1").await;
+    for bot in [ann, bob, cy] {
+        bot.leave().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_records_streams_and_calls_out_through_the_node_its_meeting_runs_on() {
+    let plans = ("CONVENE_PLANS", crate::recordings::RECORDING_PLANS.to_owned());
+    let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret()), plans]).await;
+    let key = tenant_key(&app, "owner@acme.example").await;
+    let other = tenant_key(&app, "owner@globex.example").await;
+    let node = NodeProcess::start(&app, &[("CONVENE_STREAMING_ALLOW_PRIVATE", "1")]).await;
+    eventually("the node has said it is alive", async || node_row(&app, &node.id).await).await;
+    let (status, _) = call(&app, Method::POST, "/v1/rooms", &key, Some(serde_json::json!({"name": "room-a"}))).await;
+    assert_eq!(status, 201);
+    let live = |port: u16| serde_json::json!({ "url": format!("rtmp://127.0.0.1:{port}/live"), "key": "stream-key" });
+    let (status, refused) = call(&app, Method::POST, "/v1/rooms/room-a/live-stream", &key, Some(live(1))).await;
+    assert_eq!(status, 409, "nobody is in the meeting yet: {refused}");
+
+    // Ann is in the meeting (signalling only: the stream shows an empty stage and carries silence).
+    let ann_token = crate::signal::token(&app, &key, "room-a", "Ann", true).await;
+    let (mut ann, welcome) = crate::signal::hello(&app, "room-a", &ann_token).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // The streaming service: ffmpeg listening for RTMP on loopback, which the node is allowed to reach.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = app.data_dir.path().join("received.flv");
+    let mut service = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-listen", "1", "-f", "flv", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/stream-key"))
+        .args(["-c", "copy"])
+        .arg(&received)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs (cargo xtask test installs it)");
+    eventually("the streaming service listens", async || convene_bots::s3::listening(port).then_some(())).await;
+    let (status, started) = call(&app, Method::POST, "/v1/rooms/room-a/live-stream", &key, Some(live(port))).await;
+    assert_eq!(status, 201, "{started}");
+    let notice = crate::recordings::hear_kind(&mut ann, "live_stream_changed").await;
+    assert_eq!((notice["live"].as_bool(), notice["by"].as_str()), (Some(true), Some("the organisation's app")));
+    // Another organisation's key finds no meeting there.
+    let (status, _) = call(&app, Method::POST, "/v1/rooms/room-a/live-stream", &other, Some(live(port))).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&app, Method::DELETE, "/v1/rooms/room-a/live-stream", &other, None).await;
+    assert_eq!(status, 404);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, stopped) = call(&app, Method::DELETE, "/v1/rooms/room-a/live-stream", &key, None).await;
+    assert_eq!((status, &stopped["live"]), (200, &serde_json::json!(false)), "{stopped}");
+    assert_eq!(crate::recordings::hear_kind(&mut ann, "live_stream_changed").await["live"], false);
+    let ended = tokio::time::timeout(PATIENCE, service.wait()).await.expect("the stream ends");
+    assert!(ended.expect("ffmpeg").success(), "the service took the stream whole");
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(&received)
+        .output()
+        .expect("ffprobe runs");
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(streams.contains("h264") && streams.contains("aac"), "the service got the meeting: {streams}");
+
+    // The node's own rules answer in its words: it has no phone line, and without a bucket it does not record
+    // (the composer could not reach its tracks).
+    let call_out = serde_json::json!({"number": "+15551234567"});
+    let (status, refused) = call(&app, Method::POST, "/v1/rooms/room-a/dial-out", &key, Some(call_out)).await;
+    assert_eq!(status, 409, "{refused}");
+    let (status, refused) = call(&app, Method::POST, "/v1/rooms/room-a/recording", &key, None).await;
+    assert_eq!((status, refused["message"].as_str()), (409, Some("this server does not record meetings")), "{refused}");
+
+    // The node's endpoint takes only the secret, and only sound commands.
+    let url = format!("{}/_node/v1/command", node_address(&app, &node).await);
+    let command = serde_json::json!({
+        "tenant": uuid::Uuid::nil(), "room": "room-a", "by": "x", "command": {"command": "record", "start": true},
+    });
+    let send = |secret: &str, body: serde_json::Value| app.client.post(&url).bearer_auth(secret).json(&body).send();
+    assert_eq!(send("wrong", command.clone()).await.expect("sent").status(), 401);
+    let mut bad = command.clone();
+    bad["by"] = serde_json::json!("a\u{0}b");
+    assert_eq!(send(&node_secret(), bad).await.expect("sent").status(), 400);
+    let mut bad = command.clone();
+    bad["command"] = serde_json::json!({"command": "format_disk"});
+    assert_eq!(send(&node_secret(), bad).await.expect("sent").status(), 400);
+    let answer: serde_json::Value = send(&node_secret(), command).await.expect("sent").json().await.expect("JSON");
+    assert_eq!(answer, serde_json::json!({"outcome": "not_running"}), "the nil tenant has no meeting");
+    drop(ann);
+    app.stop().await;
+}
+
+/// Where the control plane reaches `node`.
+async fn node_address(app: &TestApp, node: &NodeProcess) -> String {
+    node_row(app, &node.id).await.expect("the node is known").url.trim_end_matches('/').to_owned()
 }

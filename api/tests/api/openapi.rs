@@ -146,6 +146,12 @@ async fn every_operation_answers_what_the_document_says() {
 
     let tenant = api.expect((Method::GET, "/v1/tenant"), "/v1/tenant", acme, None, 200).await;
     let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+    let change_tenant = (Method::PATCH, "/v1/tenant");
+    let region =
+        api.expect(change_tenant.clone(), "/v1/tenant", acme, Some(json!({ "media_region": "eu-west-1" })), 200);
+    assert_eq!(region.await["media_region"], "eu-west-1");
+    api.expect(change_tenant.clone(), "/v1/tenant", acme, Some(json!({ "media_region": "Europe" })), 400).await;
+    api.expect(change_tenant, "/v1/tenant", acme, Some(json!({ "media_region": null })), 200).await;
 
     let token = (Method::POST, "/v1/meeting-tokens");
     let minted =
@@ -264,6 +270,47 @@ async fn every_operation_answers_what_the_document_says() {
     let delete_room = (Method::DELETE, "/v1/rooms/{name}");
     api.expect(delete_room.clone(), "/v1/rooms/weekly-sync", globex, None, 404).await;
     api.expect(delete_room.clone(), "/v1/rooms/weekly-sync", acme, None, 204).await;
+
+    // Webhooks: to a documentation address, which is refused at sending (and logged), never reached.
+    let hooks = (Method::POST, "/v1/webhooks");
+    let endpoint = json!({ "url": "https://192.0.2.1/hooks", "events": ["meeting.started"] });
+    let created = api.expect(hooks.clone(), hooks.1, acme, Some(endpoint), 201).await;
+    api.expect(hooks.clone(), hooks.1, acme, Some(json!({ "url": "ftp://x", "events": ["meeting.started"] })), 400)
+        .await;
+    let hook = format!("/v1/webhooks/{}", created["endpoint"]["id"].as_str().unwrap());
+    api.expect((Method::GET, "/v1/webhooks"), "/v1/webhooks", acme, None, 200).await;
+    let get_hook = (Method::GET, "/v1/webhooks/{id}");
+    api.expect(get_hook.clone(), &hook, acme, None, 200).await;
+    api.expect(get_hook, &hook, globex, None, 404).await;
+    let patch_hook = (Method::PATCH, "/v1/webhooks/{id}");
+    api.expect(patch_hook.clone(), &hook, acme, Some(json!({ "description": "ours" })), 200).await;
+    api.expect(patch_hook.clone(), &hook, acme, Some(json!({ "events": [] })), 400).await;
+    api.expect(patch_hook, &hook, globex, Some(json!({ "description": "theirs" })), 404).await;
+    let secret = (Method::POST, "/v1/webhooks/{id}/secret");
+    api.expect(secret.clone(), &format!("{hook}/secret"), acme, None, 200).await;
+    api.expect(secret, &format!("{hook}/secret"), globex, None, 404).await;
+    let test_hook = (Method::POST, "/v1/webhooks/{id}/test");
+    api.expect(test_hook.clone(), &format!("{hook}/test"), acme, None, 202).await;
+    api.expect(test_hook, &format!("{hook}/test"), globex, None, 404).await;
+    let log = (Method::GET, "/v1/webhooks/{id}/deliveries");
+    let mut attempts = Value::Null;
+    for _ in 0..100 {
+        attempts = api.expect(log.clone(), &format!("{hook}/deliveries?limit=5"), acme, None, 200).await;
+        if attempts["attempts"][0]["delivery_id"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    api.expect(log.clone(), &format!("{hook}/deliveries?limit=0"), acme, None, 400).await;
+    api.expect(log, &format!("{hook}/deliveries"), globex, None, 404).await;
+    let resend = (Method::POST, "/v1/webhooks/{id}/resend");
+    let delivery = json!({ "delivery_id": attempts["attempts"][0]["delivery_id"] });
+    api.expect(resend.clone(), &format!("{hook}/resend"), acme, Some(delivery.clone()), 202).await;
+    api.expect(resend.clone(), &format!("{hook}/resend"), acme, Some(json!({ "delivery_id": 7 })), 400).await;
+    api.expect(resend, &format!("{hook}/resend"), globex, Some(delivery), 404).await;
+    let delete_hook = (Method::DELETE, "/v1/webhooks/{id}");
+    api.expect(delete_hook.clone(), &hook, globex, None, 404).await;
+    api.expect(delete_hook, &hook, acme, None, 204).await;
 
     let schedule = (Method::POST, "/v1/scheduled-meetings");
     let meeting = json!({

@@ -14,7 +14,7 @@ use crate::{
 pub(crate) const RECORDING_PLANS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recording-plans.toml");
 
 /// The next frame of `kind`, skipping others.
-async fn hear_kind(socket: &mut Socket, kind: &str) -> Value {
+pub(crate) async fn hear_kind(socket: &mut Socket, kind: &str) -> Value {
     for _ in 0..20 {
         let frame = hear(socket).await.expect("the connection stays open");
         if frame["type"] == kind {
@@ -310,35 +310,6 @@ async fn a_ready_recording_downloads_through_its_signed_link_until_it_expires_or
     app.stop().await;
 }
 
-/// moto's S3 server on loopback `port`, stopped when dropped.
-struct S3Server(std::process::Child);
-
-impl S3Server {
-    fn start(port: u16) -> Self {
-        let child = std::process::Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto's server starts (cargo xtask test installs it)");
-        let server = Self(child);
-        for _ in 0..300 {
-            if listening(port) {
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("moto's server did not listen on {port} within 30 s");
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Polls `check` every 200 ms for up to `seconds`, until it answers something.
 async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     seconds: u64,
@@ -360,15 +331,7 @@ async fn with_a_bucket_a_composed_recording_is_uploaded_once_the_bucket_answers_
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let app = spawn_configured(&[
-        ("CONVENE_RECORDINGS_URL", "s3://meetings/convene/".to_owned()),
-        ("AWS_ENDPOINT_URL", endpoint.clone()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "convene-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "convene-test-secret".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ])
-    .await;
+    let app = spawn_configured(&convene_bots::s3::recording_settings(&endpoint)).await;
     let key = tenant_key(&app, "owner@acme.example").await;
     let stranger = tenant_key(&app, "owner@globex.example").await;
     let (_, tenant) = call(&app, Method::GET, "/v1/tenant", &key, None).await;
@@ -387,7 +350,7 @@ async fn with_a_bucket_a_composed_recording_is_uploaded_once_the_bucket_answers_
     assert!(waiting.retry_at.is_some() && local.join("recording.mp4").exists(), "{waiting:?}");
 
     // The bucket comes up: the next try stores it, and the node's copy goes.
-    let _server = S3Server::start(port);
+    let _server = convene_bots::s3::S3Server::start(port).expect("moto runs");
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     assert!(plain.put(format!("{endpoint}/meetings")).send().await.unwrap().status().is_success(), "bucket made");
     let ready = wait_for(90, || async { Some(row().await).filter(|row| row.state == "ready") }).await;
@@ -515,16 +478,6 @@ async fn recordings_past_the_plans_retention_are_deleted_with_their_files_and_th
     app.stop().await;
 }
 
-/// Whether something listens on loopback TCP `port` (read from the kernel, so an RTMP listener's one
-/// connection is not spent on a probe).
-fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1).is_some_and(|local| local.ends_with(&format!(":{port:04X}"))) && fields.get(3) == Some(&"0A")
-    })
-}
-
 #[tokio::test]
 async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusing_service_ends_it_in_words() {
     // The streaming service is a listener on loopback, which the operator allows here.
@@ -551,7 +504,7 @@ async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusi
         .spawn()
         .expect("ffmpeg runs (cargo xtask test installs it)");
     for _ in 0..100 {
-        if listening(port) {
+        if convene_bots::s3::listening(port) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -110,7 +110,7 @@ async fn bad_room_requests_are_refused_and_other_tenants_rooms_are_404() {
 #[tokio::test]
 async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_within_the_tenant() {
     use chrono::{TimeDelta, Utc};
-    use convene_api::meetings::room_sessions::{end_node_sessions, participant_joined, participant_left};
+    use convene_api::meetings::room_sessions::{node_stopped, participant_joined, participant_left};
     use convene_domain::{RoomName, TenantId};
 
     let app = spawn_app().await;
@@ -159,10 +159,10 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
 
     // The node hosting Cy's meeting restarts: what it hosted ended when it was last alive, five minutes in.
     let last_alive = start + TimeDelta::minutes(30);
-    end_node_sessions(&db, "node-b", Some(last_alive), Utc::now()).await.unwrap();
+    node_stopped(&db, "node-b", Some(last_alive), Utc::now()).await.unwrap();
     let (_, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
     assert!(page["meetings"][0]["ended_at"].is_null(), "another node's restart ends nothing here");
-    end_node_sessions(&db, "node-a", Some(last_alive), Utc::now()).await.unwrap();
+    node_stopped(&db, "node-a", Some(last_alive), Utc::now()).await.unwrap();
     let (_, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
     let closed = &page["meetings"][0];
     assert_eq!((closed["room"].as_str(), closed["duration_seconds"].as_i64()), (Some("made-on-the-fly"), Some(5 * 60)));

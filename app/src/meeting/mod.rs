@@ -34,9 +34,16 @@ use self::{
     state::{Directive, MeetingState, Phase, ReceiveQuality},
 };
 
-/// Reconnection attempts after a lost connection, this far apart, before the page gives up.
-const RECONNECT_ATTEMPTS: u32 = 5;
-const RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// The waits before each reconnection attempt after a lost connection, until the page gives up: the first
+/// almost at once (a media node that died is replaced at the next join), then backing off for a server that
+/// is restarting.
+const RECONNECT_DELAYS: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
 /// A media connection `disconnected` this long restarts ICE (it often comes back by itself sooner).
 const ICE_RESTART_AFTER: Duration = Duration::from_secs(2);
 /// An ICE restart that has not reconnected in this long gives way to joining again from scratch.
@@ -315,22 +322,22 @@ impl Client {
         if !matches!(phase, Phase::Joining | Phase::Lobby | Phase::InMeeting | Phase::Reconnecting) {
             return;
         }
-        let attempt = self.attempts.get_value() + 1;
-        if attempt > RECONNECT_ATTEMPTS {
+        let attempt = self.attempts.get_value();
+        let Some(&delay) = RECONNECT_DELAYS.get(attempt as usize) else {
             self.attempts.set_value(0);
             return self.fail("The connection to the meeting was lost, and trying again did not help.".to_owned());
-        }
-        self.attempts.set_value(attempt);
+        };
+        self.attempts.set_value(attempt + 1);
         // In the meeting with media up, a new socket resumes the same session (the node keeps it a while);
         // end-to-end encrypted meetings join again instead, since key exchanges sent meanwhile are lost.
         let encrypted = self.encryption.get_untracked() != Encryption::Off;
         if phase == Phase::InMeeting && self.resume.get_value().is_some() && self.peer().is_some() && !encrypted {
             self.signalling_lost.set(true);
-            return set_timeout(move || self.resume_signalling(), RECONNECT_DELAY);
+            return set_timeout(move || self.resume_signalling(), delay);
         }
         self.teardown();
         self.state.update(|state| state.phase = Phase::Reconnecting);
-        set_timeout(move || self.join(), RECONNECT_DELAY);
+        set_timeout(move || self.join(), delay);
     }
 
     fn follow(self, directive: Directive) {

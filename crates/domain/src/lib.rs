@@ -7,10 +7,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod net;
 mod phone;
+mod region;
 mod room_settings;
 
 pub use phone::{CountryCode, MeetingPin, PhoneNumber};
+pub use region::Region;
 pub use room_settings::{MaxResolution, RoomSettings, UnknownResolution};
 
 /// Why a value from outside was refused. The message is written for the person who typed it.
@@ -43,6 +46,9 @@ pub enum ParseError {
     /// Not a meeting PIN.
     #[error("a meeting PIN is 9 digits")]
     Pin,
+    /// Not a region's name.
+    #[error("`{0}` is not a region; use lowercase letters, digits and hyphens, like eu-west-1")]
+    Region(String),
 }
 
 /// The identity of a tenant (a customer company). Every tenant-owned row carries one, and repository

@@ -33,6 +33,24 @@ pub struct Context {
     /// What the holder may use; absent features are off.
     #[serde(default)]
     pub features: Features,
+    /// Convene's own: the region whose media nodes should run the meeting when the holder is the first in
+    /// (`eu-west-1`); absent, the organisation's region or any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl Context {
+    /// Checks every claim that is stored, shown or acted on: the user's and the region's name.
+    pub fn check(&self) -> Result<(), InvalidClaim> {
+        self.user.check()?;
+        match &self.region {
+            Some(region) if convene_domain::Region::parse(region).is_err() => Err(InvalidClaim {
+                claim: "context.region",
+                problem: "lowercase letters, digits and hyphens, at most 64".to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `context.user`.

@@ -108,7 +108,7 @@ pub fn verify(token: &str, keys: &KeyRing, room: &RoomName) -> Result<Verified, 
     if claims.room != "*" && claims.room != room.as_str() {
         return Err(TokenError::OtherRoom(claims.room));
     }
-    claims.context.user.check()?;
+    claims.context.check()?;
     Ok(Verified { tenant: key_id.tenant(), claims })
 }
 

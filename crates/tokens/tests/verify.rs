@@ -97,6 +97,7 @@ fn our_own_minting_round_trips_and_a_star_room_opens_any_room() {
         context: Context {
             user: User { id: None, name: "Guest".into(), email: None, avatar: None, moderator: false },
             features: Features::default(),
+            region: Some("eu-west-1".into()),
         },
     };
     let token = signing.mint(&claims).unwrap();
@@ -237,6 +238,15 @@ fn claims_unfit_for_storage_are_refused_by_name() {
         match verify(&token, &fixture.ring, &fixture.room) {
             Err(TokenError::InvalidClaim(invalid)) => assert_eq!(invalid.claim, claim),
             other => panic!("{field} {claims}: {other:?}"),
+        }
+    }
+    for region in [json!("EU-West"), json!("eu west"), json!("x".repeat(65)), json!("")] {
+        let mut claims = claims(&fixture);
+        claims["context"]["region"] = region;
+        let token = sign(Algorithm::RS256, Some(fixture.rsa.as_str()), &claims, &rsa_key());
+        match verify(&token, &fixture.ring, &fixture.room) {
+            Err(TokenError::InvalidClaim(invalid)) => assert_eq!(invalid.claim, "context.region"),
+            other => panic!("region {claims}: {other:?}"),
         }
     }
     let mut fine = claims(&fixture);

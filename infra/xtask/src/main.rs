@@ -141,6 +141,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     services::ensure_sip_clients()?;
     services::ensure_openapi_validator()?;
     services::ensure_s3_server()?;
+    services::ensure_webhook_verifier()?;
     let target = target_dir()?;
     // Quick, and independent of the build: first, so a broken chart or module fails the run early.
     deploy::check(&target)?;

@@ -132,6 +132,15 @@ pub fn ensure_s3_server() -> anyhow::Result<()> {
     ensure_python_module("moto.server", MOTO, "python3-moto")
 }
 
+/// The Standard Webhooks reference library, pinned: the webhook tests check every signature with it.
+const STANDARDWEBHOOKS: &str = "standardwebhooks==1.0.0";
+
+/// The library the webhook tests verify deliveries with (PyPI only: Debian does not package it).
+pub fn ensure_webhook_verifier() -> anyhow::Result<()> {
+    step("Checking the Standard Webhooks library");
+    ensure_python_module("standardwebhooks", STANDARDWEBHOOKS, "python3-standardwebhooks")
+}
+
 /// The OpenAPI validator the API tests run.
 pub fn ensure_openapi_validator() -> anyhow::Result<()> {
     step("Checking openapi-spec-validator");

@@ -6,7 +6,7 @@
 pub mod mux;
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -38,9 +38,25 @@ pub const KEPT_ERROR_BYTES: usize = 1000;
 /// The longest stream address taken, key included.
 const MAX_URL: usize = 2048;
 
-/// Where a stream goes: an RTMP or RTMPS address with its stream key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a stream goes: an RTMP or RTMPS address with its stream key. On the wire (a control plane telling
+/// a media node) it is the address with the key, read back through [`StreamTarget::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct StreamTarget(Url);
+
+impl TryFrom<String> for StreamTarget {
+    type Error = String;
+    fn try_from(full: String) -> Result<Self, String> {
+        let (address, key) = full.rsplit_once('/').ok_or("a stream address ends with its key")?;
+        Self::parse(address, key)
+    }
+}
+
+impl From<StreamTarget> for String {
+    fn from(target: StreamTarget) -> Self {
+        target.0.into()
+    }
+}
 
 impl StreamTarget {
     /// The service's address (`rtmp://a.rtmp.youtube.com/live2`) and the stream key, which goes after it
@@ -83,7 +99,7 @@ impl StreamTarget {
         if addresses.is_empty() {
             return Err(format!("the stream address's host `{host}` cannot be found"));
         }
-        if !private_allowed && addresses.iter().any(|address| !is_public(*address)) {
+        if !private_allowed && addresses.iter().any(|address| !convene_domain::net::is_public(*address)) {
             return Err("the stream address is on a private network, which this server does not stream to".to_owned());
         }
         Ok(())
@@ -96,32 +112,6 @@ impl StreamTarget {
             segments.pop();
         }
         url.as_str().trim_end_matches('/').to_owned()
-    }
-}
-
-/// Whether `address` is on the public internet: not loopback, private, link-local, shared (carrier NAT),
-/// unspecified, broadcast or documentation space, so a stream never reaches into the node's own network.
-fn is_public(address: IpAddr) -> bool {
-    let v4 = |ip: Ipv4Addr| {
-        let [a, b, ..] = ip.octets();
-        !(ip.is_loopback()
-            || ip.is_private()
-            || ip.is_link_local()
-            || ip.is_unspecified()
-            || ip.is_broadcast()
-            || ip.is_documentation()
-            || (a == 100 && (64..128).contains(&b)))
-    };
-    match address {
-        IpAddr::V4(ip) => v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(mapped) => v4(mapped),
-            None => {
-                let first = ip.segments()[0];
-                // Unique local (fc00::/7) and link-local (fe80::/10) are private too.
-                !(ip.is_loopback() || ip.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80)
-            }
-        },
     }
 }
 
@@ -343,6 +333,13 @@ mod tests {
             assert!(StreamTarget::parse(address, key).is_err(), "{address} {key}");
         }
         assert!(StreamTarget::parse("rtmp://host/live", &"k".repeat(MAX_URL)).is_err());
+        // On the wire as the address with its key, read back by the same rules.
+        let json = serde_json::to_string(&target).unwrap();
+        assert_eq!(json, "\"rtmp://a.rtmp.youtube.com/live2/abcd-1234\"");
+        assert_eq!(serde_json::from_str::<StreamTarget>(&json).unwrap(), target);
+        for bad in ["\"http://host/live/k\"", "\"rtmp://host/live?x=1/k\"", "\"nokey\"", "\"rtmp://host/\""] {
+            assert!(serde_json::from_str::<StreamTarget>(bad).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]
@@ -357,7 +354,6 @@ mod tests {
             assert!(refused.contains("private network"), "{private}: {refused}");
             assert_eq!(target.check_reach(true).await, Ok(()), "{private} when the operator allows it");
         }
-        assert!(is_public("8.8.8.8".parse().unwrap()) && is_public("2001:4860::8888".parse().unwrap()));
         let localhost = StreamTarget::parse("rtmp://localhost/live", "k").unwrap();
         assert!(localhost.check_reach(false).await.is_err(), "a name for the node itself");
     }

@@ -178,7 +178,7 @@ impl Backend for SiteBackend {
         };
         let room = RoomName::parse(&room).map_err(|error| refuse("invalid_token", &error))?;
         match self.0.admission.admit(&room, &token, chrono::Utc::now()).await {
-            Ok(Admitted { tenant, identity, policy }) => {
+            Ok(Admitted { tenant, identity, policy, .. }) => {
                 let around = self.0.meetings.client_context(tenant, room.as_str(), identity.user_id.as_deref()).await;
                 let around = around.unwrap_or_else(|error| {
                     tracing::warn!(%error, "a meeting's title and links could not be loaded; the room's name stands in");

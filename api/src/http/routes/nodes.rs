@@ -1,17 +1,19 @@
-//! The control plane's endpoints for its media nodes, under `/_node/v1` with the node secret as a bearer
-//! token: heartbeats (`nodes::registry`) and the room events of each node's outbox (`SessionRecorder`,
-//! which counts a redelivered event once). Registered only when `CONVENE_NODE_SECRET` is set.
+//! The endpoints between a control plane and its media nodes, under `/_node/v1` with the node secret as a
+//! bearer token. On the control plane (registered only when `CONVENE_NODE_SECRET` is set): heartbeats
+//! (`nodes::registry`) and the room events of each node's outbox (`SessionRecorder`, which counts a
+//! redelivered event once). On a media node: the API's commands to a meeting running there.
 
 use actix_web::{HttpRequest, HttpResponse, http::header, post, web};
 use chrono::Utc;
 use convene_media::outbox::{Deliver, Envelope};
 
 use crate::{
-    http::AppState,
+    http::{AppState, routes::signal::NodeServices},
+    meetings::room_commands::RoomCommands,
     nodes::{
         proxy::MediaNodes,
         registry,
-        wire::{Heartbeat, authorized, valid_node_id},
+        wire::{CommandAnswer, Heartbeat, NodeCommand, authorized, valid_node_id},
     },
 };
 
@@ -23,6 +25,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         actix_web::error::InternalError::from_response(error, HttpResponse::BadRequest().json(body)).into()
     });
     cfg.service(web::scope("/_node/v1").app_data(json).service(heartbeat).service(events));
+}
+
+/// Registers a media node's endpoint for its control plane's commands.
+pub fn configure_node(cfg: &mut web::ServiceConfig) {
+    cfg.service(command);
 }
 
 fn error(status: actix_web::http::StatusCode, code: &str, message: impl std::fmt::Display) -> HttpResponse {
@@ -95,4 +102,23 @@ async fn events(request: HttpRequest, state: web::Data<AppState>, body: web::Jso
         // The node's outbox keeps it and tries again.
         Err(undelivered) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", undelivered),
     }
+}
+
+/// `POST /_node/v1/command` on a media node: a command from the API for a meeting running here, answered
+/// with what came of it (a [`CommandAnswer`]). The secret is checked before the body is read.
+#[post("/_node/v1/command")]
+async fn command(request: HttpRequest, node: web::Data<NodeServices>, body: web::Bytes) -> HttpResponse {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    if !authorized(header, &node.secret) {
+        return Refused::Unauthorized.response();
+    }
+    let command = match serde_json::from_slice::<NodeCommand>(&body) {
+        Ok(command) => command,
+        Err(bad) => return error(actix_web::http::StatusCode::BAD_REQUEST, "invalid_request", bad),
+    };
+    if let Err(bad) = command.check() {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, "invalid_request", bad);
+    }
+    let outcome = node.hosted.send((command.tenant, &command.room), command.command, &command.by).await;
+    HttpResponse::Ok().json(CommandAnswer::from(outcome))
 }

@@ -86,7 +86,10 @@ fn refusal(error: DialInError) -> ApiError {
         DialInError::NotFound => ApiError::NotFound,
         error @ DialInError::Taken(_) => ApiError::Conflict(error.to_string()),
         error @ DialInError::UnknownTenant(_) => ApiError::BadRequest(format!("tenant_id: {error}")),
-        error @ (DialInError::NotInPlan(_) | DialInError::Refused(_) | DialInError::Database(_)) => internal(error),
+        error @ (DialInError::NotInPlan(_)
+        | DialInError::Refused(_)
+        | DialInError::Unavailable(_)
+        | DialInError::Database(_)) => internal(error),
     }
 }
 

@@ -20,7 +20,10 @@ use secrecy::SecretString;
 
 use crate::{
     http::AppState,
-    meetings::admission::{Admission, Admitted, Refused},
+    meetings::{
+        admission::{Admission, Admitted, Refused},
+        room_commands::HostedRooms,
+    },
     nodes::{
         proxy::MediaNodes,
         wire::{Handoff, authorized},
@@ -101,8 +104,8 @@ impl PasswordGuesses {
 /// A media node's side of the signalling: its rooms, and the secret a passed-on socket must carry.
 #[derive(Debug, Clone)]
 pub struct NodeServices {
-    /// The rooms this node hosts.
-    pub rooms: Rooms,
+    /// The rooms this node hosts, with its id.
+    pub hosted: HostedRooms,
     /// The secret its control plane holds.
     pub secret: SecretString,
     /// Wrong room passwords, counted across connections (rooms live on one node).
@@ -191,7 +194,7 @@ async fn node_signal(
     let (response, session, mut stream) = upgrade(&request, body)?;
     let node = node.into_inner();
     rt::spawn(async move {
-        let rooms = node.rooms.clone();
+        let rooms = node.hosted.rooms.clone();
         rooms.metrics().connection(1);
         let handoff = match tokio::time::timeout(HELLO_TIMEOUT, stream.recv()).await {
             Ok(Some(Ok(AggregatedMessage::Text(text)))) => serde_json::from_str::<Handoff>(&text),
@@ -290,7 +293,7 @@ async fn serve(
         Err(Refused::Room(reason, message)) => return refuse(session, &metrics, reason, message.to_owned()).await,
         Err(Refused::Unavailable) => return unavailable(session, &metrics).await,
     };
-    let Admitted { tenant, mut identity, policy } = admitted;
+    let Admitted { tenant, mut identity, policy, region } = admitted;
     identity.chosen_name = chosen_name;
     match host {
         Host::Here(rooms) => {
@@ -300,7 +303,7 @@ async fn serve(
         }
         Host::Nodes(nodes) => {
             let handoff = Handoff { tenant, room, identity, policy, version, password, resume, address };
-            match nodes.pass_on(&handoff).await {
+            match nodes.pass_on(&handoff, region.as_ref()).await {
                 Some(node) => crate::nodes::proxy::pump(session, stream, node).await,
                 None => unavailable(session, &metrics).await,
             }

@@ -9,14 +9,14 @@ pub mod compose;
 pub mod storage;
 mod transport;
 
-use std::path::PathBuf;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 use convene_domain::{EmailAddress, RoomName, TenantId};
-use convene_media::{
-    rooms::{RecordingError as MediaRecordingError, Rooms},
-    streaming::StreamTarget,
-};
+use convene_media::streaming::StreamTarget;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect,
@@ -32,7 +32,10 @@ pub use self::storage::Storage;
 use crate::{
     billing::Billing,
     entities::recording,
-    meetings::rooms::{self, RoomError},
+    meetings::{
+        room_commands::{CommandError, Done, RoomCommand, RoomCommands},
+        rooms::{self, RoomError},
+    },
     people::Actor,
     platform::{
         audit::{self, AuditEvent},
@@ -40,6 +43,7 @@ use crate::{
         mail::{Email, Mailer},
         pagination,
     },
+    webhooks::{self, events::EventType},
 };
 
 /// Where a recording is in its life.
@@ -194,7 +198,15 @@ pub async fn started(
         retry_at: Set(None),
     };
     // The API notes a recording it started before the node's event arrives; whichever comes second is a no-op.
-    recording::Entity::insert(row).on_conflict_do_nothing().exec(db).await.map(drop)
+    let conflict = sea_orm::sea_query::OnConflict::column(recording::Column::Id).do_nothing().to_owned();
+    let inserted = recording::Entity::insert(row).on_conflict(conflict).exec_without_returning(db).await?;
+    if inserted == 1 {
+        let data = serde_json::json!({
+            "recording_id": id, "room": room.as_str(), "started_by": event.by, "started_at": at,
+        });
+        webhooks::events::emit(db, tenant, (EventType::RecordingStarted, data), None, at).await?;
+    }
+    Ok(())
 }
 
 /// Notes that a recording stopped: its tracks are complete and wait to be composed.
@@ -218,9 +230,9 @@ pub async fn stopped(
     row.update(db).await.map(drop)
 }
 
-/// A node started again: the recordings it was making when it stopped end when it was last alive, marked
-/// interrupted, and are composed from what it wrote.
-pub async fn node_restarted(
+/// A node stopped (it started again, or was declared gone): the recordings it was making end when it was
+/// last alive, marked interrupted, and are composed from what it wrote (if that reaches the composer).
+pub async fn node_stopped(
     db: &impl ConnectionTrait,
     node: &str,
     last_alive: Option<DateTime<Utc>>,
@@ -289,6 +301,9 @@ pub enum RecordingError {
     /// The bucket holding the recording's files failed; nothing was deleted.
     #[error("the recordings' storage failed: {0}")]
     Storage(String),
+    /// The meeting's media node did not answer; the words say so.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A recording as the site's page lists it.
@@ -364,27 +379,19 @@ pub fn download_message(id: Uuid, file: &str, expires: i64) -> String {
 }
 
 /// A room's refusal in the API's terms: a room the tenant has but nobody is in has no meeting to record.
-fn refusal(error: MediaRecordingError, known: bool) -> RecordingError {
+fn refusal(error: CommandError, known: bool) -> RecordingError {
     match error {
-        MediaRecordingError::NotRunning if known => {
+        CommandError::NotRunning if known => {
             RecordingError::Conflict("the meeting has not started: nobody is in the room".to_owned())
         }
-        MediaRecordingError::NotRunning => RecordingError::NotFound,
-        MediaRecordingError::Refused(words) => RecordingError::Conflict(words),
+        CommandError::NotRunning => RecordingError::NotFound,
+        CommandError::Refused(words) => RecordingError::Conflict(words),
+        CommandError::Unreachable(_) => RecordingError::Unavailable(error.to_string()),
     }
 }
 
 /// Who started a recording through the API, as participants see it.
 pub const API_STARTER: &str = "the organisation's app";
-
-/// The rooms this process hosts, and the id of the node they run on (as its outbox names it).
-#[derive(Debug, Clone)]
-pub struct HostedRooms {
-    /// The rooms.
-    pub rooms: Rooms,
-    /// The node's id.
-    pub node: String,
-}
 
 /// The recordings context's rules beyond storage: starting and stopping a room's recording from the API,
 /// and deleting recordings with their files.
@@ -392,7 +399,8 @@ pub struct HostedRooms {
 pub struct RecordingService {
     db: DatabaseConnection,
     billing: Billing,
-    rooms: Option<HostedRooms>,
+    /// Where the API's start and stop go: the rooms here, or the media nodes.
+    rooms: Option<Arc<dyn RoomCommands>>,
     /// Where recordings' files are.
     storage: Storage,
     /// Signs download links.
@@ -404,11 +412,11 @@ pub struct RecordingService {
 }
 
 impl RecordingService {
-    /// Recordings over `db`, the plans in `billing`, mail through `mailer`, the rooms this process hosts, the
-    /// files in `storage`, and download links under `public_url` signed by `envelope`.
+    /// Recordings over `db`, the plans in `billing`, mail through `mailer`, the running meetings `rooms`
+    /// reaches, the files in `storage`, and download links under `public_url` signed by `envelope`.
     pub fn new(
         (db, billing, mailer): (DatabaseConnection, Billing, Mailer),
-        rooms: Option<HostedRooms>,
+        rooms: Option<Arc<dyn RoomCommands>>,
         (storage, envelope, public_url): (Storage, Envelope, Url),
     ) -> Self {
         Self { db, billing, rooms, storage, envelope, public_url, mailer }
@@ -487,17 +495,12 @@ impl RecordingService {
 
     /// Starts (`start`) or stops recording the meeting going on in `room`; answers the recording's id.
     pub async fn control(&self, tenant: TenantId, room: &RoomName, start: bool) -> Result<Uuid, RecordingError> {
-        let (hosted, key, known) = self.hosted_room(tenant, room, start).await?;
-        match hosted.rooms.record(&key, start, API_STARTER.to_owned()).await {
-            Ok(Some(id)) => {
-                // Noted now, so the id answered is one the caller can read at once.
-                let event = Started { node: &hosted.node, id: &id, by: API_STARTER, by_user: None, by_email: None };
-                started(&self.db, tenant, room, event, Utc::now()).await?;
-                Uuid::parse_str(&id).map_err(|_| RecordingError::NotFound)
-            }
-            Ok(None) => Err(RecordingError::NotFound),
-            Err(error) => Err(refusal(error, known)),
-        }
+        let done = self.command(tenant, room, RoomCommand::Record { start }).await?;
+        let id = done.id.ok_or(RecordingError::NotFound)?;
+        // Noted now, so the id answered is one the caller can read at once.
+        let event = Started { node: &done.node, id: &id, by: API_STARTER, by_user: None, by_email: None };
+        started(&self.db, tenant, room, event, Utc::now()).await?;
+        Uuid::parse_str(&id).map_err(|_| RecordingError::NotFound)
     }
 
     /// Starts streaming the meeting going on in `room` live to `target`, or stops it (`None`).
@@ -507,39 +510,30 @@ impl RecordingService {
         room: &RoomName,
         target: Option<StreamTarget>,
     ) -> Result<(), RecordingError> {
-        let (hosted, key, known) = self.hosted_room(tenant, room, target.is_some()).await?;
-        hosted
-            .rooms
-            .live_stream(&key, target, API_STARTER.to_owned())
-            .await
-            .map(drop)
-            .map_err(|error| refusal(error, known))
+        self.command(tenant, room, RoomCommand::LiveStream { target }).await.map(drop)
     }
 
-    /// The rooms hosting `room`, its key, and whether the tenant has such a room; a start needs the plan to
-    /// include recording (which covers live streaming).
-    async fn hosted_room(
-        &self,
-        tenant: TenantId,
-        room: &RoomName,
-        start: bool,
-    ) -> Result<(&HostedRooms, (String, String), bool), RecordingError> {
+    /// Sends `command` to the meeting in `room` once the tenant is known to have the room (a start needs the
+    /// plan to include recording, which covers live streaming).
+    async fn command(&self, tenant: TenantId, room: &RoomName, command: RoomCommand) -> Result<Done, RecordingError> {
         let known = match rooms::find(&self.db, tenant, room.as_str()).await {
             Ok(_) => true,
             Err(RoomError::NotFound) => false,
             Err(RoomError::Database(error)) => return Err(error.into()),
             Err(other) => return Err(DbErr::Custom(other.to_string()).into()),
         };
+        let start =
+            matches!(command, RoomCommand::Record { start: true } | RoomCommand::LiveStream { target: Some(_) });
         if start {
             let allowance = self.billing.allowance(tenant).await?;
             if let Some(words) = allowance.recording_refused {
                 return Err(RecordingError::NotInPlan(words));
             }
         }
-        let Some(hosted) = &self.rooms else {
+        let Some(rooms) = &self.rooms else {
             return Err(RecordingError::Conflict("this server does not record or stream meetings".to_owned()));
         };
-        Ok((hosted, (tenant.to_string(), room.as_str().to_owned()), known))
+        rooms.send((tenant, room), command, API_STARTER).await.map_err(|error| refusal(error, known))
     }
 
     /// The recordings page for a member: moderators and above see recordings; owners and admins may delete.
@@ -722,17 +716,23 @@ impl RecordingService {
     /// node's copy goes only once the bucket's is noted.
     async fn make_ready(&self, row: recording::Model) {
         let dir = self.storage.dir.join(row.id.to_string());
-        let composed = compose::compose(&dir).await;
-        let stored = match (&composed, &self.storage.bucket) {
-            (Ok(_), Some(bucket)) => {
-                let folder = bucket.folder_for(TenantId::from(row.tenant_id), row.id);
-                Some(bucket.upload(&dir, &folder).await.map(|()| folder))
-            }
+        let folder =
+            self.storage.bucket.as_ref().map(|bucket| bucket.folder_for(TenantId::from(row.tenant_id), row.id));
+        let composed = match self.fetch_tracks(&dir, folder.as_deref()).await {
+            Ok(()) => compose::compose(&dir).await,
+            Err(error) => Err(error),
+        };
+        let stored = match (&composed, &self.storage.bucket, folder) {
+            (Ok(_), Some(bucket), Some(folder)) => Some(bucket.upload(&dir, &folder).await.map(|()| folder)),
             _ => None,
         };
         let ready = matches!((&composed, &stored), (Ok(_), None | Some(Ok(_))))
             .then(|| (row.room.clone(), row.notify_email.clone(), row.started_at));
-        let uploaded = matches!(stored, Some(Ok(_)));
+        let stored_folder = match &stored {
+            Some(Ok(folder)) => Some(folder.clone()),
+            _ => None,
+        };
+        let uploaded = stored_folder.is_some();
         if let Err(error) = finish(&self.db, row, composed, stored, Utc::now()).await {
             tracing::warn!(%error, "a composed recording could not be noted; it is composed again later");
             return;
@@ -740,9 +740,32 @@ impl RecordingService {
         if uploaded && let Err(error) = tokio::fs::remove_dir_all(&dir).await {
             tracing::warn!(%error, dir = %dir.display(), "an uploaded recording's local copy could not be removed");
         }
+        if let (Some(bucket), Some(folder)) = (&self.storage.bucket, stored_folder.as_deref()) {
+            // A media node's tracks, now composed (a failed removal leaves them for the recording's deletion).
+            if let Err(error) = bucket.remove_tracks(folder).await {
+                tracing::warn!(%error, "a composed recording's tracks could not be removed from the bucket");
+            }
+        }
         if let Some((room, Some(email), started_at)) = ready {
             self.tell_ready(&room, &email, started_at).await;
         }
+    }
+
+    /// A recording a media node of this control plane made has its tracks in the bucket, not on this disk:
+    /// they are fetched first (into a folder of their own, so a fetch cut short is never composed).
+    async fn fetch_tracks(&self, dir: &Path, folder: Option<&str>) -> Result<(), String> {
+        if tokio::fs::try_exists(dir).await.unwrap_or(false) {
+            return Ok(());
+        }
+        // Recorded here, or no bucket: the composer says what is missing.
+        let (Some(bucket), Some(folder)) = (&self.storage.bucket, folder) else { return Ok(()) };
+        let fetching = dir.with_extension("fetching");
+        let _ = tokio::fs::remove_dir_all(&fetching).await;
+        if bucket.download_tracks(folder, &fetching).await? == 0 {
+            let _ = tokio::fs::remove_dir_all(&fetching).await;
+            return Err("its files never reached the recordings' storage from its media node".to_owned());
+        }
+        tokio::fs::rename(&fetching, dir).await.map_err(|error| format!("its tracks cannot be kept here ({error})"))
     }
 
     /// Mails the moderator who started a recording that it is ready.
@@ -838,5 +861,28 @@ async fn finish(
             row.claimed_at = Set(None);
         }
     }
-    row.update(db).await.map(drop)
+    // The row and the webhook event together, or neither.
+    let transaction = crate::platform::db::begin_write(db).await?;
+    let row = row.update(&transaction).await?;
+    let event = match RecordingState::parse(&row.state) {
+        RecordingState::Ready => Some(EventType::RecordingReady),
+        RecordingState::Failed => Some(EventType::RecordingFailed),
+        RecordingState::Recording | RecordingState::Processing => None,
+    };
+    if let Some(event) = event {
+        let recording = view(row.clone());
+        let data = serde_json::json!({
+            "recording_id": recording.id,
+            "room": recording.room,
+            "started_at": recording.started_at,
+            "stopped_at": recording.stopped_at,
+            "duration_seconds": recording.duration_seconds,
+            "size_bytes": recording.size_bytes,
+            "participants": recording.participants,
+            "interrupted": recording.interrupted,
+            "reason": recording.failure,
+        });
+        webhooks::events::emit(&transaction, TenantId::from(row.tenant_id), (event, data), None, now).await?;
+    }
+    transaction.commit().await
 }

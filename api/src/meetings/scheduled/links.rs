@@ -120,6 +120,7 @@ impl MeetingService {
                 ..Default::default()
             },
             exp: Some(u64::try_from(expires.timestamp()).unwrap_or_default()),
+            region: None,
         };
         let now = u64::try_from(now.timestamp()).unwrap_or_default();
         let minted = room_tokens::mint(&self.db, &self.envelope, tenant, request, &self.meet_url, now).await?;

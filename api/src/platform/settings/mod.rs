@@ -18,6 +18,7 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use convene_domain::Region;
 use convene_media::gateway::{AllowedPeers, RtpPorts, Trunk};
 
 use self::plans::{DEFAULT_PLANS, Plans};
@@ -99,6 +100,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "0",
         "1 lets live streams go to loopback and private addresses (development, tests); else only public ones",
     ),
+    (
+        "CONVENE_WEBHOOKS_ALLOW_LOOPBACK",
+        "0",
+        "1 lets webhook endpoints be http:// and on loopback or private addresses (development, tests); else https to \
+         public ones only",
+    ),
     ("CONVENE_STRIPE_SECRET_KEY", "(unset: billing off)", "Stripe secret key"),
     ("CONVENE_STRIPE_WEBHOOK_SECRET", "(unset)", "Stripe webhook signing secret"),
     ("CONVENE_STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (tests point it at a fake)"),
@@ -157,6 +164,8 @@ pub struct Settings {
     pub recordings_bucket: Option<BucketSettings>,
     /// Live streams may go to loopback and private addresses.
     pub streaming_allow_private: bool,
+    /// Webhook endpoints may be plain http and on loopback or private addresses.
+    pub webhooks_allow_loopback: bool,
     /// Stripe access.
     pub stripe: StripeSettings,
     /// The plans tenants can be on.
@@ -217,7 +226,7 @@ pub struct NodeSettings {
     /// How the control plane reaches this node's HTTP listener; `None`: `http://` and its bound address.
     pub url: Option<Url>,
     /// The node's region.
-    pub region: String,
+    pub region: Region,
 }
 
 /// Stripe credentials and endpoint.
@@ -523,7 +532,9 @@ impl Parser {
                 control_url: self.get("CONVENE_CONTROL_URL", || None, |value| parse_private_url(value).map(Some))?,
                 secret: self.get("CONVENE_NODE_SECRET", || None, parse_node_secret)?,
                 url: self.get("CONVENE_NODE_URL", || None, |value| parse_private_url(value).map(Some))?,
-                region: self.get("CONVENE_NODE_REGION", || "default".to_owned(), parse_region)?,
+                region: self.get("CONVENE_NODE_REGION", Region::default, |value| {
+                    Region::parse(value).map_err(|error| error.to_string())
+                })?,
             },
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
             sip_allow: self.get("CONVENE_SIP_ALLOW", || None, |value| AllowedPeers::parse(value).map(Some))?,
@@ -546,15 +557,8 @@ impl Parser {
                 || None,
                 |value| BucketSettings::parse(value, self.aws.clone()).map(Some),
             )?,
-            streaming_allow_private: self.get(
-                "CONVENE_STREAMING_ALLOW_PRIVATE",
-                || false,
-                |value| match value {
-                    "0" => Ok(false),
-                    "1" => Ok(true),
-                    _ => Err(format!("is `{value}`; use 1 to allow private addresses or 0 not to")),
-                },
-            )?,
+            streaming_allow_private: self.get("CONVENE_STREAMING_ALLOW_PRIVATE", || false, parse_allowance)?,
+            webhooks_allow_loopback: self.get("CONVENE_WEBHOOKS_ALLOW_LOOPBACK", || false, parse_allowance)?,
             stripe,
             plans: self.get(
                 "CONVENE_PLANS",
@@ -641,14 +645,13 @@ fn parse_node_secret(value: &str) -> Result<Option<SecretString>, String> {
     Ok(Some(SecretString::from(value.to_owned())))
 }
 
-/// A region name: 1 to 64 lowercase letters, digits and hyphens (`eu-west-1`).
-fn parse_region(value: &str) -> Result<String, String> {
-    let valid = (1..=64).contains(&value.len())
-        && value.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-    if !valid {
-        return Err(format!("is `{value}`; use lowercase letters, digits and hyphens, like eu-west-1"));
+/// `1` allows private addresses, `0` does not.
+fn parse_allowance(value: &str) -> Result<bool, String> {
+    match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(format!("is `{value}`; use 1 to allow private addresses or 0 not to")),
     }
-    Ok(value.to_owned())
 }
 
 /// A site URL is an origin: scheme, host and optional port, no path.

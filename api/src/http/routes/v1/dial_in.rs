@@ -22,6 +22,7 @@ fn dial_in_error(error: DialInError) -> ApiError {
         DialInError::NotFound => ApiError::NotFound,
         DialInError::NotInPlan(words) => ApiError::Forbidden(words),
         DialInError::Refused(words) => ApiError::Conflict(words),
+        DialInError::Unavailable(words) => ApiError::Unavailable(words),
         error @ (DialInError::Taken(_) | DialInError::UnknownTenant(_) | DialInError::Database(_)) => internal(error),
     }
 }
@@ -75,7 +76,8 @@ pub struct DialOutRequest {
         (status = 403, description = "The plan does not include phone calls", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
         (status = 409, description = "Nobody is in the meeting, it is end-to-end encrypted, the number was removed, \
-            the server has no trunk, or too many phones are being called", body = ErrorBody)))]
+            the server has no trunk, or too many phones are being called", body = ErrorBody),
+        (status = 503, description = "The meeting's media node did not answer; try again", body = ErrorBody)))]
 #[post("/rooms/{name}/dial-out")]
 pub(super) async fn dial_out(
     tenant: ApiTenant,

@@ -15,6 +15,7 @@ mod rooms;
 mod scheduled;
 mod sessions;
 mod tenant;
+mod webhooks;
 
 /// The meet host's public URL, for join links.
 #[derive(Debug, Clone)]
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(query)
             .service(openapi_document)
             .service(tenant::current_tenant)
+            .service(tenant::update_tenant)
             .service(keys::jwks)
             .service(keys::meeting_token)
             .service(keys::list_keys)
@@ -63,6 +65,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(dial_in::room_dial_in)
             .service(dial_in::dial_in_numbers)
             .service(dial_in::dial_out)
+            .service(webhooks::create_webhook)
+            .service(webhooks::list_webhooks)
+            .service(webhooks::get_webhook)
+            .service(webhooks::update_webhook)
+            .service(webhooks::delete_webhook)
+            .service(webhooks::rotate_webhook_secret)
+            .service(webhooks::webhook_deliveries)
+            .service(webhooks::test_webhook)
+            .service(webhooks::resend_webhook)
             .default_service(web::to(|| async { ApiError::NotFound })),
     );
 }
@@ -70,8 +81,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The body of every `/v1` error.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `not_found`, `invalid_request`, `conflict`, `rate_limited` or
-    /// `internal`.
+    /// A stable code: `unauthorized`, `not_found`, `invalid_request`, `forbidden`, `conflict`, `rate_limited`,
+    /// `unavailable` or `internal`.
     pub error: &'static str,
     /// What went wrong, for people; names the field at fault.
     pub message: String,
@@ -98,6 +109,9 @@ pub enum ApiError {
     /// Too many requests of this kind for now; the message says which.
     #[error("{0}")]
     RateLimited(String),
+    /// A part of the service the request needs did not answer (a meeting's media node); try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// A server-side failure, logged.
     #[error("internal error")]
     Internal,
@@ -112,6 +126,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
         }
     }
@@ -126,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -190,14 +206,17 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
 /// The OpenAPI 3.1 document of `/v1`, generated from the handlers and types above.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Convene API", description = "Rooms, meeting tokens, signing keys and meetings of one tenant."),
+    info(title = "Convene API", description = "Rooms, meeting tokens, signing keys, meetings and webhooks of one tenant."),
     paths(
-        tenant::current_tenant, keys::jwks, keys::meeting_token, keys::list_keys, keys::register_key, keys::rotate_key, keys::delete_key, rooms::create_room,
+        tenant::current_tenant, tenant::update_tenant, keys::jwks, keys::meeting_token, keys::list_keys, keys::register_key, keys::rotate_key, keys::delete_key, rooms::create_room,
         rooms::list_rooms, rooms::get_room, rooms::update_room, rooms::delete_room, scheduled::schedule_meeting, scheduled::list_scheduled, scheduled::get_scheduled,
         scheduled::replace_scheduled, scheduled::cancel_scheduled, sessions::list_meetings, sessions::room_presence,
         recordings::start_recording, recordings::stop_recording, recordings::start_live_stream,
         recordings::stop_live_stream, recordings::list_recordings, recordings::get_recording,
-        recordings::delete_recording, dial_in::room_dial_in, dial_in::dial_in_numbers, dial_in::dial_out
+        recordings::delete_recording, dial_in::room_dial_in, dial_in::dial_in_numbers, dial_in::dial_out,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::update_webhook,
+        webhooks::delete_webhook, webhooks::rotate_webhook_secret, webhooks::webhook_deliveries,
+        webhooks::test_webhook, webhooks::resend_webhook
     ),
     modifiers(&BearerKey),
     tags(
@@ -209,6 +228,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         (name = "meetings", description = "Past and ongoing sessions, and who is in a room now"),
         (name = "recordings", description = "Recording meetings and streaming them live, and the recordings made"),
         (name = "dial-in", description = "Joining meetings by phone: numbers and PINs; calling phones in"),
+        (name = "webhooks", description = "Signed posts of the organisation's events (Standard Webhooks) to its endpoints"),
     )
 )]
 pub struct ApiDoc;

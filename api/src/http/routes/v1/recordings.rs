@@ -54,6 +54,7 @@ fn recording_error(error: RecordingError) -> ApiError {
         RecordingError::Conflict(words) => ApiError::Conflict(words),
         RecordingError::Database(error) => internal(error),
         error @ RecordingError::Storage(_) => internal(error),
+        RecordingError::Unavailable(words) => ApiError::Unavailable(words),
     }
 }
 
@@ -79,7 +80,8 @@ async fn control(tenant: ApiTenant, name: &str, state: &AppState, start: bool) -
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 403, description = "The plan does not include recording", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "Nobody is in the meeting, it is end-to-end encrypted, or it is recorded already", body = ErrorBody)))]
+        (status = 409, description = "Nobody is in the meeting, it is end-to-end encrypted, or it is recorded already", body = ErrorBody),
+        (status = 503, description = "The meeting's media node did not answer; try again", body = ErrorBody)))]
 #[post("/rooms/{name}/recording")]
 pub(super) async fn start_recording(
     tenant: ApiTenant,
@@ -95,7 +97,8 @@ pub(super) async fn start_recording(
     responses((status = 200, description = "Recording stopped", body = RecordingControlled),
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "The meeting is not being recorded", body = ErrorBody)))]
+        (status = 409, description = "The meeting is not being recorded", body = ErrorBody),
+        (status = 503, description = "The meeting's media node did not answer; try again", body = ErrorBody)))]
 #[delete("/rooms/{name}/recording")]
 pub(super) async fn stop_recording(
     tenant: ApiTenant,
@@ -136,7 +139,8 @@ pub struct LiveStreamState {
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 403, description = "The plan does not include recording and live streaming", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "Nobody is in the meeting, it is end-to-end encrypted, or it is live already", body = ErrorBody)))]
+        (status = 409, description = "Nobody is in the meeting, it is end-to-end encrypted, or it is live already", body = ErrorBody),
+        (status = 503, description = "The meeting's media node did not answer; try again", body = ErrorBody)))]
 #[post("/rooms/{name}/live-stream")]
 pub(super) async fn start_live_stream(
     tenant: ApiTenant,
@@ -157,7 +161,8 @@ pub(super) async fn start_live_stream(
     responses((status = 200, description = "Streaming stopped", body = LiveStreamState),
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "The meeting is not streamed live", body = ErrorBody)))]
+        (status = 409, description = "The meeting is not streamed live", body = ErrorBody),
+        (status = 503, description = "The meeting's media node did not answer; try again", body = ErrorBody)))]
 #[delete("/rooms/{name}/live-stream")]
 pub(super) async fn stop_live_stream(
     tenant: ApiTenant,

@@ -1,0 +1,384 @@
+//! Delivering queued events: each endpoint's deliveries go out one at a time, oldest first, so a receiver
+//! sees them in order; endpoints are served side by side, so a slow or failing one holds up only its own.
+//! A failed try waits longer before each retry (the Standard Webhooks schedule, about 27 hours in all);
+//! after the last, the delivery has failed, the endpoint is marked failing and its organisation's owners are
+//! told by mail, and its next delivery goes on. Every try is logged for the endpoint's delivery log.
+//!
+//! Requests go only where the endpoint's URL resolves to public addresses (unless the operator allows
+//! loopback and private networks, for development and tests), to the address checked; no redirect is
+//! followed, each request has a deadline, and at most a bounded part of an answer is read.
+
+use std::{net::SocketAddr, time::Duration};
+
+use chrono::{DateTime, Utc};
+use convene_domain::{EmailAddress, TenantId};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use uuid::Uuid;
+
+use super::signing::WebhookSecret;
+use crate::{
+    entities::{membership, user, webhook_attempt, webhook_delivery, webhook_endpoint, webhook_message},
+    platform::{
+        envelope::Envelope,
+        mail::{Email, Mailer},
+    },
+};
+
+/// A delivery's states.
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const FAILED: &str = "failed";
+
+/// The waits after each failed try before the next (Standard Webhooks' and Svix's schedule); after the last
+/// retry fails, the delivery has failed.
+const RETRY_AFTER: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+/// How long a receiver has to answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A claimed delivery is another worker's once this has passed (its worker died), well past a request.
+const CLAIM_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Endpoints served at once by one worker.
+const IN_FLIGHT: usize = 8;
+/// How often the worker looks for due deliveries.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// The most of an answer read, and the part of it kept in the log.
+const MOST_READ: usize = 64 * 1024;
+const SNIPPET_CHARS: usize = 1000;
+
+/// What reaches where: loopback and private networks only when the operator allows them.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    /// `CONVENE_WEBHOOKS_ALLOW_LOOPBACK`: http, loopback and private addresses are allowed.
+    pub private_allowed: bool,
+}
+
+impl Reach {
+    /// Whether `url` may be an endpoint: https (or http where private networks are allowed), a host, no
+    /// user name or password. Addresses are checked at each delivery, where the name is resolved.
+    pub fn check_url(self, url: &Url) -> Result<(), String> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.private_allowed => {}
+            _ => return Err("the URL must start with https://".to_owned()),
+        }
+        if url.host_str().is_none_or(str::is_empty) || !url.username().is_empty() || url.password().is_some() {
+            return Err("the URL must name a host and no user name or password".to_owned());
+        }
+        if url.as_str().len() > 2048 {
+            return Err("the URL is longer than 2048 characters".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The address to send to: the first `url`'s host resolves to, if every one it resolves to may be
+    /// reached (a name that resolves to an inside address is refused, whatever else it resolves to).
+    async fn resolve(self, url: &Url) -> Result<SocketAddr, String> {
+        self.check_url(url)?;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| format!("the host `{host}` cannot be found"))?
+            .collect();
+        let Some(first) = addresses.first().copied() else { return Err(format!("the host `{host}` cannot be found")) };
+        if !self.private_allowed && addresses.iter().any(|address| !convene_domain::net::is_public(address.ip())) {
+            return Err("the URL leads into a private network, which webhooks are not sent to".to_owned());
+        }
+        Ok(first)
+    }
+}
+
+/// Sends the queued deliveries.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    db: DatabaseConnection,
+    envelope: Envelope,
+    mailer: Mailer,
+    reach: Reach,
+    /// Where owners manage their webhooks, for the mail saying one is failing.
+    page: String,
+}
+
+/// What came of one try.
+struct Outcome {
+    status: Option<u16>,
+    latency: Duration,
+    response: String,
+}
+
+impl Outcome {
+    fn delivered(&self) -> bool {
+        self.status.is_some_and(|status| (200..300).contains(&status))
+    }
+}
+
+impl Deliverer {
+    /// Delivers from `db`, opening secrets with `envelope`, telling owners through `mailer` (with a link to
+    /// the site at `public_url`), reaching only what `reach` allows.
+    pub fn new(db: DatabaseConnection, envelope: Envelope, mailer: Mailer, reach: Reach, public_url: &Url) -> Self {
+        let page = format!("{}/webhooks", public_url.as_str().trim_end_matches('/'));
+        Self { db, envelope, mailer, reach, page }
+    }
+
+    /// Delivers until `shutdown`: round after round while there is something to send (an endpoint's next
+    /// event goes as soon as the one before it is delivered), else every [`POLL_EVERY`]. Errors are logged
+    /// and the next round tries again.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let tried = match self.deliver_due(Utc::now()).await {
+                Ok(tried) => tried,
+                Err(error) => {
+                    tracing::warn!(%error, "webhook deliveries could not be read");
+                    0
+                }
+            };
+            let wait = if tried == 0 { POLL_EVERY } else { Duration::ZERO };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One round: for each endpoint with deliveries waiting, its oldest, if due and not another worker's,
+    /// claimed and tried (up to [`IN_FLIGHT`] endpoints at once). Answers how many were tried.
+    pub async fn deliver_due(&self, now: DateTime<Utc>) -> Result<usize, DbErr> {
+        let waiting: Vec<Uuid> = webhook_delivery::Entity::find()
+            .select_only()
+            .column(webhook_delivery::Column::EndpointId)
+            .distinct()
+            .filter(webhook_delivery::Column::State.eq(PENDING))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut claimed = Vec::new();
+        for endpoint in waiting {
+            let head = webhook_delivery::Entity::find()
+                .filter(webhook_delivery::Column::EndpointId.eq(endpoint))
+                .filter(webhook_delivery::Column::State.eq(PENDING))
+                .order_by_asc(webhook_delivery::Column::Id)
+                .one(&self.db)
+                .await?;
+            let Some(head) = head else { continue };
+            let free = head.claimed_until.is_none_or(|until| until < now);
+            if head.next_attempt_at <= now && free && claim(&self.db, &head, now).await? {
+                claimed.push(head);
+                if claimed.len() == IN_FLIGHT {
+                    break;
+                }
+            }
+        }
+        let tried = claimed.len();
+        futures_util::future::join_all(claimed.into_iter().map(|delivery| self.try_delivery(delivery))).await;
+        Ok(tried)
+    }
+
+    /// Tries one claimed delivery and notes what came of it; failures to note are logged (the claim lapses
+    /// and it is tried again).
+    async fn try_delivery(&self, delivery: webhook_delivery::Model) {
+        if let Err(error) = self.attempt(delivery).await {
+            tracing::warn!(%error, "a webhook delivery's outcome could not be noted");
+        }
+    }
+
+    async fn attempt(&self, delivery: webhook_delivery::Model) -> Result<(), DbErr> {
+        let endpoint = webhook_endpoint::Entity::find_by_id(delivery.endpoint_id).one(&self.db).await?;
+        let message = webhook_message::Entity::find_by_id(delivery.message_id).one(&self.db).await?;
+        let (Some(endpoint), Some(message)) = (endpoint, message) else { return Ok(()) };
+        if endpoint.disabled {
+            // Waits, in order, until the endpoint is enabled again.
+            return release(&self.db, &delivery).await;
+        }
+        let outcome = self.send(&endpoint, &message).await;
+        let now = Utc::now();
+        let delivered = outcome.delivered();
+        webhook_attempt::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(delivery.tenant_id),
+            endpoint_id: Set(endpoint.id),
+            delivery_id: Set(delivery.id),
+            at: Set(now),
+            status: Set(outcome.status.map(i32::from)),
+            latency_ms: Set(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX)),
+            response: Set(outcome.response),
+        }
+        .insert(&self.db)
+        .await?;
+        let attempts = delivery.attempts + 1;
+        let retry = usize::try_from(delivery.attempts).ok().and_then(|tried| RETRY_AFTER.get(tried));
+        let mut row: webhook_delivery::ActiveModel = delivery.into();
+        row.attempts = Set(attempts);
+        row.claimed_until = Set(None);
+        match (delivered, retry) {
+            (true, _) => {
+                row.state = Set(DELIVERED.to_owned());
+                row.finished_at = Set(Some(now));
+            }
+            (false, Some(wait)) => {
+                row.next_attempt_at = Set(now + chrono::TimeDelta::from_std(*wait).unwrap_or(CLAIM_FOR));
+            }
+            (false, None) => {
+                row.state = Set(FAILED.to_owned());
+                row.finished_at = Set(Some(now));
+            }
+        }
+        row.update(&self.db).await?;
+        match (delivered, retry) {
+            (true, _) if endpoint.failing_since.is_some() => set_failing(&self.db, endpoint.id, None).await,
+            (false, None) if endpoint.failing_since.is_none() => {
+                set_failing(&self.db, endpoint.id, Some(now)).await?;
+                self.tell_owners(&endpoint).await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Posts `message` to `endpoint`, signed with its secret.
+    async fn send(&self, endpoint: &webhook_endpoint::Model, message: &webhook_message::Model) -> Outcome {
+        let started = std::time::Instant::now();
+        let failed = |response: String| Outcome { status: None, latency: started.elapsed(), response };
+        let secret = match self.envelope.open(endpoint.id, &endpoint.sealed_secret) {
+            Ok(text) => WebhookSecret::parse(text.expose_secret()),
+            Err(_) => None,
+        };
+        let Some(secret) = secret else { return failed("the endpoint's secret cannot be opened".to_owned()) };
+        let Ok(url) = Url::parse(&endpoint.url) else { return failed("the endpoint's URL is not valid".to_owned()) };
+        let address = match self.reach.resolve(&url).await {
+            Ok(address) => address,
+            Err(refused) => return failed(refused),
+        };
+        // Pinned to the address checked: a name that resolves elsewhere a moment later is not followed.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .resolve(url.host_str().unwrap_or_default(), address)
+            .user_agent("Convene-Webhooks/1")
+            .build();
+        let Ok(client) = client else { return failed("the HTTP client could not be made".to_owned()) };
+        let id = message_id(message.id);
+        let timestamp = Utc::now().timestamp();
+        let signature = secret.sign(&id, timestamp, &message.payload);
+        let sent = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(message.payload.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) if error.is_timeout() => return failed(format!("no answer within {REQUEST_TIMEOUT:?}")),
+            Err(error) => return failed(format!("the receiver cannot be reached ({error})")),
+        };
+        let status = response.status().as_u16();
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk[..chunk.len().min(MOST_READ - body.len())]);
+            if body.len() >= MOST_READ {
+                break;
+            }
+        }
+        let response = String::from_utf8_lossy(&body).chars().filter(|c| !c.is_control()).take(SNIPPET_CHARS).collect();
+        Outcome { status: Some(status), latency: started.elapsed(), response }
+    }
+
+    /// Mails the organisation's owners that `endpoint` is failing.
+    async fn tell_owners(&self, endpoint: &webhook_endpoint::Model) {
+        let owners = match owner_addresses(&self.db, TenantId::from(endpoint.tenant_id)).await {
+            Ok(owners) => owners,
+            Err(error) => return tracing::warn!(%error, "a failing webhook's owners could not be read"),
+        };
+        let said = format!(
+            "Events for your webhook {} could not be delivered for more than a day, so one was given up. \
+             Later events are still sent; check that the receiver answers with a 2xx status.",
+            endpoint.url
+        );
+        for owner in owners {
+            let mail = Email::new(
+                &owner,
+                "A webhook is failing",
+                &[&said],
+                ("Open the webhooks", &self.page),
+                "You get this as an owner of the organisation.",
+            );
+            if let Err(error) = self.mailer.queue(mail).await {
+                tracing::warn!(%error, "the mail about a failing webhook could not be queued");
+            }
+        }
+    }
+}
+
+/// The `webhook-id` of a message.
+pub fn message_id(id: Uuid) -> String {
+    format!("msg_{}", id.simple())
+}
+
+/// Takes a delivery for this worker, unless another has it.
+async fn claim(
+    db: &impl ConnectionTrait,
+    delivery: &webhook_delivery::Model,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let claimed = webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::ClaimedUntil, Expr::value(now + CLAIM_FOR))
+        .filter(webhook_delivery::Column::Id.eq(delivery.id))
+        .filter(webhook_delivery::Column::State.eq(PENDING))
+        .filter(
+            Condition::any()
+                .add(webhook_delivery::Column::ClaimedUntil.is_null())
+                .add(webhook_delivery::Column::ClaimedUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(claimed.rows_affected == 1)
+}
+
+async fn release(db: &impl ConnectionTrait, delivery: &webhook_delivery::Model) -> Result<(), DbErr> {
+    webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(webhook_delivery::Column::Id.eq(delivery.id))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
+async fn set_failing(db: &impl ConnectionTrait, endpoint: Uuid, since: Option<DateTime<Utc>>) -> Result<(), DbErr> {
+    webhook_endpoint::Entity::update_many()
+        .col_expr(webhook_endpoint::Column::FailingSince, Expr::value(since))
+        .filter(webhook_endpoint::Column::Id.eq(endpoint))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
+/// The addresses of `tenant`'s owners whose membership stands.
+async fn owner_addresses(db: &impl ConnectionTrait, tenant: TenantId) -> Result<Vec<EmailAddress>, DbErr> {
+    let owners: Vec<Uuid> = membership::Entity::find()
+        .select_only()
+        .column(membership::Column::UserId)
+        .filter(membership::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(membership::Column::Role.eq("owner"))
+        .filter(membership::Column::DisabledAt.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    let users = user::Entity::find().filter(user::Column::Id.is_in(owners)).all(db).await?;
+    Ok(users.into_iter().filter_map(|user| EmailAddress::parse(&user.email).ok()).collect())
+}
