@@ -16,6 +16,7 @@ use sea_orm::{
 
 use crate::entities::{billing_account, billing_invoice, stripe_event, tenant};
 use crate::platform::settings::plans::Plans;
+use crate::webhooks::events::EventType;
 
 /// What handling an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,7 +263,18 @@ async fn subscription_changed(
     changed.subscription_event_at = Set(Some(at));
     changed.overdue_since = Set(overdue_since);
     changed.updated_at = Set(Utc::now());
-    changed.update(db).await?;
+    let changed = changed.update(db).await?;
+    // The tenant's developers hear of it in the same transaction.
+    let data = serde_json::json!({
+        "subscription_id": subscription.id,
+        "status": status,
+        "plan": changed.plan_id,
+        "current_period_start": start,
+        "current_period_end": end,
+        "cancel_at_period_end": subscription.cancel_at_period_end,
+    });
+    let event = (EventType::SubscriptionUpdated, data);
+    crate::webhooks::events::emit(db, TenantId::from(tenant), event, None, at).await?;
     let plan = plan.map_or("no configured plan", |plan| plan.id.as_str());
     Ok(Outcome::Applied(format!("tenant {tenant}: subscription {} {status} on {plan}", subscription.id)))
 }

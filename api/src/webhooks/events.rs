@@ -34,6 +34,9 @@ pub enum EventType {
     /// A recording could not be made; `reason` says why.
     #[serde(rename = "recording.failed")]
     RecordingFailed,
+    /// The organisation's subscription changed (started, renewed, overdue, cancelled), as Stripe said.
+    #[serde(rename = "subscription.updated")]
+    SubscriptionUpdated,
     /// Sent when asked, to try an endpoint (every endpoint gets it, whatever it asked for).
     #[serde(rename = "webhook.test")]
     Test,
@@ -41,7 +44,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every kind an endpoint may ask for.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::MeetingStarted,
         EventType::MeetingEnded,
         EventType::ParticipantJoined,
@@ -49,6 +52,7 @@ impl EventType {
         EventType::RecordingStarted,
         EventType::RecordingReady,
         EventType::RecordingFailed,
+        EventType::SubscriptionUpdated,
     ];
 
     /// Its name, as in payloads and as endpoints list it.
@@ -61,6 +65,7 @@ impl EventType {
             Self::RecordingStarted => "recording.started",
             Self::RecordingReady => "recording.ready",
             Self::RecordingFailed => "recording.failed",
+            Self::SubscriptionUpdated => "subscription.updated",
             Self::Test => "webhook.test",
         }
     }

@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use convene_api::entities::{billing_account, billing_invoice, tenant, usage_period, usage_report};
 use convene_domain::{RoomName, TenantId};
 use reqwest::Method;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
 use serde_json::{Value, json};
 
 use crate::{
@@ -239,6 +239,11 @@ async fn the_subscription_lifecycle_follows_verified_webhooks_from_checkout_to_c
 #[tokio::test]
 async fn webhooks_count_once_and_the_newest_state_wins_in_any_order() {
     let (_stripe, app, acme, _plans) = billed(&[]).await;
+    // The organisation's own webhook hears of each change applied (to an address never reached).
+    let endpoint = json!({ "url": "https://192.0.2.1/hooks", "events": ["subscription.updated"] });
+    let (status, _) =
+        crate::helpers::call(&app, reqwest::Method::POST, "/v1/webhooks", &acme.key, Some(endpoint)).await;
+    assert_eq!(status, 201);
     let customer = ("cus_acme", acme.id);
     let tenant = acme.id.to_string();
     let t = Utc::now().timestamp() - 3_600;
@@ -282,6 +287,19 @@ async fn webhooks_count_once_and_the_newest_state_wins_in_any_order() {
     let mut outcomes = [first, second];
     outcomes.sort();
     assert_eq!(outcomes, ["applied".to_owned(), "duplicate".to_owned()]);
+    // One `subscription.updated` per subscription change applied: none for duplicates, ignored ones or invoices.
+    let told: Vec<String> = convene_api::entities::webhook_message::Entity::find()
+        .order_by_asc(convene_api::entities::webhook_message::Column::Id)
+        .all(&app.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|message| {
+            let body: Value = serde_json::from_str(&message.payload).unwrap();
+            format!("{} {} {}", body["type"], body["data"]["status"], body["data"]["plan"])
+        })
+        .collect();
+    assert_eq!(told, [r#""subscription.updated" "active" "pro""#, r#""subscription.updated" "canceled" "pro""#]);
     let metrics = app.metrics().await;
     for expected in [
         "convene_billing_webhooks_total{outcome=\"duplicate\"} 2",

@@ -310,3 +310,53 @@ async fn other_tenants_see_no_endpoint_and_bad_input_and_inside_addresses_are_re
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_delivery_out_of_tries_marks_the_endpoint_failing_tells_the_owners_and_the_next_event_goes_on() {
+    use convene_api::entities::{webhook_delivery, webhook_endpoint};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    let (app, key) = app().await;
+    let port = free_port();
+    let (id, _) = endpoint(&app, &key, &format!("http://127.0.0.1:{port}/"), &["participant.joined"]).await;
+    let endpoint_id = uuid::Uuid::parse_str(&id).unwrap();
+    let (status, _) = call(&app, Method::POST, &format!("/v1/webhooks/{id}/test"), &key, None).await;
+    assert_eq!(status, 202);
+    let log = format!("/v1/webhooks/{id}/deliveries");
+    let first = until("the first refused try", async || {
+        let (_, log) = call(&app, Method::GET, &log, &key, None).await;
+        log["attempts"].as_array().and_then(|attempts| attempts.first().cloned())
+    })
+    .await;
+    // The schedule's day has passed: the delivery is on its last retry.
+    let delivery = uuid::Uuid::parse_str(first["delivery_id"].as_str().unwrap()).unwrap();
+    let db = app.db().await;
+    let row = webhook_delivery::Entity::find_by_id(delivery).one(&db).await.unwrap().unwrap();
+    let mut last: webhook_delivery::ActiveModel = row.into();
+    last.attempts = Set(7);
+    last.next_attempt_at = Set(chrono::Utc::now());
+    last.update(&db).await.unwrap();
+    let failed = until("the delivery given up", async || {
+        let row = webhook_delivery::Entity::find_by_id(delivery).one(&db).await.unwrap().unwrap();
+        (row.state == "failed").then_some(row)
+    })
+    .await;
+    assert_eq!(failed.attempts, 8);
+    let marked = webhook_endpoint::Entity::find_by_id(endpoint_id).one(&db).await.unwrap().unwrap();
+    assert!(marked.failing_since.is_some(), "{marked:?}");
+    let (_, shown) = call(&app, Method::GET, &format!("/v1/webhooks/{id}"), &key, None).await;
+    assert!(shown["failing_since"].is_string(), "{shown}");
+    let mail = app.mail_to("owner@acme.example", "A webhook is failing").await;
+    assert!(mail.text.contains(&format!("http://127.0.0.1:{port}/")), "{}", mail.text);
+
+    // The receiver comes up: the next event goes, and the endpoint is well again.
+    let inbox = Inbox::default();
+    let _receiver = Receiver::start(port, &inbox);
+    call(&app, Method::POST, &format!("/v1/webhooks/{id}/test"), &key, None).await;
+    until("the endpoint well again", async || {
+        let (_, shown) = call(&app, Method::GET, &format!("/v1/webhooks/{id}"), &key, None).await;
+        shown["failing_since"].is_null().then_some(())
+    })
+    .await;
+    assert_eq!(inbox.received.lock().unwrap().len(), 1, "the given-up event is not sent again by itself");
+    app.stop().await;
+}
