@@ -50,9 +50,16 @@ impl MediaNodes {
             .await
             .map_err(|error| unreachable(error.to_string()))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| unreachable(error.to_string()))?;
-        if !status.is_success() || bytes.len() > MAX_ANSWER_BYTES {
+        if !status.is_success() {
             return Err(unreachable(format!("the node answered {status}")));
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|error| unreachable(error.to_string()))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_ANSWER_BYTES {
+                return Err(unreachable("the node's answer is too long".to_owned()));
+            }
         }
         match serde_json::from_slice::<CommandAnswer>(&bytes) {
             Ok(CommandAnswer::Done { id }) => Ok(Done { node: placed.node, id }),

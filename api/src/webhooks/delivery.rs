@@ -153,8 +153,8 @@ impl Deliverer {
         }
     }
 
-    /// One round: for each endpoint with deliveries waiting, its oldest, if due and not another worker's,
-    /// claimed and tried (up to [`IN_FLIGHT`] endpoints at once). Answers how many were tried.
+    /// One round: for each enabled endpoint with deliveries waiting, its oldest, if due and not another
+    /// worker's, claimed and tried (up to [`IN_FLIGHT`] endpoints at once). Answers how many were tried.
     pub async fn deliver_due(&self, now: DateTime<Utc>) -> Result<usize, DbErr> {
         let waiting: Vec<Uuid> = webhook_delivery::Entity::find()
             .select_only()
@@ -164,8 +164,17 @@ impl Deliverer {
             .into_tuple()
             .all(&self.db)
             .await?;
+        // A paused endpoint's deliveries wait, in order, until it is enabled again.
+        let enabled: Vec<Uuid> = webhook_endpoint::Entity::find()
+            .select_only()
+            .column(webhook_endpoint::Column::Id)
+            .filter(webhook_endpoint::Column::Id.is_in(waiting))
+            .filter(webhook_endpoint::Column::Disabled.eq(false))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
         let mut claimed = Vec::new();
-        for endpoint in waiting {
+        for endpoint in enabled {
             let head = webhook_delivery::Entity::find()
                 .filter(webhook_delivery::Column::EndpointId.eq(endpoint))
                 .filter(webhook_delivery::Column::State.eq(PENDING))
@@ -199,7 +208,7 @@ impl Deliverer {
         let message = webhook_message::Entity::find_by_id(delivery.message_id).one(&self.db).await?;
         let (Some(endpoint), Some(message)) = (endpoint, message) else { return Ok(()) };
         if endpoint.disabled {
-            // Waits, in order, until the endpoint is enabled again.
+            // Paused since the round began: it waits, in order, until the endpoint is enabled again.
             return release(&self.db, &delivery).await;
         }
         let outcome = self.send(&endpoint, &message).await;

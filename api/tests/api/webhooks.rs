@@ -244,6 +244,18 @@ async fn a_receiver_answering_500_is_tried_again_and_the_log_shows_both_tries_an
     until("a test under the new secret", async || (inbox.received.lock().unwrap().len() == 4).then_some(())).await;
     let last = inbox.received.lock().unwrap()[3].clone();
     verified_by_the_reference_library(&fresh, std::slice::from_ref(&last));
+
+    // Paused after a failed try: the retry waits, untried, until the endpoint is enabled again.
+    inbox.answers.lock().unwrap().push_back(503);
+    call(&app, Method::POST, &format!("/v1/webhooks/{id}/test"), &key, None).await;
+    until("the refused try", async || (inbox.received.lock().unwrap().len() == 5).then_some(())).await;
+    let one = format!("/v1/webhooks/{id}");
+    let (status, _) = call(&app, Method::PATCH, &one, &key, Some(json!({ "disabled": true }))).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(inbox.received.lock().unwrap().len(), 5, "nothing is sent to a paused endpoint");
+    call(&app, Method::PATCH, &one, &key, Some(json!({ "disabled": false }))).await;
+    until("the retry once enabled", async || (inbox.received.lock().unwrap().len() == 6).then_some(())).await;
     app.stop().await;
 }
 
