@@ -10,6 +10,17 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{
+        Client,
+        connect::{HttpConnector, dns::Name},
+    },
+    rt::TokioExecutor,
+};
+
 use chrono::{DateTime, Utc};
 use convene_domain::{EmailAddress, TenantId};
 use sea_orm::{
@@ -270,41 +281,41 @@ impl Deliverer {
             Ok(address) => address,
             Err(refused) => return failed(refused),
         };
-        // Pinned to the address checked: a name that resolves elsewhere a moment later is not followed.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .resolve(url.host_str().unwrap_or_default(), address)
-            .user_agent("Convene-Webhooks/1")
-            .build();
-        let Ok(client) = client else { return failed("the HTTP client could not be made".to_owned()) };
+        let Ok(client) = client_to(address, self.reach.private_allowed) else {
+            return failed("the HTTP client could not be made".to_owned());
+        };
         let id = message_id(message.id);
         let timestamp = Utc::now().timestamp();
         let signature = secret.sign(&id, timestamp, &message.payload);
-        let sent = client
-            .post(url)
+        let request = http::Request::post(url.as_str())
             .header("content-type", "application/json")
+            .header("user-agent", "Convene-Webhooks/1")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(message.payload.clone())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) if error.is_timeout() => return failed(format!("no answer within {REQUEST_TIMEOUT:?}")),
-            Err(error) => return failed(format!("the receiver cannot be reached ({error})")),
+            .body(Full::new(Bytes::from(message.payload.clone())));
+        let Ok(request) = request else { return failed("the request could not be made".to_owned()) };
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return failed(format!("the receiver cannot be reached ({error})")),
+            Err(_) => return failed(format!("no answer within {REQUEST_TIMEOUT:?}")),
         };
         let status = response.status().as_u16();
-        let mut response = response;
-        let mut body = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            body.extend_from_slice(&chunk[..chunk.len().min(MOST_READ - body.len())]);
-            if body.len() >= MOST_READ {
-                break;
+        let mut body = response.into_body();
+        let mut read = Vec::new();
+        // What arrives of the answer within the deadline, up to the most read.
+        while read.len() < MOST_READ {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        read.extend_from_slice(&chunk[..chunk.len().min(MOST_READ - read.len())]);
+                    }
+                }
+                _ => break,
             }
         }
-        let response = String::from_utf8_lossy(&body).chars().filter(|c| !c.is_control()).take(SNIPPET_CHARS).collect();
+        let response = String::from_utf8_lossy(&read).chars().filter(|c| !c.is_control()).take(SNIPPET_CHARS).collect();
         Outcome { status: Some(status), latency: started.elapsed(), response }
     }
 
@@ -332,6 +343,41 @@ impl Deliverer {
             }
         }
     }
+}
+
+/// Resolves every name to the one address that was checked, so a name that resolves elsewhere a moment
+/// later (DNS rebinding) is not followed.
+#[derive(Debug, Clone, Copy)]
+struct Pinned(SocketAddr);
+
+impl tower_service::Service<Name> for Pinned {
+    type Response = std::iter::Once<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Name) -> Self::Future {
+        std::future::ready(Ok(std::iter::once(self.0)))
+    }
+}
+
+/// A client that reaches only `address`, over TLS on rustls's ring provider with the web's root certificates
+/// (plain HTTP too where `http_allowed`). It follows no redirect: hyper never does.
+fn client_to(
+    address: SocketAddr,
+    http_allowed: bool,
+) -> Result<Client<HttpsConnector<HttpConnector<Pinned>>, Full<Bytes>>, String> {
+    let mut tcp = HttpConnector::new_with_resolver(Pinned(address));
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(REQUEST_TIMEOUT));
+    let tls = HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .map_err(|error| error.to_string())?;
+    let tls = if http_allowed { tls.https_or_http() } else { tls.https_only() };
+    Ok(Client::builder(TokioExecutor::new()).build(tls.enable_http1().wrap_connector(tcp)))
 }
 
 /// The `webhook-id` of a message.
@@ -390,4 +436,32 @@ async fn owner_addresses(db: &impl ConnectionTrait, tenant: TenantId) -> Result<
         .await?;
     let users = user::Entity::find().filter(user::Column::Id.is_in(owners)).all(db).await?;
     Ok(users.into_iter().filter_map(|user| EmailAddress::parse(&user.email).ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_client_speaks_tls_to_the_address_checked_whatever_the_name() {
+        // A TLS listener of the test's own, at the pinned address: the client connects there, not to the
+        // name's address, and starts a TLS handshake (which the listener's silence then ends).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 5];
+            tokio::io::AsyncReadExt::read_exact(&mut socket, &mut hello).await.unwrap();
+            hello
+        });
+        let client = client_to(address, false).unwrap();
+        let request = http::Request::post(format!("https://hooks.example:{}/", address.port()))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.request(request)).await;
+        let hello = accepted.await.unwrap();
+        assert_eq!(hello[0], 0x16, "a TLS handshake record");
+        let plain = http::Request::post("http://hooks.example/").body(Full::new(Bytes::new())).unwrap();
+        assert!(client.request(plain).await.is_err(), "plain HTTP only where it is allowed");
+    }
 }
