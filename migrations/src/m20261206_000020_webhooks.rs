@@ -1,4 +1,5 @@
-//! Webhooks: `webhook_endpoints` (a tenant's receivers, the events each wants, its signing secret sealed),
+//! Webhooks: `webhook_endpoints` (a tenant's receivers, the events each wants, its signing secret sealed, and
+//! the secret it replaced while both still sign),
 //! `webhook_messages` (each event once, written in the transaction of what it reports), `webhook_deliveries`
 //! (a message owed to an endpoint: pending, delivered or failed, with when to try next) and
 //! `webhook_attempts` (every try, for the endpoint's delivery log).
@@ -21,6 +22,8 @@ impl MigrationTrait for Migration {
                     .col(string_len(WebhookEndpoints::Description, 500))
                     .col(string_len(WebhookEndpoints::Events, 1000))
                     .col(text(WebhookEndpoints::SealedSecret))
+                    .col(text_null(WebhookEndpoints::PreviousSealedSecret))
+                    .col(timestamp_with_time_zone_null(WebhookEndpoints::PreviousUntil))
                     .col(boolean(WebhookEndpoints::Disabled))
                     .col(timestamp_with_time_zone_null(WebhookEndpoints::FailingSince))
                     .col(timestamp_with_time_zone(WebhookEndpoints::CreatedAt))
@@ -145,6 +148,8 @@ enum WebhookEndpoints {
     Description,
     Events,
     SealedSecret,
+    PreviousSealedSecret,
+    PreviousUntil,
     Disabled,
     FailingSince,
     CreatedAt,

@@ -15,6 +15,9 @@ pub struct Model {
     pub events: String,
     /// The signing secret (`whsec_…`), sealed by `platform::envelope`.
     pub sealed_secret: String,
+    /// The secret before the last rotation, sealed; deliveries carry its signature too until `previous_until`.
+    pub previous_sealed_secret: Option<String>,
+    pub previous_until: Option<DateTimeUtc>,
     /// Paused by its owner: no deliveries are made or queued.
     pub disabled: bool,
     /// When a delivery to it last ran out of tries (cleared by the next success).

@@ -271,11 +271,18 @@ impl Deliverer {
     async fn send(&self, endpoint: &webhook_endpoint::Model, message: &webhook_message::Model) -> Outcome {
         let started = std::time::Instant::now();
         let failed = |response: String| Outcome { status: None, latency: started.elapsed(), response };
-        let secret = match self.envelope.open(endpoint.id, &endpoint.sealed_secret) {
+        let open = |sealed: &str| match self.envelope.open(endpoint.id, sealed) {
             Ok(text) => WebhookSecret::parse(text.expose_secret()),
             Err(_) => None,
         };
-        let Some(secret) = secret else { return failed("the endpoint's secret cannot be opened".to_owned()) };
+        let Some(secret) = open(&endpoint.sealed_secret) else {
+            return failed("the endpoint's secret cannot be opened".to_owned());
+        };
+        // Just after a rotation the old secret signs too (signatures separated by a space, as specified).
+        let previous = match (&endpoint.previous_sealed_secret, endpoint.previous_until) {
+            (Some(sealed), Some(until)) if until > Utc::now() => open(sealed),
+            _ => None,
+        };
         let Ok(url) = Url::parse(&endpoint.url) else { return failed("the endpoint's URL is not valid".to_owned()) };
         let address = match self.reach.resolve(&url).await {
             Ok(address) => address,
@@ -286,7 +293,10 @@ impl Deliverer {
         };
         let id = message_id(message.id);
         let timestamp = Utc::now().timestamp();
-        let signature = secret.sign(&id, timestamp, &message.payload);
+        let mut signature = secret.sign(&id, timestamp, &message.payload);
+        if let Some(previous) = &previous {
+            signature = format!("{signature} {}", previous.sign(&id, timestamp, &message.payload));
+        }
         let request = http::Request::post(url.as_str())
             .header("content-type", "application/json")
             .header("user-agent", "Convene-Webhooks/1")

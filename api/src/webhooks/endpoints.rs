@@ -25,6 +25,8 @@ use crate::{
 
 /// Endpoints one tenant may have.
 pub const MOST_ENDPOINTS: u64 = 20;
+/// How long a replaced secret still signs deliveries beside the new one.
+pub const ROTATION_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 /// The most tries one delivery log answer lists.
 pub const MOST_LOGGED: u64 = 100;
 
@@ -236,6 +238,8 @@ impl WebhookService {
             description: Set(description),
             events: Set(events),
             sealed_secret: Set(self.seal(id, &secret)?),
+            previous_sealed_secret: Set(None),
+            previous_until: Set(None),
             disabled: Set(false),
             failing_since: Set(None),
             created_at: Set(Utc::now()),
@@ -286,13 +290,18 @@ impl WebhookService {
         Ok(())
     }
 
-    /// Gives the endpoint a new secret, which signs every delivery from now on; answers it, this once.
+    /// Gives the endpoint a new secret, which signs every delivery from now on; for [`ROTATION_OVERLAP`]
+    /// deliveries carry the old one's signature too, so a receiver can change over without losing one.
+    /// Answers the new secret, this once.
     pub async fn rotate_secret(&self, tenant: TenantId, id: Uuid) -> Result<String, WebhookError> {
         let row = self.find(tenant, id).await?;
         let secret = WebhookSecret::generate()?;
         let sealed = self.seal(row.id, &secret)?;
+        let previous = row.sealed_secret.clone();
         let mut row: webhook_endpoint::ActiveModel = row.into();
         row.sealed_secret = Set(sealed);
+        row.previous_sealed_secret = Set(Some(previous));
+        row.previous_until = Set(Some(Utc::now() + ROTATION_OVERLAP));
         row.update(&self.db).await?;
         Ok(secret.to_text().expose_secret().to_owned())
     }

@@ -143,10 +143,11 @@ pub(super) async fn delete_webhook(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /v1/webhooks/{id}/secret`: a new secret, which signs every delivery from now on.
+/// `POST /v1/webhooks/{id}/secret`: a new secret, which signs every delivery from now on (for 24 hours the
+/// old one signs beside it).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/secret", tag = "webhooks", security(("api_key" = [])),
     params(("id" = Uuid, Path, description = "The endpoint")),
-    responses((status = 200, description = "The new secret (shown only now)", body = NewSecret),
+    responses((status = 200, description = "The new secret (shown only now); for 24 hours deliveries carry the old one's signature too", body = NewSecret),
         (status = 401, description = "No live API key", body = ErrorBody),
         (status = 404, description = "Not found (or another tenant's)", body = ErrorBody)))]
 #[post("/webhooks/{id}/secret")]
