@@ -8,7 +8,7 @@
 //! loopback and private networks, for development and tests), to the address checked; no redirect is
 //! followed, each request has a deadline, and at most a bounded part of an answer is read.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,6 +28,7 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use secrecy::ExposeSecret;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
@@ -61,7 +62,7 @@ const RETRY_AFTER: [Duration; 7] = [
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A claimed delivery is another worker's once this has passed (its worker died), well past a request.
 const CLAIM_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-/// Endpoints served at once by one worker.
+/// Tries under way at once in one worker (each to a different endpoint).
 const IN_FLIGHT: usize = 8;
 /// How often the worker looks for due deliveries.
 const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -119,8 +120,13 @@ pub struct Deliverer {
     envelope: Envelope,
     mailer: Mailer,
     reach: Reach,
-    /// Where owners manage their webhooks, for the mail saying one is failing.
+    /// Where owners get the API key that manages webhooks, for the mail saying one is failing.
     page: String,
+    /// Tries under way, at most [`IN_FLIGHT`]: each runs on its own, so a slow receiver holds up only its
+    /// own endpoint's next delivery.
+    slots: Arc<Semaphore>,
+    /// Wakes the worker when a try ends, so that endpoint's next delivery goes at once.
+    finished: Arc<Notify>,
 }
 
 /// What came of one try.
@@ -140,32 +146,29 @@ impl Deliverer {
     /// Delivers from `db`, opening secrets with `envelope`, telling owners through `mailer` (with a link to
     /// the site at `public_url`), reaching only what `reach` allows.
     pub fn new(db: DatabaseConnection, envelope: Envelope, mailer: Mailer, reach: Reach, public_url: &Url) -> Self {
-        let page = format!("{}/webhooks", public_url.as_str().trim_end_matches('/'));
-        Self { db, envelope, mailer, reach, page }
+        let page = format!("{}/keys", public_url.as_str().trim_end_matches('/'));
+        let (slots, finished) = (Arc::new(Semaphore::new(IN_FLIGHT)), Arc::new(Notify::new()));
+        Self { db, envelope, mailer, reach, page, slots, finished }
     }
 
-    /// Delivers until `shutdown`: round after round while there is something to send (an endpoint's next
-    /// event goes as soon as the one before it is delivered), else every [`POLL_EVERY`]. Errors are logged
-    /// and the next round tries again.
+    /// Delivers until `shutdown`: a round every [`POLL_EVERY`], and at once when a try ends (an endpoint's
+    /// next event goes as soon as the one before it is delivered). Errors are logged and the next round
+    /// tries again; tries under way when it stops end with their deadline (their claims lapse if not).
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            let tried = match self.deliver_due(Utc::now()).await {
-                Ok(tried) => tried,
-                Err(error) => {
-                    tracing::warn!(%error, "webhook deliveries could not be read");
-                    0
-                }
-            };
-            let wait = if tried == 0 { POLL_EVERY } else { Duration::ZERO };
+            if let Err(error) = self.deliver_due(Utc::now()).await {
+                tracing::warn!(%error, "webhook deliveries could not be read");
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(POLL_EVERY) => {}
+                () = self.finished.notified() => {}
             }
         }
     }
 
     /// One round: for each enabled endpoint with deliveries waiting, its oldest, if due and not another
-    /// worker's, claimed and tried (up to [`IN_FLIGHT`] endpoints at once). Answers how many were tried.
+    /// try's, claimed and tried on a task of its own (up to [`IN_FLIGHT`] at once). Answers how many began.
     pub async fn deliver_due(&self, now: DateTime<Utc>) -> Result<usize, DbErr> {
         let waiting: Vec<Uuid> = webhook_delivery::Entity::find()
             .select_only()
@@ -184,7 +187,7 @@ impl Deliverer {
             .into_tuple()
             .all(&self.db)
             .await?;
-        let mut claimed = Vec::new();
+        let mut began = 0;
         for endpoint in enabled {
             let head = webhook_delivery::Entity::find()
                 .filter(webhook_delivery::Column::EndpointId.eq(endpoint))
@@ -194,24 +197,24 @@ impl Deliverer {
                 .await?;
             let Some(head) = head else { continue };
             let free = head.claimed_until.is_none_or(|until| until < now);
-            if head.next_attempt_at <= now && free && claim(&self.db, &head, now).await? {
-                claimed.push(head);
-                if claimed.len() == IN_FLIGHT {
-                    break;
-                }
+            if head.next_attempt_at > now || !free {
+                continue;
+            }
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else { break };
+            if claim(&self.db, &head, now).await? {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = this.attempt(head).await {
+                        // The claim lapses and it is tried again.
+                        tracing::warn!(%error, "a webhook delivery's outcome could not be noted");
+                    }
+                    drop(slot);
+                    this.finished.notify_one();
+                });
+                began += 1;
             }
         }
-        let tried = claimed.len();
-        futures_util::future::join_all(claimed.into_iter().map(|delivery| self.try_delivery(delivery))).await;
-        Ok(tried)
-    }
-
-    /// Tries one claimed delivery and notes what came of it; failures to note are logged (the claim lapses
-    /// and it is tried again).
-    async fn try_delivery(&self, delivery: webhook_delivery::Model) {
-        if let Err(error) = self.attempt(delivery).await {
-            tracing::warn!(%error, "a webhook delivery's outcome could not be noted");
-        }
+        Ok(began)
     }
 
     async fn attempt(&self, delivery: webhook_delivery::Model) -> Result<(), DbErr> {
@@ -284,9 +287,12 @@ impl Deliverer {
             _ => None,
         };
         let Ok(url) = Url::parse(&endpoint.url) else { return failed("the endpoint's URL is not valid".to_owned()) };
-        let address = match self.reach.resolve(&url).await {
-            Ok(address) => address,
-            Err(refused) => return failed(refused),
+        // One deadline for the name's lookup, the connection and the answer.
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let address = match tokio::time::timeout_at(deadline, self.reach.resolve(&url)).await {
+            Ok(Ok(address)) => address,
+            Ok(Err(refused)) => return failed(refused),
+            Err(_) => return failed(format!("the host's name was not found within {REQUEST_TIMEOUT:?}")),
         };
         let Ok(client) = client_to(address, self.reach.private_allowed) else {
             return failed("the HTTP client could not be made".to_owned());
@@ -305,7 +311,6 @@ impl Deliverer {
             .header("webhook-signature", signature)
             .body(Full::new(Bytes::from(message.payload.clone())));
         let Ok(request) = request else { return failed("the request could not be made".to_owned()) };
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return failed(format!("the receiver cannot be reached ({error})")),
@@ -340,12 +345,17 @@ impl Deliverer {
              Later events are still sent; check that the receiver answers with a 2xx status.",
             endpoint.url
         );
+        let log = format!(
+            "With an API key, GET /v1/webhooks/{}/deliveries shows each try and the receiver's answer, and \
+             POST /v1/webhooks/{}/resend sends the event again.",
+            endpoint.id, endpoint.id
+        );
         for owner in owners {
             let mail = Email::new(
                 &owner,
                 "A webhook is failing",
-                &[&said],
-                ("Open the webhooks", &self.page),
+                &[&said, &log],
+                ("Open the API keys", &self.page),
                 "You get this as an owner of the organisation.",
             );
             if let Err(error) = self.mailer.queue(mail).await {

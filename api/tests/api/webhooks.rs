@@ -363,6 +363,11 @@ async fn a_delivery_out_of_tries_marks_the_endpoint_failing_tells_the_owners_and
     assert!(shown["failing_since"].is_string(), "{shown}");
     let mail = app.mail_to("owner@acme.example", "A webhook is failing").await;
     assert!(mail.text.contains(&format!("http://127.0.0.1:{port}/")), "{}", mail.text);
+    assert!(
+        mail.text.contains(&format!("/v1/webhooks/{id}/deliveries")) && mail.text.contains("/keys"),
+        "{}",
+        mail.text
+    );
 
     // The receiver comes up: the next event goes, and the endpoint is well again.
     let inbox = Inbox::default();
