@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use crate::model::{
     ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
-    MeetingListing, PageError, RecordingListing, Team, Viewer,
+    MeetingListing, PageError, RecordingListing, Team, Viewer, WebhookDetails, WebhookListing,
 };
 
 /// The session cookie's name.
@@ -24,6 +24,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn team(&self, session: Option<String>) -> Result<Team, PageError>;
     /// The API keys of the viewer's active tenant (owners and admins).
     async fn api_keys(&self, session: Option<String>) -> Result<Vec<ApiKeyListing>, PageError>;
+    /// The webhook endpoints of the viewer's active tenant (owners and admins).
+    async fn webhooks(&self, session: Option<String>) -> Result<WebhookListing, PageError>;
+    /// One webhook endpoint of the viewer's active tenant with its delivery log (owners and admins).
+    async fn webhook(&self, session: Option<String>, id: String) -> Result<WebhookDetails, PageError>;
     /// The audit log of the viewer's active tenant (owners).
     async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError>;
     /// What an invitation link offers; the error says why the link does not work.

@@ -80,6 +80,7 @@ pub fn WorkspaceNav() -> impl IntoView {
                             {(role != Role::Participant).then(|| view! { <a href="/recordings">"Recordings"</a> })}
                             <a href="/team">"Team"</a>
                             {admin.then(|| view! { <a href="/keys">"API keys"</a> })}
+                            {admin.then(|| view! { <a href="/webhooks">"Webhooks"</a> })}
                             {(role == Role::Owner).then(|| view! { <a href="/audit">"Audit log"</a> })}
                             {(role == Role::Owner).then(|| view! { <a href="/billing">"Billing"</a> })}
                         </nav>
@@ -88,6 +89,11 @@ pub fn WorkspaceNav() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// The date part of an RFC 3339 timestamp.
+pub(crate) fn day(timestamp: &str) -> String {
+    timestamp.chars().take(10).collect()
 }
 
 /// Text to copy (a key, a link), with a copy button once the page is live.

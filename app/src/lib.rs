@@ -25,6 +25,7 @@ pub mod meetings;
 pub mod model;
 pub mod recordings;
 pub mod site;
+pub mod webhooks;
 pub mod workspace;
 
 /// Where the site's static files are served from (the stylesheet and icon are embedded in the binary).

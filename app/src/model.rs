@@ -432,3 +432,72 @@ pub struct BillingPage {
     /// Invoices, newest first.
     pub invoices: Vec<InvoiceListing>,
 }
+
+/// A webhook endpoint as the site shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// Its id.
+    pub id: String,
+    /// Where events go.
+    pub url: String,
+    /// Words for people.
+    pub description: String,
+    /// The events it wants, by name.
+    pub events: Vec<String>,
+    /// Paused.
+    pub disabled: bool,
+    /// Since when deliveries to it ran out of tries (RFC 3339), until one succeeds again.
+    pub failing_since: Option<String>,
+}
+
+/// An event an endpoint may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEventKind {
+    /// Its name (`meeting.started`).
+    pub name: String,
+    /// When it is sent, in words.
+    pub when: String,
+}
+
+/// The webhooks page: the organisation's endpoints and the events they may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookListing {
+    /// Oldest first.
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Every event an endpoint may ask for.
+    pub kinds: Vec<WebhookEventKind>,
+    /// How many endpoints an organisation may have.
+    pub most: u64,
+}
+
+/// One try at delivering an event, as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttempt {
+    /// The delivery (sent again by this id).
+    pub delivery_id: String,
+    /// The event's `webhook-id`.
+    pub message_id: String,
+    /// The event's name.
+    pub event: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The receiver's HTTP status; absent when it could not be reached.
+    pub status: Option<i32>,
+    /// How long it took, in milliseconds.
+    pub latency_ms: i32,
+    /// The start of the answer, or why the receiver could not be reached.
+    pub response: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+}
+
+/// One endpoint's page: its settings and its latest deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDetails {
+    /// The endpoint.
+    pub endpoint: WebhookEndpoint,
+    /// Every event it may ask for.
+    pub kinds: Vec<WebhookEventKind>,
+    /// Its latest tries, newest first.
+    pub attempts: Vec<WebhookAttempt>,
+}

@@ -19,6 +19,7 @@ use crate::{
     mark_hydrated,
     meetings::{JoinPage, MeetingPage, MeetingsPage, NewMeetingPage},
     recordings::RecordingsPage,
+    webhooks::{WebhookPage, WebhooksPage},
     workspace::{AcceptInvitationPage, AuditPage, KeysPage, TeamPage},
 };
 
@@ -56,6 +57,8 @@ pub fn SiteApp() -> impl IntoView {
                     <Route path=path!("/join/:code") view=JoinPage ssr=SsrMode::Async />
                     <Route path=path!("/team") view=TeamPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=KeysPage ssr=SsrMode::Async />
+                    <Route path=path!("/webhooks") view=WebhooksPage ssr=SsrMode::Async />
+                    <Route path=path!("/webhooks/:id") view=WebhookPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/billing") view=BillingPageView ssr=SsrMode::Async />
                     <Route path=path!("/invitations/accept") view=AcceptInvitationPage ssr=SsrMode::Async />

@@ -9,7 +9,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{
     forms::FormState,
     forms::take_flash,
-    layout::{CopyText, WorkspaceNav, page_or_problem},
+    layout::{CopyText, WorkspaceNav, day, page_or_problem},
     model::{ApiKeyListing, AuditEntry, InvitationDetails, PageError, Team},
 };
 
@@ -258,11 +258,6 @@ fn KeyList(keys: Vec<ApiKeyListing>) -> impl IntoView {
         </table>
     }
     .into_any()
-}
-
-/// The date part of an RFC 3339 timestamp.
-fn day(timestamp: &str) -> String {
-    timestamp.chars().take(10).collect()
 }
 
 /// `/audit`.

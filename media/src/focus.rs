@@ -99,6 +99,19 @@ pub struct Identity {
     pub email: Option<String>,
     /// The token itself.
     pub token: TokenFacts,
+    /// A phone in the meeting: how it came in.
+    #[serde(default)]
+    pub phone: Option<PhoneLeg>,
+}
+
+/// How a phone came into a meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneLeg {
+    /// Someone called the meeting's number and typed its PIN.
+    DialIn,
+    /// A moderator (or the organisation's API) called the phone.
+    DialOut,
 }
 
 /// What the driver must do.
@@ -165,6 +178,7 @@ struct Member {
     /// Their token lets them call phones in.
     may_dial_out: bool,
     email: Option<String>,
+    phone: Option<PhoneLeg>,
 }
 
 /// One room's membership and moderation state.
@@ -468,7 +482,7 @@ impl Room {
     }
 
     fn admit(&mut self, id: ParticipantId, identity: Identity) -> Vec<Outbound> {
-        let (user_id, token, email) = (identity.user_id, identity.token, identity.email);
+        let (user_id, token, email, phone) = (identity.user_id, identity.token, identity.email, identity.phone);
         let (may_record, may_stream, may_dial_out) = (identity.may_record, identity.may_stream, identity.may_dial_out);
         let info = ParticipantInfo {
             id,
@@ -479,7 +493,7 @@ impl Room {
             hand_raised: false,
         };
         let mut out = self.broadcast(&ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        let member = Member { info, user_id, token, pinned: None, may_record, may_stream, may_dial_out, email };
+        let member = Member { info, user_id, token, pinned: None, may_record, may_stream, may_dial_out, email, phone };
         self.members.insert(id, member);
         if let Some(welcome) = self.welcome(id) {
             out.insert(0, Outbound::Send(id, welcome));
@@ -860,6 +874,11 @@ impl Room {
     /// A member's email address, from their token.
     pub fn email_of(&self, id: ParticipantId) -> Option<&str> {
         self.members.get(&id).and_then(|member| member.email.as_deref())
+    }
+
+    /// How a member came in, when they are a phone.
+    pub fn phone_of(&self, id: ParticipantId) -> Option<PhoneLeg> {
+        self.members.get(&id).and_then(|member| member.phone)
     }
 
     /// Ends the meeting for everyone, the lobby included; later connections are refused.

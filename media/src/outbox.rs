@@ -431,6 +431,7 @@ mod tests {
             participant: name.to_lowercase(),
             name: name.to_owned(),
             moderator: false,
+            phone: None,
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         }
     }

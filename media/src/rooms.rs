@@ -24,7 +24,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    focus::{self, Identity, Outbound, RoomPolicy},
+    focus::{self, Identity, Outbound, PhoneLeg, RoomPolicy},
     gateway::Dialer,
     plane::{Delivery, MediaCommand, MediaPlane, TapSink},
     recording::{Finished, Recorder, RecordingStore, manifest::Presence},
@@ -105,6 +105,9 @@ pub enum RoomEvent {
         name: String,
         /// Whether they moderate.
         moderator: bool,
+        /// A phone: how it came in.
+        #[serde(default)]
+        phone: Option<PhoneLeg>,
         /// When.
         at: SystemTime,
     },
@@ -153,6 +156,30 @@ pub enum RoomEvent {
         /// Their token's email address, for news of the recording.
         #[serde(default)]
         by_email: Option<String>,
+        /// When.
+        at: SystemTime,
+    },
+    /// The meeting began to be streamed live.
+    LiveStreamStarted {
+        /// Which room.
+        room: RoomKey,
+        /// The stream's id.
+        stream: String,
+        /// Who started it, as people see them.
+        by: String,
+        /// When.
+        at: SystemTime,
+    },
+    /// The live stream stopped: someone stopped it, the streaming service went away, or the meeting ended.
+    LiveStreamEnded {
+        /// Which room.
+        room: RoomKey,
+        /// The stream's id.
+        stream: String,
+        /// Who stopped it, as people see them.
+        by: String,
+        /// Why it stopped by itself, when nobody stopped it.
+        reason: Option<String>,
         /// When.
         at: SystemTime,
     },
@@ -663,6 +690,7 @@ impl RoomTask {
             }
         }
         // The room stopped: so did its recording and stream (they go with the task).
+        self.stream_stopped("the meeting".to_owned(), Some("the meeting ended".to_owned()));
         if let Ok(mut on_air) = self.on_air.lock() {
             on_air.remove(&self.key);
         }
@@ -689,9 +717,9 @@ impl RoomTask {
             let reason = Some(focus::RECORDING_NEEDS_CLEAR_MEDIA.to_owned());
             changed.extend(self.room.recording_changed(false, SETTINGS_STARTER.to_owned(), reason));
         }
-        if self.room.end_to_end_encrypted() && self.streamer.take().is_some() {
+        if self.room.end_to_end_encrypted() && self.streamer.is_some() {
             let reason = Some(focus::STREAMING_NEEDS_CLEAR_MEDIA.to_owned());
-            changed.extend(self.room.live_stream_changed(false, SETTINGS_STARTER.to_owned(), reason));
+            changed.extend(self.stream_stopped(SETTINGS_STARTER.to_owned(), reason));
         }
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -952,6 +980,13 @@ impl RoomTask {
             Ok(streamer) => {
                 let id = streamer.id().to_owned();
                 self.streamer = Some(streamer);
+                let started = RoomEvent::LiveStreamStarted {
+                    room: self.key.clone(),
+                    stream: id.clone(),
+                    by: by.clone(),
+                    at: SystemTime::now(),
+                };
+                self.reporter.report(started);
                 (Ok(Some(id)), self.room.live_stream_changed(true, by, None))
             }
             Err(error) => (Err(error.to_string()), Vec::new()),
@@ -960,10 +995,10 @@ impl RoomTask {
 
     /// Stops the live stream.
     fn stop_stream(&mut self, by: String) -> (Result<Option<String>, String>, Vec<Outbound>) {
-        match self.streamer.take() {
-            Some(streamer) => (Ok(Some(streamer.id().to_owned())), self.room.live_stream_changed(false, by, None)),
-            None => (Err("the meeting is not streamed live".to_owned()), Vec::new()),
-        }
+        let Some(id) = self.streamer.as_ref().map(|streamer| streamer.id().to_owned()) else {
+            return (Err("the meeting is not streamed live".to_owned()), Vec::new());
+        };
+        (Ok(Some(id)), self.stream_stopped(by, None))
     }
 
     /// The live stream stopped by itself: everyone hears why.
@@ -971,8 +1006,22 @@ impl RoomTask {
         if self.streamer.as_ref().is_none_or(|streamer| streamer.id() != stream) {
             return Vec::new();
         }
-        self.streamer = None;
-        self.room.live_stream_changed(false, "the streaming service".to_owned(), reason)
+        self.stream_stopped("the streaming service".to_owned(), reason)
+    }
+
+    /// Ends the live stream (dropping it stops it), reports it, and tells everyone: `by` stopped it, or it
+    /// stopped by itself for `reason`.
+    fn stream_stopped(&mut self, by: String, reason: Option<String>) -> Vec<Outbound> {
+        let Some(streamer) = self.streamer.take() else { return Vec::new() };
+        let ended = RoomEvent::LiveStreamEnded {
+            room: self.key.clone(),
+            stream: streamer.id().to_owned(),
+            by: by.clone(),
+            reason: reason.clone(),
+            at: SystemTime::now(),
+        };
+        self.reporter.report(ended);
+        self.room.live_stream_changed(false, by, reason)
     }
 
     /// The recorder stopped: if by itself (storage full or failing), everyone hears why.
@@ -1151,6 +1200,7 @@ fn report(
                 participant,
                 name: info.name.clone(),
                 moderator: info.moderator,
+                phone: room.phone_of(id),
                 at: now,
             };
             reporter.report(joined);
@@ -1354,6 +1404,7 @@ mod tests {
                 RoomEvent::Removed { token, .. } => format!("removed {token}"),
                 RoomEvent::Ended { .. } => "ended".to_owned(),
                 RoomEvent::RecordingStarted { .. } | RoomEvent::RecordingStopped { .. } => "recording".to_owned(),
+                RoomEvent::LiveStreamStarted { .. } | RoomEvent::LiveStreamEnded { .. } => "streaming".to_owned(),
             })
             .collect();
         assert_eq!(seen, ["+ann", "+bob", "-ann", "-bob", "+cy", "+dan", "-cy"]);

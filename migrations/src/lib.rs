@@ -26,6 +26,7 @@ mod m20261205_000017_rate_limits;
 mod m20261206_000018_media_nodes;
 mod m20261206_000019_regions;
 mod m20261206_000020_webhooks;
+mod m20261206_000021_phone_stays;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -77,6 +78,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_media_nodes::Migration),
             Box::new(m20261206_000019_regions::Migration),
             Box::new(m20261206_000020_webhooks::Migration),
+            Box::new(m20261206_000021_phone_stays::Migration),
         ]
     }
 }

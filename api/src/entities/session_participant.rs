@@ -18,6 +18,8 @@ pub struct Model {
     pub left_at: Option<DateTimeUtc>,
     /// The participant-minutes billing counted for this stay (unset until it ends and is counted).
     pub metered_minutes: Option<i32>,
+    /// A phone call: `dial_in` or `dial_out`.
+    pub phone: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,7 +1,7 @@
 //! Cross-site request forgery defence for everything a browser can post to with our cookies (forms and
 //! Leptos server functions): an unsafe request must come from one of our own origins. Browsers send
 //! `Origin` on every cross-origin POST, and `Sec-Fetch-Site` on every request; a request with neither and a
-//! session cookie is not a browser we can trust either. `/v1` (bearer keys) and `/webhooks` (signatures)
+//! session cookie is not a browser we can trust either. `/v1` (bearer keys), `/webhooks/stripe` (signatures)
 //! and `/_node` (media nodes, with the node secret) carry no cookies and are exempt.
 
 use actix_web::{
@@ -19,7 +19,7 @@ use convene_app::backend::SESSION_COOKIE;
 #[derive(Debug, Clone)]
 pub struct OwnOrigins(pub Vec<String>);
 
-const EXEMPT_PREFIXES: [&str; 3] = ["/v1/", "/webhooks/", "/_node/"];
+const EXEMPT_PREFIXES: [&str; 3] = ["/v1/", "/webhooks/stripe", "/_node/"];
 
 /// Middleware: refuses unsafe cross-origin requests with 403.
 pub async fn same_origin_only(

@@ -121,6 +121,7 @@ pub async fn serve(
                     cfg.app_data(web::Data::new(services.state.clone()))
                         .configure(routes::auth::configure)
                         .configure(routes::team::configure)
+                        .configure(routes::webhooks::configure)
                         .configure(routes::meetings::configure)
                         .configure(routes::billing::configure)
                         .configure(routes::recordings::configure)

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use convene_app::model::JoinState;
 use convene_domain::{MeetingPin, PhoneNumber, Region, RoomName, RoomSettings, TenantId};
 use convene_media::{
-    focus::{Identity, RoomPolicy, TokenFacts},
+    focus::{Identity, PhoneLeg, RoomPolicy, TokenFacts},
     gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
     rooms::RoomKey,
 };
@@ -99,6 +99,7 @@ impl Admission {
             invited: false,
             email: user.email,
             token: facts,
+            phone: None,
         };
         Ok(Admitted { tenant, identity, policy, region })
     }
@@ -228,6 +229,7 @@ impl Admission {
             invited: false,
             email: None,
             token: facts,
+            phone: Some(PhoneLeg::DialIn),
         };
         Ok(PhoneAdmission { room: (tenant.to_string(), room.as_str().to_owned()), policy, identity })
     }

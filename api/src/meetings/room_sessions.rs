@@ -10,6 +10,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use convene_domain::{RoomName, TenantId};
 use convene_media::{
+    focus::PhoneLeg,
     outbox::{Deliver, Envelope, NodeEvent, Undelivered},
     rooms::RoomEvent,
 };
@@ -109,10 +110,10 @@ pub async fn participant_joined(
     node: &str,
     tenant: TenantId,
     room: &RoomName,
-    participant: (&str, &str, bool),
+    participant: (&str, &str, bool, Option<PhoneLeg>),
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let (participant_id, name, moderator) = participant;
+    let (participant_id, name, moderator, phone) = participant;
     let transaction = crate::platform::db::begin_write(db).await?;
     let session = match open_session(&transaction, node, tenant, room).await? {
         Some(session) => session,
@@ -141,10 +142,11 @@ pub async fn participant_joined(
         joined_at: Set(at),
         left_at: Set(None),
         metered_minutes: Set(None),
+        phone: Set(phone.map(|leg| phone_column(leg).to_owned())),
     }
     .insert(&transaction)
     .await?;
-    emit(&transaction, tenant, EventType::ParticipantJoined, stay_data(&session, &stay), at).await?;
+    emit_stay(&transaction, tenant, (&session, &stay), at).await?;
     transaction.commit().await
 }
 
@@ -173,12 +175,48 @@ fn meeting_data(session: &room_session::Model) -> serde_json::Value {
     data
 }
 
+/// How a phone's stay is stored (and named in webhooks).
+fn phone_column(leg: PhoneLeg) -> &'static str {
+    match leg {
+        PhoneLeg::DialIn => "dial_in",
+        PhoneLeg::DialOut => "dial_out",
+    }
+}
+
+/// Queues what a stay's start (no `left_at` yet) or end tells webhooks: `participant.joined` or `.left`,
+/// and for a phone `dial_in.*` or `dial_out.*` beside it.
+async fn emit_stay(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    (session, stay): (&room_session::Model, &session_participant::Model),
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let left = stay.left_at.is_some();
+    let phone = match (stay.phone.as_deref(), left) {
+        (Some("dial_in"), false) => Some(EventType::DialInJoined),
+        (Some("dial_in"), true) => Some(EventType::DialInLeft),
+        (Some("dial_out"), false) => Some(EventType::DialOutJoined),
+        (Some("dial_out"), true) => Some(EventType::DialOutLeft),
+        _ => None,
+    };
+    let stayed = if left { EventType::ParticipantLeft } else { EventType::ParticipantJoined };
+    for event in std::iter::once(stayed).chain(phone) {
+        emit(db, tenant, event, stay_data(session, stay), at).await?;
+    }
+    Ok(())
+}
+
 /// A stay in a session as webhooks describe it.
 fn stay_data(session: &room_session::Model, stay: &session_participant::Model) -> serde_json::Value {
+    let mut participant =
+        serde_json::json!({ "id": stay.participant_id, "name": stay.name, "moderator": stay.moderator });
+    if let Some(phone) = &stay.phone {
+        participant["phone"] = serde_json::json!(phone);
+    }
     let mut data = serde_json::json!({
         "room": session.room_name,
         "session_id": session.id,
-        "participant": { "id": stay.participant_id, "name": stay.name, "moderator": stay.moderator },
+        "participant": participant,
         "joined_at": stay.joined_at,
     });
     if let Some(left) = stay.left_at {
@@ -211,7 +249,7 @@ pub async fn participant_left(
         let mut left: session_participant::ActiveModel = stay.into();
         left.left_at = Set(Some(at));
         let left = left.update(&transaction).await?;
-        emit(&transaction, tenant, EventType::ParticipantLeft, stay_data(&session, &left), at).await?;
+        emit_stay(&transaction, tenant, (&session, &left), at).await?;
     }
     let remaining = session_participant::Entity::find()
         .filter(session_participant::Column::SessionId.eq(session.id))
@@ -343,7 +381,7 @@ async fn end_node_sessions(
             let mut stay: session_participant::ActiveModel = stay.into();
             stay.left_at = Set(Some(left));
             let stay = stay.update(&transaction).await?;
-            emit(&transaction, tenant, EventType::ParticipantLeft, stay_data(&session, &stay), at).await?;
+            emit_stay(&transaction, tenant, (&session, &stay), at).await?;
         }
         let mut session: room_session::ActiveModel = session.into();
         session.ended_at = Set(Some(ended));
@@ -497,14 +535,16 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
         | RoomEvent::Removed { room, at, .. }
         | RoomEvent::Ended { room, at }
         | RoomEvent::RecordingStarted { room, at, .. }
-        | RoomEvent::RecordingStopped { room, at, .. } => (room, *at),
+        | RoomEvent::RecordingStopped { room, at, .. }
+        | RoomEvent::LiveStreamStarted { room, at, .. }
+        | RoomEvent::LiveStreamEnded { room, at, .. } => (room, *at),
     };
     // Keys come from verified tokens and parsed paths; anything else is not ours to record.
     let (Ok(tenant), Ok(room)) = (TenantId::parse(tenant), RoomName::parse(room)) else { return Ok(()) };
     let at: DateTime<Utc> = at.into();
     match room_event {
-        RoomEvent::Joined { participant, name, moderator, .. } => {
-            participant_joined(db, node, tenant, &room, (participant, name, *moderator), at).await
+        RoomEvent::Joined { participant, name, moderator, phone, .. } => {
+            participant_joined(db, node, tenant, &room, (participant, name, *moderator, *phone), at).await
         }
         RoomEvent::Left { participant, .. } => participant_left(db, node, tenant, &room, participant, at).await,
         RoomEvent::Removed { user_id, token, until, rejected, .. } => {
@@ -524,6 +564,16 @@ async fn apply(db: &DatabaseTransaction, node: &str, event: &NodeEvent) -> Resul
         }
         RoomEvent::RecordingStopped { recording, reason, bytes, .. } => {
             recordings::stopped(db, tenant, recording, (reason.as_deref(), *bytes), at).await
+        }
+        RoomEvent::LiveStreamStarted { stream, by, .. } => {
+            let data = serde_json::json!({ "room": room.as_str(), "stream_id": stream, "started_by": by, "at": at });
+            emit(db, tenant, EventType::LiveStreamStarted, data, at).await
+        }
+        RoomEvent::LiveStreamEnded { stream, by, reason, .. } => {
+            let data = serde_json::json!({
+                "room": room.as_str(), "stream_id": stream, "stopped_by": by, "reason": reason, "at": at,
+            });
+            emit(db, tenant, EventType::LiveStreamEnded, data, at).await
         }
     }
 }

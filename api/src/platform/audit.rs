@@ -51,6 +51,12 @@ pub enum AuditEvent {
     SessionsRevoked,
     /// A recording was deleted: by a member, or by the plan's retention (no actor).
     RecordingDeleted,
+    /// A webhook endpoint was added on the site.
+    WebhookCreated,
+    /// A webhook endpoint got a new signing secret on the site.
+    WebhookSecretRotated,
+    /// A webhook endpoint was removed on the site.
+    WebhookDeleted,
 }
 
 impl AuditEvent {
@@ -76,6 +82,9 @@ impl AuditEvent {
             AuditEvent::EmailChanged => "email_changed",
             AuditEvent::SessionsRevoked => "sessions_revoked",
             AuditEvent::RecordingDeleted => "recording_deleted",
+            AuditEvent::WebhookCreated => "webhook_created",
+            AuditEvent::WebhookSecretRotated => "webhook_secret_rotated",
+            AuditEvent::WebhookDeleted => "webhook_deleted",
         }
     }
 }

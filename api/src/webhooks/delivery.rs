@@ -120,8 +120,8 @@ pub struct Deliverer {
     envelope: Envelope,
     mailer: Mailer,
     reach: Reach,
-    /// Where owners get the API key that manages webhooks, for the mail saying one is failing.
-    page: String,
+    /// The site's address, for the link to a failing endpoint's page in the mail about it.
+    site: String,
     /// Tries under way, at most [`IN_FLIGHT`]: each runs on its own, so a slow receiver holds up only its
     /// own endpoint's next delivery.
     slots: Arc<Semaphore>,
@@ -146,9 +146,9 @@ impl Deliverer {
     /// Delivers from `db`, opening secrets with `envelope`, telling owners through `mailer` (with a link to
     /// the site at `public_url`), reaching only what `reach` allows.
     pub fn new(db: DatabaseConnection, envelope: Envelope, mailer: Mailer, reach: Reach, public_url: &Url) -> Self {
-        let page = format!("{}/keys", public_url.as_str().trim_end_matches('/'));
+        let site = public_url.as_str().trim_end_matches('/').to_owned();
         let (slots, finished) = (Arc::new(Semaphore::new(IN_FLIGHT)), Arc::new(Notify::new()));
-        Self { db, envelope, mailer, reach, page, slots, finished }
+        Self { db, envelope, mailer, reach, site, slots, finished }
     }
 
     /// Delivers until `shutdown`: a round every [`POLL_EVERY`], and at once when a try ends (an endpoint's
@@ -346,16 +346,17 @@ impl Deliverer {
             endpoint.url
         );
         let log = format!(
-            "With an API key, GET /v1/webhooks/{}/deliveries shows each try and the receiver's answer, and \
-             POST /v1/webhooks/{}/resend sends the event again.",
+            "The endpoint's page shows each try and the receiver's answer, and sends an event again (so does \
+             POST /v1/webhooks/{}/resend; GET /v1/webhooks/{}/deliveries lists the tries).",
             endpoint.id, endpoint.id
         );
+        let page = format!("{}/webhooks/{}", self.site, endpoint.id);
         for owner in owners {
             let mail = Email::new(
                 &owner,
                 "A webhook is failing",
                 &[&said, &log],
-                ("Open the API keys", &self.page),
+                ("Open the endpoint's page", &page),
                 "You get this as an owner of the organisation.",
             );
             if let Err(error) = self.mailer.queue(mail).await {

@@ -34,6 +34,24 @@ pub enum EventType {
     /// A recording could not be made; `reason` says why.
     #[serde(rename = "recording.failed")]
     RecordingFailed,
+    /// A meeting began to be streamed live.
+    #[serde(rename = "live_stream.started")]
+    LiveStreamStarted,
+    /// A live stream stopped: someone stopped it, the streaming service went away, or the meeting ended.
+    #[serde(rename = "live_stream.ended")]
+    LiveStreamEnded,
+    /// A phone caller who dialled the meeting's number and typed its PIN entered the meeting.
+    #[serde(rename = "dial_in.joined")]
+    DialInJoined,
+    /// A phone caller who dialled in left (hung up, was removed, or the meeting ended).
+    #[serde(rename = "dial_in.left")]
+    DialInLeft,
+    /// A phone the meeting called (`POST /v1/rooms/{name}/dial-out`, or a moderator) answered and entered.
+    #[serde(rename = "dial_out.joined")]
+    DialOutJoined,
+    /// A phone the meeting called left.
+    #[serde(rename = "dial_out.left")]
+    DialOutLeft,
     /// The organisation's subscription changed (started, renewed, overdue, cancelled), as Stripe said.
     #[serde(rename = "subscription.updated")]
     SubscriptionUpdated,
@@ -44,7 +62,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every kind an endpoint may ask for.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 14] = [
         EventType::MeetingStarted,
         EventType::MeetingEnded,
         EventType::ParticipantJoined,
@@ -52,6 +70,12 @@ impl EventType {
         EventType::RecordingStarted,
         EventType::RecordingReady,
         EventType::RecordingFailed,
+        EventType::LiveStreamStarted,
+        EventType::LiveStreamEnded,
+        EventType::DialInJoined,
+        EventType::DialInLeft,
+        EventType::DialOutJoined,
+        EventType::DialOutLeft,
         EventType::SubscriptionUpdated,
     ];
 
@@ -65,8 +89,35 @@ impl EventType {
             Self::RecordingStarted => "recording.started",
             Self::RecordingReady => "recording.ready",
             Self::RecordingFailed => "recording.failed",
+            Self::LiveStreamStarted => "live_stream.started",
+            Self::LiveStreamEnded => "live_stream.ended",
+            Self::DialInJoined => "dial_in.joined",
+            Self::DialInLeft => "dial_in.left",
+            Self::DialOutJoined => "dial_out.joined",
+            Self::DialOutLeft => "dial_out.left",
             Self::SubscriptionUpdated => "subscription.updated",
             Self::Test => "webhook.test",
+        }
+    }
+
+    /// When it is sent, in words for the site.
+    pub fn when(self) -> &'static str {
+        match self {
+            Self::MeetingStarted => "the first person enters a room",
+            Self::MeetingEnded => "the last person leaves a room",
+            Self::ParticipantJoined => "someone enters a meeting",
+            Self::ParticipantLeft => "someone leaves a meeting",
+            Self::RecordingStarted => "a recording begins",
+            Self::RecordingReady => "a recording can be downloaded",
+            Self::RecordingFailed => "a recording could not be made",
+            Self::LiveStreamStarted => "a live stream begins",
+            Self::LiveStreamEnded => "a live stream stops",
+            Self::DialInJoined => "a phone caller enters a meeting",
+            Self::DialInLeft => "a phone caller leaves a meeting",
+            Self::DialOutJoined => "a phone the meeting called answers",
+            Self::DialOutLeft => "a phone the meeting called leaves",
+            Self::SubscriptionUpdated => "the organisation's subscription changes",
+            Self::Test => "you ask for a test",
         }
     }
 

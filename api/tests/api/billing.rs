@@ -409,7 +409,7 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
             "node-a",
             acme.id,
             &room,
-            (person, person, false),
+            (person, person, false, None),
             joined,
         )
         .await
@@ -449,7 +449,7 @@ async fn overage_reaches_stripe_once_through_an_outage_and_a_restart() {
         "node-a",
         acme.id,
         &room,
-        ("dan", "Dan", false),
+        ("dan", "Dan", false, None),
         left,
     )
     .await

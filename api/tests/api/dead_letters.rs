@@ -22,6 +22,7 @@ fn joined(tenant: &str, seq: u64, participant: &str) -> Envelope {
         participant: participant.to_owned(),
         name: "Someone".to_owned(),
         moderator: false,
+        phone: None,
         at: SystemTime::now(),
     };
     Envelope { node: "node-a".to_owned(), seq, event: NodeEvent::Room(event) }

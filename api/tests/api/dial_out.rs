@@ -35,6 +35,7 @@ async fn app_with_trunk(trunk_port: u16) -> TestApp {
 async fn app_with_trunk_at(uri: &str) -> TestApp {
     spawn_configured(&[
         ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
+        ("CONVENE_WEBHOOKS_ALLOW_LOOPBACK", "1".to_owned()),
         ("CONVENE_SIP_RTP_PORTS", RTP_PORTS.to_owned()),
         ("CONVENE_SIP_TRUNK", uri.to_owned()),
         ("CONVENE_SIP_TRUNK_USERNAME", TRUNK_USER.to_owned()),
@@ -137,6 +138,8 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
     let (trunk_port, trunk) = trunk(&format!("{}{}", challenged_and_answered(&answer), hung_up())).await;
     let app = app_with_trunk(trunk_port).await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
+    let events = ["dial_out.joined", "dial_out.left", "dial_in.joined"];
+    let (inbox, _receiver) = crate::webhooks::listening_endpoint(&app, &key, &events).await;
 
     // A moderator whose link does not allow calling phones is refused; one whose link does calls.
     let (mut cy, welcome) = hello(&app, "standup", &moderator_token(&app, &key, false).await).await;
@@ -176,6 +179,12 @@ async fn a_moderator_calls_a_phone_through_an_authenticating_trunk_follows_it_an
     say(&mut ann, json!({ "type": "dial_out", "number": CALLEE })).await;
     let refused = hear_until(&mut ann, |message| message["type"] == "error").await;
     assert_eq!(refused["message"], "this number was removed from the meeting", "{refused}");
+    let told = crate::webhooks::delivered(&inbox, 2).await;
+    let said: Vec<(&str, &str)> = told
+        .iter()
+        .map(|body| (body["type"].as_str().unwrap(), body["data"]["participant"]["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(said, [("dial_out.joined", "phone:+15559874567"), ("dial_out.left", "phone:+15559874567")]);
 
     // Everyone leaves and the room closes; started again, it has forgotten, but the records have not.
     for moderator in [&mut ann, &mut cy] {

@@ -193,8 +193,14 @@ async fn a_trusted_sbc_names_the_meeting_in_jigasis_header_and_its_callers_skip_
 
 #[tokio::test]
 async fn a_caller_types_the_pin_joins_as_a_phone_mutes_with_star_six_holds_and_is_removed_by_a_moderator() {
-    let app = spawn_configured(&[("CONVENE_PLANS", RECORDING_PLANS.to_owned())]).await;
+    let app = spawn_configured(&[
+        ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
+        ("CONVENE_WEBHOOKS_ALLOW_LOOPBACK", "1".to_owned()),
+    ])
+    .await;
     let key = tenant_with_room(&app, "standup", "123456789").await;
+    let events = ["dial_in.joined", "dial_in.left", "dial_out.joined"];
+    let (inbox, _receiver) = crate::webhooks::listening_endpoint(&app, &key, &events).await;
     let ann_token = token(&app, &key, "standup", "Ann", true).await;
     let (mut ann, welcome) = hello(&app, "standup", &ann_token).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
@@ -230,6 +236,21 @@ async fn a_caller_types_the_pin_joins_as_a_phone_mutes_with_star_six_holds_and_i
     assert!(names.contains(&"Phone ••• 4321"), "{meetings}");
     let again = format!("{}<pause milliseconds=\"500\"/>\n{}{}", dial(), rtp_keys("123456789#"), hung_up());
     assert!(sipp(gateway, "u1", NUMBER, &again).await, "a removed caller is told so and hung up");
+
+    // Webhooks told of the caller coming and going (Ann, in a browser, is not a phone).
+    let told = crate::webhooks::delivered(&inbox, 2).await;
+    let said: Vec<(&str, &str, &str)> = told
+        .iter()
+        .map(|body| {
+            let participant = &body["data"]["participant"];
+            (
+                body["type"].as_str().unwrap(),
+                participant["name"].as_str().unwrap(),
+                participant["phone"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(said, [("dial_in.joined", "Phone ••• 4321", "dial_in"), ("dial_in.left", "Phone ••• 4321", "dial_in")]);
     app.stop().await;
 }
 

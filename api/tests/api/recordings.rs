@@ -484,9 +484,12 @@ async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusi
     let app = spawn_configured(&[
         ("CONVENE_PLANS", RECORDING_PLANS.to_owned()),
         ("CONVENE_STREAMING_ALLOW_PRIVATE", "1".to_owned()),
+        ("CONVENE_WEBHOOKS_ALLOW_LOOPBACK", "1".to_owned()),
     ])
     .await;
     let key = tenant_key(&app, "owner@acme.example").await;
+    let events = ["live_stream.started", "live_stream.ended"];
+    let (inbox, _receiver) = crate::webhooks::listening_endpoint(&app, &key, &events).await;
     let ann = token(&app, &key, "standup", "Ann", true).await;
     let (mut ann, welcome) = hello(&app, "standup", &ann).await;
     assert_eq!(welcome["room"]["live_streaming"], false, "{welcome}");
@@ -541,6 +544,29 @@ async fn a_meeting_streams_live_to_an_rtmp_service_everyone_sees_it_and_a_refusi
     assert!(ended["reason"].as_str().is_some_and(|reason| reason.contains("streaming encoder stopped")), "{ended}");
     let (status, _) = call(&app, Method::DELETE, "/v1/rooms/standup/live-stream", &key, None).await;
     assert_eq!(status, 409, "nothing is streamed any more");
+
+    // Webhooks told the organisation's app of both streams: who started and stopped each, and why the
+    // second stopped by itself; never the stream key.
+    let told = crate::webhooks::delivered(&inbox, 4).await;
+    let said: Vec<(&str, &str)> = told
+        .iter()
+        .map(|body| {
+            let by = body["data"]["started_by"].as_str().or(body["data"]["stopped_by"].as_str());
+            (body["type"].as_str().unwrap(), by.unwrap())
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("live_stream.started", "the organisation's app"),
+            ("live_stream.ended", "the organisation's app"),
+            ("live_stream.started", "the organisation's app"),
+            ("live_stream.ended", "the streaming service"),
+        ]
+    );
+    assert!(told[3]["data"]["reason"].as_str().is_some_and(|reason| reason.contains("streaming encoder stopped")));
+    assert_eq!(told[0]["data"]["room"], "standup");
+    assert!(told.iter().all(|body| !body.to_string().contains("stream-key")), "{told:?}");
     app.stop().await;
 }
 

@@ -125,8 +125,8 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     let (status, empty) = call(&app, Method::GET, "/v1/rooms/standup/presence", &key, None).await;
     assert_eq!((status, empty["participants"].as_array().unwrap().len()), (200, 0));
     let start = Utc::now() - TimeDelta::minutes(30);
-    participant_joined(&db, "node-a", tenant, &standup, ("u1", "Ann", true), start).await.unwrap();
-    participant_joined(&db, "node-a", tenant, &standup, ("u2", "Bob", false), start + TimeDelta::minutes(5))
+    participant_joined(&db, "node-a", tenant, &standup, ("u1", "Ann", true, None), start).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &standup, ("u2", "Bob", false, None), start + TimeDelta::minutes(5))
         .await
         .unwrap();
     participant_left(&db, "node-a", tenant, &standup, "u2", start + TimeDelta::minutes(15)).await.unwrap();
@@ -138,7 +138,7 @@ async fn meetings_and_presence_follow_the_reported_joins_and_leaves_and_stay_wit
     assert_eq!(names, [json!("Ann")], "Bob left; leaving twice changed nothing");
 
     participant_left(&db, "node-a", tenant, &standup, "u1", start + TimeDelta::minutes(20)).await.unwrap();
-    participant_joined(&db, "node-a", tenant, &adhoc, ("u3", "Cy", false), start + TimeDelta::minutes(25))
+    participant_joined(&db, "node-a", tenant, &adhoc, ("u3", "Cy", false, None), start + TimeDelta::minutes(25))
         .await
         .unwrap();
     let (status, page) = call(&app, Method::GET, "/v1/meetings?limit=1", &key, None).await;
@@ -199,17 +199,17 @@ async fn the_meetings_page_lists_what_took_place_with_who_and_how_long() {
     let db = app.db().await;
     let room = RoomName::parse("standup").unwrap();
     let start = Utc::now() - TimeDelta::minutes(90);
-    participant_joined(&db, "node-a", tenant, &room, ("u1", "Ann", true), start).await.unwrap();
-    participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false), start + TimeDelta::minutes(5))
+    participant_joined(&db, "node-a", tenant, &room, ("u1", "Ann", true, None), start).await.unwrap();
+    participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false, None), start + TimeDelta::minutes(5))
         .await
         .unwrap();
     participant_left(&db, "node-a", tenant, &room, "u2", start + TimeDelta::minutes(15)).await.unwrap();
-    participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false), start + TimeDelta::minutes(20))
+    participant_joined(&db, "node-a", tenant, &room, ("u2", "Bob", false, None), start + TimeDelta::minutes(20))
         .await
         .unwrap();
     participant_left(&db, "node-a", tenant, &room, "u2", start + TimeDelta::minutes(25)).await.unwrap();
     participant_left(&db, "node-a", tenant, &room, "u1", start + TimeDelta::minutes(65)).await.unwrap();
-    participant_joined(&db, "node-a", other_tenant, &room, ("x", "Mallory", false), start).await.unwrap();
+    participant_joined(&db, "node-a", other_tenant, &room, ("x", "Mallory", false, None), start).await.unwrap();
 
     let page = app.get_with_cookie("/meetings", &session).await.text().await.unwrap();
     assert!(page.contains("Held") && page.contains("standup"), "{page}");

@@ -1,7 +1,7 @@
 //! Team, invitations, roles, API keys and the `/v1` key check, and the rule that another tenant's ids
 //! always answer 404.
 
-use convene_api::entities::{audit_event, invitation, membership, tenant};
+use convene_api::entities::{audit_event, invitation, membership, tenant, webhook_delivery};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
@@ -176,7 +176,7 @@ async fn another_tenants_ids_answer_404_everywhere() {
     let globex = sign_up(&app, "Globex", "owner@globex.example").await;
     crate::helpers::verify_email(&app, "owner@globex.example").await;
     // Globex has a member, a pending invitation, a key and a meeting: ids Acme's owner must never reach.
-    invite_and_accept(&app, &globex, "mo@globex.example", "moderator").await;
+    let globex_moderator = invite_and_accept(&app, &globex, "mo@globex.example", "moderator").await;
     post_and_follow(&app, "/team/invite", &[("email", "later@globex.example"), ("role", "participant")], &globex).await;
     let keys_page = post_and_follow(&app, "/keys", &[("name", "globex key")], &globex).await;
     let key_id = keys_page.split("/keys/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
@@ -209,6 +209,17 @@ async fn another_tenants_ids_answer_404_everywhere() {
     let recording_id = uuid::Uuid::now_v7();
     crate::recordings::insert_ready_recording(&app, recording_id, globex_id).await;
     let recording_id = recording_id.to_string();
+    let hook = [("url", "https://hooks.globex.example/in"), ("events", "meeting.started")];
+    let added = app.post_form("/webhook-endpoints", &hook, Some(&globex)).await;
+    let webhook_page = added.headers()["location"].to_str().unwrap().to_owned();
+    let webhook_id = webhook_page.strip_prefix("/webhooks/").unwrap().to_owned();
+    app.post_form(&format!("/webhook-endpoints/{webhook_id}/test"), &[], Some(&globex)).await;
+    let delivery_id = webhook_delivery::Entity::find().one(&db).await.unwrap().unwrap().id.to_string();
+    // Webhooks are for owners and admins: a moderator of the same organisation is refused.
+    assert_eq!(app.get_with_cookie("/webhooks", &globex_moderator).await.status(), 403);
+    assert_eq!(app.post_form("/webhook-endpoints", &hook, Some(&globex_moderator)).await.status(), 403);
+    let delete = format!("/webhook-endpoints/{webhook_id}/delete");
+    assert_eq!(app.post_form(&delete, &[], Some(&globex_moderator)).await.status(), 403);
 
     // Each id-taking form route, called by Acme's owner with Globex's id of its kind.
     let routes = form_routes_with_ids();
@@ -220,13 +231,20 @@ async fn another_tenants_ids_answer_404_everywhere() {
             Some("keys") => &key_id,
             Some("meetings") => &meeting_id,
             Some("recordings") => &recording_id,
+            Some("webhook-endpoints") => &webhook_id,
             // A participant link is a capability: whoever holds one may follow it, from any organisation.
             Some("join") => continue,
             _ => panic!("{route} takes an id: say here which of another tenant's ids to try, or why it is exempt"),
         };
         let concrete = route.replace("{id}", id);
         // A body each route accepts, so only the id can be the reason for a refusal.
-        let fields = if route.starts_with("/meetings/") { meeting.to_vec() } else { vec![("role", "owner")] };
+        let fields = match route.split('/').nth(1) {
+            Some("meetings") => meeting.to_vec(),
+            Some("webhook-endpoints") => {
+                vec![("delivery", delivery_id.as_str()), ("url", "https://evil.example/in"), ("paused", "on"), hook[1]]
+            }
+            _ => vec![("role", "owner")],
+        };
         let response = app.post_form(&concrete, &fields, Some(&acme)).await;
         assert_eq!(response.status(), 404, "{route}");
     }
@@ -243,6 +261,9 @@ async fn another_tenants_ids_answer_404_everywhere() {
     assert!(globex_meeting.contains("Globex board") && !globex_meeting.contains("Cancelled"), "{globex_meeting}");
     let globex_recordings = app.get_with_cookie("/recordings", &globex).await.text().await.unwrap();
     assert!(globex_recordings.contains(&recording_id), "the recording is still there");
+    assert_eq!(app.get_with_cookie(&webhook_page, &acme).await.status(), 404, "the webhook's page too");
+    let globex_webhook = app.get_with_cookie(&webhook_page, &globex).await.text().await.unwrap();
+    assert!(globex_webhook.contains("hooks.globex.example") && !globex_webhook.contains("evil"), "{globex_webhook}");
     let acme_team = app.get_with_cookie("/team", &acme).await.text().await.unwrap();
     assert!(!acme_team.contains("globex"), "pages show only one's own tenant");
     app.stop().await;

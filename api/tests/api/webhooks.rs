@@ -21,7 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// What the receiver got: each request's headers and body, in order.
 #[derive(Clone, Default)]
-struct Inbox {
+pub(crate) struct Inbox {
     received: Arc<Mutex<Vec<Value>>>,
     /// The statuses to answer, in turn; 200 once they run out.
     answers: Arc<Mutex<VecDeque<u16>>>,
@@ -39,7 +39,7 @@ async fn receive(request: HttpRequest, body: String, inbox: web::Data<Inbox>) ->
 }
 
 /// A receiver on `port` of loopback, until dropped.
-struct Receiver(actix_web::dev::ServerHandle);
+pub(crate) struct Receiver(actix_web::dev::ServerHandle);
 
 impl Receiver {
     fn start(port: u16, inbox: &Inbox) -> Self {
@@ -108,6 +108,23 @@ async fn endpoint(app: &TestApp, key: &str, url: &str, events: &[&str]) -> (Stri
         call(app, Method::POST, "/v1/webhooks", key, Some(json!({ "url": url, "events": events }))).await;
     assert_eq!(status, 201, "{created}");
     (created["endpoint"]["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+}
+
+/// A receiver on loopback, and an endpoint of the tenant behind `key` that sends it `events` (the app must
+/// allow loopback webhooks); the receiver stops when dropped.
+pub(crate) async fn listening_endpoint(app: &TestApp, key: &str, events: &[&str]) -> (Inbox, Receiver) {
+    let port = free_port();
+    let inbox = Inbox::default();
+    let receiver = Receiver::start(port, &inbox);
+    endpoint(app, key, &format!("http://127.0.0.1:{port}/hooks"), events).await;
+    (inbox, receiver)
+}
+
+/// The bodies of the first `count` deliveries, once they arrived.
+pub(crate) async fn delivered(inbox: &Inbox, count: usize) -> Vec<Value> {
+    until("the deliveries", async || (inbox.received.lock().unwrap().len() >= count).then_some(())).await;
+    let received = inbox.received.lock().unwrap().clone();
+    received.iter().map(|delivery| serde_json::from_str(delivery["body"].as_str().unwrap()).unwrap()).collect()
 }
 
 fn types(received: &[Value]) -> Vec<String> {
@@ -364,7 +381,8 @@ async fn a_delivery_out_of_tries_marks_the_endpoint_failing_tells_the_owners_and
     let mail = app.mail_to("owner@acme.example", "A webhook is failing").await;
     assert!(mail.text.contains(&format!("http://127.0.0.1:{port}/")), "{}", mail.text);
     assert!(
-        mail.text.contains(&format!("/v1/webhooks/{id}/deliveries")) && mail.text.contains("/keys"),
+        mail.text.contains(&format!("/v1/webhooks/{id}/deliveries"))
+            && mail.text.contains(&format!("localhost:3000/webhooks/{id}")),
         "{}",
         mail.text
     );

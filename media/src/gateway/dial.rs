@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CallFacts, PhoneAdmission, PhoneDirectory, Shared, call::Call};
 use crate::{
-    focus::{DialOutChange, Identity, RoomPolicy, TokenFacts, phone_name, phone_user_id},
+    focus::{DialOutChange, Identity, PhoneLeg, RoomPolicy, TokenFacts, phone_name, phone_user_id},
     phone::sdp::{self, Offer},
     rooms::RoomKey,
 };
@@ -365,6 +365,7 @@ impl<D: PhoneDirectory> Shared<D> {
             user_id: Some(phone_user_id(&request.number)),
             name: phone_name(Some(&request.number)),
             invited: true,
+            phone: Some(PhoneLeg::DialOut),
             // The number is who a removal keeps out; the digest only tells this call from others.
             token: TokenFacts { digest: format!("dial-out:{}", request.call), ..TokenFacts::default() },
             ..Identity::default()

@@ -105,6 +105,18 @@ impl StreamTarget {
         Ok(())
     }
 
+    /// `text` (what ffmpeg said, which names the address it opened) with the stream key left out: everyone
+    /// in the meeting and the organisation's webhooks read why a stream stopped, and the key is a secret.
+    fn without_key(&self, text: &str) -> String {
+        let mut shown = text.replace(self.0.as_str(), &format!("{}/•••", self.service()));
+        if let Some(key) =
+            self.0.path_segments().and_then(|mut segments| segments.next_back()).filter(|key| key.len() > 2)
+        {
+            shown = shown.replace(key, "•••");
+        }
+        shown
+    }
+
     /// The address without the key, to show people.
     pub fn service(&self) -> String {
         let mut url = self.0.clone();
@@ -225,7 +237,7 @@ impl Task {
                         let said = tokio::spawn(read_tail(stderr, KEPT_ERROR_BYTES));
                         let failure = self.feed(child, stdin, packets, stop).await;
                         let said = said.await.unwrap_or_default();
-                        failure.map(|failure| with_last_words(&failure, &said))
+                        failure.map(|failure| target.without_key(&with_last_words(&failure, &said)))
                     }
                     _ => Some("the streaming encoder's pipes were not opened".to_owned()),
                 },
@@ -359,12 +371,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_tail_of_what_a_process_says_is_kept() {
+    async fn only_the_tail_of_what_a_process_says_is_kept_and_never_the_stream_key() {
         let said = vec![b'x'; 10_000].into_iter().chain(b"\nthe end".iter().copied()).collect::<Vec<_>>();
         let tail = read_tail(&said[..], 100).await;
         assert_eq!(tail.len(), 100);
         assert!(tail.ends_with(b"the end"));
         assert_eq!(with_last_words("it failed", &tail), "it failed: the end");
         assert_eq!(with_last_words("it failed", b"  \n"), "it failed");
+        let target = StreamTarget::parse("rtmp://127.0.0.1:1935/live", "stream-key").unwrap();
+        let refused = b"[tcp] rtmp://127.0.0.1:1935/live/stream-key: Connection refused";
+        let shown = target.without_key(&with_last_words("it failed", refused));
+        assert_eq!(shown, "it failed: [tcp] rtmp://127.0.0.1:1935/live/•••: Connection refused");
+        let shown = target.without_key(&with_last_words("it failed", b"opening stream-key failed"));
+        assert_eq!(shown, "it failed: opening ••• failed", "the key alone is left out too");
     }
 }

@@ -5,7 +5,8 @@ use convene_app::{
     backend::Backend,
     model::{
         ApiKeyListing, AuditEntry, BillingPage, InvitationDetails, Invitee, JoinDetails, LinkRefusal, MeetingDetails,
-        MeetingListing, PageError, RecordingListing, Team, Viewer,
+        MeetingListing, PageError, RecordingListing, Team, Viewer, WebhookAttempt, WebhookDetails, WebhookEndpoint,
+        WebhookEventKind, WebhookListing,
     },
 };
 use convene_domain::{Role, RoomName};
@@ -23,10 +24,16 @@ use crate::{
     people::api_keys,
     people::team::TeamError,
     platform::audit,
+    webhooks::{
+        endpoints::{self, Endpoint, WebhookError},
+        events::EventType,
+    },
 };
 
 /// Audit entries shown on the audit page.
 const AUDIT_PAGE_SIZE: u64 = 200;
+/// Tries an endpoint's page lists.
+const LOGGED_ON_PAGE: u64 = 50;
 
 /// The services behind the site's server functions: the handlers' own state.
 #[derive(Debug, Clone)]
@@ -38,6 +45,40 @@ impl SiteBackend {
         let session = self.0.accounts.session(&token).await.map_err(unavailable)?.ok_or(PageError::SignedOut)?;
         self.0.accounts.actor(&session).await.map_err(unavailable)?.ok_or(PageError::Forbidden)
     }
+
+    /// The actor, when they are an owner or admin of their tenant.
+    async fn admin(&self, session: Option<String>) -> Result<Actor, PageError> {
+        let actor = self.actor(session).await?;
+        if !actor.is_admin() {
+            return Err(PageError::Forbidden);
+        }
+        Ok(actor)
+    }
+}
+
+fn webhook_problem(error: WebhookError) -> PageError {
+    match error {
+        WebhookError::NotFound => PageError::NotFound,
+        other => unavailable(other),
+    }
+}
+
+fn webhook_endpoint(endpoint: Endpoint) -> WebhookEndpoint {
+    WebhookEndpoint {
+        id: endpoint.id.to_string(),
+        url: endpoint.url,
+        description: endpoint.description,
+        events: endpoint.events.into_iter().map(|event| event.as_str().to_owned()).collect(),
+        disabled: endpoint.disabled,
+        failing_since: endpoint.failing_since.map(|at| at.to_rfc3339()),
+    }
+}
+
+fn webhook_kinds() -> Vec<WebhookEventKind> {
+    EventType::ALL
+        .into_iter()
+        .map(|event| WebhookEventKind { name: event.as_str().to_owned(), when: event.when().to_owned() })
+        .collect()
 }
 
 fn meeting_problem(error: MeetingError) -> PageError {
@@ -121,10 +162,7 @@ impl Backend for SiteBackend {
     }
 
     async fn api_keys(&self, session: Option<String>) -> Result<Vec<ApiKeyListing>, PageError> {
-        let actor = self.actor(session).await?;
-        if !actor.is_admin() {
-            return Err(PageError::Forbidden);
-        }
+        let actor = self.admin(session).await?;
         let keys = api_keys::list(&self.0.db, actor.tenant).await.map_err(unavailable)?;
         Ok(keys
             .into_iter()
@@ -137,6 +175,37 @@ impl Backend for SiteBackend {
                 revoked_at: key.revoked_at.map(|at| at.to_rfc3339()),
             })
             .collect())
+    }
+
+    async fn webhooks(&self, session: Option<String>) -> Result<WebhookListing, PageError> {
+        let actor = self.admin(session).await?;
+        let endpoints = self.0.webhooks.list(actor.tenant).await.map_err(webhook_problem)?;
+        Ok(WebhookListing {
+            endpoints: endpoints.into_iter().map(webhook_endpoint).collect(),
+            kinds: webhook_kinds(),
+            most: endpoints::MOST_ENDPOINTS,
+        })
+    }
+
+    async fn webhook(&self, session: Option<String>, id: String) -> Result<WebhookDetails, PageError> {
+        let actor = self.admin(session).await?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|_| PageError::NotFound)?;
+        let endpoint = self.0.webhooks.get(actor.tenant, id).await.map_err(webhook_problem)?;
+        let attempts = self.0.webhooks.log(actor.tenant, id, LOGGED_ON_PAGE).await.map_err(webhook_problem)?;
+        let attempts = attempts
+            .into_iter()
+            .map(|attempt| WebhookAttempt {
+                delivery_id: attempt.delivery_id.to_string(),
+                message_id: attempt.message_id,
+                event: attempt.event_type,
+                at: attempt.at.to_rfc3339(),
+                status: attempt.status,
+                latency_ms: attempt.latency_ms,
+                response: attempt.response,
+                state: attempt.delivery_state,
+            })
+            .collect();
+        Ok(WebhookDetails { endpoint: webhook_endpoint(endpoint), kinds: webhook_kinds(), attempts })
     }
 
     async fn audit_log(&self, session: Option<String>) -> Result<Vec<AuditEntry>, PageError> {

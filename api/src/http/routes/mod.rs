@@ -15,3 +15,4 @@ pub mod signal;
 pub mod site;
 pub mod team;
 pub mod v1;
+pub mod webhooks;

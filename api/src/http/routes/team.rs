@@ -61,7 +61,7 @@ impl FromRequest for SignedIn {
 }
 
 /// Records an event by the actor in their tenant's audit log.
-async fn record(
+pub(crate) async fn record(
     db: &sea_orm::DatabaseConnection,
     actor: Actor,
     event: AuditEvent,
