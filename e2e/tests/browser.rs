@@ -25,12 +25,13 @@ async fn both_hosts_hydrate_in_chromium() {
     // module, as the brotli or gzip copy `cargo xtask` wrote at the strongest settings.
     assert!(link.contains("/pkg/convene_meet.js") && !link.contains("/pkg/convene.js"), "{link}");
     assert!(landing.contains("/pkg/convene.js") && !landing.contains("convene_meet"), "{landing}");
-    // Sizes on 6 December 2026 (brotli, gzip): the site 263 KB and 346 KB with its script; the meeting page
-    // 212 KB and 264 KB with its scripts (it was 452 KB gzipped before the call became a chunk of its own),
-    // the call's chunk, fetched once the page has loaded, 167 KB and 234 KB. Each limit has
-    // a twentieth to spare: growth beyond it is a choice to make, not a drift.
+    // Sizes on 6 December 2026 (brotli, gzip): the site 277 KB and 369 KB with its script (263 and 346 before
+    // the webhooks pages: the site's pages are one bundle, which the meeting page does not load); the meeting
+    // page 212 KB and 264 KB with its scripts (it was 452 KB gzipped before the call became a chunk of its
+    // own), the call's chunk, fetched once the page has loaded, 167 KB and 234 KB. Each limit has a twentieth
+    // to spare: growth beyond it is a choice to make, not a drift.
     let limits = [
-        ("convene", &["convene.js", "convene_bg.wasm"][..], [276_000, 363_000]),
+        ("convene", &["convene.js", "convene_bg.wasm"][..], [291_000, 387_000]),
         ("convene_meet", &["convene_meet.js", "convene_meet_split.js", "convene_meet_bg.wasm"], [223_000, 278_000]),
         ("the call's chunk", &["split_call.wasm"], [175_000, 246_000]),
     ];
