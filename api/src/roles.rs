@@ -7,7 +7,7 @@ use std::{io::Write, net::SocketAddr, path::Path, sync::Arc};
 use anyhow::Context;
 use convene_media::{
     MediaMetrics, MediaNode, NodeConfig,
-    gateway::{DialRequests, Dialer, Gateway, GatewayConfig, Trunk},
+    gateway::{DialRequests, Dialer, Gateway, GatewayConfig, PhoneDirectory, Trunk},
 };
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
@@ -41,7 +41,12 @@ use crate::{
     meetings::room_sessions::SessionRecorder,
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
-    nodes::{client::ControlPlane, proxy::MediaNodes, recordings::ShipTracks, wire::Heartbeat},
+    nodes::{
+        client::{ControlPlane, PhoneLine},
+        proxy::MediaNodes,
+        recordings::ShipTracks,
+        wire::Heartbeat,
+    },
     people::accounts::Accounts,
     people::team::TeamService,
     people::tenants::{self, NewTenant},
@@ -138,9 +143,11 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     } else {
         None
     };
-    // Phones are called through the trunk by the gateway, which runs where rooms are hosted (`up`).
-    let (dialer, dial_requests) = match (&settings.sip_trunk, role) {
-        (Some(_), Serve::All) => {
+    // Phones are called through the trunk by the gateway, which runs where rooms are hosted: `up`, and media
+    // nodes that run one.
+    let gateway_here = role == Serve::All || (role == Serve::Media && settings.nodes.phone_gateway);
+    let (mut dialer, dial_requests) = match &settings.sip_trunk {
+        Some(_) if gateway_here => {
             let (dialer, requests) = convene_media::gateway::dialer();
             (Some(dialer), Some(requests))
         }
@@ -148,7 +155,7 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     };
     let site = match &database {
         Some(db) => {
-            let plane = plane.clone().filter(|_| role == Serve::All).map(|plane| (plane, dialer));
+            let plane = plane.clone().filter(|_| role == Serve::All).map(|plane| (plane, dialer.take()));
             let envelope = Box::pin(sealing_envelope(settings, db)).await?;
             // A control plane without rooms of its own has media nodes, if they have a secret to come with.
             let node_secret = settings.nodes.secret.clone().filter(|_| role == Serve::Api);
@@ -165,7 +172,7 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     // A media node's rooms, reporting to its control plane.
     let node = match (plane.filter(|_| role == Serve::Media), media_metrics) {
         (Some(plane), Some(media_metrics)) => {
-            let media = (plane, media_metrics);
+            let media = (plane, media_metrics, dialer.take());
             Some(start_node(settings, media, http_addr, &shutdown, &mut metrics.registry)?)
         }
         _ => None,
@@ -197,14 +204,21 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
         .as_ref()
         .and_then(|site| site.state.rooms.clone())
         .or_else(|| node.as_ref().map(|node| node.hosted.rooms.clone()));
-    // Callers join rooms where rooms are hosted. Boxed: the gateway's start-up state would swell this future.
-    let (sip_addr, sip) = match (&site, &rooms) {
-        (Some(site), Some(rooms)) => {
-            let media_ip = media_addr.map_or(settings.media_udp_addr.ip(), |addr| addr.ip());
-            let calling_out = settings.sip_trunk.clone().zip(dial_requests);
-            let gateway =
-                start_gateway(settings, (media_ip, calling_out), site.state.admission.clone(), rooms, &shutdown);
-            let (addr, task) = Box::pin(gateway).await?;
+    // Callers join rooms where rooms are hosted: `up` asks its database about them, a media node (with
+    // CONVENE_SIP_ADDR set) its control plane. Boxed: the gateway's start-up state would swell this future.
+    let media_ip = media_addr.map_or(settings.media_udp_addr.ip(), |addr| addr.ip());
+    let calling_out = settings.sip_trunk.clone().zip(dial_requests);
+    let (sip_addr, sip) = match (&site, &node, &rooms) {
+        (Some(site), _, Some(rooms)) => {
+            let directory = site.state.admission.clone();
+            let (addr, task) =
+                Box::pin(start_gateway(settings, (media_ip, calling_out), directory, rooms, &shutdown)).await?;
+            (Some(addr), Some(task))
+        }
+        (None, Some(node), Some(rooms)) if settings.nodes.phone_gateway => {
+            let directory = node.phone_line.clone();
+            let (addr, task) =
+                Box::pin(start_gateway(settings, (media_ip, calling_out), directory, rooms, &shutdown)).await?;
             (Some(addr), Some(task))
         }
         _ => (None, None),
@@ -438,11 +452,11 @@ async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection
     Ok(db)
 }
 
-/// Binds the SIP gateway, whose callers join `rooms` as `admission` lets them, and runs it until shutdown.
+/// Binds the SIP gateway, whose callers join `rooms` as `directory` lets them, and runs it until shutdown.
 async fn start_gateway(
     settings: &Settings,
     (media_ip, calling_out): (std::net::IpAddr, Option<(Trunk, DialRequests)>),
-    admission: Admission,
+    directory: impl PhoneDirectory,
     rooms: &convene_media::rooms::Rooms,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
@@ -460,7 +474,7 @@ async fn start_gateway(
         allowed_peers: settings.sip_allow.clone(),
         rtp_ports: settings.sip_rtp_ports.clone(),
     };
-    let gateway = Gateway::bind(&config, admission, rooms.clone(), calling_out, shutdown.clone())
+    let gateway = Gateway::bind(&config, directory, rooms.clone(), calling_out, shutdown.clone())
         .await
         .context("CONVENE_SIP_ADDR")?;
     Ok((gateway.local_addr(), tokio::spawn(gateway.run())))
@@ -483,7 +497,7 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
 /// heartbeats. Its rooms are reached only through the control plane, which passes on the joiners it admits.
 fn start_node(
     settings: &Settings,
-    (plane, media_metrics): (convene_media::MediaPlane, MediaMetrics),
+    (plane, media_metrics, dialer): (convene_media::MediaPlane, MediaMetrics, Option<Dialer>),
     http_addr: SocketAddr,
     shutdown: &CancellationToken,
     registry: &mut prometheus_client::registry::Registry,
@@ -533,10 +547,14 @@ fn start_node(
     if let Some(store) = recordings {
         rooms = rooms.with_recordings(store);
     }
+    if let Some(dialer) = dialer {
+        rooms = rooms.with_dialer(dialer);
+    }
+    let phone_line = PhoneLine { control: control.clone(), node: id.clone() };
     tokio::spawn(control.run_heartbeats(heartbeat, (rooms.clone(), media_metrics), shutdown.clone()));
     tracing::info!(node = %url, control_plane = ?settings.nodes.control_url.as_ref().map(url::Url::as_str), "reporting to the control plane");
     let hosted = HostedRooms { rooms, node: id };
-    Ok((NodeServices { hosted, secret, password_guesses: PasswordGuesses::default() }, task))
+    Ok((NodeServices { hosted, secret, password_guesses: PasswordGuesses::default(), phone_line }, task))
 }
 
 /// The site with the services behind its forms and server functions.

@@ -1,5 +1,6 @@
-//! A media node's line to its control plane: heartbeats with its load, and delivery of its outbox's room
-//! events. Both are plain HTTP posts with the node secret; the outbox retries what does not go through.
+//! A media node's line to its control plane: heartbeats with its load, delivery of its outbox's room
+//! events, and its phone gateway's questions. All are plain HTTP posts with the node secret; the outbox
+//! retries what does not go through.
 
 use std::{
     future::Future,
@@ -7,10 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use convene_domain::{RoomName, TenantId};
 use convene_media::{
     MediaMetrics,
+    gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
     outbox::{Deliver, Envelope, Undelivered},
-    rooms::Rooms,
+    rooms::{RoomKey, Rooms},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +21,7 @@ use url::Url;
 
 use crate::nodes::{
     registry::HEARTBEAT_EVERY,
-    wire::{EVENTS_PATH, HEARTBEAT_PATH, Heartbeat},
+    wire::{EVENTS_PATH, HEARTBEAT_PATH, Heartbeat, PHONE_PATH, PhoneAnswer, PhoneQuestion},
 };
 
 /// A request the control plane has not answered in this long has failed (a heartbeat is due again by then).
@@ -42,6 +45,11 @@ impl ControlPlane {
     }
 
     async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<(), String> {
+        self.send(path, body).await.map(drop)
+    }
+
+    /// Posts `body` and answers the response of a 2xx.
+    async fn send<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<reqwest::Response, String> {
         let url = self.base.join(path).map_err(|error| error.to_string())?;
         let response = self
             .http
@@ -53,7 +61,7 @@ impl ControlPlane {
             .map_err(|error| format!("the control plane is unreachable: {error}"))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
         Err(format!("the control plane answered {status}: {}", body.chars().take(300).collect::<String>()))
@@ -114,5 +122,96 @@ impl Deliver for ControlPlane {
         envelope: &'a Envelope,
     ) -> Pin<Box<dyn Future<Output = Result<(), Undelivered>> + Send + 'a>> {
         Box::pin(async move { self.post(EVENTS_PATH, envelope).await.map_err(Undelivered) })
+    }
+}
+
+/// The node's phone gateway's directory: the control plane, asked over HTTP as this node (callers let in
+/// join the meeting here; the control plane places it here).
+#[derive(Debug, Clone)]
+pub struct PhoneLine {
+    /// The control plane.
+    pub control: ControlPlane,
+    /// This node's id.
+    pub node: String,
+}
+
+impl PhoneLine {
+    /// The answer; `None` when the control plane could not be asked (logged).
+    async fn ask(&self, question: &PhoneQuestion) -> Option<PhoneAnswer> {
+        let answer = match self.control.send(PHONE_PATH, question).await {
+            Ok(response) => {
+                response.json::<PhoneAnswer>().await.map_err(|error| format!("an unreadable answer: {error}"))
+            }
+            Err(error) => Err(error),
+        };
+        answer.map_err(|error| tracing::warn!(%error, "the phone gateway could not ask the control plane")).ok()
+    }
+
+    async fn admission(&self, question: PhoneQuestion) -> Result<PhoneAdmission, DialInRefusal> {
+        match self.ask(&question).await {
+            Some(PhoneAnswer::Admitted { tenant, room, policy, identity }) => Ok(PhoneAdmission {
+                room: (tenant.to_string(), room.to_string()),
+                policy: *policy,
+                identity: *identity,
+            }),
+            other => Err(refusal(other)),
+        }
+    }
+}
+
+/// Why an answer lets no one in: the refusal it carries, else try later (an answer to another question,
+/// from a control plane of another version, is logged).
+fn refusal(answer: Option<PhoneAnswer>) -> DialInRefusal {
+    match answer {
+        Some(PhoneAnswer::Refused { refusal }) => refusal,
+        Some(other) => {
+            tracing::error!(answer = ?other, "the control plane answered a phone question with something else");
+            DialInRefusal::Unavailable
+        }
+        None => DialInRefusal::Unavailable,
+    }
+}
+
+impl PhoneDirectory for PhoneLine {
+    async fn serves(&self, number: &str) -> Result<bool, DirectoryError> {
+        match self.ask(&PhoneQuestion::Serves { number: number.to_owned() }).await {
+            Some(PhoneAnswer::Serves { ours }) => Ok(ours),
+            other => {
+                refusal(other);
+                Err(DirectoryError)
+            }
+        }
+    }
+
+    async fn admit(&self, call: &CallFacts, pin: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        let (node, number, caller) = (self.node.clone(), call.number.clone(), call.caller.clone());
+        self.admission(PhoneQuestion::Admit { node, number, caller, pin: pin.to_owned() }).await
+    }
+
+    async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        let (node, number, caller) = (self.node.clone(), call.number.clone(), call.caller.clone());
+        self.admission(PhoneQuestion::AdmitToRoom { node, number, caller, room: room.to_owned() }).await
+    }
+
+    async fn may_call(&self, room: &RoomKey, number: &str) -> Result<(), DialInRefusal> {
+        // Rooms here were placed by the control plane, so their keys parse.
+        let (Ok(tenant), Ok(room)) = (TenantId::parse(&room.0), RoomName::parse(&room.1)) else {
+            return Err(DialInRefusal::UnknownPin);
+        };
+        match self.ask(&PhoneQuestion::MayCall { tenant, room, number: number.to_owned() }).await {
+            Some(PhoneAnswer::MayCall) => Ok(()),
+            other => Err(refusal(other)),
+        }
+    }
+
+    async fn caller_id(&self, tenant: &str) -> Option<String> {
+        let tenant = TenantId::parse(tenant).ok()?;
+        match self.ask(&PhoneQuestion::CallerId { tenant }).await {
+            Some(PhoneAnswer::CallerId { number }) => number,
+            other => {
+                refusal(other);
+                None
+            }
+        }
     }
 }

@@ -57,7 +57,7 @@ impl MediaNodes {
         let room = (handoff.tenant, &handoff.room);
         let mut avoid: Option<String> = None;
         for _ in 0..2 {
-            let placed = match registry::place(&self.db, room, (region, avoid.as_deref()), Utc::now()).await {
+            let placed = match registry::place(&self.db, room, (region, avoid.as_deref(), None), Utc::now()).await {
                 Ok(Some(placed)) => placed,
                 Ok(None) => {
                     tracing::warn!(room = handoff.room.as_str(), "no media node can take the room");

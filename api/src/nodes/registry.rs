@@ -154,12 +154,13 @@ pub async fn placed(
 /// The node that hosts `room`: the one it is placed on while that node is alive (draining or not: a
 /// meeting never moves), else the alive, non-draining node with the most room per core, preferring the
 /// region the first joiner's token asks for (`hint`), else the organisation's region; a meeting goes to
-/// another region rather than nowhere. `avoid` is a node the caller could not reach. `None`: no node can
-/// take it.
+/// another region rather than nowhere. `avoid` is a node the caller could not reach; `prefer` a node that
+/// should take a meeting not yet running, whatever its region or load (the node whose phone gateway took a
+/// caller, who can join only there). `None`: no node can take it.
 pub async fn place(
     db: &DatabaseConnection,
     (tenant, room): (TenantId, &RoomName),
-    (hint, avoid): (Option<&Region>, Option<&str>),
+    (hint, avoid, prefer): (Option<&Region>, Option<&str>, Option<&str>),
     now: DateTime<Utc>,
 ) -> Result<Option<Placed>, DbErr> {
     // Twice at most: another replica may place the room between our read and our write.
@@ -203,8 +204,10 @@ pub async fn place(
             let rooms = i64::from(node.rooms.max(0)) + placed;
             (rooms * 1000 / cores, i64::from(node.participants.max(0)) * 1000 / cores)
         };
+        let preferred = open.iter().copied().find(|node| Some(node.id.as_str()) == prefer);
         let candidates = if in_region.is_empty() { open } else { in_region };
-        let Some(chosen) = candidates.into_iter().min_by_key(|node| (load(node), node.id.clone())) else {
+        let least_loaded = candidates.into_iter().min_by_key(|node| (load(node), node.id.clone()));
+        let Some(chosen) = preferred.or(least_loaded) else {
             return Ok(None);
         };
         let placed = match &current {

@@ -2,7 +2,10 @@
 //! token. Everything is checked at the edge: a node is trusted with its secret, not with its sizes.
 
 use convene_domain::{Region, RoomName, TenantId};
-use convene_media::focus::{Identity, RoomPolicy};
+use convene_media::{
+    focus::{Identity, RoomPolicy},
+    gateway::DialInRefusal,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +19,8 @@ pub const EVENTS_PATH: &str = "/_node/v1/events";
 pub const SIGNAL_PATH: &str = "/_node/v1/signal";
 /// The node's endpoint for the control plane's commands to a running meeting.
 pub const COMMAND_PATH: &str = "/_node/v1/command";
+/// A node's phone gateway asking about numbers, PINs and callers.
+pub const PHONE_PATH: &str = "/_node/v1/phone";
 
 /// How a node's load and state look to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,4 +210,111 @@ mod tests {
         assert!(!authorized(Some("Bearer "), &secret));
         assert!(!authorized(None, &secret));
     }
+}
+
+/// A node's phone gateway asking the control plane what `convene up`'s gateway asks its database: the
+/// gateway's `PhoneDirectory`, over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ask", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PhoneQuestion {
+    /// Whether a dialled number is one of ours.
+    Serves {
+        /// As the trunk sent it.
+        number: String,
+    },
+    /// The meeting a PIN opens on a number, for a caller; the meeting is placed on the asking node.
+    Admit {
+        /// The asking node.
+        node: String,
+        /// The number dialled.
+        number: String,
+        /// The caller's number, when the trunk gave it.
+        caller: Option<String>,
+        /// The PIN typed.
+        pin: String,
+    },
+    /// The meeting a trusted SBC named for a call; the meeting is placed on the asking node.
+    AdmitToRoom {
+        /// The asking node.
+        node: String,
+        /// The number dialled.
+        number: String,
+        /// The caller's number, when the trunk gave it.
+        caller: Option<String>,
+        /// The room as the SBC named it.
+        room: String,
+    },
+    /// Whether a number may be called into a meeting now.
+    MayCall {
+        /// The room's organisation.
+        tenant: TenantId,
+        /// The room.
+        room: RoomName,
+        /// The number to call.
+        number: String,
+    },
+    /// The number calls out of an organisation's meetings show.
+    CallerId {
+        /// The organisation.
+        tenant: TenantId,
+    },
+}
+
+impl PhoneQuestion {
+    /// Whether every field fits what a phone call carries: short, printable, a node id where one is named.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let fits = |text: &str, most: usize| text.len() <= most && !text.chars().any(char::is_control);
+        let ok = match self {
+            Self::Serves { number } => fits(number, 64),
+            Self::Admit { node, number, caller, pin } => {
+                valid_node_id(node)
+                    && fits(number, 64)
+                    && fits(caller.as_deref().unwrap_or_default(), 128)
+                    && fits(pin, 32)
+            }
+            Self::AdmitToRoom { node, number, caller, room } => {
+                valid_node_id(node)
+                    && fits(number, 64)
+                    && fits(caller.as_deref().unwrap_or_default(), 128)
+                    && fits(room, 512)
+            }
+            Self::MayCall { number, .. } => fits(number, 64),
+            Self::CallerId { .. } => true,
+        };
+        if ok { Ok(()) } else { Err("a field is too long, has control characters, or names no node") }
+    }
+}
+
+/// The control plane's answer to a [`PhoneQuestion`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PhoneAnswer {
+    /// Whether the number is ours.
+    Serves {
+        /// It is.
+        ours: bool,
+    },
+    /// The caller is let into this room, which runs on the asking node.
+    Admitted {
+        /// The room's organisation.
+        tenant: TenantId,
+        /// The room.
+        room: RoomName,
+        /// Its settings and the plan's allowance.
+        policy: Box<RoomPolicy>,
+        /// The caller as the room will know them.
+        identity: Box<Identity>,
+    },
+    /// The number may be called.
+    MayCall,
+    /// Why not.
+    Refused {
+        /// As the gateway tells the caller or the moderator.
+        refusal: DialInRefusal,
+    },
+    /// The number to show when calling out, if the organisation has one.
+    CallerId {
+        /// In international form.
+        number: Option<String>,
+    },
 }

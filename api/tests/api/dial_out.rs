@@ -23,8 +23,8 @@ pub(crate) const CALLEE: &str = "+1 (555) 987-4567";
 /// The gateway's ports for calls' audio: the offers it sends must name one of them.
 pub(crate) const RTP_PORTS: &str = "47000-47099";
 /// The trunk's digest credentials.
-const TRUNK_USER: &str = "convene";
-const TRUNK_PASSWORD: &str = "trunk-secret";
+pub(crate) const TRUNK_USER: &str = "convene";
+pub(crate) const TRUNK_PASSWORD: &str = "trunk-secret";
 
 /// `convene up` calling out through a trunk on loopback at `trunk_port` over UDP, with credentials.
 async fn app_with_trunk(trunk_port: u16) -> TestApp {
@@ -64,7 +64,7 @@ fn respond(status: &str, extra: &str, body: &str) -> String {
 
 /// The trunk answers the gateway's INVITE: a digest challenge first, then (credentials and caller id
 /// checked) ringing and the answer `sdp`.
-fn challenged_and_answered(sdp: &str) -> String {
+pub(crate) fn challenged_and_answered(sdp: &str) -> String {
     // 401 rather than a proxy's 407: sipp verifies only the Authorization header.
     let challenge = "WWW-Authenticate: Digest realm=\"trunk.test\", nonce=\"4e0fcb1c9d\", algorithm=MD5\n";
     // The organisation's own number is the caller id.
@@ -98,7 +98,7 @@ fn hung_up() -> String {
 
 /// The phone's answer in PCMU or PCMA with telephone-event 101 (as `sipp::offer` names them), its audio at
 /// `media_port`.
-fn narrowband_answer(media_port: &str) -> String {
+pub(crate) fn narrowband_answer(media_port: &str) -> String {
     convene_bots::sipp::offer(media_port, "sendrecv")
 }
 

@@ -37,12 +37,12 @@ pub(crate) async fn sipp(gateway: SocketAddr, transport: &str, number: &str, ste
 }
 
 /// The test's caller.
-fn caller() -> Caller {
+pub(crate) fn caller() -> Caller {
     Caller::new(CALLER)
 }
 
 /// The INVITE with an offer of sipp's own media port, its answer and the ACK.
-fn dial() -> String {
+pub(crate) fn dial() -> String {
     caller().dial(&offer("[media_port]", "sendrecv"), true)
 }
 

@@ -121,8 +121,6 @@ pub struct Client {
     pub receive_quality: RwSignal<ReceiveQuality>,
     /// The socket dropped and a new one is resuming the session.
     pub signalling_lost: RwSignal<bool>,
-    /// The latest welcome's secret for resuming the session over a new socket.
-    resume: StoredValue<Option<String>>,
     /// Whether the person shares a screen.
     pub sharing: RwSignal<bool>,
     /// Whom the person pinned to their stage.
@@ -147,7 +145,6 @@ impl Client {
             ice_restarts: RwSignal::new(0),
             receive_quality: RwSignal::new(ReceiveQuality::default()),
             signalling_lost: RwSignal::new(false),
-            resume: StoredValue::new(None),
             sharing: RwSignal::new(false),
             pinned: RwSignal::new(None),
             encryption: RwSignal::new(Encryption::Off),
@@ -242,7 +239,7 @@ impl Client {
     fn teardown(self) {
         self.stop_media();
         self.session.set_value(None);
-        self.resume.set_value(None);
+        self.state.update_untracked(MeetingState::forget_session);
         self.signalling_lost.set(false);
     }
 
@@ -276,7 +273,8 @@ impl Client {
             SocketEvent::Opened => {
                 let (password, name) =
                     self.choices.with_untracked(|choices| (choices.password.clone(), choices.name.clone()));
-                let (token, resume) = (self.token.get_value(), self.resume.get_value());
+                let token = self.token.get_value();
+                let resume = self.state.with_untracked(MeetingState::resume_secret);
                 self.send(&ClientMessage::Hello { version: PROTOCOL_VERSION, token, password, name, resume });
             }
             SocketEvent::Message(ServerMessage::Answer { sdp }) => {
@@ -301,9 +299,6 @@ impl Client {
                 }
             }
             SocketEvent::Message(message) => {
-                if let ServerMessage::Welcome { resume, .. } = &message {
-                    self.resume.set_value(Some(resume.clone()).filter(|secret| !secret.is_empty()));
-                }
                 let directives = self.state.try_update(|state| state.apply(message)).unwrap_or_default();
                 for directive in directives {
                     self.follow(directive);
@@ -331,7 +326,8 @@ impl Client {
         // In the meeting with media up, a new socket resumes the same session (the node keeps it a while);
         // end-to-end encrypted meetings join again instead, since key exchanges sent meanwhile are lost.
         let encrypted = self.encryption.get_untracked() != Encryption::Off;
-        if phase == Phase::InMeeting && self.resume.get_value().is_some() && self.peer().is_some() && !encrypted {
+        let resumable = self.state.with_untracked(|state| state.resume_secret().is_some());
+        if phase == Phase::InMeeting && resumable && self.peer().is_some() && !encrypted {
             self.signalling_lost.set(true);
             return set_timeout(move || self.resume_signalling(), delay);
         }

@@ -374,6 +374,16 @@ impl MeetingState {
         }
     }
 
+    /// The secret a new socket resumes the session with, once a welcome gave one.
+    pub fn resume_secret(&self) -> Option<String> {
+        Some(self.session.clone()).filter(|secret| !secret.is_empty())
+    }
+
+    /// Forgets the session: the next `hello` joins afresh.
+    pub fn forget_session(&mut self) {
+        self.session.clear();
+    }
+
     /// The person left on their own.
     pub fn leave(&mut self) {
         self.phase = Phase::Over(Ending {
@@ -737,6 +747,10 @@ mod tests {
         // Another node (after a failover) may give the same id to a new session: its secret differs.
         assert_eq!(state.apply(welcome(5, "other-node")), [Directive::StartMedia], "a new session on another node");
         assert_eq!(state.apply(welcome(5, "other-node")), [Directive::Resumed]);
+        assert_eq!(state.resume_secret().as_deref(), Some("other-node"), "the next socket resumes with it");
+        state.forget_session();
+        assert_eq!(state.resume_secret(), None, "a page that joins again starts afresh");
+        assert_eq!(state.apply(welcome(5, "other-node")), [Directive::StartMedia]);
     }
 
     fn dial_out(call: &str, state: DialOutState, reason: Option<&str>) -> ServerMessage {

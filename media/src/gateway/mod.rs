@@ -186,7 +186,8 @@ pub struct PhoneAdmission {
 }
 
 /// Why a PIN let no one in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DialInRefusal {
     /// No meeting on this number has this PIN.
     UnknownPin,

@@ -1,11 +1,16 @@
 //! The endpoints between a control plane and its media nodes, under `/_node/v1` with the node secret as a
 //! bearer token. On the control plane (registered only when `CONVENE_NODE_SECRET` is set): heartbeats
-//! (`nodes::registry`) and the room events of each node's outbox (`SessionRecorder`, which counts a
-//! redelivered event once). On a media node: the API's commands to a meeting running there.
+//! (`nodes::registry`), the room events of each node's outbox (`SessionRecorder`, which counts a
+//! redelivered event once), and the questions of nodes' phone gateways. On a media node: the API's
+//! commands to a meeting running there.
 
 use actix_web::{HttpRequest, HttpResponse, http::header, post, web};
 use chrono::Utc;
-use convene_media::outbox::{Deliver, Envelope};
+use convene_domain::{RoomName, TenantId};
+use convene_media::{
+    gateway::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory},
+    outbox::{Deliver, Envelope},
+};
 
 use crate::{
     http::{AppState, routes::signal::NodeServices},
@@ -13,7 +18,7 @@ use crate::{
     nodes::{
         proxy::MediaNodes,
         registry,
-        wire::{CommandAnswer, Heartbeat, NodeCommand, authorized, valid_node_id},
+        wire::{CommandAnswer, Heartbeat, NodeCommand, PhoneAnswer, PhoneQuestion, authorized, valid_node_id},
     },
 };
 
@@ -24,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         let body = serde_json::json!({ "error": "invalid_request", "message": error.to_string() });
         actix_web::error::InternalError::from_response(error, HttpResponse::BadRequest().json(body)).into()
     });
-    cfg.service(web::scope("/_node/v1").app_data(json).service(heartbeat).service(events));
+    cfg.service(web::scope("/_node/v1").app_data(json).service(heartbeat).service(events).service(phone));
 }
 
 /// Registers a media node's endpoint for its control plane's commands.
@@ -101,6 +106,75 @@ async fn events(request: HttpRequest, state: web::Data<AppState>, body: web::Jso
         Ok(()) => HttpResponse::NoContent().finish(),
         // The node's outbox keeps it and tries again.
         Err(undelivered) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", undelivered),
+    }
+}
+
+/// `POST /_node/v1/phone`: a node's phone gateway asks what `convene up`'s asks its database (whether a
+/// number is ours, whom a PIN lets in, whether a number may be called, which number to call from). A
+/// caller let in places the meeting on the asking node, where the call joins it; a meeting already running
+/// on another node turns the caller away for now (calls are not relayed between nodes).
+#[post("/phone")]
+async fn phone(request: HttpRequest, state: web::Data<AppState>, body: web::Json<PhoneQuestion>) -> HttpResponse {
+    let nodes = match nodes(&request, &state) {
+        Ok(nodes) => nodes,
+        Err(refused) => return refused.response(),
+    };
+    if let Err(bad) = body.check() {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, "invalid_request", bad);
+    }
+    let directory = &state.admission;
+    let answer = match body.into_inner() {
+        PhoneQuestion::Serves { number } => match directory.serves(&number).await {
+            Ok(ours) => PhoneAnswer::Serves { ours },
+            Err(failure) => return error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", failure),
+        },
+        PhoneQuestion::Admit { node, number, caller, pin } => {
+            let admitted = PhoneDirectory::admit(directory, &CallFacts { number, caller }, &pin).await;
+            joins_on(nodes, &node, admitted).await
+        }
+        PhoneQuestion::AdmitToRoom { node, number, caller, room } => {
+            let admitted = directory.admit_to_room(&CallFacts { number, caller }, &room).await;
+            joins_on(nodes, &node, admitted).await
+        }
+        PhoneQuestion::MayCall { tenant, room, number } => {
+            match directory.may_call(&(tenant.to_string(), room.to_string()), &number).await {
+                Ok(()) => PhoneAnswer::MayCall,
+                Err(refusal) => PhoneAnswer::Refused { refusal },
+            }
+        }
+        PhoneQuestion::CallerId { tenant } => {
+            PhoneAnswer::CallerId { number: directory.caller_id(&tenant.to_string()).await }
+        }
+    };
+    HttpResponse::Ok().json(answer)
+}
+
+/// A caller `admitted` joins on `node`: the meeting is placed there, unless it already runs elsewhere.
+async fn joins_on(nodes: &MediaNodes, node: &str, admitted: Result<PhoneAdmission, DialInRefusal>) -> PhoneAnswer {
+    let PhoneAdmission { room, policy, identity } = match admitted {
+        Ok(admission) => admission,
+        Err(refusal) => return PhoneAnswer::Refused { refusal },
+    };
+    let unavailable = PhoneAnswer::Refused { refusal: DialInRefusal::Unavailable };
+    let (Ok(tenant), Ok(room)) = (TenantId::parse(&room.0), RoomName::parse(&room.1)) else { return unavailable };
+    match registry::place(&nodes.db, (tenant, &room), (None, None, Some(node)), Utc::now()).await {
+        Ok(Some(placed)) if placed.node == node => {
+            PhoneAnswer::Admitted { tenant, room, policy: Box::new(policy), identity: Box::new(identity) }
+        }
+        Ok(placed) => {
+            let running_on = placed.map(|placed| placed.node).unwrap_or_default();
+            tracing::warn!(
+                room = room.as_str(),
+                caller_node = node,
+                running_on = %running_on,
+                "a phone caller reached a node other than the meeting's, and calls are not relayed between nodes"
+            );
+            unavailable
+        }
+        Err(failure) => {
+            tracing::error!(error = %failure, "a phone caller's meeting could not be placed");
+            unavailable
+        }
     }
 }
 

@@ -110,6 +110,8 @@ pub struct NodeServices {
     pub secret: SecretString,
     /// Wrong room passwords, counted across connections (rooms live on one node).
     pub password_guesses: PasswordGuesses,
+    /// What its phone gateway asks the control plane.
+    pub phone_line: crate::nodes::client::PhoneLine,
 }
 
 /// Registers the joiners' endpoint, for a control plane that hosts rooms or has media nodes.

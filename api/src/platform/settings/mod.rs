@@ -227,6 +227,9 @@ pub struct NodeSettings {
     pub url: Option<Url>,
     /// The node's region.
     pub region: Region,
+    /// A media node runs the phone gateway only when `CONVENE_SIP_ADDR` is set: nodes sharing a host would
+    /// otherwise compete for its default port.
+    pub phone_gateway: bool,
 }
 
 /// Stripe credentials and endpoint.
@@ -535,6 +538,7 @@ impl Parser {
                 region: self.get("CONVENE_NODE_REGION", Region::default, |value| {
                     Region::parse(value).map_err(|error| error.to_string())
                 })?,
+                phone_gateway: self.raw.get("CONVENE_SIP_ADDR").is_some_and(|(value, _)| !value.trim().is_empty()),
             },
             sip_addr: self.get("CONVENE_SIP_ADDR", || ([127, 0, 0, 1], 5060).into(), parse_socket_addr)?,
             sip_allow: self.get("CONVENE_SIP_ALLOW", || None, |value| AllowedPeers::parse(value).map(Some))?,
