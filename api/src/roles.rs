@@ -605,6 +605,7 @@ fn site_services(
         events: Arc::new(SessionRecorder::new(db.clone(), registry)),
         metrics: convene_media::signal_metrics::SignalMetrics::register(registry),
         http: commands_client,
+        pin_guesses: crate::platform::rate_limit::SharedLimiter::new(db.clone()),
     });
     let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
     if stripe.is_some() && settings.plans.all().iter().all(|plan| plan.price.is_none()) {

@@ -25,6 +25,7 @@ use crate::{
         registry::{self, Placed},
         wire::{Handoff, SIGNAL_PATH},
     },
+    platform::rate_limit::SharedLimiter,
 };
 
 /// A node that has not taken the socket in this long is treated as unreachable.
@@ -46,6 +47,8 @@ pub struct MediaNodes {
     pub metrics: SignalMetrics,
     /// Sends the API's commands to nodes (no redirects; times out).
     pub http: reqwest::Client,
+    /// Wrong PINs typed at any node's phone gateway, counted across them (each gateway counts its own too).
+    pub pin_guesses: SharedLimiter,
 }
 
 impl MediaNodes {

@@ -106,6 +106,15 @@ impl SharedLimiter {
         self.allow_at(key, limit, window, Utc::now()).await
     }
 
+    /// Whether `key` already had `limit` events in the current window (counting nothing): for limits that
+    /// count only failures, checked before trying.
+    pub async fn exhausted(&self, key: &str, limit: u32, window: Duration) -> Result<bool, DbErr> {
+        let since = Utc::now().timestamp_millis().saturating_sub(millis(window));
+        let key = data_encoding::HEXLOWER.encode(&digest(key));
+        let current = rate_limit_window::Entity::find_by_id(key).one(&self.db).await?;
+        Ok(current.is_some_and(|window| window.started_ms > since && u32::try_from(window.count).unwrap_or(0) >= limit))
+    }
+
     async fn allow_at(&self, key: &str, limit: u32, window: Duration, now: DateTime<Utc>) -> Result<bool, DbErr> {
         use rate_limit_window::{Column, Entity};
         let now_ms = now.timestamp_millis();
@@ -185,6 +194,21 @@ mod tests {
             second.allow_at(&format!("key {index}"), 1, window, tomorrow).await.unwrap();
         }
         assert_eq!(windows().await.unwrap(), u64::from(SWEEP_EVERY), "ann's and bob's windows are gone");
+    }
+
+    #[tokio::test]
+    async fn a_limit_of_failures_is_read_without_counting() {
+        let (limiter, window) = (shared().await, Duration::from_secs(60));
+        assert!(!limiter.exhausted("cy", 2, window).await.unwrap(), "nothing counted yet");
+        limiter.allow("cy", 2, window).await.unwrap();
+        assert!(!limiter.exhausted("cy", 2, window).await.unwrap(), "reading counts nothing");
+        assert!(!limiter.exhausted("cy", 2, window).await.unwrap());
+        limiter.allow("cy", 2, window).await.unwrap();
+        assert!(limiter.exhausted("cy", 2, window).await.unwrap(), "two failures of two");
+        assert!(!limiter.exhausted("dan", 2, window).await.unwrap(), "keys are independent");
+        let old = Utc::now() - chrono::TimeDelta::seconds(61);
+        limiter.allow_at("eve", 1, window, old).await.unwrap();
+        assert!(!limiter.exhausted("eve", 1, window).await.unwrap(), "a window that ended is over");
     }
 
     #[test]

@@ -601,5 +601,17 @@ async fn a_media_node_s_phone_gateway_lets_callers_in_by_pin_and_calls_phones_fo
     wrong_pin["number"] = serde_json::json!("+15550000000");
     let answer: serde_json::Value = ask(&node_secret(), wrong_pin).await.unwrap().json().await.unwrap();
     assert_eq!(answer["refusal"], "unknown_pin", "not one of the organisation's numbers: {answer}");
+    // Wrong PINs count across the nodes: ten from one caller, and the right one is refused too for a while.
+    let guess = |pin: &str| {
+        let body = serde_json::json!({
+            "ask": "admit", "node": node.id, "number": phone::NUMBER, "caller": "+15550001111", "pin": pin,
+        });
+        let asked = ask(&node_secret(), body);
+        async move { asked.await.unwrap().json::<serde_json::Value>().await.unwrap()["refusal"].clone() }
+    };
+    for _ in 0..10 {
+        assert_eq!(guess("111111111").await, "unknown_pin");
+    }
+    assert_eq!(guess("123456789").await, "unavailable", "the caller is out of guesses on every node");
     drop(ann);
 }

@@ -227,7 +227,19 @@ const RETRY_AFTER_SECONDS: u32 = 30;
 const GUESSES_PER_CALLER: u32 = 10;
 const GUESSES_PER_NUMBER: u32 = 300;
 const GUESSES_PER_ROOM: u32 = 100;
-const GUESS_WINDOW: Duration = Duration::from_secs(600);
+/// The window wrong guesses are counted over.
+pub const GUESS_WINDOW: Duration = Duration::from_secs(600);
+
+/// The key `call`'s caller's wrong guesses count under, with its limit.
+fn caller_guesses(call: &CallFacts) -> (String, u32) {
+    (format!("caller:{}", call.caller.as_deref().unwrap_or("withheld")), GUESSES_PER_CALLER)
+}
+
+/// The keys wrong PINs are counted under for `call` (its caller, the number it dialled), each with its limit
+/// in [`GUESS_WINDOW`]; a control plane counts them again across its nodes' gateways.
+pub fn pin_guess_keys(call: &CallFacts) -> [(String, u32); 2] {
+    [caller_guesses(call), (format!("number:{}", call.number), GUESSES_PER_NUMBER)]
+}
 /// How long an in-dialog request waits for the ACK it overtook: 50 steps of 10 ms.
 const ACK_WAIT_STEPS: u32 = 50;
 const ACK_WAIT_STEP: Duration = Duration::from_millis(10);
@@ -547,12 +559,10 @@ impl<D: PhoneDirectory> Shared<D> {
     /// Whether a PIN (no `room`) or a room's password may be tried now by `call`'s caller; with `wrong`, counts
     /// a wrong one first.
     fn guess_allowed(&self, call: &CallFacts, room: Option<&RoomKey>, wrong: bool) -> bool {
-        let caller = format!("caller:{}", call.caller.as_deref().unwrap_or("withheld"));
-        let mut keys = vec![(caller, GUESSES_PER_CALLER)];
-        match room {
-            Some((tenant, room)) => keys.push((format!("room:{tenant}/{room}"), GUESSES_PER_ROOM)),
-            None => keys.push((format!("number:{}", call.number), GUESSES_PER_NUMBER)),
-        }
+        let keys = match room {
+            Some((tenant, room)) => [caller_guesses(call), (format!("room:{tenant}/{room}"), GUESSES_PER_ROOM)],
+            None => pin_guess_keys(call),
+        };
         self.guesses.lock().is_ok_and(|mut guesses| guesses.allowed(&keys, wrong, Instant::now()))
     }
 }

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, post, web};
 use chrono::Utc;
 use convene_domain::{RoomName, TenantId};
 use convene_media::{
-    gateway::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory},
+    gateway::{CallFacts, DialInRefusal, GUESS_WINDOW, PhoneAdmission, PhoneDirectory, pin_guess_keys},
     outbox::{Deliver, Envelope},
 };
 
@@ -129,7 +129,14 @@ async fn phone(request: HttpRequest, state: web::Data<AppState>, body: web::Json
             Err(failure) => return error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", failure),
         },
         PhoneQuestion::Admit { node, number, caller, pin } => {
-            let admitted = PhoneDirectory::admit(directory, &CallFacts { number, caller }, &pin).await;
+            let call = CallFacts { number, caller };
+            let admitted = match may_guess(nodes, &call).await {
+                Ok(()) => PhoneDirectory::admit(directory, &call, &pin).await,
+                Err(refusal) => Err(refusal),
+            };
+            if admitted.as_ref().is_err_and(|refusal| *refusal == DialInRefusal::UnknownPin) {
+                count_wrong_pin(nodes, &call).await;
+            }
             joins_on(nodes, &node, admitted).await
         }
         PhoneQuestion::AdmitToRoom { node, number, caller, room } => {
@@ -147,6 +154,32 @@ async fn phone(request: HttpRequest, state: web::Data<AppState>, body: web::Json
         }
     };
     HttpResponse::Ok().json(answer)
+}
+
+/// Whether `call`'s caller may try a PIN: the gateways' limits on wrong ones, counted across every node
+/// (each gateway also counts what it sees), so calling another node buys no guesses.
+async fn may_guess(nodes: &MediaNodes, call: &CallFacts) -> Result<(), DialInRefusal> {
+    for (key, limit) in pin_guess_keys(call) {
+        match nodes.pin_guesses.exhausted(&format!("phone pin {key}"), limit, GUESS_WINDOW).await {
+            Ok(false) => {}
+            Ok(true) => return Err(DialInRefusal::Unavailable),
+            Err(failure) => {
+                tracing::error!(error = %failure, "wrong PINs could not be read");
+                return Err(DialInRefusal::Unavailable);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts a wrong PIN of `call`'s caller (a count that fails is logged: it errs on the caller's side, by
+/// one guess).
+async fn count_wrong_pin(nodes: &MediaNodes, call: &CallFacts) {
+    for (key, limit) in pin_guess_keys(call) {
+        if let Err(failure) = nodes.pin_guesses.allow(&format!("phone pin {key}"), limit, GUESS_WINDOW).await {
+            tracing::error!(error = %failure, "a wrong PIN could not be counted");
+        }
+    }
 }
 
 /// A caller `admitted` joins on `node`: the meeting is placed there, unless it already runs elsewhere.
