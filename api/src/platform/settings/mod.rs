@@ -65,7 +65,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("CONVENE_NODE_URL", "(http:// and CONVENE_HTTP_ADDR)", "how the control plane reaches this media node's HTTP"),
     ("CONVENE_NODE_REGION", "default", "the media node's region (letters, digits, hyphens)"),
-    ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway"),
+    ("CONVENE_SIP_ADDR", "127.0.0.1:5060", "address of the SIP gateway (a media node runs one only when set)"),
     (
         "CONVENE_SIP_ALLOW",
         "(unset: any address)",
