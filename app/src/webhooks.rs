@@ -257,10 +257,11 @@ fn DeliveryLog(endpoint: String, attempts: Vec<WebhookAttempt>) -> impl IntoView
             };
             let state_attribute = attempt.state.clone();
             let answer_title = attempt.response.clone();
+            let event_title = format!("webhook-id {}", attempt.message_id);
             view! {
                 <tr data-state=state_attribute>
                     <td class="when">{attempt.at.chars().take(19).collect::<String>().replace('T', " ")}</td>
-                    <td><code>{attempt.event}</code></td>
+                    <td><code title=event_title>{attempt.event}</code></td>
                     <td class="status">{status}</td>
                     <td class="answer" title=answer_title>{attempt.response}</td>
                     <td>{delivery}</td>

@@ -192,12 +192,14 @@ async fn emit_stay(
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let left = stay.left_at.is_some();
-    let phone = match (stay.phone.as_deref(), left) {
-        (Some("dial_in"), false) => Some(EventType::DialInJoined),
-        (Some("dial_in"), true) => Some(EventType::DialInLeft),
-        (Some("dial_out"), false) => Some(EventType::DialOutJoined),
-        (Some("dial_out"), true) => Some(EventType::DialOutLeft),
-        _ => None,
+    let leg =
+        [PhoneLeg::DialIn, PhoneLeg::DialOut].into_iter().find(|leg| stay.phone.as_deref() == Some(phone_column(*leg)));
+    let phone = match (leg, left) {
+        (Some(PhoneLeg::DialIn), false) => Some(EventType::DialInJoined),
+        (Some(PhoneLeg::DialIn), true) => Some(EventType::DialInLeft),
+        (Some(PhoneLeg::DialOut), false) => Some(EventType::DialOutJoined),
+        (Some(PhoneLeg::DialOut), true) => Some(EventType::DialOutLeft),
+        (None, _) => None,
     };
     let stayed = if left { EventType::ParticipantLeft } else { EventType::ParticipantJoined };
     for event in std::iter::once(stayed).chain(phone) {
