@@ -42,7 +42,7 @@ use crate::{
     meetings::room_tokens,
     meetings::scheduled::MeetingService,
     nodes::{
-        client::{ControlPlane, PhoneLine},
+        client::{ControlPlane, GatewayAddress, PhoneLine},
         proxy::MediaNodes,
         recordings::ShipTracks,
         wire::Heartbeat,
@@ -211,14 +211,16 @@ async fn start_parts(role: Serve, settings: &Settings, shutdown: CancellationTok
     let (sip_addr, sip) = match (&site, &node, &rooms) {
         (Some(site), _, Some(rooms)) => {
             let directory = site.state.admission.clone();
-            let (addr, task) =
+            let (addr, _, task) =
                 Box::pin(start_gateway(settings, (media_ip, calling_out), directory, rooms, &shutdown)).await?;
             (Some(addr), Some(task))
         }
         (None, Some(node), Some(rooms)) if settings.nodes.phone_gateway => {
             let directory = node.phone_line.clone();
-            let (addr, task) =
+            let (addr, advertised, task) =
                 Box::pin(start_gateway(settings, (media_ip, calling_out), directory, rooms, &shutdown)).await?;
+            // Heartbeats carry it from now on, so other nodes' gateways can pass callers here.
+            let _ = node.gateway_address.set(advertised);
             (Some(addr), Some(task))
         }
         _ => (None, None),
@@ -459,7 +461,7 @@ async fn start_gateway(
     directory: impl PhoneDirectory,
     rooms: &convene_media::rooms::Rooms,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+) -> anyhow::Result<(SocketAddr, SocketAddr, JoinHandle<()>)> {
     // Callers' audio reaches the node on its own address; a wildcard is reached on loopback.
     let media_ip = match media_ip {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -477,7 +479,7 @@ async fn start_gateway(
     let gateway = Gateway::bind(&config, directory, rooms.clone(), calling_out, shutdown.clone())
         .await
         .context("CONVENE_SIP_ADDR")?;
-    Ok((gateway.local_addr(), tokio::spawn(gateway.run())))
+    Ok((gateway.local_addr(), gateway.advertised_addr(), tokio::spawn(gateway.run())))
 }
 
 /// Creates the data directory and proves it writable before anything is written into it.
@@ -529,6 +531,7 @@ fn start_node(
         rooms: 0,
         mbit_out: 0,
         cpu_millicores: 0,
+        sip: None,
     };
     let metrics = convene_media::signal_metrics::SignalMetrics::register(registry);
     // Meetings are recorded here only with a bucket, where the control plane's composer finds the tracks.
@@ -551,10 +554,13 @@ fn start_node(
         rooms = rooms.with_dialer(dialer);
     }
     let phone_line = PhoneLine { control: control.clone(), node: id.clone() };
-    tokio::spawn(control.run_heartbeats(heartbeat, (rooms.clone(), media_metrics), shutdown.clone()));
+    let gateway_address = GatewayAddress::default();
+    let load = (rooms.clone(), media_metrics, gateway_address.clone());
+    tokio::spawn(control.run_heartbeats(heartbeat, load, shutdown.clone()));
     tracing::info!(node = %url, control_plane = ?settings.nodes.control_url.as_ref().map(url::Url::as_str), "reporting to the control plane");
     let hosted = HostedRooms { rooms, node: id };
-    Ok((NodeServices { hosted, secret, password_guesses: PasswordGuesses::default(), phone_line }, task))
+    let password_guesses = PasswordGuesses::default();
+    Ok((NodeServices { hosted, secret, password_guesses, phone_line, gateway_address }, task))
 }
 
 /// The site with the services behind its forms and server functions.
@@ -605,7 +611,7 @@ fn site_services(
         events: Arc::new(SessionRecorder::new(db.clone(), registry)),
         metrics: convene_media::signal_metrics::SignalMetrics::register(registry),
         http: commands_client,
-        pin_guesses: crate::platform::rate_limit::SharedLimiter::new(db.clone()),
+        limits: crate::platform::rate_limit::SharedLimiter::new(db.clone()),
     });
     let stripe = StripeClient::from_settings(&settings.stripe)?.map(|client| Arc::new(client) as Arc<dyn StripeApi>);
     if stripe.is_some() && settings.plans.all().iter().all(|plan| plan.price.is_none()) {

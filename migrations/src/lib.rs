@@ -27,6 +27,7 @@ mod m20261206_000018_media_nodes;
 mod m20261206_000019_regions;
 mod m20261206_000020_webhooks;
 mod m20261206_000021_phone_stays;
+mod m20261206_000022_node_gateways;
 
 /// The foreign key every tenant-owned table carries: rows go when their tenant goes.
 fn tenant_foreign_key(table: impl IntoIden, column: impl IntoIden) -> ForeignKeyCreateStatement {
@@ -79,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_regions::Migration),
             Box::new(m20261206_000020_webhooks::Migration),
             Box::new(m20261206_000021_phone_stays::Migration),
+            Box::new(m20261206_000022_node_gateways::Migration),
         ]
     }
 }

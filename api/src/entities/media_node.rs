@@ -28,6 +28,8 @@ pub struct Model {
     pub last_seen_ms: i64,
     /// When the control plane declared it gone (heartbeats missed); none while it is alive.
     pub gone_ms: Option<i64>,
+    /// Where its phone gateway takes SIP, if it runs one (`host:port`).
+    pub sip_addr: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

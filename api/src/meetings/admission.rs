@@ -10,7 +10,7 @@ use convene_app::model::JoinState;
 use convene_domain::{MeetingPin, PhoneNumber, Region, RoomName, RoomSettings, TenantId};
 use convene_media::{
     focus::{Identity, PhoneLeg, RoomPolicy, TokenFacts},
-    gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
+    gateway::{CallFacts, DialInRefusal, DirectoryError, Entry, PhoneAdmission, PhoneDirectory},
     rooms::RoomKey,
 };
 use convene_signal::Refusal;
@@ -164,6 +164,21 @@ impl Admission {
         self.admit_phone(tenant, &room, caller, now).await
     }
 
+    /// The meeting `pin` opens on the number `call` dialled, with the caller as the room will know them.
+    pub async fn admit_dialled(&self, call: &CallFacts, pin: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        let (Ok(number), Ok(pin)) = (PhoneNumber::from_dialled(&call.number), MeetingPin::parse(pin)) else {
+            return Err(DialInRefusal::UnknownPin);
+        };
+        self.admit_caller(&number, &pin, call.caller.as_deref(), Utc::now()).await
+    }
+
+    /// The meeting a trusted SBC named (`room`) on the number `call` dialled, with the caller as the room
+    /// will know them.
+    pub async fn admit_named(&self, call: &CallFacts, room: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        let Ok(number) = PhoneNumber::from_dialled(&call.number) else { return Err(DialInRefusal::UnknownPin) };
+        self.admit_routed_caller(&number, room, call.caller.as_deref(), Utc::now()).await
+    }
+
     /// A caller a trusted SBC routed to `room` (the room's name, or Jitsi's
     /// `room@conference.<tenant>.<meet host>`) on `number`: the number's organisation's room, if it has it.
     pub async fn admit_routed_caller(
@@ -193,7 +208,7 @@ impl Admission {
 
     /// A caller into `tenant`'s `room`, if the plan has dial-in and the meeting may take callers. `caller`
     /// (the trunk's caller id) is who a removal keeps out; a withheld number is only this call.
-    async fn admit_phone(
+    pub async fn admit_phone(
         &self,
         tenant: TenantId,
         room: &RoomName,
@@ -300,16 +315,17 @@ impl PhoneDirectory for Admission {
         })
     }
 
-    async fn admit(&self, call: &CallFacts, pin: &str) -> Result<PhoneAdmission, DialInRefusal> {
-        let (Ok(number), Ok(pin)) = (PhoneNumber::from_dialled(&call.number), MeetingPin::parse(pin)) else {
-            return Err(DialInRefusal::UnknownPin);
-        };
-        self.admit_caller(&number, &pin, call.caller.as_deref(), Utc::now()).await
+    async fn admit(&self, call: &CallFacts, pin: &str) -> Result<Entry, DialInRefusal> {
+        self.admit_dialled(call, pin).await.map(|admission| Entry::Here(Box::new(admission)))
     }
 
-    async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<PhoneAdmission, DialInRefusal> {
-        let Ok(number) = PhoneNumber::from_dialled(&call.number) else { return Err(DialInRefusal::UnknownPin) };
-        self.admit_routed_caller(&number, room, call.caller.as_deref(), Utc::now()).await
+    async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<Entry, DialInRefusal> {
+        self.admit_named(call, room).await.map(|admission| Entry::Here(Box::new(admission)))
+    }
+
+    /// One process has no other node to pass callers here: a ticket is forged or misdirected.
+    async fn admit_relayed(&self, _call: &CallFacts, _ticket: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        Err(DialInRefusal::UnknownPin)
     }
 
     async fn may_call(&self, room: &RoomKey, number: &str) -> Result<(), DialInRefusal> {

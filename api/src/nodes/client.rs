@@ -11,7 +11,7 @@ use std::{
 use convene_domain::{RoomName, TenantId};
 use convene_media::{
     MediaMetrics,
-    gateway::{CallFacts, DialInRefusal, DirectoryError, PhoneAdmission, PhoneDirectory},
+    gateway::{CallFacts, DialInRefusal, DirectoryError, Entry, PhoneAdmission, PhoneDirectory, Relay},
     outbox::{Deliver, Envelope, Undelivered},
     rooms::{RoomKey, Rooms},
 };
@@ -73,7 +73,7 @@ impl ControlPlane {
     pub async fn run_heartbeats(
         self,
         mut beat: Heartbeat,
-        (rooms, media): (Rooms, MediaMetrics),
+        (rooms, media, gateway): (Rooms, MediaMetrics, GatewayAddress),
         shutdown: CancellationToken,
     ) {
         let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
@@ -87,6 +87,7 @@ impl ControlPlane {
             }
             let count = |value: i64| u32::try_from(value.max(0)).unwrap_or(u32::MAX);
             beat.draining = rooms.is_draining();
+            beat.sip = gateway.get().copied();
             beat.participants = count(rooms.metrics().connections_open());
             beat.rooms = count(rooms.metrics().rooms_running());
             let now = (Instant::now(), media.bytes_out(), cpu_seconds());
@@ -110,6 +111,9 @@ impl ControlPlane {
         }
     }
 }
+
+/// Where the node's phone gateway takes SIP, once it is bound (it starts after the heartbeats).
+pub type GatewayAddress = std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>;
 
 /// This process's CPU time so far (0 where `/proc` cannot be read: the figure is for operators only).
 fn cpu_seconds() -> f64 {
@@ -147,13 +151,17 @@ impl PhoneLine {
         answer.map_err(|error| tracing::warn!(%error, "the phone gateway could not ask the control plane")).ok()
     }
 
-    async fn admission(&self, question: PhoneQuestion) -> Result<PhoneAdmission, DialInRefusal> {
+    /// Where the caller `question` asks about goes: into a meeting here, or to the meeting's node.
+    async fn entry(&self, question: PhoneQuestion) -> Result<Entry, DialInRefusal> {
         match self.ask(&question).await {
-            Some(PhoneAnswer::Admitted { tenant, room, policy, identity }) => Ok(PhoneAdmission {
-                room: (tenant.to_string(), room.to_string()),
-                policy: *policy,
-                identity: *identity,
-            }),
+            Some(PhoneAnswer::Admitted { tenant, room, policy, identity }) => {
+                Ok(Entry::Here(Box::new(PhoneAdmission {
+                    room: (tenant.to_string(), room.to_string()),
+                    policy: *policy,
+                    identity: *identity,
+                })))
+            }
+            Some(PhoneAnswer::Relay { gateway, ticket }) => Ok(Entry::Relay(Relay { gateway, ticket })),
             other => Err(refusal(other)),
         }
     }
@@ -183,14 +191,25 @@ impl PhoneDirectory for PhoneLine {
         }
     }
 
-    async fn admit(&self, call: &CallFacts, pin: &str) -> Result<PhoneAdmission, DialInRefusal> {
+    async fn admit(&self, call: &CallFacts, pin: &str) -> Result<Entry, DialInRefusal> {
         let (node, number, caller) = (self.node.clone(), call.number.clone(), call.caller.clone());
-        self.admission(PhoneQuestion::Admit { node, number, caller, pin: pin.to_owned() }).await
+        self.entry(PhoneQuestion::Admit { node, number, caller, pin: pin.to_owned() }).await
     }
 
-    async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<PhoneAdmission, DialInRefusal> {
+    async fn admit_to_room(&self, call: &CallFacts, room: &str) -> Result<Entry, DialInRefusal> {
         let (node, number, caller) = (self.node.clone(), call.number.clone(), call.caller.clone());
-        self.admission(PhoneQuestion::AdmitToRoom { node, number, caller, room: room.to_owned() }).await
+        self.entry(PhoneQuestion::AdmitToRoom { node, number, caller, room: room.to_owned() }).await
+    }
+
+    async fn admit_relayed(&self, _call: &CallFacts, ticket: &str) -> Result<PhoneAdmission, DialInRefusal> {
+        // The ticket says who the caller is.
+        match self.entry(PhoneQuestion::AdmitRelayed { node: self.node.clone(), ticket: ticket.to_owned() }).await? {
+            Entry::Here(admission) => Ok(*admission),
+            Entry::Relay(_) => {
+                tracing::error!("the control plane would pass a relayed call on again");
+                Err(DialInRefusal::Unavailable)
+            }
+        }
     }
 
     async fn may_call(&self, room: &RoomKey, number: &str) -> Result<(), DialInRefusal> {

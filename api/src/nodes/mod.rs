@@ -7,11 +7,14 @@
 //! room's node (`proxy`), so every participant of a meeting is on the same node and a client that loses its
 //! node lands on another by simply connecting again. The API's commands to a running meeting (record,
 //! stream, call a phone) go to its node (`commands`); a node records into the recordings' bucket, where the
-//! control plane's composer finds the tracks (`recordings`). What crosses between them is in `wire`.
+//! control plane's composer finds the tracks (`recordings`). A phone caller let in at a node whose meeting
+//! runs on another is passed there, gateway to gateway, with a ticket (`relay_ticket`). What crosses between
+//! them is in `wire`.
 
 pub mod client;
 pub mod commands;
 pub mod proxy;
 pub mod recordings;
 pub mod registry;
+pub mod relay_ticket;
 pub mod wire;

@@ -47,8 +47,9 @@ pub struct MediaNodes {
     pub metrics: SignalMetrics,
     /// Sends the API's commands to nodes (no redirects; times out).
     pub http: reqwest::Client,
-    /// Wrong PINs typed at any node's phone gateway, counted across them (each gateway counts its own too).
-    pub pin_guesses: SharedLimiter,
+    /// Windows counted across the control plane's replicas: wrong PINs typed at any node's phone gateway (each
+    /// gateway counts its own too), and relay tickets redeemed (each once).
+    pub limits: SharedLimiter,
 }
 
 impl MediaNodes {

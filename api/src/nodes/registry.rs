@@ -34,6 +34,15 @@ pub struct Placed {
     pub node: String,
     /// Where the control plane reaches its HTTP listener.
     pub url: String,
+    /// Where its phone gateway takes SIP, if it runs one.
+    pub sip: Option<std::net::SocketAddr>,
+}
+
+impl From<&media_node::Model> for Placed {
+    fn from(node: &media_node::Model) -> Self {
+        let sip = node.sip_addr.as_deref().and_then(|sip| sip.parse().ok());
+        Self { node: node.id.clone(), url: node.url.clone(), sip }
+    }
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -115,6 +124,7 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
         started_ms: Set(beat.started_ms),
         last_seen_ms: Set(millis(now)),
         gone_ms: Set(None),
+        sip_addr: Set(beat.sip.map(|sip| sip.to_string())),
     };
     let columns = [
         media_node::Column::Url,
@@ -128,6 +138,7 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: &Heartbeat, now: DateTim
         media_node::Column::StartedMs,
         media_node::Column::LastSeenMs,
         media_node::Column::GoneMs,
+        media_node::Column::SipAddr,
     ];
     media_node::Entity::insert(row)
         .on_conflict(OnConflict::column(media_node::Column::Id).update_columns(columns).to_owned())
@@ -148,7 +159,7 @@ pub async fn placed(
         return Ok(None);
     };
     let node = media_node::Entity::find_by_id(placement.node_id).one(db).await?;
-    Ok(node.filter(|node| alive(node, now)).map(|node| Placed { node: node.id, url: node.url }))
+    Ok(node.filter(|node| alive(node, now)).map(|node| Placed::from(&node)))
 }
 
 /// The node that hosts `room`: the one it is placed on while that node is alive (draining or not: a
@@ -171,7 +182,7 @@ pub async fn place(
             && avoid != Some(current.node_id.as_str())
             && let Some(node) = nodes.iter().find(|node| node.id == current.node_id && alive(node, now))
         {
-            return Ok(Some(Placed { node: node.id.clone(), url: node.url.clone() }));
+            return Ok(Some(Placed::from(node)));
         }
         let open: Vec<&media_node::Model> =
             nodes.iter().filter(|node| alive(node, now) && !node.draining && avoid != Some(node.id.as_str())).collect();
@@ -239,7 +250,7 @@ pub async fn place(
         };
         if placed {
             tracing::info!(node = %chosen.id, %tenant, room = room.as_str(), "room placed");
-            return Ok(Some(Placed { node: chosen.id.clone(), url: chosen.url.clone() }));
+            return Ok(Some(Placed::from(chosen)));
         }
     }
     Ok(None)

@@ -46,6 +46,10 @@ pub struct Heartbeat {
     pub mbit_out: u32,
     /// CPU the node used since the last heartbeat, in thousandths of a core.
     pub cpu_millicores: u32,
+    /// Where its phone gateway takes SIP, if it runs one: other nodes' gateways pass callers of its
+    /// meetings there.
+    #[serde(default)]
+    pub sip: Option<std::net::SocketAddr>,
 }
 
 /// A heartbeat the control plane will not keep.
@@ -70,6 +74,9 @@ impl Heartbeat {
         }
         if self.started_ms < 0 {
             return Err(BadHeartbeat("started_ms: milliseconds since the Unix epoch".to_owned()));
+        }
+        if self.sip.is_some_and(|sip| sip.ip().is_unspecified() || sip.port() == 0) {
+            return Err(BadHeartbeat("sip: an address and port other nodes can reach".to_owned()));
         }
         Ok(())
     }
@@ -176,6 +183,7 @@ mod tests {
             rooms: 1,
             mbit_out: 40,
             cpu_millicores: 350,
+            sip: Some("10.0.0.7:5060".parse().unwrap()),
         }
     }
 
@@ -192,6 +200,8 @@ mod tests {
             Heartbeat { url: format!("http://{}.example/", "a".repeat(600)), ..beat() },
             Heartbeat { cores: 0, ..beat() },
             Heartbeat { started_ms: -1, ..beat() },
+            Heartbeat { sip: Some("0.0.0.0:5060".parse().unwrap()), ..beat() },
+            Heartbeat { sip: Some("10.0.0.7:0".parse().unwrap()), ..beat() },
         ];
         for heartbeat in bad {
             assert!(heartbeat.check().is_err(), "{heartbeat:?} was taken");
@@ -232,6 +242,13 @@ pub enum PhoneQuestion {
         caller: Option<String>,
         /// The PIN typed.
         pin: String,
+    },
+    /// A caller another node's gateway passed to the asking node with a ticket this control plane issued.
+    AdmitRelayed {
+        /// The asking node.
+        node: String,
+        /// The ticket, as the other gateway presented it.
+        ticket: String,
     },
     /// The meeting a trusted SBC named for a call; the meeting is placed on the asking node.
     AdmitToRoom {
@@ -278,6 +295,7 @@ impl PhoneQuestion {
                     && fits(caller.as_deref().unwrap_or_default(), 128)
                     && fits(room, 512)
             }
+            Self::AdmitRelayed { node, ticket } => valid_node_id(node) && fits(ticket, 1024),
             Self::MayCall { number, .. } => fits(number, 64),
             Self::CallerId { .. } => true,
         };
@@ -304,6 +322,14 @@ pub enum PhoneAnswer {
         policy: Box<RoomPolicy>,
         /// The caller as the room will know them.
         identity: Box<Identity>,
+    },
+    /// The caller is let into a meeting that runs on another node: the asking gateway passes the call to that
+    /// node's gateway with the ticket.
+    Relay {
+        /// That gateway's SIP address.
+        gateway: std::net::SocketAddr,
+        /// What lets the caller in there, once, for a few seconds.
+        ticket: String,
     },
     /// The number may be called.
     MayCall,

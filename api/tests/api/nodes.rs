@@ -573,8 +573,9 @@ async fn a_media_node_s_phone_gateway_lets_callers_in_by_pin_and_calls_phones_fo
         .await;
     assert!(trunk.await.unwrap(), "the trunk saw the credentials, the caller id, the answer and the BYE");
 
-    // The control plane's phone endpoint takes only the secret and sound questions, and a caller whose
-    // meeting runs on another node is turned away for now (calls are not relayed between nodes).
+    // The control plane's phone endpoint takes only the secret and sound questions. A caller whose meeting
+    // runs on another node is passed there: the asking gateway is given that node's gateway and a ticket,
+    // which only that node redeems, once.
     let url = format!("{}/_node/v1/phone", app.address);
     let ask = |secret: &str, body: serde_json::Value| app.client.post(&url).bearer_auth(secret).json(&body).send();
     let admit = serde_json::json!({
@@ -588,11 +589,19 @@ async fn a_media_node_s_phone_gateway_lets_callers_in_by_pin_and_calls_phones_fo
     bad["ask"] = serde_json::json!("format_disk");
     assert_eq!(ask(&node_secret(), bad).await.unwrap().status(), 400);
     let answer: serde_json::Value = ask(&node_secret(), admit).await.unwrap().json().await.unwrap();
-    assert_eq!(
-        answer,
-        serde_json::json!({ "answer": "refused", "refusal": "unavailable" }),
-        "the meeting is on the node"
-    );
+    assert_eq!(answer["answer"], "relay", "the meeting is on the node: {answer}");
+    assert_eq!(answer["gateway"], gateway.to_string(), "{answer}");
+    let ticket = answer["ticket"].as_str().expect("a ticket").to_owned();
+    let redeem = |node: &str, ticket: &str| {
+        let asked = ask(&node_secret(), serde_json::json!({ "ask": "admit_relayed", "node": node, "ticket": ticket }));
+        async move { asked.await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    assert_eq!(redeem("node-elsewhere", &ticket).await["refusal"], "unknown_pin", "another node's ticket");
+    let forged = format!("{ticket}x");
+    assert_eq!(redeem(&node.id, &forged).await["refusal"], "unknown_pin", "a changed ticket");
+    let admitted = redeem(&node.id, &ticket).await;
+    assert_eq!((admitted["answer"].as_str(), admitted["room"].as_str()), (Some("admitted"), Some("standup")));
+    assert_eq!(redeem(&node.id, &ticket).await["refusal"], "unknown_pin", "a ticket lets in once");
     let mut wrong_pin = serde_json::json!({
         "ask": "admit", "node": node.id, "number": phone::NUMBER, "caller": null, "pin": "987654321",
     });
@@ -614,4 +623,113 @@ async fn a_media_node_s_phone_gateway_lets_callers_in_by_pin_and_calls_phones_fo
     }
     assert_eq!(guess("123456789").await, "unavailable", "the caller is out of guesses on every node");
     drop(ann);
+}
+
+/// A control plane on a plan with dial-in (the phone tests' tenant, room `standup` with PIN 123456789, and
+/// its key) and two nodes running phone gateways, each known by its heartbeats.
+async fn two_phone_nodes() -> (TestApp, String, [NodeProcess; 2]) {
+    let plans = ("CONVENE_PLANS", crate::recordings::RECORDING_PLANS.to_owned());
+    let app = spawn_role(Serve::Api, &[("CONVENE_NODE_SECRET", node_secret()), plans]).await;
+    let key = crate::phone::tenant_with_room(&app, "standup", "123456789").await;
+    let gateway = [("CONVENE_SIP_ADDR", "127.0.0.1:0")];
+    let nodes = [NodeProcess::start(&app, &gateway).await, NodeProcess::start(&app, &gateway).await];
+    for node in &nodes {
+        let sip = node.sip.expect("the node runs a phone gateway");
+        let row = eventually("the node's heartbeat names its gateway", async || {
+            node_row(&app, &node.id).await.filter(|row| row.sip_addr.is_some())
+        })
+        .await;
+        assert_eq!(row.sip_addr, Some(sip.to_string()), "other gateways reach it there");
+    }
+    (app, key, nodes)
+}
+
+#[tokio::test]
+async fn a_caller_who_reaches_another_node_is_passed_to_the_meeting_s_node() {
+    use crate::phone;
+    let (app, key, nodes) = two_phone_nodes().await;
+
+    // A moderator starts the meeting on one node; the caller's trunk reaches the other.
+    let ann_token = crate::signal::token(&app, &key, "standup", "Ann", true).await;
+    let (mut ann, welcome) = crate::signal::hello(&app, "standup", &ann_token).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let meeting_node = placement(&app, "standup").await.expect("the meeting is placed");
+    let other = nodes.iter().find(|node| node.id != meeting_node).expect("two nodes");
+    let other_gateway = other.sip.expect("a gateway");
+    // The PIN at the other node, then `*6` (keys ride in the audio, so this proves it passes through), a hold,
+    // and the BYE the moderator's removal sends back through the other node.
+    let steps = format!(
+        "{}<pause milliseconds=\"1000\"/>\n{}<pause milliseconds=\"3000\"/>\n{}{}{}",
+        phone::dial(),
+        convene_bots::sipp::rtp_keys("123456789#"),
+        convene_bots::sipp::rtp_keys("*6"),
+        phone::caller().hold(2),
+        convene_bots::sipp::hung_up(),
+    );
+    let caller = tokio::spawn(async move { phone::sipp(other_gateway, "u1", phone::NUMBER, &steps).await });
+    let joined = phone::hear_until(&mut ann, |message| message["type"] == "participant_joined").await;
+    assert_eq!(joined["participant"]["name"], "Phone ••• 4321", "{joined}");
+    assert_eq!(placement(&app, "standup").await, Some(meeting_node.clone()), "the meeting stayed where it was");
+    let muted = phone::hear_until(&mut ann, |message| message["type"] == "participant_updated").await;
+    assert_eq!(muted["participant"]["audio_muted"], true, "*6 reached the meeting's node: {muted}");
+    crate::signal::say(&mut ann, serde_json::json!({ "type": "kick", "participant": joined["participant"]["id"] }))
+        .await;
+    let left = phone::hear_until(&mut ann, |message| message["type"] == "participant_left").await;
+    assert_eq!(left["reason"], "kicked");
+    assert!(caller.await.unwrap(), "the caller was let in, held, and hung up by the meeting's node through the other");
+
+    // The removal holds whichever node the caller tries.
+    let again = format!(
+        "{}<pause milliseconds=\"500\"/>\n{}{}",
+        phone::dial(),
+        convene_bots::sipp::rtp_keys("123456789#"),
+        convene_bots::sipp::hung_up()
+    );
+    assert!(phone::sipp(other_gateway, "u1", phone::NUMBER, &again).await, "told so and hung up");
+    drop(ann);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn callers_at_two_nodes_hear_each_other_through_the_meeting_s_node() {
+    use crate::phone::{self, listen, tone_caller, tone_share};
+    let (app, key, nodes) = two_phone_nodes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (low, high) = (dir.path().join("400.wav"), dir.path().join("1000.wav"));
+    std::fs::write(&low, convene_bots::sipp::ulaw_wav(Some(400.0), 20)).unwrap();
+    std::fs::write(&high, convene_bots::sipp::ulaw_wav(Some(1_000.0), 20)).unwrap();
+    let ears = [
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    // Each caller types the PIN by INFO, says its tone, and hangs up itself. The first caller's node takes the
+    // meeting; the second caller's trunk reaches the other node.
+    let sip = |node: &NodeProcess| node.sip.expect("a gateway");
+    let first = tone_caller(sip(&nodes[0]), (&ears[0], &low), "+15550001111", 12);
+    assert!(phone::eventually_present(&app, &key, |list| list.len() == 1).await, "the first caller is in");
+    assert_eq!(placement(&app, "standup").await.as_deref(), Some(nodes[0].id.as_str()));
+    let second = tone_caller(sip(&nodes[1]), (&ears[1], &high), "+15550002222", 12);
+    assert!(phone::eventually_present(&app, &key, |list| list.len() == 2).await, "both callers are in the meeting");
+
+    // Past the joining prompts, while both tones play: each hears the other, through the relay both ways.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let [first_ear, second_ear] = ears;
+    let (first_heard, second_heard) =
+        tokio::join!(listen(first_ear, Duration::from_secs(4)), listen(second_ear, Duration::from_secs(4)));
+    let rate = convene_media::phone::tones::RATE;
+    let (first_hears_other, second_hears_other) =
+        (tone_share(&first_heard, 1_000.0, rate), tone_share(&second_heard, 400.0, rate));
+    let (first_hears_self, second_hears_self) =
+        (tone_share(&first_heard, 400.0, rate), tone_share(&second_heard, 1_000.0, rate));
+    eprintln!(
+        "first: other {first_hears_other:.2} self {first_hears_self:.2}; second (relayed): other {second_hears_other:.2} self {second_hears_self:.2}"
+    );
+    assert!(second_heard.len() >= 8_000 * 3, "the relayed caller got audio all along: {}", second_heard.len());
+    assert!(first_hears_other > 0.5 && second_hears_other > 0.5, "each hears the other's tone");
+    assert!(first_hears_self < 0.05 && second_hears_self < 0.05, "and not their own");
+
+    // The relayed caller's own BYE reaches the meeting's node: they leave, and no call is left behind.
+    assert!(first.await.unwrap() && second.await.unwrap(), "both calls went as written");
+    assert!(phone::eventually_present(&app, &key, <[serde_json::Value]>::is_empty).await, "both callers left");
+    app.stop().await;
 }

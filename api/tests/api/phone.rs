@@ -356,20 +356,8 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
         tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
     ];
-    let caller = |ear: &tokio::net::UdpSocket, tone: &std::path::Path, from: &str| {
-        let port = ear.local_addr().unwrap().port().to_string();
-        let caller = Caller::new(from);
-        let script = format!(
-            "{}{}{}<pause milliseconds=\"14000\"/>\n{}",
-            caller.dial(&offer(&port, "sendrecv"), true),
-            typed(&caller, "123456789#", 2),
-            stream(tone),
-            caller.in_dialog("BYE", 20, "", ""),
-        );
-        tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await })
-    };
-    let first = caller(&ears[0], &low, "+15550001111");
-    let second = caller(&ears[1], &high, "+15550002222");
+    let first = tone_caller(gateway, (&ears[0], &low), "+15550001111", 14);
+    let second = tone_caller(gateway, (&ears[1], &high), "+15550002222", 14);
     assert!(eventually_present(&app, &key, |list| list.len() == 2).await, "both callers are in the meeting");
     // Past the joining prompts, while both tones play.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -387,6 +375,27 @@ async fn callers_hear_each_other_through_the_room_and_never_their_own_voice() {
     assert!(first_hears_self < 0.05 && second_hears_self < 0.05, "and not their own");
     assert!(first.await.unwrap() && second.await.unwrap(), "both calls went as written");
     app.stop().await;
+}
+
+/// A call from `from` to `gateway` whose audio comes to `ear`: it types the PIN by INFO, says `tone` (sipp
+/// streams it) for `seconds`, and hangs up; true when it went as written.
+pub(crate) fn tone_caller(
+    gateway: SocketAddr,
+    (ear, tone): (&tokio::net::UdpSocket, &std::path::Path),
+    from: &str,
+    seconds: u32,
+) -> tokio::task::JoinHandle<bool> {
+    let port = ear.local_addr().unwrap().port().to_string();
+    let caller = Caller::new(from);
+    let script = format!(
+        "{}{}{}<pause milliseconds=\"{}\"/>\n{}",
+        caller.dial(&offer(&port, "sendrecv"), true),
+        typed(&caller, "123456789#", 2),
+        stream(tone),
+        seconds * 1000,
+        caller.in_dialog("BYE", 20, "", ""),
+    );
+    tokio::spawn(async move { sipp(gateway, "u1", NUMBER, &script).await })
 }
 
 /// A wideband phone the test plays itself (sipp only signals): it types `keys` as tones (100 ms each,

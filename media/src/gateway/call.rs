@@ -21,7 +21,12 @@ use rsipstack::{
 };
 use tokio::net::UdpSocket;
 
-use super::{CallFacts, DialInRefusal, PhoneAdmission, PhoneDirectory, Shared, bridge::RoomLeg, mix::Heard};
+use super::{
+    CallFacts, DialInRefusal, Entry, PhoneAdmission, PhoneDirectory, Relay, Shared,
+    bridge::RoomLeg,
+    mix::Heard,
+    relay::{RelayEvent, RelayLeg},
+};
 use crate::{
     phone::{
         dtmf::{self, KEY_TICKS, KeyPresser, KeyReader, Press, TelephoneEvent},
@@ -85,6 +90,8 @@ enum Stage {
     Answering(Ivr),
     /// In the room (or its lobby).
     InRoom(Connection),
+    /// Passed to the meeting's node: audio and hang-ups are copied through.
+    Relayed,
     /// Saying goodbye: hang up once the prompts are said.
     Leaving,
 }
@@ -99,7 +106,10 @@ pub(super) struct Call<D> {
     facts: CallFacts,
     timer: Option<SessionTimer>,
     stage: Stage,
-    admission: Option<PhoneAdmission>,
+    /// Where the caller was let in.
+    admission: Option<Entry>,
+    /// The leg to the meeting's node, once the call is passed there.
+    relay: Option<Box<RelayLeg>>,
     player: Player,
     keys: KeyReader,
     /// Keys heard in the audio, when the trunk sends no telephone-events.
@@ -184,6 +194,7 @@ impl<D: PhoneDirectory> Call<D> {
             timer,
             stage: Stage::Answering(Ivr::new(now)),
             admission: None,
+            relay: None,
             player: Player::default(),
             keys: KeyReader::default(),
             inband,
@@ -212,14 +223,14 @@ impl<D: PhoneDirectory> Call<D> {
         self
     }
 
-    /// A call a trusted SBC routed to `admission`'s meeting (the room header): no PIN; the password from the
-    /// header, or asked for on the keypad if the meeting wants one.
+    /// A call routed to `admission`'s meeting (by a trusted SBC's room header, or passed on by another node's
+    /// gateway): no PIN; the password from the header, or asked for on the keypad if the meeting wants one.
     pub(super) fn routed(
         shared: Arc<Shared<D>>,
         (dialog, states): (InviteDialog, DialogStateReceiver),
         media: (UdpSocket, Offer),
         call: (CallFacts, Option<SessionTimer>),
-        (admission, password): (PhoneAdmission, Option<String>),
+        (admission, password): (Entry, Option<String>),
     ) -> Self {
         let mut routed = Self::new(shared, dialog, states, media, call);
         routed.admission = Some(admission);
@@ -237,7 +248,7 @@ impl<D: PhoneDirectory> Call<D> {
         admission: PhoneAdmission,
     ) -> Self {
         let mut call = Self::new(shared, dialog, states, media, (facts, None));
-        call.admission = Some(admission);
+        call.admission = Some(Entry::Here(Box::new(admission)));
         call.placed = true;
         call
     }
@@ -272,6 +283,7 @@ impl<D: PhoneDirectory> Call<D> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut datagram = vec![0; MAX_DATAGRAM];
         let mut from_node = vec![0; MAX_DATAGRAM];
+        let mut from_relay = vec![0; MAX_DATAGRAM];
         loop {
             let delivery = async {
                 match &mut self.stage {
@@ -288,6 +300,12 @@ impl<D: PhoneDirectory> Call<D> {
             let keypad = async {
                 match &mut self.keypad {
                     Some(keys) => keys.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let relayed = async {
+                match &mut self.relay {
+                    Some(leg) => leg.next(&mut from_relay).await,
                     None => std::future::pending().await,
                 }
             };
@@ -330,6 +348,11 @@ impl<D: PhoneDirectory> Call<D> {
                     }
                     self.flush_leg().await;
                 }
+                event = relayed => {
+                    if !self.relayed(event, &from_relay).await {
+                        break;
+                    }
+                }
                 () = leg_timer => {
                     if let Some((leg, _)) = &mut self.leg {
                         leg.handle_timeout(Instant::now());
@@ -361,7 +384,8 @@ impl<D: PhoneDirectory> Call<D> {
         // room, else silence.
         let heard = self.heard.as_mut().and_then(Heard::next);
         let press = self.presser.tick();
-        if self.offer.direction.caller_listens() {
+        // A relayed caller hears the meeting's node, passed through.
+        if self.offer.direction.caller_listens() && self.relay.is_none() {
             match (press, self.offer.events) {
                 (Press::Key { key, tick }, Some(events)) => self.send_key_event(key, tick, events).await,
                 (press, _) => {
@@ -439,6 +463,10 @@ impl<D: PhoneDirectory> Call<D> {
         if self.offer.destination.is_none_or(|(ip, _)| ip != from.ip()) {
             return;
         }
+        if let Some(leg) = &self.relay {
+            self.last_rtp = Instant::now();
+            return leg.forward(bytes).await;
+        }
         let Some(packet) = RtpPacket::parse(bytes) else { return };
         let now = Instant::now();
         self.last_rtp = now;
@@ -499,6 +527,35 @@ impl<D: PhoneDirectory> Call<D> {
         }
     }
 
+    /// What came on the leg to the meeting's node: its audio, on to the caller, or its dialog's changes.
+    /// False once the call is over.
+    async fn relayed(&mut self, event: RelayEvent, datagram: &[u8]) -> bool {
+        match event {
+            RelayEvent::Datagram(Ok((length, from))) => {
+                let to_caller = self.offer.destination.filter(|_| self.offer.direction.caller_listens());
+                if let (Some(leg), Some(destination)) = (&self.relay, to_caller)
+                    && leg.comes_from_node(from)
+                    && let Err(error) = self.socket.send_to(&datagram[..length.min(MAX_DATAGRAM)], destination).await
+                {
+                    tracing::debug!(%error, "relayed audio could not be sent to the caller");
+                }
+                true
+            }
+            RelayEvent::Datagram(Err(_)) => true,
+            RelayEvent::Dialog(state) => match state.map(|state| *state) {
+                // The meeting's node let the caller go (removed, the meeting ended, its prompts said).
+                Some(DialogState::Terminated(..)) | None => {
+                    self.hang_up().await;
+                    false
+                }
+                Some(state) => {
+                    RelayLeg::answer(state).await;
+                    true
+                }
+            },
+        }
+    }
+
     /// Sends what the room leg has for the node.
     async fn flush_leg(&mut self) {
         let Some((leg, socket)) = &mut self.leg else { return };
@@ -549,7 +606,7 @@ impl<D: PhoneDirectory> Call<D> {
                 }
                 self.star = key == '*';
             }
-            Stage::Leaving => {}
+            Stage::Relayed | Stage::Leaving => {}
         }
     }
 
@@ -585,8 +642,8 @@ impl<D: PhoneDirectory> Call<D> {
             return Answer::Refused(Prompt::Unavailable);
         }
         match self.shared.directory.admit(&self.facts, pin).await {
-            Ok(admission) => {
-                self.admission = Some(admission);
+            Ok(entry) => {
+                self.admission = Some(entry);
                 self.join(None).await
             }
             Err(DialInRefusal::UnknownPin) => {
@@ -602,8 +659,11 @@ impl<D: PhoneDirectory> Call<D> {
 
     /// Connects to the room found; the room's first word says whether the caller is in.
     async fn join(&mut self, password: Option<String>) -> Answer {
-        let Some(admission) = self.admission.clone() else { return Answer::Refused(Prompt::Unavailable) };
-        let PhoneAdmission { room, policy, identity } = admission;
+        let PhoneAdmission { room, policy, identity } = match self.admission.clone() {
+            Some(Entry::Here(admission)) => *admission,
+            Some(Entry::Relay(relay)) => return self.relay(&relay, password).await,
+            None => return Answer::Refused(Prompt::Unavailable),
+        };
         if password.is_some() && !self.shared.guess_allowed(&self.facts, Some(&room), false) {
             return Answer::Refused(Prompt::Unavailable);
         }
@@ -636,6 +696,22 @@ impl<D: PhoneDirectory> Call<D> {
             self.open_leg().await;
         }
         answer
+    }
+
+    /// Passes the call to the meeting's node, which holds it from here (its prompts, its password question).
+    async fn relay(&mut self, relay: &Relay, password: Option<String>) -> Answer {
+        match self.shared.open_relay(relay, &self.facts, (&self.offer, password.as_deref())).await {
+            Ok(leg) => {
+                self.player.stop();
+                self.relay = Some(Box::new(leg));
+                self.stage = Stage::Relayed;
+                Answer::Joined
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a caller could not be passed to the meeting's node");
+                Answer::Refused(Prompt::Unavailable)
+            }
+        }
     }
 
     /// The room let the caller in (`Welcome`) or asked them to wait (`Lobby`).
@@ -722,9 +798,10 @@ impl<D: PhoneDirectory> Call<D> {
                 false
             }
             DialogState::Info(_, request, handle) => {
-                let body = String::from_utf8_lossy(&request.body).into_owned();
                 respond(&handle, StatusCode::OK, None).await;
-                if let Some(key) = dtmf::info_key(&body) {
+                if let Some(leg) = &self.relay {
+                    leg.forward_info(&request);
+                } else if let Some(key) = dtmf::info_key(&String::from_utf8_lossy(&request.body)) {
                     self.key(key).await;
                 }
                 true
@@ -763,6 +840,13 @@ impl<D: PhoneDirectory> Call<D> {
                     tracing::debug!("a re-offer would change the call's sample rate; refused");
                     return respond(handle, StatusCode::NotAcceptableHere, None).await;
                 }
+                // The meeting's node was offered the first payload types, which pass through unchanged.
+                Ok(offer)
+                    if self.relay.is_some() && (offer.codec, offer.events) != (self.offer.codec, self.offer.events) =>
+                {
+                    tracing::debug!("a re-offer would change a relayed call's payload types; refused");
+                    return respond(handle, StatusCode::NotAcceptableHere, None).await;
+                }
                 Ok(offer) if offer != self.offer => {
                     if offer.codec.0 != current {
                         self.voice = Voice::new(offer.codec.0);
@@ -798,9 +882,12 @@ impl<D: PhoneDirectory> Call<D> {
 
     /// Leaves the room and forgets the dialog. A call that hung up is gone for good: it says so, or the room
     /// would keep the caller for the grace a dropped browser gets to come back.
-    async fn finish(self) {
+    async fn finish(mut self) {
         if let Stage::InRoom(connection) = &self.stage {
             connection.send(ClientMessage::Leave).await;
+        }
+        if let Some(leg) = self.relay.take() {
+            leg.end(&self.shared).await;
         }
         self.shared.dialogs.remove_dialog(&self.dialog.id());
     }

@@ -11,6 +11,7 @@ mod bridge;
 mod call;
 mod dial;
 mod mix;
+mod relay;
 
 pub use dial::{DialRequests, Dialer, Trunk, dialer};
 
@@ -139,16 +140,19 @@ pub trait PhoneDirectory: Send + Sync + 'static {
     /// Whether `number` (the dialled number as the trunk sent it) is one of ours; calls to others get 404.
     fn serves(&self, number: &str) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
 
-    /// The meeting `pin` opens on the number `call` dialled, and the caller as the room will know them.
-    fn admit(&self, call: &CallFacts, pin: &str) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
+    /// The meeting `pin` opens on the number `call` dialled, and where the caller joins it.
+    fn admit(&self, call: &CallFacts, pin: &str) -> impl Future<Output = Result<Entry, DialInRefusal>> + Send;
 
     /// The meeting a trusted SBC named for a call (Jigasi's `Jitsi-Conference-Room` header: the room's name,
-    /// or `room@conference.<tenant>.<meet host>`) on the number `call` dialled, and the caller as the room will
-    /// know them.
-    fn admit_to_room(
+    /// or `room@conference.<tenant>.<meet host>`) on the number `call` dialled, and where the caller joins it.
+    fn admit_to_room(&self, call: &CallFacts, room: &str) -> impl Future<Output = Result<Entry, DialInRefusal>> + Send;
+
+    /// The caller another node's gateway passed here with `ticket` (the control plane's, for a meeting that
+    /// runs on this node), as the room will know them.
+    fn admit_relayed(
         &self,
         call: &CallFacts,
-        room: &str,
+        ticket: &str,
     ) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
 
     /// Whether `number` may be called into `room` now, by the records: the plan, the meeting's state and
@@ -183,6 +187,24 @@ pub struct PhoneAdmission {
     pub policy: RoomPolicy,
     /// The caller as the room will know them.
     pub identity: Identity,
+}
+
+/// Where a caller let in goes.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// Into a room on this node.
+    Here(Box<PhoneAdmission>),
+    /// To the meeting's node, whose gateway takes the call from this one.
+    Relay(Relay),
+}
+
+/// A call to pass to the gateway of the node a meeting runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// That gateway's SIP address.
+    pub gateway: SocketAddr,
+    /// What lets the caller in there: the control plane's, short-lived and good once.
+    pub ticket: String,
 }
 
 /// Why a PIN let no one in.
@@ -246,6 +268,8 @@ const ACK_WAIT_STEP: Duration = Duration::from_millis(10);
 /// The header a trusted SBC names a call's meeting in, as Jigasi reads it, and the one with its password.
 const ROOM_HEADER: &str = "Jitsi-Conference-Room";
 const ROOM_PASSWORD_HEADER: &str = "Jitsi-Conference-Room-Pass";
+/// The header a node's gateway passes a caller to the meeting's node with: the control plane's ticket.
+const RELAY_HEADER: &str = "X-Convene-Relay";
 /// Ports tried when any port will do and the first is taken for TCP.
 const ANY_PORT_ATTEMPTS: u32 = 20;
 /// What OPTIONS and 405s say the gateway supports.
@@ -389,6 +413,11 @@ impl<D: PhoneDirectory> Gateway<D> {
         self.local_addr
     }
 
+    /// Where trunks and other nodes' gateways reach it: the advertised address, on the real port.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.shared.advertised_ip, self.local_addr.port())
+    }
+
     /// Answers SIP until shutdown; calls in progress are hung up first.
     pub async fn run(self) {
         let Self { endpoint, mut incoming, shared, mut calling_out, .. } = self;
@@ -499,17 +528,22 @@ impl<D: PhoneDirectory> Shared<D> {
                 return reply(&mut transaction, StatusCode::ServiceUnavailable, vec![]).await;
             }
         };
-        // A trusted SBC (only where SIP is taken from listed addresses) may name the meeting: no PIN then.
-        let routed = match transaction.original.header_value(ROOM_HEADER).filter(|_| self.trusts_room_header) {
-            Some(room) => match self.directory.admit_to_room(&facts, room.trim()).await {
-                Ok(admission) => {
-                    let password =
-                        transaction.original.header_value(ROOM_PASSWORD_HEADER).map(|words| words.trim().to_owned());
-                    Some((admission, password))
-                }
+        // Another node's gateway passes a caller on with the control plane's ticket; a trusted SBC (only where
+        // SIP is taken from listed addresses) may name the meeting. No PIN then.
+        let request = &transaction.original;
+        let password = || request.header_value(ROOM_PASSWORD_HEADER).map(|words| words.trim().to_owned());
+        let routed = match (request.header_value(RELAY_HEADER), request.header_value(ROOM_HEADER)) {
+            (Some(ticket), _) => match self.directory.admit_relayed(&facts, ticket.trim()).await {
+                Ok(admission) => Some((Entry::Here(Box::new(admission)), password())),
                 Err(refusal) => return reply(&mut transaction, routing_refused(refusal), vec![]).await,
             },
-            None => None,
+            (None, Some(room)) if self.trusts_room_header => {
+                match self.directory.admit_to_room(&facts, room.trim()).await {
+                    Ok(entry) => Some((entry, password())),
+                    Err(refusal) => return reply(&mut transaction, routing_refused(refusal), vec![]).await,
+                }
+            }
+            (None, _) => None,
         };
         let contact = sip::Uri {
             scheme: Some(sip::Scheme::Sip),

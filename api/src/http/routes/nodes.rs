@@ -18,6 +18,7 @@ use crate::{
     nodes::{
         proxy::MediaNodes,
         registry,
+        relay_ticket::{self, RelayTicket},
         wire::{CommandAnswer, Heartbeat, NodeCommand, PhoneAnswer, PhoneQuestion, authorized, valid_node_id},
     },
 };
@@ -111,8 +112,9 @@ async fn events(request: HttpRequest, state: web::Data<AppState>, body: web::Jso
 
 /// `POST /_node/v1/phone`: a node's phone gateway asks what `convene up`'s asks its database (whether a
 /// number is ours, whom a PIN lets in, whether a number may be called, which number to call from). A
-/// caller let in places the meeting on the asking node, where the call joins it; a meeting already running
-/// on another node turns the caller away for now (calls are not relayed between nodes).
+/// caller let in places the meeting on the asking node, where the call joins it; for a meeting already
+/// running on another node the asking gateway is given that node's gateway and a ticket to pass the call
+/// there, and that node asks again with the ticket.
 #[post("/phone")]
 async fn phone(request: HttpRequest, state: web::Data<AppState>, body: web::Json<PhoneQuestion>) -> HttpResponse {
     let nodes = match nodes(&request, &state) {
@@ -131,18 +133,27 @@ async fn phone(request: HttpRequest, state: web::Data<AppState>, body: web::Json
         PhoneQuestion::Admit { node, number, caller, pin } => {
             let call = CallFacts { number, caller };
             let admitted = match may_guess(nodes, &call).await {
-                Ok(()) => PhoneDirectory::admit(directory, &call, &pin).await,
+                Ok(()) => directory.admit_dialled(&call, &pin).await,
                 Err(refusal) => Err(refusal),
             };
             if admitted.as_ref().is_err_and(|refusal| *refusal == DialInRefusal::UnknownPin) {
                 count_wrong_pin(nodes, &call).await;
             }
-            joins_on(nodes, &node, admitted).await
+            joins_on(nodes, &node, admitted, Some(&call)).await
         }
         PhoneQuestion::AdmitToRoom { node, number, caller, room } => {
-            let admitted = directory.admit_to_room(&CallFacts { number, caller }, &room).await;
-            joins_on(nodes, &node, admitted).await
+            let call = CallFacts { number, caller };
+            let admitted = directory.admit_named(&call, &room).await;
+            joins_on(nodes, &node, admitted, Some(&call)).await
         }
+        PhoneQuestion::AdmitRelayed { node, ticket } => match redeem(nodes, &ticket, &node).await {
+            Ok(ticket) => {
+                let room = (ticket.tenant, &ticket.room);
+                let admitted = directory.admit_phone(room.0, room.1, ticket.caller.as_deref(), Utc::now()).await;
+                joins_on(nodes, &node, admitted, None).await
+            }
+            Err(refusal) => PhoneAnswer::Refused { refusal },
+        },
         PhoneQuestion::MayCall { tenant, room, number } => {
             match directory.may_call(&(tenant.to_string(), room.to_string()), &number).await {
                 Ok(()) => PhoneAnswer::MayCall,
@@ -160,7 +171,7 @@ async fn phone(request: HttpRequest, state: web::Data<AppState>, body: web::Json
 /// (each gateway also counts what it sees), so calling another node buys no guesses.
 async fn may_guess(nodes: &MediaNodes, call: &CallFacts) -> Result<(), DialInRefusal> {
     for (key, limit) in pin_guess_keys(call) {
-        match nodes.pin_guesses.exhausted(&format!("phone pin {key}"), limit, GUESS_WINDOW).await {
+        match nodes.limits.exhausted(&format!("phone pin {key}"), limit, GUESS_WINDOW).await {
             Ok(false) => {}
             Ok(true) => return Err(DialInRefusal::Unavailable),
             Err(failure) => {
@@ -176,14 +187,40 @@ async fn may_guess(nodes: &MediaNodes, call: &CallFacts) -> Result<(), DialInRef
 /// one guess).
 async fn count_wrong_pin(nodes: &MediaNodes, call: &CallFacts) {
     for (key, limit) in pin_guess_keys(call) {
-        if let Err(failure) = nodes.pin_guesses.allow(&format!("phone pin {key}"), limit, GUESS_WINDOW).await {
+        if let Err(failure) = nodes.limits.allow(&format!("phone pin {key}"), limit, GUESS_WINDOW).await {
             tracing::error!(error = %failure, "a wrong PIN could not be counted");
         }
     }
 }
 
-/// A caller `admitted` joins on `node`: the meeting is placed there, unless it already runs elsewhere.
-async fn joins_on(nodes: &MediaNodes, node: &str, admitted: Result<PhoneAdmission, DialInRefusal>) -> PhoneAnswer {
+/// The ticket `text` that another node's gateway passed a caller to `node` with, if it is ours, for that
+/// node, fresh, and redeemed here for the first time.
+async fn redeem(nodes: &MediaNodes, text: &str, node: &str) -> Result<RelayTicket, DialInRefusal> {
+    let Some(ticket) = RelayTicket::open(&nodes.secret, text, node, Utc::now()) else {
+        tracing::warn!(node, "a node presented a relay ticket that is not ours, not for it, or expired");
+        return Err(DialInRefusal::UnknownPin);
+    };
+    match nodes.limits.allow(&format!("phone relay {}", ticket.nonce), 1, relay_ticket::LIFETIME).await {
+        Ok(true) => Ok(ticket),
+        Ok(false) => {
+            tracing::warn!(node, "a relay ticket was presented again");
+            Err(DialInRefusal::UnknownPin)
+        }
+        Err(failure) => {
+            tracing::error!(error = %failure, "a relay ticket could not be marked used");
+            Err(DialInRefusal::Unavailable)
+        }
+    }
+}
+
+/// A caller `admitted` joins on `node`: the meeting is placed there unless it already runs elsewhere; then
+/// the caller of `relay` (a call's first question, not a relayed one) is passed to that node's gateway.
+async fn joins_on(
+    nodes: &MediaNodes,
+    node: &str,
+    admitted: Result<PhoneAdmission, DialInRefusal>,
+    relay: Option<&CallFacts>,
+) -> PhoneAnswer {
     let PhoneAdmission { room, policy, identity } = match admitted {
         Ok(admission) => admission,
         Err(refusal) => return PhoneAnswer::Refused { refusal },
@@ -194,16 +231,28 @@ async fn joins_on(nodes: &MediaNodes, node: &str, admitted: Result<PhoneAdmissio
         Ok(Some(placed)) if placed.node == node => {
             PhoneAnswer::Admitted { tenant, room, policy: Box::new(policy), identity: Box::new(identity) }
         }
-        Ok(placed) => {
-            let running_on = placed.map(|placed| placed.node).unwrap_or_default();
-            tracing::warn!(
-                room = room.as_str(),
-                caller_node = node,
-                running_on = %running_on,
-                "a phone caller reached a node other than the meeting's, and calls are not relayed between nodes"
-            );
-            unavailable
-        }
+        Ok(Some(placed)) => match (relay, placed.sip) {
+            (Some(call), Some(gateway)) => {
+                let issued = RelayTicket::new((tenant, &room), &placed.node, call.caller.as_deref(), Utc::now());
+                match issued {
+                    Ok(ticket) => PhoneAnswer::Relay { gateway, ticket: ticket.seal(&nodes.secret) },
+                    Err(failure) => {
+                        tracing::error!(error = %failure, "no relay ticket could be made");
+                        unavailable
+                    }
+                }
+            }
+            _ => {
+                tracing::warn!(
+                    room = room.as_str(),
+                    caller_node = node,
+                    running_on = %placed.node,
+                    "a phone caller reached a node other than the meeting's, which runs no phone gateway to pass the call to"
+                );
+                unavailable
+            }
+        },
+        Ok(None) => unavailable,
         Err(failure) => {
             tracing::error!(error = %failure, "a phone caller's meeting could not be placed");
             unavailable

@@ -112,6 +112,8 @@ pub struct NodeServices {
     pub password_guesses: PasswordGuesses,
     /// What its phone gateway asks the control plane.
     pub phone_line: crate::nodes::client::PhoneLine,
+    /// Where its phone gateway takes SIP, once it runs one (heartbeats carry it).
+    pub gateway_address: crate::nodes::client::GatewayAddress,
 }
 
 /// Registers the joiners' endpoint, for a control plane that hosts rooms or has media nodes.

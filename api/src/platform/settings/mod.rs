@@ -69,7 +69,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "CONVENE_SIP_ALLOW",
         "(unset: any address)",
-        "comma-separated addresses and CIDR ranges SIP is taken from (the trunks' and SBCs'); the rest is dropped",
+        "comma-separated addresses and CIDR ranges SIP is taken from (trunks, SBCs, other media nodes); the rest is dropped",
     ),
     (
         "CONVENE_SIP_RTP_PORTS",
