@@ -47,8 +47,9 @@ pub struct Heartbeat {
     /// CPU the node used since the last heartbeat, in thousandths of a core.
     pub cpu_millicores: u32,
     /// Where its phone gateway takes SIP, if it runs one: other nodes' gateways pass callers of its
-    /// meetings there.
-    #[serde(default)]
+    /// meetings there. Left out when there is none, so a node without one still speaks to a control plane
+    /// from before the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip: Option<std::net::SocketAddr>,
 }
 
@@ -206,6 +207,8 @@ mod tests {
         for heartbeat in bad {
             assert!(heartbeat.check().is_err(), "{heartbeat:?} was taken");
         }
+        let without_gateway = serde_json::to_value(Heartbeat { sip: None, ..beat() }).unwrap();
+        assert!(without_gateway.get("sip").is_none(), "older control planes refuse fields they do not know");
         let mut json = serde_json::to_value(beat()).unwrap();
         json["region"] = "EU".into();
         assert!(serde_json::from_value::<Heartbeat>(json).is_err(), "a region in capitals was read");
