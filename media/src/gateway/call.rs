@@ -1,9 +1,10 @@
 //! One phone call, answered: RTP with the trunk every 20 ms (prompts, the room's audio, or silence so the
 //! trunk does not hang up on a quiet line), the trunk's packets put back in order and decoded, keys read
 //! from events, INFO or (when the trunk offers no events) the audio itself, the PIN conversation, then the
-//! caller in the room through the focus with their audio bridged into the SFU ([`RoomLeg`]). The call ends
-//! when either side hangs up, the session timer runs out, the trunk's audio stops, or the room lets the
-//! caller go (removed, ended); what the room says is spoken first.
+//! caller in the room through the focus with their audio bridged into the SFU ([`RoomLeg`]), or, for a meeting
+//! that runs on another node, the call passed to that node's gateway ([`RelayLeg`]). The call ends when either
+//! side hangs up, the session timer runs out, the trunk's audio stops, or the room lets the caller go
+//! (removed, ended); what the room says is spoken first.
 
 use std::{
     net::SocketAddr,
