@@ -678,6 +678,12 @@ async fn a_caller_who_reaches_another_node_is_passed_to_the_meeting_s_node() {
     assert_eq!(left["reason"], "kicked");
     assert!(caller.await.unwrap(), "the caller was let in, held, and hung up by the meeting's node through the other");
 
+    // A ticket the control plane did not seal lets nobody in at the meeting's node.
+    let meeting_gateway =
+        nodes.iter().find(|node| node.id == meeting_node).and_then(|node| node.sip).expect("a gateway");
+    let forged = phone::not_found("X-Convene-Relay: eyJ0IjoiZm9yZ2VkIn0.c2lnbmF0dXJl\n");
+    assert!(phone::sipp(meeting_gateway, "u1", phone::NUMBER, &forged).await, "404 for a forged ticket");
+
     // The removal holds whichever node the caller tries.
     let again = format!(
         "{}<pause milliseconds=\"500\"/>\n{}{}",

@@ -46,6 +46,16 @@ pub(crate) fn dial() -> String {
     caller().dial(&offer("[media_port]", "sendrecv"), true)
 }
 
+/// An INVITE from the test's caller with `headers`, answered 404, and the ACK that ends it.
+pub(crate) fn not_found(headers: &str) -> String {
+    let invite = caller().dial_with(headers, &offer("[media_port]", "sendrecv"), false);
+    let invite = invite.split("<recv response=\"100\"").next().unwrap_or_default();
+    let ack = "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: \"Caller\" \
+               <sip:+15557654321@[local_ip]:[local_port]>;tag=[call_number]\n[last_To:]\nCall-ID: [call_id]\n\
+               CSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n";
+    format!("{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"404\"/>\n{ack}")
+}
+
 /// Keys by SIP INFO from `caller`, CSeq from `first` on.
 pub(crate) fn typed(caller: &Caller, keys: &str, first: u32) -> String {
     let keys: Vec<String> = keys.chars().map(String::from).collect();
@@ -85,13 +95,8 @@ async fn the_gateway_answers_options_refuses_numbers_that_are_not_ours_and_shrug
     assert!(sipp(gateway, "u1", "ping", &answered).await, "OPTIONS over UDP");
     assert!(sipp(gateway, "t1", "ping", &answered).await, "OPTIONS over TCP");
 
-    let invite = dial().split("<recv response=\"100\"").next().unwrap().to_owned();
-    let refused = format!("{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"404\"/>\n");
-    let ack = "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: \"Caller\" \
-               <sip:+15557654321@[local_ip]:[local_port]>;tag=[call_number]\n[last_To:]\nCall-ID: [call_id]\n\
-               CSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n";
     for number in ["+15559999999", "alice", "15551230001"] {
-        assert!(sipp(gateway, "u1", number, &format!("{refused}{ack}")).await, "{number} is not ours: 404");
+        assert!(sipp(gateway, "u1", number, &not_found("")).await, "{number} is not ours: 404");
     }
 
     // Junk, truncated SIP and stray RTP at the SIP port change nothing.
@@ -160,14 +165,11 @@ async fn a_trusted_sbc_names_the_meeting_in_jigasis_header_and_its_callers_skip_
     assert!(present, "the routed caller is in the meeting");
     assert!(call_in.await.unwrap(), "and hung up");
 
-    // A room the organisation does not have is not found.
-    let invite = caller().dial_with(&routed("nowhere"), &offer, false);
-    let invite = invite.split("<recv response=\"100\"").next().unwrap();
-    let ack = "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: \"Caller\" \
-               <sip:+15557654321@[local_ip]:[local_port]>;tag=[call_number]\n[last_To:]\nCall-ID: [call_id]\n\
-               CSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n";
-    let unknown = format!("{invite}<recv response=\"100\" optional=\"true\"/>\n<recv response=\"404\"/>\n{ack}");
+    // A room the organisation does not have is not found, and one process passes no caller between nodes.
+    let unknown = not_found(&routed("nowhere"));
     assert!(sipp(gateway, "u1", NUMBER, &unknown).await, "404 for a room that is not the number's organisation's");
+    let relayed = not_found("X-Convene-Relay: eyJ0IjoiZm9yZ2VkIn0.c2lnbmF0dXJl\n");
+    assert!(sipp(gateway, "u1", NUMBER, &relayed).await, "404 for a relay ticket in one process");
     app.stop().await;
 
     // Where SIP may come from anywhere, the header is anyone's to forge: it is ignored and the PIN asked for.
