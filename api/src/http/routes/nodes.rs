@@ -242,13 +242,18 @@ async fn joins_on(
                     }
                 }
             }
-            _ => {
+            (Some(_), None) => {
                 tracing::warn!(
                     room = room.as_str(),
                     caller_node = node,
                     running_on = %placed.node,
                     "a phone caller reached a node other than the meeting's, which runs no phone gateway to pass the call to"
                 );
+                unavailable
+            }
+            // A call is passed on once: the meeting moved while it was.
+            (None, _) => {
+                tracing::warn!(room = room.as_str(), caller_node = node, running_on = %placed.node, "a relayed caller's meeting moved to another node");
                 unavailable
             }
         },
