@@ -143,7 +143,7 @@ impl Admission {
     /// A phone caller who dialled `number` and typed `pin`: the tenant's room with that PIN, if dial-in is
     /// in the plan and the meeting may take callers. `caller` (the trunk's caller id) is who a removal
     /// keeps out; a withheld number is only this call.
-    pub async fn admit_caller(
+    async fn admit_caller(
         &self,
         number: &PhoneNumber,
         pin: &MeetingPin,
@@ -181,7 +181,7 @@ impl Admission {
 
     /// A caller a trusted SBC routed to `room` (the room's name, or Jitsi's
     /// `room@conference.<tenant>.<meet host>`) on `number`: the number's organisation's room, if it has it.
-    pub async fn admit_routed_caller(
+    async fn admit_routed_caller(
         &self,
         number: &PhoneNumber,
         room: &str,
@@ -324,7 +324,7 @@ impl PhoneDirectory for Admission {
     }
 
     /// One process has no other node to pass callers here: a ticket is forged or misdirected.
-    async fn admit_relayed(&self, _call: &CallFacts, _ticket: &str) -> Result<PhoneAdmission, DialInRefusal> {
+    async fn admit_relayed(&self, _ticket: &str) -> Result<PhoneAdmission, DialInRefusal> {
         Err(DialInRefusal::UnknownPin)
     }
 

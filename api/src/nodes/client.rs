@@ -201,8 +201,7 @@ impl PhoneDirectory for PhoneLine {
         self.entry(PhoneQuestion::AdmitToRoom { node, number, caller, room: room.to_owned() }).await
     }
 
-    async fn admit_relayed(&self, _call: &CallFacts, ticket: &str) -> Result<PhoneAdmission, DialInRefusal> {
-        // The ticket says who the caller is.
+    async fn admit_relayed(&self, ticket: &str) -> Result<PhoneAdmission, DialInRefusal> {
         match self.entry(PhoneQuestion::AdmitRelayed { node: self.node.clone(), ticket: ticket.to_owned() }).await? {
             Entry::Here(admission) => Ok(*admission),
             Entry::Relay(_) => {

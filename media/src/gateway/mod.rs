@@ -149,11 +149,7 @@ pub trait PhoneDirectory: Send + Sync + 'static {
 
     /// The caller another node's gateway passed here with `ticket` (the control plane's, for a meeting that
     /// runs on this node), as the room will know them.
-    fn admit_relayed(
-        &self,
-        call: &CallFacts,
-        ticket: &str,
-    ) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
+    fn admit_relayed(&self, ticket: &str) -> impl Future<Output = Result<PhoneAdmission, DialInRefusal>> + Send;
 
     /// Whether `number` may be called into `room` now, by the records: the plan, the meeting's state and
     /// removals, which outlive the room's memory (a number removed before the room last closed stays out).
@@ -533,7 +529,7 @@ impl<D: PhoneDirectory> Shared<D> {
         let request = &transaction.original;
         let password = || request.header_value(ROOM_PASSWORD_HEADER).map(|words| words.trim().to_owned());
         let routed = match (request.header_value(RELAY_HEADER), request.header_value(ROOM_HEADER)) {
-            (Some(ticket), _) => match self.directory.admit_relayed(&facts, ticket.trim()).await {
+            (Some(ticket), _) => match self.directory.admit_relayed(ticket.trim()).await {
                 Ok(admission) => Some((Entry::Here(Box::new(admission)), password())),
                 Err(refusal) => return reply(&mut transaction, routing_refused(refusal), vec![]).await,
             },
