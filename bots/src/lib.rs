@@ -15,8 +15,8 @@
 //! bot is left, dropped, refused or disconnected.
 //!
 //! A bot's media runs on one of two stacks ([`BotStack`]): webrtc-rs with a browser's interceptors, the
-//! conformance check, or the light stack, str0m in RTP mode on one task and socket per bot, which the
-//! benchmark uses to load the node to its limit on the same machine.
+//! conformance check, or the light stack, str0m in RTP mode with a socket per bot and many bots on each of a
+//! few media threads, which the benchmark uses to load the node to its limit on the same machine.
 
 pub mod baresip;
 mod bot;

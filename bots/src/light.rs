@@ -1,7 +1,10 @@
-//! The light media stack: str0m in RTP mode, one UDP socket and one task per bot, no interceptors and no
-//! bandwidth estimation of its own, so that one machine can drive the customer's scale and the figures measure
-//! the SFU rather than the load generator. It sends the same payloads and feeds the same stats as the
-//! webrtc-rs stack, which stays the conformance check (browser-like RTX, NACK and transport-cc interceptors).
+//! The light media stack: str0m in RTP mode, one UDP socket per bot, no interceptors and no bandwidth
+//! estimation of its own, and many bots' sessions on each of a few threads ([`hub`]), so that one machine can
+//! drive the customer's scale and the figures measure the SFU rather than the load generator. It sends the
+//! same payloads and feeds the same stats as the webrtc-rs stack, which stays the conformance check
+//! (browser-like RTX, NACK and transport-cc interceptors).
+
+mod hub;
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
 use crate::bot::{BotError, Negotiation, Shared};
-use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, now_us, ticks};
+use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, now_us};
 use crate::stats::Received;
 
 impl From<str0m::RtcError> for BotError {
@@ -47,8 +50,21 @@ struct Published {
     video: Option<(Mid, Pt)>,
 }
 
-/// A bot's media session: the str0m instance and what the driver knows about it.
+/// A bot's media session on a media thread of the [`hub`]: its peer, socket and sources.
 struct Session {
+    peer: Peer,
+    socket: BatchSocket<std::net::UdpSocket>,
+    /// When str0m next wants time.
+    rtc_due: Instant,
+    /// Something happened since str0m's output was last taken.
+    touched: bool,
+    started: bool,
+    camera: Option<Source<VideoSource>>,
+    microphone: Option<Source<AudioSource>>,
+}
+
+/// The str0m instance and what the bot knows about its negotiation and streams.
+struct Peer {
     rtc: Rtc,
     local: SocketAddr,
     shared: Arc<Shared>,
@@ -59,14 +75,47 @@ struct Session {
     published: Option<Published>,
     /// Received streams already announced to the recorder.
     receiving: HashSet<Ssrc>,
+    /// When the kernel received the datagram being read, in microseconds since the UNIX epoch: a packet's
+    /// delay ends there, not when this thread came round to it.
+    arrived_us: Option<u64>,
     /// What the bot publishes: a microphone, a camera.
     audio: bool,
     video: bool,
     simulcast: bool,
 }
 
-/// Runs a bot's media until it is cancelled or fails: negotiation steps in order, the socket, str0m's timers
-/// and the sources' ticks, all on this one task.
+/// A source and when it next gives media: from when the bot can send, once a period, never making up late
+/// ticks in a burst (a slow machine sends fewer frames, like a real encoder).
+struct Source<S> {
+    source: S,
+    period: Duration,
+    next: Option<Instant>,
+}
+
+impl<S> Source<S> {
+    fn new(source: S, period: Duration) -> Self {
+        Self { source, period, next: None }
+    }
+
+    /// When the next tick is due; the first as soon as the bot can send.
+    fn due(&self, now: Instant) -> Instant {
+        self.next.unwrap_or(now)
+    }
+
+    /// Whether a tick is due at `now`, and if so the one after is set.
+    fn tick(&mut self, now: Instant) -> bool {
+        let next = self.due(now);
+        if next > now {
+            return false;
+        }
+        let following = next + self.period;
+        self.next = Some(if following > now { following } else { now + self.period });
+        true
+    }
+}
+
+/// Runs a bot's negotiation until it is cancelled or fails: each step runs on the session's media thread,
+/// and what it answers goes to the node from here.
 pub(crate) async fn drive(
     shared: Arc<Shared>,
     options: MediaOptions,
@@ -75,8 +124,8 @@ pub(crate) async fn drive(
     offered: oneshot::Sender<Result<(), BotError>>,
 ) {
     let mut offered = Some(offered);
-    let (mut session, mut socket) = match Session::open(shared.clone(), state, &options) {
-        Ok(opened) => opened,
+    let session = match Session::open(shared.clone(), state, &options).and_then(hub::open) {
+        Ok(session) => session,
         Err(error) => {
             if let Some(offered) = offered.take() {
                 let _ = offered.send(Err(error.clone()));
@@ -85,74 +134,29 @@ pub(crate) async fn drive(
             return;
         }
     };
-    let mut video = options.video.clone().map(|profile| VideoSource::new(profile, &options));
-    let mut video_ticks = ticks(video.as_ref().map_or(Duration::from_secs(1), VideoSource::period));
-    let mut audio = options.audio.then(AudioSource::new);
-    let mut audio_ticks = ticks(AudioSource::PERIOD);
-    let mut started = false;
     let cancel = shared.cancel.clone();
-    let result: Result<(), BotError> = loop {
-        let due = match session.drain(&mut socket) {
-            Ok(due) => due,
-            Err(error) => break Err(error),
-        };
-        let sending = session.published.is_some() && session.rtc.is_connected();
+    loop {
         let step = tokio::select! {
-            _ = cancel.cancelled() => break Ok(()),
-            readable = socket.readable() => {
-                if let Err(error) = readable.map_err(BotError::from).and_then(|()| session.receive_batch(&mut socket)) {
-                    break Err(error);
-                }
-                None
-            }
+            _ = cancel.cancelled() => return,
             step = steps.recv() => match step {
-                Some(step) => Some(step),
-                None => break Ok(()),
+                Some(step) => step,
+                None => return,
             },
-            _ = tokio::time::sleep_until(due.into()) => {
-                if let Err(error) = session.rtc.handle_input(Input::Timeout(Instant::now())) {
-                    break Err(error.into());
-                }
-                None
-            }
-            _ = video_ticks.tick(), if sending && video.is_some() => {
-                if let Some(source) = video.as_mut() { session.write_video(source); }
-                None
-            }
-            _ = audio_ticks.tick(), if sending && audio.is_some() => {
-                if let Some(source) = audio.as_mut() { session.write_audio(source); }
-                None
-            }
         };
-        let Some(step) = step else { continue };
-        let result = match step {
-            Negotiation::Start if !started => {
-                started = true;
-                let result = session.offer().await;
-                if let Some(offered) = offered.take() {
-                    let _ = offered.send(result.clone());
-                }
-                result
-            }
-            Negotiation::Start => Ok(()),
-            Negotiation::Answer(sdp) => session.accept_answer(&sdp),
-            // As the webrtc-rs stack: the node withdraws an offer that crosses ours and offers again later.
-            Negotiation::Offer { .. } if session.pending.is_some() => Ok(()),
-            Negotiation::Offer { sdp, tracks } => session.answer(&sdp, tracks).await,
+        let first_offer = matches!(step, Negotiation::Start) && offered.is_some();
+        let result = match session.negotiate(step).await {
+            Ok(Some(message)) => shared.outgoing.send(message).await.map_err(|_| BotError::Left),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
         };
-        if let Err(error) = result {
-            break Err(error);
+        if first_offer && let Some(offered) = offered.take() {
+            let _ = offered.send(result.clone());
         }
-    };
-    let _ = session.state.send(RTCPeerConnectionState::Closed);
-    match result {
-        Ok(()) | Err(BotError::Left) => {}
-        Err(error) => {
-            tracing::warn!(%error, "light bot failed");
-            shared.end(error);
+        if result.is_err() {
+            // Dropping the handle ends the session; an error on the media thread ended the bot there.
+            return;
         }
     }
-    session.rtc.disconnect();
 }
 
 impl Session {
@@ -160,20 +164,22 @@ impl Session {
         shared: Arc<Shared>,
         state: watch::Sender<RTCPeerConnectionState>,
         options: &MediaOptions,
-    ) -> Result<(Self, BatchSocket), BotError> {
+    ) -> Result<Self, BotError> {
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let socket = BatchSocket::new(socket)?;
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(Instant::now());
+        let socket = BatchSocket::over(socket)?;
+        let now = Instant::now();
+        let mut rtc =
+            Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true).build(now);
         let candidate = Candidate::host(local, "udp").map_err(|error| BotError::WebRtc(error.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let session = Self {
+        let camera = options.video.clone().map(|profile| {
+            let source = VideoSource::new(profile, options);
+            let period = source.period();
+            Source::new(source, period)
+        });
+        let peer = Peer {
             rtc,
             local,
             shared,
@@ -182,16 +188,137 @@ impl Session {
             offered: (None, None),
             published: None,
             receiving: HashSet::new(),
+            arrived_us: None,
             audio: options.audio,
             video: options.video.is_some(),
             simulcast: options.video.as_ref().is_some_and(|video| video.layers.len() > 1),
         };
-        Ok((session, socket))
+        Ok(Self {
+            peer,
+            socket,
+            rtc_due: now,
+            touched: true,
+            started: false,
+            camera,
+            microphone: options.audio.then(|| Source::new(AudioSource::new(), AudioSource::PERIOD)),
+        })
+    }
+
+    /// When the session next has something to do: str0m's timer, or a source's tick once the bot can send.
+    fn due(&self, now: Instant) -> Instant {
+        let mut due = self.rtc_due;
+        if self.peer.sending() {
+            due =
+                [self.camera.as_ref().map(|camera| camera.due(now)), self.microphone.as_ref().map(|mic| mic.due(now))]
+                    .into_iter()
+                    .flatten()
+                    .fold(due, Instant::min);
+        }
+        due
+    }
+
+    /// Runs a negotiation step; answers the message for the node, if any.
+    fn negotiate(&mut self, step: Negotiation) -> Result<Option<ClientMessage>, BotError> {
+        self.touched = true;
+        match step {
+            Negotiation::Start if !self.started => {
+                self.started = true;
+                self.peer.offer()
+            }
+            Negotiation::Start => Ok(None),
+            Negotiation::Answer(sdp) => self.peer.accept_answer(&sdp).map(|()| None),
+            // As the webrtc-rs stack: the node withdraws an offer that crosses ours and offers again later.
+            Negotiation::Offer { .. } if self.peer.pending.is_some() => Ok(None),
+            Negotiation::Offer { sdp, tracks } => self.peer.answer(&sdp, tracks).map(Some),
+        }
+    }
+
+    /// Runs what is due at `now` (str0m's timer, the sources' ticks) and sends what str0m then has to send.
+    fn run_due(&mut self, now: Instant) -> Result<(), BotError> {
+        let Self { peer, socket, rtc_due, touched, camera, microphone, .. } = self;
+        if *rtc_due <= now {
+            peer.rtc.handle_input(Input::Timeout(now))?;
+            *touched = true;
+        }
+        if peer.sending() {
+            if let Some(camera) = camera.as_mut()
+                && camera.tick(now)
+            {
+                peer.write_video(&mut camera.source);
+                *touched = true;
+            }
+            if let Some(microphone) = microphone.as_mut()
+                && microphone.tick(now)
+            {
+                peer.write_audio(&mut microphone.source);
+                *touched = true;
+            }
+        }
+        if std::mem::take(touched) {
+            *rtc_due = peer.poll(|destination, contents| socket.send(destination, contents))?;
+            socket.flush();
+        }
+        Ok(())
+    }
+
+    /// Reads what waits on the socket, up to `batches` system calls; answers whether more may be waiting.
+    /// In RTP mode str0m holds a received packet only until the next `poll_output`, so each datagram's output
+    /// is taken before the next goes in; replies (receiver reports, NACKs) go out after the batch.
+    fn read(&mut self, batches: usize) -> Result<bool, BotError> {
+        let Self { peer, socket, rtc_due, .. } = self;
+        let mut replies = Vec::new();
+        let mut failure = None;
+        let mut more = true;
+        for _ in 0..batches {
+            let read = socket.receive_timed(|source, contents, arrived| {
+                let Ok(contents) = contents.try_into() else { return };
+                peer.arrived_us = arrived.map(|since_epoch| u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
+                let receive = Receive { proto: Protocol::Udp, source, destination: peer.local, contents };
+                if let Err(error) = peer.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
+                    tracing::debug!(%error, "a datagram the light bot could not take");
+                }
+                match peer.poll(|destination, contents| replies.push((destination, contents.to_vec()))) {
+                    Ok(due) => *rtc_due = due,
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                    }
+                }
+            })?;
+            if read == 0 {
+                more = false;
+                break;
+            }
+        }
+        peer.arrived_us = None;
+        for (destination, contents) in replies {
+            socket.send(destination, &contents);
+        }
+        socket.flush();
+        failure.map_or(Ok(more), Err)
+    }
+
+    /// Ends the session: a failure ends the bot with its reason.
+    fn finish(mut self, result: Result<(), BotError>) {
+        let _ = self.peer.state.send(RTCPeerConnectionState::Closed);
+        match result {
+            Ok(()) | Err(BotError::Left) => {}
+            Err(error) => {
+                tracing::warn!(%error, "light bot failed");
+                self.peer.shared.end(error);
+            }
+        }
+        self.peer.rtc.disconnect();
+    }
+}
+
+impl Peer {
+    fn sending(&self) -> bool {
+        self.published.is_some() && self.rtc.is_connected()
     }
 
     /// The bot's first offer: its microphone and camera (three simulcast layers, or one), send-only; nothing
     /// when it publishes neither.
-    async fn offer(&mut self) -> Result<(), BotError> {
+    fn offer(&mut self) -> Result<Option<ClientMessage>, BotError> {
         let mut change = self.rtc.sdp_api();
         let audio =
             self.audio.then(|| change.add_media(str0m::media::MediaKind::Audio, Direction::SendOnly, None, None, None));
@@ -203,15 +330,11 @@ impl Session {
         let video = self
             .video
             .then(|| change.add_media(str0m::media::MediaKind::Video, Direction::SendOnly, None, None, simulcast));
-        let Some((offer, pending)) = change.apply() else { return Ok(()) };
+        let Some((offer, pending)) = change.apply() else { return Ok(None) };
         self.offered = (audio, video);
         self.pending = Some(pending);
         let sdp = offer.to_sdp_string();
-        self.shared
-            .outgoing
-            .send(ClientMessage::Offer { sdp, screen: None, publish_only: false })
-            .await
-            .map_err(|_| BotError::Left)
+        Ok(Some(ClientMessage::Offer { sdp, screen: None, publish_only: false }))
     }
 
     fn accept_answer(&mut self, sdp: &str) -> Result<(), BotError> {
@@ -232,44 +355,13 @@ impl Session {
         Ok(())
     }
 
-    async fn answer(&mut self, sdp: &str, tracks: Vec<TrackInfo>) -> Result<(), BotError> {
+    fn answer(&mut self, sdp: &str, tracks: Vec<TrackInfo>) -> Result<ClientMessage, BotError> {
         if let Ok(mut mapping) = self.shared.tracks.lock() {
             *mapping = tracks;
         }
         let offer = SdpOffer::from_sdp_string(sdp)?;
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
-        let sdp = answer.to_sdp_string();
-        self.shared.outgoing.send(ClientMessage::Answer { sdp }).await.map_err(|_| BotError::Left)
-    }
-
-    /// Reads one batch of datagrams (one system call). In RTP mode str0m holds a received packet only until
-    /// the next `poll_output`, so each datagram's output is taken before the next goes in.
-    fn receive_batch(&mut self, socket: &mut BatchSocket) -> Result<(), BotError> {
-        let mut replies = Vec::new();
-        let mut failure = None;
-        socket.receive(|source, contents| {
-            let Ok(contents) = contents.try_into() else { return };
-            let receive = Receive { proto: Protocol::Udp, source, destination: self.local, contents };
-            if let Err(error) = self.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
-                tracing::debug!(%error, "a datagram the light bot could not take");
-            }
-            if let Err(error) = self.poll(|destination, contents| replies.push((destination, contents.to_vec()))) {
-                failure.get_or_insert(error);
-            }
-        })?;
-        for (destination, contents) in replies {
-            socket.send(destination, &contents);
-        }
-        socket.flush();
-        failure.map_or(Ok(()), Err)
-    }
-
-    /// Sends what str0m has to send (runs to one destination in one system call) and takes its events;
-    /// returns when str0m next wants time.
-    fn drain(&mut self, socket: &mut BatchSocket) -> Result<Instant, BotError> {
-        let due = self.poll(|destination, contents| socket.send(destination, contents));
-        socket.flush();
-        due
+        Ok(ClientMessage::Answer { sdp: answer.to_sdp_string() })
     }
 
     fn poll(&mut self, mut transmit: impl FnMut(SocketAddr, &[u8])) -> Result<Instant, BotError> {
@@ -330,7 +422,7 @@ impl Session {
                 payload: &packet.payload,
                 audio_level: packet.header.ext_vals.audio_level.map(i8::unsigned_abs),
                 marker: packet.header.marker,
-                now_us: now_us(),
+                now_us: self.arrived_us.unwrap_or_else(now_us),
             },
         );
     }
@@ -370,5 +462,27 @@ impl Session {
             .marker(packet.marker)
             .ext_vals(ext_vals);
         stream.write_rtp(write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_ticks_once_a_period_from_its_first_and_never_makes_up_late_ticks_in_a_burst() {
+        let period = Duration::from_millis(20);
+        let mut source = Source::new((), period);
+        let start = Instant::now();
+        assert_eq!(source.due(start), start, "due as soon as the bot can send");
+        assert!(source.tick(start));
+        assert!(!source.tick(start), "once per period");
+        assert!(!source.tick(start + period / 2));
+        assert!(source.tick(start + period));
+        // Three periods late: one tick, and the next a whole period later.
+        let late = start + period * 4;
+        assert!(source.tick(late));
+        assert!(!source.tick(late + period / 2));
+        assert_eq!(source.due(late), late + period);
     }
 }

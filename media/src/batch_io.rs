@@ -1,10 +1,14 @@
 //! Batched UDP for a shard, through quinn-udp (safe wrappers over `recvmmsg` with GRO and `sendmsg` with
 //! GSO): one system call reads up to [`BATCH`] datagrams, and runs of equal-sized datagrams to one
 //! destination (a video frame's packets to one receiver) go out in one call. Buffers are allocated once.
+//!
+//! The socket is tokio's (a shard, awaiting readiness) or a plain non-blocking one that a caller polls
+//! itself (the light bots, many sockets on one `epoll`).
 
 use std::{
     io::{self, IoSliceMut},
     net::SocketAddr,
+    time::Duration,
 };
 
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
@@ -18,8 +22,8 @@ const DATAGRAM: usize = 2048;
 const GSO_SEGMENTS: usize = 32;
 
 /// A shard's socket with its batch buffers.
-pub struct BatchSocket {
-    socket: UdpSocket,
+pub struct BatchSocket<S = UdpSocket> {
+    socket: S,
     state: UdpSocketState,
     /// One slot per datagram, or per GRO super-datagram of up to `gro` segments.
     receive: Vec<u8>,
@@ -49,11 +53,53 @@ struct Run {
     bytes: Vec<u8>,
 }
 
+/// A non-blocking UDP socket as the batch code reads it.
+pub trait Datagrams {
+    /// The socket, for quinn-udp's calls.
+    fn sock_ref(&self) -> UdpSockRef<'_>;
+
+    /// Runs a non-blocking read; a `WouldBlock` must leave the socket able to report readiness again.
+    fn try_read(&self, read: impl FnOnce(UdpSockRef<'_>) -> io::Result<usize>) -> io::Result<usize>;
+}
+
+impl Datagrams for UdpSocket {
+    fn sock_ref(&self) -> UdpSockRef<'_> {
+        UdpSockRef::from(self)
+    }
+
+    fn try_read(&self, read: impl FnOnce(UdpSockRef<'_>) -> io::Result<usize>) -> io::Result<usize> {
+        // Through tokio, so that a `WouldBlock` clears the readiness `readable` waits on.
+        self.try_io(Interest::READABLE, || read(UdpSockRef::from(self)))
+    }
+}
+
+/// A caller's own poller (edge-triggered) tracks readiness: it reads until `Ok(0)`.
+impl Datagrams for std::net::UdpSocket {
+    fn sock_ref(&self) -> UdpSockRef<'_> {
+        UdpSockRef::from(self)
+    }
+
+    fn try_read(&self, read: impl FnOnce(UdpSockRef<'_>) -> io::Result<usize>) -> io::Result<usize> {
+        read(UdpSockRef::from(self))
+    }
+}
+
 impl BatchSocket {
     /// Wraps a bound, non-blocking socket (inside the shard's runtime).
     pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
-        let socket = UdpSocket::from_std(socket)?;
-        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        Self::over(UdpSocket::from_std(socket)?)
+    }
+
+    /// Waits until datagrams can be read.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+}
+
+impl<S: Datagrams> BatchSocket<S> {
+    /// Wraps a bound, non-blocking socket.
+    pub fn over(socket: S) -> io::Result<Self> {
+        let state = UdpSocketState::new(socket.sock_ref())?;
         let slot = DATAGRAM * state.gro_segments().max(1);
         let max_segments = state.max_gso_segments().clamp(1, GSO_SEGMENTS);
         Ok(Self {
@@ -68,19 +114,25 @@ impl BatchSocket {
         })
     }
 
-    /// Waits until datagrams can be read.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.socket.readable().await
+    /// The socket.
+    pub fn socket(&self) -> &S {
+        &self.socket
     }
 
     /// Reads what is waiting, one batch, handing each datagram to `each`; `Ok(0)` when nothing was.
     pub fn receive(&mut self, mut each: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
+        self.receive_timed(|source, datagram, _| each(source, datagram))
+    }
+
+    /// [`receive`](Self::receive), with when the kernel received each datagram (since the UNIX epoch; quinn-udp
+    /// asks for `SO_TIMESTAMPNS`), so a reader that gathers datagrams for a while still knows when each came.
+    pub fn receive_timed(&mut self, mut each: impl FnMut(SocketAddr, &[u8], Option<Duration>)) -> io::Result<usize> {
         let Self { socket, state, receive, slot, meta, .. } = self;
         // On the stack: nothing is allocated per batch.
         let mut chunks = receive.chunks_mut(*slot);
         let mut slices: [IoSliceMut<'_>; BATCH] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
-        let read = socket.try_io(Interest::READABLE, || state.recv(UdpSockRef::from(&*socket), &mut slices, meta));
+        let read = socket.try_read(|socket| state.recv(socket, &mut slices, meta));
         let count = match read {
             Ok(count) => count,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(0),
@@ -91,11 +143,11 @@ impl BatchSocket {
             let received = &slice[..meta.len.min(slice.len())];
             if received.is_empty() {
                 // An empty datagram is still a datagram (to be counted and dropped).
-                each(meta.addr, received);
+                each(meta.addr, received, meta.timestamp);
                 datagrams += 1;
             }
             for datagram in received.chunks(meta.stride.max(1)) {
-                each(meta.addr, datagram);
+                each(meta.addr, datagram, meta.timestamp);
                 datagrams += 1;
             }
         }
@@ -142,7 +194,7 @@ impl BatchSocket {
         };
         self.sent.sends += 1;
         self.sent.datagrams += self.run.count as u64;
-        if let Err(error) = self.state.try_send(UdpSockRef::from(&self.socket), &transmit)
+        if let Err(error) = self.state.try_send(self.socket.sock_ref(), &transmit)
             && error.kind() != io::ErrorKind::WouldBlock
         {
             tracing::debug!(%error, %destination, "media send failed");
@@ -219,5 +271,35 @@ mod tests {
             (0..BATCH as u16 * 3).map(|index| index.to_be_bytes().repeat(50 + usize::from(index % 7))).collect();
         let (tally, _) = assert_arrive(&sent, false).await;
         assert_eq!(tally.sends, tally.datagrams, "flushed one by one");
+    }
+
+    #[test]
+    fn a_plain_socket_is_read_until_empty_with_each_datagram_s_arrival_time() {
+        let bind = || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
+            socket.set_nonblocking(true).expect("non-blocking");
+            socket
+        };
+        let (sender, mut receiver) = (bind(), BatchSocket::over(bind()).expect("batch socket"));
+        let destination = receiver.socket().local_addr().expect("address");
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+        for index in 0..3u8 {
+            sender.send_to(&[index; 100], destination).expect("sent");
+        }
+        let mut arrivals = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while arrivals.len() < 3 && Instant::now() < deadline {
+            let read = receiver.receive_timed(|_, datagram, arrived| arrivals.push((datagram[0], arrived)));
+            if read.expect("read") == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert_eq!(arrivals.iter().map(|(first, _)| *first).collect::<Vec<_>>(), [0, 1, 2]);
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+        for (_, arrived) in arrivals {
+            let arrived = arrived.expect("the kernel stamps each datagram");
+            assert!(before <= arrived && arrived <= after, "{arrived:?} not within {before:?}..{after:?}");
+        }
+        assert_eq!(receiver.receive_timed(|_, _, _| {}).expect("read"), 0, "nothing left");
     }
 }
