@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
 use crate::bot::{BotError, Negotiation, Shared};
-use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, now_us};
+use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, now_us, since_epoch};
 use crate::stats::Received;
 
 impl From<str0m::RtcError> for BotError {
@@ -58,6 +58,8 @@ struct Session {
     rtc_due: Instant,
     /// Something happened since str0m's output was last taken.
     touched: bool,
+    /// When the last datagram read arrived: arrivals handed to str0m never go back in time.
+    last_arrival: Instant,
     started: bool,
     camera: Option<Source<VideoSource>>,
     microphone: Option<Source<AudioSource>>,
@@ -198,6 +200,7 @@ impl Session {
             socket,
             rtc_due: now,
             touched: true,
+            last_arrival: now,
             started: false,
             camera,
             microphone: options.audio.then(|| Source::new(AudioSource::new(), AudioSource::PERIOD)),
@@ -265,7 +268,7 @@ impl Session {
     /// In RTP mode str0m holds a received packet only until the next `poll_output`, so each datagram's output
     /// is taken before the next goes in; replies (receiver reports, NACKs) go out after the batch.
     fn read(&mut self, batches: usize) -> Result<bool, BotError> {
-        let Self { peer, socket, rtc_due, .. } = self;
+        let Self { peer, socket, rtc_due, last_arrival, .. } = self;
         let mut replies = Vec::new();
         let mut failure = None;
         let mut more = true;
@@ -273,8 +276,9 @@ impl Session {
             let read = socket.receive_timed(|source, contents, arrived| {
                 let Ok(contents) = contents.try_into() else { return };
                 peer.arrived_us = arrived.map(|since_epoch| u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
+                *last_arrival = arrival(Instant::now(), arrived).max(*last_arrival);
                 let receive = Receive { proto: Protocol::Udp, source, destination: peer.local, contents };
-                if let Err(error) = peer.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
+                if let Err(error) = peer.rtc.handle_input(Input::Receive(*last_arrival, receive)) {
                     tracing::debug!(%error, "a datagram the light bot could not take");
                 }
                 match peer.poll(|destination, contents| replies.push((destination, contents.to_vec()))) {
@@ -465,9 +469,26 @@ impl Peer {
     }
 }
 
+/// When a datagram the kernel stamped `stamp` (wall clock) arrived, on str0m's monotonic clock read `now`:
+/// the arrival times the bot reports in transport-wide feedback are then when packets came, not when a busy
+/// thread came round to them, which the sender's delay-based estimate would take for a congested network.
+fn arrival(now: Instant, stamp: Option<Duration>) -> Instant {
+    let waited = stamp.map_or(Duration::ZERO, |stamp| since_epoch().saturating_sub(stamp));
+    now.checked_sub(waited).unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_datagram_arrived_when_the_kernel_stamped_it_never_in_the_future() {
+        let now = Instant::now();
+        let waited = arrival(now, Some(since_epoch() - Duration::from_millis(30)));
+        assert!((now - waited).abs_diff(Duration::from_millis(30)) < Duration::from_millis(5), "{:?}", now - waited);
+        assert_eq!(arrival(now, None), now, "no stamp: now");
+        assert_eq!(arrival(now, Some(since_epoch() + Duration::from_secs(1))), now, "a stamp ahead of the clock");
+    }
 
     #[test]
     fn a_source_ticks_once_a_period_from_its_first_and_never_makes_up_late_ticks_in_a_burst() {

@@ -146,7 +146,12 @@ impl SendShared {
 
 /// Microseconds since the UNIX epoch.
 pub(crate) fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    u64::try_from(since_epoch().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The wall clock, as the kernel stamps received datagrams.
+pub(crate) fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// A random number (no extra dependency: the standard hasher is randomly keyed).
