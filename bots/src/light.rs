@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
 use crate::bot::{BotError, Negotiation, Shared};
-use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, now_us, since_epoch};
+use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, micros, now_us, since_epoch};
 use crate::stats::Received;
 
 impl From<str0m::RtcError> for BotError {
@@ -275,7 +275,7 @@ impl Session {
         for _ in 0..batches {
             let read = socket.receive_timed(|source, contents, arrived| {
                 let Ok(contents) = contents.try_into() else { return };
-                peer.arrived_us = arrived.map(|since_epoch| u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
+                peer.arrived_us = arrived.map(micros);
                 *last_arrival = arrival(Instant::now(), arrived).max(*last_arrival);
                 let receive = Receive { proto: Protocol::Udp, source, destination: peer.local, contents };
                 if let Err(error) = peer.rtc.handle_input(Input::Receive(*last_arrival, receive)) {

@@ -146,7 +146,12 @@ impl SendShared {
 
 /// Microseconds since the UNIX epoch.
 pub(crate) fn now_us() -> u64 {
-    u64::try_from(since_epoch().as_micros()).unwrap_or(u64::MAX)
+    micros(since_epoch())
+}
+
+/// A time since the UNIX epoch in the microseconds the stats count in.
+pub(crate) fn micros(since_epoch: Duration) -> u64 {
+    u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The wall clock, as the kernel stamps received datagrams.

@@ -21,7 +21,7 @@ const DATAGRAM: usize = 2048;
 /// The most segments one GSO send carries (the kernel's limit is 64).
 const GSO_SEGMENTS: usize = 32;
 
-/// A shard's socket with its batch buffers.
+/// A socket (a shard's, or a light bot's) with its batch buffers.
 pub struct BatchSocket<S = UdpSocket> {
     socket: S,
     state: UdpSocketState,
@@ -210,12 +210,14 @@ mod tests {
 
     use super::*;
 
+    fn bind() -> std::net::UdpSocket {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        socket
+    }
+
     async fn pair() -> (BatchSocket, BatchSocket) {
-        let bind = || {
-            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
-        };
-        let (Ok(a), Ok(b)) = (bind(), bind()) else { panic!("loopback sockets") };
-        let (Ok(a), Ok(b)) = (BatchSocket::new(a), BatchSocket::new(b)) else { panic!("batch sockets") };
+        let (Ok(a), Ok(b)) = (BatchSocket::new(bind()), BatchSocket::new(bind())) else { panic!("batch sockets") };
         (a, b)
     }
 
@@ -275,11 +277,6 @@ mod tests {
 
     #[test]
     fn a_plain_socket_is_read_until_empty_with_each_datagram_s_arrival_time() {
-        let bind = || {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
-            socket.set_nonblocking(true).expect("non-blocking");
-            socket
-        };
         let (sender, mut receiver) = (bind(), BatchSocket::over(bind()).expect("batch socket"));
         let destination = receiver.socket().local_addr().expect("address");
         let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");

@@ -226,10 +226,7 @@ impl Sessions {
         self.next_due = None;
         for (token, session) in &mut self.by_token {
             match session.run_due(now) {
-                Ok(()) => {
-                    let due = session.due(now);
-                    self.next_due = Some(self.next_due.map_or(due, |next| next.min(due)));
-                }
+                Ok(()) => self.next_due = earliest(self.next_due, session.due(now)),
                 Err(error) => failed.push((*token, error)),
             }
         }
@@ -239,7 +236,7 @@ impl Sessions {
     }
 
     fn due_by(&mut self, due: Instant) {
-        self.next_due = Some(self.next_due.map_or(due, |next| next.min(due)));
+        self.next_due = earliest(self.next_due, due);
     }
 
     /// Takes a session off the thread and ends it.
@@ -251,4 +248,9 @@ impl Sessions {
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         session.finish(result);
     }
+}
+
+/// The earlier of a known time, if any, and another.
+fn earliest(known: Option<Instant>, other: Instant) -> Option<Instant> {
+    Some(known.map_or(other, |known| known.min(other)))
 }
