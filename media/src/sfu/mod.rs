@@ -54,6 +54,12 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 const AUDIO_ALLOWANCE: u64 = 50_000;
 /// How often speakers are re-ranked and layers re-allocated.
 const REALLOCATE_EVERY: Duration = Duration::from_millis(250);
+/// str0m asks for a pass at once as its last pass plus this: its pacer lets out one padding or probe packet a
+/// pass, and a probe burst is several.
+const AT_ONCE: Duration = Duration::from_micros(1);
+/// Timer passes one drain may run back to back for a session, enough for a probe burst. Beyond, the session
+/// waits for the shard's next turn like any other.
+const PASSES_PER_DRAIN: u32 = 16;
 /// The clock rates used to keep timestamps in pace across switches.
 const VIDEO_CLOCK: u64 = 90_000;
 const AUDIO_CLOCK: u64 = 48_000;
@@ -464,9 +470,7 @@ impl Sfu {
         for key in due {
             let Some(peer) = self.peers.get_mut(&key) else { continue };
             self.counters.session_timeouts += 1;
-            if let Err(error) = peer.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(%error, participant = key.participant.0, "media session timer failed");
-            }
+            peer.run_timers(now, key.participant);
             self.drain(key, now);
         }
         self.forward(now);
@@ -529,6 +533,11 @@ impl Sfu {
     /// Drains a session's output: datagrams to send, packets to forward, and events.
     fn drain(&mut self, key: PeerKey, now: Instant) {
         let mut published = Vec::new();
+        // A pass asked for at once runs here, not on the shard's next turn: its timer wakes a millisecond late
+        // at best, and a probe burst let out a packet a turn leaves at a fraction of its rate, so the estimate
+        // climbs too slowly.
+        let mut passes = 0;
+        let mut last_asked = None;
         loop {
             let Some(peer) = self.peers.get_mut(&key) else { return };
             self.counters.session_polls += 1;
@@ -542,6 +551,17 @@ impl Sfu {
                 }
             };
             match output {
+                // A pass after which the session asks for the same time made no progress: it waits for a turn.
+                Output::Timeout(at)
+                    if at <= peer.timers_ran_to.max(now) + AT_ONCE
+                        && passes < PASSES_PER_DRAIN
+                        && last_asked != Some(at) =>
+                {
+                    last_asked = Some(at);
+                    passes += 1;
+                    self.counters.session_timeouts += 1;
+                    peer.run_timers(at.max(now), key.participant);
+                }
                 Output::Timeout(at) => {
                     peer.deadline = at;
                     break;

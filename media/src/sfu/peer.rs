@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use convene_signal::{ParticipantId, TrackInfo, TrackSource};
 use str0m::{
-    Rtc, RtcError,
+    Input, Rtc, RtcError,
     change::{SdpAnswer, SdpOffer, SdpPendingOffer},
     format::CodecSpec,
     media::{Direction, MediaKind, Mid, Pt, Rid},
@@ -276,6 +276,8 @@ pub(super) struct Peer {
     pub(super) requests: Vec<(ParticipantId, u32)>,
     /// When the str0m session next needs time.
     pub(super) deadline: Instant,
+    /// The latest time its timers ran to, a moment ahead of the shard's clock after passes asked for at once.
+    pub(super) timers_ran_to: Instant,
     /// What the participant may still send.
     pub(super) inbound: InboundBudget,
     /// The participant receives no one's media: no m-line is offered to it for others' tracks.
@@ -311,9 +313,18 @@ impl Peer {
             pinned: None,
             requests: Vec::new(),
             deadline: now,
+            timers_ran_to: now,
             inbound: InboundBudget::new(now),
             publish_only: false,
             nacks: Vec::new(),
+        }
+    }
+
+    /// Runs the session's timers up to `now` (time never goes back); a failure concerns this session only.
+    pub(super) fn run_timers(&mut self, now: Instant, participant: ParticipantId) {
+        self.timers_ran_to = self.timers_ran_to.max(now);
+        if let Err(error) = self.rtc.handle_input(Input::Timeout(self.timers_ran_to)) {
+            tracing::debug!(%error, participant = participant.0, "media session timer failed");
         }
     }
 

@@ -14,7 +14,9 @@ use str0m::{
     net::{Protocol, Receive},
 };
 
-use super::{OfferTerms, PeerKey, RecordedPacket, Sfu, SfuConfig, SfuOutput, Tap, allocator::Layer, starts_keyframe};
+use super::{
+    AT_ONCE, OfferTerms, PeerKey, RecordedPacket, Sfu, SfuConfig, SfuOutput, Tap, allocator::Layer, starts_keyframe,
+};
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 const FRAME_BYTES: [usize; 3] = [150, 450, 1600];
@@ -54,13 +56,17 @@ struct Meeting {
 }
 
 impl Meeting {
+    /// Forwarding decisions, not the estimator's dynamics, are under test in most cases (the bots' tests cover
+    /// those): every receiver has 20 Mbit/s.
     fn new(people: usize) -> Self {
+        Self::estimated(people, 20_000_000, false)
+    }
+
+    fn estimated(people: usize, initial_estimate: u64, trust_bwe: bool) -> Self {
         str0m::crypto::from_feature_flags().install_process_default();
         let address: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let now = Instant::now();
-        // Forwarding decisions, not the estimator's dynamics, are under test here (the bots' tests cover
-        // those): every receiver has 20 Mbit/s.
-        let config = SfuConfig { address, initial_estimate: 20_000_000, trust_bwe: false, last_n: 25, top_height: 720 };
+        let config = SfuConfig { address, initial_estimate, trust_bwe, last_n: 25, top_height: 720 };
         let mut meeting =
             Self { sfu: Sfu::new(config), clients: Vec::new(), now, address, next_frame: now, recorded: Vec::new() };
         for index in 0..people {
@@ -319,6 +325,22 @@ fn a_forwarded_frame_leaves_the_node_in_the_turn_it_arrives_without_a_timer_inpu
         while client.poll().is_some() {}
     }
     assert_eq!(frames_from_ann(&meeting), before.map(|count| count + 1), "Bob and Cy each have Ann's frame");
+}
+
+/// str0m's pacer lets a probe's padding out a packet a timer pass and asks for the next pass at once. The node
+/// runs those passes in the turn that asked, so a probe burst leaves together: its next turn may be a
+/// millisecond or more away, and a burst let out a packet a turn probes at a fraction of its rate.
+#[test]
+fn a_session_that_asks_for_its_timers_at_once_gets_them_in_the_same_turn() {
+    // A low start and a trusted estimate: the sessions probe for more.
+    let mut meeting = Meeting::estimated(3, 300_000, true);
+    for _ in 0..1_000 {
+        meeting.run(STEP);
+        for peer in meeting.sfu.peers.values() {
+            let asked_at_once = peer.timers_ran_to < peer.deadline && peer.deadline <= peer.timers_ran_to + AT_ONCE;
+            assert!(!asked_at_once, "a session waits for the next turn for a pass it asked for at once");
+        }
+    }
 }
 
 #[test]

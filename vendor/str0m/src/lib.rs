@@ -2035,8 +2035,20 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
+                // In RTP mode a media packet is handed out by `poll_output` and waits for no timer, so the
+                // timers run only when one is due (a full pass over every stream per packet otherwise).
+                // Whatever the packet made due shows in the next `Output::Timeout`.
+                let timers_idle = self.session.rtp_mode
+                    && matches!(r.contents.inner, DatagramRecvInner::Rtp(_))
+                    && !self.readiness.wants_timeout()
+                    && recv_time < self.cached_timeout;
                 self.do_handle_receive(recv_time, r)?;
-                self.do_handle_timeout(recv_time)?;
+                if timers_idle {
+                    self.init_time(recv_time);
+                    self.last_now = self.last_now.max(recv_time);
+                } else {
+                    self.do_handle_timeout(recv_time)?;
+                }
             }
         }
         Ok(())
