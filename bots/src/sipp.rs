@@ -302,6 +302,23 @@ pub async fn trunk_over(transport: Transport, steps: &str) -> (u16, tokio::task:
 /// Where [`trunk`] looks for a port: below Linux's default ephemeral range (32768 and up).
 const TRUNK_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
+/// Where sipp's media sockets go: below the ephemeral range too, apart from the trunks.
+const MEDIA_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// The first of four free UDP ports for sipp's media (`-mp`: audio RTP and RTCP there, video two above).
+/// One free port from the ephemeral range was not enough: the ports above it were now and then taken.
+fn media_port() -> u16 {
+    let runs = (MEDIA_PORTS.end - MEDIA_PORTS.start) / 4;
+    let mut base = MEDIA_PORTS.start;
+    for attempt in 0..20 {
+        base = MEDIA_PORTS.start + (random_u16().wrapping_add(attempt) % runs) * 4;
+        if !(base..base + 4).any(|port| bound(Transport::Udp, port)) {
+            break;
+        }
+    }
+    base
+}
+
 fn random_u16() -> u16 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     // Mixed with the process id, so tests starting in the same instant pick apart.
@@ -338,7 +355,7 @@ async fn played(steps: &str, transport: &str, port: u16, target: &[String]) -> s
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("scenario.xml");
     std::fs::write(&file, scenario(steps))?;
-    let (port, media) = (port.to_string(), free_port().to_string());
+    let (port, media) = (port.to_string(), media_port().to_string());
     let logs = (dir.path().join("errors.log"), dir.path().join("messages.log"));
     let output = tokio::time::timeout(
         Duration::from_secs(90),

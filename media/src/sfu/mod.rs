@@ -343,7 +343,7 @@ impl Sfu {
                 if let Some(room) = self.rooms.get_mut(&room_id) {
                     room.recording = None;
                     if room.members.is_empty() {
-                        self.rooms.remove(&room_id);
+                        self.end_room(room_id);
                     }
                 }
                 return;
@@ -364,6 +364,14 @@ impl Sfu {
         }
     }
 
+    /// Forgets a room that no one is in and nothing taps. What it moved stays in the shard's totals: they
+    /// only grow, and the metrics add what is new since the last reading.
+    fn end_room(&mut self, room_id: RoomId) {
+        if let Some(ended) = self.rooms.remove(&room_id) {
+            self.counters.ended_rooms.add(&ended.traffic);
+        }
+    }
+
     /// A participant left the room: their session ends and the others stop receiving them.
     pub fn leave(&mut self, key: PeerKey, now: Instant) {
         let Some(mut peer) = self.peers.remove(&key) else { return };
@@ -377,9 +385,7 @@ impl Sfu {
         room.members.retain(|member| *member != key.participant);
         room.speakers.remove(key.participant);
         if room.members.is_empty() && room.recording.is_none() {
-            if let Some(ended) = self.rooms.remove(&key.room) {
-                self.counters.ended_rooms.add(&ended.traffic);
-            }
+            self.end_room(key.room);
             return;
         }
         let others: Vec<PeerKey> =

@@ -628,3 +628,20 @@ fn a_room_tapped_for_its_voices_hands_over_microphones_alone_until_a_recorder_wa
     meeting.run(Duration::from_secs(2));
     assert_eq!(sources(&meeting.recorded[before..]), [TrackSource::Microphone, TrackSource::Camera]);
 }
+
+/// The node's metrics add what the shard's totals grew by since the last reading, so the totals must never
+/// fall: a room ended by its last tap stopping, after everyone left, keeps what it moved in them.
+#[test]
+fn the_shard_s_traffic_totals_keep_a_tapped_room_s_media_after_it_ends() {
+    let mut meeting = Meeting::new(2);
+    let now = meeting.now;
+    meeting.sfu.record(1, Tap::Voices, now);
+    meeting.run(Duration::from_secs(1));
+    for participant in [1, 2] {
+        meeting.sfu.leave(PeerKey { room: 1, participant: ParticipantId(participant) }, meeting.now);
+    }
+    let moved = meeting.sfu.traffic();
+    assert!(moved.packets_in > 0 && moved.packets_out > 0, "{moved:?}");
+    meeting.sfu.record(1, Tap::Off, meeting.now);
+    assert_eq!(meeting.sfu.traffic(), moved);
+}
