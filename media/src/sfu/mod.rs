@@ -755,16 +755,15 @@ impl Sfu {
                     }
                 }
             }
-            // Sustain (padding if need be) the rate of the next step up, and probe toward everyone's top layer:
-            // an estimate that only just covers the need drops below it at the first jitter, and an estimate
-            // only grows as far as it is probed.
+            // While a step up does not fit, sustain its rate (padding if need be): the estimate grows only so far
+            // above what is sent. Once everything wanted fits, pad nothing: a padding packet costs a timer pass
+            // and a datagram, and sustaining what was sent padded about 8 % of the datagrams of three meetings of ten.
+            // Probe toward everyone's top layer either way: an estimate only grows as far as it is probed.
             let audio = AUDIO_ALLOWANCE * ranked.len() as u64;
             let tops: u64 = ranked.iter().filter_map(|(video, _)| video.rates.iter().flatten().max().copied()).sum();
             let wanted = allocation.ideal.max(allocation.next_step);
-            receiver.rtc.bwe().set_bitrate(
-                Bitrate::bps(allocation.next_step + audio),
-                Bitrate::bps(tops.max(wanted + wanted / 4) + audio),
-            );
+            let sustain = if allocation.next_step > allocation.rate { allocation.next_step } else { 0 };
+            receiver.rtc.bwe().set_bitrate(Bitrate::bps(sustain), Bitrate::bps(tops.max(wanted + wanted / 4) + audio));
         }
         self.send_keyframe_requests(now);
         self.forward(now);

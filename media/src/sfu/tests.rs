@@ -43,6 +43,9 @@ struct Client {
     speaking: bool,
     keyframe_wanted: [bool; 3],
     frame: u64,
+    /// The payload types the node's offer gave retransmissions, and the RTP packets received with them.
+    rtx_pts: Vec<u8>,
+    rtx_packets: usize,
 }
 
 struct Meeting {
@@ -107,6 +110,8 @@ impl Meeting {
             speaking: false,
             keyframe_wanted: [true; 3],
             frame: 0,
+            rtx_pts: Vec::new(),
+            rtx_packets: 0,
         });
         self.sfu.handle_offer(key, &offer.to_sdp_string(), terms, self.now).unwrap();
         self.exchange();
@@ -179,6 +184,12 @@ impl Meeting {
             }
             ServerMessage::Offer { sdp, tracks } => {
                 client.tracks = tracks;
+                client.rtx_pts = sdp
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("a=rtpmap:"))
+                    .filter(|map| map.contains(" rtx/"))
+                    .filter_map(|map| map.split(' ').next()?.parse().ok())
+                    .collect();
                 let answer = client.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap()).unwrap();
                 self.sfu.handle_answer(to, &answer.to_sdp_string(), now).unwrap();
             }
@@ -246,6 +257,14 @@ impl Client {
     }
 
     fn receive(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        // An RTP header stays in the clear under SRTP: version 2, and a payload type outside RTCP's 200-223.
+        if let [first, second, ..] = contents
+            && first >> 6 == 2
+            && !(200..224).contains(second)
+            && self.rtx_pts.contains(&(second & 0x7f))
+        {
+            self.rtx_packets += 1;
+        }
         let input = Input::Receive(
             now,
             Receive { proto: Protocol::Udp, source, destination: self.address, contents: contents.try_into().unwrap() },
@@ -644,4 +663,25 @@ fn the_shard_s_traffic_totals_keep_a_tapped_room_s_media_after_it_ends() {
     assert!(moved.packets_in > 0 && moved.packets_out > 0, "{moved:?}");
     meeting.sfu.record(1, Tap::Off, meeting.now);
     assert_eq!(meeting.sfu.traffic(), moved);
+}
+
+/// A padding packet costs the node a timer pass and a datagram. A session is asked to sustain a rate by padding
+/// only while a layer its receiver wants does not fit; a receiver with everything it wants gets media, and
+/// padding only in the estimator's probes toward the top layers (a cluster every few seconds). Sustaining the
+/// rate being sent, as before, padded about 75 packets a second to each receiver here.
+#[test]
+fn a_receiver_with_every_layer_it_wants_is_padded_only_by_probes() {
+    let mut meeting = Meeting::new(3);
+    meeting.run(Duration::from_secs(3));
+    let rtx = |meeting: &mut Meeting| [1, 2, 3].map(|participant| meeting.client(participant).rtx_packets);
+    let before = rtx(&mut meeting);
+    let frames_before = meeting.layers_received(2, 1, usize::MAX).len();
+    let seconds = 10;
+    meeting.run(Duration::from_secs(seconds));
+    let after = rtx(&mut meeting);
+    assert!(meeting.layers_received(2, 1, usize::MAX).len() > frames_before + 250, "media flows");
+    assert!(meeting.clients.iter().all(|client| !client.rtx_pts.is_empty()), "the offers have RTX");
+    let per_second: Vec<u64> =
+        after.iter().zip(before).map(|(after, before)| (after - before) as u64 / seconds).collect();
+    assert!(per_second.iter().all(|rate| *rate < 40), "retransmissions a second with nothing lost: {per_second:?}");
 }
