@@ -666,9 +666,10 @@ fn the_shard_s_traffic_totals_keep_a_tapped_room_s_media_after_it_ends() {
 }
 
 /// A padding packet costs the node a timer pass and a datagram. A session is asked to sustain a rate by padding
-/// only while a layer its receiver wants does not fit; a receiver with everything it wants gets media, and
-/// padding only in the estimator's probes toward the top layers (a cluster every few seconds). Sustaining the
-/// rate being sent, as before, padded about 75 packets a second to each receiver here.
+/// only while a layer its receiver wants does not fit, and to probe a quarter above what its tiles want; a
+/// receiver with everything it wants gets media, and padding only in a rare probe (0-1 packets a second here).
+/// Sustaining the rate being sent padded about 75 packets a second to each receiver here, and probing toward
+/// every participant's top layer 8-16.
 #[test]
 fn a_receiver_with_every_layer_it_wants_is_padded_only_by_probes() {
     let mut meeting = Meeting::new(3);
@@ -683,5 +684,5 @@ fn a_receiver_with_every_layer_it_wants_is_padded_only_by_probes() {
     assert!(meeting.clients.iter().all(|client| !client.rtx_pts.is_empty()), "the offers have RTX");
     let per_second: Vec<u64> =
         after.iter().zip(before).map(|(after, before)| (after - before) as u64 / seconds).collect();
-    assert!(per_second.iter().all(|rate| *rate < 40), "retransmissions a second with nothing lost: {per_second:?}");
+    assert!(per_second.iter().all(|rate| *rate < 10), "retransmissions a second with nothing lost: {per_second:?}");
 }
