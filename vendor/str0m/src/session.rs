@@ -987,10 +987,7 @@ impl Session {
                 };
                 stream.handle_rtcp(now, fb);
             } else {
-                let Some(stream) = self.streams.stream_tx(&fb.ssrc()) else {
-                    continue;
-                };
-                stream.handle_rtcp(now, fb);
+                self.streams.handle_tx_feedback(now, fb);
             }
         }
 

@@ -136,6 +136,12 @@ pub(crate) struct Streams {
     /// All outgoing encoded streams.
     streams_tx: HashMap<Ssrc, StreamTx>,
 
+    /// Whether a send stream may hold a keyframe request, or a REMB request: set when one
+    /// arrives, cleared when a poll finds none. Every `poll_output` asks, and walking every
+    /// send stream for a request that rarely comes cost more than the flag.
+    keyframe_requests_waiting: bool,
+    remb_requests_waiting: bool,
+
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
     probe_media: Option<(Mid, Pt)>,
@@ -178,6 +184,8 @@ impl Streams {
             rx_lookup: Default::default(),
             last_rx_lookup_cleanup: already_happened(),
             streams_tx: Default::default(),
+            keyframe_requests_waiting: false,
+            remb_requests_waiting: false,
             probe_tx: StreamTx::new_probe(mtu_warn),
             probe_media: None,
             default_ssrc_tx: 0.into(), // this will be changed
@@ -496,15 +504,33 @@ impl Streams {
         }
     }
 
+    /// RTCP feedback for a send stream, noting the requests it brings.
+    pub(crate) fn handle_tx_feedback(&mut self, now: Instant, fb: RtcpFb) {
+        let Some(stream) = self.streams_tx.get_mut(&fb.ssrc()) else {
+            return;
+        };
+        match fb {
+            RtcpFb::Pli(_) | RtcpFb::Fir(_) => self.keyframe_requests_waiting = true,
+            RtcpFb::Remb(_) => self.remb_requests_waiting = true,
+            _ => {}
+        }
+        stream.handle_rtcp(now, fb);
+    }
+
     pub(crate) fn poll_keyframe_request(&mut self) -> Option<KeyframeRequest> {
-        self.streams_tx.values_mut().find_map(|s| {
+        if !self.keyframe_requests_waiting {
+            return None;
+        }
+        let request = self.streams_tx.values_mut().find_map(|s| {
             let kind = s.poll_keyframe_request()?;
             Some(KeyframeRequest {
                 mid: s.mid(),
                 rid: s.rid(),
                 kind,
             })
-        })
+        });
+        self.keyframe_requests_waiting = request.is_some();
+        request
     }
 
     pub(crate) fn poll_sender_feedback(&mut self) -> Option<SenderFeedback> {
@@ -521,9 +547,15 @@ impl Streams {
     }
 
     pub(crate) fn poll_remb_request(&mut self) -> Option<(Mid, Bitrate)> {
-        self.streams_tx
+        if !self.remb_requests_waiting {
+            return None;
+        }
+        let request = self
+            .streams_tx
             .values_mut()
-            .find_map(|s| s.poll_remb_request().map(|b| (s.mid(), b)))
+            .find_map(|s| s.poll_remb_request().map(|b| (s.mid(), b)));
+        self.remb_requests_waiting = request.is_some();
+        request
     }
 
     pub(crate) fn poll_stream_paused(&mut self) -> Option<StreamPaused> {
