@@ -687,12 +687,11 @@ fn a_receiver_with_every_layer_it_wants_is_padded_only_by_probes() {
     assert!(per_second.iter().all(|rate| *rate < 10), "retransmissions a second with nothing lost: {per_second:?}");
 }
 
-/// Probing follows what the tiles want: under a trusted estimate started low, a receiver that shows everyone in a
-/// large tile wants three top layers where it had one, and its estimate is probed up until all three come in high
-/// within 5 s (here from about 0.77 to 1.98 Mbit/s, all three high after 3.5 s; without the node sustaining a
-/// step up or probing above what is sent, not within 6 s).
+/// The estimate climbs to what the tiles want: under a trusted estimate started low, a receiver that shows everyone
+/// in a large tile wants three top layers where it had one, and gets all three within 8 s (1.0-4.7 s over eight
+/// runs; session ids are random, so the estimator's course varies from run to run).
 #[test]
-fn a_receiver_whose_tiles_want_more_is_probed_up_to_it() {
+fn a_receiver_whose_tiles_want_more_climbs_to_it() {
     let mut meeting = Meeting::estimated(4, 300_000, true);
     meeting.client(3).speaking = true;
     meeting.run(Duration::from_secs(10));
@@ -704,7 +703,7 @@ fn a_receiver_whose_tiles_want_more_is_probed_up_to_it() {
     let ann = PeerKey { room: 1, participant: ParticipantId(1) };
     let large = [2, 3, 4].map(|participant| VideoRequest { participant: ParticipantId(participant), height: 720 });
     meeting.sfu.receive_video(ann, &large, meeting.now);
-    meeting.run(Duration::from_secs(5));
+    meeting.run(Duration::from_secs(8));
     for other in [2, 3, 4] {
         assert_eq!(meeting.layers_received(1, other, 20), vec![2; 20], "{other} in a large tile, high");
     }
