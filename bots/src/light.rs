@@ -6,7 +6,7 @@
 
 mod hub;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,8 +75,9 @@ struct Peer {
     /// The m-lines the bot publishes on, before the answer names their payload types.
     offered: (Option<Mid>, Option<Mid>),
     published: Option<Published>,
-    /// Received streams already announced to the recorder.
-    receiving: HashSet<Ssrc>,
+    /// Received streams already announced to the recorder, with their m-line and kind (looked up once, not
+    /// for every packet).
+    receiving: HashMap<Ssrc, (Mid, MediaKind)>,
     /// When the kernel received the datagram being read, in microseconds since the UNIX epoch: a packet's
     /// delay ends there, not when this thread came round to it.
     arrived_us: Option<u64>,
@@ -189,7 +190,7 @@ impl Session {
             pending: None,
             offered: (None, None),
             published: None,
-            receiving: HashSet::new(),
+            receiving: HashMap::new(),
             arrived_us: None,
             audio: options.audio,
             video: options.video.is_some(),
@@ -407,14 +408,18 @@ impl Peer {
 
     fn record(&mut self, packet: &RtpPacket) {
         let ssrc = packet.header.ssrc;
-        let Some(mid) = self.rtc.direct_api().stream_rx(&ssrc).map(|stream| stream.mid()) else { return };
-        let Some(kind) = self.rtc.media(mid).map(|media| media.kind()) else { return };
-        let kind = if kind.is_audio() { MediaKind::Audio } else { MediaKind::Video };
-        let mid = mid.to_string();
         let Ok(mut recorder) = self.shared.recorder.lock() else { return };
-        if self.receiving.insert(ssrc) {
-            recorder.start_track(&mid, "", kind, *ssrc);
-        }
+        let (mid, kind) = match self.receiving.get(&ssrc) {
+            Some(track) => *track,
+            None => {
+                let Some(mid) = self.rtc.direct_api().stream_rx(&ssrc).map(|stream| stream.mid()) else { return };
+                let Some(kind) = self.rtc.media(mid).map(|media| media.kind()) else { return };
+                let kind = if kind.is_audio() { MediaKind::Audio } else { MediaKind::Video };
+                self.receiving.insert(ssrc, (mid, kind));
+                recorder.start_track(&mid, "", kind, *ssrc);
+                (mid, kind)
+            }
+        };
         recorder.record(
             &mid,
             "",

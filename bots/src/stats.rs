@@ -1,7 +1,7 @@
 //! What a bot measures of the media it receives: per track counters, sequence and picture-id continuity, and
 //! one-way delay (sender and receiver share a clock on one machine).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -196,7 +196,9 @@ pub(crate) struct TrackCounters {
 /// Everything a bot measured, behind one lock.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
-    tracks: HashMap<(String, String), TrackCounters>,
+    /// By m-line and RID, in a list: a bot receives a few dozen tracks at most, and every packet received
+    /// finds its own, which a scan does without allocating its key.
+    tracks: Vec<(String, String, TrackCounters)>,
     delay: DelayHistogram,
     first_media_us: Option<u64>,
 }
@@ -219,7 +221,7 @@ pub(crate) struct Received<'a> {
 impl Recorder {
     /// A new stream on an m-line (`rid` is empty unless the peer sends simulcast).
     pub(crate) fn start_track(&mut self, mid: &str, rid: &str, kind: MediaKind, ssrc: u32) {
-        let track = self.tracks.entry((mid.to_owned(), rid.to_owned())).or_default();
+        let track = self.track(mid, rid);
         track.kind = Some(kind);
         if track.ssrc != ssrc {
             track.past_gaps += track.sequence.gaps();
@@ -228,9 +230,20 @@ impl Recorder {
         }
     }
 
+    /// The track's counters, made on its first packet.
+    fn track(&mut self, mid: &str, rid: &str) -> &mut TrackCounters {
+        let index = match self.tracks.iter().position(|(m, r, _)| m == mid && r == rid) {
+            Some(index) => index,
+            None => {
+                self.tracks.push((mid.to_owned(), rid.to_owned(), TrackCounters::default()));
+                self.tracks.len() - 1
+            }
+        };
+        &mut self.tracks[index].2
+    }
+
     pub(crate) fn record(&mut self, mid: &str, rid: &str, packet: Received<'_>) {
-        let key = (mid.to_owned(), rid.to_owned());
-        let track = self.tracks.entry(key).or_default();
+        let track = self.track(mid, rid);
         track.kind = Some(packet.kind);
         if track.ssrc != packet.ssrc && track.packets > 0 {
             track.past_gaps += track.sequence.gaps();
@@ -299,7 +312,7 @@ impl Recorder {
 
     /// Forgets the counters, keeping the streams' continuity state (so a reset causes no false gaps).
     pub(crate) fn reset(&mut self) {
-        for track in self.tracks.values_mut() {
+        for (_, _, track) in &mut self.tracks {
             let sequence = std::mem::take(&mut track.sequence);
             *track = TrackCounters {
                 kind: track.kind,
@@ -322,7 +335,7 @@ impl Recorder {
         let mut tracks: Vec<TrackStats> = self
             .tracks
             .iter()
-            .map(|((mid, rid), track)| {
+            .map(|(mid, rid, track)| {
                 let info = mapping.iter().find(|info| &info.mid == mid);
                 TrackStats {
                     mid: mid.clone(),

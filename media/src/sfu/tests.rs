@@ -46,6 +46,9 @@ struct Client {
     /// The payload types the node's offer gave retransmissions, and the RTP packets received with them.
     rtx_pts: Vec<u8>,
     rtx_packets: usize,
+    /// The paused (true) and resumed (false) events of the audio it receives, in order, each with how many
+    /// audio frames had arrived before it.
+    audio_pauses: Vec<(bool, usize)>,
 }
 
 struct Meeting {
@@ -112,6 +115,7 @@ impl Meeting {
             frame: 0,
             rtx_pts: Vec::new(),
             rtx_packets: 0,
+            audio_pauses: Vec::new(),
         });
         self.sfu.handle_offer(key, &offer.to_sdp_string(), terms, self.now).unwrap();
         self.exchange();
@@ -244,6 +248,12 @@ impl Client {
                     } else {
                         let frame = Frame { from: track.participant, layer: data.data[1], contiguous: data.contiguous };
                         self.frames.push(frame);
+                    }
+                }
+                Output::Event(Event::StreamPaused(paused)) => {
+                    let track = self.tracks.iter().find(|track| track.mid == paused.mid.to_string());
+                    if track.is_some_and(|track| track.source == TrackSource::Microphone) {
+                        self.audio_pauses.push((paused.paused, self.audio_frames));
                     }
                 }
                 Output::Event(Event::KeyframeRequest(request)) => {
@@ -707,4 +717,29 @@ fn a_receiver_whose_tiles_want_more_climbs_to_it() {
     for other in [2, 3, 4] {
         assert_eq!(meeting.layers_received(1, other, 20), vec![2; 20], "{other} in a large tile, high");
     }
+}
+
+/// The vendored str0m polls for paused streams only after something paused or resumed one (its fifth patch):
+/// a receiver is still told both, in order, as someone's audio stops (the node forwards no silence) and
+/// starts again, and told of the resumption before the audio that resumed it. These clients depacketize (str0m's
+/// frame mode), where a timer pass also finds the resumption before the audio comes out; in RTP mode the packet
+/// comes out at once, and only the flag its arrival sets puts the event first, which no test here shows.
+/// (Video would not pause: the node pads on its retransmission stream, which str0m counts as packets.)
+#[test]
+fn a_receiver_is_told_when_audio_it_receives_stops_and_starts_again() {
+    let mut meeting = Meeting::new(2);
+    meeting.client(1).speaking = true;
+    meeting.run(Duration::from_secs(2));
+    let paused =
+        |meeting: &mut Meeting| meeting.client(2).audio_pauses.iter().map(|(paused, _)| *paused).collect::<Vec<_>>();
+    assert_eq!(paused(&mut meeting), [false], "the first packet resumes the stream");
+    meeting.client(1).speaking = false;
+    meeting.run(Duration::from_secs(3));
+    assert_eq!(paused(&mut meeting), [false, true], "paused 1.5 s after the last packet forwarded");
+    let frames = meeting.client(2).audio_frames;
+    meeting.client(1).speaking = true;
+    meeting.run(Duration::from_secs(1));
+    assert_eq!(paused(&mut meeting), [false, true, false], "resumed by the next packet");
+    assert!(meeting.client(2).audio_frames > frames, "audio flows again");
+    assert_eq!(meeting.client(2).audio_pauses[2].1, frames, "told before the audio that resumed it");
 }

@@ -745,6 +745,17 @@ impl Session {
         // Register reception in nack registers.
         let receipt_outer = stream.update_register(now, &header, clock_rate, is_repair, seq_no);
 
+        // Convene's fork: a packet that unpaused its stream leaves an event to poll.
+        let stream = if stream.has_paused_event() {
+            self.streams.note_paused_event();
+            let Some(stream) = self.streams.stream_rx(&ssrc) else {
+                return;
+            };
+            stream
+        } else {
+            stream
+        };
+
         // RED-recovered packets (frame mode) are collected here and delivered after the
         // primary, filling single-packet losses from the next packet's redundancy.
         let mut red_recovered: Vec<(RtpHeader, Arc<[u8]>, SeqNo, MediaTime)> = Vec::new();
@@ -1232,11 +1243,16 @@ impl Session {
         // turn for every packet (the pacer still hears of each send and paces padding and probes).
         // Otherwise, figure out which, if any, queue to poll.
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
-        let (midrid, cluster_id) = match self.streams.release_unpaced(now) {
-            Some(midrid) => (midrid, None),
-            None => self.pacer.poll_queue()?,
+        let (stream, midrid, cluster_id) = match self.streams.release_unpaced(now) {
+            Some(stream) => {
+                let midrid = stream.midrid();
+                (stream, midrid, None)
+            }
+            None => {
+                let (midrid, cluster_id) = self.pacer.poll_queue()?;
+                (self.streams.stream_tx_by_midrid(midrid)?, midrid, cluster_id)
+            }
         };
-        let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
@@ -1309,17 +1325,24 @@ impl Session {
             };
         }
 
-        self.update_receive_recovery();
+        // Convene's fork: in RTP mode the m-lines packetize and depacketize nothing (media goes through the
+        // direct API), so their queues and buffers, always empty, are not walked on every poll.
+        let (packetize_at, receive_at) = if self.rtp_mode {
+            (None, None)
+        } else {
+            self.update_receive_recovery();
+            let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
+            let receive_at = self
+                .medias
+                .iter_mut()
+                .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
+                .min();
+            (packetize_at, receive_at)
+        };
         let feedback_at = self.regular_feedback_at();
         let nack_at = self.nack_at();
         let twcc_at = self.twcc_at();
         let pacing_at = self.pacer.poll_timeout();
-        let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
-        let receive_at = self
-            .medias
-            .iter_mut()
-            .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
-            .min();
         let paused_at = self.paused_at();
         let send_stream_at = self.streams.send_stream();
         let request_at = self.streams.pending_request();

@@ -42,8 +42,10 @@ macro_rules! str_id {
         impl Deref for $id {
             type Target = str;
 
+            // Convene's fork: trim the padding as bytes before checking them, not char by char after:
+            // this runs for every header extension written.
             fn deref(&self) -> &Self::Target {
-                from_utf8(&self.0).expect("ascii id").trim()
+                from_utf8(self.0.trim_ascii()).expect("ascii id")
             }
         }
 

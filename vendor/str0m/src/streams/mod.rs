@@ -141,6 +141,9 @@ pub(crate) struct Streams {
     /// send stream for a request that rarely comes cost more than the flag.
     keyframe_requests_waiting: bool,
     remb_requests_waiting: bool,
+    /// Convene's fork: a receive stream paused (a timeout) or unpaused (a packet) since its events were last
+    /// polled, so `poll_stream_paused` walks the receive streams only then, not on every poll for events.
+    paused_events_waiting: bool,
 
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
@@ -186,6 +189,7 @@ impl Streams {
             streams_tx: Default::default(),
             keyframe_requests_waiting: false,
             remb_requests_waiting: false,
+            paused_events_waiting: false,
             probe_tx: StreamTx::new_probe(mtu_warn),
             probe_media: None,
             default_ssrc_tx: 0.into(), // this will be changed
@@ -427,9 +431,10 @@ impl Streams {
     }
 
     /// Convene's fork: an unpaced send stream with packets queued, readied to send them now.
-    pub(crate) fn release_unpaced(&mut self, now: Instant) -> Option<MidRid> {
+    pub(crate) fn release_unpaced(&mut self, now: Instant) -> Option<&mut StreamTx> {
         let stream = self.streams_tx.values_mut().find(|s| s.releases_unpaced())?;
-        Some(stream.release_unpaced(now))
+        stream.release_unpaced(now);
+        Some(stream)
     }
 
     pub(crate) fn pending_request(&self) -> Option<Instant> {
@@ -472,6 +477,7 @@ impl Streams {
             }
 
             stream.handle_timeout(now);
+            self.paused_events_waiting |= stream.has_paused_event();
         }
 
         self.mids_to_report.clear(); // start over for StreamTx.
@@ -558,8 +564,19 @@ impl Streams {
         request
     }
 
+    /// Convene's fork: the walk runs only while an event may wait (see `paused_events_waiting`).
     pub(crate) fn poll_stream_paused(&mut self) -> Option<StreamPaused> {
-        self.streams_rx.values_mut().find_map(|s| s.poll_paused())
+        if !self.paused_events_waiting {
+            return None;
+        }
+        let paused = self.streams_rx.values_mut().find_map(|s| s.poll_paused());
+        self.paused_events_waiting = paused.is_some();
+        paused
+    }
+
+    /// Convene's fork: a received packet unpaused its stream.
+    pub(crate) fn note_paused_event(&mut self) {
+        self.paused_events_waiting = true;
     }
 
     pub(crate) fn has_stream_rx(&self, ssrc: Ssrc) -> bool {

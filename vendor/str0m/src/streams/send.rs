@@ -1285,11 +1285,9 @@ impl StreamTx {
         self.unpaced == Some(true) && self.kind.is_some() && !self.send_queue.is_empty()
     }
 
-    /// Convene's fork: readies this stream's queued packets to be sent now, as a timeout would, and names
-    /// the stream.
-    pub(crate) fn release_unpaced(&mut self, now: Instant) -> MidRid {
+    /// Convene's fork: readies this stream's queued packets to be sent now, as a timeout would.
+    pub(crate) fn release_unpaced(&mut self, now: Instant) {
         self.send_queue.handle_timeout(now);
-        self.midrid
     }
 
     pub(crate) fn handle_timeout<'a>(
@@ -1374,6 +1372,11 @@ impl StreamTx {
 
         // Clear all buffers
         self.reset_buffers();
+    }
+
+    /// Convene's fork: the stream's m-line and RID, for the pacer.
+    pub(crate) fn midrid(&self) -> MidRid {
+        self.midrid
     }
 
     pub(crate) fn is_midrid(&self, midrid: MidRid) -> bool {
