@@ -54,9 +54,11 @@ impl Softphone {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let dumps = dir.path().display();
-        // ausine gives only 48 kHz stereo; baresip resamples it to the codec's 8 kHz mono.
+        // ausine gives only 48 kHz stereo; baresip resamples it to the codec's 8 kHz mono. Its RTP goes above
+        // the system's ephemeral range: its default range (1024-49152) takes in the ports sipp's trunks and
+        // media use (10000-32000), and a test's sipp once found its media port held.
         let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_source ausine,{tone}\n\
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nrtp_ports 61000-61999\naudio_source ausine,{tone}\n\
              audio_player aubridge,speaker\naudio_alert aubridge,speaker\nausrc_srate 48000\nausrc_channels 2\n\
              auplay_srate 48000\nauplay_channels 1\nmodule_path /usr/lib/baresip/modules\nmodule stdio.so\n\
              module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule sndfile.so\nmodule_app account.so\n\
