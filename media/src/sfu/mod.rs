@@ -271,6 +271,9 @@ impl Sfu {
                 .enable_vp8(true)
                 .enable_h264(!end_to_end_encrypted)
                 .enable_bwe(Some(Bitrate::bps(self.config.initial_estimate)))
+                // Pad only to the rate the allocator asks to sustain, and for probes: str0m's default floor
+                // (50 kbit/s) padded a receiver of nothing but silence with 163 packets a second.
+                .set_bwe_padding_floor(Bitrate::ZERO)
                 .set_stats_interval(Some(STATS_EVERY))
                 .build(now);
             let mut peer = Peer::new(rtc, self.config.initial_estimate, now);

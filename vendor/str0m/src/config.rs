@@ -44,6 +44,7 @@ pub struct RtcConfig {
     pub(crate) stats_interval: Option<Duration>,
     pub(crate) intervals: RtcpReportIntervals,
     pub(crate) bwe_config: Option<BweConfig>,
+    pub(crate) bwe_padding_floor: Bitrate,
     pub(crate) reordering_size_audio: usize,
     pub(crate) reordering_size_video: usize,
     pub(crate) reordering_timeout_audio: Option<Duration>,
@@ -500,6 +501,35 @@ impl RtcConfig {
         self.bwe_config.as_ref().map(|c| c.initial_bitrate)
     }
 
+    /// Sets the rate the pacer pads up to while it sends less media than that (with BWE enabled).
+    ///
+    /// Defaults to 50 kbit/s. Padding then runs whenever media is sent at all, even when the
+    /// application asks for no sustained rate ([`Bwe::set_bitrate`][crate::bwe::Bwe::set_bitrate]
+    /// with a zero minimum): a session receiving only silence or no video is padded at this rate.
+    /// An SFU that keeps the estimate up with its own minimum and with probes can set it to zero,
+    /// so that a quiet session sends nothing it did not ask for. Probes are sent either way.
+    ///
+    /// ```
+    /// # use str0m::{Rtc, bwe::Bitrate};
+    /// let config = Rtc::builder().enable_bwe(Some(Bitrate::kbps(300))).set_bwe_padding_floor(Bitrate::ZERO);
+    /// assert_eq!(config.bwe_padding_floor(), Bitrate::ZERO);
+    /// ```
+    pub fn set_bwe_padding_floor(mut self, floor: Bitrate) -> Self {
+        self.bwe_padding_floor = floor;
+        self
+    }
+
+    /// The padding floor as set by [`Self::set_bwe_padding_floor()`].
+    ///
+    /// ```
+    /// # use str0m::{Rtc, bwe::Bitrate};
+    /// // Defaults to 50 kbit/s.
+    /// assert_eq!(Rtc::builder().bwe_padding_floor(), Bitrate::kbps(50));
+    /// ```
+    pub fn bwe_padding_floor(&self) -> Bitrate {
+        self.bwe_padding_floor
+    }
+
     /// Sets the number of packets held back for reordering audio packets.
     ///
     /// Str0m tries to deliver the frames in order. This number determines how many
@@ -896,6 +926,7 @@ impl Default for RtcConfig {
                 video: Duration::from_secs(1),
             },
             bwe_config: None,
+            bwe_padding_floor: crate::pacer::DEFAULT_PADDING_FLOOR,
             reordering_size_audio: 15,
             reordering_size_video: 30,
             reordering_timeout_audio: Some(Duration::from_secs(1)),

@@ -52,8 +52,9 @@ impl<'a> Bwe<'a> {
     /// media sends less, padding fills the gap, capped by the current bandwidth
     /// estimate. Padding is suppressed during overuse and requires an active sending
     /// media section with TWCC feedback and a usable padding source. This is not guaranteed bandwidth.
-    /// The automatic 50 kbit/s padding target remains a floor, even with a zero
-    /// minimum, and is also capped by the estimate. The minimum is clamped to
+    /// The automatic padding floor (50 kbit/s unless set otherwise with
+    /// [`RtcConfig::set_bwe_padding_floor`][crate::RtcConfig::set_bwe_padding_floor]) remains,
+    /// even with a zero minimum, and is also capped by the estimate. The minimum is clamped to
     /// `desired`; it does not force a probe or raise the estimate.
     ///
     /// `desired` is the bitrate you would like to eventually send at. BWE tries to

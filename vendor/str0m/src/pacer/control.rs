@@ -2,9 +2,9 @@ use crate::rtp_::Bitrate;
 
 const PACING_FACTOR: f64 = 1.1;
 
-/// Automatic padding target when media is active. This maintains NAT bindings, RTX state,
+/// Default automatic padding target when media is active. This maintains NAT bindings, RTX state,
 /// and allows ALR periodic probes to discover higher bandwidth.
-const PADDING_TARGET: Bitrate = Bitrate::bps(50_000);
+pub(crate) const DEFAULT_PADDING_FLOOR: Bitrate = Bitrate::bps(50_000);
 
 pub(crate) struct PacingResult {
     /// The bitrate at which the pacer may emit padding **when there is no media queued**.
@@ -18,11 +18,15 @@ pub(crate) struct PacingResult {
 }
 
 /// Controls the pacing and padding rates.
-pub(crate) struct PacerControl {}
+pub(crate) struct PacerControl {
+    /// Padded up to while media is active, whatever minimum is asked for
+    /// ([`RtcConfig::set_bwe_padding_floor`][crate::RtcConfig::set_bwe_padding_floor]).
+    padding_floor: Bitrate,
+}
 
 impl PacerControl {
-    pub fn new() -> Self {
-        Self {}
+    pub fn new(padding_floor: Bitrate) -> Self {
+        Self { padding_floor }
     }
 
     pub fn calculate(
@@ -37,8 +41,8 @@ impl PacerControl {
             Bitrate::ZERO
         } else if has_active_media {
             // Sustain the requested minimum without exceeding estimated capacity.
-            // Keep the automatic target for NAT bindings and RTX state.
-            PADDING_TARGET.max(minimum).min(estimate)
+            // Keep the automatic floor for NAT bindings and RTX state (unless configured off).
+            self.padding_floor.max(minimum).min(estimate)
         } else {
             // No padding when no media is being sent
             Bitrate::ZERO
@@ -63,17 +67,17 @@ mod test {
 
     #[test]
     fn padding_enabled_with_active_media() {
-        let c = PacerControl::new();
+        let c = PacerControl::new(DEFAULT_PADDING_FLOOR);
         let estimate = Bitrate::kbps(1_000);
 
         let r = c.calculate(true, estimate, false, Bitrate::ZERO);
 
-        assert_eq!(r.padding_rate, PADDING_TARGET);
+        assert_eq!(r.padding_rate, DEFAULT_PADDING_FLOOR);
     }
 
     #[test]
     fn no_padding_without_active_media() {
-        let c = PacerControl::new();
+        let c = PacerControl::new(DEFAULT_PADDING_FLOOR);
         let estimate = Bitrate::kbps(1_000);
 
         let r = c.calculate(false, estimate, false, Bitrate::mbps(2));
@@ -83,7 +87,7 @@ mod test {
 
     #[test]
     fn overuse_suppresses_padding() {
-        let c = PacerControl::new();
+        let c = PacerControl::new(DEFAULT_PADDING_FLOOR);
         let estimate = Bitrate::mbps(40);
 
         let r = c.calculate(true, estimate, true, Bitrate::mbps(2));
@@ -92,7 +96,7 @@ mod test {
 
     #[test]
     fn minimum_tracks_estimate_without_exceeding_target() {
-        let c = PacerControl::new();
+        let c = PacerControl::new(DEFAULT_PADDING_FLOOR);
         let minimum = Bitrate::kbps(800);
         // Both increasing and decreasing estimates must immediately change the cap.
         for (estimate, expected) in [(450, 450), (700, 700), (1000, 800), (300, 300)] {
@@ -103,8 +107,17 @@ mod test {
     }
 
     #[test]
+    fn a_zero_floor_pads_only_to_the_minimum() {
+        let c = PacerControl::new(Bitrate::ZERO);
+        let estimate = Bitrate::kbps(1_000);
+        assert_eq!(c.calculate(true, estimate, false, Bitrate::ZERO).padding_rate, Bitrate::ZERO);
+        let minimum = Bitrate::kbps(800);
+        assert_eq!(c.calculate(true, estimate, false, minimum).padding_rate, minimum);
+    }
+
+    #[test]
     fn automatic_padding_is_also_capped_by_estimate() {
-        let c = PacerControl::new();
+        let c = PacerControl::new(DEFAULT_PADDING_FLOOR);
         for estimate in [Bitrate::ZERO, Bitrate::kbps(20)] {
             let result = c.calculate(true, estimate, false, Bitrate::ZERO);
             assert_eq!(result.padding_rate, estimate);
