@@ -262,7 +262,9 @@ impl Client {
                 Output::Event(Event::StreamPaused(paused)) => {
                     let track = self.tracks.iter().find(|track| track.mid == paused.mid.to_string());
                     match track.map(|track| (track.source, track.participant)) {
-                        Some((TrackSource::Microphone, _)) => self.audio_pauses.push((paused.paused, self.audio_frames)),
+                        Some((TrackSource::Microphone, _)) => {
+                            self.audio_pauses.push((paused.paused, self.audio_frames))
+                        }
                         Some((TrackSource::Camera, from)) => self.camera_pauses.push((from, paused.paused)),
                         _ => {}
                     }
@@ -775,7 +777,10 @@ fn a_meeting_with_cameras_off_and_nobody_speaking_is_not_padded() {
     for (receiver, others) in [(1, [2, 3]), (2, [1, 3]), (3, [1, 2])] {
         let pauses = &meeting.client(receiver).camera_pauses;
         for other in others {
-            assert!(pauses.contains(&(ParticipantId(other), true)), "{receiver} told {other}'s camera paused: {pauses:?}");
+            assert!(
+                pauses.contains(&(ParticipantId(other), true)),
+                "{receiver} told {other}'s camera paused: {pauses:?}"
+            );
         }
     }
 }
