@@ -107,15 +107,6 @@ mod test {
     }
 
     #[test]
-    fn a_zero_floor_pads_only_to_the_minimum() {
-        let c = PacerControl::new(Bitrate::ZERO);
-        let estimate = Bitrate::kbps(1_000);
-        assert_eq!(c.calculate(true, estimate, false, Bitrate::ZERO).padding_rate, Bitrate::ZERO);
-        let minimum = Bitrate::kbps(800);
-        assert_eq!(c.calculate(true, estimate, false, minimum).padding_rate, minimum);
-    }
-
-    #[test]
     fn automatic_padding_is_also_capped_by_estimate() {
         let c = PacerControl::new(DEFAULT_PADDING_FLOOR);
         for estimate in [Bitrate::ZERO, Bitrate::kbps(20)] {
