@@ -82,7 +82,7 @@ enum Command {
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
         /// The bots' media stack: webrtc (webrtc-rs, browser-like, about 11 µs of CPU a packet) or light
-        /// (str0m, cheap enough to load the node to its limit; Convene only).
+        /// (str0m, cheap enough to load the SFU to its limit), for Convene's bots and Janus's alike.
         #[arg(long, default_value = "webrtc")]
         bots: convene_bench::BotStack,
     },

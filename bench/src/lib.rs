@@ -167,7 +167,7 @@ pub struct BenchOptions {
     pub record: bool,
     /// The database of the Convene under test, when not SQLite in its data directory.
     pub database_url: Option<String>,
-    /// The bots' media stack (Convene only; Janus's bots are webrtc-rs).
+    /// The bots' media stack, for either target.
     pub bots: BotStack,
 }
 
@@ -184,9 +184,6 @@ impl BenchOptions {
         }
         if self.record && self.target != TargetChoice::Convene {
             bail!("--record measures Convene's recorder: use --target convene");
-        }
-        if self.bots == BotStack::Light && self.target != TargetChoice::Convene {
-            bail!("--bots light speaks Convene's signalling only: use --target convene");
         }
         Ok(())
     }
@@ -376,7 +373,7 @@ async fn run_target(target: Target, options: &BenchOptions, dir: &Path) -> anyho
         join_p95_ms: percentile(&joins, 0.95),
         join_failures: failures,
         bots_cpu_seconds: figures.bots_cpu_seconds,
-        bots: if target == Target::Convene { options.bots } else { BotStack::WebRtc }.to_string(),
+        bots: options.bots.to_string(),
         bot_us_per_packet: figures.bot_us_per_packet(),
         machine_cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         ramp,

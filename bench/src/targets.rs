@@ -113,6 +113,7 @@ impl Sfu {
                 bot.speaking = index == 0;
                 bot.stage = Some(participant_name(meeting, 0));
                 bot.timeout = JOIN_TIMEOUT;
+                bot.stack = options.bots;
                 Ok(Participant::Janus(JanusBot::join(bot).await?))
             }
         }

@@ -2,17 +2,18 @@
 //! estimation of its own, and many bots' sessions on each of a few threads ([`hub`]), so that one machine can
 //! drive the customer's scale and the figures measure the SFU rather than the load generator. It sends the
 //! same payloads and feeds the same stats as the webrtc-rs stack, which stays the conformance check
-//! (browser-like RTX, NACK and transport-cc interceptors).
+//! (browser-like RTX, NACK and transport-cc interceptors). A session serves Convene's bots and Janus's alike:
+//! it speaks SDP, and the bot around it speaks the SFU's signalling.
 
 mod hub;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use convene_media::batch_io::BatchSocket;
-use convene_signal::{ClientMessage, MediaKind, TrackInfo};
+use convene_signal::{ClientMessage, MediaKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
@@ -22,8 +23,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
 use crate::bot::{BotError, Negotiation, Shared};
-use crate::media::{AudioSource, MediaOptions, RIDS, VideoSource, micros, now_us, since_epoch};
-use crate::stats::Received;
+use crate::media::{AudioSource, MediaOptions, RIDS, SendShared, VideoSource, micros, now_us, since_epoch};
+use crate::stats::{Received, Recorder};
 
 impl From<str0m::RtcError> for BotError {
     fn from(error: str0m::RtcError) -> Self {
@@ -41,6 +42,49 @@ impl From<std::io::Error> for BotError {
 impl From<str0m::error::SdpError> for BotError {
     fn from(error: str0m::error::SdpError) -> Self {
         Self::Protocol(format!("unreadable SDP: {error}"))
+    }
+}
+
+/// What a light session shares with the bot it serves (Convene's or Janus's): where what it receives is
+/// recorded, what its sources share with the bot, and how a failure on the media thread ends the bot.
+pub(crate) struct SessionOwner {
+    pub(crate) recorder: Arc<Mutex<Recorder>>,
+    pub(crate) send: Arc<SendShared>,
+    /// Ends the bot once: the first reason sticks.
+    pub(crate) end: Box<dyn Fn(BotError) + Send>,
+}
+
+/// A negotiation step for a session; each answers the SDP to send the SFU, if any.
+pub(crate) enum Step {
+    /// Offer what the bot publishes (once; nothing when it publishes nothing).
+    Offer,
+    /// Take the SFU's answer to that offer.
+    Accept(String),
+    /// Answer the SFU's offer (nothing when it crosses the bot's own pending offer).
+    Answer(String),
+}
+
+/// A light session on a media thread, as the bot's tasks hold it: cloned freely, closed when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub(crate) struct LightPeer(Arc<hub::SessionHandle>);
+
+impl LightPeer {
+    /// Opens a session that publishes what `options` say, on a socket of its own at `address` (a loopback
+    /// address the SFU's candidates can reach); `state` follows its connection.
+    pub(crate) fn open(
+        owner: SessionOwner,
+        address: Ipv4Addr,
+        options: &MediaOptions,
+        state: watch::Sender<RTCPeerConnectionState>,
+    ) -> Result<Self, BotError> {
+        let session = Session::open(owner, address, state, options)?;
+        Ok(Self(Arc::new(hub::open(session)?)))
+    }
+
+    /// Runs a step on the session's thread. An error has already ended the session, and the bot with it.
+    pub(crate) async fn negotiate(&self, step: Step) -> Result<Option<String>, BotError> {
+        self.0.negotiate(step).await
     }
 }
 
@@ -69,7 +113,7 @@ struct Session {
 struct Peer {
     rtc: Rtc,
     local: SocketAddr,
-    shared: Arc<Shared>,
+    owner: SessionOwner,
     state: watch::Sender<RTCPeerConnectionState>,
     pending: Option<SdpPendingOffer>,
     /// The m-lines the bot publishes on, before the answer names their payload types.
@@ -127,7 +171,15 @@ pub(crate) async fn drive(
     offered: oneshot::Sender<Result<(), BotError>>,
 ) {
     let mut offered = Some(offered);
-    let session = match Session::open(shared.clone(), state, &options).and_then(hub::open) {
+    let owner = SessionOwner {
+        recorder: shared.recorder.clone(),
+        send: shared.send.clone(),
+        end: Box::new({
+            let shared = shared.clone();
+            move |error| shared.end(error)
+        }),
+    };
+    let session = match LightPeer::open(owner, Ipv4Addr::LOCALHOST, &options, state) {
         Ok(session) => session,
         Err(error) => {
             if let Some(offered) = offered.take() {
@@ -147,7 +199,7 @@ pub(crate) async fn drive(
             },
         };
         let first_offer = matches!(step, Negotiation::Start) && offered.is_some();
-        let result = match session.negotiate(step).await {
+        let result = match convene_step(&shared, &session, step).await {
             Ok(Some(message)) => shared.outgoing.send(message).await.map_err(|_| BotError::Left),
             Ok(None) => Ok(()),
             Err(error) => Err(error),
@@ -162,13 +214,42 @@ pub(crate) async fn drive(
     }
 }
 
+/// A step of Convene's negotiation on the session, and the message that answers it.
+async fn convene_step(
+    shared: &Shared,
+    session: &LightPeer,
+    step: Negotiation,
+) -> Result<Option<ClientMessage>, BotError> {
+    Ok(match step {
+        Negotiation::Start => session.negotiate(Step::Offer).await?.map(|sdp| ClientMessage::Offer {
+            sdp,
+            screen: None,
+            publish_only: false,
+        }),
+        Negotiation::Answer(sdp) => {
+            session.negotiate(Step::Accept(sdp)).await?;
+            None
+        }
+        Negotiation::Offer { sdp, tracks } => {
+            let answer = session.negotiate(Step::Answer(sdp)).await?;
+            if answer.is_some()
+                && let Ok(mut mapping) = shared.tracks.lock()
+            {
+                *mapping = tracks;
+            }
+            answer.map(|sdp| ClientMessage::Answer { sdp })
+        }
+    })
+}
+
 impl Session {
     fn open(
-        shared: Arc<Shared>,
+        owner: SessionOwner,
+        address: Ipv4Addr,
         state: watch::Sender<RTCPeerConnectionState>,
         options: &MediaOptions,
     ) -> Result<Self, BotError> {
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let socket = std::net::UdpSocket::bind((address, 0))?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let socket = BatchSocket::over(socket)?;
@@ -185,7 +266,7 @@ impl Session {
         let peer = Peer {
             rtc,
             local,
-            shared,
+            owner,
             state,
             pending: None,
             offered: (None, None),
@@ -221,19 +302,19 @@ impl Session {
         due
     }
 
-    /// Runs a negotiation step; answers the message for the node, if any.
-    fn negotiate(&mut self, step: Negotiation) -> Result<Option<ClientMessage>, BotError> {
+    /// Runs a negotiation step; answers the SDP for the SFU, if any.
+    fn negotiate(&mut self, step: Step) -> Result<Option<String>, BotError> {
         self.touched = true;
         match step {
-            Negotiation::Start if !self.started => {
+            Step::Offer if !self.started => {
                 self.started = true;
                 self.peer.offer()
             }
-            Negotiation::Start => Ok(None),
-            Negotiation::Answer(sdp) => self.peer.accept_answer(&sdp).map(|()| None),
-            // As the webrtc-rs stack: the node withdraws an offer that crosses ours and offers again later.
-            Negotiation::Offer { .. } if self.peer.pending.is_some() => Ok(None),
-            Negotiation::Offer { sdp, tracks } => self.peer.answer(&sdp, tracks).map(Some),
+            Step::Offer => Ok(None),
+            Step::Accept(sdp) => self.peer.accept_answer(&sdp).map(|()| None),
+            // As the webrtc-rs stack: Convene's node withdraws an offer that crosses ours and offers again later.
+            Step::Answer(_) if self.peer.pending.is_some() => Ok(None),
+            Step::Answer(sdp) => self.peer.answer(&sdp).map(Some),
         }
     }
 
@@ -309,7 +390,7 @@ impl Session {
             Ok(()) | Err(BotError::Left) => {}
             Err(error) => {
                 tracing::warn!(%error, "light bot failed");
-                self.peer.shared.end(error);
+                (self.peer.owner.end)(error);
             }
         }
         self.peer.rtc.disconnect();
@@ -323,7 +404,7 @@ impl Peer {
 
     /// The bot's first offer: its microphone and camera (three simulcast layers, or one), send-only; nothing
     /// when it publishes neither.
-    fn offer(&mut self) -> Result<Option<ClientMessage>, BotError> {
+    fn offer(&mut self) -> Result<Option<String>, BotError> {
         let mut change = self.rtc.sdp_api();
         let audio =
             self.audio.then(|| change.add_media(str0m::media::MediaKind::Audio, Direction::SendOnly, None, None, None));
@@ -338,8 +419,7 @@ impl Peer {
         let Some((offer, pending)) = change.apply() else { return Ok(None) };
         self.offered = (audio, video);
         self.pending = Some(pending);
-        let sdp = offer.to_sdp_string();
-        Ok(Some(ClientMessage::Offer { sdp, screen: None, publish_only: false }))
+        Ok(Some(offer.to_sdp_string()))
     }
 
     fn accept_answer(&mut self, sdp: &str) -> Result<(), BotError> {
@@ -360,13 +440,9 @@ impl Peer {
         Ok(())
     }
 
-    fn answer(&mut self, sdp: &str, tracks: Vec<TrackInfo>) -> Result<ClientMessage, BotError> {
-        if let Ok(mut mapping) = self.shared.tracks.lock() {
-            *mapping = tracks;
-        }
+    fn answer(&mut self, sdp: &str) -> Result<String, BotError> {
         let offer = SdpOffer::from_sdp_string(sdp)?;
-        let answer = self.rtc.sdp_api().accept_offer(offer)?;
-        Ok(ClientMessage::Answer { sdp: answer.to_sdp_string() })
+        Ok(self.rtc.sdp_api().accept_offer(offer)?.to_sdp_string())
     }
 
     fn poll(&mut self, mut transmit: impl FnMut(SocketAddr, &[u8])) -> Result<Instant, BotError> {
@@ -398,7 +474,7 @@ impl Peer {
             Event::KeyframeRequest(request) => {
                 let layer = request.rid.map_or(Some(0), |rid| RIDS.iter().position(|r| rid == Rid::from(*r)));
                 if let Some(layer) = layer {
-                    self.shared.send.keyframe_asked(layer);
+                    self.owner.send.keyframe_asked(layer);
                 }
             }
             _ => {}
@@ -408,7 +484,7 @@ impl Peer {
 
     fn record(&mut self, packet: &RtpPacket) {
         let ssrc = packet.header.ssrc;
-        let Ok(mut recorder) = self.shared.recorder.lock() else { return };
+        let Ok(mut recorder) = self.owner.recorder.lock() else { return };
         let (mid, kind) = match self.receiving.get(&ssrc) {
             Some(track) => *track,
             None => {
@@ -439,7 +515,7 @@ impl Peer {
     fn write_video(&mut self, source: &mut VideoSource) {
         let Some((mid, pt)) = self.published.as_ref().and_then(|published| published.video) else { return };
         let now = Instant::now();
-        for frame in source.next_frames(&self.shared.send) {
+        for frame in source.next_frames(&self.owner.send) {
             let rid = self.simulcast.then(|| Rid::from(RIDS[frame.layer]));
             let mut api = self.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, rid) else { continue };
@@ -451,14 +527,14 @@ impl Peer {
                 stream.write_rtp(write);
             }
             if frame.keyframe {
-                source.keyframe_written(frame.layer, &self.shared.send);
+                source.keyframe_written(frame.layer, &self.owner.send);
             }
         }
     }
 
     fn write_audio(&mut self, source: &mut AudioSource) {
         let Some((mid, pt)) = self.published.as_ref().and_then(|published| published.audio) else { return };
-        let packet = source.next_packet(&self.shared.send);
+        let packet = source.next_packet(&self.owner.send);
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else { return };
         let level = -i8::try_from(packet.level).unwrap_or(127);

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use convene_bots::{
-    BotStats, JanusBot, JanusConfig, JanusOptions, JanusServer, JanusServerError, LayerProfile, TrackStats,
+    BotStack, BotStats, JanusBot, JanusConfig, JanusOptions, JanusServer, JanusServerError, LayerProfile, TrackStats,
     VideoProfile,
 };
 use convene_signal::{MediaKind, ParticipantId, TrackSource};
@@ -52,6 +52,16 @@ async fn start_janus(dir: &std::path::Path) -> JanusServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_bots_receive_each_other_with_the_stage_in_high_and_the_rest_in_low() {
+    three_bots_in_a_room(BotStack::WebRtc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_light_bots_receive_each_other_with_the_stage_in_high_and_the_rest_in_low() {
+    three_bots_in_a_room(BotStack::Light).await;
+}
+
+/// Three bots on `stack` join, receive each other in the layers the stage rule asks for, and one leaves.
+async fn three_bots_in_a_room(stack: BotStack) {
     let dir = tempfile::tempdir().unwrap();
     let janus = start_janus(dir.path()).await;
     assert!(std::path::Path::new(&format!("/proc/{}/stat", janus.pid())).exists());
@@ -63,6 +73,7 @@ async fn three_bots_receive_each_other_with_the_stage_in_high_and_the_rest_in_lo
         options.video = Some(light_profile());
         options.speaking = index == 0;
         options.stage = Some(STAGE.to_owned());
+        options.stack = stack;
         bots.push(JanusBot::join(options).await.unwrap());
     }
     let mut ids: Vec<ParticipantId> = bots.iter().map(JanusBot::id).collect();

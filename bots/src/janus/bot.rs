@@ -1,18 +1,19 @@
 //! A participant in a Janus VideoRoom: one handle publishes the bots' simulcast VP8 and Opus, another
 //! subscribes to everyone else in one PeerConnection (Janus 1.x multistream), asking for the stage's high
-//! layer and everyone else's low layer, as a client with one stage and thumbnails would.
+//! layer and everyone else's low layer, as a client with one stage and thumbnails would. The two connections
+//! run on either media stack ([`BotStack`]), as Convene's bots do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use convene_signal::{ParticipantId, TrackInfo, TrackSource};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use webrtc::api::API;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -20,7 +21,9 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
 use super::api::{Departure, Failure, Jsep, Message, PluginEvent, RoomEvent, SdpKind, Session, StreamKind};
 use super::api::{SubscriptionStream, VIDEOROOM, client};
-use crate::bot::{self, BotError};
+use super::server::ICE_ADDRESS;
+use crate::bot::{self, BotError, BotStack};
+use crate::light::{LightPeer, SessionOwner, Step};
 use crate::media::{self, MediaOptions, Publisher, SendShared, VideoProfile};
 use crate::stats::{self, BotStats, DelayHistogram, Recorder};
 
@@ -58,6 +61,8 @@ pub struct JanusOptions {
     pub stage: Option<String>,
     /// The longest wait for each request and each step of joining.
     pub timeout: Duration,
+    /// The media stack of both connections.
+    pub stack: BotStack,
 }
 
 impl JanusOptions {
@@ -74,6 +79,7 @@ impl JanusOptions {
             keyframe_interval: Duration::from_secs(10),
             stage: None,
             timeout: Duration::from_secs(10),
+            stack: BotStack::WebRtc,
         }
     }
 
@@ -103,27 +109,137 @@ impl Handles {
     }
 }
 
-/// The two PeerConnections, closed together.
-struct Connections {
-    publisher: Arc<RTCPeerConnection>,
-    subscriber: Arc<RTCPeerConnection>,
+/// The publisher's and the subscriber's connections, closed together when the bot ends.
+enum Connections {
+    WebRtc {
+        publisher: Arc<RTCPeerConnection>,
+        subscriber: Arc<RTCPeerConnection>,
+    },
+    /// Sessions on the light bots' media threads: closed when the last clone is dropped.
+    Light {
+        _publisher: LightPeer,
+        _subscriber: LightPeer,
+    },
 }
 
 impl Connections {
-    async fn new(api: &API) -> Result<Self, BotError> {
-        let publisher = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
-        match api.new_peer_connection(RTCConfiguration::default()).await {
-            Ok(subscriber) => Ok(Self { publisher, subscriber: Arc::new(subscriber) }),
-            Err(error) => {
-                let _ = publisher.close().await;
-                Err(error.into())
+    /// Opens both on the stack `options` chose: the publisher with the bot's sources, the subscriber recording
+    /// what arrives into `shared`'s recorder.
+    async fn open(options: &JanusOptions, shared: &Arc<Shared>) -> Result<(Self, Publishing, Subscribing), BotError> {
+        match options.stack {
+            BotStack::WebRtc => {
+                let api = media::build_api(true)?;
+                let publisher = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
+                let subscriber = match api.new_peer_connection(RTCConfiguration::default()).await {
+                    Ok(subscriber) => Arc::new(subscriber),
+                    Err(error) => {
+                        let _ = publisher.close().await;
+                        return Err(error.into());
+                    }
+                };
+                let connections = Self::WebRtc { publisher: publisher.clone(), subscriber: subscriber.clone() };
+                let publisher_state = media::watch_state(&publisher);
+                let subscriber_state = media::watch_state(&subscriber);
+                let publication = match Publisher::add_to(&publisher, &options.media()).await {
+                    Ok(publication) => publication,
+                    Err(error) => {
+                        connections.close().await;
+                        return Err(error.into());
+                    }
+                };
+                media::receive_into(&subscriber, shared.recorder.clone(), shared.cancel.clone());
+                let publishing = Publishing::WebRtc { pc: publisher, publication, state: publisher_state };
+                Ok((connections, publishing, Subscribing::WebRtc { pc: subscriber, state: subscriber_state }))
+            }
+            BotStack::Light => {
+                // Janus sends from its ICE address on an interface of its own, from where the kernel refuses
+                // to send to 127.0.0.1: the sessions' sockets sit at that address too.
+                let address: Ipv4Addr = ICE_ADDRESS
+                    .parse()
+                    .map_err(|_| BotError::Options(format!("{ICE_ADDRESS} is not an IPv4 address")))?;
+                let owner = || SessionOwner {
+                    recorder: shared.recorder.clone(),
+                    send: shared.send.clone(),
+                    end: Box::new({
+                        let shared = shared.clone();
+                        move |error| shared.end(error)
+                    }),
+                };
+                let new = || watch::Sender::new(RTCPeerConnectionState::New);
+                let publisher = LightPeer::open(owner(), address, &options.media(), new())?;
+                let receive_only = MediaOptions { video: None, audio: false, ..options.media() };
+                let subscriber = LightPeer::open(owner(), address, &receive_only, new())?;
+                let connections = Self::Light { _publisher: publisher.clone(), _subscriber: subscriber.clone() };
+                Ok((connections, Publishing::Light(publisher), Subscribing::Light(subscriber)))
             }
         }
     }
 
-    async fn close(&self) {
-        for pc in [&self.publisher, &self.subscriber] {
-            let _ = tokio::time::timeout(LEAVE_TIMEOUT, pc.close()).await;
+    async fn close(self) {
+        if let Self::WebRtc { publisher, subscriber } = self {
+            for pc in [publisher, subscriber] {
+                let _ = tokio::time::timeout(LEAVE_TIMEOUT, pc.close()).await;
+            }
+        }
+    }
+}
+
+/// The publisher's connection until Janus answers its offer.
+enum Publishing {
+    WebRtc { pc: Arc<RTCPeerConnection>, publication: Publisher, state: watch::Receiver<RTCPeerConnectionState> },
+    Light(LightPeer),
+}
+
+impl Publishing {
+    /// The offer to publish with; none when the bot publishes nothing.
+    async fn offer(&self, timeout: Duration) -> Result<Option<String>, BotError> {
+        match self {
+            Self::WebRtc { pc, .. } => {
+                if pc.get_transceivers().await.is_empty() {
+                    return Ok(None);
+                }
+                let offer = pc.create_offer(None).await?;
+                Ok(Some(bot::set_local_and_gather(pc, offer, timeout).await?))
+            }
+            Self::Light(peer) => peer.negotiate(Step::Offer).await,
+        }
+    }
+
+    /// Takes Janus's answer; the sources send once the connection is up.
+    async fn accept(self, answer: String, shared: &Shared) -> Result<(), BotError> {
+        match self {
+            Self::WebRtc { pc, publication, state } => {
+                pc.set_remote_description(RTCSessionDescription::answer(answer)?).await?;
+                publication.start(&shared.send, &state, &shared.cancel);
+            }
+            Self::Light(peer) => {
+                peer.negotiate(Step::Accept(answer)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The subscriber's connection, which answers Janus's offers.
+enum Subscribing {
+    WebRtc { pc: Arc<RTCPeerConnection>, state: watch::Receiver<RTCPeerConnectionState> },
+    Light(LightPeer),
+}
+
+impl Subscribing {
+    async fn answer(&self, offer: String, timeout: Duration) -> Result<String, BotError> {
+        match self {
+            Self::WebRtc { pc, state } => {
+                bot::ready_for_offer(pc, state, timeout).await?;
+                pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
+                let answer = pc.create_answer(None).await?;
+                bot::set_local_and_gather(pc, answer, timeout).await
+            }
+            // The subscriber never offers, so its session always answers.
+            Self::Light(peer) => peer
+                .negotiate(Step::Answer(offer))
+                .await?
+                .ok_or_else(|| BotError::Protocol("the subscription's session had an offer pending".to_owned())),
         }
     }
 }
@@ -199,34 +315,15 @@ impl JanusBot {
         }
         let joining_us = media::now_us();
         let timeout = options.timeout;
-        let api = media::build_api(true)?;
-        let connections = Connections::new(&api).await?;
-        let publisher_state = media::watch_state(&connections.publisher);
-        let subscriber_state = media::watch_state(&connections.subscriber);
-        let setup = async {
-            let publication = Publisher::add_to(&connections.publisher, &options.media()).await?;
-            let session = Session::create(client()?, &options.url, timeout).await?;
-            Ok::<_, BotError>((publication, Arc::new(session)))
-        }
-        .await;
-        let (publication, session) = match setup {
-            Ok(setup) => setup,
-            Err(error) => {
-                connections.close().await;
-                return Err(error);
-            }
-        };
-        let publisher_pc = connections.publisher.clone();
-        let subscriber_pc = connections.subscriber.clone();
-        // From here on, failing (or dropping the bot) ends the session and closes both connections.
+        let session = Arc::new(Session::create(client()?, &options.url, timeout).await?);
+        // From here on, failing (or dropping the bot) destroys the session and closes both connections.
         let cancel = CancellationToken::new();
+        let (opened, connections) = oneshot::channel();
         let teardown = tokio::spawn(tear_down(session.clone(), connections, cancel.clone()));
         let guard = cancel.clone().drop_guard();
 
         let handles =
             Handles { publisher: session.attach(VIDEOROOM).await?, subscriber: session.attach(VIDEOROOM).await? };
-        let recorder = Arc::new(Mutex::new(Recorder::default()));
-        media::receive_into(&subscriber_pc, recorder.clone(), cancel.clone());
         let send = Arc::new(SendShared::default());
         send.speaking.store(options.speaking, Ordering::Relaxed);
         let shared = Arc::new(Shared {
@@ -234,7 +331,7 @@ impl JanusBot {
             handles,
             room: options.room,
             id: AtomicU64::new(0),
-            recorder,
+            recorder: Arc::new(Mutex::new(Recorder::default())),
             tracks: Mutex::new(Vec::new()),
             send,
             joining_us,
@@ -242,19 +339,23 @@ impl JanusBot {
             failure: Mutex::new(None),
             cancel: cancel.clone(),
         });
+        let (connections, publishing, subscribing) = Connections::open(&options, &shared).await?;
+        if let Err(connections) = opened.send(connections) {
+            connections.close().await;
+            return Err(BotError::Left);
+        }
         let (subscription_events, subscription_events_rx) = mpsc::channel(SUBSCRIPTION_EVENTS);
         tokio::spawn(poll_events(shared.clone(), subscription_events));
         tokio::spawn(keep_alive(shared.clone()));
         let bot = Self { shared, teardown, _guard: guard };
-        let private_id = match bot.enter(&options, &publisher_pc, publication, &publisher_state).await {
+        let private_id = match bot.enter(&options, publishing).await {
             Ok(private_id) => private_id,
             // A request fails plainly when the bot ended meanwhile: the reason it ended says more.
             Err(error) => return Err(bot.failure().unwrap_or(error)),
         };
         let subscription = Subscription {
             shared: bot.shared.clone(),
-            pc: subscriber_pc,
-            state: subscriber_state,
+            peer: subscribing,
             private_id,
             stage: options.stage,
             timeout,
@@ -268,13 +369,7 @@ impl JanusBot {
     }
 
     /// Joins the room as a publisher and publishes; returns the id to tie the subscription to.
-    async fn enter(
-        &self,
-        options: &JanusOptions,
-        pc: &RTCPeerConnection,
-        publication: Publisher,
-        state: &watch::Receiver<RTCPeerConnectionState>,
-    ) -> Result<Option<u64>, BotError> {
+    async fn enter(&self, options: &JanusOptions, publishing: Publishing) -> Result<Option<u64>, BotError> {
         let shared = &self.shared;
         let join = json!({ "request": "join", "ptype": "publisher", "room": options.room, "display": options.display });
         let joined = shared.request(shared.handles.publisher, join, None).await?;
@@ -284,11 +379,7 @@ impl JanusBot {
             })?;
         shared.id.store(id, Ordering::Relaxed);
         shared.note_room(&joined.data);
-        if pc.get_transceivers().await.is_empty() {
-            return Ok(joined.data.private_id);
-        }
-        let offer = pc.create_offer(None).await?;
-        let sdp = bot::set_local_and_gather(pc, offer, options.timeout).await?;
+        let Some(sdp) = publishing.offer(options.timeout).await? else { return Ok(joined.data.private_id) };
         // The bots list their RIDs lowest first; Janus assumes highest first unless told.
         let jsep = json!({ "type": "offer", "sdp": sdp, "trickle": false, "rid_order": "lmh" });
         let published = shared.request(shared.handles.publisher, json!({ "request": "publish" }), Some(jsep)).await?;
@@ -296,8 +387,7 @@ impl JanusBot {
             .jsep
             .filter(|jsep| jsep.kind == SdpKind::Answer)
             .ok_or_else(|| BotError::Protocol("janus took the publication without an answer".to_owned()))?;
-        pc.set_remote_description(RTCSessionDescription::answer(answer.sdp)?).await?;
-        publication.start(&shared.send, state, &shared.cancel);
+        publishing.accept(answer.sdp, shared).await?;
         Ok(joined.data.private_id)
     }
 
@@ -348,11 +438,14 @@ impl JanusBot {
     }
 }
 
-/// Once the bot ends: destroys the session (Janus then detaches both handles) and closes both connections.
-async fn tear_down(session: Arc<Session>, connections: Connections, cancel: CancellationToken) {
+/// Once the bot ends: destroys the session (Janus then detaches both handles) and closes both connections,
+/// if the bot got as far as opening them.
+async fn tear_down(session: Arc<Session>, connections: oneshot::Receiver<Connections>, cancel: CancellationToken) {
     cancel.cancelled().await;
     let _ = tokio::time::timeout(LEAVE_TIMEOUT, session.destroy()).await;
-    connections.close().await;
+    if let Ok(connections) = connections.await {
+        connections.close().await;
+    }
 }
 
 /// Janus expires an idle session; a keepalive is a request.
@@ -423,8 +516,7 @@ fn dispatch(shared: &Shared, subscription: &mpsc::Sender<PluginEvent>, message: 
 /// The subscriber handle and its PeerConnection: one task, one negotiation at a time.
 struct Subscription {
     shared: Arc<Shared>,
-    pc: Arc<RTCPeerConnection>,
-    state: watch::Receiver<RTCPeerConnectionState>,
+    peer: Subscribing,
     private_id: Option<u64>,
     stage: Option<String>,
     timeout: Duration,
@@ -546,10 +638,7 @@ impl Subscription {
         if offer.kind != SdpKind::Offer {
             return Err(BotError::Protocol("janus sent the subscription an answer".to_owned()));
         }
-        bot::ready_for_offer(&self.pc, &self.state, self.timeout).await?;
-        self.pc.set_remote_description(RTCSessionDescription::offer(offer.sdp)?).await?;
-        let answer = self.pc.create_answer(None).await?;
-        let sdp = bot::set_local_and_gather(&self.pc, answer, self.timeout).await?;
+        let sdp = self.peer.answer(offer.sdp, self.timeout).await?;
         let jsep = json!({ "type": "answer", "sdp": sdp, "trickle": false });
         self.shared.request(self.shared.handles.subscriber, json!({ "request": "start" }), Some(jsep)).await?;
         Ok(())

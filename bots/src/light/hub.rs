@@ -10,13 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use convene_signal::ClientMessage;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::oneshot;
 
-use super::Session;
-use crate::bot::{BotError, Negotiation};
+use super::{Session, Step};
+use crate::bot::BotError;
 
 /// The most media threads: beyond this the bots would only take cores from the SFU they measure.
 const MAX_THREADS: usize = 4;
@@ -33,7 +32,7 @@ const WAKER: Token = Token(usize::MAX);
 /// What a bot's task asks of its session's thread.
 enum Command {
     Open(u64, Box<Session>),
-    Negotiate(u64, Negotiation, oneshot::Sender<Result<Option<ClientMessage>, BotError>>),
+    Negotiate(u64, Step, oneshot::Sender<Result<Option<String>, BotError>>),
     Close(u64),
 }
 
@@ -84,9 +83,9 @@ pub(super) fn open(session: Session) -> Result<SessionHandle, BotError> {
 }
 
 impl SessionHandle {
-    /// Runs a negotiation step on the session; answers the message to send the node, if any. An error has
-    /// already ended the session (and the bot, with that reason).
-    pub(super) async fn negotiate(&self, step: Negotiation) -> Result<Option<ClientMessage>, BotError> {
+    /// Runs a negotiation step on the session; answers the SDP to send the SFU, if any. An error has already
+    /// ended the session (and the bot, with that reason).
+    pub(super) async fn negotiate(&self, step: Step) -> Result<Option<String>, BotError> {
         let (reply, replied) = oneshot::channel();
         self.thread.send(Command::Negotiate(self.id, step, reply))?;
         replied.await.unwrap_or(Err(BotError::Left))
@@ -184,7 +183,7 @@ impl Sessions {
     }
 
     /// Runs a negotiation step and sends what it set off; an error ends the session.
-    fn negotiate(&mut self, id: u64, step: Negotiation) -> Result<Option<ClientMessage>, BotError> {
+    fn negotiate(&mut self, id: u64, step: Step) -> Result<Option<String>, BotError> {
         let token = *self.tokens.get(&id).ok_or(BotError::Left)?;
         let session = self.by_token.get_mut(&token).ok_or(BotError::Left)?;
         let now = Instant::now();
