@@ -220,6 +220,14 @@ pub(super) struct PluginEvent {
     pub(super) jsep: Option<Jsep>,
 }
 
+impl PluginEvent {
+    /// Whether a subscription's event asks it to renegotiate or describes its streams anew; Janus also sends
+    /// one for every simulcast layer switch, which changes neither.
+    pub(super) fn changes_subscription(&self) -> bool {
+        self.jsep.is_some() || self.data.streams.is_some()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ServerInfo {
     #[serde(rename = "server-name")]
@@ -454,8 +462,20 @@ mod tests {
               {"type":"video","active":false,"mindex":1,"mid":"1","ready":false,"send":true}]}"#,
         )
         .unwrap();
-        let streams = data.streams.unwrap();
+        let streams = data.streams.clone().unwrap();
         assert_eq!((streams[0].kind, streams[0].feed_id, streams[0].active), (StreamKind::Audio, Some(9), true));
         assert_eq!((streams[1].kind, streams[1].feed_id, streams[1].active), (StreamKind::Video, None, false));
+        assert!(PluginEvent { data, jsep: None }.changes_subscription(), "a new layout");
+    }
+
+    #[test]
+    fn a_layer_switch_does_not_change_a_subscription_but_an_offer_does() {
+        // Janus sends one of these for every simulcast layer switch: hundreds in a meeting's first seconds.
+        let switch: RoomEvent =
+            serde_json::from_str(r#"{"videoroom":"event","room":5,"mid":"1","substream":2}"#).unwrap();
+        assert!(!PluginEvent { data: switch, jsep: None }.changes_subscription());
+        let update: RoomEvent = serde_json::from_str(r#"{"videoroom":"updating","room":5}"#).unwrap();
+        let offer = Jsep { kind: SdpKind::Offer, sdp: "v=0".to_owned() };
+        assert!(PluginEvent { data: update, jsep: Some(offer) }.changes_subscription());
     }
 }

@@ -29,7 +29,8 @@ use crate::stats::{self, BotStats, DelayHistogram, Recorder};
 
 /// Janus expires a session after 60 s without a request.
 const KEEPALIVE: Duration = Duration::from_secs(25);
-/// Subscription events Janus sends on its own (offers it postponed or made when a publisher went).
+/// Subscription events Janus sends on its own that change it (offers it postponed or made when a publisher
+/// went); the many that only report a layer switch are not queued.
 const SUBSCRIPTION_EVENTS: usize = 16;
 /// The simulcast layer asked for: the stage's highest, everyone else's lowest.
 const STAGE_SUBSTREAM: u8 = 2;
@@ -493,7 +494,7 @@ fn dispatch(shared: &Shared, subscription: &mpsc::Sender<PluginEvent>, message: 
             let Some(event) = shared.session.deliver(transaction.as_deref(), event) else { return Ok(()) };
             if sender == handles.publisher {
                 shared.note_room(&event.data);
-            } else if sender == handles.subscriber {
+            } else if sender == handles.subscriber && event.changes_subscription() {
                 subscription.try_send(event).map_err(|_| {
                     BotError::Protocol("janus sent more subscription updates than the bot queues".to_owned())
                 })?;
