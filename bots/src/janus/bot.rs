@@ -4,7 +4,6 @@
 //! run on either media stack ([`BotStack`]), as Convene's bots do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -155,9 +154,6 @@ impl Connections {
             BotStack::Light => {
                 // Janus sends from its ICE address on an interface of its own, from where the kernel refuses
                 // to send to 127.0.0.1: the sessions' sockets sit at that address too.
-                let address: Ipv4Addr = ICE_ADDRESS
-                    .parse()
-                    .map_err(|_| BotError::Options(format!("{ICE_ADDRESS} is not an IPv4 address")))?;
                 let owner = || SessionOwner {
                     recorder: shared.recorder.clone(),
                     send: shared.send.clone(),
@@ -167,9 +163,9 @@ impl Connections {
                     }),
                 };
                 let new = || watch::Sender::new(RTCPeerConnectionState::New);
-                let publisher = LightPeer::open(owner(), address, &options.media(), new())?;
+                let publisher = LightPeer::open(owner(), ICE_ADDRESS, &options.media(), new())?;
                 let receive_only = MediaOptions { video: None, audio: false, ..options.media() };
-                let subscriber = LightPeer::open(owner(), address, &receive_only, new())?;
+                let subscriber = LightPeer::open(owner(), ICE_ADDRESS, &receive_only, new())?;
                 let connections = Self::Light { _publisher: publisher.clone(), _subscriber: subscriber.clone() };
                 Ok((connections, Publishing::Light(publisher), Subscribing::Light(subscriber)))
             }

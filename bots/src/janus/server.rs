@@ -18,7 +18,7 @@ use crate::media;
 pub const JANUS_BINARY: &str = "/usr/bin/janus";
 /// The address Janus gathers ICE candidates on. Janus skips loopback interfaces, so the address sits on an
 /// interface of its own (see [`JanusServer::start`]); traffic to it stays on the host like any 127/8 traffic.
-pub const ICE_ADDRESS: &str = "127.0.0.2";
+pub const ICE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const ICE_INTERFACE: &str = "cnv-janus";
 const ICE_INTERFACE_PEER: &str = "cnv-janus-peer";
 /// Room settings: room for any meeting the benchmark makes, a REMB cap above every bot profile, and a
