@@ -583,7 +583,7 @@ impl Sfu {
                     contents: transmit.contents.into(),
                 }),
                 Output::Event(Event::RtpPacket(packet)) => {
-                    if let Some(forward) = classify(key, peer, *packet) {
+                    if let Some(forward) = classify(key, peer, packet) {
                         if let Some(ingress) = peer.ingress.iter_mut().find(|ingress| ingress.mid == forward.mid) {
                             ingress.record(forward.layer, forward.packet.payload.len(), now);
                         }
