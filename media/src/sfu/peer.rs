@@ -26,6 +26,14 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 const INBOUND_PER_SECOND: u32 = 4_000;
 /// The burst allowed on top (a keyframe on every layer at once).
 const INBOUND_BURST: u32 = 1_000;
+/// How long a forwarded video packet is kept for a NACK: a second, the floor of libwebrtc's own sender (str0m
+/// keeps three). A later resend comes after the receiver gave up on its frame, and the shorter cache is a
+/// third of the memory every forwarded packet is written into.
+const RESEND_WINDOW: Duration = Duration::from_secs(1);
+/// At most this many packets in that window: str0m's default, a second of 1080p's top layer.
+const RESEND_PACKETS: usize = 1_000;
+/// Queued resends are dropped past this share of what a stream sends (str0m's default).
+const RESEND_RATIO_CAP: f32 = 0.15;
 
 /// What one participant may publish: a microphone, and a camera and a screen. More would fan out to every
 /// member of the room (and stall the shard other tenants' rooms share), so an offer with more is refused.
@@ -368,6 +376,9 @@ impl Peer {
                     // padding stay paced). The answer just made the m-line's stream.
                     if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
                         stream.set_unpaced(true);
+                        if egress.kind == MediaKind::Video {
+                            stream.set_rtx_cache(RESEND_PACKETS, RESEND_WINDOW, Some(RESEND_RATIO_CAP));
+                        }
                     }
                     EgressState::Open(mid)
                 }
